@@ -1,0 +1,5 @@
+//! `kindlingd api`: placeholder until its crate lands.
+
+pub fn run(_args: &[String]) -> anyhow::Result<()> {
+    anyhow::bail!("not built yet")
+}

@@ -1,0 +1,1 @@
+//! placeholder: the net crate is being written.

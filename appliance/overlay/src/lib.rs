@@ -1,0 +1,1 @@
+//! placeholder: the overlay crate is being written.

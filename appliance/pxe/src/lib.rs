@@ -1,0 +1,1 @@
+//! placeholder: the pxe crate is being written.

@@ -1,0 +1,393 @@
+//! `site.toml`: one appliance site's configuration. Secure values are the `Default`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// The effective configuration of one appliance, after overlays are merged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub site: SiteIdentity,
+    #[serde(default)]
+    pub network: NetworkConfig,
+    #[serde(default)]
+    pub dns: DnsConfig,
+    #[serde(default)]
+    pub pxe: PxeConfig,
+    /// MAC → node assignments (profile, reserved address, hostname).
+    #[serde(default)]
+    pub nodes: Vec<NodeAssignment>,
+    #[serde(default)]
+    pub stack: StackConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Profiles by name; loaded from `profiles/*.toml` of the overlay tree.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profiles: BTreeMap<String, crate::Profile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteIdentity {
+    /// Overlays signed for another site id are refused.
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    #[serde(default = "default_domain")]
+    pub domain: String,
+}
+
+fn default_hostname() -> String {
+    "kindling".into()
+}
+fn default_domain() -> String {
+    "kindling.internal".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    #[serde(default = "UplinkConfig::default")]
+    pub uplink: UplinkConfig,
+    #[serde(default = "LanConfig::default")]
+    pub lan: LanConfig,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self { uplink: UplinkConfig::default(), lan: LanConfig::default() }
+    }
+}
+
+/// How a NIC role is bound to a physical interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum NicMatch {
+    /// The n-th physical NIC (1-based) in PCI/bus order.
+    Order(u32),
+    /// The NIC with this MAC address (`aa:bb:cc:dd:ee:ff`).
+    Mac(String),
+    /// The NIC at this PCI path, e.g. `0000:00:03.0`.
+    PciPath(String),
+    /// The first NIC that reports carrier and is not claimed by another role.
+    FirstWithCarrier,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkConfig {
+    #[serde(rename = "match", default = "uplink_default_match")]
+    pub nic: NicMatch,
+    #[serde(default)]
+    pub mode: UplinkMode,
+    /// Static mode: address in CIDR form, e.g. `10.0.0.2/24`.
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
+    /// Services reachable from the uplink side (e.g. "api", "vault", "consul", "nomad").
+    /// Nothing by default.
+    #[serde(default)]
+    pub expose: Vec<String>,
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+fn uplink_default_match() -> NicMatch {
+    NicMatch::Order(1)
+}
+
+impl Default for UplinkConfig {
+    fn default() -> Self {
+        Self {
+            nic: uplink_default_match(),
+            mode: UplinkMode::Dhcp,
+            address: None,
+            gateway: None,
+            dns: Vec::new(),
+            expose: Vec::new(),
+            mtu: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UplinkMode {
+    #[default]
+    Dhcp,
+    Static,
+    /// No uplink: LAN services only, no NAT.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanConfig {
+    #[serde(rename = "match", default = "lan_default_match")]
+    pub nic: NicMatch,
+    /// The appliance's LAN address in CIDR form.
+    #[serde(default = "lan_default_address")]
+    pub address: String,
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// Masquerade LAN traffic out of the uplink.
+    #[serde(default = "yes")]
+    pub nat: bool,
+}
+
+fn lan_default_match() -> NicMatch {
+    NicMatch::Order(2)
+}
+fn lan_default_address() -> String {
+    "192.168.100.1/24".into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for LanConfig {
+    fn default() -> Self {
+        Self { nic: lan_default_match(), address: lan_default_address(), vlan: None, mtu: None, nat: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Run the LAN DNS forwarder on the LAN address.
+    #[serde(default = "yes")]
+    pub forwarder: bool,
+    /// Queries under this domain go to Consul's DNS.
+    #[serde(default = "consul_domain")]
+    pub consul_domain: String,
+    /// Upstream resolvers; empty means the ones learnt from the uplink lease.
+    #[serde(default)]
+    pub upstream: Vec<Ipv4Addr>,
+}
+
+fn consul_domain() -> String {
+    "consul".into()
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self { forwarder: true, consul_domain: consul_domain(), upstream: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PxeConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub mode: DhcpMode,
+    #[serde(default = "default_range")]
+    pub range: DhcpRange,
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u32,
+    #[serde(default)]
+    pub ntp: Vec<Ipv4Addr>,
+    /// Profile for MACs with no assignment.
+    #[serde(default)]
+    pub default_profile: Option<String>,
+    /// What an unknown MAC gets: the default profile, a menu, or nothing.
+    #[serde(default)]
+    pub unknown: UnknownMacPolicy,
+    /// Send IPv6 router advertisements on the LAN (stops iPXE's IPv6 wait).
+    #[serde(default = "yes")]
+    pub router_advertisements: bool,
+    #[serde(default = "default_http_port")]
+    pub http_port: u16,
+}
+
+fn default_range() -> DhcpRange {
+    DhcpRange { start: Ipv4Addr::new(192, 168, 100, 100), end: Ipv4Addr::new(192, 168, 100, 200) }
+}
+fn default_lease_secs() -> u32 {
+    3600
+}
+fn default_http_port() -> u16 {
+    80
+}
+
+impl Default for PxeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            mode: DhcpMode::Authoritative,
+            range: default_range(),
+            lease_secs: default_lease_secs(),
+            ntp: Vec::new(),
+            default_profile: None,
+            unknown: UnknownMacPolicy::DefaultProfile,
+            router_advertisements: true,
+            http_port: default_http_port(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DhcpMode {
+    /// Hand out addresses from `range` and boot information.
+    #[default]
+    Authoritative,
+    /// Another DHCP server owns addresses; answer with boot information only.
+    Proxy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpRange {
+    pub start: Ipv4Addr,
+    pub end: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownMacPolicy {
+    #[default]
+    DefaultProfile,
+    Menu,
+    Ignore,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAssignment {
+    pub mac: String,
+    pub profile: String,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackConfig {
+    #[serde(default = "default_datacenter")]
+    pub datacenter: String,
+    #[serde(default)]
+    pub consul: ConsulConfig,
+    #[serde(default)]
+    pub vault: VaultConfig,
+    #[serde(default)]
+    pub nomad: NomadConfig,
+}
+
+fn default_datacenter() -> String {
+    "dc1".into()
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        Self {
+            datacenter: default_datacenter(),
+            consul: ConsulConfig::default(),
+            vault: VaultConfig::default(),
+            nomad: NomadConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsulConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Use Vault as Connect's CA provider.
+    #[serde(default)]
+    pub connect_vault_ca: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub storage: VaultStorage,
+    #[serde(default = "default_key_shares")]
+    pub key_shares: u8,
+    #[serde(default = "default_key_threshold")]
+    pub key_threshold: u8,
+    #[serde(default)]
+    pub unseal: UnsealMode,
+    /// Operator public keys (age X25519 recipients, `age1…`) the unseal keys and
+    /// root token are encrypted to. Required when Vault is enabled.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+}
+
+fn default_key_shares() -> u8 {
+    5
+}
+fn default_key_threshold() -> u8 {
+    3
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            storage: VaultStorage::Raft,
+            key_shares: default_key_shares(),
+            key_threshold: default_key_threshold(),
+            unseal: UnsealMode::Manual,
+            recipients: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VaultStorage {
+    #[default]
+    Raft,
+    Consul,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnsealMode {
+    /// The operator submits key shares; the secure default.
+    #[default]
+    Manual,
+    /// Lab only: one key share is kept on the data partition.
+    Local,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NomadConfig {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// TCP port of the status/control API (LAN side, and uplink if exposed).
+    #[serde(default = "default_api_port")]
+    pub port: u16,
+}
+
+fn default_api_port() -> u16 {
+    9000
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { port: default_api_port() }
+    }
+}

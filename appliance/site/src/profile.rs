@@ -1,0 +1,62 @@
+//! `profiles/<name>.toml`: what a node assigned to a profile boots and how it is configured.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Tags flow into Consul node meta and Nomad client meta (e.g. env=development).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub boot: BootPayload,
+    #[serde(default)]
+    pub cloud_init: CloudInit,
+}
+
+/// What the node boots. Artifact names refer to files the appliance serves from
+/// its artifact directory (`/usr/share/kindling/artifacts` in the image,
+/// `/var/lib/kindling/artifacts` on the data partition).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BootPayload {
+    Linux {
+        kernel: String,
+        #[serde(default)]
+        initrd: Vec<String>,
+        #[serde(default)]
+        cmdline: String,
+    },
+    Iso {
+        iso: String,
+    },
+    DebianInstaller {
+        kernel: String,
+        initrd: String,
+        #[serde(default)]
+        cmdline: String,
+    },
+    UbuntuAutoinstall {
+        kernel: String,
+        initrd: String,
+        /// URL or artifact name of the live server ISO.
+        iso: String,
+        #[serde(default)]
+        cmdline: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudInit {
+    #[serde(default)]
+    pub ssh_authorized_keys: Vec<String>,
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Extra cloud-config (YAML) merged into the rendered user-data.
+    #[serde(default)]
+    pub extra_user_data: String,
+}

@@ -1,0 +1,1 @@
+//! placeholder: the stack crate is being written.

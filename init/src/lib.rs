@@ -1,0 +1,1 @@
+//! placeholder: kindling-init is being written.

@@ -1,0 +1,1 @@
+//! placeholder: the lab is being written.
