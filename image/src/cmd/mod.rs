@@ -1,0 +1,8 @@
+//! One module per command group, each owning its clap arguments and `run`.
+
+pub mod image;
+pub mod keygen;
+pub mod node;
+pub mod overlay;
+pub mod stack;
+pub mod vault;

@@ -1,0 +1,11 @@
+//! `kindling overlay …` (placeholder until its crate lands).
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Not built yet.
+    Todo,
+}
+
+pub fn run(_command: Command) -> anyhow::Result<()> {
+    anyhow::bail!("'kindling overlay' is not built yet")
+}

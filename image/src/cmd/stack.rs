@@ -1,0 +1,11 @@
+//! `kindling stack …` (placeholder until its crate lands).
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Not built yet.
+    Todo,
+}
+
+pub fn run(_command: Command) -> anyhow::Result<()> {
+    anyhow::bail!("'kindling stack' is not built yet")
+}
