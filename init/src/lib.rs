@@ -1,1 +1,9 @@
-//! placeholder: kindling-init is being written.
+//! kindling-init: the appliance's PID 1.
+//!
+//! The library holds everything; `main.rs` is a thin wrapper. `table` (service
+//! table types) and `control` (control-socket client) are the parts other crates
+//! use; the rest is init's own machinery.
+
+pub mod control;
+pub mod graph;
+pub mod table;
