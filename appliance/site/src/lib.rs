@@ -1,12 +1,25 @@
 //! The typed site configuration of a kindling appliance.
 //!
-//! Owns the data model every other crate reads (`SiteConfig`, `Profile`) and its
-//! validation. It never touches the network, the disk beyond reading the file it
-//! is given, or signatures: verifying where a config came from is the overlay
-//! crate's job.
+//! Owns the data model every other crate reads (`SiteConfig`, `Profile`), the
+//! newtypes that validate themselves (`MacAddr`, `Cidr`, `ProfileName`,
+//! `DhcpRange`), whole-config validation, reading config trees with errors that
+//! name file, line, key and reason, layering with provenance, and the JSON
+//! Schema. It never touches the network or signatures: verifying where a config
+//! came from is the overlay crate's job.
 
+pub mod error;
+pub mod keypath;
+pub mod layers;
+pub mod load;
 pub mod model;
 pub mod profile;
+pub mod schema;
+pub mod types;
+pub mod validate;
 
+pub use error::{ConfigErrors, ConfigIssue, LoadTreeError};
+pub use layers::{merge_layers, Effective, Layer, Origin};
+pub use load::{SiteTree, SourceDoc};
 pub use model::*;
 pub use profile::*;
+pub use types::{Cidr, MacAddr, ParseValueError, ProfileName};

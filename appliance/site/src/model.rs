@@ -1,13 +1,23 @@
 //! `site.toml`: one appliance site's configuration. Secure values are the `Default`.
+//!
+//! This module owns the shape of the model (field names, defaults, the types
+//! that validate themselves). Checks that need the whole config (a DHCP range
+//! inside the LAN, profile references) live in `validate`; reading files lives in
+//! `load`. It never reads files itself.
 
+use crate::{Cidr, MacAddr, ProfileName};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// The effective configuration of one appliance, after overlays are merged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
+    /// Required in the merged result (some layer must set `site.id`), optional in
+    /// any one overlay file so per-appliance overlays can be partial.
+    #[serde(default)]
     pub site: SiteIdentity,
     #[serde(default)]
     pub network: NetworkConfig,
@@ -22,15 +32,19 @@ pub struct SiteConfig {
     pub stack: StackConfig,
     #[serde(default)]
     pub api: ApiConfig,
-    /// Profiles by name; loaded from `profiles/*.toml` of the overlay tree.
+    /// Profiles by name; loaded from `profiles/*.toml` of the overlay tree (not
+    /// written in site.toml, hence absent from site.toml's schema).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub profiles: BTreeMap<String, crate::Profile>,
+    #[schemars(skip)]
+    pub profiles: BTreeMap<ProfileName, crate::Profile>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiteIdentity {
-    /// Overlays signed for another site id are refused.
+    /// Overlays signed for another site id are refused. Lower-case letters,
+    /// digits and '-'.
+    #[serde(default)]
     pub id: String,
     #[serde(default)]
     pub name: String,
@@ -40,6 +54,17 @@ pub struct SiteIdentity {
     pub domain: String,
 }
 
+impl Default for SiteIdentity {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            name: String::new(),
+            hostname: default_hostname(),
+            domain: default_domain(),
+        }
+    }
+}
+
 fn default_hostname() -> String {
     "kindling".into()
 }
@@ -47,7 +72,7 @@ fn default_domain() -> String {
     "kindling.internal".into()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfig {
     #[serde(default = "UplinkConfig::default")]
@@ -56,27 +81,21 @@ pub struct NetworkConfig {
     pub lan: LanConfig,
 }
 
-impl Default for NetworkConfig {
-    fn default() -> Self {
-        Self { uplink: UplinkConfig::default(), lan: LanConfig::default() }
-    }
-}
-
 /// How a NIC role is bound to a physical interface.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum NicMatch {
     /// The n-th physical NIC (1-based) in PCI/bus order.
     Order(u32),
     /// The NIC with this MAC address (`aa:bb:cc:dd:ee:ff`).
-    Mac(String),
+    Mac(MacAddr),
     /// The NIC at this PCI path, e.g. `0000:00:03.0`.
     PciPath(String),
     /// The first NIC that reports carrier and is not claimed by another role.
     FirstWithCarrier,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UplinkConfig {
     #[serde(rename = "match", default = "uplink_default_match")]
@@ -85,7 +104,7 @@ pub struct UplinkConfig {
     pub mode: UplinkMode,
     /// Static mode: address in CIDR form, e.g. `10.0.0.2/24`.
     #[serde(default)]
-    pub address: Option<String>,
+    pub address: Option<Cidr>,
     #[serde(default)]
     pub gateway: Option<Ipv4Addr>,
     #[serde(default)]
@@ -116,7 +135,7 @@ impl Default for UplinkConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UplinkMode {
     #[default]
@@ -126,14 +145,14 @@ pub enum UplinkMode {
     None,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LanConfig {
     #[serde(rename = "match", default = "lan_default_match")]
     pub nic: NicMatch,
     /// The appliance's LAN address in CIDR form.
     #[serde(default = "lan_default_address")]
-    pub address: String,
+    pub address: Cidr,
     #[serde(default)]
     pub vlan: Option<u16>,
     #[serde(default)]
@@ -146,8 +165,9 @@ pub struct LanConfig {
 fn lan_default_match() -> NicMatch {
     NicMatch::Order(2)
 }
-fn lan_default_address() -> String {
-    "192.168.100.1/24".into()
+fn lan_default_address() -> Cidr {
+    // `Cidr::new` only fails for a prefix over 32; this one is /24.
+    Cidr::new(Ipv4Addr::new(192, 168, 100, 1), 24).unwrap_or_else(|_| Cidr::any())
 }
 fn yes() -> bool {
     true
@@ -155,11 +175,17 @@ fn yes() -> bool {
 
 impl Default for LanConfig {
     fn default() -> Self {
-        Self { nic: lan_default_match(), address: lan_default_address(), vlan: None, mtu: None, nat: true }
+        Self {
+            nic: lan_default_match(),
+            address: lan_default_address(),
+            vlan: None,
+            mtu: None,
+            nat: true,
+        }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DnsConfig {
     /// Run the LAN DNS forwarder on the LAN address.
@@ -179,11 +205,15 @@ fn consul_domain() -> String {
 
 impl Default for DnsConfig {
     fn default() -> Self {
-        Self { forwarder: true, consul_domain: consul_domain(), upstream: Vec::new() }
+        Self {
+            forwarder: true,
+            consul_domain: consul_domain(),
+            upstream: Vec::new(),
+        }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PxeConfig {
     #[serde(default = "yes")]
@@ -198,7 +228,7 @@ pub struct PxeConfig {
     pub ntp: Vec<Ipv4Addr>,
     /// Profile for MACs with no assignment.
     #[serde(default)]
-    pub default_profile: Option<String>,
+    pub default_profile: Option<ProfileName>,
     /// What an unknown MAC gets: the default profile, a menu, or nothing.
     #[serde(default)]
     pub unknown: UnknownMacPolicy,
@@ -210,7 +240,10 @@ pub struct PxeConfig {
 }
 
 fn default_range() -> DhcpRange {
-    DhcpRange { start: Ipv4Addr::new(192, 168, 100, 100), end: Ipv4Addr::new(192, 168, 100, 200) }
+    DhcpRange {
+        start: Ipv4Addr::new(192, 168, 100, 100),
+        end: Ipv4Addr::new(192, 168, 100, 200),
+    }
 }
 fn default_lease_secs() -> u32 {
     3600
@@ -235,7 +268,7 @@ impl Default for PxeConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DhcpMode {
     /// Hand out addresses from `range` and boot information.
@@ -245,14 +278,54 @@ pub enum DhcpMode {
     Proxy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// An address range handed out by the DHCP server: `start <= end` holds by
+/// construction; that it lies inside the LAN is checked with the whole config
+/// (`SiteConfig::validate`), since it depends on `network.lan.address`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, try_from = "RawDhcpRange")]
 pub struct DhcpRange {
     pub start: Ipv4Addr,
     pub end: Ipv4Addr,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+impl DhcpRange {
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.start <= ip && ip <= self.end
+    }
+    /// Number of addresses in the range.
+    pub fn len(&self) -> u64 {
+        u64::from(u32::from(self.end)) - u64::from(u32::from(self.start)) + 1
+    }
+    /// Never true: construction ensures `start <= end`; present for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawDhcpRange {
+    start: Ipv4Addr,
+    end: Ipv4Addr,
+}
+
+impl TryFrom<RawDhcpRange> for DhcpRange {
+    type Error = String;
+    fn try_from(raw: RawDhcpRange) -> Result<Self, String> {
+        if raw.start > raw.end {
+            return Err(format!(
+                "DHCP range start {} is after its end {}",
+                raw.start, raw.end
+            ));
+        }
+        Ok(Self {
+            start: raw.start,
+            end: raw.end,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownMacPolicy {
     #[default]
@@ -261,18 +334,18 @@ pub enum UnknownMacPolicy {
     Ignore,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeAssignment {
-    pub mac: String,
-    pub profile: String,
+    pub mac: MacAddr,
+    pub profile: ProfileName,
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
     #[serde(default)]
     pub hostname: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StackConfig {
     #[serde(default = "default_datacenter")]
@@ -300,7 +373,7 @@ impl Default for StackConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsulConfig {
     #[serde(default)]
@@ -310,7 +383,7 @@ pub struct ConsulConfig {
     pub connect_vault_ca: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultConfig {
     #[serde(default)]
@@ -349,7 +422,7 @@ impl Default for VaultConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VaultStorage {
     #[default]
@@ -357,7 +430,7 @@ pub enum VaultStorage {
     Consul,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UnsealMode {
     /// The operator submits key shares; the secure default.
@@ -367,14 +440,14 @@ pub enum UnsealMode {
     Local,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NomadConfig {
     #[serde(default)]
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// TCP port of the status/control API (LAN side, and uplink if exposed).
@@ -388,6 +461,8 @@ fn default_api_port() -> u16 {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { port: default_api_port() }
+        Self {
+            port: default_api_port(),
+        }
     }
 }

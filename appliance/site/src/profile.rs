@@ -1,12 +1,15 @@
 //! `profiles/<name>.toml`: what a node assigned to a profile boots and how it is configured.
 
+use crate::ProfileName;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
-    pub name: String,
+    /// Must equal the file's stem (`profiles/NAME.toml`).
+    pub name: ProfileName,
     #[serde(default)]
     pub description: String,
     /// Tags flow into Consul node meta and Nomad client meta (e.g. env=development).
@@ -20,7 +23,7 @@ pub struct Profile {
 /// What the node boots. Artifact names refer to files the appliance serves from
 /// its artifact directory (`/usr/share/kindling/artifacts` in the image,
 /// `/var/lib/kindling/artifacts` on the data partition).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum BootPayload {
     Linux {
@@ -49,7 +52,7 @@ pub enum BootPayload {
     },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloudInit {
     #[serde(default)]

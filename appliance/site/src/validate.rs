@@ -1,0 +1,359 @@
+//! Checks that need the whole merged `SiteConfig` (a DHCP range inside the LAN,
+//! profile references, duplicate MACs). Field-level checks happen while parsing
+//! through the newtypes in `types`. Pure: never reads files.
+
+use crate::keypath::KeyPath;
+use crate::{SiteConfig, UnknownMacPolicy, UplinkMode, VaultStorage};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// Services the uplink side may reach (`network.uplink.expose`).
+pub const EXPOSABLE_SERVICES: &[&str] = &["api", "consul", "vault", "nomad"];
+
+/// One semantic problem: where and why.
+pub type Problem = (KeyPath, String);
+
+impl SiteConfig {
+    /// Every semantic problem of this config; empty means valid.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        check_identity(self, &mut out);
+        check_network(self, &mut out);
+        check_pxe(self, &mut out);
+        check_nodes(self, &mut out);
+        check_profiles(self, &mut out);
+        check_stack(self, &mut out);
+        out
+    }
+}
+
+fn at(path: &str) -> KeyPath {
+    KeyPath::parse(path)
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn check_identity(c: &SiteConfig, out: &mut Vec<Problem>) {
+    let id = &c.site.id;
+    if id.is_empty() {
+        out.push((
+            at("site.id"),
+            "missing: some overlay must set the site id".into(),
+        ));
+    } else if !(id.len() <= 63
+        && id
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+        && !id.starts_with('-'))
+    {
+        out.push((
+            at("site.id"),
+            format!("{id:?} is not a valid site id (a-z, 0-9, '-', at most 63)"),
+        ));
+    }
+    if !is_dns_label(&c.site.hostname) {
+        out.push((
+            at("site.hostname"),
+            format!(
+                "{:?} is not a valid host name (one DNS label)",
+                c.site.hostname
+            ),
+        ));
+    }
+    if !is_dns_name(&c.site.domain) {
+        out.push((
+            at("site.domain"),
+            format!("{:?} is not a valid DNS domain", c.site.domain),
+        ));
+    }
+}
+
+fn check_mtu(path: &str, mtu: Option<u32>, out: &mut Vec<Problem>) {
+    if let Some(m) = mtu {
+        if !(576..=9216).contains(&m) {
+            out.push((at(path), format!("MTU {m} is outside 576..=9216")));
+        }
+    }
+}
+
+fn check_network(c: &SiteConfig, out: &mut Vec<Problem>) {
+    let lan = &c.network.lan;
+    let up = &c.network.uplink;
+    if lan.address.prefix_len() > 30 {
+        out.push((
+            at("network.lan.address"),
+            format!("{}: a LAN needs a prefix of /30 or shorter", lan.address),
+        ));
+    } else if lan.address.addr() == lan.address.network()
+        || lan.address.addr() == lan.address.broadcast()
+    {
+        out.push((
+            at("network.lan.address"),
+            format!(
+                "{} is the network or broadcast address of its subnet, not a host address",
+                lan.address
+            ),
+        ));
+    }
+    if let Some(vlan) = lan.vlan {
+        if !(1..=4094).contains(&vlan) {
+            out.push((
+                at("network.lan.vlan"),
+                format!("VLAN id {vlan} is outside 1..=4094"),
+            ));
+        }
+    }
+    check_mtu("network.lan.mtu", lan.mtu, out);
+    check_mtu("network.uplink.mtu", up.mtu, out);
+    match (up.mode, &up.address) {
+        (UplinkMode::Static, None) => {
+            out.push((
+                at("network.uplink.address"),
+                "required when network.uplink.mode = \"static\"".into(),
+            ));
+        }
+        (UplinkMode::Static, Some(addr)) => {
+            if addr.overlaps(&lan.address) {
+                out.push((
+                    at("network.uplink.address"),
+                    format!(
+                        "uplink subnet {} overlaps the LAN subnet {}",
+                        addr.subnet(),
+                        lan.address.subnet()
+                    ),
+                ));
+            }
+            if let Some(gw) = up.gateway {
+                if !addr.contains(gw) {
+                    out.push((
+                        at("network.uplink.gateway"),
+                        format!("{gw} is outside the uplink subnet {}", addr.subnet()),
+                    ));
+                }
+            }
+        }
+        (_, Some(_)) => {
+            out.push((
+                at("network.uplink.address"),
+                "only used with network.uplink.mode = \"static\"".into(),
+            ));
+        }
+        (_, None) => {}
+    }
+    if c.network.uplink.nic == c.network.lan.nic {
+        out.push((
+            at("network.lan.match"),
+            "the LAN and the uplink match the same NIC".into(),
+        ));
+    }
+    for (i, svc) in up.expose.iter().enumerate() {
+        if !EXPOSABLE_SERVICES.contains(&svc.as_str()) {
+            out.push((
+                at("network.uplink.expose").index(i),
+                format!(
+                    "unknown service {svc:?} (one of {})",
+                    EXPOSABLE_SERVICES.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+fn check_pxe(c: &SiteConfig, out: &mut Vec<Problem>) {
+    let pxe = &c.pxe;
+    let lan = c.network.lan.address;
+    if pxe.enabled && pxe.mode == crate::DhcpMode::Authoritative {
+        let r = pxe.range;
+        if !lan.contains(r.start) || !lan.contains(r.end) {
+            out.push((
+                at("pxe.range"),
+                format!(
+                    "DHCP range {}-{} is outside the LAN {}",
+                    r.start,
+                    r.end,
+                    lan.subnet()
+                ),
+            ));
+        } else if r.contains(lan.network()) || r.contains(lan.broadcast()) {
+            out.push((
+                at("pxe.range"),
+                format!(
+                    "DHCP range {}-{} includes the LAN's network or broadcast address",
+                    r.start, r.end
+                ),
+            ));
+        } else if r.contains(lan.addr()) {
+            out.push((
+                at("pxe.range"),
+                format!(
+                    "DHCP range {}-{} includes the appliance's own LAN address {}",
+                    r.start,
+                    r.end,
+                    lan.addr()
+                ),
+            ));
+        }
+    }
+    if pxe.lease_secs < 60 {
+        out.push((
+            at("pxe.lease_secs"),
+            format!("{} s is too short (at least 60)", pxe.lease_secs),
+        ));
+    }
+    if let Some(name) = &pxe.default_profile {
+        if !c.profiles.contains_key(name.as_str()) {
+            out.push((
+                at("pxe.default_profile"),
+                format!("profile {name:?} does not exist (no profiles/{name}.toml)"),
+            ));
+        }
+    } else if pxe.enabled
+        && pxe.unknown == UnknownMacPolicy::DefaultProfile
+        && !c.profiles.is_empty()
+    {
+        out.push((
+            at("pxe.default_profile"),
+            "required when pxe.unknown = \"default_profile\"".into(),
+        ));
+    }
+    if pxe.http_port == 0 {
+        out.push((at("pxe.http_port"), "port 0 is not a port".into()));
+    }
+    if c.api.port == 0 {
+        out.push((at("api.port"), "port 0 is not a port".into()));
+    } else if pxe.enabled && c.api.port == pxe.http_port {
+        out.push((
+            at("api.port"),
+            format!("port {} is already pxe.http_port", c.api.port),
+        ));
+    }
+}
+
+fn check_nodes(c: &SiteConfig, out: &mut Vec<Problem>) {
+    let lan = c.network.lan.address;
+    let mut macs: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut ips: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+    let mut hostnames: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, node) in c.nodes.iter().enumerate() {
+        let base = at("nodes").index(i);
+        if let Some(first) = macs.insert(node.mac.as_str(), i) {
+            out.push((
+                base.key("mac"),
+                format!("duplicate MAC {} (also nodes[{first}])", node.mac),
+            ));
+        }
+        if !c.profiles.contains_key(node.profile.as_str()) {
+            out.push((
+                base.key("profile"),
+                format!(
+                    "profile {:?} does not exist (no profiles/{}.toml)",
+                    node.profile.as_str(),
+                    node.profile
+                ),
+            ));
+        }
+        if let Some(ip) = node.ip {
+            if !lan.contains(ip) {
+                out.push((
+                    base.key("ip"),
+                    format!("{ip} is outside the LAN {}", lan.subnet()),
+                ));
+            } else if ip == lan.addr() || ip == lan.network() || ip == lan.broadcast() {
+                out.push((
+                    base.key("ip"),
+                    format!("{ip} is the appliance's, network or broadcast address"),
+                ));
+            }
+            if let Some(first) = ips.insert(ip, i) {
+                out.push((
+                    base.key("ip"),
+                    format!("duplicate address {ip} (also nodes[{first}])"),
+                ));
+            }
+        }
+        if let Some(h) = &node.hostname {
+            if !is_dns_label(h) {
+                out.push((
+                    base.key("hostname"),
+                    format!("{h:?} is not a valid host name (one DNS label)"),
+                ));
+            } else if let Some(first) = hostnames.insert(h.as_str(), i) {
+                out.push((
+                    base.key("hostname"),
+                    format!("duplicate host name {h:?} (also nodes[{first}])"),
+                ));
+            }
+        }
+    }
+}
+
+fn check_profiles(c: &SiteConfig, out: &mut Vec<Problem>) {
+    for (name, profile) in &c.profiles {
+        if profile.name != *name {
+            out.push((
+                at("profiles").key(name).key("name"),
+                format!(
+                    "{:?} does not match its file name profiles/{name}.toml",
+                    profile.name.as_str()
+                ),
+            ));
+        }
+    }
+}
+
+fn check_stack(c: &SiteConfig, out: &mut Vec<Problem>) {
+    let s = &c.stack;
+    if !is_dns_label(&s.datacenter) {
+        out.push((
+            at("stack.datacenter"),
+            format!("{:?} is not a valid datacenter name", s.datacenter),
+        ));
+    }
+    let v = &s.vault;
+    if v.key_threshold == 0 || v.key_threshold > v.key_shares {
+        out.push((
+            at("stack.vault.key_threshold"),
+            format!(
+                "threshold {} must be between 1 and key_shares ({})",
+                v.key_threshold, v.key_shares
+            ),
+        ));
+    }
+    if v.enabled && v.recipients.is_empty() {
+        out.push((
+            at("stack.vault.recipients"),
+            "required when Vault is enabled: unseal keys are only written encrypted to these"
+                .into(),
+        ));
+    }
+    for (i, r) in v.recipients.iter().enumerate() {
+        if !r.starts_with("age1") {
+            out.push((
+                at("stack.vault.recipients").index(i),
+                format!("{r:?} is not an age X25519 recipient (age1…)"),
+            ));
+        }
+    }
+    if v.enabled && v.storage == VaultStorage::Consul && !s.consul.enabled {
+        out.push((
+            at("stack.vault.storage"),
+            "\"consul\" storage needs stack.consul.enabled = true".into(),
+        ));
+    }
+    if s.consul.connect_vault_ca && !v.enabled {
+        out.push((
+            at("stack.consul.connect_vault_ca"),
+            "needs stack.vault.enabled = true".into(),
+        ));
+    }
+}

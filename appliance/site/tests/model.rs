@@ -1,0 +1,192 @@
+//! Reading real trees (the repository's example overlays) and broken snippets:
+//! every error names file, line, key and reason.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use kindling_site::{merge_layers, Layer, SiteTree};
+use std::path::PathBuf;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tree(files: &[(&str, &str)]) -> Result<SiteTree, kindling_site::ConfigErrors> {
+    SiteTree::from_files(
+        files
+            .iter()
+            .map(|(f, t)| (f.to_string(), t.to_string()))
+            .collect(),
+    )
+}
+
+const PROFILE_DEV: &str = "name = \"dev\"\n[boot]\nkind = \"linux\"\nkernel = \"vmlinuz\"\n";
+
+#[test]
+fn example_overlays_are_valid() {
+    for name in ["lab", "production-example"] {
+        let dir = repo().join("overlays").join(name);
+        let t = SiteTree::read_dir(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let eff = t.to_config(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!eff.config.site.id.is_empty());
+        assert!(!eff.config.profiles.is_empty(), "{name} has profiles");
+    }
+}
+
+#[test]
+fn lab_overlay_values() {
+    let t = SiteTree::read_dir(&repo().join("overlays/lab")).unwrap();
+    let eff = t.to_config("lab").unwrap();
+    let c = &eff.config;
+    assert_eq!(c.site.id, "lab");
+    assert_eq!(c.network.lan.address.to_string(), "192.168.100.1/24");
+    assert_eq!(c.nodes[0].mac, "52:54:00:6b:00:10");
+    assert_eq!(c.nodes[1].profile, "prod");
+    assert_eq!(eff.origin_of("pxe.range").unwrap().file, "site.toml");
+    assert_eq!(
+        eff.origin_of("profiles.dev.boot").unwrap().file,
+        "profiles/dev.toml"
+    );
+    // Not set by the lab: an image default.
+    assert!(eff.origin_of("api.port").is_none());
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let err = tree(&[("site.toml", "[site]\nid = \"x\"\n\n[pxe]\nranges = 3\n")]).unwrap_err();
+    let line = err.to_string();
+    assert!(line.starts_with("site.toml:5: pxe"), "{line}");
+    assert!(line.contains("unknown field `ranges`"), "{line}");
+}
+
+#[test]
+fn invalid_toml_names_line() {
+    let err = tree(&[("site.toml", "[site]\nid = \"x\"\nname = \n")]).unwrap_err();
+    assert!(err.to_string().starts_with("site.toml:3:"), "{err}");
+}
+
+#[test]
+fn bad_mac_and_cidr_values_are_located() {
+    let err = tree(&[(
+        "site.toml",
+        "[site]\nid = \"x\"\n[network.lan]\naddress = \"192.168.100.1\"\n",
+    )])
+    .unwrap_err();
+    let s = err.to_string();
+    assert!(
+        s.starts_with("site.toml:4: network.lan.address: invalid CIDR"),
+        "{s}"
+    );
+
+    let err = tree(&[(
+        "site.toml",
+        "[site]\nid = \"x\"\n[[nodes]]\nmac = \"52:54:00:6b:00\"\nprofile = \"dev\"\n",
+    )])
+    .unwrap_err();
+    let s = err.to_string();
+    assert!(
+        s.starts_with("site.toml:4: nodes[0].mac: invalid MAC address"),
+        "{s}"
+    );
+}
+
+#[test]
+fn every_semantic_problem_is_listed_with_its_line() {
+    let site = "[site]\nid = \"lab\"\n\n[pxe]\nrange = { start = \"10.0.0.10\", end = \"10.0.0.20\" }\ndefault_profile = \"dev\"\n\n[[nodes]]\nmac = \"52:54:00:6b:00:10\"\nprofile = \"dev\"\n\n[[nodes]]\nmac = \"52:54:00:6B:00:10\"\nprofile = \"gpu\"\n";
+    let t = tree(&[("site.toml", site), ("profiles/dev.toml", PROFILE_DEV)]).unwrap();
+    let err = t.to_config("lab").unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    assert!(
+        lines.contains(&"lab/site.toml:5: pxe.range: DHCP range 10.0.0.10-10.0.0.20 is outside the LAN 192.168.100.0/24".to_string()),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("lab/site.toml:13: nodes[1].mac: duplicate MAC")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l
+                .starts_with("lab/site.toml:14: nodes[1].profile: profile \"gpu\" does not exist")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn dhcp_range_reversed_is_refused_at_parse() {
+    let err = tree(&[(
+        "site.toml",
+        "[pxe]\nrange = { start = \"192.168.100.200\", end = \"192.168.100.100\" }\n",
+    )])
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("start 192.168.100.200 is after its end"),
+        "{err}"
+    );
+}
+
+#[test]
+fn profile_name_must_match_file() {
+    let err = tree(&[("profiles/prod.toml", PROFILE_DEV)]).unwrap_err();
+    assert!(
+        err.to_string().starts_with("profiles/prod.toml:1: name:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn later_layers_override_and_record_provenance() {
+    let base = tree(&[
+        (
+            "site.toml",
+            "[site]\nid = \"lab\"\n[pxe]\ndefault_profile = \"dev\"\nlease_secs = 600\n",
+        ),
+        ("profiles/dev.toml", PROFILE_DEV),
+    ])
+    .unwrap();
+    let appliance = tree(&[(
+        "site.toml",
+        "[pxe]\nlease_secs = 7200\n[site]\nhostname = \"kindling-7\"\n",
+    )])
+    .unwrap();
+    let eff = merge_layers(&[
+        Layer {
+            label: "site".into(),
+            tree: base,
+        },
+        Layer {
+            label: "appliance-7".into(),
+            tree: appliance,
+        },
+    ])
+    .unwrap();
+    assert_eq!(eff.config.pxe.lease_secs, 7200);
+    assert_eq!(eff.config.site.hostname, "kindling-7");
+    assert_eq!(eff.config.site.id, "lab");
+    assert_eq!(
+        eff.origin_of("pxe.lease_secs").unwrap().layer,
+        "appliance-7"
+    );
+    assert_eq!(eff.origin_of("pxe.default_profile").unwrap().layer, "site");
+    assert_eq!(eff.origin_of("site.id").unwrap().layer, "site");
+}
+
+#[test]
+fn shipped_schema_matches_model() {
+    let dir = repo().join("schema");
+    for (name, text) in kindling_site::schema::schema_files() {
+        let path = dir.join(name);
+        if std::env::var_os("KINDLING_UPDATE_SCHEMA").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        }
+        let shipped = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            shipped == text,
+            "{} is out of date: regenerate with KINDLING_UPDATE_SCHEMA=1 cargo test -p kindling-site --test model",
+            path.display()
+        );
+    }
+}
