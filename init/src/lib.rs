@@ -7,3 +7,12 @@
 pub mod control;
 pub mod graph;
 pub mod table;
+pub mod backoff;
+pub mod boot_config;
+pub mod console;
+pub mod events;
+pub mod supervisor;
+pub mod control_server;
+pub mod phases;
+pub mod run;
+pub mod shutdown;
