@@ -16,3 +16,6 @@ pub mod control_server;
 pub mod phases;
 pub mod run;
 pub mod shutdown;
+pub mod early;
+pub mod pid1;
+pub mod state;

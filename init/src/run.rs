@@ -422,7 +422,7 @@ impl RunLoop {
                     self.boot_decided = true;
                     let problems = self.supervisor.degraded(true);
                     let (state, detail) = if problems.is_empty() {
-                        (PhaseState::Done, format!("{} services started", self.supervisor.table_len()))
+                        (PhaseState::Done, format!("{} services in the table", self.supervisor.table_len()))
                     } else {
                         (PhaseState::Degraded, problems.join("; "))
                     };

@@ -1,0 +1,378 @@
+//! Kernel modules: `modules.dep`/`modules.alias`/`modules.builtin` of the image,
+//! dependency closure, `finit_module(2)`.
+//!
+//! Owns which module file to load and in what order. Built-in and already
+//! loaded modules are not errors. It must never load a module that is not in
+//! `modules.dep` (only what the image carries).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use nix::kmod::{finit_module, ModuleInitFlags};
+
+use crate::say;
+
+/// `MODULE_INIT_COMPRESSED_FILE`: the kernel decompresses `.ko.xz`/`.ko.zst`/`.ko.gz`.
+const MODULE_INIT_COMPRESSED_FILE: libc::c_uint = 4;
+
+/// Why a module could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error("reading {path}: {source}")]
+    ReadIndex {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("module {0}: not in this image (not in modules.dep or modules.builtin)")]
+    NotInImage(String),
+    #[error("module {name}: opening {path}: {source}")]
+    Open {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("module {name}: finit_module({path}): {source}")]
+    Load {
+        name: String,
+        path: PathBuf,
+        source: nix::Error,
+    },
+    #[error("module {name}: dependency {dependency} failed: {source}")]
+    Dependency {
+        name: String,
+        dependency: String,
+        source: Box<ModuleError>,
+    },
+}
+
+/// `e1000e`, `nf-tables.ko.xz` → `nf_tables`: the kernel's own module name.
+pub fn module_name(file_or_name: &str) -> String {
+    let base = file_or_name.rsplit('/').next().unwrap_or(file_or_name);
+    let stem = base.split(".ko").next().unwrap_or(base);
+    stem.replace('-', "_")
+}
+
+struct Entry {
+    path: PathBuf,
+    deps: Vec<String>,
+}
+
+/// The image's module metadata for one kernel release.
+pub struct ModuleIndex {
+    modules: HashMap<String, Entry>,
+    builtin: HashSet<String>,
+    /// (literal prefix before the first wildcard, pattern, module)
+    aliases: Vec<(String, String, String)>,
+}
+
+impl ModuleIndex {
+    /// Reads `<dir>/modules.dep` (required), `modules.builtin` and `modules.alias` (optional).
+    pub fn load(dir: &Path) -> Result<ModuleIndex, ModuleError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path).map_err(|source| ModuleError::ReadIndex { path, source })
+        };
+        let dep = read("modules.dep")?;
+        let builtin = read("modules.builtin").unwrap_or_default();
+        let alias = read("modules.alias").unwrap_or_default();
+        Ok(ModuleIndex::parse(&dep, &builtin, &alias))
+    }
+
+    /// Parses the three files' contents.
+    pub fn parse(dep: &str, builtin: &str, alias: &str) -> ModuleIndex {
+        let modules = dep
+            .lines()
+            .filter_map(|line| {
+                let (path, deps) = line.split_once(':')?;
+                let path = path.trim();
+                Some((
+                    module_name(path),
+                    Entry {
+                        path: PathBuf::from(path),
+                        deps: deps.split_whitespace().map(module_name).collect(),
+                    },
+                ))
+            })
+            .collect();
+        let builtin = builtin
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(module_name)
+            .collect();
+        let aliases = alias
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.split_whitespace();
+                if parts.next()? != "alias" {
+                    return None;
+                }
+                let pattern = parts.next()?.to_string();
+                let module = module_name(parts.next()?);
+                let literal = pattern
+                    .split(['*', '?', '['])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                Some((literal, pattern, module))
+            })
+            .collect();
+        ModuleIndex {
+            modules,
+            builtin,
+            aliases,
+        }
+    }
+
+    /// Whether the image has the module as a file.
+    pub fn has(&self, name: &str) -> bool {
+        self.modules.contains_key(&module_name(name))
+    }
+
+    /// Modules (present in the image) whose alias pattern matches one of `modaliases`.
+    pub fn modules_for_aliases(&self, modaliases: &[String]) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut seen = HashSet::new();
+        for modalias in modaliases {
+            for (literal, pattern, module) in &self.aliases {
+                if !modalias.starts_with(literal.as_str()) || !self.modules.contains_key(module) {
+                    continue;
+                }
+                let matches = glob::Pattern::new(pattern)
+                    .map(|p| p.matches(modalias))
+                    .unwrap_or(false);
+                if matches && seen.insert(module.clone()) {
+                    found.push(module.clone());
+                }
+            }
+        }
+        found
+    }
+
+    /// Dependencies of a module, in load order (deepest first).
+    pub fn load_order(&self, name: &str) -> Result<Vec<String>, ModuleError> {
+        let name = module_name(name);
+        let mut order = Vec::new();
+        let mut visiting = HashSet::new();
+        self.visit(&name, &mut order, &mut visiting)?;
+        Ok(order)
+    }
+
+    fn visit(&self, name: &str, order: &mut Vec<String>, visiting: &mut HashSet<String>) -> Result<(), ModuleError> {
+        if order.iter().any(|n| n == name) || !visiting.insert(name.to_string()) {
+            return Ok(());
+        }
+        if self.builtin.contains(name) && !self.modules.contains_key(name) {
+            return Ok(());
+        }
+        let entry = self
+            .modules
+            .get(name)
+            .ok_or_else(|| ModuleError::NotInImage(name.to_string()))?;
+        // modules.dep lists the closure with the module to load first last.
+        for dep in entry.deps.iter().rev() {
+            self.visit(dep, order, visiting)?;
+        }
+        order.push(name.to_string());
+        Ok(())
+    }
+}
+
+/// Loads modules, remembering what is already in the kernel.
+pub struct Loader<'a> {
+    index: &'a ModuleIndex,
+    dir: PathBuf,
+    done: HashSet<String>,
+    loaded: usize,
+}
+
+impl<'a> Loader<'a> {
+    pub fn new(index: &'a ModuleIndex, dir: &Path) -> Loader<'a> {
+        Loader {
+            index,
+            dir: dir.to_path_buf(),
+            done: HashSet::new(),
+            loaded: 0,
+        }
+    }
+
+    /// Modules this loader put into the kernel.
+    pub fn loaded(&self) -> usize {
+        self.loaded
+    }
+
+    /// Loads `name` and its dependencies; Ok(true) if `name` was newly loaded.
+    pub fn load(&mut self, name: &str) -> Result<bool, ModuleError> {
+        let name = module_name(name);
+        if self.done.contains(&name) {
+            return Ok(false);
+        }
+        if self.index.builtin.contains(&name) && !self.index.has(&name) {
+            self.done.insert(name);
+            return Ok(false);
+        }
+        let order = self.index.load_order(&name)?;
+        let mut newly = false;
+        for module in order {
+            if self.done.contains(&module) {
+                continue;
+            }
+            match self.insert(&module) {
+                Ok(fresh) => {
+                    newly = fresh && module == name;
+                    self.done.insert(module);
+                }
+                Err(e) if module != name => {
+                    return Err(ModuleError::Dependency {
+                        name,
+                        dependency: module,
+                        source: Box::new(e),
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(newly)
+    }
+
+    fn insert(&mut self, name: &str) -> Result<bool, ModuleError> {
+        if Path::new("/sys/module").join(name).join("initstate").exists() {
+            return Ok(false);
+        }
+        let Some(entry) = self.index.modules.get(name) else {
+            return Err(ModuleError::NotInImage(name.to_string()));
+        };
+        let path = if entry.path.is_absolute() {
+            entry.path.clone()
+        } else {
+            self.dir.join(&entry.path)
+        };
+        let file = File::open(&path).map_err(|source| ModuleError::Open {
+            name: name.to_string(),
+            path: path.clone(),
+            source,
+        })?;
+        let compressed = path
+            .extension()
+            .is_some_and(|e| e == "xz" || e == "zst" || e == "gz");
+        let flags = if compressed {
+            ModuleInitFlags::from_bits_retain(MODULE_INIT_COMPRESSED_FILE)
+        } else {
+            ModuleInitFlags::empty()
+        };
+        match finit_module(&file, c"", flags) {
+            Ok(()) => {
+                say!("early", "loaded module {name}");
+                self.loaded += 1;
+                Ok(true)
+            }
+            Err(nix::errno::Errno::EEXIST) => Ok(false),
+            Err(source) => Err(ModuleError::Load {
+                name: name.to_string(),
+                path,
+                source,
+            }),
+        }
+    }
+}
+
+/// Module names from a list file: one per line, `#` comments, blank lines ignored.
+pub fn read_list(path: &Path) -> std::io::Result<Vec<String>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .map(module_name)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const DEP: &str = "\
+kernel/net/netfilter/nf_tables.ko.xz: kernel/lib/crc32c_generic.ko.xz kernel/net/netfilter/nfnetlink.ko.xz
+kernel/net/netfilter/nfnetlink.ko.xz:
+kernel/lib/crc32c_generic.ko.xz:
+kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/net/core/failover.ko:
+kernel/drivers/net/ethernet/intel/e1000/e1000.ko:
+";
+    const BUILTIN: &str = "kernel/drivers/virtio/virtio_pci.ko\n";
+    const ALIAS: &str = "\
+# Aliases extracted from modules themselves.
+alias pci:v00008086d0000100Esv*sd*bc*sc*i* e1000
+alias virtio:d00000001v* virtio_net
+alias pci:v000010ECd00008168sv*sd*bc*sc*i* r8169
+alias acpi*:PNP0501:* serial_fake
+";
+
+    fn index() -> ModuleIndex {
+        ModuleIndex::parse(DEP, BUILTIN, ALIAS)
+    }
+
+    #[test]
+    fn names_are_normalised() {
+        assert_eq!(module_name("kernel/net/nf-tables.ko.xz"), "nf_tables");
+        assert_eq!(module_name("e1000e"), "e1000e");
+        assert_eq!(module_name("crc32c-generic"), "crc32c_generic");
+    }
+
+    #[test]
+    fn dependencies_load_first() {
+        let order = index().load_order("nf_tables").unwrap();
+        assert_eq!(order, ["nfnetlink", "crc32c_generic", "nf_tables"]);
+        let order = index().load_order("virtio-net").unwrap();
+        assert_eq!(order, ["failover", "net_failover", "virtio_net"]);
+    }
+
+    #[test]
+    fn builtin_needs_no_file_and_unknown_is_named() {
+        assert_eq!(index().load_order("virtio_pci").unwrap(), Vec::<String>::new());
+        let err = index().load_order("ice").unwrap_err().to_string();
+        assert!(err.contains("module ice: not in this image"), "{err}");
+    }
+
+    #[test]
+    fn modalias_matching_picks_only_modules_in_the_image() {
+        let aliases = vec![
+            "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00".to_string(),
+            "virtio:d00000001v00001AF4".to_string(),
+            "pci:v000010ECd00008168sv00001043sd00008554bc02sc00i00".to_string(),
+            "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00".to_string(),
+        ];
+        // r8169 matches but is not in modules.dep, so it is not offered.
+        assert_eq!(index().modules_for_aliases(&aliases), ["e1000", "virtio_net"]);
+    }
+
+    #[test]
+    fn list_file_ignores_comments() {
+        let dir = std::env::temp_dir().join(format!("ki-modlist-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("modules.list");
+        std::fs::write(&path, "# NICs\nvirtio_net\n\ne1000 # legacy\ncrc32c-generic\n").unwrap();
+        assert_eq!(read_list(&path).unwrap(), ["virtio_net", "e1000", "crc32c_generic"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn real_host_index_parses_if_present() {
+        // The Debian kernel of this machine: a sanity check on real files, no loading.
+        let Ok(release) = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()) else {
+            return;
+        };
+        let dir = Path::new("/lib/modules").join(release);
+        let Ok(index) = ModuleIndex::load(&dir) else {
+            eprintln!("skipping: no modules.dep for the running kernel in {}", dir.display());
+            return;
+        };
+        if index.has("e1000") {
+            let matched = index.modules_for_aliases(&[
+                "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00".to_string(),
+            ]);
+            assert!(matched.contains(&"e1000".to_string()), "{matched:?}");
+        }
+    }
+}

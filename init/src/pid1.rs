@@ -1,0 +1,135 @@
+//! PID 1's outer frame: signal mask, panic hook, phases early → state, then the
+//! run loop, with every iteration guarded so a panic is logged and survived.
+//!
+//! Owns the process-wide setup that must happen before any thread exists. As
+//! PID 1 it never returns; run as an ordinary process (tests, benchmarks) it
+//! becomes a child subreaper and exits after shutdown.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use crate::boot_config::BootConfig;
+use crate::console;
+use crate::control::PhaseState;
+use crate::early::{self, EarlyReport};
+use crate::phases::PhaseBook;
+use crate::run::{handled_signals, RunLoop};
+use crate::say;
+use crate::shutdown::is_pid1;
+use crate::state::{self, StateOutcome};
+
+/// Entry point of the `kindling-init` binary.
+pub fn main() {
+    let started = Instant::now();
+    // Before any thread: handled signals go to the signalfd only.
+    let _ = handled_signals().thread_block();
+    std::panic::set_hook(Box::new(|info| {
+        console::say("panic", format_args!("{info}"));
+    }));
+    let (config, config_error, config_path) = match BootConfig::load_from_env() {
+        Ok((c, path)) => (c, None, path),
+        Err(e) => (BootConfig::default(), Some(e), None),
+    };
+    let mut phases = PhaseBook::default();
+
+    // early
+    let now = Instant::now();
+    phases.begin("early", now);
+    let mut report = EarlyReport::default();
+    if config.early_mounts {
+        // The console device exists only after devtmpfs is mounted.
+        early::mount_kernel_filesystems(&mut report);
+    }
+    let console_error = console::open(config.console.as_deref());
+    say!("early", "kindling-init {} starting as pid {}", env!("CARGO_PKG_VERSION"), std::process::id());
+    if let Some(e) = console_error {
+        say!("early", "console device unavailable ({e}); writing to stdout");
+    }
+    match (&config_error, &config_path) {
+        (Some(e), _) => say!("early", "init config unusable ({e}); using defaults"),
+        (None, Some(p)) => say!("early", "init config {}", p.display()),
+        (None, None) => {}
+    }
+    if !is_pid1() {
+        // Orphans of our children come back to us, as they would to PID 1.
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            say!("early", "cannot become a child subreaper: {e}");
+        }
+    }
+    let mounted_before = report.mounted;
+    guarded("early", || {
+        if config.early_mounts {
+            // ctrl-alt-del then sends SIGINT to init instead of rebooting at once.
+            let _ = nix::sys::reboot::set_cad_enabled(false);
+        }
+        early::load_modules(&config, &mut report);
+    });
+    let detail = format!(
+        "{} filesystems mounted, {} modules loaded{}",
+        mounted_before,
+        report.modules_loaded,
+        if report.problems.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", report.problems.join("; "))
+        }
+    );
+    let state = if report.problems.is_empty() { PhaseState::Done } else { PhaseState::Degraded };
+    phases.finish("early", state, detail, Instant::now());
+
+    // state
+    phases.begin("state", Instant::now());
+    let mut outcome = StateOutcome::RamOnly("state phase did not run".into());
+    guarded("state", || {
+        outcome = state::run(
+            config.data_label.as_deref(),
+            &config.data_mount,
+            Duration::from_millis(config.data_wait_ms),
+            config.early_mounts,
+        );
+    });
+    match &outcome {
+        StateOutcome::Persistent(dev) => phases.finish(
+            "state",
+            PhaseState::Done,
+            format!("data partition {} mounted on {}", dev.display(), config.data_mount.display()),
+            Instant::now(),
+        ),
+        // RAM-only is a supported mode, logged, not a degradation.
+        StateOutcome::RamOnly(why) => phases.finish(
+            "state",
+            PhaseState::Done,
+            format!("RAM only (tmpfs on {}): {why}", config.data_mount.display()),
+            Instant::now(),
+        ),
+    }
+
+    let mut run = loop {
+        match RunLoop::new(config.clone(), std::mem::take(&mut phases), started) {
+            Ok(run) => break run,
+            Err(e) => {
+                // Without a signalfd there is no supervision; retry rather than die.
+                say!("run", "cannot set up the run loop: {e}; retrying in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+                phases = PhaseBook::default();
+            }
+        }
+    };
+    guarded("config", || run.begin());
+    loop {
+        let mut keep_going = true;
+        guarded("run", || keep_going = run.iterate());
+        if !keep_going {
+            break;
+        }
+    }
+    // Only reached when not PID 1: shutdown::finish returned instead of rebooting.
+}
+
+/// Runs `f`, logging a panic instead of unwinding out of PID 1.
+fn guarded(what: &str, f: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        say!(what, "recovered from a panic (see the line above); continuing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
