@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Benchmarks `kindling image build` and prints one table:
+#   - full build time (initramfs, ISO, UKI + raw disk, PXE) from a warm cargo cache
+#   - initramfs size without and with the HashiCorp binaries (bao as vault, consul)
+#   - baseline, measured in the same run: Debian's mkinitramfs for the same
+#     kernel (time and size), the tool an operator would otherwise use.
+#
+#   image/bench.sh [--runs N]       (default 2 runs per row; the median is shown)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+RUNS=2
+[ "${1:-}" = "--runs" ] && RUNS="${2:-2}"
+TOOLS="${KINDLING_TOOLS:-$ROOT/build/tools}"
+BIN="$ROOT/target/x86_64-unknown-linux-gnu/release"
+WORK=$(mktemp -d /tmp/kindling-image-bench.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+say "building release binaries (warm cache: only changed crates rebuild)"
+cargo build --release -q -p kindling-init -p kindlingd -p kindling-image
+
+# A signing key and a signed overlay. `kindling overlay build` packs
+# overlays/lab when it exists; otherwise a stand-in payload is signed (the
+# image builder copies .kovl files as they are, so size and time are the same
+# to within the overlay's few KiB).
+minisign -G -W -f -p "$WORK/bench.pub" -s "$WORK/bench.key" >/dev/null
+if "$BIN/kindling" overlay build --help >/dev/null 2>&1 &&
+   "$BIN/kindling" overlay build overlays/lab --key "$WORK/bench.key" --out "$WORK/lab.kovl" >/dev/null 2>&1; then
+  OVERLAY_NOTE="overlays/lab via kindling overlay build"
+else
+  tar -C overlays/lab -c . | zstd -q -19 > "$WORK/lab.kovl"
+  minisign -S -s "$WORK/bench.key" -m "$WORK/lab.kovl" >/dev/null
+  OVERLAY_NOTE="stand-in: tar.zst of overlays/lab signed with minisign"
+fi
+[ -f "$WORK/lab.kovl.minisig" ] || minisign -S -s "$WORK/bench.key" -m "$WORK/lab.kovl" >/dev/null
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# build NAME FORMATS EXTRA... → prints "seconds bytes"
+build() {
+  local name=$1 formats=$2; shift 2
+  local times=() out="$WORK/out-$name"
+  for _ in $(seq "$RUNS"); do
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$BIN/kindling" image build --site "$WORK/lab.kovl" --trust-key "$WORK/bench.pub" \
+      --out "$out" --bin-dir "$BIN" --formats "$formats" "$@" >/dev/null 2>"$WORK/err" ||
+      { cat "$WORK/err" >&2; exit 1; }
+    t1=$(date +%s.%N)
+    times+=("$(echo "$t1 - $t0" | bc)")
+  done
+  printf '%s %s\n' "$(printf '%s\n' "${times[@]}" | median)" "$(stat -c %s "$out/initramfs.cpio.zst")"
+}
+
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+
+say "base image, all formats ($RUNS runs)"
+read -r t_full s_base < <(build full initramfs,iso,disk,pxe)
+say "base image, initramfs only"
+read -r t_initrd _ < <(build initrd initramfs)
+HASHI=()
+[ -x "$TOOLS/bao" ] && HASHI+=(--extra-bin "vault=$TOOLS/bao")
+[ -x "$TOOLS/consul" ] && HASHI+=(--extra-bin "consul=$TOOLS/consul")
+if [ ${#HASHI[@]} -gt 0 ]; then
+  say "with ${HASHI[*]}"
+  read -r t_hashi s_hashi < <(build hashi initramfs,iso,disk,pxe "${HASHI[@]}")
+fi
+
+KVER=$(basename "$(ls -1 /boot/vmlinuz-*-amd64 | sort -V | tail -1)" | sed 's/^vmlinuz-//')
+if command -v mkinitramfs >/dev/null; then
+  say "baseline: Debian mkinitramfs for $KVER"
+  t0=$(date +%s.%N)
+  mkinitramfs -o "$WORK/debian-initrd.img" "$KVER" 2>/dev/null
+  t1=$(date +%s.%N)
+  t_deb=$(echo "$t1 - $t0" | bc); s_deb=$(stat -c %s "$WORK/debian-initrd.img")
+fi
+
+printf '\n%-58s %10s %12s\n' "kindling image build (kernel $KVER)" "time" "initramfs"
+printf '%-58s %9.1fs %12s\n' "initramfs only, base image" "$t_initrd" "$(mib "$s_base")"
+printf '%-58s %9.1fs %12s\n' "all formats (initramfs, ISO, UKI+disk, PXE), base image" "$t_full" "$(mib "$s_base")"
+[ -n "${t_hashi:-}" ] && printf '%-58s %9.1fs %12s\n' "all formats, + bao (vault) + consul" "$t_hashi" "$(mib "$s_hashi")"
+[ -n "${t_deb:-}" ] && printf '%-58s %9.1fs %12s\n' "baseline: Debian mkinitramfs (same kernel, MODULES=most)" "$t_deb" "$(mib "$s_deb")"
+printf '\nmedian of %s runs; base-image goal: initramfs < 20 MiB compressed; overlay: %s\n' "$RUNS" "$OVERLAY_NOTE"

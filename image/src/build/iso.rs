@@ -1,0 +1,68 @@
+//! Makes the hybrid ISO (BIOS and UEFI; CD and USB stick) with
+//! grub-mkrescue: GRUB on the serial console and the screen, one menu entry
+//! booting the kernel with the initramfs.
+//!
+//! It only stages files for grub-mkrescue; it never partitions anything.
+
+use std::fs;
+use std::path::Path;
+
+use super::error::BuildError;
+use super::tool::GRUB_MKRESCUE;
+
+pub fn grub_config(version: &str, cmdline: &str) -> String {
+    format!(
+        "serial --unit=0 --speed=115200\n\
+         terminal_input console serial\n\
+         terminal_output console serial\n\
+         set timeout=1\n\
+         set default=0\n\
+         menuentry \"kindling {version}\" {{\n\
+         \x20 linux /boot/vmlinuz {cmdline}\n\
+         \x20 initrd /boot/initramfs.cpio.zst\n\
+         }}\n"
+    )
+}
+
+pub fn build(
+    kernel: &Path,
+    initramfs: &Path,
+    version: &str,
+    cmdline: &str,
+    work_dir: &Path,
+    out: &Path,
+) -> Result<(), BuildError> {
+    let root = work_dir.join("iso-root");
+    let grub_dir = root.join("boot/grub");
+    fs::create_dir_all(&grub_dir).map_err(BuildError::io("create", &grub_dir))?;
+    link_or_copy(kernel, &root.join("boot/vmlinuz"))?;
+    link_or_copy(initramfs, &root.join("boot/initramfs.cpio.zst"))?;
+    let cfg = grub_dir.join("grub.cfg");
+    fs::write(&cfg, grub_config(version, cmdline)).map_err(BuildError::io("write", &cfg))?;
+    let out_arg = out.display().to_string();
+    let root_arg = root.display().to_string();
+    GRUB_MKRESCUE.run(
+        "making the hybrid ISO",
+        [
+            "-o",
+            out_arg.as_str(),
+            root_arg.as_str(),
+            "--",
+            "-volid",
+            "KINDLING",
+        ],
+        &[],
+        None,
+    )?;
+    Ok(())
+}
+
+/// Hard-links inside the staging area (same filesystem), copies otherwise.
+pub fn link_or_copy(from: &Path, to: &Path) -> Result<(), BuildError> {
+    if fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    fs::copy(from, to)
+        .map(|_| ())
+        .map_err(BuildError::io("copy", to))
+}
