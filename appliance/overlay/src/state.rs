@@ -1,0 +1,123 @@
+//! The overlay part of `/var/lib/kindling/state.json`: version floors, the
+//! accepted overlays, the pinned site id and keys added by rotation. Other
+//! top-level keys (slot status written by the update agent) are preserved
+//! untouched. Writes are atomic (temp file, fsync, rename, fsync dir) so a power
+//! cut leaves the old or the new state, never a mix.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedOverlay {
+    pub version: u64,
+    pub layer: crate::manifest::LayerKind,
+    pub payload_sha256: String,
+    pub key_id: String,
+    pub expires: u64,
+    /// Unix seconds when first accepted.
+    pub accepted_at: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OverlayState {
+    #[serde(default)]
+    pub site_id: Option<String>,
+    /// Highest accepted version per overlay name.
+    #[serde(default)]
+    pub floors: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub accepted: BTreeMap<String, AcceptedOverlay>,
+    /// Site-layer overlay names in the order they were first accepted (for
+    /// overlays pushed at runtime that no boot-media order file lists).
+    #[serde(default)]
+    pub order: Vec<String>,
+    /// Public keys (base64) trusted through rotation, in addition to the image's.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+}
+
+/// The whole state file: our section plus whatever else is there.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateFile {
+    #[serde(default)]
+    pub overlays: OverlayState,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} is not valid state JSON: {source}")]
+    Parse { path: String, source: serde_json::Error },
+    #[error("writing {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+}
+
+impl StateFile {
+    /// Loads the state; a missing file is an empty state.
+    pub fn load(path: &Path) -> Result<Self, StateError> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| StateError::Parse { path: path.display().to_string(), source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(StateError::Read { path: path.display().to_string(), source }),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let mut bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| StateError::Write { path: path.display().to_string(), source: std::io::Error::other(e) })?;
+        bytes.push(b'\n');
+        write_atomic(path, &bytes, true)
+            .map_err(|source| StateError::Write { path: path.display().to_string(), source })
+    }
+}
+
+/// Writes `data` to `path` via a temp file in the same directory and a rename;
+/// with `durable`, fsyncs the file and the directory so it survives power loss.
+pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        if durable {
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        if durable {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn preserves_other_keys() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("state.json");
+        std::fs::write(&path, r#"{"slots":{"active":"a"},"overlays":{"floors":{"lab":3}}}"#).unwrap();
+        let mut s = StateFile::load(&path).unwrap();
+        assert_eq!(s.overlays.floors["lab"], 3);
+        s.overlays.floors.insert("lab".into(), 4);
+        s.save(&path).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(v["slots"]["active"], "a");
+        assert_eq!(v["overlays"]["floors"]["lab"], 4);
+    }
+}
