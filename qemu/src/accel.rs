@@ -49,7 +49,11 @@ impl Accel {
 
     /// The probe's cached answer for this host boot, else TCG (never probes).
     pub fn cached_or_tcg() -> Accel {
-        if let Some(forced) = std::env::var("KINDLING_LAB_ACCEL").ok().as_deref().and_then(Accel::parse) {
+        if let Some(forced) = std::env::var("KINDLING_LAB_ACCEL")
+            .ok()
+            .as_deref()
+            .and_then(Accel::parse)
+        {
             return forced;
         }
         cached().unwrap_or(Accel::Tcg)
@@ -58,23 +62,39 @@ impl Accel {
     /// Detects the accelerator. Boots `kernel` under KVM for the probe, so the
     /// caller must hold the QEMU lock.
     pub fn detect(kernel: &Path, _held: &QemuLock) -> Accel {
-        if let Some(forced) = std::env::var("KINDLING_LAB_ACCEL").ok().as_deref().and_then(Accel::parse) {
+        if let Some(forced) = std::env::var("KINDLING_LAB_ACCEL")
+            .ok()
+            .as_deref()
+            .and_then(Accel::parse)
+        {
             return forced;
         }
-        if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        if std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_err()
+        {
             return Accel::Tcg;
         }
         if let Some(accel) = cached() {
             return accel;
         }
-        let accel = if kvm_boots_kernel(kernel) { Accel::Kvm } else { Accel::Tcg };
+        let accel = if kvm_boots_kernel(kernel) {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        };
         let _ = std::fs::write(CACHE, format!("{} {}\n", boot_id(), accel.as_str()));
         accel
     }
 }
 
 fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 fn cached() -> Option<Accel> {
@@ -84,25 +104,40 @@ fn cached() -> Option<Accel> {
 }
 
 fn kvm_boots_kernel(kernel: &Path) -> bool {
-    let Ok(dir) = tempfile_dir() else { return false };
+    let Ok(dir) = tempfile_dir() else {
+        return false;
+    };
     let log = dir.join("serial.log");
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults", "-display", "none", "-no-reboot"])
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()))
-        .arg("-kernel")
-        .arg(kernel)
-        .args(["-append", "console=ttyS0 earlyprintk=ttyS0 panic=-1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "-accel",
+        "kvm",
+        "-cpu",
+        "host",
+        "-m",
+        "256",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+    .arg("-serial")
+    .arg(format!("file:{}", log.display()))
+    .arg("-kernel")
+    .arg(kernel)
+    .args(["-append", "console=ttyS0 earlyprintk=ttyS0 panic=-1"])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     let result = match LabProcess::spawn("kvm-probe", cmd, None) {
         Ok(mut vm) => {
             let banner = Regex::new("Linux version").ok();
             let mut watcher = SerialWatcher::new(&log);
             let ok = banner.is_some_and(|re| {
                 watcher
-                    .wait_for(&re, None, PROBE_TIMEOUT, || vm.exited().map(|s| format!("the probe VM exited ({s})")))
+                    .wait_for(&re, None, PROBE_TIMEOUT, || {
+                        vm.exited().map(|s| format!("the probe VM exited ({s})"))
+                    })
                     .is_ok()
             });
             vm.stop();

@@ -32,8 +32,12 @@ impl BootTimes {
 
 /// Extracts the times from a serial log's lines; `None` if either line is missing.
 pub fn boot_times(lines: &[SeenLine]) -> Option<BootTimes> {
-    let init = lines.iter().find(|l| l.line.contains("Run /init as init process"))?;
-    let ready = lines.iter().find(|l| l.line.contains("kindling: ready ("))?;
+    let init = lines
+        .iter()
+        .find(|l| l.line.contains("Run /init as init process"))?;
+    let ready = lines
+        .iter()
+        .find(|l| l.line.contains("kindling: ready ("))?;
     let kernel_s = boot_time(&init.line)?;
     let ready_s = boot_time(&ready.line)?;
     let reported_ms = ready
@@ -42,7 +46,12 @@ pub fn boot_times(lines: &[SeenLine]) -> Option<BootTimes> {
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok());
-    Some(BootTimes { kernel_s, ready_s, reported_ms, wall: ready.elapsed })
+    Some(BootTimes {
+        kernel_s,
+        ready_s,
+        reported_ms,
+        wall: ready.elapsed,
+    })
 }
 
 /// The benchmark table, one row per run plus the mean.
@@ -50,7 +59,12 @@ pub fn table(boot: &str, accel: &str, runs: &[BootTimes]) -> String {
     let mut out = format!(
         "boot-to-ready ({boot} boot, {accel}; printk clock from kernel start)\n\
          {:<6} {:>14} {:>18} {:>16} {:>18} {:>12}\n",
-        "run", "kernel→/init s", "/init→ready s", "kernel→ready s", "init reports ms", "qemu→ready s"
+        "run",
+        "kernel→/init s",
+        "/init→ready s",
+        "kernel→ready s",
+        "init reports ms",
+        "qemu→ready s"
     );
     for (i, r) in runs.iter().enumerate() {
         out.push_str(&row(&format!("{}", i + 1), r));
@@ -66,7 +80,11 @@ pub fn table(boot: &str, accel: &str, runs: &[BootTimes]) -> String {
         out.push_str(&row("mean", &mean));
     }
     if let Some(worst) = runs.iter().map(BootTimes::userspace_s).reduce(f64::max) {
-        let kernel = runs.iter().map(|r| r.kernel_s).reduce(f64::min).unwrap_or(0.0);
+        let kernel = runs
+            .iter()
+            .map(|r| r.kernel_s)
+            .reduce(f64::min)
+            .unwrap_or(0.0);
         let verdict = if worst < kernel { "met" } else { "NOT met" };
         out.push_str(&format!(
             "goal: userspace adds less than the kernel takes: {verdict} (worst userspace {worst:.2} s vs fastest kernel {kernel:.2} s)\n"
@@ -82,7 +100,9 @@ fn row(label: &str, r: &BootTimes) -> String {
         r.kernel_s,
         r.userspace_s(),
         r.ready_s,
-        r.reported_ms.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+        r.reported_ms
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "-".into()),
         r.wall.as_secs_f64()
     )
 }
@@ -93,7 +113,10 @@ mod tests {
     use super::*;
 
     fn seen(line: &str, secs: u64) -> SeenLine {
-        SeenLine { line: line.into(), elapsed: Duration::from_secs(secs) }
+        SeenLine {
+            line: line.into(),
+            elapsed: Duration::from_secs(secs),
+        }
     }
 
     #[test]
@@ -102,7 +125,10 @@ mod tests {
             seen("[    0.000000] Linux version 6.1.0", 3),
             seen("[    2.500000] Run /init as init process", 6),
             seen("[    2.600000] kindling: early: done (12 ms)", 6),
-            seen("[    3.750000] kindling: ready (4 services, 1250 ms since /init)", 7),
+            seen(
+                "[    3.750000] kindling: ready (4 services, 1250 ms since /init)",
+                7,
+            ),
         ];
         let t = boot_times(&lines).unwrap();
         assert_eq!(t.kernel_s, 2.5);
@@ -111,7 +137,10 @@ mod tests {
         assert_eq!(t.reported_ms, Some(1250));
         assert_eq!(t.wall, Duration::from_secs(7));
         let table = table("kernel", "tcg", &[t]);
-        assert!(table.contains("2.500") && table.contains("1.250") && table.contains("met"), "{table}");
+        assert!(
+            table.contains("2.500") && table.contains("1.250") && table.contains("met"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub fn display(cmd: &Command) -> String {
 /// Runs `cmd` to completion; a non-zero exit is an error carrying its stderr.
 pub fn run(cmd: &mut Command) -> Result<Output> {
     let command = display(cmd);
-    let out = cmd.output().map_err(|source| LabError::Spawn { command: command.clone(), source })?;
+    let out = cmd.output().map_err(|source| LabError::Spawn {
+        command: command.clone(),
+        source,
+    })?;
     if !out.status.success() {
         return Err(LabError::CommandFailed {
             command,
@@ -61,7 +64,9 @@ fn find_on_path(tool: &str) -> Option<PathBuf> {
         return Path::new(tool).is_file().then(|| PathBuf::from(tool));
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(tool)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
 }
 
 /// Fails with a clear message unless the effective user is root.
@@ -88,7 +93,13 @@ mod tests {
 
     #[test]
     fn missing_tool_names_the_fix() {
-        let msg = require_tool("kindling-no-such-tool").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(msg.contains("kindling-no-such-tool") && msg.contains("tests/install-deps"), "{msg}");
+        let msg = require_tool("kindling-no-such-tool")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("kindling-no-such-tool") && msg.contains("tests/install-deps"),
+            "{msg}"
+        );
     }
 }

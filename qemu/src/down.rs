@@ -22,7 +22,11 @@ pub struct DownReport {
 /// Lab namespaces present on this host (`kl-*`).
 pub fn lab_namespaces(prefix: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir("/run/netns")
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.retain(|n| n.starts_with(prefix));
     names.sort();
@@ -31,7 +35,12 @@ pub fn lab_namespaces(prefix: &str) -> Vec<String> {
 
 fn command_line(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(String::from_utf8_lossy(&raw).replace('\0', " ").trim().to_string())
+    Some(
+        String::from_utf8_lossy(&raw)
+            .replace('\0', " ")
+            .trim()
+            .to_string(),
+    )
 }
 
 fn is_lab_program(cmdline: &str) -> bool {
@@ -47,7 +56,11 @@ fn terminate(pids: &[u32]) {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline && pids.iter().any(|p| Path::new(&format!("/proc/{p}")).exists()) {
+    while Instant::now() < deadline
+        && pids
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}")).exists())
+    {
         std::thread::sleep(Duration::from_millis(100));
     }
     for &pid in pids {
@@ -65,14 +78,20 @@ pub fn down(prefix: &str, run_dir: Option<&Path>) -> DownReport {
     let mut pids: Vec<u32> = Vec::new();
     for ns in lab_namespaces(prefix) {
         if let Ok(out) = cmd::ip(&["netns", "pids", &ns]) {
-            pids.extend(String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            pids.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
         }
     }
     if let Some(dir) = run_dir {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "pid") {
-                let pid = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+                let pid = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok());
                 if let Some(pid) = pid {
                     if command_line(pid).is_some_and(|c| is_lab_program(&c)) {
                         pids.push(pid);
@@ -86,7 +105,9 @@ pub fn down(prefix: &str, run_dir: Option<&Path>) -> DownReport {
     pids.dedup();
     pids.retain(|&p| p != std::process::id());
     for &pid in &pids {
-        report.killed.push((pid, command_line(pid).unwrap_or_default()));
+        report
+            .killed
+            .push((pid, command_line(pid).unwrap_or_default()));
     }
     terminate(&pids);
     for ns in lab_namespaces(prefix) {

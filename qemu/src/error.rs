@@ -5,14 +5,20 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
-    #[error("the lab needs root (network namespaces, bridges, taps): re-run as root, e.g. `sudo {0}`")]
+    #[error(
+        "the lab needs root (network namespaces, bridges, taps): re-run as root, e.g. `sudo {0}`"
+    )]
     NotRoot(String),
 
     #[error("required tool `{tool}` not found: {fix}")]
     ToolMissing { tool: String, fix: String },
 
     #[error("`{command}` failed ({status}): {stderr}")]
-    CommandFailed { command: String, status: String, stderr: String },
+    CommandFailed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
 
     #[error("could not start `{command}`: {source}")]
     Spawn {
@@ -30,7 +36,11 @@ pub enum LabError {
     },
 
     #[error("boot artifact {what} not found at {path}: {fix}")]
-    ArtifactMissing { what: &'static str, path: PathBuf, fix: String },
+    ArtifactMissing {
+        what: &'static str,
+        path: PathBuf,
+        fix: String,
+    },
 
     #[error("could not take the QEMU lock {path}: {source}")]
     QemuLock {
@@ -46,15 +56,26 @@ pub enum LabError {
     NotUp(String),
 
     #[error("invalid lab option {option}: {reason}")]
-    InvalidOption { option: &'static str, reason: String },
+    InvalidOption {
+        option: &'static str,
+        reason: String,
+    },
 
     #[error("building the node payload failed: {0}")]
     Payload(String),
 }
 
 impl LabError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        LabError::Io { action, path: path.into(), source }
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        LabError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 }
 

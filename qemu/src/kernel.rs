@@ -21,7 +21,11 @@ impl KernelInfo {
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let version = name.strip_prefix("vmlinuz-")?.to_string();
-                Path::new("/lib/modules").join(&version).join("modules.dep").exists().then(|| (version, e.path()))
+                Path::new("/lib/modules")
+                    .join(&version)
+                    .join("modules.dep")
+                    .exists()
+                    .then(|| (version, e.path()))
             })
             .collect();
         found.sort_by_key(|(version, _)| version_key(version));
@@ -30,7 +34,11 @@ impl KernelInfo {
             path: PathBuf::from("/boot/vmlinuz-*"),
             fix: "install Debian's kernel with `apt-get install linux-image-amd64` (tests/install-deps does)".into(),
         })?;
-        Ok(Self { image, modules_dir: Path::new("/lib/modules").join(&version), version })
+        Ok(Self {
+            image,
+            modules_dir: Path::new("/lib/modules").join(&version),
+            version,
+        })
     }
 
     /// A kernel given by path; its version comes from the `vmlinuz-<version>` name.
@@ -42,11 +50,19 @@ impl KernelInfo {
                 fix: "pass an existing kernel image".into(),
             });
         }
-        let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let version = name.strip_prefix("vmlinuz-").ok_or_else(|| LabError::InvalidOption {
-            option: "--kernel",
-            reason: format!("{}: cannot tell the kernel version (expected a name vmlinuz-<version>)", image.display()),
-        })?;
+        let name = image
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let version = name
+            .strip_prefix("vmlinuz-")
+            .ok_or_else(|| LabError::InvalidOption {
+                option: "--kernel",
+                reason: format!(
+                    "{}: cannot tell the kernel version (expected a name vmlinuz-<version>)",
+                    image.display()
+                ),
+            })?;
         let modules_dir = Path::new("/lib/modules").join(version);
         if !modules_dir.join("modules.dep").exists() {
             return Err(LabError::ArtifactMissing {
@@ -55,13 +71,19 @@ impl KernelInfo {
                 fix: "install the matching linux-image package".into(),
             });
         }
-        Ok(Self { image: image.to_path_buf(), version: version.to_string(), modules_dir })
+        Ok(Self {
+            image: image.to_path_buf(),
+            version: version.to_string(),
+            modules_dir,
+        })
     }
 }
 
 /// Orders `6.1.0-56-amd64` numerically component by component.
 fn version_key(v: &str) -> Vec<u64> {
-    v.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect()
+    v.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// Firmware files QEMU loads.
@@ -84,7 +106,10 @@ impl Firmware {
                 });
             }
         }
-        Ok(Self { ovmf_code: code, ovmf_vars: vars })
+        Ok(Self {
+            ovmf_code: code,
+            ovmf_vars: vars,
+        })
     }
 }
 
@@ -100,7 +125,9 @@ mod tests {
 
     #[test]
     fn a_kernel_path_without_a_version_is_refused() {
-        let err = KernelInfo::from_image(Path::new("/proc/self/exe")).err().map(|e| e.to_string());
+        let err = KernelInfo::from_image(Path::new("/proc/self/exe"))
+            .err()
+            .map(|e| e.to_string());
         assert!(err.unwrap_or_default().contains("vmlinuz-<version>"));
     }
 }

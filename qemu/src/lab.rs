@@ -14,7 +14,8 @@ use crate::qemu_lock::QemuLock;
 use crate::running_vm::RunningVm;
 use crate::upstream::Upstream;
 use crate::vm::{
-    BootSource, DiskBus, FirmwareChoice, Nic, NicModel, NicRom, VmConfig, APPLIANCE_LAN_MAC, APPLIANCE_UPLINK_MAC,
+    BootSource, DiskBus, FirmwareChoice, Nic, NicModel, NicRom, VmConfig, APPLIANCE_LAN_MAC,
+    APPLIANCE_UPLINK_MAC,
 };
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -40,7 +41,11 @@ pub struct LabOptions {
 impl LabOptions {
     /// The lab as the CLI and the demo run it: `kl-up`/`kl-lan`, logs kept.
     pub fn standard(run_dir: PathBuf) -> Self {
-        Self { names: LabNames::default(), run_dir, logs: LogPolicy::Keep }
+        Self {
+            names: LabNames::default(),
+            run_dir,
+            logs: LogPolicy::Keep,
+        }
     }
 
     /// A test's lab: its own namespace prefix and a log directory
@@ -58,7 +63,11 @@ impl LabOptions {
 #[derive(Debug, Clone)]
 pub enum ApplianceBoot {
     /// `-kernel/-initrd/-append` (fastest; `console=ttyS0` is always appended).
-    Kernel { kernel: PathBuf, initrd: PathBuf, append: String },
+    Kernel {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        append: String,
+    },
     /// The hybrid ISO as a CD under SeaBIOS.
     Iso(PathBuf),
     /// The raw GPT disk under OVMF (a private copy; the original stays pristine).
@@ -75,7 +84,12 @@ pub struct ApplianceSpec {
 
 impl ApplianceSpec {
     pub fn new(boot: ApplianceBoot) -> Self {
-        Self { boot, nic_model: NicModel::Virtio, memory_mb: 1024, cpus: 1 }
+        Self {
+            boot,
+            nic_model: NicModel::Virtio,
+            memory_mb: 1024,
+            cpus: 1,
+        }
     }
 }
 
@@ -178,7 +192,9 @@ impl Lab {
     }
 
     fn network(&self) -> Result<&LabNetwork> {
-        self.network.as_ref().ok_or_else(|| LabError::NotUp(self.options.names.lan.clone()))
+        self.network
+            .as_ref()
+            .ok_or_else(|| LabError::NotUp(self.options.names.lan.clone()))
     }
 
     fn running_vms(&mut self) -> usize {
@@ -195,7 +211,11 @@ impl Lab {
     pub fn boot_appliance(&mut self, spec: &ApplianceSpec) -> Result<VmId> {
         let run = self.options.run_dir.clone();
         let (firmware, boot) = match &spec.boot {
-            ApplianceBoot::Kernel { kernel, initrd, append } => {
+            ApplianceBoot::Kernel {
+                kernel,
+                initrd,
+                append,
+            } => {
                 require_file("kernel", kernel)?;
                 require_file("initramfs", initrd)?;
                 let append = if append.contains("console=ttyS0") {
@@ -203,7 +223,14 @@ impl Lab {
                 } else {
                     format!("{append} console=ttyS0").trim().to_string()
                 };
-                (FirmwareChoice::Bios, BootSource::Kernel { kernel: kernel.clone(), initrd: initrd.clone(), append })
+                (
+                    FirmwareChoice::Bios,
+                    BootSource::Kernel {
+                        kernel: kernel.clone(),
+                        initrd: initrd.clone(),
+                        append,
+                    },
+                )
             }
             ApplianceBoot::Iso(iso) => {
                 require_file("ISO image", iso)?;
@@ -212,8 +239,15 @@ impl Lab {
             ApplianceBoot::Disk { image, bus } => {
                 require_file("disk image", image)?;
                 let copy = run.join("appliance-disk.img");
-                std::fs::copy(image, &copy).map_err(|e| LabError::io("copying the disk image to", &copy, e))?;
-                (self.uefi_firmware("appliance")?, BootSource::Disk { image: copy, bus: *bus })
+                std::fs::copy(image, &copy)
+                    .map_err(|e| LabError::io("copying the disk image to", &copy, e))?;
+                (
+                    self.uefi_firmware("appliance")?,
+                    BootSource::Disk {
+                        image: copy,
+                        bus: *bus,
+                    },
+                )
             }
         };
         let nics = vec![
@@ -260,7 +294,9 @@ impl Lab {
         if self.running_vms() >= MAX_VMS {
             return Err(LabError::InvalidOption {
                 option: "VM count",
-                reason: format!("at most {MAX_VMS} VMs run at once on this machine; stop one first"),
+                reason: format!(
+                    "at most {MAX_VMS} VMs run at once on this machine; stop one first"
+                ),
             });
         }
         let vm = start_vm_in(self.network()?, config, segments)?;
@@ -270,25 +306,46 @@ impl Lab {
 
     /// Starts a helper process inside the LAN namespace (e.g. a stand-in
     /// server for payload tests); it is stopped with the lab.
-    pub fn spawn_in_lan(&mut self, name: &str, program: &str, args: &[&str], log: &Path) -> Result<()> {
+    pub fn spawn_in_lan(
+        &mut self,
+        name: &str,
+        program: &str,
+        args: &[&str],
+        log: &Path,
+    ) -> Result<()> {
         let out = std::fs::File::create(log).map_err(|e| LabError::io("creating", log, e))?;
-        let err = out.try_clone().map_err(|e| LabError::io("opening", log, e))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| LabError::io("opening", log, e))?;
         let mut command = cmd::in_netns(&self.options.names.lan, program);
-        command.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
         let pidfile = self.options.run_dir.join(format!("{name}.pid"));
-        self.extra.push(LabProcess::spawn(name, command, Some(&pidfile))?);
+        self.extra
+            .push(LabProcess::spawn(name, command, Some(&pidfile))?);
         Ok(())
     }
 
     /// Adds an address to the LAN bridge (inside the LAN namespace).
     pub fn add_lan_address(&self, cidr: &str) -> Result<()> {
-        cmd::ip_in(&self.options.names.lan, &["addr", "add", cidr, "dev", crate::network::LAN_BRIDGE])?;
+        cmd::ip_in(
+            &self.options.names.lan,
+            &["addr", "add", cidr, "dev", crate::network::LAN_BRIDGE],
+        )?;
         Ok(())
     }
 
     /// An HTTP request from the LAN side (the lab's 192.168.100.2 on br-lan):
     /// returns (status code, body). `body` makes it a POST.
-    pub fn http_from_lan(&self, method: &str, url: &str, body: Option<&str>) -> Result<(u16, String)> {
+    pub fn http_from_lan(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, String)> {
         http_in_netns(&self.options.names.lan, method, url, body)
     }
 
@@ -343,9 +400,11 @@ pub fn node_config(spec: &NodeSpec, accel: Accel, run_dir: &Path) -> Result<VmCo
         _ => NicRom::Default,
     };
     let boot = match &spec.direct {
-        Some((kernel, initrd, append)) => {
-            BootSource::Kernel { kernel: kernel.clone(), initrd: initrd.clone(), append: append.clone() }
-        }
+        Some((kernel, initrd, append)) => BootSource::Kernel {
+            kernel: kernel.clone(),
+            initrd: initrd.clone(),
+            append: append.clone(),
+        },
         None => BootSource::Network,
     };
     let tap = format!("nd-{}", spec.mac.rsplit(':').next().unwrap_or("x"));
@@ -371,7 +430,8 @@ pub fn node_config(spec: &NodeSpec, accel: Accel, run_dir: &Path) -> Result<VmCo
 /// Starts a node VM in a lab another process runs (`kindling-lab node`).
 /// The caller stops it; its tap stays until `LabNetwork::remove_tap`.
 pub fn start_node_in(net: &LabNetwork, spec: &NodeSpec, run_dir: &Path) -> Result<RunningVm> {
-    std::fs::create_dir_all(run_dir).map_err(|e| LabError::io("creating the run directory", run_dir, e))?;
+    std::fs::create_dir_all(run_dir)
+        .map_err(|e| LabError::io("creating the run directory", run_dir, e))?;
     let config = node_config(spec, Accel::cached_or_tcg(), run_dir)?;
     start_vm_in(net, config, &[Segment::Lan])
 }
@@ -379,8 +439,12 @@ pub fn start_node_in(net: &LabNetwork, spec: &NodeSpec, run_dir: &Path) -> Resul
 fn uefi_firmware(vm: &str, run_dir: &Path) -> Result<FirmwareChoice> {
     let ovmf = Firmware::ovmf()?;
     let vars = run_dir.join(format!("{vm}-OVMF_VARS.fd"));
-    std::fs::copy(&ovmf.ovmf_vars, &vars).map_err(|e| LabError::io("copying OVMF vars to", &vars, e))?;
-    Ok(FirmwareChoice::Uefi { code: ovmf.ovmf_code, vars })
+    std::fs::copy(&ovmf.ovmf_vars, &vars)
+        .map_err(|e| LabError::io("copying OVMF vars to", &vars, e))?;
+    Ok(FirmwareChoice::Uefi {
+        code: ovmf.ovmf_code,
+        vars,
+    })
 }
 
 /// Creates the VM's taps on their bridges and starts QEMU in the LAN namespace.
@@ -394,9 +458,14 @@ fn start_vm_in(network: &LabNetwork, config: VmConfig, segments: &[Segment]) -> 
     }
     let _ = std::fs::remove_file(&config.serial_log);
     let qemu_log = config.serial_log.with_extension("qemu.log");
-    let stderr = std::fs::File::create(&qemu_log).map_err(|e| LabError::io("creating", &qemu_log, e))?;
+    let stderr =
+        std::fs::File::create(&qemu_log).map_err(|e| LabError::io("creating", &qemu_log, e))?;
     let mut command = cmd::in_netns(&network.names().lan, "qemu-system-x86_64");
-    command.args(config.qemu_args()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+    command
+        .args(config.qemu_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
     let process = LabProcess::spawn(&config.name, command, None)?;
     Ok(RunningVm::new(config, process, taps))
 }
@@ -416,16 +485,30 @@ fn require_file(what: &'static str, path: &Path) -> Result<()> {
 fn prepare_run_dir(dir: &Path) -> Result<()> {
     // Logs of an earlier run of the same lab/test would mix with this one's.
     if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| LabError::io("clearing the run directory", dir, e))?;
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| LabError::io("clearing the run directory", dir, e))?;
     }
     std::fs::create_dir_all(dir).map_err(|e| LabError::io("creating the run directory", dir, e))
 }
 
 /// `curl` inside `ns`: (status, body). A refused or timed-out connection is
 /// an error naming the URL.
-pub fn http_in_netns(ns: &str, method: &str, url: &str, body: Option<&str>) -> Result<(u16, String)> {
+pub fn http_in_netns(
+    ns: &str,
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
     let mut c = cmd::in_netns(ns, "curl");
-    c.args(["-sS", "--max-time", "10", "-X", method, "-w", "\n%{http_code}"]);
+    c.args([
+        "-sS",
+        "--max-time",
+        "10",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+    ]);
     if let Some(b) = body {
         c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
     }

@@ -25,6 +25,8 @@ pub mod vm;
 pub mod watch;
 
 pub use error::{LabError, Result};
-pub use lab::{ApplianceBoot, ApplianceSpec, Lab, LabOptions, LogPolicy, NodeFirmware, NodeSpec, VmId};
+pub use lab::{
+    ApplianceBoot, ApplianceSpec, Lab, LabOptions, LogPolicy, NodeFirmware, NodeSpec, VmId,
+};
 pub use network::LabNames;
 pub use vm::{DiskBus, NicModel};

@@ -191,10 +191,26 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up { appliance, node, follow, run_for, run_dir } => up(&appliance, &node, follow, run_for, run_dir),
-        Command::Node { firmware, mac, nic, timeout, run_dir } => {
-            node(node_firmware(firmware), &mac, nic_model(nic), timeout, &run_dir)
-        }
+        Command::Up {
+            appliance,
+            node,
+            follow,
+            run_for,
+            run_dir,
+        } => up(&appliance, &node, follow, run_for, run_dir),
+        Command::Node {
+            firmware,
+            mac,
+            nic,
+            timeout,
+            run_dir,
+        } => node(
+            node_firmware(firmware),
+            &mac,
+            nic_model(nic),
+            timeout,
+            &run_dir,
+        ),
         Command::Status { run_dir } => status(&run_dir),
         Command::Down { run_dir } => {
             kindling_lab::cmd::require_root("kindling-lab down")?;
@@ -216,19 +232,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 inputs.kernel = kindling_lab::kernel::KernelInfo::from_image(&k)?;
             }
             let built = payload::build(&inputs, &out)?;
-            println!("kernel  {} ({})", built.kernel.display(), inputs.kernel.version);
-            println!("initrd  {} ({} bytes)", built.initrd.display(), std::fs::metadata(&built.initrd)?.len());
+            println!(
+                "kernel  {} ({})",
+                built.kernel.display(),
+                inputs.kernel.version
+            );
+            println!(
+                "initrd  {} ({} bytes)",
+                built.initrd.display(),
+                std::fs::metadata(&built.initrd)?.len()
+            );
             println!("modules {}", built.modules.join(" "));
             Ok(())
         }
-        Command::Bench { appliance, runs, timeout, run_dir } => bench_cmd(&appliance, runs, timeout, run_dir),
+        Command::Bench {
+            appliance,
+            runs,
+            timeout,
+            run_dir,
+        } => bench_cmd(&appliance, runs, timeout, run_dir),
     }
 }
 
 fn interrupt_flag() -> anyhow::Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
-    ctrlc::set_handler(move || f.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    ctrlc::set_handler(move || f.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
     Ok(flag)
 }
 
@@ -258,21 +288,36 @@ fn up(
         lab.run_dir().display()
     );
     let app = lab.boot_appliance(&spec)?;
-    println!("appliance booting ({} boot), serial log {}", args.boot_name(), lab.vm(app).serial_log().display());
+    println!(
+        "appliance booting ({} boot), serial log {}",
+        args.boot_name(),
+        lab.vm(app).serial_log().display()
+    );
     let mut printed = 0;
     if !nodes.is_empty() {
-        let ready = lab.vm(app).wait_for_unless(bench::READY_PATTERN, Some(bench::DEGRADED_PATTERN), Duration::from_secs(600));
+        let ready = lab.vm(app).wait_for_unless(
+            bench::READY_PATTERN,
+            Some(bench::DEGRADED_PATTERN),
+            Duration::from_secs(600),
+        );
         if follow {
             print_new_lines(&mut lab, app, &mut printed);
         }
         let ready = ready?;
-        println!("appliance ready after {:.1} s: {}", ready.elapsed.as_secs_f64(), ready.line);
+        println!(
+            "appliance ready after {:.1} s: {}",
+            ready.elapsed.as_secs_f64(),
+            ready.line
+        );
         for (i, fw) in nodes.iter().enumerate() {
             let mac = format!("52:54:00:6b:00:{:02x}", 0x10 + i);
             let mut spec = NodeSpec::pxe(&format!("node-{}", i + 1), &mac, node_firmware(*fw));
             spec.nic_model = nic_model(args.nic);
             let id = lab.boot_node(&spec)?;
-            println!("node {mac} PXE-booting, serial log {}", lab.vm(id).serial_log().display());
+            println!(
+                "node {mac} PXE-booting, serial log {}",
+                lab.vm(id).serial_log().display()
+            );
         }
     }
     let started = Instant::now();
@@ -294,26 +339,41 @@ fn up(
     Ok(())
 }
 
-fn node(firmware: NodeFirmware, mac: &str, nic: NicModel, timeout: u64, run_dir: &Path) -> anyhow::Result<()> {
+fn node(
+    firmware: NodeFirmware,
+    mac: &str,
+    nic: NicModel,
+    timeout: u64,
+    run_dir: &Path,
+) -> anyhow::Result<()> {
     kindling_lab::cmd::require_root("kindling-lab node")?;
     let stop = interrupt_flag()?;
     let names = LabNames::default();
     let net = kindling_lab::network::LabNetwork::attach(&names)?;
     let running = qemu_count(&names.lan);
     if running >= kindling_lab::lab::MAX_VMS {
-        bail!("{running} VMs already run in the lab (at most {} at once)", kindling_lab::lab::MAX_VMS);
+        bail!(
+            "{running} VMs already run in the lab (at most {} at once)",
+            kindling_lab::lab::MAX_VMS
+        );
     }
     // The `up` process holds the QEMU lock for its lab; a node joins that lab
     // within its VM budget (checked above) instead of taking the lock again.
     let mut spec = NodeSpec::pxe(&format!("node-{}", mac.replace(':', "")), mac, firmware);
     spec.nic_model = nic;
     let mut vm = kindling_lab::lab::start_node_in(&net, &spec, run_dir)?;
-    println!("node {mac} booting; serial log {}", vm.serial_log().display());
+    println!(
+        "node {mac} booting; serial log {}",
+        vm.serial_log().display()
+    );
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let mut printed = 0;
     loop {
         let lines = vm.lines();
-        for l in lines[printed..].iter().filter(|l| l.line.contains("kindling-node:")) {
+        for l in lines[printed..]
+            .iter()
+            .filter(|l| l.line.contains("kindling-node:"))
+        {
             println!("  {:>6.1}s {}", l.elapsed.as_secs_f64(), l.line.trim());
         }
         printed = lines.len();
@@ -372,8 +432,11 @@ fn status(run_dir: &Path) -> anyhow::Result<()> {
         }
     }
     if let Ok(rd) = std::fs::read_dir(run_dir) {
-        let mut logs: Vec<PathBuf> =
-            rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect();
+        let mut logs: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
         logs.sort();
         if !logs.is_empty() {
             println!("logs in {}:", run_dir.display());
@@ -385,7 +448,12 @@ fn status(run_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_cmd(args: &ApplianceArgs, runs: u32, timeout: u64, run_dir: PathBuf) -> anyhow::Result<()> {
+fn bench_cmd(
+    args: &ApplianceArgs,
+    runs: u32,
+    timeout: u64,
+    run_dir: PathBuf,
+) -> anyhow::Result<()> {
     let spec = args.spec();
     let mut results = Vec::new();
     let mut accel = "tcg";
@@ -393,11 +461,19 @@ fn bench_cmd(args: &ApplianceArgs, runs: u32, timeout: u64, run_dir: PathBuf) ->
         let mut lab = Lab::up(LabOptions::standard(run_dir.clone()))?;
         accel = lab.accel().as_str();
         let app = lab.boot_appliance(&spec)?;
-        lab.vm(app).wait_for_unless(bench::READY_PATTERN, Some(bench::DEGRADED_PATTERN), Duration::from_secs(timeout))?;
+        lab.vm(app).wait_for_unless(
+            bench::READY_PATTERN,
+            Some(bench::DEGRADED_PATTERN),
+            Duration::from_secs(timeout),
+        )?;
         let lines = lab.vm(app).lines();
-        let times = bench::boot_times(&lines)
-            .with_context(|| format!("run {run}: no `Run /init` or ready line with a [time] stamp"))?;
-        eprintln!("run {run}: kernel {:.2} s, ready {:.2} s", times.kernel_s, times.ready_s);
+        let times = bench::boot_times(&lines).with_context(|| {
+            format!("run {run}: no `Run /init` or ready line with a [time] stamp")
+        })?;
+        eprintln!(
+            "run {run}: kernel {:.2} s, ready {:.2} s",
+            times.kernel_s, times.ready_s
+        );
         results.push(times);
     }
     print!("{}", bench::table(args.boot_name(), accel, &results));

@@ -37,7 +37,10 @@ pub struct LabNames {
 
 impl LabNames {
     pub fn with_prefix(prefix: &str) -> Self {
-        Self { upstream: format!("{prefix}-up"), lan: format!("{prefix}-lan") }
+        Self {
+            upstream: format!("{prefix}-up"),
+            lan: format!("{prefix}-lan"),
+        }
     }
 }
 
@@ -82,7 +85,10 @@ impl LabNetwork {
                 return Err(LabError::AlreadyUp(ns.clone()));
             }
         }
-        let mut net = Self { names: names.clone(), created: Vec::new() };
+        let mut net = Self {
+            names: names.clone(),
+            created: Vec::new(),
+        };
         for ns in [&names.upstream, &names.lan] {
             cmd::ip(&["netns", "add", ns])?;
             net.created.push(ns.clone());
@@ -95,16 +101,54 @@ impl LabNetwork {
             // DHCPDISCOVER is not eaten by the listening state.
             cmd::ip_in(
                 lan,
-                &["link", "add", bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0"],
+                &[
+                    "link",
+                    "add",
+                    bridge,
+                    "type",
+                    "bridge",
+                    "stp_state",
+                    "0",
+                    "forward_delay",
+                    "0",
+                    "mcast_snooping",
+                    "0",
+                ],
             )?;
             cmd::ip_in(lan, &["link", "set", bridge, "up"])?;
         }
-        cmd::ip_in(lan, &["link", "add", UPLINK_VETH, "type", "veth", "peer", "name", ROUTER_IF, "netns", up])?;
-        cmd::ip_in(lan, &["link", "set", UPLINK_VETH, "master", UPLINK_BRIDGE, "up"])?;
+        cmd::ip_in(
+            lan,
+            &[
+                "link",
+                "add",
+                UPLINK_VETH,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                ROUTER_IF,
+                "netns",
+                up,
+            ],
+        )?;
+        cmd::ip_in(
+            lan,
+            &["link", "set", UPLINK_VETH, "master", UPLINK_BRIDGE, "up"],
+        )?;
         let router = format!("{UPSTREAM_ROUTER_ADDR}/{UPSTREAM_PREFIX}");
         cmd::ip_in(up, &["addr", "add", &router, "dev", ROUTER_IF])?;
         cmd::ip_in(up, &["link", "set", ROUTER_IF, "up"])?;
-        cmd::ip_in(lan, &["addr", "add", &format!("{LAB_PROBE_ADDR}/24"), "dev", LAN_BRIDGE])?;
+        cmd::ip_in(
+            lan,
+            &[
+                "addr",
+                "add",
+                &format!("{LAB_PROBE_ADDR}/24"),
+                "dev",
+                LAN_BRIDGE,
+            ],
+        )?;
         Ok(net)
     }
 
@@ -116,7 +160,10 @@ impl LabNetwork {
                 return Err(LabError::NotUp(ns.clone()));
             }
         }
-        Ok(Self { names: names.clone(), created: Vec::new() })
+        Ok(Self {
+            names: names.clone(),
+            created: Vec::new(),
+        })
     }
 
     pub fn names(&self) -> &LabNames {
@@ -131,7 +178,10 @@ impl LabNetwork {
     /// Creates a tap in the LAN namespace and joins it to `segment`'s bridge.
     pub fn add_tap(&self, tap: &str, segment: Segment) -> Result<()> {
         if tap.len() > 15 {
-            return Err(LabError::InvalidOption { option: "tap name", reason: format!("{tap} is longer than 15 bytes") });
+            return Err(LabError::InvalidOption {
+                option: "tap name",
+                reason: format!("{tap} is longer than 15 bytes"),
+            });
         }
         let lan = self.names.lan.as_str();
         cmd::ip_in(lan, &["tuntap", "add", "dev", tap, "mode", "tap"])?;
@@ -161,9 +211,11 @@ impl Drop for LabNetwork {
 /// noise on the segments. Frames between VMs are still bridged, so the
 /// appliance's router advertisements reach the nodes.
 fn quiet_ipv6(ns: &str) -> Result<()> {
-    cmd::run(
-        cmd::in_netns(ns, "sysctl")
-            .args(["-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]),
-    )?;
+    cmd::run(cmd::in_netns(ns, "sysctl").args([
+        "-q",
+        "-w",
+        "net.ipv6.conf.all.disable_ipv6=1",
+        "net.ipv6.conf.default.disable_ipv6=1",
+    ]))?;
     Ok(())
 }

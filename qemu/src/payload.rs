@@ -60,13 +60,24 @@ pub fn build(inputs: &PayloadInputs, out: &Path) -> Result<Payload> {
     let order = load_order(&deps, &inputs.modules)?;
 
     let mut cpio = CpioWriter::default();
-    for dir in ["bin", "dev", "etc", "lib", "lib/modules", "proc", "run", "sys", "tmp"] {
+    for dir in [
+        "bin",
+        "dev",
+        "etc",
+        "lib",
+        "lib/modules",
+        "proc",
+        "run",
+        "sys",
+        "tmp",
+    ] {
         cpio.dir(dir);
     }
     cpio.char_device("dev/console", 5, 1);
     cpio.file("init", INIT_SCRIPT.as_bytes(), 0o755);
     cpio.file("etc/udhcpc.script", UDHCPC_SCRIPT.as_bytes(), 0o755);
-    let busybox = std::fs::read(&inputs.busybox).map_err(|e| LabError::io("reading", &inputs.busybox, e))?;
+    let busybox =
+        std::fs::read(&inputs.busybox).map_err(|e| LabError::io("reading", &inputs.busybox, e))?;
     cpio.file("bin/busybox", &busybox, 0o755);
     cpio.symlink("bin/sh", "busybox");
     let mut order_file = String::new();
@@ -86,9 +97,14 @@ pub fn build(inputs: &PayloadInputs, out: &Path) -> Result<Payload> {
     let initrd = out.join(PAYLOAD_INITRD_NAME);
     write_atomically(&initrd, &compressed)?;
     let kernel = out.join(PAYLOAD_KERNEL_NAME);
-    let image = std::fs::read(&inputs.kernel.image).map_err(|e| LabError::io("reading", &inputs.kernel.image, e))?;
+    let image = std::fs::read(&inputs.kernel.image)
+        .map_err(|e| LabError::io("reading", &inputs.kernel.image, e))?;
     write_atomically(&kernel, &image)?;
-    Ok(Payload { initrd, kernel, modules: order })
+    Ok(Payload {
+        initrd,
+        kernel,
+        modules: order,
+    })
 }
 
 fn file_name(rel: &str) -> String {
@@ -114,10 +130,18 @@ fn check_static_busybox(path: &Path) -> Result<()> {
 /// Whether a 64-bit ELF file has a PT_INTERP program header (is dynamically linked).
 fn has_elf_interpreter(elf: &[u8]) -> bool {
     const PT_INTERP: u32 = 3;
-    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
-    let u32_at = |o: usize| elf.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let u16_at = |o: usize| {
+        elf.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u32_at = |o: usize| {
+        elf.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
     let u64_at = |o: usize| {
-        elf.get(o..o + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(|a| u64::from_le_bytes(a) as usize)
+        elf.get(o..o + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(|a| u64::from_le_bytes(a) as usize)
     };
     if elf.get(..5) != Some(b"\x7fELF\x02".as_slice()) {
         return false;
@@ -131,7 +155,9 @@ fn has_elf_interpreter(elf: &[u8]) -> bool {
 fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension("partial");
     let mut f = std::fs::File::create(&tmp).map_err(|e| LabError::io("creating", &tmp, e))?;
-    f.write_all(data).and_then(|()| f.sync_all()).map_err(|e| LabError::io("writing", &tmp, e))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| LabError::io("writing", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| LabError::io("renaming into place", path, e))
 }
 
@@ -146,7 +172,10 @@ pub fn parse_modules_dep(text: &str) -> BTreeMap<String, Vec<String>> {
     text.lines()
         .filter_map(|line| {
             let (module, deps) = line.split_once(':')?;
-            Some((module.trim().to_string(), deps.split_whitespace().map(str::to_string).collect()))
+            Some((
+                module.trim().to_string(),
+                deps.split_whitespace().map(str::to_string).collect(),
+            ))
         })
         .collect()
 }
@@ -166,7 +195,9 @@ pub fn load_order(deps: &BTreeMap<String, Vec<String>>, wanted: &[String]) -> Re
     let mut done = BTreeSet::new();
     for name in wanted {
         let path = by_name.get(&name.replace('-', "_")).ok_or_else(|| {
-            LabError::Payload(format!("kernel module `{name}` is not in modules.dep (built into the kernel or missing)"))
+            LabError::Payload(format!(
+                "kernel module `{name}` is not in modules.dep (built into the kernel or missing)"
+            ))
         })?;
         visit(deps, path, &mut done, &mut order, 0)?;
     }
@@ -184,7 +215,9 @@ fn visit(
         return Ok(());
     }
     if depth > 64 {
-        return Err(LabError::Payload(format!("modules.dep has a dependency cycle through {module}")));
+        return Err(LabError::Payload(format!(
+            "modules.dep has a dependency cycle through {module}"
+        )));
     }
     for dep in deps.get(module).map(Vec::as_slice).unwrap_or_default() {
         visit(deps, dep, done, order, depth + 1)?;
@@ -204,7 +237,13 @@ struct CpioWriter {
 impl CpioWriter {
     fn header(&mut self, name: &str, mode: u32) -> cpio::newc::Builder {
         self.next_ino += 1;
-        cpio::newc::Builder::new(name).ino(self.next_ino).mode(mode).uid(0).gid(0).nlink(1).mtime(MTIME)
+        cpio::newc::Builder::new(name)
+            .ino(self.next_ino)
+            .mode(mode)
+            .uid(0)
+            .gid(0)
+            .nlink(1)
+            .mtime(MTIME)
     }
 
     fn dir(&mut self, name: &str) {
@@ -223,7 +262,10 @@ impl CpioWriter {
     }
 
     fn char_device(&mut self, name: &str, major: u32, minor: u32) {
-        let b = self.header(name, 0o020_600).rdev_major(major).rdev_minor(minor);
+        let b = self
+            .header(name, 0o020_600)
+            .rdev_major(major)
+            .rdev_minor(minor);
         self.entries.push((b, Vec::new()));
     }
 
@@ -259,7 +301,12 @@ kernel/net/core/failover.ko:\n";
     fn load_order_puts_every_dependency_first_and_once() {
         let deps = parse_modules_dep(DEP);
         let order = load_order(&deps, &["virtio_pci".into(), "virtio-net".into()]).unwrap();
-        let pos = |m: &str| order.iter().position(|p| p.ends_with(&format!("/{m}.ko"))).unwrap();
+        let pos = |m: &str| {
+            order
+                .iter()
+                .position(|p| p.ends_with(&format!("/{m}.ko")))
+                .unwrap()
+        };
         assert_eq!(order.len(), 7);
         assert!(pos("virtio_ring") < pos("virtio"));
         assert!(pos("virtio") < pos("virtio_pci"));
@@ -270,15 +317,23 @@ kernel/net/core/failover.ko:\n";
     #[test]
     fn dynamic_and_static_elf_files_are_told_apart() {
         let dynamic = std::fs::read("/bin/sh").unwrap();
-        assert!(has_elf_interpreter(&dynamic), "/bin/sh is dynamically linked on Debian");
+        assert!(
+            has_elf_interpreter(&dynamic),
+            "/bin/sh is dynamically linked on Debian"
+        );
         assert!(!has_elf_interpreter(b"#!/bin/sh\n"));
     }
 
     #[test]
     fn an_unknown_module_is_a_clear_error() {
         let deps = parse_modules_dep(DEP);
-        let err = load_order(&deps, &["e1000e".into()]).unwrap_err().to_string();
-        assert!(err.contains("e1000e") && err.contains("modules.dep"), "{err}");
+        let err = load_order(&deps, &["e1000e".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("e1000e") && err.contains("modules.dep"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -304,11 +359,24 @@ kernel/net/core/failover.ko:\n";
             names.push(entry.entry().name().to_string());
             reader = entry.finish().unwrap();
         }
-        for want in ["init", "bin/busybox", "dev/console", "lib/modules/virtio_net.ko", "lib/modules/e1000.ko"] {
-            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        for want in [
+            "init",
+            "bin/busybox",
+            "dev/console",
+            "lib/modules/virtio_net.ko",
+            "lib/modules/e1000.ko",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} missing from {names:?}"
+            );
         }
         assert!(payload.kernel.exists());
         // Nothing half-written is left behind.
-        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().path().to_string_lossy().ends_with(".partial")));
+        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .path()
+            .to_string_lossy()
+            .ends_with(".partial")));
     }
 }

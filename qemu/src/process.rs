@@ -26,12 +26,20 @@ impl LabProcess {
     /// Spawns `command`; if `pidfile` is given the PID is recorded there.
     pub fn spawn(name: &str, mut command: Command, pidfile: Option<&Path>) -> Result<Self> {
         let line = cmd::display(&command);
-        let child = command.spawn().map_err(|source| LabError::Spawn { command: line, source })?;
+        let child = command.spawn().map_err(|source| LabError::Spawn {
+            command: line,
+            source,
+        })?;
         if let Some(path) = pidfile {
             std::fs::write(path, format!("{}\n", child.id()))
                 .map_err(|e| LabError::io("writing pidfile", path, e))?;
         }
-        Ok(Self { name: name.to_string(), child, pidfile: pidfile.map(Path::to_path_buf), exit: None })
+        Ok(Self {
+            name: name.to_string(),
+            child,
+            pidfile: pidfile.map(Path::to_path_buf),
+            exit: None,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -101,7 +109,10 @@ mod tests {
         command.arg("600");
         let proc = LabProcess::spawn("sleep", command, Some(&pidfile)).unwrap();
         let pid = proc.pid();
-        assert_eq!(std::fs::read_to_string(&pidfile).unwrap().trim(), pid.to_string());
+        assert_eq!(
+            std::fs::read_to_string(&pidfile).unwrap().trim(),
+            pid.to_string()
+        );
         drop(proc);
         assert!(!pidfile.exists());
         // The child was reaped by the guard; if the PID was reused since, it is

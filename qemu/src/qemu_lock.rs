@@ -34,13 +34,28 @@ impl QemuLock {
         let lock = match Flock::lock(open()?, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
             Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
-                eprintln!("kindling-lab: waiting for {} (another lab or test runs VMs)", path.display());
-                Flock::lock(file, FlockArg::LockExclusive)
-                    .map_err(|(_, source)| LabError::QemuLock { path: path.to_path_buf(), source })?
+                eprintln!(
+                    "kindling-lab: waiting for {} (another lab or test runs VMs)",
+                    path.display()
+                );
+                Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, source)| {
+                    LabError::QemuLock {
+                        path: path.to_path_buf(),
+                        source,
+                    }
+                })?
             }
-            Err((_, source)) => return Err(LabError::QemuLock { path: path.to_path_buf(), source }),
+            Err((_, source)) => {
+                return Err(LabError::QemuLock {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
         };
-        Ok(Self { _lock: lock, path: path.to_path_buf() })
+        Ok(Self {
+            _lock: lock,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {

@@ -22,7 +22,13 @@ pub struct RunningVm {
 impl RunningVm {
     pub(crate) fn new(config: VmConfig, process: LabProcess, taps: Vec<String>) -> Self {
         let watcher = SerialWatcher::new(&config.serial_log);
-        Self { config, process, watcher, taps, started: Instant::now() }
+        Self {
+            config,
+            process,
+            watcher,
+            taps,
+            started: Instant::now(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -73,7 +79,9 @@ impl RunningVm {
         let process = &mut self.process;
         let name = self.config.name.clone();
         self.watcher.wait_for(&re, fail.as_ref(), timeout, || {
-            process.exited().map(|status| format!("VM {name} exited ({status})"))
+            process
+                .exited()
+                .map(|status| format!("VM {name} exited ({status})"))
         })
     }
 

@@ -52,29 +52,57 @@ impl Upstream {
             .arg("--user=root")
             .arg("--no-resolv")
             .arg("--no-hosts")
-            .arg(format!("--host-record={UPSTREAM_HOSTNAME},{UPSTREAM_ROUTER_ADDR}"))
+            .arg(format!(
+                "--host-record={UPSTREAM_HOSTNAME},{UPSTREAM_ROUTER_ADDR}"
+            ))
             .arg("--log-dhcp")
             .arg("--log-queries")
             .arg(format!("--log-facility={}", dnsmasq_log.display()))
             .stdin(Stdio::null());
-        let dnsmasq = LabProcess::spawn("upstream-dnsmasq", dnsmasq, Some(&run_dir.join("upstream-dnsmasq.pid")))?;
+        let dnsmasq = LabProcess::spawn(
+            "upstream-dnsmasq",
+            dnsmasq,
+            Some(&run_dir.join("upstream-dnsmasq.pid")),
+        )?;
 
         let www = run_dir.join("upstream-www");
         std::fs::create_dir_all(&www).map_err(|e| LabError::io("creating", &www, e))?;
         let probe = www.join(NAT_PROBE_PATH.trim_start_matches('/'));
-        std::fs::write(&probe, "kindling lab upstream: reached\n").map_err(|e| LabError::io("writing", &probe, e))?;
+        std::fs::write(&probe, "kindling lab upstream: reached\n")
+            .map_err(|e| LabError::io("writing", &probe, e))?;
         let http_log = run_dir.join("upstream-http.log");
-        let log_file = std::fs::File::create(&http_log).map_err(|e| LabError::io("creating", &http_log, e))?;
-        let log_err = log_file.try_clone().map_err(|e| LabError::io("opening", &http_log, e))?;
+        let log_file =
+            std::fs::File::create(&http_log).map_err(|e| LabError::io("creating", &http_log, e))?;
+        let log_err = log_file
+            .try_clone()
+            .map_err(|e| LabError::io("opening", &http_log, e))?;
         let mut http = cmd::in_netns(ns, "python3");
-        http.args(["-u", "-m", "http.server", "80", "--bind", UPSTREAM_ROUTER_ADDR, "--directory"])
-            .arg(&www)
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err);
-        let http = LabProcess::spawn("upstream-http", http, Some(&run_dir.join("upstream-http.pid")))?;
+        http.args([
+            "-u",
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            UPSTREAM_ROUTER_ADDR,
+            "--directory",
+        ])
+        .arg(&www)
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(log_err);
+        let http = LabProcess::spawn(
+            "upstream-http",
+            http,
+            Some(&run_dir.join("upstream-http.pid")),
+        )?;
 
-        let mut up = Self { dnsmasq, http, dnsmasq_log, http_log, leases };
+        let mut up = Self {
+            dnsmasq,
+            http,
+            dnsmasq_log,
+            http_log,
+            leases,
+        };
         up.wait_started()?;
         Ok(up)
     }
@@ -86,9 +114,15 @@ impl Upstream {
         ];
         for (log, pattern, what) in checks {
             let re = Regex::new(pattern).map_err(|e| LabError::Payload(e.to_string()))?;
-            let proc = if what == "dnsmasq" { &mut self.dnsmasq } else { &mut self.http };
+            let proc = if what == "dnsmasq" {
+                &mut self.dnsmasq
+            } else {
+                &mut self.http
+            };
             SerialWatcher::new(&log)
-                .wait_for(&re, None, Duration::from_secs(10), || proc.exited().map(|s| format!("{what} exited ({s})")))
+                .wait_for(&re, None, Duration::from_secs(10), || {
+                    proc.exited().map(|s| format!("{what} exited ({s})"))
+                })
                 .map_err(|e| LabError::CommandFailed {
                     command: format!("upstream {what}"),
                     status: "did not start".into(),
@@ -112,7 +146,10 @@ impl Upstream {
 
     /// Source addresses of requests for `path` in the HTTP target's log.
     pub fn http_clients_for(&self, path: &str) -> Vec<String> {
-        http_clients_for(&std::fs::read_to_string(&self.http_log).unwrap_or_default(), path)
+        http_clients_for(
+            &std::fs::read_to_string(&self.http_log).unwrap_or_default(),
+            path,
+        )
     }
 }
 
@@ -133,6 +170,9 @@ mod tests {
         let log = "Serving HTTP on 10.0.2.1 port 80 (http://10.0.2.1:80/) ...\n\
 10.0.2.100 - - [25/Nov/2026 23:50:01] \"GET /nat-probe?mac=52:54:00:6b:00:10 HTTP/1.1\" 200 -\n\
 10.0.2.7 - - [25/Nov/2026 23:50:02] \"GET / HTTP/1.1\" 200 -\n";
-        assert_eq!(http_clients_for(log, NAT_PROBE_PATH), vec!["10.0.2.100".to_string()]);
+        assert_eq!(
+            http_clients_for(log, NAT_PROBE_PATH),
+            vec!["10.0.2.100".to_string()]
+        );
     }
 }

@@ -64,7 +64,11 @@ pub enum DiskBus {
 #[derive(Debug, Clone)]
 pub enum BootSource {
     /// Direct kernel boot: QEMU loads the kernel and initramfs itself.
-    Kernel { kernel: PathBuf, initrd: PathBuf, append: String },
+    Kernel {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        append: String,
+    },
     /// A CD-ROM (ISO image); read-only, the original is used as is.
     Cdrom(PathBuf),
     /// A raw disk image; the caller passes a private copy.
@@ -125,13 +129,22 @@ impl VmConfig {
         push("virtio-rng-pci");
         if let FirmwareChoice::Uefi { code, vars } = &self.firmware {
             push("-drive");
-            push(&format!("if=pflash,format=raw,unit=0,readonly=on,file={}", code.display()));
+            push(&format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                code.display()
+            ));
             push("-drive");
-            push(&format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
+            push(&format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                vars.display()
+            ));
         }
         for (i, nic) in self.nics.iter().enumerate() {
             push("-netdev");
-            push(&format!("tap,id=net{i},ifname={},script=no,downscript=no", nic.tap));
+            push(&format!(
+                "tap,id=net{i},ifname={},script=no,downscript=no",
+                nic.tap
+            ));
             let mut dev = format!("{},netdev=net{i},mac={}", nic.model.device(), nic.mac);
             if nic.rom == NicRom::None {
                 dev.push_str(",romfile=");
@@ -143,7 +156,11 @@ impl VmConfig {
             push(&dev);
         }
         match &self.boot {
-            BootSource::Kernel { kernel, initrd, append } => {
+            BootSource::Kernel {
+                kernel,
+                initrd,
+                append,
+            } => {
                 push("-kernel");
                 push(&kernel.display().to_string());
                 push("-initrd");
@@ -153,7 +170,10 @@ impl VmConfig {
             }
             BootSource::Cdrom(iso) => {
                 push("-drive");
-                push(&format!("file={},format=raw,media=cdrom,readonly=on,if=none,id=cd0", iso.display()));
+                push(&format!(
+                    "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd0",
+                    iso.display()
+                ));
                 // ide.1 exists on both machines: i440fx's second IDE channel,
                 // q35's second AHCI port.
                 push("-device");
@@ -161,7 +181,10 @@ impl VmConfig {
             }
             BootSource::Disk { image, bus } => {
                 push("-drive");
-                push(&format!("file={},format=raw,if=none,id=disk0", image.display()));
+                push(&format!(
+                    "file={},format=raw,if=none,id=disk0",
+                    image.display()
+                ));
                 push("-device");
                 push(match bus {
                     DiskBus::Virtio => "virtio-blk-pci,drive=disk0,bootindex=0",
@@ -208,42 +231,86 @@ mod tests {
     }
 
     fn joined(c: &VmConfig) -> String {
-        c.qemu_args().iter().map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+        c.qemu_args()
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     #[test]
     fn kernel_boot_has_taps_macs_serial_and_no_user_networking() {
         let c = config(
             FirmwareChoice::Bios,
-            BootSource::Kernel { kernel: "/k".into(), initrd: "/i".into(), append: "console=ttyS0".into() },
+            BootSource::Kernel {
+                kernel: "/k".into(),
+                initrd: "/i".into(),
+                append: "console=ttyS0".into(),
+            },
         );
         let line = joined(&c);
         assert!(line.contains("-machine pc,accel=tcg -cpu max"), "{line}");
-        assert!(line.contains("-netdev tap,id=net0,ifname=ka-up,script=no,downscript=no"), "{line}");
-        assert!(line.contains("virtio-net-pci,netdev=net0,mac=52:54:00:6b:00:01,romfile="), "{line}");
-        assert!(line.contains("e1000,netdev=net1,mac=52:54:00:6b:00:02,bootindex=1"), "{line}");
-        assert!(line.contains("-serial file:/lab/appliance.serial.log"), "{line}");
-        assert!(line.contains("-kernel /k -initrd /i -append console=ttyS0"), "{line}");
-        assert!(line.contains("-no-reboot") && line.contains("-display none"), "{line}");
+        assert!(
+            line.contains("-netdev tap,id=net0,ifname=ka-up,script=no,downscript=no"),
+            "{line}"
+        );
+        assert!(
+            line.contains("virtio-net-pci,netdev=net0,mac=52:54:00:6b:00:01,romfile="),
+            "{line}"
+        );
+        assert!(
+            line.contains("e1000,netdev=net1,mac=52:54:00:6b:00:02,bootindex=1"),
+            "{line}"
+        );
+        assert!(
+            line.contains("-serial file:/lab/appliance.serial.log"),
+            "{line}"
+        );
+        assert!(
+            line.contains("-kernel /k -initrd /i -append console=ttyS0"),
+            "{line}"
+        );
+        assert!(
+            line.contains("-no-reboot") && line.contains("-display none"),
+            "{line}"
+        );
         assert!(!line.contains("user"), "{line}");
     }
 
     #[test]
     fn uefi_disk_boot_uses_private_vars_and_the_disk_first() {
         let c = config(
-            FirmwareChoice::Uefi { code: "/ovmf/code.fd".into(), vars: "/lab/vars.fd".into() },
-            BootSource::Disk { image: "/lab/disk.img".into(), bus: DiskBus::Virtio },
+            FirmwareChoice::Uefi {
+                code: "/ovmf/code.fd".into(),
+                vars: "/lab/vars.fd".into(),
+            },
+            BootSource::Disk {
+                image: "/lab/disk.img".into(),
+                bus: DiskBus::Virtio,
+            },
         );
         let line = joined(&c);
         assert!(line.contains("-machine q35,accel=tcg"), "{line}");
-        assert!(line.contains("if=pflash,format=raw,unit=0,readonly=on,file=/ovmf/code.fd"), "{line}");
-        assert!(line.contains("if=pflash,format=raw,unit=1,file=/lab/vars.fd"), "{line}");
-        assert!(line.contains("virtio-blk-pci,drive=disk0,bootindex=0"), "{line}");
+        assert!(
+            line.contains("if=pflash,format=raw,unit=0,readonly=on,file=/ovmf/code.fd"),
+            "{line}"
+        );
+        assert!(
+            line.contains("if=pflash,format=raw,unit=1,file=/lab/vars.fd"),
+            "{line}"
+        );
+        assert!(
+            line.contains("virtio-blk-pci,drive=disk0,bootindex=0"),
+            "{line}"
+        );
     }
 
     #[test]
     fn cdrom_is_read_only() {
-        let c = config(FirmwareChoice::Bios, BootSource::Cdrom("/out/kindling.iso".into()));
+        let c = config(
+            FirmwareChoice::Bios,
+            BootSource::Cdrom("/out/kindling.iso".into()),
+        );
         assert!(joined(&c).contains("file=/out/kindling.iso,format=raw,media=cdrom,readonly=on"));
     }
 }

@@ -29,9 +29,19 @@ pub struct SeenLine {
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
     #[error("timed out after {waited:?} waiting for /{pattern}/ in {log}; last lines:\n{tail}")]
-    Timeout { pattern: String, waited: Duration, log: PathBuf, tail: String },
+    Timeout {
+        pattern: String,
+        waited: Duration,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("{why} while waiting for /{pattern}/ in {log}; last lines:\n{tail}")]
-    Aborted { pattern: String, why: String, log: PathBuf, tail: String },
+    Aborted {
+        pattern: String,
+        why: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("reading serial log {log}: {source}")]
     Read {
         log: PathBuf,
@@ -86,12 +96,25 @@ impl SerialWatcher {
         let mut file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(source) => return Err(WatchError::Read { log: self.path.clone(), source }),
+            Err(source) => {
+                return Err(WatchError::Read {
+                    log: self.path.clone(),
+                    source,
+                })
+            }
         };
-        let read_err = |source| WatchError::Read { log: self.path.clone(), source };
+        let read_err = |source| WatchError::Read {
+            log: self.path.clone(),
+            source,
+        };
         file.seek(SeekFrom::Start(self.offset)).map_err(read_err)?;
         let mut buf = Vec::new();
-        let n = file.read_to_end(&mut buf).map_err(|source| WatchError::Read { log: self.path.clone(), source })?;
+        let n = file
+            .read_to_end(&mut buf)
+            .map_err(|source| WatchError::Read {
+                log: self.path.clone(),
+                source,
+            })?;
         self.offset += n as u64;
         self.partial.extend_from_slice(&buf);
         let before = self.lines.len();
@@ -137,7 +160,10 @@ impl SerialWatcher {
             if let Some(why) = abort() {
                 // One last read: the line may have been written just before exit.
                 self.poll()?;
-                if let Some(seen) = self.lines[self.cursor..].iter().find(|l| pattern.is_match(&l.line)) {
+                if let Some(seen) = self.lines[self.cursor..]
+                    .iter()
+                    .find(|l| pattern.is_match(&l.line))
+                {
                     let seen = seen.clone();
                     self.cursor = self.lines.len();
                     return Ok(seen);
@@ -157,13 +183,22 @@ impl SerialWatcher {
     }
 
     fn aborted(&self, pattern: &Regex, why: String) -> WatchError {
-        WatchError::Aborted { pattern: pattern.as_str().to_string(), why, log: self.path.clone(), tail: self.tail(15) }
+        WatchError::Aborted {
+            pattern: pattern.as_str().to_string(),
+            why,
+            log: self.path.clone(),
+            tail: self.tail(15),
+        }
     }
 
     /// The last `n` lines read, for error messages.
     pub fn tail(&self, n: usize) -> String {
         let from = self.lines.len().saturating_sub(n);
-        self.lines[from..].iter().map(|l| format!("  | {}", l.line)).collect::<Vec<_>>().join("\n")
+        self.lines[from..]
+            .iter()
+            .map(|l| format!("  | {}", l.line))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -194,15 +229,23 @@ mod tests {
         let writer_log = log.clone();
         let writer = std::thread::spawn(move || {
             let mut f = std::fs::File::create(&writer_log).unwrap();
-            f.write_all(b"\x1b[0mSeaBIOS\r\n[    1.5] kindling: early: ok\n").unwrap();
+            f.write_all(b"\x1b[0mSeaBIOS\r\n[    1.5] kindling: early: ok\n")
+                .unwrap();
             std::thread::sleep(Duration::from_millis(300));
-            f.write_all(b"[    2.25] kindling: ready (3 services, 750 ms since /init)\n").unwrap();
+            f.write_all(b"[    2.25] kindling: ready (3 services, 750 ms since /init)\n")
+                .unwrap();
         });
         let mut w = SerialWatcher::new(&log);
         let ready = Regex::new(r"kindling: ready \(").unwrap();
-        let seen = w.wait_for(&ready, None, Duration::from_secs(10), || None).unwrap();
+        let seen = w
+            .wait_for(&ready, None, Duration::from_secs(10), || None)
+            .unwrap();
         writer.join().unwrap();
-        assert!(seen.line.starts_with("[    2.25] kindling: ready"), "{}", seen.line);
+        assert!(
+            seen.line.starts_with("[    2.25] kindling: ready"),
+            "{}",
+            seen.line
+        );
         assert_eq!(boot_time(&seen.line), Some(2.25));
         assert_eq!(w.lines()[0].line, "SeaBIOS");
     }
@@ -214,7 +257,12 @@ mod tests {
         std::fs::write(&log, "kindling: rea").unwrap();
         let mut w = SerialWatcher::new(&log);
         assert_eq!(w.poll().unwrap(), 0);
-        std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(b"dy\n").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .unwrap()
+            .write_all(b"dy\n")
+            .unwrap();
         assert_eq!(w.poll().unwrap(), 1);
         assert_eq!(w.lines()[0].line, "kindling: ready");
     }
@@ -225,9 +273,19 @@ mod tests {
         let log = dir.path().join("serial.log");
         std::fs::write(&log, "Kernel booting\n").unwrap();
         let mut w = SerialWatcher::new(&log);
-        let err = w.wait_for(&Regex::new("never").unwrap(), None, Duration::from_millis(250), || None).unwrap_err();
+        let err = w
+            .wait_for(
+                &Regex::new("never").unwrap(),
+                None,
+                Duration::from_millis(250),
+                || None,
+            )
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("/never/") && msg.contains("serial.log") && msg.contains("Kernel booting"), "{msg}");
+        assert!(
+            msg.contains("/never/") && msg.contains("serial.log") && msg.contains("Kernel booting"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -237,19 +295,30 @@ mod tests {
         std::fs::write(&log, "[ 3.0] kindling: degraded: pxe: bind failed\n").unwrap();
         let mut w = SerialWatcher::new(&log);
         let fail = Regex::new("kindling: degraded").unwrap();
-        let err = w.wait_for(&Regex::new("ready").unwrap(), Some(&fail), Duration::from_secs(30), || None);
+        let err = w.wait_for(
+            &Regex::new("ready").unwrap(),
+            Some(&fail),
+            Duration::from_secs(30),
+            || None,
+        );
         assert!(err.unwrap_err().to_string().contains("pxe: bind failed"));
         let start = Instant::now();
-        let err = w.wait_for(&Regex::new("ready").unwrap(), None, Duration::from_secs(30), || {
-            Some("the VM exited".into())
-        });
+        let err = w.wait_for(
+            &Regex::new("ready").unwrap(),
+            None,
+            Duration::from_secs(30),
+            || Some("the VM exited".into()),
+        );
         assert!(err.unwrap_err().to_string().contains("the VM exited"));
         assert!(start.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
     fn boot_time_parses_printk_stamps_only() {
-        assert_eq!(boot_time("[    0.912345] Run /init as init process"), Some(0.912345));
+        assert_eq!(
+            boot_time("[    0.912345] Run /init as init process"),
+            Some(0.912345)
+        );
         assert_eq!(boot_time("no stamp here"), None);
         assert_eq!(boot_time("[ abc] x"), None);
     }

@@ -1,0 +1,96 @@
+//! The whole path: the appliance (direct kernel boot, the fastest) comes up,
+//! a SeaBIOS + iPXE node PXE-boots the lab payload from it, fetches its NoCloud
+//! data, phones home (the appliance's inventory shows it), and reaches the
+//! upstream HTTP target through the appliance's NAT: the target sees the
+//! appliance's uplink address, not the node's LAN address.
+
+use crate::appliance_boot::wait_ready_and_check_status;
+use crate::{NODE_FAIL, NODE_TIMEOUT};
+use kindling_e2e::{lab_for, lab_image, skip_unless_root};
+use kindling_lab::upstream::NAT_PROBE_PATH;
+use kindling_lab::vm::{APPLIANCE_UPLINK_MAC, NODE_DEV_MAC};
+use kindling_lab::{ApplianceBoot, ApplianceSpec, NodeFirmware, NodeSpec};
+use std::time::Duration;
+
+#[test]
+#[ignore = "QEMU lab: run by tests/e2e"]
+fn bios_node_pxe_boots_from_the_appliance_and_reaches_upstream_through_nat() -> Result<(), String> {
+    let scenario = "node_pxe_bios";
+    if skip_unless_root(scenario) {
+        return Ok(());
+    }
+    let image = lab_image()?;
+    let mut lab = lab_for(scenario)?;
+    let boot = ApplianceBoot::Kernel {
+        kernel: image.join("vmlinuz"),
+        initrd: image.join("initramfs.cpio.zst"),
+        append: "console=ttyS0 panic=-1".into(),
+    };
+    let app = lab
+        .boot_appliance(&ApplianceSpec::new(boot))
+        .map_err(|e| e.to_string())?;
+    wait_ready_and_check_status(&mut lab, app, scenario)?;
+
+    let node = lab
+        .boot_node(&NodeSpec::pxe(
+            "node-bios",
+            NODE_DEV_MAC,
+            NodeFirmware::Bios,
+        ))
+        .map_err(|e| e.to_string())?;
+    let vm = lab.vm(node);
+    for step in [
+        r"kindling-node: booted",
+        r"kindling-node: lease 192\.168\.100\.",
+        r"kindling-node: nocloud ok",
+        r"kindling-node: upstream (reachable|unreachable)",
+        r"kindling-node: installed",
+    ] {
+        let seen = vm
+            .wait_for_unless(step, Some(NODE_FAIL), NODE_TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "[{scenario}] node +{:.1}s {}",
+            seen.elapsed.as_secs_f64(),
+            seen.line.trim()
+        );
+    }
+    vm.wait_exit(Duration::from_secs(30))
+        .ok_or("the node did not power off after `installed`")?;
+
+    // The appliance's inventory, asked from the LAN side.
+    let url = "http://192.168.100.1:9000/v1/nodes";
+    let (code, body) = lab
+        .http_from_lan("GET", url, None)
+        .map_err(|e| e.to_string())?;
+    if code != 200 || !body.contains(NODE_DEV_MAC) {
+        return Err(format!(
+            "GET {url} answered {code} without {NODE_DEV_MAC}: {body}"
+        ));
+    }
+    if !body.contains("installed") {
+        return Err(format!(
+            "GET {url}: node {NODE_DEV_MAC} is not recorded as installed: {body}"
+        ));
+    }
+
+    // NAT: the upstream target saw the appliance's uplink lease, not 192.168.100.x.
+    let upstream = lab.upstream().ok_or("the lab has no upstream")?;
+    let uplink_ip = upstream
+        .leases()
+        .into_iter()
+        .find(|(mac, _)| mac == APPLIANCE_UPLINK_MAC)
+        .map(|(_, ip)| ip)
+        .ok_or("the upstream router never leased an address to the appliance's uplink")?;
+    let clients = upstream.http_clients_for(NAT_PROBE_PATH);
+    if clients.is_empty() {
+        return Err("the node's NAT probe never reached the upstream HTTP target".into());
+    }
+    if clients.iter().any(|c| c != &uplink_ip) {
+        return Err(format!(
+            "upstream saw {clients:?}; with NAT every request comes from {uplink_ip}"
+        ));
+    }
+    lab.succeeded();
+    Ok(())
+}

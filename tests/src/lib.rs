@@ -1,0 +1,146 @@
+//! Shared fixtures of kindling's end-to-end tests: where the repository and the
+//! release binaries are, the lab image and the node payload (each built once
+//! per test run and reused by every scenario), and the root check.
+//! Fixtures build into `build/e2e/`; they never modify the source tree.
+
+use kindling_lab::payload::{self, Payload, PayloadInputs};
+use kindling_lab::{Lab, LabOptions};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| manifest.to_path_buf())
+}
+
+/// Where a failed scenario's logs are kept: `build/e2e-logs/<scenario>/`.
+pub fn logs_root() -> PathBuf {
+    repo_root().join("build/e2e-logs")
+}
+
+fn work_dir() -> PathBuf {
+    repo_root().join("build/e2e")
+}
+
+/// A release binary built by `tests/e2e` (`cargo build --release --workspace --bins`).
+pub fn release_bin(name: &str) -> PathBuf {
+    repo_root()
+        .join("target/x86_64-unknown-linux-gnu/release")
+        .join(name)
+}
+
+/// True (after printing why) when the scenario cannot run here: the lab
+/// needs root for namespaces and taps.
+pub fn skip_unless_root(scenario: &str) -> bool {
+    if kindling_lab::cmd::require_root(scenario).is_ok() {
+        return false;
+    }
+    eprintln!("skipped {scenario}: the QEMU lab needs root (network namespaces, taps); run tests/e2e as root");
+    true
+}
+
+/// A lab for one scenario, logs under `build/e2e-logs/<scenario>/` (kept if
+/// the scenario fails; the path is printed then).
+pub fn lab_for(scenario: &str) -> Result<Lab, String> {
+    eprintln!(
+        "[{scenario}] lab logs: {}",
+        logs_root().join(scenario).display()
+    );
+    Lab::up(LabOptions::for_test(scenario, &logs_root())).map_err(|e| e.to_string())
+}
+
+/// The lab node payload (`vmlinuz`, `lab-node.cpio.zst`), built once.
+pub fn node_payload() -> Result<&'static Payload, String> {
+    static PAYLOAD: OnceLock<Result<Payload, String>> = OnceLock::new();
+    PAYLOAD
+        .get_or_init(|| {
+            let inputs = PayloadInputs::host_defaults().map_err(|e| e.to_string())?;
+            payload::build(&inputs, &work_dir().join("payload")).map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// The appliance image built from `overlays/lab` with the node payload as
+/// artifacts. `KINDLING_E2E_IMAGE=DIR` reuses an image built beforehand (the
+/// demo's `build/image`, say); otherwise it is built once per test run.
+pub fn lab_image() -> Result<&'static Path, String> {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| match std::env::var_os("KINDLING_E2E_IMAGE") {
+            Some(dir) => Ok(PathBuf::from(dir)),
+            None => build_lab_image(&work_dir()),
+        })
+        .as_ref()
+        .map(PathBuf::as_path)
+        .map_err(Clone::clone)
+}
+
+fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
+    let line = format!("{cmd:?}");
+    let out = cmd
+        .current_dir(repo_root())
+        .output()
+        .map_err(|e| format!("{step}: cannot run {line}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{step} failed ({}): {line}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// keygen → overlay build → image build, exactly as the demo does it.
+fn build_lab_image(work: &Path) -> Result<PathBuf, String> {
+    let kindling = release_bin("kindling");
+    if !kindling.exists() {
+        return Err(format!(
+            "{} missing: run `cargo build --release --workspace --bins` (tests/e2e does)",
+            kindling.display()
+        ));
+    }
+    let payload = node_payload()?;
+    let key_dir = work.join("lab-key");
+    let key = key_dir.join("kindling.key");
+    let public = key_dir.join("kindling.pub");
+    if !key.exists() {
+        run(
+            "keygen",
+            Command::new(&kindling)
+                .args(["keygen", "--unencrypted", "--out"])
+                .arg(&key_dir),
+        )?;
+    }
+    let overlay = work.join("lab.kovl");
+    run(
+        "overlay build",
+        Command::new(&kindling)
+            .args(["overlay", "build", "overlays/lab", "--key"])
+            .arg(&key)
+            .arg("--out")
+            .arg(&overlay),
+    )?;
+    let out = work.join("image");
+    run(
+        "image build",
+        Command::new(&kindling)
+            .args(["image", "build", "--site"])
+            .arg(&overlay)
+            .arg("--trust-key")
+            .arg(&public)
+            .arg("--artifact")
+            .arg(format!("vmlinuz={}", payload.kernel.display()))
+            .arg("--artifact")
+            .arg(format!("lab-node.cpio.zst={}", payload.initrd.display()))
+            .arg("--out")
+            .arg(&out),
+    )?;
+    Ok(out)
+}
