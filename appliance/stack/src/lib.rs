@@ -1,1 +1,29 @@
-//! placeholder: the stack crate is being written.
+//! kindling's HashiCorp stack: Consul, Vault (or OpenBao) and Nomad as
+//! supervised children of kindling-init, configured and bootstrapped by the
+//! appliance itself.
+//!
+//! Owns: rendering each service's config file and service-table entry from the
+//! `SiteConfig` ([`render()`]), the one-shot, resumable bootstrap
+//! ([`bootstrap::run`]) and its status file, the encrypted init secrets, and
+//! issuing node enrollment grants ([`enroll`]).
+//!
+//! Must never: write an unseal key or root token in plain text anywhere but
+//! the lab-only local unseal file, log a secret, re-initialise a Vault or
+//! re-bootstrap an ACL system it did not start itself, or shell out to
+//! `ip`/`iptables`/`mount`.
+
+pub mod api;
+pub mod bootstrap;
+pub mod consul;
+pub mod enroll;
+pub mod fsutil;
+pub mod layout;
+pub mod nomad;
+pub mod render;
+pub mod secrets;
+pub mod status;
+pub mod tls;
+pub mod vault;
+
+pub use layout::{StackLayout, StackPorts};
+pub use render::{render, RenderError, RenderedStack, ServiceEntry};

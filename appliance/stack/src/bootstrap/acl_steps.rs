@@ -1,0 +1,448 @@
+//! Consul and Nomad steps: ACL bootstrap (once; a half-done bootstrap of our
+//! own is finished with the documented reset, someone else's is reported and
+//! left alone), the tokens kindling hands out, Nomad's integration tokens,
+//! and the Consul KV mirror of profiles and MAC assignments (seed 004).
+
+use super::policies::{self, KV_MOUNT};
+use super::{Outcome, Run};
+use crate::consul::{ConsulApi, ConsulError};
+use crate::nomad::{NomadApi, NomadError};
+use serde_json::{json, Value};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::time::Duration;
+
+const CONSUL_MANAGEMENT: &str = "stack/consul/management";
+const CONSUL_AGENT: &str = "stack/consul/agent";
+const CONSUL_GOSSIP: &str = "stack/consul/gossip";
+const CONSUL_CONNECT_CA: &str = "stack/consul/connect-ca-vault-token";
+const NOMAD_MANAGEMENT: &str = "stack/nomad/management";
+const NOMAD_VAULT: &str = "stack/nomad/vault-token";
+const NOMAD_CONSUL: &str = "stack/nomad/consul-token";
+
+async fn stored_secret(run: &Run, path: &str) -> Result<Option<String>, String> {
+    let v = run.vault_authed()?;
+    Ok(v.kv_read(KV_MOUNT, path)
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|d| {
+            d.get("secret_id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        }))
+}
+
+async fn store_secret(run: &Run, path: &str, accessor: &str, secret: &str) -> Result<(), String> {
+    run.vault_authed()?
+        .kv_write(
+            KV_MOUNT,
+            path,
+            &json!({"accessor_id": accessor, "secret_id": secret}),
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn write_reset_file(path: &Path, index: u64) -> Result<(), String> {
+    crate::fsutil::write_atomic(path, index.to_string().as_bytes(), 0o600)
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+pub(super) async fn consul_acl(run: &mut Run) -> Result<Outcome, String> {
+    if !run.opts.site.stack.consul.enabled {
+        return Ok(Outcome::skipped("stack.consul.enabled = false"));
+    }
+    let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), None);
+    consul
+        .wait_for_leader(run.opts.service_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(secret) = stored_secret(run, CONSUL_MANAGEMENT).await? {
+        if !consul
+            .with_token(&secret)
+            .token_valid()
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Err(format!("Consul rejects the management token kindling stored in Vault ({KV_MOUNT}/{CONSUL_MANAGEMENT})"));
+        }
+        run.consul_management = Some(secret);
+        return Ok(Outcome::already(
+            "ACLs bootstrapped earlier; management token in Vault is valid",
+        ));
+    }
+    let ours_before = run.store.was_started("consul-acl-bootstrap");
+    run.store
+        .mark_started("consul-acl-bootstrap")
+        .map_err(|e| e.to_string())?;
+    let mut detail = String::from("ACLs bootstrapped");
+    let token = match consul.acl_bootstrap(run.opts.service_timeout).await {
+        Ok(t) => t,
+        Err(ConsulError::AlreadyBootstrapped { reset_index }) if ours_before => {
+            // Our own earlier bootstrap crashed before its token was stored:
+            // Consul's documented reset lets us bootstrap once more.
+            write_reset_file(
+                &run.opts.layout.consul_data().join("acl-bootstrap-reset"),
+                reset_index,
+            )?;
+            detail = format!("ACLs re-bootstrapped with Consul's reset (index {reset_index}) after an interrupted first attempt");
+            consul
+                .acl_bootstrap(run.opts.service_timeout)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        Err(ConsulError::AlreadyBootstrapped { .. }) => {
+            run.store
+                .clear_started("consul-acl-bootstrap")
+                .map_err(|e| e.to_string())?;
+            return Err(format!(
+                "Consul's ACLs were bootstrapped by someone else; kindling leaves them alone. Store that management token in Vault \
+                 at {KV_MOUNT}/{CONSUL_MANAGEMENT} (field secret_id) and restart stack-bootstrap"
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    store_secret(run, CONSUL_MANAGEMENT, &token.accessor_id, &token.secret_id).await?;
+    run.store
+        .clear_started("consul-acl-bootstrap")
+        .map_err(|e| e.to_string())?;
+    run.consul_management = Some(token.secret_id);
+    Ok(Outcome::done(format!(
+        "{detail}; management token stored in Vault"
+    )))
+}
+
+pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, String> {
+    if !run.opts.site.stack.consul.enabled {
+        return Ok(Outcome::skipped("stack.consul.enabled = false"));
+    }
+    let mgmt = run
+        .consul_management
+        .clone()
+        .ok_or("no Consul management token")?;
+    let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), Some(mgmt));
+    let vault = run.vault_authed()?;
+    let ce = |e: ConsulError| e.to_string();
+    let mut done = Vec::new();
+
+    // Gossip key: rendered from the data partition; Vault keeps a copy for nodes.
+    let key = crate::render::ensure_gossip_key(&run.opts.layout.state_dir())
+        .map_err(|e| e.to_string())?;
+    let stored = vault
+        .kv_read(KV_MOUNT, CONSUL_GOSSIP)
+        .await
+        .map_err(|e| e.to_string())?;
+    if stored
+        .as_ref()
+        .and_then(|v| v.get("key"))
+        .and_then(Value::as_str)
+        != Some(key.as_str())
+    {
+        vault
+            .kv_write(KV_MOUNT, CONSUL_GOSSIP, &json!({"key": key}))
+            .await
+            .map_err(|e| e.to_string())?;
+        done.push("gossip key stored in Vault");
+    }
+
+    consul
+        .upsert_policy(
+            "kindling-agent",
+            policies::CONSUL_AGENT_RULES,
+            "kindling appliance agent",
+        )
+        .await
+        .map_err(ce)?;
+    for name in run.opts.site.profiles.keys() {
+        let profile = name.to_string();
+        consul
+            .upsert_policy(
+                &format!("node-{profile}"),
+                &policies::consul_node_rules(&profile),
+                &format!("kindling nodes of profile {profile}"),
+            )
+            .await
+            .map_err(ce)?;
+    }
+    let agent = match stored_secret(run, CONSUL_AGENT).await? {
+        Some(s) if consul.with_token(&s).token_valid().await.map_err(ce)? => s,
+        _ => {
+            let t = consul
+                .create_token("kindling appliance agent", &["kindling-agent"], &[])
+                .await
+                .map_err(ce)?;
+            store_secret(run, CONSUL_AGENT, &t.accessor_id, &t.secret_id).await?;
+            done.push("agent token created");
+            t.secret_id
+        }
+    };
+    consul.set_agent_token(&agent).await.map_err(ce)?;
+
+    if run.opts.site.stack.consul.connect_vault_ca
+        && run.opts.site.stack.vault.enabled
+        && consul.connect_ca_provider().await.map_err(ce)? != "vault"
+    {
+        {
+            vault
+                .set_policy("consul-connect-ca", policies::CONSUL_CONNECT_CA_POLICY)
+                .await
+                .map_err(|e| e.to_string())?;
+            let token = match vault
+                .kv_read(KV_MOUNT, CONSUL_CONNECT_CA)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(v) if v.get("token").and_then(Value::as_str).is_some() => {
+                    v["token"].as_str().unwrap_or_default().to_string()
+                }
+                _ => {
+                    let t = vault
+                        .create_orphan_token("consul-connect-ca", &["consul-connect-ca"], "768h")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    vault
+                        .kv_write(KV_MOUNT, CONSUL_CONNECT_CA, &json!({"token": t}))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    t
+                }
+            };
+            let config = json!({
+                "Address": run.opts.layout.vault_local_url(),
+                "Token": token,
+                "RootPKIPath": "connect_root",
+                "IntermediatePKIPath": "connect_inter",
+            });
+            consul.set_connect_ca("vault", &config).await.map_err(ce)?;
+            done.push("Connect CA switched to Vault");
+        }
+    }
+    if done.is_empty() {
+        Ok(Outcome::already("agent token set; policies checked"))
+    } else {
+        Ok(Outcome::done(format!(
+            "{}; agent token set",
+            done.join("; ")
+        )))
+    }
+}
+
+pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, String> {
+    if !run.opts.site.stack.nomad.enabled {
+        return Ok(Outcome::skipped("stack.nomad.enabled = false"));
+    }
+    let nomad = NomadApi::new(&run.opts.layout.nomad_local_url(), None);
+    nomad
+        .wait_for_leader(run.opts.service_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(secret) = stored_secret(run, NOMAD_MANAGEMENT).await? {
+        if !nomad
+            .with_token(&secret)
+            .token_valid()
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Err(format!("Nomad rejects the management token kindling stored in Vault ({KV_MOUNT}/{NOMAD_MANAGEMENT})"));
+        }
+        run.nomad_management = Some(secret);
+        return Ok(Outcome::already(
+            "ACLs bootstrapped earlier; management token in Vault is valid",
+        ));
+    }
+    let ours_before = run.store.was_started("nomad-acl-bootstrap");
+    run.store
+        .mark_started("nomad-acl-bootstrap")
+        .map_err(|e| e.to_string())?;
+    let mut detail = String::from("ACLs bootstrapped");
+    let token = match nomad.acl_bootstrap().await {
+        Ok(t) => t,
+        Err(NomadError::AlreadyBootstrapped { reset_index }) if ours_before => {
+            write_reset_file(
+                &run.opts
+                    .layout
+                    .nomad_data()
+                    .join("server")
+                    .join("acl-bootstrap-reset"),
+                reset_index,
+            )?;
+            detail = format!("ACLs re-bootstrapped with Nomad's reset (index {reset_index}) after an interrupted first attempt");
+            nomad.acl_bootstrap().await.map_err(|e| e.to_string())?
+        }
+        Err(NomadError::AlreadyBootstrapped { .. }) => {
+            run.store
+                .clear_started("nomad-acl-bootstrap")
+                .map_err(|e| e.to_string())?;
+            return Err(format!(
+                "Nomad's ACLs were bootstrapped by someone else; kindling leaves them alone. Store that management token in Vault \
+                 at {KV_MOUNT}/{NOMAD_MANAGEMENT} (field secret_id) and restart stack-bootstrap"
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    store_secret(run, NOMAD_MANAGEMENT, &token.accessor_id, &token.secret_id).await?;
+    run.store
+        .clear_started("nomad-acl-bootstrap")
+        .map_err(|e| e.to_string())?;
+    run.nomad_management = Some(token.secret_id);
+    Ok(Outcome::done(format!(
+        "{detail}; management token stored in Vault"
+    )))
+}
+
+/// Nomad's Vault and Consul tokens, written to `nomad.d/50-kindling-tokens.json`
+/// (0600); Nomad is restarted through init when that file changed.
+pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, String> {
+    let st = &run.opts.site.stack;
+    if !st.nomad.enabled {
+        return Ok(Outcome::skipped("stack.nomad.enabled = false"));
+    }
+    let vault = run.vault_authed()?;
+    let mut file = json!({});
+    let vault_token = match vault
+        .kv_read(KV_MOUNT, NOMAD_VAULT)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(v) if v.get("token").and_then(Value::as_str).is_some() => {
+            v["token"].as_str().unwrap_or_default().to_string()
+        }
+        _ => {
+            let t = vault
+                .create_orphan_token("nomad-server", &["nomad-server"], "72h")
+                .await
+                .map_err(|e| e.to_string())?;
+            vault
+                .kv_write(KV_MOUNT, NOMAD_VAULT, &json!({"token": t}))
+                .await
+                .map_err(|e| e.to_string())?;
+            t
+        }
+    };
+    file["vault"] =
+        json!({"enabled": true, "token": vault_token, "create_from_role": "nomad-cluster"});
+    if st.consul.enabled {
+        let mgmt = run
+            .consul_management
+            .clone()
+            .ok_or("no Consul management token")?;
+        let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), Some(mgmt));
+        consul
+            .upsert_policy(
+                "nomad-server",
+                policies::CONSUL_NOMAD_SERVER_RULES,
+                "Nomad servers",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let token = match stored_secret(run, NOMAD_CONSUL).await? {
+            Some(s)
+                if consul
+                    .with_token(&s)
+                    .token_valid()
+                    .await
+                    .map_err(|e| e.to_string())? =>
+            {
+                s
+            }
+            _ => {
+                let t = consul
+                    .create_token("Nomad server", &["nomad-server"], &[])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                store_secret(run, NOMAD_CONSUL, &t.accessor_id, &t.secret_id).await?;
+                t.secret_id
+            }
+        };
+        file["consul"] = json!({"token": token});
+    }
+    let path = run
+        .opts
+        .layout
+        .nomad_config_dir()
+        .join("50-kindling-tokens.json");
+    let body = serde_json::to_vec_pretty(&file).unwrap_or_default();
+    if std::fs::read(&path).ok().as_deref() == Some(body.as_slice()) {
+        return Ok(Outcome::already("Nomad's Vault and Consul tokens in place"));
+    }
+    crate::fsutil::write_atomic(&path, &body, 0o600)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let restart = match &run.opts.control_socket {
+        Some(sock) if sock.exists() => match restart_service(sock, "nomad") {
+            Ok(()) => "Nomad restarted to load them".to_string(),
+            Err(e) => format!(
+                "restarting Nomad through init failed ({e}); it loads them at its next start"
+            ),
+        },
+        _ => "no init control socket; Nomad loads them at its next start".to_string(),
+    };
+    Ok(Outcome::done(format!(
+        "wrote {}; {restart}",
+        path.display()
+    )))
+}
+
+/// docs/contracts.md "Control socket": one JSON line each way.
+fn restart_service(socket: &Path, name: &str) -> Result<(), String> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    writeln!(stream, "{}", json!({"cmd": "restart", "name": name})).map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    std::io::BufReader::new(&stream)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_str(&line).map_err(|e| format!("bad answer {line:?}: {e}"))?;
+    if v["ok"].as_bool() == Some(true) {
+        Ok(())
+    } else {
+        Err(v["error"].as_str().unwrap_or("refused").to_string())
+    }
+}
+
+/// Profiles and MAC assignments, readable with `consul kv get -recurse kindling/`.
+pub(super) async fn kv_mirror(run: &mut Run) -> Result<Outcome, String> {
+    if !run.opts.site.stack.consul.enabled {
+        return Ok(Outcome::skipped("stack.consul.enabled = false"));
+    }
+    let mgmt = run
+        .consul_management
+        .clone()
+        .ok_or("no Consul management token")?;
+    let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), Some(mgmt));
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    for (name, profile) in &run.opts.site.profiles {
+        wanted.push((
+            format!("kindling/profiles/{name}"),
+            serde_json::to_string_pretty(profile).unwrap_or_default(),
+        ));
+    }
+    for node in &run.opts.site.nodes {
+        wanted.push((
+            format!("kindling/nodes/{}", node.mac),
+            serde_json::to_string_pretty(node).unwrap_or_default(),
+        ));
+    }
+    let (mut written, mut same) = (0, 0);
+    for (key, value) in &wanted {
+        if consul
+            .kv_get(key)
+            .await
+            .map_err(|e| e.to_string())?
+            .as_deref()
+            == Some(value.as_str())
+        {
+            same += 1;
+        } else {
+            consul.kv_put(key, value).await.map_err(|e| e.to_string())?;
+            written += 1;
+        }
+    }
+    let detail = format!("{written} key(s) written, {same} unchanged under kindling/");
+    Ok(if written == 0 {
+        Outcome::already(detail)
+    } else {
+        Outcome::done(detail)
+    })
+}

@@ -1,0 +1,102 @@
+//! The Vault and Consul policy texts the bootstrap writes. Kept together so a
+//! reviewer sees every grant kindling makes in one place.
+
+/// KV v2 mount for everything kindling stores in Vault.
+pub const KV_MOUNT: &str = "kindling";
+pub const APPROLE_MOUNT: &str = "approle";
+pub const SSH_MOUNT: &str = "ssh";
+pub const PKI_ROOT_MOUNT: &str = "pki";
+pub const PKI_INT_MOUNT: &str = "pki_int";
+
+/// kindling's own token: sets up engines, policies and roles, keeps the
+/// stack's tokens in KV and issues enrollment grants. Not root: it cannot
+/// touch `sys/seal`, `sys/rekey`, `sys/generate-root` or raft storage.
+pub const APPLIANCE_POLICY: &str = r#"
+path "sys/mounts" { capabilities = ["read", "list"] }
+path "sys/mounts/*" { capabilities = ["create", "read", "update", "list"] }
+path "sys/auth" { capabilities = ["read", "list"] }
+path "sys/auth/*" { capabilities = ["create", "read", "update", "sudo"] }
+path "sys/audit" { capabilities = ["read", "list", "sudo"] }
+path "sys/audit/*" { capabilities = ["create", "read", "update", "sudo"] }
+path "sys/policies/acl/*" { capabilities = ["create", "read", "update", "list"] }
+path "sys/policy/*" { capabilities = ["create", "read", "update", "list"] }
+path "kindling/*" { capabilities = ["create", "read", "update", "list"] }
+path "auth/approle/role/*" { capabilities = ["create", "read", "update", "list"] }
+path "auth/token/create" { capabilities = ["create", "update", "sudo"] }
+path "auth/token/create-orphan" { capabilities = ["create", "update", "sudo"] }
+path "auth/token/create/*" { capabilities = ["create", "update"] }
+path "auth/token/roles/*" { capabilities = ["create", "read", "update", "list"] }
+path "auth/token/lookup-self" { capabilities = ["read"] }
+path "auth/token/renew-self" { capabilities = ["update"] }
+path "ssh/*" { capabilities = ["create", "read", "update", "list"] }
+path "pki/*" { capabilities = ["create", "read", "update", "list", "sudo"] }
+path "pki_int/*" { capabilities = ["create", "read", "update", "list", "sudo"] }
+"#;
+
+/// A node of `profile`: reads its own entries (selected by the `mac` metadata
+/// of the secret-id it logged in with, via identity templating), its
+/// profile's, and the gossip key; gets client certs and a signed host key.
+pub fn node_policy(profile: &str, approle_accessor: &str) -> String {
+    format!(
+        r#"
+path "kindling/data/nodes/{{{{identity.entity.aliases.{approle_accessor}.metadata.mac}}}}/*" {{ capabilities = ["read"] }}
+path "kindling/data/profiles/{profile}/*" {{ capabilities = ["read"] }}
+path "kindling/data/stack/consul/gossip" {{ capabilities = ["read"] }}
+path "pki_int/issue/consul-client" {{ capabilities = ["update"] }}
+path "pki_int/issue/nomad-client" {{ capabilities = ["update"] }}
+path "ssh/sign/host" {{ capabilities = ["update"] }}
+path "ssh/config/ca" {{ capabilities = ["read"] }}
+"#
+    )
+}
+
+/// Nomad servers' Vault integration (Nomad's documented server policy).
+pub const NOMAD_SERVER_POLICY: &str = r#"
+path "auth/token/create/nomad-cluster" { capabilities = ["update"] }
+path "auth/token/roles/nomad-cluster" { capabilities = ["read"] }
+path "auth/token/lookup-self" { capabilities = ["read"] }
+path "auth/token/lookup" { capabilities = ["update"] }
+path "auth/token/revoke-accessor" { capabilities = ["update"] }
+path "sys/capabilities-self" { capabilities = ["update"] }
+path "auth/token/renew-self" { capabilities = ["update"] }
+"#;
+
+/// Consul's Vault CA provider: it mounts and runs its own two PKI engines.
+pub const CONSUL_CONNECT_CA_POLICY: &str = r#"
+path "sys/mounts" { capabilities = ["read"] }
+path "sys/mounts/connect_root" { capabilities = ["create", "read", "update", "delete", "list"] }
+path "sys/mounts/connect_inter" { capabilities = ["create", "read", "update", "delete", "list"] }
+path "sys/mounts/connect_root/tune" { capabilities = ["update"] }
+path "sys/mounts/connect_inter/tune" { capabilities = ["update"] }
+path "connect_root/*" { capabilities = ["create", "read", "update", "delete", "list"] }
+path "connect_inter/*" { capabilities = ["create", "read", "update", "delete", "list"] }
+path "auth/token/lookup-self" { capabilities = ["read"] }
+path "auth/token/renew-self" { capabilities = ["update"] }
+"#;
+
+/// The appliance's own Consul agent.
+pub const CONSUL_AGENT_RULES: &str = r#"
+node_prefix "" { policy = "write" }
+service_prefix "" { policy = "read" }
+agent_prefix "" { policy = "read" }
+"#;
+
+/// Consul clients of a profile (the token also carries a node identity).
+pub fn consul_node_rules(profile: &str) -> String {
+    format!(
+        r#"
+service_prefix "" {{ policy = "write" }}
+node_prefix "" {{ policy = "read" }}
+agent_prefix "" {{ policy = "read" }}
+key_prefix "kindling/profiles/{profile}" {{ policy = "read" }}
+"#
+    )
+}
+
+/// Nomad servers' Consul token.
+pub const CONSUL_NOMAD_SERVER_RULES: &str = r#"
+agent_prefix "" { policy = "read" }
+node_prefix "" { policy = "read" }
+service_prefix "" { policy = "write" }
+acl = "write"
+"#;

@@ -1,0 +1,483 @@
+//! Vault steps: API up, init (once, secrets encrypted before anything else),
+//! unseal (fresh keys, local keys, or the operator's shares), kindling's own
+//! token, and setup (audit, KV, AppRole, SSH CA, PKI, policies, roles).
+
+use super::policies::{self, APPROLE_MOUNT, KV_MOUNT, PKI_INT_MOUNT, PKI_ROOT_MOUNT, SSH_MOUNT};
+use super::{Outcome, Run};
+use crate::secrets::{self, InitSecrets};
+use crate::status::{OverallState, StepState};
+use crate::vault::Health;
+use kindling_site::UnsealMode;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn vault_enabled(run: &Run) -> bool {
+    run.opts.site.stack.vault.enabled
+}
+
+pub(super) async fn api(run: &mut Run) -> Result<Outcome, String> {
+    if !vault_enabled(run) {
+        return Ok(Outcome::skipped("stack.vault.enabled = false"));
+    }
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < run.opts.service_timeout {
+        match run.vault.health().await {
+            Ok(Health::Other(code)) => last = format!("health answered HTTP {code}"),
+            Ok(h) => return Ok(Outcome::done(format!("answering ({h:?})"))),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!(
+        "Vault's API did not answer within {} s: {last}",
+        run.opts.service_timeout.as_secs()
+    ))
+}
+
+pub(super) async fn init(run: &mut Run) -> Result<Outcome, String> {
+    if !vault_enabled(run) {
+        return Ok(Outcome::skipped("stack.vault.enabled = false"));
+    }
+    let file = run.store.init_file();
+    let have_file = run.store.read_init().map_err(|e| e.to_string())?.is_some();
+    run.board.set_init_secrets("/v1/vault/init-secrets");
+    match run.vault.health().await.map_err(|e| e.to_string())? {
+        Health::Uninitialized => {}
+        Health::Other(code) => return Err(format!("Vault health answered HTTP {code}")),
+        _ if have_file => return Ok(Outcome::already("initialised earlier by this appliance")),
+        _ if run.store.was_started("vault-init") => {
+            return Err(format!(
+                "Vault is initialised, but this appliance crashed before it saved the answer to {}: the keys are lost. \
+                 Nothing was changed; to start over, wipe {} and reboot",
+                file.display(),
+                run.opts.layout.vault_data().display()
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "Vault is already initialised, but not by this appliance (no {}): kindling will not touch it. \
+                 Restore that file, or wipe {} to let kindling initialise a new Vault",
+                file.display(),
+                run.opts.layout.vault_data().display()
+            ))
+        }
+    }
+    let cfg = &run.opts.site.stack.vault;
+    let recipients = secrets::parse_recipients(&cfg.recipients).map_err(|e| e.to_string())?;
+    let mut detail = String::new();
+    if have_file {
+        // A Vault with empty storage but an old secrets file: keep the old
+        // file under another name rather than overwrite it.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let aside = file.with_extension(format!("age.superseded-{now}"));
+        std::fs::rename(&file, &aside)
+            .map_err(|e| format!("moving the old {} aside: {e}", file.display()))?;
+        detail.push_str(&format!(
+            "Vault storage was empty; the old secrets file was kept as {}. ",
+            aside.display()
+        ));
+    }
+    // Prove the state dir can take the secrets file before Vault hands out
+    // keys that would otherwise exist only in memory (e.g. a full disk).
+    let probe = run.opts.layout.state_dir().join(".space-probe");
+    crate::fsutil::write_atomic(&probe, &[0u8; 16 * 1024], 0o600)
+        .map_err(|e| format!("the data partition cannot take Vault's encrypted keys ({}): {e}; Vault was not initialised", probe.display()))?;
+    let _ = std::fs::remove_file(&probe);
+
+    run.store
+        .mark_started("vault-init")
+        .map_err(|e| e.to_string())?;
+    let (keys, root_token) = run
+        .vault
+        .init(cfg.key_shares, cfg.key_threshold)
+        .await
+        .map_err(|e| e.to_string())?;
+    let secrets = InitSecrets {
+        keys_base64: keys,
+        root_token,
+        shares: cfg.key_shares,
+        threshold: cfg.key_threshold,
+        created_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    let armored = secrets::encrypt_init(&secrets, &recipients).map_err(|e| e.to_string())?;
+    run.store.write_init(&armored).map_err(|e| e.to_string())?;
+    if cfg.unseal == UnsealMode::Local {
+        let threshold = usize::from(cfg.key_threshold);
+        run.store
+            .write_local_unseal(&secrets.keys_base64[..threshold.min(secrets.keys_base64.len())])
+            .map_err(|e| e.to_string())?;
+        run.say("WARNING: unseal = \"local\": Vault unseal keys are kept in plain text on the data partition (lab only)");
+        detail.push_str("LAB ONLY: unseal keys also kept locally. ");
+    }
+    run.store
+        .clear_started("vault-init")
+        .map_err(|e| e.to_string())?;
+    detail.push_str(&format!(
+        "initialised ({} shares, threshold {}); keys and root token encrypted to {} recipient(s) in {}",
+        cfg.key_shares,
+        cfg.key_threshold,
+        recipients.len(),
+        file.display()
+    ));
+    run.fresh_init = Some(secrets);
+    Ok(Outcome::done(detail))
+}
+
+pub(super) async fn unseal(run: &mut Run) -> Result<Outcome, String> {
+    if !vault_enabled(run) {
+        return Ok(Outcome::skipped("stack.vault.enabled = false"));
+    }
+    let start = Instant::now();
+    let mut submitted_here = false;
+    let mut announced = false;
+    let mut last_progress = u64::MAX;
+    loop {
+        match run.vault.health().await.map_err(|e| e.to_string())? {
+            Health::Active | Health::Standby => {
+                run.board.set_overall(OverallState::Running);
+                return Ok(if submitted_here {
+                    Outcome::done("unsealed")
+                } else {
+                    Outcome::already("already unsealed")
+                });
+            }
+            Health::Sealed => {}
+            Health::Uninitialized => return Err("Vault reports it is not initialised".into()),
+            Health::Other(code) => return Err(format!("Vault health answered HTTP {code}")),
+        }
+        let keys = if let Some(s) = &run.fresh_init {
+            Some((s.keys_base64.clone(), "the keys from this run's init"))
+        } else if run.opts.site.stack.vault.unseal == UnsealMode::Local {
+            run.store
+                .read_local_unseal()
+                .map_err(|e| e.to_string())?
+                .map(|k| (k, "the local unseal keys (lab only)"))
+        } else {
+            None
+        };
+        if let Some((keys, source)) = keys {
+            if submitted_here {
+                return Err(format!("Vault is still sealed after submitting {source}"));
+            }
+            submitted_here = true;
+            for key in &keys {
+                match run.vault.unseal(key).await {
+                    Ok(s) if !s.sealed => break,
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("Vault rejected {source}: {e}")),
+                }
+            }
+            continue;
+        }
+        // Manual mode: the operator submits shares through the status API.
+        let seal = run.vault.seal_status().await.map_err(|e| e.to_string())?;
+        if seal.progress != last_progress {
+            last_progress = seal.progress;
+            run.board.note(
+                "vault-unseal",
+                StepState::Waiting,
+                format!(
+                    "sealed: {} of {} key shares submitted; run `kindling vault unseal --appliance URL`",
+                    seal.progress, seal.threshold
+                ),
+            );
+            run.board.set_overall(OverallState::Waiting);
+            run.flush();
+        }
+        if !announced {
+            announced = true;
+            run.say(&format!("vault sealed: waiting for {} operator key shares (kindling vault unseal --appliance URL)", seal.threshold));
+        }
+        if let Some(limit) = run.opts.unseal_timeout {
+            if start.elapsed() >= limit {
+                return Err(format!(
+                    "Vault is still sealed after waiting {} s for operator key shares",
+                    limit.as_secs()
+                ));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Shares arriving through the API unseal Vault without us; the next
+        // health check notices. Count that as this run's doing.
+        if matches!(
+            run.vault.health().await,
+            Ok(Health::Active | Health::Standby)
+        ) {
+            submitted_here = true;
+        }
+    }
+}
+
+pub(super) async fn token(run: &mut Run) -> Result<Outcome, String> {
+    if !vault_enabled(run) {
+        return Ok(Outcome::skipped("stack.vault.enabled = false"));
+    }
+    let mut note = String::new();
+    if let Some(t) = run
+        .store
+        .read_appliance_token()
+        .map_err(|e| e.to_string())?
+    {
+        let api = run.vault.with_token(&t);
+        if api.token_valid().await.map_err(|e| e.to_string())? {
+            api.renew_self().await.map_err(|e| e.to_string())?;
+            run.vault_token = Some(t);
+            return Ok(Outcome::already("kindling's Vault token is valid; renewed"));
+        }
+        note = "the stored token was rejected; ".into();
+    }
+    // Creating the token needs root: this run's init, or a root token
+    // regenerated from the local keys (lab), revoked right after use.
+    let (root, generated) = if let Some(s) = &run.fresh_init {
+        (s.root_token.clone(), false)
+    } else if let Some(keys) = run.store.read_local_unseal().map_err(|e| e.to_string())? {
+        (
+            run.vault
+                .generate_root(&keys)
+                .await
+                .map_err(|e| e.to_string())?,
+            true,
+        )
+    } else {
+        return Err(format!(
+            "{note}kindling has no Vault token and no root token at hand (it was lost in a crash during the first boot). \
+             Create one: `vault token create -orphan -period=768h -policy=kindling-appliance` with the root token from \
+             the init secrets, and write it to {} (mode 0600)",
+            run.opts.layout.state_dir().join("appliance-token").display()
+        ));
+    };
+    let root_api = run.vault.with_token(&root);
+    root_api
+        .set_policy("kindling-appliance", policies::APPLIANCE_POLICY)
+        .await
+        .map_err(|e| e.to_string())?;
+    let token = root_api
+        .create_orphan_token("kindling-appliance", &["kindling-appliance"], "768h")
+        .await
+        .map_err(|e| e.to_string())?;
+    run.store
+        .write_appliance_token(&token)
+        .map_err(|e| e.to_string())?;
+    if generated {
+        root_api.revoke_self().await.map_err(|e| e.to_string())?;
+        note.push_str("root token regenerated from the local keys and revoked after use; ");
+    }
+    run.vault_token = Some(token);
+    Ok(Outcome::done(format!(
+        "{note}created kindling's Vault token (policy kindling-appliance)"
+    )))
+}
+
+pub(super) async fn setup(run: &mut Run) -> Result<Outcome, String> {
+    if !vault_enabled(run) {
+        return Ok(Outcome::skipped("stack.vault.enabled = false"));
+    }
+    let v = run.vault_authed()?;
+    let e = |e: crate::vault::VaultError| e.to_string();
+    let mut changed: Vec<String> = Vec::new();
+    let site = &run.opts.site;
+    let audit_log = run.opts.layout.state_dir().join("vault-audit.log");
+    if v.ensure_file_audit(&audit_log.to_string_lossy())
+        .await
+        .map_err(e)?
+    {
+        changed.push("audit".into());
+    }
+    if v.ensure_secrets_engine(KV_MOUNT, "kv-v2", None)
+        .await
+        .map_err(e)?
+    {
+        changed.push("kv".into());
+    }
+    if v.ensure_auth(APPROLE_MOUNT, "approle").await.map_err(e)? {
+        changed.push("approle".into());
+    }
+
+    // SSH CA: one signing key for user and host certificates.
+    if v.ensure_secrets_engine(SSH_MOUNT, "ssh", None)
+        .await
+        .map_err(e)?
+    {
+        changed.push("ssh".into());
+    }
+    let (status, ca) = v
+        .raw(Method::GET, "ssh/config/ca", None, None)
+        .await
+        .map_err(e)?;
+    let has_key = status == 200
+        && ca
+            .pointer("/data/public_key")
+            .and_then(Value::as_str)
+            .is_some_and(|k| !k.is_empty());
+    if !has_key {
+        v.call(
+            "generate the SSH CA key",
+            Method::POST,
+            "ssh/config/ca",
+            Some(&json!({"generate_signing_key": true})),
+        )
+        .await
+        .map_err(e)?;
+        changed.push("ssh-ca".into());
+    }
+    let domain = &site.site.domain;
+    v.call(
+        "write SSH role client",
+        Method::POST,
+        "ssh/roles/client",
+        Some(&json!({"key_type": "ca", "allow_user_certificates": true, "allowed_users": "*", "default_extensions": {"permit-pty": ""}, "ttl": "24h"})),
+    )
+    .await
+    .map_err(e)?;
+    v.call(
+        "write SSH role host",
+        Method::POST,
+        "ssh/roles/host",
+        Some(&json!({"key_type": "ca", "allow_host_certificates": true, "allowed_domains": domain, "allow_subdomains": true, "allow_bare_domains": true, "ttl": "8760h"})),
+    )
+    .await
+    .map_err(e)?;
+
+    // PKI: root, and an intermediate signed by it that issues service certs.
+    if v.ensure_secrets_engine(PKI_ROOT_MOUNT, "pki", Some("87600h"))
+        .await
+        .map_err(e)?
+    {
+        changed.push("pki".into());
+    }
+    if !has_ca(&v, PKI_ROOT_MOUNT).await? {
+        v.call(
+            "generate the PKI root",
+            Method::POST,
+            "pki/root/generate/internal",
+            Some(&json!({"common_name": format!("kindling {} root CA", site.site.id), "ttl": "87600h"})),
+        )
+        .await
+        .map_err(e)?;
+        changed.push("pki-root".into());
+    }
+    if v.ensure_secrets_engine(PKI_INT_MOUNT, "pki", Some("43800h"))
+        .await
+        .map_err(e)?
+    {
+        changed.push("pki_int".into());
+    }
+    if !has_ca(&v, PKI_INT_MOUNT).await? {
+        let csr = v
+            .call(
+                "generate the intermediate CSR",
+                Method::POST,
+                "pki_int/intermediate/generate/internal",
+                Some(&json!({"common_name": format!("kindling {} intermediate CA", site.site.id)})),
+            )
+            .await
+            .map_err(e)?;
+        let csr = csr
+            .pointer("/data/csr")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let signed = v
+            .call(
+                "sign the intermediate",
+                Method::POST,
+                "pki/root/sign-intermediate",
+                Some(&json!({"csr": csr, "format": "pem_bundle", "ttl": "43800h"})),
+            )
+            .await
+            .map_err(e)?;
+        let cert = signed
+            .pointer("/data/certificate")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        v.call(
+            "install the intermediate",
+            Method::POST,
+            "pki_int/intermediate/set-signed",
+            Some(&json!({"certificate": cert})),
+        )
+        .await
+        .map_err(e)?;
+        changed.push("pki-intermediate".into());
+    }
+    let dc = &site.stack.datacenter;
+    for (role, domain) in [
+        ("consul-server", format!("server.{dc}.consul")),
+        ("consul-client", format!("client.{dc}.consul")),
+        ("nomad-server", "server.global.nomad".to_string()),
+        ("nomad-client", "client.global.nomad".to_string()),
+    ] {
+        v.call(
+            &format!("write PKI role {role}"),
+            Method::POST,
+            &format!("pki_int/roles/{role}"),
+            Some(&json!({"allowed_domains": [domain, "localhost"], "allow_bare_domains": true, "allow_subdomains": true, "allow_localhost": true, "allow_ip_sans": true, "max_ttl": "720h"})),
+        )
+        .await
+        .map_err(e)?;
+    }
+
+    // A role and a policy per node profile.
+    let accessor = v
+        .auth_mounts()
+        .await
+        .map_err(e)?
+        .get(&format!("{APPROLE_MOUNT}/"))
+        .map(|(_, acc)| acc.clone())
+        .ok_or("the approle auth method has no accessor")?;
+    for name in site.profiles.keys() {
+        let profile = name.to_string();
+        let policy = format!("node-{profile}");
+        v.set_policy(&policy, &policies::node_policy(&profile, &accessor))
+            .await
+            .map_err(e)?;
+        v.set_approle_role(APPROLE_MOUNT, &policy, std::slice::from_ref(&policy), "24h")
+            .await
+            .map_err(e)?;
+    }
+    if site.stack.nomad.enabled {
+        v.set_policy("nomad-server", policies::NOMAD_SERVER_POLICY)
+            .await
+            .map_err(e)?;
+        v.call(
+            "write token role nomad-cluster",
+            Method::POST,
+            "auth/token/roles/nomad-cluster",
+            Some(&json!({"disallowed_policies": ["nomad-server"], "orphan": true, "token_period": "72h", "renewable": true, "token_explicit_max_ttl": 0})),
+        )
+        .await
+        .map_err(e)?;
+    }
+    let profiles = site.profiles.len();
+    if changed.is_empty() {
+        Ok(Outcome::already(format!(
+            "engines already configured; roles and policies for {profiles} profile(s) checked"
+        )))
+    } else {
+        Ok(Outcome::done(format!(
+            "enabled {}; roles and policies for {profiles} profile(s)",
+            changed.join(", ")
+        )))
+    }
+}
+
+async fn has_ca(v: &crate::vault::VaultApi, mount: &str) -> Result<bool, String> {
+    let (status, body) = v
+        .raw(Method::GET, &format!("{mount}/cert/ca"), None, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(status == 200
+        && body
+            .pointer("/data/certificate")
+            .and_then(Value::as_str)
+            .is_some_and(|c| !c.trim().is_empty()))
+}

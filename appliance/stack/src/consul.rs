@@ -1,0 +1,381 @@
+//! Talking to Consul's HTTP API: leader, ACL bootstrap (with the "legacy
+//! mode" retry and the documented bootstrap reset), policies, tokens, the
+//! agent token, KV. Owns no state. Must never put a token in an error message.
+
+use crate::vault::error_chain;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsulError {
+    #[error("Consul at {url} is not reachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("Consul {action}: HTTP {status}: {message}")]
+    Api {
+        action: String,
+        status: u16,
+        message: String,
+    },
+    #[error("Consul's ACL system was bootstrapped before (reset index {reset_index})")]
+    AlreadyBootstrapped { reset_index: u64 },
+    #[error("Consul {action}: gave up after {secs} s: {last}")]
+    Timeout {
+        action: String,
+        secs: u64,
+        last: String,
+    },
+    #[error("Consul {action}: unexpected answer: {reason}")]
+    Unexpected { action: String, reason: String },
+}
+
+#[derive(Clone)]
+pub struct ConsulApi {
+    url: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for ConsulApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConsulApi {{ url: {} }}", self.url)
+    }
+}
+
+/// A created ACL token: only its ids.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AclToken {
+    pub accessor_id: String,
+    pub secret_id: String,
+}
+
+impl std::fmt::Debug for AclToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "AclToken {{ accessor_id: {}, secret_id: <redacted> }}",
+            self.accessor_id
+        )
+    }
+}
+
+impl ConsulApi {
+    pub fn new(url: &str, token: Option<String>) -> Self {
+        crate::vault::install_crypto_provider();
+        // Building a plain client only fails without a TLS backend, which the
+        // provider above rules out; fall back to the default client regardless.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self {
+            url: url.trim_end_matches('/').to_string(),
+            http,
+            token,
+        }
+    }
+
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            url: self.url.clone(),
+            http: self.http.clone(),
+            token: Some(token.to_string()),
+        }
+    }
+
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, String), ConsulError> {
+        let mut req = self.http.request(
+            method,
+            format!("{}/v1/{}", self.url, path.trim_start_matches('/')),
+        );
+        if let Some(t) = &self.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        if let Some(b) = body {
+            req = req.body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| ConsulError::Unreachable {
+            url: self.url.clone(),
+            reason: error_chain(&e),
+        })?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text().await.unwrap_or_default()))
+    }
+
+    async fn call(
+        &self,
+        action: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ConsulError> {
+        let (status, text) = self.raw(method, path, body).await?;
+        if !(200..300).contains(&status) {
+            return Err(ConsulError::Api {
+                action: action.into(),
+                status,
+                message: text.trim().chars().take(300).collect(),
+            });
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// The leader's address, empty while there is none.
+    pub async fn leader(&self) -> Result<String, ConsulError> {
+        let v = self
+            .call("status/leader", reqwest::Method::GET, "status/leader", None)
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_string())
+    }
+
+    /// Waits until a leader is elected.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(), ConsulError> {
+        let start = Instant::now();
+        let mut last = String::from("no answer yet");
+        while start.elapsed() < timeout {
+            match self.leader().await {
+                Ok(l) if !l.is_empty() => return Ok(()),
+                Ok(_) => last = "no leader elected yet".into(),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(ConsulError::Timeout {
+            action: "waiting for a leader".into(),
+            secs: timeout.as_secs(),
+            last,
+        })
+    }
+
+    /// `PUT /v1/acl/bootstrap`. Consul answers 500 "legacy mode" for a few
+    /// seconds after start: retried until `timeout`. 403 → [`ConsulError::AlreadyBootstrapped`].
+    pub async fn acl_bootstrap(&self, timeout: Duration) -> Result<AclToken, ConsulError> {
+        let start = Instant::now();
+        loop {
+            let (status, text) = self
+                .raw(reqwest::Method::PUT, "acl/bootstrap", None)
+                .await?;
+            match status {
+                200 => return parse_token("ACL bootstrap", &text),
+                403 => {
+                    return Err(ConsulError::AlreadyBootstrapped {
+                        reset_index: reset_index(&text).unwrap_or(0),
+                    })
+                }
+                500 if start.elapsed() < timeout => {
+                    tokio::time::sleep(Duration::from_millis(500)).await
+                }
+                _ => {
+                    return Err(ConsulError::Api {
+                        action: "ACL bootstrap".into(),
+                        status,
+                        message: text.trim().chars().take(300).collect(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Whether this client's token is a valid token.
+    pub async fn token_valid(&self) -> Result<bool, ConsulError> {
+        let (status, _) = self
+            .raw(reqwest::Method::GET, "acl/token/self", None)
+            .await?;
+        Ok(status == 200)
+    }
+
+    /// Creates or updates the policy `name`. Returns its id.
+    pub async fn upsert_policy(
+        &self,
+        name: &str,
+        rules: &str,
+        description: &str,
+    ) -> Result<String, ConsulError> {
+        let (status, text) = self
+            .raw(
+                reqwest::Method::GET,
+                &format!("acl/policy/name/{name}"),
+                None,
+            )
+            .await?;
+        let body = json!({"Name": name, "Description": description, "Rules": rules});
+        if status == 200 {
+            let existing: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let id = existing["ID"].as_str().unwrap_or_default().to_string();
+            if existing["Rules"].as_str() == Some(rules) {
+                return Ok(id);
+            }
+            self.call(
+                &format!("update policy {name}"),
+                reqwest::Method::PUT,
+                &format!("acl/policy/{id}"),
+                Some(&body),
+            )
+            .await?;
+            return Ok(id);
+        }
+        let v = self
+            .call(
+                &format!("create policy {name}"),
+                reqwest::Method::PUT,
+                "acl/policy",
+                Some(&body),
+            )
+            .await?;
+        Ok(v["ID"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Creates a token with the given policies and node identities.
+    pub async fn create_token(
+        &self,
+        description: &str,
+        policies: &[&str],
+        node_identities: &[(String, String)],
+    ) -> Result<AclToken, ConsulError> {
+        let body = json!({
+            "Description": description,
+            "Policies": policies.iter().map(|p| json!({"Name": p})).collect::<Vec<_>>(),
+            "NodeIdentities": node_identities.iter().map(|(n, dc)| json!({"NodeName": n, "Datacenter": dc})).collect::<Vec<_>>(),
+            "Local": false,
+        });
+        let (status, text) = self
+            .raw(reqwest::Method::PUT, "acl/token", Some(&body))
+            .await?;
+        if status != 200 {
+            return Err(ConsulError::Api {
+                action: format!("create token {description:?}"),
+                status,
+                message: text.trim().chars().take(300).collect(),
+            });
+        }
+        parse_token("create token", &text)
+    }
+
+    /// Sets the agent's own ACL token (persisted by Consul: `enable_token_persistence`).
+    pub async fn set_agent_token(&self, secret: &str) -> Result<(), ConsulError> {
+        self.call(
+            "set the agent token",
+            reqwest::Method::PUT,
+            "agent/token/agent",
+            Some(&json!({"Token": secret})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Raw KV value, `None` when the key does not exist.
+    pub async fn kv_get(&self, key: &str) -> Result<Option<String>, ConsulError> {
+        let (status, text) = self
+            .raw(reqwest::Method::GET, &format!("kv/{key}?raw"), None)
+            .await?;
+        match status {
+            200 => Ok(Some(text)),
+            404 => Ok(None),
+            _ => Err(ConsulError::Api {
+                action: format!("read kv {key}"),
+                status,
+                message: text.trim().chars().take(300).collect(),
+            }),
+        }
+    }
+
+    pub async fn kv_put(&self, key: &str, value: &str) -> Result<(), ConsulError> {
+        let mut req = self
+            .http
+            .put(format!("{}/v1/kv/{key}", self.url))
+            .body(value.to_string());
+        if let Some(t) = &self.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        let resp = req.send().await.map_err(|e| ConsulError::Unreachable {
+            url: self.url.clone(),
+            reason: error_chain(&e),
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        if status == 200 && text.trim() == "true" {
+            Ok(())
+        } else {
+            Err(ConsulError::Api {
+                action: format!("write kv {key}"),
+                status,
+                message: text.trim().chars().take(300).collect(),
+            })
+        }
+    }
+
+    /// Switches Connect's CA provider (e.g. to Vault).
+    pub async fn set_connect_ca(&self, provider: &str, config: &Value) -> Result<(), ConsulError> {
+        let body = json!({"Provider": provider, "Config": config});
+        self.call(
+            "set the Connect CA",
+            reqwest::Method::PUT,
+            "connect/ca/configuration",
+            Some(&body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn connect_ca_provider(&self) -> Result<String, ConsulError> {
+        let v = self
+            .call(
+                "read the Connect CA",
+                reqwest::Method::GET,
+                "connect/ca/configuration",
+                None,
+            )
+            .await?;
+        Ok(v["Provider"].as_str().unwrap_or_default().to_string())
+    }
+}
+
+fn parse_token(action: &str, text: &str) -> Result<AclToken, ConsulError> {
+    let v: Value = serde_json::from_str(text).map_err(|e| ConsulError::Unexpected {
+        action: action.into(),
+        reason: e.to_string(),
+    })?;
+    match (v["AccessorID"].as_str(), v["SecretID"].as_str()) {
+        (Some(a), Some(s)) => Ok(AclToken {
+            accessor_id: a.to_string(),
+            secret_id: s.to_string(),
+        }),
+        _ => Err(ConsulError::Unexpected {
+            action: action.into(),
+            reason: "no AccessorID/SecretID".into(),
+        }),
+    }
+}
+
+/// "… (reset index: 12)" → 12 (Consul and Nomad both word it so).
+pub fn reset_index(text: &str) -> Option<u64> {
+    let tail = text.split("reset index:").nth(1)?;
+    tail.trim()
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_index_is_read_from_consul_and_nomad_errors() {
+        assert_eq!(
+            reset_index("Permission denied: ACL bootstrap no longer allowed (reset index: 13)"),
+            Some(13)
+        );
+        assert_eq!(
+            reset_index("ACL bootstrap already done (reset index: 7)\n"),
+            Some(7)
+        );
+        assert_eq!(reset_index("something else"), None);
+    }
+}

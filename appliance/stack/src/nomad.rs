@@ -1,0 +1,134 @@
+//! Talking to Nomad's HTTP API: leader, ACL bootstrap (with Nomad's
+//! documented bootstrap reset), token check. The endpoints used here are the
+//! ones `tests/nomad-double` serves and checks against Nomad's OpenAPI
+//! document. Owns no state. Must never put a token in an error message.
+
+use crate::consul::{reset_index, AclToken};
+use crate::vault::error_chain;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NomadError {
+    #[error("Nomad at {url} is not reachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("Nomad {action}: HTTP {status}: {message}")]
+    Api {
+        action: String,
+        status: u16,
+        message: String,
+    },
+    #[error("Nomad's ACL system was bootstrapped before (reset index {reset_index})")]
+    AlreadyBootstrapped { reset_index: u64 },
+    #[error("Nomad {action}: gave up after {secs} s: {last}")]
+    Timeout {
+        action: String,
+        secs: u64,
+        last: String,
+    },
+}
+
+#[derive(Clone)]
+pub struct NomadApi {
+    url: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl NomadApi {
+    pub fn new(url: &str, token: Option<String>) -> Self {
+        crate::vault::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self {
+            url: url.trim_end_matches('/').to_string(),
+            http,
+            token,
+        }
+    }
+
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            url: self.url.clone(),
+            http: self.http.clone(),
+            token: Some(token.to_string()),
+        }
+    }
+
+    async fn raw(&self, method: reqwest::Method, path: &str) -> Result<(u16, String), NomadError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}/v1/{}", self.url, path));
+        if let Some(t) = &self.token {
+            req = req.header("X-Nomad-Token", t);
+        }
+        let resp = req.send().await.map_err(|e| NomadError::Unreachable {
+            url: self.url.clone(),
+            reason: error_chain(&e),
+        })?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text().await.unwrap_or_default()))
+    }
+
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(), NomadError> {
+        let start = Instant::now();
+        let mut last = String::from("no answer yet");
+        while start.elapsed() < timeout {
+            match self.raw(reqwest::Method::GET, "status/leader").await {
+                Ok((200, text))
+                    if serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .and_then(|v| v.as_str().map(|s| !s.is_empty()))
+                        == Some(true) =>
+                {
+                    return Ok(())
+                }
+                Ok((status, text)) => last = format!("HTTP {status}: {}", text.trim()),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(NomadError::Timeout {
+            action: "waiting for a leader".into(),
+            secs: timeout.as_secs(),
+            last,
+        })
+    }
+
+    /// `POST /v1/acl/bootstrap`; 400 "already done" → [`NomadError::AlreadyBootstrapped`].
+    pub async fn acl_bootstrap(&self) -> Result<AclToken, NomadError> {
+        let (status, text) = self.raw(reqwest::Method::POST, "acl/bootstrap").await?;
+        match status {
+            200 => {
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                match (v["AccessorID"].as_str(), v["SecretID"].as_str()) {
+                    (Some(a), Some(s)) => Ok(AclToken {
+                        accessor_id: a.into(),
+                        secret_id: s.into(),
+                    }),
+                    _ => Err(NomadError::Api {
+                        action: "ACL bootstrap".into(),
+                        status,
+                        message: "no AccessorID/SecretID in the answer".into(),
+                    }),
+                }
+            }
+            400 if text.contains("already done") => Err(NomadError::AlreadyBootstrapped {
+                reset_index: reset_index(&text).unwrap_or(0),
+            }),
+            _ => Err(NomadError::Api {
+                action: "ACL bootstrap".into(),
+                status,
+                message: text.trim().chars().take(300).collect(),
+            }),
+        }
+    }
+
+    pub async fn token_valid(&self) -> Result<bool, NomadError> {
+        let (status, _) = self.raw(reqwest::Method::GET, "acl/token/self").await?;
+        Ok(status == 200)
+    }
+}

@@ -1,0 +1,180 @@
+//! The bootstrap's status file (`/run/kindling/status/stack.json`): each
+//! step's state, duration and error, rewritten atomically on every change so
+//! the status API and `kindling stack status` always read a whole file.
+//!
+//! Owns the file's shape. Must never put a secret in it: details are written
+//! by the bootstrap from fixed phrases and error messages that carry no
+//! token or key.
+
+use crate::fsutil::write_atomic;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Pending,
+    Running,
+    /// Did the work in this run.
+    Done,
+    /// Found the work already done (a resumed or warm boot).
+    AlreadyDone,
+    /// Needs something outside kindling (operator unseal shares).
+    Waiting,
+    Failed,
+    /// The service this step is for is not enabled by the site.
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepStatus {
+    pub name: String,
+    pub state: StepState,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverallState {
+    Running,
+    Waiting,
+    Ready,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackStatus {
+    pub state: OverallState,
+    pub steps: Vec<StepStatus>,
+    /// Total time of this bootstrap run so far.
+    pub elapsed_ms: u64,
+    pub updated_unix: u64,
+    /// Where the encrypted init secrets can be fetched, once they exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_secrets: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("writing the stack status file {path}: {source}")]
+pub struct StatusWriteError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// Tracks the steps of one bootstrap run and mirrors them to the file.
+pub struct StatusBoard {
+    path: PathBuf,
+    status: StackStatus,
+    started: Instant,
+    step_started: Option<Instant>,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl StatusBoard {
+    pub fn new(path: &Path, step_names: &[&str]) -> Self {
+        let steps = step_names
+            .iter()
+            .map(|n| StepStatus {
+                name: (*n).to_string(),
+                state: StepState::Pending,
+                duration_ms: 0,
+                detail: String::new(),
+                error: None,
+            })
+            .collect();
+        Self {
+            path: path.to_path_buf(),
+            status: StackStatus {
+                state: OverallState::Running,
+                steps,
+                elapsed_ms: 0,
+                updated_unix: now_unix(),
+                init_secrets: None,
+            },
+            started: Instant::now(),
+            step_started: None,
+        }
+    }
+
+    pub fn status(&self) -> &StackStatus {
+        &self.status
+    }
+
+    fn step_mut(&mut self, name: &str) -> Option<&mut StepStatus> {
+        self.status.steps.iter_mut().find(|s| s.name == name)
+    }
+
+    /// Writes the file; a failure to write status must not stop the bootstrap
+    /// (it is reported on stderr by the caller), hence the separate result.
+    pub fn flush(&mut self) -> Result<(), StatusWriteError> {
+        self.status.elapsed_ms = self.started.elapsed().as_millis() as u64;
+        self.status.updated_unix = now_unix();
+        let body = serde_json::to_vec_pretty(&self.status).unwrap_or_default();
+        write_atomic(&self.path, &body, 0o644).map_err(|source| StatusWriteError {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    pub fn begin(&mut self, name: &str) {
+        self.step_started = Some(Instant::now());
+        if let Some(s) = self.step_mut(name) {
+            s.state = StepState::Running;
+            s.error = None;
+        }
+    }
+
+    pub fn finish(
+        &mut self,
+        name: &str,
+        state: StepState,
+        detail: impl Into<String>,
+        error: Option<String>,
+    ) {
+        let ms = self
+            .step_started
+            .take()
+            .map(|t| t.elapsed().as_millis() as u64)
+            .unwrap_or(0);
+        if let Some(s) = self.step_mut(name) {
+            s.state = state;
+            s.duration_ms = ms;
+            s.detail = detail.into();
+            s.error = error;
+        }
+    }
+
+    /// Updates the detail of a step still running or waiting (e.g. unseal progress).
+    pub fn note(&mut self, name: &str, state: StepState, detail: impl Into<String>) {
+        if let Some(s) = self.step_mut(name) {
+            s.state = state;
+            s.detail = detail.into();
+        }
+    }
+
+    pub fn set_overall(&mut self, state: OverallState) {
+        self.status.state = state;
+    }
+
+    pub fn set_init_secrets(&mut self, where_: &str) {
+        self.status.init_secrets = Some(where_.to_string());
+    }
+}
+
+/// Reads a status file written by [`StatusBoard`].
+pub fn read(path: &Path) -> Result<StackStatus, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{} is not a stack status file: {e}", path.display()))
+}
