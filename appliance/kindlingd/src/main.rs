@@ -7,6 +7,7 @@ mod api;
 mod config;
 mod net;
 mod pxe;
+mod service_table;
 mod site;
 mod stack;
 

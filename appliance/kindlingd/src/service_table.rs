@@ -1,0 +1,127 @@
+//! SiteConfig → this boot's service table (`/run/kindling/services.json`).
+//!
+//! Decides which of kindlingd's roles run, in which phase, with which
+//! capabilities and dependencies. It only describes; kindling-init supervises.
+//! The HashiCorp services are described by the stack crate, which knows their
+//! binaries, config files and health endpoints.
+
+use kindling_init::table::{
+    Phase, Readiness, RestartPolicy, ServiceSpec, ServiceTable, DEFAULT_STOP_GRACE_MS,
+};
+use kindling_site::SiteConfig;
+use std::collections::BTreeMap;
+
+/// Where kindlingd lives in the image; tests run the binary from `target/`.
+fn kindlingd_path() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_owned))
+        .unwrap_or_else(|| "/bin/kindlingd".to_owned())
+}
+
+fn kindlingd_role(
+    name: &str,
+    role: &str,
+    caps: &[&str],
+    depends_on: &[&str],
+    phase: Phase,
+) -> ServiceSpec {
+    ServiceSpec {
+        name: name.to_owned(),
+        argv: vec![kindlingd_path(), role.to_owned()],
+        env: BTreeMap::from([("RUST_LOG".to_owned(), "info".to_owned())]),
+        user: 0,
+        group: 0,
+        capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
+        depends_on: depends_on.iter().map(|d| (*d).to_owned()).collect(),
+        readiness: Readiness::Notify,
+        restart: RestartPolicy::Always,
+        oneshot: false,
+        required: true,
+        stop_grace_ms: DEFAULT_STOP_GRACE_MS,
+        phase,
+    }
+}
+
+/// The status API alone: what the image ships as its fallback table, so an
+/// appliance whose configuration failed still answers on the network.
+pub fn fallback() -> ServiceTable {
+    ServiceTable {
+        hostname: None,
+        services: vec![api()],
+    }
+}
+
+fn api() -> ServiceSpec {
+    // Reads status and talks to init's socket; binds an unprivileged port.
+    kindlingd_role("api", "api", &[], &[], Phase::Services)
+}
+
+/// The full table for `site`.
+pub fn build(site: &SiteConfig) -> anyhow::Result<ServiceTable> {
+    // net configures links, addresses, routes and nftables, runs the uplink DHCP
+    // client (raw sockets) and the LAN DNS forwarder on port 53.
+    let mut services = vec![kindlingd_role(
+        "net",
+        "net",
+        &["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE"],
+        &[],
+        Phase::Network,
+    )];
+    if site.pxe.enabled {
+        // DHCP/TFTP/HTTP on privileged ports, SO_BINDTODEVICE and raw RA sockets.
+        services.push(kindlingd_role(
+            "pxe",
+            "pxe",
+            &["CAP_NET_BIND_SERVICE", "CAP_NET_RAW"],
+            &["net"],
+            Phase::Services,
+        ));
+    }
+    services.push(api());
+    Ok(ServiceTable {
+        hostname: Some(site.site.hostname.clone()),
+        services,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lab_site() -> SiteConfig {
+        let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../overlays/lab/site.toml"))
+            .unwrap_or_default();
+        toml::from_str(&toml).unwrap_or_else(|e| panic!("lab site.toml does not parse: {e}"))
+    }
+
+    #[test]
+    fn lab_table_is_valid_and_ordered() {
+        let table = build(&lab_site()).unwrap_or_else(|e| panic!("{e}"));
+        if let Err(e) = table.validate("lab") {
+            panic!("lab service table is invalid: {e}");
+        }
+        let names: Vec<_> = table.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["net", "pxe", "api"]);
+        assert_eq!(table.get("pxe").map(|s| s.depends_on.clone()), Some(vec!["net".to_owned()]));
+        assert_eq!(table.get("net").map(|s| s.phase), Some(Phase::Network));
+        assert_eq!(table.hostname.as_deref(), Some("kindling-lab"));
+    }
+
+    #[test]
+    fn pxe_disabled_leaves_it_out() {
+        let mut site = lab_site();
+        site.pxe.enabled = false;
+        let table = build(&site).unwrap_or_else(|e| panic!("{e}"));
+        assert!(table.get("pxe").is_none());
+        assert!(table.get("api").is_some());
+    }
+
+    #[test]
+    fn fallback_is_the_api_alone() {
+        let table = fallback();
+        assert_eq!(table.services.len(), 1);
+        assert_eq!(table.services[0].name, "api");
+        assert!(table.services[0].capabilities.is_empty());
+    }
+}
