@@ -1,5 +1,98 @@
-//! `kindlingd pxe`: placeholder until its crate lands.
+//! `kindlingd pxe`: the PXE service (DHCP, TFTP, HTTP boot, RAs) as one
+//! long-running process supervised by kindling-init.
+//!
+//! Owns argument parsing and the readiness handshake only; everything else
+//! is `kindling_pxe::service`.
+//!
+//! usage: kindlingd pxe [--site FILE] [--interface IF] [--boot-dir DIR]
+//!        [--artifacts-dir DIR]… [--state-dir DIR] [--repo-dir DIR]
+//!        [--status-file FILE] [--dhcp-port N] [--client-port N]
+//!        [--proxy-port N] [--tftp-port N] [--http-workers N]
+//! The site file defaults to `$KINDLING_SITE_JSON` or /run/kindling/site.json;
+//! `--interface` to the interface holding the LAN address.
 
-pub fn run(_args: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+use anyhow::Context;
+use kindling_pxe::service::{self, ServiceOptions};
+use kindling_pxe::{PxePaths, PxeSettings};
+use std::path::PathBuf;
+
+const USAGE: &str = "usage: kindlingd pxe [--site FILE] [--interface IF] [--boot-dir DIR] [--artifacts-dir DIR]… \
+[--state-dir DIR] [--repo-dir DIR] [--status-file FILE] [--dhcp-port N] [--client-port N] [--proxy-port N] \
+[--tftp-port N] [--http-workers N]";
+
+struct Args {
+    site: PathBuf,
+    paths: PxePaths,
+    options: ServiceOptions,
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Args> {
+    let mut site = crate::site::effective_path();
+    let mut paths = PxePaths::default();
+    let mut options = ServiceOptions::default();
+    let mut artifact_dirs: Vec<PathBuf> = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        let port = |v: &String| {
+            v.parse::<u16>()
+                .with_context(|| format!("{flag}: {v:?} is not a port number"))
+        };
+        match flag.as_str() {
+            "--site" => site = value()?.into(),
+            "--interface" => options.interface = Some(value()?.clone()),
+            "--boot-dir" => paths.boot_dir = value()?.into(),
+            "--artifacts-dir" => artifact_dirs.push(value()?.into()),
+            "--state-dir" => paths.state_dir = value()?.into(),
+            "--repo-dir" => paths.repo_dir = Some(value()?.into()),
+            "--status-file" => paths.status_file = value()?.into(),
+            "--dhcp-port" => options.dhcp_port = port(value()?)?,
+            "--client-port" => options.client_port = port(value()?)?,
+            "--proxy-port" => options.proxy_port = port(value()?)?,
+            "--tftp-port" => options.tftp_port = port(value()?)?,
+            "--http-workers" => {
+                let v = value()?;
+                options.http_workers = v
+                    .parse()
+                    .with_context(|| format!("--http-workers: {v:?} is not a number"))?;
+            }
+            other => anyhow::bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    if !artifact_dirs.is_empty() {
+        paths.artifact_dirs = artifact_dirs;
+    }
+    Ok(Args {
+        site,
+        paths,
+        options,
+    })
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .try_init();
+    let args = parse(args)?;
+    let bytes =
+        std::fs::read(&args.site).with_context(|| format!("reading {}", args.site.display()))?;
+    let site: kindling_site::SiteConfig = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a valid site config", args.site.display()))?;
+    if !site.pxe.enabled {
+        anyhow::bail!(
+            "pxe.enabled is false in {}: nothing to serve",
+            args.site.display()
+        );
+    }
+    let settings = PxeSettings::from_site(&site, args.paths)
+        .with_context(|| format!("in {}", args.site.display()))?;
+    service::run(settings, args.options, crate::notify_ready)?;
+    Ok(())
 }

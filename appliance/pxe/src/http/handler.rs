@@ -1,0 +1,416 @@
+//! `PxeHttp`: answers one routed request: iPXE scripts, artifacts and boot
+//! files (streamed, with Content-Length and Range), NoCloud documents,
+//! preseed, `/begin.sh`, `/repo.tar.gz` and phone-home events.
+//!
+//! Independent of the HTTP library so it is testable with plain values. It
+//! never reads a served file into memory, never serves anything outside the
+//! configured directories, and never panics on a request.
+
+use super::range::{self, RangeAnswer};
+use super::router::{self, Method, NoCloudDoc, Route, RouteError, SafePath};
+use crate::enroll::EnrollmentSource;
+use crate::inventory::{Inventory, ProfileChoice};
+use crate::mac::MacAddr;
+use crate::render::{self, NodeContext};
+use crate::settings::PxeSettings;
+use crate::status::Stats;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Largest phone-home body accepted.
+pub const MAX_EVENT_BODY: usize = 16 * 1024;
+
+pub enum Body {
+    Text(String),
+    Bytes(Arc<Vec<u8>>),
+    /// `len` bytes of `file` from its current position.
+    File {
+        file: File,
+        len: u64,
+    },
+}
+
+pub struct HttpReply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Body,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl HttpReply {
+    fn text(status: u16, content_type: &'static str, text: String) -> Self {
+        Self {
+            status,
+            content_type,
+            body: Body::Text(text),
+            headers: Vec::new(),
+        }
+    }
+    fn json(status: u16, value: serde_json::Value) -> Self {
+        Self::text(status, "application/json", value.to_string())
+    }
+    fn error(status: u16, message: &str) -> Self {
+        Self::json(status, serde_json::json!({ "error": message }))
+    }
+    pub fn len(&self) -> u64 {
+        match &self.body {
+            Body::Text(t) => t.len() as u64,
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The body as bytes (tests; files are read here, never in serving).
+    pub fn into_bytes(self) -> std::io::Result<Vec<u8>> {
+        match self.body {
+            Body::Text(t) => Ok(t.into_bytes()),
+            Body::Bytes(b) => Ok(b.to_vec()),
+            Body::File { file, len } => {
+                let mut out = Vec::new();
+                file.take(len).read_to_end(&mut out)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+pub struct PxeHttp {
+    settings: Arc<PxeSettings>,
+    inventory: Arc<Inventory>,
+    enrollment: Arc<dyn EnrollmentSource>,
+    stats: Arc<Stats>,
+    repo: Mutex<Option<Arc<Vec<u8>>>>,
+    base_url: String,
+}
+
+fn now() -> u64 {
+    crate::dhcp::socket::unix_now()
+}
+
+impl PxeHttp {
+    pub fn new(
+        settings: Arc<PxeSettings>,
+        inventory: Arc<Inventory>,
+        enrollment: Arc<dyn EnrollmentSource>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        let base_url = settings.base_url();
+        Self {
+            settings,
+            inventory,
+            enrollment,
+            stats,
+            repo: Mutex::new(None),
+            base_url,
+        }
+    }
+
+    /// Handles one request. `body` is read only for POSTs, at most
+    /// `MAX_EVENT_BODY` bytes.
+    pub fn handle(
+        &self,
+        method: Method,
+        target: &str,
+        range_header: Option<&str>,
+        body: &mut dyn Read,
+    ) -> HttpReply {
+        self.stats.bump("http_requests");
+        let reply = match router::route(method, target) {
+            Ok(route) => self.dispatch(route, range_header, body),
+            Err(e) => {
+                self.stats.bump("http_refused");
+                match e {
+                    RouteError::NotFound => HttpReply::error(404, "not found"),
+                    RouteError::MethodNotAllowed => HttpReply::error(405, "method not allowed"),
+                    RouteError::BadPath(why) => {
+                        HttpReply::error(400, &format!("malformed path: {why}"))
+                    }
+                    RouteError::BadMac(why) => HttpReply::error(400, &why),
+                }
+            }
+        };
+        if reply.status >= 400 {
+            self.stats.bump("http_errors");
+        }
+        reply
+    }
+
+    fn dispatch(&self, route: Route, range_header: Option<&str>, body: &mut dyn Read) -> HttpReply {
+        match route {
+            Route::Script { mac, chosen } => self.script(mac, chosen),
+            Route::BootFile(p) => self.file(
+                std::slice::from_ref(&self.settings.paths.boot_dir),
+                &p,
+                range_header,
+                "boot_files",
+            ),
+            Route::Artifact(p) => {
+                let dirs = self.settings.paths.artifact_dirs.clone();
+                self.file(&dirs, &p, range_header, "artifacts")
+            }
+            Route::NoCloud { mac, doc } => self.nocloud(mac, doc),
+            Route::Preseed(mac) => match self.context(mac, None) {
+                Ok(ctx) => HttpReply::text(200, "text/plain", render::preseed::render(&ctx)),
+                Err(reply) => reply,
+            },
+            Route::BeginScript => {
+                HttpReply::text(200, "text/x-shellscript", render::begin::render())
+            }
+            Route::RepoTarball => self.repo(),
+            Route::Event(mac) => self.event(mac, body),
+        }
+    }
+
+    fn hostname(&self, mac: &MacAddr) -> String {
+        self.settings
+            .reservations
+            .get(mac)
+            .and_then(|r| r.hostname.clone())
+            .unwrap_or_else(|| render::default_hostname(mac))
+    }
+
+    /// The render context for `mac`, or the reply explaining why there is none.
+    fn context(&self, mac: MacAddr, chosen: Option<&str>) -> Result<NodeContext<'_>, HttpReply> {
+        let choice = self.inventory.profile_for(&mac);
+        let name = match (&choice, chosen) {
+            (ProfileChoice::Menu, Some(c)) => c.to_string(),
+            _ => match choice.profile() {
+                Some(p) => p.to_string(),
+                None => {
+                    self.stats.bump("http_unknown_mac");
+                    return Err(HttpReply::error(
+                        404,
+                        &format!("{mac} has no profile on this appliance"),
+                    ));
+                }
+            },
+        };
+        let Some((profile_name, profile)) = self.settings.profiles.get_key_value(&name) else {
+            return Err(HttpReply::error(
+                404,
+                &format!("profile {name:?} is not defined"),
+            ));
+        };
+        Ok(NodeContext {
+            mac,
+            hostname: self.hostname(&mac),
+            domain: self.settings.domain.clone(),
+            profile_name,
+            profile,
+            base_url: self.base_url(),
+            enrollment: None,
+        })
+    }
+
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn script(&self, mac: MacAddr, chosen: Option<String>) -> HttpReply {
+        let choice = self.inventory.profile_for(&mac);
+        if choice == ProfileChoice::Menu && chosen.is_none() {
+            let names: Vec<&str> = self.settings.profiles.keys().map(String::as_str).collect();
+            return HttpReply::text(
+                200,
+                "text/plain",
+                render::ipxe::menu(&mac, &names, self.base_url()),
+            );
+        }
+        if choice == ProfileChoice::NotServed {
+            self.stats.bump("http_unknown_mac");
+            return HttpReply::text(200, "text/plain", render::ipxe::not_served(&mac));
+        }
+        match self.context(mac, chosen.as_deref()) {
+            Ok(ctx) => {
+                self.inventory
+                    .observe_boot_script(mac, ctx.profile_name, now());
+                self.stats.bump("http_scripts");
+                HttpReply::text(200, "text/plain", render::ipxe::render(&ctx))
+            }
+            Err(reply) => reply,
+        }
+    }
+
+    fn nocloud(&self, mac: MacAddr, doc: NoCloudDoc) -> HttpReply {
+        let mut ctx = match self.context(mac, None) {
+            Ok(ctx) => ctx,
+            Err(reply) => return reply,
+        };
+        self.stats.bump("http_nocloud");
+        match doc {
+            NoCloudDoc::MetaData => {
+                HttpReply::text(200, "text/plain", render::cloud_init::meta_data(&ctx))
+            }
+            NoCloudDoc::VendorData => {
+                HttpReply::text(200, "text/plain", render::cloud_init::vendor_data())
+            }
+            NoCloudDoc::NetworkConfig => {
+                HttpReply::text(200, "text/plain", render::cloud_init::network_config(&ctx))
+            }
+            NoCloudDoc::UserData => {
+                match self.enrollment.enroll(&mac, ctx.profile_name) {
+                    Ok(e) => ctx.enrollment = e,
+                    Err(e) => {
+                        // Without its credentials the node cannot join; fail
+                        // loudly so cloud-init retries rather than boot half-done.
+                        tracing::warn!(error = %e, "http: enrollment failed");
+                        self.stats.bump("http_enrollment_errors");
+                        return HttpReply::error(503, &e.to_string());
+                    }
+                }
+                match render::cloud_init::user_data(&ctx) {
+                    Ok(text) => HttpReply::text(200, "text/cloud-config", text),
+                    Err(e) => HttpReply::error(500, &e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// Opens `rel` under the first directory that has it as a regular file,
+    /// refusing symlinks that lead outside that directory.
+    fn open_under(dirs: &[PathBuf], rel: &SafePath) -> Option<(File, u64)> {
+        for dir in dirs {
+            let Ok(root) = dir.canonicalize() else {
+                continue;
+            };
+            let candidate = root.join(rel.as_relative());
+            let Ok(real) = candidate.canonicalize() else {
+                continue;
+            };
+            if !real.starts_with(&root) {
+                continue;
+            }
+            let Ok(file) = File::open(&real) else {
+                continue;
+            };
+            match file.metadata() {
+                Ok(meta) if meta.is_file() => return Some((file, meta.len())),
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    fn file(
+        &self,
+        dirs: &[PathBuf],
+        rel: &SafePath,
+        range_header: Option<&str>,
+        counter: &'static str,
+    ) -> HttpReply {
+        let Some((mut file, len)) = Self::open_under(dirs, rel) else {
+            return HttpReply::error(404, &format!("{} not found", rel.as_str()));
+        };
+        self.stats.bump(counter);
+        let content_type = content_type(Path::new(&rel.as_str()));
+        let mut headers = vec![("Accept-Ranges", "bytes".to_string())];
+        match range::evaluate(range_header, len) {
+            RangeAnswer::Full => HttpReply {
+                status: 200,
+                content_type,
+                body: Body::File { file, len },
+                headers,
+            },
+            RangeAnswer::Partial { start, end } => {
+                if file.seek(SeekFrom::Start(start)).is_err() {
+                    return HttpReply::error(500, "seek failed");
+                }
+                headers.push(("Content-Range", format!("bytes {start}-{end}/{len}")));
+                self.stats.bump("http_partial");
+                HttpReply {
+                    status: 206,
+                    content_type,
+                    body: Body::File {
+                        file,
+                        len: end - start + 1,
+                    },
+                    headers,
+                }
+            }
+            RangeAnswer::Unsatisfiable => {
+                headers.push(("Content-Range", format!("bytes */{len}")));
+                HttpReply {
+                    status: 416,
+                    content_type: "text/plain",
+                    body: Body::Text(String::new()),
+                    headers,
+                }
+            }
+        }
+    }
+
+    fn repo(&self) -> HttpReply {
+        let Some(dir) = self.settings.paths.repo_dir.clone().filter(|d| d.is_dir()) else {
+            return HttpReply::error(404, "no repository configured");
+        };
+        let mut cached = self
+            .repo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cached.is_none() {
+            match crate::repo::tarball(&dir) {
+                Ok(bytes) => *cached = Some(Arc::new(bytes)),
+                Err(e) => return HttpReply::error(500, &e.to_string()),
+            }
+        }
+        match cached.as_ref() {
+            Some(bytes) => HttpReply {
+                status: 200,
+                content_type: "application/gzip",
+                body: Body::Bytes(bytes.clone()),
+                headers: Vec::new(),
+            },
+            None => HttpReply::error(500, "repository tarball unavailable"),
+        }
+    }
+
+    fn event(&self, mac: MacAddr, body: &mut dyn Read) -> HttpReply {
+        let mut buf = Vec::new();
+        if body
+            .take(MAX_EVENT_BODY as u64 + 1)
+            .read_to_end(&mut buf)
+            .is_err()
+        {
+            return HttpReply::error(400, "could not read the request body");
+        }
+        if buf.len() > MAX_EVENT_BODY {
+            return HttpReply::error(
+                413,
+                &format!("event body larger than {MAX_EVENT_BODY} bytes"),
+            );
+        }
+        let value: serde_json::Value = match serde_json::from_slice(&buf) {
+            Ok(v) => v,
+            Err(e) => return HttpReply::error(400, &format!("event body is not JSON: {e}")),
+        };
+        let Some(event) = value
+            .get("event")
+            .and_then(|e| e.as_str())
+            .map(str::to_string)
+        else {
+            return HttpReply::error(400, "event body needs a string field \"event\"");
+        };
+        match self.inventory.record_event(mac, &event, value, now()) {
+            Ok(state) => {
+                self.stats.bump("http_events");
+                tracing::info!(%mac, %event, ?state, "http: node event");
+                HttpReply::json(200, serde_json::json!({ "ok": true, "state": state }))
+            }
+            Err(e) => HttpReply::error(400, &e.to_string()),
+        }
+    }
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("ipxe" | "txt" | "cfg") => "text/plain",
+        Some("iso") => "application/x-iso9660-image",
+        Some("efi" | "kpxe" | "pxe") => "application/octet-stream",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}

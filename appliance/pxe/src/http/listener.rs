@@ -1,0 +1,117 @@
+//! The tiny_http side of the PXE HTTP service: bind, a pool of worker
+//! threads, and turning `HttpReply` into a response with an explicit
+//! Content-Length (firmware HTTP clients do not speak chunked encoding).
+//!
+//! Owns the HTTP library glue only; all decisions are in `handler`.
+
+use super::handler::{Body, HttpReply, PxeHttp};
+use super::router::Method;
+use std::io::{Cursor, Read};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+#[error("bind HTTP {addr}: {reason}")]
+pub struct ListenError {
+    pub addr: SocketAddr,
+    pub reason: String,
+}
+
+pub fn bind(addr: SocketAddr) -> Result<Arc<tiny_http::Server>, ListenError> {
+    tiny_http::Server::http(addr)
+        .map(Arc::new)
+        .map_err(|e| ListenError {
+            addr,
+            reason: e.to_string(),
+        })
+}
+
+fn method(m: &tiny_http::Method) -> Method {
+    match m {
+        tiny_http::Method::Get => Method::Get,
+        tiny_http::Method::Head => Method::Head,
+        tiny_http::Method::Post => Method::Post,
+        _ => Method::Other,
+    }
+}
+
+fn header(name: &str, value: &str) -> Option<tiny_http::Header> {
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+}
+
+fn respond(request: tiny_http::Request, reply: HttpReply) -> std::io::Result<()> {
+    let len = reply.len();
+    let mut headers: Vec<tiny_http::Header> = reply
+        .headers
+        .iter()
+        .filter_map(|(k, v)| header(k, v))
+        .collect();
+    headers.extend(header("Content-Type", reply.content_type));
+    let reader: Box<dyn Read + Send> = match reply.body {
+        Body::Text(t) => Box::new(Cursor::new(t.into_bytes())),
+        Body::Bytes(b) => Box::new(Cursor::new(ArcBytes(b))),
+        Body::File { file, len } => Box::new(file.take(len)),
+    };
+    let size = usize::try_from(len).ok();
+    let response = tiny_http::Response::new(
+        tiny_http::StatusCode(reply.status),
+        headers,
+        reader,
+        size,
+        None,
+    )
+    .with_chunked_threshold(usize::MAX);
+    request.respond(response)
+}
+
+/// `Arc<Vec<u8>>` as a byte slice, so a cached body is shared, not copied.
+struct ArcBytes(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Starts `workers` threads answering requests for the life of the process.
+pub fn serve(
+    server: Arc<tiny_http::Server>,
+    handler: Arc<PxeHttp>,
+    workers: usize,
+) -> Vec<JoinHandle<()>> {
+    (0..workers.max(1))
+        .filter_map(|i| {
+            let server = server.clone();
+            let handler = handler.clone();
+            std::thread::Builder::new()
+                .name(format!("pxe-http-{i}"))
+                // Workers only stream files and render small texts.
+                .stack_size(256 * 1024)
+                .spawn(move || loop {
+                    let mut request = match server.recv() {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "http: accept failed");
+                            std::thread::sleep(std::time::Duration::from_millis(10));
+                            continue;
+                        }
+                    };
+                    let m = method(request.method());
+                    let target = request.url().to_string();
+                    let range = request
+                        .headers()
+                        .iter()
+                        .find(|h| h.field.equiv("Range"))
+                        .map(|h| h.value.as_str().to_string());
+                    let reply = handler.handle(m, &target, range.as_deref(), request.as_reader());
+                    let status = reply.status;
+                    if let Err(e) = respond(request, reply) {
+                        tracing::debug!(error = %e, %target, status, "http: client went away");
+                    }
+                })
+                .map_err(|e| tracing::error!(error = %e, "http: could not start worker"))
+                .ok()
+        })
+        .collect()
+}

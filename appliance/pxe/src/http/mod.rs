@@ -1,0 +1,8 @@
+//! The PXE HTTP service: routing (`router`), byte ranges (`range`), request
+//! handling independent of the HTTP library (`handler`) and the tiny_http
+//! listener (`listener`).
+
+pub mod handler;
+pub mod listener;
+pub mod range;
+pub mod router;

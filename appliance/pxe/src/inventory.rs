@@ -1,0 +1,560 @@
+//! The node inventory: every MAC the PXE service has seen, its profile and
+//! its provisioning state (discovered → booting → installed → joined), plus
+//! runtime MAC → profile assignments.
+//!
+//! Owns `inventory/nodes.json` (written by the PXE service only, write-behind
+//! and atomic) and `inventory/assignments.json` (written by whoever assigns,
+//! under an exclusive lock, atomic and fsynced; the PXE service re-reads it
+//! when it changes). It never talks to the network.
+
+use crate::atomic::write_atomic;
+use crate::dhcp::client::Firmware;
+use crate::mac::MacAddr;
+use crate::settings::PxeSettings;
+use kindling_site::UnknownMacPolicy;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+/// How many phone-home events are kept per node.
+const EVENTS_KEPT: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Discovered,
+    Booting,
+    Installed,
+    Joined,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeEvent {
+    pub at: u64,
+    pub event: String,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub mac: MacAddr,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub arch: Option<u16>,
+    #[serde(default)]
+    pub firmware: Option<Firmware>,
+    /// The profile the node was last served (None: not served).
+    #[serde(default)]
+    pub profile: Option<String>,
+    pub state: NodeState,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub state_changed: u64,
+    #[serde(default)]
+    pub events: Vec<NodeEvent>,
+}
+
+/// Where a node's profile comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", content = "profile", rename_all = "snake_case")]
+pub enum ProfileChoice {
+    /// `kindling node assign` (runtime assignment).
+    Assigned(String),
+    /// `[[nodes]]` in the site overlay.
+    Site(String),
+    /// Unknown MAC, `unknown = "default_profile"`.
+    Default(String),
+    /// Unknown MAC, `unknown = "menu"`.
+    Menu,
+    /// Unknown MAC, `unknown = "ignore"` (or no default profile).
+    NotServed,
+}
+
+impl ProfileChoice {
+    pub fn profile(&self) -> Option<&str> {
+        match self {
+            ProfileChoice::Assigned(p) | ProfileChoice::Site(p) | ProfileChoice::Default(p) => {
+                Some(p)
+            }
+            ProfileChoice::Menu | ProfileChoice::NotServed => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parse {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("lock {path}: {source}")]
+    Lock { path: PathBuf, source: nix::Error },
+    #[error("unknown event {0:?}: expected one of booted, nocloud, installed, joined")]
+    UnknownEvent(String),
+    #[error("profile {0:?} is not defined by the site")]
+    UnknownProfile(String),
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct NodesFile {
+    nodes: Vec<NodeRecord>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct AssignmentsFile {
+    assignments: BTreeMap<MacAddr, String>,
+}
+
+/// Runtime MAC → profile assignments on disk, shared between processes (the
+/// API writes, the PXE service reads).
+#[derive(Debug, Clone)]
+pub struct AssignmentStore {
+    path: PathBuf,
+}
+
+impl AssignmentStore {
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// All assignments; a missing file is none.
+    pub fn load(&self) -> Result<BTreeMap<MacAddr, String>, InventoryError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice::<AssignmentsFile>(&bytes)
+                .map(|f| f.assignments)
+                .map_err(|source| InventoryError::Parse {
+                    path: self.path.clone(),
+                    source,
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(source) => Err(InventoryError::Read {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Sets (or with `None` removes) one assignment. Read-modify-write under an
+    /// exclusive lock so concurrent writers never lose each other's change.
+    pub fn assign(&self, mac: MacAddr, profile: Option<&str>) -> Result<(), InventoryError> {
+        let lock_path = self.path.with_extension("lock");
+        if let Some(dir) = lock_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| InventoryError::Write {
+                path: dir.into(),
+                source,
+            })?;
+        }
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| InventoryError::Write {
+                path: lock_path.clone(),
+                source,
+            })?;
+        let _guard = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
+            |(_, source)| InventoryError::Lock {
+                path: lock_path.clone(),
+                source,
+            },
+        )?;
+        let mut all = self.load()?;
+        match profile {
+            Some(p) => all.insert(mac, p.to_string()),
+            None => all.remove(&mac),
+        };
+        let bytes =
+            serde_json::to_vec_pretty(&AssignmentsFile { assignments: all }).map_err(|source| {
+                InventoryError::Parse {
+                    path: self.path.clone(),
+                    source,
+                }
+            })?;
+        write_atomic(&self.path, &bytes, true).map_err(|source| InventoryError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Reads the nodes file written by a running PXE service (for the API).
+pub fn read_nodes(path: &Path) -> Result<Vec<NodeRecord>, InventoryError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice::<NodesFile>(&bytes)
+            .map(|f| f.nodes)
+            .map_err(|source| InventoryError::Parse {
+                path: path.into(),
+                source,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(InventoryError::Read {
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
+struct CachedAssignments {
+    checked: Option<SystemTime>,
+    map: BTreeMap<MacAddr, String>,
+}
+
+struct Nodes {
+    map: BTreeMap<MacAddr, NodeRecord>,
+    dirty: bool,
+}
+
+/// The PXE service's live inventory.
+pub struct Inventory {
+    nodes: Mutex<Nodes>,
+    nodes_path: PathBuf,
+    assignments: AssignmentStore,
+    cached: Mutex<CachedAssignments>,
+    site_nodes: BTreeMap<MacAddr, String>,
+    default_profile: Option<String>,
+    unknown: UnknownMacPolicy,
+    known_profiles: Vec<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data: a panic elsewhere cannot leave it half-updated in a way that
+    // matters more than stopping the service would.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Inventory {
+    /// Loads `nodes.json`; a corrupt file is moved aside (never deleted) and
+    /// the inventory starts empty, with the reason returned for status.
+    pub fn open(settings: &PxeSettings) -> (Self, Option<String>) {
+        let nodes_path = settings.paths.nodes_file();
+        let (map, problem) = match read_nodes(&nodes_path) {
+            Ok(list) => (list.into_iter().map(|n| (n.mac, n)).collect(), None),
+            Err(e) => {
+                let aside = nodes_path
+                    .with_extension(format!("corrupt.{}", crate::dhcp::socket::unix_now()));
+                let _ = std::fs::rename(&nodes_path, &aside);
+                (
+                    BTreeMap::new(),
+                    Some(format!("{e}; moved to {}", aside.display())),
+                )
+            }
+        };
+        let inv = Self {
+            nodes: Mutex::new(Nodes { map, dirty: false }),
+            nodes_path,
+            assignments: AssignmentStore::new(settings.paths.assignments_file()),
+            cached: Mutex::new(CachedAssignments {
+                checked: None,
+                map: BTreeMap::new(),
+            }),
+            site_nodes: settings
+                .reservations
+                .iter()
+                .map(|(m, r)| (*m, r.profile.clone()))
+                .collect(),
+            default_profile: settings.default_profile.clone(),
+            unknown: settings.unknown,
+            known_profiles: settings.profiles.keys().cloned().collect(),
+        };
+        (inv, problem)
+    }
+
+    pub fn assignment_store(&self) -> &AssignmentStore {
+        &self.assignments
+    }
+
+    /// Runtime assignments, re-read when the file changed (so an assignment
+    /// made through the API applies to the next request).
+    pub fn assignments(&self) -> BTreeMap<MacAddr, String> {
+        let mtime = std::fs::metadata(self.assignments.path())
+            .and_then(|m| m.modified())
+            .ok();
+        let mut cached = lock(&self.cached);
+        if cached.checked != mtime || mtime.is_none() {
+            match self.assignments.load() {
+                Ok(map) => {
+                    cached.map = map;
+                    cached.checked = mtime;
+                }
+                Err(e) => tracing::warn!(error = %e, "inventory: keeping previous assignments"),
+            }
+        }
+        cached.map.clone()
+    }
+
+    pub fn profile_for(&self, mac: &MacAddr) -> ProfileChoice {
+        let assigned = {
+            let _ = self.assignments();
+            lock(&self.cached).map.get(mac).cloned()
+        };
+        if let Some(p) = assigned.filter(|p| self.known_profiles.contains(p)) {
+            return ProfileChoice::Assigned(p);
+        }
+        if let Some(p) = self.site_nodes.get(mac) {
+            return ProfileChoice::Site(p.clone());
+        }
+        match (self.unknown, &self.default_profile) {
+            (UnknownMacPolicy::DefaultProfile, Some(p)) => ProfileChoice::Default(p.clone()),
+            (UnknownMacPolicy::Menu, _) => ProfileChoice::Menu,
+            _ => ProfileChoice::NotServed,
+        }
+    }
+
+    fn touch(&self, mac: MacAddr, now: u64, update: impl FnOnce(&mut NodeRecord)) {
+        let mut nodes = lock(&self.nodes);
+        let record = nodes.map.entry(mac).or_insert_with(|| NodeRecord {
+            mac,
+            ip: None,
+            arch: None,
+            firmware: None,
+            profile: None,
+            state: NodeState::Discovered,
+            first_seen: now,
+            last_seen: now,
+            state_changed: now,
+            events: Vec::new(),
+        });
+        record.last_seen = now;
+        update(record);
+        nodes.dirty = true;
+    }
+
+    /// A DHCP request from `mac`.
+    pub fn observe_dhcp(
+        &self,
+        mac: MacAddr,
+        ip: Option<Ipv4Addr>,
+        arch: Option<u16>,
+        firmware: Firmware,
+        now: u64,
+    ) {
+        self.touch(mac, now, |r| {
+            if ip.is_some() {
+                r.ip = ip;
+            }
+            if firmware != Firmware::None {
+                r.arch = arch;
+                r.firmware = Some(firmware);
+            }
+        });
+    }
+
+    /// The node fetched its iPXE script: it is (re)provisioning with `profile`.
+    pub fn observe_boot_script(&self, mac: MacAddr, profile: &str, now: u64) {
+        self.touch(mac, now, |r| {
+            r.profile = Some(profile.to_string());
+            if r.state != NodeState::Booting {
+                r.state = NodeState::Booting;
+                r.state_changed = now;
+            }
+        });
+    }
+
+    /// A phone-home event. `booted`/`nocloud` are progress within booting;
+    /// `installed` and `joined` move the state forward (never back).
+    pub fn record_event(
+        &self,
+        mac: MacAddr,
+        event: &str,
+        detail: serde_json::Value,
+        now: u64,
+    ) -> Result<NodeState, InventoryError> {
+        let target = match event {
+            "booted" | "nocloud" => NodeState::Booting,
+            "installed" => NodeState::Installed,
+            "joined" => NodeState::Joined,
+            other => {
+                return Err(InventoryError::UnknownEvent(
+                    other.chars().take(40).collect(),
+                ))
+            }
+        };
+        let mut state = target;
+        self.touch(mac, now, |r| {
+            if target > r.state {
+                r.state = target;
+                r.state_changed = now;
+            }
+            state = r.state;
+            r.events.push(NodeEvent {
+                at: now,
+                event: event.to_string(),
+                detail,
+            });
+            let excess = r.events.len().saturating_sub(EVENTS_KEPT);
+            r.events.drain(..excess);
+        });
+        Ok(state)
+    }
+
+    pub fn nodes(&self) -> Vec<NodeRecord> {
+        lock(&self.nodes).map.values().cloned().collect()
+    }
+
+    pub fn node(&self, mac: &MacAddr) -> Option<NodeRecord> {
+        lock(&self.nodes).map.get(mac).cloned()
+    }
+
+    /// Count of nodes per state, for status.
+    pub fn summary(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for n in lock(&self.nodes).map.values() {
+            let key = serde_json::to_value(n.state)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            *out.entry(key).or_default() += 1;
+        }
+        out
+    }
+
+    pub fn flush_if_dirty(&self) -> Result<bool, InventoryError> {
+        let bytes = {
+            let mut nodes = lock(&self.nodes);
+            if !nodes.dirty {
+                return Ok(false);
+            }
+            nodes.dirty = false;
+            let list: Vec<NodeRecord> = nodes.map.values().cloned().collect();
+            serde_json::to_vec_pretty(&NodesFile { nodes: list }).map_err(|source| {
+                InventoryError::Parse {
+                    path: self.nodes_path.clone(),
+                    source,
+                }
+            })?
+        };
+        write_atomic(&self.nodes_path, &bytes, true).map_err(|source| InventoryError::Write {
+            path: self.nodes_path.clone(),
+            source,
+        })?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::settings::{tests::lab_site, PxePaths};
+
+    fn inventory(dir: &Path) -> Inventory {
+        let paths = PxePaths {
+            state_dir: dir.into(),
+            ..PxePaths::default()
+        };
+        Inventory::open(&PxeSettings::from_site(&lab_site(), paths).unwrap()).0
+    }
+
+    const DEV: MacAddr = MacAddr([0x52, 0x54, 0, 0x6b, 0, 0x10]);
+    const STRANGER: MacAddr = MacAddr([0x52, 0x54, 0, 0x6b, 0, 0x99]);
+
+    #[test]
+    fn profile_precedence_assignment_site_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = inventory(dir.path());
+        assert_eq!(inv.profile_for(&DEV), ProfileChoice::Site("dev".into()));
+        assert_eq!(
+            inv.profile_for(&STRANGER),
+            ProfileChoice::Default("dev".into())
+        );
+        inv.assignment_store()
+            .assign(STRANGER, Some("prod"))
+            .unwrap();
+        assert_eq!(
+            inv.profile_for(&STRANGER),
+            ProfileChoice::Assigned("prod".into())
+        );
+        inv.assignment_store().assign(STRANGER, None).unwrap();
+        assert_eq!(
+            inv.profile_for(&STRANGER),
+            ProfileChoice::Default("dev".into())
+        );
+    }
+
+    #[test]
+    fn state_machine_moves_forward_only_and_reprovision_reboots() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = inventory(dir.path());
+        inv.observe_dhcp(DEV, None, Some(0), Firmware::Bios, 1);
+        assert_eq!(inv.node(&DEV).unwrap().state, NodeState::Discovered);
+        inv.observe_boot_script(DEV, "dev", 2);
+        assert_eq!(
+            inv.record_event(DEV, "installed", serde_json::Value::Null, 3)
+                .unwrap(),
+            NodeState::Installed
+        );
+        assert_eq!(
+            inv.record_event(DEV, "booted", serde_json::Value::Null, 4)
+                .unwrap(),
+            NodeState::Installed
+        );
+        assert_eq!(
+            inv.record_event(DEV, "joined", serde_json::Value::Null, 5)
+                .unwrap(),
+            NodeState::Joined
+        );
+        assert!(inv
+            .record_event(DEV, "exploded", serde_json::Value::Null, 6)
+            .is_err());
+        inv.observe_boot_script(DEV, "dev", 7);
+        assert_eq!(
+            inv.node(&DEV).unwrap().state,
+            NodeState::Booting,
+            "a new PXE boot re-provisions"
+        );
+    }
+
+    #[test]
+    fn nodes_survive_restart_and_corrupt_file_is_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = inventory(dir.path());
+        inv.observe_dhcp(
+            DEV,
+            Some(Ipv4Addr::new(192, 168, 100, 120)),
+            Some(7),
+            Firmware::Uefi,
+            1,
+        );
+        assert!(inv.flush_if_dirty().unwrap());
+        let again = inventory(dir.path());
+        assert_eq!(again.node(&DEV).unwrap().firmware, Some(Firmware::Uefi));
+        std::fs::write(dir.path().join("inventory/nodes.json"), b"[broken").unwrap();
+        let settings = PxeSettings::from_site(
+            &lab_site(),
+            PxePaths {
+                state_dir: dir.path().into(),
+                ..PxePaths::default()
+            },
+        )
+        .unwrap();
+        let (fresh, problem) = Inventory::open(&settings);
+        assert!(fresh.nodes().is_empty());
+        assert!(problem.unwrap().contains("nodes.json"));
+        let kept = std::fs::read_dir(dir.path().join("inventory"))
+            .unwrap()
+            .count();
+        assert!(kept >= 1, "the corrupt file is moved aside, not deleted");
+    }
+}

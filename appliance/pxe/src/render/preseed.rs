@@ -1,0 +1,107 @@
+//! Debian installer preseed for one node: unattended install on the first
+//! disk, the profile's SSH keys for root, and a late command that runs
+//! `/begin.sh` on the installed system's first boot and reports "installed".
+//!
+//! Owns preseed text only.
+
+use super::cloud_init::begin_command;
+use super::{shell_quote, NodeContext};
+use std::fmt::Write;
+
+pub fn render(ctx: &NodeContext<'_>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# kindling preseed for {} (profile {})",
+        ctx.mac, ctx.profile_name
+    );
+    out.push_str(
+        "d-i debian-installer/locale string en_US.UTF-8\n\
+         d-i keyboard-configuration/xkb-keymap select us\n\
+         d-i netcfg/choose_interface select auto\n",
+    );
+    let _ = writeln!(out, "d-i netcfg/get_hostname string {}", ctx.hostname);
+    let _ = writeln!(out, "d-i netcfg/get_domain string {}", ctx.domain);
+    out.push_str(
+        "d-i netcfg/hostname string \n\
+         d-i mirror/country string manual\n\
+         d-i mirror/http/hostname string deb.debian.org\n\
+         d-i mirror/http/directory string /debian\n\
+         d-i mirror/http/proxy string\n\
+         d-i clock-setup/utc boolean true\n\
+         d-i time/zone string Etc/UTC\n\
+         d-i passwd/root-login boolean true\n\
+         d-i passwd/root-password-crypted password !\n\
+         d-i passwd/make-user boolean false\n\
+         d-i partman-auto/method string regular\n\
+         d-i partman-auto/choose_recipe select atomic\n\
+         d-i partman-partitioning/confirm_write_new_label boolean true\n\
+         d-i partman/choose_partition select finish\n\
+         d-i partman/confirm boolean true\n\
+         d-i partman/confirm_nooverwrite boolean true\n\
+         tasksel tasksel/first multiselect standard, ssh-server\n\
+         d-i pkgsel/include string curl ca-certificates\n\
+         popularity-contest popularity-contest/participate boolean false\n\
+         d-i grub-installer/only_debian boolean true\n\
+         d-i grub-installer/bootdev string default\n\
+         d-i finish-install/reboot_in_progress note\n",
+    );
+    let keys = ctx.profile.cloud_init.ssh_authorized_keys.join("\n");
+    let first_boot = format!(
+        "[Unit]\nDescription=kindling first boot\nAfter=network-online.target\nWants=network-online.target\nConditionPathExists=!/var/lib/kindling-begin.done\n[Service]\nType=oneshot\nExecStart=/bin/sh -c {cmd}\nExecStartPost=/bin/touch /var/lib/kindling-begin.done\n[Install]\nWantedBy=multi-user.target\n",
+        cmd = shell_quote(&begin_command(ctx))
+    );
+    let late = format!(
+        "mkdir -p /target/root/.ssh && printf '%b\\n' {keys} > /target/root/.ssh/authorized_keys && chmod 600 /target/root/.ssh/authorized_keys; \
+         printf '%b' {unit} > /target/etc/systemd/system/kindling-begin.service; \
+         in-target systemctl enable kindling-begin.service; \
+         wget -q -O /dev/null --header='Content-Type: application/json' --post-data='{{\"event\":\"installed\",\"via\":\"preseed\"}}' {url}nodes/{mac}/events || true",
+        keys = shell_quote(&keys),
+        unit = shell_quote(&first_boot),
+        url = ctx.base_url,
+        mac = ctx.mac,
+    );
+    // d-i reads one logical line; a literal newline would end the value.
+    let _ = writeln!(
+        out,
+        "d-i preseed/late_command string {}",
+        late.replace('\n', "\\n")
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::super::tests::context;
+    use super::*;
+    use kindling_site::{BootPayload, Profile};
+
+    #[test]
+    fn preseed_is_single_line_values_with_hostname_and_late_command() {
+        let p = Profile {
+            name: "dev".parse().unwrap(),
+            description: String::new(),
+            tags: Default::default(),
+            boot: BootPayload::Iso { iso: "x".into() },
+            cloud_init: Default::default(),
+        };
+        let text = render(&context(&p, "dev"));
+        assert!(text.contains("d-i netcfg/get_hostname string node-dev-1\n"));
+        let late: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("d-i preseed/late_command"))
+            .collect();
+        assert_eq!(late.len(), 1);
+        assert!(late[0].contains("nodes/52:54:00:6b:00:10/events"));
+        for line in text.lines() {
+            assert!(
+                line.starts_with("d-i ")
+                    || line.starts_with('#')
+                    || line.starts_with("tasksel")
+                    || line.starts_with("popularity"),
+                "{line}"
+            );
+        }
+    }
+}

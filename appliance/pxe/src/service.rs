@@ -1,0 +1,368 @@
+//! `PxeService`: the one long-running PXE process. Binds every listener
+//! (DHCP 67 [+ 4011 in proxy mode], rogue watch on 68, TFTP 69, HTTP, RA),
+//! signals readiness once all required listeners are bound, then keeps
+//! leases, inventory and `status/pxe.json` flushed until SIGTERM/SIGINT.
+//!
+//! Owns wiring and lifecycle only. A listener that dies ends the service with
+//! an error (init restarts it); optional parts (rogue watch, RAs) that cannot
+//! start are reported in status and the rest keeps serving.
+
+use crate::dhcp::socket::{open_udp, unix_now, DhcpObserver, SocketError};
+use crate::dhcp::{self, DhcpResponder, Handled, NodePolicy, Port};
+use crate::enroll::EnrollmentSource;
+use crate::http::handler::PxeHttp;
+use crate::inventory::{Inventory, ProfileChoice};
+use crate::leases::LeaseStore;
+use crate::mac::MacAddr;
+use crate::settings::PxeSettings;
+use crate::status::{write_status, Stats, StatusFile};
+use kindling_site::DhcpMode;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error(transparent)]
+    Http(#[from] crate::http::listener::ListenError),
+    #[error("no interface carries the LAN address {0} (is the net service up?)")]
+    NoLanInterface(Ipv4Addr),
+    #[error("{listener} stopped: {reason}")]
+    ListenerDied {
+        listener: &'static str,
+        reason: String,
+    },
+    #[error("block signals: {0}")]
+    Signals(nix::Error),
+}
+
+/// Ports and knobs; `Default` is the appliance's.
+#[derive(Clone)]
+pub struct ServiceOptions {
+    /// LAN interface name; found by its address when `None`.
+    pub interface: Option<String>,
+    pub dhcp_port: u16,
+    pub client_port: u16,
+    pub proxy_port: u16,
+    pub tftp_port: u16,
+    pub http_workers: usize,
+    pub enrollment: Arc<dyn EnrollmentSource>,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            interface: None,
+            dhcp_port: 67,
+            client_port: 68,
+            proxy_port: 4011,
+            tftp_port: 69,
+            http_workers: 64,
+            enrollment: Arc::new(crate::enroll::NoEnrollment),
+        }
+    }
+}
+
+/// The interface that holds `addr`, waiting up to `wait` for it to appear.
+pub fn interface_with_addr(addr: Ipv4Addr, wait: Duration) -> Option<String> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+            for ifa in addrs {
+                let v4 = ifa
+                    .address
+                    .as_ref()
+                    .and_then(|a| a.as_sockaddr_in())
+                    .map(|s| s.ip());
+                if v4 == Some(addr) {
+                    return Some(ifa.interface_name);
+                }
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What the DHCP loop consults and feeds: profile policy and the inventory.
+struct DhcpView {
+    inventory: Arc<Inventory>,
+    settings: Arc<PxeSettings>,
+}
+
+impl NodePolicy for DhcpView {
+    fn may_boot(&self, mac: &MacAddr) -> bool {
+        self.inventory.profile_for(mac) != ProfileChoice::NotServed
+    }
+    fn reserved_ip(&self, mac: &MacAddr) -> Option<Ipv4Addr> {
+        self.settings.reservations.get(mac).and_then(|r| r.ip)
+    }
+    fn hostname(&self, mac: &MacAddr) -> Option<String> {
+        self.settings
+            .reservations
+            .get(mac)
+            .and_then(|r| r.hostname.clone())
+    }
+}
+
+impl DhcpObserver for DhcpView {
+    fn observed(&self, handled: &Handled) {
+        let f = &handled.facts;
+        self.inventory
+            .observe_dhcp(f.mac, handled.bound, f.arch, f.firmware, unix_now());
+    }
+}
+
+enum Event {
+    Died(&'static str, String),
+    Shutdown,
+}
+
+fn spawn(
+    name: &'static str,
+    tx: &mpsc::Sender<Event>,
+    body: impl FnOnce() -> String + Send + 'static,
+) {
+    let thread_tx = tx.clone();
+    let started = std::thread::Builder::new()
+        .name(format!("pxe-{name}"))
+        .spawn(move || {
+            let reason = body();
+            let _ = thread_tx.send(Event::Died(name, reason));
+        });
+    if let Err(e) = started {
+        let _ = tx.send(Event::Died(name, format!("could not start thread: {e}")));
+    }
+}
+
+/// Runs the service until SIGTERM/SIGINT (Ok) or a listener dies (Err).
+/// `ready` is called once every required listener is bound.
+pub fn run(
+    settings: PxeSettings,
+    options: ServiceOptions,
+    ready: impl FnOnce(),
+) -> Result<(), ServiceError> {
+    // Block the stop signals in every thread; one thread waits for them so
+    // the final flush happens before exit.
+    let mut stop = nix::sys::signal::SigSet::empty();
+    stop.add(nix::sys::signal::Signal::SIGTERM);
+    stop.add(nix::sys::signal::Signal::SIGINT);
+    stop.thread_block().map_err(ServiceError::Signals)?;
+
+    let settings = Arc::new(settings);
+    let stats = Arc::new(Stats::default());
+    let mut problems: Vec<String> = Vec::new();
+
+    let (inventory, inv_problem) = Inventory::open(&settings);
+    problems.extend(inv_problem);
+    let inventory = Arc::new(inventory);
+
+    let now = unix_now();
+    let reserved = settings
+        .reservations
+        .iter()
+        .filter_map(|(m, r)| r.ip.map(|ip| (*m, ip)));
+    let leases_path = settings.paths.leases_file();
+    let leases = match LeaseStore::new(settings.range_start, settings.range_end, reserved.clone())
+        .load(leases_path.clone(), now)
+    {
+        Ok(store) => store,
+        Err(e) => {
+            let aside = leases_path.with_extension(format!("corrupt.{now}"));
+            let _ = std::fs::rename(&leases_path, &aside);
+            problems.push(format!("{e}; moved to {}", aside.display()));
+            LeaseStore::new(settings.range_start, settings.range_end, reserved)
+                .load(leases_path, now)
+                .unwrap_or_else(|_| LeaseStore::new(settings.range_start, settings.range_end, []))
+        }
+    };
+
+    let interface = match options.interface.clone() {
+        Some(i) => i,
+        None => interface_with_addr(settings.lan_addr, Duration::from_secs(10))
+            .ok_or(ServiceError::NoLanInterface(settings.lan_addr))?,
+    };
+    let files = dhcp::boot::BootFiles::from_dir(&settings.paths.boot_dir);
+    let responder = Arc::new(Mutex::new(DhcpResponder::new(
+        (*settings).clone(),
+        files,
+        leases,
+    )));
+    let view = Arc::new(DhcpView {
+        inventory: inventory.clone(),
+        settings: settings.clone(),
+    });
+
+    // Bind everything before reporting ready.
+    let any = Ipv4Addr::UNSPECIFIED;
+    let dhcp_socket = open_udp(SocketAddrV4::new(any, options.dhcp_port), Some(&interface))?;
+    let proxy_socket = match settings.mode {
+        DhcpMode::Proxy => Some(open_udp(
+            SocketAddrV4::new(any, options.proxy_port),
+            Some(&interface),
+        )?),
+        DhcpMode::Authoritative => None,
+    };
+    let tftp_socket = open_udp(
+        SocketAddrV4::new(settings.lan_addr, options.tftp_port),
+        None,
+    )?;
+    let http_server = crate::http::listener::bind(SocketAddr::V4(SocketAddrV4::new(
+        settings.lan_addr,
+        settings.http_port,
+    )))?;
+    let rogue_socket = match open_udp(
+        SocketAddrV4::new(any, options.client_port),
+        Some(&interface),
+    ) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            problems.push(format!("rogue DHCP detection off: {e}"));
+            None
+        }
+    };
+    let ra = if settings.router_advertisements {
+        match crate::ra::RaSender::open(&interface) {
+            Ok(ra) => Some(ra),
+            Err(e) => {
+                problems.push(format!("IPv6 router advertisements off: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    for p in &problems {
+        tracing::warn!("pxe: {p}");
+    }
+
+    let (tx, rx) = mpsc::channel::<Event>();
+    {
+        let (responder, view, stats) = (responder.clone(), view.clone(), stats.clone());
+        spawn("dhcp", &tx, move || {
+            dhcp::socket::serve(&dhcp_socket, Port::Dhcp, &responder, &*view, &stats).to_string()
+        });
+    }
+    if let Some(sock) = proxy_socket {
+        let (responder, view, stats) = (responder.clone(), view.clone(), stats.clone());
+        spawn("proxydhcp", &tx, move || {
+            dhcp::socket::serve(&sock, Port::ProxyPxe, &responder, &*view, &stats).to_string()
+        });
+    }
+    if let Some(sock) = rogue_socket {
+        let (stats, id) = (stats.clone(), settings.lan_addr);
+        // Detection is best effort: its end is logged, not fatal.
+        std::thread::Builder::new()
+            .name("pxe-rogue".into())
+            .spawn(move || {
+                let e = dhcp::rogue::watch(&sock, id, &stats);
+                tracing::warn!(error = %e, "pxe: rogue DHCP watch stopped");
+            })
+            .map_err(|e| tracing::warn!(error = %e, "pxe: rogue watch not started"))
+            .ok();
+    }
+    {
+        let (root, stats) = (settings.paths.boot_dir.clone(), stats.clone());
+        spawn("tftp", &tx, move || {
+            crate::tftp::serve_blocking(tftp_socket, &root, stats).to_string()
+        });
+    }
+    let http = Arc::new(PxeHttp::new(
+        settings.clone(),
+        inventory.clone(),
+        options.enrollment.clone(),
+        stats.clone(),
+    ));
+    let _workers = crate::http::listener::serve(http_server, http, options.http_workers);
+    if let Some(ra) = ra {
+        let stats = stats.clone();
+        std::thread::Builder::new()
+            .name("pxe-ra".into())
+            .spawn(move || ra.run(&stats))
+            .map_err(|e| tracing::warn!(error = %e, "pxe: RA thread not started"))
+            .ok();
+    }
+    {
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name("pxe-signals".into())
+            .spawn(move || {
+                let _ = stop.wait();
+                let _ = tx.send(Event::Shutdown);
+            })
+            .map_err(|e| tracing::warn!(error = %e, "pxe: signal thread not started"))
+            .ok();
+    }
+
+    let mode = match settings.mode {
+        DhcpMode::Authoritative => "authoritative",
+        DhcpMode::Proxy => "proxy",
+    };
+    let listeners = {
+        let mut l = vec![
+            format!("dhcp 0.0.0.0:{} on {interface}", options.dhcp_port),
+            format!("tftp {}:{}", settings.lan_addr, options.tftp_port),
+            format!("http {}:{}", settings.lan_addr, settings.http_port),
+        ];
+        if settings.mode == DhcpMode::Proxy {
+            l.push(format!(
+                "proxydhcp 0.0.0.0:{} on {interface}",
+                options.proxy_port
+            ));
+        }
+        l
+    };
+    let flush = |ready: bool| {
+        let now = unix_now();
+        let leases_in_use = {
+            let mut r = responder
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Err(e) = r.leases_mut().flush_if_dirty(now) {
+                tracing::warn!(error = %e, "pxe: lease flush failed");
+            }
+            r.leases().active(now).count()
+        };
+        if let Err(e) = inventory.flush_if_dirty() {
+            tracing::warn!(error = %e, "pxe: inventory flush failed");
+        }
+        let status = StatusFile {
+            service: "pxe",
+            ready,
+            mode,
+            interface: Some(&interface),
+            listeners: listeners.clone(),
+            updated: now,
+            counters: stats.counters(),
+            leases_in_use,
+            rogue_dhcp_servers: stats.rogues(),
+            inventory: inventory.summary(),
+            problems: problems.clone(),
+        };
+        if let Err(e) = write_status(&settings.paths.status_file, &status) {
+            tracing::warn!(error = %e, path = %settings.paths.status_file.display(), "pxe: status write failed");
+        }
+    };
+    flush(true);
+    tracing::info!(%interface, mode, "pxe: ready");
+    ready();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Err(mpsc::RecvTimeoutError::Timeout) => flush(true),
+            Ok(Event::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                flush(false);
+                tracing::info!("pxe: stopped");
+                return Ok(());
+            }
+            Ok(Event::Died(listener, reason)) => {
+                flush(false);
+                return Err(ServiceError::ListenerDied { listener, reason });
+            }
+        }
+    }
+}

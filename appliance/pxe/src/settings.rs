@@ -1,0 +1,272 @@
+//! `PxeSettings`: everything the PXE service needs, derived once from the
+//! effective `SiteConfig` plus the on-disk locations (overridable for tests).
+//!
+//! Owns the translation and its validation (LAN CIDR, range inside the LAN,
+//! reservations, profile names). It never opens sockets or reads artifacts.
+
+use crate::mac::MacAddr;
+use kindling_site::{DhcpMode, Profile, SiteConfig, UnknownMacPolicy};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// Where the service reads and writes on disk. `Default` is the appliance layout
+/// from docs/contracts.md.
+#[derive(Debug, Clone)]
+pub struct PxePaths {
+    /// iPXE binaries served by TFTP and `/boot/NAME` (undionly.kpxe, ipxe.efi, snponly.efi).
+    pub boot_dir: PathBuf,
+    /// Artifact directories, highest priority first (data partition wins over the image).
+    pub artifact_dirs: Vec<PathBuf>,
+    /// Data-partition state: `leases/` and `inventory/` live under here.
+    pub state_dir: PathBuf,
+    /// Directory packed into `/repo.tar.gz`; absent means 404.
+    pub repo_dir: Option<PathBuf>,
+    /// Where `status/pxe.json` is written.
+    pub status_file: PathBuf,
+}
+
+impl Default for PxePaths {
+    fn default() -> Self {
+        Self {
+            boot_dir: "/usr/share/kindling/boot".into(),
+            artifact_dirs: vec![
+                "/var/lib/kindling/artifacts".into(),
+                "/usr/share/kindling/artifacts".into(),
+            ],
+            state_dir: "/var/lib/kindling".into(),
+            repo_dir: Some("/var/lib/kindling/repo".into()),
+            status_file: "/run/kindling/status/pxe.json".into(),
+        }
+    }
+}
+
+impl PxePaths {
+    pub fn leases_file(&self) -> PathBuf {
+        self.state_dir.join("leases").join("leases.json")
+    }
+    pub fn nodes_file(&self) -> PathBuf {
+        self.state_dir.join("inventory").join("nodes.json")
+    }
+    pub fn assignments_file(&self) -> PathBuf {
+        self.state_dir.join("inventory").join("assignments.json")
+    }
+}
+
+/// A reservation from `site.nodes`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reservation {
+    pub profile: String,
+    pub ip: Option<Ipv4Addr>,
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PxeSettings {
+    pub lan_addr: Ipv4Addr,
+    pub lan_prefix: u8,
+    pub range_start: Ipv4Addr,
+    pub range_end: Ipv4Addr,
+    pub lease_secs: u32,
+    pub mode: DhcpMode,
+    pub domain: String,
+    pub dns: Vec<Ipv4Addr>,
+    pub ntp: Vec<Ipv4Addr>,
+    pub http_port: u16,
+    pub default_profile: Option<String>,
+    pub unknown: UnknownMacPolicy,
+    pub router_advertisements: bool,
+    pub reservations: BTreeMap<MacAddr, Reservation>,
+    pub profiles: BTreeMap<String, Profile>,
+    pub paths: PxePaths,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(
+        "network.lan.address {0}: the LAN needs a prefix of /30 or shorter to hold any clients"
+    )]
+    LanAddress(String),
+    #[error("pxe.range {start}–{end} is not inside the LAN {lan}/{prefix} or is reversed")]
+    RangeOutsideLan {
+        start: Ipv4Addr,
+        end: Ipv4Addr,
+        lan: Ipv4Addr,
+        prefix: u8,
+    },
+    #[error("nodes[{index}] ({mac}): profile {profile:?} is not defined in profiles/")]
+    NodeProfile {
+        index: usize,
+        mac: String,
+        profile: String,
+    },
+    #[error("nodes[{index}] ({mac}): reserved ip {ip} is not inside the LAN")]
+    NodeIp {
+        index: usize,
+        mac: String,
+        ip: Ipv4Addr,
+    },
+    #[error("nodes[{index}]: MAC {mac} is listed twice")]
+    DuplicateMac { index: usize, mac: String },
+    #[error("pxe.default_profile {0:?} is not defined in profiles/")]
+    DefaultProfile(String),
+}
+
+pub fn netmask(prefix: u8) -> Ipv4Addr {
+    let bits = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    };
+    Ipv4Addr::from(bits)
+}
+
+impl PxeSettings {
+    pub fn from_site(site: &SiteConfig, paths: PxePaths) -> Result<Self, SettingsError> {
+        let lan = &site.network.lan.address;
+        let (lan_addr, lan_prefix) = (lan.addr(), lan.prefix_len());
+        if lan_prefix > 30 {
+            return Err(SettingsError::LanAddress(lan.to_string()));
+        }
+        let pxe = &site.pxe;
+        let mut settings = Self {
+            lan_addr,
+            lan_prefix,
+            range_start: pxe.range.start,
+            range_end: pxe.range.end,
+            lease_secs: pxe.lease_secs.max(60),
+            mode: pxe.mode,
+            domain: site.site.domain.clone(),
+            dns: if site.dns.forwarder {
+                vec![lan_addr]
+            } else {
+                site.dns.upstream.clone()
+            },
+            ntp: pxe.ntp.clone(),
+            http_port: pxe.http_port,
+            default_profile: pxe.default_profile.as_ref().map(|p| p.to_string()),
+            unknown: pxe.unknown,
+            router_advertisements: pxe.router_advertisements,
+            reservations: BTreeMap::new(),
+            profiles: site
+                .profiles
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            paths,
+        };
+        let (start, end) = (pxe.range.start, pxe.range.end);
+        if !settings.in_lan(start) || !settings.in_lan(end) || u32::from(start) > u32::from(end) {
+            return Err(SettingsError::RangeOutsideLan {
+                start,
+                end,
+                lan: lan_addr,
+                prefix: lan_prefix,
+            });
+        }
+        if let Some(name) = &settings.default_profile {
+            if !settings.profiles.contains_key(name) {
+                return Err(SettingsError::DefaultProfile(name.clone()));
+            }
+        }
+        for (index, node) in site.nodes.iter().enumerate() {
+            let mac = MacAddr(node.mac.octets());
+            if !settings.profiles.contains_key(node.profile.as_str()) {
+                return Err(SettingsError::NodeProfile {
+                    index,
+                    mac: mac.to_string(),
+                    profile: node.profile.to_string(),
+                });
+            }
+            if let Some(ip) = node.ip {
+                if !settings.in_lan(ip) || ip == lan_addr {
+                    return Err(SettingsError::NodeIp {
+                        index,
+                        mac: mac.to_string(),
+                        ip,
+                    });
+                }
+            }
+            let reservation = Reservation {
+                profile: node.profile.to_string(),
+                ip: node.ip,
+                hostname: node.hostname.clone(),
+            };
+            if settings.reservations.insert(mac, reservation).is_some() {
+                return Err(SettingsError::DuplicateMac {
+                    index,
+                    mac: mac.to_string(),
+                });
+            }
+        }
+        Ok(settings)
+    }
+
+    pub fn in_lan(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::from(netmask(self.lan_prefix));
+        u32::from(ip) & mask == u32::from(self.lan_addr) & mask
+    }
+
+    pub fn in_range(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(self.range_start)..=u32::from(self.range_end)).contains(&u32::from(ip))
+    }
+
+    pub fn netmask(&self) -> Ipv4Addr {
+        netmask(self.lan_prefix)
+    }
+
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.lan_addr) | !u32::from(self.netmask()))
+    }
+
+    /// Base URL of the PXE HTTP server as nodes see it, with a trailing `/`.
+    pub fn base_url(&self) -> String {
+        if self.http_port == 80 {
+            format!("http://{}/", self.lan_addr)
+        } else {
+            format!("http://{}:{}/", self.lan_addr, self.http_port)
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// The lab overlay's effective config, read the way the appliance does.
+    pub(crate) fn lab_site() -> SiteConfig {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../overlays/lab");
+        kindling_site::SiteTree::read_dir(&dir)
+            .unwrap()
+            .to_config("lab")
+            .unwrap()
+            .config
+    }
+
+    #[test]
+    fn lab_site_translates() {
+        let s = PxeSettings::from_site(&lab_site(), PxePaths::default()).unwrap();
+        assert_eq!(s.lan_addr, Ipv4Addr::new(192, 168, 100, 1));
+        assert_eq!(s.netmask(), Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(s.broadcast(), Ipv4Addr::new(192, 168, 100, 255));
+        assert_eq!(s.reservations.len(), 2);
+        assert_eq!(s.base_url(), "http://192.168.100.1/");
+    }
+
+    #[test]
+    fn range_outside_lan_is_refused_with_reason() {
+        let mut site = lab_site();
+        site.pxe.range.end = Ipv4Addr::new(192, 168, 101, 10);
+        let err = PxeSettings::from_site(&site, PxePaths::default()).unwrap_err();
+        assert!(err.to_string().contains("not inside the LAN"), "{err}");
+    }
+
+    #[test]
+    fn unknown_profile_in_nodes_is_refused() {
+        let mut site = lab_site();
+        site.nodes[0].profile = "nope".parse().unwrap();
+        let err = PxeSettings::from_site(&site, PxePaths::default()).unwrap_err();
+        assert!(err.to_string().contains("nodes[0]"), "{err}");
+    }
+}
