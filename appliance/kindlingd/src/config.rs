@@ -1,5 +1,76 @@
-//! `kindlingd config`: placeholder until its crate lands.
+//! `kindlingd config apply`: kindling-init's config phase. Verifies and merges
+//! the signed overlays (see `kindling_overlay::apply`), writes
+//! `/run/kindling/{site.json,config-effective.json,config-report.json,services.json}`
+//! and prints one line per accepted or refused overlay for the console log.
+//!
+//! A bad overlay never fails the boot: refusals are reported, the last good
+//! overlay is used. The exit status is non-zero only when no valid
+//! configuration exists at all (init then uses its fallback service table).
+//!
+//! Paths: flags, else env (`KINDLING_TRUST_DIR`, `KINDLING_BOOT_OVERLAYS`,
+//! `KINDLING_STATE_DIR`, `KINDLING_RUN_DIR`), else the appliance's defaults.
 
-pub fn run(_args: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+use anyhow::{bail, Context};
+use kindling_overlay::{ApplyOptions, ApplyPaths};
+use kindling_site::SiteConfig;
+use std::path::{Path, PathBuf};
+
+const USAGE: &str = "usage: kindlingd config apply [--trust-dir DIR] [--boot-overlays DIR] \
+[--state-dir DIR] [--run-dir DIR] [--now UNIX_SECONDS]";
+
+/// Paths from the environment, falling back to the appliance's defaults.
+pub fn paths_from_env() -> ApplyPaths {
+    let d = ApplyPaths::default();
+    let var = |k: &str, default: PathBuf| std::env::var_os(k).map(PathBuf::from).unwrap_or(default);
+    ApplyPaths {
+        trust_dir: var("KINDLING_TRUST_DIR", d.trust_dir),
+        boot_overlays: var("KINDLING_BOOT_OVERLAYS", d.boot_overlays),
+        data_dir: var("KINDLING_STATE_DIR", d.data_dir),
+        run_dir: var("KINDLING_RUN_DIR", d.run_dir),
+    }
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let Some((sub, rest)) = args.split_first() else { bail!("{USAGE}") };
+    if sub != "apply" {
+        bail!("{USAGE}");
+    }
+    let mut paths = paths_from_env();
+    let mut opts = ApplyOptions::default();
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().with_context(|| format!("{flag} needs a value\n{USAGE}"));
+        match flag.as_str() {
+            "--trust-dir" => paths.trust_dir = value()?.into(),
+            "--boot-overlays" => paths.boot_overlays = value()?.into(),
+            "--state-dir" => paths.data_dir = value()?.into(),
+            "--run-dir" => paths.run_dir = value()?.into(),
+            "--now" => opts.now = Some(value()?.parse().context("--now takes unix seconds")?),
+            _ => bail!("unknown argument {flag:?}\n{USAGE}"),
+        }
+    }
+    let outcome = kindling_overlay::apply(&paths, &opts, None);
+    for line in outcome.report.lines() {
+        println!("config: {line}");
+    }
+    let Some(effective) = outcome.effective else {
+        bail!("no valid site configuration ({} refused); see {}", outcome.report.refused.len(), paths.report_json().display());
+    };
+    write_service_table(&paths.run_dir, &effective.config)?;
+    println!(
+        "config: site {} ready: {} overlay(s), {} refused",
+        effective.config.site.id,
+        outcome.report.accepted.len(),
+        outcome.report.refused.len()
+    );
+    Ok(())
+}
+
+/// Writes `RUN_DIR/services.json` for `site` (temp file + rename).
+pub fn write_service_table(run_dir: &Path, site: &SiteConfig) -> anyhow::Result<()> {
+    let table = crate::service_table::build(site)?;
+    let mut bytes = serde_json::to_vec_pretty(&table)?;
+    bytes.push(b'\n');
+    let path = run_dir.join("services.json");
+    kindling_overlay::state::write_atomic(&path, &bytes, false).with_context(|| format!("writing {}", path.display()))
 }

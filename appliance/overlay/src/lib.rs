@@ -6,6 +6,7 @@
 //! Owns overlay trust decisions. Never touches the network, NICs or services:
 //! callers (`kindlingd config`, the API) act on the result.
 
+pub mod api;
 pub mod apply;
 pub mod format;
 pub mod limits;

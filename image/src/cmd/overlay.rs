@@ -1,11 +1,300 @@
-//! `kindling overlay …` (placeholder until its crate lands).
+//! `kindling overlay build|verify|show|push|schema`: the operator side of
+//! signed site overlays. Thin over `kindling_overlay`; prints human text, or
+//! JSON where a flag asks for it.
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use kindling_overlay::format::read_kovl;
+use kindling_overlay::manifest::{rfc3339, unix_now};
+use kindling_overlay::minisign::{self, PublicKey};
+use kindling_overlay::verify::verify_authentic;
+use kindling_overlay::{BuildOptions, LayerKind, Limits};
+use kindling_site::{merge_layers, Layer, SiteTree};
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Not built yet.
-    Todo,
+    /// Validate a directory tree, pack it and sign it: NAME.kovl + NAME.kovl.minisig.
+    Build(BuildArgs),
+    /// Verify an overlay's signature, trusted comment and payload hash.
+    Verify(VerifyArgs),
+    /// Show an overlay's manifest, files and effective configuration.
+    Show(ShowArgs),
+    /// Send a signed overlay to a running appliance (POST /v1/overlays).
+    Push(PushArgs),
+    /// Write the JSON Schemas of site.toml and profiles/*.toml.
+    Schema(SchemaArgs),
 }
 
-pub fn run(_command: Command) -> anyhow::Result<()> {
-    anyhow::bail!("'kindling overlay' is not built yet")
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum LayerArg {
+    Site,
+    Appliance,
+}
+
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    /// The overlay tree (site.toml, profiles/*.toml, files/…, trust/*.pub).
+    pub dir: PathBuf,
+    #[arg(long)]
+    pub name: String,
+    /// Monotonic version; the appliance refuses anything older than what it accepted.
+    #[arg(long)]
+    pub version: u64,
+    /// Validity period from now, e.g. 90d, 12h, "1year".
+    #[arg(long, default_value = "90d")]
+    pub expires: humantime::Duration,
+    #[arg(long, value_enum, default_value = "site")]
+    pub layer: LayerArg,
+    /// The site id; required when site.toml does not set site.id.
+    #[arg(long)]
+    pub site_id: Option<String>,
+    /// Secret key (minisign format). Omit with --unsigned.
+    #[arg(long, required_unless_present = "unsigned")]
+    pub key: Option<PathBuf>,
+    /// Read the key's password from this file instead of prompting.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Write only NAME.kovl and print the `minisign -S` command that signs it.
+    #[arg(long, conflicts_with = "key")]
+    pub unsigned: bool,
+    /// Output file (default NAME.kovl in the current directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    pub file: PathBuf,
+    /// Trusted public key (minisign format). Repeat for several.
+    #[arg(long, required = true)]
+    pub pubkey: Vec<PathBuf>,
+    /// Signature file (default FILE.minisig).
+    #[arg(long)]
+    pub sig: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum FormatArg {
+    Toml,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    pub file: PathBuf,
+    /// Print the effective configuration (image defaults + this overlay).
+    #[arg(long)]
+    pub effective: bool,
+    /// With --effective, print where each value came from.
+    #[arg(long, requires = "effective")]
+    pub provenance: bool,
+    #[arg(long, value_enum, default_value = "toml")]
+    pub format: FormatArg,
+}
+
+#[derive(clap::Args)]
+pub struct PushArgs {
+    pub file: PathBuf,
+    /// The appliance's API base URL, e.g. http://192.168.100.1:9000
+    #[arg(long)]
+    pub appliance: String,
+    /// Signature file (default FILE.minisig).
+    #[arg(long)]
+    pub sig: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct SchemaArgs {
+    /// Directory to write site.schema.json and profile.schema.json into.
+    #[arg(long, default_value = "schema")]
+    pub out: PathBuf,
+}
+
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Build(a) => build(a),
+        Command::Verify(a) => verify(a),
+        Command::Show(a) => show(a),
+        Command::Push(a) => push(a),
+        Command::Schema(a) => schema(a),
+    }
+}
+
+fn sig_path(file: &Path, sig: Option<&PathBuf>) -> PathBuf {
+    sig.cloned().unwrap_or_else(|| PathBuf::from(format!("{}.minisig", file.display())))
+}
+
+fn build(a: BuildArgs) -> anyhow::Result<()> {
+    let now = unix_now();
+    let opts = BuildOptions {
+        name: a.name.clone(),
+        version: a.version,
+        layer: match a.layer {
+            LayerArg::Site => LayerKind::Site,
+            LayerArg::Appliance => LayerKind::Appliance,
+        },
+        site_id: a.site_id.clone(),
+        created: now,
+        expires: now.saturating_add(a.expires.as_secs()),
+    };
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}.kovl", a.name)));
+    let packed = kindling_overlay::pack(&a.dir, &opts)?;
+    std::fs::write(&out, &packed.kovl).with_context(|| format!("writing {}", out.display()))?;
+    let comment = packed.manifest.trusted_comment();
+    if a.unsigned {
+        println!("wrote {} (unsigned); sign it with:", out.display());
+        println!("  minisign -S -s KEY -m {} -t '{comment}'", out.display());
+        return Ok(());
+    }
+    let Some(key_path) = a.key.as_deref() else { bail!("--key is required unless --unsigned") };
+    let key = super::keygen::load_secret_key(key_path, a.password_file.as_deref())?;
+    let sig = key.sign(&packed.kovl, &comment);
+    let sig_out = sig_path(&out, None);
+    std::fs::write(&sig_out, sig).with_context(|| format!("writing {}", sig_out.display()))?;
+    let m = &packed.manifest;
+    println!(
+        "wrote {} and {}: {} v{} for site {}, {} files, expires {}, key {}",
+        out.display(),
+        sig_out.display(),
+        m.name,
+        m.version,
+        m.site_id,
+        m.files.len(),
+        rfc3339(m.expires),
+        key.id
+    );
+    Ok(())
+}
+
+fn read_pubkeys(paths: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
+    paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            PublicKey::from_file_text(&text).with_context(|| p.display().to_string())
+        })
+        .collect()
+}
+
+fn verify(a: VerifyArgs) -> anyhow::Result<()> {
+    let keys = read_pubkeys(&a.pubkey)?;
+    let kovl = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let sp = sig_path(&a.file, a.sig.as_ref());
+    let sig = std::fs::read_to_string(&sp).with_context(|| format!("reading {}", sp.display()))?;
+    let v = verify_authentic(&kovl, &sig, &keys, &Limits::default())
+        .map_err(|e| anyhow::anyhow!("{}: refused: {e}", a.file.display()))?;
+    let m = &v.manifest;
+    let expired = unix_now() > m.expires;
+    println!(
+        "{}: signature ok (key {}): {} v{} {} layer, site {}, expires {}{}",
+        a.file.display(),
+        v.key_id,
+        m.name,
+        m.version,
+        m.layer.as_str(),
+        m.site_id,
+        rfc3339(m.expires),
+        if expired { " (EXPIRED: an appliance will refuse it)" } else { "" }
+    );
+    if expired {
+        bail!("{}: expired at {}", a.file.display(), rfc3339(m.expires));
+    }
+    Ok(())
+}
+
+fn show(a: ShowArgs) -> anyhow::Result<()> {
+    let kovl = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let limits = Limits::default();
+    let parts = read_kovl(&kovl, &limits).with_context(|| a.file.display().to_string())?;
+    let m = &parts.manifest;
+    if !a.effective {
+        let sig = std::fs::read_to_string(sig_path(&a.file, None)).ok();
+        let signer = sig.as_deref().map(minisign::signature_key_id);
+        match a.format {
+            FormatArg::Json => println!("{}", serde_json::to_string_pretty(m)?),
+            FormatArg::Toml => {
+                println!("name      = {}", m.name);
+                println!("version   = {}", m.version);
+                println!("layer     = {}", m.layer.as_str());
+                println!("site_id   = {}", m.site_id);
+                println!("created   = {}", rfc3339(m.created));
+                println!("expires   = {}", rfc3339(m.expires));
+                println!("payload   = {} bytes, sha256 {}", m.payload_size, m.payload_sha256);
+                match signer {
+                    Some(Ok(id)) => println!("signed by = key {id} (not verified here: use `overlay verify`)"),
+                    Some(Err(e)) => println!("signature = unreadable: {e}"),
+                    None => println!("signature = none found"),
+                }
+                for k in &m.trusted_keys {
+                    println!("trusts    = {k}");
+                }
+                println!("files:");
+                for f in &m.files {
+                    println!("  {f}");
+                }
+            }
+        }
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("tree");
+    kindling_overlay::unpack::unpack_payload(&parts.payload, &dir, &limits)?;
+    let tree = SiteTree::read_dir(&dir)?;
+    let eff = merge_layers(&[Layer { label: m.name.clone(), tree }]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match (a.format, a.provenance) {
+        (FormatArg::Json, true) => println!("{}", serde_json::to_string_pretty(&eff)?),
+        (FormatArg::Json, false) => println!("{}", serde_json::to_string_pretty(&eff.config)?),
+        (FormatArg::Toml, prov) => {
+            print!("{}", toml::to_string_pretty(&eff.config)?);
+            if prov {
+                println!("\n# provenance (values not listed are image defaults)");
+                for (k, o) in &eff.provenance {
+                    println!("# {k} = {}:{}", o.layer, o.file);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn push(a: PushArgs) -> anyhow::Result<()> {
+    let kovl = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let sp = sig_path(&a.file, a.sig.as_ref());
+    let minisig = std::fs::read_to_string(&sp).with_context(|| format!("reading {}", sp.display()))?;
+    let body = serde_json::json!({
+        "kovl": base64::engine::general_purpose::STANDARD.encode(&kovl),
+        "minisig": minisig,
+    });
+    let url = format!("{}/v1/overlays", a.appliance.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut resp = agent
+        .post(&url)
+        .header("content-type", "application/json")
+        .send(serde_json::to_vec(&body)?.as_slice())
+        .with_context(|| format!("POST {url}"))?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    if (200..300).contains(&status) {
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        Ok(())
+    } else {
+        let why = json.get("error").and_then(|e| e.as_str()).map(str::to_string).unwrap_or_else(|| json.to_string());
+        bail!("{url}: {status}: {why}")
+    }
+}
+
+fn schema(a: SchemaArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    for (name, text) in kindling_site::schema::schema_files() {
+        let path = a.out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
