@@ -11,6 +11,7 @@
 pub mod accel;
 pub mod bench;
 pub mod cmd;
+pub mod demo;
 pub mod down;
 pub mod error;
 pub mod kernel;

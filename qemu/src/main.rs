@@ -6,6 +6,7 @@
 //!   kindling-lab down    remove a crashed lab's leftovers
 //!   kindling-lab payload build the lab node payload (kernel + initramfs)
 //!   kindling-lab bench   boot-to-ready benchmark
+//!   kindling-lab demo    the live demo: appliance + one PXE node, with a summary
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -168,6 +169,18 @@ enum Command {
         #[arg(long)]
         kernel: Option<PathBuf>,
     },
+    /// The live demo: boot the appliance, PXE-boot one BIOS node from it, print what
+    /// happens and a summary. Exits 0 only if the node really booted from the appliance.
+    Demo {
+        #[command(flatten)]
+        appliance: ApplianceArgs,
+        #[arg(long, default_value_t = 300)]
+        appliance_timeout: u64,
+        #[arg(long, default_value_t = 240)]
+        node_timeout: u64,
+        #[arg(long, env = "KINDLING_LAB_DIR", default_value = "/run/kindling-lab")]
+        run_dir: PathBuf,
+    },
     /// Boot the appliance --runs times and print boot-to-ready vs kernel-to-/init.
     Bench {
         #[command(flatten)]
@@ -245,6 +258,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("modules {}", built.modules.join(" "));
             Ok(())
         }
+        Command::Demo {
+            appliance,
+            appliance_timeout,
+            node_timeout,
+            run_dir,
+        } => {
+            // Ctrl-C makes the demo return early; its lab guard tears down.
+            let interrupted = interrupt_flag()?;
+            let options = kindling_lab::demo::DemoOptions {
+                appliance: appliance.spec(),
+                boot_name: appliance.boot_name().to_string(),
+                run_dir,
+                appliance_timeout: Duration::from_secs(appliance_timeout),
+                node_timeout: Duration::from_secs(node_timeout),
+                interrupted,
+            };
+            let outcome = kindling_lab::demo::run(&options)?;
+            print!("{}", kindling_lab::demo::summary(&outcome));
+            if !outcome.node_booted_from_appliance() {
+                bail!(
+                    "the node did not boot from the appliance ({})",
+                    outcome.stopped_at.as_deref().unwrap_or("see the summary")
+                );
+            }
+            Ok(())
+        }
         Command::Bench {
             appliance,
             runs,
@@ -295,15 +334,25 @@ fn up(
     );
     let mut printed = 0;
     if !nodes.is_empty() {
-        let ready = lab.vm(app).wait_for_unless(
-            bench::READY_PATTERN,
-            Some(bench::DEGRADED_PATTERN),
-            Duration::from_secs(600),
-        );
-        if follow {
-            print_new_lines(&mut lab, app, &mut printed);
-        }
-        let ready = ready?;
+        let ready = loop {
+            if follow {
+                print_new_lines(&mut lab, app, &mut printed);
+            }
+            if let Some(line) = lab.vm(app).find_seen(bench::READY_PATTERN) {
+                break line;
+            }
+            if let Some(line) = lab.vm(app).find_seen(bench::DEGRADED_PATTERN) {
+                bail!("the appliance came up degraded: {}", line.line.trim());
+            }
+            if let Some(status) = lab.vm(app).exited() {
+                bail!("the appliance VM exited ({status}) before it was ready");
+            }
+            if stop.load(Ordering::SeqCst) {
+                println!("interrupted; tearing the lab down");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         println!(
             "appliance ready after {:.1} s: {}",
             ready.elapsed.as_secs_f64(),
