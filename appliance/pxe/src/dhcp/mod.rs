@@ -7,5 +7,6 @@ pub mod client;
 pub mod responder;
 pub mod rogue;
 pub mod socket;
+pub mod wire;
 
 pub use responder::{DhcpResponder, Dropped, Handled, NodePolicy, Port};

@@ -23,7 +23,8 @@ pub fn foreign_server(datagram: &[u8], our_id: Ipv4Addr) -> Option<(Ipv4Addr, Me
     if datagram.len() < 240 || datagram.len() > 1500 {
         return None;
     }
-    let msg = Message::decode(&mut Decoder::new(datagram)).ok()?;
+    let clean = super::wire::sanitize(datagram).ok()?;
+    let msg = Message::decode(&mut Decoder::new(&clean)).ok()?;
     if msg.opcode() != Opcode::BootReply {
         return None;
     }
