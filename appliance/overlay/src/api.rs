@@ -21,7 +21,9 @@ static PUSH_LOCK: Mutex<()> = Mutex::new(());
 const LIVE_SECTIONS: &[&str] = &["pxe", "nodes", "profiles"];
 
 fn read_json(path: &std::path::Path) -> Option<Value> {
-    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// `GET /v1/overlays`: the last config report and the recorded floors.
@@ -60,7 +62,13 @@ pub struct PushResult {
 
 impl PushResult {
     fn error(status: u16, message: String) -> Self {
-        Self { status, body: json!({ "error": message }), applied_now: vec![], next_boot: vec![], site: None }
+        Self {
+            status,
+            body: json!({ "error": message }),
+            applied_now: vec![],
+            next_boot: vec![],
+            site: None,
+        }
     }
 }
 
@@ -68,25 +76,45 @@ impl PushResult {
 pub fn push(paths: &ApplyPaths, body: &[u8], opts: &ApplyOptions) -> PushResult {
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => return PushResult::error(400, format!("body is not JSON {{\"kovl\": base64, \"minisig\": text}}: {e}")),
+        Err(e) => {
+            return PushResult::error(
+                400,
+                format!("body is not JSON {{\"kovl\": base64, \"minisig\": text}}: {e}"),
+            )
+        }
     };
     let Some(kovl_b64) = parsed.get("kovl").and_then(Value::as_str) else {
         return PushResult::error(400, "body lacks \"kovl\" (base64 of the .kovl file)".into());
     };
     let Some(minisig) = parsed.get("minisig").and_then(Value::as_str) else {
-        return PushResult::error(400, "body lacks \"minisig\" (text of the .kovl.minisig file)".into());
+        return PushResult::error(
+            400,
+            "body lacks \"minisig\" (text of the .kovl.minisig file)".into(),
+        );
     };
     let kovl = match base64::engine::general_purpose::STANDARD.decode(kovl_b64.trim()) {
         Ok(k) => k,
         Err(e) => return PushResult::error(400, format!("\"kovl\" is not base64: {e}")),
     };
-    let _guard = PUSH_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _guard = PUSH_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = read_json(&paths.site_json());
-    let outcome = apply(paths, opts, Some(PushedOverlay { kovl, minisig: minisig.to_string() }));
+    let outcome = apply(
+        paths,
+        opts,
+        Some(PushedOverlay {
+            kovl,
+            minisig: minisig.to_string(),
+        }),
+    );
     let report = serde_json::to_value(&outcome.report).unwrap_or(Value::Null);
     match outcome.pushed {
         Some(Ok(accepted)) => {
-            let after = outcome.effective.as_ref().and_then(|e| serde_json::to_value(&e.config).ok());
+            let after = outcome
+                .effective
+                .as_ref()
+                .and_then(|e| serde_json::to_value(&e.config).ok());
             let (applied_now, next_boot) = changed_sections(before.as_ref(), after.as_ref());
             let body = json!({
                 "accepted": accepted,
@@ -94,7 +122,13 @@ pub fn push(paths: &ApplyPaths, body: &[u8], opts: &ApplyOptions) -> PushResult 
                 "applies_at_next_boot": next_boot,
                 "report": report,
             });
-            PushResult { status: 200, body, applied_now, next_boot, site: outcome.effective.map(|e| e.config) }
+            PushResult {
+                status: 200,
+                body,
+                applied_now,
+                next_boot,
+                site: outcome.effective.map(|e| e.config),
+            }
         }
         Some(Err(refused)) => {
             let mut r = PushResult::error(422, refused.line());
@@ -103,7 +137,10 @@ pub fn push(paths: &ApplyPaths, body: &[u8], opts: &ApplyOptions) -> PushResult 
         }
         // The pushed file was superseded by an equal or newer accepted version.
         None => {
-            let mut r = PushResult::error(409, "not applied: an equal or newer version of this overlay is already accepted".into());
+            let mut r = PushResult::error(
+                409,
+                "not applied: an equal or newer version of this overlay is already accepted".into(),
+            );
             r.body["report"] = report;
             r
         }

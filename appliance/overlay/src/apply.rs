@@ -106,7 +106,9 @@ impl RefusedEntry {
     /// The console/report line: names the overlay and the reason.
     pub fn line(&self) -> String {
         match (&self.name, self.version) {
-            (Some(n), Some(v)) => format!("refused overlay {n} v{v} ({}): {}", self.file, self.reason),
+            (Some(n), Some(v)) => {
+                format!("refused overlay {n} v{v} ({}): {}", self.file, self.reason)
+            }
             _ => format!("refused overlay {}: {}", self.file, self.reason),
         }
     }
@@ -132,7 +134,14 @@ impl Report {
             .accepted
             .iter()
             .map(|a| {
-                format!("accepted overlay {} v{} ({} layer, key {}, from {})", a.name, a.version, a.layer.as_str(), a.key_id, a.file)
+                format!(
+                    "accepted overlay {} v{} ({} layer, key {}, from {})",
+                    a.name,
+                    a.version,
+                    a.layer.as_str(),
+                    a.key_id,
+                    a.file
+                )
             })
             .collect();
         out.extend(self.refused.iter().map(RefusedEntry::line));
@@ -169,21 +178,52 @@ struct Candidate {
     minisig: Option<String>,
 }
 
-fn read_candidate(path: &Path, source: Source, order_pos: Option<usize>, limits: &Limits) -> Result<Candidate, RefusedEntry> {
+fn read_candidate(
+    path: &Path,
+    source: Source,
+    order_pos: Option<usize>,
+    limits: &Limits,
+) -> Result<Candidate, RefusedEntry> {
     let file = path.display().to_string();
-    let refuse = |reason: String| RefusedEntry { file: file.clone(), name: None, version: None, source, reason };
+    let refuse = |reason: String| RefusedEntry {
+        file: file.clone(),
+        name: None,
+        version: None,
+        source,
+        reason,
+    };
     let meta = std::fs::metadata(path).map_err(|e| refuse(format!("cannot read: {e}")))?;
     if meta.len() > limits.max_kovl_bytes {
-        return Err(refuse(format!("file is {} bytes, larger than the {}-byte limit", meta.len(), limits.max_kovl_bytes)));
+        return Err(refuse(format!(
+            "file is {} bytes, larger than the {}-byte limit",
+            meta.len(),
+            limits.max_kovl_bytes
+        )));
     }
     let kovl = std::fs::read(path).map_err(|e| refuse(format!("cannot read: {e}")))?;
     let sig_path = PathBuf::from(format!("{file}.minisig"));
     let minisig = std::fs::read_to_string(&sig_path).ok();
-    let stem = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".kovl")).map(str::to_string);
-    Ok(Candidate { file, stem, source, order_pos, kovl, minisig })
+    let stem = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".kovl"))
+        .map(str::to_string);
+    Ok(Candidate {
+        file,
+        stem,
+        source,
+        order_pos,
+        kovl,
+        minisig,
+    })
 }
 
-fn gather(paths: &ApplyPaths, pushed: Option<PushedOverlay>, limits: &Limits, report: &mut Report) -> Vec<Candidate> {
+fn gather(
+    paths: &ApplyPaths,
+    pushed: Option<PushedOverlay>,
+    limits: &Limits,
+    report: &mut Report,
+) -> Vec<Candidate> {
     let mut out = Vec::new();
     let order_file = paths.boot_overlays.join("order");
     let boot_names: Vec<String> = match std::fs::read_to_string(&order_file) {
@@ -203,18 +243,35 @@ fn gather(paths: &ApplyPaths, pushed: Option<PushedOverlay>, limits: &Limits, re
                 name: None,
                 version: None,
                 source: Source::BootMedia,
-                reason: format!("{} lists a path, expected a file name", order_file.display()),
+                reason: format!(
+                    "{} lists a path, expected a file name",
+                    order_file.display()
+                ),
             });
             continue;
         }
-        let file = if name.ends_with(".kovl") { name.clone() } else { format!("{name}.kovl") };
-        match read_candidate(&paths.boot_overlays.join(file), Source::BootMedia, Some(pos), limits) {
+        let file = if name.ends_with(".kovl") {
+            name.clone()
+        } else {
+            format!("{name}.kovl")
+        };
+        match read_candidate(
+            &paths.boot_overlays.join(file),
+            Source::BootMedia,
+            Some(pos),
+            limits,
+        ) {
             Ok(c) => out.push(c),
             Err(r) => report.refused.push(r),
         }
     }
     for file in list_kovl(&paths.persisted_dir()) {
-        match read_candidate(&paths.persisted_dir().join(file), Source::DataPartition, None, limits) {
+        match read_candidate(
+            &paths.persisted_dir().join(file),
+            Source::DataPartition,
+            None,
+            limits,
+        ) {
             Ok(c) => out.push(c),
             Err(r) => report.refused.push(r),
         }
@@ -248,24 +305,39 @@ fn list_kovl(dir: &Path) -> Vec<String> {
 fn load_trust(paths: &ApplyPaths, state: &StateFile, report: &mut Report) -> Vec<PublicKey> {
     let mut keys = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&paths.trust_dir)
-        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "pub")).collect())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "pub"))
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     for f in files {
-        match std::fs::read_to_string(&f).map_err(|e| e.to_string()).and_then(|t| PublicKey::from_file_text(&t).map_err(|e| e.to_string())) {
+        match std::fs::read_to_string(&f)
+            .map_err(|e| e.to_string())
+            .and_then(|t| PublicKey::from_file_text(&t).map_err(|e| e.to_string()))
+        {
             Ok(k) => keys.push(k),
-            Err(e) => report.notes.push(format!("ignored trust key {}: {e}", f.display())),
+            Err(e) => report
+                .notes
+                .push(format!("ignored trust key {}: {e}", f.display())),
         }
     }
     for b64 in &state.overlays.trusted_keys {
         match PublicKey::from_base64(b64) {
             Ok(k) if !keys.contains(&k) => keys.push(k),
             Ok(_) => {}
-            Err(e) => report.notes.push(format!("ignored rotated key in state.json: {e}")),
+            Err(e) => report
+                .notes
+                .push(format!("ignored rotated key in state.json: {e}")),
         }
     }
     if keys.is_empty() {
-        report.notes.push(format!("no trusted keys in {}: every overlay will be refused", paths.trust_dir.display()));
+        report.notes.push(format!(
+            "no trusted keys in {}: every overlay will be refused",
+            paths.trust_dir.display()
+        ));
     }
     keys
 }
@@ -281,21 +353,34 @@ fn refused(c: &Candidate, v: Option<&Verified>, reason: &Refusal) -> RefusedEntr
 }
 
 /// Runs the pipeline. Never fails: problems are in the report.
-pub fn apply(paths: &ApplyPaths, opts: &ApplyOptions, pushed: Option<PushedOverlay>) -> ApplyOutcome {
+pub fn apply(
+    paths: &ApplyPaths,
+    opts: &ApplyOptions,
+    pushed: Option<PushedOverlay>,
+) -> ApplyOutcome {
     let now = opts.now.unwrap_or_else(crate::manifest::unix_now);
     let limits = &opts.limits;
-    let mut report = Report { generated_at: rfc3339(now), ..Report::default() };
+    let mut report = Report {
+        generated_at: rfc3339(now),
+        ..Report::default()
+    };
     let mut state = match StateFile::load(&paths.state_file()) {
         Ok(s) => s,
         Err(e) => {
-            report.notes.push(format!("{e}; starting without recorded floors"));
+            report
+                .notes
+                .push(format!("{e}; starting without recorded floors"));
             StateFile::default()
         }
     };
     let state_before = state.clone();
     let mut trusted = load_trust(paths, &state, &mut report);
     let candidates = gather(paths, pushed, limits, &mut report);
-    let policy_base = Policy { now, floors: state.overlays.floors.clone(), site_id: None };
+    let policy_base = Policy {
+        now,
+        floors: state.overlays.floors.clone(),
+        site_id: None,
+    };
 
     // Authenticity and policy, repeated while key rotation adds trusted keys.
     let mut pending: Vec<Candidate> = candidates;
@@ -316,15 +401,19 @@ pub fn apply(paths: &ApplyPaths, opts: &ApplyOptions, pushed: Option<PushedOverl
                 continue;
             };
             match verify_authentic(&c.kovl, &sig, &trusted, limits) {
-                Err(Refusal::Signature(crate::minisign::SignatureError::UntrustedKey(_))) => still.push(c),
+                Err(Refusal::Signature(crate::minisign::SignatureError::UntrustedKey(_))) => {
+                    still.push(c)
+                }
                 Err(e) => fates.push(refused(&c, None, &e)),
                 Ok(v) => {
-                    let checked = check_policy(&v.manifest, &policy_base).and_then(|()| match &c.stem {
-                        Some(stem) if *stem != v.manifest.name => {
-                            Err(Refusal::FileName { file: format!("{stem}.kovl"), name: v.manifest.name.clone() })
-                        }
-                        _ => Ok(()),
-                    });
+                    let checked =
+                        check_policy(&v.manifest, &policy_base).and_then(|()| match &c.stem {
+                            Some(stem) if *stem != v.manifest.name => Err(Refusal::FileName {
+                                file: format!("{stem}.kovl"),
+                                name: v.manifest.name.clone(),
+                            }),
+                            _ => Ok(()),
+                        });
                     match checked {
                         Err(e) => fates.push(refused(&c, Some(&v), &e)),
                         Ok(()) => {
@@ -335,7 +424,9 @@ pub fn apply(paths: &ApplyPaths, opts: &ApplyOptions, pushed: Option<PushedOverl
                                         progress = true;
                                     }
                                     Ok(_) => {}
-                                    Err(e) => report.notes.push(format!("{}: ignored rotation key: {e}", c.file)),
+                                    Err(e) => report
+                                        .notes
+                                        .push(format!("{}: ignored rotation key: {e}", c.file)),
                                 }
                             }
                             verified.push((c, v));
@@ -352,15 +443,19 @@ pub fn apply(paths: &ApplyPaths, opts: &ApplyOptions, pushed: Option<PushedOverl
     for c in pending {
         let reason = match c.minisig.as_deref().map(crate::minisign::signature_key_id) {
             Some(Ok(id)) => Refusal::Signature(crate::minisign::SignatureError::UntrustedKey(id)),
-            _ => Refusal::Signature(crate::minisign::SignatureError::Malformed("unreadable".into())),
+            _ => Refusal::Signature(crate::minisign::SignatureError::Malformed(
+                "unreadable".into(),
+            )),
         };
         fates.push(refused(&c, None, &reason));
     }
 
     // The site this appliance serves: recorded, else the first site overlay by order.
     let site_id = state.overlays.site_id.clone().or_else(|| {
-        let mut site_layer: Vec<&(Candidate, Verified)> =
-            verified.iter().filter(|(_, v)| v.layer() == LayerKind::Site).collect();
+        let mut site_layer: Vec<&(Candidate, Verified)> = verified
+            .iter()
+            .filter(|(_, v)| v.layer() == LayerKind::Site)
+            .collect();
         site_layer.sort_by_key(|(c, _)| (c.order_pos.unwrap_or(usize::MAX), c.source));
         site_layer.first().map(|(_, v)| v.manifest.site_id.clone())
     });
@@ -368,23 +463,43 @@ pub fn apply(paths: &ApplyPaths, opts: &ApplyOptions, pushed: Option<PushedOverl
     for (c, v) in verified {
         if let Some(want) = &site_id {
             if *want != v.manifest.site_id {
-                let e = Refusal::WrongSite { got: v.manifest.site_id.clone(), want: want.clone() };
+                let e = Refusal::WrongSite {
+                    got: v.manifest.site_id.clone(),
+                    want: want.clone(),
+                };
                 fates.push(refused(&c, Some(&v), &e));
                 continue;
             }
         }
-        by_name.entry(v.manifest.name.clone()).or_default().push((c, v));
+        by_name
+            .entry(v.manifest.name.clone())
+            .or_default()
+            .push((c, v));
     }
     for list in by_name.values_mut() {
         // Newest first; for equal versions prefer pushed, then persisted copies.
-        list.sort_by(|(ca, va), (cb, vb)| vb.manifest.version.cmp(&va.manifest.version).then(cb.source.cmp(&ca.source)));
+        list.sort_by(|(ca, va), (cb, vb)| {
+            vb.manifest
+                .version
+                .cmp(&va.manifest.version)
+                .then(cb.source.cmp(&ca.source))
+        });
     }
     let mut names: Vec<(LayerKind, usize, usize, String)> = by_name
         .iter()
         .map(|(name, list)| {
             let layer = list.first().map(|(_, v)| v.layer()).unwrap_or_default();
-            let boot_pos = list.iter().filter_map(|(c, _)| c.order_pos).min().unwrap_or(usize::MAX);
-            let state_pos = state.overlays.order.iter().position(|n| n == name).unwrap_or(usize::MAX);
+            let boot_pos = list
+                .iter()
+                .filter_map(|(c, _)| c.order_pos)
+                .min()
+                .unwrap_or(usize::MAX);
+            let state_pos = state
+                .overlays
+                .order
+                .iter()
+                .position(|n| n == name)
+                .unwrap_or(usize::MAX);
             (layer, boot_pos, state_pos, name.clone())
         })
         .collect();
@@ -397,11 +512,16 @@ pub fn apply(paths: &ApplyPaths, opts: &ApplyOptions, pushed: Option<PushedOverl
     let mut effective: Option<Effective> = None;
     let mut chosen: Vec<(Candidate, Verified)> = Vec::new();
     for (_, _, _, name) in names {
-        let Some(list) = by_name.remove(&name) else { continue };
+        let Some(list) = by_name.remove(&name) else {
+            continue;
+        };
         let mut accepted_version: Option<u64> = None;
         for (c, v) in list {
             if let Some(av) = accepted_version {
-                report.notes.push(format!("{} v{} from {} superseded by v{av}", name, v.manifest.version, c.file));
+                report.notes.push(format!(
+                    "{} v{} from {} superseded by v{av}",
+                    name, v.manifest.version, c.file
+                ));
                 continue;
             }
             let fresh = unpack_root.join(format!(".{name}.new-{}", std::process::id()));
@@ -417,7 +537,14 @@ pub fn apply(paths: &ApplyPaths, opts: &ApplyOptions, pushed: Option<PushedOverl
                     }
                     Err(e) => {
                         let _ = std::fs::remove_dir_all(&fresh);
-                        fates.push(refused(&c, Some(&v), &Refusal::Read { path: unpack_root.display().to_string(), reason: e.to_string() }));
+                        fates.push(refused(
+                            &c,
+                            Some(&v),
+                            &Refusal::Read {
+                                path: unpack_root.display().to_string(),
+                                reason: e.to_string(),
+                            },
+                        ));
                     }
                 },
                 Err(e) => {
@@ -443,14 +570,25 @@ pub fn apply(paths: &ApplyPaths, opts: &ApplyOptions, pushed: Option<PushedOverl
         };
         report.accepted.push(entry);
         if c.source != Source::DataPartition {
-            if let Err(e) = persist_copy(paths, &m.name, &c.kovl, c.minisig.as_deref().unwrap_or_default()) {
-                report.notes.push(format!("could not persist {} v{} on the data partition: {e}", m.name, m.version));
+            if let Err(e) = persist_copy(
+                paths,
+                &m.name,
+                &c.kovl,
+                c.minisig.as_deref().unwrap_or_default(),
+            ) {
+                report.notes.push(format!(
+                    "could not persist {} v{} on the data partition: {e}",
+                    m.name, m.version
+                ));
             }
         }
         let floor = state.overlays.floors.entry(m.name.clone()).or_insert(0);
         *floor = (*floor).max(m.version);
         let prev = state.overlays.accepted.get(&m.name);
-        let accepted_at = prev.filter(|p| p.version == m.version).map(|p| p.accepted_at).unwrap_or(now);
+        let accepted_at = prev
+            .filter(|p| p.version == m.version)
+            .map(|p| p.accepted_at)
+            .unwrap_or(now);
         state.overlays.accepted.insert(
             m.name.clone(),
             AcceptedOverlay {
@@ -485,36 +623,85 @@ pub fn apply(paths: &ApplyPaths, opts: &ApplyOptions, pushed: Option<PushedOverl
     let pushed_fate = chosen
         .iter()
         .find(|(c, _)| c.source == Source::Pushed)
-        .and_then(|_| report.accepted.iter().find(|a| a.source == Source::Pushed).cloned())
+        .and_then(|_| {
+            report
+                .accepted
+                .iter()
+                .find(|a| a.source == Source::Pushed)
+                .cloned()
+        })
         .map(Ok)
-        .or_else(|| fates.iter().find(|f| f.source == Source::Pushed).cloned().map(Err));
+        .or_else(|| {
+            fates
+                .iter()
+                .find(|f| f.source == Source::Pushed)
+                .cloned()
+                .map(Err)
+        });
     report.refused.extend(fates);
     if let Some(eff) = &effective {
         write_runtime(paths, eff, &mut report);
     }
     if let Err(e) = write_json(&paths.report_json(), &report) {
-        report.notes.push(format!("could not write {}: {e}", paths.report_json().display()));
+        report.notes.push(format!(
+            "could not write {}: {e}",
+            paths.report_json().display()
+        ));
     }
-    ApplyOutcome { effective, report, pushed: pushed_fate }
+    ApplyOutcome {
+        effective,
+        report,
+        pushed: pushed_fate,
+    }
 }
 
 /// Unpacks `v` into `fresh`, reads its config and merges it over `layers`.
-fn try_layer(fresh: &Path, v: &Verified, layers: &[Layer], limits: &Limits) -> Result<(Layer, Effective), Refusal> {
+fn try_layer(
+    fresh: &Path,
+    v: &Verified,
+    layers: &[Layer],
+    limits: &Limits,
+) -> Result<(Layer, Effective), Refusal> {
     let files = unpack_payload(&v.payload, fresh, limits)?;
     if files != v.manifest.files {
-        return Err(crate::unpack::UnpackError::FileList(format!("{} unpacked, {} listed", files.len(), v.manifest.files.len())).into());
+        return Err(crate::unpack::UnpackError::FileList(format!(
+            "{} unpacked, {} listed",
+            files.len(),
+            v.manifest.files.len()
+        ))
+        .into());
     }
     let tree = SiteTree::read_dir(fresh).map_err(|e| match e {
-        kindling_site::LoadTreeError::Invalid(c) => Refusal::Config(c.one_line()),
+        kindling_site::LoadTreeError::Invalid(mut c) => {
+            // Name files as merge errors do: overlay/file.
+            for issue in &mut c.0 {
+                issue.file = issue
+                    .file
+                    .take()
+                    .map(|f| format!("{}/{f}", v.manifest.name));
+            }
+            Refusal::Config(c.one_line())
+        }
         other => Refusal::Config(other.to_string()),
     })?;
-    let tree_site = tree.site.as_ref().and_then(|d| d.table.get("site")).and_then(|s| s.get("id")).and_then(|v| v.as_str());
+    let tree_site = tree
+        .site
+        .as_ref()
+        .and_then(|d| d.table.get("site"))
+        .and_then(|s| s.get("id"))
+        .and_then(|v| v.as_str());
     if let Some(id) = tree_site {
         if id != v.manifest.site_id {
-            return Err(Refusal::Config(format!("site.toml says site.id = {id:?}, the manifest says {:?}", v.manifest.site_id)));
+            return Err(Refusal::Config(format!(
+                "site.toml says site.id = {id:?}, the manifest says {:?}",
+                v.manifest.site_id
+            )));
         }
     }
-    let layer = Layer { label: v.manifest.name.clone(), tree };
+    let layer = Layer {
+        label: v.manifest.name.clone(),
+        tree,
+    };
     let mut all = layers.to_vec();
     all.push(layer.clone());
     let eff = merge_layers(&all).map_err(|e| Refusal::Config(e.one_line()))?;
@@ -526,12 +713,17 @@ fn persist_copy(paths: &ApplyPaths, name: &str, kovl: &[u8], minisig: &str) -> s
     std::fs::create_dir_all(&dir)?;
     let target = dir.join(format!("{name}.kovl"));
     if std::fs::read(&target).is_ok_and(|old| old == kovl)
-        && std::fs::read_to_string(dir.join(format!("{name}.kovl.minisig"))).is_ok_and(|s| s == minisig)
+        && std::fs::read_to_string(dir.join(format!("{name}.kovl.minisig")))
+            .is_ok_and(|s| s == minisig)
     {
         return Ok(());
     }
     write_atomic(&target, kovl, true)?;
-    write_atomic(&dir.join(format!("{name}.kovl.minisig")), minisig.as_bytes(), true)
+    write_atomic(
+        &dir.join(format!("{name}.kovl.minisig")),
+        minisig.as_bytes(),
+        true,
+    )
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
@@ -543,11 +735,19 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
 
 fn write_runtime(paths: &ApplyPaths, eff: &Effective, report: &mut Report) {
     for (path, result) in [
-        (paths.site_json(), write_json(&paths.site_json(), &eff.config)),
-        (paths.effective_json(), write_json(&paths.effective_json(), eff)),
+        (
+            paths.site_json(),
+            write_json(&paths.site_json(), &eff.config),
+        ),
+        (
+            paths.effective_json(),
+            write_json(&paths.effective_json(), eff),
+        ),
     ] {
         if let Err(e) = result {
-            report.notes.push(format!("could not write {}: {e}", path.display()));
+            report
+                .notes
+                .push(format!("could not write {}: {e}", path.display()));
         }
     }
 }

@@ -60,7 +60,11 @@ pub fn read_kovl(kovl: &[u8], limits: &Limits) -> Result<KovlParts, ReadKovlErro
             .next()
             .ok_or_else(|| bad(format!("missing {expect}")))?
             .map_err(|e| bad(format!("tar: {e}")))?;
-        let path = entry.path().map_err(|e| bad(format!("tar: {e}")))?.to_string_lossy().into_owned();
+        let path = entry
+            .path()
+            .map_err(|e| bad(format!("tar: {e}")))?
+            .to_string_lossy()
+            .into_owned();
         if path != expect {
             return Err(bad(format!("expected entry {expect}, found {path:?}")));
         }
@@ -72,7 +76,10 @@ pub fn read_kovl(kovl: &[u8], limits: &Limits) -> Result<KovlParts, ReadKovlErro
             return Err(bad(format!("{expect} is {size} bytes, limit {max}")));
         }
         let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        entry.take(max).read_to_end(&mut data).map_err(|e| bad(format!("reading {expect}: {e}")))?;
+        entry
+            .take(max)
+            .read_to_end(&mut data)
+            .map_err(|e| bad(format!("reading {expect}: {e}")))?;
         if data.len() as u64 != size {
             return Err(ReadKovlError::Truncated(kovl.len()));
         }
@@ -93,7 +100,10 @@ pub fn read_kovl(kovl: &[u8], limits: &Limits) -> Result<KovlParts, ReadKovlErro
 pub fn write_kovl(manifest: &Manifest, payload: &[u8]) -> std::io::Result<Vec<u8>> {
     let manifest_json = serde_json::to_vec_pretty(manifest).map_err(std::io::Error::other)?;
     let mut builder = tar::Builder::new(Vec::new());
-    for (name, data) in [(MANIFEST_ENTRY, manifest_json.as_slice()), (PAYLOAD_ENTRY, payload)] {
+    for (name, data) in [
+        (MANIFEST_ENTRY, manifest_json.as_slice()),
+        (PAYLOAD_ENTRY, payload),
+    ] {
         let mut header = tar::Header::new_ustar();
         header.set_size(data.len() as u64);
         header.set_mode(0o644);

@@ -56,12 +56,17 @@ pub struct Manifest {
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         && !name.starts_with(['-', '_'])
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub fn rfc3339(unix: u64) -> String {
@@ -92,15 +97,24 @@ impl Manifest {
         }
         let pairs: BTreeMap<&str, &str> = words.filter_map(|w| w.split_once('=')).collect();
         let expected = self.trusted_comment();
-        let want: BTreeMap<&str, &str> =
-            expected.split_whitespace().skip(1).filter_map(|w| w.split_once('=')).collect();
+        let want: BTreeMap<&str, &str> = expected
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|w| w.split_once('='))
+            .collect();
         if pairs.len() != want.len() {
-            return Err(format!("trusted comment has {} fields, expected {}", pairs.len(), want.len()));
+            return Err(format!(
+                "trusted comment has {} fields, expected {}",
+                pairs.len(),
+                want.len()
+            ));
         }
         for (k, v) in &want {
             match pairs.get(k) {
                 Some(got) if got == v => {}
-                Some(got) => return Err(format!("trusted comment says {k}={got}, manifest says {v}")),
+                Some(got) => {
+                    return Err(format!("trusted comment says {k}={got}, manifest says {v}"))
+                }
                 None => return Err(format!("trusted comment lacks {k}")),
             }
         }
@@ -135,7 +149,9 @@ mod tests {
         let c = m().trusted_comment();
         assert!(c.contains("expires=1970-01-02T00:00:00Z"), "{c}");
         m().check_trusted_comment(&c).unwrap();
-        let err = m().check_trusted_comment(&c.replace("version=3", "version=4")).unwrap_err();
+        let err = m()
+            .check_trusted_comment(&c.replace("version=3", "version=4"))
+            .unwrap_err();
         assert!(err.contains("version=4"), "{err}");
     }
 }

@@ -77,7 +77,10 @@ impl PublicKey {
             .decode(text.trim())
             .map_err(|e| KeyError::PublicKeyFormat(format!("base64: {e}")))?;
         if bytes.len() != 42 || &bytes[..2] != SIG_ALG {
-            return Err(KeyError::PublicKeyFormat(format!("expected 42 bytes starting with 'Ed', got {}", bytes.len())));
+            return Err(KeyError::PublicKeyFormat(format!(
+                "expected 42 bytes starting with 'Ed', got {}",
+                bytes.len()
+            )));
         }
         let mut id = [0u8; 8];
         id.copy_from_slice(&bytes[2..10]);
@@ -105,7 +108,11 @@ impl PublicKey {
     }
 
     pub fn to_file_text(&self) -> String {
-        format!("untrusted comment: minisign public key {}\n{}\n", self.id, self.to_base64())
+        format!(
+            "untrusted comment: minisign public key {}\n{}\n",
+            self.id,
+            self.to_base64()
+        )
     }
 
     fn verifier(&self) -> Result<minisign_verify::PublicKey, KeyError> {
@@ -128,11 +135,17 @@ impl SecretKey {
         rand::rngs::OsRng.fill_bytes(&mut seed);
         let mut id = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut id);
-        Self { id: KeyId(id), signing: SigningKey::from_bytes(&seed) }
+        Self {
+            id: KeyId(id),
+            signing: SigningKey::from_bytes(&seed),
+        }
     }
 
     pub fn public_key(&self) -> PublicKey {
-        PublicKey { id: self.id, key: self.signing.verifying_key().to_bytes() }
+        PublicKey {
+            id: self.id,
+            key: self.signing.verifying_key().to_bytes(),
+        }
     }
 
     /// minisign's 64-byte secret key: seed ‖ public key.
@@ -153,7 +166,12 @@ impl SecretKey {
 
     /// The key file's text. `password: None` writes an unencrypted key (as
     /// `minisign -G -W` does); otherwise scrypt with the given limits.
-    pub fn to_file_text(&self, password: Option<&str>, opslimit: u64, memlimit: u64) -> Result<String, KeyError> {
+    pub fn to_file_text(
+        &self,
+        password: Option<&str>,
+        opslimit: u64,
+        memlimit: u64,
+    ) -> Result<String, KeyError> {
         let mut keynum = Vec::with_capacity(104);
         keynum.extend_from_slice(&self.id.0);
         keynum.extend_from_slice(&self.sk64());
@@ -167,7 +185,10 @@ impl SecretKey {
                 rand::rngs::OsRng.fill_bytes(&mut salt);
                 out.extend_from_slice(KDF_SCRYPT);
                 let stream = kdf_stream(pw, &salt, opslimit, memlimit)?;
-                keynum.iter_mut().zip(stream.iter()).for_each(|(b, k)| *b ^= k);
+                keynum
+                    .iter_mut()
+                    .zip(stream.iter())
+                    .for_each(|(b, k)| *b ^= k);
                 out.extend_from_slice(CHK_ALG);
                 out.extend_from_slice(&salt);
                 out.extend_from_slice(&opslimit.to_le_bytes());
@@ -182,8 +203,15 @@ impl SecretKey {
             }
         }
         out.extend_from_slice(&keynum);
-        let comment = if password.is_some() { "minisign encrypted secret key" } else { "minisign secret key (unencrypted)" };
-        Ok(format!("untrusted comment: {comment}\n{}\n", B64.encode(out)))
+        let comment = if password.is_some() {
+            "minisign encrypted secret key"
+        } else {
+            "minisign secret key (unencrypted)"
+        };
+        Ok(format!(
+            "untrusted comment: {comment}\n{}\n",
+            B64.encode(out)
+        ))
     }
 
     /// Whether the key file needs a password.
@@ -201,18 +229,34 @@ impl SecretKey {
             let pw = password.ok_or(KeyError::PasswordNeeded)?;
             let mut salt = [0u8; 32];
             salt.copy_from_slice(&bytes[6..38]);
-            let ops = u64::from_le_bytes(bytes[38..46].try_into().map_err(|_| KeyError::SecretKeyFormat("opslimit".into()))?);
-            let mem = u64::from_le_bytes(bytes[46..54].try_into().map_err(|_| KeyError::SecretKeyFormat("memlimit".into()))?);
+            let ops = u64::from_le_bytes(
+                bytes[38..46]
+                    .try_into()
+                    .map_err(|_| KeyError::SecretKeyFormat("opslimit".into()))?,
+            );
+            let mem = u64::from_le_bytes(
+                bytes[46..54]
+                    .try_into()
+                    .map_err(|_| KeyError::SecretKeyFormat("memlimit".into()))?,
+            );
             let stream = kdf_stream(pw, &salt, ops, mem)?;
-            keynum.iter_mut().zip(stream.iter()).for_each(|(b, k)| *b ^= k);
+            keynum
+                .iter_mut()
+                .zip(stream.iter())
+                .for_each(|(b, k)| *b ^= k);
         } else if kdf != KDF_NONE {
-            return Err(KeyError::SecretKeyFormat("unknown key derivation algorithm".into()));
+            return Err(KeyError::SecretKeyFormat(
+                "unknown key derivation algorithm".into(),
+            ));
         }
         let mut id = [0u8; 8];
         id.copy_from_slice(&keynum[..8]);
         let mut seed = [0u8; 32];
         seed.copy_from_slice(&keynum[8..40]);
-        let key = Self { id: KeyId(id), signing: SigningKey::from_bytes(&seed) };
+        let key = Self {
+            id: KeyId(id),
+            signing: SigningKey::from_bytes(&seed),
+        };
         let stored_chk = &keynum[72..104];
         // minisign 0.11 writes an all-zero checksum for unencrypted (-W) keys.
         let zero_ok = kdf == KDF_NONE && stored_chk.iter().all(|b| *b == 0);
@@ -224,7 +268,9 @@ impl SecretKey {
             });
         }
         if keynum[40..72] != key.signing.verifying_key().to_bytes() {
-            return Err(KeyError::SecretKeyFormat("public half does not match the seed".into()));
+            return Err(KeyError::SecretKeyFormat(
+                "public half does not match the seed".into(),
+            ));
         }
         Ok(key)
     }
@@ -257,9 +303,14 @@ fn decode_secret(text: &str) -> Result<Vec<u8>, KeyError> {
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
         .ok_or_else(|| KeyError::SecretKeyFormat("no key line".into()))?;
-    let bytes = B64.decode(line).map_err(|e| KeyError::SecretKeyFormat(format!("base64: {e}")))?;
+    let bytes = B64
+        .decode(line)
+        .map_err(|e| KeyError::SecretKeyFormat(format!("base64: {e}")))?;
     if bytes.len() != SECRET_KEY_LEN || &bytes[..2] != SIG_ALG || &bytes[4..6] != CHK_ALG {
-        return Err(KeyError::SecretKeyFormat(format!("expected {SECRET_KEY_LEN} bytes 'Ed…B2…', got {}", bytes.len())));
+        return Err(KeyError::SecretKeyFormat(format!(
+            "expected {SECRET_KEY_LEN} bytes 'Ed…B2…', got {}",
+            bytes.len()
+        )));
     }
     Ok(bytes)
 }
@@ -286,11 +337,18 @@ fn scrypt_params(opslimit: u64, memlimit: u64) -> (u8, u32, u32) {
     }
 }
 
-fn kdf_stream(password: &str, salt: &[u8; 32], opslimit: u64, memlimit: u64) -> Result<[u8; 104], KeyError> {
+fn kdf_stream(
+    password: &str,
+    salt: &[u8; 32],
+    opslimit: u64,
+    memlimit: u64,
+) -> Result<[u8; 104], KeyError> {
     let (log_n, r, p) = scrypt_params(opslimit, memlimit);
-    let params = scrypt::Params::new(log_n, r, p, scrypt::Params::RECOMMENDED_LEN).map_err(|e| KeyError::Kdf(e.to_string()))?;
+    let params = scrypt::Params::new(log_n, r, p, scrypt::Params::RECOMMENDED_LEN)
+        .map_err(|e| KeyError::Kdf(e.to_string()))?;
     let mut out = [0u8; 104];
-    scrypt::scrypt(password.as_bytes(), salt, &params, &mut out).map_err(|e| KeyError::Kdf(e.to_string()))?;
+    scrypt::scrypt(password.as_bytes(), salt, &params, &mut out)
+        .map_err(|e| KeyError::Kdf(e.to_string()))?;
     Ok(out)
 }
 
@@ -324,13 +382,18 @@ pub fn signature_key_id(sig_text: &str) -> Result<KeyId, SignatureError> {
         .decode(line.trim())
         .map_err(|e| SignatureError::Malformed(format!("base64: {e}")))?;
     if bytes.len() != 74 {
-        return Err(SignatureError::Malformed(format!("signature is {} bytes, expected 74", bytes.len())));
+        return Err(SignatureError::Malformed(format!(
+            "signature is {} bytes, expected 74",
+            bytes.len()
+        )));
     }
     if &bytes[..2] == SIG_ALG {
         return Err(SignatureError::Legacy);
     }
     if &bytes[..2] != SIG_ALG_HASHED {
-        return Err(SignatureError::Malformed("unknown signature algorithm".into()));
+        return Err(SignatureError::Malformed(
+            "unknown signature algorithm".into(),
+        ));
     }
     let mut id = [0u8; 8];
     id.copy_from_slice(&bytes[2..10]);
@@ -339,13 +402,27 @@ pub fn signature_key_id(sig_text: &str) -> Result<KeyId, SignatureError> {
 
 /// Verifies a prehashed minisign signature over `data` with whichever of
 /// `trusted` keys it names.
-pub fn verify(data: &[u8], sig_text: &str, trusted: &[PublicKey]) -> Result<VerifiedSignature, SignatureError> {
+pub fn verify(
+    data: &[u8],
+    sig_text: &str,
+    trusted: &[PublicKey],
+) -> Result<VerifiedSignature, SignatureError> {
     let key_id = signature_key_id(sig_text)?;
-    let key = trusted.iter().find(|k| k.id == key_id).ok_or(SignatureError::UntrustedKey(key_id))?;
-    let sig = minisign_verify::Signature::decode(sig_text).map_err(|e| SignatureError::Malformed(e.to_string()))?;
-    let pk = key.verifier().map_err(|e| SignatureError::Malformed(e.to_string()))?;
-    pk.verify(data, &sig, false).map_err(|_| SignatureError::Mismatch)?;
-    Ok(VerifiedSignature { key_id, trusted_comment: sig.trusted_comment().to_string() })
+    let key = trusted
+        .iter()
+        .find(|k| k.id == key_id)
+        .ok_or(SignatureError::UntrustedKey(key_id))?;
+    let sig = minisign_verify::Signature::decode(sig_text)
+        .map_err(|e| SignatureError::Malformed(e.to_string()))?;
+    let pk = key
+        .verifier()
+        .map_err(|e| SignatureError::Malformed(e.to_string()))?;
+    pk.verify(data, &sig, false)
+        .map_err(|_| SignatureError::Mismatch)?;
+    Ok(VerifiedSignature {
+        key_id,
+        trusted_comment: sig.trusted_comment().to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -360,11 +437,20 @@ mod tests {
         let sig = sk.sign(b"hello", "name=x version=1");
         let ok = verify(b"hello", &sig, std::slice::from_ref(&pk)).unwrap();
         assert_eq!(ok.trusted_comment, "name=x version=1");
-        assert_eq!(verify(b"hellp", &sig, std::slice::from_ref(&pk)).unwrap_err(), SignatureError::Mismatch);
+        assert_eq!(
+            verify(b"hellp", &sig, std::slice::from_ref(&pk)).unwrap_err(),
+            SignatureError::Mismatch
+        );
         let other = SecretKey::generate().public_key();
-        assert!(matches!(verify(b"hello", &sig, &[other]), Err(SignatureError::UntrustedKey(_))));
+        assert!(matches!(
+            verify(b"hello", &sig, &[other]),
+            Err(SignatureError::UntrustedKey(_))
+        ));
         let forged = sig.replace("version=1", "version=9");
-        assert_eq!(verify(b"hello", &forged, &[pk]).unwrap_err(), SignatureError::Mismatch);
+        assert_eq!(
+            verify(b"hello", &forged, &[pk]).unwrap_err(),
+            SignatureError::Mismatch
+        );
     }
 
     #[test]
@@ -374,17 +460,36 @@ mod tests {
         assert_eq!(PublicKey::from_file_text(&pk.to_file_text()).unwrap(), pk);
         let plain = sk.to_file_text(None, 0, 0).unwrap();
         assert!(!SecretKey::file_is_encrypted(&plain).unwrap());
-        assert_eq!(SecretKey::from_file_text(&plain, None).unwrap().public_key(), pk);
+        assert_eq!(
+            SecretKey::from_file_text(&plain, None)
+                .unwrap()
+                .public_key(),
+            pk
+        );
         // Cheap scrypt limits keep the test fast; the format is the same.
         let enc = sk.to_file_text(Some("pw"), 1 << 16, 1 << 24).unwrap();
         assert!(SecretKey::file_is_encrypted(&enc).unwrap());
-        assert_eq!(SecretKey::from_file_text(&enc, Some("pw")).unwrap().public_key(), pk);
-        assert!(matches!(SecretKey::from_file_text(&enc, Some("nope")), Err(KeyError::WrongPassword)));
-        assert!(matches!(SecretKey::from_file_text(&enc, None), Err(KeyError::PasswordNeeded)));
+        assert_eq!(
+            SecretKey::from_file_text(&enc, Some("pw"))
+                .unwrap()
+                .public_key(),
+            pk
+        );
+        assert!(matches!(
+            SecretKey::from_file_text(&enc, Some("nope")),
+            Err(KeyError::WrongPassword)
+        ));
+        assert!(matches!(
+            SecretKey::from_file_text(&enc, None),
+            Err(KeyError::PasswordNeeded)
+        ));
     }
 
     #[test]
     fn scrypt_params_match_libsodium_for_minisign_defaults() {
-        assert_eq!(scrypt_params(DEFAULT_OPSLIMIT, DEFAULT_MEMLIMIT), (20, 8, 1));
+        assert_eq!(
+            scrypt_params(DEFAULT_OPSLIMIT, DEFAULT_MEMLIMIT),
+            (20, 8, 1)
+        );
     }
 }

@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("reading {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: only regular files and directories can be packed (found a {kind})")]
     UnsupportedFile { path: String, kind: &'static str },
     #[error("{path}: file name is not valid UTF-8")]
@@ -75,12 +78,17 @@ fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>, BuildError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let read_err = |source| BuildError::Read { path: d.display().to_string(), source };
+        let read_err = |source| BuildError::Read {
+            path: d.display().to_string(),
+            source,
+        };
         for entry in std::fs::read_dir(&d).map_err(read_err)? {
             let entry = entry.map_err(read_err)?;
             let path = entry.path();
-            let meta = std::fs::symlink_metadata(&path)
-                .map_err(|source| BuildError::Read { path: path.display().to_string(), source })?;
+            let meta = std::fs::symlink_metadata(&path).map_err(|source| BuildError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
             let ft = meta.file_type();
             if ft.is_dir() {
                 stack.push(path);
@@ -89,11 +97,20 @@ fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>, BuildError> {
                     .strip_prefix(dir)
                     .ok()
                     .and_then(|p| p.to_str())
-                    .ok_or_else(|| BuildError::NonUtf8Path { path: path.display().to_string() })?;
+                    .ok_or_else(|| BuildError::NonUtf8Path {
+                        path: path.display().to_string(),
+                    })?;
                 out.push((rel.replace(std::path::MAIN_SEPARATOR, "/"), path));
             } else {
-                let kind = if ft.is_symlink() { "symlink" } else { "special file" };
-                return Err(BuildError::UnsupportedFile { path: path.display().to_string(), kind });
+                let kind = if ft.is_symlink() {
+                    "symlink"
+                } else {
+                    "special file"
+                };
+                return Err(BuildError::UnsupportedFile {
+                    path: path.display().to_string(),
+                    kind,
+                });
             }
         }
     }
@@ -113,7 +130,10 @@ pub fn validate_tree(dir: &Path, opts: &BuildOptions) -> Result<String, BuildErr
         .map(str::to_string);
     let site_id = match (&opts.site_id, file_id) {
         (Some(flag), Some(file)) if *flag != file => {
-            return Err(BuildError::SiteIdConflict { flag: flag.clone(), file })
+            return Err(BuildError::SiteIdConflict {
+                flag: flag.clone(),
+                file,
+            })
         }
         (Some(id), _) => id.clone(),
         (None, Some(id)) => id,
@@ -122,7 +142,11 @@ pub fn validate_tree(dir: &Path, opts: &BuildOptions) -> Result<String, BuildErr
     // A tree that names its site is a complete config: check it whole. A
     // partial tree (a per-appliance or add-on overlay) is checked per file here
     // and whole on the appliance, after merging.
-    if tree.site.as_ref().is_some_and(|d| d.table.get("site").and_then(|s| s.get("id")).is_some()) {
+    if tree
+        .site
+        .as_ref()
+        .is_some_and(|d| d.table.get("site").and_then(|s| s.get("id")).is_some())
+    {
         tree.to_config(&dir.display().to_string())?;
     }
     Ok(site_id)
@@ -133,10 +157,14 @@ fn trust_keys(files: &[(String, PathBuf)]) -> Result<Vec<String>, BuildError> {
     let mut keys = Vec::new();
     for (rel, abs) in files {
         if rel.starts_with("trust/") && rel.ends_with(".pub") {
-            let text = std::fs::read_to_string(abs)
-                .map_err(|source| BuildError::Read { path: abs.display().to_string(), source })?;
-            let pk = PublicKey::from_file_text(&text)
-                .map_err(|e| BuildError::TrustKey { path: rel.clone(), reason: e.to_string() })?;
+            let text = std::fs::read_to_string(abs).map_err(|source| BuildError::Read {
+                path: abs.display().to_string(),
+                source,
+            })?;
+            let pk = PublicKey::from_file_text(&text).map_err(|e| BuildError::TrustKey {
+                path: rel.clone(),
+                reason: e.to_string(),
+            })?;
             keys.push(pk.to_base64());
         }
     }
@@ -154,14 +182,18 @@ pub fn pack(dir: &Path, opts: &BuildOptions) -> Result<Packed, BuildError> {
     let mut tar = tar::Builder::new(Vec::new());
     let mut unpacked_size = 0u64;
     for (rel, abs) in &files {
-        let data = std::fs::read(abs).map_err(|source| BuildError::Read { path: abs.display().to_string(), source })?;
+        let data = std::fs::read(abs).map_err(|source| BuildError::Read {
+            path: abs.display().to_string(),
+            source,
+        })?;
         unpacked_size += data.len() as u64;
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
         header.set_mode(0o644);
         header.set_mtime(opts.created);
         header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut header, rel, data.as_slice()).map_err(BuildError::Pack)?;
+        tar.append_data(&mut header, rel, data.as_slice())
+            .map_err(BuildError::Pack)?;
     }
     let tar_bytes = tar.into_inner().map_err(BuildError::Pack)?;
     let payload = zstd::encode_all(tar_bytes.as_slice(), 9).map_err(BuildError::Pack)?;
@@ -187,5 +219,9 @@ pub fn pack(dir: &Path, opts: &BuildOptions) -> Result<Packed, BuildError> {
 pub fn build(dir: &Path, opts: &BuildOptions, key: &SecretKey) -> Result<Built, BuildError> {
     let Packed { manifest, kovl } = pack(dir, opts)?;
     let minisig = key.sign(&kovl, &manifest.trusted_comment());
-    Ok(Built { manifest, kovl, minisig })
+    Ok(Built {
+        manifest,
+        kovl,
+        minisig,
+    })
 }

@@ -50,39 +50,63 @@ pub struct StateFile {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("reading {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not valid state JSON: {source}")]
-    Parse { path: String, source: serde_json::Error },
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
     #[error("writing {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl StateFile {
     /// Loads the state; a missing file is an empty state.
     pub fn load(path: &Path) -> Result<Self, StateError> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|source| StateError::Parse { path: path.display().to_string(), source }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Parse {
+                path: path.display().to_string(),
+                source,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(StateError::Read { path: path.display().to_string(), source }),
+            Err(source) => Err(StateError::Read {
+                path: path.display().to_string(),
+                source,
+            }),
         }
     }
 
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        let mut bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| StateError::Write { path: path.display().to_string(), source: std::io::Error::other(e) })?;
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| StateError::Write {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
         bytes.push(b'\n');
-        write_atomic(path, &bytes, true)
-            .map_err(|source| StateError::Write { path: path.display().to_string(), source })
+        write_atomic(path, &bytes, true).map_err(|source| StateError::Write {
+            path: path.display().to_string(),
+            source,
+        })
     }
 }
 
 /// Writes `data` to `path` via a temp file in the same directory and a rename;
 /// with `durable`, fsyncs the file and the directory so it survives power loss.
 pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -111,7 +135,11 @@ mod tests {
     fn preserves_other_keys() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("state.json");
-        std::fs::write(&path, r#"{"slots":{"active":"a"},"overlays":{"floors":{"lab":3}}}"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"slots":{"active":"a"},"overlays":{"floors":{"lab":3}}}"#,
+        )
+        .unwrap();
         let mut s = StateFile::load(&path).unwrap();
         assert_eq!(s.overlays.floors["lab"], 3);
         s.overlays.floors.insert("lab".into(), 4);

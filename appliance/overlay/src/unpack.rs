@@ -70,33 +70,61 @@ fn safe_relative(raw: &Path) -> Result<PathBuf, &'static str> {
 
 /// Unpacks `payload` (tar+zstd) into `dest`, which must not exist yet.
 /// Returns the files written (relative, `/`-separated, sorted).
-pub fn unpack_payload(payload: &[u8], dest: &Path, limits: &Limits) -> Result<Vec<String>, UnpackError> {
-    let write_err = |path: &Path, source| UnpackError::Write { path: path.display().to_string(), source };
+pub fn unpack_payload(
+    payload: &[u8],
+    dest: &Path,
+    limits: &Limits,
+) -> Result<Vec<String>, UnpackError> {
+    let write_err = |path: &Path, source| UnpackError::Write {
+        path: path.display().to_string(),
+        source,
+    };
     std::fs::create_dir(dest).map_err(|e| write_err(dest, e))?;
-    let decoder = zstd::stream::read::Decoder::new(payload).map_err(|e| UnpackError::Corrupt(e.to_string()))?;
-    let mut limited = LimitedReader { inner: decoder, remaining: limits.max_unpacked_bytes, exceeded: false };
+    let decoder = zstd::stream::read::Decoder::new(payload)
+        .map_err(|e| UnpackError::Corrupt(e.to_string()))?;
+    let mut limited = LimitedReader {
+        inner: decoder,
+        remaining: limits.max_unpacked_bytes,
+        exceeded: false,
+    };
     let result = unpack_entries(&mut limited, dest, limits);
     match result {
-        Err(UnpackError::Corrupt(_)) if limited.exceeded => Err(UnpackError::TooLarge { limit: limits.max_unpacked_bytes }),
-        Err(UnpackError::Write { .. }) if limited.exceeded => Err(UnpackError::TooLarge { limit: limits.max_unpacked_bytes }),
+        Err(UnpackError::Corrupt(_)) if limited.exceeded => Err(UnpackError::TooLarge {
+            limit: limits.max_unpacked_bytes,
+        }),
+        Err(UnpackError::Write { .. }) if limited.exceeded => Err(UnpackError::TooLarge {
+            limit: limits.max_unpacked_bytes,
+        }),
         other => other,
     }
 }
 
-fn unpack_entries<R: Read>(reader: &mut R, dest: &Path, limits: &Limits) -> Result<Vec<String>, UnpackError> {
-    let write_err = |path: &Path, source| UnpackError::Write { path: path.display().to_string(), source };
+fn unpack_entries<R: Read>(
+    reader: &mut R,
+    dest: &Path,
+    limits: &Limits,
+) -> Result<Vec<String>, UnpackError> {
+    let write_err = |path: &Path, source| UnpackError::Write {
+        path: path.display().to_string(),
+        source,
+    };
     let corrupt = |e: io::Error| UnpackError::Corrupt(e.to_string());
     let mut archive = tar::Archive::new(reader);
     let mut files = Vec::new();
     let mut budget = limits.max_unpacked_bytes;
     for (count, entry) in archive.entries().map_err(corrupt)?.enumerate() {
         if count >= limits.max_files {
-            return Err(UnpackError::TooManyEntries { limit: limits.max_files });
+            return Err(UnpackError::TooManyEntries {
+                limit: limits.max_files,
+            });
         }
         let mut entry = entry.map_err(corrupt)?;
         let raw = entry.path().map_err(corrupt)?.into_owned();
         let shown = raw.display().to_string();
-        let rel = safe_relative(&raw).map_err(|why| UnpackError::UnsafePath { entry: shown.clone(), why })?;
+        let rel = safe_relative(&raw).map_err(|why| UnpackError::UnsafePath {
+            entry: shown.clone(),
+            why,
+        })?;
         let kind = entry.header().entry_type();
         let target = dest.join(&rel);
         match kind {
@@ -106,7 +134,9 @@ fn unpack_entries<R: Read>(reader: &mut R, dest: &Path, limits: &Limits) -> Resu
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.size();
                 if size > budget {
-                    return Err(UnpackError::TooLarge { limit: limits.max_unpacked_bytes });
+                    return Err(UnpackError::TooLarge {
+                        limit: limits.max_unpacked_bytes,
+                    });
                 }
                 budget -= size;
                 if let Some(parent) = target.parent() {
@@ -125,8 +155,12 @@ fn unpack_entries<R: Read>(reader: &mut R, dest: &Path, limits: &Limits) -> Resu
                             write_err(&target, e)
                         }
                     })?;
-                io::copy(&mut (&mut entry).take(size), &mut out).map_err(|e| write_err(&target, e))?;
-                files.push(rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"));
+                io::copy(&mut (&mut entry).take(size), &mut out)
+                    .map_err(|e| write_err(&target, e))?;
+                files.push(
+                    rel.to_string_lossy()
+                        .replace(std::path::MAIN_SEPARATOR, "/"),
+                );
             }
             other => {
                 let kind = match other {
@@ -173,7 +207,10 @@ mod tests {
         assert!(safe_relative(Path::new("./site.toml")).is_ok());
         assert_eq!(safe_relative(Path::new("../x")), Err("contains '..'"));
         assert_eq!(safe_relative(Path::new("a/../../x")), Err("contains '..'"));
-        assert_eq!(safe_relative(Path::new("/etc/passwd")), Err("absolute path"));
+        assert_eq!(
+            safe_relative(Path::new("/etc/passwd")),
+            Err("absolute path")
+        );
     }
 
     #[test]

@@ -68,20 +68,37 @@ pub fn verify_authentic(
     let parts = read_kovl(kovl, limits)?;
     let m = &parts.manifest;
     if m.format != FORMAT {
-        return Err(Refusal::Manifest(format!("unknown format {:?} (expected {FORMAT})", m.format)));
+        return Err(Refusal::Manifest(format!(
+            "unknown format {:?} (expected {FORMAT})",
+            m.format
+        )));
     }
     if !valid_name(&m.name) {
-        return Err(Refusal::Manifest(format!("invalid overlay name {:?}", m.name)));
+        return Err(Refusal::Manifest(format!(
+            "invalid overlay name {:?}",
+            m.name
+        )));
     }
-    m.check_trusted_comment(&sig.trusted_comment).map_err(Refusal::TrustedComment)?;
+    m.check_trusted_comment(&sig.trusted_comment)
+        .map_err(Refusal::TrustedComment)?;
     let actual = sha256_hex(&parts.payload);
     if actual != m.payload_sha256 || parts.payload.len() as u64 != m.payload_size {
-        return Err(Refusal::PayloadHash { expected: m.payload_sha256.clone(), actual });
+        return Err(Refusal::PayloadHash {
+            expected: m.payload_sha256.clone(),
+            actual,
+        });
     }
     if m.unpacked_size > limits.max_unpacked_bytes {
-        return Err(crate::unpack::UnpackError::TooLarge { limit: limits.max_unpacked_bytes }.into());
+        return Err(crate::unpack::UnpackError::TooLarge {
+            limit: limits.max_unpacked_bytes,
+        }
+        .into());
     }
-    Ok(Verified { manifest: parts.manifest, payload: parts.payload, key_id: sig.key_id })
+    Ok(Verified {
+        manifest: parts.manifest,
+        payload: parts.payload,
+        key_id: sig.key_id,
+    })
 }
 
 /// What the appliance admits: not expired, not below the recorded floor for
@@ -98,16 +115,25 @@ pub struct Policy {
 
 pub fn check_policy(m: &Manifest, policy: &Policy) -> Result<(), Refusal> {
     if policy.now > m.expires {
-        return Err(Refusal::Expired { expires: rfc3339(m.expires), now: rfc3339(policy.now) });
+        return Err(Refusal::Expired {
+            expires: rfc3339(m.expires),
+            now: rfc3339(policy.now),
+        });
     }
     if let Some(&floor) = policy.floors.get(&m.name) {
         if m.version < floor {
-            return Err(Refusal::Rollback { version: m.version, floor });
+            return Err(Refusal::Rollback {
+                version: m.version,
+                floor,
+            });
         }
     }
     if let Some(want) = &policy.site_id {
         if *want != m.site_id {
-            return Err(Refusal::WrongSite { got: m.site_id.clone(), want: want.clone() });
+            return Err(Refusal::WrongSite {
+                got: m.site_id.clone(),
+                want: want.clone(),
+            });
         }
     }
     Ok(())
