@@ -528,7 +528,11 @@ mod tests {
         let mut s = PxeSettings::from_site(&site, PxePaths::default()).unwrap();
         s.range_start = Ipv4Addr::new(192, 168, 100, range.0);
         s.range_end = Ipv4Addr::new(192, 168, 100, range.1);
-        let leases = LeaseStore::new(s.range_start, s.range_end, [(mac(0x20), Ipv4Addr::new(192, 168, 100, 150))]);
+        let leases = LeaseStore::new(
+            s.range_start,
+            s.range_end,
+            [(mac(0x20), Ipv4Addr::new(192, 168, 100, 150))],
+        );
         DhcpResponder::new(s, BootFiles::default(), leases)
     }
 
@@ -538,13 +542,18 @@ mod tests {
 
     fn request(kind: MessageType, m: MacAddr, arch: Option<u16>, vendor: &[u8]) -> Message {
         let mut msg = Message::default();
-        msg.set_opcode(Opcode::BootRequest).set_htype(HType::Eth).set_xid(0x1234).set_chaddr(&m.0);
+        msg.set_opcode(Opcode::BootRequest)
+            .set_htype(HType::Eth)
+            .set_xid(0x1234)
+            .set_chaddr(&m.0);
         msg.opts_mut().insert(DhcpOption::MessageType(kind));
         if let Some(a) = arch {
-            msg.opts_mut().insert(DhcpOption::ClientSystemArchitecture(Architecture(a)));
+            msg.opts_mut()
+                .insert(DhcpOption::ClientSystemArchitecture(Architecture(a)));
         }
         if !vendor.is_empty() {
-            msg.opts_mut().insert(DhcpOption::ClassIdentifier(vendor.to_vec()));
+            msg.opts_mut()
+                .insert(DhcpOption::ClassIdentifier(vendor.to_vec()));
         }
         msg
     }
@@ -570,7 +579,16 @@ mod tests {
     #[test]
     fn discover_request_ack_for_bios_pxe() {
         let mut r = responder(DhcpMode::Authoritative, (100, 200));
-        let (h, offer) = exchange(&mut r, &request(MessageType::Discover, mac(1), Some(ARCH_BIOS), b"PXEClient:Arch:00000"), 10);
+        let (h, offer) = exchange(
+            &mut r,
+            &request(
+                MessageType::Discover,
+                mac(1),
+                Some(ARCH_BIOS),
+                b"PXEClient:Arch:00000",
+            ),
+            10,
+        );
         assert_eq!(h.answered, Answered::Offer);
         assert_eq!(offer.opts().msg_type(), Some(MessageType::Offer));
         assert_eq!(offer.xid(), 0x1234);
@@ -579,16 +597,35 @@ mod tests {
         assert!(r.settings.in_range(ip));
         assert_eq!(offer.siaddr(), Ipv4Addr::new(192, 168, 100, 1));
         // Decoded fname has a trailing NUL per DESIGN; compare trimmed.
-        let fname = offer.fname().map(|f| f.split(|b| *b == 0).next().unwrap_or_default().to_vec());
+        let fname = offer
+            .fname()
+            .map(|f| f.split(|b| *b == 0).next().unwrap_or_default().to_vec());
         assert_eq!(fname.as_deref(), Some(&b"undionly.kpxe"[..]));
-        assert!(matches!(opt(&offer, OptionCode::Unknown(175)), Some(DhcpOption::Unknown(u)) if u.data() == [0xb0, 1, 1]));
-        assert!(matches!(opt(&offer, OptionCode::Router), Some(DhcpOption::Router(v)) if v == &[Ipv4Addr::new(192, 168, 100, 1)]));
-        assert!(matches!(opt(&offer, OptionCode::SubnetMask), Some(DhcpOption::SubnetMask(m)) if *m == Ipv4Addr::new(255, 255, 255, 0)));
-        assert!(matches!(opt(&offer, OptionCode::AddressLeaseTime), Some(DhcpOption::AddressLeaseTime(3600))));
+        assert!(
+            matches!(opt(&offer, OptionCode::Unknown(175)), Some(DhcpOption::Unknown(u)) if u.data() == [0xb0, 1, 1])
+        );
+        assert!(
+            matches!(opt(&offer, OptionCode::Router), Some(DhcpOption::Router(v)) if v == &[Ipv4Addr::new(192, 168, 100, 1)])
+        );
+        assert!(
+            matches!(opt(&offer, OptionCode::SubnetMask), Some(DhcpOption::SubnetMask(m)) if *m == Ipv4Addr::new(255, 255, 255, 0))
+        );
+        assert!(matches!(
+            opt(&offer, OptionCode::AddressLeaseTime),
+            Some(DhcpOption::AddressLeaseTime(3600))
+        ));
 
-        let mut req = request(MessageType::Request, mac(1), Some(ARCH_BIOS), b"PXEClient:Arch:00000");
+        let mut req = request(
+            MessageType::Request,
+            mac(1),
+            Some(ARCH_BIOS),
+            b"PXEClient:Arch:00000",
+        );
         req.opts_mut().insert(DhcpOption::RequestedIpAddress(ip));
-        req.opts_mut().insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(192, 168, 100, 1)));
+        req.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(
+                192, 168, 100, 1,
+            )));
         let (h, ack) = exchange(&mut r, &req, 11);
         assert_eq!(h.answered, Answered::Ack);
         assert_eq!(h.bound, Some(ip));
@@ -599,20 +636,63 @@ mod tests {
     #[test]
     fn boot_file_per_architecture_and_ipxe() {
         let mut r = responder(DhcpMode::Authoritative, (100, 200));
-        let (_, uefi) = exchange(&mut r, &request(MessageType::Discover, mac(2), Some(ARCH_EFI_X64), b"PXEClient:Arch:00007"), 1);
-        assert!(matches!(opt(&uefi, OptionCode::BootfileName), Some(DhcpOption::BootfileName(f)) if f == b"snponly.efi"));
+        let (_, uefi) = exchange(
+            &mut r,
+            &request(
+                MessageType::Discover,
+                mac(2),
+                Some(ARCH_EFI_X64),
+                b"PXEClient:Arch:00007",
+            ),
+            1,
+        );
+        assert!(
+            matches!(opt(&uefi, OptionCode::BootfileName), Some(DhcpOption::BootfileName(f)) if f == b"snponly.efi")
+        );
 
-        let (h, http) = exchange(&mut r, &request(MessageType::Discover, mac(3), Some(ARCH_EFI_X64_HTTP), b"HTTPClient:Arch:00016"), 1);
-        assert_eq!(h.boot_file, Some(BootFile::Http("http://192.168.100.1/boot/ipxe.efi".into())));
-        assert!(matches!(opt(&http, OptionCode::ClassIdentifier), Some(DhcpOption::ClassIdentifier(v)) if v == b"HTTPClient"));
+        let (h, http) = exchange(
+            &mut r,
+            &request(
+                MessageType::Discover,
+                mac(3),
+                Some(ARCH_EFI_X64_HTTP),
+                b"HTTPClient:Arch:00016",
+            ),
+            1,
+        );
+        assert_eq!(
+            h.boot_file,
+            Some(BootFile::Http("http://192.168.100.1/boot/ipxe.efi".into()))
+        );
+        assert!(
+            matches!(opt(&http, OptionCode::ClassIdentifier), Some(DhcpOption::ClassIdentifier(v)) if v == b"HTTPClient")
+        );
 
-        let mut ipxe = request(MessageType::Discover, mac(4), Some(ARCH_BIOS), b"PXEClient:Arch:00000");
-        ipxe.opts_mut().insert(DhcpOption::UserClass(b"iPXE".to_vec()));
+        let mut ipxe = request(
+            MessageType::Discover,
+            mac(4),
+            Some(ARCH_BIOS),
+            b"PXEClient:Arch:00000",
+        );
+        ipxe.opts_mut()
+            .insert(DhcpOption::UserClass(b"iPXE".to_vec()));
         let (h, _) = exchange(&mut r, &ipxe, 1);
-        assert_eq!(h.boot_file, Some(BootFile::Http("http://192.168.100.1/boot/52:54:00:6b:00:04.ipxe".into())));
+        assert_eq!(
+            h.boot_file,
+            Some(BootFile::Http(
+                "http://192.168.100.1/boot/52:54:00:6b:00:04.ipxe".into()
+            ))
+        );
 
-        let (h, plain) = exchange(&mut r, &request(MessageType::Discover, mac(5), None, b""), 1);
-        assert_eq!(h.boot_file, None, "an installed OS asking for an address gets no boot file");
+        let (h, plain) = exchange(
+            &mut r,
+            &request(MessageType::Discover, mac(5), None, b""),
+            1,
+        );
+        assert_eq!(
+            h.boot_file, None,
+            "an installed OS asking for an address gets no boot file"
+        );
         assert!(opt(&plain, OptionCode::Unknown(175)).is_none());
     }
 
@@ -620,7 +700,9 @@ mod tests {
     fn unknown_mac_with_ignore_policy_gets_an_address_but_no_boot() {
         let mut r = responder(DhcpMode::Authoritative, (100, 200));
         let msg = request(MessageType::Discover, mac(6), Some(ARCH_BIOS), b"PXEClient");
-        let h = r.handle(&wire(&msg), Port::Dhcp, &Policy { boot: false }, 1).unwrap();
+        let h = r
+            .handle(&wire(&msg), Port::Dhcp, &Policy { boot: false }, 1)
+            .unwrap();
         assert!(h.boot_file.is_none());
         assert!(!h.reply.unwrap().message.yiaddr().is_unspecified());
     }
@@ -628,12 +710,17 @@ mod tests {
     #[test]
     fn reservation_wins_and_foreign_requests_are_naked() {
         let mut r = responder(DhcpMode::Authoritative, (100, 200));
-        let (_, offer) = exchange(&mut r, &request(MessageType::Discover, mac(0x20), None, b""), 1);
+        let (_, offer) = exchange(
+            &mut r,
+            &request(MessageType::Discover, mac(0x20), None, b""),
+            1,
+        );
         assert_eq!(offer.yiaddr(), Ipv4Addr::new(192, 168, 100, 150));
 
         // INIT-REBOOT asking for an address outside the range: NAK.
         let mut req = request(MessageType::Request, mac(7), None, b"");
-        req.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 9, 9, 9)));
+        req.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 9, 9, 9)));
         let (h, nak) = exchange(&mut r, &req, 1);
         assert_eq!(h.answered, Answered::Nak);
         assert_eq!(nak.opts().msg_type(), Some(MessageType::Nak));
@@ -641,38 +728,79 @@ mod tests {
 
         // Somebody else's reservation: NAK.
         let mut req = request(MessageType::Request, mac(8), None, b"");
-        req.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(192, 168, 100, 150)));
+        req.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+                192, 168, 100, 150,
+            )));
         assert_eq!(exchange(&mut r, &req, 1).0.answered, Answered::Nak);
     }
 
     #[test]
     fn choosing_another_server_frees_our_offer() {
         let mut r = responder(DhcpMode::Authoritative, (100, 100));
-        let (_, offer) = exchange(&mut r, &request(MessageType::Discover, mac(1), None, b""), 1);
+        let (_, offer) = exchange(
+            &mut r,
+            &request(MessageType::Discover, mac(1), None, b""),
+            1,
+        );
         let mut req = request(MessageType::Request, mac(1), None, b"");
-        req.opts_mut().insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
-        req.opts_mut().insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(192, 168, 100, 254)));
-        assert_eq!(r.handle(&wire(&req), Port::Dhcp, &BOOT, 2).unwrap_err(), Dropped::OtherServer);
+        req.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
+        req.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(
+                192, 168, 100, 254,
+            )));
+        assert_eq!(
+            r.handle(&wire(&req), Port::Dhcp, &BOOT, 2).unwrap_err(),
+            Dropped::OtherServer
+        );
         // The single address is free again for someone else.
-        assert!(r.handle(&wire(&request(MessageType::Discover, mac(2), None, b"")), Port::Dhcp, &BOOT, 3).is_ok());
+        assert!(r
+            .handle(
+                &wire(&request(MessageType::Discover, mac(2), None, b"")),
+                Port::Dhcp,
+                &BOOT,
+                3
+            )
+            .is_ok());
     }
 
     #[test]
     fn exhausted_pool_is_dropped_and_counted() {
         let mut r = responder(DhcpMode::Authoritative, (100, 101));
         for n in 1..=2 {
-            exchange(&mut r, &request(MessageType::Discover, mac(n), None, b""), 1);
+            exchange(
+                &mut r,
+                &request(MessageType::Discover, mac(n), None, b""),
+                1,
+            );
         }
-        let third = r.handle(&wire(&request(MessageType::Discover, mac(3), None, b"")), Port::Dhcp, &BOOT, 1);
+        let third = r.handle(
+            &wire(&request(MessageType::Discover, mac(3), None, b"")),
+            Port::Dhcp,
+            &BOOT,
+            1,
+        );
         assert_eq!(third.unwrap_err(), Dropped::PoolExhausted);
         // Offers expire: the pool frees up after the hold time.
-        assert!(r.handle(&wire(&request(MessageType::Discover, mac(3), None, b"")), Port::Dhcp, &BOOT, 100).is_ok());
+        assert!(r
+            .handle(
+                &wire(&request(MessageType::Discover, mac(3), None, b"")),
+                Port::Dhcp,
+                &BOOT,
+                100
+            )
+            .is_ok());
     }
 
     #[test]
     fn renew_release_decline_inform() {
         let mut r = responder(DhcpMode::Authoritative, (100, 200));
-        let (_, offer) = exchange(&mut r, &request(MessageType::Discover, mac(1), None, b""), 1);
+        let (_, offer) = exchange(
+            &mut r,
+            &request(MessageType::Discover, mac(1), None, b""),
+            1,
+        );
         let ip = offer.yiaddr();
         let mut renew = request(MessageType::Request, mac(1), None, b"");
         renew.set_ciaddr(ip);
@@ -689,53 +817,112 @@ mod tests {
 
         let mut release = request(MessageType::Release, mac(1), None, b"");
         release.set_ciaddr(ip);
-        assert!(r.handle(&wire(&release), Port::Dhcp, &BOOT, 4).unwrap().reply.is_none());
+        assert!(r
+            .handle(&wire(&release), Port::Dhcp, &BOOT, 4)
+            .unwrap()
+            .reply
+            .is_none());
         assert!(r.leases().lease_of(&mac(1)).is_none());
 
         let mut decline = request(MessageType::Decline, mac(2), None, b"");
-        decline.opts_mut().insert(DhcpOption::RequestedIpAddress(ip));
+        decline
+            .opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(ip));
         r.handle(&wire(&decline), Port::Dhcp, &BOOT, 5).unwrap();
-        assert!(!r.leases().available_for(ip, &mac(3), 6), "declined address is quarantined");
+        assert!(
+            !r.leases().available_for(ip, &mac(3), 6),
+            "declined address is quarantined"
+        );
     }
 
     #[test]
     fn proxy_mode_gives_boot_information_only() {
         let mut r = responder(DhcpMode::Proxy, (100, 200));
-        let (h, offer) = exchange(&mut r, &request(MessageType::Discover, mac(1), Some(ARCH_BIOS), b"PXEClient:Arch:00000"), 1);
+        let (h, offer) = exchange(
+            &mut r,
+            &request(
+                MessageType::Discover,
+                mac(1),
+                Some(ARCH_BIOS),
+                b"PXEClient:Arch:00000",
+            ),
+            1,
+        );
         assert_eq!(h.answered, Answered::Offer);
         assert!(offer.yiaddr().is_unspecified());
         assert!(opt(&offer, OptionCode::AddressLeaseTime).is_none());
         assert!(opt(&offer, OptionCode::Router).is_none());
-        assert!(matches!(opt(&offer, OptionCode::ClassIdentifier), Some(DhcpOption::ClassIdentifier(v)) if v == b"PXEClient"));
-        assert!(matches!(opt(&offer, OptionCode::VendorExtensions), Some(DhcpOption::VendorExtensions(v)) if v == &[6, 1, 8, 255]));
+        assert!(
+            matches!(opt(&offer, OptionCode::ClassIdentifier), Some(DhcpOption::ClassIdentifier(v)) if v == b"PXEClient")
+        );
+        assert!(
+            matches!(opt(&offer, OptionCode::VendorExtensions), Some(DhcpOption::VendorExtensions(v)) if v == &[6, 1, 8, 255])
+        );
 
-        let mut req = request(MessageType::Request, mac(1), Some(ARCH_BIOS), b"PXEClient:Arch:00000");
+        let mut req = request(
+            MessageType::Request,
+            mac(1),
+            Some(ARCH_BIOS),
+            b"PXEClient:Arch:00000",
+        );
         req.set_ciaddr(Ipv4Addr::new(192, 168, 100, 77));
         let h = r.handle(&wire(&req), Port::ProxyPxe, &BOOT, 2).unwrap();
         assert_eq!(h.answered, Answered::Ack);
-        assert_eq!(h.reply.unwrap().destination, Destination::Unicast(Ipv4Addr::new(192, 168, 100, 77), 68));
+        assert_eq!(
+            h.reply.unwrap().destination,
+            Destination::Unicast(Ipv4Addr::new(192, 168, 100, 77), 68)
+        );
 
-        let plain = r.handle(&wire(&request(MessageType::Discover, mac(2), None, b"")), Port::Dhcp, &BOOT, 3);
+        let plain = r.handle(
+            &wire(&request(MessageType::Discover, mac(2), None, b"")),
+            Port::Dhcp,
+            &BOOT,
+            3,
+        );
         assert_eq!(plain.unwrap_err(), Dropped::NotPxe);
     }
 
     #[test]
     fn bad_datagrams_are_dropped_not_fatal() {
         let mut r = responder(DhcpMode::Authoritative, (100, 200));
-        assert_eq!(r.handle(&[0u8; 10], Port::Dhcp, &BOOT, 1).unwrap_err(), Dropped::Truncated);
-        assert_eq!(r.handle(&vec![0u8; 4000], Port::Dhcp, &BOOT, 1).unwrap_err(), Dropped::Oversized);
+        assert_eq!(
+            r.handle(&[0u8; 10], Port::Dhcp, &BOOT, 1).unwrap_err(),
+            Dropped::Truncated
+        );
+        assert_eq!(
+            r.handle(&vec![0u8; 4000], Port::Dhcp, &BOOT, 1)
+                .unwrap_err(),
+            Dropped::Oversized
+        );
         let mut good = wire(&request(MessageType::Discover, mac(1), None, b""));
         good[2] = 200; // hlen beyond chaddr: dhcproto would panic in chaddr()
-        assert_eq!(r.handle(&good, Port::Dhcp, &BOOT, 1).unwrap_err(), Dropped::NotEthernet);
+        assert_eq!(
+            r.handle(&good, Port::Dhcp, &BOOT, 1).unwrap_err(),
+            Dropped::NotEthernet
+        );
         let mut reply = request(MessageType::Discover, mac(1), None, b"");
         reply.set_opcode(Opcode::BootReply);
-        assert_eq!(r.handle(&wire(&reply), Port::Dhcp, &BOOT, 1).unwrap_err(), Dropped::NotRequest);
+        assert_eq!(
+            r.handle(&wire(&reply), Port::Dhcp, &BOOT, 1).unwrap_err(),
+            Dropped::NotRequest
+        );
         let mut no_type = request(MessageType::Discover, mac(1), None, b"");
         no_type.opts_mut().remove(OptionCode::MessageType);
-        assert_eq!(r.handle(&wire(&no_type), Port::Dhcp, &BOOT, 1).unwrap_err(), Dropped::NoMessageType);
+        assert_eq!(
+            r.handle(&wire(&no_type), Port::Dhcp, &BOOT, 1).unwrap_err(),
+            Dropped::NoMessageType
+        );
         let mut unknown_opt = request(MessageType::Discover, mac(1), None, b"");
-        unknown_opt.opts_mut().insert(DhcpOption::Unknown(UnknownOption::new(OptionCode::Unknown(250), vec![1, 2, 3])));
-        assert!(r.handle(&wire(&unknown_opt), Port::Dhcp, &BOOT, 1).is_ok(), "unknown options are ignored");
+        unknown_opt
+            .opts_mut()
+            .insert(DhcpOption::Unknown(UnknownOption::new(
+                OptionCode::Unknown(250),
+                vec![1, 2, 3],
+            )));
+        assert!(
+            r.handle(&wire(&unknown_opt), Port::Dhcp, &BOOT, 1).is_ok(),
+            "unknown options are ignored"
+        );
         // Random garbage of every length never panics.
         let mut seed = 0x9e3779b97f4a7c15u64;
         for len in 0..700 {

@@ -63,14 +63,20 @@ pub fn sanitize(datagram: &[u8]) -> Result<Vec<u8>, WireError> {
             _ => {}
         }
         let len = usize::from(*datagram.get(i + 1).ok_or(WireError::Truncated)?);
-        let value = datagram.get(i + 2..i + 2 + len).ok_or(WireError::Truncated)?;
+        let value = datagram
+            .get(i + 2..i + 2 + len)
+            .ok_or(WireError::Truncated)?;
         i += 2 + len;
         match length_ok(code, len) {
             None => {}
             Some(false) => return Err(WireError::BadLength(code)),
             Some(true) => {
                 // dhcproto decodes option 93 as a single u16.
-                let value = if code == 93 { value.get(..2).unwrap_or(value) } else { value };
+                let value = if code == 93 {
+                    value.get(..2).unwrap_or(value)
+                } else {
+                    value
+                };
                 out.push(code);
                 // `value.len() <= len <= 255`, so the cast is lossless.
                 out.push(value.len() as u8);
@@ -102,7 +108,10 @@ mod tests {
 
     #[test]
     fn refuses_bad_lengths_and_truncation() {
-        assert_eq!(sanitize(&packet(&[50, 3, 1, 2, 3, 255])), Err(WireError::BadLength(50)));
+        assert_eq!(
+            sanitize(&packet(&[50, 3, 1, 2, 3, 255])),
+            Err(WireError::BadLength(50))
+        );
         assert_eq!(sanitize(&packet(&[60, 10, 1])), Err(WireError::Truncated));
         assert_eq!(sanitize(&packet(&[53])), Err(WireError::Truncated));
         assert_eq!(sanitize(&[0u8; 100]), Err(WireError::Short));

@@ -87,7 +87,7 @@ pub fn serve(
             std::thread::Builder::new()
                 .name(format!("pxe-http-{i}"))
                 // Workers only stream files and render small texts.
-                .stack_size(256 * 1024)
+                .stack_size(1024 * 1024)
                 .spawn(move || loop {
                     let mut request = match server.recv() {
                         Ok(r) => r,
