@@ -572,7 +572,7 @@ mod tests {
         (handled, back)
     }
 
-    fn opt<'a>(m: &'a Message, code: OptionCode) -> Option<&'a DhcpOption> {
+    fn opt(m: &Message, code: OptionCode) -> Option<&DhcpOption> {
         m.opts().get(code)
     }
 

@@ -32,7 +32,7 @@ fn length_ok(code: u8, len: usize) -> Option<bool> {
         // max message size
         57 => len == 2,
         // client architecture: we read the first entry only (fixed below)
-        93 => len >= 2 && len % 2 == 0,
+        93 => len >= 2 && len.is_multiple_of(2),
         // client network interface identifier
         94 => len == 3,
         // hostname (string, non-empty)
