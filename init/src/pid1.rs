@@ -20,9 +20,11 @@ use crate::state::{self, StateOutcome};
 
 /// Entry point of the `kindling-init` binary.
 pub fn main() {
-    let started = Instant::now();
+    let started = console::boottime();
     // Before any thread: handled signals go to the signalfd only.
     let _ = handled_signals().thread_block();
+    // Also before any thread: fd 3 becomes the children's readiness fd slot.
+    let notify_fd_error = crate::supervisor::spawn::reserve_notify_fd().err();
     std::panic::set_hook(Box::new(|info| {
         console::say("panic", format_args!("{info}"));
     }));
@@ -42,6 +44,9 @@ pub fn main() {
     }
     let console_error = console::open(config.console.as_deref());
     say!("early", "kindling-init {} starting as pid {}", env!("CARGO_PKG_VERSION"), std::process::id());
+    if let Some(e) = notify_fd_error {
+        say!("early", "cannot reserve fd 3 for readiness pipes ({e}); children get another number");
+    }
     if let Some(e) = console_error {
         say!("early", "console device unavailable ({e}); writing to stdout");
     }

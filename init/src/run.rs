@@ -57,7 +57,8 @@ enum Stage {
 /// Everything the run loop owns.
 pub struct RunLoop {
     config: BootConfig,
-    started: Instant,
+    /// CLOCK_BOOTTIME when /init started.
+    started: Duration,
     phases: PhaseBook,
     supervisor: Supervisor,
     signals: SignalFd,
@@ -85,7 +86,7 @@ pub enum RunError {
 impl RunLoop {
     /// Sets up the loop. `phases` carries what early/state recorded; `started` is
     /// when /init began. Signals in `handled_signals()` must already be blocked.
-    pub fn new(config: BootConfig, phases: PhaseBook, started: Instant) -> Result<RunLoop, RunError> {
+    pub fn new(config: BootConfig, phases: PhaseBook, started: Duration) -> Result<RunLoop, RunError> {
         let signals = SignalFd::with_flags(
             &handled_signals(),
             SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
@@ -130,9 +131,7 @@ impl RunLoop {
         self.phases.begin("config", now);
         let command = self.config.config_command.clone().unwrap_or_default();
         if command.is_empty() {
-            self.phases
-                .finish("config", PhaseState::Skipped, "no config command".into(), now);
-            self.load_table(now);
+            self.load_table((PhaseState::Skipped, "no config command".into()), now);
             return;
         }
         let mut spec = ServiceSpec::new(CONFIG_SERVICE, &[]);
@@ -154,6 +153,9 @@ impl RunLoop {
     /// Returns false once shutdown is complete and init should leave the loop.
     pub fn iterate(&mut self) -> bool {
         let now = Instant::now();
+        if !self.advance_all(now) {
+            return false;
+        }
         let timeout = self
             .next_deadline()
             .map(|d| d.saturating_duration_since(now))
@@ -179,7 +181,21 @@ impl RunLoop {
         // Reap on every round, not only on SIGCHLD: coalesced signals are never lost this way.
         self.reap(now);
         self.supervisor.tick(now);
-        self.advance(now)
+        self.advance_all(now)
+    }
+
+    /// Advances through every stage that can finish now (a stage with nothing
+    /// to wait for must not cost a poll timeout).
+    fn advance_all(&mut self, now: Instant) -> bool {
+        loop {
+            let before = self.stage;
+            if !self.advance(now) {
+                return false;
+            }
+            if self.stage == before {
+                return true;
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -307,7 +323,13 @@ impl RunLoop {
     }
 
     fn degraded_now(&self) -> Vec<String> {
-        let mut all = self.phases.degraded();
+        // The network/services phase details repeat the service problems below.
+        let mut all: Vec<String> = self
+            .phases
+            .degraded()
+            .into_iter()
+            .filter(|p| !p.starts_with("network:") && !p.starts_with("services:"))
+            .collect();
         all.extend(self.supervisor.degraded(self.boot_decided));
         all
     }
@@ -320,7 +342,7 @@ impl RunLoop {
             return Ack::error("init is shutting down");
         }
         match self.read_table() {
-            Ok((table, path)) => {
+            Ok((table, path, _)) => {
                 let change = self.supervisor.reload(&table, now);
                 self.table_graces = Some(total_grace(&table));
                 say!("run", "reloaded {path}: {change}");
@@ -330,8 +352,9 @@ impl RunLoop {
         }
     }
 
-    /// The first service table that loads; errors for every one that did not.
-    fn read_table(&self) -> Result<(ServiceTable, String), Vec<String>> {
+    /// The first service table that loads, its path, and why earlier ones were
+    /// skipped; or why none loaded.
+    fn read_table(&self) -> Result<(ServiceTable, String, Vec<String>), Vec<String>> {
         let mut errors = Vec::new();
         for path in &self.config.service_tables {
             if !path.exists() {
@@ -339,7 +362,7 @@ impl RunLoop {
                 continue;
             }
             match ServiceTable::load(path) {
-                Ok(table) => return Ok((table, path.display().to_string())),
+                Ok(table) => return Ok((table, path.display().to_string(), errors)),
                 Err(e) => errors.push(e.to_string()),
             }
         }
@@ -347,9 +370,14 @@ impl RunLoop {
     }
 
     /// End of the config phase: pick the table, set the hostname, go to network.
-    fn load_table(&mut self, now: Instant) {
+    /// `outcome` is how the config command went; a fallback table degrades it.
+    fn load_table(&mut self, outcome: (PhaseState, String), now: Instant) {
+        let (mut state, mut detail) = outcome;
         match self.read_table() {
-            Ok((table, path)) => {
+            Ok((table, path, skipped)) => {
+                for e in &skipped {
+                    say!("config", "skipped service table: {e}");
+                }
                 if let Some(name) = table.hostname.as_deref().filter(|_| self.config.set_hostname) {
                     match nix::unistd::sethostname(name) {
                         Ok(()) => say!("config", "hostname {name}"),
@@ -357,21 +385,19 @@ impl RunLoop {
                     }
                 }
                 say!("config", "service table {path}: {} services", table.services.len());
+                if !skipped.is_empty() {
+                    state = PhaseState::Degraded;
+                    detail = format!("{detail}; using {path} because {}", skipped.join("; "));
+                }
                 self.table_graces = Some(total_grace(&table));
                 self.supervisor.add_table(&table);
             }
             Err(errors) => {
-                for e in &errors {
-                    say!("config", "{e}");
-                }
-                self.phases.finish(
-                    "config",
-                    PhaseState::Degraded,
-                    format!("no usable service table ({})", errors.join("; ")),
-                    now,
-                );
+                state = PhaseState::Degraded;
+                detail = format!("{detail}; no usable service table ({})", errors.join("; "));
             }
         }
+        self.phases.finish("config", state, detail, now);
         self.phases.begin("network", now);
         self.supervisor.enable_phase(Phase::Network);
         self.stage = Stage::Network {
@@ -396,8 +422,7 @@ impl RunLoop {
                             (PhaseState::Degraded, format!("config command still running after {} ms; stopped", self.config.config_timeout_ms))
                         }
                     };
-                    self.phases.finish("config", phase_state, detail, now);
-                    self.load_table(now);
+                    self.load_table((phase_state, detail), now);
                 }
             }
             Stage::Network { deadline } => {
@@ -465,7 +490,7 @@ impl RunLoop {
             return;
         }
         if problems.is_empty() {
-            let ms = now.saturating_duration_since(self.started).as_millis();
+            let ms = console::boottime().saturating_sub(self.started).as_millis();
             console::announce(format_args!(
                 "ready ({} services, {ms} ms since /init)",
                 self.supervisor.table_len()

@@ -8,11 +8,49 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use crate::table::ServiceSpec;
+
+/// The fd number children find their readiness pipe on (s6 uses 3 too; shells
+/// can only redirect to single-digit fds).
+pub const NOTIFY_FD: RawFd = 3;
+
+static NOTIFY_FD_RESERVED: AtomicBool = AtomicBool::new(false);
+
+/// Keeps fd 3 occupied (by /dev/null, close-on-exec) for the life of the
+/// process, so no other descriptor can ever be given that number: at each
+/// spawn the readiness pipe is swapped in atomically with `dup3` and swapped
+/// back out after. Call once, before any other thread exists.
+pub fn reserve_notify_fd() -> io::Result<()> {
+    let null = std::fs::File::open("/dev/null")?;
+    if null.as_raw_fd() == NOTIFY_FD {
+        // fd 3 was free and is now /dev/null: keep it open for good.
+        let fd = OwnedFd::from(null);
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+            .map_err(io::Error::from)?;
+        std::mem::forget(fd);
+    } else {
+        // Replaces whatever was inherited on fd 3; `null` itself closes.
+        occupy_notify_fd(&null)?;
+    }
+    NOTIFY_FD_RESERVED.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Puts `target` onto fd 3 (close-on-exec), replacing what is there.
+fn occupy_notify_fd(target: &impl AsFd) -> io::Result<()> {
+    // SAFETY: dup3 atomically replaces fd 3, which this process reserved for
+    // exactly this purpose and no `OwnedFd` owns; `target` is a live descriptor.
+    let res = unsafe { libc::dup3(target.as_fd().as_raw_fd(), NOTIFY_FD, libc::O_CLOEXEC) };
+    if res < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// PATH given to every child.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -217,6 +255,14 @@ pub fn spawn(spec: &ServiceSpec, cgroup_procs: Option<&File>, notify: bool) -> R
     } else {
         None
     };
+    // With fd 3 reserved, the child gets its pipe as fd 3; otherwise (library
+    // use without the reservation) under whatever number the pipe has.
+    let fixed_fd = pipe.is_some() && NOTIFY_FD_RESERVED.load(Ordering::Acquire);
+    let notify_fd = match &pipe {
+        Some(_) if fixed_fd => Some(NOTIFY_FD),
+        Some((_, write)) => Some(write.as_raw_fd()),
+        None => None,
+    };
     let setup = ChildSetup {
         drop_bounding,
         keep,
@@ -224,7 +270,7 @@ pub fn spawn(spec: &ServiceSpec, cgroup_procs: Option<&File>, notify: bool) -> R
         uid: spec.user,
         gid: spec.group,
         cgroup_procs: cgroup_procs.map(|f| f.as_raw_fd()),
-        notify: pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
+        notify: notify_fd,
     };
 
     let mut command = Command::new(&program);
@@ -237,15 +283,27 @@ pub fn spawn(spec: &ServiceSpec, cgroup_procs: Option<&File>, notify: bool) -> R
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some((_, write)) = &pipe {
-        command.env(NOTIFY_ENV, write.as_raw_fd().to_string());
+    if let Some(fd) = notify_fd {
+        command.env(NOTIFY_ENV, fd.to_string());
     }
     // SAFETY: `ChildSetup::apply` only issues raw, async-signal-safe syscalls
     // on data computed before fork, as required in a multithreaded parent.
     unsafe {
         command.pre_exec(move || setup.apply());
     }
-    let mut child = command.spawn().map_err(|source| match source.kind() {
+    if let (true, Some((_, write))) = (fixed_fd, &pipe) {
+        occupy_notify_fd(write).map_err(|e| {
+            SpawnError::NotifyPipe(nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))
+        })?;
+    }
+    let spawned = command.spawn();
+    if fixed_fd {
+        // Back to /dev/null, so the parent holds no extra reference to the pipe.
+        if let Ok(null) = std::fs::File::open("/dev/null") {
+            let _ = occupy_notify_fd(&null);
+        }
+    }
+    let mut child = spawned.map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => SpawnError::NotInstalled(program.clone()),
         _ => SpawnError::Exec {
             program: program.clone(),

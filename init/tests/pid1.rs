@@ -1,0 +1,254 @@
+//! kindling-init as PID 1 of a fresh PID + mount namespace, observed from outside:
+//! reaping, restart backoff, readiness ordering, ordered shutdown, control socket.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use kindling_init::control::ServiceState;
+use nix::sys::signal::Signal;
+
+/// A child that notifies readiness the s6 way.
+const NOTIFY: &str = "echo ready >&$KINDLING_NOTIFY_FD";
+
+#[test]
+fn reaps_an_orphaned_grandchild() {
+    if !can_run_namespaces("reaps_an_orphaned_grandchild") {
+        return;
+    }
+    // The subshell starts the marker process in the background and exits at
+    // once, so the marker is re-parented to init; it exits 0.6 s later.
+    let services = r#"{"services":[{"name":"orphaner","argv":["/bin/sh","-c",
+        "(sh -c 'sleep 0.6' ki-orphan-marker &); echo spawned > @DIR@/spawned; exec sleep 1000"]}]}"#;
+    let init = NamespacedInit::start("reap", services, "");
+    let marker = wait_for(Duration::from_secs(5), || pids_with_cmdline("ki-orphan-marker").first().copied())
+        .expect("the orphan runs");
+    let (ppid, _) = proc_stat(marker).expect("orphan visible");
+    assert_eq!(ppid, init.init_pid, "the orphan was re-parented to kindling-init");
+    // After it exits, init must have collected it: not even a zombie remains.
+    let gone = wait_for(Duration::from_secs(5), || proc_stat(marker).is_none().then_some(()));
+    assert!(gone.is_some(), "orphan {marker} still in /proc: {:?}", proc_stat(marker));
+    assert!(zombie_children(init.init_pid).is_empty());
+}
+
+#[test]
+fn restarts_a_crashing_child_with_growing_backoff() {
+    if !can_run_namespaces("restarts_a_crashing_child_with_growing_backoff") {
+        return;
+    }
+    let services = r#"{"services":[
+        {"name":"crasher","argv":["/bin/sh","-c","date +%s.%N >> @DIR@/spawns; exit 3"],"required":false},
+        {"name":"steady","argv":["/bin/sleep","1000"]}]}"#;
+    let init = NamespacedInit::start("backoff", services, "");
+    let spawns = wait_for(Duration::from_secs(10), || {
+        let t = timestamps(&init.path("spawns"));
+        (t.len() >= 5).then_some(t)
+    })
+    .expect("five spawns within 10 s");
+    let gaps: Vec<f64> = spawns.windows(2).map(|w| w[1] - w[0]).collect();
+    // 100, 200, 400, 800 ms: each gap at least the backoff and about double the last.
+    for (gap, expected) in gaps.iter().zip([0.1, 0.2, 0.4, 0.8]) {
+        assert!(*gap >= expected * 0.95, "gaps {gaps:?}");
+        assert!(*gap < expected + 0.5, "gaps {gaps:?}");
+    }
+    for w in gaps.windows(2) {
+        assert!(w[1] > w[0] * 1.5, "backoff does not grow: {gaps:?}");
+    }
+    let list = init.client().list().unwrap();
+    let crasher = list.services.iter().find(|s| s.name == "crasher").unwrap();
+    assert!(crasher.restarts >= 4, "{crasher:?}");
+    assert!(crasher.reason.as_deref().unwrap_or("").contains("exited with status 3"), "{crasher:?}");
+    // The rest keeps running; the optional crasher does not degrade the appliance.
+    let steady = list.services.iter().find(|s| s.name == "steady").unwrap();
+    assert_eq!(steady.state, ServiceState::Running);
+    assert_eq!(steady.restarts, 0);
+}
+
+#[test]
+fn dependents_start_only_after_readiness() {
+    if !can_run_namespaces("dependents_start_only_after_readiness") {
+        return;
+    }
+    // The namespace has its own loopback, so any port is free.
+    let port = 7070;
+    let services = format!(
+        r#"{{"services":[
+        {{"name":"slow","argv":["/bin/sh","-c","sleep 0.5; date +%s.%N > @DIR@/slow_ready; {NOTIFY}; exec sleep 1000"],
+          "readiness":{{"kind":"notify"}},"phase":"network"}},
+        {{"name":"after-slow","argv":["/bin/sh","-c","date +%s.%N > @DIR@/after_slow; exec sleep 1000"],"depends_on":["slow"]}},
+        {{"name":"listener","argv":["/bin/sh","-c","sleep 0.4; date +%s.%N > @DIR@/listening; exec busybox nc -ll -p {port} -e /bin/true"],
+          "readiness":{{"kind":"tcp","addr":"127.0.0.1:{port}"}}}},
+        {{"name":"after-listener","argv":["/bin/sh","-c","date +%s.%N > @DIR@/after_listener; exec sleep 1000"],"depends_on":["listener"]}}
+        ]}}"#
+    );
+    let init = NamespacedInit::start("ready", &services, "");
+    assert!(init.wait_console("kindling: ready (4 services", Duration::from_secs(10)), "{}", init.console());
+    let ready = wait_timestamps(&init.path("slow_ready"), 1)[0];
+    let after = wait_timestamps(&init.path("after_slow"), 1)[0];
+    assert!(after >= ready, "after-slow started at {after}, before slow was ready at {ready}");
+    let listening = wait_timestamps(&init.path("listening"), 1)[0];
+    let after_listener = wait_timestamps(&init.path("after_listener"), 1)[0];
+    assert!(after_listener >= listening, "{after_listener} < {listening}");
+    // Network-phase services are ready before the services phase starts anything.
+    let console = init.console();
+    let network_done = console.find("kindling: network: done").unwrap();
+    let listener_started = console.find("kindling: listener: started").unwrap();
+    assert!(network_done < listener_started, "{console}");
+}
+
+#[test]
+fn sigterm_stops_in_reverse_dependency_order_within_grace() {
+    if !can_run_namespaces("sigterm_stops_in_reverse_dependency_order_within_grace") {
+        return;
+    }
+    let svc = |name: &str, deps: &str| {
+        format!(
+            r#"{{"name":"{name}","argv":["/bin/sh","-c","trap 'echo {name} >> @DIR@/order; exit 0' TERM; {NOTIFY}; while :; do sleep 0.05; done"],
+                "readiness":{{"kind":"notify"}},"depends_on":[{deps}],"stop_grace_ms":3000}}"#
+        )
+    };
+    let services = format!(
+        r#"{{"services":[{},{},{},
+        {{"name":"stubborn","argv":["/bin/sh","-c","trap '' TERM; {NOTIFY}; while :; do sleep 0.05; done"],
+          "readiness":{{"kind":"notify"}},"stop_grace_ms":400}}]}}"#,
+        svc("base", ""),
+        svc("mid", r#""base""#),
+        svc("top", r#""mid""#),
+    );
+    let mut init = NamespacedInit::start("shutdown", &services, r#""shutdown": "reboot""#);
+    assert!(init.wait_console("kindling: ready (4 services", Duration::from_secs(10)), "{}", init.console());
+    let sent = Instant::now();
+    let ended_by = init.signal_and_wait(Signal::SIGTERM, Duration::from_secs(10));
+    let took = sent.elapsed();
+    // reboot(2) inside a PID namespace ends it as if its init died of SIGHUP.
+    assert_eq!(ended_by, Some(libc::SIGHUP), "{}", init.console());
+    assert_eq!(lines(&init.path("order")), ["top", "mid", "base"], "{}", init.console());
+    // The stubborn one got SIGKILL after its 400 ms grace; nobody waited for the 3 s ones.
+    assert!(took < Duration::from_millis(2500), "shutdown took {took:?}");
+    assert!(took >= Duration::from_millis(400), "stubborn was not given its grace: {took:?}");
+    let console = init.console();
+    assert!(console.contains("stubborn: did not stop within 400 ms of SIGTERM; sending SIGKILL"), "{console}");
+}
+
+#[test]
+fn sigusr2_powers_off() {
+    if !can_run_namespaces("sigusr2_powers_off") {
+        return;
+    }
+    let services = r#"{"services":[{"name":"idle","argv":["/bin/sleep","1000"]}]}"#;
+    let mut init = NamespacedInit::start("poweroff", services, "");
+    assert!(init.wait_console("kindling: ready (1 services", Duration::from_secs(10)), "{}", init.console());
+    // Power off in a PID namespace looks like its init died of SIGINT.
+    assert_eq!(init.signal_and_wait(Signal::SIGUSR2, Duration::from_secs(10)), Some(libc::SIGINT));
+}
+
+#[test]
+fn missing_binary_is_not_installed_and_control_socket_lists_restarts_reloads() {
+    if !can_run_namespaces("missing_binary_is_not_installed_and_control_socket_lists_restarts_reloads") {
+        return;
+    }
+    let services = r#"{"hostname":"ki-test-host","services":[
+        {"name":"present","argv":["/bin/sh","-c","echo started >> @DIR@/present_starts; echo present up; exec sleep 1000"]},
+        {"name":"missing","argv":["/nonexistent/kindlingd","pxe"]},
+        {"name":"needs-missing","argv":["/bin/sleep","1000"],"depends_on":["missing"],"required":false}]}"#;
+    let init = NamespacedInit::start("control", services, "");
+    assert!(init.wait_console("kindling: degraded: missing: not_installed", Duration::from_secs(10)), "{}", init.console());
+    let client = init.client();
+    let list = client.list().unwrap();
+    let get = |list: &kindling_init::control::ListResponse, name: &str| {
+        list.services.iter().find(|s| s.name == name).cloned().unwrap()
+    };
+    assert_eq!(get(&list, "missing").state, ServiceState::NotInstalled);
+    assert!(get(&list, "missing").reason.unwrap().contains("/nonexistent/kindlingd"));
+    assert_eq!(get(&list, "needs-missing").state, ServiceState::Waiting);
+    assert_eq!(get(&list, "present").state, ServiceState::Running);
+    assert!(!list.ready);
+    assert!(list.degraded.iter().any(|d| d.starts_with("missing: not_installed")), "{:?}", list.degraded);
+    assert_eq!(list.phases.len(), 6);
+
+    // restart: a new process, counted, nothing else disturbed.
+    let old_pid = get(&list, "present").pid.unwrap();
+    client.restart("present").unwrap();
+    let restarted = wait_for(Duration::from_secs(5), || {
+        let s = get(&client.list().ok()?, "present");
+        (s.state == ServiceState::Running && s.pid != Some(old_pid)).then_some(s)
+    })
+    .expect("present restarted");
+    assert_eq!(restarted.restarts, 1);
+    let starts = wait_for(Duration::from_secs(5), || {
+        let n = lines(&init.path("present_starts")).len();
+        (n >= 2).then_some(n)
+    });
+    assert_eq!(starts, Some(2));
+    let err = client.restart("nosuch").unwrap_err().to_string();
+    assert!(err.contains("no service \"nosuch\""), "{err}");
+
+    // reload: the missing service is dropped, a new one starts, then the appliance is ready.
+    std::fs::write(
+        init.path("services.json"),
+        r#"{"services":[
+            {"name":"present","argv":["/bin/sh","-c","echo started >> DIR/present_starts; exec sleep 1000"]},
+            {"name":"added","argv":["/bin/sleep","1000"]}]}"#
+            .replace("DIR", init.dir.to_str().unwrap()),
+    )
+    .unwrap();
+    client.reload().unwrap();
+    let list = wait_for(Duration::from_secs(5), || {
+        let l = client.list().ok()?;
+        l.ready.then_some(l)
+    })
+    .unwrap_or_else(|| panic!("ready after reload: {}", init.console()));
+    let names: Vec<&str> = list.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["present", "added"]);
+    // `present` was unchanged, so it was left alone.
+    assert_eq!(get(&list, "present").restarts, 1);
+    assert!(init.wait_console("kindling: ready (2 services", Duration::from_secs(5)));
+    // Its output reached its own log file too.
+    let log = std::fs::read_to_string(init.path("log/present.log")).unwrap();
+    assert!(log.contains("present up"), "{log}");
+}
+
+#[test]
+fn malformed_table_is_reported_and_the_fallback_runs() {
+    if !can_run_namespaces("malformed_table_is_reported_and_the_fallback_runs") {
+        return;
+    }
+    let services = r#"{"services":[{"name":"api","argv":["/bin/sleep","1000"]}]}"#;
+    let init = NamespacedInit::start(
+        "fallback",
+        services,
+        r#""service_tables": ["@DIR@/bad.json", "@DIR@/services.json"], "config_command": ["/bin/sh", "-c", "echo '{\"services\":[{\"name\":\"x\",\"argv\":[\"/bin/true\"],\"restrat\":1}]}' > @DIR@/bad.json; echo config done"]"#,
+    );
+    // Running on the fallback table is a degraded boot, and says why.
+    assert!(init.wait_console("kindling: degraded: config:", Duration::from_secs(10)), "{}", init.console());
+    let console = init.console();
+    assert!(console.contains("config| config done"), "{console}");
+    assert!(console.contains("bad.json") && console.contains("restrat"), "{console}");
+    let list = init.client().list().unwrap();
+    assert_eq!(list.services.iter().find(|s| s.name == "api").unwrap().state, ServiceState::Running);
+    assert!(!list.ready);
+    let config = list.phases.iter().find(|p| p.name == "config").unwrap();
+    assert!(config.detail.contains("restrat"), "{config:?}");
+}
+
+#[test]
+fn cgroup_stop_takes_the_whole_service() {
+    if !can_run_namespaces("cgroup_stop_takes_the_whole_service") {
+        return;
+    }
+    // The service leaves a background child in its cgroup; a restart must take it too.
+    let services = r#"{"services":[{"name":"forker","argv":["/bin/sh","-c",
+        "sh -c 'trap \"\" TERM; sleep 1000; :' ki-cgroup-straggler & exec sleep 1000"],"stop_grace_ms":300}]}"#;
+    let init = NamespacedInit::start("cgroup", services, "");
+    let straggler = wait_for(Duration::from_secs(5), || pids_with_cmdline("ki-cgroup-straggler").first().copied())
+        .expect("straggler runs");
+    if !init.console().contains("forker: started") || init.console().contains("no per-service cgroups") {
+        eprintln!("skipping cgroup assertions: cgroup2 unavailable here\n{}", init.console());
+        return;
+    }
+    init.client().restart("forker").unwrap();
+    let gone = wait_for(Duration::from_secs(5), || proc_stat(straggler).is_none().then_some(()));
+    assert!(gone.is_some(), "straggler {straggler} survived the restart: {}", init.console());
+}
