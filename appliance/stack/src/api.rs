@@ -56,24 +56,25 @@ pub fn stack_status(layout: &StackLayout) -> ApiReply {
 /// `POST /v1/vault/unseal` with `{"key": "<one unseal key share>"}`: passes
 /// the share to Vault and reports the progress.
 pub fn vault_unseal(layout: &StackLayout, body: &[u8]) -> ApiReply {
-    let key =
-        match serde_json::from_slice::<Value>(body) {
-            Ok(v) => match v.get("key").and_then(Value::as_str) {
-                Some(k) if !k.trim().is_empty() => k.trim().to_string(),
-                _ => {
-                    return error(
-                        400,
-                        "the body must be {\"key\": \"<one unseal key share>\"}",
-                    )
-                }
-            },
-            Err(e) => return error(
+    let key = match serde_json::from_slice::<Value>(body) {
+        Ok(v) => match v.get("key").and_then(Value::as_str) {
+            Some(k) if !k.trim().is_empty() => k.trim().to_string(),
+            _ => {
+                return error(
+                    400,
+                    "the body must be {\"key\": \"<one unseal key share>\"}",
+                )
+            }
+        },
+        Err(e) => {
+            return error(
                 400,
                 format!(
                     "the body is not JSON ({e}); expected {{\"key\": \"<one unseal key share>\"}}"
                 ),
-            ),
-        };
+            )
+        }
+    };
     let url = layout.vault_local_url();
     let result = block_on(async move {
         let vault = VaultApi::new(&url, None, None)?;

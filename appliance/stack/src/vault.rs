@@ -59,6 +59,8 @@ pub struct VaultApi {
     url: String,
     http: reqwest::Client,
     token: Option<String>,
+    /// PEM file of an extra trust anchor, for vaultrs (which takes paths).
+    ca_file: Option<String>,
 }
 
 impl std::fmt::Debug for VaultApi {
@@ -91,18 +93,23 @@ fn api_err(action: &str, e: vaultrs::error::ClientError) -> VaultError {
 }
 
 impl VaultApi {
-    /// `ca_pem`: extra trust anchor for a TLS listener (nodes use the appliance CA).
+    /// `ca_file`: PEM file of an extra trust anchor for a TLS listener
+    /// (nodes trust the appliance CA this way).
     pub fn new(
         url: &str,
         token: Option<String>,
-        ca_pem: Option<&[u8]>,
+        ca_file: Option<&std::path::Path>,
     ) -> Result<Self, VaultError> {
         install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .no_proxy();
-        if let Some(pem) = ca_pem {
-            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| VaultError::Client {
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path).map_err(|e| VaultError::Client {
+                action: format!("reading the CA certificate {}", path.display()),
+                reason: e.to_string(),
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| VaultError::Client {
                 action: "loading the CA certificate".into(),
                 reason: e.to_string(),
             })?;
@@ -116,6 +123,7 @@ impl VaultApi {
             url: url.trim_end_matches('/').to_string(),
             http,
             token,
+            ca_file: ca_file.map(|p| p.to_string_lossy().into_owned()),
         })
     }
 
@@ -128,6 +136,7 @@ impl VaultApi {
             url: self.url.clone(),
             http: self.http.clone(),
             token: Some(token.to_string()),
+            ca_file: self.ca_file.clone(),
         }
     }
 
@@ -136,7 +145,7 @@ impl VaultApi {
         let settings = VaultClientSettingsBuilder::default()
             .address(&self.url)
             .token(self.token.clone().unwrap_or_default())
-            .ca_certs(Vec::new())
+            .ca_certs(self.ca_file.iter().cloned().collect())
             .verify(true)
             .timeout(Some(Duration::from_secs(30)))
             .build()
@@ -453,20 +462,25 @@ impl VaultApi {
 
     /// A file audit device, unless one is enabled at `file/`.
     pub async fn ensure_file_audit(&self, log_path: &str) -> Result<bool, VaultError> {
-        let v = self
-            .call(
-                "list audit devices",
-                reqwest::Method::GET,
-                "sys/audit",
-                None,
-            )
-            .await?;
-        let data = v.get("data").filter(|d| d.is_object()).unwrap_or(&v);
-        if data.get("file/").is_some() {
-            return Ok(false);
+        // OpenBao creates the device from its config right after unsealing:
+        // give it a moment to appear before trying the API (HashiCorp Vault).
+        for _ in 0..25 {
+            let v = self
+                .call(
+                    "list audit devices",
+                    reqwest::Method::GET,
+                    "sys/audit",
+                    None,
+                )
+                .await?;
+            let data = v.get("data").filter(|d| d.is_object()).unwrap_or(&v);
+            if data.get("file/").is_some() {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         self.call(
-            "enable the file audit device",
+            "enable the file audit device (it is not declared in the config, or the config was not loaded)",
             reqwest::Method::PUT,
             "sys/audit/file",
             Some(&json!({"type": "file", "options": {"file_path": log_path}})),
@@ -558,8 +572,10 @@ impl VaultApi {
 
     /// Unwraps a wrapping token (vaultrs): the node side of enrollment.
     pub async fn unwrap(&self, wrapping_token: &str) -> Result<Value, VaultError> {
-        let client = self.typed("unwrap")?;
-        vaultrs::sys::wrapping::unwrap::<Value>(&client, Some(wrapping_token))
+        // The wrapping token authenticates the call itself: a node has no
+        // other token yet.
+        let client = self.with_token(wrapping_token).typed("unwrap")?;
+        vaultrs::sys::wrapping::unwrap::<Value>(&client, None)
             .await
             .map_err(|e| api_err("unwrap", e))
     }

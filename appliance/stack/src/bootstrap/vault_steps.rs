@@ -141,7 +141,18 @@ pub(super) async fn unseal(run: &mut Run) -> Result<Outcome, String> {
     let mut last_progress = u64::MAX;
     loop {
         match run.vault.health().await.map_err(|e| e.to_string())? {
-            Health::Active | Health::Standby => {
+            // A single node is standby only while it takes over: writes
+            // fail ("readonly storage") until it is active.
+            Health::Standby if start.elapsed() < run.opts.service_timeout => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Health::Standby => {
+                return Err(
+                    "Vault stays in standby; this appliance runs a single Vault node".into(),
+                )
+            }
+            Health::Active => {
                 run.board.set_overall(OverallState::Running);
                 return Ok(if submitted_here {
                     Outcome::done("unsealed")

@@ -1,7 +1,7 @@
 //! Vault (or OpenBao) server config: integrated raft storage by default,
 //! Consul storage as an option; two listeners: plain HTTP on loopback for the
 //! appliance's own calls (never leaves the machine), TLS on the LAN address
-//! with a certificate from the appliance CA for nodes.
+//! with a certificate from the appliance CA for nodes; a file audit device.
 
 use super::{lan_address, RenderError};
 use crate::layout::StackLayout;
@@ -53,6 +53,16 @@ pub fn vault_config(site: &SiteConfig, layout: &StackLayout) -> Result<Value, Re
         "api_addr": format!("https://{lan}:{}", p.vault_api),
         "cluster_addr": format!("https://{lan}:{}", p.vault_cluster),
         "cluster_name": format!("kindling-{}", site.site.id),
+        // OpenBao creates audit devices only from its config (declarative);
+        // the bootstrap checks it exists (and enables it by API on Vault).
+        "audit": [{
+            "file": {
+                "file": {
+                    "description": "kindling: every request, secrets HMAC'd",
+                    "options": { "file_path": layout.state_dir().join("vault-audit.log") },
+                }
+            }
+        }],
         "ui": true,
         "log_level": "info",
     }))

@@ -1,0 +1,304 @@
+//! Shared helpers for the stack's integration tests: a temp-dir "appliance"
+//! with free loopback ports, the real `consul` and `bao` binaries started from
+//! the service entries `render()` returns (killed by PID on drop), and the
+//! Nomad test double.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use kindling_nomad_double::NomadDouble;
+use kindling_site::SiteConfig;
+use kindling_stack::render::{Readiness, ServiceSpec};
+use kindling_stack::{StackLayout, StackPorts};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A throwaway operator key for one test (age X25519); the test plays the
+/// operator who decrypts the init secrets with it.
+pub fn new_identity() -> age::x25519::Identity {
+    age::x25519::Identity::generate()
+}
+
+/// Where `tests/install-deps` puts consul and bao; `None` (skip) if absent.
+pub fn tools() -> Option<PathBuf> {
+    let dir = std::env::var_os("KINDLING_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/tools"));
+    if dir.join("consul").is_file() && dir.join("bao").is_file() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPING: real consul/bao not found in {} (run tests/install-deps)",
+            dir.display()
+        );
+        None
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A site with the stack enabled. `lan` is a loopback alias (127.0.0.2) so
+/// Vault's TLS listener and Consul's bind address are distinct from the
+/// plain-HTTP loopback listener, as on the appliance.
+pub fn site(unseal: &str, nomad: bool, identity: &age::x25519::Identity) -> SiteConfig {
+    let recipient = identity.to_public().to_string();
+    let json = serde_json::json!({
+        "site": {"id": "kstest", "name": "stack test", "hostname": "kindling-test", "domain": "test.kindling.internal"},
+        "network": {"lan": {"address": "127.0.0.2/8"}},
+        "nodes": [
+            {"mac": "52:54:00:6b:00:10", "profile": "dev", "hostname": "node-dev-1"},
+            {"mac": "52:54:00:6b:00:20", "profile": "prod", "hostname": "node-prod-1"}
+        ],
+        "stack": {
+            "datacenter": "kstest",
+            "consul": {"enabled": true, "connect_vault_ca": false},
+            "vault": {"enabled": true, "key_shares": 3, "key_threshold": 2, "unseal": unseal, "recipients": [recipient]},
+            "nomad": {"enabled": nomad}
+        },
+        "profiles": {
+            "dev": {"name": "dev", "tags": {"env": "development", "role": "worker"}, "boot": {"kind": "linux", "kernel": "vmlinuz"}},
+            "prod": {"name": "prod", "tags": {"env": "production"}, "boot": {"kind": "linux", "kernel": "vmlinuz"}}
+        }
+    });
+    serde_json::from_value(json).unwrap()
+}
+
+/// A process killed (SIGKILL) and reaped on drop.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// One throwaway appliance: temp dirs, free ports, real processes.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    pub layout: StackLayout,
+    pub site: SiteConfig,
+    pub services: Vec<ServiceSpec>,
+    pub procs: Vec<Proc>,
+    pub nomad: Option<NomadDouble>,
+}
+
+impl Lab {
+    pub fn new(tools: &Path, site: SiteConfig) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ks-stack-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path();
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(tools.join("consul"), bin.join("consul")).unwrap();
+        // OpenBao installed as `vault`, the way the image carries it.
+        std::os::unix::fs::symlink(tools.join("bao"), bin.join("vault")).unwrap();
+        let ports = StackPorts {
+            consul_http: free_port(),
+            consul_dns: free_port(),
+            consul_server: free_port(),
+            consul_serf_lan: free_port(),
+            consul_serf_wan: free_port(),
+            vault_api: free_port(),
+            vault_cluster: free_port(),
+            nomad_http: free_port(),
+            nomad_rpc: free_port(),
+            nomad_serf: free_port(),
+        };
+        let layout = StackLayout {
+            config_dir: root.join("run/stack"),
+            data_dir: root.join("data"),
+            status_file: root.join("run/status/stack.json"),
+            bin_dir: bin,
+            kindlingd: root.join("bin/kindlingd"),
+            loopback: std::net::Ipv4Addr::LOCALHOST,
+            ports,
+        };
+        let rendered = kindling_stack::render(&site, &layout).unwrap();
+        Lab {
+            dir,
+            layout,
+            site,
+            services: rendered.services,
+            procs: Vec::new(),
+            nomad: None,
+        }
+    }
+
+    pub fn spec(&self, name: &str) -> ServiceSpec {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+            .unwrap()
+    }
+
+    /// Starts a service from its rendered entry and waits for its readiness.
+    pub fn start(&mut self, name: &str) {
+        if name == "nomad" {
+            self.start_nomad_double();
+            return;
+        }
+        let spec = self.spec(name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .unwrap();
+        let child = Command::new(&spec.argv[0])
+            .args(&spec.argv[1..])
+            .envs(&spec.env)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        self.procs.retain(|p| p.name != name);
+        self.procs.push(Proc {
+            name: name.to_string(),
+            child,
+        });
+        self.wait_ready(&spec);
+    }
+
+    fn start_nomad_double(&mut self) {
+        self.nomad = None;
+        let addr = format!("127.0.0.1:{}", self.layout.ports.nomad_http);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match NomadDouble::start(&addr, Some(self.layout.nomad_data())) {
+                Ok(d) => {
+                    self.nomad = Some(d);
+                    return;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    pub fn wait_ready(&self, spec: &ServiceSpec) {
+        let Readiness::Http { url, ok } = &spec.readiness else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(code) = http_status(url) {
+                if ok.contains(&code) {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{} not ready at {url}; log:\n{}",
+            spec.name,
+            self.log(&spec.name)
+        );
+    }
+
+    pub fn kill9(&mut self, name: &str) {
+        if name == "nomad" {
+            self.nomad = None;
+            return;
+        }
+        if let Some(p) = self.procs.iter_mut().find(|p| p.name == name) {
+            p.kill9();
+        }
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    pub fn options(&self) -> kindling_stack::bootstrap::BootstrapOptions {
+        kindling_stack::bootstrap::BootstrapOptions {
+            site: self.site.clone(),
+            layout: self.layout.clone(),
+            service_timeout: Duration::from_secs(60),
+            unseal_timeout: Some(Duration::from_secs(60)),
+            control_socket: None,
+            console: true,
+        }
+    }
+
+    pub fn status_text(&self) -> String {
+        std::fs::read_to_string(&self.layout.status_file).unwrap_or_default()
+    }
+
+    pub fn init_file(&self) -> PathBuf {
+        self.layout.state_dir().join("vault-init.age")
+    }
+
+    /// The operator's view: decrypt the init secrets with the test identity.
+    pub fn init_secrets(
+        &self,
+        identity: &age::x25519::Identity,
+    ) -> kindling_stack::secrets::InitSecrets {
+        use age::secrecy::ExposeSecret;
+        let bytes = std::fs::read(self.init_file()).unwrap();
+        kindling_stack::secrets::decrypt_init(&bytes, identity.to_string().expose_secret()).unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for name in ["consul", "vault"] {
+                let log = self.log(name);
+                let tail: Vec<&str> = log.lines().rev().take(25).collect();
+                eprintln!("---- last lines of {name}.log ----");
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+/// Status code of a plain-HTTP GET, `None` if nothing answers.
+pub fn http_status(url: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = rest
+        .split_once('/')
+        .map(|(a, p)| (a, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(authority).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").ok()?;
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head).ok()?;
+    String::from_utf8_lossy(&head[..n])
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
