@@ -386,6 +386,7 @@ pub fn apply(
     let mut pending: Vec<Candidate> = candidates;
     let mut verified: Vec<(Candidate, Verified)> = Vec::new();
     let mut fates: Vec<RefusedEntry> = Vec::new();
+    let mut rollbacks: Vec<RefusedEntry> = Vec::new();
     loop {
         let mut progress = false;
         let mut still = Vec::new();
@@ -415,6 +416,9 @@ pub fn apply(
                             _ => Ok(()),
                         });
                     match checked {
+                        Err(e @ Refusal::Rollback { .. }) => {
+                            rollbacks.push(refused(&c, Some(&v), &e))
+                        }
                         Err(e) => fates.push(refused(&c, Some(&v), &e)),
                         Ok(()) => {
                             for b64 in &v.manifest.trusted_keys {
@@ -553,6 +557,21 @@ pub fn apply(
                 }
             }
         }
+    }
+
+    // An older copy (e.g. stale boot media) is refused as a rollback, saying
+    // which newer version is in use so the line reads as "handled".
+    for mut r in rollbacks {
+        let newer = chosen
+            .iter()
+            .find(|(_, v)| Some(&v.manifest.name) == r.name.as_ref());
+        if let Some((c, v)) = newer {
+            r.reason = format!(
+                "{}; using v{} from {}",
+                r.reason, v.manifest.version, c.file
+            );
+        }
+        fates.push(r);
     }
 
     // Record what was accepted: floors, copies on the data partition, the site.

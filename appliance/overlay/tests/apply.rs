@@ -1,0 +1,270 @@
+//! The config pipeline over several "boots" of one appliance (same temp state
+//! dir): version floors persist, the newest good overlay wins over older boot
+//! media, key rotation, layering with provenance, and runtime pushes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::*;
+use kindling_overlay::{ApplyOptions, BuildOptions, LayerKind};
+
+/// Builds `overlays/lab` (optionally edited) as lab vN with the TEST key.
+fn lab_version(version: u64, edit: impl Fn(String) -> String) -> (Vec<u8>, String) {
+    let tmp = tempfile::Builder::new()
+        .prefix("ko-tree-")
+        .tempdir()
+        .unwrap();
+    let src = repo().join("overlays/lab");
+    std::fs::create_dir_all(tmp.path().join("profiles")).unwrap();
+    for f in ["profiles/dev.toml", "profiles/prod.toml"] {
+        std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
+    }
+    let site = edit(std::fs::read_to_string(src.join("site.toml")).unwrap());
+    std::fs::write(tmp.path().join("site.toml"), site).unwrap();
+    let opts = BuildOptions {
+        name: "lab".into(),
+        version,
+        layer: LayerKind::Site,
+        site_id: None,
+        created: NOW - 100,
+        expires: NOW + 86_400,
+    };
+    let built = kindling_overlay::build(tmp.path(), &opts, &test_key("kindling")).unwrap();
+    (built.kovl, built.minisig)
+}
+
+fn push_json(kovl: &[u8], minisig: &str) -> Vec<u8> {
+    serde_json::json!({
+        "kovl": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, kovl),
+        "minisig": minisig,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn opts() -> ApplyOptions {
+    ApplyOptions {
+        now: Some(NOW),
+        ..ApplyOptions::default()
+    }
+}
+
+#[test]
+fn floors_and_accepted_copies_survive_reboots() {
+    let a = Appliance::new();
+    a.boot_media(&[("good", "lab")]);
+    assert_eq!(accepted(&a.boot()), vec![("lab".into(), 3)]);
+    // Runtime push of v5, then a reboot from the same (old, v3) boot media.
+    let (kovl, sig) = lab_version(5, |s| s.replace("lease_secs = 3600", "lease_secs = 1800"));
+    let r = kindling_overlay::api::push(&a.paths, &push_json(&kovl, &sig), &opts());
+    assert_eq!(r.status, 200, "{}", r.body);
+    let out = a.boot();
+    assert_eq!(accepted(&out), vec![("lab".into(), 5)], "{:?}", out.report);
+    assert_eq!(a.site_json()["pxe"]["lease_secs"], 1800);
+    let line = out.report.refused[0].line();
+    assert!(
+        line.contains("lab v3") && line.contains("(rollback refused); using v5 from"),
+        "{line}"
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.paths.state_file()).unwrap()).unwrap();
+    assert_eq!(state["overlays"]["floors"]["lab"], 5);
+    assert_eq!(state["overlays"]["site_id"], "lab");
+    // The data partition's copy is lost: the boot media's v3 is now a rollback.
+    std::fs::remove_dir_all(a.paths.persisted_dir()).unwrap();
+    let out = a.boot();
+    assert!(!out.report.ok);
+    assert!(
+        out.report.refused[0]
+            .line()
+            .contains("version 3 is older than the accepted version 5"),
+        "{:?}",
+        out.report.refused
+    );
+}
+
+#[test]
+fn newer_boot_media_overlay_replaces_persisted_one() {
+    let a = Appliance::new();
+    a.boot_media(&[("good", "lab")]);
+    a.boot();
+    let (kovl, sig) = lab_version(4, |s| {
+        s.replace(
+            "hostname = \"kindling-lab\"",
+            "hostname = \"kindling-lab-4\"",
+        )
+    });
+    std::fs::write(a.paths.boot_overlays.join("lab.kovl"), &kovl).unwrap();
+    std::fs::write(a.paths.boot_overlays.join("lab.kovl.minisig"), &sig).unwrap();
+    let out = a.boot();
+    assert_eq!(accepted(&out), vec![("lab".into(), 4)]);
+    assert_eq!(a.site_json()["site"]["hostname"], "kindling-lab-4");
+    assert_eq!(
+        std::fs::read(a.paths.persisted_dir().join("lab.kovl")).unwrap(),
+        kovl
+    );
+}
+
+#[test]
+fn key_rotation_by_an_overlay_signed_with_the_old_key() {
+    let a = Appliance::new();
+    // Without the rotation overlay, the new key is not trusted.
+    a.boot_media(&[("key-rotation", "lab")]);
+    let out = a.boot();
+    assert!(
+        out.report.refused[0].reason.contains("not trusted"),
+        "{:?}",
+        out.report.refused
+    );
+    // With it (in any order), the new key's lab v4 is accepted.
+    a.boot_media(&[("key-rotation", "lab"), ("key-rotation", "rotate")]);
+    let out = a.boot();
+    let mut got = accepted(&out);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![("lab".into(), 4), ("rotate".into(), 1)],
+        "{:?}",
+        out.report
+    );
+    let rotated_id = test_key("rotated").id.to_string();
+    assert!(out
+        .report
+        .accepted
+        .iter()
+        .any(|e| e.name == "lab" && e.key_id == rotated_id));
+    // The rotated key is remembered in state.json across reboots.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.paths.state_file()).unwrap()).unwrap();
+    assert_eq!(
+        state["overlays"]["trusted_keys"][0],
+        test_key("rotated").public_key().to_base64()
+    );
+}
+
+#[test]
+fn appliance_layer_overrides_site_layer_with_provenance() {
+    let a = Appliance::new();
+    // Listed first on purpose: layer kind, not list position, puts it on top.
+    a.boot_media(&[("appliance-layer", "appliance-7"), ("good", "lab")]);
+    let out = a.boot();
+    assert!(out.report.refused.is_empty(), "{:?}", out.report.refused);
+    let eff = out.effective.unwrap();
+    assert_eq!(eff.config.site.hostname, "kindling-7");
+    assert_eq!(eff.config.pxe.lease_secs, 600);
+    assert_eq!(eff.config.site.domain, "lab.kindling.internal");
+    assert_eq!(eff.origin_of("site.hostname").unwrap().layer, "appliance-7");
+    assert_eq!(eff.origin_of("site.domain").unwrap().layer, "lab");
+    assert_eq!(eff.origin_of("pxe.range").unwrap().layer, "lab");
+    assert!(eff.origin_of("api.port").is_none(), "image default");
+    // The API serves the same, with provenance.
+    let (status, body) = kindling_overlay::api::effective(&a.paths);
+    assert_eq!(status, 200);
+    assert_eq!(body["provenance"]["site.hostname"]["layer"], "appliance-7");
+    assert_eq!(body["config"]["site"]["hostname"], "kindling-7");
+    // Unpacked trees of both are in place.
+    assert!(a
+        .paths
+        .unpacked_dir()
+        .join("appliance-7/site.toml")
+        .exists());
+    assert!(a
+        .paths
+        .unpacked_dir()
+        .join("lab/profiles/dev.toml")
+        .exists());
+}
+
+#[test]
+fn push_applies_pxe_changes_now_and_nic_changes_at_next_boot() {
+    let a = Appliance::new();
+    a.boot_media(&[("good", "lab")]);
+    a.boot();
+    let (kovl, sig) = lab_version(4, |s| s.replace("lease_secs = 3600", "lease_secs = 7200"));
+    let r = kindling_overlay::api::push(&a.paths, &push_json(&kovl, &sig), &opts());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.applied_now, vec!["pxe".to_string()]);
+    assert!(r.next_boot.is_empty());
+    assert_eq!(a.site_json()["pxe"]["lease_secs"], 7200);
+
+    let (kovl, sig) = lab_version(5, |s| {
+        s.replace("lease_secs = 3600", "lease_secs = 7200")
+            .replace("match = { order = 2 }", "match = { order = 3 }")
+    });
+    let r = kindling_overlay::api::push(&a.paths, &push_json(&kovl, &sig), &opts());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["applies_at_next_boot"],
+        serde_json::json!(["network"])
+    );
+    assert_eq!(r.body["accepted"]["version"], 5);
+
+    // The same version pushed again is idempotent; an older one is a rollback.
+    let (kovl4, sig4) = lab_version(4, |s| s);
+    let r = kindling_overlay::api::push(&a.paths, &push_json(&kovl4, &sig4), &opts());
+    assert_eq!(r.status, 422);
+    assert!(
+        r.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("rollback refused"),
+        "{}",
+        r.body
+    );
+
+    let (status, body) = kindling_overlay::api::list(&a.paths);
+    assert_eq!(status, 200);
+    assert_eq!(body["state"]["floors"]["lab"], 5);
+}
+
+#[test]
+fn build_refuses_an_invalid_tree_listing_every_problem() {
+    let tmp = tempfile::Builder::new()
+        .prefix("ko-tree-")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir_all(tmp.path().join("profiles")).unwrap();
+    std::fs::write(
+        tmp.path().join("site.toml"),
+        "[site]\nid = \"lab\"\n[pxe]\nrange = { start = \"10.0.0.1\", end = \"10.0.0.9\" }\ndefault_profile = \"dev\"\n[[nodes]]\nmac = \"52:54:00:00:00:01\"\nprofile = \"gpu\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("profiles/dev.toml"),
+        "name = \"dev\"\n[boot]\nkind = \"linux\"\nkernel = \"k\"\n",
+    )
+    .unwrap();
+    let opts = BuildOptions {
+        name: "lab".into(),
+        version: 1,
+        layer: LayerKind::Site,
+        site_id: None,
+        created: NOW,
+        expires: NOW + 1,
+    };
+    let err = kindling_overlay::build(tmp.path(), &opts, &test_key("kindling"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("site.toml:4: pxe.range: DHCP range 10.0.0.1-10.0.0.9 is outside the LAN"),
+        "{err}"
+    );
+    assert!(
+        err.contains("site.toml:8: nodes[0].profile: profile \"gpu\" does not exist"),
+        "{err}"
+    );
+
+    // A symlink in the tree is refused: what is signed is what gets unpacked.
+    std::fs::write(
+        tmp.path().join("site.toml"),
+        "[site]\nid = \"lab\"\n[pxe]\ndefault_profile = \"dev\"\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("passwd")).unwrap();
+    let err = kindling_overlay::build(tmp.path(), &opts, &test_key("kindling"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("only regular files and directories can be packed (found a symlink)"),
+        "{err}"
+    );
+}
