@@ -67,7 +67,10 @@ mod tests {
         for _ in 0..5 {
             b.next_delay(Duration::from_secs(1));
         }
-        assert_eq!(b.next_delay(Duration::from_secs(59)), Duration::from_millis(3200));
+        assert_eq!(
+            b.next_delay(Duration::from_secs(59)),
+            Duration::from_millis(3200)
+        );
         assert_eq!(b.next_delay(STABLE_AFTER), INITIAL);
         assert_eq!(b.next_delay(Duration::ZERO), Duration::from_millis(200));
     }

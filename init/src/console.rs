@@ -17,7 +17,10 @@ static SINK: Mutex<Option<Box<dyn Write + Send>>> = Mutex::new(None);
 /// Time since the kernel started (CLOCK_BOOTTIME), the clock printk uses.
 pub fn boottime() -> Duration {
     match nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
-        Ok(ts) => Duration::new(ts.tv_sec().max(0) as u64, ts.tv_nsec().clamp(0, 999_999_999) as u32),
+        Ok(ts) => Duration::new(
+            ts.tv_sec().max(0) as u64,
+            ts.tv_nsec().clamp(0, 999_999_999) as u32,
+        ),
         Err(_) => Duration::ZERO,
     }
 }

@@ -115,7 +115,10 @@ pub struct Ack {
 
 impl Ack {
     pub fn ok() -> Ack {
-        Ack { ok: true, error: None }
+        Ack {
+            ok: true,
+            error: None,
+        }
     }
     pub fn error(message: impl Into<String>) -> Ack {
         Ack {
@@ -210,10 +213,11 @@ impl Client {
             path: self.path.clone(),
             source,
         };
-        let mut stream = UnixStream::connect(&self.path).map_err(|source| ControlError::Connect {
-            path: self.path.clone(),
-            source,
-        })?;
+        let mut stream =
+            UnixStream::connect(&self.path).map_err(|source| ControlError::Connect {
+                path: self.path.clone(),
+                source,
+            })?;
         stream.set_read_timeout(Some(self.timeout)).map_err(io)?;
         stream.set_write_timeout(Some(self.timeout)).map_err(io)?;
         let mut line = serde_json::to_vec(request).map_err(|source| ControlError::Decode {
@@ -244,7 +248,10 @@ mod tests {
 
     #[test]
     fn requests_match_the_contract() {
-        assert_eq!(serde_json::to_string(&Request::List).unwrap(), r#"{"cmd":"list"}"#);
+        assert_eq!(
+            serde_json::to_string(&Request::List).unwrap(),
+            r#"{"cmd":"list"}"#
+        );
         assert_eq!(
             serde_json::from_str::<Request>(r#"{"cmd":"restart","name":"pxe"}"#).unwrap(),
             Request::Restart { name: "pxe".into() }
@@ -268,6 +275,9 @@ mod tests {
     #[test]
     fn connect_error_names_the_socket() {
         let err = Client::new("/nonexistent/ki-init.sock").list().unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/ki-init.sock"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/ki-init.sock"),
+            "{err}"
+        );
     }
 }

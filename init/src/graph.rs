@@ -133,7 +133,12 @@ mod tests {
 
     #[test]
     fn cycle_is_named() {
-        let services = vec![spec("a", &["b"]), spec("b", &["c"]), spec("c", &["a"]), spec("d", &[])];
+        let services = vec![
+            spec("a", &["b"]),
+            spec("b", &["c"]),
+            spec("c", &["a"]),
+            spec("d", &[]),
+        ];
         let err = start_order(&services).unwrap_err();
         assert_eq!(
             err,

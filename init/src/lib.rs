@@ -4,18 +4,18 @@
 //! table types) and `control` (control-socket client) are the parts other crates
 //! use; the rest is init's own machinery.
 
-pub mod control;
-pub mod graph;
-pub mod table;
 pub mod backoff;
 pub mod boot_config;
 pub mod console;
-pub mod events;
-pub mod supervisor;
+pub mod control;
 pub mod control_server;
+pub mod early;
+pub mod events;
+pub mod graph;
 pub mod phases;
+pub mod pid1;
 pub mod run;
 pub mod shutdown;
-pub mod early;
-pub mod pid1;
 pub mod state;
+pub mod supervisor;
+pub mod table;

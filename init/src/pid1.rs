@@ -43,12 +43,23 @@ pub fn main() {
         early::mount_kernel_filesystems(&mut report);
     }
     let console_error = console::open(config.console.as_deref());
-    say!("early", "kindling-init {} starting as pid {}", env!("CARGO_PKG_VERSION"), std::process::id());
+    say!(
+        "early",
+        "kindling-init {} starting as pid {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    );
     if let Some(e) = notify_fd_error {
-        say!("early", "cannot reserve fd 3 for readiness pipes ({e}); children get another number");
+        say!(
+            "early",
+            "cannot reserve fd 3 for readiness pipes ({e}); children get another number"
+        );
     }
     if let Some(e) = console_error {
-        say!("early", "console device unavailable ({e}); writing to stdout");
+        say!(
+            "early",
+            "console device unavailable ({e}); writing to stdout"
+        );
     }
     match (&config_error, &config_path) {
         (Some(e), _) => say!("early", "init config unusable ({e}); using defaults"),
@@ -79,7 +90,11 @@ pub fn main() {
             format!("; {}", report.problems.join("; "))
         }
     );
-    let state = if report.problems.is_empty() { PhaseState::Done } else { PhaseState::Degraded };
+    let state = if report.problems.is_empty() {
+        PhaseState::Done
+    } else {
+        PhaseState::Degraded
+    };
     phases.finish("early", state, detail, Instant::now());
 
     // state
@@ -97,7 +112,11 @@ pub fn main() {
         StateOutcome::Persistent(dev) => phases.finish(
             "state",
             PhaseState::Done,
-            format!("data partition {} mounted on {}", dev.display(), config.data_mount.display()),
+            format!(
+                "data partition {} mounted on {}",
+                dev.display(),
+                config.data_mount.display()
+            ),
             Instant::now(),
         ),
         // RAM-only is a supported mode, logged, not a degradation.
@@ -134,7 +153,10 @@ pub fn main() {
 /// Runs `f`, logging a panic instead of unwinding out of PID 1.
 fn guarded(what: &str, f: impl FnOnce()) {
     if catch_unwind(AssertUnwindSafe(f)).is_err() {
-        say!(what, "recovered from a panic (see the line above); continuing");
+        say!(
+            what,
+            "recovered from a panic (see the line above); continuing"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -47,11 +47,20 @@ pub fn handled_signals() -> SigSet {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Stage {
-    Config { deadline: Instant },
-    Network { deadline: Instant },
-    Services { deadline: Instant },
+    Config {
+        deadline: Instant,
+    },
+    Network {
+        deadline: Instant,
+    },
+    Services {
+        deadline: Instant,
+    },
     Running,
-    ShuttingDown { action: ShutdownAction, deadline: Instant },
+    ShuttingDown {
+        action: ShutdownAction,
+        deadline: Instant,
+    },
 }
 
 /// Everything the run loop owns.
@@ -86,7 +95,11 @@ pub enum RunError {
 impl RunLoop {
     /// Sets up the loop. `phases` carries what early/state recorded; `started` is
     /// when /init began. Signals in `handled_signals()` must already be blocked.
-    pub fn new(config: BootConfig, phases: PhaseBook, started: Duration) -> Result<RunLoop, RunError> {
+    pub fn new(
+        config: BootConfig,
+        phases: PhaseBook,
+        started: Duration,
+    ) -> Result<RunLoop, RunError> {
         let signals = SignalFd::with_flags(
             &handled_signals(),
             SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
@@ -96,11 +109,19 @@ impl RunLoop {
         let cgroups = match Cgroups::prepare(&config.cgroup_root) {
             Ok(c) => c,
             Err(e) => {
-                say!("services", "no per-service cgroups ({e}); stopping by process group instead");
+                say!(
+                    "services",
+                    "no per-service cgroups ({e}); stopping by process group instead"
+                );
                 Cgroups::disabled()
             }
         };
-        let supervisor = Supervisor::new(cgroups, &config.log_dir, config.log_max_bytes, sender.clone());
+        let supervisor = Supervisor::new(
+            cgroups,
+            &config.log_dir,
+            config.log_max_bytes,
+            sender.clone(),
+        );
         let control = match ControlServer::bind(&config.control_socket, sender.clone()) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -206,7 +227,10 @@ impl RunLoop {
             | Stage::ShuttingDown { deadline, .. } => Some(deadline),
             Stage::Running => None,
         };
-        [stage, self.supervisor.next_deadline()].into_iter().flatten().min()
+        [stage, self.supervisor.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Polls every fd; returns the readable ones.
@@ -218,8 +242,10 @@ impl RunLoop {
         raw.extend(self.supervisor.poll_fds());
         // SAFETY: every fd in `raw` is owned by `self` (signalfd, event pipe,
         // listener, child pipes) and stays open for the duration of this call.
-        let borrowed: Vec<BorrowedFd<'_>> =
-            raw.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
+        let borrowed: Vec<BorrowedFd<'_>> = raw
+            .iter()
+            .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
+            .collect();
         let mut pollfds: Vec<PollFd<'_>> = borrowed
             .iter()
             .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
@@ -271,7 +297,11 @@ impl RunLoop {
         };
         say!("shutdown", "{why} received: stopping services, then {word}");
         // Enough for every grace period in the worst (sequential) case, bounded.
-        let grace: u64 = self.table_graces.unwrap_or(0).saturating_add(5000).min(300_000);
+        let grace: u64 = self
+            .table_graces
+            .unwrap_or(0)
+            .saturating_add(5000)
+            .min(300_000);
         self.stage = Stage::ShuttingDown {
             action,
             deadline: now + Duration::from_millis(grace),
@@ -295,16 +325,19 @@ impl RunLoop {
 
     fn on_event(&mut self, event: Event, now: Instant) {
         match event {
-            Event::ProbeReady { service, generation } => {
-                self.supervisor.on_probe_ready(&service, generation, now)
-            }
+            Event::ProbeReady {
+                service,
+                generation,
+            } => self.supervisor.on_probe_ready(&service, generation, now),
             Event::Control { request, reply } => {
                 let answer = match request {
                     Request::List => json_line(&self.list(now)),
-                    Request::Restart { name } => json_line(&match self.supervisor.request_restart(&name, now) {
-                        Ok(()) => Ack::ok(),
-                        Err(e) => Ack::error(e),
-                    }),
+                    Request::Restart { name } => {
+                        json_line(&match self.supervisor.request_restart(&name, now) {
+                            Ok(()) => Ack::ok(),
+                            Err(e) => Ack::error(e),
+                        })
+                    }
                     Request::Reload => json_line(&self.reload(now)),
                 };
                 let _ = reply.send(answer);
@@ -378,13 +411,21 @@ impl RunLoop {
                 for e in &skipped {
                     say!("config", "skipped service table: {e}");
                 }
-                if let Some(name) = table.hostname.as_deref().filter(|_| self.config.set_hostname) {
+                if let Some(name) = table
+                    .hostname
+                    .as_deref()
+                    .filter(|_| self.config.set_hostname)
+                {
                     match nix::unistd::sethostname(name) {
                         Ok(()) => say!("config", "hostname {name}"),
                         Err(e) => say!("config", "cannot set hostname {name:?}: {e}"),
                     }
                 }
-                say!("config", "service table {path}: {} services", table.services.len());
+                say!(
+                    "config",
+                    "service table {path}: {} services",
+                    table.services.len()
+                );
                 if !skipped.is_empty() {
                     state = PhaseState::Degraded;
                     detail = format!("{detail}; using {path} because {}", skipped.join("; "));
@@ -411,15 +452,32 @@ impl RunLoop {
             Stage::Config { deadline } => {
                 let state = self.supervisor.state_of(CONFIG_SERVICE);
                 use crate::control::ServiceState as S;
-                let finished = matches!(state, Some(S::Exited | S::Failed | S::NotInstalled | S::Stopped) | None);
+                let finished = matches!(
+                    state,
+                    Some(S::Exited | S::Failed | S::NotInstalled | S::Stopped) | None
+                );
                 if finished || now >= deadline {
                     let (phase_state, detail) = match state {
-                        Some(S::Exited) => (PhaseState::Done, "config command succeeded".to_string()),
-                        Some(S::NotInstalled) => (PhaseState::Degraded, "config command not installed; using the fallback table".to_string()),
-                        Some(S::Failed) => (PhaseState::Degraded, "config command failed; using the fallback table".to_string()),
+                        Some(S::Exited) => {
+                            (PhaseState::Done, "config command succeeded".to_string())
+                        }
+                        Some(S::NotInstalled) => (
+                            PhaseState::Degraded,
+                            "config command not installed; using the fallback table".to_string(),
+                        ),
+                        Some(S::Failed) => (
+                            PhaseState::Degraded,
+                            "config command failed; using the fallback table".to_string(),
+                        ),
                         _ => {
                             self.supervisor.stop(CONFIG_SERVICE, now);
-                            (PhaseState::Degraded, format!("config command still running after {} ms; stopped", self.config.config_timeout_ms))
+                            (
+                                PhaseState::Degraded,
+                                format!(
+                                    "config command still running after {} ms; stopped",
+                                    self.config.config_timeout_ms
+                                ),
+                            )
                         }
                     };
                     self.load_table((phase_state, detail), now);
@@ -447,17 +505,20 @@ impl RunLoop {
                     self.boot_decided = true;
                     let problems = self.supervisor.degraded(true);
                     let (state, detail) = if problems.is_empty() {
-                        (PhaseState::Done, format!("{} services in the table", self.supervisor.table_len()))
+                        (
+                            PhaseState::Done,
+                            format!("{} services in the table", self.supervisor.table_len()),
+                        )
                     } else {
                         (PhaseState::Degraded, problems.join("; "))
                     };
                     self.phases.finish("services", state, detail, now);
                     self.phases.begin("run", now);
                     self.stage = Stage::Running;
-                    self.announce(now);
+                    self.announce();
                 }
             }
-            Stage::Running => self.announce(now),
+            Stage::Running => self.announce(),
             Stage::ShuttingDown { action, deadline } => {
                 if self.supervisor.all_stopped() {
                     say!("shutdown", "all services stopped");
@@ -465,7 +526,10 @@ impl RunLoop {
                     return false;
                 }
                 if now >= deadline {
-                    say!("shutdown", "services still running at the shutdown deadline; killing them");
+                    say!(
+                        "shutdown",
+                        "services still running at the shutdown deadline; killing them"
+                    );
                     self.supervisor.kill_all();
                     self.stage = Stage::ShuttingDown {
                         action,
@@ -478,7 +542,7 @@ impl RunLoop {
     }
 
     /// Prints `ready` or `degraded` when the overall verdict changes.
-    fn announce(&mut self, now: Instant) {
+    fn announce(&mut self) {
         let problems = self.degraded_now();
         // Compare only what is degraded, not the changing details (restart counts),
         // so a crash loop does not repeat the line.
@@ -508,7 +572,11 @@ impl RunLoop {
 }
 
 fn total_grace(table: &ServiceTable) -> u64 {
-    table.services.iter().map(|s| s.stop_grace_ms).fold(0u64, u64::saturating_add)
+    table
+        .services
+        .iter()
+        .map(|s| s.stop_grace_ms)
+        .fold(0u64, u64::saturating_add)
 }
 
 trait RawSignalFd {

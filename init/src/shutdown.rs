@@ -42,10 +42,14 @@ pub fn finish(action: ShutdownAction, config: &BootConfig) {
         ShutdownAction::Reboot => RebootMode::RB_AUTOBOOT,
         ShutdownAction::Poweroff => RebootMode::RB_POWER_OFF,
     };
-    say!("shutdown", "{}", match action {
-        ShutdownAction::Reboot => "rebooting",
-        ShutdownAction::Poweroff => "powering off",
-    });
+    say!(
+        "shutdown",
+        "{}",
+        match action {
+            ShutdownAction::Reboot => "rebooting",
+            ShutdownAction::Poweroff => "powering off",
+        }
+    );
     let Err(e) = nix::sys::reboot::reboot(mode);
     say!("shutdown", "reboot(2) failed: {e}; halting here");
     // PID 1 must not exit (the kernel would panic): wait for the power to go.

@@ -137,7 +137,13 @@ pub fn run(label: Option<&str>, mount_point: &Path, wait: Duration, tmpfs: bool)
         Some(label) => match find_data_partition(label, wait) {
             Some(device) => {
                 let flags = MsFlags::MS_NOATIME | MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
-                match mount(Some(&device), mount_point, Some("ext4"), flags, None::<&str>) {
+                match mount(
+                    Some(&device),
+                    mount_point,
+                    Some("ext4"),
+                    flags,
+                    None::<&str>,
+                ) {
                     Ok(()) => return StateOutcome::Persistent(device),
                     Err(e) => format!("mounting {} (label {label}) failed: {e}", device.display()),
                 }
@@ -149,9 +155,18 @@ pub fn run(label: Option<&str>, mount_point: &Path, wait: Duration, tmpfs: bool)
         return StateOutcome::RamOnly(reason);
     }
     let flags = MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
-    match mount(Some("tmpfs"), mount_point, Some("tmpfs"), flags, Some("mode=0755")) {
+    match mount(
+        Some("tmpfs"),
+        mount_point,
+        Some("tmpfs"),
+        flags,
+        Some("mode=0755"),
+    ) {
         Ok(()) => StateOutcome::RamOnly(reason),
-        Err(e) => StateOutcome::RamOnly(format!("{reason}; tmpfs on {} failed too: {e}", mount_point.display())),
+        Err(e) => StateOutcome::RamOnly(format!(
+            "{reason}; tmpfs on {} failed too: {e}",
+            mount_point.display()
+        )),
     }
 }
 

@@ -123,7 +123,9 @@ pub enum RestartPolicy {
 }
 
 /// Boot phase in which a service starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash, PartialOrd, Ord,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Started (and waited for, bounded) before the services phase.
@@ -155,7 +157,10 @@ impl HttpTarget {
         if authority.is_empty() {
             return Err(format!("{url:?} has no host"));
         }
-        let authority = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let authority = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             authority.to_string()
         } else {
             format!("{authority}:80")
@@ -284,19 +289,17 @@ impl ServiceSpec {
     pub fn kept_capabilities(&self) -> Result<Vec<caps::Capability>, String> {
         self.capabilities
             .iter()
-            .map(|c| {
-                caps::Capability::from_str(c).map_err(|_| format!("unknown capability {c:?}"))
-            })
+            .map(|c| caps::Capability::from_str(c).map_err(|_| format!("unknown capability {c:?}")))
             .collect()
     }
 
     fn validate_fields(&self) -> Result<(), (&'static str, String)> {
-        let program = self
-            .argv
-            .first()
-            .ok_or(("argv", "is empty".to_string()))?;
+        let program = self.argv.first().ok_or(("argv", "is empty".to_string()))?;
         if !program.starts_with('/') {
-            return Err(("argv", format!("program {program:?} is not an absolute path")));
+            return Err((
+                "argv",
+                format!("program {program:?} is not an absolute path"),
+            ));
         }
         if let Some(arg) = self.argv.iter().find(|a| a.contains('\0')) {
             return Err(("argv", format!("argument {arg:?} contains a NUL byte")));
@@ -425,9 +428,18 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             (r#"{"name":"a","argv":[]}"#, "argv"),
             (r#"{"name":"a","argv":["sh"]}"#, "not an absolute path"),
-            (r#"{"name":"a","argv":["/x"],"capabilities":["CAP_FLY"]}"#, "CAP_FLY"),
-            (r#"{"name":"a","argv":["/x"],"readiness":{"kind":"exited"}}"#, "oneshot"),
-            (r#"{"name":"a","argv":["/x"],"readiness":{"kind":"http","url":"https://x/"}}"#, "readiness.url"),
+            (
+                r#"{"name":"a","argv":["/x"],"capabilities":["CAP_FLY"]}"#,
+                "CAP_FLY",
+            ),
+            (
+                r#"{"name":"a","argv":["/x"],"readiness":{"kind":"exited"}}"#,
+                "oneshot",
+            ),
+            (
+                r#"{"name":"a","argv":["/x"],"readiness":{"kind":"http","url":"https://x/"}}"#,
+                "readiness.url",
+            ),
             (r#"{"name":"Bad","argv":["/x"]}"#, "invalid name"),
         ];
         for (service, expected) in cases {

@@ -1,6 +1,6 @@
 //! kindling-init as PID 1 of a fresh PID + mount namespace, observed from outside:
 //! reaping, restart backoff, readiness ordering, ordered shutdown, control socket.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -23,13 +23,24 @@ fn reaps_an_orphaned_grandchild() {
     let services = r#"{"services":[{"name":"orphaner","argv":["/bin/sh","-c",
         "(sh -c 'sleep 0.6' ki-orphan-marker &); echo spawned > @DIR@/spawned; exec sleep 1000"]}]}"#;
     let init = NamespacedInit::start("reap", services, "");
-    let marker = wait_for(Duration::from_secs(5), || pids_with_cmdline("ki-orphan-marker").first().copied())
-        .expect("the orphan runs");
+    let marker = wait_for(Duration::from_secs(5), || {
+        pids_with_cmdline("ki-orphan-marker").first().copied()
+    })
+    .expect("the orphan runs");
     let (ppid, _) = proc_stat(marker).expect("orphan visible");
-    assert_eq!(ppid, init.init_pid, "the orphan was re-parented to kindling-init");
+    assert_eq!(
+        ppid, init.init_pid,
+        "the orphan was re-parented to kindling-init"
+    );
     // After it exits, init must have collected it: not even a zombie remains.
-    let gone = wait_for(Duration::from_secs(5), || proc_stat(marker).is_none().then_some(()));
-    assert!(gone.is_some(), "orphan {marker} still in /proc: {:?}", proc_stat(marker));
+    let gone = wait_for(Duration::from_secs(5), || {
+        proc_stat(marker).is_none().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "orphan {marker} still in /proc: {:?}",
+        proc_stat(marker)
+    );
     assert!(zombie_children(init.init_pid).is_empty());
 }
 
@@ -59,7 +70,14 @@ fn restarts_a_crashing_child_with_growing_backoff() {
     let list = init.client().list().unwrap();
     let crasher = list.services.iter().find(|s| s.name == "crasher").unwrap();
     assert!(crasher.restarts >= 4, "{crasher:?}");
-    assert!(crasher.reason.as_deref().unwrap_or("").contains("exited with status 3"), "{crasher:?}");
+    assert!(
+        crasher
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("exited with status 3"),
+        "{crasher:?}"
+    );
     // The rest keeps running; the optional crasher does not degrade the appliance.
     let steady = list.services.iter().find(|s| s.name == "steady").unwrap();
     assert_eq!(steady.state, ServiceState::Running);
@@ -84,13 +102,23 @@ fn dependents_start_only_after_readiness() {
         ]}}"#
     );
     let init = NamespacedInit::start("ready", &services, "");
-    assert!(init.wait_console("kindling: ready (4 services", Duration::from_secs(10)), "{}", init.console());
+    assert!(
+        init.wait_console("kindling: ready (4 services", Duration::from_secs(10)),
+        "{}",
+        init.console()
+    );
     let ready = wait_timestamps(&init.path("slow_ready"), 1)[0];
     let after = wait_timestamps(&init.path("after_slow"), 1)[0];
-    assert!(after >= ready, "after-slow started at {after}, before slow was ready at {ready}");
+    assert!(
+        after >= ready,
+        "after-slow started at {after}, before slow was ready at {ready}"
+    );
     let listening = wait_timestamps(&init.path("listening"), 1)[0];
     let after_listener = wait_timestamps(&init.path("after_listener"), 1)[0];
-    assert!(after_listener >= listening, "{after_listener} < {listening}");
+    assert!(
+        after_listener >= listening,
+        "{after_listener} < {listening}"
+    );
     // Network-phase services are ready before the services phase starts anything.
     let console = init.console();
     let network_done = console.find("kindling: network: done").unwrap();
@@ -118,18 +146,33 @@ fn sigterm_stops_in_reverse_dependency_order_within_grace() {
         svc("top", r#""mid""#),
     );
     let mut init = NamespacedInit::start("shutdown", &services, r#""shutdown": "reboot""#);
-    assert!(init.wait_console("kindling: ready (4 services", Duration::from_secs(10)), "{}", init.console());
+    assert!(
+        init.wait_console("kindling: ready (4 services", Duration::from_secs(10)),
+        "{}",
+        init.console()
+    );
     let sent = Instant::now();
     let ended_by = init.signal_and_wait(Signal::SIGTERM, Duration::from_secs(10));
     let took = sent.elapsed();
     // reboot(2) inside a PID namespace ends it as if its init died of SIGHUP.
     assert_eq!(ended_by, Some(libc::SIGHUP), "{}", init.console());
-    assert_eq!(lines(&init.path("order")), ["top", "mid", "base"], "{}", init.console());
+    assert_eq!(
+        lines(&init.path("order")),
+        ["top", "mid", "base"],
+        "{}",
+        init.console()
+    );
     // The stubborn one got SIGKILL after its 400 ms grace; nobody waited for the 3 s ones.
     assert!(took < Duration::from_millis(2500), "shutdown took {took:?}");
-    assert!(took >= Duration::from_millis(400), "stubborn was not given its grace: {took:?}");
+    assert!(
+        took >= Duration::from_millis(400),
+        "stubborn was not given its grace: {took:?}"
+    );
     let console = init.console();
-    assert!(console.contains("stubborn: did not stop within 400 ms of SIGTERM; sending SIGKILL"), "{console}");
+    assert!(
+        console.contains("stubborn: did not stop within 400 ms of SIGTERM; sending SIGKILL"),
+        "{console}"
+    );
 }
 
 #[test]
@@ -139,14 +182,23 @@ fn sigusr2_powers_off() {
     }
     let services = r#"{"services":[{"name":"idle","argv":["/bin/sleep","1000"]}]}"#;
     let mut init = NamespacedInit::start("poweroff", services, "");
-    assert!(init.wait_console("kindling: ready (1 services", Duration::from_secs(10)), "{}", init.console());
+    assert!(
+        init.wait_console("kindling: ready (1 services", Duration::from_secs(10)),
+        "{}",
+        init.console()
+    );
     // Power off in a PID namespace looks like its init died of SIGINT.
-    assert_eq!(init.signal_and_wait(Signal::SIGUSR2, Duration::from_secs(10)), Some(libc::SIGINT));
+    assert_eq!(
+        init.signal_and_wait(Signal::SIGUSR2, Duration::from_secs(10)),
+        Some(libc::SIGINT)
+    );
 }
 
 #[test]
 fn missing_binary_is_not_installed_and_control_socket_lists_restarts_reloads() {
-    if !can_run_namespaces("missing_binary_is_not_installed_and_control_socket_lists_restarts_reloads") {
+    if !can_run_namespaces(
+        "missing_binary_is_not_installed_and_control_socket_lists_restarts_reloads",
+    ) {
         return;
     }
     let services = r#"{"hostname":"ki-test-host","services":[
@@ -154,18 +206,38 @@ fn missing_binary_is_not_installed_and_control_socket_lists_restarts_reloads() {
         {"name":"missing","argv":["/nonexistent/kindlingd","pxe"]},
         {"name":"needs-missing","argv":["/bin/sleep","1000"],"depends_on":["missing"],"required":false}]}"#;
     let init = NamespacedInit::start("control", services, "");
-    assert!(init.wait_console("kindling: degraded: missing: not_installed", Duration::from_secs(10)), "{}", init.console());
+    assert!(
+        init.wait_console(
+            "kindling: degraded: missing: not_installed",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        init.console()
+    );
     let client = init.client();
     let list = client.list().unwrap();
     let get = |list: &kindling_init::control::ListResponse, name: &str| {
-        list.services.iter().find(|s| s.name == name).cloned().unwrap()
+        list.services
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+            .unwrap()
     };
     assert_eq!(get(&list, "missing").state, ServiceState::NotInstalled);
-    assert!(get(&list, "missing").reason.unwrap().contains("/nonexistent/kindlingd"));
+    assert!(get(&list, "missing")
+        .reason
+        .unwrap()
+        .contains("/nonexistent/kindlingd"));
     assert_eq!(get(&list, "needs-missing").state, ServiceState::Waiting);
     assert_eq!(get(&list, "present").state, ServiceState::Running);
     assert!(!list.ready);
-    assert!(list.degraded.iter().any(|d| d.starts_with("missing: not_installed")), "{:?}", list.degraded);
+    assert!(
+        list.degraded
+            .iter()
+            .any(|d| d.starts_with("missing: not_installed")),
+        "{:?}",
+        list.degraded
+    );
     assert_eq!(list.phases.len(), 6);
 
     // restart: a new process, counted, nothing else disturbed.
@@ -222,12 +294,26 @@ fn malformed_table_is_reported_and_the_fallback_runs() {
         r#""service_tables": ["@DIR@/bad.json", "@DIR@/services.json"], "config_command": ["/bin/sh", "-c", "echo '{\"services\":[{\"name\":\"x\",\"argv\":[\"/bin/true\"],\"restrat\":1}]}' > @DIR@/bad.json; echo config done"]"#,
     );
     // Running on the fallback table is a degraded boot, and says why.
-    assert!(init.wait_console("kindling: degraded: config:", Duration::from_secs(10)), "{}", init.console());
+    assert!(
+        init.wait_console("kindling: degraded: config:", Duration::from_secs(10)),
+        "{}",
+        init.console()
+    );
     let console = init.console();
     assert!(console.contains("config| config done"), "{console}");
-    assert!(console.contains("bad.json") && console.contains("restrat"), "{console}");
+    assert!(
+        console.contains("bad.json") && console.contains("restrat"),
+        "{console}"
+    );
     let list = init.client().list().unwrap();
-    assert_eq!(list.services.iter().find(|s| s.name == "api").unwrap().state, ServiceState::Running);
+    assert_eq!(
+        list.services
+            .iter()
+            .find(|s| s.name == "api")
+            .unwrap()
+            .state,
+        ServiceState::Running
+    );
     assert!(!list.ready);
     let config = list.phases.iter().find(|p| p.name == "config").unwrap();
     assert!(config.detail.contains("restrat"), "{config:?}");
@@ -242,13 +328,26 @@ fn cgroup_stop_takes_the_whole_service() {
     let services = r#"{"services":[{"name":"forker","argv":["/bin/sh","-c",
         "sh -c 'trap \"\" TERM; sleep 1000; :' ki-cgroup-straggler & exec sleep 1000"],"stop_grace_ms":300}]}"#;
     let init = NamespacedInit::start("cgroup", services, "");
-    let straggler = wait_for(Duration::from_secs(5), || pids_with_cmdline("ki-cgroup-straggler").first().copied())
-        .expect("straggler runs");
-    if !init.console().contains("forker: started") || init.console().contains("no per-service cgroups") {
-        eprintln!("skipping cgroup assertions: cgroup2 unavailable here\n{}", init.console());
+    let straggler = wait_for(Duration::from_secs(5), || {
+        pids_with_cmdline("ki-cgroup-straggler").first().copied()
+    })
+    .expect("straggler runs");
+    if !init.console().contains("forker: started")
+        || init.console().contains("no per-service cgroups")
+    {
+        eprintln!(
+            "skipping cgroup assertions: cgroup2 unavailable here\n{}",
+            init.console()
+        );
         return;
     }
     init.client().restart("forker").unwrap();
-    let gone = wait_for(Duration::from_secs(5), || proc_stat(straggler).is_none().then_some(()));
-    assert!(gone.is_some(), "straggler {straggler} survived the restart: {}", init.console());
+    let gone = wait_for(Duration::from_secs(5), || {
+        proc_stat(straggler).is_none().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "straggler {straggler} survived the restart: {}",
+        init.console()
+    );
 }

@@ -26,13 +26,48 @@ pub struct EarlyMount {
 pub fn mount_table() -> [EarlyMount; 7] {
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     [
-        EarlyMount { target: "/proc", fstype: "proc", flags: nosuid_nodev_noexec, data: None },
-        EarlyMount { target: "/sys", fstype: "sysfs", flags: nosuid_nodev_noexec, data: None },
-        EarlyMount { target: "/dev", fstype: "devtmpfs", flags: MsFlags::MS_NOSUID, data: Some("mode=0755") },
-        EarlyMount { target: "/dev/pts", fstype: "devpts", flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, data: Some("gid=5,mode=0620,ptmxmode=0666") },
-        EarlyMount { target: "/run", fstype: "tmpfs", flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data: Some("mode=0755") },
-        EarlyMount { target: "/tmp", fstype: "tmpfs", flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data: Some("mode=1777") },
-        EarlyMount { target: "/sys/fs/cgroup", fstype: "cgroup2", flags: nosuid_nodev_noexec, data: Some("nsdelegate") },
+        EarlyMount {
+            target: "/proc",
+            fstype: "proc",
+            flags: nosuid_nodev_noexec,
+            data: None,
+        },
+        EarlyMount {
+            target: "/sys",
+            fstype: "sysfs",
+            flags: nosuid_nodev_noexec,
+            data: None,
+        },
+        EarlyMount {
+            target: "/dev",
+            fstype: "devtmpfs",
+            flags: MsFlags::MS_NOSUID,
+            data: Some("mode=0755"),
+        },
+        EarlyMount {
+            target: "/dev/pts",
+            fstype: "devpts",
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            data: Some("gid=5,mode=0620,ptmxmode=0666"),
+        },
+        EarlyMount {
+            target: "/run",
+            fstype: "tmpfs",
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            data: Some("mode=0755"),
+        },
+        EarlyMount {
+            target: "/tmp",
+            fstype: "tmpfs",
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            data: Some("mode=1777"),
+        },
+        EarlyMount {
+            target: "/sys/fs/cgroup",
+            fstype: "cgroup2",
+            flags: nosuid_nodev_noexec,
+            data: Some("nsdelegate"),
+        },
     ]
 }
 

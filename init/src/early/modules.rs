@@ -158,7 +158,12 @@ impl ModuleIndex {
         Ok(order)
     }
 
-    fn visit(&self, name: &str, order: &mut Vec<String>, visiting: &mut HashSet<String>) -> Result<(), ModuleError> {
+    fn visit(
+        &self,
+        name: &str,
+        order: &mut Vec<String>,
+        visiting: &mut HashSet<String>,
+    ) -> Result<(), ModuleError> {
         if order.iter().any(|n| n == name) || !visiting.insert(name.to_string()) {
             return Ok(());
         }
@@ -236,7 +241,11 @@ impl<'a> Loader<'a> {
     }
 
     fn insert(&mut self, name: &str) -> Result<bool, ModuleError> {
-        if Path::new("/sys/module").join(name).join("initstate").exists() {
+        if Path::new("/sys/module")
+            .join(name)
+            .join("initstate")
+            .exists()
+        {
             return Ok(false);
         }
         let Some(entry) = self.index.modules.get(name) else {
@@ -330,7 +339,10 @@ alias acpi*:PNP0501:* serial_fake
 
     #[test]
     fn builtin_needs_no_file_and_unknown_is_named() {
-        assert_eq!(index().load_order("virtio_pci").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            index().load_order("virtio_pci").unwrap(),
+            Vec::<String>::new()
+        );
         let err = index().load_order("ice").unwrap_err().to_string();
         assert!(err.contains("module ice: not in this image"), "{err}");
     }
@@ -344,7 +356,10 @@ alias acpi*:PNP0501:* serial_fake
             "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00".to_string(),
         ];
         // r8169 matches but is not in modules.dep, so it is not offered.
-        assert_eq!(index().modules_for_aliases(&aliases), ["e1000", "virtio_net"]);
+        assert_eq!(
+            index().modules_for_aliases(&aliases),
+            ["e1000", "virtio_net"]
+        );
     }
 
     #[test]
@@ -352,20 +367,32 @@ alias acpi*:PNP0501:* serial_fake
         let dir = std::env::temp_dir().join(format!("ki-modlist-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("modules.list");
-        std::fs::write(&path, "# NICs\nvirtio_net\n\ne1000 # legacy\ncrc32c-generic\n").unwrap();
-        assert_eq!(read_list(&path).unwrap(), ["virtio_net", "e1000", "crc32c_generic"]);
+        std::fs::write(
+            &path,
+            "# NICs\nvirtio_net\n\ne1000 # legacy\ncrc32c-generic\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_list(&path).unwrap(),
+            ["virtio_net", "e1000", "crc32c_generic"]
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn real_host_index_parses_if_present() {
         // The Debian kernel of this machine: a sanity check on real files, no loading.
-        let Ok(release) = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()) else {
+        let Ok(release) =
+            nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned())
+        else {
             return;
         };
         let dir = Path::new("/lib/modules").join(release);
         let Ok(index) = ModuleIndex::load(&dir) else {
-            eprintln!("skipping: no modules.dep for the running kernel in {}", dir.display());
+            eprintln!(
+                "skipping: no modules.dep for the running kernel in {}",
+                dir.display()
+            );
             return;
         };
         if index.has("e1000") {

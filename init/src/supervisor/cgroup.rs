@@ -44,7 +44,7 @@ impl Cgroups {
     pub fn prepare(root: &Path) -> Result<Cgroups, CgroupError> {
         let parent = root.parent().unwrap_or(Path::new("/"));
         let on_cgroup2 = nix::sys::statfs::statfs(parent)
-            .map(|s| s.filesystem_type().0 as i64 == CGROUP2_MAGIC)
+            .map(|s| s.filesystem_type().0 == CGROUP2_MAGIC)
             .unwrap_or(false);
         if !on_cgroup2 {
             return Err(CgroupError::NotCgroup2(parent.to_path_buf()));
@@ -87,7 +87,10 @@ impl Cgroups {
             .write(true)
             .open(&procs)
             .map(Some)
-            .map_err(|source| CgroupError::OpenProcs { path: procs, source })
+            .map_err(|source| CgroupError::OpenProcs {
+                path: procs,
+                source,
+            })
     }
 
     /// Pids in the service's cgroup (empty without cgroups).

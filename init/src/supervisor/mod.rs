@@ -116,7 +116,9 @@ impl Service {
     }
 
     fn uptime(&self, now: Instant) -> Duration {
-        self.started_at.map(|t| now.saturating_duration_since(t)).unwrap_or_default()
+        self.started_at
+            .map(|t| now.saturating_duration_since(t))
+            .unwrap_or_default()
     }
 }
 
@@ -131,7 +133,12 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(cgroups: Cgroups, log_dir: &Path, log_max_bytes: u64, events: EventSender) -> Supervisor {
+    pub fn new(
+        cgroups: Cgroups,
+        log_dir: &Path,
+        log_max_bytes: u64,
+        events: EventSender,
+    ) -> Supervisor {
         Supervisor {
             services: Vec::new(),
             cgroups,
@@ -156,7 +163,11 @@ impl Supervisor {
 
     /// Lets the services of `phase` start.
     pub fn enable_phase(&mut self, phase: Phase) {
-        for s in self.services.iter_mut().filter(|s| !s.internal && s.spec.phase == phase) {
+        for s in self
+            .services
+            .iter_mut()
+            .filter(|s| !s.internal && s.spec.phase == phase)
+        {
             s.enabled = true;
         }
     }
@@ -215,7 +226,11 @@ impl Supervisor {
     /// Problems that make the appliance degraded: `<service>: <why>`.
     pub fn degraded(&self, waited_long_enough: bool) -> Vec<String> {
         let mut out = Vec::new();
-        for s in self.services.iter().filter(|s| !s.internal && s.spec.required && s.enabled) {
+        for s in self
+            .services
+            .iter()
+            .filter(|s| !s.internal && s.spec.required && s.enabled)
+        {
             if s.ready {
                 continue;
             }
@@ -279,7 +294,8 @@ impl Supervisor {
         for i in 0..self.services.len() {
             self.tick_one(i, now);
         }
-        self.services.retain(|s| !(s.stop == Some(StopIntent::Remove) && s.pid.is_none()));
+        self.services
+            .retain(|s| !(s.stop == Some(StopIntent::Remove) && s.pid.is_none()));
     }
 
     fn tick_one(&mut self, i: usize, now: Instant) {
@@ -326,13 +342,13 @@ impl Supervisor {
                     }
                 }
             }
-            ServiceState::Backoff if s.restart_at.is_some_and(|t| now >= t) => {
-                if self.deps_ready(i) {
-                    let s = &mut self.services[i];
-                    s.restart_at = None;
-                    s.restarts = s.restarts.saturating_add(1);
-                    self.start(i, now);
-                }
+            ServiceState::Backoff
+                if s.restart_at.is_some_and(|t| now >= t) && self.deps_ready(i) =>
+            {
+                let s = &mut self.services[i];
+                s.restart_at = None;
+                s.restarts = s.restarts.saturating_add(1);
+                self.start(i, now);
             }
             _ => {}
         }
@@ -389,7 +405,8 @@ impl Supervisor {
                 match &s.spec.readiness {
                     Readiness::Started => self.mark_ready(i, now),
                     Readiness::Tcp { .. } | Readiness::Http { .. } => {
-                        s.probe = readiness::start(&name, generation, &s.spec.readiness, &self.events);
+                        s.probe =
+                            readiness::start(&name, generation, &s.spec.readiness, &self.events);
                     }
                     Readiness::Notify | Readiness::Exited => {}
                 }
@@ -399,7 +416,10 @@ impl Supervisor {
                 s.ready = false;
                 let reason = format!("{program} is not in this image");
                 if s.reason.as_deref() != Some(reason.as_str()) {
-                    say!(s.name(), "not installed: {reason}; the other services keep running");
+                    say!(
+                        s.name(),
+                        "not installed: {reason}; the other services keep running"
+                    );
                 }
                 s.reason = Some(reason);
                 cgroups.remove(s.name());
@@ -431,7 +451,11 @@ impl Supervisor {
 
     /// A child wrote to its readiness pipe or the pipe closed.
     pub fn on_readable(&mut self, fd: RawFd, now: Instant) {
-        if let Some(StreamEvent::Notified { service, generation }) = self.output.on_readable(fd) {
+        if let Some(StreamEvent::Notified {
+            service,
+            generation,
+        }) = self.output.on_readable(fd)
+        {
             self.on_ready_signal(&service, generation, now);
         }
     }
@@ -520,9 +544,17 @@ impl Supervisor {
                 );
             }
         } else {
-            s.state = if success { ServiceState::Exited } else { ServiceState::Failed };
+            s.state = if success {
+                ServiceState::Exited
+            } else {
+                ServiceState::Failed
+            };
             s.reason = Some(what.clone());
-            say!(s.name(), "{what}; not restarted (restart: {:?})", s.spec.restart);
+            say!(
+                s.name(),
+                "{what}; not restarted (restart: {:?})",
+                s.spec.restart
+            );
         }
     }
 
@@ -634,7 +666,11 @@ impl Supervisor {
         let (mut added, mut changed, mut removed) = (0, 0, 0);
         let phases_enabled: Vec<Phase> = [Phase::Network, Phase::Services]
             .into_iter()
-            .filter(|p| self.services.iter().any(|s| !s.internal && s.spec.phase == *p && s.enabled))
+            .filter(|p| {
+                self.services
+                    .iter()
+                    .any(|s| !s.internal && s.spec.phase == *p && s.enabled)
+            })
             .collect();
         for i in 0..self.services.len() {
             let s = &self.services[i];
@@ -687,7 +723,10 @@ pub fn describe(status: WaitStatus) -> String {
     match status {
         WaitStatus::Exited(_, code) => format!("exited with status {code}"),
         WaitStatus::Signaled(_, signal, core) => {
-            format!("killed by {signal}{}", if core { " (core dumped)" } else { "" })
+            format!(
+                "killed by {signal}{}",
+                if core { " (core dumped)" } else { "" }
+            )
         }
         other => format!("{other:?}"),
     }

@@ -58,7 +58,10 @@ impl OutputHub {
             &fd,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         ) {
-            crate::say!(service, "cannot make its pipe non-blocking ({e}); output dropped");
+            crate::say!(
+                service,
+                "cannot make its pipe non-blocking ({e}); output dropped"
+            );
             return;
         }
         let raw = fd.as_raw_fd();
@@ -194,7 +197,11 @@ impl LogFiles {
                 Err(e) => {
                     // Logged once; the console still has every line.
                     self.broken = true;
-                    crate::say!("log", "cannot write service logs in {}: {e}", self.dir.display());
+                    crate::say!(
+                        "log",
+                        "cannot write service logs in {}: {e}",
+                        self.dir.display()
+                    );
                     return;
                 }
             }
@@ -240,7 +247,10 @@ mod tests {
         let current = std::fs::metadata(dir.join("svc.log")).unwrap().len();
         let rotated = std::fs::metadata(dir.join("svc.log.1")).unwrap().len();
         assert!(current <= 1024 && rotated <= 1024, "{current} {rotated}");
-        assert!(rotated > 900, "rotated file should be nearly full: {rotated}");
+        assert!(
+            rotated > 900,
+            "rotated file should be nearly full: {rotated}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

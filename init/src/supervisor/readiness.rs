@@ -53,6 +53,7 @@ pub fn start(
     let cancel = Arc::new(AtomicBool::new(false));
     let thread_cancel = Arc::clone(&cancel);
     let events = events.clone();
+    let name = service.to_string();
     let service = service.to_string();
     let spawned = std::thread::Builder::new()
         .name(format!("probe-{service}"))
@@ -76,14 +77,10 @@ pub fn start(
     match spawned {
         Ok(_) => Some(ProbeHandle { cancel }),
         Err(e) => {
-            crate::say!(&service_name(readiness), "cannot start readiness probe thread: {e}");
+            crate::say!(&name, "cannot start readiness probe thread: {e}");
             None
         }
     }
-}
-
-fn service_name(readiness: &Readiness) -> String {
-    format!("probe {readiness:?}")
 }
 
 /// Whether a TCP connect to `addr` succeeds.
@@ -133,7 +130,10 @@ mod tests {
 
     #[test]
     fn status_line_parsing() {
-        assert_eq!(parse_status_line(b"HTTP/1.1 503 Service Unavailable\r\n"), Some(503));
+        assert_eq!(
+            parse_status_line(b"HTTP/1.1 503 Service Unavailable\r\n"),
+            Some(503)
+        );
         assert_eq!(parse_status_line(b"HTTP/1.0 200"), Some(200));
         assert_eq!(parse_status_line(b"SSH-2.0-OpenSSH"), None);
     }
@@ -153,7 +153,10 @@ mod tests {
         });
         let target = HttpTarget::parse(&format!("http://127.0.0.1:{port}/v1/sys/health")).unwrap();
         assert_eq!(http_status(&target), Some(429));
-        assert!(server.join().unwrap().starts_with("GET /v1/sys/health HTTP/1.0\r\n"));
+        assert!(server
+            .join()
+            .unwrap()
+            .starts_with("GET /v1/sys/health HTTP/1.0\r\n"));
     }
 
     #[test]

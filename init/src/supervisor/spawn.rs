@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::table::ServiceSpec;
 
@@ -30,8 +30,11 @@ pub fn reserve_notify_fd() -> io::Result<()> {
     if null.as_raw_fd() == NOTIFY_FD {
         // fd 3 was free and is now /dev/null: keep it open for good.
         let fd = OwnedFd::from(null);
-        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-            .map_err(io::Error::from)?;
+        nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(io::Error::from)?;
         std::mem::forget(fd);
     } else {
         // Replaces whatever was inherited on fd 3; `null` itself closes.
@@ -228,7 +231,11 @@ pub fn init_is_root() -> bool {
 
 /// Starts `spec`'s program. `cgroup_procs` is the service cgroup's `cgroup.procs`
 /// (opened by the caller), `notify` whether to pass a readiness pipe.
-pub fn spawn(spec: &ServiceSpec, cgroup_procs: Option<&File>, notify: bool) -> Result<Spawned, SpawnError> {
+pub fn spawn(
+    spec: &ServiceSpec,
+    cgroup_procs: Option<&File>,
+    notify: bool,
+) -> Result<Spawned, SpawnError> {
     let program = spec.argv.first().cloned().unwrap_or_default();
     if !std::path::Path::new(&program).exists() {
         return Err(SpawnError::NotInstalled(program));
@@ -237,7 +244,10 @@ pub fn spawn(spec: &ServiceSpec, cgroup_procs: Option<&File>, notify: bool) -> R
     let keep = kept.iter().fold(0u64, |acc, c| acc | (1u64 << c.index()));
     let privileged = init_is_root();
     if !privileged {
-        let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        let (uid, gid) = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
         if spec.user != uid && spec.user != 0 || spec.group != gid && spec.group != 0 {
             return Err(SpawnError::NotPrivileged {
                 uid: spec.user,
@@ -293,7 +303,9 @@ pub fn spawn(spec: &ServiceSpec, cgroup_procs: Option<&File>, notify: bool) -> R
     }
     if let (true, Some((_, write))) = (fixed_fd, &pipe) {
         occupy_notify_fd(write).map_err(|e| {
-            SpawnError::NotifyPipe(nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))
+            SpawnError::NotifyPipe(nix::Error::from_raw(
+                e.raw_os_error().unwrap_or(libc::EBADF),
+            ))
         })?;
     }
     let spawned = command.spawn();
@@ -331,4 +343,3 @@ pub fn spawn(spec: &ServiceSpec, cgroup_procs: Option<&File>, notify: bool) -> R
 fn child_env(env: &BTreeMap<String, String>) -> impl Iterator<Item = (&String, &String)> {
     env.iter().filter(|(k, _)| k.as_str() != NOTIFY_ENV)
 }
-

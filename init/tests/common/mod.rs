@@ -1,7 +1,7 @@
 //! Shared helpers: run the real kindling-init binary as PID 1 of a fresh PID +
 //! mount + UTS namespace (`unshare`), with a test service table of small
 //! `/bin/sh` children, and clean everything up on drop (also on failure).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -63,7 +63,16 @@ impl NamespacedInit {
         // Own network namespace (loopback only), a private cgroup2 mount over the
         // (v1 or v2) host hierarchy, then exec init so it is PID 1 of the new PID namespace.
         let unshare = Command::new("unshare")
-            .args(["--pid", "--fork", "--mount-proc", "--uts", "--net", "--propagation", "private", "--"])
+            .args([
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--uts",
+                "--net",
+                "--propagation",
+                "private",
+                "--",
+            ])
             .args([
                 "/bin/sh",
                 "-c",
@@ -77,11 +86,9 @@ impl NamespacedInit {
             .spawn()
             .expect("unshare starts");
         let init_pid = wait_for(Duration::from_secs(5), || {
-            let children = std::fs::read_to_string(format!(
-                "/proc/{0}/task/{0}/children",
-                unshare.id()
-            ))
-            .ok()?;
+            let children =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id()))
+                    .ok()?;
             children.split_whitespace().next()?.parse().ok()
         })
         .expect("init process appears");
@@ -112,7 +119,11 @@ impl NamespacedInit {
 
     /// Sends `signal` to init and waits for the namespace to end; returns the
     /// signal that ended it (reboot(2) in a PID namespace: SIGHUP reboot, SIGINT power off).
-    pub fn signal_and_wait(&mut self, signal: nix::sys::signal::Signal, timeout: Duration) -> Option<i32> {
+    pub fn signal_and_wait(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+        timeout: Duration,
+    ) -> Option<i32> {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.init_pid), signal).unwrap();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -152,7 +163,14 @@ fn remove_cgroup_tree(name: &str) {
          umount \"$d\"; rmdir \"$d\""
     );
     let _ = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "/bin/sh", "-c", &script])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            &script,
+        ])
         .status();
 }
 
@@ -228,5 +246,8 @@ pub fn wait_timestamps(path: &Path, n: usize) -> Vec<f64> {
 
 /// Seconds as f64 from `date +%s.%N` lines.
 pub fn timestamps(path: &Path) -> Vec<f64> {
-    lines(path).iter().filter_map(|l| l.trim().parse().ok()).collect()
+    lines(path)
+        .iter()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
