@@ -11,7 +11,6 @@ use crate::atomic::write_atomic;
 use crate::dhcp::client::Firmware;
 use crate::mac::MacAddr;
 use crate::settings::PxeSettings;
-use kindling_site::UnknownMacPolicy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -232,10 +231,8 @@ pub struct Inventory {
     nodes_path: PathBuf,
     assignments: AssignmentStore,
     cached: Mutex<CachedAssignments>,
-    site_nodes: BTreeMap<MacAddr, String>,
-    default_profile: Option<String>,
-    unknown: UnknownMacPolicy,
-    known_profiles: Vec<String>,
+    /// For profile resolution (reservations, default profile, policy).
+    settings: PxeSettings,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -269,14 +266,7 @@ impl Inventory {
                 checked: None,
                 map: BTreeMap::new(),
             }),
-            site_nodes: settings
-                .reservations
-                .iter()
-                .map(|(m, r)| (*m, r.profile.clone()))
-                .collect(),
-            default_profile: settings.default_profile.clone(),
-            unknown: settings.unknown,
-            known_profiles: settings.profiles.keys().cloned().collect(),
+            settings: settings.clone(),
         };
         (inv, problem)
     }
@@ -305,21 +295,9 @@ impl Inventory {
     }
 
     pub fn profile_for(&self, mac: &MacAddr) -> ProfileChoice {
-        let assigned = {
-            let _ = self.assignments();
-            lock(&self.cached).map.get(mac).cloned()
-        };
-        if let Some(p) = assigned.filter(|p| self.known_profiles.contains(p)) {
-            return ProfileChoice::Assigned(p);
-        }
-        if let Some(p) = self.site_nodes.get(mac) {
-            return ProfileChoice::Site(p.clone());
-        }
-        match (self.unknown, &self.default_profile) {
-            (UnknownMacPolicy::DefaultProfile, Some(p)) => ProfileChoice::Default(p.clone()),
-            (UnknownMacPolicy::Menu, _) => ProfileChoice::Menu,
-            _ => ProfileChoice::NotServed,
-        }
+        let _ = self.assignments();
+        let cached = lock(&self.cached);
+        crate::node_api::resolve(&self.settings, &cached.map, mac)
     }
 
     fn touch(&self, mac: MacAddr, now: u64, update: impl FnOnce(&mut NodeRecord)) {

@@ -13,6 +13,7 @@ pub mod http;
 pub mod inventory;
 pub mod leases;
 pub mod mac;
+pub mod node_api;
 pub mod ra;
 pub mod render;
 pub mod repo;
