@@ -351,3 +351,45 @@ fn cgroup_stop_takes_the_whole_service() {
         init.console()
     );
 }
+
+#[test]
+fn children_get_only_the_listed_capabilities_user_and_no_new_privs() {
+    if !can_run_namespaces("children_get_only_the_listed_capabilities_user_and_no_new_privs") {
+        return;
+    }
+    let check = r#"["/bin/sh","-c","grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status; exec sleep 1000"]"#;
+    let services = format!(
+        r#"{{"services":[
+        {{"name":"nobody","argv":{check},"user":65534,"group":65534,"capabilities":["CAP_NET_BIND_SERVICE"]}},
+        {{"name":"rootless","argv":{check}}}]}}"#
+    );
+    let init = NamespacedInit::start("caps", &services, "");
+    let status = |name: &str| {
+        wait_for(Duration::from_secs(5), || {
+            let log = std::fs::read_to_string(init.path(&format!("log/{name}.log"))).ok()?;
+            log.contains("NoNewPrivs").then_some(log)
+        })
+        .unwrap_or_else(|| panic!("{name} wrote its status: {}", init.console()))
+    };
+    let field = |log: &str, key: &str| -> String {
+        log.lines()
+            .find_map(|l| l.split_once("] ").map(|(_, rest)| rest).and_then(|r| r.strip_prefix(key)))
+            .map(|v| v.trim_start_matches(':').split_whitespace().next().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    // CAP_NET_BIND_SERVICE is capability 10: bit 0x400.
+    let nobody = status("nobody");
+    assert_eq!(field(&nobody, "Uid"), "65534", "{nobody}");
+    assert_eq!(field(&nobody, "Gid"), "65534", "{nobody}");
+    for set in ["CapEff", "CapPrm", "CapBnd", "CapAmb"] {
+        assert_eq!(field(&nobody, set), "0000000000000400", "{set}: {nobody}");
+    }
+    assert_eq!(field(&nobody, "NoNewPrivs"), "1", "{nobody}");
+    // A root service with no capabilities listed keeps none, not even in the bounding set.
+    let rootless = status("rootless");
+    assert_eq!(field(&rootless, "Uid"), "0");
+    for set in ["CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh"] {
+        assert_eq!(field(&rootless, set), "0000000000000000", "{set}: {rootless}");
+    }
+    assert_eq!(field(&rootless, "NoNewPrivs"), "1");
+}
