@@ -93,6 +93,9 @@ struct Role {
     nic: Nic,
     device: Device,
     carrier: bool,
+    /// Carrier went away after we had it: its return restarts DHCP. The first
+    /// carrier-up after bring-up is not a return.
+    carrier_lost: bool,
 }
 
 struct Service {
@@ -249,6 +252,7 @@ impl Service {
                     index: nic.index,
                 },
                 carrier: nic.carrier,
+                carrier_lost: false,
                 nic: nic.clone(),
             });
         }
@@ -264,6 +268,7 @@ impl Service {
                 );
                 self.lan = Some(Role {
                     carrier: nic.carrier,
+                    carrier_lost: false,
                     nic,
                     device,
                 });
@@ -562,12 +567,14 @@ impl Service {
         uplink.carrier = change.carrier;
         let name = uplink.nic.name.clone();
         if !change.carrier {
+            uplink.carrier_lost = true;
             self.degraded
                 .set("uplink carrier", format!("uplink {name}: carrier lost"));
             return;
         }
+        let returned = std::mem::take(&mut uplink.carrier_lost);
         self.degraded.clear("uplink carrier");
-        if self.plan.uplink == UplinkAddressing::Dhcp {
+        if returned && self.plan.uplink == UplinkAddressing::Dhcp {
             // The cable may now lead to another network: start over.
             tracing::info!("uplink {name}: carrier back, restarting DHCP");
             if let Some(task) = self.dhcp_task.take() {
