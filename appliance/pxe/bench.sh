@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# PXE service benchmarks, each side by side with the tool people use today,
+# measured in the same run on the same namespace setup:
+#   DHCP  leases/s with kea's perfdhcp: kindlingd pxe vs dnsmasq
+#   HTTP  64 MiB file to 50 concurrent clients with wrk: kindlingd pxe vs nginx (+ RSS)
+#   TFTP  10 MiB file, same block size, busybox tftp: kindlingd pxe vs tftpd-hpa
+#
+#   appliance/pxe/bench.sh            (needs root; builds kindlingd --release if missing)
+#   BENCH_SECS=10 appliance/pxe/bench.sh
+#
+# All traffic stays in two network namespaces this script creates (kp-b-srv,
+# kp-b-cli, joined by a veth); everything it starts is stopped by PID on exit.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+SECS="${BENCH_SECS:-10}"
+BIN="$ROOT/target/x86_64-unknown-linux-gnu/release/kindlingd"
+SRV=kp-b-srv CLI=kp-b-cli SIF=kpbs CIF=kpbc
+LAN=10.10.0.1 CLIENT=10.10.0.2
+[ "$(id -u)" = 0 ] || { echo "bench.sh: needs root (network namespaces)" >&2; exit 1; }
+for tool in perfdhcp dnsmasq nginx wrk in.tftpd busybox; do
+  command -v "$tool" >/dev/null || { echo "bench.sh: $tool missing (tests/install-deps installs it)" >&2; exit 1; }
+done
+if [ ! -x "$BIN" ] || [ -n "${BENCH_REBUILD:-}" ]; then
+  (cd "$ROOT" && cargo build --release -p kindlingd)
+fi
+
+WORK=$(mktemp -d /tmp/kp-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+  ip netns del "$SRV" 2>/dev/null || true
+  ip netns del "$CLI" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+in_srv() { ip netns exec "$SRV" "$@"; }
+in_cli() { ip netns exec "$CLI" "$@"; }
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+ip netns add "$SRV"; ip netns add "$CLI"
+ip link add "$SIF" netns "$SRV" type veth peer name "$CIF" netns "$CLI"
+in_srv ip addr add "$LAN/16" dev "$SIF"; in_srv ip link set "$SIF" up; in_srv ip link set lo up
+in_cli ip addr add "$CLIENT/16" dev "$CIF"; in_cli ip link set "$CIF" up; in_cli ip link set lo up
+
+mkdir -p "$WORK"/{boot,artifacts,state,status,nginx,tftp}
+head -c $((64 * 1024 * 1024)) /dev/urandom > "$WORK/artifacts/big64"
+head -c $((10 * 1024 * 1024)) /dev/urandom > "$WORK/boot/big10"
+cp "$WORK/artifacts/big64" "$WORK/nginx/big64"
+cp "$WORK/boot/big10" "$WORK/tftp/big10"
+cat > "$WORK/site.json" <<JSON
+{"site": {"id": "bench"},
+ "network": {"lan": {"address": "$LAN/16"}},
+ "pxe": {"range": {"start": "10.10.1.0", "end": "10.10.254.254"}, "lease_secs": 3600,
+         "router_advertisements": false, "http_port": 80}}
+JSON
+
+start_kindling() {
+  in_srv env RUST_LOG=warn "$BIN" pxe --site "$WORK/site.json" --interface "$SIF" --boot-dir "$WORK/boot" \
+    --artifacts-dir "$WORK/artifacts" --state-dir "$WORK/state" --status-file "$WORK/status/pxe.json" \
+    >"$WORK/kindling.log" 2>&1 &
+  KPID=$!; PIDS+=("$KPID")
+  for _ in $(seq 50); do [ -s "$WORK/status/pxe.json" ] && return 0; sleep 0.1; done
+  echo "bench.sh: kindlingd pxe did not start:"; cat "$WORK/kindling.log"; exit 1
+}
+rss_kb() { awk '/VmHWM/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+perf() { # prints DORA exchanges per second achieved
+  in_cli perfdhcp -4 -l "$CIF" -r "$1" -R 30000 -p "$SECS" 2>&1 | tee "$WORK/perfdhcp.$2.log" |
+    awk '/^rate:/{print $2; exit}'
+}
+
+# --- DHCP -------------------------------------------------------------------
+RATE="${BENCH_DHCP_RATE:-4000}"
+start_kindling
+k_dhcp=$(perf "$RATE" kindling); k_drops=$(awk '/drops:/{print $2; exit}' "$WORK/perfdhcp.kindling.log")
+stop "$KPID"
+in_srv dnsmasq --keep-in-foreground --port=0 --no-resolv --no-hosts --no-ping --dhcp-authoritative \
+  --interface="$SIF" --bind-interfaces --dhcp-range=10.10.1.0,10.10.254.254,1h --dhcp-lease-max=70000 \
+  --dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file="$WORK/dnsmasq.pid" --log-facility=/dev/null &
+DPID=$!; PIDS+=("$DPID"); sleep 0.5
+d_dhcp=$(perf "$RATE" dnsmasq); d_drops=$(awk '/drops:/{print $2; exit}' "$WORK/perfdhcp.dnsmasq.log")
+stop "$DPID"
+
+# --- HTTP -------------------------------------------------------------------
+cat > "$WORK/nginx.conf" <<NGINX
+worker_processes 2;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+events { worker_connections 1024; }
+http {
+  access_log off; sendfile on; tcp_nopush on;
+  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
+  uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+  server { listen $LAN:8080; root $WORK/nginx; }
+}
+NGINX
+start_kindling
+wrk_rate() { in_cli wrk -t 2 -c 50 -d "${SECS}s" "$1" 2>&1 | tee -a "$WORK/wrk.log" | awk '/Transfer\/sec/{print $2}'; }
+k_http=$(wrk_rate "http://$LAN/artifacts/big64")
+k_rss=$(rss_kb "$KPID")
+in_srv nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
+NPID=$!; PIDS+=("$NPID"); sleep 0.5
+n_http=$(wrk_rate "http://$LAN:8080/big64")
+n_rss=0
+for p in $(pgrep -P "$NPID" 2>/dev/null) "$NPID"; do n_rss=$((n_rss + $(rss_kb "$p"))); done
+stop "$NPID"
+
+# --- TFTP -------------------------------------------------------------------
+in_srv in.tftpd -L -a "$LAN:6969" -s "$WORK/tftp" &
+TPID=$!; PIDS+=("$TPID"); sleep 0.3
+tftp_secs() { # host port file → seconds (best of 3)
+  best=999
+  for _ in 1 2 3; do
+    t0=$(date +%s.%N)
+    in_cli busybox tftp -g -b 1428 -r "$3" -l /dev/null "$1" "$2"
+    t1=$(date +%s.%N)
+    best=$(awk -v a="$t1" -v z="$t0" -v b="$best" 'BEGIN { d = a - z; print (d < b) ? d : b }')
+  done
+  printf '%.3f' "$best"
+}
+k_tftp=$(tftp_secs "$LAN" 69 big10)
+t_tftp=$(tftp_secs "$LAN" 6969 big10)
+stop "$TPID"
+stop "$KPID"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+to_mb() { # wrk's "123.45MB" / "1.2GB" → MB
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /GB/) n *= 1024; if (v ~ /KB/) n /= 1024; printf "%.1f", n }'
+}
+k_mb=$(to_mb "$k_http"); n_mb=$(to_mb "$n_http")
+echo
+echo "kindling PXE benchmarks ($SECS s per run, netns veth, $(nproc) cores)"
+printf '%-38s %14s %14s %8s %s\n' "measure" "kindlingd pxe" "baseline" "ratio" "baseline tool"
+printf '%-38s %14s %14s %8s %s\n' "DHCP DORA/s (perfdhcp -r $RATE)" "$k_dhcp" "$d_dhcp" "$(ratio "$k_dhcp" "$d_dhcp")" "dnsmasq (--no-ping)"
+printf '%-38s %14s %14s %8s %s\n' "DHCP drops" "$k_drops" "$d_drops" "" ""
+printf '%-38s %14s %14s %8s %s\n' "HTTP 64 MiB x 50 clients, MB/s" "$k_mb" "$n_mb" "$(ratio "$k_mb" "$n_mb")" "nginx sendfile, 2 workers"
+printf '%-38s %14s %14s %8s %s\n' "HTTP peak RSS, MiB" "$((k_rss / 1024))" "$((n_rss / 1024))" "" "(nginx: master+workers)"
+printf '%-38s %14s %14s %8s %s\n' "TFTP 10 MiB blksize 1428, s (best/3)" "$k_tftp" "$t_tftp" "$(ratio "$t_tftp" "$k_tftp")x" "tftpd-hpa (ratio = speedup)"
