@@ -1,0 +1,158 @@
+//! kill -9 of Vault or Consul while the cold bootstrap runs, at several
+//! steps; after a restart the rerun must finish with nothing lost and nothing
+//! done twice. Vault runs in the secure `manual` unseal mode: the test plays
+//! the operator, decrypting the stored init secrets with its age identity and
+//! submitting the shares through the status API handler, which proves the
+//! stored encrypted keys still unseal.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use kindling_stack::bootstrap::{self, BootstrapError};
+use kindling_stack::status::{self, OverallState, StackStatus, StepState};
+use std::time::{Duration, Instant};
+
+fn step_state(lab: &Lab, step: &str) -> Option<StepState> {
+    status::read(&lab.layout.status_file)
+        .ok()?
+        .steps
+        .into_iter()
+        .find(|s| s.name == step)
+        .map(|s| s.state)
+}
+
+/// Runs the bootstrap; meanwhile acts as the operator whenever it waits for
+/// unseal shares.
+fn run_as_operator(
+    lab: &Lab,
+    identity: &age::x25519::Identity,
+) -> Result<StackStatus, BootstrapError> {
+    let opts = lab.options();
+    let handle = std::thread::spawn(move || rt().block_on(bootstrap::run(opts)));
+    let mut submitted = false;
+    while !handle.is_finished() {
+        if !submitted && step_state(lab, "vault-unseal") == Some(StepState::Waiting) {
+            submitted = true;
+            let secrets = lab.init_secrets(identity);
+            for key in secrets
+                .keys_base64
+                .iter()
+                .take(usize::from(secrets.threshold))
+            {
+                let reply = kindling_stack::api::vault_unseal(
+                    &lab.layout,
+                    serde_json::json!({"key": key}).to_string().as_bytes(),
+                );
+                assert_eq!(reply.status, 200, "{:?}", reply.body);
+                assert!(
+                    !reply.body.to_string().contains(key.as_str()),
+                    "the API never echoes a share"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    handle.join().unwrap()
+}
+
+/// Starts a cold bootstrap and kills `service` -9 once `step` is running.
+fn cold_run_killed_at(
+    lab: &mut Lab,
+    step: &str,
+    service: &str,
+) -> Result<StackStatus, BootstrapError> {
+    let mut opts = lab.options();
+    // The killed service stays down in this run: fail fast instead of waiting for it.
+    opts.service_timeout = Duration::from_secs(10);
+    let handle = std::thread::spawn(move || rt().block_on(bootstrap::run(opts)));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !handle.is_finished() && Instant::now() < deadline {
+        if step_state(lab, step) == Some(StepState::Running) {
+            lab.kill9(service);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    handle.join().unwrap()
+}
+
+#[test]
+fn kill_9_during_bootstrap_then_resume() {
+    let Some(tools) = tools() else { return };
+    // (step during which to kill, service to kill)
+    for (step, service) in [
+        ("vault-setup", "vault"),
+        ("consul-acl", "consul"),
+        ("kv-mirror", "consul"),
+    ] {
+        let identity = new_identity();
+        let mut lab = Lab::new(&tools, site("manual", true, &identity));
+        lab.start("consul");
+        lab.start("vault");
+        lab.start("nomad");
+
+        let first = cold_run_killed_at(&mut lab, step, service);
+        let init_after_first = std::fs::read(lab.init_file())
+            .unwrap_or_else(|_| panic!("{step}: init secrets must exist"));
+        eprintln!(
+            "killed {service} during {step}: first run {}",
+            if first.is_ok() {
+                "finished anyway"
+            } else {
+                "failed as expected"
+            }
+        );
+
+        lab.start(service);
+        let resumed = run_as_operator(&lab, &identity).unwrap_or_else(|e| {
+            panic!(
+                "resume after killing {service} during {step}: {e}\n{}",
+                lab.status_text()
+            )
+        });
+        assert_eq!(resumed.state, OverallState::Ready);
+        let state_of = |name: &str| {
+            resumed
+                .steps
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.state)
+                .unwrap()
+        };
+        assert_eq!(
+            state_of("vault-init"),
+            StepState::AlreadyDone,
+            "{step}: Vault is never initialised twice"
+        );
+        assert_eq!(
+            std::fs::read(lab.init_file()).unwrap(),
+            init_after_first,
+            "{step}: the init secrets are kept as they were"
+        );
+        let consul_detail = resumed
+            .steps
+            .iter()
+            .find(|s| s.name == "consul-acl")
+            .unwrap()
+            .detail
+            .clone();
+        assert!(!consul_detail.contains("someone else"), "{consul_detail}");
+
+        // A third run finds everything done.
+        let again = run_as_operator(&lab, &identity).unwrap();
+        for s in again.steps.iter().filter(|s| s.name != "vault-api") {
+            assert_eq!(
+                s.state,
+                StepState::AlreadyDone,
+                "{step}: {} on the run after the resume",
+                s.name
+            );
+        }
+        assert_eq!(
+            lab.nomad.as_ref().unwrap().successful_bootstraps(),
+            1,
+            "{step}: one Nomad ACL bootstrap"
+        );
+    }
+}
