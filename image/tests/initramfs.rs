@@ -155,10 +155,11 @@ fn the_archive_holds_exactly_the_contract_layout() {
         get("etc/kindling/trust/test.pub").data,
         fs::read(fx.path("keys/test.pub")).unwrap()
     );
-    // Modules to load: listed order, loadable only (ext4 is builtin, one is absent).
+    // Modules to load: listed order, loadable only (ext4 is builtin, one is
+    // absent); drivers are carried (files above) but not in the load list.
     assert_eq!(
         get("etc/kindling/modules.list").data,
-        b"crc32c_generic\nnft_masq\nvirtio_net\nfakenic\n"
+        b"crc32c_generic\nnft_masq\n"
     );
     let services: serde_json::Value =
         serde_json::from_slice(&get("etc/kindling/services.json").data).unwrap();
@@ -193,6 +194,10 @@ fn the_archive_holds_exactly_the_contract_layout() {
         serde_json::json!(["no_such_module"])
     );
     assert_eq!(manifest["modules"]["builtin"], serde_json::json!(["ext4"]));
+    assert_eq!(
+        manifest["modules"]["drivers"],
+        serde_json::json!(["virtio_net", "fakenic"])
+    );
     let initramfs = &manifest["artifacts"][0];
     assert_eq!(initramfs["path"], "initramfs.cpio.zst");
     let bytes = fs::read(fx.path("out/initramfs.cpio.zst")).unwrap();

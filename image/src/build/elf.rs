@@ -66,7 +66,7 @@ pub fn dynamic_needs(path: &Path) -> Result<DynamicNeeds, String> {
             .map_err(|e| e.to_string())?;
         for entry in entries {
             if entry.tag32(endian) == Some(elf::DT_NEEDED) {
-                let offset: u64 = entry.d_val(endian).into();
+                let offset: u64 = entry.d_val(endian);
                 let offset = u32::try_from(offset)
                     .map_err(|_| "DT_NEEDED offset out of range".to_string())?;
                 let name = strings

@@ -130,7 +130,9 @@ pub enum BuildError {
     #[error("{path} is {size} bytes, too large for an initramfs entry (newc holds at most 4 GiB per file)")]
     FileTooLarge { path: PathBuf, size: u64 },
 
-    #[error("cannot {action} {path}: {source}")]
+    // The cause is printed by the caller's error chain (`{err:#}`), not here,
+    // so it does not appear twice.
+    #[error("cannot {action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,

@@ -55,7 +55,10 @@ pub struct OverlayRecord {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModulesRecord {
+    /// Loaded at every boot (/etc/kindling/modules.list).
     pub load: Vec<String>,
+    /// Carried for init's modalias matching.
+    pub drivers: Vec<String>,
     pub builtin: Vec<String>,
     pub absent: Vec<String>,
     pub files: usize,

@@ -103,6 +103,7 @@ pub struct BuildOptions {
     pub boot_dir: PathBuf,
     pub modules_dir: Option<PathBuf>,
     pub modules_list: Option<PathBuf>,
+    pub drivers_list: Option<PathBuf>,
     pub firmware_dir: PathBuf,
     pub extra_bins: Vec<String>,
     pub artifacts: Vec<String>,
@@ -131,6 +132,7 @@ impl BuildOptions {
             boot_dir: PathBuf::from("/boot"),
             modules_dir: None,
             modules_list: None,
+            drivers_list: None,
             firmware_dir: PathBuf::from("/lib/firmware"),
             extra_bins: Vec::new(),
             artifacts: Vec::new(),
@@ -401,8 +403,17 @@ fn resolve(
         }
         None => modules::DEFAULT_MODULES_LIST.to_string(),
     };
+    let drivers_text = match &options.drivers_list {
+        Some(path) => {
+            fs::read_to_string(path).map_err(BuildError::io("read drivers list", path))?
+        }
+        None => modules::DEFAULT_DRIVERS_LIST.to_string(),
+    };
     let tree = modules::ModuleTree::open(&modules_dir)?;
-    let selection = tree.select(&modules::parse_list(&list_text));
+    let selection = tree.select(
+        &modules::parse_list(&list_text),
+        &modules::parse_list(&drivers_text),
+    );
     if !selection.absent.is_empty() {
         reporter.warn(&format!(
             "kernel {} has no module {} (skipped)",
@@ -568,6 +579,7 @@ fn make_manifest(
             .collect(),
         modules: ModulesRecord {
             load: contents.modules.load.clone(),
+            drivers: contents.modules.drivers.clone(),
             builtin: contents.modules.builtin.clone(),
             absent: contents.modules.absent.clone(),
             files: contents.modules.files.len(),

@@ -14,9 +14,14 @@ use std::path::{Path, PathBuf};
 use super::elf;
 use super::error::BuildError;
 
-/// The module list compiled into the CLI (`kernel-config/modules.list`),
+/// The load list compiled into the CLI (`kernel-config/modules.list`),
 /// used unless `--modules-list` names another.
 pub const DEFAULT_MODULES_LIST: &str = include_str!("../../../kernel-config/modules.list");
+
+/// The hardware drivers compiled into the CLI (`kernel-config/drivers.list`),
+/// carried in the image and loaded by init by modalias; `--drivers-list`
+/// names another.
+pub const DEFAULT_DRIVERS_LIST: &str = include_str!("../../../kernel-config/drivers.list");
 
 /// Module names as the list gives them, in order: one per line, `#` starts
 /// a comment, blank lines are ignored.
@@ -58,8 +63,10 @@ pub struct ModuleTree {
 /// What the image gets from the tree.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ModuleSelection {
-    /// Listed modules that are loadable, in list order (→ /etc/kindling/modules.list).
+    /// Modules of the load list that are loadable, in list order (→ /etc/kindling/modules.list).
     pub load: Vec<String>,
+    /// Drivers of the drivers list that are loadable (carried for modalias loading).
+    pub drivers: Vec<String>,
     /// Listed modules compiled into the kernel (nothing to load).
     pub builtin: Vec<String>,
     /// Listed modules this kernel does not have at all.
@@ -137,16 +144,24 @@ impl ModuleTree {
         })
     }
 
-    /// Resolves the listed names and their closure.
-    pub fn select(&self, listed: &[String]) -> ModuleSelection {
+    /// Resolves the load list and the drivers list, and their closure.
+    pub fn select(&self, load: &[String], drivers: &[String]) -> ModuleSelection {
         let mut selection = ModuleSelection::default();
-        let mut seen_listed = BTreeSet::new();
-        for name in listed {
-            if !seen_listed.insert(name.clone()) {
+        let mut seen = BTreeSet::new();
+        let lists = load
+            .iter()
+            .map(|n| (n, true))
+            .chain(drivers.iter().map(|n| (n, false)));
+        for (name, at_boot) in lists {
+            if !seen.insert(name.clone()) {
                 continue;
             }
             if self.by_name.contains_key(name) {
-                selection.load.push(name.clone());
+                if at_boot {
+                    selection.load.push(name.clone());
+                } else {
+                    selection.drivers.push(name.clone());
+                }
                 self.add_closure(name, &mut selection.files);
             } else if self.builtin.contains(name) {
                 selection.builtin.push(name.clone());
@@ -303,6 +318,18 @@ mod tests {
     }
 
     #[test]
+    fn default_lists_do_not_overlap() {
+        let load: BTreeSet<String> = parse_list(DEFAULT_MODULES_LIST).into_iter().collect();
+        let drivers: BTreeSet<String> = parse_list(DEFAULT_DRIVERS_LIST).into_iter().collect();
+        assert!(
+            load.is_disjoint(&drivers),
+            "{:?}",
+            load.intersection(&drivers).collect::<Vec<_>>()
+        );
+        assert!(drivers.contains("virtio_net") && drivers.contains("e1000e"));
+    }
+
+    #[test]
     fn the_default_list_loads_crc32c_before_nf_tables() {
         let list = parse_list(DEFAULT_MODULES_LIST);
         let crc = list.iter().position(|m| m == "crc32c_generic").unwrap();
@@ -326,8 +353,12 @@ mod tests {
             ),
             ("modules.builtin", "kernel/fs/vfat/vfat.ko\n"),
         ]);
-        let selection = tree.select(&parse_list("ext4\nvfat\nnosuch\next4\n"));
+        let selection = tree.select(
+            &parse_list("ext4\nvfat\nnosuch\next4\n"),
+            &parse_list("jbd2\nvfat\n"),
+        );
         assert_eq!(selection.load, ["ext4"]);
+        assert_eq!(selection.drivers, ["jbd2"]);
         assert_eq!(selection.builtin, ["vfat"]);
         assert_eq!(selection.absent, ["nosuch"]);
         let files: Vec<&str> = selection.files.iter().map(String::as_str).collect();

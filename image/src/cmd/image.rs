@@ -11,7 +11,8 @@ use kindling_image::build::{self, BuildOptions, Format, Reporter};
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Build the boot media: initramfs, kernel, hybrid ISO, raw GPT disk (UKI, A/B), PXE files, manifest.
-    Build(BuildArgs),
+    // Boxed: the argument set is large next to the other command groups.
+    Build(Box<BuildArgs>),
 }
 
 #[derive(clap::Args)]
@@ -34,9 +35,12 @@ pub struct BuildArgs {
     /// Module tree of the kernel (default: /lib/modules/<release>).
     #[arg(long, value_name = "DIR")]
     modules_dir: Option<PathBuf>,
-    /// Module list (default: kernel-config/modules.list, built into this CLI).
+    /// Modules loaded at every boot (default: kernel-config/modules.list, built into this CLI).
     #[arg(long, value_name = "FILE")]
     modules_list: Option<PathBuf>,
+    /// Hardware drivers carried and loaded by modalias (default: kernel-config/drivers.list, built in).
+    #[arg(long, value_name = "FILE")]
+    drivers_list: Option<PathBuf>,
     /// Firmware tree the modules' firmware is taken from.
     #[arg(long, value_name = "DIR", default_value = "/lib/firmware")]
     firmware_dir: PathBuf,
@@ -97,7 +101,7 @@ pub struct BuildArgs {
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Build(args) => build_image(args),
+        Command::Build(args) => build_image(*args),
     }
 }
 
@@ -109,6 +113,7 @@ fn build_image(args: BuildArgs) -> anyhow::Result<()> {
     options.boot_dir = args.boot_dir;
     options.modules_dir = args.modules_dir;
     options.modules_list = args.modules_list;
+    options.drivers_list = args.drivers_list;
     options.firmware_dir = args.firmware_dir;
     options.extra_bins = args.extra_bins;
     options.artifacts = args.artifacts;
@@ -152,10 +157,11 @@ fn build_image(args: BuildArgs) -> anyhow::Result<()> {
         .map(|b| b.image_path.as_str())
         .collect();
     println!(
-        "  binaries: {}; modules: {} files ({} listed loadable); overlays: {}",
+        "  binaries: {}; modules: {} files ({} loaded at boot, {} drivers by modalias); overlays: {}",
         bins.join(" "),
         report.manifest.modules.files,
         report.manifest.modules.load.len(),
+        report.manifest.modules.drivers.len(),
         report
             .manifest
             .overlays

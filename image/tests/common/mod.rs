@@ -40,6 +40,8 @@ impl Fixture {
             p(&format!("modules/{KERNEL_VERSION}")),
             "--modules-list".into(),
             p("modules.list"),
+            "--drivers-list".into(),
+            p("drivers.list"),
             "--firmware-dir".into(),
             p("firmware"),
             "--bin-dir".into(),
@@ -116,9 +118,15 @@ fn module_with_firmware(dir: &Path, firmware: &str) -> Vec<u8> {
 pub fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    // Any static x86-64 executable stands in for init and kindlingd: the
-    // workspace builds `kindling` itself statically.
-    let exe = fs::read(env!("CARGO_BIN_EXE_kindling")).unwrap();
+    // Any static x86-64 executable stands in for init and kindlingd: Debian's
+    // busybox-static is small (2 MB, fast tests); the workspace's own
+    // `kindling` (static, but ~50 MB in debug builds) when busybox is absent.
+    let busybox = Path::new("/bin/busybox");
+    let exe = if busybox.is_file() {
+        fs::read(busybox).unwrap()
+    } else {
+        fs::read(env!("CARGO_BIN_EXE_kindling")).unwrap()
+    };
     write(&root.join("bin/kindling-init"), &exe);
     write(&root.join("bin/kindlingd"), &exe);
     write(&root.join("boot/bzImage"), &fake_bzimage());
@@ -171,8 +179,9 @@ pub fn fixture() -> Fixture {
     );
     write(
         &root.join("modules.list"),
-        b"# test list\ncrc32c_generic\nnft-masq\nvirtio_net\nfakenic\next4\nno_such_module\n",
+        b"# test list\ncrc32c_generic\nnft-masq\next4\nno_such_module\n",
     );
+    write(&root.join("drivers.list"), b"virtio_net\nfakenic\n");
     write(
         &root.join("firmware/fakevendor/fakenic-1.bin"),
         b"firmware blob",
