@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod api;
 mod config;
+mod enroll;
 mod net;
 mod pxe;
 mod service_table;

@@ -93,6 +93,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let settings = PxeSettings::from_site(&site, args.paths)
         .with_context(|| format!("in {}", args.site.display()))?;
-    service::run(settings, args.options, crate::notify_ready)?;
+    let mut options = args.options;
+    options.enrollment = crate::enroll::source(&site);
+    service::run(settings, options, crate::notify_ready)?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! resource itself. It must never block the listener on one slow client: a small
 //! pool of worker threads serves requests.
 
+mod stack;
 mod status;
 
 use serde_json::{json, Value};
@@ -160,6 +161,10 @@ fn respond(request: tiny_http::Request, reply: Reply) {
     }
 }
 
+fn stack_reply((status, body): (u16, Value)) -> Reply {
+    Reply { status, body }
+}
+
 fn route(paths: &ApiPaths, req: &Request<'_>) -> Reply {
     use tiny_http::Method::{Get, Post};
     match (req.method, req.segments.as_slice()) {
@@ -167,6 +172,15 @@ fn route(paths: &ApiPaths, req: &Request<'_>) -> Reply {
         (Get, ["v1", "services"]) => status::services(paths),
         (Post, ["v1", "services", name, "restart"]) => status::restart(paths, name),
         (Get, ["v1", "config", "report"]) => status::config_report(paths),
+        (Get, ["v1", "stack"]) => stack_reply(stack::get_stack(&paths.run_dir, &paths.state_dir)),
+        (Post, ["v1", "vault", "unseal"]) => stack_reply(stack::post_unseal(
+            &paths.run_dir,
+            &paths.state_dir,
+            &req.body,
+        )),
+        (Get, ["v1", "vault", "init-secrets"]) => {
+            stack_reply(stack::get_init_secrets(&paths.run_dir, &paths.state_dir))
+        }
         (_, ["v1", ..]) => Reply::error(
             404,
             format!(
