@@ -31,7 +31,9 @@ pub fn paths_from_env() -> ApplyPaths {
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let Some((sub, rest)) = args.split_first() else { bail!("{USAGE}") };
+    let Some((sub, rest)) = args.split_first() else {
+        bail!("{USAGE}")
+    };
     if sub != "apply" {
         bail!("{USAGE}");
     }
@@ -39,7 +41,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut opts = ApplyOptions::default();
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().with_context(|| format!("{flag} needs a value\n{USAGE}"));
+        let mut value = || {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
         match flag.as_str() {
             "--trust-dir" => paths.trust_dir = value()?.into(),
             "--boot-overlays" => paths.boot_overlays = value()?.into(),
@@ -54,7 +60,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         println!("config: {line}");
     }
     let Some(effective) = outcome.effective else {
-        bail!("no valid site configuration ({} refused); see {}", outcome.report.refused.len(), paths.report_json().display());
+        bail!(
+            "no valid site configuration ({} refused); see {}",
+            outcome.report.refused.len(),
+            paths.report_json().display()
+        );
     };
     write_service_table(&paths.run_dir, &effective.config)?;
     println!(
@@ -72,5 +82,6 @@ pub fn write_service_table(run_dir: &Path, site: &SiteConfig) -> anyhow::Result<
     let mut bytes = serde_json::to_vec_pretty(&table)?;
     bytes.push(b'\n');
     let path = run_dir.join("services.json");
-    kindling_overlay::state::write_atomic(&path, &bytes, false).with_context(|| format!("writing {}", path.display()))
+    kindling_overlay::state::write_atomic(&path, &bytes, false)
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -30,11 +30,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let pub_path = args.out.join("kindling.pub");
     let key_path = args.out.join("kindling.key");
     if !args.force && (pub_path.exists() || key_path.exists()) {
-        bail!("{} already holds a key pair (use --force to replace it)", args.out.display());
+        bail!(
+            "{} already holds a key pair (use --force to replace it)",
+            args.out.display()
+        );
     }
     let password = if args.unencrypted {
         None
@@ -42,13 +46,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(new_password(args.password_file.as_deref())?)
     };
     let key = SecretKey::generate();
-    let secret_text = key.to_file_text(password.as_deref(), args.kdf_opslimit, args.kdf_memlimit)?;
+    let secret_text =
+        key.to_file_text(password.as_deref(), args.kdf_opslimit, args.kdf_memlimit)?;
     write_private(&key_path, secret_text.as_bytes())?;
     std::fs::write(&pub_path, key.public_key().to_file_text())
         .with_context(|| format!("writing {}", pub_path.display()))?;
     println!("key id {}", key.id);
     println!("public key: {}", pub_path.display());
-    println!("secret key: {}{}", key_path.display(), if password.is_none() { " (unencrypted)" } else { "" });
+    println!(
+        "secret key: {}{}",
+        key_path.display(),
+        if password.is_none() {
+            " (unencrypted)"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 
@@ -61,7 +74,8 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(data).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -87,29 +101,36 @@ fn new_password(file: Option<&Path>) -> anyhow::Result<String> {
 }
 
 pub fn read_password_file(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text.lines().next().unwrap_or_default().to_string())
 }
 
 pub fn read_stdin_line() -> anyhow::Result<String> {
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 /// Loads a secret key, asking for its password only when it is encrypted.
 pub fn load_secret_key(path: &Path, password_file: Option<&Path>) -> anyhow::Result<SecretKey> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let password = if SecretKey::file_is_encrypted(&text).with_context(|| path.display().to_string())? {
-        Some(if let Some(f) = password_file {
-            read_password_file(f)?
-        } else if std::io::stdin().is_terminal() {
-            rpassword::prompt_password(format!("Password for {}: ", path.display()))?
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let password =
+        if SecretKey::file_is_encrypted(&text).with_context(|| path.display().to_string())? {
+            Some(if let Some(f) = password_file {
+                read_password_file(f)?
+            } else if std::io::stdin().is_terminal() {
+                rpassword::prompt_password(format!("Password for {}: ", path.display()))?
+            } else {
+                read_stdin_line()?
+            })
         } else {
-            read_stdin_line()?
-        })
-    } else {
-        None
-    };
-    SecretKey::from_file_text(&text, password.as_deref()).with_context(|| path.display().to_string())
+            None
+        };
+    SecretKey::from_file_text(&text, password.as_deref())
+        .with_context(|| path.display().to_string())
 }

@@ -122,7 +122,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
 }
 
 fn sig_path(file: &Path, sig: Option<&PathBuf>) -> PathBuf {
-    sig.cloned().unwrap_or_else(|| PathBuf::from(format!("{}.minisig", file.display())))
+    sig.cloned()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.minisig", file.display())))
 }
 
 fn build(a: BuildArgs) -> anyhow::Result<()> {
@@ -138,7 +139,10 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
         created: now,
         expires: now.saturating_add(a.expires.as_secs()),
     };
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}.kovl", a.name)));
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.kovl", a.name)));
     let packed = kindling_overlay::pack(&a.dir, &opts)?;
     std::fs::write(&out, &packed.kovl).with_context(|| format!("writing {}", out.display()))?;
     let comment = packed.manifest.trusted_comment();
@@ -147,7 +151,9 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
         println!("  minisign -S -s KEY -m {} -t '{comment}'", out.display());
         return Ok(());
     }
-    let Some(key_path) = a.key.as_deref() else { bail!("--key is required unless --unsigned") };
+    let Some(key_path) = a.key.as_deref() else {
+        bail!("--key is required unless --unsigned")
+    };
     let key = super::keygen::load_secret_key(key_path, a.password_file.as_deref())?;
     let sig = key.sign(&packed.kovl, &comment);
     let sig_out = sig_path(&out, None);
@@ -171,7 +177,8 @@ fn read_pubkeys(paths: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
     paths
         .iter()
         .map(|p| {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             PublicKey::from_file_text(&text).with_context(|| p.display().to_string())
         })
         .collect()
@@ -195,7 +202,11 @@ fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         m.layer.as_str(),
         m.site_id,
         rfc3339(m.expires),
-        if expired { " (EXPIRED: an appliance will refuse it)" } else { "" }
+        if expired {
+            " (EXPIRED: an appliance will refuse it)"
+        } else {
+            ""
+        }
     );
     if expired {
         bail!("{}: expired at {}", a.file.display(), rfc3339(m.expires));
@@ -220,9 +231,14 @@ fn show(a: ShowArgs) -> anyhow::Result<()> {
                 println!("site_id   = {}", m.site_id);
                 println!("created   = {}", rfc3339(m.created));
                 println!("expires   = {}", rfc3339(m.expires));
-                println!("payload   = {} bytes, sha256 {}", m.payload_size, m.payload_sha256);
+                println!(
+                    "payload   = {} bytes, sha256 {}",
+                    m.payload_size, m.payload_sha256
+                );
                 match signer {
-                    Some(Ok(id)) => println!("signed by = key {id} (not verified here: use `overlay verify`)"),
+                    Some(Ok(id)) => {
+                        println!("signed by = key {id} (not verified here: use `overlay verify`)")
+                    }
                     Some(Err(e)) => println!("signature = unreadable: {e}"),
                     None => println!("signature = none found"),
                 }
@@ -241,7 +257,11 @@ fn show(a: ShowArgs) -> anyhow::Result<()> {
     let dir = tmp.path().join("tree");
     kindling_overlay::unpack::unpack_payload(&parts.payload, &dir, &limits)?;
     let tree = SiteTree::read_dir(&dir)?;
-    let eff = merge_layers(&[Layer { label: m.name.clone(), tree }]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let eff = merge_layers(&[Layer {
+        label: m.name.clone(),
+        tree,
+    }])
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     match (a.format, a.provenance) {
         (FormatArg::Json, true) => println!("{}", serde_json::to_string_pretty(&eff)?),
         (FormatArg::Json, false) => println!("{}", serde_json::to_string_pretty(&eff.config)?),
@@ -261,7 +281,8 @@ fn show(a: ShowArgs) -> anyhow::Result<()> {
 fn push(a: PushArgs) -> anyhow::Result<()> {
     let kovl = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let sp = sig_path(&a.file, a.sig.as_ref());
-    let minisig = std::fs::read_to_string(&sp).with_context(|| format!("reading {}", sp.display()))?;
+    let minisig =
+        std::fs::read_to_string(&sp).with_context(|| format!("reading {}", sp.display()))?;
     let body = serde_json::json!({
         "kovl": base64::engine::general_purpose::STANDARD.encode(&kovl),
         "minisig": minisig,
@@ -279,12 +300,17 @@ fn push(a: PushArgs) -> anyhow::Result<()> {
         .with_context(|| format!("POST {url}"))?;
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap_or_default();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    let json: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     if (200..300).contains(&status) {
         println!("{}", serde_json::to_string_pretty(&json)?);
         Ok(())
     } else {
-        let why = json.get("error").and_then(|e| e.as_str()).map(str::to_string).unwrap_or_else(|| json.to_string());
+        let why = json
+            .get("error")
+            .and_then(|e| e.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| json.to_string());
         bail!("{url}: {status}: {why}")
     }
 }

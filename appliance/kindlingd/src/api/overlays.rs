@@ -11,7 +11,11 @@ use std::path::Path;
 /// Overlay paths for the API's run and state directories (trust and boot
 /// media paths from the environment, as in `kindlingd config apply`).
 pub fn apply_paths(run_dir: &Path, state_dir: &Path) -> ApplyPaths {
-    ApplyPaths { run_dir: run_dir.to_path_buf(), data_dir: state_dir.to_path_buf(), ..crate::config::paths_from_env() }
+    ApplyPaths {
+        run_dir: run_dir.to_path_buf(),
+        data_dir: state_dir.to_path_buf(),
+        ..crate::config::paths_from_env()
+    }
 }
 
 /// `GET /v1/overlays`.
@@ -28,7 +32,9 @@ pub fn effective(run_dir: &Path, state_dir: &Path) -> (u16, Value) {
 pub fn push(run_dir: &Path, state_dir: &Path, control_socket: &Path, body: &[u8]) -> (u16, Value) {
     let paths = apply_paths(run_dir, state_dir);
     let mut result = kindling_overlay::api::push(&paths, body, &ApplyOptions::default());
-    let Some(site) = result.site.take() else { return (result.status, result.body) };
+    let Some(site) = result.site.take() else {
+        return (result.status, result.body);
+    };
     if result.applied_now.is_empty() {
         return (result.status, result.body);
     }
@@ -40,7 +46,9 @@ pub fn push(run_dir: &Path, state_dir: &Path, control_socket: &Path, body: &[u8]
     let client = kindling_init::control::Client::new(control_socket);
     match client.reload().and_then(|()| client.restart("pxe")) {
         Ok(()) => actions.push("init reloaded the service table and restarted pxe".into()),
-        Err(e) => actions.push(format!("could not reach init to restart pxe ({e}): applies at next boot")),
+        Err(e) => actions.push(format!(
+            "could not reach init to restart pxe ({e}): applies at next boot"
+        )),
     }
     result.body["actions"] = json!(actions);
     (result.status, result.body)
