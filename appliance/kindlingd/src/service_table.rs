@@ -43,15 +43,6 @@ fn kindlingd_role(
     }
 }
 
-/// The status API alone: what the image ships as its fallback table, so an
-/// appliance whose configuration failed still answers on the network.
-pub fn fallback() -> ServiceTable {
-    ServiceTable {
-        hostname: None,
-        services: vec![api()],
-    }
-}
-
 fn api() -> ServiceSpec {
     // Reads status and talks to init's socket; binds an unprivileged port.
     kindlingd_role("api", "api", &[], &[], Phase::Services)
@@ -79,6 +70,10 @@ pub fn build(site: &SiteConfig) -> anyhow::Result<ServiceTable> {
         ));
     }
     services.push(api());
+    // Consul, Vault, Nomad and the one-shot bootstrap: the stack crate writes
+    // their config files and describes their entries.
+    let stack = kindling_stack::render(site, &kindling_stack::StackLayout::appliance())?;
+    services.extend(stack.services);
     Ok(ServiceTable {
         hostname: Some(site.site.hostname.clone()),
         services,
@@ -90,8 +85,11 @@ mod tests {
     use super::*;
 
     fn lab_site() -> SiteConfig {
-        let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../overlays/lab/site.toml"))
-            .unwrap_or_default();
+        let toml = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../overlays/lab/site.toml"
+        ))
+        .unwrap_or_default();
         toml::from_str(&toml).unwrap_or_else(|e| panic!("lab site.toml does not parse: {e}"))
     }
 
@@ -103,7 +101,10 @@ mod tests {
         }
         let names: Vec<_> = table.services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["net", "pxe", "api"]);
-        assert_eq!(table.get("pxe").map(|s| s.depends_on.clone()), Some(vec!["net".to_owned()]));
+        assert_eq!(
+            table.get("pxe").map(|s| s.depends_on.clone()),
+            Some(vec!["net".to_owned()])
+        );
         assert_eq!(table.get("net").map(|s| s.phase), Some(Phase::Network));
         assert_eq!(table.hostname.as_deref(), Some("kindling-lab"));
     }
@@ -115,13 +116,5 @@ mod tests {
         let table = build(&site).unwrap_or_else(|e| panic!("{e}"));
         assert!(table.get("pxe").is_none());
         assert!(table.get("api").is_some());
-    }
-
-    #[test]
-    fn fallback_is_the_api_alone() {
-        let table = fallback();
-        assert_eq!(table.services.len(), 1);
-        assert_eq!(table.services[0].name, "api");
-        assert!(table.services[0].capabilities.is_empty());
     }
 }

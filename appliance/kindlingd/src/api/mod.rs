@@ -5,6 +5,8 @@
 //! resource itself. It must never block the listener on one slow client: a small
 //! pool of worker threads serves requests.
 
+mod nodes;
+mod overlays;
 mod stack;
 mod status;
 
@@ -161,26 +163,30 @@ fn respond(request: tiny_http::Request, reply: Reply) {
     }
 }
 
-fn stack_reply((status, body): (u16, Value)) -> Reply {
-    Reply { status, body }
+impl From<(u16, Value)> for Reply {
+    fn from((status, body): (u16, Value)) -> Self {
+        Reply { status, body }
+    }
 }
 
 fn route(paths: &ApiPaths, req: &Request<'_>) -> Reply {
-    use tiny_http::Method::{Get, Post};
+    use tiny_http::Method::{Get, Post, Put};
+    let (run, state) = (paths.run_dir.as_path(), paths.state_dir.as_path());
     match (req.method, req.segments.as_slice()) {
         (Get, ["v1", "status"]) => status::status(paths),
         (Get, ["v1", "services"]) => status::services(paths),
         (Post, ["v1", "services", name, "restart"]) => status::restart(paths, name),
         (Get, ["v1", "config", "report"]) => status::config_report(paths),
-        (Get, ["v1", "stack"]) => stack_reply(stack::get_stack(&paths.run_dir, &paths.state_dir)),
-        (Post, ["v1", "vault", "unseal"]) => stack_reply(stack::post_unseal(
-            &paths.run_dir,
-            &paths.state_dir,
-            &req.body,
-        )),
-        (Get, ["v1", "vault", "init-secrets"]) => {
-            stack_reply(stack::get_init_secrets(&paths.run_dir, &paths.state_dir))
+        (Get, ["v1", "config", "effective"]) => overlays::effective(run, state).into(),
+        (Get, ["v1", "overlays"]) => overlays::list(run, state).into(),
+        (Post, ["v1", "overlays"]) => {
+            overlays::push(run, state, &paths.control_socket(), &req.body).into()
         }
+        (Get, ["v1", "nodes"]) => nodes::list(run, state).into(),
+        (Put, ["v1", "nodes", mac, "profile"]) => nodes::assign(run, state, mac, &req.body).into(),
+        (Get, ["v1", "stack"]) => stack::get_stack(run, state).into(),
+        (Post, ["v1", "vault", "unseal"]) => stack::post_unseal(run, state, &req.body).into(),
+        (Get, ["v1", "vault", "init-secrets"]) => stack::get_init_secrets(run, state).into(),
         (_, ["v1", ..]) => Reply::error(
             404,
             format!(
