@@ -69,9 +69,24 @@ pub fn check_extra(profile: &str, extra: &str) -> Result<(), UserDataError> {
 pub fn meta_data(ctx: &NodeContext<'_>) -> String {
     format!(
         "instance-id: {}\nlocal-hostname: {}\n",
-        yaml_str(&format!("kindling-{}", ctx.mac.compact())),
-        yaml_str(&ctx.hostname)
+        plain_or_quoted(&format!("kindling-{}", ctx.mac.compact())),
+        plain_or_quoted(&ctx.hostname)
     )
+}
+
+/// A plain YAML scalar when it is unambiguous (hostname characters), so
+/// simple line-based readers (the lab payload's `sed`) see the bare value;
+/// quoted otherwise.
+fn plain_or_quoted(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic());
+    if plain {
+        s.to_string()
+    } else {
+        yaml_str(s)
+    }
 }
 
 /// Nothing vendor-specific yet; an empty cloud-config keeps cloud-init quiet.
@@ -254,7 +269,7 @@ mod tests {
         let md = meta_data(&context(&p, "dev"));
         assert_eq!(
             md,
-            "instance-id: \"kindling-5254006b0010\"\nlocal-hostname: \"node-dev-1\"\n"
+            "instance-id: kindling-5254006b0010\nlocal-hostname: node-dev-1\n"
         );
     }
 }
