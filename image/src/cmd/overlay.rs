@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 pub enum Command {
     /// Validate a directory tree, pack it and sign it: NAME.kovl + NAME.kovl.minisig.
     Build(BuildArgs),
+    /// Sign an existing (e.g. `build --unsigned`) overlay: writes FILE.minisig.
+    Sign(SignArgs),
     /// Verify an overlay's signature, trusted comment and payload hash.
     Verify(VerifyArgs),
     /// Show an overlay's manifest, files and effective configuration.
@@ -61,6 +63,17 @@ pub struct BuildArgs {
     /// Output file (default NAME.kovl in the current directory).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct SignArgs {
+    pub file: PathBuf,
+    /// Secret key (minisign format).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Read the key's password from this file instead of prompting.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -114,6 +127,7 @@ pub struct SchemaArgs {
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Build(a) => build(a),
+        Command::Sign(a) => sign(a),
         Command::Verify(a) => verify(a),
         Command::Show(a) => show(a),
         Command::Push(a) => push(a),
@@ -170,6 +184,18 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
         rfc3339(m.expires),
         key.id
     );
+    Ok(())
+}
+
+fn sign(a: SignArgs) -> anyhow::Result<()> {
+    let kovl = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let parts =
+        read_kovl(&kovl, &Limits::default()).with_context(|| a.file.display().to_string())?;
+    let key = super::keygen::load_secret_key(&a.key, a.password_file.as_deref())?;
+    let sig_out = sig_path(&a.file, None);
+    std::fs::write(&sig_out, key.sign(&kovl, &parts.manifest.trusted_comment()))
+        .with_context(|| format!("writing {}", sig_out.display()))?;
+    println!("wrote {} (key {})", sig_out.display(), key.id);
     Ok(())
 }
 
