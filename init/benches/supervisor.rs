@@ -77,7 +77,11 @@ fn rss_with_children(dir: &Path, n: usize) -> (u64, u64) {
             })
         })
         .collect();
-    std::fs::write(dir.join("services.json"), serde_json::json!({ "services": services }).to_string()).unwrap();
+    std::fs::write(
+        dir.join("services.json"),
+        serde_json::json!({ "services": services }).to_string(),
+    )
+    .unwrap();
     let socket = dir.join("init.sock");
     let config = serde_json::json!({
         "early_mounts": false, "modules_list": null, "data_label": null,
@@ -122,8 +126,14 @@ fn rss_with_children(dir: &Path, n: usize) -> (u64, u64) {
 
 fn wait_readable(fds: &[i32], timeout_ms: u16) -> Vec<i32> {
     // SAFETY: the fds belong to the supervisor, which outlives this call.
-    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
-    let mut polls: Vec<PollFd<'_>> = borrowed.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+    let borrowed: Vec<BorrowedFd<'_>> = fds
+        .iter()
+        .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
+        .collect();
+    let mut polls: Vec<PollFd<'_>> = borrowed
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
     let _ = nix::poll::poll(&mut polls, PollTimeout::from(timeout_ms));
     polls
         .iter()
@@ -142,13 +152,18 @@ fn supervisor_spawn_to_ready(dir: &Path, rounds: usize) -> Vec<f64> {
     let mut times = Vec::new();
     for round in 0..rounds {
         let name = format!("trivial{round}");
-        let mut spec = ServiceSpec::new(&name, &["/bin/sh", "-c", "echo ready >&3; exec sleep 1000"]);
+        let mut spec =
+            ServiceSpec::new(&name, &["/bin/sh", "-c", "echo ready >&3; exec sleep 1000"]);
         spec.readiness = Readiness::Notify;
         supervisor.add(spec, false);
         let start = Instant::now();
         supervisor.enable(&name);
         supervisor.tick(start);
-        let ready = |s: &Supervisor| s.statuses(Instant::now()).iter().any(|st| st.name == name && st.ready);
+        let ready = |s: &Supervisor| {
+            s.statuses(Instant::now())
+                .iter()
+                .any(|st| st.name == name && st.ready)
+        };
         while !ready(&supervisor) {
             for fd in wait_readable(&supervisor.poll_fds(), 1000) {
                 supervisor.on_readable(fd, Instant::now());
@@ -182,7 +197,9 @@ fn plain_spawn_to_ready(rounds: usize) -> Vec<f64> {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         times.push(start.elapsed().as_secs_f64() * 1000.0);
         let _ = child.kill();
         let _ = child.wait();
@@ -200,4 +217,3 @@ fn percentile(v: &[f64], p: f64) -> f64 {
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
     s[((s.len() - 1) as f64 * p).round() as usize]
 }
-

@@ -27,11 +27,8 @@ pub fn finish(action: ShutdownAction, config: &BootConfig) {
         kill_stragglers();
     }
     nix::unistd::sync();
-    if config.early_mounts {
-        unmount_all();
-    } else if is_pid1() {
-        // Only the data partition is ours to unmount in a test namespace.
-        let _ = nix::mount::umount2(&config.data_mount, nix::mount::MntFlags::MNT_DETACH);
+    if is_pid1() {
+        unmount_own(config);
     }
     nix::unistd::sync();
     if !is_pid1() {
@@ -81,27 +78,35 @@ fn kill_stragglers() {
     }
 }
 
-/// Unmounts everything but the root, innermost first; what stays busy is
-/// remounted read-only so the data partition is clean.
-fn unmount_all() {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
-        return;
-    };
-    let targets: Vec<String> = mounts
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .map(|t| t.replace("\\040", " "))
-        .filter(|t| t != "/")
-        .collect();
-    for target in targets.iter().rev() {
-        if nix::mount::umount2(target.as_str(), nix::mount::MntFlags::empty()).is_err() {
-            let _ = nix::mount::mount(
-                None::<&str>,
-                target.as_str(),
-                None::<&str>,
-                nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
-                None::<&str>,
-            );
+/// Unmounts what init itself mounted, innermost first: the data partition
+/// (remounted read-only if busy, so its journal is clean), then the early
+/// kernel filesystems. Nothing else: a mount init did not make is not its to
+/// touch (in a test namespace those are the host's filesystems).
+fn unmount_own(config: &BootConfig) {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    let data = config.data_mount.as_path();
+    if umount2(data, MntFlags::empty()).is_err() && is_mount_point(data) {
+        let _ = mount(
+            None::<&str>,
+            data,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        );
+    }
+    if config.early_mounts {
+        for m in crate::early::mount_table().iter().rev() {
+            let _ = umount2(m.target, MntFlags::MNT_DETACH);
         }
+    }
+}
+
+/// Whether `path` is a mount point of its own (device differs from its parent's).
+fn is_mount_point(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let parent = path.parent().unwrap_or(std::path::Path::new("/"));
+    match (std::fs::metadata(path), std::fs::metadata(parent)) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev(),
+        _ => false,
     }
 }

@@ -373,8 +373,18 @@ fn children_get_only_the_listed_capabilities_user_and_no_new_privs() {
     };
     let field = |log: &str, key: &str| -> String {
         log.lines()
-            .find_map(|l| l.split_once("] ").map(|(_, rest)| rest).and_then(|r| r.strip_prefix(key)))
-            .map(|v| v.trim_start_matches(':').split_whitespace().next().unwrap_or("").to_string())
+            .find_map(|l| {
+                l.split_once("] ")
+                    .map(|(_, rest)| rest)
+                    .and_then(|r| r.strip_prefix(key))
+            })
+            .map(|v| {
+                v.trim_start_matches(':')
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
             .unwrap_or_default()
     };
     // CAP_NET_BIND_SERVICE is capability 10: bit 0x400.
@@ -389,7 +399,65 @@ fn children_get_only_the_listed_capabilities_user_and_no_new_privs() {
     let rootless = status("rootless");
     assert_eq!(field(&rootless, "Uid"), "0");
     for set in ["CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh"] {
-        assert_eq!(field(&rootless, set), "0000000000000000", "{set}: {rootless}");
+        assert_eq!(
+            field(&rootless, set),
+            "0000000000000000",
+            "{set}: {rootless}"
+        );
     }
     assert_eq!(field(&rootless, "NoNewPrivs"), "1");
+}
+
+#[test]
+fn early_phase_mounts_kernel_filesystems_and_falls_back_to_ram() {
+    if !can_run_namespaces("early_phase_mounts_kernel_filesystems_and_falls_back_to_ram") {
+        return;
+    }
+    // Real early mounts, inside the test's own mount namespace. The label does
+    // not exist, so the state phase scans the block devices (reading
+    // superblocks only) and mounts a tmpfs. Modules stay off: the host kernel
+    // is not ours to load modules into.
+    let services = r#"{"services":[{"name":"mounts","argv":["/bin/sh","-c",
+        "while read dev dir type rest; do echo \"mount $type $dir\"; done < /proc/self/mounts; exec sleep 1000"]}]}"#;
+    // Init mounts a fresh /tmp and /run, so the test directory lives elsewhere.
+    let mut init = NamespacedInit::start_in(
+        std::path::Path::new("/var/tmp"),
+        "early",
+        services,
+        r#""early_mounts": true, "data_label": "KI-NO-SUCH-LABEL", "data_wait_ms": 0"#,
+    );
+    assert!(
+        init.wait_console("kindling: ready (1 services", Duration::from_secs(10)),
+        "{}",
+        init.console()
+    );
+    let data = init.path("data");
+    let expected = [
+        "mount proc /proc".to_string(),
+        "mount sysfs /sys".to_string(),
+        "mount devtmpfs /dev".to_string(),
+        "mount tmpfs /run".to_string(),
+        "mount tmpfs /tmp".to_string(),
+        "mount cgroup2 /sys/fs/cgroup".to_string(),
+        format!("mount tmpfs {}", data.display()),
+    ];
+    let seen = wait_for(Duration::from_secs(5), || {
+        let console = init.console();
+        expected
+            .iter()
+            .all(|e| console.contains(e.as_str()))
+            .then_some(())
+    });
+    assert!(seen.is_some(), "{}", init.console());
+    let console = init.console();
+    assert!(
+        console.contains("no partition labelled KI-NO-SUCH-LABEL found"),
+        "{console}"
+    );
+    assert!(console.contains("kindling: early: done"), "{console}");
+    // Shutdown unmounts what init mounted, then ends the namespace.
+    assert_eq!(
+        init.signal_and_wait(Signal::SIGTERM, Duration::from_secs(10)),
+        Some(libc::SIGHUP)
+    );
 }

@@ -33,7 +33,13 @@ pub struct NamespacedInit {
 impl NamespacedInit {
     /// Starts init with `services` (JSON text of the table) and extra init.json keys.
     pub fn start(test: &str, services: &str, extra_config: &str) -> NamespacedInit {
-        let dir = std::env::temp_dir().join(format!("ki-{test}-{}", std::process::id()));
+        NamespacedInit::start_in(&std::env::temp_dir(), test, services, extra_config)
+    }
+
+    /// Like `start`, with the test directory under `base` (outside /tmp for
+    /// tests whose init mounts a fresh /tmp).
+    pub fn start_in(base: &Path, test: &str, services: &str, extra_config: &str) -> NamespacedInit {
+        let dir = base.join(format!("ki-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let services = services.replace("@DIR@", dir.to_str().unwrap());
