@@ -28,12 +28,20 @@ pub enum BuildError {
     NoSiteId,
     #[error("--site-id {flag:?} differs from site.id {file:?} in site.toml")]
     SiteIdConflict { flag: String, file: String },
+    // Not a `source`: the message already lists every problem, and anyhow's
+    // `{:#}` would print the list twice.
     #[error("invalid configuration:\n{0}")]
-    Config(#[from] ConfigErrors),
+    Config(ConfigErrors),
     #[error("{path}: {reason}")]
     TrustKey { path: String, reason: String },
     #[error("packing the payload: {0}")]
     Pack(std::io::Error),
+}
+
+impl From<ConfigErrors> for BuildError {
+    fn from(e: ConfigErrors) -> Self {
+        BuildError::Config(e)
+    }
 }
 
 impl From<LoadTreeError> for BuildError {

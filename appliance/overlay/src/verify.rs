@@ -14,10 +14,11 @@ use crate::minisign::{self, KeyId, PublicKey, SignatureError};
 pub enum Refusal {
     #[error("cannot read {path}: {reason}")]
     Read { path: String, reason: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Container(#[from] ReadKovlError),
+    // Not a `source`: the message already includes it (one line in reports).
     #[error("signature: {0}")]
-    Signature(#[from] SignatureError),
+    Signature(SignatureError),
     #[error("manifest: {0}")]
     Manifest(String),
     #[error("signed trusted comment does not match the manifest: {0}")]
@@ -32,12 +33,18 @@ pub enum Refusal {
     WrongSite { got: String, want: String },
     #[error("file name {file:?} does not match the overlay name {name:?}")]
     FileName { file: String, name: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Unpack(#[from] crate::unpack::UnpackError),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("{0}")]
     Superseded(String),
+}
+
+impl From<SignatureError> for Refusal {
+    fn from(e: SignatureError) -> Self {
+        Refusal::Signature(e)
+    }
 }
 
 /// An overlay whose signature and manifest checked out.

@@ -61,6 +61,6 @@ pub enum LoadTreeError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] ConfigErrors),
 }
