@@ -57,7 +57,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let outcome = kindling_overlay::apply(&paths, &opts, None);
     for line in outcome.report.lines() {
-        println!("config: {line}");
+        // init prefixes each line with the service name (`config| …`).
+        println!("{line}");
     }
     let Some(effective) = outcome.effective else {
         bail!(
@@ -68,7 +69,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     };
     write_service_table(&paths.run_dir, &effective.config)?;
     println!(
-        "config: site {} ready: {} overlay(s), {} refused",
+        "site {} configured: {} overlay(s) accepted, {} refused",
         effective.config.site.id,
         outcome.report.accepted.len(),
         outcome.report.refused.len()
