@@ -160,3 +160,17 @@ fn guarded(what: &str, f: impl FnOnce()) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_guarded_is_survived() {
+        let mut after = false;
+        guarded("test", || panic!("deliberate test panic"));
+        guarded("test", || after = true);
+        assert!(after, "the code after a panicking step still runs");
+    }
+}

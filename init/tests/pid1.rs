@@ -98,14 +98,23 @@ fn dependents_start_only_after_readiness() {
         {{"name":"after-slow","argv":["/bin/sh","-c","date +%s.%N > @DIR@/after_slow; exec sleep 1000"],"depends_on":["slow"]}},
         {{"name":"listener","argv":["/bin/sh","-c","sleep 0.4; date +%s.%N > @DIR@/listening; exec busybox nc -ll -p {port} -e /bin/true"],
           "readiness":{{"kind":"tcp","addr":"127.0.0.1:{port}"}}}},
-        {{"name":"after-listener","argv":["/bin/sh","-c","date +%s.%N > @DIR@/after_listener; exec sleep 1000"],"depends_on":["listener"]}}
+        {{"name":"after-listener","argv":["/bin/sh","-c","date +%s.%N > @DIR@/after_listener; exec sleep 1000"],"depends_on":["listener"]}},
+        {{"name":"migrate","argv":["/bin/sh","-c","sleep 0.3; date +%s.%N > @DIR@/migrated"],"oneshot":true,
+          "readiness":{{"kind":"exited"}},"restart":"on_failure"}},
+        {{"name":"after-migrate","argv":["/bin/sh","-c","date +%s.%N > @DIR@/after_migrate; exec sleep 1000"],"depends_on":["migrate"]}}
         ]}}"#
     );
     let init = NamespacedInit::start("ready", &services, "");
     assert!(
-        init.wait_console("kindling: ready (4 services", Duration::from_secs(10)),
+        init.wait_console("kindling: ready (6 services", Duration::from_secs(10)),
         "{}",
         init.console()
+    );
+    let migrated = wait_timestamps(&init.path("migrated"), 1)[0];
+    let after_migrate = wait_timestamps(&init.path("after_migrate"), 1)[0];
+    assert!(
+        after_migrate >= migrated,
+        "a one-shot's dependent started before it exited"
     );
     let ready = wait_timestamps(&init.path("slow_ready"), 1)[0];
     let after = wait_timestamps(&init.path("after_slow"), 1)[0];

@@ -98,8 +98,7 @@ impl Service {
 
     /// Crash-looping services log only some of their restarts.
     fn quiet(&self) -> bool {
-        let f = self.backoff.failures();
-        f > CRASH_LOOP && !f.is_power_of_two()
+        !restart_is_logged(self.backoff.failures())
     }
 
     /// Will not become ready without outside help (or is ready).
@@ -718,6 +717,13 @@ impl Supervisor {
     }
 }
 
+/// Whether the restart after `failures` quick exits in a row is logged: all of
+/// the first few, then only the 8th, 16th, 32nd, ... so a crash loop cannot
+/// flood the console (with the 30 s backoff cap, at most one line per ~minutes).
+pub fn restart_is_logged(failures: u32) -> bool {
+    failures <= CRASH_LOOP || failures.is_power_of_two()
+}
+
 /// `exited with status 1`, `killed by SIGSEGV`.
 pub fn describe(status: WaitStatus) -> String {
     match status {
@@ -744,5 +750,26 @@ pub fn state_word(state: ServiceState) -> &'static str {
         ServiceState::NotInstalled => "not_installed",
         ServiceState::Stopping => "stopping",
         ServiceState::Stopped => "stopped",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_loop_logging_thins_out() {
+        let logged: Vec<u32> = (1..=200).filter(|f| restart_is_logged(*f)).collect();
+        assert_eq!(logged, [1, 2, 3, 4, 5, 8, 16, 32, 64, 128]);
+    }
+
+    #[test]
+    fn exit_descriptions() {
+        let pid = nix::unistd::Pid::from_raw(7);
+        assert_eq!(describe(WaitStatus::Exited(pid, 3)), "exited with status 3");
+        assert_eq!(
+            describe(WaitStatus::Signaled(pid, Signal::SIGSEGV, true)),
+            "killed by SIGSEGV (core dumped)"
+        );
     }
 }
