@@ -367,9 +367,14 @@ pub fn apply(
     let mut state = match StateFile::load(&paths.state_file()) {
         Ok(s) => s,
         Err(e) => {
-            report
-                .notes
-                .push(format!("{e}; starting without recorded floors"));
+            // Keep the unreadable file for inspection instead of overwriting it.
+            let aside = paths.data_dir.join(format!("state.json.unreadable-{now}"));
+            let kept =
+                std::fs::rename(paths.state_file(), &aside).map(|()| aside.display().to_string());
+            report.notes.push(format!(
+                "{e}; starting without recorded floors (old file {})",
+                kept.unwrap_or_else(|r| format!("could not be moved aside: {r}"))
+            ));
             StateFile::default()
         }
     };

@@ -213,6 +213,50 @@ mod tests {
         );
     }
 
+    fn tar_zst(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, path, *data).unwrap();
+        }
+        zstd::encode_all(b.into_inner().unwrap().as_slice(), 3).unwrap()
+    }
+
+    #[test]
+    fn decompressed_stream_limit_counts_headers_too() {
+        // 40 files of 10 bytes: 400 bytes of data, but >20 KiB of tar stream.
+        let names: Vec<String> = (0..40).map(|i| format!("f{i}")).collect();
+        let files: Vec<(&str, &[u8])> = names
+            .iter()
+            .map(|n| (n.as_str(), b"0123456789".as_slice()))
+            .collect();
+        let payload = tar_zst(&files);
+        let tmp = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            max_unpacked_bytes: 8 * 1024,
+            ..Limits::default()
+        };
+        let err = unpack_payload(&payload, &tmp.path().join("x"), &limits).unwrap_err();
+        assert!(
+            matches!(err, UnpackError::TooLarge { limit: 8192 }),
+            "{err}"
+        );
+        // Within the limit it unpacks, sorted.
+        let ok = unpack_payload(&payload, &tmp.path().join("y"), &Limits::default()).unwrap();
+        assert_eq!(ok.len(), 40);
+        let limits = Limits {
+            max_files: 10,
+            ..Limits::default()
+        };
+        let err = unpack_payload(&payload, &tmp.path().join("z"), &limits).unwrap_err();
+        assert!(
+            matches!(err, UnpackError::TooManyEntries { limit: 10 }),
+            "{err}"
+        );
+    }
+
     #[test]
     fn swap_replaces_old_tree() {
         let tmp = tempfile::tempdir().unwrap();
