@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MAC: &str = "52:54:00:6b:00:10";
-const LIMIT: Duration = Duration::from_secs(240);
+const LIMIT: Duration = Duration::from_secs(300);
 
 struct Vm(Child);
 impl Drop for Vm {
@@ -44,9 +44,36 @@ fn sh(ns: &str, cmd: &str) {
     assert!(ok, "{cmd}");
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Firmware {
+    /// SeaBIOS with QEMU's iPXE option ROM on an e1000.
+    SeaBios,
+    /// OVMF's own PXE on virtio-net (ROM disabled) → snponly.efi over TFTP.
+    Ovmf,
+}
+
 #[test]
 fn seabios_ipxe_node_boots_its_profile_and_reports_installed() {
     require_root!();
+    boot_node(Firmware::SeaBios);
+}
+
+/// Nightly-style opt-in (about a minute under TCG): KINDLING_TEST_UEFI=1.
+#[test]
+fn ovmf_pxe_node_boots_its_profile_and_reports_installed() {
+    require_root!();
+    if std::env::var_os("KINDLING_TEST_UEFI").is_none() {
+        eprintln!("skipping: set KINDLING_TEST_UEFI=1 to run the OVMF (UEFI PXE) node test");
+        return;
+    }
+    if !Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").exists() {
+        eprintln!("skipping: ovmf not installed");
+        return;
+    }
+    boot_node(Firmware::Ovmf);
+}
+
+fn boot_node(firmware: Firmware) {
     if !Path::new("/usr/lib/ipxe/qemu/efi-e1000.rom").exists()
         || Command::new("qemu-system-x86_64")
             .arg("--version")
@@ -93,31 +120,54 @@ fn seabios_ipxe_node_boots_its_profile_and_reports_installed() {
     let _lock = kindling_lab::qemu_lock::QemuLock::acquire().unwrap();
     let serial = dirs.path("serial.log");
     let started = Instant::now();
-    let vm = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.0,
-            "qemu-system-x86_64",
-            "-machine",
-            "pc,accel=tcg",
-            "-m",
-            "256",
-            "-nographic",
-            "-no-reboot",
-            "-boot",
-            "n",
-            "-monitor",
-            "none",
-            "-serial",
-        ])
-        .arg(format!("file:{}", serial.display()))
-        .args([
-            "-netdev",
-            &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
-            "-device",
-            &format!("e1000,netdev=n0,mac={MAC}"),
-        ])
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        &ns.0,
+        "qemu-system-x86_64",
+        "-machine",
+        "pc,accel=tcg",
+        "-m",
+        "512",
+    ])
+    .args([
+        "-nographic",
+        "-no-reboot",
+        "-boot",
+        "n",
+        "-monitor",
+        "none",
+        "-serial",
+    ])
+    .arg(format!("file:{}", serial.display()))
+    .args([
+        "-netdev",
+        &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+    ]);
+    match firmware {
+        Firmware::SeaBios => {
+            cmd.args(["-device", &format!("e1000,netdev=n0,mac={MAC}")]);
+        }
+        Firmware::Ovmf => {
+            // Own VARS copy per VM; romfile= empty so OVMF's own PXE runs.
+            let vars = dirs.path("OVMF_VARS.fd");
+            std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();
+            cmd.args([
+                "-drive",
+                "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+            ])
+            .args([
+                "-drive",
+                &format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+            ])
+            .args([
+                "-device",
+                &format!("virtio-net-pci,netdev=n0,mac={MAC},romfile="),
+            ]);
+        }
+    }
+    let vm = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -129,6 +179,7 @@ fn seabios_ipxe_node_boots_its_profile_and_reports_installed() {
     let mut seen: Vec<(&str, Duration)> = Vec::new();
     let marks = [
         ("dhcp ack", "dhcp_acks"),
+        ("tftp transfer", "tftp_transfers"),
         ("ipxe script", "http_scripts"),
         ("kernel+initrd", "artifacts"),
     ];
@@ -181,7 +232,12 @@ fn seabios_ipxe_node_boots_its_profile_and_reports_installed() {
     }
     let st: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&status_path).unwrap()).unwrap();
-    eprintln!("SeaBIOS+iPXE node {MAC}, TCG:");
+    let name = if firmware == Firmware::Ovmf {
+        "OVMF UEFI PXE"
+    } else {
+        "SeaBIOS+iPXE"
+    };
+    eprintln!("{name} node {MAC}, TCG:");
     for (label, at) in &seen {
         eprintln!("  {label:<20} {:>6.1} s", at.as_secs_f64());
     }
@@ -199,6 +255,16 @@ fn seabios_ipxe_node_boots_its_profile_and_reports_installed() {
         .unwrap();
     assert_eq!(node["profile"], "dev");
     assert_eq!(node["state"], "installed");
-    assert_eq!(node["firmware"], "bios");
+    let expected = if firmware == Firmware::Ovmf {
+        "uefi"
+    } else {
+        "bios"
+    };
+    assert_eq!(
+        node["firmware"],
+        expected,
+        "serial:\n{}",
+        std::fs::read_to_string(&serial).unwrap_or_default()
+    );
     drop(vm);
 }
