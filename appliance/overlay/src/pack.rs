@@ -26,6 +26,8 @@ pub enum BuildError {
     Name(String),
     #[error("the site id is unknown: set site.id in site.toml or pass --site-id")]
     NoSiteId,
+    #[error("invalid site id {0:?}: use 1-64 characters of a-z, 0-9, '-', '_'")]
+    SiteId(String),
     #[error("--site-id {flag:?} differs from site.id {file:?} in site.toml")]
     SiteIdConflict { flag: String, file: String },
     // Not a `source`: the message already lists every problem, and anyhow's
@@ -185,6 +187,9 @@ pub fn pack(dir: &Path, opts: &BuildOptions) -> Result<Packed, BuildError> {
         return Err(BuildError::Name(opts.name.clone()));
     }
     let site_id = validate_tree(dir, opts)?;
+    if !valid_name(&site_id) {
+        return Err(BuildError::SiteId(site_id));
+    }
     let files = walk(dir)?;
     let trusted_keys = trust_keys(&files)?;
     let mut tar = tar::Builder::new(Vec::new());

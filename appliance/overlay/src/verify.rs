@@ -86,6 +86,13 @@ pub fn verify_authentic(
             m.name
         )));
     }
+    // Names and site ids are single words: the trusted comment is split on spaces.
+    if !valid_name(&m.site_id) {
+        return Err(Refusal::Manifest(format!(
+            "invalid site id {:?}",
+            m.site_id
+        )));
+    }
     m.check_trusted_comment(&sig.trusted_comment)
         .map_err(Refusal::TrustedComment)?;
     let actual = sha256_hex(&parts.payload);
