@@ -69,6 +69,7 @@ pub fn mac_key(mac: &str) -> Result<String, EnrollError> {
     Ok(parts.join("-").to_ascii_lowercase())
 }
 
+#[derive(Debug, Clone)]
 pub struct Enroller {
     site: SiteConfig,
     layout: StackLayout,

@@ -244,4 +244,16 @@ fn cold_bootstrap_rerun_restarts_and_node_enrollment() {
         .unwrap();
     let profile: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(profile["tags"]["env"], "development");
+
+    // 7. Connect's CA is Vault (stack.consul.connect_vault_ca), with roots in Vault's PKI.
+    let provider = rt
+        .block_on(
+            kindling_stack::consul::ConsulApi::new(
+                &consul_url,
+                Some(mgmt["secret_id"].as_str().unwrap().to_string()),
+            )
+            .connect_ca_provider(),
+        )
+        .unwrap();
+    assert_eq!(provider, "vault");
 }

@@ -56,7 +56,7 @@ pub fn site(unseal: &str, nomad: bool, identity: &age::x25519::Identity) -> Site
         ],
         "stack": {
             "datacenter": "kstest",
-            "consul": {"enabled": true, "connect_vault_ca": false},
+            "consul": {"enabled": true, "connect_vault_ca": true},
             "vault": {"enabled": true, "key_shares": 3, "key_threshold": 2, "unseal": unseal, "recipients": [recipient]},
             "nomad": {"enabled": nomad}
         },
