@@ -34,12 +34,26 @@ pub fn tools() -> Option<PathBuf> {
     }
 }
 
+/// A loopback port free for TCP and UDP on 127.0.0.1 and 127.0.0.2,
+/// outside the ephemeral range (Consul's
+/// DNS and Serf ports use both protocols).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use rand::Rng;
+    loop {
+        // Below Linux's ephemeral range (32768+): a port there can be taken
+        // as the source port of any outgoing connection before the service
+        // binds it (or rebinds it after a kill -9).
+        let port: u16 = rand::thread_rng().gen_range(20000..32000);
+        let Ok(_tcp) = std::net::TcpListener::bind(("127.0.0.1", port)) else {
+            continue;
+        };
+        let udp_free = ["127.0.0.1", "127.0.0.2"]
+            .iter()
+            .all(|ip| std::net::UdpSocket::bind((*ip, port)).is_ok());
+        if udp_free && std::net::TcpListener::bind(("127.0.0.2", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A site with the stack enabled. `lan` is a loopback alias (127.0.0.2) so
