@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn preserves_other_keys() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempfile::Builder::new().prefix("ko-").tempdir().unwrap();
         let path = tmp.path().join("state.json");
         std::fs::write(
             &path,

@@ -233,7 +233,7 @@ mod tests {
             .map(|n| (n.as_str(), b"0123456789".as_slice()))
             .collect();
         let payload = tar_zst(&files);
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempfile::Builder::new().prefix("ko-").tempdir().unwrap();
         let limits = Limits {
             max_unpacked_bytes: 8 * 1024,
             ..Limits::default()
@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn swap_replaces_old_tree() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempfile::Builder::new().prefix("ko-").tempdir().unwrap();
         let dest = tmp.path().join("lab");
         let a = tmp.path().join("a");
         std::fs::create_dir(&a).unwrap();

@@ -8,7 +8,7 @@
 //! Pure: works on parsed trees, never reads or writes files.
 
 use crate::error::{ConfigErrors, ConfigIssue};
-use crate::keypath::{locate, KeyPath, Segment};
+use crate::keypath::{locate, KeyPath};
 use crate::load::{SiteTree, SourceDoc};
 use crate::SiteConfig;
 use serde::Serialize;
@@ -182,6 +182,3 @@ fn find_origin<'a>(
         .find(|(k, _)| k.starts_with(&format!("{text}.")) || k.starts_with(&format!("{text}[")))
         .map(|(k, o)| (KeyPath::parse(k), o))
 }
-
-/// `Segment` is re-exported for callers that build paths by hand.
-pub type PathSegment = Segment;
