@@ -1,0 +1,230 @@
+//! The status/control API over real HTTP: `kindlingd config apply` configures a
+//! throw-away appliance root from the overlay crate's signed fixtures, then
+//! `kindlingd api` serves it and is exercised as an operator's client would.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+const KINDLINGD: &str = env!("CARGO_BIN_EXE_kindlingd");
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../overlay/tests/data")
+}
+
+/// A temp appliance root: trust store, boot media, data partition and /run.
+struct Root {
+    dir: tempfile::TempDir,
+}
+
+impl Root {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("kd-api-")
+            .tempdir()
+            .unwrap();
+        let root = Root { dir };
+        for d in [
+            "etc/trust",
+            "etc/overlays",
+            "var/lib/kindling",
+            "run/kindling",
+        ] {
+            std::fs::create_dir_all(root.path(d)).unwrap();
+        }
+        std::fs::copy(
+            fixtures().join("keys/TEST-ONLY-kindling.pub"),
+            root.path("etc/trust/kindling.pub"),
+        )
+        .unwrap();
+        for ext in ["kovl", "kovl.minisig"] {
+            std::fs::copy(
+                fixtures().join(format!("good/lab.{ext}")),
+                root.path(&format!("etc/overlays/lab.{ext}")),
+            )
+            .unwrap();
+        }
+        std::fs::write(root.path("etc/overlays/order"), "lab.kovl\n").unwrap();
+        root
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(KINDLINGD);
+        cmd.args(args)
+            .env("KINDLING_TRUST_DIR", self.path("etc/trust"))
+            .env("KINDLING_BOOT_OVERLAYS", self.path("etc/overlays"))
+            .env("KINDLING_STATE_DIR", self.path("var/lib/kindling"))
+            .env("KINDLING_RUN_DIR", self.path("run/kindling"))
+            .env("KINDLING_SITE_JSON", self.path("run/kindling/site.json"));
+        cmd
+    }
+}
+
+/// Kills the API server when the test ends, pass or fail.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_api(root: &Root) -> Server {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = root.command(&["api", "--listen", &addr]).spawn().unwrap();
+    let server = Server {
+        child,
+        base: format!("http://{addr}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "kindlingd api did not listen on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+fn call(method: &str, url: &str, body: Option<&[u8]>) -> (u16, serde_json::Value) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let response = match (method, body) {
+        ("GET", _) => agent.get(url).call(),
+        ("POST", Some(b)) => agent.post(url).send(b),
+        ("POST", None) => agent.post(url).send_empty(),
+        ("PUT", Some(b)) => agent.put(url).send(b),
+        _ => unreachable!("unused method {method}"),
+    };
+    let mut response = response.unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    let json =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}"));
+    (status, json)
+}
+
+fn push_body(scenario: &str) -> Vec<u8> {
+    use base64::Engine;
+    let dir = fixtures().join(scenario);
+    let kovl = std::fs::read(dir.join("lab.kovl")).unwrap();
+    let minisig = std::fs::read_to_string(dir.join("lab.kovl.minisig")).unwrap();
+    serde_json::to_vec(&serde_json::json!({
+        "kovl": base64::engine::general_purpose::STANDARD.encode(kovl),
+        "minisig": minisig,
+    }))
+    .unwrap()
+}
+
+fn apply(root: &Root) {
+    let out = root.command(&["config", "apply"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "config apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        root.path("run/kindling/services.json").exists(),
+        "config apply wrote no service table"
+    );
+}
+
+fn file(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn status_and_effective_config_come_from_the_applied_overlay() {
+    let root = Root::new();
+    apply(&root);
+    let api = start_api(&root);
+
+    let (status, body) = call("GET", &format!("{}/v1/status", api.base), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["config"].is_object(),
+        "status lacks the config report: {body}"
+    );
+    // No init runs here: the API says so instead of failing the whole request.
+    assert!(
+        body["init"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("init.sock")),
+        "{body}"
+    );
+
+    let (status, body) = call("GET", &format!("{}/v1/config/effective", api.base), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.to_string().contains("\"lab\""),
+        "effective config does not name site lab: {body}"
+    );
+
+    let (status, body) = call("GET", &format!("{}/v1/nodes", api.base), None);
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn bad_pushes_are_refused_and_the_good_config_stays() {
+    let root = Root::new();
+    apply(&root);
+    let before = file(&root.path("run/kindling/site.json"));
+    let api = start_api(&root);
+    let url = format!("{}/v1/overlays", api.base);
+
+    let (status, body) = call("POST", &url, Some(&push_body("rollback")));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("rollback refused"), "{body}");
+
+    let (status, body) = call("POST", &url, Some(&push_body("wrong-key")));
+    assert!(
+        (400..500).contains(&status),
+        "wrong key answered {status}: {body}"
+    );
+    assert!(body.to_string().contains("not trusted"), "{body}");
+
+    let (status, body) = call("POST", &url, Some(b"this is not json"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+
+    assert_eq!(
+        file(&root.path("run/kindling/site.json")),
+        before,
+        "a refused push changed the site config"
+    );
+}
+
+#[test]
+fn unknown_endpoints_and_methods_are_404_with_a_reason() {
+    let root = Root::new();
+    let api = start_api(&root);
+    for path in ["/v1/nope", "/", "/v1/services/../../etc/passwd"] {
+        let (status, body) = call("GET", &format!("{}{path}", api.base), None);
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    // Without a control socket, a restart cannot be done: 503, not a hang.
+    let (status, body) = call(
+        "POST",
+        &format!("{}/v1/services/pxe/restart", api.base),
+        None,
+    );
+    assert_eq!(status, 503, "{body}");
+}
