@@ -4,6 +4,8 @@
 //! panic; so before decoding, the options area is rebuilt here keeping only
 //! the options this server reads, each checked for a valid length. Every
 //! other option is dropped: unknown options are ignored, as RFC 2131 asks.
+//! Repeated options keep their first instance only (dhcproto would join
+//! them, RFC 3396, into a value the length checks never saw).
 //!
 //! Owns that filter only; it never interprets option values.
 
@@ -52,6 +54,9 @@ pub fn sanitize(datagram: &[u8]) -> Result<Vec<u8>, WireError> {
     }
     let mut out = Vec::with_capacity(datagram.len());
     out.extend_from_slice(header);
+    // dhcproto concatenates repeated options (RFC 3396 long options), which
+    // would undo the length checks below: only the first instance is kept.
+    let mut kept = [false; 256];
     let mut i = OPTIONS_START;
     while let Some(&code) = datagram.get(i) {
         match code {
@@ -70,7 +75,9 @@ pub fn sanitize(datagram: &[u8]) -> Result<Vec<u8>, WireError> {
         match length_ok(code, len) {
             None => {}
             Some(false) => return Err(WireError::BadLength(code)),
+            Some(true) if kept[usize::from(code)] => {}
             Some(true) => {
+                kept[usize::from(code)] = true;
                 // dhcproto decodes option 93 as a single u16.
                 let value = if code == 93 {
                     value.get(..2).unwrap_or(value)
@@ -104,6 +111,15 @@ mod tests {
         let p = packet(&[53, 1, 1, 0, 121, 3, 40, 1, 2, 93, 4, 0, 7, 0, 9, 255]);
         let out = sanitize(&p).unwrap_or_default();
         assert_eq!(&out[240..], &[53, 1, 1, 93, 2, 0, 7, 255]);
+    }
+
+    #[test]
+    fn repeated_options_keep_the_first_only() {
+        // Found by fuzzing: dhcproto joins repeated option 94s into one of
+        // length 6 and then asserts on it.
+        let p = packet(&[94, 3, 1, 2, 1, 94, 3, 1, 2, 1, 53, 1, 1, 255]);
+        let out = sanitize(&p).unwrap_or_default();
+        assert_eq!(&out[240..], &[94, 3, 1, 2, 1, 53, 1, 1, 255]);
     }
 
     #[test]
