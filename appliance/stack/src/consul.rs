@@ -182,6 +182,22 @@ impl ConsulApi {
     }
 
     /// Whether this client's token is a valid token.
+    /// Like `token_valid`, but a rejection is only believed after it
+    /// persisted for `patience`: right after a restart Consul answers "ACL
+    /// not found" for valid tokens until its ACL state is loaded.
+    pub async fn token_valid_settled(&self, patience: Duration) -> Result<bool, ConsulError> {
+        let start = Instant::now();
+        loop {
+            if self.token_valid().await? {
+                return Ok(true);
+            }
+            if start.elapsed() >= patience {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     pub async fn token_valid(&self) -> Result<bool, ConsulError> {
         let (status, _) = self
             .raw(reqwest::Method::GET, "acl/token/self", None)

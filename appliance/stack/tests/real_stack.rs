@@ -183,6 +183,31 @@ fn cold_bootstrap_rerun_restarts_and_node_enrollment() {
         if gossip.and_then(|g| g.get("key").cloned()).is_none() {
             return Err("the node cannot read the gossip key".into());
         }
+        let meta = me
+            .kv_read("kindling", "nodes/52-54-00-6b-00-10/meta")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the node's meta (profile tags) is missing")?;
+        if meta["tags"]["env"] != "development" || meta["hostname"] != "node-dev-1" {
+            return Err(format!("unexpected node meta {meta}"));
+        }
+        // A Consul client certificate from the intermediate CA.
+        let cert = me
+            .call(
+                "issue a client cert",
+                reqwest::Method::POST,
+                "pki_int/issue/consul-client",
+                Some(&serde_json::json!({"common_name": "client.kstest.consul", "ttl": "1h"})),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if !cert["data"]["certificate"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("-----BEGIN CERTIFICATE-----")
+        {
+            return Err("no client certificate issued".into());
+        }
         match me
             .kv_read("kindling", "nodes/52-54-00-6b-00-20/consul")
             .await

@@ -12,6 +12,9 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use std::time::Duration;
 
+/// How long a token rejection must persist before it is believed (ACL
+/// state loads a moment after a restarted server elects itself).
+const SETTLE: Duration = Duration::from_secs(10);
 const CONSUL_MANAGEMENT: &str = "stack/consul/management";
 const CONSUL_AGENT: &str = "stack/consul/agent";
 const CONSUL_GOSSIP: &str = "stack/consul/gossip";
@@ -60,7 +63,7 @@ pub(super) async fn consul_acl(run: &mut Run) -> Result<Outcome, String> {
     if let Some(secret) = stored_secret(run, CONSUL_MANAGEMENT).await? {
         if !consul
             .with_token(&secret)
-            .token_valid()
+            .token_valid_settled(SETTLE)
             .await
             .map_err(|e| e.to_string())?
         {
@@ -165,7 +168,15 @@ pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, String> {
             .map_err(ce)?;
     }
     let agent = match stored_secret(run, CONSUL_AGENT).await? {
-        Some(s) if consul.with_token(&s).token_valid().await.map_err(ce)? => s,
+        Some(s)
+            if consul
+                .with_token(&s)
+                .token_valid_settled(SETTLE)
+                .await
+                .map_err(ce)? =>
+        {
+            s
+        }
         _ => {
             let t = consul
                 .create_token("kindling appliance agent", &["kindling-agent"], &[])
@@ -239,7 +250,7 @@ pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, String> {
     if let Some(secret) = stored_secret(run, NOMAD_MANAGEMENT).await? {
         if !nomad
             .with_token(&secret)
-            .token_valid()
+            .token_valid_settled(SETTLE)
             .await
             .map_err(|e| e.to_string())?
         {
@@ -339,7 +350,7 @@ pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, String> 
             Some(s)
                 if consul
                     .with_token(&s)
-                    .token_valid()
+                    .token_valid_settled(SETTLE)
                     .await
                     .map_err(|e| e.to_string())? =>
             {
