@@ -57,7 +57,9 @@ cat > "$WORK/site.json" <<JSON
 JSON
 
 start_kindling() {
-  in_srv env RUST_LOG=warn "$BIN" pxe --site "$WORK/site.json" --interface "$SIF" --boot-dir "$WORK/boot" \
+  # Started without a shell function in between, so $! is kindlingd itself
+  # (ip netns exec execs it) and its RSS can be read from /proc.
+  RUST_LOG=warn ip netns exec "$SRV" "$BIN" pxe --site "$WORK/site.json" --interface "$SIF" --boot-dir "$WORK/boot" \
     --artifacts-dir "$WORK/artifacts" --state-dir "$WORK/state" --status-file "$WORK/status/pxe.json" \
     >"$WORK/kindling.log" 2>&1 &
   KPID=$!; PIDS+=("$KPID")
@@ -66,21 +68,25 @@ start_kindling() {
 }
 rss_kb() { awk '/VmHWM/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-perf() { # prints DORA exchanges per second achieved
-  in_cli perfdhcp -4 -l "$CIF" -r "$1" -R 30000 -p "$SECS" 2>&1 | tee "$WORK/perfdhcp.$2.log" |
-    awk '/^rate:/{print $2; exit}'
+perf() { # leases (ACKs received) per second; perfdhcp exits 3 when any packet was dropped
+  in_cli perfdhcp -4 -l "$CIF" -r "$1" -R 30000 -p "$SECS" >"$WORK/perfdhcp.$2.log" 2>&1 || true
+  awk -v secs="$SECS" '/Statistics for: REQUEST-ACK/{ack=1} ack && /^received packets:/{printf "%.0f", $3 / secs; exit}' \
+    "$WORK/perfdhcp.$2.log"
+}
+drops() { # DISCOVER + REQUEST drops, in percent of sent
+  awk '/^sent packets:/{s+=$3} /^drops:/{d+=$2} END { if (s) printf "%.2f%%", 100 * d / s; else print "n/a" }' "$WORK/perfdhcp.$1.log"
 }
 
 # --- DHCP -------------------------------------------------------------------
 RATE="${BENCH_DHCP_RATE:-4000}"
 start_kindling
-k_dhcp=$(perf "$RATE" kindling); k_drops=$(awk '/drops:/{print $2; exit}' "$WORK/perfdhcp.kindling.log")
+k_dhcp=$(perf "$RATE" kindling); k_drops=$(drops kindling)
 stop "$KPID"
-in_srv dnsmasq --keep-in-foreground --port=0 --no-resolv --no-hosts --no-ping --dhcp-authoritative \
+ip netns exec "$SRV" dnsmasq --keep-in-foreground --port=0 --no-resolv --no-hosts --no-ping --dhcp-authoritative \
   --interface="$SIF" --bind-interfaces --dhcp-range=10.10.1.0,10.10.254.254,1h --dhcp-lease-max=70000 \
   --dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file="$WORK/dnsmasq.pid" --log-facility=/dev/null &
 DPID=$!; PIDS+=("$DPID"); sleep 0.5
-d_dhcp=$(perf "$RATE" dnsmasq); d_drops=$(awk '/drops:/{print $2; exit}' "$WORK/perfdhcp.dnsmasq.log")
+d_dhcp=$(perf "$RATE" dnsmasq); d_drops=$(drops dnsmasq)
 stop "$DPID"
 
 # --- HTTP -------------------------------------------------------------------
@@ -97,10 +103,10 @@ http {
 }
 NGINX
 start_kindling
-wrk_rate() { in_cli wrk -t 2 -c 50 -d "${SECS}s" "$1" 2>&1 | tee -a "$WORK/wrk.log" | awk '/Transfer\/sec/{print $2}'; }
+wrk_rate() { in_cli wrk -t 2 -c 50 -d "${SECS}s" --timeout 60s "$1" 2>&1 | tee -a "$WORK/wrk.log" | awk '/Transfer\/sec/{print $2}'; }
 k_http=$(wrk_rate "http://$LAN/artifacts/big64")
 k_rss=$(rss_kb "$KPID")
-in_srv nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
+ip netns exec "$SRV" nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
 NPID=$!; PIDS+=("$NPID"); sleep 0.5
 n_http=$(wrk_rate "http://$LAN:8080/big64")
 n_rss=0
@@ -108,7 +114,7 @@ for p in $(pgrep -P "$NPID" 2>/dev/null) "$NPID"; do n_rss=$((n_rss + $(rss_kb "
 stop "$NPID"
 
 # --- TFTP -------------------------------------------------------------------
-in_srv in.tftpd -L -a "$LAN:6969" -s "$WORK/tftp" &
+ip netns exec "$SRV" in.tftpd -L -a "$LAN:6969" -s "$WORK/tftp" &
 TPID=$!; PIDS+=("$TPID"); sleep 0.3
 tftp_secs() { # host port file → seconds (best of 3)
   best=999
@@ -133,8 +139,8 @@ k_mb=$(to_mb "$k_http"); n_mb=$(to_mb "$n_http")
 echo
 echo "kindling PXE benchmarks ($SECS s per run, netns veth, $(nproc) cores)"
 printf '%-38s %14s %14s %8s %s\n' "measure" "kindlingd pxe" "baseline" "ratio" "baseline tool"
-printf '%-38s %14s %14s %8s %s\n' "DHCP DORA/s (perfdhcp -r $RATE)" "$k_dhcp" "$d_dhcp" "$(ratio "$k_dhcp" "$d_dhcp")" "dnsmasq (--no-ping)"
-printf '%-38s %14s %14s %8s %s\n' "DHCP drops" "$k_drops" "$d_drops" "" ""
+printf '%-38s %14s %14s %8s %s\n' "DHCP leases/s (perfdhcp -r $RATE)" "$k_dhcp" "$d_dhcp" "$(ratio "$k_dhcp" "$d_dhcp")" "dnsmasq (--no-ping)"
+printf '%-38s %14s %14s %8s %s\n' "DHCP packets dropped" "$k_drops" "$d_drops" "" ""
 printf '%-38s %14s %14s %8s %s\n' "HTTP 64 MiB x 50 clients, MB/s" "$k_mb" "$n_mb" "$(ratio "$k_mb" "$n_mb")" "nginx sendfile, 2 workers"
 printf '%-38s %14s %14s %8s %s\n' "HTTP peak RSS, MiB" "$((k_rss / 1024))" "$((n_rss / 1024))" "" "(nginx: master+workers)"
 printf '%-38s %14s %14s %8s %s\n' "TFTP 10 MiB blksize 1428, s (best/3)" "$k_tftp" "$t_tftp" "$(ratio "$t_tftp" "$k_tftp")x" "tftpd-hpa (ratio = speedup)"

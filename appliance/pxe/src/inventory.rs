@@ -17,7 +17,7 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// How many phone-home events are kept per node.
 const EVENTS_KEPT: usize = 16;
@@ -216,9 +216,16 @@ pub fn read_nodes(path: &Path) -> Result<Vec<NodeRecord>, InventoryError> {
 }
 
 struct CachedAssignments {
-    checked: Option<SystemTime>,
+    /// The file's mtime when last loaded.
+    mtime: Option<SystemTime>,
+    /// When the file was last looked at; `None` forces a look.
+    looked: Option<Instant>,
     map: BTreeMap<MacAddr, String>,
 }
+
+/// How often the DHCP/HTTP hot path may stat the assignments file: an
+/// assignment made through the API applies within this time.
+const ASSIGNMENTS_RECHECK: Duration = Duration::from_millis(500);
 
 struct Nodes {
     map: BTreeMap<MacAddr, NodeRecord>,
@@ -263,7 +270,8 @@ impl Inventory {
             nodes_path,
             assignments: AssignmentStore::new(settings.paths.assignments_file()),
             cached: Mutex::new(CachedAssignments {
-                checked: None,
+                mtime: None,
+                looked: None,
                 map: BTreeMap::new(),
             }),
             settings: settings.clone(),
@@ -277,26 +285,48 @@ impl Inventory {
 
     /// Runtime assignments, re-read when the file changed (so an assignment
     /// made through the API applies to the next request).
-    pub fn assignments(&self) -> BTreeMap<MacAddr, String> {
+    /// Re-reads the assignments file if it changed (checked at most every
+    /// `ASSIGNMENTS_RECHECK`, so the per-packet cost is a clock read).
+    fn refresh_assignments(&self, cached: &mut CachedAssignments) {
+        if cached
+            .looked
+            .is_some_and(|t| t.elapsed() < ASSIGNMENTS_RECHECK)
+        {
+            return;
+        }
+        cached.looked = Some(Instant::now());
         let mtime = std::fs::metadata(self.assignments.path())
             .and_then(|m| m.modified())
             .ok();
-        let mut cached = lock(&self.cached);
-        if cached.checked != mtime || mtime.is_none() {
-            match self.assignments.load() {
-                Ok(map) => {
-                    cached.map = map;
-                    cached.checked = mtime;
-                }
-                Err(e) => tracing::warn!(error = %e, "inventory: keeping previous assignments"),
-            }
+        if mtime == cached.mtime && mtime.is_some() {
+            return;
         }
+        match self.assignments.load() {
+            Ok(map) => {
+                cached.map = map;
+                cached.mtime = mtime;
+            }
+            Err(e) => tracing::warn!(error = %e, "inventory: keeping previous assignments"),
+        }
+    }
+
+    /// Runtime assignments as currently in effect.
+    pub fn assignments(&self) -> BTreeMap<MacAddr, String> {
+        let mut cached = lock(&self.cached);
+        self.refresh_assignments(&mut cached);
         cached.map.clone()
     }
 
+    /// Sets or (with `None`) removes a runtime assignment, effective at once.
+    pub fn assign(&self, mac: MacAddr, profile: Option<&str>) -> Result<(), InventoryError> {
+        self.assignments.assign(mac, profile)?;
+        lock(&self.cached).looked = None;
+        Ok(())
+    }
+
     pub fn profile_for(&self, mac: &MacAddr) -> ProfileChoice {
-        let _ = self.assignments();
-        let cached = lock(&self.cached);
+        let mut cached = lock(&self.cached);
+        self.refresh_assignments(&mut cached);
         crate::node_api::resolve(&self.settings, &cached.map, mac)
     }
 
@@ -457,14 +487,12 @@ mod tests {
             inv.profile_for(&STRANGER),
             ProfileChoice::Default("dev".into())
         );
-        inv.assignment_store()
-            .assign(STRANGER, Some("prod"))
-            .unwrap();
+        inv.assign(STRANGER, Some("prod")).unwrap();
         assert_eq!(
             inv.profile_for(&STRANGER),
             ProfileChoice::Assigned("prod".into())
         );
-        inv.assignment_store().assign(STRANGER, None).unwrap();
+        inv.assign(STRANGER, None).unwrap();
         assert_eq!(
             inv.profile_for(&STRANGER),
             ProfileChoice::Default("dev".into())

@@ -2,17 +2,20 @@
 //! directory, with blksize/tsize/timeout/windowsize negotiation.
 //!
 //! Owns the TFTP listener. It never writes (write requests are refused),
-//! never follows a path out of the boot directory (`..` is refused by
-//! async-tftp, and symlinks leading outside are refused here), and counts
-//! every transfer and refusal.
+//! never follows a path out of the boot directory (`..`, absolute paths and
+//! symlinks leading outside are refused), and counts every transfer and
+//! refusal.
 
 use crate::status::Stats;
 use async_tftp::packet;
-use async_tftp::server::handlers::{DirHandler, DirHandlerMode};
 use async_tftp::server::{Handler, TftpServerBuilder};
+use std::fs::File;
+use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,49 +31,74 @@ pub enum TftpError {
     Serve(async_tftp::Error),
 }
 
-/// Wraps async-tftp's read-only directory handler with a symlink check and
-/// counters.
+/// A served file, read directly on the TFTP executor. Boot files come from
+/// the page cache or the initramfs: a read takes microseconds, much less
+/// than async-tftp's default hop to a blocking thread pool and back for
+/// every 1.4 KB block (that hop made transfers 3x slower than tftpd-hpa).
+pub struct DirectFile(File);
+
+impl futures_lite::AsyncRead for DirectFile {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(self.get_mut().0.read(buf))
+    }
+}
+
+/// Read-only handler rooted at the boot directory, with counters.
 pub struct BootDirHandler {
     root: PathBuf,
-    inner: DirHandler,
     stats: Arc<Stats>,
 }
 
 impl BootDirHandler {
     pub fn new(root: &Path, stats: Arc<Stats>) -> Result<Self, TftpError> {
-        let inner =
-            DirHandler::new(root, DirHandlerMode::ReadOnly).map_err(|source| TftpError::Root {
-                path: root.into(),
-                source,
-            })?;
         let root = root.canonicalize().map_err(|e| TftpError::Root {
             path: root.into(),
             source: e.into(),
         })?;
-        Ok(Self { root, inner, stats })
+        if !root.is_dir() {
+            return Err(TftpError::Root {
+                path: root.clone(),
+                source: async_tftp::Error::NotDir(root),
+            });
+        }
+        Ok(Self { root, stats })
     }
 
-    /// The file a request names, if it stays inside the root after
-    /// resolving symlinks.
-    fn inside_root(&self, requested: &Path) -> bool {
-        let rel: PathBuf = requested
-            .components()
-            .filter(|c| matches!(c, Component::Normal(_)))
-            .collect();
-        if requested.components().any(|c| c == Component::ParentDir) {
-            return false;
+    /// The file a request names, if it is a regular file inside the root
+    /// (after resolving symlinks); `..`, absolute paths and anything
+    /// outside are refused.
+    pub fn resolve(&self, requested: &Path) -> Result<PathBuf, packet::Error> {
+        let rel = requested
+            .strip_prefix("/")
+            .or_else(|_| requested.strip_prefix("./"))
+            .unwrap_or(requested);
+        if rel.as_os_str().is_empty()
+            || !rel.components().all(|c| matches!(c, Component::Normal(_)))
+        {
+            return Err(packet::Error::PermissionDenied);
         }
-        match self.root.join(rel).canonicalize() {
-            Ok(real) => real.starts_with(&self.root),
-            // Missing files are answered "not found" by the inner handler.
-            Err(_) => true,
+        let real = self
+            .root
+            .join(rel)
+            .canonicalize()
+            .map_err(|_| packet::Error::FileNotFound)?;
+        if !real.starts_with(&self.root) {
+            return Err(packet::Error::PermissionDenied);
         }
+        if !real.is_file() {
+            return Err(packet::Error::FileNotFound);
+        }
+        Ok(real)
     }
 }
 
 impl Handler for BootDirHandler {
-    type Reader = <DirHandler as Handler>::Reader;
-    type Writer = <DirHandler as Handler>::Writer;
+    type Reader = DirectFile;
+    type Writer = futures_lite::io::Sink;
 
     async fn read_req_open(
         &mut self,
@@ -78,23 +106,26 @@ impl Handler for BootDirHandler {
         path: &Path,
     ) -> Result<(Self::Reader, Option<u64>), packet::Error> {
         self.stats.bump("tftp_requests");
-        if !self.inside_root(path) {
-            self.stats.bump("tftp_refused");
-            tracing::warn!(%client, path = %path.display(), "tftp: refused path outside the boot directory");
-            return Err(packet::Error::PermissionDenied);
-        }
-        match self.inner.read_req_open(client, path).await {
-            Ok(ok) => {
+        let opened = self.resolve(path).and_then(|real| {
+            let file = File::open(&real).map_err(|_| packet::Error::FileNotFound)?;
+            let len = file.metadata().ok().map(|m| m.len());
+            Ok((DirectFile(file), len))
+        });
+        match &opened {
+            Ok(_) => {
                 self.stats.bump("tftp_transfers");
                 tracing::info!(%client, path = %path.display(), "tftp: sending");
-                Ok(ok)
+            }
+            Err(packet::Error::PermissionDenied) => {
+                self.stats.bump("tftp_refused");
+                tracing::warn!(%client, path = %path.display(), "tftp: refused path outside the boot directory");
             }
             Err(e) => {
                 self.stats.bump("tftp_errors");
-                tracing::info!(%client, path = %path.display(), error = ?e, "tftp: refused");
-                Err(e)
+                tracing::info!(%client, path = %path.display(), error = ?e, "tftp: not served");
             }
         }
+        opened
     }
 
     async fn write_req_open(
@@ -138,4 +169,44 @@ pub fn serve_blocking(socket: UdpSocket, root: &Path, stats: Arc<Stats>) -> Tftp
             Err(e) => TftpError::Serve(e),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn resolve_stays_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("undionly.kpxe"), b"x").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("escape")).unwrap();
+        let h = BootDirHandler::new(dir.path(), Arc::new(Stats::default())).unwrap();
+        assert!(h.resolve(Path::new("undionly.kpxe")).is_ok());
+        assert!(h.resolve(Path::new("/undionly.kpxe")).is_ok());
+        assert!(h.resolve(Path::new("./undionly.kpxe")).is_ok());
+        for bad in ["../etc/passwd", "sub/../../etc/passwd", "escape"] {
+            assert!(
+                matches!(
+                    h.resolve(Path::new(bad)),
+                    Err(packet::Error::PermissionDenied)
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            h.resolve(Path::new("sub")),
+            Err(packet::Error::FileNotFound)
+        ));
+        assert!(matches!(
+            h.resolve(Path::new("missing")),
+            Err(packet::Error::FileNotFound)
+        ));
+        // Absolute paths are taken relative to the root, like a chroot.
+        assert!(matches!(
+            h.resolve(Path::new("//etc/passwd")),
+            Err(packet::Error::FileNotFound)
+        ));
+    }
 }

@@ -6,7 +6,10 @@
 
 use super::handler::{Body, HttpReply, PxeHttp};
 use super::router::Method;
-use std::io::{Cursor, Read};
+use std::io::{BufReader, Cursor, Read};
+
+/// Bytes read from a served file per write to the client.
+const FILE_CHUNK: usize = 128 * 1024;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -51,7 +54,9 @@ fn respond(request: tiny_http::Request, reply: HttpReply) -> std::io::Result<()>
     let reader: Box<dyn Read + Send> = match reply.body {
         Body::Text(t) => Box::new(Cursor::new(t.into_bytes())),
         Body::Bytes(b) => Box::new(Cursor::new(ArcBytes(b))),
-        Body::File { file, len } => Box::new(file.take(len)),
+        // A large read buffer makes io::copy move the file in big chunks
+        // (tiny_http's socket writer passes big writes straight through).
+        Body::File { file, len } => Box::new(BufReader::with_capacity(FILE_CHUNK, file.take(len))),
     };
     let size = usize::try_from(len).ok();
     let response = tiny_http::Response::new(
