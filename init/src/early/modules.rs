@@ -60,6 +60,8 @@ struct Entry {
 
 /// The image's module metadata for one kernel release.
 pub struct ModuleIndex {
+    /// `/lib/modules/<release>`; relative paths in modules.dep are under it.
+    root: Option<PathBuf>,
     modules: HashMap<String, Entry>,
     builtin: HashSet<String>,
     /// (literal prefix before the first wildcard, pattern, module)
@@ -76,7 +78,19 @@ impl ModuleIndex {
         let dep = read("modules.dep")?;
         let builtin = read("modules.builtin").unwrap_or_default();
         let alias = read("modules.alias").unwrap_or_default();
-        Ok(ModuleIndex::parse(&dep, &builtin, &alias))
+        let mut index = ModuleIndex::parse(&dep, &builtin, &alias);
+        index.root = Some(dir.to_path_buf());
+        Ok(index)
+    }
+
+    /// Whether the module's file is present (an image may carry a full
+    /// modules.dep but only some of the files).
+    fn file_present(&self, name: &str) -> bool {
+        match (self.modules.get(name), &self.root) {
+            (Some(entry), Some(root)) => root.join(&entry.path).exists(),
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
     }
 
     /// Parses the three files' contents.
@@ -118,6 +132,7 @@ impl ModuleIndex {
             })
             .collect();
         ModuleIndex {
+            root: None,
             modules,
             builtin,
             aliases,
@@ -135,13 +150,13 @@ impl ModuleIndex {
         let mut seen = HashSet::new();
         for modalias in modaliases {
             for (literal, pattern, module) in &self.aliases {
-                if !modalias.starts_with(literal.as_str()) || !self.modules.contains_key(module) {
+                if !modalias.starts_with(literal.as_str()) {
                     continue;
                 }
                 let matches = glob::Pattern::new(pattern)
                     .map(|p| p.matches(modalias))
                     .unwrap_or(false);
-                if matches && seen.insert(module.clone()) {
+                if matches && self.file_present(module) && seen.insert(module.clone()) {
                     found.push(module.clone());
                 }
             }

@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use crate::table::ServiceSpec;
 
@@ -21,25 +22,26 @@ pub const NOTIFY_FD: RawFd = 3;
 
 static NOTIFY_FD_RESERVED: AtomicBool = AtomicBool::new(false);
 
-/// Keeps fd 3 occupied (by /dev/null, close-on-exec) for the life of the
+/// What fd 3 holds between spawns: a read-only descriptor of `/`, which exists
+/// before any filesystem is mounted (unlike /dev/null).
+static PLACEHOLDER: OnceLock<OwnedFd> = OnceLock::new();
+
+/// Keeps fd 3 occupied (by a close-on-exec placeholder) for the life of the
 /// process, so no other descriptor can ever be given that number: at each
 /// spawn the readiness pipe is swapped in atomically with `dup3` and swapped
 /// back out after. Call once, before any other thread exists.
 pub fn reserve_notify_fd() -> io::Result<()> {
-    let null = std::fs::File::open("/dev/null")?;
-    if null.as_raw_fd() == NOTIFY_FD {
-        // fd 3 was free and is now /dev/null: keep it open for good.
-        let fd = OwnedFd::from(null);
-        nix::fcntl::fcntl(
-            &fd,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .map_err(io::Error::from)?;
-        std::mem::forget(fd);
+    let root = OwnedFd::from(std::fs::File::open("/")?);
+    let placeholder = if root.as_raw_fd() == NOTIFY_FD {
+        // fd 3 was free and now holds `/`; keep it there and use a copy as the source.
+        let copy = root.try_clone()?;
+        std::mem::forget(root);
+        copy
     } else {
-        // Replaces whatever was inherited on fd 3; `null` itself closes.
-        occupy_notify_fd(&null)?;
-    }
+        occupy_notify_fd(&root)?;
+        root
+    };
+    let _ = PLACEHOLDER.set(placeholder);
     NOTIFY_FD_RESERVED.store(true, Ordering::Release);
     Ok(())
 }
@@ -310,9 +312,9 @@ pub fn spawn(
     }
     let spawned = command.spawn();
     if fixed_fd {
-        // Back to /dev/null, so the parent holds no extra reference to the pipe.
-        if let Ok(null) = std::fs::File::open("/dev/null") {
-            let _ = occupy_notify_fd(&null);
+        // Back to the placeholder, so the parent holds no extra reference to the pipe.
+        if let Some(placeholder) = PLACEHOLDER.get() {
+            let _ = occupy_notify_fd(placeholder);
         }
     }
     let mut child = spawned.map_err(|source| match source.kind() {
