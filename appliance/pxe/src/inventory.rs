@@ -439,25 +439,33 @@ impl Inventory {
     }
 
     pub fn flush_if_dirty(&self) -> Result<bool, InventoryError> {
-        let bytes = {
+        // Copy under the lock, serialise and fsync outside it: DHCP and
+        // HTTP threads record observations meanwhile.
+        let list: Vec<NodeRecord> = {
             let mut nodes = lock(&self.nodes);
             if !nodes.dirty {
                 return Ok(false);
             }
             nodes.dirty = false;
-            let list: Vec<NodeRecord> = nodes.map.values().cloned().collect();
-            serde_json::to_vec_pretty(&NodesFile { nodes: list }).map_err(|source| {
-                InventoryError::Parse {
-                    path: self.nodes_path.clone(),
-                    source,
-                }
-            })?
+            nodes.map.values().cloned().collect()
         };
-        write_atomic(&self.nodes_path, &bytes, true).map_err(|source| InventoryError::Write {
-            path: self.nodes_path.clone(),
-            source,
-        })?;
-        Ok(true)
+        let result = serde_json::to_vec(&NodesFile { nodes: list })
+            .map_err(|source| InventoryError::Parse {
+                path: self.nodes_path.clone(),
+                source,
+            })
+            .and_then(|bytes| {
+                write_atomic(&self.nodes_path, &bytes, true).map_err(|source| {
+                    InventoryError::Write {
+                        path: self.nodes_path.clone(),
+                        source,
+                    }
+                })
+            });
+        if result.is_err() {
+            lock(&self.nodes).dirty = true;
+        }
+        result.map(|()| true)
     }
 }
 

@@ -262,27 +262,56 @@ impl LeaseStore {
         }
     }
 
-    /// Writes the store if it changed since the last write. Offers are not
-    /// persisted: they are worthless after a restart.
-    pub fn flush_if_dirty(&mut self, now: u64) -> Result<bool, LeaseError> {
-        let Some(path) = self.path.clone().filter(|_| self.dirty) else {
-            return Ok(false);
-        };
+    /// The bound leases to persist, if anything changed since the last
+    /// snapshot. Cheap (a copy of the leases): callers take it under their
+    /// lock and write it outside, so an fsync never stalls DHCP. Offers are
+    /// not persisted: they are worthless after a restart.
+    pub fn snapshot_if_dirty(&mut self, now: u64) -> Option<LeaseSnapshot> {
+        let path = self.path.clone().filter(|_| self.dirty)?;
         self.quarantined.retain(|_, until| *until > now);
-        let mut leases: Vec<Lease> = self.active(now).cloned().collect();
-        leases.sort_by_key(|l| u32::from(l.ip));
-        let bytes = serde_json::to_vec_pretty(&LeaseFile { leases }).map_err(|source| {
-            LeaseError::Parse {
-                path: path.clone(),
-                source,
-            }
-        })?;
-        write_atomic(&path, &bytes, true).map_err(|source| LeaseError::Write {
+        self.dirty = false;
+        Some(LeaseSnapshot {
+            path,
+            leases: self.active(now).cloned().collect(),
+        })
+    }
+
+    /// Marks the store changed (e.g. after a snapshot failed to write).
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Snapshot and write in one step (tests, shutdown).
+    pub fn flush_if_dirty(&mut self, now: u64) -> Result<bool, LeaseError> {
+        match self.snapshot_if_dirty(now) {
+            Some(snapshot) => snapshot
+                .write()
+                .map(|()| true)
+                .inspect_err(|_| self.dirty = true),
+            None => Ok(false),
+        }
+    }
+}
+
+/// Leases to be written to the lease file.
+pub struct LeaseSnapshot {
+    path: PathBuf,
+    leases: Vec<Lease>,
+}
+
+impl LeaseSnapshot {
+    /// Writes atomically and durably (fsync), sorted by address.
+    pub fn write(mut self) -> Result<(), LeaseError> {
+        self.leases.sort_by_key(|l| u32::from(l.ip));
+        let path = self.path;
+        let bytes = serde_json::to_vec(&LeaseFile {
+            leases: self.leases,
+        })
+        .map_err(|source| LeaseError::Parse {
             path: path.clone(),
             source,
         })?;
-        self.dirty = false;
-        Ok(true)
+        write_atomic(&path, &bytes, true).map_err(|source| LeaseError::Write { path, source })
     }
 }
 

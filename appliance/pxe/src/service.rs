@@ -319,15 +319,23 @@ pub fn run(
     };
     let flush = |ready: bool| {
         let now = unix_now();
-        let leases_in_use = {
+        let (snapshot, leases_in_use) = {
             let mut r = responder
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Err(e) = r.leases_mut().flush_if_dirty(now) {
-                tracing::warn!(error = %e, "pxe: lease flush failed");
-            }
-            r.leases().active(now).count()
+            let snapshot = r.leases_mut().snapshot_if_dirty(now);
+            (snapshot, r.leases().active(now).count())
         };
+        if let Some(snapshot) = snapshot {
+            if let Err(e) = snapshot.write() {
+                tracing::warn!(error = %e, "pxe: lease flush failed");
+                responder
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .leases_mut()
+                    .mark_dirty();
+            }
+        }
         if let Err(e) = inventory.flush_if_dirty() {
             tracing::warn!(error = %e, "pxe: inventory flush failed");
         }
