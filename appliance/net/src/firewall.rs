@@ -48,7 +48,8 @@ pub struct OpenPort {
 /// Everything the ruleset depends on; a change in any field means a new ruleset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RulesetSpec {
-    pub lan_device: String,
+    /// `None`: no LAN NIC; the uplink is still filtered.
+    pub lan_device: Option<String>,
     pub lan_subnet: Ipv4Network,
     /// `None`: no uplink (missing NIC or mode none) → no forwarding, no NAT.
     pub uplink_device: Option<String>,
@@ -149,20 +150,22 @@ pub fn ruleset_batch(spec: &RulesetSpec) -> Result<Batch, FirewallError> {
     )
     .accept()
     .add_to_batch(&mut batch);
-    for open in &spec.lan_open {
-        let rule = build(
-            "input lan port",
-            Rule::new(&input).and_then(|r| r.iiface(&spec.lan_device)),
+    if let Some(lan) = &spec.lan_device {
+        for open in &spec.lan_open {
+            let rule = build(
+                "input lan port",
+                Rule::new(&input).and_then(|r| r.iiface(lan)),
+            )?;
+            port_rule(rule, *open).accept().add_to_batch(&mut batch);
+        }
+        let lan_drop = build(
+            "input lan drop",
+            Rule::new(&input).and_then(|r| r.iiface(lan)),
         )?;
-        port_rule(rule, *open).accept().add_to_batch(&mut batch);
+        tagged(lan_drop, COUNTER_INPUT_LAN_DROPPED)
+            .drop()
+            .add_to_batch(&mut batch);
     }
-    let lan_drop = build(
-        "input lan drop",
-        Rule::new(&input).and_then(|r| r.iiface(&spec.lan_device)),
-    )?;
-    tagged(lan_drop, COUNTER_INPUT_LAN_DROPPED)
-        .drop()
-        .add_to_batch(&mut batch);
     if let Some(uplink) = &spec.uplink_device {
         // DHCP replies before we have an address are broadcasts conntrack
         // cannot relate to our request; the packet socket sees them anyway,
@@ -191,35 +194,36 @@ pub fn ruleset_batch(spec: &RulesetSpec) -> Result<Batch, FirewallError> {
             .add_to_batch(&mut batch);
     }
 
-    // forward: only LAN→uplink new connections, and their replies.
+    // forward: only LAN→uplink new connections (with NAT on), and their replies.
     let replies = established_or_related(build("forward established", Rule::new(&forward))?)?;
     tagged(replies, COUNTER_FORWARD_REPLIES)
         .accept()
         .add_to_batch(&mut batch);
-    if let (Some(uplink), true) = (&spec.uplink_device, spec.nat) {
+    let (Some(lan), Some(uplink)) = (&spec.lan_device, &spec.uplink_device) else {
+        return Ok(batch);
+    };
+    if spec.nat {
         let out = build(
             "forward lan to uplink",
             Rule::new(&forward)
-                .and_then(|r| r.iiface(&spec.lan_device))
+                .and_then(|r| r.iiface(lan))
                 .and_then(|r| r.oiface(uplink)),
         )?;
         tagged(out, COUNTER_FORWARD_LAN_OUT)
             .accept()
             .add_to_batch(&mut batch);
     }
-    if let Some(uplink) = &spec.uplink_device {
-        let inbound = build(
-            "forward uplink to lan",
-            Rule::new(&forward)
-                .and_then(|r| r.iiface(uplink))
-                .and_then(|r| r.oiface(&spec.lan_device)),
-        )?;
-        tagged(inbound, COUNTER_FORWARD_INBOUND_DROPPED)
-            .drop()
-            .add_to_batch(&mut batch);
-    }
+    let inbound = build(
+        "forward uplink to lan",
+        Rule::new(&forward)
+            .and_then(|r| r.iiface(uplink))
+            .and_then(|r| r.oiface(lan)),
+    )?;
+    tagged(inbound, COUNTER_FORWARD_INBOUND_DROPPED)
+        .drop()
+        .add_to_batch(&mut batch);
 
-    if let (Some(uplink), true) = (&spec.uplink_device, spec.nat) {
+    if spec.nat {
         let postrouting = Chain::new(&table)
             .with_name("postrouting")
             .with_hook(Hook::new(HookClass::PostRouting, 100))

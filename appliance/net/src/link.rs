@@ -266,6 +266,8 @@ pub struct RouteEntry {
     pub destination: String,
     pub gateway: Option<Ipv4Addr>,
     pub device_index: Option<u32>,
+    /// Filled in by the service for the devices it knows.
+    pub device: Option<String>,
 }
 
 async fn ipv4_route_messages(handle: &Handle) -> Result<Vec<RouteMessage>, LinkChangeError> {
@@ -312,6 +314,7 @@ fn route_entry(msg: &RouteMessage) -> RouteEntry {
         destination,
         gateway,
         device_index,
+        device: None,
     }
 }
 

@@ -302,9 +302,11 @@ impl Service {
     }
 
     fn ruleset_spec(&self) -> Option<RulesetSpec> {
-        let lan = self.lan.as_ref()?;
+        if self.lan.is_none() && self.uplink.is_none() {
+            return None;
+        }
         Some(RulesetSpec {
-            lan_device: lan.device.name.clone(),
+            lan_device: self.lan.as_ref().map(|l| l.device.name.clone()),
             lan_subnet: self.plan.lan_subnet,
             uplink_device: self.uplink.as_ref().map(|u| u.device.name.clone()),
             nat: self.plan.nat,
@@ -317,7 +319,8 @@ impl Service {
         let Some(spec) = self.ruleset_spec() else {
             return;
         };
-        if spec.uplink_device.is_some() {
+        let routes_lan = spec.lan_device.is_some() && spec.uplink_device.is_some();
+        if routes_lan {
             if let Err(err) = sysctl::enable_ipv4_forwarding() {
                 self.degraded.set(
                     "forwarding",
@@ -329,7 +332,7 @@ impl Service {
             Ok(()) => {
                 self.firewall_installed = true;
                 self.degraded.clear("firewall");
-                let nat = if spec.nat && spec.uplink_device.is_some() {
+                let nat = if spec.nat && routes_lan {
                     "with NAT"
                 } else {
                     "without NAT"
@@ -593,7 +596,14 @@ impl Service {
         } else {
             BTreeMap::new()
         };
-        let routes = link::ipv4_routes(&self.handle).await.unwrap_or_default();
+        let mut routes = link::ipv4_routes(&self.handle).await.unwrap_or_default();
+        for route in &mut routes {
+            route.device = [self.lan.as_ref(), self.uplink.as_ref()]
+                .into_iter()
+                .flatten()
+                .find(|role| Some(role.device.index) == route.device_index)
+                .map(|role| role.device.name.clone());
+        }
         let lan = self.role_status(self.lan.as_ref()).await;
         let uplink = self.role_status(self.uplink.as_ref()).await;
         let degraded = self.degraded.list();

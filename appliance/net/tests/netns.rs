@@ -492,3 +492,86 @@ fn carrier_loss_degrades_and_carrier_return_reacquires_the_lease() {
     assert!(!status["lease"].is_null());
     let _ = appliance.status();
 }
+
+/// Whether this kernel can create 802.1Q devices (the CI VM's kernel may not).
+fn kernel_has_vlan(ns: &Netns) -> bool {
+    let probe = std::process::Command::new("ip")
+        .args([
+            "-n", &ns.name, "link", "add", "link", "lan0", "name", "probe.7", "type", "vlan", "id",
+            "7",
+        ])
+        .output()
+        .unwrap();
+    if probe.status.success() {
+        ns.ip(&["link", "del", "probe.7"]);
+    }
+    probe.status.success()
+}
+
+#[test]
+fn lan_mtu_static_uplink_and_slaac_settings_are_applied() {
+    if !running_as_root("lan_mtu_static_uplink_and_slaac_settings_are_applied") {
+        return;
+    }
+    let lab = lab("mtu", "10.99.2.1/24");
+    let mut site = site();
+    site.network.lan.mtu = Some(1400);
+    site.network.uplink.mode = UplinkMode::Static;
+    site.network.uplink.address = Some("10.99.2.2/24".parse().unwrap());
+    site.network.uplink.gateway = Some(Ipv4Addr::new(10, 99, 2, 1));
+    let appliance = Appliance::start(&lab.app, &site);
+    let ready = appliance.wait_ready();
+    assert!(ready.degraded.is_empty(), "{:?}", ready.degraded);
+    assert!(lab
+        .app
+        .ip_output(&["link", "show", "lan0"])
+        .contains("mtu 1400"));
+    let status = appliance.wait_status("uplink configured", 5, |s| {
+        s["uplink"]["addresses"]
+            .to_string()
+            .contains("10.99.2.2/24")
+    });
+    assert_eq!(status["uplink_mode"], "static");
+    let accept_ra = sh_output(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.app.name,
+        "cat",
+        "/proc/sys/net/ipv6/conf/up0/accept_ra",
+    ]);
+    assert_eq!(
+        accept_ra.trim(),
+        "2",
+        "SLAAC on the uplink must accept RAs with forwarding on"
+    );
+    let default = lab.app.ip_output(&["route", "show", "default"]);
+    assert!(default.contains("via 10.99.2.1 dev up0"), "{default}");
+}
+
+#[test]
+fn lan_vlan_device_carries_the_lan_address() {
+    if !running_as_root("lan_vlan_device_carries_the_lan_address") {
+        return;
+    }
+    let lab = lab("vlan", "10.99.2.1/24");
+    if !kernel_has_vlan(&lab.app) {
+        eprintln!("SKIP lan_vlan_device_carries_the_lan_address: this kernel has no 802.1Q support (8021q)");
+        return;
+    }
+    let mut site = site();
+    site.network.lan.vlan = Some(100);
+    site.network.uplink.mode = UplinkMode::None;
+    let appliance = Appliance::start(&lab.app, &site);
+    let ready = appliance.wait_ready();
+    assert!(ready.degraded.is_empty(), "{:?}", ready.degraded);
+    let vlan = lab.app.ip_output(&["-d", "link", "show", "lan0.100"]);
+    assert!(vlan.contains("vlan protocol 802.1Q id 100"), "{vlan}");
+    assert!(has_addr(&lab.app, "lan0.100", "192.168.100.1/24"));
+    assert!(
+        !has_addr(&lab.app, "lan0", "192.168.100.1/24"),
+        "the address lives on the VLAN device"
+    );
+    let status = appliance.wait_status("status", 5, |s| s["state"] == "ready");
+    assert_eq!(status["lan"]["device"], "lan0.100");
+}

@@ -138,21 +138,6 @@ pub fn request_extend(
     msg
 }
 
-/// RELEASE, sent unicast when the service stops with a lease.
-pub fn release(
-    identity: &ClientIdentity,
-    xid: u32,
-    address: Ipv4Addr,
-    server_id: Ipv4Addr,
-) -> Message {
-    let mut msg = base_request(identity, xid, MessageType::Release, 0);
-    msg.set_ciaddr(address);
-    msg.opts_mut().remove(OptionCode::ParameterRequestList);
-    msg.opts_mut()
-        .insert(DhcpOption::ServerIdentifier(server_id));
-    msg
-}
-
 /// Encodes a message as a DHCP payload.
 pub fn encode(msg: &Message) -> Result<Vec<u8>, dhcproto::error::EncodeError> {
     let mut buf = Vec::with_capacity(548);
