@@ -114,3 +114,65 @@ pub fn init_secrets(layout: &StackLayout) -> ApiReply {
         Err(e) => error(500, e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn layout(dir: &std::path::Path) -> StackLayout {
+        StackLayout {
+            config_dir: dir.join("run/stack"),
+            data_dir: dir.join("data"),
+            status_file: dir.join("run/status/stack.json"),
+            // Nothing listens here: a request that reached Vault would fail.
+            ports: crate::StackPorts {
+                vault_api: 1,
+                ..Default::default()
+            },
+            ..StackLayout::appliance()
+        }
+    }
+
+    #[test]
+    fn status_and_init_secrets_before_and_after_they_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = layout(dir.path());
+        assert_eq!(stack_status(&l).status, 404);
+        assert_eq!(init_secrets(&l).status, 404);
+        let mut board = crate::status::StatusBoard::new(&l.status_file, &["vault-init"]);
+        board.flush().unwrap();
+        let r = stack_status(&l);
+        assert_eq!(
+            (r.status, r.body["steps"][0]["name"].as_str()),
+            (200, Some("vault-init"))
+        );
+        SecretStore::new(&l.state_dir())
+            .write_init("-----BEGIN AGE ENCRYPTED FILE-----\nx\n")
+            .unwrap();
+        let r = init_secrets(&l);
+        assert_eq!(r.status, 200);
+        assert!(r.body["ciphertext"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+    }
+
+    #[test]
+    fn unseal_rejects_bad_bodies_before_calling_vault() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = layout(dir.path());
+        for body in [&b"not json"[..], br#"{"keys": ["a"]}"#, br#"{"key": "  "}"#] {
+            let r = vault_unseal(&l, body);
+            assert_eq!(r.status, 400, "{:?}", r.body);
+            assert!(r.body["error"]
+                .as_str()
+                .unwrap()
+                .contains("{\"key\": \"<one unseal key share>\"}"));
+        }
+        // A well-formed request with Vault down is a 503 naming Vault, not the share.
+        let r = vault_unseal(&l, br#"{"key": "c2VjcmV0LXNoYXJl"}"#);
+        assert_eq!(r.status, 503, "{:?}", r.body);
+        assert!(!r.body.to_string().contains("c2VjcmV0LXNoYXJl"));
+    }
+}

@@ -55,6 +55,9 @@ pub fn vault_config(site: &SiteConfig, layout: &StackLayout) -> Result<Value, Re
         "cluster_name": format!("kindling-{}", site.site.id),
         // OpenBao creates audit devices only from its config (declarative);
         // the bootstrap checks it exists (and enables it by API on Vault).
+        // Keep "description": HCL's JSON reader flattens an object with a
+        // single key, and `{"file":{"file":{"options":…}}}` alone fails to
+        // parse ("audit type must be specified").
         "audit": [{
             "file": {
                 "file": {
