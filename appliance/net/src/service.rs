@@ -16,6 +16,7 @@ use crate::nic::{self, Nic, NicFilter};
 use crate::plan::{overlap_with_lan, NetPlan, UplinkAddressing};
 use crate::status::{self, LeaseStatus, NetState, NetStatus, RoleStatus};
 use crate::sysctl;
+use kindling_site::NicMatch;
 use rtnetlink::Handle;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -42,6 +43,9 @@ pub struct NetOptions {
     pub dns_port: u16,
     pub dhcp_timing: DhcpTiming,
     pub status_interval: Duration,
+    /// How long to wait for carrier when a role is `first_with_carrier`
+    /// (autonegotiation takes a few seconds on real NICs).
+    pub carrier_wait: Duration,
     /// Remove the nftables table when the service stops (tests only; the
     /// appliance keeps its ruleset across a service restart).
     pub remove_ruleset_on_stop: bool,
@@ -56,6 +60,7 @@ impl Default for NetOptions {
             dns_port: 53,
             dhcp_timing: DhcpTiming::default(),
             status_interval: Duration::from_secs(5),
+            carrier_wait: Duration::from_secs(5),
             remove_ruleset_on_stop: false,
         }
     }
@@ -212,8 +217,8 @@ async fn recv_carrier(
 }
 
 impl Service {
-    async fn bring_up_lan(&mut self) {
-        let nics = match nic::discover(
+    async fn discover_nics(&mut self) -> Vec<Nic> {
+        match nic::discover(
             &self.handle,
             &self.options.sysfs_net,
             self.options.nic_filter,
@@ -225,7 +230,44 @@ impl Service {
                 self.degraded.set("nics", format!("{err}"));
                 Vec::new()
             }
-        };
+        }
+    }
+
+    /// For `first_with_carrier` roles: carrier only shows once a link is up,
+    /// so bring every NIC up and wait (bounded) until enough NICs report it.
+    async fn nics_with_carrier_settled(&mut self, mut nics: Vec<Nic>) -> Vec<Nic> {
+        let wanted = [&self.plan.lan_match, &self.plan.uplink_match]
+            .into_iter()
+            .filter(|m| **m == NicMatch::FirstWithCarrier)
+            .count();
+        if wanted == 0 {
+            return nics;
+        }
+        for nic in &nics {
+            let dev = Device {
+                name: nic.name.clone(),
+                index: nic.index,
+            };
+            if let Err(err) = link::set_up(&self.handle, &dev, None).await {
+                tracing::warn!("{err}");
+            }
+        }
+        let deadline = Instant::now() + self.options.carrier_wait;
+        loop {
+            // One carrier NIC per such role; if a role matched otherwise
+            // takes one of them, assignment reports it clearly.
+            let with_carrier = nics.iter().filter(|n| n.carrier).count();
+            if with_carrier >= wanted || Instant::now() >= deadline {
+                return nics;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            nics = self.discover_nics().await;
+        }
+    }
+
+    async fn bring_up_lan(&mut self) {
+        let nics = self.discover_nics().await;
+        let nics = self.nics_with_carrier_settled(nics).await;
         for nic in &nics {
             tracing::info!(
                 "nic {} mac {} pci {} carrier {}",

@@ -63,6 +63,7 @@ impl Appliance {
                 request_wait: Duration::from_secs(2),
             },
             status_interval: Duration::from_millis(200),
+            carrier_wait: Duration::from_secs(3),
             remove_ruleset_on_stop: true,
         };
         let plan = NetPlan::from_site(site);
@@ -574,4 +575,36 @@ fn lan_vlan_device_carries_the_lan_address() {
     );
     let status = appliance.wait_status("status", 5, |s| s["state"] == "ready");
     assert_eq!(status["lan"]["device"], "lan0.100");
+}
+
+#[test]
+fn first_nic_with_carrier_skips_a_nic_without_cable() {
+    if !running_as_root("first_nic_with_carrier_skips_a_nic_without_cable") {
+        return;
+    }
+    let app = Netns::new("carrierpick", "app");
+    let spare = Netns::new("carrierpick", "spare");
+    let up = Netns::new("carrierpick", "up");
+    // Created first, so it is NIC #1 in order; its peer stays down: no carrier.
+    app.ip(&[
+        "link",
+        "add",
+        "spare0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "sparep",
+        "netns",
+        &spare.name,
+    ]);
+    veth(&app, "up0", UPLINK_MAC, &up, "up0p");
+    let mut site = site();
+    site.network.lan.nic = NicMatch::FirstWithCarrier;
+    site.network.uplink.mode = UplinkMode::None;
+    let appliance = Appliance::start(&app, &site);
+    let ready = appliance.wait_ready();
+    assert!(ready.degraded.is_empty(), "{:?}", ready.degraded);
+    let status = appliance.wait_status("status", 5, |s| !s["lan"].is_null());
+    assert_eq!(status["lan"]["nic"], "up0", "{status:#}");
 }
