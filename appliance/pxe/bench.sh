@@ -4,6 +4,9 @@
 #   DHCP  leases/s with kea's perfdhcp: kindlingd pxe vs dnsmasq
 #   HTTP  64 MiB file to 50 concurrent clients with wrk: kindlingd pxe vs nginx (+ RSS)
 #   TFTP  10 MiB file, same block size, busybox tftp: kindlingd pxe vs tftpd-hpa
+#   PXE   time-to-kernel of a SeaBIOS+iPXE QEMU node (VM start → the payload's
+#         first console line): kindlingd pxe vs dnsmasq + nginx serving the
+#         same files to the same VM (BENCH_QEMU=0 skips; holds the QEMU lock)
 #
 #   appliance/pxe/bench.sh            (needs root; builds kindlingd --release if missing)
 #   BENCH_SECS=10 appliance/pxe/bench.sh
@@ -32,6 +35,7 @@ cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
   ip netns del "$SRV" 2>/dev/null || true
   ip netns del "$CLI" 2>/dev/null || true
+  ip netns del kp-b-q 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -131,6 +135,75 @@ t_tftp=$(tftp_secs "$LAN" 6969 big10)
 stop "$TPID"
 stop "$KPID"
 
+# --- PXE time-to-kernel in QEMU ----------------------------------------------
+k_ttk="skipped" b_ttk="skipped"
+if [ "${BENCH_QEMU:-1}" != 0 ] && command -v qemu-system-x86_64 >/dev/null; then
+  LAB="$ROOT/target/x86_64-unknown-linux-gnu/release/kindling-lab"
+  [ -x "$LAB" ] || LAB="$ROOT/target/x86_64-unknown-linux-gnu/debug/kindling-lab"
+  [ -x "$LAB" ] || { (cd "$ROOT" && cargo build -p kindling-lab); }
+  mkdir -p "$WORK/q/art" "$WORK/q/state" "$WORK/q/www"
+  "$LAB" payload --out "$WORK/q/art" >/dev/null
+  cp "$WORK/q/art/vmlinuz" "$WORK/q/art/lab-node.cpio.zst" "$WORK/q/www/"
+  Q=kp-b-q BR=kpbqbr TAP=kpbqtap MAC=52:54:00:6b:00:10
+  ip netns add "$Q"
+  ip netns exec "$Q" sh -ec "ip link set lo up; ip link add $BR type bridge; sysctl -qw net.ipv6.conf.$BR.accept_dad=0
+    ip addr add 192.168.100.1/24 dev $BR; ip tuntap add $TAP mode tap; ip link set $TAP master $BR; ip link set $TAP up; ip link set $BR up"
+  CMDLINE="console=ttyS0 quiet kindling.nat_probe=off"
+  cat > "$WORK/q/site.json" <<JSON
+{"site": {"id": "bench"}, "pxe": {"default_profile": "dev"},
+ "profiles": {"dev": {"name": "dev", "boot": {"kind": "linux", "kernel": "vmlinuz",
+   "initrd": ["lab-node.cpio.zst"], "cmdline": "$CMDLINE"}}}}
+JSON
+  # The same script kindling renders, served by nginx for the baseline.
+  printf '#!ipxe\nkernel http://192.168.100.1:8080/vmlinuz initrd=lab-node.cpio.zst %s kindling.url=http://192.168.100.1:8080/ kindling.mac=%s\ninitrd http://192.168.100.1:8080/lab-node.cpio.zst\nboot\n' \
+    "$CMDLINE" "$MAC" > "$WORK/q/www/boot.ipxe"
+  boot_vm() { # → seconds from VM start to the payload's first line
+    local serial="$WORK/q/serial.$1" t0 t
+    : > "$serial"
+    t0=$(date +%s.%N)
+    flock /tmp/kindling-qemu.lock timeout 180 ip netns exec "$Q" qemu-system-x86_64 -machine pc,accel=tcg -m 256 \
+      -nographic -no-reboot -boot n -monitor none -serial "file:$serial" \
+      -netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no" -device "e1000,netdev=n0,mac=$MAC" &
+    local vm=$!
+    for _ in $(seq 1800); do
+      if grep -aq "kindling-node: booted" "$serial"; then
+        t=$(date +%s.%N); kill "$vm" 2>/dev/null; wait "$vm" 2>/dev/null || true
+        awk -v a="$t" -v b="$t0" 'BEGIN { printf "%.1f", a - b }'; return 0
+      fi
+      sleep 0.1
+    done
+    kill "$vm" 2>/dev/null; wait "$vm" 2>/dev/null || true; echo "timeout"
+  }
+  RUST_LOG=warn ip netns exec "$Q" "$BIN" pxe --site "$WORK/q/site.json" --interface "$BR" --boot-dir /usr/lib/ipxe \
+    --artifacts-dir "$WORK/q/art" --state-dir "$WORK/q/state" --status-file "$WORK/q/pxe.json" >"$WORK/q/kindling.log" 2>&1 &
+  QK=$!; PIDS+=("$QK"); sleep 1
+  k_ttk=$(boot_vm kindling)
+  stop "$QK"
+  cat > "$WORK/q/nginx.conf" <<NGINX
+worker_processes 2;
+pid $WORK/q/nginx.pid;
+error_log $WORK/q/nginx.err;
+events { worker_connections 64; }
+http {
+  access_log off; sendfile on;
+  client_body_temp_path $WORK/q; proxy_temp_path $WORK/q; fastcgi_temp_path $WORK/q;
+  uwsgi_temp_path $WORK/q; scgi_temp_path $WORK/q;
+  server { listen 192.168.100.1:8080; root $WORK/q/www; }
+}
+NGINX
+  ip netns exec "$Q" nginx -c "$WORK/q/nginx.conf" -g 'daemon off;' &
+  QN=$!; PIDS+=("$QN")
+  # dnsmasq as commonly configured for iPXE chainloading (defaults otherwise).
+  ip netns exec "$Q" dnsmasq --keep-in-foreground --port=0 --no-resolv --no-hosts --interface="$BR" --bind-interfaces \
+    --dhcp-range=192.168.100.100,192.168.100.200,1h --dhcp-userclass=set:ipxe,iPXE \
+    --dhcp-boot=tag:ipxe,http://192.168.100.1:8080/boot.ipxe --dhcp-boot=tag:!ipxe,undionly.kpxe \
+    --enable-tftp --tftp-root=/usr/lib/ipxe --dhcp-leasefile="$WORK/q/dnsmasq.leases" --log-facility=/dev/null &
+  QD=$!; PIDS+=("$QD"); sleep 1
+  b_ttk=$(boot_vm baseline)
+  stop "$QD"; stop "$QN"
+  ip netns del "$Q" 2>/dev/null || true
+fi
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 to_mb() { # wrk's "123.45MB" / "1.2GB" → MB
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /GB/) n *= 1024; if (v ~ /KB/) n /= 1024; printf "%.1f", n }'
@@ -143,4 +216,5 @@ printf '%-38s %14s %14s %8s %s\n' "DHCP leases/s (perfdhcp -r $RATE)" "$k_dhcp" 
 printf '%-38s %14s %14s %8s %s\n' "DHCP packets dropped" "$k_drops" "$d_drops" "" ""
 printf '%-38s %14s %14s %8s %s\n' "HTTP 64 MiB x 50 clients, MB/s" "$k_mb" "$n_mb" "$(ratio "$k_mb" "$n_mb")" "nginx sendfile, 2 workers"
 printf '%-38s %14s %14s %8s %s\n' "HTTP peak RSS, MiB" "$((k_rss / 1024))" "$((n_rss / 1024))" "" "(nginx: master+workers)"
+printf '%-38s %14s %14s %8s %s\n' "PXE time-to-kernel (QEMU TCG), s" "$k_ttk" "$b_ttk" "$(ratio "$k_ttk" "$b_ttk")" "dnsmasq + nginx, no RA"
 printf '%-38s %14s %14s %8s %s\n' "TFTP 10 MiB blksize 1428, s (best/3)" "$k_tftp" "$t_tftp" "$(ratio "$t_tftp" "$k_tftp")x" "tftpd-hpa (ratio = speedup)"
