@@ -19,3 +19,10 @@ pub mod shutdown;
 pub mod state;
 pub mod supervisor;
 pub mod table;
+
+/// `now + ms`, saturating at a day ahead: durations come from config files and
+/// an absurd value must not overflow `Instant` (which would panic).
+pub fn after_ms(now: std::time::Instant, ms: u64) -> std::time::Instant {
+    let capped = std::time::Duration::from_millis(ms.min(86_400_000));
+    now.checked_add(capped).unwrap_or(now)
+}

@@ -165,7 +165,7 @@ impl RunLoop {
         self.supervisor.add(spec, true);
         self.supervisor.enable(CONFIG_SERVICE);
         self.stage = Stage::Config {
-            deadline: now + Duration::from_millis(self.config.config_timeout_ms),
+            deadline: crate::after_ms(now, self.config.config_timeout_ms),
         };
         self.supervisor.tick(now);
     }
@@ -304,7 +304,7 @@ impl RunLoop {
             .min(300_000);
         self.stage = Stage::ShuttingDown {
             action,
-            deadline: now + Duration::from_millis(grace),
+            deadline: crate::after_ms(now, grace),
         };
         self.supervisor.stop_all(now);
     }
@@ -442,7 +442,7 @@ impl RunLoop {
         self.phases.begin("network", now);
         self.supervisor.enable_phase(Phase::Network);
         self.stage = Stage::Network {
-            deadline: now + Duration::from_millis(self.config.network_timeout_ms),
+            deadline: crate::after_ms(now, self.config.network_timeout_ms),
         };
         self.supervisor.tick(now);
     }
@@ -495,7 +495,7 @@ impl RunLoop {
                     self.phases.begin("services", now);
                     self.supervisor.enable_phase(Phase::Services);
                     self.stage = Stage::Services {
-                        deadline: now + Duration::from_millis(self.config.services_timeout_ms),
+                        deadline: crate::after_ms(now, self.config.services_timeout_ms),
                     };
                     self.supervisor.tick(now);
                 }
@@ -533,7 +533,7 @@ impl RunLoop {
                     self.supervisor.kill_all();
                     self.stage = Stage::ShuttingDown {
                         action,
-                        deadline: now + Duration::from_secs(5),
+                        deadline: crate::after_ms(now, 5000),
                     };
                 }
             }

@@ -318,7 +318,7 @@ impl Supervisor {
                     );
                     s.kill_at = None;
                     // Keep `stop` set; a second escalation is not needed, SIGKILL cannot be caught.
-                    s.kill_at = Some(now + Duration::from_secs(3600));
+                    s.kill_at = Some(crate::after_ms(now, 3_600_000));
                     let name = s.name().to_string();
                     self.cgroups.signal(&name, Some(pid), Signal::SIGKILL);
                 }
@@ -526,7 +526,7 @@ impl Supervisor {
         if restart {
             let delay = s.backoff.next_delay(uptime);
             s.state = ServiceState::Backoff;
-            s.restart_at = Some(now + delay);
+            s.restart_at = Some(crate::after_ms(now, delay.as_millis() as u64));
             let failures = s.backoff.failures();
             s.reason = Some(if failures >= CRASH_LOOP {
                 format!("crash loop: {what} ({failures} times in a row)")
@@ -561,7 +561,7 @@ impl Supervisor {
         let s = &mut self.services[i];
         let Some(pid) = s.pid else { return };
         s.state = ServiceState::Stopping;
-        s.kill_at = Some(now + Duration::from_millis(s.spec.stop_grace_ms));
+        s.kill_at = Some(crate::after_ms(now, s.spec.stop_grace_ms));
         s.probe = None;
         let name = s.name().to_string();
         say!(&name, "stopping (SIGTERM to pid {pid})");
