@@ -42,6 +42,8 @@ pub struct DemoOptions {
 pub struct DemoOutcome {
     pub accel: String,
     pub ready_line: Option<String>,
+    /// The `kindling: degraded:` line, if the appliance came up degraded.
+    pub degraded: Option<String>,
     pub ready_after: Option<Duration>,
     pub boot_times: Option<bench::BootTimes>,
     pub status_ready: Option<bool>,
@@ -86,7 +88,8 @@ impl Live {
             &self.filter_app
         };
         for l in lines.iter().skip(*printed) {
-            if filter.is_match(&l.line) {
+            // One line per loaded module is noise in a live account.
+            if filter.is_match(&l.line) && !l.line.contains("early: loaded module") {
                 self.show(who, &l.line);
             }
         }
@@ -141,7 +144,9 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
             break;
         }
         if let Some(l) = lines.iter().find(|l| degraded.is_match(&l.line)) {
-            out.stopped_at = Some(format!("the appliance came up degraded: {}", l.line.trim()));
+            // Degraded still serves what came up: go on and show how far the node gets.
+            out.degraded = Some(l.line.trim().to_string());
+            out.ready_after = Some(l.elapsed);
             break;
         }
         if let Some(status) = lab.vm(app).exited() {
@@ -168,7 +173,9 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
     match lab.http_from_lan("GET", STATUS_URL, None) {
         Ok((200, body)) => {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            out.status_ready = v.get("ready").and_then(serde_json::Value::as_bool);
+            // Kept with the logs: the whole answer, for whoever reads them later.
+            let _ = std::fs::write(options.run_dir.join("appliance-status.json"), &body);
+            out.status_ready = status_ready(&v);
             out.services = describe_services(&v);
             live.show(
                 "api",
@@ -223,8 +230,11 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
             {
                 out.node_lease = Some(c[1].to_string());
             }
-            if let Some(m) = fetched.find(&l.line) {
-                let url = m.as_str().trim_end_matches(['.', ',']).to_string();
+            // iPXE's own download lines, and the payload's `fetched URL` lines.
+            let is_fetch =
+                !l.line.contains("kindling-node:") || l.line.contains("kindling-node: fetched ");
+            if let Some(m) = fetched.find(&l.line).filter(|_| is_fetch) {
+                let url = m.as_str().trim_end_matches(['.', ',', ')']).to_string();
                 if !out.node_files.contains(&url) {
                     out.node_files.push(url);
                 }
@@ -260,7 +270,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
     }
 
     match lab.http_from_lan("GET", NODES_URL, None) {
-        Ok((200, body)) if body.contains(NODE_DEV_MAC) => {
+        Ok((200, body)) if node_phoned_home(&body, NODE_DEV_MAC) => {
             let summary = describe_node(&body, NODE_DEV_MAC);
             live.show("api", &format!("GET {NODES_URL}: {summary}"));
             out.inventory = Some(summary);
@@ -268,7 +278,8 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
         Ok((code, body)) => live.show(
             "api",
             &format!(
-                "GET {NODES_URL}: HTTP {code}, node missing: {}",
+                "GET {NODES_URL}: HTTP {code}, node {NODE_DEV_MAC} state {:?}: {}",
+                node_state(&body, NODE_DEV_MAC),
                 body.trim()
             ),
         ),
@@ -290,9 +301,36 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
     Ok(out)
 }
 
+/// `init.ready` of `GET /v1/status` (init's own verdict, from its control socket).
+pub fn status_ready(status: &serde_json::Value) -> Option<bool> {
+    status
+        .pointer("/init/ready")
+        .and_then(serde_json::Value::as_bool)
+}
+
+/// The node's inventory state in `GET /v1/nodes` (`null` until it was seen).
+pub fn node_state(nodes_body: &str, mac: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(nodes_body).ok()?;
+    let nodes = v.get("nodes")?.as_array()?;
+    let node = nodes
+        .iter()
+        .find(|n| n.get("mac").and_then(serde_json::Value::as_str) == Some(mac))?;
+    node.get("state")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+}
+
+/// Whether the inventory says the node finished booting its payload.
+pub fn node_phoned_home(nodes_body: &str, mac: &str) -> bool {
+    matches!(
+        node_state(nodes_body, mac).as_deref(),
+        Some("installed" | "joined")
+    )
+}
+
 fn describe_services(status: &serde_json::Value) -> Vec<String> {
     let list = status
-        .get("services")
+        .pointer("/init/services")
         .and_then(serde_json::Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -378,6 +416,9 @@ pub fn summary(out: &DemoOutcome) -> String {
                 t.userspace_s()
             ),
         );
+    }
+    if let Some(d) = &out.degraded {
+        row("appliance DEGRADED", d.clone());
     }
     row(
         "status API from the LAN",
@@ -469,7 +510,13 @@ mod tests {
     #[test]
     fn node_inventory_is_described_from_the_api_json() {
         let body = r#"{"nodes":[{"mac":"52:54:00:6b:00:10","state":"installed","profile":"dev","ip":"192.168.100.100",
-            "events":[{"event":"booted"},{"event":"nocloud"},{"event":"installed"}]}]}"#;
+            "events":[{"event":"booted"},{"event":"nocloud"},{"event":"installed"}]},
+            {"mac":"52:54:00:6b:00:20","state":null}]}"#;
+        assert!(node_phoned_home(body, "52:54:00:6b:00:10"));
+        assert!(
+            !node_phoned_home(body, "52:54:00:6b:00:20"),
+            "a reserved MAC never seen has state null"
+        );
         let d = describe_node(body, "52:54:00:6b:00:10");
         assert_eq!(d, "52:54:00:6b:00:10 state installed profile dev ip 192.168.100.100 events [booted, nocloud, installed]");
     }

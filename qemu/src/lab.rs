@@ -148,7 +148,11 @@ impl Lab {
         for tool in ["ip", "qemu-system-x86_64", "dnsmasq", "python3", "curl"] {
             cmd::require_tool(tool)?;
         }
+        let mut options = options;
         prepare_run_dir(&options.run_dir)?;
+        // dnsmasq and QEMU run with another working directory: absolute paths only.
+        options.run_dir = std::fs::canonicalize(&options.run_dir)
+            .map_err(|e| LabError::io("resolving the run directory", &options.run_dir, e))?;
         let lock = QemuLock::acquire()?;
         let kernel = KernelInfo::newest_installed()?;
         let accel = Accel::detect(&kernel.image, &lock);

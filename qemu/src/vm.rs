@@ -106,7 +106,9 @@ impl VmConfig {
         push("-name");
         push(&self.name);
         let machine = match self.firmware {
-            FirmwareChoice::Bios => "pc",
+            // graphics=off: SeaBIOS, iPXE and grub print to the serial port
+            // (the serial graphics adapter), so their lines reach the log.
+            FirmwareChoice::Bios => "pc,graphics=off",
             FirmwareChoice::Uefi { .. } => "q35",
         };
         push("-machine");
@@ -249,7 +251,10 @@ mod tests {
             },
         );
         let line = joined(&c);
-        assert!(line.contains("-machine pc,accel=tcg -cpu max"), "{line}");
+        assert!(
+            line.contains("-machine pc,graphics=off,accel=tcg -cpu max"),
+            "{line}"
+        );
         assert!(
             line.contains("-netdev tap,id=net0,ifname=ka-up,script=no,downscript=no"),
             "{line}"

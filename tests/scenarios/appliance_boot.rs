@@ -33,7 +33,7 @@ pub fn wait_ready_and_check_status(
     }
     let status: serde_json::Value = serde_json::from_str(&body)
         .map_err(|e| format!("GET {STATUS_URL}: not JSON ({e}): {body}"))?;
-    if status.get("ready") != Some(&serde_json::Value::Bool(true)) {
+    if kindling_lab::demo::status_ready(&status) != Some(true) {
         return Err(format!(
             "GET {STATUS_URL}: appliance does not report ready: {body}"
         ));

@@ -63,14 +63,10 @@ fn bios_node_pxe_boots_from_the_appliance_and_reaches_upstream_through_nat() -> 
     let (code, body) = lab
         .http_from_lan("GET", url, None)
         .map_err(|e| e.to_string())?;
-    if code != 200 || !body.contains(NODE_DEV_MAC) {
+    if code != 200 || !kindling_lab::demo::node_phoned_home(&body, NODE_DEV_MAC) {
+        let state = kindling_lab::demo::node_state(&body, NODE_DEV_MAC);
         return Err(format!(
-            "GET {url} answered {code} without {NODE_DEV_MAC}: {body}"
-        ));
-    }
-    if !body.contains("installed") {
-        return Err(format!(
-            "GET {url}: node {NODE_DEV_MAC} is not recorded as installed: {body}"
+            "GET {url} answered {code}; node {NODE_DEV_MAC} has state {state:?}, expected installed: {body}"
         ));
     }
 
