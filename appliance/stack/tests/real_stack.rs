@@ -14,12 +14,13 @@ use kindling_stack::status::{OverallState, StepState};
 use kindling_stack::vault::VaultApi;
 use serde_json::Value;
 
-/// Step states, without `vault-api` (a wait for the API, not work that can be done twice).
+/// Step states, without `vault-api` (a wait for the API, not work that can
+/// be done twice) and `vault-storage` (skipped: this site uses raft).
 fn states(status: &kindling_stack::status::StackStatus) -> Vec<(String, StepState)> {
     status
         .steps
         .iter()
-        .filter(|s| s.name != "vault-api")
+        .filter(|s| s.name != "vault-api" && s.name != "vault-storage")
         .map(|s| (s.name.clone(), s.state))
         .collect()
 }

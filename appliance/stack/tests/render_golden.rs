@@ -60,7 +60,10 @@ fn rendered_configs_match_golden_files() {
         )
         .unwrap(),
     );
-    golden("vault.json", &render::vault_config(&site, &layout).unwrap());
+    golden(
+        "vault.json",
+        &render::vault_config(&site, &layout, None).unwrap(),
+    );
     golden("nomad.json", &render::nomad_config(&site, &layout).unwrap());
     golden(
         "services.json",

@@ -5,7 +5,7 @@
 
 use super::policies::{self, KV_MOUNT};
 use super::{Outcome, Run};
-use crate::consul::{ConsulApi, ConsulError};
+use crate::consul::{AclToken, ConsulApi, ConsulError};
 use crate::nomad::{NomadApi, NomadError};
 use serde_json::{json, Value};
 use std::io::{BufRead, Write};
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// How long a token rejection must persist before it is believed (ACL
 /// state loads a moment after a restarted server elects itself).
-const SETTLE: Duration = Duration::from_secs(10);
+pub(super) const SETTLE: Duration = Duration::from_secs(10);
 const CONSUL_MANAGEMENT: &str = "stack/consul/management";
 const CONSUL_AGENT: &str = "stack/consul/agent";
 const CONSUL_GOSSIP: &str = "stack/consul/gossip";
@@ -51,29 +51,14 @@ fn write_reset_file(path: &Path, index: u64) -> Result<(), String> {
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-pub(super) async fn consul_acl(run: &mut Run) -> Result<Outcome, String> {
-    if !run.opts.site.stack.consul.enabled {
-        return Ok(Outcome::skipped("stack.consul.enabled = false"));
-    }
-    let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), None);
-    consul
-        .wait_for_leader(run.opts.service_timeout)
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Some(secret) = stored_secret(run, CONSUL_MANAGEMENT).await? {
-        if !consul
-            .with_token(&secret)
-            .token_valid_settled(SETTLE)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            return Err(format!("Consul rejects the management token kindling stored in Vault ({KV_MOUNT}/{CONSUL_MANAGEMENT})"));
-        }
-        run.consul_management = Some(secret);
-        return Ok(Outcome::already(
-            "ACLs bootstrapped earlier; management token in Vault is valid",
-        ));
-    }
+/// Bootstraps Consul's ACL system, once. The "started" marker tells our own
+/// interrupted bootstrap (finished with Consul's documented reset) from
+/// someone else's (reported, left alone). The marker is cleared by the
+/// caller once the management token is stored in Vault.
+pub(super) async fn bootstrap_consul_acl(
+    run: &Run,
+    consul: &ConsulApi,
+) -> Result<(AclToken, String), String> {
     let ours_before = run.store.was_started("consul-acl-bootstrap");
     run.store
         .mark_started("consul-acl-bootstrap")
@@ -104,6 +89,40 @@ pub(super) async fn consul_acl(run: &mut Run) -> Result<Outcome, String> {
             ));
         }
         Err(e) => return Err(e.to_string()),
+    };
+    Ok((token, detail))
+}
+
+pub(super) async fn consul_acl(run: &mut Run) -> Result<Outcome, String> {
+    if !run.opts.site.stack.consul.enabled {
+        return Ok(Outcome::skipped("stack.consul.enabled = false"));
+    }
+    let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), None);
+    consul
+        .wait_for_leader(run.opts.service_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(secret) = stored_secret(run, CONSUL_MANAGEMENT).await? {
+        if !consul
+            .with_token(&secret)
+            .token_valid_settled(SETTLE)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Err(format!("Consul rejects the management token kindling stored in Vault ({KV_MOUNT}/{CONSUL_MANAGEMENT})"));
+        }
+        run.consul_management = Some(secret);
+        return Ok(Outcome::already(
+            "ACLs bootstrapped earlier; management token in Vault is valid",
+        ));
+    }
+    // The vault-storage step may have bootstrapped already in this run.
+    let (token, detail) = match run.consul_unsaved.take() {
+        Some(t) => (
+            t,
+            String::from("ACLs bootstrapped (for Vault's Consul storage)"),
+        ),
+        None => bootstrap_consul_acl(run, &consul).await?,
     };
     store_secret(run, CONSUL_MANAGEMENT, &token.accessor_id, &token.secret_id).await?;
     run.store
@@ -394,7 +413,7 @@ pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, String> 
 }
 
 /// docs/contracts.md "Control socket": one JSON line each way.
-fn restart_service(socket: &Path, name: &str) -> Result<(), String> {
+pub(super) fn restart_service(socket: &Path, name: &str) -> Result<(), String> {
     let mut stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

@@ -10,6 +10,7 @@
 
 mod acl_steps;
 pub mod policies;
+mod storage_steps;
 mod vault_steps;
 
 use crate::layout::StackLayout;
@@ -21,7 +22,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The steps, in order, as they appear in the status file.
-pub const STEPS: [&str; 10] = [
+pub const STEPS: [&str; 11] = [
+    "vault-storage",
     "vault-api",
     "vault-init",
     "vault-unseal",
@@ -109,6 +111,9 @@ pub(crate) struct Run {
     /// kindling's Vault token, once `vault-token` ran.
     pub(crate) vault_token: Option<String>,
     pub(crate) consul_management: Option<String>,
+    /// A Consul management token bootstrapped before Vault could store it
+    /// (Vault on Consul storage); the consul-acl step stores it.
+    pub(crate) consul_unsaved: Option<crate::consul::AclToken>,
     pub(crate) nomad_management: Option<String>,
 }
 
@@ -153,6 +158,7 @@ pub async fn run(opts: BootstrapOptions) -> Result<StackStatus, BootstrapError> 
         fresh_init: None,
         vault_token: None,
         consul_management: None,
+        consul_unsaved: None,
         nomad_management: None,
         opts,
     };
@@ -161,6 +167,7 @@ pub async fn run(opts: BootstrapOptions) -> Result<StackStatus, BootstrapError> 
         run.board.begin(step);
         run.flush();
         let result = match step {
+            "vault-storage" => storage_steps::vault_storage(&mut run).await,
             "vault-api" => vault_steps::api(&mut run).await,
             "vault-init" => vault_steps::init(&mut run).await,
             "vault-unseal" => vault_steps::unseal(&mut run).await,

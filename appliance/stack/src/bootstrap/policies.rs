@@ -100,3 +100,13 @@ node_prefix "" { policy = "read" }
 service_prefix "" { policy = "write" }
 acl = "write"
 "#;
+
+/// Vault's Consul storage backend: its KV prefix, its service registration
+/// and the sessions it locks with.
+pub const CONSUL_VAULT_STORAGE_RULES: &str = r#"
+key_prefix "vault/" { policy = "write" }
+service "vault" { policy = "write" }
+agent_prefix "" { policy = "read" }
+node_prefix "" { policy = "read" }
+session_prefix "" { policy = "write" }
+"#;

@@ -30,8 +30,14 @@ pub(super) async fn api(run: &mut Run) -> Result<Outcome, String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // OpenBao (2.x) dropped Consul storage and exits at once with such a config.
+    let hint = if run.opts.site.stack.vault.storage == kindling_site::VaultStorage::Consul {
+        " (stack.vault.storage = \"consul\" needs HashiCorp Vault: OpenBao has no Consul storage; see Vault's log)"
+    } else {
+        ""
+    };
     Err(format!(
-        "Vault's API did not answer within {} s: {last}",
+        "Vault's API did not answer within {} s: {last}{hint}",
         run.opts.service_timeout.as_secs()
     ))
 }

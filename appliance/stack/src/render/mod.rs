@@ -13,7 +13,7 @@ mod vault;
 pub use consul::consul_config;
 pub use nomad::nomad_config;
 pub use services::{service_entries, Phase, Readiness, RestartPolicy, ServiceEntry, ServiceSpec};
-pub use vault::vault_config;
+pub use vault::{consul_storage_token_file, vault_config};
 
 use crate::layout::StackLayout;
 use crate::{fsutil, secrets, tls};
@@ -135,7 +135,14 @@ pub fn render(site: &SiteConfig, layout: &StackLayout) -> Result<RenderedStack, 
             &names,
         )?;
         let path = layout.vault_config();
-        write_json(&path, &vault_config(site, layout)?)?;
+        let storage_token = std::fs::read_to_string(vault::consul_storage_token_file(layout))
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        write_json(
+            &path,
+            &vault_config(site, layout, storage_token.as_deref())?,
+        )?;
         files.push(path);
     }
     if st.nomad.enabled {
@@ -163,7 +170,7 @@ fn mkdir(path: &Path, mode: u32) -> Result<(), RenderError> {
         })
 }
 
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), RenderError> {
+pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), RenderError> {
     let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
     body.push(b'\n');
     // 0600: the Consul config carries the gossip key.

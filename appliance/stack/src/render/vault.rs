@@ -9,7 +9,19 @@ use crate::tls;
 use kindling_site::{SiteConfig, VaultStorage};
 use serde_json::{json, Value};
 
-pub fn vault_config(site: &SiteConfig, layout: &StackLayout) -> Result<Value, RenderError> {
+/// Where the bootstrap keeps Vault's Consul storage token (storage = consul).
+pub fn consul_storage_token_file(layout: &StackLayout) -> std::path::PathBuf {
+    layout.state_dir().join("vault-consul-storage.token")
+}
+
+/// `consul_storage_token`: the token Vault's Consul storage uses; the
+/// bootstrap creates it after Consul's ACL bootstrap, so the first render
+/// has none (Vault then answers errors until it is restarted with it).
+pub fn vault_config(
+    site: &SiteConfig,
+    layout: &StackLayout,
+    consul_storage_token: Option<&str>,
+) -> Result<Value, RenderError> {
     let lan = lan_address(site)?;
     let p = &layout.ports;
     let files = tls::tls_files(&layout.state_dir());
@@ -22,12 +34,16 @@ pub fn vault_config(site: &SiteConfig, layout: &StackLayout) -> Result<Value, Re
                 "performance_multiplier": 1,
             }
         }),
-        VaultStorage::Consul => json!({
-            "consul": {
+        VaultStorage::Consul => {
+            let mut consul = json!({
                 "address": format!("{}:{}", layout.loopback, p.consul_http),
                 "path": "vault/",
+            });
+            if let Some(token) = consul_storage_token {
+                consul["token"] = json!(token);
             }
-        }),
+            json!({ "consul": consul })
+        }
     };
     let mut listeners = vec![json!({
         "tcp": {
