@@ -42,7 +42,7 @@ trap 'exit 130' INT TERM
 say() { printf 'bench: %s\n' "$*" >&2; }
 now_ns() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-minmax() { sort -n | awk 'NR==1{min=$1} {max=$1} END {printf "%s..%s", min, max}'; }
+minmax() { sort -n | awk 'NR==1{min=$1} {max=$1} END {printf "%s %s", min, max}'; }
 
 say "building kindlingd (release)"
 cargo build --release -q -p kindlingd
@@ -117,7 +117,7 @@ start_kindlingd() {
   rm -f "$fifo"; mkfifo "$fifo"
   start=$(now_ns)
   KINDLING_NOTIFY_FD=3 ip netns exec $NS_APP "$BIN" net --site "$WORK/site.json" \
-    --status "$WORK/net.json" --include-virtual-nics 3>"$fifo" >/dev/null 2>>"$WORK/kindlingd.log" &
+    --status "$WORK/net.json" --status-interval-ms 200 --include-virtual-nics 3>"$fifo" >/dev/null 2>>"$WORK/kindlingd.log" &
   KINDLINGD_PID=$!
   PIDS+=("$KINDLINGD_PID")
   local line=""
@@ -136,7 +136,7 @@ for _ in $(seq "$RUNS"); do
   echo "$READY_US" >> "$WORK/k_wall"
   # The service's own measurement: from its start to LAN configured.
   for _ in $(seq 50); do [ -s "$WORK/net.json" ] && break; sleep 0.05; done
-  grep -o '"lan_ready_ms": [0-9]*' "$WORK/net.json" | awk '{print $2 * 1000}' >> "$WORK/k_inproc"
+  grep -o '"lan_ready_us": [0-9]*' "$WORK/net.json" | awk '{print $2}' >> "$WORK/k_inproc"
   stop_kindlingd
   rm -f "$WORK/net.json"
   topology
@@ -174,7 +174,7 @@ start_iperf_server; plain2=$(iperf)
 k_med=$(median < "$WORK/k_wall"); k_in=$(median < "$WORK/k_inproc"); ip_med=$(median < "$WORK/ip_wall")
 nat_best=$(( nat1 > nat2 ? nat1 : nat2 )); plain_best=$(( plain1 > plain2 ? plain1 : plain2 ))
 ms() { awk -v us="$1" 'BEGIN {printf "%.1f", us / 1000}'; }
-range_ms() { awk -F.. '{printf "%.1f..%.1f", $1/1000, $2/1000}'; }
+range_ms() { awk '{printf "%.1f..%.1f", $1/1000, $2/1000}'; }
 
 printf '\n%-58s %12s %16s\n' "measurement ($RUNS runs, $(nproc) cores)" "median" "min..max"
 printf '%-58s %9s ms %16s\n' "kindlingd net: service start -> LAN ready (in-process)" "$(ms "$k_in")" "$(minmax < "$WORK/k_inproc" | range_ms)"
@@ -183,7 +183,7 @@ printf '%-58s %9s ms %16s\n' "baseline: ip/sysctl/nft -f, same config (wall)" "$
 printf '%-58s %9s Mbit/s %12s\n' "iperf3 node -> upstream through kindling NAT (best of 2)" "$nat_best" "$nat1, $nat2"
 printf '%-58s %9s Mbit/s %12s\n' "iperf3 node -> upstream, plain routing (best of 2)" "$plain_best" "$plain1, $plain2"
 printf '%-58s %12s\n' "NAT / plain throughput ratio" "$(awk -v a="$nat_best" -v b="$plain_best" 'BEGIN {printf "%.2f", a / b}')"
-printf '%-58s %12s\n' "packets counted by the masquerade rule (NAT really used)" "${masq:-?}"
+printf '%-58s %12s\n' "connections masqueraded (NAT rule hits; 2 per iperf3 run)" "${masq:-?}"
 printf '\nkindlingd "LAN ready" includes NIC discovery, link up, address, forwarding sysctl,\n'
 printf 'the nftables ruleset and the DNS forwarder; the uplink is configured after it.\n'
 printf 'The baseline runs the same steps (minus the DNS forwarder) as ip/sysctl/nft commands.\n'

@@ -113,7 +113,7 @@ struct Service {
     uplink: Option<Role>,
     lease: Option<LeaseStatus>,
     firewall_installed: bool,
-    lan_ready_ms: Option<u64>,
+    lan_ready: Option<Duration>,
     dns_upstream: watch::Sender<Vec<Ipv4Addr>>,
     dhcp_counters: Option<Arc<DhcpCounters>>,
     dns_counters: Option<Arc<DnsCounters>>,
@@ -147,7 +147,7 @@ pub async fn run(
         uplink: None,
         lease: None,
         firewall_installed: false,
-        lan_ready_ms: None,
+        lan_ready: None,
         dns_upstream,
         dhcp_counters: None,
         dns_counters: None,
@@ -175,7 +175,7 @@ pub async fn run(
     service.install_firewall();
     service.start_dns().await;
     let elapsed = service.started.elapsed();
-    service.lan_ready_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+    service.lan_ready = Some(elapsed);
     tracing::info!("LAN ready in {:.1} ms", elapsed.as_secs_f64() * 1000.0);
     service.write_status().await;
     on_lan_ready(LanReady {
@@ -649,7 +649,7 @@ impl Service {
         let lan = self.role_status(self.lan.as_ref()).await;
         let uplink = self.role_status(self.uplink.as_ref()).await;
         let degraded = self.degraded.list();
-        let state = match (self.lan_ready_ms, degraded.is_empty()) {
+        let state = match (self.lan_ready, degraded.is_empty()) {
             (None, _) => NetState::Starting,
             (Some(_), true) => NetState::Ready,
             (Some(_), false) => NetState::Degraded,
@@ -672,7 +672,12 @@ impl Service {
             dhcp_client: self.dhcp_counters.as_ref().map(|c| c.snapshot()),
             dns_forwarder: self.dns_counters.as_ref().map(|c| c.snapshot()),
             degraded,
-            lan_ready_ms: self.lan_ready_ms,
+            lan_ready_ms: self
+                .lan_ready
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            lan_ready_us: self
+                .lan_ready
+                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             updated_unix: status::unix_now(),
         };
         if let Err(err) = status::write_atomically(&self.options.status_path, &doc) {
