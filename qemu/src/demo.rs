@@ -233,9 +233,13 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
             // iPXE's own download lines, and the payload's `fetched URL` lines.
             let is_fetch =
                 !l.line.contains("kindling-node:") || l.line.contains("kindling-node: fetched ");
-            if let Some(m) = fetched.find(&l.line).filter(|_| is_fetch) {
-                let url = m.as_str().trim_end_matches(['.', ',', ')']).to_string();
-                if !out.node_files.contains(&url) {
+            for m in fetched.find_iter(&l.line).filter(|_| is_fetch) {
+                let url = m
+                    .as_str()
+                    .trim_end_matches(['.', ',', ')'])
+                    .replace("%3A", ":");
+                // iPXE's banner names its home page; that is not a download.
+                if !url.contains("ipxe.org") && !out.node_files.contains(&url) {
                     out.node_files.push(url);
                 }
             }
@@ -269,7 +273,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
         out.stopped_at = Some("the node never printed `kindling-node: installed`".into());
     }
 
-    match lab.http_from_lan("GET", NODES_URL, None) {
+    match wait_node_phoned_home(&lab, NODE_DEV_MAC, INVENTORY_SETTLE) {
         Ok((200, body)) if node_phoned_home(&body, NODE_DEV_MAC) => {
             let summary = describe_node(&body, NODE_DEV_MAC);
             live.show("api", &format!("GET {NODES_URL}: {summary}"));
@@ -299,6 +303,24 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
         lab.succeeded();
     }
     Ok(out)
+}
+
+/// How long the inventory may take to show an event the node already sent
+/// (the PXE service writes its node file behind the HTTP answer).
+pub const INVENTORY_SETTLE: Duration = Duration::from_secs(15);
+
+/// Polls `GET /v1/nodes` from the LAN until `mac` shows installed (or joined)
+/// or `timeout` passes; returns the last answer.
+pub fn wait_node_phoned_home(lab: &Lab, mac: &str, timeout: Duration) -> Result<(u16, String)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answer = lab.http_from_lan("GET", NODES_URL, None);
+        let done = matches!(&answer, Ok((200, body)) if node_phoned_home(body, mac));
+        if done || Instant::now() >= deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// `init.ready` of `GET /v1/status` (init's own verdict, from its control socket).

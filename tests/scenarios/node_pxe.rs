@@ -59,9 +59,9 @@ fn bios_node_pxe_boots_from_the_appliance_and_reaches_upstream_through_nat() -> 
         .ok_or("the node did not power off after `installed`")?;
 
     // The appliance's inventory, asked from the LAN side.
-    let url = "http://192.168.100.1:9000/v1/nodes";
-    let (code, body) = lab
-        .http_from_lan("GET", url, None)
+    let url = kindling_lab::demo::NODES_URL;
+    let settle = kindling_lab::demo::INVENTORY_SETTLE;
+    let (code, body) = kindling_lab::demo::wait_node_phoned_home(&lab, NODE_DEV_MAC, settle)
         .map_err(|e| e.to_string())?;
     if code != 200 || !kindling_lab::demo::node_phoned_home(&body, NODE_DEV_MAC) {
         let state = kindling_lab::demo::node_state(&body, NODE_DEV_MAC);
