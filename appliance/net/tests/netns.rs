@@ -477,21 +477,39 @@ fn carrier_loss_degrades_and_carrier_return_reacquires_the_lease() {
         return;
     }
     let lab = lab("carrier", "10.99.2.1/24");
-    let _dnsmasq = upstream_dhcp(&lab);
+    let dnsmasq_first = upstream_dhcp(&lab);
     let appliance = Appliance::start(&lab.app, &site());
     appliance.wait_ready();
     let first = appliance.wait_status("first lease", 20, |s| !s["lease"].is_null());
-    let acks_before = first["dhcp_client"]["acks"].as_u64().unwrap();
+    let first_addr = ipv4(&first["lease"]["address"]).unwrap();
+
+    // The cable is pulled, and plugged into another network (10.99.3.0/24).
     lab.up.ip(&["link", "set", "up0p", "down"]);
     appliance.wait_status("carrier loss", 5, |s| {
         s["degraded"].to_string().contains("carrier lost")
     });
+    drop(dnsmasq_first);
+    lab.up.ip(&["addr", "flush", "dev", "up0p"]);
+    lab.up.ip(&["addr", "add", "10.99.3.1/24", "dev", "up0p"]);
+    let _dnsmasq_second = dnsmasq(
+        &lab.up,
+        "up0p",
+        "10.99.3.50,10.99.3.60,255.255.255.0,2m",
+        &["--dhcp-option=option:router,10.99.3.1"],
+        lab.dir.path(),
+    );
     lab.up.ip(&["link", "set", "up0p", "up"]);
-    let status = appliance.wait_status("lease after carrier return", 20, |s| {
-        s["state"] == "ready" && s["dhcp_client"]["acks"].as_u64() > Some(acks_before)
+    let status = appliance.wait_status("lease on the new network", 20, |s| {
+        s["state"] == "ready" && ipv4(&s["lease"]["address"]).is_some_and(|a| a.octets()[2] == 3)
     });
-    assert!(!status["lease"].is_null());
-    let _ = appliance.status();
+    let second_addr = ipv4(&status["lease"]["address"]).unwrap();
+    assert!(has_addr(&lab.app, "up0", &format!("{second_addr}/24")));
+    assert!(
+        !has_addr(&lab.app, "up0", &format!("{first_addr}/")),
+        "old address must go"
+    );
+    let default = lab.app.ip_output(&["route", "show", "default"]);
+    assert!(default.contains("via 10.99.3.1 dev up0"), "{default}");
 }
 
 /// Whether this kernel can create 802.1Q devices (the CI VM's kernel may not).
