@@ -102,10 +102,6 @@ impl Appliance {
             .expect("the service never signalled LAN ready")
     }
 
-    fn status(&self) -> serde_json::Value {
-        read_status(&self.status).expect("status file")
-    }
-
     fn wait_status(
         &self,
         what: &str,
