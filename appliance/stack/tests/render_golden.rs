@@ -103,6 +103,36 @@ fn real_consul_validates_the_rendered_config() {
 }
 
 #[test]
+fn real_bao_starts_from_the_rendered_config_without_warnings() {
+    let Some(tools) = common::tools() else { return };
+    let mut lab = common::Lab::new(
+        &tools,
+        common::site("local", false, &common::new_identity()),
+    );
+    // Waits for /v1/sys/health to answer (501: not initialised) on the loopback listener.
+    lab.start("vault");
+    // The TLS listener on the LAN address answers with the appliance CA's certificate.
+    let ca = lab.layout.state_dir().join("tls/ca.pem");
+    let url = format!("https://127.0.0.2:{}", lab.layout.ports.vault_api);
+    let health = common::rt().block_on(async {
+        kindling_stack::vault::VaultApi::new(&url, None, Some(&ca))
+            .unwrap()
+            .health()
+            .await
+            .unwrap()
+    });
+    assert_eq!(health, kindling_stack::vault::Health::Uninitialized);
+    let log = lab.log("vault");
+    for bad in ["unknown or unsupported field", "error", "WARN"] {
+        let hits: Vec<&str> = log.lines().filter(|l| l.contains(bad)).collect();
+        assert!(
+            hits.is_empty(),
+            "bao complained about the rendered config ({bad}): {hits:?}"
+        );
+    }
+}
+
+#[test]
 fn missing_binaries_still_get_entries_and_disabled_stack_gets_none() {
     let dir = tempfile::tempdir().unwrap();
     let mut layout = StackLayout::appliance();

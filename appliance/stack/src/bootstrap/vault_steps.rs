@@ -181,6 +181,9 @@ pub(super) async fn unseal(run: &mut Run) -> Result<Outcome, String> {
             None
         };
         if let Some((keys, source)) = keys {
+            if run.fresh_init.is_none() {
+                run.say("WARNING: unsealing Vault with keys kept in plain text on the data partition (unseal = \"local\", lab only)");
+            }
             if submitted_here {
                 return Err(format!("Vault is still sealed after submitting {source}"));
             }
