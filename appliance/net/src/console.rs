@@ -40,8 +40,18 @@ where
 
 /// Installs the console subscriber (a second call is a no-op).
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rustables=error"));
+    let from_env = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = EnvFilter::try_new(&from_env).unwrap_or_else(|_| EnvFilter::new("info"));
+    if from_env.trim().is_empty() {
+        filter = EnvFilter::new("info");
+    }
+    // rustables logs every netlink attribute it does not model at info level
+    // when counters are read; keep that off the console unless asked for.
+    if !from_env.contains("rustables") {
+        if let Ok(quiet) = "rustables=error".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
