@@ -101,12 +101,15 @@ fn dependents_start_only_after_readiness() {
         {{"name":"after-listener","argv":["/bin/sh","-c","date +%s.%N > @DIR@/after_listener; exec sleep 1000"],"depends_on":["listener"]}},
         {{"name":"migrate","argv":["/bin/sh","-c","sleep 0.3; date +%s.%N > @DIR@/migrated"],"oneshot":true,
           "readiness":{{"kind":"exited"}},"restart":"on_failure"}},
-        {{"name":"after-migrate","argv":["/bin/sh","-c","date +%s.%N > @DIR@/after_migrate; exec sleep 1000"],"depends_on":["migrate"]}}
+        {{"name":"after-migrate","argv":["/bin/sh","-c","date +%s.%N > @DIR@/after_migrate; exec sleep 1000"],"depends_on":["migrate"]}},
+        {{"name":"web","argv":["/bin/sh","-c","sleep 0.3; date +%s.%N > @DIR@/web_up; exec busybox httpd -f -p 127.0.0.1:7071 -h @DIR@"],
+          "readiness":{{"kind":"http","url":"http://127.0.0.1:7071/web_up","ok":[200]}}}},
+        {{"name":"after-web","argv":["/bin/sh","-c","date +%s.%N > @DIR@/after_web; exec sleep 1000"],"depends_on":["web"]}}
         ]}}"#
     );
     let init = NamespacedInit::start("ready", &services, "");
     assert!(
-        init.wait_console("kindling: ready (6 services", Duration::from_secs(10)),
+        init.wait_console("kindling: ready (8 services", Duration::from_secs(10)),
         "{}",
         init.console()
     );
@@ -115,6 +118,12 @@ fn dependents_start_only_after_readiness() {
     assert!(
         after_migrate >= migrated,
         "a one-shot's dependent started before it exited"
+    );
+    let web_up = wait_timestamps(&init.path("web_up"), 1)[0];
+    let after_web = wait_timestamps(&init.path("after_web"), 1)[0];
+    assert!(
+        after_web >= web_up,
+        "after-web started before the HTTP probe could succeed"
     );
     let ready = wait_timestamps(&init.path("slow_ready"), 1)[0];
     let after = wait_timestamps(&init.path("after_slow"), 1)[0];
