@@ -312,6 +312,14 @@ fn uplink_lease_renewal_nat_dns_and_inbound_drop() {
         "{status:#}"
     );
     assert_eq!(status["state"], "ready", "{status:#}");
+    // The packet socket's BPF filter kept HTTP/DNS/NAT traffic away from the
+    // DHCP client: after one more renewal (which reads everything queued on
+    // the socket since the traffic) nothing it read was anything but DHCP.
+    let renewals = status["lease"]["renewals"].as_u64().unwrap();
+    let status = appliance.wait_status("a renewal after the traffic", 15, |s| {
+        s["lease"]["renewals"].as_u64() > Some(renewals)
+    });
+    assert_eq!(status["dhcp_client"]["malformed_dropped"], 0, "{status:#}");
 }
 
 #[test]
