@@ -67,7 +67,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             paths.report_json().display()
         );
     };
-    write_service_table(&paths.run_dir, &effective.config)?;
+    write_service_table(&paths.run_dir, &paths.data_dir, &effective.config)?;
     println!(
         "site {} configured: {} overlay(s) accepted, {} refused",
         effective.config.site.id,
@@ -78,8 +78,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// Writes `RUN_DIR/services.json` for `site` (temp file + rename).
-pub fn write_service_table(run_dir: &Path, site: &SiteConfig) -> anyhow::Result<()> {
-    let table = crate::service_table::build(site)?;
+pub fn write_service_table(
+    run_dir: &Path,
+    data_dir: &Path,
+    site: &SiteConfig,
+) -> anyhow::Result<()> {
+    let table = crate::service_table::build(site, run_dir, data_dir);
     let mut bytes = serde_json::to_vec_pretty(&table)?;
     bytes.push(b'\n');
     let path = run_dir.join("services.json");

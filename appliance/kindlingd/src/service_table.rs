@@ -10,6 +10,7 @@ use kindling_init::table::{
 };
 use kindling_site::SiteConfig;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Where kindlingd lives in the image; tests run the binary from `target/`.
 fn kindlingd_path() -> String {
@@ -48,8 +49,9 @@ fn api() -> ServiceSpec {
     kindlingd_role("api", "api", &[], &[], Phase::Services)
 }
 
-/// The full table for `site`.
-pub fn build(site: &SiteConfig) -> anyhow::Result<ServiceTable> {
+/// The full table for `site`. The stack's config files go under `run_dir`
+/// and its data under `data_dir` (the data partition).
+pub fn build(site: &SiteConfig, run_dir: &Path, data_dir: &Path) -> ServiceTable {
     // net configures links, addresses, routes and nftables, runs the uplink DHCP
     // client (raw sockets) and the LAN DNS forwarder on port 53.
     let mut services = vec![kindlingd_role(
@@ -72,12 +74,23 @@ pub fn build(site: &SiteConfig) -> anyhow::Result<ServiceTable> {
     services.push(api());
     // Consul, Vault, Nomad and the one-shot bootstrap: the stack crate writes
     // their config files and describes their entries.
-    let stack = kindling_stack::render(site, &kindling_stack::StackLayout::appliance())?;
-    services.extend(stack.services);
-    Ok(ServiceTable {
+    // A stack that cannot be rendered must not cost the appliance its network
+    // and PXE: its services are left out and the reason goes to the console.
+    let layout = kindling_stack::StackLayout {
+        config_dir: run_dir.join("stack"),
+        data_dir: data_dir.to_owned(),
+        status_file: run_dir.join("status/stack.json"),
+        kindlingd: kindlingd_path().into(),
+        ..kindling_stack::StackLayout::appliance()
+    };
+    match kindling_stack::render(site, &layout) {
+        Ok(stack) => services.extend(stack.services),
+        Err(e) => println!("degraded: stack: not started: {e}"),
+    }
+    ServiceTable {
         hostname: Some(site.site.hostname.clone()),
         services,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -95,7 +108,8 @@ mod tests {
 
     #[test]
     fn lab_table_is_valid_and_ordered() {
-        let table = build(&lab_site()).unwrap_or_else(|e| panic!("{e}"));
+        let dir = std::env::temp_dir();
+        let table = build(&lab_site(), &dir, &dir);
         if let Err(e) = table.validate("lab") {
             panic!("lab service table is invalid: {e}");
         }
@@ -113,8 +127,42 @@ mod tests {
     fn pxe_disabled_leaves_it_out() {
         let mut site = lab_site();
         site.pxe.enabled = false;
-        let table = build(&site).unwrap_or_else(|e| panic!("{e}"));
+        let dir = std::env::temp_dir();
+        let table = build(&site, &dir, &dir);
         assert!(table.get("pxe").is_none());
         assert!(table.get("api").is_some());
+    }
+
+    #[test]
+    fn stack_services_follow_the_site_and_write_under_run_dir() {
+        let mut site = lab_site();
+        site.stack.consul.enabled = true;
+        site.stack.vault.enabled = true;
+        site.stack.vault.recipients =
+            vec!["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".to_owned()];
+        let dir = tempfile::tempdir().unwrap();
+        let (run, data) = (dir.path().join("run"), dir.path().join("data"));
+        let table = build(&site, &run, &data);
+        table.validate("stack").unwrap();
+        let names: Vec<_> = table.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["net", "pxe", "api", "consul", "vault", "stack"]);
+        assert!(
+            run.join("stack/consul.json").is_file(),
+            "consul config not under run_dir"
+        );
+        assert!(
+            data.join("consul").is_dir(),
+            "consul data dir not under data_dir"
+        );
+    }
+
+    #[test]
+    fn a_stack_that_cannot_render_leaves_the_rest_running() {
+        let mut site = lab_site();
+        site.stack.vault.enabled = true; // no recipients: cannot be rendered
+        let dir = tempfile::tempdir().unwrap();
+        let table = build(&site, dir.path(), dir.path());
+        let names: Vec<_> = table.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["net", "pxe", "api"]);
     }
 }

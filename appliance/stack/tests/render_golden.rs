@@ -141,7 +141,7 @@ fn missing_binaries_still_get_entries_and_disabled_stack_gets_none() {
     layout.bin_dir = dir.path().join("no-such-bin");
     let rendered = render::render(&lab_site(), &layout).unwrap();
     let names: Vec<&str> = rendered.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["consul", "vault", "nomad", "stack-bootstrap"]);
+    assert_eq!(names, ["consul", "vault", "nomad", "stack"]);
     assert!(
         rendered.services.iter().all(|s| s.capabilities.is_empty()),
         "no capability is needed"

@@ -39,7 +39,7 @@ pub fn push(run_dir: &Path, state_dir: &Path, control_socket: &Path, body: &[u8]
         return (result.status, result.body);
     }
     let mut actions = Vec::new();
-    match crate::config::write_service_table(run_dir, &site) {
+    match crate::config::write_service_table(run_dir, state_dir, &site) {
         Ok(()) => actions.push("services.json rewritten".to_string()),
         Err(e) => actions.push(format!("services.json not rewritten: {e:#}")),
     }

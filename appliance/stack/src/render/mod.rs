@@ -57,7 +57,7 @@ pub struct RenderedStack {
     /// The config files written, for logs and tests.
     pub files: Vec<PathBuf>,
     /// Service-table entries (docs/contracts.md "Service table"), in start
-    /// order: consul, vault, nomad, stack-bootstrap — only those enabled.
+    /// order: consul, vault, nomad, stack (the bootstrap one-shot) — only those enabled.
     pub services: Vec<ServiceEntry>,
 }
 

@@ -15,7 +15,7 @@ fn path(p: std::path::PathBuf) -> String {
 }
 
 /// consul, vault, nomad (those the site enables) and the one-shot
-/// `stack-bootstrap`. None needs a capability: every port is above 1023.
+/// `stack` (the `kindlingd stack-bootstrap` one-shot). None needs a capability: every port is above 1023.
 pub fn service_entries(site: &SiteConfig, layout: &StackLayout) -> Vec<ServiceEntry> {
     let st = &site.stack;
     let lo = layout.loopback;
@@ -102,8 +102,9 @@ pub fn service_entries(site: &SiteConfig, layout: &StackLayout) -> Vec<ServiceEn
     }
     if !out.is_empty() {
         let deps = out.iter().map(|s| s.name.clone()).collect();
+        // Named `stack` so init's readiness line reads `kindling: stack: ready`.
         let mut boot = base(
-            "stack-bootstrap",
+            "stack",
             vec![path(layout.kindlingd.clone()), "stack-bootstrap".into()],
             Readiness::Exited,
             deps,
