@@ -630,3 +630,28 @@ fn first_nic_with_carrier_skips_a_nic_without_cable() {
     let status = appliance.wait_status("status", 5, |s| !s["lan"].is_null());
     assert_eq!(status["lan"]["nic"], "up0", "{status:#}");
 }
+
+#[test]
+fn a_restarted_service_takes_over_its_own_configuration() {
+    if !running_as_root("a_restarted_service_takes_over_its_own_configuration") {
+        return;
+    }
+    let lab = lab("restart", "10.99.2.1/24");
+    let _dnsmasq = upstream_dhcp(&lab);
+    let first = Appliance::start(&lab.app, &site());
+    first.wait_ready();
+    let leased = first.wait_status("first lease", 20, |s| !s["lease"].is_null());
+    drop(first);
+    // init restarts the service: addresses, routes and the table are still there.
+    let second = Appliance::start(&lab.app, &site());
+    let ready = second.wait_ready();
+    assert!(ready.degraded.is_empty(), "{:?}", ready.degraded);
+    let again = second.wait_status("lease after restart", 20, |s| !s["lease"].is_null());
+    assert_eq!(again["lease"]["address"], leased["lease"]["address"]);
+    let v4 = lab.app.ip_output(&["-4", "addr", "show", "dev", "lan0"]);
+    assert_eq!(
+        v4.matches("inet ").count(),
+        1,
+        "one LAN address, not two: {v4}"
+    );
+}
