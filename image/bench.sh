@@ -28,12 +28,13 @@ cargo build --release -q -p kindling-init -p kindlingd -p kindling-image
 # to within the overlay's few KiB).
 minisign -G -W -f -p "$WORK/bench.pub" -s "$WORK/bench.key" >/dev/null
 if "$BIN/kindling" overlay build --help >/dev/null 2>&1 &&
-   "$BIN/kindling" overlay build overlays/lab --key "$WORK/bench.key" --out "$WORK/lab.kovl" >/dev/null 2>&1; then
+   "$BIN/kindling" overlay build overlays/lab --name lab --version 1 --key "$WORK/bench.key" \
+     --out "$WORK/lab.kovl" >/dev/null 2>"$WORK/overlay.err"; then
   OVERLAY_NOTE="overlays/lab via kindling overlay build"
 else
   tar -C overlays/lab -c . | zstd -q -19 > "$WORK/lab.kovl"
   minisign -S -s "$WORK/bench.key" -m "$WORK/lab.kovl" >/dev/null
-  OVERLAY_NOTE="stand-in: tar.zst of overlays/lab signed with minisign"
+  OVERLAY_NOTE="stand-in: tar.zst of overlays/lab signed with minisign ($(head -1 "$WORK/overlay.err" 2>/dev/null))"
 fi
 [ -f "$WORK/lab.kovl.minisig" ] || minisign -S -s "$WORK/bench.key" -m "$WORK/lab.kovl" >/dev/null
 

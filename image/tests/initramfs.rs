@@ -306,3 +306,53 @@ fn a_dynamic_extra_binary_brings_its_loader_and_libraries() {
         stderr(&output)
     );
 }
+
+#[test]
+fn debug_sections_of_extra_binaries_are_removed_unless_kept() {
+    require_minisign!();
+    let fx = fixture();
+    // A static executable with a DWARF section, as Go builds of OpenBao ship.
+    let debug_info = fx.path("debug_info.bin");
+    fs::write(&debug_info, vec![0x5a; 64 * 1024]).unwrap();
+    let with_debug = fx.path("bin/vault-with-debug");
+    let status = std::process::Command::new("objcopy")
+        .arg("--add-section")
+        .arg(format!(".debug_info={}", debug_info.display()))
+        .arg(fx.path("bin/kindlingd"))
+        .arg(&with_debug)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let original = fs::read(&with_debug).unwrap();
+    let vault = format!("vault={}", with_debug.display());
+
+    let entries = build(&fx, "stripped", &["--extra-bin", &vault]);
+    let installed = &entries.iter().find(|e| e.name == "bin/vault").unwrap().data;
+    assert!(
+        installed.len() + 60 * 1024 < original.len(),
+        "debug section kept: {} vs {}",
+        installed.len(),
+        original.len()
+    );
+    assert_eq!(
+        fs::read(&with_debug).unwrap(),
+        original,
+        "the operator's file was modified"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(fx.path("stripped/manifest.json")).unwrap()).unwrap();
+    let record = manifest["binaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "vault")
+        .unwrap()
+        .clone();
+    assert_eq!(record["debug_sections_removed"], true);
+
+    let entries = build(&fx, "kept", &["--extra-bin", &vault, "--keep-debug"]);
+    assert_eq!(
+        entries.iter().find(|e| e.name == "bin/vault").unwrap().data,
+        original
+    );
+}

@@ -72,9 +72,10 @@ pub fn layout(contents: &ImageContents) -> RootFs {
         );
     }
     for binary in &contents.binaries {
+        let file = binary.installed.as_ref().unwrap_or(&binary.source);
         fs.file(
             &binary.image_path,
-            Content::HostFile(binary.source.clone()),
+            Content::HostFile(file.clone()),
             MODE_EXEC,
         );
     }

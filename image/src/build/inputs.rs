@@ -33,6 +33,9 @@ pub struct Binary {
     /// Where it lives in the image (`/init`, `/bin/vault`).
     pub image_path: String,
     pub linkage: &'static str,
+    /// The file actually installed when it differs from `source` (a copy
+    /// without debug sections).
+    pub installed: Option<PathBuf>,
 }
 
 /// A file on the build machine copied into the image at `image_path`.
@@ -107,6 +110,7 @@ pub fn appliance_binary(
         source,
         image_path: image_path.to_string(),
         linkage: "static",
+        installed: None,
     })
 }
 
@@ -140,6 +144,7 @@ pub fn extra_binary(name: &str, source: &Path) -> Result<(Binary, Vec<HostCopy>)
         } else {
             "dynamic"
         },
+        installed: None,
     };
     Ok((binary, libraries))
 }

@@ -42,8 +42,11 @@ pub struct BinaryRecord {
     pub image_path: String,
     pub source: String,
     pub linkage: String,
+    /// Size and sha256 of the source file (as the operator gave it).
     pub size: u64,
     pub sha256: String,
+    /// The image holds a copy without DWARF sections (`--keep-debug` keeps them).
+    pub debug_sections_removed: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

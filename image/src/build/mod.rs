@@ -19,6 +19,7 @@ pub mod modules;
 pub mod pxe;
 pub mod rootfs;
 pub mod services;
+pub mod strip;
 pub mod tool;
 pub mod uki;
 
@@ -118,6 +119,8 @@ pub struct BuildOptions {
     pub systemd_boot_dir: PathBuf,
     pub data_size_mib: u64,
     pub zstd_level: i32,
+    /// Keep DWARF sections of extra binaries (default: removed).
+    pub keep_debug: bool,
 }
 
 impl BuildOptions {
@@ -147,6 +150,7 @@ impl BuildOptions {
             systemd_boot_dir: PathBuf::from("/usr/lib/systemd/boot/efi"),
             data_size_mib: 256,
             zstd_level: 12,
+            keep_debug: false,
         }
     }
 }
@@ -201,7 +205,7 @@ pub fn check_version(version: &str) -> Result<(), BuildError> {
 pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildReport, BuildError> {
     check_version(&options.version)?;
     let contents_and_kernel = resolve(options, reporter)?;
-    let (contents, kernel) = contents_and_kernel;
+    let (mut contents, kernel) = contents_and_kernel;
 
     fs::create_dir_all(&options.out_dir).map_err(|err| BuildError::OutDirUnwritable {
         path: options.out_dir.clone(),
@@ -217,6 +221,27 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildRep
     let stage = staging.path();
     let work = stage.join(".work");
     fs::create_dir_all(&work).map_err(BuildError::io("create", &work))?;
+
+    if !options.keep_debug {
+        for binary in contents
+            .binaries
+            .iter_mut()
+            .filter(|b| b.image_path != "/bin/kindlingd")
+        {
+            if strip::has_debug_sections(&binary.source) {
+                reporter.step(&format!("removing debug sections from {}", binary.name));
+                let before = fs::metadata(&binary.source).map(|m| m.len()).unwrap_or(0);
+                binary.installed = Some(strip::strip_debug(&binary.source, &binary.name, &work)?);
+                let after = binary
+                    .installed
+                    .as_ref()
+                    .and_then(|p| fs::metadata(p).ok())
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                reporter.done(&format!("{} → {}", human_size(before), human_size(after)));
+            }
+        }
+    }
 
     reporter.step("initramfs");
     let tree = initramfs::layout(&contents);
@@ -546,6 +571,7 @@ fn make_manifest(
             linkage: binary.linkage.to_string(),
             size,
             sha256,
+            debug_sections_removed: binary.installed.is_some(),
         });
     }
     let mut overlays = Vec::new();

@@ -50,6 +50,9 @@ pub struct BuildArgs {
     /// File served to nodes as /usr/share/kindling/artifacts/NAME; repeatable.
     #[arg(long = "artifact", value_name = "NAME=PATH")]
     artifacts: Vec<String>,
+    /// Keep DWARF debug sections of --extra-bin binaries (removed by default: OpenBao halves in size).
+    #[arg(long)]
+    keep_debug: bool,
     /// Add busybox and its applet links (troubleshooting only: the image is no longer sealed).
     #[arg(long)]
     debug_shell: bool,
@@ -130,6 +133,7 @@ fn build_image(args: BuildArgs) -> anyhow::Result<()> {
     options.systemd_boot_dir = args.systemd_boot_dir;
     options.data_size_mib = args.data_size_mib;
     options.zstd_level = args.zstd_level;
+    options.keep_debug = args.keep_debug;
 
     let reporter = Spinner::new();
     let report = build::build(&options, &reporter)?;
