@@ -196,11 +196,12 @@ impl Supervisor {
         self.find(name).map(|s| s.state)
     }
 
-    /// Whether every table service of `phase` (all phases: `None`) is settled.
+    /// Whether every required table service of `phase` (all phases: `None`) is
+    /// settled. Optional services never hold up the ready/degraded decision.
     pub fn settled(&self, phase: Option<Phase>) -> bool {
         self.services
             .iter()
-            .filter(|s| !s.internal && phase.is_none_or(|p| s.spec.phase == p))
+            .filter(|s| !s.internal && s.spec.required && phase.is_none_or(|p| s.spec.phase == p))
             .all(|s| s.settled() || self.blocked_by(s).is_some())
     }
 
