@@ -72,7 +72,8 @@ pub fn lab_image() -> Result<&'static Path, String> {
     static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     IMAGE
         .get_or_init(|| match std::env::var_os("KINDLING_E2E_IMAGE") {
-            Some(dir) => Ok(PathBuf::from(dir)),
+            // Relative to the repository (cargo runs tests from tests/).
+            Some(dir) => Ok(repo_root().join(dir)),
             None => build_lab_image(&work_dir()),
         })
         .as_ref()
@@ -95,6 +96,15 @@ fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Overlay versions only have to grow (the appliance refuses older ones).
+fn overlay_version() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1)
+        .to_string()
 }
 
 /// keygen → overlay build → image build, exactly as the demo does it.
@@ -122,7 +132,16 @@ fn build_lab_image(work: &Path) -> Result<PathBuf, String> {
     run(
         "overlay build",
         Command::new(&kindling)
-            .args(["overlay", "build", "overlays/lab", "--key"])
+            .args([
+                "overlay",
+                "build",
+                "overlays/lab",
+                "--name",
+                "lab",
+                "--version",
+                &overlay_version(),
+                "--key",
+            ])
             .arg(&key)
             .arg("--out")
             .arg(&overlay),
