@@ -60,12 +60,9 @@ pub struct BuildArgs {
     #[arg(long, value_name = "PATH", default_value = "/bin/busybox")]
     busybox: PathBuf,
     /// Where kindling-init and kindlingd are (built by `cargo build --release -p kindling-init -p kindlingd`).
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "target/x86_64-unknown-linux-gnu/release"
-    )]
-    bin_dir: PathBuf,
+    /// Default: target/x86_64-unknown-linux-gnu/release in the current directory, else the directory of this `kindling`.
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
     /// Image version (default: this CLI's version).
     #[arg(long, value_name = "V")]
     version: Option<String>,
@@ -122,7 +119,7 @@ fn build_image(args: BuildArgs) -> anyhow::Result<()> {
     options.artifacts = args.artifacts;
     options.debug_shell = args.debug_shell;
     options.busybox = args.busybox;
-    options.bin_dir = args.bin_dir;
+    options.bin_dir = args.bin_dir.unwrap_or_else(default_bin_dir);
     if let Some(version) = args.version {
         options.version = version;
     }
@@ -179,6 +176,21 @@ fn build_image(args: BuildArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The workspace's release directory when run from the workspace; else the
+/// directory this CLI was started from, since `cargo build --release` puts
+/// `kindling`, `kindling-init` and `kindlingd` side by side.
+fn default_bin_dir() -> PathBuf {
+    let workspace = PathBuf::from("target/x86_64-unknown-linux-gnu/release");
+    if workspace.join("kindling-init").is_file() {
+        return workspace;
+    }
+    let beside_me = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(PathBuf::from))
+        .filter(|dir| dir.join("kindling-init").is_file());
+    beside_me.unwrap_or(workspace)
 }
 
 /// SOURCE_DATE_EPOCH if set, else the workspace's last commit time, else a
