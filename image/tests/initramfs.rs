@@ -288,12 +288,26 @@ fn a_dynamic_extra_binary_brings_its_loader_and_libraries() {
     let output = kindling(&args);
     assert!(output.status.success(), "{}", stderr(&output));
     let entries = read_initramfs(&out.join("initramfs.cpio.zst"));
+    // The loader is named twice (PT_INTERP /lib64/…, and by libc from
+    // /lib/x86_64-linux-gnu/…): one regular file, the other a link to it.
+    let loaders: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.name.ends_with("/ld-linux-x86-64.so.2"))
+        .collect();
     assert!(
-        entries
+        loaders
             .iter()
             .any(|e| e.name == "lib64/ld-linux-x86-64.so.2"),
-        "loader missing"
+        "loader missing at its PT_INTERP path"
     );
+    let copies: Vec<&&Entry> = loaders
+        .iter()
+        .filter(|e| e.mode & 0o170000 == 0o100000)
+        .collect();
+    assert_eq!(copies.len(), 1, "{loaders:?}");
+    for link in loaders.iter().filter(|e| e.mode & 0o170000 == 0o120000) {
+        assert_eq!(link.data, format!("/{}", copies[0].name).into_bytes());
+    }
     assert!(
         entries
             .iter()

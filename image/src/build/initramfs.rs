@@ -79,12 +79,21 @@ pub fn layout(contents: &ImageContents) -> RootFs {
             MODE_EXEC,
         );
     }
+    // The loader is reachable both as PT_INTERP (/lib64/…) and as a
+    // library (/lib/x86_64-linux-gnu/…): one copy, the other a symlink.
+    let mut first_copy: std::collections::HashMap<&Path, &str> = std::collections::HashMap::new();
     for library in &contents.libraries {
-        fs.file(
-            &library.image_path,
-            Content::HostFile(library.source.clone()),
-            MODE_EXEC,
-        );
+        match first_copy.get(library.source.as_path()) {
+            Some(target) => fs.symlink(&library.image_path, target),
+            None => {
+                fs.file(
+                    &library.image_path,
+                    Content::HostFile(library.source.clone()),
+                    MODE_EXEC,
+                );
+                first_copy.insert(&library.source, &library.image_path);
+            }
+        }
     }
 
     fs.file(

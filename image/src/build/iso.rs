@@ -32,6 +32,23 @@ pub fn build(
     work_dir: &Path,
     out: &Path,
 ) -> Result<(), BuildError> {
+    // grub-mkrescue quietly makes a BIOS-only or UEFI-only ISO when one
+    // platform's GRUB is not installed; the ISO must boot both.
+    for (platform, package) in [
+        ("i386-pc", "grub-pc-bin"),
+        ("x86_64-efi", "grub-efi-amd64-bin"),
+    ] {
+        let dir = Path::new("/usr/lib/grub").join(platform);
+        if !dir.is_dir() {
+            return Err(BuildError::HostFileMissing {
+                input: format!("GRUB for {platform}"),
+                path: dir,
+                fix: format!(
+                    "install it with `apt-get install {package}` (the ISO boots BIOS and UEFI)"
+                ),
+            });
+        }
+    }
     let root = work_dir.join("iso-root");
     let grub_dir = root.join("boot/grub");
     fs::create_dir_all(&grub_dir).map_err(BuildError::io("create", &grub_dir))?;
