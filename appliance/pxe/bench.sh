@@ -28,6 +28,9 @@ if [ ! -x "$BIN" ] || [ -n "${BENCH_REBUILD:-}" ]; then
 fi
 
 WORK=$(mktemp -d /tmp/kp-bench.XXXXXX)
+# nginx workers, dnsmasq and tftpd-hpa drop privileges: let them read (and
+# dnsmasq write its lease file) here.
+chmod 0755 "$WORK"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
@@ -36,7 +39,7 @@ cleanup() {
   ip netns del "$SRV" 2>/dev/null || true
   ip netns del "$CLI" 2>/dev/null || true
   ip netns del kp-b-q 2>/dev/null || true
-  rm -rf "$WORK"
+  [ -n "${BENCH_KEEP:-}" ] && echo "bench.sh: kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 in_srv() { ip netns exec "$SRV" "$@"; }
@@ -53,6 +56,7 @@ head -c $((64 * 1024 * 1024)) /dev/urandom > "$WORK/artifacts/big64"
 head -c $((10 * 1024 * 1024)) /dev/urandom > "$WORK/boot/big10"
 cp "$WORK/artifacts/big64" "$WORK/nginx/big64"
 cp "$WORK/boot/big10" "$WORK/tftp/big10"
+chmod -R a+rX "$WORK"
 cat > "$WORK/site.json" <<JSON
 {"site": {"id": "bench"},
  "network": {"lan": {"address": "$LAN/16"}},
@@ -61,6 +65,7 @@ cat > "$WORK/site.json" <<JSON
 JSON
 
 start_kindling() {
+  rm -f "$WORK/status/pxe.json"
   # Started without a shell function in between, so $! is kindlingd itself
   # (ip netns exec execs it) and its RSS can be read from /proc.
   RUST_LOG=warn ip netns exec "$SRV" "$BIN" pxe --site "$WORK/site.json" --interface "$SIF" --boot-dir "$WORK/boot" \
@@ -86,7 +91,7 @@ RATE="${BENCH_DHCP_RATE:-4000}"
 start_kindling
 k_dhcp=$(perf "$RATE" kindling); k_drops=$(drops kindling)
 stop "$KPID"
-ip netns exec "$SRV" dnsmasq --keep-in-foreground --port=0 --no-resolv --no-hosts --no-ping --dhcp-authoritative \
+ip netns exec "$SRV" dnsmasq --user=root --keep-in-foreground --port=0 --no-resolv --no-hosts --no-ping --dhcp-authoritative \
   --interface="$SIF" --bind-interfaces --dhcp-range=10.10.1.0,10.10.254.254,1h --dhcp-lease-max=70000 \
   --dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file="$WORK/dnsmasq.pid" --log-facility=/dev/null &
 DPID=$!; PIDS+=("$DPID"); sleep 0.5
@@ -110,6 +115,7 @@ start_kindling
 wrk_rate() { in_cli wrk -t 2 -c 50 -d "${SECS}s" --timeout 60s "$1" 2>&1 | tee -a "$WORK/wrk.log" | awk '/Transfer\/sec/{print $2}'; }
 k_http=$(wrk_rate "http://$LAN/artifacts/big64")
 k_rss=$(rss_kb "$KPID")
+stop "$KPID"   # each server is measured alone
 ip netns exec "$SRV" nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
 NPID=$!; PIDS+=("$NPID"); sleep 0.5
 n_http=$(wrk_rate "http://$LAN:8080/big64")
@@ -118,6 +124,7 @@ for p in $(pgrep -P "$NPID" 2>/dev/null) "$NPID"; do n_rss=$((n_rss + $(rss_kb "
 stop "$NPID"
 
 # --- TFTP -------------------------------------------------------------------
+start_kindling
 ip netns exec "$SRV" in.tftpd -L -a "$LAN:6969" -s "$WORK/tftp" &
 TPID=$!; PIDS+=("$TPID"); sleep 0.3
 tftp_secs() { # host port file → seconds (best of 3)
@@ -131,9 +138,9 @@ tftp_secs() { # host port file → seconds (best of 3)
   printf '%.3f' "$best"
 }
 k_tftp=$(tftp_secs "$LAN" 69 big10)
+stop "$KPID"
 t_tftp=$(tftp_secs "$LAN" 6969 big10)
 stop "$TPID"
-stop "$KPID"
 
 # --- PXE time-to-kernel in QEMU ----------------------------------------------
 k_ttk="skipped" b_ttk="skipped"
@@ -144,6 +151,7 @@ if [ "${BENCH_QEMU:-1}" != 0 ] && command -v qemu-system-x86_64 >/dev/null; then
   mkdir -p "$WORK/q/art" "$WORK/q/state" "$WORK/q/www"
   "$LAB" payload --out "$WORK/q/art" >/dev/null
   cp "$WORK/q/art/vmlinuz" "$WORK/q/art/lab-node.cpio.zst" "$WORK/q/www/"
+  chmod -R a+rX "$WORK/q"
   Q=kp-b-q BR=kpbqbr TAP=kpbqtap MAC=52:54:00:6b:00:10
   ip netns add "$Q"
   ip netns exec "$Q" sh -ec "ip link set lo up; ip link add $BR type bridge; sysctl -qw net.ipv6.conf.$BR.accept_dad=0
@@ -161,22 +169,29 @@ JSON
     local serial="$WORK/q/serial.$1" t0 t
     : > "$serial"
     t0=$(date +%s.%N)
-    flock /tmp/kindling-qemu.lock timeout 180 ip netns exec "$Q" qemu-system-x86_64 -machine pc,accel=tcg -m 256 \
-      -nographic -no-reboot -boot n -monitor none -serial "file:$serial" \
-      -netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no" -device "e1000,netdev=n0,mac=$MAC" &
-    local vm=$!
+    rm -f "$WORK/q/qemu.pid"
+    timeout 180 ip netns exec "$Q" qemu-system-x86_64 -machine pc,accel=tcg -m 256 \
+      -nographic -no-reboot -boot n -monitor none -serial "file:$serial" -pidfile "$WORK/q/qemu.pid" \
+      -netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no" -device "e1000,netdev=n0,mac=$MAC" >/dev/null 2>&1 &
+    local vm=$! result=timeout
     for _ in $(seq 1800); do
       if grep -aq "kindling-node: booted" "$serial"; then
-        t=$(date +%s.%N); kill "$vm" 2>/dev/null; wait "$vm" 2>/dev/null || true
-        awk -v a="$t" -v b="$t0" 'BEGIN { printf "%.1f", a - b }'; return 0
+        t=$(date +%s.%N); result=$(awk -v a="$t" -v b="$t0" 'BEGIN { printf "%.1f", a - b }'); break
       fi
       sleep 0.1
     done
-    kill "$vm" 2>/dev/null; wait "$vm" 2>/dev/null || true; echo "timeout"
+    # Stop QEMU itself (by its pidfile), then its flock/timeout wrappers.
+    [ -s "$WORK/q/qemu.pid" ] && kill "$(cat "$WORK/q/qemu.pid")" 2>/dev/null
+    wait "$vm" 2>/dev/null || true
+    echo "$result"
   }
   RUST_LOG=warn ip netns exec "$Q" "$BIN" pxe --site "$WORK/q/site.json" --interface "$BR" --boot-dir /usr/lib/ipxe \
     --artifacts-dir "$WORK/q/art" --state-dir "$WORK/q/state" --status-file "$WORK/q/pxe.json" >"$WORK/q/kindling.log" 2>&1 &
   QK=$!; PIDS+=("$QK"); sleep 1
+  # One VM at a time, under the machine-wide QEMU lock (taken before the
+  # clock starts, so waiting for other users' VMs is not measured).
+  exec 9>/tmp/kindling-qemu.lock
+  flock 9
   k_ttk=$(boot_vm kindling)
   stop "$QK"
   cat > "$WORK/q/nginx.conf" <<NGINX
@@ -194,12 +209,13 @@ NGINX
   ip netns exec "$Q" nginx -c "$WORK/q/nginx.conf" -g 'daemon off;' &
   QN=$!; PIDS+=("$QN")
   # dnsmasq as commonly configured for iPXE chainloading (defaults otherwise).
-  ip netns exec "$Q" dnsmasq --keep-in-foreground --port=0 --no-resolv --no-hosts --interface="$BR" --bind-interfaces \
+  ip netns exec "$Q" dnsmasq --user=root --keep-in-foreground --port=0 --no-resolv --no-hosts --interface="$BR" --bind-interfaces \
     --dhcp-range=192.168.100.100,192.168.100.200,1h --dhcp-userclass=set:ipxe,iPXE \
     --dhcp-boot=tag:ipxe,http://192.168.100.1:8080/boot.ipxe --dhcp-boot=tag:!ipxe,undionly.kpxe \
     --enable-tftp --tftp-root=/usr/lib/ipxe --dhcp-leasefile="$WORK/q/dnsmasq.leases" --log-facility=/dev/null &
   QD=$!; PIDS+=("$QD"); sleep 1
   b_ttk=$(boot_vm baseline)
+  flock -u 9
   stop "$QD"; stop "$QN"
   ip netns del "$Q" 2>/dev/null || true
 fi

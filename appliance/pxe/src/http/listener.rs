@@ -51,22 +51,33 @@ fn respond(request: tiny_http::Request, reply: HttpReply) -> std::io::Result<()>
         .filter_map(|(k, v)| header(k, v))
         .collect();
     headers.extend(header("Content-Type", reply.content_type));
-    let reader: Box<dyn Read + Send> = match reply.body {
-        Body::Text(t) => Box::new(Cursor::new(t.into_bytes())),
-        Body::Bytes(b) => Box::new(Cursor::new(ArcBytes(b))),
-        // A large read buffer makes io::copy move the file in big chunks
-        // (tiny_http's socket writer passes big writes straight through).
-        Body::File { file, len } => Box::new(BufReader::with_capacity(FILE_CHUNK, file.take(len))),
-    };
+    let status = tiny_http::StatusCode(reply.status);
     let size = usize::try_from(len).ok();
-    let response = tiny_http::Response::new(
-        tiny_http::StatusCode(reply.status),
-        headers,
-        reader,
-        size,
-        None,
-    )
-    .with_chunked_threshold(usize::MAX);
+    match reply.body {
+        Body::Text(t) => send(request, status, headers, Cursor::new(t.into_bytes()), size),
+        Body::Bytes(b) => send(request, status, headers, Cursor::new(ArcBytes(b)), size),
+        // The concrete `BufReader` type matters: std's io::copy then writes
+        // straight from its buffer in FILE_CHUNK pieces (tiny_http's socket
+        // writer passes big writes through) instead of 8 KiB at a time.
+        Body::File { file, len } => send(
+            request,
+            status,
+            headers,
+            BufReader::with_capacity(FILE_CHUNK, file.take(len)),
+            size,
+        ),
+    }
+}
+
+fn send<R: Read>(
+    request: tiny_http::Request,
+    status: tiny_http::StatusCode,
+    headers: Vec<tiny_http::Header>,
+    body: R,
+    size: Option<usize>,
+) -> std::io::Result<()> {
+    let response = tiny_http::Response::new(status, headers, body, size, None)
+        .with_chunked_threshold(usize::MAX);
     request.respond(response)
 }
 
