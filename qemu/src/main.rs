@@ -385,6 +385,7 @@ fn up(
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("tearing the lab down");
+    lab.succeeded();
     Ok(())
 }
 
@@ -519,6 +520,7 @@ fn bench_cmd(
         let times = bench::boot_times(&lines).with_context(|| {
             format!("run {run}: no `Run /init` or ready line with a [time] stamp")
         })?;
+        lab.succeeded();
         eprintln!(
             "run {run}: kernel {:.2} s, ready {:.2} s",
             times.kernel_s, times.ready_s
