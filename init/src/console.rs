@@ -8,6 +8,7 @@
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -34,7 +35,13 @@ pub fn stamp(t: Duration) -> String {
 /// open failure means stdout. Returns the open error, if any, so it can be logged.
 pub fn open(path: Option<&Path>) -> Option<std::io::Error> {
     let (sink, error): (Box<dyn Write + Send>, _) = match path {
-        Some(path) => match OpenOptions::new().write(true).open(path) {
+        // O_NOCTTY: the console must never become init's controlling terminal
+        // (a ctrl-C there would otherwise signal PID 1).
+        Some(path) => match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(path)
+        {
             Ok(file) => (Box::new(file), None),
             Err(e) => (Box::new(std::io::stdout()), Some(e)),
         },
