@@ -193,7 +193,10 @@ fn tampered_overlay_fails_its_signature() {
     require_minisign!();
     let fx = fixture();
     let out = fx.path("out");
-    fs::write(fx.path("site/lab.kovl"), b"changed after signing").unwrap();
+    let mut kovl = fs::read(fx.path("site/lab.kovl")).unwrap();
+    let last = kovl.len() - 1;
+    kovl[last] ^= 0x01;
+    fs::write(fx.path("site/lab.kovl"), kovl).unwrap();
     let err = fails(&fx, fx.args(&out), &out);
     assert!(
         err.contains("lab.kovl") && err.contains("not signed by any --trust-key"),
@@ -265,4 +268,85 @@ fn a_failed_build_keeps_the_previous_complete_build() {
         names.iter().all(|n| !n.starts_with(".kindling-build-")),
         "staging left behind: {names:?}"
     );
+}
+
+#[test]
+fn renamed_overlay_would_be_refused_by_the_appliance() {
+    require_minisign!();
+    let fx = fixture();
+    let out = fx.path("out");
+    fs::copy(fx.path("site/lab.kovl"), fx.path("site/mysite.kovl")).unwrap();
+    fs::copy(
+        fx.path("site/lab.kovl.minisig"),
+        fx.path("site/mysite.kovl.minisig"),
+    )
+    .unwrap();
+    let err = fails(
+        &fx,
+        with(
+            fx.args(&out),
+            "--site",
+            &fx.path("site/mysite.kovl").display().to_string(),
+        ),
+        &out,
+    );
+    assert!(
+        err.contains("lab.kovl") && err.contains("mysite.kovl"),
+        "{err}"
+    );
+}
+
+#[test]
+fn signed_file_that_is_not_an_overlay() {
+    require_minisign!();
+    let fx = fixture();
+    let out = fx.path("out");
+    // Correctly signed by the trusted key, but not a .kovl container.
+    let fake = fx.path("site/junk.kovl");
+    fs::write(&fake, b"not an overlay container").unwrap();
+    let status = std::process::Command::new("minisign")
+        .args(["-S", "-s"])
+        .arg(fx.path("keys/test.key"))
+        .arg("-m")
+        .arg(&fake)
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let err = fails(
+        &fx,
+        with(fx.args(&out), "--site", &fake.display().to_string()),
+        &out,
+    );
+    assert!(
+        err.contains("junk.kovl") && err.contains("invalid"),
+        "{err}"
+    );
+}
+
+#[test]
+fn expired_overlay() {
+    require_minisign!();
+    let fx = fixture();
+    let out = fx.path("out");
+    common::overlay(
+        fx.dir.path(),
+        "short",
+        &[
+            "--key",
+            &fx.path("keys/test.key").display().to_string(),
+            "--expires",
+            "1s",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let err = fails(
+        &fx,
+        with(
+            fx.args(&out),
+            "--site",
+            &fx.path("site/short.kovl").display().to_string(),
+        ),
+        &out,
+    );
+    assert!(err.contains("expired"), "{err}");
 }

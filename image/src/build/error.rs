@@ -79,8 +79,21 @@ pub enum BuildError {
         reason: String,
     },
 
-    #[error("overlay {path} is not signed by any --trust-key ({keys}): sign it with a trusted key or add its public key with --trust-key")]
-    OverlayUntrusted { path: PathBuf, keys: String },
+    #[error("overlay {path} is not signed by any --trust-key ({keys}): {reason}; sign it with a trusted key or add its public key with --trust-key")]
+    OverlayUntrusted {
+        path: PathBuf,
+        keys: String,
+        reason: String,
+    },
+
+    #[error("overlay {path} is invalid ({reason}): rebuild it with `kindling overlay build`")]
+    OverlayInvalid { path: PathBuf, reason: String },
+
+    #[error("overlay {path} holds overlay {name:?}, and the appliance accepts it only as {name}.kovl: pass it under that file name")]
+    OverlayRenamed { path: PathBuf, name: String },
+
+    #[error("overlay {path} expired at {expires}: the appliance would refuse it; rebuild it with a later --expires")]
+    OverlayExpired { path: PathBuf, expires: String },
 
     #[error("overlay name {name} is given twice (--site {first} and --site {second}): each overlay name may appear once")]
     OverlayDuplicate {

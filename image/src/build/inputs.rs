@@ -54,6 +54,9 @@ pub struct Overlay {
     pub signature: PathBuf,
     /// The trust key file that verified it.
     pub signed_by: PathBuf,
+    /// Overlay name and version from its signed manifest.
+    pub name: String,
+    pub version: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -61,7 +64,7 @@ pub struct TrustKey {
     pub path: PathBuf,
     /// File name in the image (`kindling.pub`).
     pub file_name: String,
-    key: minisign_verify::PublicKey,
+    key: kindling_overlay::PublicKey,
 }
 
 /// `NAME=PATH` as given to --extra-bin / --artifact.
@@ -201,12 +204,12 @@ pub fn trust_key(path: &Path) -> Result<TrustKey, BuildError> {
         path: path.to_path_buf(),
         reason: err.to_string(),
     })?;
-    let key = minisign_verify::PublicKey::decode(&text)
-        .or_else(|_| minisign_verify::PublicKey::from_base64(text.trim()))
-        .map_err(|err| BuildError::TrustKeyInvalid {
+    let key = kindling_overlay::PublicKey::from_file_text(&text).map_err(|err| {
+        BuildError::TrustKeyInvalid {
             path: path.to_path_buf(),
             reason: err.to_string(),
-        })?;
+        }
+    })?;
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -271,33 +274,58 @@ pub fn overlay(path: &Path, keys: &[TrustKey]) -> Result<Overlay, BuildError> {
             signature: signature.clone(),
             reason: err.to_string(),
         })?;
-    let decoded = minisign_verify::Signature::decode(&sig_text).map_err(|err| {
-        BuildError::OverlaySignatureInvalid {
-            path: path.to_path_buf(),
-            signature: signature.clone(),
-            reason: err.to_string(),
-        }
-    })?;
     let content = fs::read(path).map_err(BuildError::io("read overlay", path))?;
-    let signer = keys
-        .iter()
-        .find(|key| key.key.verify(&content, &decoded, false).is_ok());
-    match signer {
-        Some(key) => Ok(Overlay {
-            file_name,
+    // The appliance's own checks, run at build time: signature by a trusted
+    // key, container, trusted comment = manifest, payload hash.
+    let trusted: Vec<kindling_overlay::PublicKey> = keys.iter().map(|k| k.key.clone()).collect();
+    let limits = kindling_overlay::Limits::default();
+    let verified =
+        match kindling_overlay::verify::verify_authentic(&content, &sig_text, &trusted, &limits) {
+            Ok(verified) => verified,
+            Err(kindling_overlay::Refusal::Signature(reason)) => {
+                return Err(BuildError::OverlayUntrusted {
+                    path: path.to_path_buf(),
+                    keys: keys
+                        .iter()
+                        .map(|k| k.path.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    reason: reason.to_string(),
+                })
+            }
+            Err(refusal) => {
+                return Err(BuildError::OverlayInvalid {
+                    path: path.to_path_buf(),
+                    reason: refusal.to_string(),
+                })
+            }
+        };
+    // The appliance refuses an overlay whose file name is not NAME.kovl.
+    if file_name.trim_end_matches(".kovl") != verified.manifest.name {
+        return Err(BuildError::OverlayRenamed {
             path: path.to_path_buf(),
-            signature,
-            signed_by: key.path.clone(),
-        }),
-        None => Err(BuildError::OverlayUntrusted {
-            path: path.to_path_buf(),
-            keys: keys
-                .iter()
-                .map(|k| k.path.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        }),
+            name: verified.manifest.name.clone(),
+        });
     }
+    if kindling_overlay::manifest::unix_now() > verified.manifest.expires {
+        return Err(BuildError::OverlayExpired {
+            path: path.to_path_buf(),
+            expires: kindling_overlay::manifest::rfc3339(verified.manifest.expires),
+        });
+    }
+    let signed_by = keys
+        .iter()
+        .find(|k| k.key.id == verified.key_id)
+        .map(|k| k.path.clone())
+        .unwrap_or_default();
+    Ok(Overlay {
+        file_name,
+        path: path.to_path_buf(),
+        signature,
+        signed_by,
+        name: verified.manifest.name.clone(),
+        version: verified.manifest.version,
+    })
 }
 
 /// A host file the image needs (CA bundle, iPXE binary, …).

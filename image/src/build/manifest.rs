@@ -52,6 +52,9 @@ pub struct BinaryRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct OverlayRecord {
     pub file: String,
+    /// Name and version from the overlay's signed manifest.
+    pub name: String,
+    pub version: u64,
     pub sha256: String,
     pub signed_by: String,
 }

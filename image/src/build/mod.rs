@@ -580,6 +580,8 @@ fn make_manifest(
             manifest::hash_file(&overlay.path).map_err(BuildError::io("hash", &overlay.path))?;
         overlays.push(OverlayRecord {
             file: overlay.file_name.clone(),
+            name: overlay.name.clone(),
+            version: overlay.version,
             sha256,
             signed_by: overlay.signed_by.display().to_string(),
         });

@@ -1,7 +1,8 @@
 //! Shared fixtures for the image builder's integration tests: a small, fast
 //! set of real inputs in a temp dir (a static ELF as init and kindlingd, a
-//! bzImage-shaped kernel file, a module tree with modules.dep, overlays
-//! signed with the real `minisign` CLI) and helpers to run the real
+//! bzImage-shaped kernel file, a module tree with modules.dep, the lab
+//! overlay packed by `kindling overlay build` and signed with keys made by
+//! the real `minisign` CLI) and helpers to run the real
 //! `kindling` binary and read the initramfs it writes.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -212,33 +213,34 @@ pub fn fixture() -> Fixture {
                 String::from_utf8_lossy(&status.stderr)
             );
         }
-        write(
-            &root.join("site/lab.kovl"),
-            b"stand-in overlay payload (the builder copies .kovl files as they are)",
-        );
-        sign(root, "site/lab.kovl", "test");
-        write(
-            &root.join("site/rogue.kovl"),
-            b"signed by a key the image does not trust",
-        );
-        sign(root, "site/rogue.kovl", "other");
-        write(&root.join("site/unsigned.kovl"), b"no signature");
+        // Real overlays of the repository's lab site, packed by the real
+        // `kindling overlay build`, signed with the test keys.
+        fs::create_dir_all(root.join("site")).unwrap();
+        overlay(root, "lab", &["--key", &key(root, "test")]);
+        overlay(root, "rogue", &["--key", &key(root, "other")]);
+        overlay(root, "unsigned", &["--unsigned"]);
     }
     Fixture { dir }
 }
 
-fn sign(root: &Path, file: &str, key: &str) {
-    let out = Command::new("minisign")
-        .arg("-S")
-        .arg("-s")
-        .arg(root.join(format!("keys/{key}.key")))
-        .arg("-m")
-        .arg(root.join(file))
+fn key(root: &Path, name: &str) -> String {
+    root.join(format!("keys/{name}.key")).display().to_string()
+}
+
+/// `kindling overlay build overlays/lab --name NAME …` into site/NAME.kovl.
+pub fn overlay(root: &Path, name: &str, extra: &[&str]) {
+    let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("../overlays/lab");
+    let out = Command::new(env!("CARGO_BIN_EXE_kindling"))
+        .args(["overlay", "build"])
+        .arg(lab)
+        .args(["--name", name, "--version", "1", "--out"])
+        .arg(root.join(format!("site/{name}.kovl")))
+        .args(extra)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "minisign -S: {}",
+        "kindling overlay build: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
