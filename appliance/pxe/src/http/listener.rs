@@ -6,7 +6,7 @@
 
 use super::handler::{Body, HttpReply, PxeHttp};
 use super::router::Method;
-use std::io::{BufReader, Cursor, Read};
+use std::io::{Cursor, Read, Write};
 
 /// Bytes read from a served file per write to the client.
 const FILE_CHUNK: usize = 128 * 1024;
@@ -43,7 +43,7 @@ fn header(name: &str, value: &str) -> Option<tiny_http::Header> {
     tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
 }
 
-fn respond(request: tiny_http::Request, reply: HttpReply) -> std::io::Result<()> {
+fn respond(request: tiny_http::Request, reply: HttpReply, head_only: bool) -> std::io::Result<()> {
     let len = reply.len();
     let mut headers: Vec<tiny_http::Header> = reply
         .headers
@@ -56,17 +56,64 @@ fn respond(request: tiny_http::Request, reply: HttpReply) -> std::io::Result<()>
     match reply.body {
         Body::Text(t) => send(request, status, headers, Cursor::new(t.into_bytes()), size),
         Body::Bytes(b) => send(request, status, headers, Cursor::new(ArcBytes(b)), size),
-        // The concrete `BufReader` type matters: std's io::copy then writes
-        // straight from its buffer in FILE_CHUNK pieces (tiny_http's socket
-        // writer passes big writes through) instead of 8 KiB at a time.
-        Body::File { file, len } => send(
+        Body::File { file, len } => stream_file(
             request,
-            status,
-            headers,
-            BufReader::with_capacity(FILE_CHUNK, file.take(len)),
-            size,
+            reply.status,
+            &reply.headers,
+            reply.content_type,
+            file,
+            len,
+            head_only,
         ),
     }
+}
+
+/// Writes a file response on the raw connection. tiny_http's own path
+/// copies bodies through a boxed reader in 8 KiB pieces (one syscall each);
+/// here the file goes out in FILE_CHUNK writes, which tiny_http's socket
+/// writer passes straight through. The head is what tiny_http would send:
+/// explicit Content-Length, keep-alive left to the client.
+fn stream_file(
+    request: tiny_http::Request,
+    status: u16,
+    extra: &[(&'static str, String)],
+    content_type: &str,
+    mut file: std::fs::File,
+    len: u64,
+    head_only: bool,
+) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        206 => "Partial Content",
+        _ => "",
+    };
+    let mut head = format!(
+        "HTTP/1.1 {status} {reason}\r\nServer: kindling\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n"
+    );
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut out = request.into_writer();
+    out.write_all(head.as_bytes())?;
+    if !head_only {
+        let mut buf = vec![0u8; FILE_CHUNK];
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left.min(FILE_CHUNK as u64)).unwrap_or(FILE_CHUNK);
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                // The file shrank under us: the client sees a short body.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "file shrank while serving",
+                ));
+            }
+            out.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+    }
+    out.flush()
 }
 
 fn send<R: Read>(
@@ -114,6 +161,7 @@ pub fn serve(
                         }
                     };
                     let m = method(request.method());
+                    let head_only = m == Method::Head;
                     let target = request.url().to_string();
                     let range = request
                         .headers()
@@ -122,7 +170,7 @@ pub fn serve(
                         .map(|h| h.value.as_str().to_string());
                     let reply = handler.handle(m, &target, range.as_deref(), request.as_reader());
                     let status = reply.status;
-                    if let Err(e) = respond(request, reply) {
+                    if let Err(e) = respond(request, reply, head_only) {
                         tracing::debug!(error = %e, %target, status, "http: client went away");
                     }
                 })
