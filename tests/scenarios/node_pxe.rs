@@ -2,20 +2,22 @@
 //! a SeaBIOS + iPXE node PXE-boots the lab payload from it, fetches its NoCloud
 //! data, phones home (the appliance's inventory shows it), and reaches the
 //! upstream HTTP target through the appliance's NAT: the target sees the
-//! appliance's uplink address, not the node's LAN address.
+//! appliance's uplink address, not the node's LAN address. Then a UEFI node
+//! (OVMF's own PXE) boots the prod profile with its reserved address.
 
 use crate::appliance_boot::wait_ready_and_check_status;
 use crate::{NODE_FAIL, NODE_TIMEOUT};
 use kindling_e2e::{lab_for, lab_image, skip_unless_root};
 use kindling_lab::upstream::NAT_PROBE_PATH;
-use kindling_lab::vm::{APPLIANCE_UPLINK_MAC, NODE_DEV_MAC};
+use kindling_lab::vm::{APPLIANCE_UPLINK_MAC, NODE_DEV_MAC, NODE_PROD_MAC};
 use kindling_lab::{ApplianceBoot, ApplianceSpec, NodeFirmware, NodeSpec};
 use std::time::Duration;
 
 #[test]
 #[ignore = "QEMU lab: run by tests/e2e"]
-fn bios_node_pxe_boots_from_the_appliance_and_reaches_upstream_through_nat() -> Result<(), String> {
-    let scenario = "node_pxe_bios";
+fn bios_and_uefi_nodes_pxe_boot_from_the_appliance_and_reach_upstream_through_nat(
+) -> Result<(), String> {
+    let scenario = "node_pxe";
     if skip_unless_root(scenario) {
         return Ok(());
     }
@@ -85,6 +87,35 @@ fn bios_node_pxe_boots_from_the_appliance_and_reaches_upstream_through_nat() -> 
     if clients.iter().any(|c| c != &uplink_ip) {
         return Err(format!(
             "upstream saw {clients:?}; with NAT every request comes from {uplink_ip}"
+        ));
+    }
+
+    // A UEFI node (OVMF's own virtio PXE, no iPXE ROM) with the prod profile
+    // and its reserved address from overlays/lab.
+    let uefi = NodeSpec::pxe("node-uefi", NODE_PROD_MAC, NodeFirmware::Uefi);
+    let node = lab.boot_node(&uefi).map_err(|e| e.to_string())?;
+    let vm = lab.vm(node);
+    for step in [
+        r"kindling-node: lease 192\.168\.100\.150/",
+        r"kindling-node: nocloud ok",
+        r"kindling-node: installed",
+    ] {
+        let seen = vm
+            .wait_for_unless(step, Some(NODE_FAIL), NODE_TIMEOUT)
+            .map_err(|e| format!("UEFI node: {e}"))?;
+        eprintln!(
+            "[{scenario}] uefi node +{:.1}s {}",
+            seen.elapsed.as_secs_f64(),
+            seen.line.trim()
+        );
+    }
+    vm.wait_exit(Duration::from_secs(30))
+        .ok_or("the UEFI node did not power off after `installed`")?;
+    let (code, body) = kindling_lab::demo::wait_node_phoned_home(&lab, NODE_PROD_MAC, settle)
+        .map_err(|e| e.to_string())?;
+    if code != 200 || !kindling_lab::demo::node_phoned_home(&body, NODE_PROD_MAC) {
+        return Err(format!(
+            "GET {url}: UEFI node {NODE_PROD_MAC} not recorded as installed: {body}"
         ));
     }
     lab.succeeded();
