@@ -179,7 +179,11 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
             out.services = describe_services(&v);
             live.show(
                 "api",
-                &format!("GET {STATUS_URL}: ready={:?}", out.status_ready),
+                &format!(
+                    "GET {STATUS_URL}: ready={}",
+                    out.status_ready
+                        .map_or("unknown".to_string(), |r| r.to_string())
+                ),
             );
             for s in &out.services {
                 live.show("api", &format!("  service {s}"));
