@@ -8,7 +8,11 @@ use std::process::ExitCode;
 mod cmd;
 
 #[derive(Parser)]
-#[command(name = "kindling", version, about = "Build, sign and operate kindling appliances")]
+#[command(
+    name = "kindling",
+    version,
+    about = "Build, sign and operate kindling appliances"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -5,11 +5,8 @@
 //! The HashiCorp services are described by the stack crate, which knows their
 //! binaries, config files and health endpoints.
 
-use kindling_init::table::{
-    Phase, Readiness, RestartPolicy, ServiceSpec, ServiceTable, DEFAULT_STOP_GRACE_MS,
-};
+use kindling_init::table::{Phase, Readiness, ServiceSpec, ServiceTable};
 use kindling_site::SiteConfig;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Where kindlingd lives in the image; tests run the binary from `target/`.
@@ -27,21 +24,13 @@ fn kindlingd_role(
     depends_on: &[&str],
     phase: Phase,
 ) -> ServiceSpec {
-    ServiceSpec {
-        name: name.to_owned(),
-        argv: vec![kindlingd_path(), role.to_owned()],
-        env: BTreeMap::from([("RUST_LOG".to_owned(), "info".to_owned())]),
-        user: 0,
-        group: 0,
-        capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
-        depends_on: depends_on.iter().map(|d| (*d).to_owned()).collect(),
-        readiness: Readiness::Notify,
-        restart: RestartPolicy::Always,
-        oneshot: false,
-        required: true,
-        stop_grace_ms: DEFAULT_STOP_GRACE_MS,
-        phase,
-    }
+    let mut spec = ServiceSpec::new(name, &[&kindlingd_path(), role]);
+    spec.env.insert("RUST_LOG".to_owned(), "info".to_owned());
+    spec.capabilities = caps.iter().map(|c| (*c).to_owned()).collect();
+    spec.depends_on = depends_on.iter().map(|d| (*d).to_owned()).collect();
+    spec.readiness = Readiness::Notify;
+    spec.phase = phase;
+    spec
 }
 
 fn api() -> ServiceSpec {
