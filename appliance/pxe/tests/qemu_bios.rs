@@ -55,7 +55,7 @@ enum Firmware {
 #[test]
 fn seabios_ipxe_node_boots_its_profile_and_reports_installed() {
     require_root!();
-    boot_node(Firmware::SeaBios);
+    boot_node(Firmware::SeaBios, false);
 }
 
 /// Nightly-style opt-in (about a minute under TCG): KINDLING_TEST_UEFI=1.
@@ -70,10 +70,18 @@ fn ovmf_pxe_node_boots_its_profile_and_reports_installed() {
         eprintln!("skipping: ovmf not installed");
         return;
     }
-    boot_node(Firmware::Ovmf);
+    boot_node(Firmware::Ovmf, false);
 }
 
-fn boot_node(firmware: Firmware) {
+/// proxyDHCP, like Pixiecore: dnsmasq owns the addresses (and offers no
+/// boot file), the PXE service only adds boot information.
+#[test]
+fn seabios_node_boots_through_proxydhcp_next_to_another_dhcp_server() {
+    require_root!();
+    boot_node(Firmware::SeaBios, true);
+}
+
+fn boot_node(firmware: Firmware, proxy: bool) {
     if !Path::new("/usr/lib/ipxe/qemu/efi-e1000.rom").exists()
         || Command::new("qemu-system-x86_64")
             .arg("--version")
@@ -91,7 +99,13 @@ fn boot_node(firmware: Firmware) {
     .unwrap();
     assert!(payload.initrd.exists());
 
-    let tag = std::process::id() % 100000;
+    // Unique per test: the tests of this file run in parallel threads.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let tag = format!(
+        "{}{}",
+        std::process::id() % 10000,
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
     let ns = Netns(format!("kp-q{tag}"));
     let (br, tap) = (format!("kpqbr{tag}"), format!("kpqtap{tag}"));
     assert!(Command::new("ip")
@@ -115,6 +129,34 @@ fn boot_node(firmware: Firmware) {
     // KP_QEMU_NO_RA=1 turns the RAs off, to measure what they save.
     site.pxe.router_advertisements = std::env::var_os("KP_QEMU_NO_RA").is_none();
     let settings = PxeSettings::from_site(&site, dirs.paths(Path::new("/usr/lib/ipxe"))).unwrap();
+    let mut dnsmasq = None;
+    if proxy {
+        let leases = dirs.path("dnsmasq.leases");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.0,
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--user=root",
+                "--port=0",
+                "--no-resolv",
+                "--no-hosts",
+                &format!("--interface={br}"),
+                "--bind-interfaces",
+                "--dhcp-range=192.168.100.50,192.168.100.60,1h",
+                "--log-facility=/dev/null",
+            ])
+            .arg(format!("--dhcp-leasefile={}", leases.display()))
+            .spawn()
+            .unwrap();
+        dnsmasq = Some(Vm(child));
+    }
+    let mut settings = settings;
+    if proxy {
+        settings.mode = kindling_site::DhcpMode::Proxy;
+    }
     start_service(&ns.0, &br, settings);
 
     let _lock = kindling_lab::qemu_lock::QemuLock::acquire().unwrap();
@@ -255,6 +297,22 @@ fn boot_node(firmware: Firmware) {
         .unwrap();
     assert_eq!(node["profile"], "dev");
     assert_eq!(node["state"], "installed");
+    if proxy {
+        let ip = node["ip"].as_str().unwrap_or_default();
+        assert!(
+            ip.is_empty() || ip.starts_with("192.168.100.5") || ip == "192.168.100.60",
+            "address from dnsmasq: {node}"
+        );
+        assert!(
+            st["counters"]["dhcp_offers"].as_u64().unwrap_or(0) >= 1,
+            "proxy offers: {st}"
+        );
+        assert_eq!(
+            st["leases_in_use"], 0,
+            "a proxy hands out no addresses: {st}"
+        );
+    }
+    drop(dnsmasq);
     let expected = if firmware == Firmware::Ovmf {
         "uefi"
     } else {
