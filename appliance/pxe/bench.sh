@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # PXE service benchmarks, each side by side with the tool people use today,
 # measured in the same run on the same namespace setup:
-#   DHCP  leases/s with kea's perfdhcp: kindlingd pxe vs dnsmasq
+#   DHCP  leases/s with kea's perfdhcp: kindlingd pxe vs dnsmasq, 30000 distinct
+#         clients (new leases; dnsmasq rewrites its lease file per lease, we
+#         write behind once a second) and 100 clients (a LAN-sized pool)
 #   HTTP  64 MiB file to 50 concurrent clients with wrk: kindlingd pxe vs nginx (+ RSS)
 #   TFTP  10 MiB file, same block size, busybox tftp: kindlingd pxe vs tftpd-hpa
 #   PXE   time-to-kernel of a SeaBIOS+iPXE QEMU node (VM start → the payload's
@@ -77,8 +79,8 @@ start_kindling() {
 }
 rss_kb() { awk '/VmHWM/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-perf() { # leases (ACKs received) per second; perfdhcp exits 3 when any packet was dropped
-  in_cli perfdhcp -4 -l "$CIF" -r "$1" -R 30000 -p "$SECS" >"$WORK/perfdhcp.$2.log" 2>&1 || true
+perf() { # RATE NAME CLIENTS → leases (ACKs received) per second; perfdhcp exits 3 when any packet was dropped
+  in_cli perfdhcp -4 -l "$CIF" -r "$1" -R "$3" -p "$SECS" >"$WORK/perfdhcp.$2.log" 2>&1 || true
   awk -v secs="$SECS" '/Statistics for: REQUEST-ACK/{ack=1} ack && /^received packets:/{printf "%.0f", $3 / secs; exit}' \
     "$WORK/perfdhcp.$2.log"
 }
@@ -89,13 +91,15 @@ drops() { # DISCOVER + REQUEST drops, in percent of sent
 # --- DHCP -------------------------------------------------------------------
 RATE="${BENCH_DHCP_RATE:-4000}"
 start_kindling
-k_dhcp=$(perf "$RATE" kindling); k_drops=$(drops kindling)
+k_dhcp=$(perf "$RATE" kindling 30000); k_drops=$(drops kindling)
+k_dhcp_small=$(perf "$RATE" kindling-small 100)
 stop "$KPID"
 ip netns exec "$SRV" dnsmasq --user=root --keep-in-foreground --port=0 --no-resolv --no-hosts --no-ping --dhcp-authoritative \
   --interface="$SIF" --bind-interfaces --dhcp-range=10.10.1.0,10.10.254.254,1h --dhcp-lease-max=70000 \
   --dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file="$WORK/dnsmasq.pid" --log-facility=/dev/null &
 DPID=$!; PIDS+=("$DPID"); sleep 0.5
-d_dhcp=$(perf "$RATE" dnsmasq); d_drops=$(drops dnsmasq)
+d_dhcp=$(perf "$RATE" dnsmasq 30000); d_drops=$(drops dnsmasq)
+d_dhcp_small=$(perf "$RATE" dnsmasq-small 100)
 stop "$DPID"
 
 # --- HTTP -------------------------------------------------------------------
@@ -230,6 +234,7 @@ echo "kindling PXE benchmarks ($SECS s per run, netns veth, $(nproc) cores)"
 printf '%-38s %14s %14s %8s %s\n' "measure" "kindlingd pxe" "baseline" "ratio" "baseline tool"
 printf '%-38s %14s %14s %8s %s\n' "DHCP leases/s (perfdhcp -r $RATE)" "$k_dhcp" "$d_dhcp" "$(ratio "$k_dhcp" "$d_dhcp")" "dnsmasq (--no-ping)"
 printf '%-38s %14s %14s %8s %s\n' "DHCP packets dropped" "$k_drops" "$d_drops" "" ""
+printf '%-38s %14s %14s %8s %s\n' "DHCP leases/s, 100 clients (renewals)" "$k_dhcp_small" "$d_dhcp_small" "$(ratio "$k_dhcp_small" "$d_dhcp_small")" "dnsmasq (--no-ping)"
 printf '%-38s %14s %14s %8s %s\n' "HTTP 64 MiB x 50 clients, MB/s" "$k_mb" "$n_mb" "$(ratio "$k_mb" "$n_mb")" "nginx sendfile, 2 workers"
 printf '%-38s %14s %14s %8s %s\n' "HTTP peak RSS, MiB" "$((k_rss / 1024))" "$((n_rss / 1024))" "" "(nginx: master+workers)"
 printf '%-38s %14s %14s %8s %s\n' "PXE time-to-kernel (QEMU TCG), s" "$k_ttk" "$b_ttk" "$(ratio "$k_ttk" "$b_ttk")" "dnsmasq + nginx, no RA"
