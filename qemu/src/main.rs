@@ -438,7 +438,9 @@ fn node(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    net.remove_tap(&vm.taps()[0]);
+    for tap in vm.taps() {
+        net.remove_tap(tap);
+    }
     Ok(())
 }
 

@@ -130,6 +130,7 @@ fn check_static_busybox(path: &Path) -> Result<()> {
 /// Whether a 64-bit ELF file has a PT_INTERP program header (is dynamically linked).
 fn has_elf_interpreter(elf: &[u8]) -> bool {
     const PT_INTERP: u32 = 3;
+    // `get(o..o + n)` yields exactly n bytes, so the fixed indexes below are in range.
     let u16_at = |o: usize| {
         elf.get(o..o + 2)
             .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
