@@ -116,6 +116,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
         logs: options.run_dir.clone(),
         ..Default::default()
     };
+    options.appliance.check_files()?;
     let mut lab = Lab::up(LabOptions::standard(options.run_dir.clone()))?;
     out.accel = lab.accel().as_str().to_string();
     println!(

@@ -91,6 +91,18 @@ impl ApplianceSpec {
             cpus: 1,
         }
     }
+
+    /// Fails early (before any lab is created) when a boot file is missing.
+    pub fn check_files(&self) -> Result<()> {
+        match &self.boot {
+            ApplianceBoot::Kernel { kernel, initrd, .. } => {
+                require_file("kernel", kernel)?;
+                require_file("initramfs", initrd)
+            }
+            ApplianceBoot::Iso(iso) => require_file("ISO image", iso),
+            ApplianceBoot::Disk { image, .. } => require_file("disk image", image),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -318,6 +318,7 @@ fn up(
 ) -> anyhow::Result<()> {
     let stop = interrupt_flag()?;
     let spec = args.spec();
+    spec.check_files()?;
     let mut lab = Lab::up(LabOptions::standard(run_dir))?;
     println!(
         "lab up: netns {} (upstream 10.0.2.1) and {} (br-up, br-lan 192.168.100.2); accel {}; logs in {}",
@@ -507,6 +508,7 @@ fn bench_cmd(
     run_dir: PathBuf,
 ) -> anyhow::Result<()> {
     let spec = args.spec();
+    spec.check_files()?;
     let mut results = Vec::new();
     let mut accel = "tcg";
     for run in 1..=runs {
