@@ -9,7 +9,7 @@ use super::router::Method;
 use std::io::{Cursor, Read, Write};
 
 /// Bytes read from a served file per write to the client.
-const FILE_CHUNK: usize = 128 * 1024;
+const FILE_CHUNK: usize = 256 * 1024;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
