@@ -103,7 +103,18 @@ impl NetPlan {
             }
         }
 
-        let mut lan_open = vec![open(UDP, 67), open(UDP, 69), open(TCP, site.pxe.http_port)];
+        // DHCP server (67), TFTP (69), PXE HTTP; 68 lets the PXE service hear
+        // other DHCP servers' offers (rogue detection); 4011 is proxyDHCP's
+        // boot-server port.
+        let mut lan_open = vec![
+            open(UDP, 67),
+            open(UDP, 68),
+            open(UDP, 69),
+            open(TCP, site.pxe.http_port),
+        ];
+        if site.pxe.mode == kindling_site::DhcpMode::Proxy {
+            lan_open.push(open(UDP, 4011));
+        }
         let dns_forwarder = site.dns.forwarder;
         if dns_forwarder {
             lan_open.extend([open(UDP, 53), open(TCP, 53)]);
@@ -216,7 +227,24 @@ mod tests {
         );
         assert!(plan.lan_open.contains(&open(UDP, 67)));
         assert!(plan.lan_open.contains(&open(UDP, 53)));
+        assert!(
+            plan.lan_open.contains(&open(UDP, 68)),
+            "rogue DHCP offers must reach pxe"
+        );
+        assert!(
+            !plan.lan_open.contains(&open(UDP, 4011)),
+            "no proxyDHCP port unless proxy mode"
+        );
         assert!(plan.problems.is_empty());
+    }
+
+    #[test]
+    fn proxy_dhcp_opens_the_boot_server_port() {
+        let mut site = lab();
+        site.pxe.mode = kindling_site::DhcpMode::Proxy;
+        assert!(NetPlan::from_site(&site)
+            .lan_open
+            .contains(&open(UDP, 4011)));
     }
 
     #[test]
