@@ -97,26 +97,160 @@ fn device_node(dev: &BlockDevice, node_dir: &Path) -> Option<PathBuf> {
     Some(node)
 }
 
-/// The data partition's device node, waiting up to `wait` for it to appear.
-pub fn find_data_partition(label: &str, wait: Duration) -> Option<PathBuf> {
-    let deadline = Instant::now() + wait;
+/// How long the block-device set must stay unchanged before the search ends
+/// (when nothing else may still bring a device).
+pub const SETTLE: Duration = Duration::from_millis(200);
+/// How often the block devices are looked at again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Why a device may still appear although the block-device set looks settled:
+/// USB mass storage (a USB stick is a primary boot medium) enumerates
+/// asynchronously, 1–3 s after its host controller, while PCI storage
+/// (virtio_blk, nvme, ahci) registers its disks during the probe in the early
+/// phase. `None`: nothing on USB is pending.
+pub fn usb_storage_pending(sys: &Path) -> Option<String> {
+    let Ok(entries) = std::fs::read_dir(sys.join("bus/usb/devices")) else {
+        return None;
+    };
+    let mut root_hubs = Vec::new();
+    let mut storage = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("usb") {
+            root_hubs.push(name);
+        } else if std::fs::read_to_string(entry.path().join("bInterfaceClass"))
+            .is_ok_and(|class| class.trim() == "08")
+        {
+            storage.push((name, entry.path()));
+        }
+    }
+    if root_hubs.is_empty() {
+        return None;
+    }
+    root_hubs.sort();
+    if storage.is_empty() {
+        return Some(format!(
+            "USB host controller(s) {} present, no mass-storage device yet",
+            root_hubs.join(" ")
+        ));
+    }
+    // Block devices live below their interface in /sys/devices.
+    let block_paths: Vec<PathBuf> = std::fs::read_dir(sys.join("class/block"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| std::fs::canonicalize(e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    storage.sort();
+    let without_disk: Vec<String> = storage
+        .into_iter()
+        .filter(|(_, path)| match std::fs::canonicalize(path) {
+            Ok(interface) => !block_paths.iter().any(|b| b.starts_with(&interface)),
+            Err(_) => false,
+        })
+        .map(|(name, _)| name)
+        .collect();
+    if without_disk.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "USB mass-storage interface(s) {} without a block device yet",
+            without_disk.join(" ")
+        ))
+    }
+}
+
+/// What the search for the data partition found, and what it waited for.
+#[derive(Debug, PartialEq)]
+pub struct Search {
+    pub device: Option<PathBuf>,
+    /// For the log: how the search ended.
+    pub waited: String,
+}
+
+/// Looks for the data partition under `sys`, making device nodes under
+/// `node_dir` where `/dev` has none. Ends as soon as it is found; without it,
+/// once the block devices have not changed for `settle` and no USB storage is
+/// pending, or at `wait` at the latest.
+pub fn search_data_partition(
+    sys: &Path,
+    node_dir: &Path,
+    label: &str,
+    wait: Duration,
+    settle: Duration,
+) -> Search {
+    let started = Instant::now();
+    let deadline = started + wait;
+    let mut seen: Vec<BlockDevice> = Vec::new();
+    let mut stable_since = started;
     loop {
-        for dev in block_devices(Path::new("/sys")) {
-            let Some(node) = device_node(&dev, Path::new("/run/kindling/dev")) else {
+        let devices = block_devices(sys);
+        for dev in &devices {
+            let Some(node) = device_node(dev, node_dir) else {
                 continue;
             };
             let fs_label = read_label(&node);
             let by_fs_label = fs_label.as_deref() == Some(label);
             let by_partname = dev.partname.as_deref() == Some(label) && fs_label.is_some();
             if by_fs_label || by_partname {
-                return Some(node);
+                return Search {
+                    device: Some(node),
+                    waited: format!("found after {} ms", started.elapsed().as_millis()),
+                };
             }
         }
-        if Instant::now() >= deadline {
-            return None;
+        let now = Instant::now();
+        if devices != seen {
+            seen = devices;
+            stable_since = now;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        let names = || {
+            let list: Vec<&str> = seen.iter().map(|d| d.name.as_str()).collect();
+            if list.is_empty() {
+                "none".to_string()
+            } else {
+                list.join(" ")
+            }
+        };
+        let pending = usb_storage_pending(sys);
+        if now >= deadline {
+            return Search {
+                device: None,
+                waited: match pending {
+                    Some(why) => format!(
+                        "waited the full {} ms for USB storage ({why}); block devices: {}",
+                        wait.as_millis(),
+                        names()
+                    ),
+                    None => format!(
+                        "waited the full {} ms; block devices: {}",
+                        wait.as_millis(),
+                        names()
+                    ),
+                },
+            };
+        }
+        if pending.is_none() && now.duration_since(stable_since) >= settle {
+            return Search {
+                device: None,
+                waited: format!(
+                    "block devices settled after {} ms, no USB storage pending; block devices: {}",
+                    started.elapsed().as_millis(),
+                    names()
+                ),
+            };
+        }
+        std::thread::sleep(POLL.min(deadline.saturating_duration_since(now)));
     }
+}
+
+/// Whether the kernel command line switches the search off (`kindling.data=none`).
+pub fn data_search_disabled(cmdline: &str) -> bool {
+    cmdline
+        .split_whitespace()
+        .any(|w| w == "kindling.data=none")
 }
 
 /// Where the state lives after the phase.
@@ -132,24 +266,39 @@ pub enum StateOutcome {
 /// data partition (on the appliance; a test or benchmark run keeps the directory).
 pub fn run(label: Option<&str>, mount_point: &Path, wait: Duration, tmpfs: bool) -> StateOutcome {
     let _ = std::fs::create_dir_all(mount_point);
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let reason = match label {
         None => "no data partition configured".to_string(),
-        Some(label) => match find_data_partition(label, wait) {
-            Some(device) => {
-                let flags = MsFlags::MS_NOATIME | MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
-                match mount(
-                    Some(&device),
-                    mount_point,
-                    Some("ext4"),
-                    flags,
-                    None::<&str>,
-                ) {
-                    Ok(()) => return StateOutcome::Persistent(device),
-                    Err(e) => format!("mounting {} (label {label}) failed: {e}", device.display()),
+        Some(_) if data_search_disabled(&cmdline) => {
+            "kindling.data=none on the kernel command line".to_string()
+        }
+        Some(label) => {
+            let search = search_data_partition(
+                Path::new("/sys"),
+                Path::new("/run/kindling/dev"),
+                label,
+                wait,
+                SETTLE,
+            );
+            match search.device {
+                Some(device) => {
+                    let flags = MsFlags::MS_NOATIME | MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
+                    match mount(
+                        Some(&device),
+                        mount_point,
+                        Some("ext4"),
+                        flags,
+                        None::<&str>,
+                    ) {
+                        Ok(()) => return StateOutcome::Persistent(device),
+                        Err(e) => {
+                            format!("mounting {} (label {label}) failed: {e}", device.display())
+                        }
+                    }
                 }
+                None => format!("no partition labelled {label} found ({})", search.waited),
             }
-            None => format!("no partition labelled {label} found"),
-        },
+        }
     };
     if !tmpfs {
         return StateOutcome::RamOnly(reason);
@@ -207,6 +356,137 @@ mod tests {
         block[LABEL_OFFSET..LABEL_OFFSET + 16].copy_from_slice(b"0123456789abcdef");
         assert_eq!(ext4_label(&block).as_deref(), Some("0123456789abcdef"));
         assert_eq!(ext4_label(&block[..10]), None);
+    }
+
+    /// A fake /sys: `devices/` holds the real directories, `class/block` and
+    /// `bus/usb/devices` link into it, as in the kernel's sysfs.
+    struct FakeSys(PathBuf);
+
+    impl FakeSys {
+        fn new(name: &str) -> FakeSys {
+            let root = std::env::temp_dir().join(format!("ki-sys-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(root.join("class/block")).unwrap();
+            FakeSys(root)
+        }
+
+        fn link(&self, from: &str, to_device: &str) {
+            let from = self.0.join(from);
+            std::fs::create_dir_all(from.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(self.0.join("devices").join(to_device), from).unwrap();
+        }
+
+        /// A block device at `devices/<path>` (dev 0:N: opening it fails, so
+        /// it never has a label and nothing real is read).
+        fn block(&self, path: &str, minor: u32) {
+            let dir = self.0.join("devices").join(path);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("dev"), format!("0:{minor}\n")).unwrap();
+            let name = path.rsplit('/').next().unwrap();
+            self.link(&format!("class/block/{name}"), path);
+        }
+
+        fn usb(&self, name: &str, path: &str, class: Option<&str>) {
+            let dir = self.0.join("devices").join(path);
+            std::fs::create_dir_all(&dir).unwrap();
+            if let Some(class) = class {
+                std::fs::write(dir.join("bInterfaceClass"), format!("{class}\n")).unwrap();
+            }
+            self.link(&format!("bus/usb/devices/{name}"), path);
+        }
+    }
+
+    impl Drop for FakeSys {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn without_usb_the_search_ends_once_the_devices_settle() {
+        let sys = FakeSys::new("settle");
+        sys.block("pci0/0000:00:05.0/virtio2/block/vdz", 1);
+        sys.block("pci0/0000:00:01.1/ata1/host0/block/srz", 2);
+        let search = search_data_partition(
+            &sys.0,
+            &sys.0.join("nodes"),
+            "KINDLING-DATA",
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+        );
+        assert_eq!(search.device, None);
+        assert!(
+            search.waited.starts_with("block devices settled after")
+                && search.waited.ends_with("block devices: srz vdz"),
+            "{}",
+            search.waited
+        );
+    }
+
+    #[test]
+    fn a_usb_controller_without_storage_keeps_the_full_wait() {
+        let sys = FakeSys::new("usbwait");
+        sys.usb("usb1", "pci0/0000:00:1d.0/usb1", None);
+        sys.usb("usb2", "pci0/0000:00:1d.1/usb2", None);
+        // A USB keyboard: not storage.
+        sys.usb("1-1:1.0", "pci0/0000:00:1d.0/usb1/1-1/1-1:1.0", Some("03"));
+        let pending = usb_storage_pending(&sys.0).unwrap();
+        assert_eq!(
+            pending,
+            "USB host controller(s) usb1 usb2 present, no mass-storage device yet"
+        );
+        let search = search_data_partition(
+            &sys.0,
+            &sys.0.join("nodes"),
+            "KINDLING-DATA",
+            Duration::from_millis(300),
+            Duration::from_millis(10),
+        );
+        assert_eq!(search.device, None);
+        assert!(
+            search
+                .waited
+                .starts_with("waited the full 300 ms for USB storage (USB host controller(s)"),
+            "{}",
+            search.waited
+        );
+    }
+
+    #[test]
+    fn usb_storage_is_pending_until_its_block_device_exists() {
+        let sys = FakeSys::new("usbdisk");
+        sys.usb("usb1", "pci0/0000:00:14.0/usb1", None);
+        let interface = "pci0/0000:00:14.0/usb1/1-2/1-2:1.0";
+        sys.usb("1-2:1.0", interface, Some("08"));
+        assert_eq!(
+            usb_storage_pending(&sys.0).as_deref(),
+            Some("USB mass-storage interface(s) 1-2:1.0 without a block device yet")
+        );
+        // A disk elsewhere does not count for the stick.
+        sys.block("pci0/0000:00:05.0/virtio2/block/vdz", 1);
+        assert!(usb_storage_pending(&sys.0).is_some());
+        sys.block(
+            &format!("{interface}/host6/target6:0:0/6:0:0:0/block/sdz"),
+            2,
+        );
+        assert_eq!(usb_storage_pending(&sys.0), None);
+    }
+
+    #[test]
+    fn no_usb_bus_means_nothing_pending() {
+        let sys = FakeSys::new("nousb");
+        assert_eq!(usb_storage_pending(&sys.0), None);
+    }
+
+    #[test]
+    fn command_line_switch() {
+        assert!(data_search_disabled(
+            "BOOT_IMAGE=/vmlinuz console=ttyS0 kindling.data=none quiet"
+        ));
+        assert!(!data_search_disabled(
+            "console=ttyS0 kindling.data=nonesuch"
+        ));
+        assert!(!data_search_disabled(""));
     }
 
     #[test]

@@ -70,6 +70,12 @@ pub fn layout(contents: &ImageContents) -> RootFs {
             Content::HostFile(init.source.clone()),
             MODE_EXEC,
         );
+        // kindling-init is multi-call: as /sbin/modprobe (the kernel's
+        // default modprobe path) it loads what request_module() asks for.
+        fs.symlink(
+            "sbin/modprobe",
+            &format!("/{}", init.image_path.trim_start_matches('/')),
+        );
     }
     for binary in &contents.binaries {
         let file = binary.installed.as_ref().unwrap_or(&binary.source);

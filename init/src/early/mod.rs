@@ -4,6 +4,7 @@
 //! stop boot: every failure is recorded in the returned report and logged.
 
 pub mod modalias;
+pub mod modprobe;
 pub mod modules;
 
 use std::path::Path;

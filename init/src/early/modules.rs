@@ -128,9 +128,49 @@ impl ModuleIndex {
         self.modules.contains_key(&module_name(name))
     }
 
+    /// Whether the kernel has the module built in (nothing to load).
+    pub fn is_builtin(&self, name: &str) -> bool {
+        let name = module_name(name);
+        self.builtin.contains(&name) && !self.modules.contains_key(&name)
+    }
+
     /// Modules (present in the image) whose alias pattern matches one of
     /// `modaliases`, in `modules.alias` order. The file is streamed line by line.
     pub fn modules_for_aliases(&self, modaliases: &[String]) -> Vec<String> {
+        self.matching_modules(|literal, pattern| {
+            let mut candidates = modaliases.iter().filter(|m| m.starts_with(literal));
+            let Some(first) = candidates.next() else {
+                return false;
+            };
+            // Compiled only for lines whose literal prefix fits: most do not.
+            let Ok(compiled) = glob::Pattern::new(pattern) else {
+                return false;
+            };
+            compiled.matches(first) || candidates.any(|m| compiled.matches(m))
+        })
+    }
+
+    /// Modules (present in the image) providing the alias the kernel asked
+    /// for in `request_module()` (`fs-ext4`, `nft-expr-masq`, `net-pf-16-proto-12`).
+    /// `-` and `_` are the same here, as they are for module names.
+    pub fn modules_for_request(&self, request: &str) -> Vec<String> {
+        let wanted = request.replace('-', "_");
+        self.matching_modules(|literal, pattern| {
+            let literal = literal.replace('-', "_");
+            if !wanted.starts_with(&literal) {
+                return false;
+            }
+            match glob::Pattern::new(&pattern.replace('-', "_")) {
+                Ok(normalised) => normalised.matches(&wanted),
+                Err(_) => false,
+            }
+        })
+    }
+
+    /// Streams `modules.alias` and collects, once each and in file order, the
+    /// modules in the image whose pattern `matches` (given the pattern's
+    /// literal prefix, for a cheap pre-check, and the whole pattern).
+    fn matching_modules(&self, matches: impl Fn(&str, &str) -> bool) -> Vec<String> {
         let mut found = Vec::new();
         let mut seen = HashSet::new();
         let mut consider = |line: &str| {
@@ -142,21 +182,8 @@ impl ModuleIndex {
                 return;
             };
             let literal = pattern.split(['*', '?', '[']).next().unwrap_or_default();
-            let candidates: Vec<&String> = modaliases
-                .iter()
-                .filter(|m| m.starts_with(literal))
-                .collect();
-            if candidates.is_empty() {
-                return;
-            }
-            let Ok(compiled) = glob::Pattern::new(pattern) else {
-                return;
-            };
             let module = module_name(module);
-            if candidates.iter().any(|m| compiled.matches(m))
-                && !seen.contains(&module)
-                && self.file_present(&module)
-            {
+            if !seen.contains(&module) && matches(literal, pattern) && self.file_present(&module) {
                 seen.insert(module.clone());
                 found.push(module);
             }
@@ -215,7 +242,9 @@ pub struct Loader<'a> {
     index: &'a ModuleIndex,
     dir: PathBuf,
     done: HashSet<String>,
-    loaded: usize,
+    loaded: Vec<String>,
+    /// The console subject of the "loaded module" lines (`early`, `modprobe`).
+    subject: &'static str,
 }
 
 impl<'a> Loader<'a> {
@@ -224,13 +253,25 @@ impl<'a> Loader<'a> {
             index,
             dir: dir.to_path_buf(),
             done: HashSet::new(),
-            loaded: 0,
+            loaded: Vec::new(),
+            subject: "early",
         }
     }
 
-    /// Modules this loader put into the kernel.
+    /// Names the console lines with `subject` instead of `early`.
+    pub fn with_subject(mut self, subject: &'static str) -> Loader<'a> {
+        self.subject = subject;
+        self
+    }
+
+    /// How many modules this loader put into the kernel.
     pub fn loaded(&self) -> usize {
-        self.loaded
+        self.loaded.len()
+    }
+
+    /// The modules this loader put into the kernel, in load order.
+    pub fn loaded_names(&self) -> &[String] {
+        &self.loaded
     }
 
     /// Loads `name` and its dependencies; Ok(true) if `name` was newly loaded.
@@ -298,8 +339,8 @@ impl<'a> Loader<'a> {
         };
         match finit_module(&file, c"", flags) {
             Ok(()) => {
-                say!("early", "loaded module {name}");
-                self.loaded += 1;
+                say!(self.subject, "loaded module {name}");
+                self.loaded.push(name.to_string());
                 Ok(true)
             }
             Err(nix::errno::Errno::EEXIST) => Ok(false),
