@@ -91,6 +91,8 @@ fn the_archive_holds_exactly_the_contract_layout() {
     let k = format!("lib/modules/{KERNEL_VERSION}");
     let expected: BTreeSet<String> = [
         "init",
+        // Symlink to /init (kindling-init's modprobe mode).
+        "sbin/modprobe",
         "bin/kindlingd",
         "bin/vault",
         "dev/console",
