@@ -12,12 +12,15 @@
 #
 #   appliance/pxe/bench.sh            (needs root; builds kindlingd --release if missing)
 #   BENCH_SECS=10 appliance/pxe/bench.sh
+#   BENCH_ONLY=http BENCH_QEMU=0 appliance/pxe/bench.sh   (one section: dhcp, http, tftp or pxe)
 #
 # All traffic stays in two network namespaces this script creates (kp-b-srv,
 # kp-b-cli, joined by a veth); everything it starts is stopped by PID on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SECS="${BENCH_SECS:-10}"
+ONLY="${BENCH_ONLY:-}"
+want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
 BIN="$ROOT/target/x86_64-unknown-linux-gnu/release/kindlingd"
 SRV=kp-b-srv CLI=kp-b-cli SIF=kpbs CIF=kpbc
 LAN=10.10.0.1 CLIENT=10.10.0.2
@@ -90,6 +93,8 @@ drops() { # DISCOVER + REQUEST drops, in percent of sent
 
 # --- DHCP -------------------------------------------------------------------
 RATE="${BENCH_DHCP_RATE:-4000}"
+k_dhcp=skipped k_drops="" k_dhcp_small=skipped d_dhcp=skipped d_drops="" d_dhcp_small=skipped
+if want dhcp; then
 start_kindling
 k_dhcp=$(perf "$RATE" kindling 30000); k_drops=$(drops kindling)
 k_dhcp_small=$(perf "$RATE" kindling-small 100)
@@ -101,6 +106,7 @@ DPID=$!; PIDS+=("$DPID"); sleep 0.5
 d_dhcp=$(perf "$RATE" dnsmasq 30000); d_drops=$(drops dnsmasq)
 d_dhcp_small=$(perf "$RATE" dnsmasq-small 100)
 stop "$DPID"
+fi
 
 # --- HTTP -------------------------------------------------------------------
 cat > "$WORK/nginx.conf" <<NGINX
@@ -115,6 +121,8 @@ http {
   server { listen $LAN:8080; root $WORK/nginx; }
 }
 NGINX
+k_http=0 n_http=0 k_rss=0 n_rss=0
+if want http; then
 start_kindling
 wrk_rate() { in_cli wrk -t 2 -c 50 -d "${SECS}s" --timeout 60s "$1" 2>&1 | tee -a "$WORK/wrk.log" | awk '/Transfer\/sec/{print $2}'; }
 k_http=$(wrk_rate "http://$LAN/artifacts/big64")
@@ -126,8 +134,11 @@ n_http=$(wrk_rate "http://$LAN:8080/big64")
 n_rss=0
 for p in $(pgrep -P "$NPID" 2>/dev/null) "$NPID"; do n_rss=$((n_rss + $(rss_kb "$p"))); done
 stop "$NPID"
+fi
 
 # --- TFTP -------------------------------------------------------------------
+k_tftp=skipped t_tftp=skipped
+if want tftp; then
 start_kindling
 ip netns exec "$SRV" in.tftpd -L -a "$LAN:6969" -s "$WORK/tftp" &
 TPID=$!; PIDS+=("$TPID"); sleep 0.3
@@ -145,10 +156,11 @@ k_tftp=$(tftp_secs "$LAN" 69 big10)
 stop "$KPID"
 t_tftp=$(tftp_secs "$LAN" 6969 big10)
 stop "$TPID"
+fi
 
 # --- PXE time-to-kernel in QEMU ----------------------------------------------
 k_ttk="skipped" b_ttk="skipped"
-if [ "${BENCH_QEMU:-1}" != 0 ] && command -v qemu-system-x86_64 >/dev/null; then
+if [ "${BENCH_QEMU:-1}" != 0 ] && want pxe && command -v qemu-system-x86_64 >/dev/null; then
   LAB="$ROOT/target/x86_64-unknown-linux-gnu/release/kindling-lab"
   [ -x "$LAB" ] || LAB="$ROOT/target/x86_64-unknown-linux-gnu/debug/kindling-lab"
   [ -x "$LAB" ] || { (cd "$ROOT" && cargo build -p kindling-lab); }
