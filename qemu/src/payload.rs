@@ -154,12 +154,8 @@ fn has_elf_interpreter(elf: &[u8]) -> bool {
 }
 
 fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| LabError::io("creating", &tmp, e))?;
-    f.write_all(data)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| LabError::io("writing", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| LabError::io("renaming into place", path, e))
+    kindling_atomic_write::write_atomic(path, data, true)
+        .map_err(|e| LabError::io("writing into place", path, e))
 }
 
 /// `modules.dep`: module path → its dependencies (all relative to the module dir).

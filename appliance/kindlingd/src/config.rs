@@ -87,6 +87,6 @@ pub fn write_service_table(
     let mut bytes = serde_json::to_vec_pretty(&table)?;
     bytes.push(b'\n');
     let path = run_dir.join("services.json");
-    kindling_overlay::state::write_atomic(&path, &bytes, false)
+    kindling_atomic_write::write_atomic(&path, &bytes, false)
         .with_context(|| format!("writing {}", path.display()))
 }

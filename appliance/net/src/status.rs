@@ -10,17 +10,11 @@ use crate::firewall::RuleCounter;
 use crate::link::RouteEntry;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusWriteError {
-    #[error("create status directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("write status file {path}: {source}")]
     Write {
         path: PathBuf,
@@ -95,27 +89,14 @@ pub fn unix_now() -> u64 {
 
 /// Replaces `path` atomically with the JSON of `status`.
 pub fn write_atomically(path: &Path, status: &NetStatus) -> Result<(), StatusWriteError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|source| StatusWriteError::CreateDir {
-        path: dir.into(),
-        source,
-    })?;
     let mut body = serde_json::to_vec_pretty(status).map_err(StatusWriteError::Encode)?;
     body.push(b'\n');
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("net.json");
-    let tmp = dir.join(format!(".{file_name}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&body)?;
-        // /run is tmpfs: no fsync needed to survive anything that matters.
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|source| StatusWriteError::Write {
-        path: path.into(),
-        source,
+    // /run is tmpfs: no fsync needed to survive anything that matters.
+    kindling_atomic_write::write_atomic(path, &body, false).map_err(|source| {
+        StatusWriteError::Write {
+            path: path.into(),
+            source,
+        }
     })
 }
 

@@ -12,9 +12,10 @@
 use crate::limits::Limits;
 use crate::manifest::{rfc3339, LayerKind};
 use crate::minisign::PublicKey;
-use crate::state::{write_atomic, AcceptedOverlay, StateFile};
+use crate::state::{AcceptedOverlay, StateFile};
 use crate::unpack::{swap_into_place, unpack_payload};
 use crate::verify::{check_policy, verify_authentic, Policy, Refusal, Verified};
+use kindling_atomic_write::write_atomic;
 use kindling_site::{merge_layers, Effective, Layer, SiteTree};
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -6,7 +6,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,42 +87,13 @@ impl StateFile {
             source: std::io::Error::other(e),
         })?;
         bytes.push(b'\n');
-        write_atomic(path, &bytes, true).map_err(|source| StateError::Write {
-            path: path.display().to_string(),
-            source,
+        kindling_atomic_write::write_atomic(path, &bytes, true).map_err(|source| {
+            StateError::Write {
+                path: path.display().to_string(),
+                source,
+            }
         })
     }
-}
-
-/// Writes `data` to `path` via a temp file in the same directory and a rename;
-/// with `durable`, fsyncs the file and the directory so it survives power loss.
-pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        if durable {
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        if durable {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@
 //! under an exclusive lock, atomic and fsynced; the PXE service re-reads it
 //! when it changes). It never talks to the network.
 
-use crate::atomic::write_atomic;
 use crate::dhcp::client::Firmware;
 use crate::mac::MacAddr;
 use crate::settings::PxeSettings;
+use kindling_atomic_write::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;

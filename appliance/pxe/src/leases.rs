@@ -8,8 +8,8 @@
 //! most the last second of changes, and clients then re-request the address
 //! they hold, which the store grants again if nobody took it.
 
-use crate::atomic::write_atomic;
 use crate::mac::MacAddr;
+use kindling_atomic_write::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;

@@ -6,7 +6,6 @@
 //! Library modules never panic on input and never exit the process; the
 //! binary edge (`kindlingd`) maps errors to exit codes.
 
-pub mod atomic;
 pub mod dhcp;
 pub mod enroll;
 pub mod http;

@@ -4,9 +4,9 @@
 //! Owns counting and the status file format. It never decides anything from
 //! the counters.
 
-use crate::atomic::write_atomic;
 use crate::dhcp::Dropped;
 use dhcproto::v4::MessageType;
+use kindling_atomic_write::write_atomic;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};

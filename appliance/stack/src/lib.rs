@@ -16,7 +16,6 @@ pub mod api;
 pub mod bootstrap;
 pub mod consul;
 pub mod enroll;
-pub mod fsutil;
 pub mod layout;
 pub mod nomad;
 pub mod render;

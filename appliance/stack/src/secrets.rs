@@ -9,7 +9,7 @@
 //! token in plain text except in the local unseal file, which exists only when
 //! the site chose `unseal = "local"` (lab only, warned about loudly).
 
-use crate::fsutil::write_atomic;
+use kindling_atomic_write::write_atomic_with_mode;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -154,7 +154,7 @@ impl SecretStore {
         }
     }
     fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SecretsError> {
-        write_atomic(path, bytes, mode).map_err(|source| SecretsError::Write {
+        write_atomic_with_mode(path, bytes, mode).map_err(|source| SecretsError::Write {
             path: path.to_path_buf(),
             source,
         })

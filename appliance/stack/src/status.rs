@@ -6,7 +6,7 @@
 //! by the bootstrap from fixed phrases and error messages that carry no
 //! token or key.
 
-use crate::fsutil::write_atomic;
+use kindling_atomic_write::write_atomic_with_mode;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -121,7 +121,7 @@ impl StatusBoard {
         self.status.elapsed_ms = self.started.elapsed().as_millis() as u64;
         self.status.updated_unix = now_unix();
         let body = serde_json::to_vec_pretty(&self.status).unwrap_or_default();
-        write_atomic(&self.path, &body, 0o644).map_err(|source| StatusWriteError {
+        write_atomic_with_mode(&self.path, &body, 0o644).map_err(|source| StatusWriteError {
             path: self.path.clone(),
             source,
         })

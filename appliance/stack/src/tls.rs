@@ -6,7 +6,7 @@
 //! generated once; the server certificate is re-issued on every render (cheap,
 //! and picks up a changed LAN address). Must never overwrite an existing CA.
 
-use crate::fsutil::write_atomic;
+use kindling_atomic_write::write_atomic_with_mode;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -79,7 +79,7 @@ fn read(path: &Path) -> Result<String, TlsError> {
 }
 
 fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
-    write_atomic(path, bytes, mode).map_err(|source| TlsError::Write {
+    write_atomic_with_mode(path, bytes, mode).map_err(|source| TlsError::Write {
         path: path.to_path_buf(),
         source,
     })

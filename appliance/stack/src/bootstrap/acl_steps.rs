@@ -47,7 +47,7 @@ async fn store_secret(run: &Run, path: &str, accessor: &str, secret: &str) -> Re
 }
 
 fn write_reset_file(path: &Path, index: u64) -> Result<(), String> {
-    crate::fsutil::write_atomic(path, index.to_string().as_bytes(), 0o600)
+    kindling_atomic_write::write_atomic_with_mode(path, index.to_string().as_bytes(), 0o600)
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
@@ -395,7 +395,7 @@ pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, String> 
     if std::fs::read(&path).ok().as_deref() == Some(body.as_slice()) {
         return Ok(Outcome::already("Nomad's Vault and Consul tokens in place"));
     }
-    crate::fsutil::write_atomic(&path, &body, 0o600)
+    kindling_atomic_write::write_atomic_with_mode(&path, &body, 0o600)
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     let restart = match &run.opts.control_socket {
         Some(sock) if sock.exists() => match restart_service(sock, "nomad") {

@@ -56,8 +56,12 @@ pub(super) async fn vault_storage(run: &mut Run) -> Result<Outcome, String> {
                 .create_token("Vault storage", &["vault-storage"], &[])
                 .await
                 .map_err(|e| e.to_string())?;
-            crate::fsutil::write_atomic(&token_file, t.secret_id.as_bytes(), 0o600)
-                .map_err(|e| format!("writing {}: {e}", token_file.display()))?;
+            kindling_atomic_write::write_atomic_with_mode(
+                &token_file,
+                t.secret_id.as_bytes(),
+                0o600,
+            )
+            .map_err(|e| format!("writing {}: {e}", token_file.display()))?;
             did.push(format!("{detail}; Vault's storage token created"));
             t.secret_id
         }

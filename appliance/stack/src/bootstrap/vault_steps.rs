@@ -91,7 +91,7 @@ pub(super) async fn init(run: &mut Run) -> Result<Outcome, String> {
     // Prove the state dir can take the secrets file before Vault hands out
     // keys that would otherwise exist only in memory (e.g. a full disk).
     let probe = run.opts.layout.state_dir().join(".space-probe");
-    crate::fsutil::write_atomic(&probe, &[0u8; 16 * 1024], 0o600)
+    kindling_atomic_write::write_atomic_with_mode(&probe, &[0u8; 16 * 1024], 0o600)
         .map_err(|e| format!("the data partition cannot take Vault's encrypted keys ({}): {e}; Vault was not initialised", probe.display()))?;
     let _ = std::fs::remove_file(&probe);
 

@@ -16,7 +16,7 @@ pub use services::{service_entries, Phase, Readiness, RestartPolicy, ServiceEntr
 pub use vault::{consul_storage_token_file, vault_config};
 
 use crate::layout::StackLayout;
-use crate::{fsutil, secrets, tls};
+use crate::{secrets, tls};
 use base64::Engine;
 use kindling_site::SiteConfig;
 use rand::RngCore;
@@ -174,9 +174,11 @@ pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), R
     let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
     body.push(b'\n');
     // 0600: the Consul config carries the gossip key.
-    fsutil::write_atomic(path, &body, 0o600).map_err(|source| RenderError::Write {
-        path: path.to_path_buf(),
-        source,
+    kindling_atomic_write::write_atomic_with_mode(path, &body, 0o600).map_err(|source| {
+        RenderError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -205,7 +207,7 @@ pub fn ensure_gossip_key(state_dir: &Path) -> Result<String, RenderError> {
             let mut raw = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut raw);
             let key = base64::engine::general_purpose::STANDARD.encode(raw);
-            fsutil::write_atomic(&path, key.as_bytes(), 0o600)
+            kindling_atomic_write::write_atomic_with_mode(&path, key.as_bytes(), 0o600)
                 .map_err(|source| RenderError::Write { path, source })?;
             Ok(key)
         }
