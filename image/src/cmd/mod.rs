@@ -1,5 +1,6 @@
 //! One module per command group, each owning its clap arguments and `run`.
 
+mod client;
 pub mod image;
 pub mod keygen;
 pub mod node;

@@ -5,7 +5,6 @@
 //! Owns the client side only: it prints what the appliance answers and
 //! turns an error reply into one line naming the URL, status and reason.
 
-use anyhow::{bail, Context};
 use serde_json::Value;
 
 #[derive(clap::Args)]
@@ -41,30 +40,6 @@ pub enum Command {
     },
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-fn answer(url: &str, mut resp: ureq::http::Response<ureq::Body>) -> anyhow::Result<Value> {
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    let json: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if (200..300).contains(&status) {
-        Ok(json)
-    } else {
-        let why = json
-            .get("error")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| json.to_string());
-        bail!("{url}: {status}: {why}")
-    }
-}
-
 fn base(a: &Appliance) -> &str {
     a.appliance.trim_end_matches('/')
 }
@@ -73,13 +48,7 @@ fn put_profile(target: &Appliance, mac: &str, profile: Value) -> anyhow::Result<
     // Validate locally for a clear message before any network round trip.
     let mac: kindling_site::MacAddr = mac.parse()?;
     let url = format!("{}/v1/nodes/{mac}/profile", base(target));
-    let body = serde_json::to_vec(&serde_json::json!({ "profile": profile }))?;
-    let resp = agent()
-        .put(&url)
-        .header("content-type", "application/json")
-        .send(body.as_slice())
-        .with_context(|| format!("PUT {url}"))?;
-    let json = answer(&url, resp)?;
+    let json = super::client::put(&url, &serde_json::json!({ "profile": profile }))?;
     let source = json["assignment"]["source"].as_str().unwrap_or("?");
     let profile = json["assignment"]["profile"].as_str().unwrap_or("-");
     println!("{mac}: profile {profile} ({source})");
@@ -98,11 +67,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::List { target, json } => {
             let url = format!("{}/v1/nodes", base(&target));
-            let resp = agent()
-                .get(&url)
-                .call()
-                .with_context(|| format!("GET {url}"))?;
-            let body = answer(&url, resp)?;
+            let body = super::client::get(&url)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&body)?);
                 return Ok(());

@@ -314,31 +314,9 @@ fn push(a: PushArgs) -> anyhow::Result<()> {
         "minisig": minisig,
     });
     let url = format!("{}/v1/overlays", a.appliance.trim_end_matches('/'));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(60)))
-        .build()
-        .into();
-    let mut resp = agent
-        .post(&url)
-        .header("content-type", "application/json")
-        .send(serde_json::to_vec(&body)?.as_slice())
-        .with_context(|| format!("POST {url}"))?;
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    let json: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-    if (200..300).contains(&status) {
-        println!("{}", serde_json::to_string_pretty(&json)?);
-        Ok(())
-    } else {
-        let why = json
-            .get("error")
-            .and_then(|e| e.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| json.to_string());
-        bail!("{url}: {status}: {why}")
-    }
+    let json = super::client::post(&url, &body)?;
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
 }
 
 fn schema(a: SchemaArgs) -> anyhow::Result<()> {

@@ -4,7 +4,6 @@
 //! Owns the client side only; the appliance's status file never holds a
 //! secret, so printing it is safe.
 
-use anyhow::{bail, Context};
 use serde_json::Value;
 
 #[derive(clap::Subcommand)]
@@ -20,42 +19,11 @@ pub enum Command {
     },
 }
 
-pub(crate) fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-/// The JSON body of a 2xx answer, or one error line naming URL, status and reason.
-pub(crate) fn answer(
-    url: &str,
-    mut resp: ureq::http::Response<ureq::Body>,
-) -> anyhow::Result<Value> {
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    let json: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if (200..300).contains(&status) {
-        return Ok(json);
-    }
-    let why = json
-        .get("error")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| json.to_string());
-    bail!("{url}: {status}: {why}")
-}
-
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Status { appliance, json } => {
             let url = format!("{}/v1/stack", appliance.trim_end_matches('/'));
-            let resp = agent()
-                .get(&url)
-                .call()
-                .with_context(|| format!("GET {url}"))?;
-            let body = answer(&url, resp)?;
+            let body = super::client::get(&url)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&body)?);
                 return Ok(());

@@ -69,13 +69,8 @@ fn unseal(appliance: &str) -> anyhow::Result<()> {
             continue;
         }
         n += 1;
-        let body = serde_json::to_vec(&serde_json::json!({ "key": share }))?;
-        let resp = super::stack::agent()
-            .post(&url)
-            .header("content-type", "application/json")
-            .send(body.as_slice())
-            .with_context(|| format!("POST {url}"))?;
-        let reply = super::stack::answer(&url, resp).with_context(|| format!("share {n}"))?;
+        let reply = super::client::post(&url, &serde_json::json!({ "key": share }))
+            .with_context(|| format!("share {n}"))?;
         if reply["sealed"].as_bool() == Some(false) {
             println!("vault: unsealed after {n} share(s)");
             return Ok(());
@@ -91,11 +86,7 @@ fn unseal(appliance: &str) -> anyhow::Result<()> {
 fn init_secrets(appliance: &str, out: &PathBuf) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let url = format!("{}/v1/vault/init-secrets", appliance.trim_end_matches('/'));
-    let resp = super::stack::agent()
-        .get(&url)
-        .call()
-        .with_context(|| format!("GET {url}"))?;
-    let body = super::stack::answer(&url, resp)?;
+    let body = super::client::get(&url)?;
     let Some(armored) = body["ciphertext"].as_str() else {
         bail!("{url}: the answer has no ciphertext")
     };
