@@ -230,3 +230,77 @@ fn unknown_endpoints_and_methods_are_404_with_a_reason() {
     );
     assert_eq!(status, 503, "{body}");
 }
+
+/// The operator's `kindling` binary, built beside kindlingd by
+/// `cargo test --workspace` (it belongs to the kindling-image package).
+fn kindling_cli() -> Option<PathBuf> {
+    let path = Path::new(KINDLINGD).with_file_name("kindling");
+    path.exists().then_some(path)
+}
+
+fn cli(args: &[&str]) -> (bool, String) {
+    let Some(bin) = kindling_cli() else {
+        unreachable!("checked by the caller")
+    };
+    let out = Command::new(bin).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_operator_cli_talks_to_the_api() {
+    if kindling_cli().is_none() {
+        eprintln!(
+            "SKIP: the kindling CLI is not built beside kindlingd (run cargo test --workspace)"
+        );
+        return;
+    }
+    let root = Root::new();
+    apply(&root);
+    let api = start_api(&root);
+    let base = api.base.as_str();
+
+    let rollback = fixtures().join("rollback/lab.kovl");
+    let (ok, out) = cli(&[
+        "overlay",
+        "push",
+        rollback.to_str().unwrap(),
+        "--appliance",
+        base,
+    ]);
+    assert!(!ok, "a rollback push must fail: {out}");
+    assert!(out.contains("rollback refused"), "{out}");
+
+    let (ok, out) = cli(&[
+        "node",
+        "assign",
+        "--appliance",
+        base,
+        "52:54:00:6b:00:99",
+        "gpu",
+    ]);
+    assert!(!ok, "an undefined profile must be refused: {out}");
+    assert!(out.contains("gpu"), "the refusal names the profile: {out}");
+
+    let (ok, out) = cli(&[
+        "node",
+        "assign",
+        "--appliance",
+        base,
+        "52:54:00:6b:00:99",
+        "prod",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&["node", "list", "--appliance", base, "--json"]);
+    assert!(ok, "{out}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let node = list["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["mac"] == "52:54:00:6b:00:99"))
+        .unwrap_or_else(|| panic!("assigned node missing from the list: {list}"));
+    assert_eq!(node["assignment"]["profile"], "prod", "{node}");
+}
