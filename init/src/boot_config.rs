@@ -39,7 +39,10 @@ pub struct BootConfig {
     pub data_label: Option<String>,
     /// Where the data partition (or a tmpfs) is mounted.
     pub data_mount: PathBuf,
-    /// How long to wait for the data partition's device to appear.
+    /// The longest wait for the data partition's device. Used in full only
+    /// while USB storage may still be enumerating; otherwise the search ends
+    /// once the block devices have settled (`state::SETTLE`). The kernel
+    /// command line `kindling.data=none` skips the search.
     pub data_wait_ms: u64,
     /// The config phase's one-shot command (`null` or empty: skip the phase).
     pub config_command: Option<Vec<String>>,
