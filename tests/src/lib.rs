@@ -107,8 +107,87 @@ fn overlay_version() -> String {
         .to_string()
 }
 
+/// The lab key (`build/e2e/lab-key/`), made once: the harness signs every
+/// overlay it builds with it, and every image trusts it.
+fn lab_key(kindling: &Path, work: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let key_dir = work.join("lab-key");
+    let key = key_dir.join("kindling.key");
+    let public = key_dir.join("kindling.pub");
+    if !key.exists() {
+        run(
+            "keygen",
+            Command::new(kindling)
+                .args(["keygen", "--unencrypted", "--out"])
+                .arg(&key_dir),
+        )?;
+    }
+    Ok((key, public))
+}
+
+/// What one lab image is made of: the overlay directory signed as `name`,
+/// and the extra binaries (`NAME=PATH`, e.g. `vault=build/tools/bao`).
+struct ImageRecipe<'a> {
+    overlay_dir: &'a str,
+    name: &'a str,
+    extra_bins: &'a [(&'a str, PathBuf)],
+    out: PathBuf,
+}
+
 /// keygen → overlay build → image build, exactly as the demo does it.
 fn build_lab_image(work: &Path) -> Result<PathBuf, String> {
+    build_image(
+        work,
+        &ImageRecipe {
+            overlay_dir: "overlays/lab",
+            name: "lab",
+            extra_bins: &[],
+            out: work.join("image"),
+        },
+    )
+}
+
+/// The image of the opt-in stack scenario: `overlays/lab-stack` (Consul and
+/// Vault on, lab-only local unseal) with the real `bao` (as `vault`) and
+/// `consul` that `tests/install-deps` put in `build/tools/`. Built once into
+/// `build/e2e/image-stack`; `KINDLING_E2E_STACK_IMAGE=DIR` reuses one built
+/// beforehand. It is big (the initramfs carries both, ~70 MiB compressed).
+pub fn lab_stack_image() -> Result<&'static Path, String> {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| match std::env::var_os("KINDLING_E2E_STACK_IMAGE") {
+            Some(dir) => Ok(repo_root().join(dir)),
+            None => {
+                let tools = repo_root().join("build/tools");
+                let extra_bins = [
+                    ("vault", tools.join("bao")),
+                    ("consul", tools.join("consul")),
+                ];
+                for (_, path) in &extra_bins {
+                    if !path.is_file() {
+                        return Err(format!(
+                            "{} missing: run tests/install-deps (it installs bao and consul there)",
+                            path.display()
+                        ));
+                    }
+                }
+                let work = work_dir();
+                build_image(
+                    &work,
+                    &ImageRecipe {
+                        overlay_dir: "overlays/lab-stack",
+                        name: "lab-stack",
+                        extra_bins: &extra_bins,
+                        out: work.join("image-stack"),
+                    },
+                )
+            }
+        })
+        .as_ref()
+        .map(PathBuf::as_path)
+        .map_err(Clone::clone)
+}
+
+fn build_image(work: &Path, recipe: &ImageRecipe) -> Result<PathBuf, String> {
     let kindling = release_bin("kindling");
     if !kindling.exists() {
         return Err(format!(
@@ -117,27 +196,17 @@ fn build_lab_image(work: &Path) -> Result<PathBuf, String> {
         ));
     }
     let payload = node_payload()?;
-    let key_dir = work.join("lab-key");
-    let key = key_dir.join("kindling.key");
-    let public = key_dir.join("kindling.pub");
-    if !key.exists() {
-        run(
-            "keygen",
-            Command::new(&kindling)
-                .args(["keygen", "--unencrypted", "--out"])
-                .arg(&key_dir),
-        )?;
-    }
-    let overlay = work.join("lab.kovl");
+    let (key, public) = lab_key(&kindling, work)?;
+    let overlay = work.join(format!("{}.kovl", recipe.name));
     run(
         "overlay build",
         Command::new(&kindling)
             .args([
                 "overlay",
                 "build",
-                "overlays/lab",
+                recipe.overlay_dir,
                 "--name",
-                "lab",
+                recipe.name,
                 "--version",
                 &overlay_version(),
                 "--key",
@@ -146,20 +215,21 @@ fn build_lab_image(work: &Path) -> Result<PathBuf, String> {
             .arg("--out")
             .arg(&overlay),
     )?;
-    let out = work.join("image");
-    run(
-        "image build",
-        Command::new(&kindling)
-            .args(["image", "build", "--site"])
-            .arg(&overlay)
-            .arg("--trust-key")
-            .arg(&public)
-            .arg("--artifact")
-            .arg(format!("vmlinuz={}", payload.kernel.display()))
-            .arg("--artifact")
-            .arg(format!("lab-node.cpio.zst={}", payload.initrd.display()))
-            .arg("--out")
-            .arg(&out),
-    )?;
-    Ok(out)
+    let mut image = Command::new(&kindling);
+    image
+        .args(["image", "build", "--site"])
+        .arg(&overlay)
+        .arg("--trust-key")
+        .arg(&public)
+        .arg("--artifact")
+        .arg(format!("vmlinuz={}", payload.kernel.display()))
+        .arg("--artifact")
+        .arg(format!("lab-node.cpio.zst={}", payload.initrd.display()));
+    for (name, path) in recipe.extra_bins {
+        image
+            .arg("--extra-bin")
+            .arg(format!("{name}={}", path.display()));
+    }
+    run("image build", image.arg("--out").arg(&recipe.out))?;
+    Ok(recipe.out.clone())
 }
