@@ -7,9 +7,6 @@
 use super::handler::{Body, HttpReply, PxeHttp};
 use super::router::Method;
 use std::io::{Cursor, Read, Write};
-
-/// Bytes read from a served file per write to the client.
-const FILE_CHUNK: usize = 256 * 1024;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -70,15 +67,15 @@ fn respond(request: tiny_http::Request, reply: HttpReply, head_only: bool) -> st
 
 /// Writes a file response on the raw connection. tiny_http's own path
 /// copies bodies through a boxed reader in 8 KiB pieces (one syscall each);
-/// here the file goes out in FILE_CHUNK writes, which tiny_http's socket
-/// writer passes straight through. The head is what tiny_http would send:
+/// here `file_body` writes large pieces, which tiny_http's socket writer
+/// passes straight through. The head is what tiny_http would send:
 /// explicit Content-Length, keep-alive left to the client.
 fn stream_file(
     request: tiny_http::Request,
     status: u16,
     extra: &[(&'static str, String)],
     content_type: &str,
-    mut file: std::fs::File,
+    file: std::fs::File,
     len: u64,
     head_only: bool,
 ) -> std::io::Result<()> {
@@ -97,21 +94,7 @@ fn stream_file(
     let mut out = request.into_writer();
     out.write_all(head.as_bytes())?;
     if !head_only {
-        let mut buf = vec![0u8; FILE_CHUNK];
-        let mut left = len;
-        while left > 0 {
-            let want = usize::try_from(left.min(FILE_CHUNK as u64)).unwrap_or(FILE_CHUNK);
-            let n = file.read(&mut buf[..want])?;
-            if n == 0 {
-                // The file shrank under us: the client sees a short body.
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "file shrank while serving",
-                ));
-            }
-            out.write_all(&buf[..n])?;
-            left -= n as u64;
-        }
+        super::file_body::write_body(&mut out, file, len)?;
     }
     out.flush()
 }
