@@ -122,6 +122,22 @@ pub async fn ensure_vlan(
     Ok(Device { name, index })
 }
 
+/// Brings the loopback interface up. On the appliance nothing else does
+/// (PID 1 is kindling-init), and local services (Consul, Vault) listen on
+/// 127.0.0.1. A namespace without `lo` is left alone.
+pub async fn set_loopback_up(handle: &Handle) -> Result<(), LinkChangeError> {
+    match index_of(handle, "lo").await? {
+        Some(index) => {
+            let lo = Device {
+                name: "lo".into(),
+                index,
+            };
+            set_up(handle, &lo, None).await
+        }
+        None => Ok(()),
+    }
+}
+
 async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, LinkChangeError> {
     let mut links = handle.link().get().match_name(name.to_owned()).execute();
     match links.try_next().await {

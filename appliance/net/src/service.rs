@@ -171,6 +171,10 @@ pub async fn run(
         }
     };
 
+    // Before the LAN: local services bind 127.0.0.1 as soon as they start.
+    if let Err(err) = link::set_loopback_up(&service.handle).await {
+        service.degraded.set("loopback", format!("{err}"));
+    }
     service.bring_up_lan().await;
     service.install_firewall();
     service.start_dns().await;
