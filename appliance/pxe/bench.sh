@@ -14,6 +14,7 @@
 #   appliance/pxe/bench.sh            (needs root; builds kindlingd --release if missing)
 #   BENCH_SECS=10 appliance/pxe/bench.sh
 #   BENCH_ONLY=http BENCH_QEMU=0 appliance/pxe/bench.sh   (one section: dhcp, http, tftp or pxe)
+#   BENCH_BIN=/path/to/kindlingd appliance/pxe/bench.sh   (another build, e.g. for an A/B)
 #
 # All traffic stays in two network namespaces this script creates (kp-b-srv,
 # kp-b-cli, joined by a veth); everything it starts is stopped by PID on exit.
@@ -22,7 +23,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SECS="${BENCH_SECS:-10}"
 ONLY="${BENCH_ONLY:-}"
 want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
-BIN="$ROOT/target/x86_64-unknown-linux-gnu/release/kindlingd"
+BIN="${BENCH_BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release/kindlingd}"
 SRV=kp-b-srv CLI=kp-b-cli SIF=kpbs CIF=kpbc
 LAN=10.10.0.1 CLIENT=10.10.0.2
 [ "$(id -u)" = 0 ] || { echo "bench.sh: needs root (network namespaces)" >&2; exit 1; }
