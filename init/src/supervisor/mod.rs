@@ -505,7 +505,14 @@ impl Supervisor {
             s.ready = true;
             s.reason = None;
             s.backoff.reset();
-            say!(&name, "finished ({} ms)", s.uptime(now).as_millis());
+            let ms = s.uptime(now).as_millis();
+            if s.spec.readiness == Readiness::Exited {
+                // Its exit is its readiness: the contract's console line
+                // `kindling: <name>: ready` (e.g. `kindling: stack: ready`).
+                say!(&name, "ready ({ms} ms after start, exited 0)");
+            } else {
+                say!(&name, "finished ({ms} ms)");
+            }
             return true;
         }
         self.after_failure(i, now, description, success);
