@@ -32,6 +32,8 @@ const STACK_FAIL: &str = r"Kernel panic";
 /// init, PKI) takes minutes; the bound only stops a hung boot.
 const STACK_READY_TIMEOUT: Duration = Duration::from_secs(420);
 const IDENTITY: &str = "tests/data/lab-stack-TEST-ONLY-age-identity.txt";
+/// Longer than the guest kernel's dirty-page expiry plus writeback interval.
+const WRITEBACK_SETTLE: Duration = Duration::from_secs(40);
 /// The initramfs (bao + consul) is unpacked into RAM.
 const MEMORY_MB: u32 = 3072;
 
@@ -235,10 +237,13 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
     }
     init_secrets_open_with_test_identity(&lab, &run_dir)?;
 
-    // Warm: cut the power (the lab has no graceful reboot) after ext4's
-    // journal commit interval, and boot the same disk again. The lab copies
-    // the image it is given, so the used disk moves aside first.
-    std::thread::sleep(Duration::from_secs(6));
+    // Warm: cut the power (the lab has no graceful reboot) and boot the
+    // same disk again. First wait out the kernel's writeback of dirty pages
+    // (dirty_expire 30 s + 5 s interval): Consul writes its node-id without
+    // fsync, and a power cut right after the cold boot leaves it empty
+    // (Consul then refuses to start). The lab copies the image it is given,
+    // so the used disk moves aside first.
+    std::thread::sleep(WRITEBACK_SETTLE);
     lab.vm(app).stop();
     let serial = run_dir.join("appliance.serial.log");
     let _ = std::fs::copy(&serial, run_dir.join("appliance.cold.serial.log"));
