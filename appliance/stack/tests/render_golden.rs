@@ -57,6 +57,7 @@ fn rendered_configs_match_golden_files() {
             &site,
             &layout,
             "R09MREVOLUdPU1NJUEtFWUZPUlRFU1RTT05MWTEyMzQ=",
+            "6b696e64-6c69-4e67-8000-676f6c64656e",
         )
         .unwrap(),
     );

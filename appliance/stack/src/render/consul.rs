@@ -12,6 +12,7 @@ pub fn consul_config(
     site: &SiteConfig,
     layout: &StackLayout,
     gossip_key: &str,
+    node_id: &str,
 ) -> Result<Value, RenderError> {
     let lan = lan_address(site)?;
     let p = &layout.ports;
@@ -23,6 +24,9 @@ pub fn consul_config(
     Ok(json!({
         "datacenter": site.stack.datacenter,
         "node_name": site.site.hostname,
+        // Ours, written durably: Consul's own node-id file is not fsynced and
+        // can come back empty after a power cut, which stops Consul for good.
+        "node_id": node_id,
         "domain": site.dns.consul_domain,
         "server": true,
         "bootstrap_expect": 1,

@@ -45,6 +45,8 @@ pub enum RenderError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path} holds no usable Consul node id (want a UUID): {found:?}")]
+    NodeId { path: PathBuf, found: String },
     #[error("{path} holds no usable Consul gossip key: {reason}")]
     GossipKey { path: PathBuf, reason: String },
     #[error("TLS for the Vault listener: {0}")]
@@ -116,8 +118,9 @@ pub fn render(site: &SiteConfig, layout: &StackLayout) -> Result<RenderedStack, 
     if st.consul.enabled {
         mkdir(&layout.consul_data(), 0o700)?;
         let key = ensure_gossip_key(&layout.state_dir())?;
+        let node_id = ensure_consul_node_id(&layout.state_dir(), &layout.consul_data())?;
         let path = layout.consul_config();
-        write_json(&path, &consul_config(site, layout, &key)?)?;
+        write_json(&path, &consul_config(site, layout, &key, &node_id)?)?;
         files.push(path);
     }
     if st.vault.enabled {
@@ -182,6 +185,61 @@ pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), R
     })
 }
 
+/// The appliance's Consul node id, kept durably in `state_dir/consul-node-id`.
+/// The first time, Consul's own `data_dir/node-id` is adopted if it holds a
+/// valid id (so an existing cluster keeps its identity), else a new random
+/// UUID is made.
+pub fn ensure_consul_node_id(state_dir: &Path, consul_data: &Path) -> Result<String, RenderError> {
+    let path = state_dir.join("consul-node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim().to_string();
+            if !is_uuid(&id) {
+                return Err(RenderError::NodeId { path, found: id });
+            }
+            Ok(id)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let adopted = std::fs::read_to_string(consul_data.join("node-id"))
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| is_uuid(t));
+            let id = adopted.unwrap_or_else(random_uuid);
+            kindling_atomic_write::write_atomic(&path, id.as_bytes(), true)
+                .map_err(|source| RenderError::Write { path, source })?;
+            Ok(id)
+        }
+        Err(source) => Err(RenderError::Write { path, source }),
+    }
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lower-case hex, as Consul expects.
+fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups.iter().all(|g| {
+            g.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+/// A version-4 UUID from the OS's random source.
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// The Consul gossip key (32 random bytes, base64), generated once and kept
 /// on the data partition; the bootstrap also stores it in Vault KV.
 pub fn ensure_gossip_key(state_dir: &Path) -> Result<String, RenderError> {
@@ -212,5 +270,34 @@ pub fn ensure_gossip_key(state_dir: &Path) -> Result<String, RenderError> {
             Ok(key)
         }
         Err(source) => Err(RenderError::Write { path, source }),
+    }
+}
+
+#[cfg(test)]
+mod node_id_tests {
+    use super::*;
+
+    #[test]
+    fn made_once_kept_and_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, data) = (dir.path().join("state"), dir.path().join("consul"));
+        let first = ensure_consul_node_id(&state, &data).unwrap();
+        assert!(is_uuid(&first), "{first}");
+        assert_eq!(ensure_consul_node_id(&state, &data).unwrap(), first);
+    }
+
+    #[test]
+    fn adopts_consuls_own_id_and_refuses_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, data) = (dir.path().join("state"), dir.path().join("consul"));
+        std::fs::create_dir_all(&data).unwrap();
+        let theirs = "0b9d3c59-6a3e-4f6e-9a55-2b1f0e4f6c11";
+        std::fs::write(data.join("node-id"), format!("{theirs}\n")).unwrap();
+        assert_eq!(ensure_consul_node_id(&state, &data).unwrap(), theirs);
+        std::fs::write(state.join("consul-node-id"), "").unwrap();
+        let err = ensure_consul_node_id(&state, &data)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("consul-node-id"), "{err}");
     }
 }
