@@ -18,6 +18,7 @@ pub mod consul;
 pub mod enroll;
 pub mod layout;
 pub mod nomad;
+pub mod patience;
 pub mod render;
 pub mod secrets;
 pub mod status;

@@ -131,16 +131,7 @@ impl NomadApi {
     /// persisted for `patience`: right after a restart Nomad answers "ACL
     /// not found" for valid tokens until its ACL state is loaded.
     pub async fn token_valid_settled(&self, patience: Duration) -> Result<bool, NomadError> {
-        let start = Instant::now();
-        loop {
-            if self.token_valid().await? {
-                return Ok(true);
-            }
-            if start.elapsed() >= patience {
-                return Ok(false);
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        crate::patience::yes_within(patience, || self.token_valid()).await
     }
 
     pub async fn token_valid(&self) -> Result<bool, NomadError> {
