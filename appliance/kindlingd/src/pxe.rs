@@ -7,7 +7,7 @@
 //! usage: kindlingd pxe [--site FILE] [--interface IF] [--boot-dir DIR]
 //!        [--artifacts-dir DIR]… [--state-dir DIR] [--repo-dir DIR]
 //!        [--status-file FILE] [--dhcp-port N] [--client-port N]
-//!        [--proxy-port N] [--tftp-port N] [--http-workers N]
+//!        [--proxy-port N] [--tftp-port N] [--http-max-connections N]
 //! The site file defaults to `$KINDLING_SITE_JSON` or /run/kindling/site.json;
 //! `--interface` to the interface holding the LAN address.
 
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 const USAGE: &str = "usage: kindlingd pxe [--site FILE] [--interface IF] [--boot-dir DIR] [--artifacts-dir DIR]… \
 [--state-dir DIR] [--repo-dir DIR] [--status-file FILE] [--dhcp-port N] [--client-port N] [--proxy-port N] \
-[--tftp-port N] [--http-workers N]";
+[--tftp-port N] [--http-max-connections N]";
 
 struct Args {
     site: PathBuf,
@@ -53,11 +53,11 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
             "--client-port" => options.client_port = port(value()?)?,
             "--proxy-port" => options.proxy_port = port(value()?)?,
             "--tftp-port" => options.tftp_port = port(value()?)?,
-            "--http-workers" => {
+            "--http-max-connections" => {
                 let v = value()?;
-                options.http_workers = v
+                options.http_max_connections = v
                     .parse()
-                    .with_context(|| format!("--http-workers: {v:?} is not a number"))?;
+                    .with_context(|| format!("{flag}: {v:?} is not a number"))?;
             }
             other => anyhow::bail!("unknown argument {other:?}\n{USAGE}"),
         }

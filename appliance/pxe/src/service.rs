@@ -48,7 +48,8 @@ pub struct ServiceOptions {
     pub client_port: u16,
     pub proxy_port: u16,
     pub tftp_port: u16,
-    pub http_workers: usize,
+    /// Open HTTP connections served at once; more get a 503.
+    pub http_max_connections: usize,
     pub enrollment: Arc<dyn EnrollmentSource>,
 }
 
@@ -60,7 +61,7 @@ impl Default for ServiceOptions {
             client_port: 68,
             proxy_port: 4011,
             tftp_port: 69,
-            http_workers: 64,
+            http_max_connections: 256,
             enrollment: Arc::new(crate::enroll::NoEnrollment),
         }
     }
@@ -278,7 +279,12 @@ pub fn run(
         options.enrollment.clone(),
         stats.clone(),
     ));
-    let _workers = crate::http::listener::serve(http_server, http, options.http_workers);
+    {
+        let max = options.http_max_connections;
+        spawn("http", &tx, move || {
+            crate::http::listener::serve(http_server, http, max, Default::default()).to_string()
+        });
+    }
     if let Some(ra) = ra {
         let stats = stats.clone();
         std::thread::Builder::new()

@@ -25,9 +25,10 @@ pub const MAX_EVENT_BODY: usize = 16 * 1024;
 pub enum Body {
     Text(String),
     Bytes(Arc<Vec<u8>>),
-    /// `len` bytes of `file` from its current position.
+    /// `len` bytes of `file` from byte `start`.
     File {
         file: File,
+        start: u64,
         len: u64,
     },
 }
@@ -69,8 +70,13 @@ impl HttpReply {
         match self.body {
             Body::Text(t) => Ok(t.into_bytes()),
             Body::Bytes(b) => Ok(b.to_vec()),
-            Body::File { file, len } => {
+            Body::File {
+                mut file,
+                start,
+                len,
+            } => {
                 let mut out = Vec::new();
+                file.seek(SeekFrom::Start(start))?;
                 file.take(len).read_to_end(&mut out)?;
                 Ok(out)
             }
@@ -137,6 +143,16 @@ impl PxeHttp {
             self.stats.bump("http_errors");
         }
         reply
+    }
+
+    /// The reply to a request refused before routing (unparsable, too
+    /// large, too many connections), counted like routed refusals plus
+    /// under `counter`.
+    pub fn refuse(&self, counter: &'static str, status: u16, message: &str) -> HttpReply {
+        for name in ["http_requests", "http_refused", "http_errors", counter] {
+            self.stats.bump(name);
+        }
+        HttpReply::error(status, message)
     }
 
     fn dispatch(&self, route: Route, range_header: Option<&str>, body: &mut dyn Read) -> HttpReply {
@@ -302,7 +318,7 @@ impl PxeHttp {
         range_header: Option<&str>,
         counter: &'static str,
     ) -> HttpReply {
-        let Some((mut file, len)) = Self::open_under(dirs, rel) else {
+        let Some((file, len)) = Self::open_under(dirs, rel) else {
             return HttpReply::error(404, &format!("{} not found", rel.as_str()));
         };
         self.stats.bump(counter);
@@ -312,13 +328,14 @@ impl PxeHttp {
             RangeAnswer::Full => HttpReply {
                 status: 200,
                 content_type,
-                body: Body::File { file, len },
+                body: Body::File {
+                    file,
+                    start: 0,
+                    len,
+                },
                 headers,
             },
             RangeAnswer::Partial { start, end } => {
-                if file.seek(SeekFrom::Start(start)).is_err() {
-                    return HttpReply::error(500, "seek failed");
-                }
                 headers.push(("Content-Range", format!("bytes {start}-{end}/{len}")));
                 self.stats.bump("http_partial");
                 HttpReply {
@@ -326,6 +343,7 @@ impl PxeHttp {
                     content_type,
                     body: Body::File {
                         file,
+                        start,
                         len: end - start + 1,
                     },
                     headers,

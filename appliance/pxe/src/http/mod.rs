@@ -1,9 +1,13 @@
-//! The PXE HTTP service: routing (`router`), byte ranges (`range`), request
-//! handling independent of the HTTP library (`handler`) and the tiny_http
-//! listener (`listener`).
+//! The PXE HTTP service: the listener and its connections (`listener`,
+//! `connection`), request and response heads (`request`, `response`),
+//! routing (`router`), byte ranges (`range`), file bodies by sendfile
+//! (`file_body`) and request handling independent of the wire (`handler`).
 
+pub mod connection;
 pub mod file_body;
 pub mod handler;
 pub mod listener;
 pub mod range;
+pub mod request;
+pub mod response;
 pub mod router;
