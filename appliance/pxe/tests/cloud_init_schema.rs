@@ -2,12 +2,21 @@
 //! material) passes Debian's `cloud-init schema --config-file`, and uses only
 //! known top-level cloud-config keys (cloud-init 22.4's schema check does not
 //! flag unknown top-level keys, so they are checked here).
+//!
+//! Ubuntu autoinstall profiles are checked twice over: the `autoinstall`
+//! section against subiquity's published schema (`tests/data/`, with
+//! Debian's python3-jsonschema), and the node's own cloud-config nested in
+//! it like any other user-data.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kindling_pxe::render::{cloud_init, NodeContext};
 use kindling_pxe::{Enrollment, MacAddr};
-use std::path::Path;
+use kindling_site::BootPayload;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Debian's Python, where cloud-init's own YAML and jsonschema modules live.
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 
 /// cloud-config keys kindling renders or profiles may reasonably add.
 const KNOWN_KEYS: &[&str] = &[
@@ -37,7 +46,7 @@ const KNOWN_KEYS: &[&str] = &[
     "ssh",
 ];
 
-fn overlays() -> Vec<std::path::PathBuf> {
+fn overlays() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../overlays");
     let mut dirs: Vec<_> = std::fs::read_dir(&root)
         .unwrap()
@@ -48,18 +57,15 @@ fn overlays() -> Vec<std::path::PathBuf> {
     dirs
 }
 
-#[test]
-fn every_shipped_profile_renders_valid_cloud_config() {
-    if Command::new("cloud-init")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: cloud-init is not installed (tests/install-deps installs it)");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let mut checked = 0;
+struct Rendered {
+    label: String,
+    autoinstall: bool,
+    text: String,
+}
+
+/// user-data for every shipped profile, without and with enrollment.
+fn every_user_data() -> Vec<Rendered> {
+    let mut out = Vec::new();
     for dir in overlays() {
         let site = kindling_site::SiteTree::read_dir(&dir)
             .unwrap()
@@ -78,6 +84,7 @@ fn every_shipped_profile_renders_valid_cloud_config() {
                     ),
                 }),
             ] {
+                let enrolled = enrollment.is_some();
                 let ctx = NodeContext {
                     mac: MacAddr([0x52, 0x54, 0, 0x6b, 0, 0x10]),
                     hostname: "node-1".into(),
@@ -87,38 +94,124 @@ fn every_shipped_profile_renders_valid_cloud_config() {
                     base_url: "http://192.168.100.1/",
                     enrollment,
                 };
-                let text = cloud_init::user_data(&ctx).unwrap();
-                for line in text.lines().skip(1) {
-                    if line.is_empty() || line.starts_with([' ', '-', '#']) {
-                        continue;
-                    }
-                    let key = line.split(':').next().unwrap();
-                    assert!(
-                        KNOWN_KEYS.contains(&key),
-                        "{}: profile {name}: unknown top-level key {key:?}",
-                        dir.display()
-                    );
-                }
-                let file = tmp.path().join(format!("{name}.yaml"));
-                std::fs::write(&file, &text).unwrap();
-                let out = Command::new("cloud-init")
-                    .args(["schema", "--config-file"])
-                    .arg(&file)
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "{}: profile {name}: cloud-init schema failed:\n{}{}\n---\n{text}",
-                    dir.display(),
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                checked += 1;
+                out.push(Rendered {
+                    label: format!(
+                        "{}: profile {name}{}",
+                        dir.display(),
+                        if enrolled { " (enrolled)" } else { "" }
+                    ),
+                    autoinstall: matches!(profile.boot, BootPayload::UbuntuAutoinstall { .. }),
+                    text: cloud_init::user_data(&ctx).unwrap(),
+                });
             }
         }
+    }
+    out
+}
+
+fn have(program: &str, arg: &str) -> bool {
+    Command::new(program).arg(arg).output().is_ok()
+}
+
+fn assert_known_top_level_keys(label: &str, text: &str) {
+    for line in text.lines().skip(1) {
+        if line.is_empty() || line.starts_with([' ', '-', '#']) {
+            continue;
+        }
+        let key = line.split(':').next().unwrap();
+        assert!(
+            KNOWN_KEYS.contains(&key),
+            "{label}: unknown top-level key {key:?}"
+        );
+    }
+}
+
+fn assert_cloud_init_schema(label: &str, file: &Path, text: &str) {
+    std::fs::write(file, text).unwrap();
+    let out = Command::new("cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{label}: cloud-init schema failed:\n{}{}\n---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_shipped_profile_renders_valid_cloud_config() {
+    if !have("cloud-init", "--version") {
+        eprintln!("skipping: cloud-init is not installed (tests/install-deps installs it)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for r in every_user_data().iter().filter(|r| !r.autoinstall) {
+        assert_known_top_level_keys(&r.label, &r.text);
+        assert_cloud_init_schema(&r.label, &tmp.path().join("user-data"), &r.text);
+        checked += 1;
     }
     assert!(
         checked >= 4,
         "expected the lab's dev and prod profiles at least, checked {checked}"
+    );
+}
+
+/// Validates the `autoinstall` section of the user-data in argv[1] against
+/// the schema in argv[2] and writes its nested `user-data` as a
+/// cloud-config document to argv[3].
+const SPLIT_AUTOINSTALL: &str = r##"
+import json, sys, yaml, jsonschema
+doc = yaml.safe_load(open(sys.argv[1]))
+if set(doc) != {"autoinstall"}:
+    sys.exit(f"top-level keys {sorted(doc)}: only autoinstall may reach the live installer")
+section = doc["autoinstall"]
+try:
+    jsonschema.validate(section, json.load(open(sys.argv[2])))
+except jsonschema.ValidationError as e:
+    sys.exit(f"autoinstall: {e.message} at {list(e.absolute_path)}")
+with open(sys.argv[3], "w") as out:
+    out.write("#cloud-config\n" + yaml.safe_dump(section["user-data"], sort_keys=False))
+"##;
+
+#[test]
+fn ubuntu_autoinstall_profiles_pass_subiquity_and_cloud_init_schemas() {
+    if !have("cloud-init", "--version") || !have(SYSTEM_PYTHON, "--version") {
+        eprintln!("skipping: cloud-init (with Debian's python3) is not installed (tests/install-deps installs it)");
+        return;
+    }
+    let schema =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/subiquity-autoinstall-schema.json");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for r in every_user_data().iter().filter(|r| r.autoinstall) {
+        // The whole document as the live installer's cloud-init reads it.
+        let whole = tmp.path().join("user-data");
+        assert_cloud_init_schema(&r.label, &whole, &r.text);
+        let nested = tmp.path().join("nested-user-data");
+        let out = Command::new(SYSTEM_PYTHON)
+            .args(["-c", SPLIT_AUTOINSTALL])
+            .args([&whole, &schema, &nested])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}\n---\n{}",
+            r.label,
+            String::from_utf8_lossy(&out.stderr),
+            r.text
+        );
+        // The installed system's cloud-config, as the installer hands it on.
+        let text = std::fs::read_to_string(&nested).unwrap();
+        assert_known_top_level_keys(&r.label, &text);
+        assert_cloud_init_schema(&r.label, &nested, &text);
+        checked += 1;
+    }
+    assert!(
+        checked >= 2,
+        "expected the production example's Ubuntu profiles, checked {checked}"
     );
 }

@@ -6,8 +6,16 @@
 //! the profile name and tags. The profile's `extra_user_data` is appended
 //! verbatim after checking it does not redefine a key rendered here (YAML
 //! would silently let the later one win).
+//!
+//! For Ubuntu autoinstall profiles the same document is read first by the
+//! live installer, whose cloud-init would run a top-level `runcmd` in the
+//! installer itself. So there the node's configuration is nested under
+//! `autoinstall.user-data` (applied to the installed system), beside what
+//! subiquity needs to install unattended and a late command that reports
+//! "installed".
 
 use super::{shell_quote, tags_arg, yaml_str, NodeContext};
+use kindling_site::BootPayload;
 use std::fmt::Write;
 
 /// Top-level keys this renderer writes.
@@ -55,7 +63,9 @@ pub fn check_extra(profile: &str, extra: &str) -> Result<(), UserDataError> {
         });
     }
     for (line, key) in top_level_keys(extra) {
-        if RENDERED_KEYS.contains(&key) || key == "#cloud-config" {
+        // `autoinstall` is rendered for Ubuntu autoinstall profiles, and
+        // means nothing in an installed system's cloud-config.
+        if RENDERED_KEYS.contains(&key) || key == "#cloud-config" || key == "autoinstall" {
             return Err(UserDataError::DuplicateKey {
                 profile: profile.into(),
                 line,
@@ -114,9 +124,81 @@ pub fn begin_command(ctx: &NodeContext<'_>) -> String {
 }
 
 pub fn user_data(ctx: &NodeContext<'_>) -> Result<String, UserDataError> {
+    let config = node_config(ctx)?;
+    Ok(match ctx.profile.boot {
+        BootPayload::UbuntuAutoinstall { .. } => {
+            format!("#cloud-config\n{}", autoinstall(ctx, &config))
+        }
+        _ => format!("#cloud-config\n{config}"),
+    })
+}
+
+/// The HTTP client an installer environment has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpClient {
+    /// Ubuntu's live server installer.
+    Curl,
+    /// Debian's installer (busybox).
+    Wget,
+}
+
+/// The command a finished installer runs to report "installed" (`via` names
+/// the installer). Never fails the install: the report is best effort.
+pub fn installed_report_command(ctx: &NodeContext<'_>, via: &str, client: HttpClient) -> String {
+    let body = shell_quote(&serde_json::json!({ "event": "installed", "via": via }).to_string());
+    let url = shell_quote(&format!("{}nodes/{}/events", ctx.base_url, ctx.mac));
+    let post = match client {
+        HttpClient::Wget => format!(
+            "wget -q -O /dev/null --header='Content-Type: application/json' --post-data={body} {url}"
+        ),
+        HttpClient::Curl => format!(
+            "curl -fsS -m 30 -o /dev/null -H 'Content-Type: application/json' --data {body} {url}"
+        ),
+    };
+    format!("{post} || true")
+}
+
+/// Subiquity's autoinstall document around the node's cloud-config: no
+/// questions asked (keyboard and locale set, SSH server with the profile's
+/// keys and no passwords, default storage layout), the node's own
+/// configuration for the installed system's first boot, and the report.
+fn autoinstall(ctx: &NodeContext<'_>, config: &str) -> String {
+    let mut out = String::from(
+        "autoinstall:\n  version: 1\n  locale: \"en_US.UTF-8\"\n  keyboard:\n    layout: \"us\"\n  ssh:\n    install-server: true\n    allow-pw: false\n",
+    );
+    let keys = &ctx.profile.cloud_init.ssh_authorized_keys;
+    if !keys.is_empty() {
+        out.push_str("    authorized-keys:\n");
+        for key in keys {
+            let _ = writeln!(out, "      - {}", yaml_str(key));
+        }
+    }
+    out.push_str("  late-commands:\n");
+    let _ = writeln!(
+        out,
+        "    - {}",
+        yaml_str(&installed_report_command(
+            ctx,
+            "autoinstall",
+            HttpClient::Curl
+        ))
+    );
+    out.push_str("  user-data:\n");
+    for line in config.lines() {
+        if line.is_empty() {
+            out.push('\n');
+        } else {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
+    out
+}
+
+/// The node's own cloud-config body (without the `#cloud-config` line).
+fn node_config(ctx: &NodeContext<'_>) -> Result<String, UserDataError> {
     let ci = &ctx.profile.cloud_init;
     check_extra(ctx.profile_name, &ci.extra_user_data)?;
-    let mut out = String::from("#cloud-config\n");
+    let mut out = String::new();
     let _ = writeln!(out, "hostname: {}", yaml_str(&ctx.hostname));
     let _ = writeln!(
         out,
@@ -261,6 +343,54 @@ mod tests {
                 key: "runcmd".into()
             }
         );
+    }
+
+    #[test]
+    fn ubuntu_autoinstall_nests_the_node_config_under_the_installer() {
+        let mut p = profile("timezone: UTC\nwrite_files_extra: |\n  a\n\n  b\n");
+        p.boot = BootPayload::UbuntuAutoinstall {
+            kernel: "k".into(),
+            initrd: "i".into(),
+            iso: "u.iso".into(),
+            cmdline: String::new(),
+        };
+        let ud = user_data(&context(&p, "dev")).unwrap();
+        assert!(
+            ud.starts_with("#cloud-config\nautoinstall:\n  version: 1\n"),
+            "{ud}"
+        );
+        let top: Vec<&str> = top_level_keys(&ud).into_iter().map(|(_, k)| k).collect();
+        assert_eq!(
+            top,
+            ["autoinstall"],
+            "nothing may run in the live installer"
+        );
+        assert!(ud.contains("    authorized-keys:\n      - \"ssh-ed25519 AAAA test@example\"\n"));
+        assert!(ud.contains("  late-commands:\n    - \"curl -fsS"), "{ud}");
+        assert!(ud.contains(r#"\"via\":\"autoinstall\""#), "{ud}");
+        assert!(ud.contains("nodes/52:54:00:6b:00:10/events"), "{ud}");
+        assert!(
+            ud.contains("  user-data:\n    hostname: \"node-dev-1\"\n"),
+            "{ud}"
+        );
+        assert!(
+            ud.contains("\n    runcmd:\n      - [\"sh\", \"-c\", "),
+            "{ud}"
+        );
+        // The extra block keeps its shape, blank line included.
+        assert!(
+            ud.ends_with("    timezone: UTC\n    write_files_extra: |\n      a\n\n      b\n"),
+            "{ud}"
+        );
+    }
+
+    #[test]
+    fn extra_user_data_cannot_carry_its_own_autoinstall() {
+        let p = profile("autoinstall:\n  version: 1\n");
+        assert!(matches!(
+            user_data(&context(&p, "dev")),
+            Err(UserDataError::DuplicateKey { key, .. }) if key == "autoinstall"
+        ));
     }
 
     #[test]

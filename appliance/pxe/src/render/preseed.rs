@@ -4,7 +4,7 @@
 //!
 //! Owns preseed text only.
 
-use super::cloud_init::begin_command;
+use super::cloud_init::{begin_command, installed_report_command, HttpClient};
 use super::{shell_quote, NodeContext};
 use std::fmt::Write;
 
@@ -55,11 +55,10 @@ pub fn render(ctx: &NodeContext<'_>) -> String {
         "mkdir -p /target/root/.ssh && printf '%b\\n' {keys} > /target/root/.ssh/authorized_keys && chmod 600 /target/root/.ssh/authorized_keys; \
          printf '%b' {unit} > /target/etc/systemd/system/kindling-begin.service; \
          in-target systemctl enable kindling-begin.service; \
-         wget -q -O /dev/null --header='Content-Type: application/json' --post-data='{{\"event\":\"installed\",\"via\":\"preseed\"}}' {url}nodes/{mac}/events || true",
+         {report}",
         keys = shell_quote(&keys),
         unit = shell_quote(&first_boot),
-        url = ctx.base_url,
-        mac = ctx.mac,
+        report = installed_report_command(ctx, "preseed", HttpClient::Wget),
     );
     // d-i reads one logical line; a literal newline would end the value.
     let _ = writeln!(
