@@ -4,6 +4,7 @@
 //! Owns counting and the status file format. It never decides anything from
 //! the counters.
 
+use crate::dhcp::client::{ClientFacts, Firmware};
 use crate::dhcp::Dropped;
 use dhcproto::v4::MessageType;
 use kindling_atomic_write::write_atomic;
@@ -57,6 +58,14 @@ impl Stats {
         self.bump(name);
     }
 
+    /// A DHCP reply that carried a boot file, by the boot path the client
+    /// takes. Tells an operator (and the firmware tests) which paths are in
+    /// use: a UEFI HTTP boot client and a UEFI PXE client look alike in the
+    /// inventory once iPXE, which reports plain UEFI, has taken over.
+    pub fn bump_boot_answer(&self, facts: &ClientFacts) {
+        self.bump(boot_answer_counter(facts));
+    }
+
     pub fn get(&self, name: &str) -> u64 {
         lock(&self.counters).get(name).copied().unwrap_or(0)
     }
@@ -89,6 +98,21 @@ impl Stats {
     }
 }
 
+/// Mirrors `dhcp::boot::choose`: iPXE is recognised before the firmware.
+fn boot_answer_counter(facts: &ClientFacts) -> &'static str {
+    if facts.is_ipxe {
+        return "dhcp_boot_ipxe";
+    }
+    match facts.firmware {
+        Firmware::Bios => "dhcp_boot_bios",
+        Firmware::Uefi => "dhcp_boot_uefi",
+        Firmware::UefiHttp => "dhcp_boot_uefi_http",
+        // `choose` gives these no boot file; counted rather than hidden
+        // should that ever change.
+        Firmware::Other | Firmware::None => "dhcp_boot_other",
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct StatusFile<'a> {
     pub service: &'static str,
@@ -108,4 +132,40 @@ pub fn write_status(path: &Path, status: &StatusFile<'_>) -> std::io::Result<()>
     let bytes = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
     // Status is rebuilt every few seconds and lives on tmpfs: no fsync.
     write_atomic(path, &bytes, false)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::mac::MacAddr;
+
+    fn facts(firmware: Firmware, is_ipxe: bool) -> ClientFacts {
+        ClientFacts {
+            mac: MacAddr([0x52, 0x54, 0, 0x6b, 0, 1]),
+            arch: None,
+            firmware,
+            is_ipxe,
+            is_pxe: true,
+            http_client: firmware == Firmware::UefiHttp,
+            hostname: None,
+        }
+    }
+
+    #[test]
+    fn boot_answers_are_counted_by_boot_path() {
+        let stats = Stats::default();
+        stats.bump_boot_answer(&facts(Firmware::UefiHttp, false));
+        stats.bump_boot_answer(&facts(Firmware::Uefi, false));
+        stats.bump_boot_answer(&facts(Firmware::Uefi, true));
+        stats.bump_boot_answer(&facts(Firmware::Bios, false));
+        assert_eq!(stats.get("dhcp_boot_uefi_http"), 1);
+        assert_eq!(stats.get("dhcp_boot_uefi"), 1);
+        assert_eq!(
+            stats.get("dhcp_boot_ipxe"),
+            1,
+            "iPXE wins over its firmware"
+        );
+        assert_eq!(stats.get("dhcp_boot_bios"), 1);
+    }
 }

@@ -1,5 +1,5 @@
 //! Real firmware: a SeaBIOS node VM with QEMU's iPXE NIC ROM PXE-boots from
-//! the PXE service (in-process, in a network namespace of its own: bridge
+//! the PXE service (and, opt-in, OVMF by UEFI PXE and by UEFI HTTP boot) (in-process, in a network namespace of its own: bridge
 //! `kpqbr*` + tap, nothing on the host network), gets its per-MAC profile,
 //! boots the lab payload (Debian kernel + tiny initramfs that fetches its
 //! NoCloud data and phones home) and ends "installed" in the inventory.
@@ -50,6 +50,34 @@ enum Firmware {
     SeaBios,
     /// OVMF's own PXE on virtio-net (ROM disabled) → snponly.efi over TFTP.
     Ovmf,
+    /// OVMF's own network stack on virtio-net (ROM disabled) with its PXE
+    /// turned off, so it network-boots by UEFI HTTP boot: DHCP with vendor
+    /// class HTTPClient → http://LAN/boot/ipxe.efi, no TFTP at all.
+    OvmfHttp,
+}
+
+impl Firmware {
+    fn name(self) -> &'static str {
+        match self {
+            Firmware::SeaBios => "SeaBIOS+iPXE",
+            Firmware::Ovmf => "OVMF UEFI PXE",
+            Firmware::OvmfHttp => "OVMF UEFI HTTP boot",
+        }
+    }
+}
+
+/// Skips (false) unless KINDLING_TEST_UEFI=1 and OVMF is installed: an OVMF
+/// node takes about a minute under TCG, too long for every run.
+fn uefi_tests_wanted(what: &str) -> bool {
+    if std::env::var_os("KINDLING_TEST_UEFI").is_none() {
+        eprintln!("skipping: set KINDLING_TEST_UEFI=1 to run the OVMF ({what}) node test");
+        return false;
+    }
+    if !Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").exists() {
+        eprintln!("skipping: ovmf not installed");
+        return false;
+    }
+    true
 }
 
 #[test]
@@ -62,15 +90,20 @@ fn seabios_ipxe_node_boots_its_profile_and_reports_installed() {
 #[test]
 fn ovmf_pxe_node_boots_its_profile_and_reports_installed() {
     require_root!();
-    if std::env::var_os("KINDLING_TEST_UEFI").is_none() {
-        eprintln!("skipping: set KINDLING_TEST_UEFI=1 to run the OVMF (UEFI PXE) node test");
-        return;
+    if uefi_tests_wanted("UEFI PXE") {
+        boot_node(Firmware::Ovmf, false);
     }
-    if !Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").exists() {
-        eprintln!("skipping: ovmf not installed");
-        return;
+}
+
+/// UEFI HTTP boot (RFC 7230 client in the firmware, DHCP option 93 = 16):
+/// the path real servers take when PXE is off in their setup. Opt-in like
+/// the OVMF PXE test: KINDLING_TEST_UEFI=1.
+#[test]
+fn ovmf_http_boot_node_boots_its_profile_and_reports_installed() {
+    require_root!();
+    if uefi_tests_wanted("UEFI HTTP boot") {
+        boot_node(Firmware::OvmfHttp, false);
     }
-    boot_node(Firmware::Ovmf, false);
 }
 
 /// proxyDHCP, like Pixiecore: dnsmasq owns the addresses (and offers no
@@ -128,7 +161,14 @@ fn boot_node(firmware: Firmware, proxy: bool) {
     }
     // KP_QEMU_NO_RA=1 turns the RAs off, to measure what they save.
     site.pxe.router_advertisements = std::env::var_os("KP_QEMU_NO_RA").is_none();
-    let settings = PxeSettings::from_site(&site, dirs.paths(Path::new("/usr/lib/ipxe"))).unwrap();
+    // Copies, as the image does: Debian's /usr/lib/ipxe/ipxe.efi is a
+    // symlink to /boot/ipxe.efi, and the service refuses any file whose real
+    // path leaves its boot directory (a 404 the HTTP boot firmware reports).
+    let boot_dir = dirs.path("boot");
+    for name in ["undionly.kpxe", "snponly.efi", "ipxe.efi"] {
+        std::fs::copy(Path::new("/usr/lib/ipxe").join(name), boot_dir.join(name)).unwrap();
+    }
+    let settings = PxeSettings::from_site(&site, dirs.paths(&boot_dir)).unwrap();
     let mut dnsmasq = None;
     if proxy {
         let leases = dirs.path("dnsmasq.leases");
@@ -191,8 +231,9 @@ fn boot_node(firmware: Firmware, proxy: bool) {
         Firmware::SeaBios => {
             cmd.args(["-device", &format!("e1000,netdev=n0,mac={MAC}")]);
         }
-        Firmware::Ovmf => {
-            // Own VARS copy per VM; romfile= empty so OVMF's own PXE runs.
+        Firmware::Ovmf | Firmware::OvmfHttp => {
+            // Own VARS copy per VM; romfile= empty so OVMF's own network
+            // stack runs, not iPXE's EFI ROM.
             let vars = dirs.path("OVMF_VARS.fd");
             std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();
             cmd.args([
@@ -207,6 +248,17 @@ fn boot_node(firmware: Firmware, proxy: bool) {
                 "-device",
                 &format!("virtio-net-pci,netdev=n0,mac={MAC},romfile="),
             ]);
+            if firmware == Firmware::OvmfHttp {
+                // edk2's NetworkPkg reads these QEMU fw_cfg files: with PXE
+                // off over both IP versions, OVMF's network boot entries are
+                // only "UEFI HTTPv4" and "UEFI HTTPv6", tried in that order.
+                cmd.args([
+                    "-fw_cfg",
+                    "name=opt/org.tianocore/IPv4PXESupport,string=n",
+                    "-fw_cfg",
+                    "name=opt/org.tianocore/IPv6PXESupport,string=n",
+                ]);
+            }
         }
     }
     let vm = cmd
@@ -222,6 +274,7 @@ fn boot_node(firmware: Firmware, proxy: bool) {
     let marks = [
         ("dhcp ack", "dhcp_acks"),
         ("tftp transfer", "tftp_transfers"),
+        ("boot file (http)", "boot_files"),
         ("ipxe script", "http_scripts"),
         ("kernel+initrd", "artifacts"),
     ];
@@ -246,6 +299,11 @@ fn boot_node(firmware: Firmware, proxy: bool) {
         }
         if log.contains("kindling-node: FAILED") {
             panic!("node failed:\n{log}");
+        }
+        // OVMF drops to its shell once every boot entry failed: nothing more
+        // will happen, so fail now instead of at the time limit.
+        if log.contains("\"EFI Internal Shell\"") {
+            panic!("OVMF gave up network boot:\n{log}\nstatus: {st}");
         }
         let nodes =
             std::fs::read_to_string(dirs.path("state/inventory/nodes.json")).unwrap_or_default();
@@ -274,12 +332,7 @@ fn boot_node(firmware: Firmware, proxy: bool) {
     }
     let st: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&status_path).unwrap()).unwrap();
-    let name = if firmware == Firmware::Ovmf {
-        "OVMF UEFI PXE"
-    } else {
-        "SeaBIOS+iPXE"
-    };
-    eprintln!("{name} node {MAC}, TCG:");
+    eprintln!("{} node {MAC}, TCG:", firmware.name());
     for (label, at) in &seen {
         eprintln!("  {label:<20} {:>6.1} s", at.as_secs_f64());
     }
@@ -313,16 +366,39 @@ fn boot_node(firmware: Firmware, proxy: bool) {
         );
     }
     drop(dnsmasq);
-    let expected = if firmware == Firmware::Ovmf {
-        "uefi"
-    } else {
-        "bios"
+    let log = std::fs::read_to_string(&serial).unwrap_or_default();
+    // The inventory keeps the firmware of the node's latest boot-time DHCP,
+    // which is iPXE's own on every path: EFI iPXE reports plain UEFI (option
+    // 93 = 7) even when HTTP boot loaded it.
+    let expected = match firmware {
+        Firmware::SeaBios => "bios",
+        Firmware::Ovmf | Firmware::OvmfHttp => "uefi",
     };
-    assert_eq!(
-        node["firmware"],
-        expected,
-        "serial:\n{}",
-        std::fs::read_to_string(&serial).unwrap_or_default()
-    );
+    assert_eq!(node["firmware"], expected, "serial:\n{log}");
+    let counter = |name: &str| st["counters"][name].as_u64().unwrap_or(0);
+    match firmware {
+        Firmware::SeaBios => {}
+        Firmware::Ovmf => {
+            assert!(counter("dhcp_boot_uefi") >= 1, "PXE answer: {st}");
+            assert!(counter("tftp_transfers") >= 1, "snponly.efi by TFTP: {st}");
+        }
+        Firmware::OvmfHttp => {
+            // Proof the HTTP path was taken, from both ends: the firmware
+            // says so on the console, and the service answered an HTTPClient
+            // and served ipxe.efi over HTTP without a single TFTP request.
+            assert!(
+                log.contains("Start HTTP Boot over IPv4"),
+                "OVMF did not HTTP boot:\n{log}"
+            );
+            assert!(!log.contains("Start PXE"), "OVMF tried PXE:\n{log}");
+            assert!(
+                counter("dhcp_boot_uefi_http") >= 1,
+                "HTTPClient answer: {st}"
+            );
+            assert_eq!(counter("dhcp_boot_uefi"), 0, "no UEFI PXE answer: {st}");
+            assert!(counter("boot_files") >= 1, "ipxe.efi over HTTP: {st}");
+            assert_eq!(counter("tftp_requests"), 0, "no TFTP: {st}");
+        }
+    }
     drop(vm);
 }

@@ -111,6 +111,9 @@ pub fn serve(
                 stats.bump(answer_counter(handled.answered));
                 observer.observed(&handled);
                 if let Some(reply) = &handled.reply {
+                    if handled.boot_file.is_some() {
+                        stats.bump_boot_answer(&handled.facts);
+                    }
                     let target = match reply.destination {
                         Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, 68),
                         Destination::Unicast(ip, p) => SocketAddrV4::new(ip, p),
