@@ -108,7 +108,12 @@ impl ApplianceSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeFirmware {
     Bios,
+    /// OVMF, network boot by PXE (TFTP).
     Uefi,
+    /// OVMF with its PXE off: UEFI HTTP boot (DHCP vendor class HTTPClient,
+    /// the boot program over HTTP, no TFTP), the path a server takes when
+    /// its firmware setup has PXE disabled.
+    UefiHttp,
 }
 
 #[derive(Debug, Clone)]
@@ -410,11 +415,12 @@ impl Drop for Lab {
 pub fn node_config(spec: &NodeSpec, accel: Accel, run_dir: &Path) -> Result<VmConfig> {
     let firmware = match spec.firmware {
         NodeFirmware::Bios => FirmwareChoice::Bios,
-        NodeFirmware::Uefi => uefi_firmware(&spec.name, run_dir)?,
+        NodeFirmware::Uefi | NodeFirmware::UefiHttp => uefi_firmware(&spec.name, run_dir)?,
     };
-    // OVMF has its own virtio PXE but no e1000 driver: keep iPXE's ROM there.
+    // OVMF has its own virtio network stack (PXE and HTTP boot) but no e1000
+    // driver: keep iPXE's ROM there.
     let rom = match (spec.firmware, spec.nic_model) {
-        (NodeFirmware::Uefi, NicModel::Virtio) => NicRom::None,
+        (NodeFirmware::Uefi | NodeFirmware::UefiHttp, NicModel::Virtio) => NicRom::None,
         _ => NicRom::Default,
     };
     let boot = match &spec.direct {
@@ -423,6 +429,7 @@ pub fn node_config(spec: &NodeSpec, accel: Accel, run_dir: &Path) -> Result<VmCo
             initrd: initrd.clone(),
             append: append.clone(),
         },
+        None if spec.firmware == NodeFirmware::UefiHttp => BootSource::HttpBoot,
         None => BootSource::Network,
     };
     let tap = format!("nd-{}", spec.mac.rsplit(':').next().unwrap_or("x"));
@@ -540,4 +547,31 @@ pub fn http_in_netns(
         stderr: text.clone(),
     })?;
     Ok((code, body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn uefi_http_node_uses_ovmf_own_virtio_stack_and_http_boot() {
+        if Firmware::ovmf().is_err() {
+            eprintln!("skipping: ovmf not installed");
+            return;
+        }
+        let run_dir = tempfile::tempdir().unwrap();
+        let config = |firmware| {
+            let spec = NodeSpec::pxe("node", "52:54:00:6b:00:30", firmware);
+            node_config(&spec, Accel::Tcg, run_dir.path()).unwrap()
+        };
+        let http = config(NodeFirmware::UefiHttp);
+        assert!(matches!(http.firmware, FirmwareChoice::Uefi { .. }));
+        assert!(matches!(http.boot, BootSource::HttpBoot));
+        assert_eq!(http.nics[0].rom, NicRom::None);
+        assert!(matches!(
+            config(NodeFirmware::Uefi).boot,
+            BootSource::Network
+        ));
+    }
 }

@@ -44,6 +44,8 @@ enum Nic {
 enum Fw {
     Bios,
     Uefi,
+    /// OVMF with PXE off: UEFI HTTP boot.
+    UefiHttp,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -117,6 +119,7 @@ fn node_firmware(fw: Fw) -> NodeFirmware {
     match fw {
         Fw::Bios => NodeFirmware::Bios,
         Fw::Uefi => NodeFirmware::Uefi,
+        Fw::UefiHttp => NodeFirmware::UefiHttp,
     }
 }
 

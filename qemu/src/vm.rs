@@ -75,7 +75,19 @@ pub enum BootSource {
     Disk { image: PathBuf, bus: DiskBus },
     /// The network: PXE through the NIC with a bootindex.
     Network,
+    /// The network by UEFI HTTP boot only: OVMF's PXE is switched off, so
+    /// its network boot entries are HTTP over IPv4, then IPv6. OVMF only;
+    /// SeaBIOS ignores the switches and would PXE-boot.
+    HttpBoot,
 }
+
+/// The QEMU fw_cfg files edk2's NetworkPkg reads at boot (OVMF's
+/// `PcdIPv4PXESupport`/`PcdIPv6PXESupport` overrides): with both `n` the
+/// firmware creates no PXE boot entries and falls to HTTP boot.
+const OVMF_PXE_OFF: [&str; 2] = [
+    "name=opt/org.tianocore/IPv4PXESupport,string=n",
+    "name=opt/org.tianocore/IPv6PXESupport,string=n",
+];
 
 #[derive(Debug, Clone)]
 pub enum FirmwareChoice {
@@ -194,6 +206,12 @@ impl VmConfig {
                 });
             }
             BootSource::Network => {}
+            BootSource::HttpBoot => {
+                for file in OVMF_PXE_OFF {
+                    push("-fw_cfg");
+                    push(file);
+                }
+            }
         }
         a
     }
@@ -308,6 +326,24 @@ mod tests {
             line.contains("virtio-blk-pci,drive=disk0,bootindex=0"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn http_boot_turns_ovmf_pxe_off_and_pxe_does_not() {
+        let uefi = || FirmwareChoice::Uefi {
+            code: "/ovmf/code.fd".into(),
+            vars: "/lab/vars.fd".into(),
+        };
+        let line = joined(&config(uefi(), BootSource::HttpBoot));
+        assert!(
+            line.contains(
+                "-fw_cfg name=opt/org.tianocore/IPv4PXESupport,string=n \
+                 -fw_cfg name=opt/org.tianocore/IPv6PXESupport,string=n"
+            ),
+            "{line}"
+        );
+        let line = joined(&config(uefi(), BootSource::Network));
+        assert!(!line.contains("fw_cfg"), "{line}");
     }
 
     #[test]

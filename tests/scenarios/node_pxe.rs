@@ -3,7 +3,8 @@
 //! data, phones home (the appliance's inventory shows it), and reaches the
 //! upstream HTTP target through the appliance's NAT: the target sees the
 //! appliance's uplink address, not the node's LAN address. Then a UEFI node
-//! (OVMF's own PXE) boots the prod profile with its reserved address.
+//! (OVMF's own PXE) boots the prod profile with its reserved address, and a
+//! UEFI HTTP boot node (OVMF with PXE off) boots the default profile.
 
 use crate::appliance_boot::wait_ready_and_check_status;
 use crate::{NODE_FAIL, NODE_TIMEOUT};
@@ -12,6 +13,9 @@ use kindling_lab::upstream::NAT_PROBE_PATH;
 use kindling_lab::vm::{APPLIANCE_UPLINK_MAC, NODE_DEV_MAC, NODE_PROD_MAC};
 use kindling_lab::{ApplianceBoot, ApplianceSpec, NodeFirmware, NodeSpec};
 use std::time::Duration;
+
+/// Not in overlays/lab: the HTTP boot node also covers an unknown MAC.
+const NODE_HTTP_MAC: &str = "52:54:00:6b:00:30";
 
 #[test]
 #[ignore = "QEMU lab: run by tests/e2e"]
@@ -118,6 +122,43 @@ fn bios_and_uefi_nodes_pxe_boot_from_the_appliance_and_reach_upstream_through_na
             "GET {url}: UEFI node {NODE_PROD_MAC} not recorded as installed: {body}"
         ));
     }
+
+    // A UEFI HTTP boot node (OVMF with its PXE off): DHCP vendor class
+    // HTTPClient, ipxe.efi over HTTP, no TFTP. Its MAC is not in the site, so
+    // it gets pxe.default_profile. OVMF announcing PXE, or giving up to its
+    // shell, fails at once.
+    let started = std::time::Instant::now();
+    let http = NodeSpec::pxe("node-uefi-http", NODE_HTTP_MAC, NodeFirmware::UefiHttp);
+    let node = lab.boot_node(&http).map_err(|e| e.to_string())?;
+    let vm = lab.vm(node);
+    let fail = format!("{NODE_FAIL}|Start PXE|EFI Internal Shell");
+    for step in [
+        r"Start HTTP Boot over IPv4",
+        r"kindling-node: lease 192\.168\.100\.",
+        r"kindling-node: installed",
+    ] {
+        let seen = vm
+            .wait_for_unless(step, Some(&fail), NODE_TIMEOUT)
+            .map_err(|e| format!("UEFI HTTP boot node: {e}"))?;
+        eprintln!(
+            "[{scenario}] uefi http node +{:.1}s {}",
+            seen.elapsed.as_secs_f64(),
+            seen.line.trim()
+        );
+    }
+    vm.wait_exit(Duration::from_secs(30))
+        .ok_or("the UEFI HTTP boot node did not power off after `installed`")?;
+    let (code, body) = kindling_lab::demo::wait_node_phoned_home(&lab, NODE_HTTP_MAC, settle)
+        .map_err(|e| e.to_string())?;
+    if code != 200 || !kindling_lab::demo::node_phoned_home(&body, NODE_HTTP_MAC) {
+        return Err(format!(
+            "GET {url}: UEFI HTTP boot node {NODE_HTTP_MAC} not recorded as installed: {body}"
+        ));
+    }
+    eprintln!(
+        "[{scenario}] uefi http node: {:.1}s from start to installed in the inventory",
+        started.elapsed().as_secs_f64()
+    );
     lab.succeeded();
     Ok(())
 }
