@@ -316,6 +316,114 @@ impl ConsulApi {
         }
     }
 
+    /// Every key under `prefix` (`?recurse`), with the index to wait on.
+    /// With `wait = Some((index, time))` it is a blocking query: Consul
+    /// answers once something under the prefix changed after `index`, or
+    /// after about `time`. A prefix with no keys is an empty list.
+    pub async fn kv_list(
+        &self,
+        prefix: &str,
+        wait: Option<(u64, Duration)>,
+    ) -> Result<(u64, Vec<KvPair>), ConsulError> {
+        let mut url = format!("{}/v1/kv/{prefix}?recurse=true", self.url);
+        if let Some((index, time)) = wait {
+            url.push_str(&format!("&index={index}&wait={}ms", time.as_millis()));
+        }
+        let mut req = self.http.get(url);
+        if let Some(t) = &self.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        let resp = req.send().await.map_err(|e| ConsulError::Unreachable {
+            url: self.url.clone(),
+            reason: error_chain(&e),
+        })?;
+        let status = resp.status().as_u16();
+        let index = resp
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let text = resp.text().await.unwrap_or_default();
+        let action = format!("list kv {prefix}");
+        match status {
+            200 => {
+                let pairs: Vec<KvPair> =
+                    serde_json::from_str(&text).map_err(|e| ConsulError::Unexpected {
+                        action,
+                        reason: e.to_string(),
+                    })?;
+                Ok((index, pairs))
+            }
+            404 => Ok((index, Vec::new())),
+            _ => Err(ConsulError::Api {
+                action,
+                status,
+                message: text.trim().chars().take(300).collect(),
+            }),
+        }
+    }
+
+    /// `PUT kv/KEY?cas=N&flags=F`: writes only if the key's ModifyIndex is
+    /// still `cas` (0: only if absent). `Ok(false)` when it was not.
+    pub async fn kv_put_cas(
+        &self,
+        key: &str,
+        value: &str,
+        flags: u64,
+        cas: u64,
+    ) -> Result<bool, ConsulError> {
+        self.kv_cas(
+            reqwest::Method::PUT,
+            &format!("kv/{key}?cas={cas}&flags={flags}"),
+            Some(value),
+            &format!("write kv {key}"),
+        )
+        .await
+    }
+
+    /// `DELETE kv/KEY?cas=N` (`cas` > 0: Consul ignores a 0 here).
+    pub async fn kv_delete_cas(&self, key: &str, cas: u64) -> Result<bool, ConsulError> {
+        self.kv_cas(
+            reqwest::Method::DELETE,
+            &format!("kv/{key}?cas={cas}"),
+            None,
+            &format!("delete kv {key}"),
+        )
+        .await
+    }
+
+    async fn kv_cas(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+        action: &str,
+    ) -> Result<bool, ConsulError> {
+        let mut req = self.http.request(method, format!("{}/v1/{path}", self.url));
+        if let Some(t) = &self.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        if let Some(b) = body {
+            req = req.body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| ConsulError::Unreachable {
+            url: self.url.clone(),
+            reason: error_chain(&e),
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        match (status, text.trim()) {
+            (200, "true") => Ok(true),
+            (200, "false") => Ok(false),
+            _ => Err(ConsulError::Api {
+                action: action.into(),
+                status,
+                message: text.trim().chars().take(300).collect(),
+            }),
+        }
+    }
+
     /// Switches Connect's CA provider (e.g. to Vault).
     pub async fn set_connect_ca(&self, provider: &str, config: &Value) -> Result<(), ConsulError> {
         let body = json!({"Provider": provider, "Config": config});
@@ -339,6 +447,30 @@ impl ConsulApi {
             )
             .await?;
         Ok(v["Provider"].as_str().unwrap_or_default().to_string())
+    }
+}
+
+/// One KV entry as Consul lists it (`Value` is base64, absent for an empty value).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KvPair {
+    pub key: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub flags: u64,
+    #[serde(default)]
+    pub modify_index: u64,
+}
+
+impl KvPair {
+    /// The decoded value (empty if there is none or it is not base64).
+    pub fn bytes(&self) -> Vec<u8> {
+        use base64::Engine;
+        self.value
+            .as_deref()
+            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+            .unwrap_or_default()
     }
 }
 

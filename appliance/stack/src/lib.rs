@@ -4,8 +4,9 @@
 //!
 //! Owns: rendering each service's config file and service-table entry from the
 //! `SiteConfig` ([`render()`]), the one-shot, resumable bootstrap
-//! ([`bootstrap::run`]) and its status file, the encrypted init secrets, and
-//! issuing node enrollment grants ([`enroll`]).
+//! ([`bootstrap::run`]) and its status file, the encrypted init secrets,
+//! issuing node enrollment grants ([`enroll`]) and the Consul KV keys of
+//! runtime MAC → profile assignments ([`assignments`]).
 //!
 //! Must never: write an unseal key or root token in plain text anywhere but
 //! the lab-only local unseal file, log a secret, re-initialise a Vault or
@@ -13,6 +14,7 @@
 //! `ip`/`iptables`/`mount`.
 
 pub mod api;
+pub mod assignments;
 pub mod bootstrap;
 pub mod consul;
 pub mod enroll;

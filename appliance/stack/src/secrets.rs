@@ -3,8 +3,9 @@
 //! recipients (`stack.vault.recipients`).
 //!
 //! Owns `<state>/vault-init.age` (armored age file, downloadable through the
-//! status API), the appliance's own Vault token, the lab-only local unseal
-//! file, and small "step started" markers the bootstrap uses to tell its own
+//! status API), the appliance's own Vault token, the copy of the Consul
+//! token `kindlingd api` syncs runtime assignments with, the lab-only local
+//! unseal file, and small "step started" markers the bootstrap uses to tell its own
 //! half-done work from someone else's. Must never write an unseal key or root
 //! token in plain text except in the local unseal file, which exists only when
 //! the site chose `unseal = "local"` (lab only, warned about loudly).
@@ -139,6 +140,12 @@ impl SecretStore {
     fn token_file(&self) -> PathBuf {
         self.dir.join("appliance-token")
     }
+    /// The assignments sync's Consul token (policy `kindling-assignments`:
+    /// its KV keys only). Vault keeps the record; this copy lets the sync
+    /// run while Vault is sealed (manual unseal after a reboot).
+    pub fn consul_assignments_token_file(&self) -> PathBuf {
+        self.dir.join("consul-assignments-token")
+    }
     fn marker(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.started"))
     }
@@ -216,6 +223,19 @@ impl SecretStore {
     }
     pub fn write_appliance_token(&self, token: &str) -> Result<(), SecretsError> {
         Self::write(&self.token_file(), token.as_bytes(), 0o600)
+    }
+
+    pub fn read_consul_assignments_token(&self) -> Result<Option<String>, SecretsError> {
+        Ok(Self::read_opt(&self.consul_assignments_token_file())?
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .filter(|t| !t.is_empty()))
+    }
+    pub fn write_consul_assignments_token(&self, token: &str) -> Result<(), SecretsError> {
+        Self::write(
+            &self.consul_assignments_token_file(),
+            token.as_bytes(),
+            0o600,
+        )
     }
 
     /// Records that a non-repeatable step is about to run (e.g. Consul's ACL

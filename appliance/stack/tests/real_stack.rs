@@ -271,6 +271,50 @@ fn cold_bootstrap_rerun_restarts_and_node_enrollment() {
     let profile: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(profile["tags"]["env"], "development");
 
+    // 6b. The assignments sync's token (copied to the data partition, the
+    //     same as recorded in Vault) writes runtime assignments, nothing else.
+    let sync_token = kindling_stack::secrets::SecretStore::new(&lab.layout.state_dir())
+        .read_consul_assignments_token()
+        .unwrap()
+        .expect("the bootstrap leaves the assignments token on the data partition");
+    let recorded: Value = rt
+        .block_on(async {
+            let token =
+                std::fs::read_to_string(lab.layout.state_dir().join("appliance-token")).unwrap();
+            VaultApi::new(&lab.layout.vault_local_url(), Some(token), None)
+                .unwrap()
+                .kv_read("kindling", "stack/consul/assignments")
+                .await
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(recorded["secret_id"].as_str(), Some(sync_token.as_str()));
+    let kv_put_as = |token: &str, key: &str| {
+        std::process::Command::new(tools.join("consul"))
+            .args(["kv", "put", key, "dev"])
+            .env("CONSUL_HTTP_ADDR", &consul_url)
+            .env("CONSUL_HTTP_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let out = kv_put_as(&sync_token, "kindling/assignments/52:54:00:6b:00:30");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for key in [
+        "kindling/profiles/dev",
+        "kindling/nodes/52:54:00:6b:00:10",
+        "vault/x",
+    ] {
+        let out = kv_put_as(&sync_token, key);
+        assert!(
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("403"),
+            "the assignments token must not write {key}"
+        );
+    }
+
     // 7. Connect's CA is Vault (stack.consul.connect_vault_ca), with roots in Vault's PKI.
     let provider = rt
         .block_on(

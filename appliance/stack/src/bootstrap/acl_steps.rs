@@ -19,6 +19,7 @@ const CONSUL_MANAGEMENT: &str = "stack/consul/management";
 const CONSUL_AGENT: &str = "stack/consul/agent";
 const CONSUL_GOSSIP: &str = "stack/consul/gossip";
 const CONSUL_CONNECT_CA: &str = "stack/consul/connect-ca-vault-token";
+const CONSUL_ASSIGNMENTS: &str = "stack/consul/assignments";
 const NOMAD_MANAGEMENT: &str = "stack/nomad/management";
 const NOMAD_VAULT: &str = "stack/nomad/vault-token";
 const NOMAD_CONSUL: &str = "stack/nomad/consul-token";
@@ -207,6 +208,50 @@ pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, String> {
         }
     };
     consul.set_agent_token(&agent).await.map_err(ce)?;
+
+    // The assignments sync's token: recorded in Vault like every Consul
+    // token kindling makes, copied to the data partition for `kindlingd api`
+    // (which must keep syncing while Vault is sealed).
+    let assignments = match stored_secret(run, CONSUL_ASSIGNMENTS).await? {
+        Some(s)
+            if consul
+                .with_token(&s)
+                .token_valid_settled(SETTLE)
+                .await
+                .map_err(ce)? =>
+        {
+            // The policy's rules may have changed since the token was made.
+            consul
+                .upsert_policy(
+                    crate::assignments::POLICY,
+                    policies::CONSUL_ASSIGNMENTS_RULES,
+                    "kindling runtime MAC to profile assignments",
+                )
+                .await
+                .map_err(ce)?;
+            s
+        }
+        _ => {
+            let t = crate::assignments::create_token(&consul)
+                .await
+                .map_err(ce)?;
+            store_secret(run, CONSUL_ASSIGNMENTS, &t.accessor_id, &t.secret_id).await?;
+            done.push("assignments token created");
+            t.secret_id
+        }
+    };
+    if run
+        .store
+        .read_consul_assignments_token()
+        .map_err(|e| e.to_string())?
+        .as_deref()
+        != Some(assignments.as_str())
+    {
+        run.store
+            .write_consul_assignments_token(&assignments)
+            .map_err(|e| e.to_string())?;
+        done.push("assignments token copied for the API's KV sync");
+    }
 
     if run.opts.site.stack.consul.connect_vault_ca
         && run.opts.site.stack.vault.enabled
@@ -431,7 +476,9 @@ pub(super) fn restart_service(socket: &Path, name: &str) -> Result<(), String> {
     }
 }
 
-/// Profiles and MAC assignments, readable with `consul kv get -recurse kindling/`.
+/// The overlay's profiles and `[[nodes]]`, readable with `consul kv get
+/// -recurse kindling/`. Runtime assignments (`kindling/assignments/`) are
+/// not the bootstrap's: `kindlingd api` keeps them in step continuously.
 pub(super) async fn kv_mirror(run: &mut Run) -> Result<Outcome, String> {
     if !run.opts.site.stack.consul.enabled {
         return Ok(Outcome::skipped("stack.consul.enabled = false"));

@@ -93,6 +93,13 @@ key_prefix "kindling/profiles/{profile}" {{ policy = "read" }}
     )
 }
 
+/// `kindlingd api`'s sync of runtime MAC → profile assignments
+/// (`crate::assignments`): its keys and its epoch marker, nothing else.
+pub const CONSUL_ASSIGNMENTS_RULES: &str = r#"
+key_prefix "kindling/assignments/" { policy = "write" }
+key "kindling/assignments-epoch" { policy = "write" }
+"#;
+
 /// Nomad servers' Consul token.
 pub const CONSUL_NOMAD_SERVER_RULES: &str = r#"
 agent_prefix "" { policy = "read" }
