@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 mod api;
+mod assignments;
 mod config;
 mod enroll;
 mod net;

@@ -3,17 +3,17 @@
 //! runtime MAC → profile assignments.
 //!
 //! Owns `inventory/nodes.json` (written by the PXE service only, write-behind
-//! and atomic) and `inventory/assignments.json` (written by whoever assigns,
-//! under an exclusive lock, atomic and fsynced; the PXE service re-reads it
-//! when it changes). It never talks to the network.
+//! and atomic) and the PXE service's view of `inventory/assignments.json`
+//! (format and writers in `assignments`; re-read when it changes). It never
+//! talks to the network.
 
+pub use crate::assignments::AssignmentStore;
 use crate::dhcp::client::Firmware;
 use crate::mac::MacAddr;
 use crate::settings::PxeSettings;
 use kindling_atomic_write::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -116,88 +116,6 @@ struct NodesFile {
     nodes: Vec<NodeRecord>,
 }
 
-#[derive(Serialize, Deserialize, Default)]
-struct AssignmentsFile {
-    assignments: BTreeMap<MacAddr, String>,
-}
-
-/// Runtime MAC → profile assignments on disk, shared between processes (the
-/// API writes, the PXE service reads).
-#[derive(Debug, Clone)]
-pub struct AssignmentStore {
-    path: PathBuf,
-}
-
-impl AssignmentStore {
-    pub fn new(path: PathBuf) -> Self {
-        Self { path }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// All assignments; a missing file is none.
-    pub fn load(&self) -> Result<BTreeMap<MacAddr, String>, InventoryError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice::<AssignmentsFile>(&bytes)
-                .map(|f| f.assignments)
-                .map_err(|source| InventoryError::Parse {
-                    path: self.path.clone(),
-                    source,
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(source) => Err(InventoryError::Read {
-                path: self.path.clone(),
-                source,
-            }),
-        }
-    }
-
-    /// Sets (or with `None` removes) one assignment. Read-modify-write under an
-    /// exclusive lock so concurrent writers never lose each other's change.
-    pub fn assign(&self, mac: MacAddr, profile: Option<&str>) -> Result<(), InventoryError> {
-        let lock_path = self.path.with_extension("lock");
-        if let Some(dir) = lock_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| InventoryError::Write {
-                path: dir.into(),
-                source,
-            })?;
-        }
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| InventoryError::Write {
-                path: lock_path.clone(),
-                source,
-            })?;
-        let _guard = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
-            |(_, source)| InventoryError::Lock {
-                path: lock_path.clone(),
-                source,
-            },
-        )?;
-        let mut all = self.load()?;
-        match profile {
-            Some(p) => all.insert(mac, p.to_string()),
-            None => all.remove(&mac),
-        };
-        let bytes =
-            serde_json::to_vec_pretty(&AssignmentsFile { assignments: all }).map_err(|source| {
-                InventoryError::Parse {
-                    path: self.path.clone(),
-                    source,
-                }
-            })?;
-        write_atomic(&self.path, &bytes, true).map_err(|source| InventoryError::Write {
-            path: self.path.clone(),
-            source,
-        })
-    }
-}
-
 /// Reads the nodes file written by a running PXE service (for the API).
 pub fn read_nodes(path: &Path) -> Result<Vec<NodeRecord>, InventoryError> {
     match std::fs::read(path) {
@@ -221,6 +139,8 @@ struct CachedAssignments {
     /// When the file was last looked at; `None` forces a look.
     looked: Option<Instant>,
     map: BTreeMap<MacAddr, String>,
+    /// Refused KV entries and held-back changes, for status.
+    problems: Vec<String>,
 }
 
 /// How often the DHCP/HTTP hot path may stat the assignments file: an
@@ -273,6 +193,7 @@ impl Inventory {
                 mtime: None,
                 looked: None,
                 map: BTreeMap::new(),
+                problems: Vec::new(),
             }),
             settings: settings.clone(),
         };
@@ -301,9 +222,10 @@ impl Inventory {
         if mtime == cached.mtime && mtime.is_some() {
             return;
         }
-        match self.assignments.load() {
-            Ok(map) => {
-                cached.map = map;
+        match self.assignments.load_state() {
+            Ok(state) => {
+                cached.map = state.effective();
+                cached.problems = state.problems();
                 cached.mtime = mtime;
             }
             Err(e) => tracing::warn!(error = %e, "inventory: keeping previous assignments"),
@@ -315,6 +237,14 @@ impl Inventory {
         let mut cached = lock(&self.cached);
         self.refresh_assignments(&mut cached);
         cached.map.clone()
+    }
+
+    /// What the assignments file reports as problems (refused Consul KV
+    /// entries, changes not yet in KV), for the status file.
+    pub fn assignment_problems(&self) -> Vec<String> {
+        let mut cached = lock(&self.cached);
+        self.refresh_assignments(&mut cached);
+        cached.problems.clone()
     }
 
     /// Sets or (with `None`) removes a runtime assignment, effective at once.

@@ -6,6 +6,8 @@
 //! Library modules never panic on input and never exit the process; the
 //! binary edge (`kindlingd`) maps errors to exit codes.
 
+pub mod assignment_sync;
+pub mod assignments;
 pub mod dhcp;
 pub mod enroll;
 pub mod http;
@@ -21,6 +23,7 @@ pub mod settings;
 pub mod status;
 pub mod tftp;
 
+pub use assignment_sync::{AssignmentSync, KvError, SharedAssignments};
 pub use enroll::{EnrollError, Enrollment, EnrollmentSource};
 pub use inventory::{AssignmentStore, Inventory, NodeRecord, NodeState, ProfileChoice};
 pub use mac::MacAddr;

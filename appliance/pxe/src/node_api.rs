@@ -3,16 +3,19 @@
 //! `(HTTP status, JSON body)`, so kindlingd's router only forwards.
 //!
 //! Reads the inventory the PXE service persists and writes runtime
-//! assignments through `AssignmentStore` (locked, atomic); the PXE service
+//! assignments through `AssignmentStore` (locked, atomic), then lets the
+//! assignment sync push them to Consul KV when one is given; the PXE service
 //! picks an assignment up on its next request. It never moves or repairs
 //! files: a corrupt inventory is reported as an error.
 
+use crate::assignment_sync::AssignmentSync;
+use crate::assignments::{AssignmentsState, KvStatus};
 use crate::inventory::{read_nodes, AssignmentStore, NodeRecord, ProfileChoice};
 use crate::mac::MacAddr;
 use crate::settings::{PxePaths, PxeSettings};
 use kindling_site::SiteConfig;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 fn error(status: u16, message: impl std::fmt::Display) -> (u16, Value) {
@@ -51,6 +54,24 @@ pub fn resolve(
     }
 }
 
+/// The API's `assignment` object: the choice, plus for a runtime
+/// assignment where it is stored: `kv` (in Consul KV and the local file) or
+/// `local` (only in the local file: Consul is off or not reachable yet).
+fn assignment_json(
+    settings: &PxeSettings,
+    state: &AssignmentsState,
+    assignments: &BTreeMap<MacAddr, String>,
+    mac: &MacAddr,
+) -> Value {
+    let choice = resolve(settings, assignments, mac);
+    let mut out = json!(choice);
+    if let ProfileChoice::Assigned(_) = choice {
+        let in_kv = state.records.get(mac).is_some_and(|r| !r.pending);
+        out["stored"] = json!(if in_kv { "kv" } else { "local" });
+    }
+    out
+}
+
 /// `GET /v1/nodes`: every node seen, plus nodes the site or an assignment
 /// names that have not booted yet (`state: null`).
 pub fn list(site: &SiteConfig, state_dir: &Path) -> (u16, Value) {
@@ -59,10 +80,11 @@ pub fn list(site: &SiteConfig, state_dir: &Path) -> (u16, Value) {
         Err(reply) => return reply,
     };
     let store = AssignmentStore::new(settings.paths.assignments_file());
-    let assignments = match store.load() {
-        Ok(a) => a,
+    let state = match store.load_state() {
+        Ok(s) => s,
         Err(e) => return error(500, e),
     };
+    let assignments = state.effective();
     let seen: Vec<NodeRecord> = match read_nodes(&settings.paths.nodes_file()) {
         Ok(n) => n,
         Err(e) => return error(500, e),
@@ -70,7 +92,7 @@ pub fn list(site: &SiteConfig, state_dir: &Path) -> (u16, Value) {
     let mut rows: BTreeMap<MacAddr, Value> = BTreeMap::new();
     for node in seen {
         let mut row = serde_json::to_value(&node).unwrap_or(Value::Null);
-        row["assignment"] = json!(resolve(&settings, &assignments, &node.mac));
+        row["assignment"] = assignment_json(&settings, &state, &assignments, &node.mac);
         rows.insert(node.mac, row);
     }
     let expected = settings
@@ -81,18 +103,26 @@ pub fn list(site: &SiteConfig, state_dir: &Path) -> (u16, Value) {
         .collect::<Vec<_>>();
     for mac in expected {
         rows.entry(mac).or_insert_with(|| {
-            json!({ "mac": mac, "state": null, "assignment": resolve(&settings, &assignments, &mac) })
+            json!({ "mac": mac, "state": null, "assignment": assignment_json(&settings, &state, &assignments, &mac) })
         });
     }
     (
         200,
-        json!({ "nodes": rows.into_values().collect::<Vec<_>>() }),
+        json!({ "nodes": rows.into_values().collect::<Vec<_>>(), "kv": state.kv_status }),
     )
 }
 
 /// `PUT /v1/nodes/MAC/profile` with `{"profile": "NAME"}` (or
-/// `{"profile": null}` to drop the runtime assignment).
-pub fn assign(site: &SiteConfig, state_dir: &Path, mac: &str, body: &[u8]) -> (u16, Value) {
+/// `{"profile": null}` to drop the runtime assignment). The change is in
+/// the local file (in force) before `sync` is asked to push it; the reply's
+/// `assignment.stored` says whether it reached Consul KV, and `kv` why not.
+pub fn assign(
+    site: &SiteConfig,
+    state_dir: &Path,
+    mac: &str,
+    body: &[u8],
+    sync: Option<&AssignmentSync>,
+) -> (u16, Value) {
     let mac: MacAddr = match mac.parse() {
         Ok(m) => m,
         Err(e) => return error(400, e),
@@ -132,10 +162,26 @@ pub fn assign(site: &SiteConfig, state_dir: &Path, mac: &str, body: &[u8]) -> (u
     if let Err(e) = store.assign(mac, profile) {
         return error(500, e);
     }
-    let assignments = store.load().unwrap_or_default();
+    if let Some(sync) = sync {
+        let names: BTreeSet<String> = settings.profiles.keys().cloned().collect();
+        // A failure is recorded in the file's kv status and shown below: the
+        // assignment itself is made (locally) either way.
+        let _ = sync.sync_once(&names);
+    }
+    let state = store.load_state().unwrap_or_default();
+    let assignments = state.effective();
+    let kv = match &state.kv_status {
+        Some(KvStatus::InUse) | None => Value::Null,
+        Some(KvStatus::LocalOnly(why)) => json!(format!("kept locally only: {why}")),
+        Some(KvStatus::Waiting(why)) => {
+            json!(format!(
+                "kept locally, pushed to Consul KV when it can be: {why}"
+            ))
+        }
+    };
     (
         200,
-        json!({ "mac": mac, "previous": previous, "assignment": resolve(&settings, &assignments, &mac) }),
+        json!({ "mac": mac, "previous": previous, "assignment": assignment_json(&settings, &state, &assignments, &mac), "kv": kv }),
     )
 }
 
@@ -162,11 +208,12 @@ mod tests {
             dir.path(),
             "52-54-00-6B-00-99",
             br#"{"profile":"prod"}"#,
+            None,
         );
         assert_eq!(status, 200, "{body}");
         assert_eq!(
             body["assignment"],
-            json!({"source": "assigned", "profile": "prod"})
+            json!({"source": "assigned", "profile": "prod", "stored": "local"})
         );
         let (_, body) = list(&site, dir.path());
         let row = body["nodes"]
@@ -183,6 +230,7 @@ mod tests {
             dir.path(),
             "52:54:00:6b:00:99",
             br#"{"profile":null}"#,
+            None,
         );
         assert_eq!(status, 200);
         assert_eq!(body["previous"], "prod");
@@ -193,7 +241,7 @@ mod tests {
     fn bad_input_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let site = lab_site();
-        let (s, b) = assign(&site, dir.path(), "nope", br#"{"profile":"dev"}"#);
+        let (s, b) = assign(&site, dir.path(), "nope", br#"{"profile":"dev"}"#, None);
         assert_eq!(s, 400);
         assert!(b["error"].as_str().unwrap().contains("invalid MAC"), "{b}");
         let (s, b) = assign(
@@ -201,6 +249,7 @@ mod tests {
             dir.path(),
             "52:54:00:6b:00:99",
             br#"{"profile":"gpu"}"#,
+            None,
         );
         assert_eq!(s, 400);
         assert!(
@@ -210,9 +259,15 @@ mod tests {
                 .contains("known profiles: dev, prod"),
             "{b}"
         );
-        let (s, _) = assign(&site, dir.path(), "52:54:00:6b:00:99", b"{");
+        let (s, _) = assign(&site, dir.path(), "52:54:00:6b:00:99", b"{", None);
         assert_eq!(s, 400);
-        let (s, _) = assign(&site, dir.path(), "52:54:00:6b:00:99", br#"{"profile":3}"#);
+        let (s, _) = assign(
+            &site,
+            dir.path(),
+            "52:54:00:6b:00:99",
+            br#"{"profile":3}"#,
+            None,
+        );
         assert_eq!(s, 400);
     }
 }

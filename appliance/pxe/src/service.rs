@@ -356,7 +356,13 @@ pub fn run(
             leases_in_use,
             rogue_dhcp_servers: stats.rogues(),
             inventory: inventory.summary(),
-            problems: problems.clone(),
+            // Startup problems, plus what the assignments file reports now
+            // (refused Consul KV entries, changes not yet in KV).
+            problems: problems
+                .iter()
+                .cloned()
+                .chain(inventory.assignment_problems())
+                .collect(),
         };
         if let Err(e) = write_status(&settings.paths.status_file, &status) {
             tracing::warn!(error = %e, path = %settings.paths.status_file.display(), "pxe: status write failed");

@@ -49,10 +49,26 @@ fn put_profile(target: &Appliance, mac: &str, profile: Value) -> anyhow::Result<
     let mac: kindling_site::MacAddr = mac.parse()?;
     let url = format!("{}/v1/nodes/{mac}/profile", base(target));
     let json = super::client::put(&url, &serde_json::json!({ "profile": profile }))?;
-    let source = json["assignment"]["source"].as_str().unwrap_or("?");
     let profile = json["assignment"]["profile"].as_str().unwrap_or("-");
-    println!("{mac}: profile {profile} ({source})");
+    println!("{mac}: profile {profile} ({})", source(&json["assignment"]));
+    if let Some(kv) = json["kv"].as_str() {
+        println!("  {kv}");
+    }
     Ok(())
+}
+
+/// Where a node's profile comes from, as the operator says it: the
+/// overlay's `[[nodes]]`, a runtime assignment (in Consul KV, or only in the
+/// appliance's local file), the site's default, the boot menu, or nothing.
+fn source(assignment: &Value) -> String {
+    match (assignment["source"].as_str(), assignment["stored"].as_str()) {
+        (Some("assigned"), Some(stored)) => format!("assignment ({stored})"),
+        (Some("assigned"), None) => "assignment".into(),
+        (Some("site"), _) => "overlay".into(),
+        (Some("not_served"), _) => "not served".into(),
+        (Some(other), _) => other.into(),
+        (None, _) => "-".into(),
+    }
 }
 
 fn cell(v: &Value) -> String {
@@ -73,7 +89,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<19} {:<16} {:<10} {:<10} {:<10} {:<9}",
+                "{:<19} {:<16} {:<10} {:<10} {:<18} {:<9}",
                 "MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE"
             );
             for n in body["nodes"]
@@ -82,14 +98,20 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 .unwrap_or_default()
             {
                 println!(
-                    "{:<19} {:<16} {:<10} {:<10} {:<10} {:<9}",
+                    "{:<19} {:<16} {:<10} {:<10} {:<18} {:<9}",
                     cell(&n["mac"]),
                     cell(&n["ip"]),
                     cell(&n["state"]),
                     cell(&n["assignment"]["profile"]),
-                    cell(&n["assignment"]["source"]),
+                    source(&n["assignment"]),
                     cell(&n["firmware"]),
                 );
+            }
+            let detail = body["kv"]["detail"].as_str().unwrap_or("");
+            match body["kv"]["state"].as_str() {
+                Some("local_only") => println!("assignments kept on the appliance only: {detail}"),
+                Some("waiting") => println!("Consul KV not usable now: {detail}"),
+                _ => {}
             }
             Ok(())
         }

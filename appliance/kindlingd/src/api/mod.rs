@@ -3,13 +3,16 @@
 //! Owns the listener, request limits and routing. Each resource's handlers live
 //! in their own module and return a [`Reply`]; this module never interprets a
 //! resource itself. It must never block the listener on one slow client: a small
-//! pool of worker threads serves requests.
+//! pool of worker threads serves requests. It also starts the runtime
+//! assignments' Consul KV sync (`crate::assignments`), which the node
+//! handlers use too.
 
 mod nodes;
 mod overlays;
 mod stack;
 mod status;
 
+use kindling_pxe::AssignmentSync;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::path::PathBuf;
@@ -70,19 +73,31 @@ struct Request<'a> {
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .try_init();
     let listen = listen_address(args)?;
     let paths = Arc::new(ApiPaths::from_env());
+    let assignments = crate::assignments::sync(&paths.run_dir, &paths.state_dir);
     let server = Arc::new(
         tiny_http::Server::http(&listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?,
     );
     println!("api: listening on http://{listen}");
     crate::notify_ready();
+    if let Some(sync) = &assignments {
+        crate::assignments::spawn(Arc::clone(sync), &paths.run_dir);
+    }
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
             let server = Arc::clone(&server);
             let paths = Arc::clone(&paths);
-            std::thread::spawn(move || serve(&server, &paths))
+            let assignments = assignments.clone();
+            std::thread::spawn(move || serve(&server, &paths, assignments.as_deref()))
         })
         .collect();
     for worker in workers {
@@ -106,7 +121,7 @@ fn listen_address(args: &[String]) -> anyhow::Result<String> {
     }
 }
 
-fn serve(server: &tiny_http::Server, paths: &ApiPaths) {
+fn serve(server: &tiny_http::Server, paths: &ApiPaths, assignments: Option<&AssignmentSync>) {
     for mut request in server.incoming_requests() {
         let reply = match read_body(&mut request) {
             Ok(body) => {
@@ -114,6 +129,7 @@ fn serve(server: &tiny_http::Server, paths: &ApiPaths) {
                 let segments: Vec<&str> = url.split('/').filter(|s| !s.is_empty()).collect();
                 route(
                     paths,
+                    assignments,
                     &Request {
                         method: request.method(),
                         segments,
@@ -169,7 +185,7 @@ impl From<(u16, Value)> for Reply {
     }
 }
 
-fn route(paths: &ApiPaths, req: &Request<'_>) -> Reply {
+fn route(paths: &ApiPaths, assignments: Option<&AssignmentSync>, req: &Request<'_>) -> Reply {
     use tiny_http::Method::{Get, Post, Put};
     let (run, state) = (paths.run_dir.as_path(), paths.state_dir.as_path());
     match (req.method, req.segments.as_slice()) {
@@ -183,7 +199,9 @@ fn route(paths: &ApiPaths, req: &Request<'_>) -> Reply {
             overlays::push(run, state, &paths.control_socket(), &req.body).into()
         }
         (Get, ["v1", "nodes"]) => nodes::list(run, state).into(),
-        (Put, ["v1", "nodes", mac, "profile"]) => nodes::assign(run, state, mac, &req.body).into(),
+        (Put, ["v1", "nodes", mac, "profile"]) => {
+            nodes::assign(run, state, mac, &req.body, assignments).into()
+        }
         (Get, ["v1", "stack"]) => stack::get_stack(run, state).into(),
         (Post, ["v1", "vault", "unseal"]) => stack::post_unseal(run, state, &req.body).into(),
         (Get, ["v1", "vault", "init-secrets"]) => stack::get_init_secrets(run, state).into(),

@@ -3,8 +3,10 @@
 //! `kindling_pxe::node_api`; this file only finds the effective site config
 //! (`run_dir/site.json`) and the data partition (`state_dir`).
 //!
-//! An assignment is written to `state_dir/inventory/assignments.json`; the
-//! running PXE service applies it to the node's next request, no restart.
+//! An assignment is written to `state_dir/inventory/assignments.json` (the
+//! running PXE service applies it to the node's next request, no restart),
+//! then pushed to Consul KV by the API's assignment sync when the stack's
+//! Consul is in use.
 
 use kindling_site::SiteConfig;
 use serde_json::{json, Value};
@@ -31,9 +33,15 @@ pub fn list(run_dir: &Path, state_dir: &Path) -> (u16, Value) {
 }
 
 /// `PUT /v1/nodes/MAC/profile` with body `{"profile": "NAME"}` or `{"profile": null}`.
-pub fn assign(run_dir: &Path, state_dir: &Path, mac: &str, body: &[u8]) -> (u16, Value) {
+pub fn assign(
+    run_dir: &Path,
+    state_dir: &Path,
+    mac: &str,
+    body: &[u8],
+    sync: Option<&kindling_pxe::AssignmentSync>,
+) -> (u16, Value) {
     match site(run_dir) {
-        Ok(site) => kindling_pxe::node_api::assign(&site, state_dir, mac, body),
+        Ok(site) => kindling_pxe::node_api::assign(&site, state_dir, mac, body, sync),
         Err(reply) => reply,
     }
 }
