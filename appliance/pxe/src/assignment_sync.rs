@@ -251,7 +251,9 @@ pub fn merge(
     let mut refused = Vec::new();
     let mut kv = sides(listing, profiles, &mut refused);
     let macs: BTreeSet<MacAddr> = state.records.keys().chain(kv.keys()).copied().collect();
-    let kv_time = |flags: u64| if flags > 0 { flags } else { now_ms };
+    // A stamp from the future (a wrong clock, or any number a KV writer put
+    // in Flags) counts as now, so it cannot win every later conflict.
+    let kv_time = |flags: u64| if flags > 0 { flags.min(now_ms) } else { now_ms };
 
     for mac in macs {
         let side = kv.remove(&mac).unwrap_or(Side::Absent);
@@ -771,6 +773,13 @@ mod tests {
         );
         assert!(plan.writes.is_empty());
         assert_eq!(s.records[&A], synced_at("dev", 60, 8));
+        // A stamp from the future counts as now: a local change made later wins.
+        let mut s = state(vec![(A, local(Some("prod"), NOW + 5, 5))]);
+        let plan = run(
+            &mut s,
+            &listing(vec![entry("52:54:00:6b:00:10", "dev", 8, u64::MAX)]),
+        );
+        assert_eq!(plan.writes.len(), 1, "{plan:?}");
         // Unstamped KV write (an operator's `consul kv put`): dated when seen,
         // so later than a change made here before.
         let mut s = state(vec![(A, local(Some("prod"), 50, 5))]);

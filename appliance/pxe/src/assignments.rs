@@ -271,7 +271,7 @@ pub fn record_local_change(
             profile: profile.map(str::to_string),
             // A change must date after the one it replaces, even if the
             // clock stepped back meanwhile.
-            changed_ms: now_ms.max(previous.map_or(0, |r| r.changed_ms + 1)),
+            changed_ms: now_ms.max(previous.map_or(0, |r| r.changed_ms.saturating_add(1))),
             kv_index,
             pending: true,
         },
