@@ -124,7 +124,7 @@ fn bios_and_uefi_nodes_pxe_boot_from_the_appliance_and_reach_upstream_through_na
     }
 
     // A UEFI HTTP boot node (OVMF with its PXE off): DHCP vendor class
-    // HTTPClient, ipxe.efi over HTTP, no TFTP. Its MAC is not in the site, so
+    // HTTPClient, snponly.efi over HTTP, no TFTP. Its MAC is not in the site, so
     // it gets pxe.default_profile. OVMF announcing PXE, or giving up to its
     // shell, fails at once.
     let started = std::time::Instant::now();

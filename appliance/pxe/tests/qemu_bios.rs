@@ -385,7 +385,7 @@ fn boot_node(firmware: Firmware, proxy: bool) {
         Firmware::OvmfHttp => {
             // Proof the HTTP path was taken, from both ends: the firmware
             // says so on the console, and the service answered an HTTPClient
-            // and served ipxe.efi over HTTP without a single TFTP request.
+            // and served snponly.efi over HTTP without a single TFTP request.
             assert!(
                 log.contains("Start HTTP Boot over IPv4"),
                 "OVMF did not HTTP boot:\n{log}"
@@ -396,7 +396,7 @@ fn boot_node(firmware: Firmware, proxy: bool) {
                 "HTTPClient answer: {st}"
             );
             assert_eq!(counter("dhcp_boot_uefi"), 0, "no UEFI PXE answer: {st}");
-            assert!(counter("boot_files") >= 1, "ipxe.efi over HTTP: {st}");
+            assert!(counter("boot_files") >= 1, "snponly.efi over HTTP: {st}");
             assert_eq!(counter("tftp_requests"), 0, "no TFTP: {st}");
         }
     }

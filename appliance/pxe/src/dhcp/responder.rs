@@ -662,7 +662,9 @@ mod tests {
         );
         assert_eq!(
             h.boot_file,
-            Some(BootFile::Http("http://192.168.100.1/boot/ipxe.efi".into()))
+            Some(BootFile::Http(
+                "http://192.168.100.1/boot/snponly.efi".into()
+            ))
         );
         assert!(
             matches!(opt(&http, OptionCode::ClassIdentifier), Some(DhcpOption::ClassIdentifier(v)) if v == b"HTTPClient")
