@@ -437,6 +437,8 @@ pub struct SyncReport {
 /// retries held-back pushes and re-checks refused entries against the site).
 pub const WATCH_WAIT: Duration = Duration::from_secs(5);
 const RETRY_MIN: Duration = Duration::from_millis(500);
+/// The shortest time between two syncs of the watch loop.
+const MIN_ROUND: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// Merges and writes per sync; a write refused by check-and-set is retried
 /// on the next pass with what KV holds then.
@@ -582,10 +584,15 @@ impl AssignmentSync {
                         last_trouble.clear();
                     }
                     retry = RETRY_MIN;
+                    let watch = Instant::now();
                     if let Err(e) = self.kv.wait_for_change(report.index, WATCH_WAIT) {
                         tracing::debug!(error = %e, "assignments: watch ended");
                         sleep_unless(stop, retry);
                     }
+                    // A watch that answers at once round after round (a
+                    // missing index, KV written in a tight loop) must not
+                    // become a busy loop against Consul.
+                    sleep_unless(stop, MIN_ROUND.saturating_sub(watch.elapsed()));
                 }
                 Err(e) => {
                     let text = e.to_string();
