@@ -6,6 +6,7 @@ use std::process::ExitCode;
 mod api;
 mod assignments;
 mod config;
+mod console;
 mod enroll;
 mod net;
 mod pxe;

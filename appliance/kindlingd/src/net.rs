@@ -43,7 +43,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             other => bail!("unknown argument {other:?}"),
         }
     }
-    kindling_net::console::init();
+    crate::console::init("net");
     let bytes =
         std::fs::read(&site_path).with_context(|| format!("read {}", site_path.display()))?;
     let site: kindling_site::SiteConfig = serde_json::from_slice(&bytes)

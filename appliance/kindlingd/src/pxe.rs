@@ -73,13 +73,7 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .try_init();
+    crate::console::init("pxe");
     let args = parse(args)?;
     let bytes =
         std::fs::read(&args.site).with_context(|| format!("reading {}", args.site.display()))?;

@@ -7,7 +7,6 @@
 //! crate works in whatever network namespace the calling thread is in, which
 //! is how the tests run it.
 
-pub mod console;
 pub mod dhcp;
 pub mod dns;
 pub mod firewall;

@@ -46,8 +46,8 @@ struct Appliance {
 
 impl Appliance {
     fn start(ns: &Netns, site: &SiteConfig) -> Self {
-        // The service's console lines go to stderr (shown with --nocapture).
-        kindling_net::console::init();
+        // The service's events, shown with --nocapture.
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let dir = tempfile::tempdir().unwrap();
         let status = dir.path().join("net.json");
         let options = NetOptions {

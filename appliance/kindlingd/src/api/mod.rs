@@ -73,13 +73,7 @@ struct Request<'a> {
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .try_init();
+    crate::console::init("api");
     let listen = listen_address(args)?;
     let paths = Arc::new(ApiPaths::from_env());
     let assignments = crate::assignments::sync(&paths.run_dir, &paths.state_dir);

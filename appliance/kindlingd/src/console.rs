@@ -1,8 +1,9 @@
-//! Console output of the network service: one plain line per event on
-//! stderr (`net: …`, `net: error: …`); kindling-init adds the timestamp and
-//! service prefix. `RUST_LOG` can raise or lower the level.
+//! Console output of kindlingd's long-running services: one plain line per
+//! event on stderr (`pxe: …`, `pxe: error: …`), no colour codes and no
+//! timestamp: kindling-init stamps each line and writes it to the console
+//! and log files. `RUST_LOG` can raise or lower the level.
 //!
-//! Owns the subscriber setup only; never used by library code directly.
+//! Owns the subscriber setup only; library code just emits `tracing` events.
 
 use std::fmt;
 use tracing::{Event, Level, Subscriber};
@@ -11,7 +12,9 @@ use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
-struct PlainLine;
+struct PlainLine {
+    service: &'static str,
+}
 
 impl<S, N> FormatEvent<S, N> for PlainLine
 where
@@ -25,21 +28,19 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let level = *event.metadata().level();
-        let tag = if level == Level::ERROR {
-            "net: error: "
+        write!(writer, "{}: ", self.service)?;
+        if level == Level::ERROR {
+            writer.write_str("error: ")?;
         } else if level == Level::WARN {
-            "net: warning: "
-        } else {
-            "net: "
-        };
-        writer.write_str(tag)?;
+            writer.write_str("warning: ")?;
+        }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }
 }
 
-/// Installs the console subscriber (a second call is a no-op).
-pub fn init() {
+/// Installs the console subscriber for `service` (a second call is a no-op).
+pub fn init(service: &'static str) {
     let from_env = std::env::var("RUST_LOG").unwrap_or_default();
     let mut filter = EnvFilter::try_new(&from_env).unwrap_or_else(|_| EnvFilter::new("info"));
     if from_env.trim().is_empty() {
@@ -55,6 +56,6 @@ pub fn init() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .event_format(PlainLine)
+        .event_format(PlainLine { service })
         .try_init();
 }
