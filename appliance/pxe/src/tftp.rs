@@ -146,7 +146,10 @@ pub fn serve_blocking(socket: UdpSocket, root: &Path, stats: Arc<Stats>) -> Tftp
         Ok(h) => h,
         Err(e) => return e,
     };
-    futures_lite::future::block_on(async move {
+    // async-io's block_on makes this thread poll the I/O reactor itself
+    // while it waits; a plain block_on parks it and leaves readiness to
+    // async-io's background thread, a cross-thread wake-up per block.
+    async_io::block_on(async move {
         let builder = match TftpServerBuilder::with_handler(handler).std_socket(socket) {
             Ok(b) => b,
             Err(e) => return TftpError::Start(e),
