@@ -67,17 +67,22 @@ fn restarts_a_crashing_child_with_growing_backoff() {
     }
     // The fourth wait is 8x the first; with any slack it is still well over 2x.
     assert!(gaps[3] > 2.0 * gaps[0], "backoff does not grow: {gaps:?}");
-    let list = init.client().list().unwrap();
-    let crasher = list.services.iter().find(|s| s.name == "crasher").unwrap();
-    assert!(crasher.restarts >= 4, "{crasher:?}");
-    assert!(
-        crasher
+    // The crasher is alive for a moment after each restart, and its last
+    // exit reason is only listed between a crash and the next restart.
+    let mut last = None;
+    let crasher = wait_for(Duration::from_secs(5), || {
+        let list = init.client().list().ok()?;
+        let crasher = list.services.into_iter().find(|s| s.name == "crasher")?;
+        let crashed = crasher
             .reason
             .as_deref()
-            .unwrap_or("")
-            .contains("exited with status 3"),
-        "{crasher:?}"
-    );
+            .is_some_and(|r| r.contains("exited with status 3"));
+        last = Some(crasher.clone());
+        crashed.then_some(crasher)
+    })
+    .unwrap_or_else(|| panic!("no listing with the crash reason; last: {last:?}"));
+    assert!(crasher.restarts >= 4, "{crasher:?}");
+    let list = init.client().list().unwrap();
     // The rest keeps running; the optional crasher does not degrade the appliance.
     let steady = list.services.iter().find(|s| s.name == "steady").unwrap();
     assert_eq!(steady.state, ServiceState::Running);
