@@ -89,6 +89,16 @@ impl ConsulApi {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, String), ConsulError> {
+        self.send(method, path, body.map(Value::to_string)).await
+    }
+
+    /// One request with the token; the body as is (JSON or a raw KV value).
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, String), ConsulError> {
         let mut req = self.http.request(
             method,
             format!("{}/v1/{}", self.url, path.trim_start_matches('/')),
@@ -97,7 +107,7 @@ impl ConsulApi {
             req = req.header("X-Consul-Token", t);
         }
         if let Some(b) = body {
-            req = req.body(b.to_string());
+            req = req.body(b);
         }
         let resp = req.send().await.map_err(|e| ConsulError::Unreachable {
             url: self.url.clone(),
@@ -400,19 +410,7 @@ impl ConsulApi {
         body: Option<&str>,
         action: &str,
     ) -> Result<bool, ConsulError> {
-        let mut req = self.http.request(method, format!("{}/v1/{path}", self.url));
-        if let Some(t) = &self.token {
-            req = req.header("X-Consul-Token", t);
-        }
-        if let Some(b) = body {
-            req = req.body(b.to_string());
-        }
-        let resp = req.send().await.map_err(|e| ConsulError::Unreachable {
-            url: self.url.clone(),
-            reason: error_chain(&e),
-        })?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
+        let (status, text) = self.send(method, path, body.map(str::to_string)).await?;
         match (status, text.trim()) {
             (200, "true") => Ok(true),
             (200, "false") => Ok(false),
