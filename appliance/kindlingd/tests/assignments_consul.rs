@@ -7,6 +7,10 @@
 //! down → assignments kept locally, pushed once it is back.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::call;
+
 use kindling_pxe::{Inventory, MacAddr, ProfileChoice, PxePaths, PxeSettings};
 use kindling_site::SiteConfig;
 use kindling_stack::consul::ConsulApi;
@@ -147,22 +151,6 @@ impl Lab {
         let (ok, out) = self.consul_cli(&["kv", "get", &format!("kindling/assignments/{mac}")]);
         ok.then_some(out)
     }
-}
-
-fn call(method: &str, url: &str, body: Option<&[u8]>) -> (u16, serde_json::Value) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let response = match (method, body) {
-        ("GET", _) => agent.get(url).call(),
-        ("PUT", Some(b)) => agent.put(url).send(b),
-        _ => unreachable!("unused method {method}"),
-    };
-    let mut response = response.unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap())
 }
 
 /// Polls `check` every 50 ms for up to `limit`; the time it took.
