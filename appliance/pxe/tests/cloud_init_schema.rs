@@ -9,10 +9,13 @@
 //! it like any other user-data.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::each_shipped_profile;
 use kindling_pxe::render::{cloud_init, NodeContext};
-use kindling_pxe::{Enrollment, MacAddr};
+use kindling_pxe::Enrollment;
 use kindling_site::BootPayload;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Debian's Python, where cloud-init's own YAML and jsonschema modules live.
@@ -46,17 +49,6 @@ const KNOWN_KEYS: &[&str] = &[
     "ssh",
 ];
 
-fn overlays() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../overlays");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("site.toml").is_file() || p.join("profiles").is_dir())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
 struct Rendered {
     label: String,
     autoinstall: bool,
@@ -66,46 +58,27 @@ struct Rendered {
 /// user-data for every shipped profile, without and with enrollment.
 fn every_user_data() -> Vec<Rendered> {
     let mut out = Vec::new();
-    for dir in overlays() {
-        let site = kindling_site::SiteTree::read_dir(&dir)
-            .unwrap()
-            .to_config("test")
-            .unwrap()
-            .config;
-        for (name, profile) in &site.profiles {
-            for enrollment in [
-                None,
-                Some(Enrollment {
-                    vault_addr: "https://192.168.100.1:8200".into(),
-                    role_id: "0b9c-role".into(),
-                    wrapped_secret_id: "hvs.CAES-wrapped".into(),
-                    ca_pem: Some(
-                        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
-                    ),
-                }),
-            ] {
-                let enrolled = enrollment.is_some();
-                let ctx = NodeContext {
-                    mac: MacAddr([0x52, 0x54, 0, 0x6b, 0, 0x10]),
-                    hostname: "node-1".into(),
-                    domain: site.site.domain.clone(),
-                    profile_name: name.as_str(),
-                    profile,
-                    base_url: "http://192.168.100.1/",
-                    enrollment,
-                };
-                out.push(Rendered {
-                    label: format!(
-                        "{}: profile {name}{}",
-                        dir.display(),
-                        if enrolled { " (enrolled)" } else { "" }
-                    ),
-                    autoinstall: matches!(profile.boot, BootPayload::UbuntuAutoinstall { .. }),
-                    text: cloud_init::user_data(&ctx).unwrap(),
-                });
-            }
+    each_shipped_profile(|label, ctx| {
+        let enrolled = NodeContext {
+            enrollment: Some(Enrollment {
+                vault_addr: "https://192.168.100.1:8200".into(),
+                role_id: "0b9c-role".into(),
+                wrapped_secret_id: "hvs.CAES-wrapped".into(),
+                ca_pem: Some(
+                    "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+                ),
+            }),
+            ..ctx.clone()
+        };
+        let autoinstall = matches!(ctx.profile.boot, BootPayload::UbuntuAutoinstall { .. });
+        for (ctx, suffix) in [(ctx, ""), (enrolled, " (enrolled)")] {
+            out.push(Rendered {
+                label: format!("{label}{suffix}"),
+                autoinstall,
+                text: cloud_init::user_data(&ctx).unwrap(),
+            });
         }
-    }
+    });
     out
 }
 

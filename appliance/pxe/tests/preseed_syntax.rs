@@ -5,9 +5,10 @@
 //! command, the one piece of shell in it, must parse as shell.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use kindling_pxe::render::{preseed, NodeContext};
-use kindling_pxe::MacAddr;
-use std::path::Path;
+mod common;
+
+use common::each_shipped_profile;
+use kindling_pxe::render::preseed;
 use std::process::Command;
 
 const LATE_COMMAND: &str = "d-i preseed/late_command string ";
@@ -23,58 +24,34 @@ fn every_shipped_profile_renders_a_preseed_debconf_accepts() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../overlays");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&root).unwrap() {
-        let dir = entry.unwrap().path();
-        if !dir.join("site.toml").is_file() {
-            continue;
-        }
-        let site = kindling_site::SiteTree::read_dir(&dir)
-            .unwrap()
-            .to_config("test")
-            .unwrap()
-            .config;
-        for (name, profile) in &site.profiles {
-            let label = format!("{}: profile {name}", dir.display());
-            let ctx = NodeContext {
-                mac: MacAddr([0x52, 0x54, 0, 0x6b, 0, 0x10]),
-                hostname: "node-1".into(),
-                domain: site.site.domain.clone(),
-                profile_name: name.as_str(),
-                profile,
-                base_url: "http://192.168.100.1/",
-                enrollment: None,
-            };
-            let text = preseed::render(&ctx);
-            let file = tmp.path().join("preseed.cfg");
-            std::fs::write(&file, &text).unwrap();
-            let out = Command::new("debconf-set-selections")
-                .arg("--checkonly")
-                .arg(&file)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success() && out.stderr.is_empty(),
-                "{label}: debconf-set-selections: {}\n---\n{text}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let late = text
-                .lines()
-                .find_map(|l| l.strip_prefix(LATE_COMMAND))
-                .unwrap_or_else(|| panic!("{label}: no late_command"));
-            let out = Command::new("sh")
-                .args(["-n", "-c", late])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{label}: late_command is not valid shell: {}\n{late}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            checked += 1;
-        }
-    }
+    let checked = each_shipped_profile(|label, ctx| {
+        let text = preseed::render(&ctx);
+        let file = tmp.path().join("preseed.cfg");
+        std::fs::write(&file, &text).unwrap();
+        let out = Command::new("debconf-set-selections")
+            .arg("--checkonly")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{label}: debconf-set-selections: {}\n---\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let late = text
+            .lines()
+            .find_map(|l| l.strip_prefix(LATE_COMMAND))
+            .unwrap_or_else(|| panic!("{label}: no late_command"));
+        let out = Command::new("sh")
+            .args(["-n", "-c", late])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{label}: late_command is not valid shell: {}\n{late}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
     assert!(
         checked >= 4,
         "expected at least 4 shipped profiles, checked {checked}"

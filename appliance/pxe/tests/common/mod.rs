@@ -144,6 +144,43 @@ impl Drop for NetnsPair {
     }
 }
 
+/// Calls `f` with a label and a render context (node `52:54:00:6b:00:10`,
+/// hostname `node-1`) for every profile of every overlay shipped in
+/// `overlays/`; returns how many.
+pub fn each_shipped_profile(
+    mut f: impl FnMut(&str, kindling_pxe::render::NodeContext<'_>),
+) -> usize {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../overlays");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("site.toml").is_file())
+        .collect();
+    dirs.sort();
+    let mut count = 0;
+    for dir in dirs {
+        let site = kindling_site::SiteTree::read_dir(&dir)
+            .unwrap()
+            .to_config("test")
+            .unwrap()
+            .config;
+        for (name, profile) in &site.profiles {
+            let ctx = kindling_pxe::render::NodeContext {
+                mac: kindling_pxe::MacAddr([0x52, 0x54, 0, 0x6b, 0, 0x10]),
+                hostname: "node-1".into(),
+                domain: site.site.domain.clone(),
+                profile_name: name.as_str(),
+                profile,
+                base_url: "http://192.168.100.1/",
+                enrollment: None,
+            };
+            f(&format!("{}: profile {name}", dir.display()), ctx);
+            count += 1;
+        }
+    }
+    count
+}
+
 pub fn lab_site() -> kindling_site::SiteConfig {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../overlays/lab");
     kindling_site::SiteTree::read_dir(&dir)
