@@ -14,35 +14,11 @@ mod common;
 use common::*;
 use kindling_pxe::PxeSettings;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MAC: &str = "52:54:00:6b:00:10";
 const LIMIT: Duration = Duration::from_secs(300);
-
-struct Vm(Child);
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Netns(String);
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn sh(ns: &str, cmd: &str) {
-    let ok = Command::new("ip")
-        .args(["netns", "exec", ns, "sh", "-ec", cmd])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "{cmd}");
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Firmware {
@@ -115,13 +91,7 @@ fn seabios_node_boots_through_proxydhcp_next_to_another_dhcp_server() {
 }
 
 fn boot_node(firmware: Firmware, proxy: bool) {
-    if !Path::new("/usr/lib/ipxe/qemu/efi-e1000.rom").exists()
-        || Command::new("qemu-system-x86_64")
-            .arg("--version")
-            .output()
-            .is_err()
-    {
-        eprintln!("skipping: qemu-system-x86 / ipxe-qemu not installed");
+    if !qemu_available() {
         return;
     }
     let dirs = Dirs::new();
@@ -132,25 +102,8 @@ fn boot_node(firmware: Firmware, proxy: bool) {
     .unwrap();
     assert!(payload.initrd.exists());
 
-    // Unique per test: the tests of this file run in parallel threads.
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let tag = format!(
-        "{}{}",
-        std::process::id() % 10000,
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-    );
-    let ns = Netns(format!("kp-q{tag}"));
-    let (br, tap) = (format!("kpqbr{tag}"), format!("kpqtap{tag}"));
-    assert!(Command::new("ip")
-        .args(["netns", "add", &ns.0])
-        .status()
-        .unwrap()
-        .success());
-    sh(&ns.0, &format!(
-        "ip link set lo up; ip link add {br} type bridge; sysctl -qw net.ipv6.conf.{br}.accept_dad=0; \
-         ip addr add 192.168.100.1/24 dev {br}; ip tuntap add {tap} mode tap; ip link set {tap} master {br}; \
-         ip link set {tap} up; ip link set {br} up"
-    ));
+    let lan = BridgeLan::new();
+    let (ns, br) = (&lan.ns, &lan.bridge);
 
     let mut site = lab_site();
     for profile in site.profiles.values_mut() {
@@ -176,7 +129,7 @@ fn boot_node(firmware: Firmware, proxy: bool) {
             .args([
                 "netns",
                 "exec",
-                &ns.0,
+                ns,
                 "dnsmasq",
                 "--keep-in-foreground",
                 "--user=root",
@@ -191,42 +144,18 @@ fn boot_node(firmware: Firmware, proxy: bool) {
             .arg(format!("--dhcp-leasefile={}", leases.display()))
             .spawn()
             .unwrap();
-        dnsmasq = Some(Vm(child));
+        dnsmasq = Some(KillOnDrop(child));
     }
     let mut settings = settings;
     if proxy {
         settings.mode = kindling_site::DhcpMode::Proxy;
     }
-    start_service(&ns.0, &br, settings);
+    start_service(ns, br, settings);
 
     let _lock = kindling_lab::qemu_lock::QemuLock::acquire().unwrap();
     let serial = dirs.path("serial.log");
     let started = Instant::now();
-    let mut cmd = Command::new("ip");
-    cmd.args([
-        "netns",
-        "exec",
-        &ns.0,
-        "qemu-system-x86_64",
-        "-machine",
-        "pc,accel=tcg",
-        "-m",
-        "512",
-    ])
-    .args([
-        "-nographic",
-        "-no-reboot",
-        "-boot",
-        "n",
-        "-monitor",
-        "none",
-        "-serial",
-    ])
-    .arg(format!("file:{}", serial.display()))
-    .args([
-        "-netdev",
-        &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
-    ]);
+    let mut cmd = node_vm_command(&lan, 512, &serial);
     match firmware {
         Firmware::SeaBios => {
             cmd.args(["-device", &format!("e1000,netdev=n0,mac={MAC}")]);
@@ -261,13 +190,7 @@ fn boot_node(firmware: Firmware, proxy: bool) {
             }
         }
     }
-    let vm = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut vm = Vm(vm);
+    let mut vm = KillOnDrop(cmd.spawn().unwrap());
 
     let status_path = dirs.path("status/pxe.json");
     let mut seen: Vec<(&str, Duration)> = Vec::new();
@@ -279,10 +202,7 @@ fn boot_node(firmware: Firmware, proxy: bool) {
         ("kernel+initrd", "artifacts"),
     ];
     loop {
-        let st: serde_json::Value = std::fs::read(&status_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let st = read_status(&status_path);
         for (label, counter) in marks {
             let need = if counter == "artifacts" { 2 } else { 1 };
             if !seen.iter().any(|(l, _)| *l == label)

@@ -1,13 +1,14 @@
 //! Shared helpers for the PXE integration tests: a network-namespace pair
-//! (server + node) joined by a veth, torn down on drop (also when a test
-//! fails), and an in-process PXE service running inside the server
+//! (server + node) joined by a veth, a namespace with a bridge and a tap for
+//! a QEMU node, both torn down on drop (also when a test fails), the QEMU
+//! node command line, and an in-process PXE service running inside a
 //! namespace.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kindling_pxe::service::{self, ServiceOptions};
 use kindling_pxe::{PxePaths, PxeSettings};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -254,4 +255,123 @@ pub fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A child process (a node VM, dnsmasq) killed and reaped on drop, so a
+/// failing test leaves nothing running.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `sh -ec cmd` inside network namespace `ns`; panics if it fails.
+pub fn sh(ns: &str, cmd: &str) {
+    let ok = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-ec", cmd])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "{cmd}");
+}
+
+/// Runs `f` on a thread that entered network namespace `ns` first (sockets
+/// it opens live there) and returns its result.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns_path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&ns_path).unwrap();
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A namespace `kp-q<tag>` for QEMU node tests: bridge `kpqbr<tag>`
+/// (192.168.100.1/24, where the PXE service listens) with one tap
+/// `kpqtap<tag>` for the node VM; nothing on the host network. Deleted on
+/// drop (a VM must be dropped first: its tap lives in the namespace).
+pub struct BridgeLan {
+    pub ns: String,
+    pub bridge: String,
+    pub tap: String,
+}
+
+impl BridgeLan {
+    pub fn new() -> Self {
+        // Unique per test: the tests of one binary run in parallel threads.
+        static NEXT_LAN: AtomicU32 = AtomicU32::new(0);
+        let tag = format!(
+            "{}{}",
+            std::process::id() % 10000,
+            NEXT_LAN.fetch_add(1, Ordering::SeqCst)
+        );
+        let lan = Self {
+            ns: format!("kp-q{tag}"),
+            bridge: format!("kpqbr{tag}"),
+            tap: format!("kpqtap{tag}"),
+        };
+        ip(&["netns", "add", &lan.ns]);
+        let (br, tap) = (&lan.bridge, &lan.tap);
+        sh(&lan.ns, &format!(
+            "ip link set lo up; ip link add {br} type bridge; sysctl -qw net.ipv6.conf.{br}.accept_dad=0; \
+             ip addr add 192.168.100.1/24 dev {br}; ip tuntap add {tap} mode tap; ip link set {tap} master {br}; \
+             ip link set {tap} up; ip link set {br} up"
+        ));
+        lan
+    }
+}
+
+impl Drop for BridgeLan {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// True when QEMU and the iPXE NIC ROMs are installed; otherwise says the
+/// test is skipped.
+pub fn qemu_available() -> bool {
+    let ok = Path::new("/usr/lib/ipxe/qemu/efi-e1000.rom").exists()
+        && Command::new("qemu-system-x86_64")
+            .arg("--version")
+            .output()
+            .is_ok();
+    if !ok {
+        eprintln!("skipping: qemu-system-x86 / ipxe-qemu not installed");
+    }
+    ok
+}
+
+/// A node VM on `lan`'s tap (netdev `n0`), run in its namespace: TCG,
+/// network boot first, no reboot (a reboot ends the VM), serial console to
+/// `serial`, no monitor, no display. The caller adds the NIC
+/// (`-device …,netdev=n0,mac=…`) and any firmware drives.
+pub fn node_vm_command(lan: &BridgeLan, memory_mib: u32, serial: &Path) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &lan.ns, "qemu-system-x86_64"])
+        .args(["-machine", "pc,accel=tcg", "-m", &memory_mib.to_string()])
+        .args(["-nographic", "-no-reboot", "-boot", "n", "-monitor", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .args([
+            "-netdev",
+            &format!("tap,id=n0,ifname={},script=no,downscript=no", lan.tap),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// The service's `status/pxe.json`; `Null` while it is absent or half
+/// written.
+pub fn read_status(path: &Path) -> serde_json::Value {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
