@@ -170,7 +170,10 @@ impl PxeHttp {
             }
             Route::NoCloud { mac, doc } => self.nocloud(mac, doc),
             Route::Preseed(mac) => match self.context(mac, None) {
-                Ok(ctx) => HttpReply::text(200, "text/plain", render::preseed::render(&ctx)),
+                Ok(ctx) => {
+                    self.stats.bump("http_preseeds");
+                    HttpReply::text(200, "text/plain", render::preseed::render(&ctx))
+                }
                 Err(reply) => reply,
             },
             Route::BeginScript => {

@@ -76,8 +76,13 @@ pub fn render(ctx: &NodeContext<'_>) -> String {
             initrd,
             cmdline,
         } => {
+            // d-i configures the network before it fetches the preseed
+            // file, so what netcfg needs comes on the command line: the
+            // NIC to use, named by the MAC that booted (with several NICs
+            // d-i otherwise asks, at critical priority), and the hostname
+            // and domain.
             let preseed = format!(
-                "auto=true priority=critical url={base}preseed/{mac}.cfg netcfg/get_hostname={host} netcfg/get_domain={domain}",
+                "auto=true priority=critical url={base}preseed/{mac}.cfg netcfg/choose_interface={mac} netcfg/get_hostname={host} netcfg/get_domain={domain}",
                 mac = ctx.mac,
                 host = ctx.hostname,
                 domain = ctx.domain
@@ -189,6 +194,10 @@ mod tests {
         let s = render(&context(&p, "dev"));
         assert!(
             s.contains("url=http://192.168.100.1/preseed/52:54:00:6b:00:10.cfg"),
+            "{s}"
+        );
+        assert!(
+            s.contains(" netcfg/choose_interface=52:54:00:6b:00:10 netcfg/get_hostname=node-dev-1 netcfg/get_domain=lab.kindling.internal "),
             "{s}"
         );
         assert!(s.contains("initrd=initrd.gz"), "{s}");

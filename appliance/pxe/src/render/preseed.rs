@@ -17,9 +17,13 @@ pub fn render(ctx: &NodeContext<'_>) -> String {
     );
     out.push_str(
         "d-i debian-installer/locale string en_US.UTF-8\n\
-         d-i keyboard-configuration/xkb-keymap select us\n\
-         d-i netcfg/choose_interface select auto\n",
+         d-i keyboard-configuration/xkb-keymap select us\n",
     );
+    // Fetched over the network, this file comes after netcfg ran: these
+    // three also ride on the kernel command line (render::ipxe). Here they
+    // serve a preseed loaded another way. The NIC is named by its MAC
+    // (netcfg takes aa:bb:cc:dd:ee:ff), the one on the bootstrap LAN.
+    let _ = writeln!(out, "d-i netcfg/choose_interface select {}", ctx.mac);
     let _ = writeln!(out, "d-i netcfg/get_hostname string {}", ctx.hostname);
     let _ = writeln!(out, "d-i netcfg/get_domain string {}", ctx.domain);
     out.push_str(
@@ -29,11 +33,26 @@ pub fn render(ctx: &NodeContext<'_>) -> String {
          d-i mirror/http/directory string /debian\n\
          d-i mirror/http/proxy string\n\
          d-i clock-setup/utc boolean true\n\
-         d-i time/zone string Etc/UTC\n\
-         d-i passwd/root-login boolean true\n\
-         d-i passwd/root-password-crypted password !\n\
-         d-i passwd/make-user boolean false\n\
+         d-i time/zone string Etc/UTC\n",
+    );
+    // Root logs in by the profile's SSH keys only. Its password hash is
+    // `*` (no password matches), not `!`: user-setup takes a preseeded
+    // `!` for "no password given" and asks for one at critical priority.
+    out.push_str(
+        "d-i passwd/root-login boolean true\n\
+         d-i passwd/root-password-crypted password *\n\
+         d-i passwd/make-user boolean false\n",
+    );
+    // The first disk, whatever its name (partman-auto asks, at critical
+    // priority, which disk when there are several), and a node installed
+    // before may carry LVM or RAID that partman would ask to remove.
+    out.push_str(
+        "d-i partman/early_command string debconf-set partman-auto/disk \"$(list-devices disk | head -n1)\"\n\
          d-i partman-auto/method string regular\n\
+         d-i partman-lvm/device_remove_lvm boolean true\n\
+         d-i partman-md/device_remove_md boolean true\n\
+         d-i partman-lvm/confirm boolean true\n\
+         d-i partman-lvm/confirm_nooverwrite boolean true\n\
          d-i partman-auto/choose_recipe select atomic\n\
          d-i partman-partitioning/confirm_write_new_label boolean true\n\
          d-i partman/choose_partition select finish\n\
@@ -87,6 +106,12 @@ mod tests {
         };
         let text = render(&context(&p, "dev"));
         assert!(text.contains("d-i netcfg/get_hostname string node-dev-1\n"));
+        assert!(text.contains("d-i netcfg/choose_interface select 52:54:00:6b:00:10\n"));
+        // `!` would make user-setup ask for a root password.
+        assert!(text.contains("d-i passwd/root-password-crypted password *\n"));
+        assert!(text.contains(
+            "d-i partman/early_command string debconf-set partman-auto/disk \"$(list-devices disk | head -n1)\"\n"
+        ));
         let late: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("d-i preseed/late_command"))
