@@ -732,7 +732,19 @@ fn late_command_runs_with_the_installers_own_debconf_shell_and_wget() {
         .lines()
         .find_map(|l| l.strip_prefix("ExecStart="))
         .unwrap_or_else(|| panic!("{unit}"));
-    eprintln!("unit ExecStart={exec}");
+    assert_eq!(exec, "/bin/sh /usr/local/sbin/kindling-begin", "{unit}");
+    let script_path = target.join("usr/local/sbin/kindling-begin");
+    let script = std::fs::read_to_string(&script_path).unwrap();
+    assert!(
+        script.starts_with("#!/bin/sh\ncurl ") && script.contains("begin.sh"),
+        "{script}"
+    );
+    let out = Command::new("sh")
+        .arg("-n")
+        .arg(&script_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "first-boot script: {out:?}\n{script}");
     let enabled = std::fs::read_to_string(target.join("in-target.log")).unwrap();
     assert_eq!(enabled, "systemctl enable kindling-begin.service\n");
     if Command::new("systemd-analyze")

@@ -8,6 +8,16 @@ use super::cloud_init::{begin_command, installed_report_command, HttpClient};
 use super::{shell_quote, NodeContext};
 use std::fmt::Write;
 
+/// Where the installed system keeps its first-boot command.
+const BEGIN_SCRIPT: &str = "/usr/local/sbin/kindling-begin";
+
+/// `text` as one shell word for `printf '%b'`: d-i reads the late command
+/// as one line, so newlines travel as `\n` (and backslashes as `\\`) for
+/// printf to turn back.
+fn printf_b_arg(text: &str) -> String {
+    shell_quote(&text.replace('\\', "\\\\").replace('\n', "\\n"))
+}
+
 pub fn render(ctx: &NodeContext<'_>) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -65,26 +75,28 @@ pub fn render(ctx: &NodeContext<'_>) -> String {
          d-i grub-installer/bootdev string default\n\
          d-i finish-install/reboot_in_progress note\n",
     );
-    let keys = ctx.profile.cloud_init.ssh_authorized_keys.join("\n");
+    let keys = format!(
+        "{}\n",
+        ctx.profile.cloud_init.ssh_authorized_keys.join("\n")
+    );
+    // The first-boot command lives in a script of its own, so the unit's
+    // ExecStart is a plain path (systemd's unit quoting is not the shell's).
+    let script = format!("#!/bin/sh\n{}\n", begin_command(ctx));
     let first_boot = format!(
-        "[Unit]\nDescription=kindling first boot\nAfter=network-online.target\nWants=network-online.target\nConditionPathExists=!/var/lib/kindling-begin.done\n[Service]\nType=oneshot\nExecStart=/bin/sh -c {cmd}\nExecStartPost=/bin/touch /var/lib/kindling-begin.done\n[Install]\nWantedBy=multi-user.target\n",
-        cmd = shell_quote(&begin_command(ctx))
+        "[Unit]\nDescription=kindling first boot\nAfter=network-online.target\nWants=network-online.target\nConditionPathExists=!/var/lib/kindling-begin.done\n[Service]\nType=oneshot\nExecStart=/bin/sh {BEGIN_SCRIPT}\nExecStartPost=/bin/touch /var/lib/kindling-begin.done\n[Install]\nWantedBy=multi-user.target\n"
     );
     let late = format!(
-        "mkdir -p /target/root/.ssh && printf '%b\\n' {keys} > /target/root/.ssh/authorized_keys && chmod 600 /target/root/.ssh/authorized_keys; \
+        "mkdir -p /target/root/.ssh && printf '%b' {keys} > /target/root/.ssh/authorized_keys && chmod 600 /target/root/.ssh/authorized_keys; \
+         mkdir -p /target/usr/local/sbin && printf '%b' {script} > /target{BEGIN_SCRIPT} && chmod 755 /target{BEGIN_SCRIPT}; \
          printf '%b' {unit} > /target/etc/systemd/system/kindling-begin.service; \
          in-target systemctl enable kindling-begin.service; \
          {report}",
-        keys = shell_quote(&keys),
-        unit = shell_quote(&first_boot),
+        keys = printf_b_arg(&keys),
+        script = printf_b_arg(&script),
+        unit = printf_b_arg(&first_boot),
         report = installed_report_command(ctx, "preseed", HttpClient::Wget),
     );
-    // d-i reads one logical line; a literal newline would end the value.
-    let _ = writeln!(
-        out,
-        "d-i preseed/late_command string {}",
-        late.replace('\n', "\\n")
-    );
+    let _ = writeln!(out, "d-i preseed/late_command string {late}");
     out
 }
 
@@ -94,6 +106,17 @@ mod tests {
     use super::super::tests::context;
     use super::*;
     use kindling_site::{BootPayload, Profile};
+
+    #[test]
+    fn printf_b_arg_survives_the_shell_and_printf() {
+        let text = "line 1\nback\\slash 'quote' \\n\n";
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("printf '%b' {}", printf_b_arg(text))])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), text);
+        assert!(!printf_b_arg(text).contains('\n'), "one line for d-i");
+    }
 
     #[test]
     fn preseed_is_single_line_values_with_hostname_and_late_command() {
@@ -118,6 +141,7 @@ mod tests {
             .collect();
         assert_eq!(late.len(), 1);
         assert!(late[0].contains("nodes/52:54:00:6b:00:10/events"));
+        assert!(late[0].contains("ExecStart=/bin/sh /usr/local/sbin/kindling-begin\\n"));
         for line in text.lines() {
             assert!(
                 line.starts_with("d-i ")
