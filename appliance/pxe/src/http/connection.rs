@@ -132,10 +132,7 @@ impl ClientConnection {
                         return NextHead::Refused(
                             408,
                             "http_refused_slow_head",
-                            format!(
-                                "request head not complete within {} s",
-                                limits.request.as_secs()
-                            ),
+                            format!("request head not complete within {:?}", limits.request),
                         )
                     }
                 },
