@@ -123,33 +123,51 @@ http {
   server { listen $LAN:8080; root $WORK/nginx; }
 }
 NGINX
-k_http=0 n_http=0 k_rss=0 n_rss=0
+k_http=0 n_http=0 k_rss=0 n_rss=0 k_cpu=skipped n_cpu=skipped
 HTTP_ROUNDS="${BENCH_HTTP_ROUNDS:-3}"
+CONNS="${BENCH_HTTP_CONNS:-50}"
 if want http; then
-wrk_rate() { in_cli wrk -t 2 -c 50 -d "${SECS}s" --timeout 60s "$1" 2>&1 | tee -a "$WORK/wrk.log" | awk '/Transfer\/sec/{print $2}'; }
+wrk_rate() { in_cli wrk -t 2 -c "$CONNS" -d "${SECS}s" --timeout 60s "$1" 2>&1 | tee -a "$WORK/wrk.log" | awk '/Transfer\/sec/{print $2}'; }
 mb() { # wrk's "123.45MB" / "1.2GB" → MB
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /GB/) n *= 1024; if (v ~ /KB/) n /= 1024; printf "%.1f", n }'
 }
 # The servers take turns, round after round, so load from other work on the
 # host lands on both; the table shows the mean of the rounds.
-k_sum=0 n_sum=0 HTTP_ROUND_LINES=""
+# CPU seconds (user + system) a process and its children have used so far.
+cpu_secs() {
+  local t=0 p
+  for p in $(pgrep -P "$1" 2>/dev/null) "$1"; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
+k_sum=0 n_sum=0 k_cpu=0 n_cpu=0 HTTP_ROUND_LINES=""
 for round in $(seq "$HTTP_ROUNDS"); do
   start_kindling
+  c0=$(cpu_secs "$KPID")
   k=$(mb "$(wrk_rate "http://$LAN/artifacts/big64")")
+  kc=$(awk -v a="$(cpu_secs "$KPID")" -v b="$c0" 'BEGIN { printf "%.2f", a - b }')
   r=$(rss_kb "$KPID"); [ "$r" -gt "$k_rss" ] && k_rss=$r
   stop "$KPID"   # each server is measured alone
   ip netns exec "$SRV" nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
   NPID=$!; PIDS+=("$NPID"); sleep 0.5
+  c0=$(cpu_secs "$NPID")
   n=$(mb "$(wrk_rate "http://$LAN:8080/big64")")
+  nc=$(awk -v a="$(cpu_secs "$NPID")" -v b="$c0" 'BEGIN { printf "%.2f", a - b }')
   r=0
   for p in $(pgrep -P "$NPID" 2>/dev/null) "$NPID"; do r=$((r + $(rss_kb "$p"))); done
   [ "$r" -gt "$n_rss" ] && n_rss=$r
   stop "$NPID"
   k_sum=$(awk -v a="$k_sum" -v b="$k" 'BEGIN { print a + b }')
   n_sum=$(awk -v a="$n_sum" -v b="$n" 'BEGIN { print a + b }')
-  HTTP_ROUND_LINES+=$(printf '  HTTP round %s: kindlingd %s MB/s, nginx %s MB/s, ratio %s' "$round" "$k" "$n" \
+  # Server CPU per GB sent: what each byte costs the box, beside the rate.
+  k_cpu=$(awk -v a="$k_cpu" -v c="$kc" -v r="$k" -v s="$SECS" 'BEGIN { print a + c / (r * s / 1024) }')
+  n_cpu=$(awk -v a="$n_cpu" -v c="$nc" -v r="$n" -v s="$SECS" 'BEGIN { print a + c / (r * s / 1024) }')
+  HTTP_ROUND_LINES+=$(printf '  HTTP round %s: kindlingd %s MB/s (%s CPU s), nginx %s MB/s (%s CPU s), ratio %s' "$round" "$k" "$kc" "$n" "$nc" \
     "$(awk -v a="$k" -v b="$n" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }')")$'\n'
 done
+k_cpu=$(awk -v s="$k_cpu" -v n="$HTTP_ROUNDS" 'BEGIN { printf "%.2f", s / n }')
+n_cpu=$(awk -v s="$n_cpu" -v n="$HTTP_ROUNDS" 'BEGIN { printf "%.2f", s / n }')
 k_http=$(awk -v s="$k_sum" -v n="$HTTP_ROUNDS" 'BEGIN { printf "%.1f", s / n }')
 n_http=$(awk -v s="$n_sum" -v n="$HTTP_ROUNDS" 'BEGIN { printf "%.1f", s / n }')
 fi
@@ -265,7 +283,8 @@ printf '%-38s %14s %14s %8s %s\n' "measure" "kindlingd pxe" "baseline" "ratio" "
 printf '%-38s %14s %14s %8s %s\n' "DHCP leases/s (perfdhcp -r $RATE)" "$k_dhcp" "$d_dhcp" "$(ratio "$k_dhcp" "$d_dhcp")" "dnsmasq (--no-ping)"
 printf '%-38s %14s %14s %8s %s\n' "DHCP packets dropped" "$k_drops" "$d_drops" "" ""
 printf '%-38s %14s %14s %8s %s\n' "DHCP leases/s, 100 clients (renewals)" "$k_dhcp_small" "$d_dhcp_small" "$(ratio "$k_dhcp_small" "$d_dhcp_small")" "dnsmasq (--no-ping)"
-printf '%-38s %14s %14s %8s %s\n' "HTTP 64 MiB x 50 clients, MB/s (mean)" "$k_mb" "$n_mb" "$(ratio "$k_mb" "$n_mb")" "nginx sendfile, 2 workers"
+printf '%-38s %14s %14s %8s %s\n' "HTTP 64 MiB x ${CONNS:-50} clients, MB/s (mean)" "$k_mb" "$n_mb" "$(ratio "$k_mb" "$n_mb")" "nginx sendfile, 2 workers"
+printf '%-38s %14s %14s %8s %s\n' "HTTP server CPU s per GB sent (mean)" "$k_cpu" "$n_cpu" "$(ratio "$k_cpu" "$n_cpu")" "(lower is better)"
 printf '%-38s %14s %14s %8s %s\n' "HTTP peak RSS, MiB" "$((k_rss / 1024))" "$((n_rss / 1024))" "" "(nginx: master+workers)"
 printf '%-38s %14s %14s %8s %s\n' "PXE time-to-kernel (QEMU TCG), s" "$k_ttk" "$b_ttk" "$(ratio "$k_ttk" "$b_ttk")" "dnsmasq + nginx, no RA"
 printf '%-38s %14s %14s %8s %s\n' "TFTP 10 MiB blksize 1428, s (best/3)" "$k_tftp" "$t_tftp" "$(ratio "$t_tftp" "$k_tftp")x" "tftpd-hpa (ratio = speedup)"

@@ -11,6 +11,7 @@
 
 use super::file_body::send_file;
 use super::handler::{Body, HttpReply, PxeHttp, MAX_EVENT_BODY};
+use super::pump::BodyPump;
 use super::request::{self, HeadError, Parsed, RequestHead, MAX_HEAD};
 use super::response::{Connection, ResponseHead, CONTINUE};
 use super::router::Method;
@@ -55,20 +56,23 @@ enum NextHead {
     Refused(u16, &'static str, String),
 }
 
-struct ClientConnection {
+struct ClientConnection<'a> {
     stream: TcpStream,
+    /// Sends file bodies; without one they are sent on this thread.
+    pump: Option<&'a BodyPump>,
     /// Bytes read but not yet consumed: the rest of a head, a body, or the
     /// next pipelined request.
     pending: Vec<u8>,
 }
 
 /// Serves `stream` until either side ends the connection.
-pub fn serve(stream: TcpStream, handler: &PxeHttp, limits: &Limits) {
+pub fn serve(stream: TcpStream, handler: &PxeHttp, pump: &BodyPump, limits: &Limits) {
     // Replies are whole messages: no reason to hold their last segment back.
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(limits.send));
     let mut conn = ClientConnection {
         stream,
+        pump: Some(pump),
         pending: Vec::with_capacity(1024),
     };
     loop {
@@ -96,6 +100,7 @@ pub fn turn_away(stream: TcpStream, reply: HttpReply) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
     let mut conn = ClientConnection {
         stream,
+        pump: None,
         pending: Vec::new(),
     };
     conn.write_reply(reply, false, Connection::Close);
@@ -105,7 +110,7 @@ fn is_timeout(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
-impl ClientConnection {
+impl ClientConnection<'_> {
     fn next_head(&mut self, limits: &Limits) -> NextHead {
         let mut deadline: Option<Instant> = None;
         let mut chunk = [0u8; 4096];
@@ -229,7 +234,11 @@ impl ClientConnection {
             Body::Text(text) => self.head_then(&head, |s| s.write_all(text.as_bytes())),
             Body::Bytes(bytes) => self.head_then(&head, |s| s.write_all(&bytes)),
             Body::File { file, start, len } => {
-                self.head_then(&head, |s| send_file(&*s, &file, start, len))
+                let pump = self.pump;
+                self.head_then(&head, |s| match pump {
+                    Some(pump) => pump.send(s, &file, start, len),
+                    None => send_file(&*s, &file, start, len),
+                })
             }
         };
         match result {
@@ -273,13 +282,13 @@ fn counter(e: &HeadError) -> &'static str {
 
 /// A request's body: what `pending` already holds, then the socket, never
 /// more than Content-Length.
-struct RequestBody<'a> {
-    conn: &'a mut ClientConnection,
+struct RequestBody<'a, 'p> {
+    conn: &'a mut ClientConnection<'p>,
     left: u64,
     timeout: Duration,
 }
 
-impl Read for RequestBody<'_> {
+impl Read for RequestBody<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let want = usize::try_from(self.left).map_or(buf.len(), |l| l.min(buf.len()));
         if want == 0 {

@@ -15,7 +15,7 @@ use std::os::fd::AsFd;
 
 /// Bytes per sendfile call: large enough to keep the socket full, small
 /// enough that a send timeout is noticed between calls.
-const CALL: usize = 8 * 1024 * 1024;
+pub(crate) const CALL: usize = 8 * 1024 * 1024;
 
 /// Sends `len` bytes of `file` starting at `start` to `socket`.
 pub fn send_file(socket: impl AsFd, file: &File, start: u64, len: u64) -> std::io::Result<()> {
@@ -37,7 +37,7 @@ pub fn send_file(socket: impl AsFd, file: &File, start: u64, len: u64) -> std::i
     Ok(())
 }
 
-fn shrunk() -> Error {
+pub(crate) fn shrunk() -> Error {
     Error::new(ErrorKind::UnexpectedEof, "file shrank while serving")
 }
 

@@ -8,6 +8,7 @@
 
 use super::connection::{self, Limits};
 use super::handler::PxeHttp;
+use super::pump::BodyPump;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -59,6 +60,9 @@ pub fn serve(
     limits: Limits,
 ) -> std::io::Error {
     let open = Arc::new(AtomicUsize::new(0));
+    // One pump thread per CPU, as many as a small appliance has.
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let pump = Arc::new(BodyPump::start(cpus, limits.send));
     loop {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -76,13 +80,13 @@ pub fn serve(
         }
         open.fetch_add(1, Ordering::Relaxed);
         let guard = OpenConnection(open.clone());
-        let handler = handler.clone();
+        let (handler, pump) = (handler.clone(), pump.clone());
         let started = std::thread::Builder::new()
             .name("pxe-http".into())
             .stack_size(CONNECTION_STACK)
             .spawn(move || {
                 let _open = guard;
-                connection::serve(stream, &handler, &limits);
+                connection::serve(stream, &handler, &pump, &limits);
             });
         // A failed spawn drops the closure: the stream closes and the count
         // goes back down.
