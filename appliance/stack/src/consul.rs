@@ -89,16 +89,18 @@ impl ConsulApi {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, String), ConsulError> {
-        self.send(method, path, body.map(Value::to_string)).await
+        let (status, _, text) = self.send(method, path, body.map(Value::to_string)).await?;
+        Ok((status, text))
     }
 
     /// One request with the token; the body as is (JSON or a raw KV value).
+    /// Answers the status, the `X-Consul-Index` (0 without one) and the text.
     async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<String>,
-    ) -> Result<(u16, String), ConsulError> {
+    ) -> Result<(u16, u64, String), ConsulError> {
         let mut req = self.http.request(
             method,
             format!("{}/v1/{}", self.url, path.trim_start_matches('/')),
@@ -114,7 +116,13 @@ impl ConsulApi {
             reason: error_chain(&e),
         })?;
         let status = resp.status().as_u16();
-        Ok((status, resp.text().await.unwrap_or_default()))
+        let index = resp
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        Ok((status, index, resp.text().await.unwrap_or_default()))
     }
 
     async fn call(
@@ -302,26 +310,23 @@ impl ConsulApi {
     }
 
     pub async fn kv_put(&self, key: &str, value: &str) -> Result<(), ConsulError> {
-        let mut req = self
-            .http
-            .put(format!("{}/v1/kv/{key}", self.url))
-            .body(value.to_string());
-        if let Some(t) = &self.token {
-            req = req.header("X-Consul-Token", t);
-        }
-        let resp = req.send().await.map_err(|e| ConsulError::Unreachable {
-            url: self.url.clone(),
-            reason: error_chain(&e),
-        })?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        if status == 200 && text.trim() == "true" {
+        let action = format!("write kv {key}");
+        if self
+            .kv_cas(
+                reqwest::Method::PUT,
+                &format!("kv/{key}"),
+                Some(value),
+                &action,
+            )
+            .await?
+        {
             Ok(())
         } else {
+            // Without ?cas, Consul answers false only when it could not write.
             Err(ConsulError::Api {
-                action: format!("write kv {key}"),
-                status,
-                message: text.trim().chars().take(300).collect(),
+                action,
+                status: 200,
+                message: "false".into(),
             })
         }
     }
@@ -335,26 +340,11 @@ impl ConsulApi {
         prefix: &str,
         wait: Option<(u64, Duration)>,
     ) -> Result<(u64, Vec<KvPair>), ConsulError> {
-        let mut url = format!("{}/v1/kv/{prefix}?recurse=true", self.url);
+        let mut path = format!("kv/{prefix}?recurse=true");
         if let Some((index, time)) = wait {
-            url.push_str(&format!("&index={index}&wait={}ms", time.as_millis()));
+            path.push_str(&format!("&index={index}&wait={}ms", time.as_millis()));
         }
-        let mut req = self.http.get(url);
-        if let Some(t) = &self.token {
-            req = req.header("X-Consul-Token", t);
-        }
-        let resp = req.send().await.map_err(|e| ConsulError::Unreachable {
-            url: self.url.clone(),
-            reason: error_chain(&e),
-        })?;
-        let status = resp.status().as_u16();
-        let index = resp
-            .headers()
-            .get("X-Consul-Index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        let text = resp.text().await.unwrap_or_default();
+        let (status, index, text) = self.send(reqwest::Method::GET, &path, None).await?;
         let action = format!("list kv {prefix}");
         match status {
             200 => {
@@ -410,7 +400,7 @@ impl ConsulApi {
         body: Option<&str>,
         action: &str,
     ) -> Result<bool, ConsulError> {
-        let (status, text) = self.send(method, path, body.map(str::to_string)).await?;
+        let (status, _, text) = self.send(method, path, body.map(str::to_string)).await?;
         match (status, text.trim()) {
             (200, "true") => Ok(true),
             (200, "false") => Ok(false),
