@@ -120,7 +120,9 @@ impl BodyPump {
             // body must still go out).
             return file_body::send_file(socket, file, start, len);
         }
-        rustix::io::write(&inbox.wake, &1u64.to_ne_bytes())?;
+        // Were the wake lost, the pump would still find the body on its
+        // next round (at most a second away).
+        let _ = rustix::io::write(&inbox.wake, &1u64.to_ne_bytes());
         result
             .recv()
             .unwrap_or_else(|_| Err(Error::other("body pump stopped")))
@@ -181,12 +183,12 @@ impl PumpThread {
             }
             for event in &events {
                 let key = event.data.u64();
-                if key == WAKE_KEY {
-                    self.take_new();
-                } else {
+                if key != WAKE_KEY {
                     self.pump(key);
                 }
             }
+            // Every round, not only on a wake: a new body is never left waiting.
+            self.take_new();
             self.expire_stalled();
         }
     }
