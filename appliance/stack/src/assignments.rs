@@ -60,18 +60,26 @@ pub struct KvListing {
 }
 
 /// Makes (or updates) the `kindling-assignments` policy and a token with
-/// it. The bootstrap records the token in Vault and on the data partition.
+/// it, as an operator would by hand (the bootstrap uses `upsert_policy` and
+/// keeps the token it recorded in Vault while Consul accepts it).
 pub async fn create_token(management: &ConsulApi) -> Result<AclToken, ConsulError> {
+    upsert_policy(management).await?;
+    management
+        .create_token("kindling assignments sync", &[POLICY], &[])
+        .await
+}
+
+/// Writes (or rewrites) the assignments policy: its rules may change
+/// between releases while the token stays.
+pub async fn upsert_policy(management: &ConsulApi) -> Result<(), ConsulError> {
     management
         .upsert_policy(
             POLICY,
             crate::bootstrap::policies::CONSUL_ASSIGNMENTS_RULES,
             "kindling runtime MAC to profile assignments",
         )
-        .await?;
-    management
-        .create_token("kindling assignments sync", &[POLICY], &[])
         .await
+        .map(|_| ())
 }
 
 /// A blocking client for the assignment keys, for callers without an async

@@ -47,6 +47,33 @@ async fn store_secret(run: &Run, path: &str, accessor: &str, secret: &str) -> Re
         .map_err(|e| e.to_string())
 }
 
+/// The Consul token recorded in Vault at `path` while Consul still accepts
+/// it; otherwise a new one with `policy`, recorded there. True when new.
+async fn kept_or_new_consul_token(
+    run: &Run,
+    consul: &ConsulApi,
+    path: &str,
+    description: &str,
+    policy: &str,
+) -> Result<(String, bool), String> {
+    if let Some(secret) = stored_secret(run, path).await? {
+        if consul
+            .with_token(&secret)
+            .token_valid_settled(SETTLE)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Ok((secret, false));
+        }
+    }
+    let t = consul
+        .create_token(description, &[policy], &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    store_secret(run, path, &t.accessor_id, &t.secret_id).await?;
+    Ok((t.secret_id, true))
+}
+
 fn write_reset_file(path: &Path, index: u64) -> Result<(), String> {
     kindling_atomic_write::write_atomic_with_mode(path, index.to_string().as_bytes(), 0o600)
         .map_err(|e| format!("writing {}: {e}", path.display()))
@@ -187,59 +214,36 @@ pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, String> {
             .await
             .map_err(ce)?;
     }
-    let agent = match stored_secret(run, CONSUL_AGENT).await? {
-        Some(s)
-            if consul
-                .with_token(&s)
-                .token_valid_settled(SETTLE)
-                .await
-                .map_err(ce)? =>
-        {
-            s
-        }
-        _ => {
-            let t = consul
-                .create_token("kindling appliance agent", &["kindling-agent"], &[])
-                .await
-                .map_err(ce)?;
-            store_secret(run, CONSUL_AGENT, &t.accessor_id, &t.secret_id).await?;
-            done.push("agent token created");
-            t.secret_id
-        }
-    };
+    let (agent, created) = kept_or_new_consul_token(
+        run,
+        &consul,
+        CONSUL_AGENT,
+        "kindling appliance agent",
+        "kindling-agent",
+    )
+    .await?;
+    if created {
+        done.push("agent token created");
+    }
     consul.set_agent_token(&agent).await.map_err(ce)?;
 
     // The assignments sync's token: recorded in Vault like every Consul
     // token kindling makes, copied to the data partition for `kindlingd api`
     // (which must keep syncing while Vault is sealed).
-    let assignments = match stored_secret(run, CONSUL_ASSIGNMENTS).await? {
-        Some(s)
-            if consul
-                .with_token(&s)
-                .token_valid_settled(SETTLE)
-                .await
-                .map_err(ce)? =>
-        {
-            // The policy's rules may have changed since the token was made.
-            consul
-                .upsert_policy(
-                    crate::assignments::POLICY,
-                    policies::CONSUL_ASSIGNMENTS_RULES,
-                    "kindling runtime MAC to profile assignments",
-                )
-                .await
-                .map_err(ce)?;
-            s
-        }
-        _ => {
-            let t = crate::assignments::create_token(&consul)
-                .await
-                .map_err(ce)?;
-            store_secret(run, CONSUL_ASSIGNMENTS, &t.accessor_id, &t.secret_id).await?;
-            done.push("assignments token created");
-            t.secret_id
-        }
-    };
+    crate::assignments::upsert_policy(&consul)
+        .await
+        .map_err(ce)?;
+    let (assignments, created) = kept_or_new_consul_token(
+        run,
+        &consul,
+        CONSUL_ASSIGNMENTS,
+        "kindling assignments sync",
+        crate::assignments::POLICY,
+    )
+    .await?;
+    if created {
+        done.push("assignments token created");
+    }
     if run
         .store
         .read_consul_assignments_token()
