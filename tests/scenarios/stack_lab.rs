@@ -1,9 +1,10 @@
 //! Opt-in (`KINDLING_E2E_STACK=1`): the appliance with the real OpenBao (as
 //! `vault`) and Consul in its image boots in the lab from its raw disk under
 //! OVMF with an empty KINDLING-DATA partition, bootstraps the stack by itself
-//! and prints `kindling: stack: ready`; `GET /v1/stack` from the LAN side shows
-//! every step done, and the encrypted init secrets open with the TEST-ONLY age
-//! identity the lab site names. Then the power is cut and the same disk boots
+//! and prints `kindling: stack: ready`; `GET /v1/stack` from the LAN side
+//! shows every step done, the encrypted init secrets open with the TEST-ONLY
+//! age identity the lab site names, and a runtime MAC assignment made
+//! through the API reaches Consul KV (still there after the power cut). Then the power is cut and the same disk boots
 //! again: the warm boot only unseals (the lab's local key) and checks, and
 //! must not initialise Vault a second time.
 //!
@@ -21,6 +22,10 @@ use std::time::Duration;
 
 const STACK_URL: &str = "http://192.168.100.1:9000/v1/stack";
 const INIT_SECRETS_URL: &str = "http://192.168.100.1:9000/v1/vault/init-secrets";
+const NODES_URL: &str = "http://192.168.100.1:9000/v1/nodes";
+/// A MAC the site does not pin: assigned at runtime, kept in Consul KV.
+const ASSIGNED_MAC: &str = "52:54:00:6b:00:40";
+const KV_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 const STACK_READY: &str = r"kindling: stack: ready";
 /// init decides boot with one of these (ready, or degraded while a stack
 /// service is still settling); either way the wait goes on for the stack.
@@ -123,6 +128,51 @@ fn stack_steps(lab: &Lab) -> Result<Vec<Step>, String> {
         out.push(Step { name, state, ms });
     }
     Ok(out)
+}
+
+/// The runtime assignment of `mac` as `GET /v1/nodes` reports it.
+fn assignment_of(lab: &Lab, mac: &str) -> Result<Value, String> {
+    let nodes = get_json(lab, NODES_URL)?;
+    nodes["nodes"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|n| n["mac"] == mac))
+        .map(|n| n["assignment"].clone())
+        .ok_or_else(|| format!("GET {NODES_URL}: no row for {mac}: {nodes}"))
+}
+
+/// Waits until `mac`'s assignment is `profile`, stored in Consul KV.
+fn wait_assignment_in_kv(lab: &Lab, mac: &str, profile: &str) -> Result<Duration, String> {
+    let start = std::time::Instant::now();
+    loop {
+        let a = assignment_of(lab, mac)?;
+        if a["profile"] == profile && a["stored"] == "kv" {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > KV_SYNC_TIMEOUT {
+            return Err(format!(
+                "{mac}: assignment not {profile} in Consul KV within {KV_SYNC_TIMEOUT:?}: {a}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// An operator's runtime assignment through the API reaches Consul KV on
+/// the appliance itself (`kindlingd api` syncs it with its own token).
+fn assign_and_see_it_in_kv(lab: &Lab, scenario: &str) -> Result<(), String> {
+    let url = format!("{NODES_URL}/{ASSIGNED_MAC}/profile");
+    let (code, body) = lab
+        .http_from_lan("PUT", &url, Some(r#"{"profile": "prod"}"#))
+        .map_err(|e| e.to_string())?;
+    if code != 200 {
+        return Err(format!("PUT {url} answered {code}: {body}"));
+    }
+    let took = wait_assignment_in_kv(lab, ASSIGNED_MAC, "prod")?;
+    eprintln!(
+        "[{scenario}] assignment {ASSIGNED_MAC} -> prod in Consul KV {:.1}s after the PUT",
+        took.as_secs_f64()
+    );
+    Ok(())
 }
 
 fn step_state<'a>(steps: &'a [Step], name: &str) -> Option<&'a str> {
@@ -236,6 +286,7 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
         ));
     }
     init_secrets_open_with_test_identity(&lab, &run_dir)?;
+    assign_and_see_it_in_kv(&lab, scenario)?;
 
     // Warm: cut the power (the lab has no graceful reboot) and boot the
     // same disk again. First wait out the kernel's writeback of dirty pages
@@ -263,6 +314,8 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
             "warm boot: vault-init must find Vault initialised on the data partition: {warm_steps:?}"
         ));
     }
+    // The assignment survived the power cut, in KV as on the data partition.
+    wait_assignment_in_kv(&lab, ASSIGNED_MAC, "prod").map_err(|e| format!("warm boot: {e}"))?;
 
     print_table(
         scenario,
