@@ -257,6 +257,25 @@ pub fn merge(
 
     for mac in macs {
         let side = kv.remove(&mac).unwrap_or(Side::Absent);
+        // KV's entry becomes this MAC's record.
+        let pull = |state: &mut AssignmentsState, profile: String, index: u64, flags: u64| {
+            state.records.insert(
+                mac,
+                AssignmentRecord {
+                    profile: Some(profile),
+                    changed_ms: kv_time(flags),
+                    kv_index: index,
+                    pending: false,
+                },
+            );
+        };
+        // The record and KV agree as of `index`: nothing left to push.
+        let agreed = |state: &mut AssignmentsState, index: u64| {
+            if let Some(r) = state.records.get_mut(&mac) {
+                r.kv_index = index;
+                r.pending = false;
+            }
+        };
         let Some(rec) = state.records.get(&mac).cloned() else {
             match side {
                 Side::Valid {
@@ -266,15 +285,7 @@ pub fn merge(
                 } => {
                     plan.events
                         .push(format!("{mac}: profile {profile} from Consul KV"));
-                    state.records.insert(
-                        mac,
-                        AssignmentRecord {
-                            profile: Some(profile),
-                            changed_ms: kv_time(flags),
-                            kv_index: index,
-                            pending: false,
-                        },
-                    );
+                    pull(state, profile, index, flags);
                 }
                 Side::Refused { what, reason, .. } => {
                     refused.push(format!(
@@ -301,24 +312,10 @@ pub fn merge(
                 refused.push(format!(
                     "{what}: {reason}; kept, but not in force until the site defines it"
                 ));
-                if let Some(r) = state.records.get_mut(&mac) {
-                    r.kv_index = *index;
-                    r.pending = false;
-                }
+                agreed(state, *index);
                 continue;
             }
         }
-        let pull = |state: &mut AssignmentsState, profile: String, index: u64, flags: u64| {
-            state.records.insert(
-                mac,
-                AssignmentRecord {
-                    profile: Some(profile),
-                    changed_ms: kv_time(flags),
-                    kv_index: index,
-                    pending: false,
-                },
-            );
-        };
         // A record that agreed with KV at some index and was not changed here
         // since: KV's later state is taken (if valid).
         if !rec.pending && rec.kv_index > 0 {
@@ -334,9 +331,7 @@ pub fn merge(
                     flags,
                 } => {
                     if rec.profile.as_deref() == Some(profile.as_str()) {
-                        if let Some(r) = state.records.get_mut(&mac) {
-                            r.kv_index = index;
-                        }
+                        agreed(state, index);
                     } else {
                         plan.events.push(format!(
                             "{mac}: profile {profile} from Consul KV (was {current})"
@@ -375,10 +370,7 @@ pub fn merge(
             } => {
                 if rec.profile.as_deref() == Some(profile.as_str()) {
                     // KV holds this change already (our own push landed).
-                    if let Some(r) = state.records.get_mut(&mac) {
-                        r.kv_index = index;
-                        r.pending = false;
-                    }
+                    agreed(state, index);
                 } else if index == rec.kv_index {
                     plan.writes.push(push_of(mac, &rec, index));
                 } else if rec.changed_ms >= kv_time(flags) {
