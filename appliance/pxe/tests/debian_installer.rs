@@ -478,15 +478,7 @@ fn real_installer_takes_the_preseed_and_stops_only_at_the_missing_mirror() {
 
     // d-i's own DHCP lease from the service (busybox udhcpc), the same
     // address the inventory has for the node.
-    let nodes: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dirs.path("state/inventory/nodes.json")).unwrap())
-            .unwrap();
-    let node = nodes["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["mac"] == MAC)
-        .unwrap_or_else(|| panic!("{MAC} not in the inventory: {nodes}"));
+    let node = inventory_node(&dirs, MAC);
     assert_eq!(node["profile"], "debian", "{node}");
     let ip = node["ip"].as_str().unwrap_or_default();
     // On the NIC that booted (slot 4: ens4), not the first one listed.
@@ -766,18 +758,12 @@ fn late_command_runs_with_the_installers_own_debconf_shell_and_wget() {
     }
 
     // GNU wget's POST reached the service: the node is installed.
-    let nodes = eventually(Duration::from_secs(5), || {
+    eventually(Duration::from_secs(5), || {
         let text = std::fs::read_to_string(dirs.path("state/inventory/nodes.json")).ok()?;
-        text.contains("\"installed\"").then_some(text)
+        text.contains("\"installed\"").then_some(())
     })
     .unwrap_or_else(|| panic!("no installed event:\n{trace}"));
-    let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap();
-    let node = nodes["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["mac"] == MAC)
-        .unwrap();
+    let node = inventory_node(&dirs, MAC);
     assert_eq!(node["state"], "installed", "{node}");
     assert!(
         node["events"]

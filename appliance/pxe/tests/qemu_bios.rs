@@ -260,14 +260,7 @@ fn boot_node(firmware: Firmware, proxy: bool) {
         "  RAs sent: {}, RA errors: {}",
         st["counters"]["ra_sent"], st["counters"]["ra_send_errors"]
     );
-    let nodes = std::fs::read_to_string(dirs.path("state/inventory/nodes.json")).unwrap();
-    let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap();
-    let node = nodes["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["mac"] == MAC)
-        .unwrap();
+    let node = inventory_node(&dirs, MAC);
     assert_eq!(node["profile"], "dev");
     assert_eq!(node["state"], "installed");
     if proxy {

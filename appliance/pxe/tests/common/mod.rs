@@ -182,6 +182,17 @@ pub fn each_shipped_profile(
     count
 }
 
+/// The service's inventory record of `mac` (`state/inventory/nodes.json`).
+pub fn inventory_node(dirs: &Dirs, mac: &str) -> serde_json::Value {
+    let path = dirs.path("state/inventory/nodes.json");
+    let nodes: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    nodes["nodes"]
+        .as_array()
+        .and_then(|all| all.iter().find(|n| n["mac"] == mac))
+        .cloned()
+        .unwrap_or_else(|| panic!("{mac} not in the inventory: {nodes}"))
+}
+
 pub fn lab_site() -> kindling_site::SiteConfig {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../overlays/lab");
     kindling_site::SiteTree::read_dir(&dir)
