@@ -17,11 +17,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kindling_init::control::Client;
 use kindling_init::events;
 use kindling_init::supervisor::cgroup::Cgroups;
 use kindling_init::supervisor::Supervisor;
-use kindling_init::table::{Readiness, ServiceSpec};
+use kindling_init_protocol::control::Client;
+use kindling_init_protocol::table::{Readiness, ServiceSpec};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;

@@ -92,7 +92,7 @@ impl Default for BootConfig {
             ],
             log_dir: PathBuf::from("/run/log"),
             log_max_bytes: 1 << 20,
-            control_socket: PathBuf::from(crate::control::DEFAULT_SOCKET),
+            control_socket: PathBuf::from(kindling_init_protocol::control::DEFAULT_SOCKET),
             cgroup_root: PathBuf::from("/sys/fs/cgroup/kindling"),
             console: Some(PathBuf::from("/dev/console")),
             set_hostname: true,

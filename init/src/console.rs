@@ -83,11 +83,12 @@ pub fn service_output(service: &str, line: &str) {
     write_line(format_args!("{service}| {line}"));
 }
 
-/// `say!("early", "mounted {}", path)`.
+/// `say!(BootPhase::Early, "mounted {}", path)`, `say!(name, "started")`: the
+/// subject is anything that reads as a string (a boot phase, a service name).
 #[macro_export]
 macro_rules! say {
     ($subject:expr, $($arg:tt)*) => {
-        $crate::console::say($subject, format_args!($($arg)*))
+        $crate::console::say(::std::convert::AsRef::<str>::as_ref(&$subject), format_args!($($arg)*))
     };
 }
 

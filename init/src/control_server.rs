@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::control::{Ack, Request, MAX_LINE};
 use crate::events::{Event, EventSender};
+use kindling_init_protocol::control::{Ack, Request, MAX_LINE};
 
 /// Connections served at once; more are answered with an error.
 const MAX_CONNECTIONS: usize = 16;

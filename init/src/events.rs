@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 
-use crate::control::Request;
+use kindling_init_protocol::control::Request;
 
 /// Something a helper thread learned.
 #[derive(Debug)]

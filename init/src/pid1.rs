@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use crate::boot_config::BootConfig;
 use crate::console;
-use crate::control::PhaseState;
 use crate::early::{self, EarlyReport};
 use crate::phases::PhaseBook;
 use crate::run::{handled_signals, RunLoop};
 use crate::say;
 use crate::shutdown::is_pid1;
 use crate::state::{self, StateOutcome};
+use kindling_init_protocol::control::PhaseState;
+use kindling_init_protocol::phase::BootPhase;
 
 /// Entry point of the `kindling-init` binary.
 pub fn main() {
@@ -36,7 +37,7 @@ pub fn main() {
 
     // early
     let now = Instant::now();
-    phases.begin("early", now);
+    phases.begin(BootPhase::Early, now);
     let mut report = EarlyReport::default();
     if config.early_mounts {
         // The console device exists only after devtmpfs is mounted.
@@ -44,36 +45,39 @@ pub fn main() {
     }
     let console_error = console::open(config.console.as_deref());
     say!(
-        "early",
+        BootPhase::Early,
         "kindling-init {} starting as pid {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
     if let Some(e) = notify_fd_error {
         say!(
-            "early",
+            BootPhase::Early,
             "cannot reserve fd 3 for readiness pipes ({e}); children get another number"
         );
     }
     if let Some(e) = console_error {
         say!(
-            "early",
+            BootPhase::Early,
             "console device unavailable ({e}); writing to stdout"
         );
     }
     match (&config_error, &config_path) {
-        (Some(e), _) => say!("early", "init config unusable ({e}); using defaults"),
-        (None, Some(p)) => say!("early", "init config {}", p.display()),
+        (Some(e), _) => say!(
+            BootPhase::Early,
+            "init config unusable ({e}); using defaults"
+        ),
+        (None, Some(p)) => say!(BootPhase::Early, "init config {}", p.display()),
         (None, None) => {}
     }
     if !is_pid1() {
         // Orphans of our children come back to us, as they would to PID 1.
         if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-            say!("early", "cannot become a child subreaper: {e}");
+            say!(BootPhase::Early, "cannot become a child subreaper: {e}");
         }
     }
     let mounted_before = report.mounted;
-    guarded("early", || {
+    guarded(BootPhase::Early, || {
         if config.early_mounts {
             // ctrl-alt-del then sends SIGINT to init instead of rebooting at once.
             let _ = nix::sys::reboot::set_cad_enabled(false);
@@ -95,12 +99,12 @@ pub fn main() {
     } else {
         PhaseState::Degraded
     };
-    phases.finish("early", state, detail, Instant::now());
+    phases.finish(BootPhase::Early, state, detail, Instant::now());
 
     // state
-    phases.begin("state", Instant::now());
+    phases.begin(BootPhase::State, Instant::now());
     let mut outcome = StateOutcome::RamOnly("state phase did not run".into());
-    guarded("state", || {
+    guarded(BootPhase::State, || {
         outcome = state::run(
             config.data_label.as_deref(),
             &config.data_mount,
@@ -110,7 +114,7 @@ pub fn main() {
     });
     match &outcome {
         StateOutcome::Persistent(dev) => phases.finish(
-            "state",
+            BootPhase::State,
             PhaseState::Done,
             format!(
                 "data partition {} mounted on {}",
@@ -121,7 +125,7 @@ pub fn main() {
         ),
         // RAM-only is a supported mode, logged, not a degradation.
         StateOutcome::RamOnly(why) => phases.finish(
-            "state",
+            BootPhase::State,
             PhaseState::Done,
             format!("RAM only (tmpfs on {}): {why}", config.data_mount.display()),
             Instant::now(),
@@ -133,16 +137,19 @@ pub fn main() {
             Ok(run) => break run,
             Err(e) => {
                 // Without a signalfd there is no supervision; retry rather than die.
-                say!("run", "cannot set up the run loop: {e}; retrying in 1 s");
+                say!(
+                    BootPhase::Run,
+                    "cannot set up the run loop: {e}; retrying in 1 s"
+                );
                 std::thread::sleep(Duration::from_secs(1));
                 phases = PhaseBook::default();
             }
         }
     };
-    guarded("config", || run.begin());
+    guarded(BootPhase::Config, || run.begin());
     loop {
         let mut keep_going = true;
-        guarded("run", || keep_going = run.iterate());
+        guarded(BootPhase::Run, || keep_going = run.iterate());
         if !keep_going {
             break;
         }
@@ -151,10 +158,10 @@ pub fn main() {
 }
 
 /// Runs `f`, logging a panic instead of unwinding out of PID 1.
-fn guarded(what: &str, f: impl FnOnce()) {
+fn guarded(what: impl AsRef<str>, f: impl FnOnce()) {
     if catch_unwind(AssertUnwindSafe(f)).is_err() {
         say!(
-            what,
+            what.as_ref(),
             "recovered from a panic (see the line above); continuing"
         );
         std::thread::sleep(Duration::from_millis(100));

@@ -7,7 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kindling_init::control::ServiceState;
+use kindling_init_protocol::control::ServiceState;
+use kindling_init_protocol::phase::BootPhase;
 use nix::sys::signal::Signal;
 
 /// A child that notifies readiness the s6 way.
@@ -144,7 +145,9 @@ fn dependents_start_only_after_readiness() {
     );
     // Network-phase services are ready before the services phase starts anything.
     let console = init.console();
-    let network_done = console.find("kindling: network: done").unwrap();
+    let network_done = console
+        .find(&format!("kindling: {}: done", BootPhase::Network))
+        .unwrap();
     let listener_started = console.find("kindling: listener: started").unwrap();
     assert!(network_done < listener_started, "{console}");
 }
@@ -240,7 +243,7 @@ fn missing_binary_is_not_installed_and_control_socket_lists_restarts_reloads() {
     );
     let client = init.client();
     let list = client.list().unwrap();
-    let get = |list: &kindling_init::control::ListResponse, name: &str| {
+    let get = |list: &kindling_init_protocol::control::ListResponse, name: &str| {
         list.services
             .iter()
             .find(|s| s.name == name)
@@ -262,6 +265,9 @@ fn missing_binary_is_not_installed_and_control_socket_lists_restarts_reloads() {
         "{:?}",
         list.degraded
     );
+    let names: Vec<&str> = list.phases.iter().map(|p| p.name.as_str()).collect();
+    let table: Vec<&str> = BootPhase::ALL.iter().map(|p| p.name()).collect();
+    assert_eq!(names, table);
     assert_eq!(list.phases.len(), 6);
 
     // restart: a new process, counted, nothing else disturbed.
@@ -339,7 +345,11 @@ fn malformed_table_is_reported_and_the_fallback_runs() {
         ServiceState::Running
     );
     assert!(!list.ready);
-    let config = list.phases.iter().find(|p| p.name == "config").unwrap();
+    let config = list
+        .phases
+        .iter()
+        .find(|p| p.name == BootPhase::Config.name())
+        .unwrap();
     assert!(config.detail.contains("restrat"), "{config:?}");
 }
 
@@ -478,7 +488,10 @@ fn early_phase_mounts_kernel_filesystems_and_falls_back_to_ram() {
         console.contains("no partition labelled KI-NO-SUCH-LABEL found"),
         "{console}"
     );
-    assert!(console.contains("kindling: early: done"), "{console}");
+    assert!(
+        console.contains(&format!("kindling: {}: done", BootPhase::Early)),
+        "{console}"
+    );
     // Shutdown unmounts what init mounted, then ends the namespace.
     assert_eq!(
         init.signal_and_wait(Signal::SIGTERM, Duration::from_secs(10)),

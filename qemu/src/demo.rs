@@ -11,6 +11,7 @@ use crate::error::{LabError, Result};
 use crate::lab::{ApplianceSpec, Lab, LabOptions, NodeFirmware, NodeSpec, VmId};
 use crate::upstream::NAT_PROBE_PATH;
 use crate::vm::{APPLIANCE_UPLINK_MAC, NODE_DEV_MAC};
+use kindling_init_protocol::phase::BootPhase;
 use regex::Regex;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,9 +88,10 @@ impl Live {
         } else {
             &self.filter_app
         };
+        // One line per loaded module is noise in a live account.
+        let module_line = format!("{}: loaded module", BootPhase::Early);
         for l in lines.iter().skip(*printed) {
-            // One line per loaded module is noise in a live account.
-            if filter.is_match(&l.line) && !l.line.contains("early: loaded module") {
+            if filter.is_match(&l.line) && !l.line.contains(&module_line) {
                 self.show(who, &l.line);
             }
         }

@@ -146,7 +146,7 @@ fn build_lab_image(work: &Path) -> Result<PathBuf, String> {
     )
 }
 
-/// The image of the opt-in stack scenario: `overlays/lab-stack` (Consul and
+/// The image of the stack scenario: `overlays/lab-stack` (Consul and
 /// Vault on, lab-only local unseal) with the real `bao` (as `vault`) and
 /// `consul` that `tests/install-deps` put in `build/tools/`. Built once into
 /// `build/e2e/image-stack`; `KINDLING_E2E_STACK_IMAGE=DIR` reuses one built

@@ -8,9 +8,9 @@
 //! Owns only the adapter between the two crates' types and the thread's
 //! start, like `enroll.rs`. Must never log the token.
 
-use kindling_pxe::assignment_sync::{KvEntry, KvListing};
-use kindling_pxe::{AssignmentStore, AssignmentSync, KvError, MacAddr, SharedAssignments};
-use kindling_site::SiteConfig;
+use kindling_inventory::sync::{KvEntry, KvListing};
+use kindling_inventory::{AssignmentStore, AssignmentSync, KvError, SharedAssignments};
+use kindling_site::{MacAddr, SiteConfig};
 use kindling_stack::assignments::{AssignmentKv, AssignmentKvError, PREFIX};
 use kindling_stack::StackLayout;
 use std::collections::BTreeSet;
@@ -27,9 +27,7 @@ struct ConsulAssignments {
 }
 
 fn read_site(path: &Path) -> Result<SiteConfig, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{} is not a valid site config: {e}", path.display()))
+    kindling_site::effective::load(path).map_err(|e| e.to_string())
 }
 
 impl ConsulAssignments {
@@ -145,15 +143,9 @@ pub fn sync(run_dir: &Path, state_dir: &Path) -> Option<Arc<AssignmentSync>> {
             return None;
         }
     };
-    let store = AssignmentStore::new(
-        kindling_pxe::PxePaths {
-            state_dir: state_dir.to_path_buf(),
-            ..kindling_pxe::PxePaths::default()
-        }
-        .assignments_file(),
-    );
+    let store = AssignmentStore::new(kindling_inventory::assignments_file(state_dir));
     let shared = ConsulAssignments {
-        site_json: run_dir.join("site.json"),
+        site_json: kindling_site::effective::in_run_dir(run_dir),
         kv,
     };
     Some(Arc::new(AssignmentSync::new(store, Arc::new(shared))))
@@ -163,7 +155,7 @@ pub fn sync(run_dir: &Path, state_dir: &Path) -> Option<Arc<AssignmentSync>> {
 /// stop: init's SIGTERM ends it, and every write the sync makes is atomic).
 pub fn spawn(sync: Arc<AssignmentSync>, run_dir: &Path) {
     static NEVER: AtomicBool = AtomicBool::new(false);
-    let site_json = run_dir.join("site.json");
+    let site_json = kindling_site::effective::in_run_dir(run_dir);
     let profiles = move || -> Option<BTreeSet<String>> {
         read_site(&site_json)
             .ok()

@@ -15,8 +15,35 @@ use kindling_overlay::{ApplyOptions, ApplyPaths};
 use kindling_site::SiteConfig;
 use std::path::{Path, PathBuf};
 
-const USAGE: &str = "usage: kindlingd config apply [--trust-dir DIR] [--boot-overlays DIR] \
-[--state-dir DIR] [--run-dir DIR] [--now UNIX_SECONDS]";
+/// `kindlingd config apply [flags]`.
+#[derive(clap::Parser)]
+#[command(name = "kindlingd config")]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Verify and merge the overlays, write the effective config and service table.
+    Apply(ApplyArgs),
+}
+
+/// Each flag overrides its environment variable (see [`paths_from_env`]).
+#[derive(clap::Args)]
+struct ApplyArgs {
+    #[arg(long, value_name = "DIR")]
+    trust_dir: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    boot_overlays: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    run_dir: Option<PathBuf>,
+    /// The time overlays are checked against, in unix seconds.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    now: Option<u64>,
+}
 
 /// Paths from the environment, falling back to the appliance's defaults.
 pub fn paths_from_env() -> ApplyPaths {
@@ -30,31 +57,24 @@ pub fn paths_from_env() -> ApplyPaths {
     }
 }
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let Some((sub, rest)) = args.split_first() else {
-        bail!("{USAGE}")
-    };
-    if sub != "apply" {
-        bail!("{USAGE}");
-    }
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let Command::Apply(flags) = args.command;
     let mut paths = paths_from_env();
-    let mut opts = ApplyOptions::default();
-    let mut it = rest.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--trust-dir" => paths.trust_dir = value()?.into(),
-            "--boot-overlays" => paths.boot_overlays = value()?.into(),
-            "--state-dir" => paths.data_dir = value()?.into(),
-            "--run-dir" => paths.run_dir = value()?.into(),
-            "--now" => opts.now = Some(value()?.parse().context("--now takes unix seconds")?),
-            _ => bail!("unknown argument {flag:?}\n{USAGE}"),
+    let overrides = [
+        (flags.trust_dir, &mut paths.trust_dir),
+        (flags.boot_overlays, &mut paths.boot_overlays),
+        (flags.state_dir, &mut paths.data_dir),
+        (flags.run_dir, &mut paths.run_dir),
+    ];
+    for (flag, path) in overrides {
+        if let Some(dir) = flag {
+            *path = dir;
         }
     }
+    let opts = ApplyOptions {
+        now: flags.now,
+        ..ApplyOptions::default()
+    };
     let outcome = kindling_overlay::apply(&paths, &opts, None);
     for line in outcome.report.lines() {
         // init prefixes each line with the service name (`config| …`).
@@ -83,7 +103,7 @@ pub fn write_service_table(
     data_dir: &Path,
     site: &SiteConfig,
 ) -> anyhow::Result<()> {
-    let table = crate::service_table::build(site, run_dir, data_dir);
+    let table = crate::service_table::for_this_boot(site, run_dir, data_dir);
     let mut bytes = serde_json::to_vec_pretty(&table)?;
     bytes.push(b'\n');
     let path = run_dir.join("services.json");

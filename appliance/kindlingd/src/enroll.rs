@@ -29,7 +29,7 @@ impl EnrollmentSource for StackEnrollment {
             kindling_stack::api::block_on(
                 async move { enroller.issue(&mac_text, &profile_text).await },
             )
-            .map_err(fail)?
+            .map_err(|e| fail(e.to_string()))?
             .map_err(|e| fail(e.to_string()))?;
         Ok(Some(Enrollment {
             vault_addr: grant.vault_addr,

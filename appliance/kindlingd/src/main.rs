@@ -14,48 +14,160 @@ mod service_table;
 mod site;
 mod stack;
 
-const USAGE: &str = "usage: kindlingd <config|net|pxe|api|stack-bootstrap> [args…]";
+/// `kindlingd ROLE [flags]`. A usage error prints clap's message and exits 2.
+#[derive(clap::Parser)]
+#[command(
+    name = "kindlingd",
+    about = "kindling's appliance roles, run by kindling-init"
+)]
+struct Cli {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(clap::Subcommand)]
+enum Role {
+    /// Verify and merge the signed overlays (init's config phase).
+    Config(config::Args),
+    /// The network service: links, addresses, uplink DHCP, NAT, LAN DNS.
+    Net(net::Args),
+    /// The PXE service: DHCP, TFTP, HTTP boot, router advertisements.
+    Pxe(pxe::Args),
+    /// The status and control API.
+    Api(api::Args),
+    /// The one-shot bootstrap of Consul, Vault and Nomad.
+    StackBootstrap(stack::Args),
+}
+
+impl Role {
+    fn name(&self) -> &'static str {
+        match self {
+            Role::Config(_) => "config",
+            Role::Net(_) => "net",
+            Role::Pxe(_) => "pxe",
+            Role::Api(_) => "api",
+            Role::StackBootstrap(_) => "stack-bootstrap",
+        }
+    }
+}
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let role = args.next().unwrap_or_default();
-    let rest: Vec<String> = args.collect();
-    let result = match role.as_str() {
-        "config" => config::run(&rest),
-        "net" => net::run(&rest),
-        "pxe" => pxe::run(&rest),
-        "api" => api::run(&rest),
-        "stack-bootstrap" => stack::run(&rest),
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+    let role = <Cli as clap::Parser>::parse().role;
+    let name = role.name();
+    let result = match role {
+        Role::Config(args) => config::run(args),
+        Role::Net(args) => net::run(args),
+        Role::Pxe(args) => pxe::run(args),
+        Role::Api(args) => api::run(args),
+        Role::StackBootstrap(args) => stack::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("kindlingd {role}: error: {err:#}");
+            eprintln!("kindlingd {name}: error: {err:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Tells kindling-init this service is ready: one line on the inherited fd named
-/// by `KINDLING_NOTIFY_FD` (see docs/contracts.md). A no-op when run by hand.
+/// Tells kindling-init this service is ready (docs/contracts.md); a no-op when
+/// run by hand. A failure is logged: the service keeps running either way.
 pub(crate) fn notify_ready() {
-    use std::io::Write;
-    use std::os::fd::FromRawFd;
-    let Some(fd) = std::env::var("KINDLING_NOTIFY_FD")
-        .ok()
-        .and_then(|v| v.parse::<i32>().ok())
-    else {
-        return;
-    };
-    std::env::remove_var("KINDLING_NOTIFY_FD");
-    // SAFETY: init passed this fd for our exclusive use; we own it from here on
-    // and the File closes it when dropped, so the pipe's write end is released.
-    let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
-    if let Err(e) = pipe.write_all(b"ready\n") {
-        eprintln!("could not tell init we are ready (fd {fd}): {e}");
+    if let Err(e) = kindling_init_protocol::notify_ready() {
+        eprintln!("{e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// The argv init's service table and the benchmarks start roles with.
+    #[test]
+    fn the_argv_init_and_the_benchmarks_use_is_accepted() {
+        for argv in [
+            &["kindlingd", "config", "apply"][..],
+            &["kindlingd", "net"],
+            &["kindlingd", "pxe"],
+            &["kindlingd", "api"],
+            &["kindlingd", "stack-bootstrap"],
+            &["kindlingd", "api", "--listen", "127.0.0.1:9000"],
+            &[
+                "kindlingd",
+                "config",
+                "apply",
+                "--run-dir",
+                "/r",
+                "--now",
+                "1700000000",
+            ],
+            &[
+                "kindlingd",
+                "stack-bootstrap",
+                "--site",
+                "/s.json",
+                "--timeout",
+                "30",
+            ],
+            &[
+                "kindlingd",
+                "net",
+                "--site",
+                "s.json",
+                "--status",
+                "n.json",
+                "--status-interval-ms",
+                "200",
+                "--include-virtual-nics",
+                "--dns-port",
+                "5353",
+            ],
+            &[
+                "kindlingd",
+                "pxe",
+                "--site",
+                "s.json",
+                "--interface",
+                "lan0",
+                "--boot-dir",
+                "/b",
+                "--artifacts-dir",
+                "/a1",
+                "--artifacts-dir",
+                "/a2",
+                "--state-dir",
+                "/st",
+                "--status-file",
+                "/p.json",
+                "--dhcp-port",
+                "1067",
+                "--tftp-port",
+                "1069",
+                "--http-max-connections",
+                "8",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_ok(), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn usage_errors_are_refused() {
+        for argv in [
+            &["kindlingd"][..],
+            &["kindlingd", "bogus"],
+            &["kindlingd", "config"],
+            &["kindlingd", "net", "--dns-port", "99999"],
+            &["kindlingd", "api", "--listen"],
+            &["kindlingd", "pxe", "--unknown"],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
+        }
     }
 }

@@ -4,81 +4,96 @@
 //! Owns argument parsing and the readiness handshake only; everything else
 //! is `kindling_pxe::service`.
 //!
-//! usage: kindlingd pxe [--site FILE] [--interface IF] [--boot-dir DIR]
-//!        [--artifacts-dir DIR]… [--state-dir DIR] [--repo-dir DIR]
-//!        [--status-file FILE] [--dhcp-port N] [--client-port N]
-//!        [--proxy-port N] [--tftp-port N] [--http-max-connections N]
-//! The site file defaults to `$KINDLING_SITE_JSON` or /run/kindling/site.json;
-//! `--interface` to the interface holding the LAN address.
+//! Flags are [`Args`]. The site file defaults to `$KINDLING_SITE_JSON` or
+//! /run/kindling/site.json; `--interface` to the interface holding the LAN
+//! address; the others to `PxePaths` and `ServiceOptions` defaults.
 
 use anyhow::Context;
 use kindling_pxe::service::{self, ServiceOptions};
 use kindling_pxe::{PxePaths, PxeSettings};
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: kindlingd pxe [--site FILE] [--interface IF] [--boot-dir DIR] [--artifacts-dir DIR]… \
-[--state-dir DIR] [--repo-dir DIR] [--status-file FILE] [--dhcp-port N] [--client-port N] [--proxy-port N] \
-[--tftp-port N] [--http-max-connections N]";
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, value_name = "FILE")]
+    site: Option<PathBuf>,
+    #[arg(long, value_name = "IF")]
+    interface: Option<String>,
+    #[arg(long, value_name = "DIR")]
+    boot_dir: Option<PathBuf>,
+    /// Repeatable; replaces the default list when given.
+    #[arg(long, value_name = "DIR")]
+    artifacts_dir: Vec<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    repo_dir: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    status_file: Option<PathBuf>,
+    #[arg(long, value_name = "N")]
+    dhcp_port: Option<u16>,
+    #[arg(long, value_name = "N")]
+    client_port: Option<u16>,
+    #[arg(long, value_name = "N")]
+    proxy_port: Option<u16>,
+    #[arg(long, value_name = "N")]
+    tftp_port: Option<u16>,
+    #[arg(long, value_name = "N")]
+    http_max_connections: Option<usize>,
+}
 
-struct Args {
+/// The flags applied over the defaults.
+struct Settings {
     site: PathBuf,
     paths: PxePaths,
     options: ServiceOptions,
 }
 
-fn parse(args: &[String]) -> anyhow::Result<Args> {
-    let mut site = crate::site::effective_path();
+fn settings(args: Args) -> Settings {
     let mut paths = PxePaths::default();
-    let mut options = ServiceOptions::default();
-    let mut artifact_dirs: Vec<PathBuf> = Vec::new();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        let port = |v: &String| {
-            v.parse::<u16>()
-                .with_context(|| format!("{flag}: {v:?} is not a port number"))
-        };
-        match flag.as_str() {
-            "--site" => site = value()?.into(),
-            "--interface" => options.interface = Some(value()?.clone()),
-            "--boot-dir" => paths.boot_dir = value()?.into(),
-            "--artifacts-dir" => artifact_dirs.push(value()?.into()),
-            "--state-dir" => paths.state_dir = value()?.into(),
-            "--repo-dir" => paths.repo_dir = Some(value()?.into()),
-            "--status-file" => paths.status_file = value()?.into(),
-            "--dhcp-port" => options.dhcp_port = port(value()?)?,
-            "--client-port" => options.client_port = port(value()?)?,
-            "--proxy-port" => options.proxy_port = port(value()?)?,
-            "--tftp-port" => options.tftp_port = port(value()?)?,
-            "--http-max-connections" => {
-                let v = value()?;
-                options.http_max_connections = v
-                    .parse()
-                    .with_context(|| format!("{flag}: {v:?} is not a number"))?;
-            }
-            other => anyhow::bail!("unknown argument {other:?}\n{USAGE}"),
+    let mut options = ServiceOptions {
+        interface: args.interface,
+        ..ServiceOptions::default()
+    };
+    if let Some(dir) = args.boot_dir {
+        paths.boot_dir = dir;
+    }
+    if !args.artifacts_dir.is_empty() {
+        paths.artifact_dirs = args.artifacts_dir;
+    }
+    if let Some(dir) = args.state_dir {
+        paths.state_dir = dir;
+    }
+    if args.repo_dir.is_some() {
+        paths.repo_dir = args.repo_dir;
+    }
+    if let Some(file) = args.status_file {
+        paths.status_file = file;
+    }
+    for (flag, port) in [
+        (args.dhcp_port, &mut options.dhcp_port),
+        (args.client_port, &mut options.client_port),
+        (args.proxy_port, &mut options.proxy_port),
+        (args.tftp_port, &mut options.tftp_port),
+    ] {
+        if let Some(value) = flag {
+            *port = value;
         }
     }
-    if !artifact_dirs.is_empty() {
-        paths.artifact_dirs = artifact_dirs;
+    if let Some(n) = args.http_max_connections {
+        options.http_max_connections = n;
     }
-    Ok(Args {
-        site,
+    Settings {
+        site: args.site.unwrap_or_else(crate::site::effective_path),
         paths,
         options,
-    })
+    }
 }
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
+pub fn run(args: Args) -> anyhow::Result<()> {
     crate::console::init("pxe");
-    let args = parse(args)?;
-    let bytes =
-        std::fs::read(&args.site).with_context(|| format!("reading {}", args.site.display()))?;
-    let site: kindling_site::SiteConfig = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a valid site config", args.site.display()))?;
+    let args = settings(args);
+    let site = kindling_site::effective::load(&args.site)?;
     if !site.pxe.enabled {
         anyhow::bail!(
             "pxe.enabled is false in {}: nothing to serve",

@@ -1,13 +1,136 @@
 //! SiteConfig → this boot's service table (`/run/kindling/services.json`).
 //!
-//! Decides which of kindlingd's roles run, in which phase, with which
-//! capabilities and dependencies. It only describes; kindling-init supervises.
-//! The HashiCorp services are described by the stack crate, which knows their
-//! binaries, config files and health endpoints.
+//! Decides which children run, in which phase, with which capabilities and
+//! dependencies. [`build`] is a pure function of the site and [`BootInputs`]
+//! (what the image holds, the stack's rendered entries); [`for_this_boot`]
+//! gathers those inputs. It only describes; kindling-init supervises. The
+//! HashiCorp services are described by the stack crate, which knows their
+//! binaries, config files and health endpoints. Must never start a process
+//! or write anything but through the stack's renderer in [`for_this_boot`].
 
-use kindling_init::table::{Phase, Readiness, ServiceSpec, ServiceTable};
+// The service-table wire types: the one place they are imported from.
+use kindling_init_protocol::table::{Phase, Readiness, ServiceSpec, ServiceTable};
 use kindling_site::SiteConfig;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// ntpd-rs's daemon in the image; it reads `/etc/ntpd-rs/ntp.toml`.
+const NTP_DAEMON: &str = "/usr/bin/ntp-daemon";
+const NTP_CONFIG: &str = "/etc/ntpd-rs/ntp.toml";
+
+/// What the table needs besides the site: facts about this image and boot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BootInputs {
+    /// kindlingd's own path, `argv[0]` of each of its roles.
+    pub kindlingd: String,
+    /// The stack's entries, already rendered (their config files written);
+    /// empty when the site enables none or the stack could not be rendered.
+    pub stack: Vec<ServiceSpec>,
+    /// Optional service binaries the image holds.
+    pub installed: Installed,
+}
+
+/// Optional service binaries found in the image; `None` is not installed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Installed {
+    pub ntp_daemon: Option<PathBuf>,
+}
+
+impl Installed {
+    /// Looks for each optional binary at its place in the image.
+    pub fn probe() -> Self {
+        let present = |p: &str| Some(PathBuf::from(p)).filter(|p| p.is_file());
+        Self {
+            ntp_daemon: present(NTP_DAEMON),
+        }
+    }
+}
+
+fn kindlingd_role(
+    inputs: &BootInputs,
+    name: &str,
+    role: &str,
+    caps: &[&str],
+    depends_on: &[&str],
+    phase: Phase,
+) -> ServiceSpec {
+    let mut spec = ServiceSpec::new(name, &[&inputs.kindlingd, role]);
+    spec.env.insert("RUST_LOG".to_owned(), "info".to_owned());
+    spec.capabilities = caps.iter().map(|c| (*c).to_owned()).collect();
+    spec.depends_on = depends_on.iter().map(|d| (*d).to_owned()).collect();
+    spec.readiness = Readiness::Notify;
+    spec.phase = phase;
+    spec
+}
+
+/// net configures links, addresses, routes and nftables, runs the uplink
+/// DHCP client (raw sockets) and the LAN DNS forwarder on port 53.
+fn net(_: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
+    Some(kindlingd_role(
+        inputs,
+        "net",
+        "net",
+        &["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE"],
+        &[],
+        Phase::Network,
+    ))
+}
+
+/// DHCP/TFTP/HTTP on privileged ports, SO_BINDTODEVICE and raw RA sockets.
+fn pxe(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
+    site.pxe.enabled.then(|| {
+        kindlingd_role(
+            inputs,
+            "pxe",
+            "pxe",
+            &["CAP_NET_BIND_SERVICE", "CAP_NET_RAW"],
+            &["net"],
+            Phase::Services,
+        )
+    })
+}
+
+/// Reads status and talks to init's socket; binds an unprivileged port.
+fn api(_: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
+    Some(kindlingd_role(
+        inputs,
+        "api",
+        "api",
+        &[],
+        &[],
+        Phase::Services,
+    ))
+}
+
+/// ntpd-rs serving the LAN on port 123 and keeping the clock. Not required:
+/// the appliance boots and serves PXE without it.
+fn ntp(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
+    let daemon = inputs.installed.ntp_daemon.as_ref()?;
+    if !site.time.ntp_server {
+        return None;
+    }
+    let daemon = daemon.to_string_lossy();
+    let mut spec = ServiceSpec::new("ntp", &[&daemon, "-c", NTP_CONFIG]);
+    spec.capabilities = vec!["CAP_NET_BIND_SERVICE".to_owned(), "CAP_SYS_TIME".to_owned()];
+    spec.depends_on = vec!["net".to_owned()];
+    spec.readiness = Readiness::Started;
+    spec.required = false;
+    spec.phase = Phase::Services;
+    Some(spec)
+}
+
+/// kindling's own children, in table order; each decides from the site and
+/// the inputs whether it runs. The stack's entries follow them.
+const SERVICES: &[fn(&SiteConfig, &BootInputs) -> Option<ServiceSpec>] = &[net, pxe, api, ntp];
+
+/// The full table for `site` and this boot's `inputs`.
+pub fn build(site: &SiteConfig, inputs: &BootInputs) -> ServiceTable {
+    let mut services: Vec<ServiceSpec> = SERVICES.iter().filter_map(|s| s(site, inputs)).collect();
+    services.extend(inputs.stack.iter().cloned());
+    ServiceTable {
+        hostname: Some(site.site.hostname.clone()),
+        services,
+    }
+}
 
 /// Where kindlingd lives in the image; tests run the binary from `target/`.
 fn kindlingd_path() -> String {
@@ -17,69 +140,33 @@ fn kindlingd_path() -> String {
         .unwrap_or_else(|| "/bin/kindlingd".to_owned())
 }
 
-fn kindlingd_role(
-    name: &str,
-    role: &str,
-    caps: &[&str],
-    depends_on: &[&str],
-    phase: Phase,
-) -> ServiceSpec {
-    let mut spec = ServiceSpec::new(name, &[&kindlingd_path(), role]);
-    spec.env.insert("RUST_LOG".to_owned(), "info".to_owned());
-    spec.capabilities = caps.iter().map(|c| (*c).to_owned()).collect();
-    spec.depends_on = depends_on.iter().map(|d| (*d).to_owned()).collect();
-    spec.readiness = Readiness::Notify;
-    spec.phase = phase;
-    spec
-}
-
-fn api() -> ServiceSpec {
-    // Reads status and talks to init's socket; binds an unprivileged port.
-    kindlingd_role("api", "api", &[], &[], Phase::Services)
-}
-
-/// The full table for `site`. The stack's config files go under `run_dir`
-/// and its data under `data_dir` (the data partition).
-pub fn build(site: &SiteConfig, run_dir: &Path, data_dir: &Path) -> ServiceTable {
-    // net configures links, addresses, routes and nftables, runs the uplink DHCP
-    // client (raw sockets) and the LAN DNS forwarder on port 53.
-    let mut services = vec![kindlingd_role(
-        "net",
-        "net",
-        &["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE"],
-        &[],
-        Phase::Network,
-    )];
-    if site.pxe.enabled {
-        // DHCP/TFTP/HTTP on privileged ports, SO_BINDTODEVICE and raw RA sockets.
-        services.push(kindlingd_role(
-            "pxe",
-            "pxe",
-            &["CAP_NET_BIND_SERVICE", "CAP_NET_RAW"],
-            &["net"],
-            Phase::Services,
-        ));
-    }
-    services.push(api());
-    // Consul, Vault, Nomad and the one-shot bootstrap: the stack crate writes
-    // their config files and describes their entries.
-    // A stack that cannot be rendered must not cost the appliance its network
-    // and PXE: its services are left out and the reason goes to the console.
+/// Gathers this boot's inputs and builds the table: renders the stack's
+/// config files (under `run_dir`, data under `data_dir`) and probes the
+/// image for optional binaries. A stack that cannot be rendered must not
+/// cost the appliance its network and PXE: its services are left out and
+/// the reason goes to the console.
+pub fn for_this_boot(site: &SiteConfig, run_dir: &Path, data_dir: &Path) -> ServiceTable {
+    let kindlingd = kindlingd_path();
     let layout = kindling_stack::StackLayout {
         config_dir: run_dir.join("stack"),
         data_dir: data_dir.to_owned(),
         status_file: run_dir.join("status/stack.json"),
-        kindlingd: kindlingd_path().into(),
+        kindlingd: PathBuf::from(&kindlingd),
         ..kindling_stack::StackLayout::appliance()
     };
-    match kindling_stack::render(site, &layout) {
-        Ok(stack) => services.extend(stack.services),
-        Err(e) => println!("degraded: stack: not started: {e}"),
-    }
-    ServiceTable {
-        hostname: Some(site.site.hostname.clone()),
-        services,
-    }
+    let stack = match kindling_stack::render(site, &layout) {
+        Ok(stack) => stack.services,
+        Err(e) => {
+            println!("degraded: stack: not started: {e}");
+            Vec::new()
+        }
+    };
+    let inputs = BootInputs {
+        kindlingd,
+        stack,
+        installed: Installed::probe(),
+    };
+    build(site, &inputs)
 }
 
 #[cfg(test)]
@@ -95,21 +182,161 @@ mod tests {
         toml::from_str(&toml).unwrap_or_else(|e| panic!("lab site.toml does not parse: {e}"))
     }
 
+    fn inputs() -> BootInputs {
+        BootInputs {
+            kindlingd: "/bin/kindlingd".to_owned(),
+            stack: Vec::new(),
+            installed: Installed::default(),
+        }
+    }
+
+    fn with_ntp_daemon() -> BootInputs {
+        BootInputs {
+            installed: Installed {
+                ntp_daemon: Some(PathBuf::from(NTP_DAEMON)),
+            },
+            ..inputs()
+        }
+    }
+
+    fn stack_site() -> SiteConfig {
+        let mut site = lab_site();
+        site.stack.consul.enabled = true;
+        site.stack.vault.enabled = true;
+        site.stack.vault.recipients =
+            vec!["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".to_owned()];
+        site
+    }
+
+    /// The stack's entries as the renderer describes them, without writing.
+    fn stack_entries(site: &SiteConfig) -> Vec<ServiceSpec> {
+        kindling_stack::render::service_entries(site, &kindling_stack::StackLayout::appliance())
+    }
+
+    fn names(table: &ServiceTable) -> Vec<&str> {
+        table.services.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    #[test]
+    fn tables_for_each_kind_of_site() {
+        struct Case {
+            what: &'static str,
+            site: SiteConfig,
+            inputs: BootInputs,
+            want: &'static [&'static str],
+        }
+        let no_pxe = {
+            let mut s = lab_site();
+            s.pxe.enabled = false;
+            s
+        };
+        let with_nomad = {
+            let mut s = stack_site();
+            s.stack.nomad.enabled = true;
+            s
+        };
+        let ntp_on = {
+            let mut s = lab_site();
+            s.time.ntp_server = true;
+            s
+        };
+        let cases = [
+            Case {
+                what: "lab site",
+                site: lab_site(),
+                inputs: inputs(),
+                want: &["net", "pxe", "api"],
+            },
+            Case {
+                what: "pxe disabled",
+                site: no_pxe,
+                inputs: inputs(),
+                want: &["net", "api"],
+            },
+            Case {
+                what: "consul and vault",
+                site: stack_site(),
+                inputs: BootInputs {
+                    stack: stack_entries(&stack_site()),
+                    ..inputs()
+                },
+                want: &["net", "pxe", "api", "consul", "vault", "stack"],
+            },
+            Case {
+                what: "with nomad",
+                inputs: BootInputs {
+                    stack: stack_entries(&with_nomad),
+                    ..inputs()
+                },
+                site: with_nomad,
+                want: &["net", "pxe", "api", "consul", "vault", "nomad", "stack"],
+            },
+            Case {
+                what: "ntp enabled and installed",
+                site: ntp_on.clone(),
+                inputs: with_ntp_daemon(),
+                want: &["net", "pxe", "api", "ntp"],
+            },
+            Case {
+                what: "ntp enabled, not in the image",
+                site: ntp_on,
+                inputs: inputs(),
+                want: &["net", "pxe", "api"],
+            },
+            Case {
+                what: "ntp in the image, not enabled",
+                site: lab_site(),
+                inputs: with_ntp_daemon(),
+                want: &["net", "pxe", "api"],
+            },
+        ];
+        for case in cases {
+            let table = build(&case.site, &case.inputs);
+            if let Err(e) = table.validate(case.what) {
+                panic!("{}: the table is invalid: {e}", case.what);
+            }
+            assert_eq!(names(&table), case.want, "{}", case.what);
+            assert_eq!(
+                table.hostname.as_deref(),
+                Some("kindling-lab"),
+                "{}",
+                case.what
+            );
+        }
+    }
+
     #[test]
     fn lab_table_is_valid_and_ordered() {
-        let dir = std::env::temp_dir();
-        let table = build(&lab_site(), &dir, &dir);
+        let table = build(&lab_site(), &inputs());
         if let Err(e) = table.validate("lab") {
             panic!("lab service table is invalid: {e}");
         }
-        let names: Vec<_> = table.services.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["net", "pxe", "api"]);
+        assert_eq!(names(&table), ["net", "pxe", "api"]);
         assert_eq!(
             table.get("pxe").map(|s| s.depends_on.clone()),
             Some(vec!["net".to_owned()])
         );
         assert_eq!(table.get("net").map(|s| s.phase), Some(Phase::Network));
+        assert_eq!(
+            table.get("api").map(|s| s.argv.clone()),
+            Some(vec!["/bin/kindlingd".to_owned(), "api".to_owned()])
+        );
         assert_eq!(table.hostname.as_deref(), Some("kindling-lab"));
+    }
+
+    #[test]
+    fn ntp_entry_serves_the_lan_and_is_not_required() {
+        let mut site = lab_site();
+        site.time.ntp_server = true;
+        let table = build(&site, &with_ntp_daemon());
+        let Some(ntp) = table.get("ntp") else {
+            panic!("no ntp entry: {:?}", names(&table));
+        };
+        assert_eq!(ntp.argv, [NTP_DAEMON, "-c", NTP_CONFIG]);
+        assert_eq!(ntp.depends_on, ["net"]);
+        assert_eq!(ntp.capabilities, ["CAP_NET_BIND_SERVICE", "CAP_SYS_TIME"]);
+        assert!(!ntp.required, "a failed NTP server must not fail the boot");
+        assert_eq!(ntp.phase, Phase::Services);
     }
 
     #[test]
@@ -117,23 +344,19 @@ mod tests {
         let mut site = lab_site();
         site.pxe.enabled = false;
         let dir = std::env::temp_dir();
-        let table = build(&site, &dir, &dir);
+        let table = for_this_boot(&site, &dir, &dir);
         assert!(table.get("pxe").is_none());
         assert!(table.get("api").is_some());
     }
 
     #[test]
     fn stack_services_follow_the_site_and_write_under_run_dir() {
-        let mut site = lab_site();
-        site.stack.consul.enabled = true;
-        site.stack.vault.enabled = true;
-        site.stack.vault.recipients =
-            vec!["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".to_owned()];
+        let site = stack_site();
         let dir = tempfile::tempdir().unwrap();
         let (run, data) = (dir.path().join("run"), dir.path().join("data"));
-        let table = build(&site, &run, &data);
+        let table = for_this_boot(&site, &run, &data);
         table.validate("stack").unwrap();
-        let names: Vec<_> = table.services.iter().map(|s| s.name.as_str()).collect();
+        let names = names(&table);
         assert_eq!(names, ["net", "pxe", "api", "consul", "vault", "stack"]);
         assert!(
             run.join("stack/consul.json").is_file(),
@@ -150,8 +373,7 @@ mod tests {
         let mut site = lab_site();
         site.stack.vault.enabled = true; // no recipients: cannot be rendered
         let dir = tempfile::tempdir().unwrap();
-        let table = build(&site, dir.path(), dir.path());
-        let names: Vec<_> = table.services.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["net", "pxe", "api"]);
+        let table = for_this_boot(&site, dir.path(), dir.path());
+        assert_eq!(names(&table), ["net", "pxe", "api"]);
     }
 }

@@ -1,19 +1,16 @@
-//! Reading the effective site configuration that `kindlingd config apply` wrote.
+//! The effective site configuration for kindlingd's roles: the one loader,
+//! `kindling_site::effective`, at its default path (`$KINDLING_SITE_JSON`,
+//! else `/run/kindling/site.json`). Never reads the file any other way.
 
 use kindling_site::SiteConfig;
 use std::path::PathBuf;
 
-/// `/run/kindling/site.json`, or `$KINDLING_SITE_JSON`.
+/// `$KINDLING_SITE_JSON`, else `/run/kindling/site.json`.
 pub fn effective_path() -> PathBuf {
-    std::env::var_os("KINDLING_SITE_JSON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/kindling/site.json"))
+    kindling_site::effective::default_path()
 }
 
-pub fn load_effective() -> anyhow::Result<SiteConfig> {
-    let path = effective_path();
-    let bytes =
-        std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| anyhow::anyhow!("{} is not a valid site config: {e}", path.display()))
+/// The effective config at [`effective_path`]; the error names the file.
+pub fn load_effective() -> Result<SiteConfig, kindling_site::effective::LoadEffectiveError> {
+    kindling_site::effective::load_default()
 }

@@ -4,38 +4,26 @@
 //! service output on the console); the status file is
 //! `/run/kindling/status/stack.json`.
 //!
-//! usage: kindlingd stack-bootstrap [--site FILE] [--timeout SECS]
-//! Owns argument parsing only; the work is `kindling_stack::bootstrap`.
+//! Owns argument parsing ([`Args`]) only; the work is `kindling_stack::bootstrap`.
 
-use anyhow::Context;
 use kindling_stack::bootstrap::{self, BootstrapOptions};
+use std::path::PathBuf;
 use std::time::Duration;
 
-const USAGE: &str = "usage: kindlingd stack-bootstrap [--site FILE] [--timeout SECS]";
+#[derive(clap::Args)]
+pub struct Args {
+    /// Effective config (default $KINDLING_SITE_JSON or /run/kindling/site.json).
+    #[arg(long, value_name = "FILE")]
+    site: Option<PathBuf>,
+    /// How long to wait for each service, in seconds.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+}
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let mut site_path = crate::site::effective_path();
-    let mut timeout = None;
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .with_context(|| format!("{flag} needs a value\n{USAGE}"));
-        match flag.as_str() {
-            "--site" => site_path = value?.into(),
-            "--timeout" => {
-                let v = value?;
-                timeout = Some(Duration::from_secs(v.parse().with_context(|| {
-                    format!("--timeout: {v:?} is not a number of seconds")
-                })?));
-            }
-            other => anyhow::bail!("unknown argument {other:?}\n{USAGE}"),
-        }
-    }
-    let bytes =
-        std::fs::read(&site_path).with_context(|| format!("reading {}", site_path.display()))?;
-    let site: kindling_site::SiteConfig = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a valid site config", site_path.display()))?;
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let site_path = args.site.unwrap_or_else(crate::site::effective_path);
+    let timeout = args.timeout.map(Duration::from_secs);
+    let site = kindling_site::effective::load(&site_path)?;
     let mut options = BootstrapOptions::appliance(site);
     // The same overrides as `kindlingd api`, so both agree where things are.
     if let Some(run_dir) = std::env::var_os("KINDLING_RUN_DIR").map(std::path::PathBuf::from) {
@@ -49,6 +37,6 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if let Some(t) = timeout {
         options.service_timeout = t;
     }
-    kindling_stack::api::block_on(bootstrap::run(options)).map_err(anyhow::Error::msg)??;
+    kindling_stack::api::block_on(bootstrap::run(options))??;
     Ok(())
 }

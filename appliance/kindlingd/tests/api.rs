@@ -197,6 +197,97 @@ fn bad_pushes_are_refused_and_the_good_config_stays() {
     );
 }
 
+/// `/healthz` answers before any config exists and says nothing but "ok".
+#[test]
+fn healthz_is_up_without_config_and_reveals_nothing() {
+    let root = Root::new();
+    let api = start_api(&root);
+    let (status, body) = call("GET", &format!("{}/healthz", api.base), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, serde_json::json!({"status": "ok"}));
+    let health: kindling_api::health::Health = serde_json::from_value(body).unwrap();
+    assert_eq!(health, kindling_api::health::Health::ok());
+}
+
+/// Lab v4 with a longer lease, signed with the fixtures' TEST-ONLY key.
+fn lab_v4_push_body() -> Vec<u8> {
+    use base64::Engine;
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tree = tempfile::Builder::new()
+        .prefix("kd-tree-")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir_all(tree.path().join("profiles")).unwrap();
+    for f in ["profiles/dev.toml", "profiles/prod.toml"] {
+        std::fs::copy(repo.join("overlays/lab").join(f), tree.path().join(f)).unwrap();
+    }
+    let site = std::fs::read_to_string(repo.join("overlays/lab/site.toml")).unwrap();
+    std::fs::write(
+        tree.path().join("site.toml"),
+        site.replace("lease_secs = 3600", "lease_secs = 7200"),
+    )
+    .unwrap();
+    let key_text = std::fs::read_to_string(fixtures().join("keys/TEST-ONLY-kindling.key")).unwrap();
+    let key = kindling_overlay::SecretKey::from_file_text(&key_text, None).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let opts = kindling_overlay::BuildOptions {
+        name: "lab".into(),
+        version: 4,
+        layer: kindling_overlay::LayerKind::Site,
+        site_id: None,
+        created: now - 100,
+        expires: now + 86_400,
+    };
+    let built = kindling_overlay::build(tree.path(), &opts, &key).unwrap();
+    serde_json::to_vec(&serde_json::json!({
+        "kovl": base64::engine::general_purpose::STANDARD.encode(&built.kovl),
+        "minisig": built.minisig,
+    }))
+    .unwrap()
+}
+
+#[test]
+fn an_accepted_push_applies_pxe_changes_now_and_says_what_it_did() {
+    let root = Root::new();
+    apply(&root);
+    let api = start_api(&root);
+    let url = format!("{}/v1/overlays", api.base);
+
+    let body = lab_v4_push_body();
+    let (status, reply) = call("POST", &url, Some(&body));
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["accepted"]["name"], "lab", "{reply}");
+    assert_eq!(reply["accepted"]["version"], 4, "{reply}");
+    assert_eq!(reply["applied_now"], serde_json::json!(["pxe"]), "{reply}");
+    assert_eq!(
+        reply["applies_at_next_boot"],
+        serde_json::json!([]),
+        "{reply}"
+    );
+    assert!(reply["report"]["ok"].as_bool().unwrap_or(false), "{reply}");
+    // No init runs here: the live part is attempted and its failure reported.
+    let actions = reply["actions"].to_string();
+    assert!(actions.contains("services.json rewritten"), "{reply}");
+    assert!(actions.contains("could not reach init"), "{reply}");
+    assert_eq!(
+        file(&root.path("run/kindling/site.json"))["pxe"]["lease_secs"],
+        7200
+    );
+
+    // The same version again is idempotent: accepted, nothing changed, nothing done.
+    let (status, reply) = call("POST", &url, Some(&body));
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["applied_now"], serde_json::json!([]), "{reply}");
+    assert!(reply.get("actions").is_none(), "{reply}");
+    let (status, reply) = call("GET", &url, None);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["state"]["floors"]["lab"], 4, "{reply}");
+    assert!(reply["report"]["accepted"].is_array(), "{reply}");
+}
+
 #[test]
 fn unknown_endpoints_and_methods_are_404_with_a_reason() {
     let root = Root::new();

@@ -11,7 +11,8 @@ mod common;
 
 use common::call;
 
-use kindling_pxe::{Inventory, MacAddr, ProfileChoice, PxePaths, PxeSettings};
+use kindling_inventory::{Inventory, MacAddr, ProfileChoice};
+use kindling_pxe::{PxePaths, PxeSettings};
 use kindling_site::SiteConfig;
 use kindling_stack::consul::ConsulApi;
 use kindling_stack::{StackLayout, StackPorts};
@@ -284,7 +285,7 @@ fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
         },
     )
     .unwrap();
-    let (inventory, _) = Inventory::open(&settings);
+    let (inventory, _) = Inventory::open(&settings.paths.state_dir, settings.profile_policy());
 
     // 1. Assigned through the API while Consul is up: in KV and in force.
     let (status, body) = put("52:54:00:6b:00:99", r#"{"profile":"prod"}"#);

@@ -187,6 +187,25 @@ fn address_of(msg: &AddressMessage) -> Option<(IpAddr, u8)> {
     })
 }
 
+/// Deletes the address `msg` describes (`address`, for the error) from the device.
+async fn remove_address(
+    handle: &Handle,
+    dev: &Device,
+    msg: AddressMessage,
+    address: IpAddr,
+) -> Result<(), LinkChangeError> {
+    handle
+        .address()
+        .del(msg)
+        .execute()
+        .await
+        .map_err(|source| LinkChangeError::RemoveAddress {
+            device: dev.name.clone(),
+            address,
+            source,
+        })
+}
+
 /// Makes `address/prefix_len` the only IPv4 address on the device (a config
 /// change must not leave the old one behind).
 pub async fn set_only_ipv4(
@@ -199,18 +218,7 @@ pub async fn set_only_ipv4(
     for msg in address_messages(handle, dev).await? {
         match address_of(&msg) {
             Some((IpAddr::V4(ip), len)) if ip == address && len == prefix_len => present = true,
-            Some((ip @ IpAddr::V4(_), _)) => {
-                handle
-                    .address()
-                    .del(msg)
-                    .execute()
-                    .await
-                    .map_err(|source| LinkChangeError::RemoveAddress {
-                        device: dev.name.clone(),
-                        address: ip,
-                        source,
-                    })?
-            }
+            Some((ip @ IpAddr::V4(_), _)) => remove_address(handle, dev, msg, ip).await?,
             _ => {}
         }
     }
@@ -239,16 +247,7 @@ pub async fn remove_ipv4(
 ) -> Result<(), LinkChangeError> {
     for msg in address_messages(handle, dev).await? {
         if matches!(address_of(&msg), Some((IpAddr::V4(ip), _)) if ip == address) {
-            handle
-                .address()
-                .del(msg)
-                .execute()
-                .await
-                .map_err(|source| LinkChangeError::RemoveAddress {
-                    device: dev.name.clone(),
-                    address: IpAddr::V4(address),
-                    source,
-                })?;
+            remove_address(handle, dev, msg, IpAddr::V4(address)).await?;
         }
     }
     Ok(())

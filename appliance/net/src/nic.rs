@@ -31,15 +31,8 @@ pub struct Nic {
 
 impl Nic {
     pub fn mac_string(&self) -> String {
-        format_mac(&self.mac)
+        kindling_site::MacAddr(self.mac).to_string()
     }
-}
-
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// Which interfaces count as NICs.
@@ -227,7 +220,7 @@ fn pick(nics: &[Nic], rule: &NicMatch, taken: Option<&Nic>) -> Option<Nic> {
 fn describe(rule: &NicMatch) -> String {
     match rule {
         NicMatch::Order(n) => format!("order {n}"),
-        NicMatch::Mac(mac) => format!("MAC {}", format_mac(&mac.octets())),
+        NicMatch::Mac(mac) => format!("MAC {mac}"),
         NicMatch::PciPath(path) => format!("PCI path {path}"),
         NicMatch::FirstWithCarrier => "first NIC with carrier".into(),
     }

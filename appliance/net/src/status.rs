@@ -80,13 +80,6 @@ pub struct NetStatus {
     pub updated_unix: u64,
 }
 
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Replaces `path` atomically with the JSON of `status`.
 pub fn write_atomically(path: &Path, status: &NetStatus) -> Result<(), StatusWriteError> {
     let mut body = serde_json::to_vec_pretty(status).map_err(StatusWriteError::Encode)?;

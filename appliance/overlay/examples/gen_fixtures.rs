@@ -149,7 +149,7 @@ fn build(spec: &Spec, entries: &[Entry], signer: &SecretKey) -> (Vec<u8>, String
     let (p, files, size) = payload(entries);
     let m = manifest(spec, &p, files, size);
     let kovl = write_kovl(&m, &p).unwrap();
-    let sig = signer.sign(&kovl, &m.trusted_comment());
+    let sig = signer.sign(&kovl, &m.trusted_comment()).unwrap();
     (kovl, sig)
 }
 
@@ -341,7 +341,7 @@ fn main() {
     let mut m = manifest(&v(4), &p, files, size);
     m.payload_sha256 = "00".repeat(32);
     let kovl = write_kovl(&m, &p).unwrap();
-    let sig = test_key.sign(&kovl, &m.trusted_comment());
+    let sig = test_key.sign(&kovl, &m.trusted_comment()).unwrap();
     write(
         "manifest-hash-mismatch",
         "lab",
@@ -354,10 +354,12 @@ fn main() {
     let (p, files, size) = payload(&good_entries());
     let m = manifest(&v(4), &p, files, size);
     let kovl = write_kovl(&m, &p).unwrap();
-    let sig = test_key.sign(
-        &kovl,
-        &m.trusted_comment().replace("version=4", "version=40"),
-    );
+    let sig = test_key
+        .sign(
+            &kovl,
+            &m.trusted_comment().replace("version=4", "version=40"),
+        )
+        .unwrap();
     write(
         "trusted-comment-mismatch",
         "lab",

@@ -1,169 +1,174 @@
-//! The overlay endpoints of the appliance API as plain functions returning
-//! `(HTTP status, JSON body)`: `GET /v1/overlays`, `GET /v1/config/effective`,
-//! `POST /v1/overlays`. The HTTP server and the router live in kindlingd; this
-//! module never listens or talks to init.
+//! The operations behind the overlay endpoints of the appliance API, as typed
+//! results: the recorded state and last report (`GET /v1/overlays`), the
+//! effective config (`GET /v1/config/effective`) and accepting a pushed
+//! overlay (`POST /v1/overlays`).
 //!
-//! Push body (JSON): `{"kovl": "<base64 of NAME.kovl>", "minisig": "<text of
-//! NAME.kovl.minisig>"}`. It is authenticated by the signature alone, verified
-//! exactly like at boot.
+//! Knows nothing of HTTP: errors say their [`ErrorKind`] and kindlingd picks
+//! the status. Never decides what a change means for running services: a push
+//! reports which top-level config sections changed, and kindlingd decides
+//! which apply at once and which at the next boot.
+//!
+//! Push body: [`PushRequest`], `{"kovl": "<base64 of NAME.kovl>", "minisig":
+//! "<text of NAME.kovl.minisig>"}`. It is authenticated by the signature
+//! alone, verified exactly like at boot.
 
-use crate::apply::{apply, ApplyOptions, ApplyPaths, PushedOverlay};
+use crate::apply::{apply, ApplyOptions, ApplyPaths, PushedOverlay, Refused};
 use crate::state::StateFile;
 use base64::Engine;
-use serde_json::{json, Value};
+use kindling_api::overlays::{AcceptedEntry, OverlayList, PushRequest, Report, StateView};
+use kindling_api::{ApiFailure, ErrorKind};
+use kindling_site::{Effective, SiteConfig};
+use serde_json::Value;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// Pushes are applied one at a time: each rewrites state.json and site.json.
 static PUSH_LOCK: Mutex<()> = Mutex::new(());
 
-/// Parts of the config a running appliance can switch without a reboot (the
-/// PXE service is restarted); everything else applies at next boot.
-const LIVE_SECTIONS: &[&str] = &["pxe", "nodes", "profiles"];
-
-fn read_json(path: &std::path::Path) -> Option<Value> {
-    std::fs::read(path)
+/// `GET /v1/overlays`: the last config report and the recorded state.
+pub fn list(paths: &ApplyPaths) -> OverlayList {
+    let state = match StateFile::load(&paths.state_file()) {
+        Ok(s) => StateView::State(s.overlays),
+        Err(e) => StateView::Unreadable {
+            error: e.to_string(),
+        },
+    };
+    let report = std::fs::read(paths.report_json())
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    OverlayList { report, state }
 }
 
-/// `GET /v1/overlays`: the last config report and the recorded floors.
-pub fn list(paths: &ApplyPaths) -> (u16, Value) {
-    let state = match StateFile::load(&paths.state_file()) {
-        Ok(s) => serde_json::to_value(&s.overlays).unwrap_or(Value::Null),
-        Err(e) => json!({ "error": e.to_string() }),
-    };
-    let report = read_json(&paths.report_json()).unwrap_or(Value::Null);
-    (200, json!({ "report": report, "state": state }))
+#[derive(Debug, thiserror::Error)]
+pub enum EffectiveError {
+    #[error("no effective configuration: {} is missing (see /v1/overlays for refusals)", path.display())]
+    Missing { path: PathBuf },
+}
+
+impl ApiFailure for EffectiveError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            EffectiveError::Missing { .. } => ErrorKind::Unavailable,
+        }
+    }
 }
 
 /// `GET /v1/config/effective`: the merged config and where each value came from.
-pub fn effective(paths: &ApplyPaths) -> (u16, Value) {
-    match read_json(&paths.effective_json()) {
-        Some(v) => (200, v),
-        None => (
-            503,
-            json!({ "error": format!("no effective configuration: {} is missing (see /v1/overlays for refusals)", paths.effective_json().display()) }),
-        ),
-    }
+pub fn effective(paths: &ApplyPaths) -> Result<Effective, EffectiveError> {
+    let path = paths.effective_json();
+    std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(EffectiveError::Missing { path })
 }
 
-/// Outcome of a push, for the caller to act on (restart services).
+/// A pushed overlay that is now part of the running configuration.
 #[derive(Debug, Clone)]
-pub struct PushResult {
-    pub status: u16,
-    pub body: Value,
-    /// Top-level config sections that changed and apply now.
-    pub applied_now: Vec<String>,
-    /// Sections that changed but apply at next boot.
-    pub next_boot: Vec<String>,
-    /// The new effective config, when the push was accepted.
-    pub site: Option<kindling_site::SiteConfig>,
+pub struct PushAccepted {
+    pub accepted: AcceptedEntry,
+    /// Top-level config sections whose value changed, sorted.
+    pub changed_sections: Vec<String>,
+    /// The new effective config (as written to site.json); accepting an
+    /// overlay means it merged, so this is always there in practice.
+    pub site: Option<SiteConfig>,
+    pub report: Report,
 }
 
-impl PushResult {
-    fn error(status: u16, message: String) -> Self {
-        Self {
-            status,
-            body: json!({ "error": message }),
-            applied_now: vec![],
-            next_boot: vec![],
-            site: None,
+/// Why a push was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("body is not JSON {{\"kovl\": base64, \"minisig\": text}}: {0}")]
+    Body(#[source] serde_json::Error),
+    #[error("\"kovl\" is not base64: {0}")]
+    NotBase64(#[source] base64::DecodeError),
+    /// The pipeline refused the pushed overlay; the report says what runs.
+    #[error("{refused}")]
+    Refused {
+        refused: Box<Refused>,
+        report: Box<Report>,
+    },
+    #[error("not applied: an equal or newer version of this overlay is already accepted")]
+    Superseded { report: Box<Report> },
+}
+
+impl PushError {
+    /// The pipeline's report, when the push got that far.
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            PushError::Body(_) | PushError::NotBase64(_) => None,
+            PushError::Refused { report, .. } | PushError::Superseded { report } => Some(report),
         }
     }
 }
 
-/// `POST /v1/overlays`.
-pub fn push(paths: &ApplyPaths, body: &[u8], opts: &ApplyOptions) -> PushResult {
-    let parsed: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => {
-            return PushResult::error(
-                400,
-                format!("body is not JSON {{\"kovl\": base64, \"minisig\": text}}: {e}"),
-            )
+impl ApiFailure for PushError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PushError::Body(_) | PushError::NotBase64(_) => ErrorKind::BadRequest,
+            PushError::Refused { refused, .. } => refused.kind(),
+            PushError::Superseded { .. } => ErrorKind::Conflict,
         }
-    };
-    let Some(kovl_b64) = parsed.get("kovl").and_then(Value::as_str) else {
-        return PushResult::error(400, "body lacks \"kovl\" (base64 of the .kovl file)".into());
-    };
-    let Some(minisig) = parsed.get("minisig").and_then(Value::as_str) else {
-        return PushResult::error(
-            400,
-            "body lacks \"minisig\" (text of the .kovl.minisig file)".into(),
-        );
-    };
-    let kovl = match base64::engine::general_purpose::STANDARD.decode(kovl_b64.trim()) {
-        Ok(k) => k,
-        Err(e) => return PushResult::error(400, format!("\"kovl\" is not base64: {e}")),
-    };
+    }
+}
+
+/// The overlay carried by a push body.
+pub fn decode(body: &[u8]) -> Result<PushedOverlay, PushError> {
+    let request: PushRequest = serde_json::from_slice(body).map_err(PushError::Body)?;
+    let kovl = base64::engine::general_purpose::STANDARD
+        .decode(request.kovl.trim())
+        .map_err(PushError::NotBase64)?;
+    Ok(PushedOverlay {
+        kovl,
+        minisig: request.minisig,
+    })
+}
+
+/// `POST /v1/overlays`: runs the pipeline with the pushed overlay and says
+/// what changed.
+pub fn push(
+    paths: &ApplyPaths,
+    body: &[u8],
+    opts: &ApplyOptions,
+) -> Result<PushAccepted, PushError> {
+    let pushed = decode(body)?;
     let _guard = PUSH_LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let before = read_json(&paths.site_json());
-    let outcome = apply(
-        paths,
-        opts,
-        Some(PushedOverlay {
-            kovl,
-            minisig: minisig.to_string(),
-        }),
-    );
-    let report = serde_json::to_value(&outcome.report).unwrap_or(Value::Null);
+    let before = kindling_site::effective::load(&paths.site_json())
+        .ok()
+        .and_then(|s| serde_json::to_value(s).ok());
+    let outcome = apply(paths, opts, Some(pushed));
+    let report = Box::new(outcome.report);
     match outcome.pushed {
         Some(Ok(accepted)) => {
-            let after = outcome
-                .effective
-                .as_ref()
-                .and_then(|e| serde_json::to_value(&e.config).ok());
-            let (applied_now, next_boot) = changed_sections(before.as_ref(), after.as_ref());
-            let body = json!({
-                "accepted": accepted,
-                "applied_now": applied_now,
-                "applies_at_next_boot": next_boot,
-                "report": report,
-            });
-            PushResult {
-                status: 200,
-                body,
-                applied_now,
-                next_boot,
-                site: outcome.effective.map(|e| e.config),
-            }
+            let site = outcome.effective.map(|e| e.config);
+            let after = site.as_ref().and_then(|s| serde_json::to_value(s).ok());
+            Ok(PushAccepted {
+                accepted,
+                changed_sections: changed_sections(before.as_ref(), after.as_ref()),
+                site,
+                report: *report,
+            })
         }
-        Some(Err(refused)) => {
-            let mut r = PushResult::error(422, refused.line());
-            r.body["report"] = report;
-            r
-        }
+        Some(Err(refused)) => Err(PushError::Refused {
+            refused: Box::new(refused),
+            report,
+        }),
         // The pushed file was superseded by an equal or newer accepted version.
-        None => {
-            let mut r = PushResult::error(
-                409,
-                "not applied: an equal or newer version of this overlay is already accepted".into(),
-            );
-            r.body["report"] = report;
-            r
-        }
+        None => Err(PushError::Superseded { report }),
     }
 }
 
-/// Which top-level sections differ, split into live and next-boot ones.
-fn changed_sections(before: Option<&Value>, after: Option<&Value>) -> (Vec<String>, Vec<String>) {
+/// Top-level sections whose value differs, sorted.
+fn changed_sections(before: Option<&Value>, after: Option<&Value>) -> Vec<String> {
     let empty = serde_json::Map::new();
     let b = before.and_then(Value::as_object).unwrap_or(&empty);
     let a = after.and_then(Value::as_object).unwrap_or(&empty);
     let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
     keys.sort();
     keys.dedup();
-    let (mut now, mut later) = (Vec::new(), Vec::new());
-    for k in keys {
-        if b.get(k) != a.get(k) {
-            if LIVE_SECTIONS.contains(&k.as_str()) {
-                now.push(k.clone());
-            } else {
-                later.push(k.clone());
-            }
-        }
-    }
-    (now, later)
+    keys.into_iter()
+        .filter(|k| b.get(*k) != a.get(*k))
+        .cloned()
+        .collect()
 }

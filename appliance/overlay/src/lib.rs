@@ -17,9 +17,9 @@ pub mod state;
 pub mod unpack;
 pub mod verify;
 
-pub use apply::{apply, ApplyOptions, ApplyOutcome, ApplyPaths, PushedOverlay, Report};
+pub use apply::{apply, ApplyOptions, ApplyOutcome, ApplyPaths, PushedOverlay, Refused, Report};
 pub use limits::Limits;
 pub use manifest::{LayerKind, Manifest};
 pub use minisign::{KeyId, PublicKey, SecretKey};
 pub use pack::{build, pack, BuildOptions, Built};
-pub use verify::{Refusal, Verified};
+pub use verify::{Verified, VerifyError};

@@ -2,29 +2,14 @@
 //! trusted comment that repeats its security-relevant fields inside the
 //! minisign signature. Pure data; no I/O.
 
+use kindling_clock::rfc3339;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const FORMAT: &str = "kindling-overlay/1";
 
-/// Which layer an overlay fills: image defaults < `site` (in declared order) < `appliance`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LayerKind {
-    #[default]
-    Site,
-    Appliance,
-}
-
-impl LayerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LayerKind::Site => "site",
-            LayerKind::Appliance => "appliance",
-        }
-    }
-}
+/// Which layer an overlay fills; the same type the API reports.
+pub use kindling_api::overlays::LayerKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,17 +45,6 @@ pub fn valid_name(name: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         && !name.starts_with(['-', '_'])
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-pub fn rfc3339(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
 }
 
 impl Manifest {

@@ -1,20 +1,26 @@
-//! minisign's key and signature formats, so that Debian's `minisign` and
+//! minisign's key and signature files, so that Debian's `minisign` and
 //! kindling read each other's keys and signatures.
 //!
-//! - public key: `untrusted comment: …` + base64(`Ed` ‖ key id ‖ Ed25519 public key)
+//! - public key: `untrusted comment: minisign public key <id>` + base64(`Ed` ‖
+//!   key id ‖ Ed25519 public key)
 //! - secret key: base64(`Ed` ‖ kdf alg ‖ `B2` ‖ salt ‖ opslimit ‖ memlimit ‖
-//!   (key id ‖ seed+public key ‖ BLAKE2b-256 checksum) XOR scrypt keystream)
+//!   key id ‖ seed+public key ‖ BLAKE2b-256 checksum), the last three XORed
+//!   with an scrypt keystream when the key is encrypted
 //! - signature: prehashed (`ED`): Ed25519 over BLAKE2b-512 of the file, plus a
 //!   global signature over signature ‖ trusted comment.
 //!
-//! Verification uses the `minisign-verify` crate; this module adds what it
-//! lacks (key files, signing, reading the key id). It never touches overlays.
+//! Key generation, secret-key encryption and decryption, and signing are the
+//! `minisign` crate's; verification is `minisign-verify`'s. This module adds
+//! kindling's types (key id, trusted key list), the comment lines the
+//! `minisign` tool writes, and reading minisign 0.11's unencrypted keys. It
+//! never touches overlays.
+//!
+//! New encrypted keys use the `minisign` crate's scrypt parameters (opslimit
+//! 2^20, memlimit 32 MiB); keys the `minisign` tool wrote (1 GiB) are read as
+//! they are, since every key file carries its own parameters.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use blake2::digest::consts::U32;
-use blake2::{Blake2b, Blake2b512, Digest};
-use ed25519_dalek::{Signer, SigningKey};
 use std::fmt;
 
 const SIG_ALG: &[u8; 2] = b"Ed";
@@ -22,11 +28,14 @@ const SIG_ALG_HASHED: &[u8; 2] = b"ED";
 const KDF_SCRYPT: &[u8; 2] = b"Sc";
 const KDF_NONE: &[u8; 2] = b"\0\0";
 const CHK_ALG: &[u8; 2] = b"B2";
-/// libsodium's `crypto_pwhash_scryptsalsa208sha256_*_SENSITIVE`, minisign's defaults.
-pub const DEFAULT_OPSLIMIT: u64 = 33_554_432;
-pub const DEFAULT_MEMLIMIT: u64 = 1_073_741_824;
 
+/// `Ed` ‖ kdf ‖ `B2` ‖ salt(32) ‖ opslimit(8) ‖ memlimit(8) ‖ id(8) ‖ key(64) ‖ checksum(32).
 const SECRET_KEY_LEN: usize = 2 + 2 + 2 + 32 + 8 + 8 + 104;
+const CHECKSUM: std::ops::Range<usize> = SECRET_KEY_LEN - 32..SECRET_KEY_LEN;
+
+/// The untrusted comments the `minisign` tool writes.
+const ENCRYPTED_KEY_COMMENT: &str = "minisign encrypted secret key";
+const PLAIN_KEY_COMMENT: &str = "minisign secret key (unencrypted)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -38,13 +47,21 @@ pub enum KeyError {
     WrongPassword,
     #[error("the secret key is encrypted: a password is needed")]
     PasswordNeeded,
-    #[error("key derivation (scrypt) failed: {0}")]
-    Kdf(String),
+    #[error("generating a key pair failed: {0}")]
+    Generate(String),
+    #[error("signing with key {id} failed: {reason}")]
+    Sign { id: KeyId, reason: String },
 }
 
 /// 8-byte key id, shown like minisign does (upper-case hex of the little-endian u64).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(pub [u8; 8]);
+
+impl KeyId {
+    fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(KeyId)
+    }
+}
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,6 +93,11 @@ impl PublicKey {
         let bytes = B64
             .decode(text.trim())
             .map_err(|e| KeyError::PublicKeyFormat(format!("base64: {e}")))?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// From `Ed` ‖ key id ‖ key.
+    fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
         if bytes.len() != 42 || &bytes[..2] != SIG_ALG {
             return Err(KeyError::PublicKeyFormat(format!(
                 "expected 42 bytes starting with 'Ed', got {}",
@@ -107,6 +129,7 @@ impl PublicKey {
         B64.encode(bytes)
     }
 
+    /// The `.pub` file, with the comment line `minisign -G` writes.
     pub fn to_file_text(&self) -> String {
         format!(
             "untrusted comment: minisign public key {}\n{}\n",
@@ -121,183 +144,156 @@ impl PublicKey {
     }
 }
 
-/// A decrypted minisign secret key.
+/// A decrypted minisign secret key, ready to sign.
 pub struct SecretKey {
     pub id: KeyId,
-    signing: SigningKey,
+    key: minisign::SecretKey,
+    public: minisign::PublicKey,
+}
+
+/// A new key pair: the decrypted key, and its secret key file (encrypted when
+/// it was generated with a password).
+pub struct GeneratedKey {
+    pub key: SecretKey,
+    pub file_text: String,
 }
 
 impl SecretKey {
-    /// A fresh random key pair.
-    pub fn generate() -> Self {
-        use rand::RngCore;
-        let mut seed = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut seed);
-        let mut id = [0u8; 8];
-        rand::rngs::OsRng.fill_bytes(&mut id);
-        Self {
-            id: KeyId(id),
-            signing: SigningKey::from_bytes(&seed),
-        }
+    /// A fresh random key pair, unencrypted (tests, `minisign -G -W`).
+    pub fn generate() -> Result<Self, KeyError> {
+        let pair = minisign::KeyPair::generate_unencrypted_keypair()
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        Self::checked(pair.sk)
+    }
+
+    /// A fresh key pair and its key file: scrypt-encrypted with `password`
+    /// (the `minisign` crate's parameters), or unencrypted with `None`.
+    pub fn generate_file(password: Option<&str>) -> Result<GeneratedKey, KeyError> {
+        let Some(password) = password else {
+            let key = Self::generate()?;
+            let file_text = key.to_unencrypted_file_text()?;
+            return Ok(GeneratedKey { key, file_text });
+        };
+        let pair = minisign::KeyPair::generate_encrypted_keypair(Some(password.to_string()))
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        let file_text = pair
+            .sk
+            .to_box(Some(ENCRYPTED_KEY_COMMENT))
+            .map_err(|e| KeyError::Generate(e.to_string()))?
+            .into_string();
+        let key = Self::from_file_text(&file_text, Some(password))?;
+        Ok(GeneratedKey { key, file_text })
     }
 
     pub fn public_key(&self) -> PublicKey {
         PublicKey {
             id: self.id,
-            key: self.signing.verifying_key().to_bytes(),
+            key: self.public_bytes(),
         }
     }
 
-    /// minisign's 64-byte secret key: seed ‖ public key.
-    fn sk64(&self) -> [u8; 64] {
-        let mut sk = [0u8; 64];
-        sk[..32].copy_from_slice(&self.signing.to_bytes());
-        sk[32..].copy_from_slice(&self.signing.verifying_key().to_bytes());
-        sk
-    }
-
-    fn checksum(&self) -> [u8; 32] {
-        let mut h = Blake2b::<U32>::new();
-        h.update(SIG_ALG);
-        h.update(self.id.0);
-        h.update(self.sk64());
-        h.finalize().into()
-    }
-
-    /// The key file's text. `password: None` writes an unencrypted key (as
-    /// `minisign -G -W` does); otherwise scrypt with the given limits.
-    pub fn to_file_text(
-        &self,
-        password: Option<&str>,
-        opslimit: u64,
-        memlimit: u64,
-    ) -> Result<String, KeyError> {
-        let mut keynum = Vec::with_capacity(104);
-        keynum.extend_from_slice(&self.id.0);
-        keynum.extend_from_slice(&self.sk64());
-        keynum.extend_from_slice(&self.checksum());
-        let mut out = Vec::with_capacity(SECRET_KEY_LEN);
-        out.extend_from_slice(SIG_ALG);
-        let mut salt = [0u8; 32];
-        match password {
-            Some(pw) => {
-                use rand::RngCore;
-                rand::rngs::OsRng.fill_bytes(&mut salt);
-                out.extend_from_slice(KDF_SCRYPT);
-                let stream = kdf_stream(pw, &salt, opslimit, memlimit)?;
-                keynum
-                    .iter_mut()
-                    .zip(stream.iter())
-                    .for_each(|(b, k)| *b ^= k);
-                out.extend_from_slice(CHK_ALG);
-                out.extend_from_slice(&salt);
-                out.extend_from_slice(&opslimit.to_le_bytes());
-                out.extend_from_slice(&memlimit.to_le_bytes());
-            }
-            None => {
-                out.extend_from_slice(KDF_NONE);
-                out.extend_from_slice(CHK_ALG);
-                out.extend_from_slice(&salt);
-                out.extend_from_slice(&0u64.to_le_bytes());
-                out.extend_from_slice(&0u64.to_le_bytes());
-            }
+    fn public_bytes(&self) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        // `Ed` ‖ key id ‖ key: always 42 bytes.
+        if let Some(bytes) = self.public.to_bytes().get(10..42) {
+            key.copy_from_slice(bytes);
         }
-        out.extend_from_slice(&keynum);
-        let comment = if password.is_some() {
-            "minisign encrypted secret key"
-        } else {
-            "minisign secret key (unencrypted)"
-        };
-        Ok(format!(
-            "untrusted comment: {comment}\n{}\n",
-            B64.encode(out)
-        ))
+        key
+    }
+
+    /// The unencrypted key file (as `minisign -G -W` writes it).
+    pub fn to_unencrypted_file_text(&self) -> Result<String, KeyError> {
+        Ok(self
+            .key
+            .to_box(Some(PLAIN_KEY_COMMENT))
+            .map_err(|e| KeyError::SecretKeyFormat(e.to_string()))?
+            .into_string())
     }
 
     /// Whether the key file needs a password.
     pub fn file_is_encrypted(text: &str) -> Result<bool, KeyError> {
-        let bytes = decode_secret(text)?;
+        let (_, bytes) = decode_secret(text)?;
         Ok(&bytes[2..4] == KDF_SCRYPT)
     }
 
     /// Reads a key file; `password` is needed when it is encrypted.
     pub fn from_file_text(text: &str, password: Option<&str>) -> Result<Self, KeyError> {
-        let bytes = decode_secret(text)?;
-        let kdf = &bytes[2..4];
-        let mut keynum = bytes[54..].to_vec();
-        if kdf == KDF_SCRYPT {
-            let pw = password.ok_or(KeyError::PasswordNeeded)?;
-            let mut salt = [0u8; 32];
-            salt.copy_from_slice(&bytes[6..38]);
-            let ops = u64::from_le_bytes(
-                bytes[38..46]
-                    .try_into()
-                    .map_err(|_| KeyError::SecretKeyFormat("opslimit".into()))?,
-            );
-            let mem = u64::from_le_bytes(
-                bytes[46..54]
-                    .try_into()
-                    .map_err(|_| KeyError::SecretKeyFormat("memlimit".into()))?,
-            );
-            let stream = kdf_stream(pw, &salt, ops, mem)?;
-            keynum
-                .iter_mut()
-                .zip(stream.iter())
-                .for_each(|(b, k)| *b ^= k);
-        } else if kdf != KDF_NONE {
-            return Err(KeyError::SecretKeyFormat(
-                "unknown key derivation algorithm".into(),
-            ));
-        }
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&keynum[..8]);
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(&keynum[8..40]);
-        let key = Self {
-            id: KeyId(id),
-            signing: SigningKey::from_bytes(&seed),
+        let (line, bytes) = decode_secret(text)?;
+        // The crate reads a box as: comment line, key line.
+        let key_box = minisign::SecretKeyBox::from_string(&format!("untrusted comment:\n{line}\n"))
+            .map_err(|e| KeyError::SecretKeyFormat(e.to_string()))?;
+        let key = match &bytes[2..4] {
+            kdf if kdf == KDF_SCRYPT => {
+                // Never `None`: the crate would prompt on the terminal itself.
+                let password = password.ok_or(KeyError::PasswordNeeded)?;
+                key_box
+                    .into_secret_key(Some(password.to_string()))
+                    .map_err(|e| match e.kind() {
+                        minisign::ErrorKind::Verify => KeyError::WrongPassword,
+                        _ => KeyError::SecretKeyFormat(e.to_string()),
+                    })?
+            }
+            kdf if kdf == KDF_NONE => {
+                // minisign 0.11 writes an all-zero checksum for unencrypted
+                // (-W) keys, which the crate's box reader refuses.
+                if bytes[CHECKSUM].iter().all(|b| *b == 0) {
+                    minisign::SecretKey::from_bytes(&bytes)
+                } else {
+                    key_box.into_unencrypted_secret_key()
+                }
+                .map_err(|e| KeyError::SecretKeyFormat(e.to_string()))?
+            }
+            _ => {
+                return Err(KeyError::SecretKeyFormat(
+                    "unknown key derivation algorithm".into(),
+                ))
+            }
         };
-        let stored_chk = &keynum[72..104];
-        // minisign 0.11 writes an all-zero checksum for unencrypted (-W) keys.
-        let zero_ok = kdf == KDF_NONE && stored_chk.iter().all(|b| *b == 0);
-        if !zero_ok && stored_chk != key.checksum() {
-            return Err(if kdf == KDF_SCRYPT {
-                KeyError::WrongPassword
-            } else {
-                KeyError::SecretKeyFormat("checksum mismatch".into())
-            });
-        }
-        if keynum[40..72] != key.signing.verifying_key().to_bytes() {
-            return Err(KeyError::SecretKeyFormat(
-                "public half does not match the seed".into(),
-            ));
-        }
-        Ok(key)
+        Self::checked(key)
+    }
+
+    /// Wraps a decrypted key after checking that its public half belongs to
+    /// its seed (a signature made with one verifies with the other).
+    fn checked(key: minisign::SecretKey) -> Result<Self, KeyError> {
+        let id = KeyId::from_slice(key.keynum())
+            .ok_or_else(|| KeyError::SecretKeyFormat("key id is not 8 bytes".into()))?;
+        let public = minisign::PublicKey::from_secret_key(&key)
+            .map_err(|e| KeyError::SecretKeyFormat(e.to_string()))?;
+        minisign::sign(Some(&public), &key, &b""[..], Some(""), None).map_err(|e| {
+            match e.kind() {
+                minisign::ErrorKind::Verify => {
+                    KeyError::SecretKeyFormat("public half does not match the seed".into())
+                }
+                _ => KeyError::Sign {
+                    id,
+                    reason: e.to_string(),
+                },
+            }
+        })?;
+        Ok(Self { id, key, public })
     }
 
     /// A prehashed minisign signature file over `data` with `trusted_comment`.
-    pub fn sign(&self, data: &[u8], trusted_comment: &str) -> String {
-        let digest = Blake2b512::digest(data);
-        let sig = self.signing.sign(&digest).to_bytes();
-        let mut sig_line = Vec::with_capacity(74);
-        sig_line.extend_from_slice(SIG_ALG_HASHED);
-        sig_line.extend_from_slice(&self.id.0);
-        sig_line.extend_from_slice(&sig);
-        let mut global = Vec::with_capacity(64 + trusted_comment.len());
-        global.extend_from_slice(&sig);
-        global.extend_from_slice(trusted_comment.as_bytes());
-        let global_sig = self.signing.sign(&global).to_bytes();
-        format!(
-            "untrusted comment: signature from kindling secret key {}\n{}\ntrusted comment: {}\n{}\n",
-            self.id,
-            B64.encode(sig_line),
-            trusted_comment,
-            B64.encode(global_sig)
+    pub fn sign(&self, data: &[u8], trusted_comment: &str) -> Result<String, KeyError> {
+        let untrusted = format!("signature from kindling secret key {}", self.id);
+        minisign::sign(
+            Some(&self.public),
+            &self.key,
+            data,
+            Some(trusted_comment),
+            Some(&untrusted),
         )
+        .map(|sig| sig.into_string())
+        .map_err(|e| KeyError::Sign {
+            id: self.id,
+            reason: e.to_string(),
+        })
     }
 }
 
-fn decode_secret(text: &str) -> Result<Vec<u8>, KeyError> {
+/// The key line of a secret key file and its bytes, checked for length and
+/// the `Ed`/`B2` markers.
+fn decode_secret(text: &str) -> Result<(&str, Vec<u8>), KeyError> {
     let line = text
         .lines()
         .map(str::trim)
@@ -312,44 +308,7 @@ fn decode_secret(text: &str) -> Result<Vec<u8>, KeyError> {
             bytes.len()
         )));
     }
-    Ok(bytes)
-}
-
-/// libsodium's `pickparams` for scrypt: minisign stores opslimit/memlimit, not N/r/p.
-fn scrypt_params(opslimit: u64, memlimit: u64) -> (u8, u32, u32) {
-    let ops = opslimit.max(32_768);
-    let r: u64 = 8;
-    let pick_log_n = |max_n: u64| -> u8 {
-        let mut n_log2 = 1u8;
-        while n_log2 < 63 && (1u64 << n_log2) <= max_n / 2 {
-            n_log2 += 1;
-        }
-        n_log2
-    };
-    if ops < memlimit / 32 {
-        let log_n = pick_log_n(ops / (r * 4));
-        (log_n, 8, 1)
-    } else {
-        let log_n = pick_log_n(memlimit / (r * 128));
-        let maxrp = ((ops / 4) / (1u64 << log_n)).min(0x3fff_ffff);
-        let p = u32::try_from(maxrp / r).unwrap_or(1).max(1);
-        (log_n, 8, p)
-    }
-}
-
-fn kdf_stream(
-    password: &str,
-    salt: &[u8; 32],
-    opslimit: u64,
-    memlimit: u64,
-) -> Result<[u8; 104], KeyError> {
-    let (log_n, r, p) = scrypt_params(opslimit, memlimit);
-    let params = scrypt::Params::new(log_n, r, p, scrypt::Params::RECOMMENDED_LEN)
-        .map_err(|e| KeyError::Kdf(e.to_string()))?;
-    let mut out = [0u8; 104];
-    scrypt::scrypt(password.as_bytes(), salt, &params, &mut out)
-        .map_err(|e| KeyError::Kdf(e.to_string()))?;
-    Ok(out)
+    Ok((line, bytes))
 }
 
 /// Why a signature was not accepted.
@@ -432,16 +391,16 @@ mod tests {
 
     #[test]
     fn sign_verify_round_trip_and_tamper() {
-        let sk = SecretKey::generate();
+        let sk = SecretKey::generate().unwrap();
         let pk = sk.public_key();
-        let sig = sk.sign(b"hello", "name=x version=1");
+        let sig = sk.sign(b"hello", "name=x version=1").unwrap();
         let ok = verify(b"hello", &sig, std::slice::from_ref(&pk)).unwrap();
         assert_eq!(ok.trusted_comment, "name=x version=1");
         assert_eq!(
             verify(b"hellp", &sig, std::slice::from_ref(&pk)).unwrap_err(),
             SignatureError::Mismatch
         );
-        let other = SecretKey::generate().public_key();
+        let other = SecretKey::generate().unwrap().public_key();
         assert!(matches!(
             verify(b"hello", &sig, &[other]),
             Err(SignatureError::UntrustedKey(_))
@@ -455,10 +414,10 @@ mod tests {
 
     #[test]
     fn key_files_round_trip() {
-        let sk = SecretKey::generate();
+        let sk = SecretKey::generate().unwrap();
         let pk = sk.public_key();
         assert_eq!(PublicKey::from_file_text(&pk.to_file_text()).unwrap(), pk);
-        let plain = sk.to_file_text(None, 0, 0).unwrap();
+        let plain = sk.to_unencrypted_file_text().unwrap();
         assert!(!SecretKey::file_is_encrypted(&plain).unwrap());
         assert_eq!(
             SecretKey::from_file_text(&plain, None)
@@ -466,8 +425,8 @@ mod tests {
                 .public_key(),
             pk
         );
-        // Cheap scrypt limits keep the test fast; the format is the same.
-        let enc = sk.to_file_text(Some("pw"), 1 << 16, 1 << 24).unwrap();
+        let generated = SecretKey::generate_file(Some("pw")).unwrap();
+        let (pk, enc) = (generated.key.public_key(), generated.file_text);
         assert!(SecretKey::file_is_encrypted(&enc).unwrap());
         assert_eq!(
             SecretKey::from_file_text(&enc, Some("pw"))
@@ -486,10 +445,52 @@ mod tests {
     }
 
     #[test]
-    fn scrypt_params_match_libsodium_for_minisign_defaults() {
+    fn key_files_carry_the_comment_lines_minisign_writes() {
+        let plain = SecretKey::generate_file(None).unwrap();
+        assert!(plain
+            .file_text
+            .starts_with("untrusted comment: minisign secret key (unencrypted)\n"));
+        let enc = SecretKey::generate_file(Some("pw")).unwrap();
+        assert!(enc
+            .file_text
+            .starts_with("untrusted comment: minisign encrypted secret key\n"));
+        let pk = enc.key.public_key();
         assert_eq!(
-            scrypt_params(DEFAULT_OPSLIMIT, DEFAULT_MEMLIMIT),
-            (20, 8, 1)
+            pk.to_file_text(),
+            format!(
+                "untrusted comment: minisign public key {}\n{}\n",
+                pk.id,
+                pk.to_base64()
+            )
         );
+        let sig = enc.key.sign(b"x", "t").unwrap();
+        let lines: Vec<&str> = sig.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!(
+                "untrusted comment: signature from kindling secret key {}",
+                pk.id
+            )
+        );
+        assert_eq!(lines[2], "trusted comment: t");
+        assert_eq!(signature_key_id(&sig).unwrap(), pk.id);
+    }
+
+    #[test]
+    fn a_key_whose_public_half_is_not_its_seeds_is_refused() {
+        let text = SecretKey::generate()
+            .unwrap()
+            .to_unencrypted_file_text()
+            .unwrap();
+        let (_, mut bytes) = decode_secret(&text).unwrap();
+        // The public half of the 64-byte key (after the 8-byte id and 32-byte
+        // seed), with the checksum zeroed as minisign 0.11 writes it.
+        bytes[54 + 8 + 32] ^= 1;
+        bytes[CHECKSUM].fill(0);
+        let forged = format!("untrusted comment: x\n{}\n", B64.encode(&bytes));
+        assert!(matches!(
+            SecretKey::from_file_text(&forged, None),
+            Err(KeyError::SecretKeyFormat(_))
+        ));
     }
 }

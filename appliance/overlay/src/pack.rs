@@ -38,6 +38,8 @@ pub enum BuildError {
     TrustKey { path: String, reason: String },
     #[error("packing the payload: {0}")]
     Pack(std::io::Error),
+    #[error("signing the overlay: {0}")]
+    Sign(crate::minisign::KeyError),
 }
 
 impl From<ConfigErrors> for BuildError {
@@ -231,7 +233,9 @@ pub fn pack(dir: &Path, opts: &BuildOptions) -> Result<Packed, BuildError> {
 /// Validates, packs and signs `dir`.
 pub fn build(dir: &Path, opts: &BuildOptions, key: &SecretKey) -> Result<Built, BuildError> {
     let Packed { manifest, kovl } = pack(dir, opts)?;
-    let minisig = key.sign(&kovl, &manifest.trusted_comment());
+    let minisig = key
+        .sign(&kovl, &manifest.trusted_comment())
+        .map_err(BuildError::Sign)?;
     Ok(Built {
         manifest,
         kovl,

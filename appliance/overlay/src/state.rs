@@ -5,37 +5,10 @@
 //! cut leaves the old or the new state, never a mix.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::Path;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AcceptedOverlay {
-    pub version: u64,
-    pub layer: crate::manifest::LayerKind,
-    pub payload_sha256: String,
-    pub key_id: String,
-    pub expires: u64,
-    /// Unix seconds when first accepted.
-    pub accepted_at: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct OverlayState {
-    #[serde(default)]
-    pub site_id: Option<String>,
-    /// Highest accepted version per overlay name.
-    #[serde(default)]
-    pub floors: BTreeMap<String, u64>,
-    #[serde(default)]
-    pub accepted: BTreeMap<String, AcceptedOverlay>,
-    /// Site-layer overlay names in the order they were first accepted (for
-    /// overlays pushed at runtime that no boot-media order file lists).
-    #[serde(default)]
-    pub order: Vec<String>,
-    /// Public keys (base64) trusted through rotation, in addition to the image's.
-    #[serde(default)]
-    pub trusted_keys: Vec<String>,
-}
+/// The overlay section's types are the ones `GET /v1/overlays` reports.
+pub use kindling_api::overlays::{AcceptedOverlay, OverlayState};
 
 /// The whole state file: our section plus whatever else is there.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -31,6 +31,21 @@ pub enum UnpackError {
     Write { path: String, source: io::Error },
 }
 
+impl kindling_api::ApiFailure for UnpackError {
+    fn kind(&self) -> kindling_api::ErrorKind {
+        match self {
+            UnpackError::UnsafePath { .. }
+            | UnpackError::UnsupportedEntry { .. }
+            | UnpackError::TooLarge { .. }
+            | UnpackError::TooManyEntries { .. }
+            | UnpackError::Duplicate(_)
+            | UnpackError::FileList(_)
+            | UnpackError::Corrupt(_) => kindling_api::ErrorKind::Refused,
+            UnpackError::Write { .. } => kindling_api::ErrorKind::Internal,
+        }
+    }
+}
+
 /// Counts bytes read and fails once more than `limit` came out: bounds the
 /// work of a decompressor whatever the headers claim.
 struct LimitedReader<R> {
@@ -68,6 +83,14 @@ fn safe_relative(raw: &Path) -> Result<PathBuf, &'static str> {
     Ok(out)
 }
 
+/// Writing or creating `path` under the destination failed.
+fn write_err(path: &Path, source: io::Error) -> UnpackError {
+    UnpackError::Write {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
 /// Unpacks `payload` (tar+zstd) into `dest`, which must not exist yet.
 /// Returns the files written (relative, `/`-separated, sorted).
 pub fn unpack_payload(
@@ -75,10 +98,6 @@ pub fn unpack_payload(
     dest: &Path,
     limits: &Limits,
 ) -> Result<Vec<String>, UnpackError> {
-    let write_err = |path: &Path, source| UnpackError::Write {
-        path: path.display().to_string(),
-        source,
-    };
     std::fs::create_dir(dest).map_err(|e| write_err(dest, e))?;
     let decoder = zstd::stream::read::Decoder::new(payload)
         .map_err(|e| UnpackError::Corrupt(e.to_string()))?;
@@ -89,12 +108,13 @@ pub fn unpack_payload(
     };
     let result = unpack_entries(&mut limited, dest, limits);
     match result {
-        Err(UnpackError::Corrupt(_)) if limited.exceeded => Err(UnpackError::TooLarge {
-            limit: limits.max_unpacked_bytes,
-        }),
-        Err(UnpackError::Write { .. }) if limited.exceeded => Err(UnpackError::TooLarge {
-            limit: limits.max_unpacked_bytes,
-        }),
+        // The size limit cut the stream short: whatever broke next is
+        // reported as the limit it was.
+        Err(UnpackError::Corrupt(_) | UnpackError::Write { .. }) if limited.exceeded => {
+            Err(UnpackError::TooLarge {
+                limit: limits.max_unpacked_bytes,
+            })
+        }
         other => other,
     }
 }
@@ -104,10 +124,6 @@ fn unpack_entries<R: Read>(
     dest: &Path,
     limits: &Limits,
 ) -> Result<Vec<String>, UnpackError> {
-    let write_err = |path: &Path, source| UnpackError::Write {
-        path: path.display().to_string(),
-        source,
-    };
     let corrupt = |e: io::Error| UnpackError::Corrupt(e.to_string());
     let mut archive = tar::Archive::new(reader);
     let mut files = Vec::new();

@@ -1,19 +1,20 @@
 //! Deciding whether one overlay file is authentic and admissible: signature by
 //! a trusted key, trusted comment = manifest, payload hash, expiry, version
 //! floor, site id. Nothing is unpacked or written here; the result either
-//! carries the verified payload or a `Refusal` whose message is one line.
+//! carries the verified payload or a `VerifyError` whose message is one line.
 
 use crate::format::{precheck, read_kovl, sha256_hex, ReadKovlError};
 use crate::limits::Limits;
-use crate::manifest::{rfc3339, valid_name, LayerKind, Manifest, FORMAT};
+use crate::manifest::{valid_name, LayerKind, Manifest, FORMAT};
 use crate::minisign::{self, KeyId, PublicKey, SignatureError};
+use kindling_clock::rfc3339;
 
-/// Why an overlay was refused. Messages are one line and name the reason;
-/// the caller names the overlay.
+/// Why an overlay failed verification. Messages are one line and name the
+/// reason; the caller names the overlay.
 #[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    #[error("cannot read {path}: {reason}")]
-    Read { path: String, reason: String },
+pub enum VerifyError {
+    #[error("signature file {file}.minisig is missing")]
+    MissingSignature { file: String },
     #[error(transparent)]
     Container(#[from] ReadKovlError),
     // Not a `source`: the message already includes it (one line in reports).
@@ -35,15 +36,30 @@ pub enum Refusal {
     FileName { file: String, name: String },
     #[error(transparent)]
     Unpack(#[from] crate::unpack::UnpackError),
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("{0}")]
-    Superseded(String),
 }
 
-impl From<SignatureError> for Refusal {
+impl kindling_api::ApiFailure for VerifyError {
+    fn kind(&self) -> kindling_api::ErrorKind {
+        use kindling_api::ErrorKind;
+        match self {
+            VerifyError::MissingSignature { .. }
+            | VerifyError::Container(_)
+            | VerifyError::Signature(_)
+            | VerifyError::Manifest(_)
+            | VerifyError::TrustedComment(_)
+            | VerifyError::PayloadHash { .. }
+            | VerifyError::Expired { .. }
+            | VerifyError::Rollback { .. }
+            | VerifyError::WrongSite { .. }
+            | VerifyError::FileName { .. } => ErrorKind::Refused,
+            VerifyError::Unpack(e) => kindling_api::ApiFailure::kind(e),
+        }
+    }
+}
+
+impl From<SignatureError> for VerifyError {
     fn from(e: SignatureError) -> Self {
-        Refusal::Signature(e)
+        VerifyError::Signature(e)
     }
 }
 
@@ -69,35 +85,35 @@ pub fn verify_authentic(
     minisig: &str,
     trusted: &[PublicKey],
     limits: &Limits,
-) -> Result<Verified, Refusal> {
+) -> Result<Verified, VerifyError> {
     precheck(kovl, limits)?;
     let sig = minisign::verify(kovl, minisig, trusted)?;
     let parts = read_kovl(kovl, limits)?;
     let m = &parts.manifest;
     if m.format != FORMAT {
-        return Err(Refusal::Manifest(format!(
+        return Err(VerifyError::Manifest(format!(
             "unknown format {:?} (expected {FORMAT})",
             m.format
         )));
     }
     if !valid_name(&m.name) {
-        return Err(Refusal::Manifest(format!(
+        return Err(VerifyError::Manifest(format!(
             "invalid overlay name {:?}",
             m.name
         )));
     }
     // Names and site ids are single words: the trusted comment is split on spaces.
     if !valid_name(&m.site_id) {
-        return Err(Refusal::Manifest(format!(
+        return Err(VerifyError::Manifest(format!(
             "invalid site id {:?}",
             m.site_id
         )));
     }
     m.check_trusted_comment(&sig.trusted_comment)
-        .map_err(Refusal::TrustedComment)?;
+        .map_err(VerifyError::TrustedComment)?;
     let actual = sha256_hex(&parts.payload);
     if actual != m.payload_sha256 || parts.payload.len() as u64 != m.payload_size {
-        return Err(Refusal::PayloadHash {
+        return Err(VerifyError::PayloadHash {
             expected: m.payload_sha256.clone(),
             actual,
         });
@@ -127,16 +143,16 @@ pub struct Policy {
     pub site_id: Option<String>,
 }
 
-pub fn check_policy(m: &Manifest, policy: &Policy) -> Result<(), Refusal> {
+pub fn check_policy(m: &Manifest, policy: &Policy) -> Result<(), VerifyError> {
     if policy.now > m.expires {
-        return Err(Refusal::Expired {
+        return Err(VerifyError::Expired {
             expires: rfc3339(m.expires),
             now: rfc3339(policy.now),
         });
     }
     if let Some(&floor) = policy.floors.get(&m.name) {
         if m.version < floor {
-            return Err(Refusal::Rollback {
+            return Err(VerifyError::Rollback {
                 version: m.version,
                 floor,
             });
@@ -144,7 +160,7 @@ pub fn check_policy(m: &Manifest, policy: &Policy) -> Result<(), Refusal> {
     }
     if let Some(want) = &policy.site_id {
         if *want != m.site_id {
-            return Err(Refusal::WrongSite {
+            return Err(VerifyError::WrongSite {
                 got: m.site_id.clone(),
                 want: want.clone(),
             });

@@ -5,6 +5,7 @@
 
 mod common;
 use common::*;
+use kindling_api::{ApiFailure, ErrorKind};
 use kindling_overlay::{ApplyOptions, BuildOptions, LayerKind};
 
 /// Builds `overlays/lab` (optionally edited) as lab vN with the TEST key.
@@ -56,7 +57,7 @@ fn floors_and_accepted_copies_survive_reboots() {
     // Runtime push of v5, then a reboot from the same (old, v3) boot media.
     let (kovl, sig) = lab_version(5, |s| s.replace("lease_secs = 3600", "lease_secs = 1800"));
     let r = kindling_overlay::api::push(&a.paths, &push_json(&kovl, &sig), &opts());
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.is_ok(), "{r:?}");
     let out = a.boot();
     assert_eq!(accepted(&out), vec![("lab".into(), 5)], "{:?}", out.report);
     assert_eq!(a.site_json()["pxe"]["lease_secs"], 1800);
@@ -157,8 +158,7 @@ fn appliance_layer_overrides_site_layer_with_provenance() {
     assert_eq!(eff.origin_of("pxe.range").unwrap().layer, "lab");
     assert!(eff.origin_of("api.port").is_none(), "image default");
     // The API serves the same, with provenance.
-    let (status, body) = kindling_overlay::api::effective(&a.paths);
-    assert_eq!(status, 200);
+    let body = serde_json::to_value(kindling_overlay::api::effective(&a.paths).unwrap()).unwrap();
     assert_eq!(body["provenance"]["site.hostname"]["layer"], "appliance-7");
     assert_eq!(body["config"]["site"]["hostname"], "kindling-7");
     // Unpacked trees of both are in place.
@@ -180,39 +180,28 @@ fn push_applies_pxe_changes_now_and_nic_changes_at_next_boot() {
     a.boot_media(&[("good", "lab")]);
     a.boot();
     let (kovl, sig) = lab_version(4, |s| s.replace("lease_secs = 3600", "lease_secs = 7200"));
-    let r = kindling_overlay::api::push(&a.paths, &push_json(&kovl, &sig), &opts());
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.applied_now, vec!["pxe".to_string()]);
-    assert!(r.next_boot.is_empty());
+    // Which changed sections apply live is kindlingd's decision (pxe: live,
+    // network: next boot); the library says which sections changed.
+    let r = kindling_overlay::api::push(&a.paths, &push_json(&kovl, &sig), &opts()).unwrap();
+    assert_eq!(r.changed_sections, vec!["pxe".to_string()]);
     assert_eq!(a.site_json()["pxe"]["lease_secs"], 7200);
 
     let (kovl, sig) = lab_version(5, |s| {
         s.replace("lease_secs = 3600", "lease_secs = 7200")
             .replace("match = { order = 2 }", "match = { order = 3 }")
     });
-    let r = kindling_overlay::api::push(&a.paths, &push_json(&kovl, &sig), &opts());
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(
-        r.body["applies_at_next_boot"],
-        serde_json::json!(["network"])
-    );
-    assert_eq!(r.body["accepted"]["version"], 5);
+    let r = kindling_overlay::api::push(&a.paths, &push_json(&kovl, &sig), &opts()).unwrap();
+    assert_eq!(r.changed_sections, vec!["network".to_string()]);
+    assert_eq!(r.accepted.version, 5);
 
     // The same version pushed again is idempotent; an older one is a rollback.
     let (kovl4, sig4) = lab_version(4, |s| s);
-    let r = kindling_overlay::api::push(&a.paths, &push_json(&kovl4, &sig4), &opts());
-    assert_eq!(r.status, 422);
-    assert!(
-        r.body["error"]
-            .as_str()
-            .unwrap()
-            .contains("rollback refused"),
-        "{}",
-        r.body
-    );
+    let err =
+        kindling_overlay::api::push(&a.paths, &push_json(&kovl4, &sig4), &opts()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Refused, "{err}");
+    assert!(err.to_string().contains("rollback refused"), "{err}");
 
-    let (status, body) = kindling_overlay::api::list(&a.paths);
-    assert_eq!(status, 200);
+    let body = serde_json::to_value(kindling_overlay::api::list(&a.paths)).unwrap();
     assert_eq!(body["state"]["floors"]["lab"], 5);
 }
 

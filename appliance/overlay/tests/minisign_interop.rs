@@ -171,7 +171,7 @@ fn minisign_unencrypted_key_signs_in_kindling() {
     std::fs::write(&file, b"kindling interop").unwrap();
     std::fs::write(
         tmp.path().join("data.bin.minisig"),
-        key.sign(b"kindling interop", "t=1"),
+        key.sign(b"kindling interop", "t=1").unwrap(),
     )
     .unwrap();
     let (ok, out) = minisign(&["-V", "-p", p(&pubf), "-m", p(&file)], "");
@@ -184,27 +184,28 @@ fn kindling_keys_sign_with_minisign_plain_and_encrypted() {
         return;
     }
     let tmp = tempfile::Builder::new().prefix("ko-ms-").tempdir().unwrap();
-    let key = SecretKey::generate();
     let file = tmp.path().join("data.bin");
     std::fs::write(&file, b"payload").unwrap();
-    // Cheap scrypt limits keep the test fast; minisign reads them from the file.
+    // Key files as `kindling keygen` writes them, with and without a password.
     for (name, password) in [("plain.key", None), ("enc.key", Some("correct horse"))] {
+        let generated = SecretKey::generate_file(password).unwrap();
         let keyf = tmp.path().join(name);
-        std::fs::write(&keyf, key.to_file_text(password, 1 << 16, 1 << 24).unwrap()).unwrap();
+        std::fs::write(&keyf, &generated.file_text).unwrap();
         let (ok, out) = minisign(
             &["-S", "-s", p(&keyf), "-m", p(&file), "-t", "k"],
             &format!("{}\n", password.unwrap_or("")),
         );
         assert!(ok, "{name}: {out}");
         let sig = std::fs::read_to_string(tmp.path().join("data.bin.minisig")).unwrap();
-        let v = kindling_overlay::minisign::verify(b"payload", &sig, &[key.public_key()]).unwrap();
+        let v = kindling_overlay::minisign::verify(b"payload", &sig, &[generated.key.public_key()])
+            .unwrap();
         assert_eq!(v.trusted_comment, "k");
+        // minisign reads kindling's public key file.
+        let pubf = tmp.path().join("k.pub");
+        std::fs::write(&pubf, generated.key.public_key().to_file_text()).unwrap();
+        let (ok, out) = minisign(&["-V", "-p", p(&pubf), "-m", p(&file)], "");
+        assert!(ok, "{name}: {out}");
     }
-    // minisign reads kindling's public key file.
-    let pubf = tmp.path().join("k.pub");
-    std::fs::write(&pubf, key.public_key().to_file_text()).unwrap();
-    let (ok, out) = minisign(&["-V", "-p", p(&pubf), "-m", p(&file)], "");
-    assert!(ok, "{out}");
 }
 
 #[test]

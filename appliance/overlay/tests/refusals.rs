@@ -1,4 +1,4 @@
-//! Every bad-input scenario of issue 7, one fixture directory each under
+//! Every bad-overlay scenario, one fixture directory each under
 //! `tests/data/<scenario>/` (signed with the TEST-ONLY keys): the overlay is
 //! refused with one line naming it and the reason, the last good overlay keeps
 //! running, and the refusal is in the report. Checked at boot (boot media) and
@@ -7,6 +7,7 @@
 
 mod common;
 use common::*;
+use kindling_api::{ApiFailure, ErrorKind};
 
 const SCENARIOS: &[&str] = &[
     "wrong-key",
@@ -143,21 +144,12 @@ fn pushed_bad_overlay_via_api_is_422_with_reason() {
         now: Some(NOW),
         ..Default::default()
     };
-    let r = kindling_overlay::api::push(&a.paths, body.to_string().as_bytes(), &opts);
-    assert_eq!(r.status, 422);
-    let err = r.body["error"].as_str().unwrap();
+    let r = kindling_overlay::api::push(&a.paths, body.to_string().as_bytes(), &opts).unwrap_err();
+    assert_eq!(r.kind(), ErrorKind::Refused);
+    let err = r.to_string();
     assert!(err.starts_with("refused overlay lab v4 (pushed overlay): invalid configuration: lab/site.toml:25: pxe.range"), "{err}");
-    let (status, _) = kindling_overlay::api::push(&a.paths, b"{\"kovl\": 1}", &opts).status_body();
-    assert_eq!(status, 400);
-}
-
-trait StatusBody {
-    fn status_body(self) -> (u16, serde_json::Value);
-}
-impl StatusBody for kindling_overlay::api::PushResult {
-    fn status_body(self) -> (u16, serde_json::Value) {
-        (self.status, self.body)
-    }
+    let bad = kindling_overlay::api::push(&a.paths, b"{\"kovl\": 1}", &opts).unwrap_err();
+    assert_eq!(bad.kind(), ErrorKind::BadRequest, "{bad}");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! response-wrapped secret-id per request); the PXE service renders whatever
 //! it returns and never stores it.
 
-use crate::mac::MacAddr;
+use kindling_site::MacAddr;
 use serde::Serialize;
 
 /// What a node needs to authenticate to Vault on first boot.

@@ -8,8 +8,8 @@
 //! most the last second of changes, and clients then re-request the address
 //! they hold, which the store grants again if nobody took it.
 
-use crate::mac::MacAddr;
 use kindling_atomic_write::write_atomic;
+use kindling_site::MacAddr;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;

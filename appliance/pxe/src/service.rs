@@ -7,16 +7,17 @@
 //! an error (init restarts it); optional parts (rogue watch, RAs) that cannot
 //! start are reported in status and the rest keeps serving.
 
-use crate::dhcp::socket::{open_udp, unix_now, DhcpObserver, SocketError};
+use crate::dhcp::socket::{open_udp, DhcpObserver, SocketError};
 use crate::dhcp::{self, DhcpResponder, Handled, NodePolicy, Port};
 use crate::enroll::EnrollmentSource;
 use crate::http::handler::PxeHttp;
-use crate::inventory::{Inventory, ProfileChoice};
 use crate::leases::LeaseStore;
-use crate::mac::MacAddr;
 use crate::settings::PxeSettings;
 use crate::status::{write_status, Stats, StatusFile};
+use kindling_clock::unix_now;
+use kindling_inventory::{Inventory, ProfileChoice};
 use kindling_site::DhcpMode;
+use kindling_site::MacAddr;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -159,7 +160,8 @@ pub fn run(
     let stats = Arc::new(Stats::default());
     let mut problems: Vec<String> = Vec::new();
 
-    let (inventory, inv_problem) = Inventory::open(&settings);
+    let (inventory, inv_problem) =
+        Inventory::open(&settings.paths.state_dir, settings.profile_policy());
     problems.extend(inv_problem);
     let inventory = Arc::new(inventory);
 

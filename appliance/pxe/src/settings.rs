@@ -4,7 +4,8 @@
 //! Owns the translation and its validation (LAN CIDR, range inside the LAN,
 //! reservations, profile names). It never opens sockets or reads artifacts.
 
-use crate::mac::MacAddr;
+use kindling_inventory::ProfilePolicy;
+use kindling_site::MacAddr;
 use kindling_site::{DhcpMode, Profile, SiteConfig, UnknownMacPolicy};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -46,10 +47,10 @@ impl PxePaths {
         self.state_dir.join("leases").join("leases.json")
     }
     pub fn nodes_file(&self) -> PathBuf {
-        self.state_dir.join("inventory").join("nodes.json")
+        kindling_inventory::nodes_file(&self.state_dir)
     }
     pub fn assignments_file(&self) -> PathBuf {
-        self.state_dir.join("inventory").join("assignments.json")
+        kindling_inventory::assignments_file(&self.state_dir)
     }
 }
 
@@ -170,7 +171,7 @@ impl PxeSettings {
             }
         }
         for (index, node) in site.nodes.iter().enumerate() {
-            let mac = MacAddr(node.mac.octets());
+            let mac = node.mac;
             if !settings.profiles.contains_key(node.profile.as_str()) {
                 return Err(SettingsError::NodeProfile {
                     index,
@@ -200,6 +201,20 @@ impl PxeSettings {
             }
         }
         Ok(settings)
+    }
+
+    /// What the inventory needs to decide a MAC's profile.
+    pub fn profile_policy(&self) -> ProfilePolicy {
+        ProfilePolicy {
+            profiles: self.profiles.keys().cloned().collect(),
+            reservations: self
+                .reservations
+                .iter()
+                .map(|(mac, r)| (*mac, r.profile.clone()))
+                .collect(),
+            unknown: self.unknown,
+            default_profile: self.default_profile.clone(),
+        }
     }
 
     pub fn in_lan(&self, ip: Ipv4Addr) -> bool {
@@ -234,15 +249,7 @@ pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    /// The lab overlay's effective config, read the way the appliance does.
-    pub(crate) fn lab_site() -> SiteConfig {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../overlays/lab");
-        kindling_site::SiteTree::read_dir(&dir)
-            .unwrap()
-            .to_config("lab")
-            .unwrap()
-            .config
-    }
+    pub(crate) use kindling_inventory::testing::lab_site;
 
     #[test]
     fn lab_site_translates() {

@@ -72,7 +72,7 @@ impl Stats {
 
     /// Records a reply from another server; true the first time it is seen.
     pub fn rogue_seen(&self, server_id: Ipv4Addr, from: IpAddr, kind: MessageType) -> bool {
-        let now = crate::dhcp::socket::unix_now();
+        let now = kindling_clock::unix_now();
         let mut rogues = lock(&self.rogues);
         let entry = rogues.entry(server_id).or_insert_with(|| RogueServer {
             server_id,
@@ -138,7 +138,7 @@ pub fn write_status(path: &Path, status: &StatusFile<'_>) -> std::io::Result<()>
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::mac::MacAddr;
+    use kindling_site::MacAddr;
 
     fn facts(firmware: Firmware, is_ipxe: bool) -> ClientFacts {
         ClientFacts {

@@ -42,7 +42,8 @@ fn server(max_connections: usize) -> Server {
     std::fs::write(dirs.path("artifacts/initrd"), &artifact).unwrap();
     let settings =
         Arc::new(PxeSettings::from_site(&lab_site(), dirs.paths(&dirs.path("boot"))).unwrap());
-    let (inventory, problem) = Inventory::open(&settings);
+    let (inventory, problem) =
+        Inventory::open(&settings.paths.state_dir, settings.profile_policy());
     assert!(problem.is_none(), "{problem:?}");
     let stats = Arc::new(Stats::default());
     let http = Arc::new(PxeHttp::new(

@@ -11,7 +11,7 @@ use crate::error::{ConfigErrors, ConfigIssue};
 use crate::keypath::{locate, KeyPath};
 use crate::load::{SiteTree, SourceDoc};
 use crate::SiteConfig;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One layer: a label (the overlay's name) and its config files.
@@ -22,7 +22,7 @@ pub struct Layer {
 }
 
 /// Where a value came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Origin {
     pub layer: String,
     pub file: String,
@@ -30,7 +30,7 @@ pub struct Origin {
 
 /// The merged, validated configuration and the origin of every value a layer set
 /// (keys are dotted paths; a value not listed is the image default).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Effective {
     pub config: SiteConfig,
     pub provenance: BTreeMap<String, Origin>,
@@ -44,6 +44,17 @@ impl Effective {
     /// set), or `None` when it is an image default.
     pub fn origin_of(&self, path: &str) -> Option<&Origin> {
         find_origin(&self.provenance, &KeyPath::parse(path)).map(|(_, o)| o)
+    }
+}
+
+impl SiteTree {
+    /// This tree alone as a complete config (defaults for what it does not set),
+    /// validated: what `kindling overlay build` checks before signing.
+    pub fn to_config(&self, label: &str) -> Result<Effective, ConfigErrors> {
+        merge_layers(&[Layer {
+            label: label.to_string(),
+            tree: self.clone(),
+        }])
     }
 }
 

@@ -7,10 +7,12 @@
 //! Schema. It never touches the network or signatures: verifying where a config
 //! came from is the overlay crate's job.
 
+pub mod effective;
 pub mod error;
 pub mod keypath;
 pub mod layers;
 pub mod load;
+pub mod mac;
 pub mod model;
 pub mod profile;
 pub mod schema;
@@ -20,6 +22,7 @@ pub mod validate;
 pub use error::{ConfigErrors, ConfigIssue, LoadTreeError};
 pub use layers::{merge_layers, Effective, Layer, Origin};
 pub use load::{SiteTree, SourceDoc};
+pub use mac::MacAddr;
 pub use model::*;
 pub use profile::*;
-pub use types::{Cidr, MacAddr, ParseValueError, ProfileName};
+pub use types::{Cidr, ParseValueError, ProfileName};

@@ -93,15 +93,6 @@ impl SiteTree {
             Err(ConfigErrors(issues))
         }
     }
-
-    /// This tree alone as a complete config (defaults for what it does not set),
-    /// validated: what `kindling overlay build` checks before signing.
-    pub fn to_config(&self, label: &str) -> Result<crate::Effective, ConfigErrors> {
-        crate::layers::merge_layers(&[crate::layers::Layer {
-            label: label.to_string(),
-            tree: self.clone(),
-        }])
-    }
 }
 
 fn read_limited(path: &Path) -> Result<String, LoadTreeError> {

@@ -32,6 +32,8 @@ pub struct SiteConfig {
     pub stack: StackConfig,
     #[serde(default)]
     pub api: ApiConfig,
+    #[serde(default)]
+    pub time: TimeConfig,
     /// Profiles by name; loaded from `profiles/*.toml` of the overlay tree (not
     /// written in site.toml, hence absent from site.toml's schema).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -465,4 +467,14 @@ impl Default for ApiConfig {
             port: default_api_port(),
         }
     }
+}
+
+/// Time service for the LAN.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeConfig {
+    /// Serve NTP to the LAN (ntpd-rs, when the image includes it). Nodes
+    /// learn the server from `pxe.ntp`.
+    #[serde(default)]
+    pub ntp_server: bool,
 }

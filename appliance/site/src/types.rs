@@ -16,8 +16,12 @@ use std::str::FromStr;
 /// Why a string is not a valid value of one of the newtypes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseValueError {
-    #[error("invalid MAC address {0:?}: expected six hex octets like 52:54:00:6b:00:10")]
-    Mac(String),
+    #[error("invalid MAC address {input:?}: {reason}")]
+    Mac {
+        /// The text given (at most 64 characters of it).
+        input: String,
+        reason: &'static str,
+    },
     #[error(
         "invalid CIDR {0:?}: expected an IPv4 address with prefix length like 192.168.100.1/24"
     )]
@@ -26,56 +30,6 @@ pub enum ParseValueError {
         "invalid profile name {0:?}: expected 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit"
     )]
     ProfileName(String),
-}
-
-/// A unicast or multicast Ethernet MAC address, normalised to lower-case and
-/// colon-separated (`52:54:00:6b:00:10`). Parsing accepts `:` or `-` separators
-/// and any case, so URL forms and vendor spreadsheets both work.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MacAddr(String);
-
-impl MacAddr {
-    /// The six octets.
-    pub fn octets(&self) -> [u8; 6] {
-        let mut out = [0u8; 6];
-        for (slot, part) in out.iter_mut().zip(self.0.split(':')) {
-            // Construction only admits six two-digit hex groups.
-            *slot = u8::from_str_radix(part, 16).unwrap_or_default();
-        }
-        out
-    }
-
-    pub fn from_octets(octets: [u8; 6]) -> Self {
-        let text = octets
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        Self(text)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = ParseValueError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ParseValueError::Mac(s.to_string());
-        let parts: Vec<&str> = s.split([':', '-']).collect();
-        if parts.len() != 6 {
-            return Err(bad());
-        }
-        let mut octets = [0u8; 6];
-        for (slot, part) in octets.iter_mut().zip(&parts) {
-            if part.len() != 2 {
-                return Err(bad());
-            }
-            *slot = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-        }
-        Ok(Self::from_octets(octets))
-    }
 }
 
 /// A host address with its prefix length, e.g. the LAN interface address
@@ -229,11 +183,6 @@ macro_rules! string_newtype {
 }
 
 string_newtype!(
-    MacAddr,
-    "^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$",
-    "Ethernet MAC address, e.g. 52:54:00:6b:00:10"
-);
-string_newtype!(
     ProfileName,
     "^[a-z0-9][a-z0-9_-]{0,62}$",
     "Profile name: file name of profiles/NAME.toml"
@@ -269,7 +218,6 @@ macro_rules! serde_via_str {
     };
 }
 
-serde_via_str!(MacAddr);
 serde_via_str!(Cidr);
 serde_via_str!(ProfileName);
 
@@ -277,30 +225,6 @@ serde_via_str!(ProfileName);
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-
-    #[test]
-    fn mac_normalises_case_and_separator() {
-        let mac: MacAddr = "52-54-00-6B-00-10".parse().unwrap();
-        assert_eq!(mac, "52:54:00:6b:00:10");
-        assert_eq!(mac.octets(), [0x52, 0x54, 0, 0x6b, 0, 0x10]);
-    }
-
-    #[test]
-    fn mac_rejects_short_and_non_hex() {
-        for bad in [
-            "52:54:00:6b:00",
-            "52:54:00:6b:00:1",
-            "zz:54:00:6b:00:10",
-            "52:54:00:6b:00:10:11",
-            "",
-        ] {
-            let err = bad.parse::<MacAddr>().unwrap_err();
-            assert!(
-                err.to_string().contains("invalid MAC address"),
-                "{bad}: {err}"
-            );
-        }
-    }
 
     #[test]
     fn cidr_keeps_host_bits_and_knows_its_subnet() {

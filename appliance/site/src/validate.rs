@@ -241,12 +241,12 @@ fn check_pxe(c: &SiteConfig, out: &mut Vec<Problem>) {
 
 fn check_nodes(c: &SiteConfig, out: &mut Vec<Problem>) {
     let lan = c.network.lan.address;
-    let mut macs: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut macs: BTreeMap<crate::MacAddr, usize> = BTreeMap::new();
     let mut ips: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
     let mut hostnames: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, node) in c.nodes.iter().enumerate() {
         let base = at("nodes").index(i);
-        if let Some(first) = macs.insert(node.mac.as_str(), i) {
+        if let Some(first) = macs.insert(node.mac, i) {
             out.push((
                 base.key("mac"),
                 format!("duplicate MAC {} (also nodes[{first}])", node.mac),

@@ -1,31 +1,33 @@
-//! The stack's part of the status API as plain functions returning
-//! (HTTP status, JSON): `GET /v1/stack`, `POST /v1/vault/unseal`,
-//! `GET /v1/vault/init-secrets`. The kindlingd router calls them; they own no
-//! socket. Must never echo a submitted key share or return a secret in clear.
+//! The stack's part of the control API: `GET /v1/stack`,
+//! `POST /v1/vault/unseal`, `GET /v1/vault/init-secrets`. Each returns a
+//! `kindling_api` body or an error saying which action failed and what kind
+//! of failure it is ([`ApiFailure`]); the kindlingd router turns that into an
+//! HTTP answer. Owns no socket and chooses no HTTP status. Must never echo a
+//! submitted key share or return a secret in clear.
 
 use crate::layout::StackLayout;
-use crate::secrets::SecretStore;
-use crate::vault::VaultApi;
-use serde_json::{json, Value};
+use crate::secrets::{SecretStore, SecretsError};
+use crate::status;
+use crate::vault::{VaultApi, VaultError};
+use kindling_api::stack as body;
+use kindling_api::vault::{InitSecrets, UnsealProgress, UnsealRequest};
+use kindling_api::{ApiFailure, ErrorKind};
 
-/// One API answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApiReply {
-    pub status: u16,
-    pub body: Value,
-}
+/// What the unseal request must look like, quoted in every refusal of a body.
+const UNSEAL_BODY: &str = "{\"key\": \"<one unseal key share>\"}";
 
-fn reply(status: u16, body: Value) -> ApiReply {
-    ApiReply { status, body }
-}
-
-fn error(status: u16, message: impl Into<String>) -> ApiReply {
-    reply(status, json!({ "error": message.into() }))
+/// Why an async call could not be run from synchronous code.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockOnError {
+    #[error("starting an async runtime: {0}")]
+    StartRuntime(std::io::Error),
+    #[error("the request thread panicked")]
+    RequestThreadPanicked,
 }
 
 /// Runs a future to completion from synchronous code, on its own thread and
 /// runtime, so it works whether or not the caller is inside a tokio runtime.
-pub fn block_on<F>(future: F) -> Result<F::Output, String>
+pub fn block_on<F>(future: F) -> Result<F::Output, BlockOnError>
 where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
@@ -35,83 +37,136 @@ where
             .enable_all()
             .build()
             .map(|rt| rt.block_on(future))
-            .map_err(|e| format!("starting an async runtime: {e}"))
+            .map_err(BlockOnError::StartRuntime)
     })
     .join()
-    .map_err(|_| "the request thread panicked".to_string())?
+    .map_err(|_| BlockOnError::RequestThreadPanicked)?
 }
 
-/// `GET /v1/stack`: the bootstrap's status file.
-pub fn stack_status(layout: &StackLayout) -> ApiReply {
-    match crate::status::read(&layout.status_file) {
-        Ok(status) => reply(200, serde_json::to_value(status).unwrap_or(Value::Null)),
-        Err(e) if !layout.status_file.exists() => error(
-            404,
-            format!("the stack bootstrap has not reported yet ({e})"),
-        ),
-        Err(e) => error(500, e),
+/// `GET /v1/stack` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StackStatusError {
+    #[error("the stack bootstrap has not reported yet ({0})")]
+    NotReported(status::StatusReadError),
+    #[error(transparent)]
+    ReadStatusFile(status::StatusReadError),
+}
+
+impl ApiFailure for StackStatusError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotReported(_) => ErrorKind::NotFound,
+            Self::ReadStatusFile(_) => ErrorKind::Internal,
+        }
     }
 }
 
-/// `POST /v1/vault/unseal` with `{"key": "<one unseal key share>"}`: passes
-/// the share to Vault and reports the progress.
-pub fn vault_unseal(layout: &StackLayout, body: &[u8]) -> ApiReply {
-    let key = match serde_json::from_slice::<Value>(body) {
-        Ok(v) => match v.get("key").and_then(Value::as_str) {
-            Some(k) if !k.trim().is_empty() => k.trim().to_string(),
-            _ => {
-                return error(
-                    400,
-                    "the body must be {\"key\": \"<one unseal key share>\"}",
-                )
+/// `POST /v1/vault/unseal` failed. No variant carries the share.
+#[derive(Debug, thiserror::Error)]
+pub enum UnsealError {
+    #[error("the body is not JSON ({reason}); expected {UNSEAL_BODY}")]
+    ParseBody { reason: String },
+    #[error("the body must be {UNSEAL_BODY}")]
+    ReadKey,
+    #[error("Vault rejected the key share: {message}")]
+    RejectShare { message: String },
+    #[error("{0}")]
+    ReachVault(VaultError),
+    #[error("{0}")]
+    AskVault(VaultError),
+    #[error("{0}")]
+    RunRequest(BlockOnError),
+}
+
+impl ApiFailure for UnsealError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::ParseBody { .. } | Self::ReadKey | Self::RejectShare { .. } => {
+                ErrorKind::BadRequest
             }
-        },
-        Err(e) => {
-            return error(
-                400,
-                format!(
-                    "the body is not JSON ({e}); expected {{\"key\": \"<one unseal key share>\"}}"
-                ),
-            )
+            Self::ReachVault(_) => ErrorKind::Unavailable,
+            // Vault answered, but not as it should: the appliance's side.
+            Self::AskVault(_) | Self::RunRequest(_) => ErrorKind::Internal,
         }
-    };
+    }
+}
+
+/// `GET /v1/vault/init-secrets` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InitSecretsError {
+    #[error("this appliance has not initialised Vault (no encrypted init secrets)")]
+    NotInitialised,
+    #[error("{0}")]
+    ReadSecrets(SecretsError),
+}
+
+impl ApiFailure for InitSecretsError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotInitialised => ErrorKind::NotFound,
+            Self::ReadSecrets(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// `GET /v1/stack`: the bootstrap's status file.
+pub fn stack_status(layout: &StackLayout) -> Result<body::StackStatus, StackStatusError> {
+    match status::read(&layout.status_file) {
+        Ok(status) => Ok(status),
+        Err(e) if !layout.status_file.exists() => Err(StackStatusError::NotReported(e)),
+        Err(e) => Err(StackStatusError::ReadStatusFile(e)),
+    }
+}
+
+/// `POST /v1/vault/unseal` with [`UnsealRequest`]: passes the share to Vault
+/// and reports the progress.
+pub fn vault_unseal(layout: &StackLayout, body: &[u8]) -> Result<UnsealProgress, UnsealError> {
+    let request: UnsealRequest = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            UnsealError::ReadKey
+        } else {
+            UnsealError::ParseBody {
+                reason: e.to_string(),
+            }
+        }
+    })?;
+    let key = request.key.trim().to_string();
+    if key.is_empty() {
+        return Err(UnsealError::ReadKey);
+    }
     let url = layout.vault_local_url();
-    let result = block_on(async move {
+    let answer = block_on(async move {
         let vault = VaultApi::new(&url, None, None)?;
         vault.unseal(&key).await
-    });
-    match result {
-        Ok(Ok(s)) => reply(
-            200,
-            json!({"sealed": s.sealed, "progress": s.progress, "threshold": s.threshold, "shares": s.shares}),
-        ),
-        Ok(Err(crate::vault::VaultError::Api {
+    })
+    .map_err(UnsealError::RunRequest)?;
+    match answer {
+        Ok(s) => Ok(UnsealProgress {
+            sealed: s.sealed,
+            progress: s.progress,
+            threshold: s.threshold,
+            shares: s.shares,
+        }),
+        Err(VaultError::Api {
             status, message, ..
-        })) if status < 500 => error(400, format!("Vault rejected the key share: {message}")),
-        Ok(Err(e @ crate::vault::VaultError::Unreachable { .. })) => error(503, e.to_string()),
-        Ok(Err(e)) => error(502, e.to_string()),
-        Err(e) => error(500, e),
+        }) if status < 500 => Err(UnsealError::RejectShare { message }),
+        Err(e @ VaultError::Unreachable { .. }) => Err(UnsealError::ReachVault(e)),
+        Err(e) => Err(UnsealError::AskVault(e)),
     }
 }
 
 /// `GET /v1/vault/init-secrets`: the armored age file holding the unseal keys
 /// and root token, encrypted to the site's recipients.
-pub fn init_secrets(layout: &StackLayout) -> ApiReply {
+pub fn init_secrets(layout: &StackLayout) -> Result<InitSecrets, InitSecretsError> {
     let store = SecretStore::new(&layout.state_dir());
     match store.read_init() {
-        Ok(Some(bytes)) => reply(
-            200,
-            json!({
-                "format": "age-armor",
-                "note": "decrypt with the operator's age identity: kindling vault decrypt-init --identity FILE",
-                "ciphertext": String::from_utf8_lossy(&bytes),
-            }),
-        ),
-        Ok(None) => error(
-            404,
-            "this appliance has not initialised Vault (no encrypted init secrets)",
-        ),
-        Err(e) => error(500, e.to_string()),
+        Ok(Some(bytes)) => Ok(InitSecrets {
+            format: "age-armor".to_string(),
+            note: "decrypt with the operator's age identity: kindling vault decrypt-init --identity FILE".to_string(),
+            ciphertext: String::from_utf8_lossy(&bytes).into_owned(),
+        }),
+        Ok(None) => Err(InitSecretsError::NotInitialised),
+        Err(e) => Err(InitSecretsError::ReadSecrets(e)),
     }
 }
 
@@ -138,23 +193,20 @@ mod tests {
     fn status_and_init_secrets_before_and_after_they_exist() {
         let dir = tempfile::tempdir().unwrap();
         let l = layout(dir.path());
-        assert_eq!(stack_status(&l).status, 404);
-        assert_eq!(init_secrets(&l).status, 404);
+        assert_eq!(stack_status(&l).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(init_secrets(&l).unwrap_err().kind(), ErrorKind::NotFound);
         let mut board = crate::status::StatusBoard::new(&l.status_file, &["vault-init"]);
         board.flush().unwrap();
-        let r = stack_status(&l);
-        assert_eq!(
-            (r.status, r.body["steps"][0]["name"].as_str()),
-            (200, Some("vault-init"))
-        );
+        let r = stack_status(&l).unwrap();
+        assert_eq!(r.steps[0].name, "vault-init");
+        let wire = serde_json::to_value(&r).unwrap();
+        assert_eq!(wire["steps"][0]["name"], "vault-init", "{wire}");
         SecretStore::new(&l.state_dir())
             .write_init("-----BEGIN AGE ENCRYPTED FILE-----\nx\n")
             .unwrap();
-        let r = init_secrets(&l);
-        assert_eq!(r.status, 200);
-        assert!(r.body["ciphertext"]
-            .as_str()
-            .unwrap()
+        let r = init_secrets(&l).unwrap();
+        assert!(r
+            .ciphertext
             .starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
     }
 
@@ -163,16 +215,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let l = layout(dir.path());
         for body in [&b"not json"[..], br#"{"keys": ["a"]}"#, br#"{"key": "  "}"#] {
-            let r = vault_unseal(&l, body);
-            assert_eq!(r.status, 400, "{:?}", r.body);
-            assert!(r.body["error"]
-                .as_str()
-                .unwrap()
+            let e = vault_unseal(&l, body).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::BadRequest, "{e}");
+            assert!(e
+                .to_string()
                 .contains("{\"key\": \"<one unseal key share>\"}"));
         }
-        // A well-formed request with Vault down is a 503 naming Vault, not the share.
-        let r = vault_unseal(&l, br#"{"key": "c2VjcmV0LXNoYXJl"}"#);
-        assert_eq!(r.status, 503, "{:?}", r.body);
-        assert!(!r.body.to_string().contains("c2VjcmV0LXNoYXJl"));
+        // A well-formed request with Vault down is Unavailable (503) naming
+        // Vault, not the share.
+        let e = vault_unseal(&l, br#"{"key": "c2VjcmV0LXNoYXJl"}"#).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        assert!(!e.to_string().contains("c2VjcmV0LXNoYXJl"));
     }
 }

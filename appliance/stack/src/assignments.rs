@@ -12,7 +12,7 @@
 //! Owns that layout, the least-privilege Consul token that may write those
 //! keys (made by the bootstrap, recorded in Vault, with a 0600 copy on the
 //! data partition for `kindlingd api`) and a blocking client for them. The
-//! merge rules live with the local copy (kindling-pxe `assignment_sync`).
+//! merge rules live with the local copy (kindling-inventory `sync`).
 //! Must never log or return the token.
 
 use crate::consul::{AclToken, ConsulApi, ConsulError, KvPair};

@@ -2,7 +2,7 @@
 //! mode" retry and the documented bootstrap reset), policies, tokens, the
 //! agent token, KV. Owns no state. Must never put a token in an error message.
 
-use crate::vault::error_chain;
+use crate::agent_http::{AgentHttp, Unreachable};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -30,14 +30,12 @@ pub enum ConsulError {
 
 #[derive(Clone)]
 pub struct ConsulApi {
-    url: String,
-    http: reqwest::Client,
-    token: Option<String>,
+    agent: AgentHttp,
 }
 
 impl std::fmt::Debug for ConsulApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ConsulApi {{ url: {} }}", self.url)
+        write!(f, "ConsulApi {{ url: {} }}", self.agent.url())
     }
 }
 
@@ -60,26 +58,14 @@ impl std::fmt::Debug for AclToken {
 
 impl ConsulApi {
     pub fn new(url: &str, token: Option<String>) -> Self {
-        crate::vault::install_crypto_provider();
-        // Building a plain client only fails without a TLS backend, which the
-        // provider above rules out; fall back to the default client regardless.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .no_proxy()
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
         Self {
-            url: url.trim_end_matches('/').to_string(),
-            http,
-            token,
+            agent: AgentHttp::new(url, token, "X-Consul-Token"),
         }
     }
 
     pub fn with_token(&self, token: &str) -> Self {
         Self {
-            url: self.url.clone(),
-            http: self.http.clone(),
-            token: Some(token.to_string()),
+            agent: self.agent.with_token(token),
         }
     }
 
@@ -101,28 +87,12 @@ impl ConsulApi {
         path: &str,
         body: Option<String>,
     ) -> Result<(u16, u64, String), ConsulError> {
-        let mut req = self.http.request(
-            method,
-            format!("{}/v1/{}", self.url, path.trim_start_matches('/')),
-        );
-        if let Some(t) = &self.token {
-            req = req.header("X-Consul-Token", t);
-        }
-        if let Some(b) = body {
-            req = req.body(b);
-        }
-        let resp = req.send().await.map_err(|e| ConsulError::Unreachable {
-            url: self.url.clone(),
-            reason: error_chain(&e),
-        })?;
-        let status = resp.status().as_u16();
-        let index = resp
-            .headers()
-            .get("X-Consul-Index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        Ok((status, index, resp.text().await.unwrap_or_default()))
+        let answer = self
+            .agent
+            .send(method, path, body)
+            .await
+            .map_err(|Unreachable { url, reason }| ConsulError::Unreachable { url, reason })?;
+        Ok((answer.status, answer.index, answer.text))
     }
 
     async fn call(

@@ -27,7 +27,9 @@ pub enum EnrollError {
     #[error("{0:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")]
     BadMac(String),
     #[error("reading kindling's state: {0}")]
-    State(String),
+    ReadApplianceToken(#[source] crate::secrets::SecretsError),
+    #[error("reading kindling's state: {0}")]
+    LanAddress(#[source] crate::render::RenderError),
     #[error("Vault: {0}")]
     Vault(#[from] crate::vault::VaultError),
     #[error("Consul: {0}")]
@@ -91,7 +93,7 @@ impl Enroller {
         // Read on every call: the token appears once the bootstrap made it.
         let token = SecretStore::new(&self.layout.state_dir())
             .read_appliance_token()
-            .map_err(|e| EnrollError::State(e.to_string()))?
+            .map_err(EnrollError::ReadApplianceToken)?
             .ok_or(EnrollError::NotBootstrapped)?;
         Ok(VaultApi::new(
             &self.layout.vault_local_url(),
@@ -116,7 +118,7 @@ impl Enroller {
             .site
             .nodes
             .iter()
-            .find(|n| mac_key(n.mac.as_str()).ok().as_deref() == Some(key.as_str()))
+            .find(|n| mac_key(&n.mac.to_string()).ok().as_deref() == Some(key.as_str()))
             .and_then(|n| n.hostname.clone())
             .unwrap_or_else(|| format!("node-{key}"));
 
@@ -140,7 +142,7 @@ impl Enroller {
         let wrapped_secret_id = vault
             .wrapped_secret_id(APPROLE_MOUNT, &role, &metadata, &self.wrap_ttl)
             .await?;
-        let lan = lan_address(&self.site).map_err(|e| EnrollError::State(e.to_string()))?;
+        let lan = lan_address(&self.site).map_err(EnrollError::LanAddress)?;
         let ca_pem =
             std::fs::read_to_string(crate::tls::tls_files(&self.layout.state_dir()).ca_cert).ok();
         Ok(EnrollmentGrant {

@@ -13,11 +13,13 @@
 //! re-bootstrap an ACL system it did not start itself, or shell out to
 //! `ip`/`iptables`/`mount`.
 
+mod agent_http;
 pub mod api;
 pub mod assignments;
 pub mod bootstrap;
 pub mod consul;
 pub mod enroll;
+pub mod files;
 pub mod layout;
 pub mod nomad;
 pub mod patience;

@@ -3,8 +3,8 @@
 //! ones `tests/nomad-double` serves and checks against Nomad's OpenAPI
 //! document. Owns no state. Must never put a token in an error message.
 
+use crate::agent_http::{AgentHttp, Unreachable};
 use crate::consul::{reset_index, AclToken};
-use crate::vault::error_chain;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -30,47 +30,29 @@ pub enum NomadError {
 
 #[derive(Clone)]
 pub struct NomadApi {
-    url: String,
-    http: reqwest::Client,
-    token: Option<String>,
+    agent: AgentHttp,
 }
 
 impl NomadApi {
     pub fn new(url: &str, token: Option<String>) -> Self {
-        crate::vault::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .no_proxy()
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
         Self {
-            url: url.trim_end_matches('/').to_string(),
-            http,
-            token,
+            agent: AgentHttp::new(url, token, "X-Nomad-Token"),
         }
     }
 
     pub fn with_token(&self, token: &str) -> Self {
         Self {
-            url: self.url.clone(),
-            http: self.http.clone(),
-            token: Some(token.to_string()),
+            agent: self.agent.with_token(token),
         }
     }
 
     async fn raw(&self, method: reqwest::Method, path: &str) -> Result<(u16, String), NomadError> {
-        let mut req = self
-            .http
-            .request(method, format!("{}/v1/{}", self.url, path));
-        if let Some(t) = &self.token {
-            req = req.header("X-Nomad-Token", t);
-        }
-        let resp = req.send().await.map_err(|e| NomadError::Unreachable {
-            url: self.url.clone(),
-            reason: error_chain(&e),
-        })?;
-        let status = resp.status().as_u16();
-        Ok((status, resp.text().await.unwrap_or_default()))
+        let answer = self
+            .agent
+            .send(method, path, None)
+            .await
+            .map_err(|Unreachable { url, reason }| NomadError::Unreachable { url, reason })?;
+        Ok((answer.status, answer.text))
     }
 
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(), NomadError> {

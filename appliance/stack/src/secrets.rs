@@ -10,7 +10,7 @@
 //! token in plain text except in the local unseal file, which exists only when
 //! the site chose `unseal = "local"` (lab only, warned about loudly).
 
-use kindling_atomic_write::write_atomic_with_mode;
+use crate::files::{self, FileError};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,16 +28,8 @@ pub enum SecretsError {
     Decrypt { what: String, reason: String },
     #[error("the age identity is not an AGE-SECRET-KEY-1… X25519 identity: {0}")]
     BadIdentity(String),
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("writing {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path} is damaged: {reason}")]
     Damaged { path: PathBuf, reason: String },
 }
@@ -151,20 +143,10 @@ impl SecretStore {
     }
 
     fn read_opt(path: &Path) -> Result<Option<Vec<u8>>, SecretsError> {
-        match std::fs::read(path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(SecretsError::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
-        }
+        Ok(files::read_opt(path)?)
     }
     fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SecretsError> {
-        write_atomic_with_mode(path, bytes, mode).map_err(|source| SecretsError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+        Ok(files::write(path, bytes, mode)?)
     }
 
     /// The armored, encrypted init secrets, if kindling initialised this Vault.
@@ -251,10 +233,11 @@ impl SecretStore {
         match std::fs::remove_file(self.marker(name)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(SecretsError::Write {
+            Err(source) => Err(FileError::Write {
                 path: self.marker(name),
                 source,
-            }),
+            }
+            .into()),
         }
     }
 }

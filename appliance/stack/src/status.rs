@@ -7,57 +7,12 @@
 //! token or key.
 
 use kindling_atomic_write::write_atomic_with_mode;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepState {
-    Pending,
-    Running,
-    /// Did the work in this run.
-    Done,
-    /// Found the work already done (a resumed or warm boot).
-    AlreadyDone,
-    /// Needs something outside kindling (operator unseal shares).
-    Waiting,
-    Failed,
-    /// The service this step is for is not enabled by the site.
-    Skipped,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepStatus {
-    pub name: String,
-    pub state: StepState,
-    pub duration_ms: u64,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub detail: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OverallState {
-    Running,
-    Waiting,
-    Ready,
-    Failed,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StackStatus {
-    pub state: OverallState,
-    pub steps: Vec<StepStatus>,
-    /// Total time of this bootstrap run so far.
-    pub elapsed_ms: u64,
-    pub updated_unix: u64,
-    /// Where the encrypted init secrets can be fetched, once they exist.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub init_secrets: Option<String>,
-}
+/// The file's shape is the `GET /v1/stack` body of the API contract, so the
+/// file and the API answer cannot drift apart.
+pub use kindling_api::stack::{OverallState, StackStatus, StepState, StepStatus};
 
 #[derive(Debug, thiserror::Error)]
 #[error("writing the stack status file {path}: {source}")]
@@ -72,13 +27,6 @@ pub struct StatusBoard {
     status: StackStatus,
     started: Instant,
     step_started: Option<Instant>,
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl StatusBoard {
@@ -99,7 +47,7 @@ impl StatusBoard {
                 state: OverallState::Running,
                 steps,
                 elapsed_ms: 0,
-                updated_unix: now_unix(),
+                updated_unix: kindling_clock::unix_now(),
                 init_secrets: None,
             },
             started: Instant::now(),
@@ -119,7 +67,7 @@ impl StatusBoard {
     /// (it is reported on stderr by the caller), hence the separate result.
     pub fn flush(&mut self) -> Result<(), StatusWriteError> {
         self.status.elapsed_ms = self.started.elapsed().as_millis() as u64;
-        self.status.updated_unix = now_unix();
+        self.status.updated_unix = kindling_clock::unix_now();
         let body = serde_json::to_vec_pretty(&self.status).unwrap_or_default();
         write_atomic_with_mode(&self.path, &body, 0o644).map_err(|source| StatusWriteError {
             path: self.path.clone(),
@@ -172,9 +120,28 @@ impl StatusBoard {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum StatusReadError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a stack status file: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
 /// Reads a status file written by [`StatusBoard`].
-pub fn read(path: &Path) -> Result<StackStatus, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{} is not a stack status file: {e}", path.display()))
+pub fn read(path: &Path) -> Result<StackStatus, StatusReadError> {
+    let bytes = std::fs::read(path).map_err(|source| StatusReadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| StatusReadError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
 }

@@ -6,7 +6,7 @@
 //! generated once; the server certificate is re-issued on every render (cheap,
 //! and picks up a changed LAN address). Must never overwrite an existing CA.
 
-use kindling_atomic_write::write_atomic_with_mode;
+use crate::files::{self, FileError};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -15,16 +15,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("writing {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("the CA key {path} is not a usable PEM private key: {source}")]
     BadCaKey { path: PathBuf, source: rcgen::Error },
     #[error("generating a certificate for {what}: {source}")]
@@ -72,17 +64,11 @@ fn ca_params(common_name: &str) -> CertificateParams {
 }
 
 fn read(path: &Path) -> Result<String, TlsError> {
-    std::fs::read_to_string(path).map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(files::read_to_string(path)?)
 }
 
 fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
-    write_atomic_with_mode(path, bytes, mode).map_err(|source| TlsError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(files::write(path, bytes, mode)?)
 }
 
 /// Makes sure the CA exists (creating it once) and issues a fresh server

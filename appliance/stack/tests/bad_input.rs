@@ -7,7 +7,8 @@
 mod common;
 
 use common::*;
-use kindling_stack::bootstrap;
+use kindling_api::{ApiFailure, ErrorKind};
+use kindling_stack::bootstrap::{self, Step};
 use kindling_stack::consul::ConsulApi;
 use kindling_stack::nomad::NomadApi;
 use kindling_stack::secrets::SecretStore;
@@ -55,9 +56,9 @@ fn acls_bootstrapped_by_someone_else_and_wrong_unseal_shares() {
     });
 
     let err = rt.block_on(bootstrap::run(lab.options())).unwrap_err();
-    assert_eq!(err.step, "consul-acl");
+    assert_eq!(err.step(), Some(Step::ConsulAcl));
     let (step, message) = failed_step(&lab);
-    assert_eq!(step, "consul-acl");
+    assert_eq!(step, Step::ConsulAcl.name());
     assert!(
         message.contains("bootstrapped by someone else") && message.contains("leaves them alone"),
         "{message}"
@@ -79,7 +80,7 @@ fn acls_bootstrapped_by_someone_else_and_wrong_unseal_shares() {
     let store = SecretStore::new(&lab.layout.state_dir());
     store.mark_started("consul-acl-bootstrap").unwrap();
     let err = rt.block_on(bootstrap::run(lab.options())).unwrap_err();
-    assert_eq!(err.step, "nomad-acl", "{}", lab.status_text());
+    assert_eq!(err.step(), Some(Step::NomadAcl), "{}", lab.status_text());
     assert!(failed_step(&lab)
         .1
         .contains("Nomad's ACLs were bootstrapped by someone else"));
@@ -87,7 +88,7 @@ fn acls_bootstrapped_by_someone_else_and_wrong_unseal_shares() {
         .unwrap()
         .steps
         .into_iter()
-        .find(|s| s.name == "consul-acl")
+        .find(|s| s.name == Step::ConsulAcl.name())
         .unwrap()
         .detail;
     assert!(consul_detail.contains("reset"), "{consul_detail}");
@@ -112,19 +113,18 @@ fn acls_bootstrapped_by_someone_else_and_wrong_unseal_shares() {
     lab.kill9("vault");
     lab.start("vault");
     let secrets = lab.init_secrets(&identity);
-    let garbage = kindling_stack::api::vault_unseal(&lab.layout, br#"{"key": "not a key share!"}"#);
-    assert_eq!(garbage.status, 400, "{:?}", garbage.body);
+    let garbage = kindling_stack::api::vault_unseal(&lab.layout, br#"{"key": "not a key share!"}"#)
+        .unwrap_err();
+    assert_eq!(garbage.kind(), ErrorKind::BadRequest, "{garbage}");
     assert!(
-        garbage.body["error"]
-            .as_str()
-            .unwrap()
+        garbage
+            .to_string()
             .starts_with("Vault rejected the key share"),
-        "{:?}",
-        garbage.body
+        "{garbage}"
     );
-    assert!(!garbage.body.to_string().contains("not a key share"));
-    let bad_json = kindling_stack::api::vault_unseal(&lab.layout, b"key=abc");
-    assert_eq!(bad_json.status, 400);
+    assert!(!garbage.to_string().contains("not a key share"));
+    let bad_json = kindling_stack::api::vault_unseal(&lab.layout, b"key=abc").unwrap_err();
+    assert_eq!(bad_json.kind(), ErrorKind::BadRequest);
     // A well-formed share that belongs to another Vault.
     let wrong = "mNBnrKqK4qf8Vdmv4ZaxfcL0nHSf2p7uv0K29X9mKq+L";
     let mut replies = vec![kindling_stack::api::vault_unseal(
@@ -138,15 +138,17 @@ fn acls_bootstrapped_by_someone_else_and_wrong_unseal_shares() {
             .as_bytes(),
     ));
     assert!(
-        replies.iter().any(|r| r.status == 400
-            && r.body["error"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("Vault rejected the key share")),
+        replies.iter().any(
+            |r| r.as_ref().is_err_and(|e| e.kind() == ErrorKind::BadRequest
+                && e.to_string().starts_with("Vault rejected the key share"))
+        ),
         "{replies:?}"
     );
     for r in &replies {
-        let text = r.body.to_string();
+        let text = match r {
+            Ok(progress) => serde_json::to_string(progress).unwrap(),
+            Err(e) => e.to_string(),
+        };
         assert!(
             !text.contains(wrong) && !text.contains(secrets.keys_base64[0].as_str()),
             "no share echoed: {text}"
@@ -176,11 +178,9 @@ fn acls_bootstrapped_by_someone_else_and_wrong_unseal_shares() {
         ));
     }
     let last = last.unwrap();
-    assert_eq!(
-        (last.status, last.body["sealed"].as_bool()),
-        (200, Some(false)),
-        "{:?}",
-        last.body
+    assert!(
+        last.as_ref().is_ok_and(|progress| !progress.sealed),
+        "{last:?}"
     );
 }
 
@@ -199,7 +199,7 @@ fn vault_initialised_by_someone_else_is_left_alone() {
             .unwrap()
     });
     let err = rt.block_on(bootstrap::run(lab.options())).unwrap_err();
-    assert_eq!(err.step, "vault-init");
+    assert_eq!(err.step(), Some(Step::VaultInit));
     let (_, message) = failed_step(&lab);
     assert!(
         message.contains("already initialised, but not by this appliance")
@@ -274,12 +274,12 @@ fn full_data_partition_stops_before_init_and_loses_nothing() {
 
     let rt = rt();
     let err = rt.block_on(bootstrap::run(lab.options())).unwrap_err();
-    assert_eq!(err.step, "vault-init");
+    assert_eq!(err.step(), Some(Step::VaultInit));
     assert!(
-        err.message.contains("cannot take Vault's encrypted keys")
-            && err.message.contains("Vault was not initialised"),
+        err.reason().contains("cannot take Vault's encrypted keys")
+            && err.reason().contains("Vault was not initialised"),
         "{}",
-        err.message
+        err.reason()
     );
     rt.block_on(async {
         let v = VaultApi::new(&lab.layout.vault_local_url(), None, None).unwrap();
@@ -326,14 +326,14 @@ fn crash_looping_vault_is_a_clear_failure() {
     let mut opts = lab.options();
     opts.service_timeout = Duration::from_secs(2);
     let err = rt().block_on(bootstrap::run(opts)).unwrap_err();
-    assert_eq!(err.step, "vault-api");
+    assert_eq!(err.step(), Some(Step::VaultApi));
     assert!(
-        err.message.contains("did not answer within 2 s")
-            && err.message.contains("Connection refused"),
+        err.reason().contains("did not answer within 2 s")
+            && err.reason().contains("Connection refused"),
         "{}",
-        err.message
+        err.reason()
     );
     let (step, _) = failed_step(&lab);
-    assert_eq!(step, "vault-api");
+    assert_eq!(step, Step::VaultApi.name());
     assert!(!lab.init_file().exists());
 }

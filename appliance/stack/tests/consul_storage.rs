@@ -14,7 +14,7 @@
 mod common;
 
 use common::*;
-use kindling_stack::bootstrap;
+use kindling_stack::bootstrap::{self, Step};
 use kindling_stack::render::ServiceSpec;
 use kindling_stack::status::StepState;
 use std::io::{BufRead, Write};
@@ -137,13 +137,13 @@ fn vault_on_consul_storage_gets_its_token_and_is_restarted() {
     let status = kindling_stack::status::read(&lab.layout.status_file).unwrap();
     let step = |n: &str| status.steps.iter().find(|s| s.name == n).unwrap().clone();
     assert_eq!(
-        step("vault-storage").state,
+        step(Step::VaultStorage.name()).state,
         StepState::Done,
         "{}",
         lab.status_text()
     );
     assert!(
-        step("vault-storage")
+        step(Step::VaultStorage.name())
             .detail
             .contains("Vault restarted with it"),
         "{}",
@@ -169,12 +169,12 @@ fn vault_on_consul_storage_gets_its_token_and_is_restarted() {
         lab.log("vault").contains("unknown storage type consul"),
         "OpenBao has no Consul storage"
     );
-    assert_eq!(err.step, "vault-api");
+    assert_eq!(err.step(), Some(Step::VaultApi));
     assert!(
-        err.message
+        err.reason()
             .contains("needs HashiCorp Vault: OpenBao has no Consul storage"),
         "{}",
-        err.message
+        err.reason()
     );
 
     // The storage token may write Vault's prefix and nothing else.
@@ -196,7 +196,7 @@ fn vault_on_consul_storage_gets_its_token_and_is_restarted() {
     let again = status
         .steps
         .iter()
-        .find(|s| s.name == "vault-storage")
+        .find(|s| s.name == Step::VaultStorage.name())
         .unwrap();
     assert_eq!(again.state, StepState::AlreadyDone, "{}", lab.status_text());
     assert_eq!(init.restarts.load(Ordering::Relaxed), 1);

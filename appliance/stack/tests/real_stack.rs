@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use kindling_stack::bootstrap;
+use kindling_stack::bootstrap::{self, Step};
 use kindling_stack::enroll::Enroller;
 use kindling_stack::status::{OverallState, StepState};
 use kindling_stack::vault::VaultApi;
@@ -20,7 +20,7 @@ fn states(status: &kindling_stack::status::StackStatus) -> Vec<(String, StepStat
     status
         .steps
         .iter()
-        .filter(|s| s.name != "vault-api" && s.name != "vault-storage")
+        .filter(|s| s.name != Step::VaultApi.name() && s.name != Step::VaultStorage.name())
         .map(|s| (s.name.clone(), s.state))
         .collect()
 }
@@ -101,7 +101,7 @@ fn cold_bootstrap_rerun_restarts_and_node_enrollment() {
         .block_on(bootstrap::run(lab.options()))
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.status_text()));
     for (name, state) in states(&third) {
-        let want = if name == "vault-unseal" {
+        let want = if name == Step::VaultUnseal.name() {
             StepState::Done
         } else {
             StepState::AlreadyDone

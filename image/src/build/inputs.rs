@@ -282,7 +282,7 @@ pub fn overlay(path: &Path, keys: &[TrustKey]) -> Result<Overlay, BuildError> {
     let verified =
         match kindling_overlay::verify::verify_authentic(&content, &sig_text, &trusted, &limits) {
             Ok(verified) => verified,
-            Err(kindling_overlay::Refusal::Signature(reason)) => {
+            Err(kindling_overlay::VerifyError::Signature(reason)) => {
                 return Err(BuildError::OverlayUntrusted {
                     path: path.to_path_buf(),
                     keys: keys
@@ -307,10 +307,10 @@ pub fn overlay(path: &Path, keys: &[TrustKey]) -> Result<Overlay, BuildError> {
             name: verified.manifest.name.clone(),
         });
     }
-    if kindling_overlay::manifest::unix_now() > verified.manifest.expires {
+    if kindling_clock::unix_now() > verified.manifest.expires {
         return Err(BuildError::OverlayExpired {
             path: path.to_path_buf(),
-            expires: kindling_overlay::manifest::rfc3339(verified.manifest.expires),
+            expires: kindling_clock::rfc3339(verified.manifest.expires),
         });
     }
     let signed_by = keys

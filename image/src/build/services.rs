@@ -2,11 +2,11 @@
 //! (`/etc/kindling/services.json`): init runs it when the config phase
 //! fails, so a box with a bad or missing overlay still answers its status API.
 //!
-//! It uses kindling-init's own table types, so the file is exactly what init
-//! parses; it never decides what a configured appliance runs (that is
+//! It uses the service-table types of `kindling-init-protocol`, so the file is
+//! exactly what init parses; it never decides what a configured appliance runs (that is
 //! `kindlingd config apply`'s job).
 
-use kindling_init::table::{Readiness, ServiceSpec, ServiceTable};
+use kindling_init_protocol::table::{Readiness, ServiceSpec, ServiceTable};
 
 /// Only the status API: no network roles, no PXE, no stack, because without
 /// a verified site configuration the appliance must not hand out leases or

@@ -2,10 +2,15 @@
 //! nodes on a running appliance and runtime MAC → profile assignments,
 //! through its API (`GET /v1/nodes`, `PUT /v1/nodes/MAC/profile`).
 //!
-//! Owns the client side only: it prints what the appliance answers and
-//! turns an error reply into one line naming the URL, status and reason.
+//! Owns the client side only: it decodes the appliance's answers as the API
+//! contract types (`kindling_api::nodes`), prints them, and turns an error
+//! reply into one line naming the URL, status and reason.
 
-use serde_json::Value;
+use kindling_api::nodes::{
+    AssignReply, AssignRequest, Assignment, KvStatus, NodeList, ProfileChoice, Stored,
+};
+use kindling_site::MacAddr;
+use std::fmt::Display;
 
 #[derive(clap::Args)]
 pub struct Appliance {
@@ -44,14 +49,16 @@ fn base(a: &Appliance) -> &str {
     a.appliance.trim_end_matches('/')
 }
 
-fn put_profile(target: &Appliance, mac: &str, profile: Value) -> anyhow::Result<()> {
+fn put_profile(target: &Appliance, mac: &str, profile: Option<String>) -> anyhow::Result<()> {
     // Validate locally for a clear message before any network round trip.
-    let mac: kindling_site::MacAddr = mac.parse()?;
+    let mac: MacAddr = mac.parse()?;
     let url = format!("{}/v1/nodes/{mac}/profile", base(target));
-    let json = super::client::put(&url, &serde_json::json!({ "profile": profile }))?;
-    let profile = json["assignment"]["profile"].as_str().unwrap_or("-");
-    println!("{mac}: profile {profile} ({})", source(&json["assignment"]));
-    if let Some(kv) = json["kv"].as_str() {
+    let request = serde_json::to_value(AssignRequest { profile })?;
+    let reply: AssignReply = serde_json::from_value(super::client::put(&url, &request)?)
+        .map_err(|e| anyhow::anyhow!("{url}: unexpected reply: {e}"))?;
+    let profile = reply.assignment.choice.profile().unwrap_or("-");
+    println!("{mac}: profile {profile} ({})", source(&reply.assignment));
+    if let Some(kv) = &reply.kv {
         println!("  {kv}");
     }
     Ok(())
@@ -60,23 +67,28 @@ fn put_profile(target: &Appliance, mac: &str, profile: Value) -> anyhow::Result<
 /// Where a node's profile comes from, as the operator says it: the
 /// overlay's `[[nodes]]`, a runtime assignment (in Consul KV, or only in the
 /// appliance's local file), the site's default, the boot menu, or nothing.
-fn source(assignment: &Value) -> String {
-    match (assignment["source"].as_str(), assignment["stored"].as_str()) {
-        (Some("assigned"), Some(stored)) => format!("assignment ({stored})"),
-        (Some("assigned"), None) => "assignment".into(),
-        (Some("site"), _) => "overlay".into(),
-        (Some("not_served"), _) => "not served".into(),
-        (Some(other), _) => other.into(),
-        (None, _) => "-".into(),
+fn source(assignment: &Assignment) -> String {
+    match (&assignment.choice, assignment.stored) {
+        (ProfileChoice::Assigned(_), Some(Stored::Kv)) => "assignment (kv)".into(),
+        (ProfileChoice::Assigned(_), Some(Stored::Local)) => "assignment (local)".into(),
+        (ProfileChoice::Assigned(_), None) => "assignment".into(),
+        (ProfileChoice::Site(_), _) => "overlay".into(),
+        (ProfileChoice::Default(_), _) => "default".into(),
+        (ProfileChoice::Menu, _) => "menu".into(),
+        (ProfileChoice::NotServed, _) => "not served".into(),
     }
 }
 
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+/// A table cell: the value, or `-` when there is none.
+fn cell(value: Option<impl Display>) -> String {
+    value.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// A serde enum's wire name (`booting`, `uefi_http`), as the JSON says it.
+fn wire_name(value: &impl serde::Serialize) -> Option<String> {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -88,30 +100,30 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&body)?);
                 return Ok(());
             }
+            let list: NodeList = serde_json::from_value(body)
+                .map_err(|e| anyhow::anyhow!("{url}: unexpected reply: {e}"))?;
             println!(
                 "{:<19} {:<16} {:<10} {:<10} {:<18} {:<9}",
                 "MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE"
             );
-            for n in body["nodes"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
+            for n in &list.nodes {
+                let seen = n.seen.as_ref();
                 println!(
                     "{:<19} {:<16} {:<10} {:<10} {:<18} {:<9}",
-                    cell(&n["mac"]),
-                    cell(&n["ip"]),
-                    cell(&n["state"]),
-                    cell(&n["assignment"]["profile"]),
-                    source(&n["assignment"]),
-                    cell(&n["firmware"]),
+                    n.mac,
+                    cell(seen.and_then(|s| s.ip)),
+                    cell(n.state.as_ref().and_then(wire_name)),
+                    cell(n.assignment.choice.profile()),
+                    source(&n.assignment),
+                    cell(seen.and_then(|s| s.firmware.as_ref()).and_then(wire_name)),
                 );
             }
-            let detail = body["kv"]["detail"].as_str().unwrap_or("");
-            match body["kv"]["state"].as_str() {
-                Some("local_only") => println!("assignments kept on the appliance only: {detail}"),
-                Some("waiting") => println!("Consul KV not usable now: {detail}"),
-                _ => {}
+            match &list.kv {
+                Some(KvStatus::LocalOnly(detail)) => {
+                    println!("assignments kept on the appliance only: {detail}")
+                }
+                Some(KvStatus::Waiting(detail)) => println!("Consul KV not usable now: {detail}"),
+                Some(KvStatus::InUse) | None => {}
             }
             Ok(())
         }
@@ -119,7 +131,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             mac,
             profile,
             target,
-        } => put_profile(&target, &mac, Value::String(profile)),
-        Command::Unassign { mac, target } => put_profile(&target, &mac, Value::Null),
+        } => put_profile(&target, &mac, Some(profile)),
+        Command::Unassign { mac, target } => put_profile(&target, &mac, None),
     }
 }

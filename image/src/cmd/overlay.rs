@@ -4,8 +4,8 @@
 
 use anyhow::{bail, Context};
 use base64::Engine;
+use kindling_clock::{rfc3339, unix_now};
 use kindling_overlay::format::read_kovl;
-use kindling_overlay::manifest::{rfc3339, unix_now};
 use kindling_overlay::minisign::{self, PublicKey};
 use kindling_overlay::verify::verify_authentic;
 use kindling_overlay::{BuildOptions, LayerKind, Limits};
@@ -169,7 +169,7 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
         bail!("--key is required unless --unsigned")
     };
     let key = super::keygen::load_secret_key(key_path, a.password_file.as_deref())?;
-    let sig = key.sign(&packed.kovl, &comment);
+    let sig = key.sign(&packed.kovl, &comment)?;
     let sig_out = sig_path(&out, None);
     std::fs::write(&sig_out, sig).with_context(|| format!("writing {}", sig_out.display()))?;
     let m = &packed.manifest;
@@ -193,8 +193,11 @@ fn sign(a: SignArgs) -> anyhow::Result<()> {
         read_kovl(&kovl, &Limits::default()).with_context(|| a.file.display().to_string())?;
     let key = super::keygen::load_secret_key(&a.key, a.password_file.as_deref())?;
     let sig_out = sig_path(&a.file, None);
-    std::fs::write(&sig_out, key.sign(&kovl, &parts.manifest.trusted_comment()))
-        .with_context(|| format!("writing {}", sig_out.display()))?;
+    std::fs::write(
+        &sig_out,
+        key.sign(&kovl, &parts.manifest.trusted_comment())?,
+    )
+    .with_context(|| format!("writing {}", sig_out.display()))?;
     println!("wrote {} (key {})", sig_out.display(), key.id);
     Ok(())
 }
@@ -309,12 +312,12 @@ fn push(a: PushArgs) -> anyhow::Result<()> {
     let sp = sig_path(&a.file, a.sig.as_ref());
     let minisig =
         std::fs::read_to_string(&sp).with_context(|| format!("reading {}", sp.display()))?;
-    let body = serde_json::json!({
-        "kovl": base64::engine::general_purpose::STANDARD.encode(&kovl),
-        "minisig": minisig,
-    });
+    let body = kindling_api::overlays::PushRequest {
+        kovl: base64::engine::general_purpose::STANDARD.encode(&kovl),
+        minisig,
+    };
     let url = format!("{}/v1/overlays", a.appliance.trim_end_matches('/'));
-    let json = super::client::post(&url, &body)?;
+    let json = super::client::post(&url, &serde_json::to_value(&body)?)?;
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! Owns the client side only; the appliance's status file never holds a
 //! secret, so printing it is safe.
 
-use serde_json::Value;
+use kindling_api::stack::StackStatus;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -23,7 +23,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Status { appliance, json } => {
             let url = format!("{}/v1/stack", appliance.trim_end_matches('/'));
-            let body = super::client::get(&url)?;
+            let body: StackStatus = super::client::get_as(&url)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&body)?);
                 return Ok(());
@@ -35,47 +35,52 @@ pub fn run(command: Command) -> anyhow::Result<()> {
 }
 
 /// The status as a table plus a summary line.
-fn table(body: &Value) -> String {
+fn table(body: &StackStatus) -> String {
     let mut out = format!("{:<18} {:<13} {:>8}  {}\n", "STEP", "STATE", "MS", "DETAIL");
-    for s in body["steps"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let text = match s["error"].as_str() {
+    for s in &body.steps {
+        let text = match &s.error {
             Some(e) => format!("ERROR: {e}"),
-            None => s["detail"].as_str().unwrap_or("").to_string(),
+            None => s.detail.clone(),
         };
         out.push_str(&format!(
             "{:<18} {:<13} {:>8}  {}\n",
-            s["name"].as_str().unwrap_or("?"),
-            s["state"].as_str().unwrap_or("?"),
-            s["duration_ms"].as_u64().unwrap_or(0),
+            s.name,
+            name_of(&s.state),
+            s.duration_ms,
             text
         ));
     }
     out.push_str(&format!(
         "stack: {} ({} ms)\n",
-        body["state"].as_str().unwrap_or("unknown"),
-        body["elapsed_ms"].as_u64().unwrap_or(0)
+        name_of(&body.state),
+        body.elapsed_ms
     ));
     out
 }
 
+/// A state as it is spelled on the wire (`already_done`).
+fn name_of<T: serde::Serialize>(state: &T) -> String {
+    match serde_json::to_value(state) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => "?".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
     fn table_shows_each_step_and_errors() {
         let body = serde_json::json!({
-            "state": "failed", "elapsed_ms": 1500,
+            "state": "failed", "elapsed_ms": 1500, "updated_unix": 0,
             "steps": [
                 {"name": "vault-init", "state": "already_done", "duration_ms": 4, "detail": "initialised earlier"},
                 {"name": "consul-acl", "state": "failed", "duration_ms": 52, "error": "bootstrapped by someone else"}
             ]
         });
-        let t = table(&body);
+        let t = table(&serde_json::from_value(body).unwrap());
         assert!(
             t.contains("vault-init         already_done         4  initialised earlier"),
             "{t}"

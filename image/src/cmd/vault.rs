@@ -10,6 +10,7 @@
 //! explicitly, prints secrets (to stdout, for the operator to store away).
 
 use anyhow::{bail, Context};
+use kindling_api::vault::{InitSecrets, UnsealProgress, UnsealRequest};
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -69,16 +70,15 @@ fn unseal(appliance: &str) -> anyhow::Result<()> {
             continue;
         }
         n += 1;
-        let reply = super::client::post(&url, &serde_json::json!({ "key": share }))
+        let reply: UnsealProgress = super::client::post_as(&url, &UnsealRequest { key: share })
             .with_context(|| format!("share {n}"))?;
-        if reply["sealed"].as_bool() == Some(false) {
+        if !reply.sealed {
             println!("vault: unsealed after {n} share(s)");
             return Ok(());
         }
         println!(
             "vault: sealed, {} of {} shares accepted",
-            reply["progress"].as_u64().unwrap_or(0),
-            reply["threshold"].as_u64().unwrap_or(0)
+            reply.progress, reply.threshold
         );
     }
 }
@@ -86,10 +86,8 @@ fn unseal(appliance: &str) -> anyhow::Result<()> {
 fn init_secrets(appliance: &str, out: &PathBuf) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let url = format!("{}/v1/vault/init-secrets", appliance.trim_end_matches('/'));
-    let body = super::client::get(&url)?;
-    let Some(armored) = body["ciphertext"].as_str() else {
-        bail!("{url}: the answer has no ciphertext")
-    };
+    let body: InitSecrets = super::client::get_as(&url)?;
+    let armored = body.ciphertext;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -9,6 +9,7 @@ pub mod modules;
 
 use std::path::Path;
 
+use kindling_init_protocol::phase::BootPhase;
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::Mode;
 
@@ -89,7 +90,7 @@ pub fn mount_kernel_filesystems(report: &mut EarlyReport) {
             Err(nix::errno::Errno::EBUSY) => {}
             Err(e) => {
                 let problem = format!("mount {} on {}: {e}", m.fstype, m.target);
-                say!("early", "{problem}");
+                say!(BootPhase::Early, "{problem}");
                 report.problems.push(problem);
             }
         }
@@ -127,7 +128,7 @@ pub fn load_modules(config: &BootConfig, report: &mut EarlyReport) {
             let wanted = modules::read_list(list).unwrap_or_default();
             if !wanted.is_empty() {
                 let problem = format!("{e}; {} listed modules not loaded", wanted.len());
-                say!("early", "{problem}");
+                say!(BootPhase::Early, "{problem}");
                 report.problems.push(problem);
             }
             return;
@@ -139,7 +140,7 @@ pub fn load_modules(config: &BootConfig, report: &mut EarlyReport) {
             for name in &wanted {
                 if let Err(e) = loader.load(name) {
                     let problem = e.to_string();
-                    say!("early", "{problem}");
+                    say!(BootPhase::Early, "{problem}");
                     report.problems.push(problem);
                 }
             }
@@ -147,7 +148,7 @@ pub fn load_modules(config: &BootConfig, report: &mut EarlyReport) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
             let problem = format!("reading {}: {e}", list.display());
-            say!("early", "{problem}");
+            say!(BootPhase::Early, "{problem}");
             report.problems.push(problem);
         }
     }
@@ -161,7 +162,7 @@ pub fn load_modules(config: &BootConfig, report: &mut EarlyReport) {
                     Ok(true) => new += 1,
                     Ok(false) => {}
                     // A driver for hardware we merely found is not worth a degraded boot.
-                    Err(e) => say!("early", "{e}"),
+                    Err(e) => say!(BootPhase::Early, "{e}"),
                 }
             }
             if new == 0 {

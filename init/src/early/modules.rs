@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use kindling_init_protocol::phase::BootPhase;
 use nix::kmod::{finit_module, ModuleInitFlags};
 
 use crate::say;
@@ -254,7 +255,7 @@ impl<'a> Loader<'a> {
             dir: dir.to_path_buf(),
             done: HashSet::new(),
             loaded: Vec::new(),
-            subject: "early",
+            subject: BootPhase::Early.name(),
         }
     }
 

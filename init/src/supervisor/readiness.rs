@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::events::{Event, EventSender};
-use crate::table::{HttpTarget, Readiness};
+use kindling_init_protocol::table::{HttpTarget, Readiness};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const IO_TIMEOUT: Duration = Duration::from_secs(2);

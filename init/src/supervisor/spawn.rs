@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-use crate::table::ServiceSpec;
+use kindling_init_protocol::table::ServiceSpec;
 
 /// The fd number children find their readiness pipe on (s6 uses 3 too; shells
 /// can only redirect to single-digit fds).
@@ -59,8 +59,7 @@ fn occupy_notify_fd(target: &impl AsFd) -> io::Result<()> {
 
 /// PATH given to every child.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// Env var carrying the readiness fd number.
-pub const NOTIFY_ENV: &str = "KINDLING_NOTIFY_FD";
+pub use kindling_init_protocol::notify::NOTIFY_ENV;
 
 /// Why a child could not be started.
 #[derive(Debug, thiserror::Error)]

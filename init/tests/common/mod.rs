@@ -119,8 +119,8 @@ impl NamespacedInit {
         wait_for(timeout, || self.console().contains(needle).then_some(())).is_some()
     }
 
-    pub fn client(&self) -> kindling_init::control::Client {
-        kindling_init::control::Client::new(self.path("init.sock"))
+    pub fn client(&self) -> kindling_init_protocol::control::Client {
+        kindling_init_protocol::control::Client::new(self.path("init.sock"))
     }
 
     /// Sends `signal` to init and waits for the namespace to end; returns the

@@ -1,34 +1,40 @@
-//! Handlers for `GET /v1/nodes` and `PUT /v1/nodes/MAC/profile`, each
-//! returning `(HTTP status, JSON body)`. The logic lives in
-//! `kindling_pxe::node_api`; this file only finds the effective site config
-//! (`run_dir/site.json`) and the data partition (`state_dir`).
+//! Handlers for `GET /v1/nodes` and `PUT /v1/nodes/MAC/profile`. The logic
+//! lives in `kindling_inventory::node_api`, which returns the contract types
+//! of `kindling_api::nodes` or an error with its kind; this file only finds
+//! the effective site config (`run_dir/site.json`) and the data partition
+//! (`state_dir`), decodes the request and turns the result into a [`Reply`].
 //!
 //! An assignment is written to `state_dir/inventory/assignments.json` (the
 //! running PXE service applies it to the node's next request, no restart),
 //! then pushed to Consul KV by the API's assignment sync when the stack's
 //! Consul is in use.
 
+use super::Reply;
+use kindling_api::ErrorKind;
+use kindling_inventory::{node_api, AssignmentSync};
 use kindling_site::SiteConfig;
-use serde_json::{json, Value};
 use std::path::Path;
 
-fn site(run_dir: &Path) -> Result<SiteConfig, (u16, Value)> {
-    let path = run_dir.join("site.json");
-    let bytes = std::fs::read(&path)
-        .map_err(|e| (503, json!({ "error": format!("reading {}: {e} (config not applied yet?)", path.display()) })))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        (
-            500,
-            json!({ "error": format!("{} is not a valid site config: {e}", path.display()) }),
-        )
+fn site(run_dir: &Path) -> Result<SiteConfig, Reply> {
+    use kindling_site::effective::{in_run_dir, load, LoadEffectiveError};
+    load(&in_run_dir(run_dir)).map_err(|e| match e {
+        LoadEffectiveError::Read { .. } => Reply::failed(
+            ErrorKind::Unavailable,
+            format!("{e} (config not applied yet?)"),
+        ),
+        LoadEffectiveError::Parse { .. } => Reply::failed(ErrorKind::Internal, e),
     })
 }
 
 /// `GET /v1/nodes`.
-pub fn list(run_dir: &Path, state_dir: &Path) -> (u16, Value) {
-    match site(run_dir) {
-        Ok(site) => kindling_pxe::node_api::list(&site, state_dir),
-        Err(reply) => reply,
+pub fn list(run_dir: &Path, state_dir: &Path) -> Reply {
+    let site = match site(run_dir) {
+        Ok(site) => site,
+        Err(reply) => return reply,
+    };
+    match node_api::list(&site, state_dir) {
+        Ok(body) => Reply::body(&body),
+        Err(e) => Reply::failure(&e),
     }
 }
 
@@ -38,10 +44,20 @@ pub fn assign(
     state_dir: &Path,
     mac: &str,
     body: &[u8],
-    sync: Option<&kindling_pxe::AssignmentSync>,
-) -> (u16, Value) {
-    match site(run_dir) {
-        Ok(site) => kindling_pxe::node_api::assign(&site, state_dir, mac, body, sync),
-        Err(reply) => reply,
+    sync: Option<&AssignmentSync>,
+) -> Reply {
+    let mac = match node_api::parse_mac(mac) {
+        Ok(mac) => mac,
+        Err(e) => return Reply::failure(&e),
+    };
+    let site = match site(run_dir) {
+        Ok(site) => site,
+        Err(reply) => return reply,
+    };
+    let reply = node_api::parse_assign_request(body)
+        .and_then(|request| node_api::assign(&site, state_dir, mac, &request, sync));
+    match reply {
+        Ok(body) => Reply::body(&body),
+        Err(e) => Reply::failure(&e),
     }
 }

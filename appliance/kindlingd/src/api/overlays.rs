@@ -1,12 +1,19 @@
 //! Handlers for `GET /v1/overlays`, `POST /v1/overlays` and
-//! `GET /v1/config/effective`, each returning `(HTTP status, JSON body)`.
-//! The logic lives in `kindling_overlay::api`; this file adds what only
-//! kindlingd can do after an accepted push: rewrite services.json and ask
-//! init (control socket) to reload and restart `pxe`.
+//! `GET /v1/config/effective`. The overlay library verifies, merges and
+//! records (`kindling_overlay::api`); this module decides what an accepted
+//! push means for the running appliance: which changed config sections apply
+//! at once (rewrite services.json, ask init over the control socket to reload
+//! and restart `pxe`) and which wait for the next boot.
 
+use super::Reply;
+use kindling_api::overlays::PushReply;
+use kindling_overlay::api::{PushAccepted, PushError};
 use kindling_overlay::{ApplyOptions, ApplyPaths};
-use serde_json::{json, Value};
 use std::path::Path;
+
+/// Parts of the config a running appliance can switch without a reboot (the
+/// PXE service is restarted); everything else applies at next boot.
+const LIVE_SECTIONS: &[&str] = &["pxe", "nodes", "profiles"];
 
 /// Overlay paths for the API's run and state directories (trust and boot
 /// media paths from the environment, as in `kindlingd config apply`).
@@ -19,37 +26,117 @@ pub fn apply_paths(run_dir: &Path, state_dir: &Path) -> ApplyPaths {
 }
 
 /// `GET /v1/overlays`.
-pub fn list(run_dir: &Path, state_dir: &Path) -> (u16, Value) {
-    kindling_overlay::api::list(&apply_paths(run_dir, state_dir))
+pub fn list(run_dir: &Path, state_dir: &Path) -> Reply {
+    Reply::body(&kindling_overlay::api::list(&apply_paths(
+        run_dir, state_dir,
+    )))
 }
 
 /// `GET /v1/config/effective`.
-pub fn effective(run_dir: &Path, state_dir: &Path) -> (u16, Value) {
-    kindling_overlay::api::effective(&apply_paths(run_dir, state_dir))
+pub fn effective(run_dir: &Path, state_dir: &Path) -> Reply {
+    match kindling_overlay::api::effective(&apply_paths(run_dir, state_dir)) {
+        Ok(effective) => Reply::body(&effective),
+        Err(e) => Reply::failure(&e),
+    }
 }
 
 /// `POST /v1/overlays` with body `{"kovl": base64, "minisig": text}`.
-pub fn push(run_dir: &Path, state_dir: &Path, control_socket: &Path, body: &[u8]) -> (u16, Value) {
+pub fn push(run_dir: &Path, state_dir: &Path, control_socket: &Path, body: &[u8]) -> Reply {
     let paths = apply_paths(run_dir, state_dir);
-    let mut result = kindling_overlay::api::push(&paths, body, &ApplyOptions::default());
-    let Some(site) = result.site.take() else {
-        return (result.status, result.body);
-    };
-    if result.applied_now.is_empty() {
-        return (result.status, result.body);
+    match kindling_overlay::api::push(&paths, body, &ApplyOptions::default()) {
+        Ok(accepted) => Reply::body(&apply_accepted(
+            accepted,
+            run_dir,
+            state_dir,
+            control_socket,
+        )),
+        Err(e) => refused(&e),
     }
+}
+
+/// The error reply, with the pipeline's report when there is one.
+fn refused(e: &PushError) -> Reply {
+    let mut reply = Reply::failure(e);
+    if let Some(report) = e.report() {
+        if let (Some(body), Ok(report)) = (reply.body.as_object_mut(), serde_json::to_value(report))
+        {
+            body.insert("report".into(), report);
+        }
+    }
+    reply
+}
+
+/// Which changed sections apply now and which at the next boot.
+fn split_live(changed: &[String]) -> (Vec<String>, Vec<String>) {
+    changed
+        .iter()
+        .cloned()
+        .partition(|s| LIVE_SECTIONS.contains(&s.as_str()))
+}
+
+/// Applies the live sections of an accepted push and says what was done.
+fn apply_accepted(
+    accepted: PushAccepted,
+    run_dir: &Path,
+    state_dir: &Path,
+    control_socket: &Path,
+) -> PushReply {
+    let (applied_now, applies_at_next_boot) = split_live(&accepted.changed_sections);
+    let actions = match &accepted.site {
+        Some(site) if !applied_now.is_empty() => {
+            Some(reload_live(site, run_dir, state_dir, control_socket))
+        }
+        _ => None,
+    };
+    PushReply {
+        accepted: accepted.accepted,
+        applied_now,
+        applies_at_next_boot,
+        report: accepted.report,
+        actions,
+    }
+}
+
+/// Rewrites services.json for `site` and has init reload it and restart pxe.
+fn reload_live(
+    site: &kindling_site::SiteConfig,
+    run_dir: &Path,
+    state_dir: &Path,
+    control_socket: &Path,
+) -> Vec<String> {
     let mut actions = Vec::new();
-    match crate::config::write_service_table(run_dir, state_dir, &site) {
+    match crate::config::write_service_table(run_dir, state_dir, site) {
         Ok(()) => actions.push("services.json rewritten".to_string()),
         Err(e) => actions.push(format!("services.json not rewritten: {e:#}")),
     }
-    let client = kindling_init::control::Client::new(control_socket);
+    let client = kindling_init_protocol::control::Client::new(control_socket);
     match client.reload().and_then(|()| client.restart("pxe")) {
         Ok(()) => actions.push("init reloaded the service table and restarted pxe".into()),
         Err(e) => actions.push(format!(
             "could not reach init to restart pxe ({e}): applies at next boot"
         )),
     }
-    result.body["actions"] = json!(actions);
-    (result.status, result.body)
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn pxe_changes_apply_now_and_network_changes_at_next_boot() {
+        assert_eq!(split_live(&strings(&["pxe"])), (strings(&["pxe"]), vec![]));
+        assert_eq!(
+            split_live(&strings(&["network"])),
+            (vec![], strings(&["network"]))
+        );
+        assert_eq!(
+            split_live(&strings(&["api", "nodes", "profiles", "site"])),
+            (strings(&["nodes", "profiles"]), strings(&["api", "site"]))
+        );
+    }
 }

@@ -1,68 +1,115 @@
 //! Status resources: init's phases and services (over its control socket), and
 //! the status files every service keeps in `/run/kindling/status/`.
 //! Read-only except for `restart`, which asks init to restart one service.
+//! Chooses no HTTP status: failures are [`StatusError`]s with their kind.
 
-use super::{ApiPaths, Reply};
-use serde_json::{json, Map, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use super::ApiPaths;
+use kindling_api::overlays::Report;
+use kindling_api::status::{RestartAccepted, ServiceList, Status};
+use kindling_api::{ApiFailure, ErrorKind};
+use kindling_init_protocol::control::{Client, ControlError};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// `GET /v1/status`: everything an operator looks at first.
-pub fn status(paths: &ApiPaths) -> Reply {
-    let init = control(paths, &json!({ "cmd": "list" })).unwrap_or_else(|e| json!({ "error": e }));
-    let report = read_json(&paths.run_dir.join("config-report.json"));
-    Reply::ok(json!({
-        "version": std::fs::read_to_string("/etc/kindling/version").unwrap_or_default().trim(),
-        "init": init,
-        "config": report,
-        "services": service_status_files(paths),
-    }))
+/// A status request that failed, named by what it could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("listing init's services: {0}")]
+    ListServices(ControlError),
+    #[error("restarting {name}: {source}")]
+    RestartService { name: String, source: ControlError },
+    #[error("no config report yet (config phase has not run): {path} is missing")]
+    ReadConfigReport { path: PathBuf },
+    #[error("{path} is not a config report: {source}")]
+    ParseConfigReport {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+impl ApiFailure for StatusError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::ListServices(e) | Self::RestartService { source: e, .. } => control_kind(e),
+            Self::ReadConfigReport { .. } => ErrorKind::NotFound,
+            Self::ParseConfigReport { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+/// What a control-socket failure means for the API's caller: init not
+/// answering is "try later", init refusing (no such service) is "not found".
+fn control_kind(e: &ControlError) -> ErrorKind {
+    match e {
+        ControlError::Connect { .. } | ControlError::Io { .. } | ControlError::NoAnswer { .. } => {
+            ErrorKind::Unavailable
+        }
+        ControlError::Decode { .. } => ErrorKind::Internal,
+        ControlError::Refused(_) => ErrorKind::NotFound,
+    }
+}
+
+fn init(paths: &ApiPaths) -> Client {
+    Client::new(paths.control_socket()).with_timeout(CONTROL_TIMEOUT)
+}
+
+/// init's `list` answer as JSON.
+fn list(paths: &ApiPaths) -> Result<Value, StatusError> {
+    let list = init(paths).list().map_err(StatusError::ListServices)?;
+    Ok(serde_json::to_value(list).unwrap_or(Value::Null))
+}
+
+/// `GET /v1/status`: everything an operator looks at first. Never fails: a
+/// part that cannot be read says so in its place.
+pub fn status(paths: &ApiPaths) -> Status {
+    let init = list(paths).unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    Status {
+        version: std::fs::read_to_string("/etc/kindling/version")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        init,
+        config: read_json(&paths.run_dir.join("config-report.json")),
+        services: service_status_files(paths),
+    }
 }
 
 /// `GET /v1/services`: init's view of the supervised children.
-pub fn services(paths: &ApiPaths) -> Reply {
-    match control(paths, &json!({ "cmd": "list" })) {
-        Ok(list) => Reply::ok(list),
-        Err(e) => Reply::error(503, e),
-    }
+pub fn services(paths: &ApiPaths) -> Result<ServiceList, StatusError> {
+    list(paths).map(ServiceList)
 }
 
 /// `POST /v1/services/NAME/restart`.
-pub fn restart(paths: &ApiPaths, name: &str) -> Reply {
-    match control(paths, &json!({ "cmd": "restart", "name": name })) {
-        Ok(answer) if answer.get("ok") == Some(&Value::Bool(true)) => Reply::ok(answer),
-        Ok(answer) => Reply::error(
-            404,
-            answer
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("refused by init"),
-        ),
-        Err(e) => Reply::error(503, e),
-    }
+pub fn restart(paths: &ApiPaths, name: &str) -> Result<RestartAccepted, StatusError> {
+    init(paths)
+        .restart(name)
+        .map(|()| RestartAccepted { ok: true })
+        .map_err(|source| StatusError::RestartService {
+            name: name.to_string(),
+            source,
+        })
 }
 
 /// `GET /v1/config/report`: which overlays were accepted or refused at boot.
-pub fn config_report(paths: &ApiPaths) -> Reply {
-    match read_json(&paths.run_dir.join("config-report.json")) {
-        Value::Null => Reply::error(404, "no config report yet (config phase has not run)"),
-        report => Reply::ok(report),
-    }
+pub fn config_report(paths: &ApiPaths) -> Result<Report, StatusError> {
+    let path = paths.run_dir.join("config-report.json");
+    let text =
+        std::fs::read(&path).map_err(|_| StatusError::ReadConfigReport { path: path.clone() })?;
+    serde_json::from_slice(&text).map_err(|source| StatusError::ParseConfigReport { path, source })
 }
 
 /// Every `status/NAME.json`, keyed by NAME. A file that does not parse is shown
 /// as such rather than hidden.
-fn service_status_files(paths: &ApiPaths) -> Value {
-    let mut all = Map::new();
+fn service_status_files(paths: &ApiPaths) -> BTreeMap<String, Value> {
+    let mut all = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir(paths.run_dir.join("status")) else {
-        return Value::Object(all);
+        return all;
     };
-    let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-    names.sort();
-    for path in names {
+    for path in entries.flatten().map(|e| e.path()) {
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
             continue;
         }
@@ -70,30 +117,14 @@ fn service_status_files(paths: &ApiPaths) -> Value {
             all.insert(stem.to_string(), read_json(&path));
         }
     }
-    Value::Object(all)
+    all
 }
 
-fn read_json(path: &std::path::Path) -> Value {
+fn read_json(path: &Path) -> Value {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(
             |e| json!({ "error": format!("{} is not valid JSON: {e}", path.display()) }),
         ),
         Err(_) => Value::Null,
     }
-}
-
-/// One request line to init's control socket, one JSON line back.
-fn control(paths: &ApiPaths, request: &Value) -> Result<Value, String> {
-    let socket = paths.control_socket();
-    let talk = || -> std::io::Result<String> {
-        let mut stream = UnixStream::connect(&socket)?;
-        stream.set_read_timeout(Some(CONTROL_TIMEOUT))?;
-        stream.set_write_timeout(Some(CONTROL_TIMEOUT))?;
-        stream.write_all(format!("{request}\n").as_bytes())?;
-        let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line)?;
-        Ok(line)
-    };
-    let line = talk().map_err(|e| format!("init control socket {}: {e}", socket.display()))?;
-    serde_json::from_str(&line).map_err(|e| format!("init answered with invalid JSON: {e}"))
 }

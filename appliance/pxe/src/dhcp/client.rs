@@ -4,22 +4,12 @@
 //!
 //! Owns request inspection only; it never decides an answer.
 
-use crate::mac::MacAddr;
 use dhcproto::v4::{DhcpOption, HType, Message, OptionCode};
-use serde::{Deserialize, Serialize};
+use kindling_site::MacAddr;
 
-/// Firmware family, from option 93 / vendor class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Firmware {
-    Bios,
-    Uefi,
-    UefiHttp,
-    /// A PXE architecture we have no boot file for (e.g. arm64).
-    Other,
-    /// An ordinary DHCP client (an installed OS), not network booting.
-    None,
-}
+/// Firmware family, from option 93 / vendor class (a node fact the
+/// inventory records).
+pub use kindling_inventory::Firmware;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientFacts {
@@ -34,6 +24,10 @@ pub struct ClientFacts {
     pub http_client: bool,
     pub hostname: Option<String>,
 }
+
+/// The MAC the rogue-server probes (`rogue`) carry: a request from it is our
+/// own, and the responder ignores it.
+pub const PROBE_MAC: MacAddr = MacAddr([0x02, 0x6b, 0x69, 0x6e, 0x64, 0x6c]);
 
 /// RFC 4578 / IANA processor architecture numbers we boot.
 pub const ARCH_BIOS: u16 = 0;

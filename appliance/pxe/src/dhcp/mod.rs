@@ -1,9 +1,11 @@
 //! DHCPv4 for the LAN: request inspection (`client`), boot file choice
-//! (`boot`), the protocol state machine (`responder`), the UDP sockets
+//! (`boot`), the network options a lease carries (`options`), the protocol
+//! state machine (`responder`), the UDP sockets
 //! (`socket`) and rogue-server detection (`rogue`).
 
 pub mod boot;
 pub mod client;
+pub mod options;
 pub mod responder;
 pub mod rogue;
 pub mod socket;

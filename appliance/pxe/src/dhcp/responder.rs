@@ -8,14 +8,15 @@
 
 use super::boot::{self, BootFile, BootFiles};
 use super::client::{self, ClientFacts};
+use super::options;
 use crate::leases::LeaseStore;
-use crate::mac::MacAddr;
 use crate::settings::PxeSettings;
 use dhcproto::v4::{
     DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode, UnknownOption,
 };
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use kindling_site::DhcpMode;
+use kindling_site::MacAddr;
 use std::net::Ipv4Addr;
 
 /// Largest datagram we accept; anything longer is dropped as oversized
@@ -167,7 +168,7 @@ impl DhcpResponder {
             return Err(Dropped::NotRequest);
         }
         let facts = client::inspect(req).ok_or(Dropped::NotEthernet)?;
-        if facts.mac == super::rogue::PROBE_MAC {
+        if facts.mac == client::PROBE_MAC {
             return Err(Dropped::OwnProbe);
         }
         let kind = req.opts().msg_type().ok_or(Dropped::NoMessageType)?;
@@ -367,17 +368,7 @@ impl DhcpResponder {
         );
         let opts = reply.message.opts_mut();
         // A proxy gives boot information only: no address, lease or network options.
-        for code in [
-            OptionCode::AddressLeaseTime,
-            OptionCode::Renewal,
-            OptionCode::Rebinding,
-            OptionCode::SubnetMask,
-            OptionCode::Router,
-            OptionCode::DomainNameServer,
-            OptionCode::DomainName,
-            OptionCode::BroadcastAddr,
-            OptionCode::NtpServers,
-        ] {
+        for code in options::network_option_codes() {
             opts.remove(code);
         }
         if !facts.http_client {
@@ -437,25 +428,9 @@ impl DhcpResponder {
     ) -> Reply {
         let s = &self.settings;
         let mut msg = self.base_reply(req, kind, yiaddr);
-        let lease = s.lease_secs;
         let opts = msg.opts_mut();
-        opts.insert(DhcpOption::AddressLeaseTime(lease));
-        opts.insert(DhcpOption::Renewal(lease / 2));
-        opts.insert(DhcpOption::Rebinding(lease / 8 * 7));
-        opts.insert(DhcpOption::SubnetMask(s.netmask()));
-        opts.insert(DhcpOption::BroadcastAddr(s.broadcast()));
-        opts.insert(DhcpOption::Router(vec![s.lan_addr]));
-        if !s.dns.is_empty() {
-            opts.insert(DhcpOption::DomainNameServer(s.dns.clone()));
-        }
-        if !s.domain.is_empty() {
-            opts.insert(DhcpOption::DomainName(s.domain.clone()));
-        }
-        if !s.ntp.is_empty() {
-            opts.insert(DhcpOption::NtpServers(s.ntp.clone()));
-        }
-        if let Some(name) = hostname.filter(|h| client::is_clean_hostname(h)) {
-            opts.insert(DhcpOption::Hostname(name.to_string()));
+        for option in options::network_options(s).chain(options::hostname(hostname)) {
+            opts.insert(option);
         }
         if let Some(file) = boot_file {
             if facts.http_client {

@@ -6,7 +6,6 @@
 //! administered MAC with the broadcast flag set, so every server broadcasts
 //! its answer). Owns detection only; it never answers clients.
 
-use crate::mac::MacAddr;
 use crate::status::Stats;
 use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
@@ -14,8 +13,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The MAC our probes carry. Our own responder ignores it.
-pub const PROBE_MAC: MacAddr = MacAddr([0x02, 0x6b, 0x69, 0x6e, 0x64, 0x6c]);
+pub use super::client::PROBE_MAC;
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// A reply seen from another server, if `datagram` is one.

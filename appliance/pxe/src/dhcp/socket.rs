@@ -11,7 +11,6 @@ use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, Sockadd
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -69,13 +68,6 @@ pub fn open_udp(addr: SocketAddrV4, interface: Option<&str>) -> Result<UdpSocket
     Ok(UdpSocket::from(fd))
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// What the loop reports for every answered request (inventory updates).
 pub trait DhcpObserver: NodePolicy + Send + Sync {
     fn observed(&self, handled: &super::Handled);
@@ -99,7 +91,7 @@ pub fn serve(
         };
         stats.bump("dhcp_received");
         let datagram = buf.get(..len).unwrap_or_default();
-        let now = unix_now();
+        let now = kindling_clock::unix_now();
         let outcome = match responder.lock() {
             Ok(mut r) => r.handle(datagram, port, observer, now),
             // A panic while holding the lock cannot happen (the responder

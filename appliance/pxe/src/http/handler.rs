@@ -9,11 +9,11 @@
 use super::range::{self, RangeAnswer};
 use super::router::{self, Method, NoCloudDoc, Route, RouteError, SafePath};
 use crate::enroll::EnrollmentSource;
-use crate::inventory::{Inventory, ProfileChoice};
-use crate::mac::MacAddr;
 use crate::render::{self, NodeContext};
 use crate::settings::PxeSettings;
 use crate::status::Stats;
+use kindling_inventory::{Inventory, ProfileChoice};
+use kindling_site::MacAddr;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -94,7 +94,7 @@ pub struct PxeHttp {
 }
 
 fn now() -> u64 {
-    crate::dhcp::socket::unix_now()
+    kindling_clock::unix_now()
 }
 
 impl PxeHttp {

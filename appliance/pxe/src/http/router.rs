@@ -5,7 +5,7 @@
 //! Pure and panic-free on any input (fuzzed by `fuzz/`); it never touches
 //! the file system.
 
-use crate::mac::MacAddr;
+use kindling_site::MacAddr;
 
 /// Longest request target we route; longer ones are refused.
 pub const MAX_TARGET_LEN: usize = 2048;
@@ -132,7 +132,7 @@ fn safe_path(segments: &[String]) -> Result<SafePath, RouteError> {
 
 fn mac(text: &str) -> Result<MacAddr, RouteError> {
     text.parse()
-        .map_err(|e: crate::mac::MacParseError| RouteError::BadMac(e.to_string()))
+        .map_err(|e: kindling_site::ParseValueError| RouteError::BadMac(e.to_string()))
 }
 
 fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {

@@ -115,7 +115,7 @@ pub fn render(ctx: &NodeContext<'_>) -> String {
 
 /// The menu an unknown MAC gets with `unknown = "menu"`: one item per
 /// profile; choosing one chains the script for that profile.
-pub fn menu(mac: &crate::mac::MacAddr, profiles: &[&str], base_url: &str) -> String {
+pub fn menu(mac: &kindling_site::MacAddr, profiles: &[&str], base_url: &str) -> String {
     let mut out = String::from("#!ipxe\n");
     let _ = writeln!(out, "menu kindling: choose a profile for {mac}");
     for p in profiles {
@@ -131,7 +131,7 @@ pub fn menu(mac: &crate::mac::MacAddr, profiles: &[&str], base_url: &str) -> Str
 
 /// For a MAC the site does not serve: leave PXE, let the firmware try the
 /// next boot device.
-pub fn not_served(mac: &crate::mac::MacAddr) -> String {
+pub fn not_served(mac: &kindling_site::MacAddr) -> String {
     format!("#!ipxe\necho kindling: {mac} has no profile on this appliance\nexit\n")
 }
 
@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn menu_lists_profiles() {
-        let mac = crate::mac::MacAddr([2, 0, 0, 0, 0, 1]);
+        let mac = kindling_site::MacAddr([2, 0, 0, 0, 0, 1]);
         let m = menu(&mac, &["dev", "prod"], "http://192.168.100.1/");
         assert!(m.contains("item dev dev\nitem prod prod\n"), "{m}");
         assert!(

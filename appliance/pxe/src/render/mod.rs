@@ -11,7 +11,7 @@ pub mod ipxe;
 pub mod preseed;
 
 use crate::enroll::Enrollment;
-use crate::mac::MacAddr;
+use kindling_site::MacAddr;
 use kindling_site::Profile;
 
 /// Everything a renderer may know about one node.

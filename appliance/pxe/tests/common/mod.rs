@@ -193,14 +193,9 @@ pub fn inventory_node(dirs: &Dirs, mac: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("{mac} not in the inventory: {nodes}"))
 }
 
-pub fn lab_site() -> kindling_site::SiteConfig {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../overlays/lab");
-    kindling_site::SiteTree::read_dir(&dir)
-        .unwrap()
-        .to_config("lab")
-        .unwrap()
-        .config
-}
+// Not every test binary that includes this module reads the lab site.
+#[allow(unused_imports)]
+pub use kindling_inventory::testing::lab_site;
 
 pub struct Dirs {
     pub root: tempfile::TempDir,

@@ -4,11 +4,11 @@
 //! and the Consul KV mirror of profiles and MAC assignments (seed 004).
 
 use super::policies::{self, KV_MOUNT};
-use super::{Outcome, Run};
+use super::{Outcome, Run, StepError};
 use crate::consul::{AclToken, ConsulApi, ConsulError};
 use crate::nomad::{NomadApi, NomadError};
 use serde_json::{json, Value};
-use std::io::{BufRead, Write};
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,27 +24,29 @@ const NOMAD_MANAGEMENT: &str = "stack/nomad/management";
 const NOMAD_VAULT: &str = "stack/nomad/vault-token";
 const NOMAD_CONSUL: &str = "stack/nomad/consul-token";
 
-async fn stored_secret(run: &Run, path: &str) -> Result<Option<String>, String> {
+async fn stored_secret(run: &Run, path: &str) -> Result<Option<String>, StepError> {
     let v = run.vault_authed()?;
-    Ok(v.kv_read(KV_MOUNT, path)
-        .await
-        .map_err(|e| e.to_string())?
-        .and_then(|d| {
-            d.get("secret_id")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        }))
+    Ok(v.kv_read(KV_MOUNT, path).await?.and_then(|d| {
+        d.get("secret_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }))
 }
 
-async fn store_secret(run: &Run, path: &str, accessor: &str, secret: &str) -> Result<(), String> {
+async fn store_secret(
+    run: &Run,
+    path: &str,
+    accessor: &str,
+    secret: &str,
+) -> Result<(), StepError> {
     run.vault_authed()?
         .kv_write(
             KV_MOUNT,
             path,
             &json!({"accessor_id": accessor, "secret_id": secret}),
         )
-        .await
-        .map_err(|e| e.to_string())
+        .await?;
+    Ok(())
 }
 
 /// The Consul token recorded in Vault at `path` while Consul still accepts
@@ -55,28 +57,27 @@ async fn kept_or_new_consul_token(
     path: &str,
     description: &str,
     policy: &str,
-) -> Result<(String, bool), String> {
+) -> Result<(String, bool), StepError> {
     if let Some(secret) = stored_secret(run, path).await? {
         if consul
             .with_token(&secret)
             .token_valid_settled(SETTLE)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
         {
             return Ok((secret, false));
         }
     }
-    let t = consul
-        .create_token(description, &[policy], &[])
-        .await
-        .map_err(|e| e.to_string())?;
+    let t = consul.create_token(description, &[policy], &[]).await?;
     store_secret(run, path, &t.accessor_id, &t.secret_id).await?;
     Ok((t.secret_id, true))
 }
 
-fn write_reset_file(path: &Path, index: u64) -> Result<(), String> {
+fn write_reset_file(path: &Path, index: u64) -> Result<(), StepError> {
     kindling_atomic_write::write_atomic_with_mode(path, index.to_string().as_bytes(), 0o600)
-        .map_err(|e| format!("writing {}: {e}", path.display()))
+        .map_err(|source| StepError::WriteFile {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Bootstraps Consul's ACL system, once. The "started" marker tells our own
@@ -86,11 +87,9 @@ fn write_reset_file(path: &Path, index: u64) -> Result<(), String> {
 pub(super) async fn bootstrap_consul_acl(
     run: &Run,
     consul: &ConsulApi,
-) -> Result<(AclToken, String), String> {
+) -> Result<(AclToken, String), StepError> {
     let ours_before = run.store.was_started("consul-acl-bootstrap");
-    run.store
-        .mark_started("consul-acl-bootstrap")
-        .map_err(|e| e.to_string())?;
+    run.store.mark_started("consul-acl-bootstrap")?;
     let mut detail = String::from("ACLs bootstrapped");
     let token = match consul.acl_bootstrap(run.opts.service_timeout).await {
         Ok(t) => t,
@@ -102,42 +101,34 @@ pub(super) async fn bootstrap_consul_acl(
                 reset_index,
             )?;
             detail = format!("ACLs re-bootstrapped with Consul's reset (index {reset_index}) after an interrupted first attempt");
-            consul
-                .acl_bootstrap(run.opts.service_timeout)
-                .await
-                .map_err(|e| e.to_string())?
+            consul.acl_bootstrap(run.opts.service_timeout).await?
         }
         Err(ConsulError::AlreadyBootstrapped { .. }) => {
-            run.store
-                .clear_started("consul-acl-bootstrap")
-                .map_err(|e| e.to_string())?;
-            return Err(format!(
-                "Consul's ACLs were bootstrapped by someone else; kindling leaves them alone. Store that management token in Vault \
-                 at {KV_MOUNT}/{CONSUL_MANAGEMENT} (field secret_id) and restart stack-bootstrap"
-            ));
+            run.store.clear_started("consul-acl-bootstrap")?;
+            return Err(StepError::ConsulAclForeign {
+                kv_path: CONSUL_MANAGEMENT,
+            });
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     Ok((token, detail))
 }
 
-pub(super) async fn consul_acl(run: &mut Run) -> Result<Outcome, String> {
+pub(super) async fn consul_acl(run: &mut Run) -> Result<Outcome, StepError> {
     if !run.opts.site.stack.consul.enabled {
         return Ok(Outcome::skipped("stack.consul.enabled = false"));
     }
     let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), None);
-    consul
-        .wait_for_leader(run.opts.service_timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+    consul.wait_for_leader(run.opts.service_timeout).await?;
     if let Some(secret) = stored_secret(run, CONSUL_MANAGEMENT).await? {
         if !consul
             .with_token(&secret)
             .token_valid_settled(SETTLE)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
         {
-            return Err(format!("Consul rejects the management token kindling stored in Vault ({KV_MOUNT}/{CONSUL_MANAGEMENT})"));
+            return Err(StepError::ConsulRejectsStoredToken {
+                kv_path: CONSUL_MANAGEMENT,
+            });
         }
         run.consul_management = Some(secret);
         return Ok(Outcome::already(
@@ -153,35 +144,25 @@ pub(super) async fn consul_acl(run: &mut Run) -> Result<Outcome, String> {
         None => bootstrap_consul_acl(run, &consul).await?,
     };
     store_secret(run, CONSUL_MANAGEMENT, &token.accessor_id, &token.secret_id).await?;
-    run.store
-        .clear_started("consul-acl-bootstrap")
-        .map_err(|e| e.to_string())?;
+    run.store.clear_started("consul-acl-bootstrap")?;
     run.consul_management = Some(token.secret_id);
     Ok(Outcome::done(format!(
         "{detail}; management token stored in Vault"
     )))
 }
 
-pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, String> {
+pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, StepError> {
     if !run.opts.site.stack.consul.enabled {
         return Ok(Outcome::skipped("stack.consul.enabled = false"));
     }
-    let mgmt = run
-        .consul_management
-        .clone()
-        .ok_or("no Consul management token")?;
+    let mgmt = run.consul_management()?;
     let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), Some(mgmt));
     let vault = run.vault_authed()?;
-    let ce = |e: ConsulError| e.to_string();
     let mut done = Vec::new();
 
     // Gossip key: rendered from the data partition; Vault keeps a copy for nodes.
-    let key = crate::render::ensure_gossip_key(&run.opts.layout.state_dir())
-        .map_err(|e| e.to_string())?;
-    let stored = vault
-        .kv_read(KV_MOUNT, CONSUL_GOSSIP)
-        .await
-        .map_err(|e| e.to_string())?;
+    let key = crate::render::ensure_gossip_key(&run.opts.layout.state_dir())?;
+    let stored = vault.kv_read(KV_MOUNT, CONSUL_GOSSIP).await?;
     if stored
         .as_ref()
         .and_then(|v| v.get("key"))
@@ -190,8 +171,7 @@ pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, String> {
     {
         vault
             .kv_write(KV_MOUNT, CONSUL_GOSSIP, &json!({"key": key}))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         done.push("gossip key stored in Vault");
     }
 
@@ -201,8 +181,7 @@ pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, String> {
             policies::CONSUL_AGENT_RULES,
             "kindling appliance agent",
         )
-        .await
-        .map_err(ce)?;
+        .await?;
     for name in run.opts.site.profiles.keys() {
         let profile = name.to_string();
         consul
@@ -211,8 +190,7 @@ pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, String> {
                 &policies::consul_node_rules(&profile),
                 &format!("kindling nodes of profile {profile}"),
             )
-            .await
-            .map_err(ce)?;
+            .await?;
     }
     let (agent, created) = kept_or_new_consul_token(
         run,
@@ -225,14 +203,12 @@ pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, String> {
     if created {
         done.push("agent token created");
     }
-    consul.set_agent_token(&agent).await.map_err(ce)?;
+    consul.set_agent_token(&agent).await?;
 
     // The assignments sync's token: recorded in Vault like every Consul
     // token kindling makes, copied to the data partition for `kindlingd api`
     // (which must keep syncing while Vault is sealed).
-    crate::assignments::upsert_policy(&consul)
-        .await
-        .map_err(ce)?;
+    crate::assignments::upsert_policy(&consul).await?;
     let (assignments, created) = kept_or_new_consul_token(
         run,
         &consul,
@@ -244,45 +220,30 @@ pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, String> {
     if created {
         done.push("assignments token created");
     }
-    if run
-        .store
-        .read_consul_assignments_token()
-        .map_err(|e| e.to_string())?
-        .as_deref()
-        != Some(assignments.as_str())
-    {
-        run.store
-            .write_consul_assignments_token(&assignments)
-            .map_err(|e| e.to_string())?;
+    if run.store.read_consul_assignments_token()?.as_deref() != Some(assignments.as_str()) {
+        run.store.write_consul_assignments_token(&assignments)?;
         done.push("assignments token copied for the API's KV sync");
     }
 
     if run.opts.site.stack.consul.connect_vault_ca
         && run.opts.site.stack.vault.enabled
-        && consul.connect_ca_provider().await.map_err(ce)? != "vault"
+        && consul.connect_ca_provider().await? != "vault"
     {
         {
             vault
                 .set_policy("consul-connect-ca", policies::CONSUL_CONNECT_CA_POLICY)
-                .await
-                .map_err(|e| e.to_string())?;
-            let token = match vault
-                .kv_read(KV_MOUNT, CONSUL_CONNECT_CA)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+                .await?;
+            let token = match vault.kv_read(KV_MOUNT, CONSUL_CONNECT_CA).await? {
                 Some(v) if v.get("token").and_then(Value::as_str).is_some() => {
                     v["token"].as_str().unwrap_or_default().to_string()
                 }
                 _ => {
                     let t = vault
                         .create_orphan_token("consul-connect-ca", &["consul-connect-ca"], "768h")
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        .await?;
                     vault
                         .kv_write(KV_MOUNT, CONSUL_CONNECT_CA, &json!({"token": t}))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        .await?;
                     t
                 }
             };
@@ -292,7 +253,7 @@ pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, String> {
                 "RootPKIPath": "connect_root",
                 "IntermediatePKIPath": "connect_inter",
             });
-            consul.set_connect_ca("vault", &config).await.map_err(ce)?;
+            consul.set_connect_ca("vault", &config).await?;
             done.push("Connect CA switched to Vault");
         }
     }
@@ -306,23 +267,21 @@ pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, String> {
     }
 }
 
-pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, String> {
+pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, StepError> {
     if !run.opts.site.stack.nomad.enabled {
         return Ok(Outcome::skipped("stack.nomad.enabled = false"));
     }
     let nomad = NomadApi::new(&run.opts.layout.nomad_local_url(), None);
-    nomad
-        .wait_for_leader(run.opts.service_timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+    nomad.wait_for_leader(run.opts.service_timeout).await?;
     if let Some(secret) = stored_secret(run, NOMAD_MANAGEMENT).await? {
         if !nomad
             .with_token(&secret)
             .token_valid_settled(SETTLE)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
         {
-            return Err(format!("Nomad rejects the management token kindling stored in Vault ({KV_MOUNT}/{NOMAD_MANAGEMENT})"));
+            return Err(StepError::NomadRejectsStoredToken {
+                kv_path: NOMAD_MANAGEMENT,
+            });
         }
         run.nomad_management = Some(secret);
         return Ok(Outcome::already(
@@ -330,9 +289,7 @@ pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, String> {
         ));
     }
     let ours_before = run.store.was_started("nomad-acl-bootstrap");
-    run.store
-        .mark_started("nomad-acl-bootstrap")
-        .map_err(|e| e.to_string())?;
+    run.store.mark_started("nomad-acl-bootstrap")?;
     let mut detail = String::from("ACLs bootstrapped");
     let token = match nomad.acl_bootstrap().await {
         Ok(t) => t,
@@ -346,23 +303,18 @@ pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, String> {
                 reset_index,
             )?;
             detail = format!("ACLs re-bootstrapped with Nomad's reset (index {reset_index}) after an interrupted first attempt");
-            nomad.acl_bootstrap().await.map_err(|e| e.to_string())?
+            nomad.acl_bootstrap().await?
         }
         Err(NomadError::AlreadyBootstrapped { .. }) => {
-            run.store
-                .clear_started("nomad-acl-bootstrap")
-                .map_err(|e| e.to_string())?;
-            return Err(format!(
-                "Nomad's ACLs were bootstrapped by someone else; kindling leaves them alone. Store that management token in Vault \
-                 at {KV_MOUNT}/{NOMAD_MANAGEMENT} (field secret_id) and restart stack-bootstrap"
-            ));
+            run.store.clear_started("nomad-acl-bootstrap")?;
+            return Err(StepError::NomadAclForeign {
+                kv_path: NOMAD_MANAGEMENT,
+            });
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     store_secret(run, NOMAD_MANAGEMENT, &token.accessor_id, &token.secret_id).await?;
-    run.store
-        .clear_started("nomad-acl-bootstrap")
-        .map_err(|e| e.to_string())?;
+    run.store.clear_started("nomad-acl-bootstrap")?;
     run.nomad_management = Some(token.secret_id);
     Ok(Outcome::done(format!(
         "{detail}; management token stored in Vault"
@@ -371,40 +323,31 @@ pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, String> {
 
 /// Nomad's Vault and Consul tokens, written to `nomad.d/50-kindling-tokens.json`
 /// (0600); Nomad is restarted through init when that file changed.
-pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, String> {
+pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, StepError> {
     let st = &run.opts.site.stack;
     if !st.nomad.enabled {
         return Ok(Outcome::skipped("stack.nomad.enabled = false"));
     }
     let vault = run.vault_authed()?;
     let mut file = json!({});
-    let vault_token = match vault
-        .kv_read(KV_MOUNT, NOMAD_VAULT)
-        .await
-        .map_err(|e| e.to_string())?
-    {
+    let vault_token = match vault.kv_read(KV_MOUNT, NOMAD_VAULT).await? {
         Some(v) if v.get("token").and_then(Value::as_str).is_some() => {
             v["token"].as_str().unwrap_or_default().to_string()
         }
         _ => {
             let t = vault
                 .create_orphan_token("nomad-server", &["nomad-server"], "72h")
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             vault
                 .kv_write(KV_MOUNT, NOMAD_VAULT, &json!({"token": t}))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             t
         }
     };
     file["vault"] =
         json!({"enabled": true, "token": vault_token, "create_from_role": "nomad-cluster"});
     if st.consul.enabled {
-        let mgmt = run
-            .consul_management
-            .clone()
-            .ok_or("no Consul management token")?;
+        let mgmt = run.consul_management()?;
         let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), Some(mgmt));
         consul
             .upsert_policy(
@@ -412,23 +355,13 @@ pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, String> 
                 policies::CONSUL_NOMAD_SERVER_RULES,
                 "Nomad servers",
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let token = match stored_secret(run, NOMAD_CONSUL).await? {
-            Some(s)
-                if consul
-                    .with_token(&s)
-                    .token_valid_settled(SETTLE)
-                    .await
-                    .map_err(|e| e.to_string())? =>
-            {
-                s
-            }
+            Some(s) if consul.with_token(&s).token_valid_settled(SETTLE).await? => s,
             _ => {
                 let t = consul
                     .create_token("Nomad server", &["nomad-server"], &[])
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 store_secret(run, NOMAD_CONSUL, &t.accessor_id, &t.secret_id).await?;
                 t.secret_id
             }
@@ -444,8 +377,12 @@ pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, String> 
     if std::fs::read(&path).ok().as_deref() == Some(body.as_slice()) {
         return Ok(Outcome::already("Nomad's Vault and Consul tokens in place"));
     }
-    kindling_atomic_write::write_atomic_with_mode(&path, &body, 0o600)
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    kindling_atomic_write::write_atomic_with_mode(&path, &body, 0o600).map_err(|source| {
+        StepError::WriteFile {
+            path: path.clone(),
+            source,
+        }
+    })?;
     let restart = match &run.opts.control_socket {
         Some(sock) if sock.exists() => match restart_service(sock, "nomad") {
             Ok(()) => "Nomad restarted to load them".to_string(),
@@ -461,36 +398,21 @@ pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, String> 
     )))
 }
 
-/// docs/contracts.md "Control socket": one JSON line each way.
+/// Asks init (docs/contracts.md "Control socket") to restart one service.
 pub(super) fn restart_service(socket: &Path, name: &str) -> Result<(), String> {
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    writeln!(stream, "{}", json!({"cmd": "restart", "name": name})).map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    std::io::BufReader::new(&stream)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    let v: Value = serde_json::from_str(&line).map_err(|e| format!("bad answer {line:?}: {e}"))?;
-    if v["ok"].as_bool() == Some(true) {
-        Ok(())
-    } else {
-        Err(v["error"].as_str().unwrap_or("refused").to_string())
-    }
+    kindling_init_protocol::Client::new(socket)
+        .restart(name)
+        .map_err(|e| e.to_string())
 }
 
 /// The overlay's profiles and `[[nodes]]`, readable with `consul kv get
 /// -recurse kindling/`. Runtime assignments (`kindling/assignments/`) are
 /// not the bootstrap's: `kindlingd api` keeps them in step continuously.
-pub(super) async fn kv_mirror(run: &mut Run) -> Result<Outcome, String> {
+pub(super) async fn kv_mirror(run: &mut Run) -> Result<Outcome, StepError> {
     if !run.opts.site.stack.consul.enabled {
         return Ok(Outcome::skipped("stack.consul.enabled = false"));
     }
-    let mgmt = run
-        .consul_management
-        .clone()
-        .ok_or("no Consul management token")?;
+    let mgmt = run.consul_management()?;
     let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), Some(mgmt));
     let mut wanted: Vec<(String, String)> = Vec::new();
     for (name, profile) in &run.opts.site.profiles {
@@ -507,16 +429,10 @@ pub(super) async fn kv_mirror(run: &mut Run) -> Result<Outcome, String> {
     }
     let (mut written, mut same) = (0, 0);
     for (key, value) in &wanted {
-        if consul
-            .kv_get(key)
-            .await
-            .map_err(|e| e.to_string())?
-            .as_deref()
-            == Some(value.as_str())
-        {
+        if consul.kv_get(key).await?.as_deref() == Some(value.as_str()) {
             same += 1;
         } else {
-            consul.kv_put(key, value).await.map_err(|e| e.to_string())?;
+            consul.kv_put(key, value).await?;
             written += 1;
         }
     }

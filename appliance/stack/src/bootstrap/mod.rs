@@ -4,14 +4,20 @@
 //! cleanly: Vault is initialised once, ACL systems are bootstrapped once,
 //! and what was stored is reused.
 //!
-//! Owns the order of steps and the status board. Must never print or log a
+//! Owns running the steps of [`Step::ALL`] (the table in `steps.rs`) and
+//! the status board. Must never print or log a
 //! secret, re-initialise a Vault it has no keys for, or reset an ACL system
 //! someone else bootstrapped.
 
 mod acl_steps;
+mod error;
 pub mod policies;
+mod steps;
 mod storage_steps;
 mod vault_steps;
+
+pub use error::StepError;
+pub use steps::Step;
 
 use crate::layout::StackLayout;
 use crate::secrets::{InitSecrets, SecretStore};
@@ -20,21 +26,6 @@ use crate::vault::VaultApi;
 use kindling_site::SiteConfig;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// The steps, in order, as they appear in the status file.
-pub const STEPS: [&str; 11] = [
-    "vault-storage",
-    "vault-api",
-    "vault-init",
-    "vault-unseal",
-    "vault-token",
-    "vault-setup",
-    "consul-acl",
-    "consul-tokens",
-    "nomad-acl",
-    "nomad-integration",
-    "kv-mirror",
-];
 
 #[derive(Debug, Clone)]
 pub struct BootstrapOptions {
@@ -60,41 +51,61 @@ impl BootstrapOptions {
             layout: StackLayout::appliance(),
             service_timeout: Duration::from_secs(120),
             unseal_timeout: None,
-            control_socket: Some(PathBuf::from("/run/kindling/init.sock")),
+            control_socket: Some(PathBuf::from(kindling_init_protocol::DEFAULT_SOCKET)),
             console: true,
         }
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("stack bootstrap step {step} failed: {message}")]
-pub struct BootstrapError {
-    pub step: &'static str,
-    pub message: String,
+/// How a step that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finished {
+    Done,
+    AlreadyDone,
+    Skipped,
+}
+
+impl Finished {
+    fn state(self) -> StepState {
+        match self {
+            Self::Done => StepState::Done,
+            Self::AlreadyDone => StepState::AlreadyDone,
+            Self::Skipped => StepState::Skipped,
+        }
+    }
+
+    /// The word on the step's console line.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::AlreadyDone => "already done",
+            Self::Skipped => "skipped",
+        }
+    }
 }
 
 /// What a step reports when it did not fail.
 pub(crate) struct Outcome {
-    state: StepState,
+    finished: Finished,
     detail: String,
 }
 
 impl Outcome {
     pub(crate) fn done(detail: impl Into<String>) -> Self {
         Self {
-            state: StepState::Done,
+            finished: Finished::Done,
             detail: detail.into(),
         }
     }
     pub(crate) fn already(detail: impl Into<String>) -> Self {
         Self {
-            state: StepState::AlreadyDone,
+            finished: Finished::AlreadyDone,
             detail: detail.into(),
         }
     }
     pub(crate) fn skipped(detail: impl Into<String>) -> Self {
         Self {
-            state: StepState::Skipped,
+            finished: Finished::Skipped,
             detail: detail.into(),
         }
     }
@@ -119,11 +130,18 @@ pub(crate) struct Run {
 
 impl Run {
     /// The Vault client with kindling's token.
-    pub(crate) fn vault_authed(&self) -> Result<VaultApi, String> {
+    pub(crate) fn vault_authed(&self) -> Result<VaultApi, StepError> {
         match &self.vault_token {
             Some(t) => Ok(self.vault.with_token(t)),
-            None => Err("no Vault token (the vault-token step did not run)".into()),
+            None => Err(StepError::NoVaultToken),
         }
+    }
+
+    /// Consul's management token, once `consul-acl` ran.
+    pub(crate) fn consul_management(&self) -> Result<String, StepError> {
+        self.consul_management
+            .clone()
+            .ok_or(StepError::NoConsulManagementToken)
     }
 
     pub(crate) fn say(&self, line: &str) {
@@ -139,20 +157,53 @@ impl Run {
     }
 }
 
+/// What made the stack bootstrap stop: the step that failed (a typed
+/// [`Step`]) and why.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// The site configuration cannot describe a stack; no step ran.
+    #[error("stack bootstrap step config failed: {0}")]
+    CheckSite(#[source] crate::render::RenderError),
+    #[error("stack bootstrap step {step} failed: {source}")]
+    Step {
+        step: Step,
+        #[source]
+        source: StepError,
+    },
+}
+
+impl BootstrapError {
+    /// The step that failed; `None` when the site check stopped the run
+    /// before any step.
+    pub fn step(&self) -> Option<Step> {
+        match self {
+            Self::CheckSite(_) => None,
+            Self::Step { step, .. } => Some(*step),
+        }
+    }
+
+    /// The reason alone, as written to the step's `error` in the status file.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::CheckSite(e) => e.to_string(),
+            Self::Step { source, .. } => source.to_string(),
+        }
+    }
+}
+
 /// Runs every step in order; returns the final status. On failure the
 /// status file names the step and the reason, and the error is returned.
 pub async fn run(opts: BootstrapOptions) -> Result<StackStatus, BootstrapError> {
-    crate::render::check_site(&opts.site).map_err(|e| BootstrapError {
-        step: "config",
-        message: e.to_string(),
+    crate::render::check_site(&opts.site).map_err(BootstrapError::CheckSite)?;
+    let vault = VaultApi::new(&opts.layout.vault_local_url(), None, None).map_err(|e| {
+        BootstrapError::Step {
+            step: Step::VaultApi,
+            source: e.into(),
+        }
     })?;
-    let vault =
-        VaultApi::new(&opts.layout.vault_local_url(), None, None).map_err(|e| BootstrapError {
-            step: "vault-api",
-            message: e.to_string(),
-        })?;
+    let names: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
     let mut run = Run {
-        board: StatusBoard::new(&opts.layout.status_file, &STEPS),
+        board: StatusBoard::new(&opts.layout.status_file, &names),
         store: SecretStore::new(&opts.layout.state_dir()),
         vault,
         fresh_init: None,
@@ -163,43 +214,25 @@ pub async fn run(opts: BootstrapOptions) -> Result<StackStatus, BootstrapError> 
         opts,
     };
     run.flush();
-    for step in STEPS {
-        run.board.begin(step);
+    for &step in Step::ALL {
+        let name = step.name();
+        run.board.begin(name);
         run.flush();
-        let result = match step {
-            "vault-storage" => storage_steps::vault_storage(&mut run).await,
-            "vault-api" => vault_steps::api(&mut run).await,
-            "vault-init" => vault_steps::init(&mut run).await,
-            "vault-unseal" => vault_steps::unseal(&mut run).await,
-            "vault-token" => vault_steps::token(&mut run).await,
-            "vault-setup" => vault_steps::setup(&mut run).await,
-            "consul-acl" => acl_steps::consul_acl(&mut run).await,
-            "consul-tokens" => acl_steps::consul_tokens(&mut run).await,
-            "nomad-acl" => acl_steps::nomad_acl(&mut run).await,
-            "nomad-integration" => acl_steps::nomad_integration(&mut run).await,
-            "kv-mirror" => acl_steps::kv_mirror(&mut run).await,
-            _ => Ok(Outcome::skipped("unknown step")),
-        };
-        match result {
+        match step.run(&mut run).await {
             Ok(outcome) => {
-                let label = match outcome.state {
-                    StepState::Done => "done",
-                    StepState::AlreadyDone => "already done",
-                    StepState::Skipped => "skipped",
-                    _ => "ok",
-                };
+                let label = outcome.finished.label();
                 run.board
-                    .finish(step, outcome.state, outcome.detail.clone(), None);
+                    .finish(name, outcome.finished.state(), outcome.detail.clone(), None);
                 let ms = run
                     .board
                     .status()
                     .steps
                     .iter()
-                    .find(|s| s.name == step)
+                    .find(|s| s.name == name)
                     .map(|s| s.duration_ms)
                     .unwrap_or(0);
                 run.say(&format!(
-                    "{step}: {label} ({ms} ms){}",
+                    "{name}: {label} ({ms} ms){}",
                     if outcome.detail.is_empty() {
                         String::new()
                     } else {
@@ -208,17 +241,18 @@ pub async fn run(opts: BootstrapOptions) -> Result<StackStatus, BootstrapError> 
                 ));
                 run.flush();
             }
-            Err(message) => {
+            Err(source) => {
+                let message = source.to_string();
                 run.board.finish(
-                    step,
+                    name,
                     StepState::Failed,
                     String::new(),
                     Some(message.clone()),
                 );
                 run.board.set_overall(OverallState::Failed);
-                run.say(&format!("{step}: FAILED: {message}"));
+                run.say(&format!("{name}: FAILED: {message}"));
                 run.flush();
-                return Err(BootstrapError { step, message });
+                return Err(BootstrapError::Step { step, source });
             }
         }
     }

@@ -8,22 +8,19 @@
 
 use super::acl_steps::{bootstrap_consul_acl, restart_service, SETTLE};
 use super::policies::CONSUL_VAULT_STORAGE_RULES;
-use super::{Outcome, Run};
+use super::{Outcome, Run, StepError};
 use crate::consul::ConsulApi;
 use kindling_site::VaultStorage;
 use serde_json::{json, Value};
 
-pub(super) async fn vault_storage(run: &mut Run) -> Result<Outcome, String> {
+pub(super) async fn vault_storage(run: &mut Run) -> Result<Outcome, StepError> {
     let st = &run.opts.site.stack;
     if !st.vault.enabled || st.vault.storage != VaultStorage::Consul {
         return Ok(Outcome::skipped("Vault uses its integrated raft storage"));
     }
     let layout = run.opts.layout.clone();
     let consul = ConsulApi::new(&layout.consul_local_url(), None);
-    consul
-        .wait_for_leader(run.opts.service_timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+    consul.wait_for_leader(run.opts.service_timeout).await?;
     let token_file = crate::render::consul_storage_token_file(&layout);
     let stored = std::fs::read_to_string(&token_file)
         .ok()
@@ -31,15 +28,7 @@ pub(super) async fn vault_storage(run: &mut Run) -> Result<Outcome, String> {
         .filter(|t| !t.is_empty());
     let mut did = Vec::new();
     let token = match stored {
-        Some(t)
-            if consul
-                .with_token(&t)
-                .token_valid_settled(SETTLE)
-                .await
-                .map_err(|e| e.to_string())? =>
-        {
-            t
-        }
+        Some(t) if consul.with_token(&t).token_valid_settled(SETTLE).await? => t,
         _ => {
             let (mgmt, detail) = bootstrap_consul_acl(run, &consul).await?;
             let admin = consul.with_token(&mgmt.secret_id);
@@ -50,45 +39,51 @@ pub(super) async fn vault_storage(run: &mut Run) -> Result<Outcome, String> {
                     CONSUL_VAULT_STORAGE_RULES,
                     "Vault's Consul storage",
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let t = admin
                 .create_token("Vault storage", &["vault-storage"], &[])
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             kindling_atomic_write::write_atomic_with_mode(
                 &token_file,
                 t.secret_id.as_bytes(),
                 0o600,
             )
-            .map_err(|e| format!("writing {}: {e}", token_file.display()))?;
+            .map_err(|source| StepError::WriteFile {
+                path: token_file.clone(),
+                source,
+            })?;
             did.push(format!("{detail}; Vault's storage token created"));
             t.secret_id
         }
     };
     // Vault reads the token from its config file only at start.
     let config_path = layout.vault_config();
-    let text = std::fs::read_to_string(&config_path)
-        .map_err(|e| format!("reading {}: {e}", config_path.display()))?;
-    let mut config: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not JSON: {e}", config_path.display()))?;
+    let text = std::fs::read_to_string(&config_path).map_err(|source| StepError::ReadFile {
+        path: config_path.clone(),
+        source,
+    })?;
+    let mut config: Value =
+        serde_json::from_str(&text).map_err(|source| StepError::ParseVaultConfig {
+            path: config_path.clone(),
+            source,
+        })?;
     if config
         .pointer("/storage/consul/token")
         .and_then(Value::as_str)
         != Some(token.as_str())
     {
         config["storage"]["consul"]["token"] = json!(token);
-        crate::render::write_json(&config_path, &config).map_err(|e| e.to_string())?;
+        crate::render::write_json(&config_path, &config)?;
         match &run.opts.control_socket {
             Some(sock) if sock.exists() => {
-                restart_service(sock, "vault").map_err(|e| format!("restarting Vault through init: {e}"))?;
+                restart_service(sock, "vault")
+                    .map_err(|reason| StepError::RestartVault { reason })?;
                 did.push("Vault restarted with it".into());
             }
             _ => {
-                return Err(format!(
-                    "wrote Vault's storage token into {}, but there is no init control socket to restart Vault with it",
-                    config_path.display()
-                ))
+                return Err(StepError::NoControlSocket {
+                    config: config_path,
+                })
             }
         }
     }

@@ -3,20 +3,20 @@
 //! token, and setup (audit, KV, AppRole, SSH CA, PKI, policies, roles).
 
 use super::policies::{self, APPROLE_MOUNT, KV_MOUNT, PKI_INT_MOUNT, PKI_ROOT_MOUNT, SSH_MOUNT};
-use super::{Outcome, Run};
+use super::{Outcome, Run, Step, StepError};
 use crate::secrets::{self, InitSecrets};
 use crate::status::{OverallState, StepState};
-use crate::vault::Health;
+use crate::vault::{Health, VaultError};
 use kindling_site::UnsealMode;
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 fn vault_enabled(run: &Run) -> bool {
     run.opts.site.stack.vault.enabled
 }
 
-pub(super) async fn api(run: &mut Run) -> Result<Outcome, String> {
+pub(super) async fn api(run: &mut Run) -> Result<Outcome, StepError> {
     if !vault_enabled(run) {
         return Ok(Outcome::skipped("stack.vault.enabled = false"));
     }
@@ -36,53 +36,49 @@ pub(super) async fn api(run: &mut Run) -> Result<Outcome, String> {
     } else {
         ""
     };
-    Err(format!(
-        "Vault's API did not answer within {} s: {last}{hint}",
-        run.opts.service_timeout.as_secs()
-    ))
+    Err(StepError::WaitVaultApi {
+        secs: run.opts.service_timeout.as_secs(),
+        last,
+        hint,
+    })
 }
 
-pub(super) async fn init(run: &mut Run) -> Result<Outcome, String> {
+pub(super) async fn init(run: &mut Run) -> Result<Outcome, StepError> {
     if !vault_enabled(run) {
         return Ok(Outcome::skipped("stack.vault.enabled = false"));
     }
     let file = run.store.init_file();
-    let have_file = run.store.read_init().map_err(|e| e.to_string())?.is_some();
+    let have_file = run.store.read_init()?.is_some();
     run.board.set_init_secrets("/v1/vault/init-secrets");
-    match run.vault.health().await.map_err(|e| e.to_string())? {
+    match run.vault.health().await? {
         Health::Uninitialized => {}
-        Health::Other(code) => return Err(format!("Vault health answered HTTP {code}")),
+        Health::Other(code) => return Err(StepError::VaultHealth(code)),
         _ if have_file => return Ok(Outcome::already("initialised earlier by this appliance")),
         _ if run.store.was_started("vault-init") => {
-            return Err(format!(
-                "Vault is initialised, but this appliance crashed before it saved the answer to {}: the keys are lost. \
-                 Nothing was changed; to start over, wipe {} and reboot",
-                file.display(),
-                run.opts.layout.vault_data().display()
-            ))
+            return Err(StepError::InitAnswerLost {
+                secrets_file: file,
+                vault_data: run.opts.layout.vault_data(),
+            })
         }
         _ => {
-            return Err(format!(
-                "Vault is already initialised, but not by this appliance (no {}): kindling will not touch it. \
-                 Restore that file, or wipe {} to let kindling initialise a new Vault",
-                file.display(),
-                run.opts.layout.vault_data().display()
-            ))
+            return Err(StepError::InitForeignVault {
+                secrets_file: file,
+                vault_data: run.opts.layout.vault_data(),
+            })
         }
     }
     let cfg = &run.opts.site.stack.vault;
-    let recipients = secrets::parse_recipients(&cfg.recipients).map_err(|e| e.to_string())?;
+    let recipients = secrets::parse_recipients(&cfg.recipients)?;
     let mut detail = String::new();
     if have_file {
         // A Vault with empty storage but an old secrets file: keep the old
         // file under another name rather than overwrite it.
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = kindling_clock::unix_now();
         let aside = file.with_extension(format!("age.superseded-{now}"));
-        std::fs::rename(&file, &aside)
-            .map_err(|e| format!("moving the old {} aside: {e}", file.display()))?;
+        std::fs::rename(&file, &aside).map_err(|source| StepError::SetOldSecretsAside {
+            path: file.clone(),
+            source,
+        })?;
         detail.push_str(&format!(
             "Vault storage was empty; the old secrets file was kept as {}. ",
             aside.display()
@@ -91,41 +87,33 @@ pub(super) async fn init(run: &mut Run) -> Result<Outcome, String> {
     // Prove the state dir can take the secrets file before Vault hands out
     // keys that would otherwise exist only in memory (e.g. a full disk).
     let probe = run.opts.layout.state_dir().join(".space-probe");
-    kindling_atomic_write::write_atomic_with_mode(&probe, &[0u8; 16 * 1024], 0o600)
-        .map_err(|e| format!("the data partition cannot take Vault's encrypted keys ({}): {e}; Vault was not initialised", probe.display()))?;
+    kindling_atomic_write::write_atomic_with_mode(&probe, &[0u8; 16 * 1024], 0o600).map_err(
+        |source| StepError::ProbeSecretsSpace {
+            path: probe.clone(),
+            source,
+        },
+    )?;
     let _ = std::fs::remove_file(&probe);
 
-    run.store
-        .mark_started("vault-init")
-        .map_err(|e| e.to_string())?;
-    let (keys, root_token) = run
-        .vault
-        .init(cfg.key_shares, cfg.key_threshold)
-        .await
-        .map_err(|e| e.to_string())?;
+    run.store.mark_started("vault-init")?;
+    let (keys, root_token) = run.vault.init(cfg.key_shares, cfg.key_threshold).await?;
     let secrets = InitSecrets {
         keys_base64: keys,
         root_token,
         shares: cfg.key_shares,
         threshold: cfg.key_threshold,
-        created_unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        created_unix: kindling_clock::unix_now(),
     };
-    let armored = secrets::encrypt_init(&secrets, &recipients).map_err(|e| e.to_string())?;
-    run.store.write_init(&armored).map_err(|e| e.to_string())?;
+    let armored = secrets::encrypt_init(&secrets, &recipients)?;
+    run.store.write_init(&armored)?;
     if cfg.unseal == UnsealMode::Local {
         let threshold = usize::from(cfg.key_threshold);
         run.store
-            .write_local_unseal(&secrets.keys_base64[..threshold.min(secrets.keys_base64.len())])
-            .map_err(|e| e.to_string())?;
+            .write_local_unseal(&secrets.keys_base64[..threshold.min(secrets.keys_base64.len())])?;
         run.say("WARNING: unseal = \"local\": Vault unseal keys are kept in plain text on the data partition (lab only)");
         detail.push_str("LAB ONLY: unseal keys also kept locally. ");
     }
-    run.store
-        .clear_started("vault-init")
-        .map_err(|e| e.to_string())?;
+    run.store.clear_started("vault-init")?;
     detail.push_str(&format!(
         "initialised ({} shares, threshold {}); keys and root token encrypted to {} recipient(s) in {}",
         cfg.key_shares,
@@ -137,7 +125,7 @@ pub(super) async fn init(run: &mut Run) -> Result<Outcome, String> {
     Ok(Outcome::done(detail))
 }
 
-pub(super) async fn unseal(run: &mut Run) -> Result<Outcome, String> {
+pub(super) async fn unseal(run: &mut Run) -> Result<Outcome, StepError> {
     if !vault_enabled(run) {
         return Ok(Outcome::skipped("stack.vault.enabled = false"));
     }
@@ -146,18 +134,14 @@ pub(super) async fn unseal(run: &mut Run) -> Result<Outcome, String> {
     let mut announced = false;
     let mut last_progress = u64::MAX;
     loop {
-        match run.vault.health().await.map_err(|e| e.to_string())? {
+        match run.vault.health().await? {
             // A single node is standby only while it takes over: writes
             // fail ("readonly storage") until it is active.
             Health::Standby if start.elapsed() < run.opts.service_timeout => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            Health::Standby => {
-                return Err(
-                    "Vault stays in standby; this appliance runs a single Vault node".into(),
-                )
-            }
+            Health::Standby => return Err(StepError::VaultStaysStandby),
             Health::Active => {
                 run.board.set_overall(OverallState::Running);
                 return Ok(if submitted_here {
@@ -167,15 +151,14 @@ pub(super) async fn unseal(run: &mut Run) -> Result<Outcome, String> {
                 });
             }
             Health::Sealed => {}
-            Health::Uninitialized => return Err("Vault reports it is not initialised".into()),
-            Health::Other(code) => return Err(format!("Vault health answered HTTP {code}")),
+            Health::Uninitialized => return Err(StepError::VaultNotInitialised),
+            Health::Other(code) => return Err(StepError::VaultHealth(code)),
         }
         let keys = if let Some(s) = &run.fresh_init {
             Some((s.keys_base64.clone(), "the keys from this run's init"))
         } else if run.opts.site.stack.vault.unseal == UnsealMode::Local {
             run.store
-                .read_local_unseal()
-                .map_err(|e| e.to_string())?
+                .read_local_unseal()?
                 .map(|k| (k, "the local unseal keys (lab only)"))
         } else {
             None
@@ -185,24 +168,29 @@ pub(super) async fn unseal(run: &mut Run) -> Result<Outcome, String> {
                 run.say("WARNING: unsealing Vault with keys kept in plain text on the data partition (unseal = \"local\", lab only)");
             }
             if submitted_here {
-                return Err(format!("Vault is still sealed after submitting {source}"));
+                return Err(StepError::StillSealed { keys: source });
             }
             submitted_here = true;
             for key in &keys {
                 match run.vault.unseal(key).await {
                     Ok(s) if !s.sealed => break,
                     Ok(_) => {}
-                    Err(e) => return Err(format!("Vault rejected {source}: {e}")),
+                    Err(e) => {
+                        return Err(StepError::SubmitUnsealKeys {
+                            keys: source,
+                            source: e,
+                        })
+                    }
                 }
             }
             continue;
         }
         // Manual mode: the operator submits shares through the status API.
-        let seal = run.vault.seal_status().await.map_err(|e| e.to_string())?;
+        let seal = run.vault.seal_status().await?;
         if seal.progress != last_progress {
             last_progress = seal.progress;
             run.board.note(
-                "vault-unseal",
+                Step::VaultUnseal.name(),
                 StepState::Waiting,
                 format!(
                     "sealed: {} of {} key shares submitted; run `kindling vault unseal --appliance URL`",
@@ -218,10 +206,9 @@ pub(super) async fn unseal(run: &mut Run) -> Result<Outcome, String> {
         }
         if let Some(limit) = run.opts.unseal_timeout {
             if start.elapsed() >= limit {
-                return Err(format!(
-                    "Vault is still sealed after waiting {} s for operator key shares",
-                    limit.as_secs()
-                ));
+                return Err(StepError::WaitOperatorShares {
+                    secs: limit.as_secs(),
+                });
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -236,19 +223,15 @@ pub(super) async fn unseal(run: &mut Run) -> Result<Outcome, String> {
     }
 }
 
-pub(super) async fn token(run: &mut Run) -> Result<Outcome, String> {
+pub(super) async fn token(run: &mut Run) -> Result<Outcome, StepError> {
     if !vault_enabled(run) {
         return Ok(Outcome::skipped("stack.vault.enabled = false"));
     }
     let mut note = String::new();
-    if let Some(t) = run
-        .store
-        .read_appliance_token()
-        .map_err(|e| e.to_string())?
-    {
+    if let Some(t) = run.store.read_appliance_token()? {
         let api = run.vault.with_token(&t);
-        if api.token_valid().await.map_err(|e| e.to_string())? {
-            api.renew_self().await.map_err(|e| e.to_string())?;
+        if api.token_valid().await? {
+            api.renew_self().await?;
             run.vault_token = Some(t);
             return Ok(Outcome::already("kindling's Vault token is valid; renewed"));
         }
@@ -258,36 +241,24 @@ pub(super) async fn token(run: &mut Run) -> Result<Outcome, String> {
     // regenerated from the local keys (lab), revoked right after use.
     let (root, generated) = if let Some(s) = &run.fresh_init {
         (s.root_token.clone(), false)
-    } else if let Some(keys) = run.store.read_local_unseal().map_err(|e| e.to_string())? {
-        (
-            run.vault
-                .generate_root(&keys)
-                .await
-                .map_err(|e| e.to_string())?,
-            true,
-        )
+    } else if let Some(keys) = run.store.read_local_unseal()? {
+        (run.vault.generate_root(&keys).await?, true)
     } else {
-        return Err(format!(
-            "{note}kindling has no Vault token and no root token at hand (it was lost in a crash during the first boot). \
-             Create one: `vault token create -orphan -period=768h -policy=kindling-appliance` with the root token from \
-             the init secrets, and write it to {} (mode 0600)",
-            run.opts.layout.state_dir().join("appliance-token").display()
-        ));
+        return Err(StepError::NoRootToken {
+            note,
+            token_file: run.opts.layout.state_dir().join("appliance-token"),
+        });
     };
     let root_api = run.vault.with_token(&root);
     root_api
         .set_policy("kindling-appliance", policies::APPLIANCE_POLICY)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let token = root_api
         .create_orphan_token("kindling-appliance", &["kindling-appliance"], "768h")
-        .await
-        .map_err(|e| e.to_string())?;
-    run.store
-        .write_appliance_token(&token)
-        .map_err(|e| e.to_string())?;
+        .await?;
+    run.store.write_appliance_token(&token)?;
     if generated {
-        root_api.revoke_self().await.map_err(|e| e.to_string())?;
+        root_api.revoke_self().await?;
         note.push_str("root token regenerated from the local keys and revoked after use; ");
     }
     run.vault_token = Some(token);
@@ -296,42 +267,29 @@ pub(super) async fn token(run: &mut Run) -> Result<Outcome, String> {
     )))
 }
 
-pub(super) async fn setup(run: &mut Run) -> Result<Outcome, String> {
+pub(super) async fn setup(run: &mut Run) -> Result<Outcome, StepError> {
     if !vault_enabled(run) {
         return Ok(Outcome::skipped("stack.vault.enabled = false"));
     }
     let v = run.vault_authed()?;
-    let e = |e: crate::vault::VaultError| e.to_string();
     let mut changed: Vec<String> = Vec::new();
     let site = &run.opts.site;
     let audit_log = run.opts.layout.state_dir().join("vault-audit.log");
-    if v.ensure_file_audit(&audit_log.to_string_lossy())
-        .await
-        .map_err(e)?
-    {
+    if v.ensure_file_audit(&audit_log.to_string_lossy()).await? {
         changed.push("audit".into());
     }
-    if v.ensure_secrets_engine(KV_MOUNT, "kv-v2", None)
-        .await
-        .map_err(e)?
-    {
+    if v.ensure_secrets_engine(KV_MOUNT, "kv-v2", None).await? {
         changed.push("kv".into());
     }
-    if v.ensure_auth(APPROLE_MOUNT, "approle").await.map_err(e)? {
+    if v.ensure_auth(APPROLE_MOUNT, "approle").await? {
         changed.push("approle".into());
     }
 
     // SSH CA: one signing key for user and host certificates.
-    if v.ensure_secrets_engine(SSH_MOUNT, "ssh", None)
-        .await
-        .map_err(e)?
-    {
+    if v.ensure_secrets_engine(SSH_MOUNT, "ssh", None).await? {
         changed.push("ssh".into());
     }
-    let (status, ca) = v
-        .raw(Method::GET, "ssh/config/ca", None, None)
-        .await
-        .map_err(e)?;
+    let (status, ca) = v.raw(Method::GET, "ssh/config/ca", None, None).await?;
     let has_key = status == 200
         && ca
             .pointer("/data/public_key")
@@ -344,8 +302,7 @@ pub(super) async fn setup(run: &mut Run) -> Result<Outcome, String> {
             "ssh/config/ca",
             Some(&json!({"generate_signing_key": true})),
         )
-        .await
-        .map_err(e)?;
+        .await?;
         changed.push("ssh-ca".into());
     }
     let domain = &site.site.domain;
@@ -355,21 +312,18 @@ pub(super) async fn setup(run: &mut Run) -> Result<Outcome, String> {
         "ssh/roles/client",
         Some(&json!({"key_type": "ca", "allow_user_certificates": true, "allowed_users": "*", "default_extensions": {"permit-pty": ""}, "ttl": "24h"})),
     )
-    .await
-    .map_err(e)?;
+    .await?;
     v.call(
         "write SSH role host",
         Method::POST,
         "ssh/roles/host",
         Some(&json!({"key_type": "ca", "allow_host_certificates": true, "allowed_domains": domain, "allow_subdomains": true, "allow_bare_domains": true, "ttl": "8760h"})),
     )
-    .await
-    .map_err(e)?;
+    .await?;
 
     // PKI: root, and an intermediate signed by it that issues service certs.
     if v.ensure_secrets_engine(PKI_ROOT_MOUNT, "pki", Some("87600h"))
-        .await
-        .map_err(e)?
+        .await?
     {
         changed.push("pki".into());
     }
@@ -380,13 +334,11 @@ pub(super) async fn setup(run: &mut Run) -> Result<Outcome, String> {
             "pki/root/generate/internal",
             Some(&json!({"common_name": format!("kindling {} root CA", site.site.id), "ttl": "87600h"})),
         )
-        .await
-        .map_err(e)?;
+        .await?;
         changed.push("pki-root".into());
     }
     if v.ensure_secrets_engine(PKI_INT_MOUNT, "pki", Some("43800h"))
-        .await
-        .map_err(e)?
+        .await?
     {
         changed.push("pki_int".into());
     }
@@ -398,8 +350,7 @@ pub(super) async fn setup(run: &mut Run) -> Result<Outcome, String> {
                 "pki_int/intermediate/generate/internal",
                 Some(&json!({"common_name": format!("kindling {} intermediate CA", site.site.id)})),
             )
-            .await
-            .map_err(e)?;
+            .await?;
         let csr = csr
             .pointer("/data/csr")
             .and_then(Value::as_str)
@@ -412,8 +363,7 @@ pub(super) async fn setup(run: &mut Run) -> Result<Outcome, String> {
                 "pki/root/sign-intermediate",
                 Some(&json!({"csr": csr, "format": "pem_bundle", "ttl": "43800h"})),
             )
-            .await
-            .map_err(e)?;
+            .await?;
         let cert = signed
             .pointer("/data/certificate")
             .and_then(Value::as_str)
@@ -425,8 +375,7 @@ pub(super) async fn setup(run: &mut Run) -> Result<Outcome, String> {
             "pki_int/intermediate/set-signed",
             Some(&json!({"certificate": cert})),
         )
-        .await
-        .map_err(e)?;
+        .await?;
         changed.push("pki-intermediate".into());
     }
     let dc = &site.stack.datacenter;
@@ -442,40 +391,34 @@ pub(super) async fn setup(run: &mut Run) -> Result<Outcome, String> {
             &format!("pki_int/roles/{role}"),
             Some(&json!({"allowed_domains": [domain, "localhost"], "allow_bare_domains": true, "allow_subdomains": true, "allow_localhost": true, "allow_ip_sans": true, "max_ttl": "720h"})),
         )
-        .await
-        .map_err(e)?;
+        .await?;
     }
 
     // A role and a policy per node profile.
     let accessor = v
         .auth_mounts()
-        .await
-        .map_err(e)?
+        .await?
         .get(&format!("{APPROLE_MOUNT}/"))
         .map(|(_, acc)| acc.clone())
-        .ok_or("the approle auth method has no accessor")?;
+        .ok_or(StepError::NoApproleAccessor)?;
     for name in site.profiles.keys() {
         let profile = name.to_string();
         let policy = format!("node-{profile}");
         v.set_policy(&policy, &policies::node_policy(&profile, &accessor))
-            .await
-            .map_err(e)?;
+            .await?;
         v.set_approle_role(APPROLE_MOUNT, &policy, std::slice::from_ref(&policy), "24h")
-            .await
-            .map_err(e)?;
+            .await?;
     }
     if site.stack.nomad.enabled {
         v.set_policy("nomad-server", policies::NOMAD_SERVER_POLICY)
-            .await
-            .map_err(e)?;
+            .await?;
         v.call(
             "write token role nomad-cluster",
             Method::POST,
             "auth/token/roles/nomad-cluster",
             Some(&json!({"disallowed_policies": ["nomad-server"], "orphan": true, "token_period": "72h", "renewable": true, "token_explicit_max_ttl": 0})),
         )
-        .await
-        .map_err(e)?;
+        .await?;
     }
     let profiles = site.profiles.len();
     if changed.is_empty() {
@@ -490,11 +433,10 @@ pub(super) async fn setup(run: &mut Run) -> Result<Outcome, String> {
     }
 }
 
-async fn has_ca(v: &crate::vault::VaultApi, mount: &str) -> Result<bool, String> {
+async fn has_ca(v: &crate::vault::VaultApi, mount: &str) -> Result<bool, VaultError> {
     let (status, body) = v
         .raw(Method::GET, &format!("{mount}/cert/ca"), None, None)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(status == 200
         && body
             .pointer("/data/certificate")

@@ -15,6 +15,7 @@ pub use nomad::nomad_config;
 pub use services::{service_entries, Phase, Readiness, RestartPolicy, ServiceEntry, ServiceSpec};
 pub use vault::{consul_storage_token_file, vault_config};
 
+use crate::files::{self, FileError};
 use crate::layout::StackLayout;
 use crate::{secrets, tls};
 use base64::Engine;
@@ -40,11 +41,8 @@ pub enum RenderError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("writing {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path} holds no usable Consul node id (want a UUID): {found:?}")]
     NodeId { path: PathBuf, found: String },
     #[error("{path} holds no usable Consul gossip key: {reason}")]
@@ -177,12 +175,7 @@ pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), R
     let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
     body.push(b'\n');
     // 0600: the Consul config carries the gossip key.
-    kindling_atomic_write::write_atomic_with_mode(path, &body, 0o600).map_err(|source| {
-        RenderError::Write {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
+    Ok(files::write(path, &body, 0o600)?)
 }
 
 /// The appliance's Consul node id, kept durably in `state_dir/consul-node-id`.
@@ -206,10 +199,10 @@ pub fn ensure_consul_node_id(state_dir: &Path, consul_data: &Path) -> Result<Str
                 .filter(|t| is_uuid(t));
             let id = adopted.unwrap_or_else(random_uuid);
             kindling_atomic_write::write_atomic(&path, id.as_bytes(), true)
-                .map_err(|source| RenderError::Write { path, source })?;
+                .map_err(|source| FileError::Write { path, source })?;
             Ok(id)
         }
-        Err(source) => Err(RenderError::Write { path, source }),
+        Err(source) => Err(FileError::Write { path, source }.into()),
     }
 }
 
@@ -265,11 +258,10 @@ pub fn ensure_gossip_key(state_dir: &Path) -> Result<String, RenderError> {
             let mut raw = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut raw);
             let key = base64::engine::general_purpose::STANDARD.encode(raw);
-            kindling_atomic_write::write_atomic_with_mode(&path, key.as_bytes(), 0o600)
-                .map_err(|source| RenderError::Write { path, source })?;
+            files::write(&path, key.as_bytes(), 0o600)?;
             Ok(key)
         }
-        Err(source) => Err(RenderError::Write { path, source }),
+        Err(source) => Err(FileError::Write { path, source }.into()),
     }
 }
 

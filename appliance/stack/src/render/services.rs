@@ -1,13 +1,13 @@
 //! Service-table entries for the stack, in the JSON shape of
-//! docs/contracts.md "Service table" (kindling-init's `ServiceSpec`): the lead's
-//! service-table code puts these next to the other services.
+//! docs/contracts.md "Service table" (`kindling_init_protocol::ServiceSpec`): kindlingd's
+//! service table puts these next to the other services.
 
 use crate::layout::StackLayout;
-pub use kindling_init::table::{Phase, Readiness, RestartPolicy, ServiceSpec};
+pub use kindling_init_protocol::table::{Phase, Readiness, RestartPolicy, ServiceSpec};
 use kindling_site::{SiteConfig, VaultStorage};
 use std::collections::BTreeMap;
 
-/// The stack's entries are kindling-init's own service type.
+/// The stack's entries are the service-table type init parses.
 pub type ServiceEntry = ServiceSpec;
 
 fn path(p: std::path::PathBuf) -> String {

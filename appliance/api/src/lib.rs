@@ -1,0 +1,20 @@
+//! The contract of kindling's control API (`kindlingd api`, port 9000) and its
+//! client (`kindling` CLI): every request and response body as a serde type,
+//! and the closed set of error kinds a handler may fail with.
+//!
+//! Both ends compile against these types, so client and server cannot drift.
+//! This crate only describes: it does no I/O and knows nothing of HTTP status
+//! codes (kindlingd maps [`ErrorKind`] to a status in one exhaustive match).
+//! One module per resource; [`schema`] lists every body for the shipped JSON
+//! Schemas.
+
+pub mod error;
+pub mod health;
+pub mod nodes;
+pub mod overlays;
+pub mod schema;
+pub mod stack;
+pub mod status;
+pub mod vault;
+
+pub use error::{ApiFailure, ErrorBody, ErrorKind};

@@ -1,0 +1,87 @@
+//! The JSON Schemas of the API's bodies, generated from the types so they
+//! cannot drift; the shipped copies live in the repository's `schema/api/`
+//! directory (a test checks they match). One entry per body type: a new
+//! endpoint's types get a line in [`schema_files`].
+
+use kindling_site::schema::{file_text, titled};
+use schemars::JsonSchema;
+
+fn schema_of<T: JsonSchema>(title: &str) -> String {
+    file_text(&titled::<T>(title))
+}
+
+/// The shipped files: `(file name under schema/api/, pretty JSON with a
+/// trailing newline)`.
+pub fn schema_files() -> Vec<(&'static str, String)> {
+    use crate::{health, nodes, overlays, stack, status, vault, ErrorBody};
+    vec![
+        (
+            "error.schema.json",
+            schema_of::<ErrorBody>("kindling API error body"),
+        ),
+        (
+            "healthz.schema.json",
+            schema_of::<health::Health>("GET /healthz"),
+        ),
+        (
+            "status.schema.json",
+            schema_of::<status::Status>("GET /v1/status"),
+        ),
+        (
+            "services.schema.json",
+            schema_of::<status::ServiceList>("GET /v1/services"),
+        ),
+        (
+            "restart.schema.json",
+            schema_of::<status::RestartAccepted>("POST /v1/services/NAME/restart"),
+        ),
+        (
+            "config-report.schema.json",
+            schema_of::<overlays::Report>("GET /v1/config/report"),
+        ),
+        (
+            "config-effective.schema.json",
+            schema_of::<overlays::Effective>("GET /v1/config/effective"),
+        ),
+        (
+            "overlays.schema.json",
+            schema_of::<overlays::OverlayList>("GET /v1/overlays"),
+        ),
+        (
+            "overlay-push-request.schema.json",
+            schema_of::<overlays::PushRequest>("POST /v1/overlays request"),
+        ),
+        (
+            "overlay-push-reply.schema.json",
+            schema_of::<overlays::PushReply>("POST /v1/overlays answer"),
+        ),
+        (
+            "nodes.schema.json",
+            schema_of::<nodes::NodeList>("GET /v1/nodes"),
+        ),
+        (
+            "node-assign-request.schema.json",
+            schema_of::<nodes::AssignRequest>("PUT /v1/nodes/MAC/profile request"),
+        ),
+        (
+            "node-assign-reply.schema.json",
+            schema_of::<nodes::AssignReply>("PUT /v1/nodes/MAC/profile answer"),
+        ),
+        (
+            "stack.schema.json",
+            schema_of::<stack::StackStatus>("GET /v1/stack"),
+        ),
+        (
+            "unseal-request.schema.json",
+            schema_of::<vault::UnsealRequest>("POST /v1/vault/unseal request"),
+        ),
+        (
+            "unseal-reply.schema.json",
+            schema_of::<vault::UnsealProgress>("POST /v1/vault/unseal answer"),
+        ),
+        (
+            "init-secrets.schema.json",
+            schema_of::<vault::InitSecrets>("GET /v1/vault/init-secrets"),
+        ),
+    ]
+}

@@ -1,0 +1,39 @@
+//! Appliance status bodies: `GET /v1/status`, `GET /v1/services`,
+//! `POST /v1/services/NAME/restart`, `GET /v1/config/report` and
+//! `GET /v1/config/effective`.
+//!
+//! Parts whose shape another component owns (init's control-socket answer,
+//! the overlay report, a service's own status file, the site config) are
+//! carried as JSON values: the API passes them through verbatim and must not
+//! redefine them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// `GET /v1/status`: everything an operator looks at first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Status {
+    /// The image version (`/etc/kindling/version`), empty when unknown.
+    pub version: String,
+    /// init's `list` answer (phases, services, readiness), or
+    /// `{"error": "..."}` when init cannot be asked: the status page still
+    /// answers when init's socket is down.
+    pub init: Value,
+    /// The boot's config report, `null` before the config phase ran.
+    pub config: Value,
+    /// Every `/run/kindling/status/NAME.json`, keyed by NAME, verbatim (a file
+    /// that does not parse shows as `{"error": "..."}`).
+    pub services: BTreeMap<String, Value>,
+}
+
+/// `GET /v1/services`: init's `list` answer, verbatim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct ServiceList(pub Value);
+
+/// `POST /v1/services/NAME/restart` once init accepted it: `{"ok": true}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RestartAccepted {
+    pub ok: bool,
+}

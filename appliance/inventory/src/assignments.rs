@@ -1,0 +1,332 @@
+//! Runtime MAC → profile assignments on the data partition
+//! (`inventory/assignments.json`): what the PXE service serves, and the
+//! appliance's own copy of what Consul KV holds when the stack is up (see
+//! `sync` for how the two are kept in step).
+//!
+//! Owns the file format and its lock. Writers (`kindlingd api`: the API and
+//! its KV sync) change it under an exclusive lock, atomically and fsynced;
+//! the PXE service only reads it. It never talks to the network.
+
+use crate::error::InventoryError;
+use kindling_api::nodes::KvStatus;
+use kindling_atomic_write::write_atomic;
+use kindling_clock::unix_ms;
+use kindling_site::MacAddr;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// One MAC's runtime assignment, with what the sync needs to merge it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentRecord {
+    /// The profile; `None` is an unassignment the shared KV has not seen yet
+    /// (kept only until it has).
+    pub profile: Option<String>,
+    /// When the change was made, in Unix milliseconds: when the API accepted
+    /// it, or the stamp a KV entry carries, or when the sync first saw an
+    /// unstamped KV entry. "Last write wins" compares these.
+    pub changed_ms: u64,
+    /// Consul's ModifyIndex of the KV entry this record last agreed with;
+    /// 0 when it never was in KV.
+    #[serde(default)]
+    pub kv_index: u64,
+    /// Made here and not yet in KV (always true while Consul is off).
+    #[serde(default)]
+    pub pending: bool,
+}
+
+/// The whole file, as the sync and the API see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssignmentsState {
+    pub records: BTreeMap<MacAddr, AssignmentRecord>,
+    /// Identity of the KV copy the records were last merged with; a KV
+    /// without it (or with another) was rebuilt and is re-seeded from here.
+    pub kv_epoch: Option<String>,
+    pub kv_status: Option<KvStatus>,
+    /// Refused KV entries, one line each, for the PXE status.
+    pub refused: Vec<String>,
+}
+
+impl AssignmentsState {
+    /// The assignments in effect: every record that names a profile.
+    pub fn effective(&self) -> BTreeMap<MacAddr, String> {
+        self.records
+            .iter()
+            .filter_map(|(mac, r)| r.profile.clone().map(|p| (*mac, p)))
+            .collect()
+    }
+
+    /// Records not yet in KV.
+    pub fn pending(&self) -> usize {
+        self.records.values().filter(|r| r.pending).count()
+    }
+
+    /// What the PXE service reports as problems: refused KV entries, and
+    /// local changes held back because KV is meant to be used but is not
+    /// reachable.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = self.refused.clone();
+        if let Some(KvStatus::Waiting(why)) = &self.kv_status {
+            let n = self.pending();
+            if n > 0 {
+                out.push(format!(
+                    "{n} assignment change(s) kept locally, not yet in Consul KV: {why}"
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// On disk. `assignments` was the file's only field before the KV sync and
+/// is still written (derived from `records`) for readers of that format.
+#[derive(Serialize, Deserialize, Default)]
+struct AssignmentsFile {
+    #[serde(default)]
+    assignments: BTreeMap<MacAddr, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    records: Option<BTreeMap<MacAddr, AssignmentRecord>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kv_epoch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kv_status: Option<KvStatus>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    refused: Vec<String>,
+}
+
+impl AssignmentsFile {
+    fn into_state(self) -> AssignmentsState {
+        let records = match self.records {
+            Some(r) => r,
+            // The first format: plain MAC → profile, never seen by any KV.
+            None => self
+                .assignments
+                .into_iter()
+                .map(|(mac, profile)| {
+                    (
+                        mac,
+                        AssignmentRecord {
+                            profile: Some(profile),
+                            changed_ms: 0,
+                            kv_index: 0,
+                            pending: true,
+                        },
+                    )
+                })
+                .collect(),
+        };
+        AssignmentsState {
+            records,
+            kv_epoch: self.kv_epoch,
+            kv_status: self.kv_status,
+            refused: self.refused,
+        }
+    }
+
+    fn from_state(state: &AssignmentsState) -> Self {
+        Self {
+            assignments: state.effective(),
+            records: Some(state.records.clone()),
+            kv_epoch: state.kv_epoch.clone(),
+            kv_status: state.kv_status.clone(),
+            refused: state.refused.clone(),
+        }
+    }
+}
+
+/// Runtime MAC → profile assignments on disk, shared between processes (the
+/// API and its sync write, the PXE service reads).
+#[derive(Debug, Clone)]
+pub struct AssignmentStore {
+    path: PathBuf,
+}
+
+impl AssignmentStore {
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole file; a missing file is an empty state.
+    pub fn load_state(&self) -> Result<AssignmentsState, InventoryError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice::<AssignmentsFile>(&bytes)
+                .map(AssignmentsFile::into_state)
+                .map_err(|source| InventoryError::Parse {
+                    path: self.path.clone(),
+                    source,
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AssignmentsState::default()),
+            Err(source) => Err(InventoryError::Read {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// The assignments in effect; a missing file is none.
+    pub fn load(&self) -> Result<BTreeMap<MacAddr, String>, InventoryError> {
+        self.load_state().map(|s| s.effective())
+    }
+
+    /// Read-modify-write under an exclusive lock, so concurrent writers never
+    /// lose each other's change. The file is rewritten only if `change`
+    /// changed the state.
+    pub fn update<R>(
+        &self,
+        change: impl FnOnce(&mut AssignmentsState) -> R,
+    ) -> Result<R, InventoryError> {
+        let lock_path = self.path.with_extension("lock");
+        if let Some(dir) = lock_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| InventoryError::Write {
+                path: dir.into(),
+                source,
+            })?;
+        }
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| InventoryError::Write {
+                path: lock_path.clone(),
+                source,
+            })?;
+        let _guard = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
+            |(_, source)| InventoryError::Lock {
+                path: lock_path.clone(),
+                source,
+            },
+        )?;
+        let before = self.load_state()?;
+        let mut state = before.clone();
+        let out = change(&mut state);
+        if state != before {
+            let bytes = serde_json::to_vec_pretty(&AssignmentsFile::from_state(&state)).map_err(
+                |source| InventoryError::Parse {
+                    path: self.path.clone(),
+                    source,
+                },
+            )?;
+            write_atomic(&self.path, &bytes, true).map_err(|source| InventoryError::Write {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Sets (or with `None` removes) one assignment, as a local change: it
+    /// is in effect at once and pending until the shared KV has it.
+    pub fn assign(&self, mac: MacAddr, profile: Option<&str>) -> Result<(), InventoryError> {
+        let now = unix_ms();
+        self.update(|state| record_local_change(state, mac, profile, now))
+    }
+}
+
+/// A change made here (through the API) at `now_ms`.
+pub fn record_local_change(
+    state: &mut AssignmentsState,
+    mac: MacAddr,
+    profile: Option<&str>,
+    now_ms: u64,
+) {
+    let previous = state.records.get(&mac).cloned();
+    if previous.as_ref().and_then(|r| r.profile.as_deref()) == profile {
+        // Same as in effect: nothing to change or push.
+        return;
+    }
+    let kv_index = previous.as_ref().map_or(0, |r| r.kv_index);
+    if profile.is_none() && kv_index == 0 {
+        // Never reached KV: nothing there to delete.
+        state.records.remove(&mac);
+        return;
+    }
+    state.records.insert(
+        mac,
+        AssignmentRecord {
+            profile: profile.map(str::to_string),
+            // A change must date after the one it replaces, even if the
+            // clock stepped back meanwhile.
+            changed_ms: now_ms.max(previous.map_or(0, |r| r.changed_ms.saturating_add(1))),
+            kv_index,
+            pending: true,
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const MAC: MacAddr = MacAddr([0x52, 0x54, 0, 0x6b, 0, 0x99]);
+
+    #[test]
+    fn first_format_files_are_read_as_pending_local_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("assignments.json");
+        std::fs::write(&path, br#"{"assignments":{"52:54:00:6b:00:99":"prod"}}"#).unwrap();
+        let store = AssignmentStore::new(path.clone());
+        let state = store.load_state().unwrap();
+        let rec = &state.records[&MAC];
+        assert_eq!(
+            (rec.profile.as_deref(), rec.pending, rec.kv_index),
+            (Some("prod"), true, 0)
+        );
+        // Rewritten in the new format, still readable as the old one.
+        store.assign(MAC, Some("dev")).unwrap();
+        let raw: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(raw["assignments"]["52:54:00:6b:00:99"], "dev");
+        assert_eq!(raw["records"]["52:54:00:6b:00:99"]["pending"], true);
+    }
+
+    #[test]
+    fn local_unassign_keeps_a_tombstone_only_for_what_kv_has() {
+        let mut state = AssignmentsState::default();
+        record_local_change(&mut state, MAC, Some("prod"), 10);
+        record_local_change(&mut state, MAC, None, 11);
+        assert!(state.records.is_empty(), "never in KV: nothing to delete");
+
+        state.records.insert(
+            MAC,
+            AssignmentRecord {
+                profile: Some("prod".into()),
+                changed_ms: 10,
+                kv_index: 42,
+                pending: false,
+            },
+        );
+        record_local_change(&mut state, MAC, Some("prod"), 20);
+        assert!(!state.records[&MAC].pending, "same profile: no change");
+        record_local_change(&mut state, MAC, None, 5);
+        let rec = &state.records[&MAC];
+        assert_eq!(
+            (rec.profile.as_deref(), rec.kv_index, rec.pending),
+            (None, 42, true)
+        );
+        assert_eq!(rec.changed_ms, 11, "dated after what it replaces");
+        assert!(state.effective().is_empty());
+    }
+
+    #[test]
+    fn unchanged_state_is_not_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AssignmentStore::new(dir.path().join("a.json"));
+        store.update(|_| ()).unwrap();
+        assert!(!store.path().exists());
+        store.assign(MAC, Some("prod")).unwrap();
+        let mtime = std::fs::metadata(store.path()).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        store.assign(MAC, Some("prod")).unwrap();
+        assert_eq!(
+            std::fs::metadata(store.path()).unwrap().modified().unwrap(),
+            mtime
+        );
+    }
+}

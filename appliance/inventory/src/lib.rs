@@ -1,0 +1,44 @@
+//! kindling's node inventory: every MAC the PXE service has seen and where it
+//! stands, runtime MAC → profile assignments, their sync with Consul KV, and
+//! the node part of the appliance API.
+//!
+//! The PXE service asks [`Inventory`] which profile a MAC gets
+//! ([`Inventory::profile_for`]) and tells it what a node did
+//! ([`Inventory::observe_dhcp`], [`Inventory::observe_boot_script`],
+//! [`Inventory::record_event`]). This crate knows nothing of DHCP packets,
+//! TFTP or HTTP, and never panics on what files or KV hold.
+//!
+//! Modules, each depending only on those listed before it: `error`,
+//! `policy` (profile precedence), `assignments` (the assignments file),
+//! `inventory` (the live inventory and `nodes.json`), `sync` (the Consul KV
+//! merge and its engine), `node_api` (the API handlers); `testing` (lab
+//! fixtures, for tests and the `testing` feature only).
+
+pub mod assignments;
+pub mod error;
+pub mod inventory;
+pub mod node_api;
+pub mod policy;
+pub mod sync;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use assignments::{AssignmentRecord, AssignmentStore, AssignmentsState};
+pub use error::InventoryError;
+pub use inventory::{read_nodes, Inventory, NodeRecord};
+pub use kindling_api::nodes::{Firmware, KvStatus, NodeEvent, NodeState, ProfileChoice};
+pub use kindling_site::MacAddr;
+pub use policy::ProfilePolicy;
+pub use sync::{AssignmentSync, KvError, SharedAssignments};
+
+use std::path::{Path, PathBuf};
+
+/// `inventory/nodes.json` under the data partition `state_dir`.
+pub fn nodes_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("inventory").join("nodes.json")
+}
+
+/// `inventory/assignments.json` under the data partition `state_dir`.
+pub fn assignments_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("inventory").join("assignments.json")
+}

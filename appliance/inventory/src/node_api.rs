@@ -1,0 +1,258 @@
+//! The node part of the appliance API (`GET /v1/nodes`,
+//! `PUT /v1/nodes/MAC/profile`) as plain functions returning the contract
+//! types of `kindling_api::nodes` or a [`NodeApiError`], so kindlingd's
+//! router only decodes, forwards and encodes.
+//!
+//! Reads the inventory the PXE service persists and writes runtime
+//! assignments through `AssignmentStore` (locked, atomic), then lets the
+//! assignment sync push them to Consul KV when one is given; the PXE service
+//! picks an assignment up on its next request. It never moves or repairs
+//! files: a corrupt inventory is reported as an error.
+
+use crate::assignments::{AssignmentStore, AssignmentsState};
+use crate::error::InventoryError;
+use crate::inventory::read_nodes;
+use crate::policy::ProfilePolicy;
+use crate::sync::AssignmentSync;
+use kindling_api::nodes::{
+    AssignReply, AssignRequest, Assignment, KvStatus, NodeList, NodeRow, ProfileChoice, Stored,
+};
+use kindling_api::{ApiFailure, ErrorKind};
+use kindling_site::{MacAddr, ParseValueError, SiteConfig};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Why a node API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeApiError {
+    #[error(transparent)]
+    ParseMac(ParseValueError),
+    #[error("body is not JSON: {0}")]
+    ParseBody(serde_json::Error),
+    #[error("body must be {{\"profile\": \"NAME\"}} or {{\"profile\": null}}")]
+    ReadBody,
+    #[error("profile {profile:?} is not defined; known profiles: {known}")]
+    FindProfile { profile: String, known: String },
+    #[error(transparent)]
+    LoadAssignments(InventoryError),
+    #[error(transparent)]
+    LoadNodes(InventoryError),
+    #[error(transparent)]
+    WriteAssignment(InventoryError),
+}
+
+impl ApiFailure for NodeApiError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            NodeApiError::ParseMac(_)
+            | NodeApiError::ParseBody(_)
+            | NodeApiError::ReadBody
+            | NodeApiError::FindProfile { .. } => ErrorKind::BadRequest,
+            NodeApiError::LoadAssignments(_)
+            | NodeApiError::LoadNodes(_)
+            | NodeApiError::WriteAssignment(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// The MAC of a `/v1/nodes/MAC/...` path, any accepted spelling.
+pub fn parse_mac(text: &str) -> Result<MacAddr, NodeApiError> {
+    text.parse().map_err(NodeApiError::ParseMac)
+}
+
+/// The body of `PUT /v1/nodes/MAC/profile`.
+pub fn parse_assign_request(body: &[u8]) -> Result<AssignRequest, NodeApiError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => NodeApiError::ReadBody,
+        _ => NodeApiError::ParseBody(e),
+    })
+}
+
+/// A MAC's `assignment` object: the choice, plus for a runtime assignment
+/// where it is stored: `kv` (in Consul KV and the local file) or `local`
+/// (only in the local file: Consul is off or not reachable yet).
+fn assignment(
+    policy: &ProfilePolicy,
+    state: &AssignmentsState,
+    assignments: &BTreeMap<MacAddr, String>,
+    mac: &MacAddr,
+) -> Assignment {
+    let choice = policy.resolve(assignments, mac);
+    let stored = match choice {
+        ProfileChoice::Assigned(_) => {
+            let in_kv = state.records.get(mac).is_some_and(|r| !r.pending);
+            Some(if in_kv { Stored::Kv } else { Stored::Local })
+        }
+        _ => None,
+    };
+    Assignment { choice, stored }
+}
+
+/// `GET /v1/nodes`: every node seen, plus nodes the site or an assignment
+/// names that have not booted yet (`state: null`).
+pub fn list(site: &SiteConfig, state_dir: &Path) -> Result<NodeList, NodeApiError> {
+    let policy = ProfilePolicy::from_site(site);
+    let store = AssignmentStore::new(crate::assignments_file(state_dir));
+    let state = store.load_state().map_err(NodeApiError::LoadAssignments)?;
+    let assignments = state.effective();
+    let seen = read_nodes(&crate::nodes_file(state_dir)).map_err(NodeApiError::LoadNodes)?;
+    let mut rows: BTreeMap<MacAddr, NodeRow> = BTreeMap::new();
+    for node in seen {
+        let row = NodeRow {
+            mac: node.mac,
+            state: Some(node.state),
+            seen: Some(node.seen),
+            assignment: assignment(&policy, &state, &assignments, &node.mac),
+        };
+        rows.insert(node.mac, row);
+    }
+    let expected: Vec<MacAddr> = policy
+        .reservations
+        .keys()
+        .chain(assignments.keys())
+        .copied()
+        .collect();
+    for mac in expected {
+        rows.entry(mac).or_insert_with(|| NodeRow {
+            mac,
+            state: None,
+            seen: None,
+            assignment: assignment(&policy, &state, &assignments, &mac),
+        });
+    }
+    Ok(NodeList {
+        nodes: rows.into_values().collect(),
+        kv: state.kv_status,
+    })
+}
+
+/// `PUT /v1/nodes/MAC/profile`. The change is in the local file (in force)
+/// before `sync` is asked to push it; the reply's `assignment.stored` says
+/// whether it reached Consul KV, and `kv` why not.
+pub fn assign(
+    site: &SiteConfig,
+    state_dir: &Path,
+    mac: MacAddr,
+    request: &AssignRequest,
+    sync: Option<&AssignmentSync>,
+) -> Result<AssignReply, NodeApiError> {
+    let policy = ProfilePolicy::from_site(site);
+    let profile = request.profile.as_deref();
+    if let Some(p) = profile {
+        if !policy.profiles.contains(p) {
+            let known: Vec<&str> = policy.profiles.iter().map(String::as_str).collect();
+            return Err(NodeApiError::FindProfile {
+                profile: p.to_string(),
+                known: known.join(", "),
+            });
+        }
+    }
+    let store = AssignmentStore::new(crate::assignments_file(state_dir));
+    let previous = store.load().ok().and_then(|a| a.get(&mac).cloned());
+    store
+        .assign(mac, profile)
+        .map_err(NodeApiError::WriteAssignment)?;
+    if let Some(sync) = sync {
+        let names: BTreeSet<String> = policy.profiles.clone();
+        // A failure is recorded in the file's kv status and shown below: the
+        // assignment itself is made (locally) either way.
+        let _ = sync.sync_once(&names);
+    }
+    let state = store.load_state().unwrap_or_default();
+    let assignments = state.effective();
+    let kv = match &state.kv_status {
+        Some(KvStatus::InUse) | None => None,
+        Some(KvStatus::LocalOnly(why)) => Some(format!("kept locally only: {why}")),
+        Some(KvStatus::Waiting(why)) => Some(format!(
+            "kept locally, pushed to Consul KV when it can be: {why}"
+        )),
+    };
+    Ok(AssignReply {
+        mac,
+        previous,
+        assignment: assignment(&policy, &state, &assignments, &mac),
+        kv,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::testing::lab_site;
+    use serde_json::json;
+
+    /// Decodes and assigns the way kindlingd's handler does.
+    fn put(
+        site: &SiteConfig,
+        dir: &Path,
+        mac: &str,
+        body: &[u8],
+    ) -> Result<AssignReply, NodeApiError> {
+        let mac = parse_mac(mac)?;
+        let request = parse_assign_request(body)?;
+        assign(site, dir, mac, &request, None)
+    }
+
+    #[test]
+    fn assign_then_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = lab_site();
+        let body = list(&site, dir.path()).unwrap();
+        assert_eq!(body.nodes.len(), 2, "the two lab reservations: {body:?}");
+
+        let body = put(
+            &site,
+            dir.path(),
+            "52-54-00-6B-00-99",
+            br#"{"profile":"prod"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&body.assignment).unwrap(),
+            json!({"source": "assigned", "profile": "prod", "stored": "local"})
+        );
+        let body = serde_json::to_value(list(&site, dir.path()).unwrap()).unwrap();
+        let row = body["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["mac"] == "52:54:00:6b:00:99")
+            .cloned()
+            .unwrap();
+        assert_eq!(row["assignment"]["profile"], "prod");
+
+        let body = put(
+            &site,
+            dir.path(),
+            "52:54:00:6b:00:99",
+            br#"{"profile":null}"#,
+        )
+        .unwrap();
+        let body = serde_json::to_value(body).unwrap();
+        assert_eq!(body["previous"], "prod");
+        assert_eq!(body["assignment"]["source"], "default");
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = lab_site();
+        let e = put(&site, dir.path(), "nope", br#"{"profile":"dev"}"#).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BadRequest);
+        assert!(e.to_string().contains("invalid MAC"), "{e}");
+        let e = put(
+            &site,
+            dir.path(),
+            "52:54:00:6b:00:99",
+            br#"{"profile":"gpu"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BadRequest);
+        assert!(e.to_string().contains("known profiles: dev, prod"), "{e}");
+        let e = put(&site, dir.path(), "52:54:00:6b:00:99", b"{").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BadRequest);
+        let e = put(&site, dir.path(), "52:54:00:6b:00:99", br#"{"profile":3}"#).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BadRequest);
+    }
+}

@@ -1,0 +1,149 @@
+//! The table of bootstrap steps: each entry is a [`Step`] variant, the name
+//! the status file, the console and the API use for it, the steps whose
+//! results it needs, and the function that runs it. The table's order is the
+//! order of a run.
+//!
+//! Owns the list of steps and nothing else. Must never hold a step's logic
+//! (that lives in the `*_steps` modules) nor spell a step's name anywhere
+//! but here: everything else goes through [`Step::name`].
+
+use super::error::StepError;
+use super::{acl_steps, storage_steps, vault_steps, Outcome, Run};
+
+/// Declares [`Step`] and its table in one place, so that a step is one line
+/// here plus its function: the name, dependencies and dispatch cannot drift
+/// apart or miss a variant.
+macro_rules! steps {
+    ($(
+        $(#[doc = $doc:literal])*
+        $variant:ident = $name:literal, after [$($dep:ident),*], run $run:path;
+    )*) => {
+        /// One step of the stack bootstrap.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Step {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Step {
+            /// Every step, in the order of a run.
+            pub const ALL: &'static [Step] = &[$(Step::$variant),*];
+
+            /// The step's name in the status file, on the console and in the API.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Step::$variant => $name,)*
+                }
+            }
+
+            /// The steps whose results this one needs; each comes earlier in
+            /// [`Step::ALL`].
+            pub const fn after(self) -> &'static [Step] {
+                match self {
+                    $(Step::$variant => &[$(Step::$dep),*],)*
+                }
+            }
+
+            pub(super) async fn run(self, run: &mut Run) -> Result<Outcome, StepError> {
+                match self {
+                    $(Step::$variant => $run(run).await,)*
+                }
+            }
+        }
+    };
+}
+
+steps! {
+    /// Consul ACLs and Vault's storage token when Vault stores in Consul.
+    VaultStorage = "vault-storage", after [], run storage_steps::vault_storage;
+    /// Vault's API answers.
+    VaultApi = "vault-api", after [VaultStorage], run vault_steps::api;
+    /// Vault initialised once, its keys encrypted to the operators.
+    VaultInit = "vault-init", after [VaultApi], run vault_steps::init;
+    /// Vault unsealed (this run's keys, local keys, or operator shares).
+    VaultUnseal = "vault-unseal", after [VaultInit], run vault_steps::unseal;
+    /// kindling's own periodic Vault token.
+    VaultToken = "vault-token", after [VaultUnseal], run vault_steps::token;
+    /// Audit, KV, AppRole, SSH CA, PKI, policies and roles.
+    VaultSetup = "vault-setup", after [VaultToken], run vault_steps::setup;
+    /// Consul's ACL system bootstrapped, its management token in Vault.
+    ConsulAcl = "consul-acl", after [VaultStorage, VaultSetup], run acl_steps::consul_acl;
+    /// The gossip key, agent and assignments tokens, Connect CA.
+    ConsulTokens = "consul-tokens", after [ConsulAcl], run acl_steps::consul_tokens;
+    /// Nomad's ACL system bootstrapped, its management token in Vault.
+    NomadAcl = "nomad-acl", after [VaultSetup], run acl_steps::nomad_acl;
+    /// Nomad's Vault and Consul tokens in its config.
+    NomadIntegration = "nomad-integration", after [ConsulAcl, NomadAcl], run acl_steps::nomad_integration;
+    /// Profiles and nodes mirrored into Consul KV.
+    KvMirror = "kv-mirror", after [ConsulAcl], run acl_steps::kv_mirror;
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_and_status_file_safe() {
+        let mut seen = HashSet::new();
+        for step in Step::ALL {
+            let name = step.name();
+            assert!(seen.insert(name), "two steps are named {name}");
+            assert!(
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{name:?} is not a lower-case, dash-separated name"
+            );
+        }
+    }
+
+    #[test]
+    fn every_dependency_runs_earlier() {
+        for (i, step) in Step::ALL.iter().enumerate() {
+            for dep in step.after() {
+                let at = Step::ALL.iter().position(|s| s == dep);
+                assert!(
+                    at.is_some_and(|at| at < i),
+                    "{step} needs {dep}, which does not run before it"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_step_is_listed_once() {
+        let unique: HashSet<Step> = Step::ALL.iter().copied().collect();
+        assert_eq!(unique.len(), Step::ALL.len());
+    }
+
+    /// The run function of each step is bound by the table itself (`run`
+    /// matches every variant); this pins the order the status file, the
+    /// tests and operators know.
+    #[test]
+    fn the_order_of_a_run() {
+        let names: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "vault-storage",
+                "vault-api",
+                "vault-init",
+                "vault-unseal",
+                "vault-token",
+                "vault-setup",
+                "consul-acl",
+                "consul-tokens",
+                "nomad-acl",
+                "nomad-integration",
+                "kv-mirror",
+            ]
+        );
+    }
+}
