@@ -252,7 +252,6 @@ fn respond(request: tiny_http::Request, reply: Reply) {
     }
 }
 
-/// The overlay and node handlers still answer `(status, JSON)`.
 /// The route table: method and path → who may call it and what runs. Every
 /// endpoint is one row; [`Access`] says whether it is public, reads or
 /// changes the appliance.
