@@ -23,8 +23,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("kindling-clock", 0),
     ("kindling-atomic-write", 0),
     ("kindling-init-protocol", 0),
-    // 1: the typed site configuration
+    // 1: the typed site configuration; the appliance CA
     ("kindling-site", 1),
+    ("kindling-pki", 1),
     // 2: the API contract (types only)
     ("kindling-api", 2),
     // 3: libraries that each own one job
