@@ -130,6 +130,18 @@ pub fn main() {
             format!("RAM only (tmpfs on {}): {why}", config.data_mount.display()),
             Instant::now(),
         ),
+        // A data partition that is there but unusable is: the state the
+        // operator expects (Vault, leases, inventory) is not what runs.
+        StateOutcome::Unmountable { device, reason } => phases.finish(
+            BootPhase::State,
+            PhaseState::Degraded,
+            format!(
+                "data partition {} not mounted, nothing persists (tmpfs on {}): {reason}",
+                device.display(),
+                config.data_mount.display()
+            ),
+            Instant::now(),
+        ),
     }
 
     let mut run = loop {

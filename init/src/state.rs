@@ -258,8 +258,13 @@ pub fn data_search_disabled(cmdline: &str) -> bool {
 pub enum StateOutcome {
     /// The data partition is mounted.
     Persistent(PathBuf),
-    /// A tmpfs; the reason says why.
+    /// No data partition (none configured, none found, or switched off): a
+    /// tmpfs, by design; the reason says why.
     RamOnly(String),
+    /// A data partition exists but could not be mounted: a tmpfs stands in so
+    /// the appliance still comes up, but nothing it writes persists and the
+    /// real state is out of reach. The appliance is degraded, never ready.
+    Unmountable { device: PathBuf, reason: String },
 }
 
 /// Runs the state phase. `tmpfs` says whether to mount a tmpfs when there is no
@@ -267,6 +272,7 @@ pub enum StateOutcome {
 pub fn run(label: Option<&str>, mount_point: &Path, wait: Duration, tmpfs: bool) -> StateOutcome {
     let _ = std::fs::create_dir_all(mount_point);
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let mut unmountable = None;
     let reason = match label {
         None => "no data partition configured".to_string(),
         Some(_) if data_search_disabled(&cmdline) => {
@@ -292,7 +298,12 @@ pub fn run(label: Option<&str>, mount_point: &Path, wait: Duration, tmpfs: bool)
                     ) {
                         Ok(()) => return StateOutcome::Persistent(device),
                         Err(e) => {
-                            format!("mounting {} (label {label}) failed: {e}", device.display())
+                            let reason = format!(
+                                "mounting {} (label {label}) as ext4 failed: {e}",
+                                device.display()
+                            );
+                            unmountable = Some(device);
+                            reason
                         }
                     }
                 }
@@ -300,22 +311,27 @@ pub fn run(label: Option<&str>, mount_point: &Path, wait: Duration, tmpfs: bool)
             }
         }
     };
-    if !tmpfs {
-        return StateOutcome::RamOnly(reason);
-    }
-    let flags = MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
-    match mount(
-        Some("tmpfs"),
-        mount_point,
-        Some("tmpfs"),
-        flags,
-        Some("mode=0755"),
-    ) {
-        Ok(()) => StateOutcome::RamOnly(reason),
-        Err(e) => StateOutcome::RamOnly(format!(
-            "{reason}; tmpfs on {} failed too: {e}",
-            mount_point.display()
-        )),
+    let reason = if tmpfs {
+        let flags = MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
+        match mount(
+            Some("tmpfs"),
+            mount_point,
+            Some("tmpfs"),
+            flags,
+            Some("mode=0755"),
+        ) {
+            Ok(()) => reason,
+            Err(e) => format!(
+                "{reason}; tmpfs on {} failed too: {e}",
+                mount_point.display()
+            ),
+        }
+    } else {
+        reason
+    };
+    match unmountable {
+        Some(device) => StateOutcome::Unmountable { device, reason },
+        None => StateOutcome::RamOnly(reason),
     }
 }
 

@@ -498,3 +498,91 @@ fn early_phase_mounts_kernel_filesystems_and_falls_back_to_ram() {
         Some(libc::SIGHUP)
     );
 }
+
+/// A loop device over an ext4 image whose superblock names a feature no
+/// kernel knows: its label is readable, mounting it fails. Detached on drop.
+struct UnmountableDisk {
+    dir: std::path::PathBuf,
+    device: String,
+}
+
+impl UnmountableDisk {
+    fn create(label: &str) -> Option<Self> {
+        let dir = std::env::temp_dir().join(format!("ki-baddisk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let image = dir.join("data.img");
+        std::fs::File::create(&image).ok()?.set_len(8 << 20).ok()?;
+        let mkfs = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", label])
+            .arg(&image)
+            .status()
+            .ok()?;
+        if !mkfs.success() {
+            return None;
+        }
+        // s_feature_incompat (superblock at 1024, field at 0x60): set an
+        // unknown bit, so ext4 refuses the mount with EINVAL.
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = std::fs::OpenOptions::new().write(true).open(&image).ok()?;
+        file.seek(SeekFrom::Start(1024 + 0x60 + 3)).ok()?;
+        file.write_all(&[0x80]).ok()?;
+        drop(file);
+        let out = std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&image)
+            .output()
+            .ok()?;
+        let device = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !device.is_empty()).then_some(Self { dir, device })
+    }
+}
+
+impl Drop for UnmountableDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.device])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn a_data_partition_that_cannot_be_mounted_degrades_the_appliance() {
+    if !can_run_namespaces("a_data_partition_that_cannot_be_mounted_degrades_the_appliance") {
+        return;
+    }
+    let label = format!("KI-BAD-{}", std::process::id() % 100_000);
+    let Some(disk) = UnmountableDisk::create(&label) else {
+        eprintln!("skipping: no loop device or mkfs.ext4 here");
+        return;
+    };
+    let services = r#"{"services":[{"name":"idle","argv":["/bin/sleep","1000"]}]}"#;
+    let mut init = NamespacedInit::start_in(
+        std::path::Path::new("/var/tmp"),
+        "baddisk",
+        services,
+        &format!(r#""early_mounts": true, "data_label": "{label}", "data_wait_ms": 0"#),
+    );
+    assert!(
+        init.wait_console("kindling: degraded:", Duration::from_secs(10)),
+        "{}",
+        init.console()
+    );
+    let console = init.console();
+    assert!(
+        console.contains(&format!("kindling: {}: degraded", BootPhase::State)),
+        "{console}"
+    );
+    assert!(
+        console.contains("not mounted, nothing persists"),
+        "{console}"
+    );
+    assert!(console.contains(&format!("label {label}")), "{console}");
+    assert!(!console.contains("kindling: ready"), "{console}");
+    // The service still runs: a degraded appliance comes up as far as it can.
+    assert_eq!(
+        init.signal_and_wait(Signal::SIGTERM, Duration::from_secs(10)),
+        Some(libc::SIGHUP)
+    );
+    drop(disk);
+}
