@@ -68,6 +68,9 @@ pub struct BootConfig {
     pub services_timeout_ms: u64,
     /// What SIGTERM leads to (SIGUSR2 always powers off, SIGINT always reboots).
     pub shutdown: ShutdownAction,
+    /// A file of the image whose mtime is the build's epoch: the wall clock
+    /// is raised to it if it is behind (`null`: leave the clock alone).
+    pub clock_floor_from: Option<PathBuf>,
 }
 
 impl Default for BootConfig {
@@ -99,6 +102,7 @@ impl Default for BootConfig {
             network_timeout_ms: 60_000,
             services_timeout_ms: 120_000,
             shutdown: ShutdownAction::Reboot,
+            clock_floor_from: Some(PathBuf::from("/etc/kindling/version")),
         }
     }
 }

@@ -83,6 +83,16 @@ pub fn main() {
             let _ = nix::sys::reboot::set_cad_enabled(false);
         }
         early::load_modules(&config, &mut report);
+        if let Some(reference) = &config.clock_floor_from {
+            match early::clock::apply(reference) {
+                Ok(early::clock::ClockFloor::Kept { .. }) => {}
+                Ok(early::clock::ClockFloor::Raised { from, to }) => say!(
+                    BootPhase::Early,
+                    "clock was {from} (unix s), behind the image's build time: set to {to} until NTP sets it"
+                ),
+                Err(e) => report.problems.push(format!("clock floor: {e}")),
+            }
+        }
     });
     let detail = format!(
         "{} filesystems mounted, {} modules loaded{}",

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Programs the lab starts; a pidfile naming anything else is stale.
-const LAB_PROGRAMS: &[&str] = &["qemu-system-x86_64", "dnsmasq", "python3"];
+const LAB_PROGRAMS: &[&str] = &["qemu-system-x86_64", "dnsmasq", "python3", "ntp-daemon"];
 
 #[derive(Debug, Default)]
 pub struct DownReport {

@@ -80,6 +80,9 @@ pub struct ApplianceSpec {
     pub nic_model: NicModel,
     pub memory_mb: u32,
     pub cpus: u32,
+    /// Start the appliance's RTC at this date (a machine whose clock was
+    /// lost); `None`: the host's time.
+    pub rtc_base: Option<String>,
 }
 
 impl ApplianceSpec {
@@ -89,6 +92,7 @@ impl ApplianceSpec {
             nic_model: NicModel::Virtio,
             memory_mb: 1024,
             cpus: 1,
+            rtc_base: None,
         }
     }
 
@@ -299,6 +303,7 @@ impl Lab {
             boot,
             serial_log: run.join("appliance.serial.log"),
             pidfile: run.join("appliance.qemu.pid"),
+            rtc_base: spec.rtc_base.clone(),
         };
         self.start_vm(config, &[Segment::Uplink, Segment::Lan])
     }
@@ -370,6 +375,11 @@ impl Lab {
         body: Option<&str>,
     ) -> Result<(u16, String)> {
         http_in_netns(&self.options.names.lan, method, url, body)
+    }
+
+    /// What a LAN host hears from the NTP server at `server`.
+    pub fn ntp_from_lan(&self, server: std::net::Ipv4Addr) -> Result<crate::sntp::SntpReply> {
+        crate::sntp::query_in_netns(&self.options.names.lan, server)
     }
 
     /// Stops every VM now (the lab stays up).
@@ -449,6 +459,7 @@ pub fn node_config(spec: &NodeSpec, accel: Accel, run_dir: &Path) -> Result<VmCo
         boot,
         serial_log: run_dir.join(format!("{}.serial.log", spec.name)),
         pidfile: run_dir.join(format!("{}.qemu.pid", spec.name)),
+        rtc_base: None,
     })
 }
 

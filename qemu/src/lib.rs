@@ -21,6 +21,7 @@ pub mod payload;
 pub mod process;
 pub mod qemu_lock;
 pub mod running_vm;
+pub mod sntp;
 pub mod upstream;
 pub mod vm;
 pub mod watch;

@@ -1,8 +1,11 @@
 //! The upstream router's services, run inside the upstream namespace only:
 //! dnsmasq as DHCP server (and a tiny DNS) for the appliance's uplink segment,
-//! and an HTTP target whose access log shows each client's source address (a
+//! an HTTP target whose access log shows each client's source address (a
 //! request from a LAN node that arrives from the appliance's uplink address
-//! proves NAT). Neither ever binds outside that namespace.
+//! proves NAT), and, when `ntp-daemon` is on PATH, a stratum-1 NTP server
+//! serving the host's clock (the site's time source in the lab). None ever
+//! binds outside that namespace, and the NTP server can never set the host's
+//! clock: it has no sources and runs without CAP_SYS_TIME.
 
 use crate::cmd;
 use crate::error::{LabError, Result};
@@ -23,6 +26,8 @@ pub const UPSTREAM_HOSTNAME: &str = "upstream.lab";
 pub struct Upstream {
     pub dnsmasq: LabProcess,
     pub http: LabProcess,
+    /// The NTP reference, when ntp-daemon was found.
+    pub ntp: Option<LabProcess>,
     pub dnsmasq_log: PathBuf,
     pub http_log: PathBuf,
     pub leases: PathBuf,
@@ -96,9 +101,12 @@ impl Upstream {
             Some(&run_dir.join("upstream-http.pid")),
         )?;
 
+        let ntp = start_ntp_reference(ns, run_dir)?;
+
         let mut up = Self {
             dnsmasq,
             http,
+            ntp,
             dnsmasq_log,
             http_log,
             leases,
@@ -151,6 +159,37 @@ impl Upstream {
             path,
         )
     }
+}
+
+/// ntpd-rs as a stratum-1 server of the host's clock on the router address:
+/// `local-stratum = 1` with no sources makes it answer as synchronised
+/// without ever steering a clock, and the bounding set without CAP_SYS_TIME
+/// makes sure of the latter. `None` when ntp-daemon is not installed.
+fn start_ntp_reference(ns: &str, run_dir: &Path) -> Result<Option<LabProcess>> {
+    let Ok(daemon) = cmd::require_tool("ntp-daemon") else {
+        return Ok(None);
+    };
+    let config = run_dir.join("upstream-ntp.toml");
+    let text = format!(
+        "[observability]\nlog-level = \"warn\"\nansi-colors = false\n\
+         [synchronization]\nlocal-stratum = 1\nreference-id = \"LAB\"\n\
+         [[server]]\nlisten = \"{UPSTREAM_ROUTER_ADDR}:123\"\n"
+    );
+    std::fs::write(&config, text).map_err(|e| LabError::io("writing", &config, e))?;
+    let log = run_dir.join("upstream-ntp.log");
+    let out = std::fs::File::create(&log).map_err(|e| LabError::io("creating", &log, e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| LabError::io("opening", &log, e))?;
+    let mut ntp = cmd::in_netns(ns, "setpriv");
+    ntp.args(["--bounding-set", "-sys_time", "--"])
+        .arg(daemon)
+        .arg("-c")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    LabProcess::spawn("upstream-ntp", ntp, Some(&run_dir.join("upstream-ntp.pid"))).map(Some)
 }
 
 /// Parses python's http.server log lines: `10.0.2.100 - - [date] "GET /x HTTP/1.1" 200 -`.

@@ -108,6 +108,9 @@ pub struct VmConfig {
     pub boot: BootSource,
     pub serial_log: PathBuf,
     pub pidfile: PathBuf,
+    /// The real-time clock's start (QEMU `-rtc base=`, e.g. `2001-01-01`):
+    /// a machine whose RTC lost its time. `None`: the host's time (UTC).
+    pub rtc_base: Option<String>,
 }
 
 impl VmConfig {
@@ -141,6 +144,10 @@ impl VmConfig {
         push(&self.pidfile.display().to_string());
         push("-device");
         push("virtio-rng-pci");
+        if let Some(base) = &self.rtc_base {
+            push("-rtc");
+            push(&format!("base={base}"));
+        }
         if let FirmwareChoice::Uefi { code, vars } = &self.firmware {
             push("-drive");
             push(&format!(
@@ -247,6 +254,7 @@ mod tests {
             boot,
             serial_log: "/lab/appliance.serial.log".into(),
             pidfile: "/lab/appliance.pid".into(),
+            rtc_base: None,
         }
     }
 
@@ -256,6 +264,18 @@ mod tests {
             .map(|s| s.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    #[test]
+    fn a_stale_rtc_is_passed_only_when_asked() {
+        let mut c = config(FirmwareChoice::Bios, BootSource::Network);
+        assert!(!joined(&c).contains("-rtc"));
+        c.rtc_base = Some("2001-01-01".into());
+        assert!(
+            joined(&c).contains("-rtc base=2001-01-01"),
+            "{}",
+            joined(&c)
+        );
     }
 
     #[test]

@@ -133,14 +133,35 @@ struct ImageRecipe<'a> {
     out: PathBuf,
 }
 
-/// keygen → overlay build → image build, exactly as the demo does it.
+/// `(NAME, build/tools/FILE)` for each `(NAME, FILE)`, or which one
+/// `tests/install-deps` has not installed yet.
+fn tool_bins<'a>(wanted: &[(&'a str, &str)]) -> Result<Vec<(&'a str, PathBuf)>, String> {
+    let tools = repo_root().join("build/tools");
+    wanted
+        .iter()
+        .map(|(name, file)| {
+            let path = tools.join(file);
+            if path.is_file() {
+                Ok((*name, path))
+            } else {
+                Err(format!(
+                    "{} missing: run tests/install-deps (it installs it there)",
+                    path.display()
+                ))
+            }
+        })
+        .collect()
+}
+
+/// keygen → overlay build → image build, as the demo does it, with ntpd-rs
+/// for the lab site's time service.
 fn build_lab_image(work: &Path) -> Result<PathBuf, String> {
     build_image(
         work,
         &ImageRecipe {
             overlay_dir: "overlays/lab",
             name: "lab",
-            extra_bins: &[],
+            extra_bins: &tool_bins(&[("ntp-daemon", "ntp-daemon")])?,
             out: work.join("image"),
         },
     )
@@ -157,19 +178,7 @@ pub fn lab_stack_image() -> Result<&'static Path, String> {
         .get_or_init(|| match std::env::var_os("KINDLING_E2E_STACK_IMAGE") {
             Some(dir) => Ok(repo_root().join(dir)),
             None => {
-                let tools = repo_root().join("build/tools");
-                let extra_bins = [
-                    ("vault", tools.join("bao")),
-                    ("consul", tools.join("consul")),
-                ];
-                for (_, path) in &extra_bins {
-                    if !path.is_file() {
-                        return Err(format!(
-                            "{} missing: run tests/install-deps (it installs bao and consul there)",
-                            path.display()
-                        ));
-                    }
-                }
+                let extra_bins = tool_bins(&[("vault", "bao"), ("consul", "consul")])?;
                 let work = work_dir();
                 build_image(
                     &work,

@@ -13,9 +13,11 @@ use kindling_init_protocol::table::{Phase, Readiness, ServiceSpec, ServiceTable}
 use kindling_site::SiteConfig;
 use std::path::{Path, PathBuf};
 
-/// ntpd-rs's daemon in the image; it reads `/etc/ntpd-rs/ntp.toml`.
-const NTP_DAEMON: &str = "/usr/bin/ntp-daemon";
-const NTP_CONFIG: &str = "/etc/ntpd-rs/ntp.toml";
+/// ntpd-rs's daemon in the image (`kindling image build --extra-bin
+/// ntp-daemon=PATH` puts it there); its config is rendered into the run
+/// directory by [`for_this_boot`].
+const NTP_DAEMON: &str = "/bin/ntp-daemon";
+const NTP_CONFIG: &str = "ntp.toml";
 
 /// What the table needs besides the site: facts about this image and boot.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +29,8 @@ pub struct BootInputs {
     pub stack: Vec<ServiceSpec>,
     /// Optional service binaries the image holds.
     pub installed: Installed,
+    /// Where rendered configs live (`/run/kindling`).
+    pub run_dir: PathBuf,
 }
 
 /// Optional service binaries found in the image; `None` is not installed.
@@ -109,7 +113,8 @@ fn ntp(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
         return None;
     }
     let daemon = daemon.to_string_lossy();
-    let mut spec = ServiceSpec::new("ntp", &[&daemon, "-c", NTP_CONFIG]);
+    let config = inputs.run_dir.join(NTP_CONFIG);
+    let mut spec = ServiceSpec::new("ntp", &[&daemon, "-c", &config.to_string_lossy()]);
     spec.capabilities = vec!["CAP_NET_BIND_SERVICE".to_owned(), "CAP_SYS_TIME".to_owned()];
     spec.depends_on = vec!["net".to_owned()];
     spec.readiness = Readiness::Started;
@@ -165,8 +170,27 @@ pub fn for_this_boot(site: &SiteConfig, run_dir: &Path, data_dir: &Path) -> Serv
         kindlingd,
         stack,
         installed: Installed::probe(),
+        run_dir: run_dir.to_owned(),
     };
-    build(site, &inputs)
+    let table = build(site, &inputs);
+    if site.time.ntp_server {
+        write_ntp_config(site, &inputs);
+    }
+    table
+}
+
+/// The `ntp` service's config, or why the LAN gets no time service.
+fn write_ntp_config(site: &SiteConfig, inputs: &BootInputs) {
+    if inputs.installed.ntp_daemon.is_none() {
+        println!(
+            "ntp: time.ntp_server is on but the image has no {NTP_DAEMON} \
+             (build it with --extra-bin ntp-daemon=PATH): the LAN gets no time service"
+        );
+        return;
+    }
+    if let Err(e) = crate::ntp::write(site, &inputs.run_dir.join(NTP_CONFIG)) {
+        println!("ntp: {e:#}");
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +211,7 @@ mod tests {
             kindlingd: "/bin/kindlingd".to_owned(),
             stack: Vec::new(),
             installed: Installed::default(),
+            run_dir: PathBuf::from("/run/kindling"),
         }
     }
 
@@ -332,7 +357,7 @@ mod tests {
         let Some(ntp) = table.get("ntp") else {
             panic!("no ntp entry: {:?}", names(&table));
         };
-        assert_eq!(ntp.argv, [NTP_DAEMON, "-c", NTP_CONFIG]);
+        assert_eq!(ntp.argv, [NTP_DAEMON, "-c", "/run/kindling/ntp.toml"]);
         assert_eq!(ntp.depends_on, ["net"]);
         assert_eq!(ntp.capabilities, ["CAP_NET_BIND_SERVICE", "CAP_SYS_TIME"]);
         assert!(!ntp.required, "a failed NTP server must not fail the boot");

@@ -1,6 +1,7 @@
 //! The appliance's nftables ruleset (`table inet kindling`): input policy per
-//! interface role, forwarding LAN→uplink with established/related back, and
-//! masquerade of the LAN subnet out of the uplink.
+//! interface role, forwarding LAN→uplink (LAN source addresses only) with
+//! established/related back and nothing new inbound, and masquerade of the
+//! LAN subnet out of the uplink.
 //!
 //! Owns the ruleset's shape and its one-transaction replacement over netlink
 //! (rustables). It never shells out to `nft`/`iptables` and never touches
@@ -70,6 +71,7 @@ pub const COUNTER_MASQUERADE: &str = "nat_masquerade";
 pub const COUNTER_FORWARD_LAN_OUT: &str = "forward_lan_to_uplink";
 pub const COUNTER_FORWARD_REPLIES: &str = "forward_established";
 pub const COUNTER_FORWARD_INBOUND_DROPPED: &str = "forward_uplink_to_lan_dropped";
+pub const COUNTER_FORWARD_LAN_SPOOFED_DROPPED: &str = "forward_lan_spoofed_dropped";
 pub const COUNTER_INPUT_UPLINK_DROPPED: &str = "input_uplink_dropped";
 pub const COUNTER_INPUT_LAN_DROPPED: &str = "input_lan_dropped";
 
@@ -203,14 +205,25 @@ pub fn ruleset_batch(spec: &RulesetSpec) -> Result<Batch, FirewallError> {
         return Ok(batch);
     };
     if spec.nat {
+        // Only the LAN's own addresses leave through the NAT: a LAN host
+        // spoofing another source (an uplink address, someone else's
+        // network) is dropped by the rule below and counted.
         let out = build(
             "forward lan to uplink",
             Rule::new(&forward)
                 .and_then(|r| r.iiface(lan))
-                .and_then(|r| r.oiface(uplink)),
+                .and_then(|r| r.oiface(uplink))
+                .and_then(|r| r.snetwork(spec.lan_subnet.into())),
         )?;
         tagged(out, COUNTER_FORWARD_LAN_OUT)
             .accept()
+            .add_to_batch(&mut batch);
+        let spoofed = build(
+            "forward lan spoofed source",
+            Rule::new(&forward).and_then(|r| r.iiface(lan)),
+        )?;
+        tagged(spoofed, COUNTER_FORWARD_LAN_SPOOFED_DROPPED)
+            .drop()
             .add_to_batch(&mut batch);
     }
     let inbound = build(

@@ -119,6 +119,9 @@ impl NetPlan {
         if dns_forwarder {
             lan_open.extend([open(UDP, 53), open(TCP, 53)]);
         }
+        if site.time.ntp_server {
+            lan_open.push(open(UDP, 123));
+        }
         lan_open.extend(service_ports("api", site.api.port));
         let stack = &site.stack;
         if stack.consul.enabled {
@@ -245,6 +248,16 @@ mod tests {
         assert!(NetPlan::from_site(&site)
             .lan_open
             .contains(&open(UDP, 4011)));
+    }
+
+    #[test]
+    fn ntp_port_is_open_on_the_lan_only_when_served() {
+        let mut site = lab();
+        assert!(!NetPlan::from_site(&site).lan_open.contains(&open(UDP, 123)));
+        site.time.ntp_server = true;
+        let plan = NetPlan::from_site(&site);
+        assert!(plan.lan_open.contains(&open(UDP, 123)));
+        assert!(!plan.uplink_open.contains(&open(UDP, 123)));
     }
 
     #[test]

@@ -300,8 +300,32 @@ fn uplink_lease_renewal_nat_dns_and_inbound_drop() {
     assert!(inbound.is_err(), "upstream reached the node: {inbound:?}");
     drop(listener);
 
+    // A LAN host spoofing a source outside the LAN subnet is not forwarded.
+    lab.node.ip(&["addr", "add", "10.77.0.9/32", "dev", "eth0"]);
+    let received = lab.up.run(|| {
+        let socket = UdpSocket::bind("10.99.2.1:9999").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        socket
+    });
+    lab.node.run(|| {
+        let socket = UdpSocket::bind("10.77.0.9:0").unwrap();
+        for _ in 0..3 {
+            socket.send_to(b"spoofed", "10.99.2.1:9999").unwrap();
+        }
+    });
+    // The socket was bound inside the upstream namespace; it can be read anywhere.
+    let mut buf = [0u8; 64];
+    let got = received.recv_from(&mut buf);
+    assert!(
+        got.is_err(),
+        "a spoofed LAN source reached upstream: {got:?}"
+    );
+
     let status = appliance.wait_status("NAT counters", 5, |s| {
         s["nat_counters"]["forward_uplink_to_lan_dropped"]["packets"].as_u64() >= Some(1)
+            && s["nat_counters"]["forward_lan_spoofed_dropped"]["packets"].as_u64() >= Some(3)
     });
     assert!(
         status["nat_counters"]["nat_masquerade"]["packets"].as_u64() >= Some(1),

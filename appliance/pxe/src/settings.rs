@@ -143,7 +143,7 @@ impl PxeSettings {
             } else {
                 site.dns.upstream.clone()
             },
-            ntp: pxe.ntp.clone(),
+            ntp: advertised_ntp(site, lan_addr),
             http_port: pxe.http_port,
             default_profile: pxe.default_profile.as_ref().map(|p| p.to_string()),
             unknown: pxe.unknown,
@@ -244,6 +244,15 @@ impl PxeSettings {
     }
 }
 
+/// NTP servers told to nodes: the appliance first when it serves time, then
+/// the site's own list.
+fn advertised_ntp(site: &SiteConfig, lan_addr: Ipv4Addr) -> Vec<Ipv4Addr> {
+    let own = site.time.ntp_server.then_some(lan_addr);
+    let mut out: Vec<Ipv4Addr> = own.into_iter().collect();
+    out.extend(site.pxe.ntp.iter().filter(|a| Some(**a) != own));
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -267,6 +276,25 @@ pub(crate) mod tests {
         site.pxe.range.end = Ipv4Addr::new(192, 168, 101, 10);
         let err = PxeSettings::from_site(&site, PxePaths::default()).unwrap_err();
         assert!(err.to_string().contains("not inside the LAN"), "{err}");
+    }
+
+    #[test]
+    fn the_appliance_is_advertised_for_ntp_only_when_it_serves_it() {
+        let mut site = lab_site();
+        site.pxe.ntp = vec![Ipv4Addr::new(10, 0, 0, 123)];
+        let s = PxeSettings::from_site(&site, PxePaths::default()).unwrap();
+        assert_eq!(s.ntp, vec![Ipv4Addr::new(10, 0, 0, 123)]);
+        site.time.ntp_server = true;
+        site.pxe.ntp.push(Ipv4Addr::new(192, 168, 100, 1));
+        let s = PxeSettings::from_site(&site, PxePaths::default()).unwrap();
+        assert_eq!(
+            s.ntp,
+            vec![
+                Ipv4Addr::new(192, 168, 100, 1),
+                Ipv4Addr::new(10, 0, 0, 123)
+            ],
+            "the appliance first, listed once"
+        );
     }
 
     #[test]

@@ -469,12 +469,53 @@ impl Default for ApiConfig {
     }
 }
 
-/// Time service for the LAN.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// The appliance's clock and the LAN's time service (ntpd-rs, a supervised
+/// child, when the image includes `ntp-daemon`). Until the clock is
+/// synchronised it never runs earlier than the image's build time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeConfig {
-    /// Serve NTP to the LAN (ntpd-rs, when the image includes it). Nodes
-    /// learn the server from `pxe.ntp`.
+    /// Serve NTP on the LAN address (UDP 123, LAN subnet only, rate
+    /// limited). Nodes are told the appliance's address in DHCP option 42.
     #[serde(default)]
     pub ntp_server: bool,
+    /// Upstream NTP servers, reached over the uplink: an address or a host
+    /// name, optionally `:port`. Empty: the clock is not synchronised and the
+    /// LAN server answers as unsynchronised (stratum 16), which clients ignore.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// How many sources must agree before the clock is steered. Default:
+    /// all of them, at most 3.
+    #[serde(default)]
+    pub minimum_agreeing_sources: Option<u8>,
+    /// Shortest poll interval, as log2 seconds (4 = 16 s). Public pools ask
+    /// for 6 or more; a server of the operator's own may allow less.
+    #[serde(default = "default_min_poll")]
+    pub min_poll: u8,
+}
+
+fn default_min_poll() -> u8 {
+    4
+}
+
+impl Default for TimeConfig {
+    fn default() -> Self {
+        Self {
+            ntp_server: false,
+            sources: Vec::new(),
+            minimum_agreeing_sources: None,
+            min_poll: default_min_poll(),
+        }
+    }
+}
+
+impl TimeConfig {
+    /// The agreement the clock waits for: the site's, else every configured
+    /// source, at most 3 (ntpd-rs' own default).
+    pub fn agreeing_sources(&self) -> usize {
+        match self.minimum_agreeing_sources {
+            Some(n) => usize::from(n),
+            None => self.sources.len().clamp(1, 3),
+        }
+    }
 }

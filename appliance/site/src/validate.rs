@@ -23,6 +23,7 @@ impl SiteConfig {
         check_nodes(self, &mut out);
         check_profiles(self, &mut out);
         check_stack(self, &mut out);
+        check_time(self, &mut out);
         out
     }
 }
@@ -354,6 +355,51 @@ fn check_stack(c: &SiteConfig, out: &mut Vec<Problem>) {
         out.push((
             at("stack.consul.connect_vault_ca"),
             "needs stack.vault.enabled = true".into(),
+        ));
+    }
+}
+
+fn check_time(c: &SiteConfig, out: &mut Vec<Problem>) {
+    let time = &c.time;
+    for (i, source) in time.sources.iter().enumerate() {
+        let (host, port) = match source.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (source.as_str(), None),
+        };
+        let host_ok = host.parse::<Ipv4Addr>().is_ok() || is_dns_name(host);
+        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0));
+        if host.is_empty() || !host_ok || !port_ok {
+            out.push((
+                at(&format!("time.sources[{i}]")),
+                format!("{source:?} is not an NTP server: expected an IPv4 address or host name, optionally :port"),
+            ));
+        }
+    }
+    if time.min_poll > 10 {
+        out.push((
+            at("time.min_poll"),
+            format!(
+                "{} is above 10 (log2 seconds: 1024 s is the longest poll)",
+                time.min_poll
+            ),
+        ));
+    }
+    if let Some(n) = time.minimum_agreeing_sources {
+        if n == 0 || usize::from(n) > time.sources.len().max(1) {
+            out.push((
+                at("time.minimum_agreeing_sources"),
+                format!(
+                    "{n} cannot be met by the {} configured sources: the clock would never be set",
+                    time.sources.len()
+                ),
+            ));
+        }
+    }
+    let lan = c.network.lan.address.addr();
+    if !time.ntp_server && c.pxe.ntp.contains(&lan) {
+        out.push((
+            at("pxe.ntp"),
+            format!("names the appliance ({lan}) but time.ntp_server is off: nodes would be sent to an NTP server nothing answers"),
         ));
     }
 }

@@ -114,6 +114,30 @@ fn every_semantic_problem_is_listed_with_its_line() {
 }
 
 #[test]
+fn time_problems_name_their_key_and_line() {
+    let site = "[site]\nid = \"lab\"\n\n[pxe]\nntp = [\"192.168.100.1\"]\n\n[time]\nsources = [\"ntp.example.org\", \"10.0.0.1:99999\", \"bad host!\"]\nminimum_agreeing_sources = 4\nmin_poll = 11\n";
+    let t = tree(&[("site.toml", site)]).unwrap();
+    let err = t.to_config("lab").unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    for expected in [
+        "lab/site.toml:8: time.sources[1]: \"10.0.0.1:99999\" is not an NTP server",
+        "lab/site.toml:8: time.sources[2]: \"bad host!\" is not an NTP server",
+        "lab/site.toml:9: time.minimum_agreeing_sources: 4 cannot be met by the 3 configured sources",
+        "lab/site.toml:10: time.min_poll: 11 is above 10",
+        "lab/site.toml:5: pxe.ntp: names the appliance (192.168.100.1) but time.ntp_server is off",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(expected)),
+            "{expected}\n{lines:#?}"
+        );
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("time.sources[0]")),
+        "a host name is a valid source: {lines:#?}"
+    );
+}
+
+#[test]
 fn dhcp_range_reversed_is_refused_at_parse() {
     let err = tree(&[(
         "site.toml",

@@ -3,6 +3,7 @@
 //! Owns the declarative mount table and the order of early steps. It must never
 //! stop boot: every failure is recorded in the returned report and logged.
 
+pub mod clock;
 pub mod modalias;
 pub mod modprobe;
 pub mod modules;

@@ -51,7 +51,7 @@ impl NamespacedInit {
             "data_mount": format!("{d}/data"), "config_command": null,
             "service_tables": [format!("{d}/services.json")], "log_dir": format!("{d}/log"),
             "control_socket": format!("{d}/init.sock"), "cgroup_root": format!("/sys/fs/cgroup/{cgroup}"),
-            "console": null, "services_timeout_ms": 10000
+            "console": null, "services_timeout_ms": 10000, "clock_floor_from": null
         });
         if !extra_config.is_empty() {
             let extra: serde_json::Value = serde_json::from_str(&format!(
