@@ -96,6 +96,23 @@ pub fn appliance_binary(
             ),
         });
     }
+    static_binary(name, source, image_path)
+}
+
+/// PID 1 from an explicit path (the musl build, `--init-bin`).
+pub fn init_binary(source: &Path) -> Result<Binary, BuildError> {
+    if !source.is_file() {
+        return Err(BuildError::BinaryMissing {
+            what: "kindling-init".to_string(),
+            path: source.to_path_buf(),
+            fix: "build it with `cargo build --release -p kindling-init --target x86_64-unknown-linux-musl` or pass --init-bin PATH".to_string(),
+        });
+    }
+    static_binary("kindling-init", source.to_path_buf(), "/init")
+}
+
+/// A binary kindling ships, which must be static (the image has no loader).
+fn static_binary(name: &str, source: PathBuf, image_path: &str) -> Result<Binary, BuildError> {
     let needs = elf::dynamic_needs(&source).map_err(|reason| BuildError::BinaryNotElf {
         what: name.to_string(),
         path: source.clone(),

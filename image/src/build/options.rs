@@ -77,6 +77,8 @@ pub struct BuildOptions {
     pub debug_shell: bool,
     pub busybox: PathBuf,
     pub bin_dir: PathBuf,
+    /// PID 1's binary; `None`: `kindling-init` in `bin_dir`.
+    pub init_bin: Option<PathBuf>,
     pub version: String,
     pub formats: BTreeSet<Format>,
     pub source_date_epoch: u32,
@@ -108,6 +110,7 @@ impl BuildOptions {
             debug_shell: false,
             busybox: PathBuf::from("/bin/busybox"),
             bin_dir: PathBuf::from("target/x86_64-unknown-linux-gnu/release"),
+            init_bin: None,
             version: env!("CARGO_PKG_VERSION").to_string(),
             formats: BTreeSet::from([Format::Initramfs, Format::Iso, Format::Disk, Format::Pxe]),
             source_date_epoch: DEFAULT_EPOCH,

@@ -36,7 +36,10 @@ pub(super) fn resolve(
         });
     }
 
-    let init = inputs::appliance_binary(&options.bin_dir, "kindling-init", "/init")?;
+    let init = match &options.init_bin {
+        Some(path) => inputs::init_binary(path)?,
+        None => inputs::appliance_binary(&options.bin_dir, "kindling-init", "/init")?,
+    };
     let kindlingd = inputs::appliance_binary(&options.bin_dir, "kindlingd", "/bin/kindlingd")?;
     let mut binaries = vec![kindlingd];
     let mut libraries = Vec::new();

@@ -63,6 +63,11 @@ pub struct BuildArgs {
     /// Default: target/x86_64-unknown-linux-gnu/release in the current directory, else the directory of this `kindling`.
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
+    /// PID 1 (`/init`). Default: the musl build
+    /// (`cargo build --release -p kindling-init --target x86_64-unknown-linux-musl`,
+    /// 1.3 MB instead of 2.2 MB with glibc) when it exists, else kindling-init in --bin-dir.
+    #[arg(long, value_name = "PATH")]
+    init_bin: Option<PathBuf>,
     /// Image version (default: this CLI's version).
     #[arg(long, value_name = "V")]
     version: Option<String>,
@@ -119,6 +124,9 @@ fn build_image(args: BuildArgs) -> anyhow::Result<()> {
     options.artifacts = args.artifacts;
     options.debug_shell = args.debug_shell;
     options.busybox = args.busybox;
+    options.init_bin = args
+        .init_bin
+        .or_else(|| default_init_bin(args.bin_dir.is_some()));
     options.bin_dir = args.bin_dir.unwrap_or_else(default_bin_dir);
     if let Some(version) = args.version {
         options.version = version;
@@ -191,6 +199,13 @@ fn default_bin_dir() -> PathBuf {
         .and_then(|exe| exe.parent().map(PathBuf::from))
         .filter(|dir| dir.join("kindling-init").is_file());
     beside_me.unwrap_or(workspace)
+}
+
+/// The workspace's musl build of PID 1, unless the caller named a bin dir
+/// (then its kindling-init is the one meant).
+fn default_init_bin(bin_dir_given: bool) -> Option<PathBuf> {
+    let musl = PathBuf::from("target/x86_64-unknown-linux-musl/release/kindling-init");
+    (!bin_dir_given && musl.is_file()).then_some(musl)
 }
 
 /// SOURCE_DATE_EPOCH if set, else the workspace's last commit time, else a

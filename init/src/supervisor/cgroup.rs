@@ -13,9 +13,6 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// cgroup2's filesystem magic (`CGROUP2_SUPER_MAGIC`).
-const CGROUP2_MAGIC: i64 = 0x6367_7270;
-
 /// Why cgroups cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -44,7 +41,7 @@ impl Cgroups {
     pub fn prepare(root: &Path) -> Result<Cgroups, CgroupError> {
         let parent = root.parent().unwrap_or(Path::new("/"));
         let on_cgroup2 = nix::sys::statfs::statfs(parent)
-            .map(|s| s.filesystem_type().0 == CGROUP2_MAGIC)
+            .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
             .unwrap_or(false);
         if !on_cgroup2 {
             return Err(CgroupError::NotCgroup2(parent.to_path_buf()));
