@@ -265,6 +265,11 @@ mod tests {
             s.time.ntp_server = true;
             s
         };
+        let ntp_off = {
+            let mut s = lab_site();
+            s.time.ntp_server = false;
+            s
+        };
         let cases = [
             Case {
                 what: "lab site",
@@ -310,7 +315,7 @@ mod tests {
             },
             Case {
                 what: "ntp in the image, not enabled",
-                site: lab_site(),
+                site: ntp_off,
                 inputs: with_ntp_daemon(),
                 want: &["net", "pxe", "api"],
             },

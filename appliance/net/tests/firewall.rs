@@ -59,7 +59,7 @@ fn ruleset_is_installed_replaced_atomically_and_counts() {
     let first = nft_list(&ns);
     assert!(first.contains("policy drop"), "{first}");
     assert!(
-        first.contains(r#"iifname "lan0" oifname "up0" counter"#),
+        first.contains(r#"iifname "lan0" oifname "up0" ip saddr 192.168.100.0/24 counter"#),
         "{first}"
     );
     assert!(

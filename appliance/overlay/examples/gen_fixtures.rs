@@ -303,17 +303,19 @@ fn main() {
         "payload decompresses to more than",
     );
 
-    let (kovl, sig) = build(
-        &v(4),
-        &lab_files(&(lab_site() + "\n[api\nport = 1\n")),
-        &test_key,
-    );
+    // The broken table header goes after the lab site's last line, so the
+    // refusal names the line that follows it.
+    let broken = lab_site() + "\n[api\nport = 1\n";
+    let header_line = broken.lines().position(|l| l == "[api").unwrap() + 1;
+    let (kovl, sig) = build(&v(4), &lab_files(&broken), &test_key);
     write(
         "invalid-toml",
         "lab",
         &kovl,
         &sig,
-        "invalid configuration: lab/site.toml:55: unclosed table, expected `]`",
+        &format!(
+            "invalid configuration: lab/site.toml:{header_line}: unclosed table, expected `]`"
+        ),
     );
 
     let bad = lab_site().replace(

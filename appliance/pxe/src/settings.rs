@@ -281,6 +281,7 @@ pub(crate) mod tests {
     #[test]
     fn the_appliance_is_advertised_for_ntp_only_when_it_serves_it() {
         let mut site = lab_site();
+        site.time.ntp_server = false;
         site.pxe.ntp = vec![Ipv4Addr::new(10, 0, 0, 123)];
         let s = PxeSettings::from_site(&site, PxePaths::default()).unwrap();
         assert_eq!(s.ntp, vec![Ipv4Addr::new(10, 0, 0, 123)]);
