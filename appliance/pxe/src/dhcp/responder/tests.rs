@@ -386,62 +386,65 @@ fn spoofed_release_decline_request_leave_the_victim_its_lease() {
     let mut r = responder(DhcpMode::Authoritative, (100, 200));
     let ip = dora(&mut r, mac(1), Some(victim_cid), 1);
     let ours = Ipv4Addr::new(192, 168, 100, 1);
-    let spoof = |kind, m: MacAddr, cid: Option<&[u8]>| {
+    let spoof = |kind, m: MacAddr, cid: Option<&[u8]>, ciaddr, opts: &[DhcpOption]| {
         let mut msg = request(kind, m, None, b"");
-        if let Some(id) = cid {
-            msg.opts_mut()
-                .insert(DhcpOption::ClientIdentifier(id.to_vec()));
+        msg.set_ciaddr(ciaddr);
+        for o in cid
+            .map(|id| DhcpOption::ClientIdentifier(id.to_vec()))
+            .iter()
+            .chain(opts)
+        {
+            msg.opts_mut().insert(o.clone());
         }
         msg
     };
+    let (none, wants, names_us) = (
+        Ipv4Addr::UNSPECIFIED,
+        DhcpOption::RequestedIpAddress(ip),
+        DhcpOption::ServerIdentifier(ours),
+    );
     let attacker_cid: &[u8] = &[1, 2, 0, 0, 0, 0, 0x66];
     for (m, cid) in [
         (MacAddr([2, 0, 0, 0, 0, 0x66]), Some(attacker_cid)),
         (mac(1), Some(attacker_cid)), // the victim's MAC, another client id
         (mac(1), None),
     ] {
-        let mut release = spoof(MessageType::Release, m, cid);
-        release.set_ciaddr(ip);
-        release
-            .opts_mut()
-            .insert(DhcpOption::ServerIdentifier(ours));
-        assert!(matches!(
-            r.handle(&wire(&release), Port::Dhcp, &BOOT, 2),
-            Err(Dropped::NotHolder(NotHolder {
-                message: HolderMessage::Release,
-                ..
-            }))
-        ));
-        let mut decline = spoof(MessageType::Decline, m, cid);
-        decline
-            .opts_mut()
-            .insert(DhcpOption::RequestedIpAddress(ip));
-        decline
-            .opts_mut()
-            .insert(DhcpOption::ServerIdentifier(ours));
-        assert!(matches!(
-            r.handle(&wire(&decline), Port::Dhcp, &BOOT, 2),
-            Err(Dropped::NotHolder(NotHolder {
-                message: HolderMessage::Decline,
-                ..
-            }))
-        ));
+        for (kind, ciaddr, opts, message) in [
+            (
+                MessageType::Release,
+                ip,
+                vec![names_us.clone()],
+                HolderMessage::Release,
+            ),
+            (
+                MessageType::Decline,
+                none,
+                vec![wants.clone(), names_us.clone()],
+                HolderMessage::Decline,
+            ),
+        ] {
+            let got = r.handle(
+                &wire(&spoof(kind, m, cid, ciaddr, &opts)),
+                Port::Dhcp,
+                &BOOT,
+                2,
+            );
+            assert!(
+                matches!(got, Err(Dropped::NotHolder(n)) if n.message == message),
+                "{kind:?} from {m}: {got:?}"
+            );
+        }
         // SELECTING with no offer, INIT-REBOOT and RENEWING for the address.
-        let mut selecting = spoof(MessageType::Request, m, cid);
-        selecting
-            .opts_mut()
-            .insert(DhcpOption::RequestedIpAddress(ip));
-        selecting
-            .opts_mut()
-            .insert(DhcpOption::ServerIdentifier(ours));
-        let mut init_reboot = spoof(MessageType::Request, m, cid);
-        init_reboot
-            .opts_mut()
-            .insert(DhcpOption::RequestedIpAddress(ip));
-        let mut renewing = spoof(MessageType::Request, m, cid);
-        renewing.set_ciaddr(ip);
-        for req in [selecting, init_reboot, renewing] {
-            let (h, nak) = exchange(&mut r, &req, 2);
+        for (ciaddr, opts) in [
+            (none, vec![wants.clone(), names_us.clone()]),
+            (none, vec![wants.clone()]),
+            (ip, vec![]),
+        ] {
+            let (h, nak) = exchange(
+                &mut r,
+                &spoof(MessageType::Request, m, cid, ciaddr, &opts),
+                2,
+            );
             assert_eq!((h.answered, h.bound), (Answered::Nak, None));
             assert!(h.refused.is_some());
             assert_eq!(nak.opts().msg_type(), Some(MessageType::Nak));
@@ -450,8 +453,7 @@ fn spoofed_release_decline_request_leave_the_victim_its_lease() {
     let lease = r.leases().lease_of(&mac(1)).unwrap();
     assert_eq!(lease.ip, ip);
     assert!(r.leases().available_for(ip, &mac(1), 3), "not quarantined");
-    let mut renew = spoof(MessageType::Request, mac(1), Some(victim_cid));
-    renew.set_ciaddr(ip);
+    let renew = spoof(MessageType::Request, mac(1), Some(victim_cid), ip, &[]);
     let (h, ack) = exchange(&mut r, &renew, 3);
     assert_eq!((h.answered, ack.yiaddr()), (Answered::Ack, ip));
 }
