@@ -106,7 +106,8 @@ pub fn run_committer(
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(ACK_QUEUE));
         match writer.flush(kindling_clock::unix_now()) {
-            Ok(_) => stats.bump("dhcp_lease_commits"),
+            Ok(true) => stats.bump("dhcp_lease_commits"),
+            Ok(false) => {}
             Err(e) => {
                 stats.bump("dhcp_lease_write_errors");
                 tracing::warn!(error = %e, "dhcp: lease file not written; ACKs sent anyway");

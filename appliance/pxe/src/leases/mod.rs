@@ -205,7 +205,10 @@ impl LeaseStore {
         let offered = self.offers.of(mac).map(|o| o.ip);
         let free = |ip: &Ipv4Addr| self.available_for(*ip, mac, now);
         let unclaimed = |ip: &Ipv4Addr| free(ip) && !self.offers.offered_to_other(*ip, mac, now);
-        if let Some(ip) = own.filter(free).or_else(|| offered.filter(unclaimed)) {
+        // The client's own offer stays stable even if a flood was offered
+        // the same address since: a client that repeats its DISCOVER and
+        // then REQUESTs the first OFFER still matches.
+        if let Some(ip) = own.filter(free).or_else(|| offered.filter(free)) {
             return Some(ip);
         }
         if let Some(ip) = requested.filter(unclaimed) {
