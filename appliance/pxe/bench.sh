@@ -7,13 +7,17 @@
 #   HTTP  64 MiB file to 50 concurrent clients with wrk: kindlingd pxe vs nginx (+ RSS),
 #         BENCH_HTTP_ROUNDS (3) alternating rounds, mean MB/s
 #   TFTP  10 MiB file, same block size, busybox tftp: kindlingd pxe vs tftpd-hpa
+#   FLOOD a legitimate client's (busybox udhcpc, 1 s retransmit) time to lease
+#         during and after a DISCOVER flood from 2,000 random MACs sent by one
+#         LAN host (perfdhcp -i -R 2000 -r BENCH_FLOOD_RATE for 8 s) against a
+#         lab-sized pool of 101 addresses: kindlingd pxe vs dnsmasq --no-ping
 #   PXE   time-to-kernel of a SeaBIOS+iPXE QEMU node (VM start → the payload's
 #         first console line): kindlingd pxe vs dnsmasq + nginx serving the
 #         same files to the same VM (BENCH_QEMU=0 skips; holds the QEMU lock)
 #
 #   appliance/pxe/bench.sh            (needs root; builds kindlingd --release if missing)
 #   BENCH_SECS=10 appliance/pxe/bench.sh
-#   BENCH_ONLY=http BENCH_QEMU=0 appliance/pxe/bench.sh   (one section: dhcp, http, tftp or pxe)
+#   BENCH_ONLY=http BENCH_QEMU=0 appliance/pxe/bench.sh   (one section: dhcp, flood, http, tftp or pxe)
 #   BENCH_BIN=/path/to/kindlingd appliance/pxe/bench.sh   (another build, e.g. for an A/B)
 #
 # All traffic stays in two network namespaces this script creates (kp-b-srv,
@@ -46,6 +50,7 @@ cleanup() {
   ip netns del "$SRV" 2>/dev/null || true
   ip netns del "$CLI" 2>/dev/null || true
   ip netns del kp-b-q 2>/dev/null || true
+  for n in kp-b-f kp-b-fa kp-b-fc; do ip netns del "$n" 2>/dev/null || true; done
   [ -n "${BENCH_KEEP:-}" ] && echo "bench.sh: kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -108,6 +113,53 @@ DPID=$!; PIDS+=("$DPID"); sleep 0.5
 d_dhcp=$(perf "$RATE" dnsmasq 30000); d_drops=$(drops dnsmasq)
 d_dhcp_small=$(perf "$RATE" dnsmasq-small 100)
 stop "$DPID"
+fi
+
+# --- DISCOVER flood -----------------------------------------------------------
+# Server, attacker and client each in their own namespace on one bridge.
+k_fd=skipped k_fa=skipped d_fd=skipped d_fa=skipped
+FLOOD_RATE="${BENCH_FLOOD_RATE:-2000}"
+if want flood; then
+  F=kp-b-f FA=kp-b-fa FC=kp-b-fc
+  for n in $F $FA $FC; do ip netns add $n; ip -n $n link set lo up; done
+  ip -n $F link add kpbfbr type bridge; ip -n $F addr add 192.168.100.1/24 dev kpbfbr; ip -n $F link set kpbfbr up
+  for h in a c; do ns=$FA; [ $h = c ] && ns=$FC
+    ip link add kpbf$h netns $F type veth peer name eth0 netns $ns
+    ip -n $F link set kpbf$h master kpbfbr up; ip -n $ns link set eth0 up
+  done
+  ip -n $FA addr add 192.168.100.250/24 dev eth0
+  mkdir -p "$WORK/f/state" "$WORK/f/boot" "$WORK/f/art"
+  cat > "$WORK/f/site.json" <<JSON
+{"site": {"id": "bench"}, "pxe": {"range": {"start": "192.168.100.100", "end": "192.168.100.200"},
+ "router_advertisements": false}}
+JSON
+  lease_secs() { # MAC → seconds until udhcpc has a lease ("fail" after 30 tries)
+    ip -n $FC link set eth0 address "$1"
+    local t0 t1; t0=$(date +%s.%N)
+    if in_ns $FC busybox udhcpc -i eth0 -n -q -f -t 30 -T 1 -s /bin/true >/dev/null 2>&1; then
+      t1=$(date +%s.%N); awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%.2f", a - b }'
+    else echo fail; fi
+  }
+  flood_run() { # → "during after" lease times with a flood running against the started server
+    in_ns $FA perfdhcp -4 -l eth0 -i -R 2000 -r "$FLOOD_RATE" -p 8 >"$WORK/f/perfdhcp.$1.log" 2>&1 &
+    local fp=$!; PIDS+=("$fp"); sleep 2
+    local during; during=$(lease_secs 52:54:00:6b:0f:01)
+    wait "$fp" 2>/dev/null || true
+    echo "$during $(lease_secs 52:54:00:6b:0f:02)"
+  }
+  in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+  RUST_LOG=warn ip netns exec $F "$BIN" pxe --site "$WORK/f/site.json" --interface kpbfbr --boot-dir "$WORK/f/boot" \
+    --artifacts-dir "$WORK/f/art" --state-dir "$WORK/f/state" --status-file "$WORK/f/pxe.json" >"$WORK/f/kindling.log" 2>&1 &
+  FK=$!; PIDS+=("$FK"); sleep 1
+  read -r k_fd k_fa <<<"$(flood_run kindling)"
+  stop "$FK"
+  ip netns exec $F dnsmasq --user=root --keep-in-foreground --port=0 --no-resolv --no-hosts --no-ping --dhcp-authoritative \
+    --interface=kpbfbr --bind-interfaces --dhcp-range=192.168.100.100,192.168.100.200,1h \
+    --dhcp-leasefile="$WORK/f/dnsmasq.leases" --log-facility=/dev/null &
+  FD=$!; PIDS+=("$FD"); sleep 0.5
+  read -r d_fd d_fa <<<"$(flood_run dnsmasq)"
+  stop "$FD"
+  for n in $F $FA $FC; do ip netns del $n; done
 fi
 
 # --- HTTP -------------------------------------------------------------------
@@ -283,6 +335,8 @@ printf '%-38s %14s %14s %8s %s\n' "measure" "kindlingd pxe" "baseline" "ratio" "
 printf '%-38s %14s %14s %8s %s\n' "DHCP leases/s (perfdhcp -r $RATE)" "$k_dhcp" "$d_dhcp" "$(ratio "$k_dhcp" "$d_dhcp")" "dnsmasq (--no-ping)"
 printf '%-38s %14s %14s %8s %s\n' "DHCP packets dropped" "$k_drops" "$d_drops" "" ""
 printf '%-38s %14s %14s %8s %s\n' "DHCP leases/s, 100 clients (renewals)" "$k_dhcp_small" "$d_dhcp_small" "$(ratio "$k_dhcp_small" "$d_dhcp_small")" "dnsmasq (--no-ping)"
+printf '%-38s %14s %14s %8s %s\n' "lease during 2000-MAC flood, s" "$k_fd" "$d_fd" "$(ratio "$k_fd" "$d_fd")" "dnsmasq (--no-ping), same flood"
+printf '%-38s %14s %14s %8s %s\n' "lease after 2000-MAC flood, s" "$k_fa" "$d_fa" "$(ratio "$k_fa" "$d_fa")" "dnsmasq (--no-ping), same flood"
 printf '%-38s %14s %14s %8s %s\n' "HTTP 64 MiB x ${CONNS:-50} clients, MB/s (mean)" "$k_mb" "$n_mb" "$(ratio "$k_mb" "$n_mb")" "nginx sendfile, 2 workers"
 printf '%-38s %14s %14s %8s %s\n' "HTTP server CPU s per GB sent (mean)" "$k_cpu" "$n_cpu" "$(ratio "$k_cpu" "$n_cpu")" "(lower is better)"
 printf '%-38s %14s %14s %8s %s\n' "HTTP peak RSS, MiB" "$((k_rss / 1024))" "$((n_rss / 1024))" "" "(nginx: master+workers)"

@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+mod discovered;
+pub use discovered::DEFAULT_MAX_DISCOVERED;
+
 /// How many phone-home events are kept per node.
 const EVENTS_KEPT: usize = 16;
 
@@ -73,6 +76,8 @@ const ASSIGNMENTS_RECHECK: Duration = Duration::from_millis(500);
 struct Nodes {
     map: BTreeMap<MacAddr, NodeRecord>,
     dirty: bool,
+    /// The cap on discovered-only records (`discovered`).
+    discovered: discovered::DiscoveredCap,
 }
 
 /// The PXE service's live inventory.
@@ -109,7 +114,11 @@ impl Inventory {
             }
         };
         let inv = Self {
-            nodes: Mutex::new(Nodes { map, dirty: false }),
+            nodes: Mutex::new(Nodes {
+                discovered: discovered::DiscoveredCap::from_records(&map),
+                map,
+                dirty: false,
+            }),
             nodes_path,
             assignments: AssignmentStore::new(crate::assignments_file(state_dir)),
             cached: Mutex::new(CachedAssignments {
@@ -185,6 +194,7 @@ impl Inventory {
 
     fn touch(&self, mac: MacAddr, now: u64, update: impl FnOnce(&mut NodeRecord)) {
         let mut nodes = lock(&self.nodes);
+        let created = !nodes.map.contains_key(&mac);
         let record = nodes.map.entry(mac).or_insert_with(|| NodeRecord {
             mac,
             state: NodeState::Discovered,
@@ -202,6 +212,11 @@ impl Inventory {
         record.seen.last_seen = now;
         update(record);
         nodes.dirty = true;
+        let over_cap = created && nodes.discovered.created(mac, self.is_site_node(&mac));
+        drop(nodes);
+        if over_cap {
+            self.evict_excess();
+        }
     }
 
     /// A DHCP request from `mac`.

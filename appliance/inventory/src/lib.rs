@@ -25,7 +25,7 @@ pub mod testing;
 
 pub use assignments::{AssignmentRecord, AssignmentStore, AssignmentsState};
 pub use error::InventoryError;
-pub use inventory::{read_nodes, Inventory, NodeRecord};
+pub use inventory::{read_nodes, Inventory, NodeRecord, DEFAULT_MAX_DISCOVERED};
 pub use kindling_api::nodes::{Firmware, KvStatus, NodeEvent, NodeState, ProfileChoice};
 pub use kindling_site::MacAddr;
 pub use policy::ProfilePolicy;

@@ -6,6 +6,7 @@
 //! Library modules never panic on input and never exit the process; the
 //! binary edge (`kindlingd`) maps errors to exit codes.
 
+pub mod bounded;
 pub mod dhcp;
 pub mod enroll;
 pub mod http;

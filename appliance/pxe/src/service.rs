@@ -7,6 +7,7 @@
 //! an error (init restarts it); optional parts (rogue watch, RAs) that cannot
 //! start are reported in status and the rest keeps serving.
 
+use crate::dhcp::commit::{self, AckQueue, LeaseWriter};
 use crate::dhcp::socket::{open_udp, DhcpObserver, SocketError};
 use crate::dhcp::{self, DhcpResponder, Handled, NodePolicy, Port};
 use crate::enroll::EnrollmentSource;
@@ -38,6 +39,8 @@ pub enum ServiceError {
     },
     #[error("block signals: {0}")]
     Signals(nix::Error),
+    #[error("clone the DHCP socket for the ACK committer: {0}")]
+    SocketClone(std::io::Error),
 }
 
 /// Ports and knobs; `Default` is the appliance's.
@@ -163,7 +166,7 @@ pub fn run(
     let (inventory, inv_problem) =
         Inventory::open(&settings.paths.state_dir, settings.profile_policy());
     problems.extend(inv_problem);
-    let inventory = Arc::new(inventory);
+    let inventory = Arc::new(inventory.with_discovered_cap(settings.max_discovered));
 
     let now = unix_now();
     let reserved = settings
@@ -245,16 +248,29 @@ pub fn run(
     }
 
     let (tx, rx) = mpsc::channel::<Event>();
+    let lease_writer = Arc::new(LeaseWriter::new(responder.clone()));
+    let (acks, pending_acks) = AckQueue::new();
+    {
+        let socket = dhcp_socket.try_clone().map_err(ServiceError::SocketClone)?;
+        let (writer, stats) = (lease_writer.clone(), stats.clone());
+        spawn("dhcp-commit", &tx, move || {
+            commit::run_committer(&pending_acks, &socket, &writer, &stats);
+            "the DHCP receive loop stopped".into()
+        });
+    }
     {
         let (responder, view, stats) = (responder.clone(), view.clone(), stats.clone());
         spawn("dhcp", &tx, move || {
-            dhcp::socket::serve(&dhcp_socket, Port::Dhcp, &responder, &*view, &stats).to_string()
+            let acks = Some(&acks);
+            dhcp::socket::serve(&dhcp_socket, Port::Dhcp, &responder, &*view, &stats, acks)
+                .to_string()
         });
     }
     if let Some(sock) = proxy_socket {
         let (responder, view, stats) = (responder.clone(), view.clone(), stats.clone());
+        // ProxyDHCP binds no leases: its ACKs never wait for the disk.
         spawn("proxydhcp", &tx, move || {
-            dhcp::socket::serve(&sock, Port::ProxyPxe, &responder, &*view, &stats).to_string()
+            dhcp::socket::serve(&sock, Port::ProxyPxe, &responder, &*view, &stats, None).to_string()
         });
     }
     if let Some(sock) = rogue_socket {
@@ -327,26 +343,25 @@ pub fn run(
     };
     let flush = |ready: bool| {
         let now = unix_now();
-        let (snapshot, leases_in_use) = {
+        let leases_in_use = {
             let mut r = responder
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let snapshot = r.leases_mut().snapshot_if_dirty(now);
-            (snapshot, r.leases().active(now).count())
+            r.leases_mut().prune(now);
+            r.leases().active(now).count()
         };
-        if let Some(snapshot) = snapshot {
-            if let Err(e) = snapshot.write() {
-                tracing::warn!(error = %e, "pxe: lease flush failed");
-                responder
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .leases_mut()
-                    .mark_dirty();
-            }
+        // ACKed leases are written by the committer before the ACK leaves;
+        // this writes what changed without an ACK (releases, declines).
+        if let Err(e) = lease_writer.flush(now) {
+            tracing::warn!(error = %e, "pxe: lease flush failed");
         }
+        // Inventory records are written behind, at most once a second and
+        // never on the DHCP thread: a flood costs memory (capped), not fsyncs.
         if let Err(e) = inventory.flush_if_dirty() {
             tracing::warn!(error = %e, "pxe: inventory flush failed");
         }
+        let mut counters = stats.counters();
+        counters.insert("inventory_evicted", inventory.evicted());
         let status = StatusFile {
             service: "pxe",
             ready,
@@ -354,8 +369,9 @@ pub fn run(
             interface: Some(&interface),
             listeners: listeners.clone(),
             updated: now,
-            counters: stats.counters(),
+            counters,
             leases_in_use,
+            inventory_max_discovered: inventory.discovered_cap(),
             rogue_dhcp_servers: stats.rogues(),
             inventory: inventory.summary(),
             // Startup problems, plus what the assignments file reports now

@@ -77,6 +77,8 @@ pub struct PxeSettings {
     pub default_profile: Option<String>,
     pub unknown: UnknownMacPolicy,
     pub router_advertisements: bool,
+    /// `pxe.max_discovered`: discovered-only inventory records kept.
+    pub max_discovered: usize,
     pub reservations: BTreeMap<MacAddr, Reservation>,
     pub profiles: BTreeMap<String, Profile>,
     pub paths: PxePaths,
@@ -148,6 +150,7 @@ impl PxeSettings {
             default_profile: pxe.default_profile.as_ref().map(|p| p.to_string()),
             unknown: pxe.unknown,
             router_advertisements: pxe.router_advertisements,
+            max_discovered: usize::try_from(pxe.max_discovered).unwrap_or(usize::MAX),
             reservations: BTreeMap::new(),
             profiles: site
                 .profiles

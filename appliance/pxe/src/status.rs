@@ -5,7 +5,7 @@
 //! the counters.
 
 use crate::dhcp::client::{ClientFacts, Firmware};
-use crate::dhcp::Dropped;
+use crate::dhcp::{Dropped, HolderMessage};
 use dhcproto::v4::MessageType;
 use kindling_atomic_write::write_atomic;
 use serde::Serialize;
@@ -54,6 +54,11 @@ impl Stats {
             Dropped::NotPxe => "dhcp_dropped_not_pxe",
             Dropped::NotServed => "dhcp_dropped_not_served",
             Dropped::OwnProbe => "dhcp_dropped_own_probe",
+            Dropped::RateLimited => "dhcp_dropped_rate_limited",
+            Dropped::NotHolder(refused) => match refused.message {
+                HolderMessage::Release => "dhcp_refused_release",
+                HolderMessage::Decline => "dhcp_refused_decline",
+            },
         };
         self.bump(name);
     }
@@ -123,6 +128,9 @@ pub struct StatusFile<'a> {
     pub updated: u64,
     pub counters: BTreeMap<&'static str, u64>,
     pub leases_in_use: usize,
+    /// The cap on discovered-only inventory records (`pxe.max_discovered`);
+    /// `counters.inventory_evicted` counts the records it forgot.
+    pub inventory_max_discovered: usize,
     pub rogue_dhcp_servers: Vec<RogueServer>,
     pub inventory: BTreeMap<String, usize>,
     pub problems: Vec<String>,

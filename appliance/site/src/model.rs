@@ -239,6 +239,14 @@ pub struct PxeConfig {
     pub router_advertisements: bool,
     #[serde(default = "default_http_port")]
     pub http_port: u16,
+    /// How many nodes seen only by DHCP (discovered, never provisioned) the
+    /// inventory keeps. Past this, the oldest such record is forgotten and
+    /// the eviction counted in status, so DHCP packets from made-up MACs
+    /// cannot grow the inventory without bound. Nodes listed in `[[nodes]]`,
+    /// nodes assigned a profile at runtime and nodes that got past
+    /// discovery are never forgotten. At least 1.
+    #[serde(default = "default_max_discovered")]
+    pub max_discovered: u32,
 }
 
 fn default_range() -> DhcpRange {
@@ -253,6 +261,9 @@ fn default_lease_secs() -> u32 {
 fn default_http_port() -> u16 {
     80
 }
+fn default_max_discovered() -> u32 {
+    1024
+}
 
 impl Default for PxeConfig {
     fn default() -> Self {
@@ -266,6 +277,7 @@ impl Default for PxeConfig {
             unknown: UnknownMacPolicy::DefaultProfile,
             router_advertisements: true,
             http_port: default_http_port(),
+            max_discovered: default_max_discovered(),
         }
     }
 }

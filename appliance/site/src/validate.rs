@@ -227,6 +227,12 @@ fn check_pxe(c: &SiteConfig, out: &mut Vec<Problem>) {
             "required when pxe.unknown = \"default_profile\"".into(),
         ));
     }
+    if pxe.max_discovered == 0 {
+        out.push((
+            at("pxe.max_discovered"),
+            "0 would forget every node as soon as it is seen (at least 1)".into(),
+        ));
+    }
     if pxe.http_port == 0 {
         out.push((at("pxe.http_port"), "port 0 is not a port".into()));
     }

@@ -260,3 +260,19 @@ print('ok')
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn max_discovered_has_a_safe_default_and_refuses_zero() {
+    let t = tree(&[("site.toml", "[site]\nid = \"x\"\n")]).unwrap();
+    assert_eq!(t.to_config("x").unwrap().config.pxe.max_discovered, 1024);
+    let t = tree(&[(
+        "site.toml",
+        "[site]\nid = \"x\"\n[pxe]\nmax_discovered = 0\n",
+    )])
+    .unwrap();
+    let err = t.to_config("x").unwrap_err().to_string();
+    assert!(
+        err.contains("x/site.toml:4: pxe.max_discovered: 0 would forget every node"),
+        "{err}"
+    );
+}

@@ -8,8 +8,9 @@
 
 use super::boot::{self, BootFile, BootFiles};
 use super::client::{self, ClientFacts};
+use super::holder::{self, Claim, Held, Refusal};
 use super::options;
-use crate::leases::LeaseStore;
+use crate::leases::{ClientId, LeaseStore};
 use crate::settings::PxeSettings;
 use dhcproto::v4::{
     DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode, UnknownOption,
@@ -56,8 +57,7 @@ impl Reply {
 
 /// Why a datagram got no reply. Counted in status; none of these is an error
 /// of the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dropped {
     Oversized,
     Truncated,
@@ -76,6 +76,27 @@ pub enum Dropped {
     NotServed,
     /// Our own rogue-detection probe, looped back to us.
     OwnProbe,
+    /// Its client MAC sent more than its rate allows (`rate`).
+    RateLimited,
+    /// A RELEASE or DECLINE not from the lease's holder (`holder`).
+    NotHolder(NotHolder),
+}
+
+/// A RELEASE or DECLINE that was ignored, and why (for the console line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NotHolder {
+    pub message: HolderMessage,
+    /// The chaddr it carried (anyone can write any MAC there).
+    pub mac: MacAddr,
+    /// The address it named, if any.
+    pub address: Option<Ipv4Addr>,
+    pub why: Refusal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HolderMessage {
+    Release,
+    Decline,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -98,6 +119,9 @@ pub struct Handled {
     /// Address bound by an ACK.
     pub bound: Option<Ipv4Addr>,
     pub boot_file: Option<BootFile>,
+    /// A REQUEST answered with a NAK because it did not come from the
+    /// holder of a lease or offer (`holder`).
+    pub refused: Option<Refusal>,
 }
 
 /// Whether a MAC gets boot information (the site's unknown-MAC policy), and
@@ -194,24 +218,46 @@ impl DhcpResponder {
         now: u64,
     ) -> Result<Handled, Dropped> {
         let mac = facts.mac;
-        let requested = match req.opts().get(OptionCode::RequestedIpAddress) {
-            Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
-            _ => None,
+        let claim = Claim {
+            mac,
+            client_id: match req.opts().get(OptionCode::ClientIdentifier) {
+                Some(DhcpOption::ClientIdentifier(id)) => Some(id.as_slice()),
+                _ => None,
+            },
+            ciaddr: req.ciaddr(),
+            requested: match req.opts().get(OptionCode::RequestedIpAddress) {
+                Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
+                _ => None,
+            },
+            server_id: match req.opts().get(OptionCode::ServerIdentifier) {
+                Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
+                _ => None,
+            },
         };
-        let server_id = match req.opts().get(OptionCode::ServerIdentifier) {
-            Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
-            _ => None,
-        };
+        let client_id = claim.client_id.map(ClientId::new);
         let reserved = policy.reserved_ip(&mac);
-        let hostname = policy.hostname(&mac).or_else(|| facts.hostname.clone());
-        let boot_file = self.boot_file_for(&facts, policy);
+        let held = Held {
+            lease: self.leases.lease_of(&mac),
+            offer: self.leases.offer_of(&mac),
+            reserved,
+        };
+        let answered = |answered, reply, bound, boot_file, refused| Handled {
+            answered,
+            reply,
+            facts: facts.clone(),
+            bound,
+            boot_file,
+            refused,
+        };
         match kind {
             MessageType::Discover => {
                 let ip = self
                     .leases
-                    .choose(&mac, reserved, requested, now)
+                    .choose(&mac, reserved, claim.requested, now)
                     .ok_or(Dropped::PoolExhausted)?;
-                self.leases.hold_offer(mac, ip, now);
+                self.leases.offer(mac, client_id, ip, now);
+                let boot_file = self.boot_file_for(&facts, policy);
+                let hostname = policy.hostname(&mac).or_else(|| facts.hostname.clone());
                 let reply = self.reply(
                     req,
                     MessageType::Offer,
@@ -220,36 +266,42 @@ impl DhcpResponder {
                     boot_file.as_ref(),
                     hostname.as_deref(),
                 );
-                Ok(Handled {
-                    answered: Answered::Offer,
-                    reply: Some(reply),
-                    facts,
-                    bound: None,
+                Ok(answered(
+                    Answered::Offer,
+                    Some(reply),
+                    None,
                     boot_file,
-                })
+                    None,
+                ))
             }
             MessageType::Request => {
-                if let Some(sid) = server_id {
-                    if sid != self.server_id() {
-                        // SELECTING another server's offer: free what we offered.
-                        if let Some(lease) = self.leases.lease_of(&mac).cloned() {
-                            if lease.state == crate::leases::LeaseState::Offered {
-                                self.leases.release(&mac, lease.ip);
-                            }
-                        }
-                        return Err(Dropped::OtherServer);
-                    }
-                }
-                let ciaddr = req.ciaddr();
-                let wanted = requested.or((!ciaddr.is_unspecified()).then_some(ciaddr));
-                let acceptable = wanted.filter(|ip| match reserved {
-                    Some(r) => r == *ip,
-                    None => self.leases.available_for(*ip, &mac, now),
+                let verdict = holder::request(&claim, &held, self.server_id(), now);
+                let offered_to_it = held.offer.is_some_and(|o| {
+                    o.client_id.as_ref().map(ClientId::as_bytes) == claim.client_id
                 });
-                match acceptable {
-                    Some(ip) => {
-                        self.leases
-                            .bind(mac, ip, self.settings.lease_secs, hostname.clone(), now);
+                match verdict {
+                    Err(Refusal::OtherServer) => {
+                        // SELECTING another server's offer: forget ours (only
+                        // when it is this client's, so nobody can cancel
+                        // another client's offer by naming its MAC).
+                        if offered_to_it {
+                            self.leases.forget_offer(&mac);
+                        }
+                        Err(Dropped::OtherServer)
+                    }
+                    // Offers are soft: someone else may have bound the
+                    // address since; then NAK like any taken address.
+                    Ok(ip) if reserved == Some(ip) || self.leases.available_for(ip, &mac, now) => {
+                        let boot_file = self.boot_file_for(&facts, policy);
+                        let hostname = policy.hostname(&mac).or_else(|| facts.hostname.clone());
+                        self.leases.bind(
+                            mac,
+                            client_id,
+                            ip,
+                            self.settings.lease_secs,
+                            hostname.clone(),
+                            now,
+                        );
                         let reply = self.reply(
                             req,
                             MessageType::Ack,
@@ -258,50 +310,62 @@ impl DhcpResponder {
                             boot_file.as_ref(),
                             hostname.as_deref(),
                         );
-                        Ok(Handled {
-                            answered: Answered::Ack,
-                            reply: Some(reply),
-                            facts,
-                            bound: Some(ip),
+                        Ok(answered(
+                            Answered::Ack,
+                            Some(reply),
+                            Some(ip),
                             boot_file,
-                        })
+                            None,
+                        ))
                     }
-                    None => {
-                        // Authoritative for the LAN: a wrong, foreign or taken
-                        // address is refused so the client restarts at DISCOVER
-                        // at once instead of waiting out its timers.
-                        let reply = self.nak(req);
-                        Ok(Handled {
-                            answered: Answered::Nak,
-                            reply: Some(reply),
-                            facts,
-                            bound: None,
-                            boot_file: None,
-                        })
-                    }
+                    // Authoritative for the LAN: a REQUEST that answers no
+                    // offer of ours, names an address its sender does not
+                    // hold, or a taken one, is refused, so a real client
+                    // restarts at DISCOVER at once instead of waiting out
+                    // its timers (RFC 2131 4.3.2).
+                    other => Ok(answered(
+                        Answered::Nak,
+                        Some(self.nak(req)),
+                        None,
+                        None,
+                        other.err(),
+                    )),
                 }
             }
-            MessageType::Release => {
-                self.leases.release(&mac, req.ciaddr());
-                Ok(Handled {
-                    answered: Answered::Released,
-                    reply: None,
-                    facts,
-                    bound: None,
-                    boot_file: None,
-                })
-            }
-            MessageType::Decline => {
-                if let Some(ip) = requested {
-                    self.leases.decline(&mac, ip, now);
-                }
-                Ok(Handled {
-                    answered: Answered::Declined,
-                    reply: None,
-                    facts,
-                    bound: None,
-                    boot_file: None,
-                })
+            MessageType::Release | MessageType::Decline => {
+                let (message, verdict) = if kind == MessageType::Release {
+                    let v = holder::release(&claim, &held, self.server_id());
+                    (HolderMessage::Release, v)
+                } else {
+                    let v = holder::decline(&claim, &held, self.server_id());
+                    (HolderMessage::Decline, v)
+                };
+                let ip = match verdict {
+                    Ok(ip) => ip,
+                    Err(Refusal::OtherServer) => return Err(Dropped::OtherServer),
+                    Err(why) => {
+                        return Err(Dropped::NotHolder(NotHolder {
+                            message,
+                            mac,
+                            address: match message {
+                                HolderMessage::Release => Some(claim.ciaddr),
+                                HolderMessage::Decline => claim.requested,
+                            },
+                            why,
+                        }))
+                    }
+                };
+                let answer = match message {
+                    HolderMessage::Release => {
+                        self.leases.release(&mac, ip);
+                        Answered::Released
+                    }
+                    HolderMessage::Decline => {
+                        self.leases.decline(&mac, ip, now);
+                        Answered::Declined
+                    }
+                };
+                Ok(answered(answer, None, None, None, None))
             }
             MessageType::Inform => {
                 let mut reply = self.reply(
@@ -319,13 +383,7 @@ impl DhcpResponder {
                 if !req.ciaddr().is_unspecified() && req.giaddr().is_unspecified() {
                     reply.destination = Destination::Unicast(req.ciaddr(), 68);
                 }
-                Ok(Handled {
-                    answered: Answered::InformAck,
-                    reply: Some(reply),
-                    facts,
-                    bound: None,
-                    boot_file: None,
-                })
+                Ok(answered(Answered::InformAck, Some(reply), None, None, None))
             }
             _ => Err(Dropped::Ignored),
         }
@@ -386,6 +444,7 @@ impl DhcpResponder {
             facts,
             bound: None,
             boot_file: Some(boot_file),
+            refused: None,
         })
     }
 
@@ -474,444 +533,4 @@ impl DhcpResponder {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-    use crate::dhcp::client::{ARCH_BIOS, ARCH_EFI_X64, ARCH_EFI_X64_HTTP};
-    use crate::settings::{tests::lab_site, PxePaths};
-    use dhcproto::v4::Architecture;
-
-    struct Policy {
-        boot: bool,
-    }
-    impl NodePolicy for Policy {
-        fn may_boot(&self, _: &MacAddr) -> bool {
-            self.boot
-        }
-        fn reserved_ip(&self, mac: &MacAddr) -> Option<Ipv4Addr> {
-            (mac.0[5] == 0x20).then(|| Ipv4Addr::new(192, 168, 100, 150))
-        }
-        fn hostname(&self, _: &MacAddr) -> Option<String> {
-            None
-        }
-    }
-    const BOOT: Policy = Policy { boot: true };
-
-    fn responder(mode: DhcpMode, range: (u8, u8)) -> DhcpResponder {
-        let mut site = lab_site();
-        site.pxe.mode = mode;
-        let mut s = PxeSettings::from_site(&site, PxePaths::default()).unwrap();
-        s.range_start = Ipv4Addr::new(192, 168, 100, range.0);
-        s.range_end = Ipv4Addr::new(192, 168, 100, range.1);
-        let leases = LeaseStore::new(
-            s.range_start,
-            s.range_end,
-            [(mac(0x20), Ipv4Addr::new(192, 168, 100, 150))],
-        );
-        DhcpResponder::new(s, BootFiles::default(), leases)
-    }
-
-    fn mac(last: u8) -> MacAddr {
-        MacAddr([0x52, 0x54, 0, 0x6b, 0, last])
-    }
-
-    fn request(kind: MessageType, m: MacAddr, arch: Option<u16>, vendor: &[u8]) -> Message {
-        let mut msg = Message::default();
-        msg.set_opcode(Opcode::BootRequest)
-            .set_htype(HType::Eth)
-            .set_xid(0x1234)
-            .set_chaddr(&m.0);
-        msg.opts_mut().insert(DhcpOption::MessageType(kind));
-        if let Some(a) = arch {
-            msg.opts_mut()
-                .insert(DhcpOption::ClientSystemArchitecture(Architecture(a)));
-        }
-        if !vendor.is_empty() {
-            msg.opts_mut()
-                .insert(DhcpOption::ClassIdentifier(vendor.to_vec()));
-        }
-        msg
-    }
-
-    fn wire(msg: &Message) -> Vec<u8> {
-        let mut buf = Vec::new();
-        msg.encode(&mut Encoder::new(&mut buf)).unwrap();
-        buf
-    }
-
-    /// Every reply goes through encode → decode, as on the wire.
-    fn exchange(r: &mut DhcpResponder, msg: &Message, now: u64) -> (Handled, Message) {
-        let handled = r.handle(&wire(msg), Port::Dhcp, &BOOT, now).unwrap();
-        let bytes = handled.reply.as_ref().unwrap().to_bytes().unwrap();
-        let back = Message::decode(&mut Decoder::new(&bytes)).unwrap();
-        (handled, back)
-    }
-
-    fn opt(m: &Message, code: OptionCode) -> Option<&DhcpOption> {
-        m.opts().get(code)
-    }
-
-    #[test]
-    fn discover_request_ack_for_bios_pxe() {
-        let mut r = responder(DhcpMode::Authoritative, (100, 200));
-        let (h, offer) = exchange(
-            &mut r,
-            &request(
-                MessageType::Discover,
-                mac(1),
-                Some(ARCH_BIOS),
-                b"PXEClient:Arch:00000",
-            ),
-            10,
-        );
-        assert_eq!(h.answered, Answered::Offer);
-        assert_eq!(offer.opts().msg_type(), Some(MessageType::Offer));
-        assert_eq!(offer.xid(), 0x1234);
-        assert_eq!(offer.opcode(), Opcode::BootReply);
-        let ip = offer.yiaddr();
-        assert!(r.settings.in_range(ip));
-        assert_eq!(offer.siaddr(), Ipv4Addr::new(192, 168, 100, 1));
-        // Decoded fname has a trailing NUL per DESIGN; compare trimmed.
-        let fname = offer
-            .fname()
-            .map(|f| f.split(|b| *b == 0).next().unwrap_or_default().to_vec());
-        assert_eq!(fname.as_deref(), Some(&b"undionly.kpxe"[..]));
-        assert!(
-            matches!(opt(&offer, OptionCode::Unknown(175)), Some(DhcpOption::Unknown(u)) if u.data() == [0xb0, 1, 1])
-        );
-        assert!(
-            matches!(opt(&offer, OptionCode::Router), Some(DhcpOption::Router(v)) if v == &[Ipv4Addr::new(192, 168, 100, 1)])
-        );
-        assert!(
-            matches!(opt(&offer, OptionCode::SubnetMask), Some(DhcpOption::SubnetMask(m)) if *m == Ipv4Addr::new(255, 255, 255, 0))
-        );
-        assert!(matches!(
-            opt(&offer, OptionCode::AddressLeaseTime),
-            Some(DhcpOption::AddressLeaseTime(3600))
-        ));
-
-        let mut req = request(
-            MessageType::Request,
-            mac(1),
-            Some(ARCH_BIOS),
-            b"PXEClient:Arch:00000",
-        );
-        req.opts_mut().insert(DhcpOption::RequestedIpAddress(ip));
-        req.opts_mut()
-            .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(
-                192, 168, 100, 1,
-            )));
-        let (h, ack) = exchange(&mut r, &req, 11);
-        assert_eq!(h.answered, Answered::Ack);
-        assert_eq!(h.bound, Some(ip));
-        assert_eq!(ack.yiaddr(), ip);
-        assert_eq!(r.leases().lease_of(&mac(1)).map(|l| l.ip), Some(ip));
-    }
-
-    #[test]
-    fn boot_file_per_architecture_and_ipxe() {
-        let mut r = responder(DhcpMode::Authoritative, (100, 200));
-        let (_, uefi) = exchange(
-            &mut r,
-            &request(
-                MessageType::Discover,
-                mac(2),
-                Some(ARCH_EFI_X64),
-                b"PXEClient:Arch:00007",
-            ),
-            1,
-        );
-        assert!(
-            matches!(opt(&uefi, OptionCode::BootfileName), Some(DhcpOption::BootfileName(f)) if f == b"snponly.efi")
-        );
-
-        let (h, http) = exchange(
-            &mut r,
-            &request(
-                MessageType::Discover,
-                mac(3),
-                Some(ARCH_EFI_X64_HTTP),
-                b"HTTPClient:Arch:00016",
-            ),
-            1,
-        );
-        assert_eq!(
-            h.boot_file,
-            Some(BootFile::Http(
-                "http://192.168.100.1/boot/snponly.efi".into()
-            ))
-        );
-        assert!(
-            matches!(opt(&http, OptionCode::ClassIdentifier), Some(DhcpOption::ClassIdentifier(v)) if v == b"HTTPClient")
-        );
-
-        let mut ipxe = request(
-            MessageType::Discover,
-            mac(4),
-            Some(ARCH_BIOS),
-            b"PXEClient:Arch:00000",
-        );
-        ipxe.opts_mut()
-            .insert(DhcpOption::UserClass(b"iPXE".to_vec()));
-        let (h, _) = exchange(&mut r, &ipxe, 1);
-        assert_eq!(
-            h.boot_file,
-            Some(BootFile::Http(
-                "http://192.168.100.1/boot/52:54:00:6b:00:04.ipxe".into()
-            ))
-        );
-
-        let (h, plain) = exchange(
-            &mut r,
-            &request(MessageType::Discover, mac(5), None, b""),
-            1,
-        );
-        assert_eq!(
-            h.boot_file, None,
-            "an installed OS asking for an address gets no boot file"
-        );
-        assert!(opt(&plain, OptionCode::Unknown(175)).is_none());
-    }
-
-    #[test]
-    fn unknown_mac_with_ignore_policy_gets_an_address_but_no_boot() {
-        let mut r = responder(DhcpMode::Authoritative, (100, 200));
-        let msg = request(MessageType::Discover, mac(6), Some(ARCH_BIOS), b"PXEClient");
-        let h = r
-            .handle(&wire(&msg), Port::Dhcp, &Policy { boot: false }, 1)
-            .unwrap();
-        assert!(h.boot_file.is_none());
-        assert!(!h.reply.unwrap().message.yiaddr().is_unspecified());
-    }
-
-    #[test]
-    fn reservation_wins_and_foreign_requests_are_naked() {
-        let mut r = responder(DhcpMode::Authoritative, (100, 200));
-        let (_, offer) = exchange(
-            &mut r,
-            &request(MessageType::Discover, mac(0x20), None, b""),
-            1,
-        );
-        assert_eq!(offer.yiaddr(), Ipv4Addr::new(192, 168, 100, 150));
-
-        // INIT-REBOOT asking for an address outside the range: NAK.
-        let mut req = request(MessageType::Request, mac(7), None, b"");
-        req.opts_mut()
-            .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 9, 9, 9)));
-        let (h, nak) = exchange(&mut r, &req, 1);
-        assert_eq!(h.answered, Answered::Nak);
-        assert_eq!(nak.opts().msg_type(), Some(MessageType::Nak));
-        assert!(nak.flags().broadcast());
-
-        // Somebody else's reservation: NAK.
-        let mut req = request(MessageType::Request, mac(8), None, b"");
-        req.opts_mut()
-            .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
-                192, 168, 100, 150,
-            )));
-        assert_eq!(exchange(&mut r, &req, 1).0.answered, Answered::Nak);
-    }
-
-    #[test]
-    fn choosing_another_server_frees_our_offer() {
-        let mut r = responder(DhcpMode::Authoritative, (100, 100));
-        let (_, offer) = exchange(
-            &mut r,
-            &request(MessageType::Discover, mac(1), None, b""),
-            1,
-        );
-        let mut req = request(MessageType::Request, mac(1), None, b"");
-        req.opts_mut()
-            .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
-        req.opts_mut()
-            .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(
-                192, 168, 100, 254,
-            )));
-        assert_eq!(
-            r.handle(&wire(&req), Port::Dhcp, &BOOT, 2).unwrap_err(),
-            Dropped::OtherServer
-        );
-        // The single address is free again for someone else.
-        assert!(r
-            .handle(
-                &wire(&request(MessageType::Discover, mac(2), None, b"")),
-                Port::Dhcp,
-                &BOOT,
-                3
-            )
-            .is_ok());
-    }
-
-    #[test]
-    fn exhausted_pool_is_dropped_and_counted() {
-        let mut r = responder(DhcpMode::Authoritative, (100, 101));
-        for n in 1..=2 {
-            exchange(
-                &mut r,
-                &request(MessageType::Discover, mac(n), None, b""),
-                1,
-            );
-        }
-        let third = r.handle(
-            &wire(&request(MessageType::Discover, mac(3), None, b"")),
-            Port::Dhcp,
-            &BOOT,
-            1,
-        );
-        assert_eq!(third.unwrap_err(), Dropped::PoolExhausted);
-        // Offers expire: the pool frees up after the hold time.
-        assert!(r
-            .handle(
-                &wire(&request(MessageType::Discover, mac(3), None, b"")),
-                Port::Dhcp,
-                &BOOT,
-                100
-            )
-            .is_ok());
-    }
-
-    #[test]
-    fn renew_release_decline_inform() {
-        let mut r = responder(DhcpMode::Authoritative, (100, 200));
-        let (_, offer) = exchange(
-            &mut r,
-            &request(MessageType::Discover, mac(1), None, b""),
-            1,
-        );
-        let ip = offer.yiaddr();
-        let mut renew = request(MessageType::Request, mac(1), None, b"");
-        renew.set_ciaddr(ip);
-        let (h, ack) = exchange(&mut r, &renew, 2);
-        assert_eq!(h.answered, Answered::Ack);
-        assert_eq!(h.reply.unwrap().destination, Destination::Unicast(ip, 68));
-        assert_eq!(ack.yiaddr(), ip);
-
-        let mut inform = request(MessageType::Inform, mac(1), None, b"");
-        inform.set_ciaddr(ip);
-        let (h, ack) = exchange(&mut r, &inform, 3);
-        assert_eq!(h.answered, Answered::InformAck);
-        assert!(opt(&ack, OptionCode::AddressLeaseTime).is_none());
-
-        let mut release = request(MessageType::Release, mac(1), None, b"");
-        release.set_ciaddr(ip);
-        assert!(r
-            .handle(&wire(&release), Port::Dhcp, &BOOT, 4)
-            .unwrap()
-            .reply
-            .is_none());
-        assert!(r.leases().lease_of(&mac(1)).is_none());
-
-        let mut decline = request(MessageType::Decline, mac(2), None, b"");
-        decline
-            .opts_mut()
-            .insert(DhcpOption::RequestedIpAddress(ip));
-        r.handle(&wire(&decline), Port::Dhcp, &BOOT, 5).unwrap();
-        assert!(
-            !r.leases().available_for(ip, &mac(3), 6),
-            "declined address is quarantined"
-        );
-    }
-
-    #[test]
-    fn proxy_mode_gives_boot_information_only() {
-        let mut r = responder(DhcpMode::Proxy, (100, 200));
-        let (h, offer) = exchange(
-            &mut r,
-            &request(
-                MessageType::Discover,
-                mac(1),
-                Some(ARCH_BIOS),
-                b"PXEClient:Arch:00000",
-            ),
-            1,
-        );
-        assert_eq!(h.answered, Answered::Offer);
-        assert!(offer.yiaddr().is_unspecified());
-        assert!(opt(&offer, OptionCode::AddressLeaseTime).is_none());
-        assert!(opt(&offer, OptionCode::Router).is_none());
-        assert!(
-            matches!(opt(&offer, OptionCode::ClassIdentifier), Some(DhcpOption::ClassIdentifier(v)) if v == b"PXEClient")
-        );
-        assert!(
-            matches!(opt(&offer, OptionCode::VendorExtensions), Some(DhcpOption::VendorExtensions(v)) if v == &[6, 1, 8, 255])
-        );
-
-        let mut req = request(
-            MessageType::Request,
-            mac(1),
-            Some(ARCH_BIOS),
-            b"PXEClient:Arch:00000",
-        );
-        req.set_ciaddr(Ipv4Addr::new(192, 168, 100, 77));
-        let h = r.handle(&wire(&req), Port::ProxyPxe, &BOOT, 2).unwrap();
-        assert_eq!(h.answered, Answered::Ack);
-        assert_eq!(
-            h.reply.unwrap().destination,
-            Destination::Unicast(Ipv4Addr::new(192, 168, 100, 77), 68)
-        );
-
-        let plain = r.handle(
-            &wire(&request(MessageType::Discover, mac(2), None, b"")),
-            Port::Dhcp,
-            &BOOT,
-            3,
-        );
-        assert_eq!(plain.unwrap_err(), Dropped::NotPxe);
-    }
-
-    #[test]
-    fn bad_datagrams_are_dropped_not_fatal() {
-        let mut r = responder(DhcpMode::Authoritative, (100, 200));
-        assert_eq!(
-            r.handle(&[0u8; 10], Port::Dhcp, &BOOT, 1).unwrap_err(),
-            Dropped::Truncated
-        );
-        assert_eq!(
-            r.handle(&vec![0u8; 4000], Port::Dhcp, &BOOT, 1)
-                .unwrap_err(),
-            Dropped::Oversized
-        );
-        let mut good = wire(&request(MessageType::Discover, mac(1), None, b""));
-        good[2] = 200; // hlen beyond chaddr: dhcproto would panic in chaddr()
-        assert_eq!(
-            r.handle(&good, Port::Dhcp, &BOOT, 1).unwrap_err(),
-            Dropped::NotEthernet
-        );
-        let mut reply = request(MessageType::Discover, mac(1), None, b"");
-        reply.set_opcode(Opcode::BootReply);
-        assert_eq!(
-            r.handle(&wire(&reply), Port::Dhcp, &BOOT, 1).unwrap_err(),
-            Dropped::NotRequest
-        );
-        let mut no_type = request(MessageType::Discover, mac(1), None, b"");
-        no_type.opts_mut().remove(OptionCode::MessageType);
-        assert_eq!(
-            r.handle(&wire(&no_type), Port::Dhcp, &BOOT, 1).unwrap_err(),
-            Dropped::NoMessageType
-        );
-        let mut unknown_opt = request(MessageType::Discover, mac(1), None, b"");
-        unknown_opt
-            .opts_mut()
-            .insert(DhcpOption::Unknown(UnknownOption::new(
-                OptionCode::Unknown(250),
-                vec![1, 2, 3],
-            )));
-        assert!(
-            r.handle(&wire(&unknown_opt), Port::Dhcp, &BOOT, 1).is_ok(),
-            "unknown options are ignored"
-        );
-        // Random garbage of every length never panics.
-        let mut seed = 0x9e3779b97f4a7c15u64;
-        for len in 0..700 {
-            let junk: Vec<u8> = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed as u8
-                })
-                .collect();
-            let _ = r.handle(&junk, Port::Dhcp, &BOOT, 1);
-        }
-    }
-}
+mod tests;

@@ -305,6 +305,8 @@ pub struct BridgeLan {
     pub ns: String,
     pub bridge: String,
     pub tap: String,
+    /// Namespaces of LAN hosts joined by `host` (deleted on drop).
+    hosts: Vec<String>,
 }
 
 impl BridgeLan {
@@ -320,6 +322,7 @@ impl BridgeLan {
             ns: format!("kp-q{tag}"),
             bridge: format!("kpqbr{tag}"),
             tap: format!("kpqtap{tag}"),
+            hosts: Vec::new(),
         };
         ip(&["netns", "add", &lan.ns]);
         let (br, tap) = (&lan.bridge, &lan.tap);
@@ -332,8 +335,36 @@ impl BridgeLan {
     }
 }
 
+impl BridgeLan {
+    /// Another host on the LAN: namespace `<ns>-<name>` whose `eth0` (MAC
+    /// `mac`, up, no address) is a veth port of the bridge. Returns the
+    /// namespace's name.
+    pub fn host(&mut self, name: &str, mac: &str) -> String {
+        let ns = format!("{}-{name}", self.ns);
+        let port = format!("{}{name}", self.bridge.replace("kpqbr", "kpq"));
+        ip(&["netns", "add", &ns]);
+        self.hosts.push(ns.clone());
+        ip(&[
+            "link", "add", &port, "netns", &self.ns, "type", "veth", "peer", "name", "eth0",
+            "netns", &ns,
+        ]);
+        sh(
+            &self.ns,
+            &format!("ip link set {port} master {} up", self.bridge),
+        );
+        sh(
+            &ns,
+            &format!("ip link set lo up; ip link set eth0 address {mac} up"),
+        );
+        ns
+    }
+}
+
 impl Drop for BridgeLan {
     fn drop(&mut self) {
+        for ns in &self.hosts {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
     }
 }
