@@ -287,12 +287,38 @@ fn missing_binary_is_not_installed_and_control_socket_lists_restarts_reloads() {
     let err = client.restart("nosuch").unwrap_err().to_string();
     assert!(err.contains("no service \"nosuch\""), "{err}");
 
-    // reload: the missing service is dropped, a new one starts, then the appliance is ready.
+    // A reload may not widen privileges: `present` with a capability, or a
+    // new service as root, is refused and nothing changes (the API, which
+    // can write services.json, must not gain root that way).
+    for widened in [
+        r#"{"services":[
+            {"name":"present","argv":["/bin/sh","-c","echo started >> DIR/present_starts; echo present up; exec sleep 1000"],
+             "capabilities":["CAP_NET_ADMIN"]}]}"#,
+        r#"{"services":[
+            {"name":"present","argv":["/bin/sh","-c","echo started >> DIR/present_starts; echo present up; exec sleep 1000"]},
+            {"name":"rooted","argv":["/bin/sleep","1000"]}]}"#,
+    ] {
+        std::fs::write(
+            init.path("services.json"),
+            widened.replace("DIR", init.dir.to_str().unwrap()),
+        )
+        .unwrap();
+        let err = client.reload().unwrap_err().to_string();
+        assert!(err.contains("next boot"), "{err}");
+    }
+    assert_eq!(get(&client.list().unwrap(), "present").restarts, 1);
+    assert_eq!(
+        get(&client.list().unwrap(), "missing").state,
+        ServiceState::NotInstalled
+    );
+
+    // reload: the missing service is dropped, a new one (unprivileged) starts,
+    // then the appliance is ready.
     std::fs::write(
         init.path("services.json"),
         r#"{"services":[
-            {"name":"present","argv":["/bin/sh","-c","echo started >> DIR/present_starts; exec sleep 1000"]},
-            {"name":"added","argv":["/bin/sleep","1000"]}]}"#
+            {"name":"present","argv":["/bin/sh","-c","echo started >> DIR/present_starts; echo present up; exec sleep 1000"]},
+            {"name":"added","argv":["/bin/sleep","1000"],"user":65534,"group":65534}]}"#
             .replace("DIR", init.dir.to_str().unwrap()),
     )
     .unwrap();
