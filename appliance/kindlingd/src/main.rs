@@ -9,6 +9,7 @@ mod config;
 mod console;
 mod enroll;
 mod net;
+mod ownership;
 mod pxe;
 mod service_table;
 mod site;
