@@ -19,16 +19,12 @@ pub fn certificate_names(
     site: &SiteConfig,
     layout: &StackLayout,
 ) -> Result<Vec<String>, RenderError> {
-    let lan = lan_address(site)?;
     let domain = site.dns.consul_domain.trim_matches('.');
-    let mut names = vec![
+    super::server_names(
         format!("server.{}.{domain}", site.stack.datacenter),
-        "localhost".to_string(),
-        lan.to_string(),
-        layout.loopback.to_string(),
-    ];
-    names.extend(super::uplink_names(site));
-    Ok(names)
+        site,
+        layout,
+    )
 }
 
 pub fn consul_config(

@@ -96,6 +96,24 @@ pub fn uplink_names(site: &SiteConfig) -> Vec<String> {
     names
 }
 
+/// The names a cluster server's certificate carries: `server_name` (what
+/// `verify_server_hostname` checks), then what HTTPS clients dial.
+pub(crate) fn server_names(
+    server_name: String,
+    site: &SiteConfig,
+    layout: &StackLayout,
+) -> Result<Vec<String>, RenderError> {
+    let lan = lan_address(site)?;
+    let mut names = vec![
+        server_name,
+        "localhost".to_string(),
+        lan.to_string(),
+        layout.loopback.to_string(),
+    ];
+    names.extend(uplink_names(site));
+    Ok(names)
+}
+
 /// Checks the site's stack settings that rendering depends on.
 pub fn check_site(site: &SiteConfig) -> Result<(), RenderError> {
     let st = &site.stack;

@@ -25,15 +25,7 @@ pub fn certificate_names(
     site: &SiteConfig,
     layout: &StackLayout,
 ) -> Result<Vec<String>, RenderError> {
-    let lan = lan_address(site)?;
-    let mut names = vec![
-        format!("server.{REGION}.nomad"),
-        "localhost".to_string(),
-        lan.to_string(),
-        layout.loopback.to_string(),
-    ];
-    names.extend(super::uplink_names(site));
-    Ok(names)
+    super::server_names(format!("server.{REGION}.nomad"), site, layout)
 }
 
 pub fn nomad_config(
