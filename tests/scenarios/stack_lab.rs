@@ -323,7 +323,18 @@ fn services_run_with_least_privilege(lab: &Lab, scenario: &str) -> Result<(), St
                 s["user"]
             ));
         }
-        if p["effective"] != s["capabilities"] || p["bounding"] != s["capabilities"] {
+        // Names as sets: the entry lists them in its order, the kernel by number.
+        let names = |v: &Value| {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect::<std::collections::BTreeSet<_>>()
+                })
+                .unwrap_or_default()
+        };
+        let listed = names(&s["capabilities"]);
+        if names(&p["effective"]) != listed || names(&p["bounding"]) != listed {
             return Err(format!(
                 "{name} holds other capabilities than its entry lists: {s}"
             ));
