@@ -92,16 +92,18 @@ pub fn apply(plan: &[Owned]) -> Applied {
                 .push(format!("{}: a symlink, left alone", o.path.display()));
             continue;
         }
-        if let Err(e) = chown(&o.path, o.uid, o.gid) {
-            out.problems.push(format!("{}: {e}", o.path.display()));
-            continue;
-        }
+        // Mode first: chown keeps a directory's setgid bit, and chmod sets
+        // it only with CAP_FSETID or while the path is still in our group.
         if meta.mode() & 0o7777 != o.mode {
             if let Err(e) =
                 std::fs::set_permissions(&o.path, std::fs::Permissions::from_mode(o.mode))
             {
                 out.problems.push(format!("{}: {e}", o.path.display()));
             }
+        }
+        if let Err(e) = chown(&o.path, o.uid, o.gid) {
+            out.problems.push(format!("{}: {e}", o.path.display()));
+            continue;
         }
         if o.recursive && meta.is_dir() {
             chown_below(&o.path, o.uid, o.gid, &mut out);

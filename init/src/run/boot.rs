@@ -32,9 +32,10 @@ impl RunLoop {
         // The config command reads boot media, writes /run/kindling and the
         // stack's files as root, and then hands each service its own files
         // (chown/chmod of paths other accounts own, writing into their
-        // directories): that and nothing more. It runs to completion before
-        // any child that talks to the network starts.
-        spec.capabilities = ["CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE"]
+        // directories, setgid directories of a service's group: without
+        // CAP_FSETID chmod drops that bit): that and nothing more. It runs to
+        // completion before any child that talks to the network starts.
+        spec.capabilities = ["CAP_CHOWN", "CAP_FOWNER", "CAP_FSETID", "CAP_DAC_OVERRIDE"]
             .map(str::to_string)
             .to_vec();
         self.supervisor.add(spec, true);
