@@ -96,6 +96,8 @@ fn the_archive_holds_exactly_the_contract_layout() {
         "bin/kindlingd",
         "bin/vault",
         "dev/console",
+        "etc/passwd",
+        "etc/group",
         "etc/kindling/version",
         "etc/kindling/modules.list",
         "etc/kindling/services.json",
@@ -148,6 +150,8 @@ fn the_archive_holds_exactly_the_contract_layout() {
     assert_eq!(get("dev/console").mode, 0o020600);
     assert_eq!(get("tmp").mode, 0o041777);
     assert_eq!(get("etc/kindling/version").data, b"1.0.0-test\n");
+    let passwd = String::from_utf8_lossy(&get("etc/passwd").data).to_string();
+    assert!(passwd.contains("kl-vault:x:411:411:"), "{passwd}");
     assert_eq!(get("etc/kindling/overlays/order").data, b"lab.kovl\n");
     assert_eq!(
         get("etc/kindling/overlays/lab.kovl").data,

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::events::{Event, EventSender};
+use kindling_init_protocol::accounts;
 use kindling_init_protocol::control::{Ack, Request, MAX_LINE};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 
 /// Connections served at once; more are answered with an error.
 const MAX_CONNECTIONS: usize = 16;
@@ -54,7 +56,12 @@ impl ControlServer {
             Err(e) => return Err(err(e)),
         }
         let listener = UnixListener::bind(path).map_err(err)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+        // Only root and the control group reach the socket; `may` then says
+        // which member may ask what.
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(path, Some(0), Some(accounts::CONTROL.gid)).map_err(err)?;
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
         listener.set_nonblocking(true).map_err(err)?;
         Ok(ControlServer {
             listener,
@@ -112,7 +119,16 @@ fn serve(stream: UnixStream, events: &EventSender) {
     if reader.read_until(b'\n', &mut line).is_err() || line.is_empty() {
         return;
     }
+    let peer = getsockopt(reader.get_ref().get_ref(), PeerCredentials)
+        .map(|c| c.uid())
+        .ok();
     let answer = match serde_json::from_slice::<Request>(&line) {
+        Ok(request) if !may(peer, nix::unistd::geteuid().as_raw(), &request) => {
+            json_line(&Ack::error(format!(
+                "uid {} may not ask init for {request:?}",
+                peer.unwrap_or(u32::MAX)
+            )))
+        }
         Ok(request) => {
             let (reply, answer) = std::sync::mpsc::channel();
             if !events.send(Event::Control { request, reply }) {
@@ -129,10 +145,58 @@ fn serve(stream: UnixStream, events: &EventSender) {
     let _ = writer.write_all(answer.as_bytes());
 }
 
+/// Whether the peer with `uid` may make `request` (`own` is init's euid).
+/// Root, init's own uid (tests run init unprivileged) and the API may ask
+/// anything; the stack bootstrap may list and restart the services whose
+/// config it rewrites; nobody else may ask anything.
+fn may(uid: Option<u32>, own: u32, request: &Request) -> bool {
+    let Some(uid) = uid else {
+        return false;
+    };
+    if uid == 0 || uid == own || uid == accounts::API.uid {
+        return true;
+    }
+    if uid == accounts::STACK.uid {
+        return match request {
+            Request::List => true,
+            Request::Restart { name } => ["consul", "vault", "nomad"].contains(&name.as_str()),
+            Request::Reload => false,
+        };
+    }
+    false
+}
+
 /// A value as one JSON line.
 pub fn json_line<T: serde::Serialize>(value: &T) -> String {
     let mut line = serde_json::to_string(value)
         .unwrap_or_else(|e| format!("{{\"ok\":false,\"error\":\"encoding the answer: {e}\"}}"));
     line.push('\n');
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_may_ask_what() {
+        let restart = |name: &str| Request::Restart {
+            name: name.to_string(),
+        };
+        let own = 0;
+        for r in [Request::List, Request::Reload, restart("pxe")] {
+            assert!(may(Some(0), own, &r), "root: {r:?}");
+            assert!(may(Some(accounts::API.uid), own, &r), "api: {r:?}");
+            assert!(!may(Some(accounts::PXE.uid), own, &r), "pxe: {r:?}");
+            assert!(!may(None, own, &r), "unknown peer: {r:?}");
+        }
+        let stack = Some(accounts::STACK.uid);
+        assert!(may(stack, own, &Request::List));
+        assert!(may(stack, own, &restart("vault")));
+        assert!(may(stack, own, &restart("nomad")));
+        assert!(!may(stack, own, &restart("pxe")));
+        assert!(!may(stack, own, &Request::Reload));
+        // init run unprivileged (tests): its own uid may do anything.
+        assert!(may(Some(1000), 1000, &Request::Reload));
+    }
 }

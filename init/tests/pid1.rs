@@ -287,12 +287,38 @@ fn missing_binary_is_not_installed_and_control_socket_lists_restarts_reloads() {
     let err = client.restart("nosuch").unwrap_err().to_string();
     assert!(err.contains("no service \"nosuch\""), "{err}");
 
-    // reload: the missing service is dropped, a new one starts, then the appliance is ready.
+    // A reload may not widen privileges: `present` with a capability, or a
+    // new service as root, is refused and nothing changes (the API, which
+    // can write services.json, must not gain root that way).
+    for widened in [
+        r#"{"services":[
+            {"name":"present","argv":["/bin/sh","-c","echo started >> DIR/present_starts; echo present up; exec sleep 1000"],
+             "capabilities":["CAP_NET_ADMIN"]}]}"#,
+        r#"{"services":[
+            {"name":"present","argv":["/bin/sh","-c","echo started >> DIR/present_starts; echo present up; exec sleep 1000"]},
+            {"name":"rooted","argv":["/bin/sleep","1000"]}]}"#,
+    ] {
+        std::fs::write(
+            init.path("services.json"),
+            widened.replace("DIR", init.dir.to_str().unwrap()),
+        )
+        .unwrap();
+        let err = client.reload().unwrap_err().to_string();
+        assert!(err.contains("next boot"), "{err}");
+    }
+    assert_eq!(get(&client.list().unwrap(), "present").restarts, 1);
+    assert_eq!(
+        get(&client.list().unwrap(), "missing").state,
+        ServiceState::NotInstalled
+    );
+
+    // reload: the missing service is dropped, a new one (unprivileged) starts,
+    // then the appliance is ready.
     std::fs::write(
         init.path("services.json"),
         r#"{"services":[
-            {"name":"present","argv":["/bin/sh","-c","echo started >> DIR/present_starts; exec sleep 1000"]},
-            {"name":"added","argv":["/bin/sleep","1000"]}]}"#
+            {"name":"present","argv":["/bin/sh","-c","echo started >> DIR/present_starts; echo present up; exec sleep 1000"]},
+            {"name":"added","argv":["/bin/sleep","1000"],"user":65534,"group":65534}]}"#
             .replace("DIR", init.dir.to_str().unwrap()),
     )
     .unwrap();
@@ -585,4 +611,127 @@ fn a_data_partition_that_cannot_be_mounted_degrades_the_appliance() {
         Some(libc::SIGHUP)
     );
     drop(disk);
+}
+
+/// Each child runs with exactly the account and capabilities its spec
+/// names, read back from the kernel (`/proc/PID/status`), and the control
+/// socket reports the same; a capability works after exec (a uid without
+/// root binds port 80 with CAP_NET_BIND_SERVICE), and without it the same
+/// bind fails.
+#[test]
+fn children_run_as_their_own_account_with_only_their_capabilities() {
+    if !can_run_namespaces("children_run_as_their_own_account_with_only_their_capabilities") {
+        return;
+    }
+    use kindling_init_protocol::accounts;
+    use kindling_init_protocol::credentials::ProcessCredentials;
+    let services = format!(
+        r#"{{"services":[
+        {{"name":"net","argv":["/bin/sleep","1000"],"user":{net},"group":{net},"groups":[{status}],
+          "capabilities":["CAP_NET_ADMIN","CAP_NET_RAW","CAP_NET_BIND_SERVICE"]}},
+        {{"name":"vault","argv":["/bin/sleep","1000"],"user":{vault},"group":{vault},"capabilities":["CAP_IPC_LOCK"]}},
+        {{"name":"stack","argv":["/bin/sleep","1000"],"user":{stack},"group":{stack},
+          "groups":[{status},{control},{consul},{vault},{nomad}]}},
+        {{"name":"rootless-root","argv":["/bin/sleep","1000"]}},
+        {{"name":"web","argv":["/bin/busybox","httpd","-f","-p","127.0.0.1:80","-h","/"],
+          "user":{pxe},"group":{pxe},"capabilities":["CAP_NET_BIND_SERVICE"],
+          "readiness":{{"kind":"tcp","addr":"127.0.0.1:80"}}}},
+        {{"name":"web-nocap","argv":["/bin/busybox","httpd","-f","-p","127.0.0.1:81","-h","/"],
+          "user":{api},"group":{api},"required":false,"restart":"never"}}
+        ]}}"#,
+        net = accounts::NET.uid,
+        vault = accounts::VAULT.uid,
+        stack = accounts::STACK.uid,
+        pxe = accounts::PXE.uid,
+        api = accounts::API.uid,
+        status = accounts::STATUS.gid,
+        control = accounts::CONTROL.gid,
+        consul = accounts::CONSUL.gid,
+        nomad = accounts::NOMAD.gid,
+    );
+    let init = NamespacedInit::start("privs", &services, "");
+    assert!(
+        init.wait_console("kindling: ready (6 services", Duration::from_secs(15)),
+        "{}",
+        init.console()
+    );
+    let list = init.client().list().unwrap();
+    let want: &[(&str, u32, &[u32], &[&str])] = &[
+        (
+            "net",
+            accounts::NET.uid,
+            &[accounts::STATUS.gid],
+            &["CAP_NET_BIND_SERVICE", "CAP_NET_ADMIN", "CAP_NET_RAW"],
+        ),
+        ("vault", accounts::VAULT.uid, &[], &["CAP_IPC_LOCK"]),
+        (
+            "stack",
+            accounts::STACK.uid,
+            &[
+                accounts::STATUS.gid,
+                accounts::CONTROL.gid,
+                accounts::CONSUL.gid,
+                accounts::VAULT.gid,
+                accounts::NOMAD.gid,
+            ],
+            &[],
+        ),
+        ("rootless-root", 0, &[], &[]),
+        ("web", accounts::PXE.uid, &[], &["CAP_NET_BIND_SERVICE"]),
+    ];
+    for (name, uid, groups, caps) in want {
+        let s = list.services.iter().find(|s| s.name == *name).unwrap();
+        let pid = s.pid.unwrap_or_else(|| panic!("{name} not running: {s:?}"));
+        // The kernel's view, read here, not init's word (the listing's pid
+        // is in init's PID namespace; find the same child from outside).
+        let host = host_pid_of_child(init.init_pid, pid)
+            .unwrap_or_else(|| panic!("{name}: no child of init with pid {pid} in its namespace"));
+        let text = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap();
+        let real = ProcessCredentials::parse(&text).unwrap();
+        assert_eq!((real.uid, real.gid), (*uid, *uid), "{name}: {text}");
+        let mut sorted = groups.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(
+            real.groups, sorted,
+            "{name}: supplementary groups (the kernel sorts them)"
+        );
+        assert_eq!(real.effective, *caps, "{name}: CapEff");
+        assert_eq!(real.permitted, *caps, "{name}: CapPrm");
+        assert_eq!(real.bounding, *caps, "{name}: CapBnd");
+        assert!(real.no_new_privs, "{name}: NoNewPrivs");
+        // And the control socket's listing says the same.
+        assert_eq!(s.user, *uid, "{name}");
+        assert_eq!(
+            s.process.as_ref(),
+            Some(&real),
+            "{name}: listed credentials"
+        );
+    }
+    // Without the capability, the same bind below 1024 fails.
+    let nocap = wait_for(Duration::from_secs(10), || {
+        let l = init.client().list().ok()?;
+        let s = l.services.into_iter().find(|s| s.name == "web-nocap")?;
+        (s.state == ServiceState::Failed).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("web-nocap did not fail: {}", init.console()));
+    assert!(nocap.process.is_none(), "{nocap:?}");
+    let log = std::fs::read_to_string(init.path("log/web-nocap.log")).unwrap_or_default();
+    assert!(log.to_lowercase().contains("permission denied"), "{log}");
+}
+
+/// The host pid of init's child whose pid in init's namespace is `ns_pid`.
+fn host_pid_of_child(init_pid: i32, ns_pid: u32) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        };
+        let ppid: i32 = field("PPid:")?.first()?.parse().ok()?;
+        let nspid = field("NSpid:")?;
+        (ppid == init_pid && nspid.last()?.parse::<u32>().ok()? == ns_pid).then_some(pid)
+    })
 }

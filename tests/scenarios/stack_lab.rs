@@ -8,12 +8,20 @@
 //! again: the warm boot only unseals (the lab's local key) and checks, and
 //! must not initialise Vault a second time.
 //!
+//! From the LAN side (the lab's LAN namespace) it port-scans the appliance
+//! while the cold bootstrap runs (only DHCP, TFTP, HTTP boot, DNS and the
+//! API answer: Consul, Vault and Nomad are sealed off) and after it (every
+//! TCP port: the same plus the stack's TLS ports, which refuse plain HTTP),
+//! checks the root token was revoked, and that `GET /v1/services` shows each
+//! child running as its own uid with exactly its capabilities.
+//!
 //! It prints the cold and warm times and each step's duration as a table: the
 //! stack's benchmark. It runs in every `tests/e2e` (it proves the mission: the
 //! stack bootstraps itself); `KINDLING_E2E_STACK=0` skips it on a machine
 //! where the ~70 MiB initramfs and the minutes under TCG are not wanted.
 
 use crate::APPLIANCE_READY_TIMEOUT;
+use kindling_e2e::scan::{self, ScanResult};
 use kindling_e2e::{lab_for, lab_stack_image, release_bin, repo_root, skip_unless_root};
 use kindling_lab::{ApplianceBoot, ApplianceSpec, DiskBus, Lab, VmId};
 use serde_json::Value;
@@ -24,6 +32,16 @@ use std::time::Duration;
 const STACK_URL: &str = "http://192.168.100.1:9000/v1/stack";
 const INIT_SECRETS_URL: &str = "http://192.168.100.1:9000/v1/vault/init-secrets";
 const NODES_URL: &str = "http://192.168.100.1:9000/v1/nodes";
+const SERVICES_URL: &str = "http://192.168.100.1:9000/v1/services";
+const APPLIANCE_LAN: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 168, 100, 1);
+/// TCP ports any LAN host may reach: DNS, HTTP boot, the API.
+const TCP_ALWAYS: &[u16] = &[53, 80, 9000];
+/// The stack's TLS ports, once it is bootstrapped: Consul RPC, gossip and
+/// HTTPS API, Vault (the lab runs no Nomad).
+const TCP_STACK: &[u16] = &[8200, 8300, 8301, 8501];
+/// UDP ports that answer their probe: DNS and TFTP (DHCP answers only DHCP;
+/// the lab runs no NTP server; Consul's gossip drops what it cannot decrypt).
+const UDP_ANSWERING: &[u16] = &[53, 69];
 /// A MAC the site does not pin: assigned at runtime, kept in Consul KV.
 const ASSIGNED_MAC: &str = "52:54:00:6b:00:40";
 const KV_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,11 +86,17 @@ struct Boot<'a> {
     steps: &'a [Step],
 }
 
-/// Waits for the appliance's ready line (informational) and the stack's.
-fn wait_stack_ready(lab: &mut Lab, app: VmId, scenario: &str) -> Result<BootTimes, String> {
-    let vm = lab.vm(app);
+/// Waits for the appliance's ready line (informational) and the stack's;
+/// `during` runs in between (while the stack bootstraps).
+fn wait_stack_ready(
+    lab: &mut Lab,
+    app: VmId,
+    scenario: &str,
+    during: impl FnOnce(&Lab) -> Result<(), String>,
+) -> Result<BootTimes, String> {
     // Boot is decided either way; the stack may still be starting then.
-    let ready = vm
+    let ready = lab
+        .vm(app)
         .wait_for_unless(BOOT_DECIDED, Some(STACK_FAIL), APPLIANCE_READY_TIMEOUT)
         .map_err(|e| e.to_string())?;
     eprintln!(
@@ -80,6 +104,8 @@ fn wait_stack_ready(lab: &mut Lab, app: VmId, scenario: &str) -> Result<BootTime
         ready.elapsed.as_secs_f64(),
         ready.line.trim()
     );
+    during(lab)?;
+    let vm = lab.vm(app);
     let stack = vm
         .wait_for_unless(STACK_READY, Some(STACK_FAIL), STACK_READY_TIMEOUT)
         .map_err(|e| e.to_string())?;
@@ -214,6 +240,118 @@ fn init_secrets_open_with_test_identity(lab: &Lab, run_dir: &Path) -> Result<(),
     Ok(())
 }
 
+fn set(ports: &[u16]) -> std::collections::BTreeSet<u16> {
+    ports.iter().copied().collect()
+}
+
+/// The scan while the stack bootstraps: only what any PXE client needs and
+/// the API. A quick scan (ports 1–1024 and every port Consul, Vault, Nomad
+/// or kindling could use, 4600–4700 and 8000–9999) fits the bootstrap's
+/// window; it is checked to have ended before the stack was ready.
+fn scan_during_bootstrap(lab: &Lab, scenario: &str) -> Result<ScanResult, String> {
+    let ns = lab.names().lan.clone();
+    let ports = (1..=1024).chain(4600..=4700).chain(8000..=9999).collect();
+    let result = scan::scan_from(&ns, APPLIANCE_LAN, ports)?;
+    let stack = get_json(lab, STACK_URL)?;
+    eprintln!(
+        "[{scenario}] LAN scan during bootstrap (stack state {}): {result}",
+        stack["state"]
+    );
+    if stack["state"] == "ready" {
+        return Err(format!(
+            "the stack was ready before the scan ended ({result}); cannot tell what was open during the bootstrap"
+        ));
+    }
+    if result.tcp_open != set(TCP_ALWAYS) || result.udp_answered != set(UDP_ANSWERING) {
+        return Err(format!(
+            "during the bootstrap the LAN reaches more (or less) than DHCP/TFTP/HTTP/DNS/API: {result}"
+        ));
+    }
+    Ok(result)
+}
+
+/// The full scan after the bootstrap: the same plus the stack's TLS ports,
+/// each of which answers plain HTTP with Go's "HTTP request to an HTTPS
+/// server" (TLS only).
+fn scan_after_bootstrap(lab: &Lab, scenario: &str) -> Result<ScanResult, String> {
+    let ns = lab.names().lan.clone();
+    let result = scan::scan_from(&ns, APPLIANCE_LAN, scan::all_tcp_ports())?;
+    eprintln!("[{scenario}] LAN scan after bootstrap (all TCP ports): {result}");
+    let want: std::collections::BTreeSet<u16> =
+        set(TCP_ALWAYS).union(&set(TCP_STACK)).copied().collect();
+    if result.tcp_open != want || result.udp_answered != set(UDP_ANSWERING) {
+        return Err(format!(
+            "after the bootstrap the LAN should reach exactly TCP {want:?} and UDP {UDP_ANSWERING:?}: {result}"
+        ));
+    }
+    for port in [8200, 8501] {
+        let url = format!("http://192.168.100.1:{port}/v1/sys/health");
+        match lab.http_from_lan("GET", &url, None) {
+            Ok((400, body)) if body.contains("HTTPS server") => {}
+            other => {
+                return Err(format!(
+                    "plain HTTP to {port} should meet TLS only, got {other:?}"
+                ))
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// `GET /v1/services`: every running child as its own non-root uid, with
+/// exactly the capabilities its entry lists (the kernel's view, which init
+/// reads from /proc/PID/status).
+fn services_run_with_least_privilege(lab: &Lab, scenario: &str) -> Result<(), String> {
+    let list = get_json(lab, SERVICES_URL)?;
+    let services = list["services"]
+        .as_array()
+        .ok_or_else(|| format!("GET {SERVICES_URL}: no services: {list}"))?;
+    let mut uids = std::collections::BTreeSet::new();
+    for s in services {
+        let name = s["name"].as_str().unwrap_or("?");
+        let Some(p) = s.get("process").filter(|p| !p.is_null()) else {
+            continue; // not running (the finished bootstrap one-shot)
+        };
+        let uid = p["uid"].as_u64().unwrap_or(0);
+        eprintln!(
+            "[{scenario}] {name:<8} uid {uid:<4} groups {} CapEff {} CapBnd {} no_new_privs {}",
+            p["groups"], p["effective"], p["bounding"], p["no_new_privs"]
+        );
+        if uid == 0 || Some(uid) != s["user"].as_u64() {
+            return Err(format!(
+                "{name} runs as uid {uid}, its entry says {}: {s}",
+                s["user"]
+            ));
+        }
+        // Names as sets: the entry lists them in its order, the kernel by number.
+        let names = |v: &Value| {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect::<std::collections::BTreeSet<_>>()
+                })
+                .unwrap_or_default()
+        };
+        let listed = names(&s["capabilities"]);
+        if names(&p["effective"]) != listed || names(&p["bounding"]) != listed {
+            return Err(format!(
+                "{name} holds other capabilities than its entry lists: {s}"
+            ));
+        }
+        if p["no_new_privs"] != true {
+            return Err(format!("{name} may gain privileges on exec: {s}"));
+        }
+        uids.insert(uid);
+    }
+    if uids.len() < 5 {
+        return Err(format!(
+            "expected net, pxe, api, consul and vault each under its own uid, saw {uids:?}"
+        ));
+    }
+    Ok(())
+}
+
 fn print_table(scenario: &str, boots: &[Boot]) {
     eprintln!("\n[{scenario}] boot to stack ready (raw disk under OVMF, TCG, {MEMORY_MB} MiB)");
     eprintln!(
@@ -277,13 +415,24 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
 
     // Cold: a fresh copy of the disk, empty KINDLING-DATA.
     let app = lab.boot_appliance(&spec).map_err(|e| e.to_string())?;
-    let cold = wait_stack_ready(&mut lab, app, scenario)?;
+    let mut during = None;
+    let cold = wait_stack_ready(&mut lab, app, scenario, |lab| {
+        during = Some(scan_during_bootstrap(lab, scenario)?);
+        Ok(())
+    })?;
     let cold_steps = stack_steps(&lab)?;
     if step_state(&cold_steps, "vault-init") != Some("done") {
         return Err(format!(
             "cold boot: vault-init should have initialised Vault in this run: {cold_steps:?}"
         ));
     }
+    if step_state(&cold_steps, "vault-root") != Some("done") {
+        return Err(format!(
+            "cold boot: vault-root should have revoked the init's root token: {cold_steps:?}"
+        ));
+    }
+    let after = scan_after_bootstrap(&lab, scenario)?;
+    services_run_with_least_privilege(&lab, scenario)?;
     init_secrets_open_with_test_identity(&lab, &run_dir)?;
     assign_and_see_it_in_kv(&lab, scenario)?;
 
@@ -306,13 +455,22 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
     };
     let app = lab.boot_appliance(&spec).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&used);
-    let warm = wait_stack_ready(&mut lab, app, scenario)?;
+    let warm = wait_stack_ready(&mut lab, app, scenario, |_| Ok(()))?;
     let warm_steps = stack_steps(&lab)?;
     if step_state(&warm_steps, "vault-init") != Some("already_done") {
         return Err(format!(
             "warm boot: vault-init must find Vault initialised on the data partition: {warm_steps:?}"
         ));
     }
+    // No root token on a warm boot: the bootstrap's own token carries it.
+    for step in ["vault-token", "vault-root"] {
+        if step_state(&warm_steps, step) != Some("already_done") {
+            return Err(format!(
+                "warm boot: {step} should be already done: {warm_steps:?}"
+            ));
+        }
+    }
+    services_run_with_least_privilege(&lab, scenario)?;
     // The assignment survived the power cut, in KV as on the data partition.
     wait_assignment_in_kv(&lab, ASSIGNED_MAC, "prod").map_err(|e| format!("warm boot: {e}"))?;
 
@@ -331,6 +489,10 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
             },
         ],
     );
+    if let Some(d) = &during {
+        eprintln!("[{scenario}] LAN port scan, during the cold bootstrap: {d}");
+    }
+    eprintln!("[{scenario}] LAN port scan, after it:              {after}");
     lab.succeeded();
     Ok(())
 }

@@ -3,6 +3,8 @@
 //! per test run and reused by every scenario), and the root check.
 //! Fixtures build into `build/e2e/`; they never modify the source tree.
 
+pub mod scan;
+
 use kindling_lab::payload::{self, Payload, PayloadInputs};
 use kindling_lab::{Lab, LabOptions};
 use std::path::{Path, PathBuf};

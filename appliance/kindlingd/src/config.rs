@@ -87,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             paths.report_json().display()
         );
     };
-    write_service_table(&paths.run_dir, &paths.data_dir, &effective.config)?;
+    write_boot_service_table(&paths.run_dir, &paths.data_dir, &effective.config)?;
     println!(
         "site {} configured: {} overlay(s) accepted, {} refused",
         effective.config.site.id,
@@ -97,14 +97,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `RUN_DIR/services.json` for `site` (temp file + rename).
+/// The config phase's table: renders the stack's files, writes
+/// `RUN_DIR/services.json`, then (as root) gives every service its own
+/// files (`ownership`), so each child finds them owned by its account.
+pub fn write_boot_service_table(
+    run_dir: &Path,
+    data_dir: &Path,
+    site: &SiteConfig,
+) -> anyhow::Result<()> {
+    use crate::service_table::{for_this_boot, StackFiles};
+    let boot = for_this_boot(site, run_dir, data_dir, StackFiles::Render);
+    write_table(run_dir, &boot.table)?;
+    if rustix::process::geteuid().is_root() {
+        for dir in crate::ownership::directories(run_dir, data_dir) {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut plan = crate::ownership::plan(run_dir, data_dir);
+        plan.extend(boot.ownership);
+        for problem in crate::ownership::apply(&plan).problems {
+            println!("ownership: {problem}");
+        }
+    }
+    Ok(())
+}
+
+/// Writes `RUN_DIR/services.json` for `site` (temp file + rename) without
+/// touching the stack's files: what the API's live reload may do.
 pub fn write_service_table(
     run_dir: &Path,
     data_dir: &Path,
     site: &SiteConfig,
 ) -> anyhow::Result<()> {
-    let table = crate::service_table::for_this_boot(site, run_dir, data_dir);
-    let mut bytes = serde_json::to_vec_pretty(&table)?;
+    use crate::service_table::{for_this_boot, StackFiles};
+    write_table(
+        run_dir,
+        &for_this_boot(site, run_dir, data_dir, StackFiles::Describe).table,
+    )
+}
+
+fn write_table(
+    run_dir: &Path,
+    table: &kindling_init_protocol::table::ServiceTable,
+) -> anyhow::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(table)?;
     bytes.push(b'\n');
     let path = run_dir.join("services.json");
     kindling_atomic_write::write_atomic(&path, &bytes, false)

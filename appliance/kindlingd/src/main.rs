@@ -10,6 +10,7 @@ mod console;
 mod enroll;
 mod net;
 mod ntp;
+mod ownership;
 mod pxe;
 mod service_table;
 mod site;

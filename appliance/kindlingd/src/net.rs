@@ -35,6 +35,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(path) = args.status {
         options.status_path = path;
     }
+    // The stack's status sits beside ours; on the appliance only the stack
+    // bootstrap's account may declare the stack ready.
+    options.stack_status_path = options.status_path.with_file_name("stack.json");
+    if rustix::process::geteuid().as_raw() == kindling_init_protocol::accounts::NET.uid {
+        options.stack_status_owner = Some(kindling_init_protocol::accounts::STACK.uid);
+    }
     if args.include_virtual_nics {
         options.nic_filter = NicFilter::AnyEthernet;
     }

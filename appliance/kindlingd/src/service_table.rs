@@ -9,6 +9,7 @@
 //! or write anything but through the stack's renderer in [`for_this_boot`].
 
 // The service-table wire types: the one place they are imported from.
+use kindling_init_protocol::accounts::{self, Account};
 use kindling_init_protocol::table::{Phase, Readiness, ServiceSpec, ServiceTable};
 use kindling_site::SiteConfig;
 use std::path::{Path, PathBuf};
@@ -49,16 +50,26 @@ impl Installed {
     }
 }
 
+/// Runs `spec` as `account`: its uid, its group and the shared groups it
+/// holds (`accounts::MEMBERS`).
+fn run_as(spec: &mut ServiceSpec, account: Account) {
+    spec.user = account.uid;
+    spec.group = account.gid;
+    spec.groups = accounts::supplementary_groups(account);
+}
+
 fn kindlingd_role(
     inputs: &BootInputs,
     name: &str,
     role: &str,
+    account: Account,
     caps: &[&str],
     depends_on: &[&str],
     phase: Phase,
 ) -> ServiceSpec {
     let mut spec = ServiceSpec::new(name, &[&inputs.kindlingd, role]);
     spec.env.insert("RUST_LOG".to_owned(), "info".to_owned());
+    run_as(&mut spec, account);
     spec.capabilities = caps.iter().map(|c| (*c).to_owned()).collect();
     spec.depends_on = depends_on.iter().map(|d| (*d).to_owned()).collect();
     spec.readiness = Readiness::Notify;
@@ -66,26 +77,31 @@ fn kindlingd_role(
     spec
 }
 
-/// net configures links, addresses, routes and nftables, runs the uplink
-/// DHCP client (raw sockets) and the LAN DNS forwarder on port 53.
+/// net configures links, addresses, routes, sysctls under net/ and
+/// nftables (CAP_NET_ADMIN), runs the uplink DHCP client on a packet socket
+/// (CAP_NET_RAW) and the LAN DNS forwarder on port 53 (CAP_NET_BIND_SERVICE).
 fn net(_: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     Some(kindlingd_role(
         inputs,
         "net",
         "net",
+        accounts::NET,
         &["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE"],
         &[],
         Phase::Network,
     ))
 }
 
-/// DHCP/TFTP/HTTP on privileged ports, SO_BINDTODEVICE and raw RA sockets.
+/// DHCP/TFTP/HTTP on privileged ports (CAP_NET_BIND_SERVICE), DHCP
+/// broadcasts on the LAN device and raw router-advertisement sockets
+/// (CAP_NET_RAW).
 fn pxe(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     site.pxe.enabled.then(|| {
         kindlingd_role(
             inputs,
             "pxe",
             "pxe",
+            accounts::PXE,
             &["CAP_NET_BIND_SERVICE", "CAP_NET_RAW"],
             &["net"],
             Phase::Services,
@@ -93,13 +109,20 @@ fn pxe(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     })
 }
 
-/// Reads status and talks to init's socket; binds an unprivileged port.
-fn api(_: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
+/// Reads status and talks to init's socket (kl-control); binds its port,
+/// which needs CAP_NET_BIND_SERVICE only when the site puts it below 1024.
+fn api(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
+    let caps: &[&str] = if site.api.port < 1024 {
+        &["CAP_NET_BIND_SERVICE"]
+    } else {
+        &[]
+    };
     Some(kindlingd_role(
         inputs,
         "api",
         "api",
-        &[],
+        accounts::API,
+        caps,
         &[],
         Phase::Services,
     ))
@@ -115,6 +138,7 @@ fn ntp(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     let daemon = daemon.to_string_lossy();
     let config = inputs.run_dir.join(NTP_CONFIG);
     let mut spec = ServiceSpec::new("ntp", &[&daemon, "-c", &config.to_string_lossy()]);
+    run_as(&mut spec, accounts::NTP);
     spec.capabilities = vec!["CAP_NET_BIND_SERVICE".to_owned(), "CAP_SYS_TIME".to_owned()];
     spec.depends_on = vec!["net".to_owned()];
     spec.readiness = Readiness::Started;
@@ -145,26 +169,58 @@ fn kindlingd_path() -> String {
         .unwrap_or_else(|| "/bin/kindlingd".to_owned())
 }
 
-/// Gathers this boot's inputs and builds the table: renders the stack's
-/// config files (under `run_dir`, data under `data_dir`) and probes the
-/// image for optional binaries. A stack that cannot be rendered must not
-/// cost the appliance its network and PXE: its services are left out and
-/// the reason goes to the console.
-pub fn for_this_boot(site: &SiteConfig, run_dir: &Path, data_dir: &Path) -> ServiceTable {
-    let kindlingd = kindlingd_path();
-    let layout = kindling_stack::StackLayout {
+/// What [`for_this_boot`] does with the stack's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackFiles {
+    /// Render the configs, keys and certificates (the config phase, as root).
+    Render,
+    /// Only describe the stack's entries (the API's live reload: it may not
+    /// write the stack's files, and a changed stack applies at next boot).
+    Describe,
+}
+
+/// The stack's layout under `run_dir` and `data_dir`.
+fn stack_layout(run_dir: &Path, data_dir: &Path, kindlingd: &str) -> kindling_stack::StackLayout {
+    kindling_stack::StackLayout {
         config_dir: run_dir.join("stack"),
         data_dir: data_dir.to_owned(),
         status_file: run_dir.join("status/stack.json"),
-        kindlingd: PathBuf::from(&kindlingd),
+        kindlingd: PathBuf::from(kindlingd),
         ..kindling_stack::StackLayout::appliance()
-    };
-    let stack = match kindling_stack::render(site, &layout) {
-        Ok(stack) => stack.services,
-        Err(e) => {
-            println!("degraded: stack: not started: {e}");
-            Vec::new()
-        }
+    }
+}
+
+/// This boot's table and who must own the stack's files.
+pub struct BootTable {
+    pub table: ServiceTable,
+    pub ownership: Vec<kindling_stack::render::Owned>,
+}
+
+/// Gathers this boot's inputs and builds the table: renders the stack's
+/// config files (under `run_dir`, data under `data_dir`) or only describes
+/// its entries, and probes the image for optional binaries. A stack that
+/// cannot be rendered must not cost the appliance its network and PXE: its
+/// services are left out and the reason goes to the console.
+pub fn for_this_boot(
+    site: &SiteConfig,
+    run_dir: &Path,
+    data_dir: &Path,
+    files: StackFiles,
+) -> BootTable {
+    let kindlingd = kindlingd_path();
+    let layout = stack_layout(run_dir, data_dir, &kindlingd);
+    let (stack, ownership) = match files {
+        StackFiles::Describe => (
+            kindling_stack::render::service_entries(site, &layout),
+            Vec::new(),
+        ),
+        StackFiles::Render => match kindling_stack::render(site, &layout) {
+            Ok(stack) => (stack.services, stack.ownership),
+            Err(e) => {
+                println!("degraded: stack: not started: {e}");
+                (Vec::new(), Vec::new())
+            }
+        },
     };
     let inputs = BootInputs {
         kindlingd,
@@ -172,11 +228,15 @@ pub fn for_this_boot(site: &SiteConfig, run_dir: &Path, data_dir: &Path) -> Serv
         installed: Installed::probe(),
         run_dir: run_dir.to_owned(),
     };
-    let table = build(site, &inputs);
-    if site.time.ntp_server {
+    // The live reload (StackFiles::Describe) keeps the boot's ntp.toml:
+    // like the stack's, it is written once, in the config phase.
+    if site.time.ntp_server && files == StackFiles::Render {
         write_ntp_config(site, &inputs);
     }
-    table
+    BootTable {
+        table: build(site, &inputs),
+        ownership,
+    }
 }
 
 /// The `ntp` service's config, or why the LAN gets no time service.
@@ -354,6 +414,65 @@ mod tests {
         assert_eq!(table.hostname.as_deref(), Some("kindling-lab"));
     }
 
+    /// Every child runs as its own account with only what it needs.
+    #[test]
+    fn each_service_has_its_own_account_and_only_its_capabilities() {
+        let mut site = stack_site();
+        site.stack.nomad.enabled = true;
+        site.time.ntp_server = true;
+        let inputs = BootInputs {
+            stack: stack_entries(&site),
+            ..with_ntp_daemon()
+        };
+        let table = build(&site, &inputs);
+        let want: &[(&str, Account, &[&str])] = &[
+            (
+                "net",
+                accounts::NET,
+                &["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE"],
+            ),
+            (
+                "pxe",
+                accounts::PXE,
+                &["CAP_NET_BIND_SERVICE", "CAP_NET_RAW"],
+            ),
+            ("api", accounts::API, &[]),
+            (
+                "ntp",
+                accounts::NTP,
+                &["CAP_NET_BIND_SERVICE", "CAP_SYS_TIME"],
+            ),
+            ("consul", accounts::CONSUL, &[]),
+            ("vault", accounts::VAULT, &["CAP_IPC_LOCK"]),
+            ("nomad", accounts::NOMAD, &[]),
+            ("stack", accounts::STACK, &[]),
+        ];
+        assert_eq!(table.services.len(), want.len(), "{:?}", names(&table));
+        for (name, account, caps) in want {
+            let Some(s) = table.get(name) else {
+                panic!("no {name} entry");
+            };
+            assert_eq!((s.user, s.group), (account.uid, account.gid), "{name}");
+            assert_eq!(s.groups, accounts::supplementary_groups(*account), "{name}");
+            assert_eq!(s.capabilities, *caps, "{name}");
+        }
+        // Only the API and the stack bootstrap may reach init's socket.
+        let control: Vec<&str> = table
+            .services
+            .iter()
+            .filter(|s| s.groups.contains(&accounts::CONTROL.gid))
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(control, ["api", "stack"]);
+        // An API port below 1024 is the one reason the API gets a capability.
+        site.api.port = 443;
+        let api = build(&site, &inputs).get("api").cloned();
+        assert_eq!(
+            api.map(|a| a.capabilities),
+            Some(vec!["CAP_NET_BIND_SERVICE".to_owned()])
+        );
+    }
+
     #[test]
     fn ntp_entry_serves_the_lan_and_is_not_required() {
         let mut site = lab_site();
@@ -374,7 +493,7 @@ mod tests {
         let mut site = lab_site();
         site.pxe.enabled = false;
         let dir = std::env::temp_dir();
-        let table = for_this_boot(&site, &dir, &dir);
+        let table = for_this_boot(&site, &dir, &dir, StackFiles::Render).table;
         assert!(table.get("pxe").is_none());
         assert!(table.get("api").is_some());
     }
@@ -384,7 +503,7 @@ mod tests {
         let site = stack_site();
         let dir = tempfile::tempdir().unwrap();
         let (run, data) = (dir.path().join("run"), dir.path().join("data"));
-        let table = for_this_boot(&site, &run, &data);
+        let table = for_this_boot(&site, &run, &data, StackFiles::Render).table;
         table.validate("stack").unwrap();
         let names = names(&table);
         assert_eq!(names, ["net", "pxe", "api", "consul", "vault", "stack"]);
@@ -403,7 +522,7 @@ mod tests {
         let mut site = lab_site();
         site.stack.vault.enabled = true; // no recipients: cannot be rendered
         let dir = tempfile::tempdir().unwrap();
-        let table = for_this_boot(&site, dir.path(), dir.path());
+        let table = for_this_boot(&site, dir.path(), dir.path(), StackFiles::Render).table;
         assert_eq!(names(&table), ["net", "pxe", "api"]);
     }
 }

@@ -193,6 +193,7 @@ fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
         loopback: std::net::Ipv4Addr::LOCALHOST,
         ports: StackPorts {
             consul_http: port(),
+            consul_https: port(),
             consul_dns: port(),
             consul_server: port(),
             consul_serf_lan: port(),

@@ -37,6 +37,13 @@ pub struct NetPlan {
     pub uplink_mtu: Option<u32>,
     pub lan_open: Vec<OpenPort>,
     pub uplink_open: Vec<OpenPort>,
+    /// The stack's TLS ports nodes use: open on the LAN only once the
+    /// stack's bootstrap has finished (until then a LAN host could race the
+    /// ACL bootstrap or Vault's init).
+    pub stack_lan_open: Vec<OpenPort>,
+    /// Stack services the site exposes on the uplink: their TLS API port,
+    /// open once the stack's bootstrap has finished.
+    pub stack_uplink_open: Vec<OpenPort>,
     pub dns_forwarder: bool,
     pub consul_domain: String,
     /// Configured resolvers; empty means the ones learnt from the uplink.
@@ -52,15 +59,54 @@ fn open(proto: L4, port: u16) -> OpenPort {
     OpenPort { proto, port }
 }
 
-/// Ports of the stack services, opened on the LAN when the service is enabled
-/// and on the uplink when also exposed.
-fn service_ports(name: &str, api_port: u16) -> Vec<OpenPort> {
+/// The port a service listens on for clients on the uplink when the site
+/// exposes it: the API, and each stack service's TLS API.
+fn exposed_port(name: &str, api_port: u16) -> Option<OpenPort> {
     match name {
-        "api" => vec![open(TCP, api_port)],
-        "consul" => vec![open(TCP, 8500)],
-        "vault" => vec![open(TCP, 8200)],
-        "nomad" => vec![open(TCP, 4646)],
-        _ => Vec::new(),
+        "api" => Some(open(TCP, api_port)),
+        "consul" => Some(open(TCP, 8501)),
+        "vault" => Some(open(TCP, 8200)),
+        "nomad" => Some(open(TCP, 4646)),
+        _ => None,
+    }
+}
+
+/// What nodes on the LAN need of the stack, all TLS or encrypted: Consul's
+/// RPC (8300, mutual TLS), LAN gossip (8301 tcp+udp, encrypted) and HTTPS
+/// API (8501, client certificates); Vault's TLS listener (8200); Nomad's
+/// HTTPS API (4646) and RPC (4647), both mutual TLS. Not: Consul's plain
+/// HTTP and DNS (loopback only; the appliance's DNS forwarder answers the
+/// LAN), WAN gossip, Vault's cluster port, Nomad's server gossip (one server).
+fn stack_ports(site: &SiteConfig) -> Vec<OpenPort> {
+    let stack = &site.stack;
+    let mut ports = Vec::new();
+    if stack.consul.enabled {
+        ports.extend([
+            open(TCP, 8300),
+            open(TCP, 8301),
+            open(UDP, 8301),
+            open(TCP, 8501),
+        ]);
+    }
+    if stack.vault.enabled {
+        ports.push(open(TCP, 8200));
+    }
+    if stack.nomad.enabled {
+        ports.extend([open(TCP, 4646), open(TCP, 4647)]);
+    }
+    ports
+}
+
+fn is_stack(name: &str) -> bool {
+    matches!(name, "consul" | "vault" | "nomad")
+}
+
+fn stack_enabled(site: &SiteConfig, name: &str) -> bool {
+    match name {
+        "consul" => site.stack.consul.enabled,
+        "vault" => site.stack.vault.enabled,
+        "nomad" => site.stack.nomad.enabled,
+        _ => false,
     }
 }
 
@@ -122,38 +168,20 @@ impl NetPlan {
         if site.time.ntp_server {
             lan_open.push(open(UDP, 123));
         }
-        lan_open.extend(service_ports("api", site.api.port));
-        let stack = &site.stack;
-        if stack.consul.enabled {
-            // server RPC, serf LAN (tcp+udp), HTTP, DNS: what Consul client agents on nodes use.
-            lan_open.extend([
-                open(TCP, 8300),
-                open(TCP, 8301),
-                open(UDP, 8301),
-                open(TCP, 8500),
-            ]);
-            lan_open.extend([open(TCP, 8600), open(UDP, 8600)]);
-        }
-        if stack.vault.enabled {
-            lan_open.extend([open(TCP, 8200), open(TCP, 8201)]);
-        }
-        if stack.nomad.enabled {
-            lan_open.extend([
-                open(TCP, 4646),
-                open(TCP, 4647),
-                open(TCP, 4648),
-                open(UDP, 4648),
-            ]);
-        }
-        let mut uplink_open = Vec::new();
+        lan_open.push(open(TCP, site.api.port));
+        let stack_lan_open = stack_ports(site);
+        let (mut uplink_open, mut stack_uplink_open) = (Vec::new(), Vec::new());
         for name in &net.uplink.expose {
-            let ports = service_ports(name, site.api.port);
-            if ports.is_empty() {
-                problems.push(format!(
+            match exposed_port(name, site.api.port) {
+                None => problems.push(format!(
                     "uplink: cannot expose unknown service {name:?}: ignored"
-                ));
+                )),
+                Some(_) if is_stack(name) && !stack_enabled(site, name) => problems.push(format!(
+                    "uplink: cannot expose {name:?}: stack.{name}.enabled is false"
+                )),
+                Some(port) if is_stack(name) => stack_uplink_open.push(port),
+                Some(port) => uplink_open.push(port),
             }
-            uplink_open.extend(ports);
         }
 
         NetPlan {
@@ -169,6 +197,8 @@ impl NetPlan {
             uplink_mtu: net.uplink.mtu,
             lan_open,
             uplink_open,
+            stack_lan_open,
+            stack_uplink_open,
             dns_forwarder,
             consul_domain: site
                 .dns
@@ -300,8 +330,35 @@ mod tests {
     #[test]
     fn exposed_services_open_uplink_ports() {
         let mut site = lab();
-        site.network.uplink.expose = vec!["api".into(), "vault".into()];
+        site.stack.vault.enabled = true;
+        site.network.uplink.expose = vec!["api".into(), "vault".into(), "nomad".into()];
         let plan = NetPlan::from_site(&site);
-        assert_eq!(plan.uplink_open, vec![open(TCP, 9000), open(TCP, 8200)]);
+        assert_eq!(plan.uplink_open, vec![open(TCP, 9000)]);
+        // A stack service opens with the stack's other ports, after bootstrap.
+        assert_eq!(plan.stack_uplink_open, vec![open(TCP, 8200)]);
+        assert_eq!(
+            plan.problems,
+            ["uplink: cannot expose \"nomad\": stack.nomad.enabled is false"]
+        );
+    }
+
+    #[test]
+    fn the_stack_is_sealed_off_until_bootstrapped_and_tls_only_after() {
+        let mut site = lab();
+        site.stack.consul.enabled = true;
+        site.stack.vault.enabled = true;
+        site.stack.nomad.enabled = true;
+        let plan = NetPlan::from_site(&site);
+        for port in [8200, 8300, 8301, 8500, 8501, 8600, 4646, 4647, 4648] {
+            assert!(
+                !plan.lan_open.iter().any(|p| p.port == port),
+                "{port} open before the stack's bootstrap"
+            );
+        }
+        let after: Vec<u16> = plan.stack_lan_open.iter().map(|p| p.port).collect();
+        assert_eq!(after, [8300, 8301, 8301, 8501, 8200, 4646, 4647]);
+        for plain in [8500, 8600, 8302, 8201, 4648] {
+            assert!(!after.contains(&plain), "{plain} is not for nodes");
+        }
     }
 }

@@ -41,6 +41,7 @@ struct Appliance {
     thread: Option<std::thread::JoinHandle<()>>,
     ready: mpsc::Receiver<LanReady>,
     status: PathBuf,
+    stack_status: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -65,6 +66,9 @@ impl Appliance {
             status_interval: Duration::from_millis(200),
             carrier_wait: Duration::from_secs(3),
             remove_ruleset_on_stop: true,
+            stack_status_path: dir.path().join("stack.json"),
+            stack_status_owner: None,
+            stack_poll: Duration::from_millis(100),
         };
         let plan = NetPlan::from_site(site);
         let (ready_tx, ready) = mpsc::channel();
@@ -92,6 +96,7 @@ impl Appliance {
             thread: Some(thread),
             ready,
             status,
+            stack_status: dir.path().join("stack.json"),
             _dir: dir,
         }
     }
@@ -678,4 +683,68 @@ fn a_restarted_service_takes_over_its_own_configuration() {
         1,
         "one LAN address, not two: {v4}"
     );
+}
+
+/// Whether a TCP connection from the node to `addr` is accepted within
+/// 1.5 s (a dropped SYN times out, a closed port would be refused).
+fn reaches(node: &Netns, addr: &str) -> bool {
+    let addr: SocketAddr = addr.parse().unwrap();
+    node.run(move || TcpStream::connect_timeout(&addr, Duration::from_millis(1500)).is_ok())
+}
+
+#[test]
+fn stack_ports_stay_closed_to_the_lan_until_the_stack_is_bootstrapped() {
+    if !running_as_root("stack_ports_stay_closed_to_the_lan_until_the_stack_is_bootstrapped") {
+        return;
+    }
+    let app = Netns::new("stackgate", "app");
+    let node = Netns::new("stackgate", "node");
+    veth(&app, "lan0", LAN_MAC, &node, "eth0");
+    node.ip(&["addr", "add", "192.168.100.50/24", "dev", "eth0"]);
+    node.ip(&["link", "set", "eth0", "up"]);
+    let mut site = site();
+    site.network.uplink.nic = NicMatch::Order(2);
+    site.network.lan.nic = NicMatch::Order(1);
+    site.stack.consul.enabled = true;
+    site.stack.vault.enabled = true;
+    let appliance = Appliance::start(&app, &site);
+    appliance.wait_ready();
+    // Stand-ins for Vault's TLS port, Consul's HTTPS and plain HTTP ports
+    // on the LAN address, and the API (always open).
+    let listeners: Vec<TcpListener> = [
+        "192.168.100.1:8200",
+        "192.168.100.1:8501",
+        "192.168.100.1:8500",
+        "192.168.100.1:9000",
+    ]
+    .into_iter()
+    .map(|a| app.run(move || TcpListener::bind(a).unwrap()))
+    .collect();
+    assert!(
+        reaches(&node, "192.168.100.1:9000"),
+        "the API is open from the start"
+    );
+    for port in [8200, 8501, 8500] {
+        assert!(
+            !reaches(&node, &format!("192.168.100.1:{port}")),
+            "{port} reachable from the LAN before the stack's bootstrap"
+        );
+    }
+    // A status that is not `ready` opens nothing.
+    std::fs::write(&appliance.stack_status, r#"{"state":"running","steps":[]}"#).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!reaches(&node, "192.168.100.1:8200"));
+    std::fs::write(&appliance.stack_status, r#"{"state":"ready","steps":[]}"#).unwrap();
+    wait_for("Vault's TLS port open", Duration::from_secs(5), || {
+        reaches(&node, "192.168.100.1:8200").then_some(())
+    });
+    assert!(
+        reaches(&node, "192.168.100.1:8501"),
+        "Consul's HTTPS port after bootstrap"
+    );
+    assert!(
+        !reaches(&node, "192.168.100.1:8500"),
+        "Consul's plain HTTP port is never for the LAN"
+    );
+    drop(listeners);
 }

@@ -50,6 +50,35 @@ impl AgentHttp {
         }
     }
 
+    /// The same agent over mutual TLS: trusting `ca` (PEM file) and showing
+    /// the certificate and key in `identity` (PEM files).
+    pub fn with_tls(
+        &self,
+        ca: &std::path::Path,
+        identity: (&std::path::Path, &std::path::Path),
+    ) -> Result<Self, String> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
+        };
+        let root = reqwest::Certificate::from_pem(&read(ca)?)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+        let mut pem = read(identity.1)?;
+        pem.extend_from_slice(&read(identity.0)?);
+        let id = reqwest::Identity::from_pem(&pem)
+            .map_err(|e| format!("{}: {e}", identity.0.display()))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .tls_certs_only([root])
+            .identity(id)
+            .build()
+            .map_err(|e| format!("building the TLS client: {e}"))?;
+        Ok(Self {
+            http,
+            ..self.clone()
+        })
+    }
+
     /// The same agent with another token.
     pub fn with_token(&self, token: &str) -> Self {
         Self {

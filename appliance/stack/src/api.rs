@@ -182,7 +182,7 @@ mod tests {
             status_file: dir.join("run/status/stack.json"),
             // Nothing listens here: a request that reached Vault would fail.
             ports: crate::StackPorts {
-                vault_api: 1,
+                vault_local: 1,
                 ..Default::default()
             },
             ..StackLayout::appliance()

@@ -263,6 +263,39 @@ impl ConsulApi {
         .map(|_| ())
     }
 
+    /// Makes the agent re-read its config files, its TLS files among them
+    /// (`consul reload`; needs `agent:write`).
+    pub async fn reload(&self) -> Result<(), ConsulError> {
+        self.call(
+            "reload the agent",
+            reqwest::Method::PUT,
+            "agent/reload",
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The gossip keys every member of the LAN pool holds (`consul keyring
+    /// -list`; needs `keyring:read`).
+    pub async fn lan_gossip_keys(&self) -> Result<Vec<String>, ConsulError> {
+        let v = self
+            .call(
+                "list the gossip keys",
+                reqwest::Method::GET,
+                "operator/keyring",
+                None,
+            )
+            .await?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|pool| pool.get("WAN").and_then(Value::as_bool) != Some(true))
+            .filter_map(|pool| pool.get("Keys").and_then(Value::as_object))
+            .flat_map(|keys| keys.keys().cloned())
+            .collect())
+    }
+
     /// Raw KV value, `None` when the key does not exist.
     pub async fn kv_get(&self, key: &str) -> Result<Option<String>, ConsulError> {
         let (status, text) = self

@@ -30,6 +30,23 @@ pub fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
     })
 }
 
+/// Gives `path` to the group `gid` (the reader's), e.g. Vault's config
+/// after the bootstrap rewrote it: a replaced file is the writer's. Outside
+/// the appliance (tests, a developer's machine) the process is not in that
+/// group and the file stays with the writer's group.
+pub fn give_group(path: &Path, gid: u32) -> Result<(), FileError> {
+    let outside_the_appliance =
+        || kindling_init_protocol::accounts::by_uid(rustix::process::geteuid().as_raw()).is_none();
+    match rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid))) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::PERM) if outside_the_appliance() => Ok(()),
+        Err(e) => Err(FileError::Write {
+            path: path.to_path_buf(),
+            source: e.into(),
+        }),
+    }
+}
+
 /// The file's text.
 pub fn read_to_string(path: &Path) -> Result<String, FileError> {
     std::fs::read_to_string(path).map_err(|source| FileError::Read {

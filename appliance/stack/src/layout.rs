@@ -9,13 +9,21 @@ use std::path::PathBuf;
 /// TCP ports of the three services. Defaults are the upstream defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StackPorts {
+    /// Consul's plain HTTP API, on loopback only (the appliance's own calls).
     pub consul_http: u16,
+    /// Consul's HTTPS API (mutual TLS), on the LAN address.
+    pub consul_https: u16,
     pub consul_dns: u16,
     pub consul_server: u16,
     pub consul_serf_lan: u16,
     pub consul_serf_wan: u16,
+    /// Vault's TLS listener on the LAN address.
     pub vault_api: u16,
     pub vault_cluster: u16,
+    /// Vault's plain-HTTP listener on loopback (the appliance's own calls):
+    /// its own port, so the TLS listener can bind every address when Vault
+    /// is exposed on the uplink.
+    pub vault_local: u16,
     pub nomad_http: u16,
     pub nomad_rpc: u16,
     pub nomad_serf: u16,
@@ -25,12 +33,14 @@ impl Default for StackPorts {
     fn default() -> Self {
         Self {
             consul_http: 8500,
+            consul_https: 8501,
             consul_dns: 8600,
             consul_server: 8300,
             consul_serf_lan: 8301,
             consul_serf_wan: 8302,
             vault_api: 8200,
             vault_cluster: 8201,
+            vault_local: 8210,
             nomad_http: 4646,
             nomad_rpc: 4647,
             nomad_serf: 4648,
@@ -100,14 +110,24 @@ impl StackLayout {
     pub fn binary(&self, name: &str) -> PathBuf {
         self.bin_dir.join(name)
     }
-    /// `http://127.0.0.1:8200` (loopback listener, plain HTTP).
+    /// `http://127.0.0.1:8210` (loopback listener, plain HTTP).
     pub fn vault_local_url(&self) -> String {
-        format!("http://{}:{}", self.loopback, self.ports.vault_api)
+        format!("http://{}:{}", self.loopback, self.ports.vault_local)
     }
     pub fn consul_local_url(&self) -> String {
         format!("http://{}:{}", self.loopback, self.ports.consul_http)
     }
+    /// `https://127.0.0.1:4646`: Nomad's API is TLS on every address (its
+    /// `tls.http` has no per-listener switch), with client certificates.
     pub fn nomad_local_url(&self) -> String {
-        format!("http://{}:{}", self.loopback, self.ports.nomad_http)
+        format!("https://{}:{}", self.loopback, self.ports.nomad_http)
+    }
+    /// Where Vault's audit log lives (its own directory, owned by Vault;
+    /// init keeps the file within a size bound).
+    pub fn vault_audit_dir(&self) -> PathBuf {
+        self.data_dir.join("vault-audit")
+    }
+    pub fn vault_audit_log(&self) -> PathBuf {
+        self.vault_audit_dir().join("audit.log")
     }
 }

@@ -18,6 +18,8 @@ pub enum NomadError {
         status: u16,
         message: String,
     },
+    #[error("Nomad's TLS client: {0}")]
+    Tls(String),
     #[error("Nomad's ACL system was bootstrapped before (reset index {reset_index})")]
     AlreadyBootstrapped { reset_index: u64 },
     #[error("Nomad {action}: gave up after {secs} s: {last}")]
@@ -38,6 +40,18 @@ impl NomadApi {
         Self {
             agent: AgentHttp::new(url, token, "X-Nomad-Token"),
         }
+    }
+
+    /// Nomad as the appliance reaches it: over mutual TLS on loopback,
+    /// trusting the appliance CA and showing the stack bootstrap's client
+    /// certificate (Nomad's `verify_https_client`).
+    pub fn appliance(layout: &crate::StackLayout) -> Result<Self, NomadError> {
+        let state = layout.state_dir();
+        let client = crate::tls::leaf_files(&state, crate::tls::Leaf::StackClient);
+        let agent = AgentHttp::new(&layout.nomad_local_url(), None, "X-Nomad-Token")
+            .with_tls(&crate::tls::ca_cert(&state), (&client.cert, &client.key))
+            .map_err(NomadError::Tls)?;
+        Ok(Self { agent })
     }
 
     pub fn with_token(&self, token: &str) -> Self {

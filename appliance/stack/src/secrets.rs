@@ -3,9 +3,11 @@
 //! recipients (`stack.vault.recipients`).
 //!
 //! Owns `<state>/vault-init.age` (armored age file, downloadable through the
-//! status API), the appliance's own Vault token, the copy of the Consul
-//! token `kindlingd api` syncs runtime assignments with, the lab-only local
-//! unseal file, and small "step started" markers the bootstrap uses to tell its own
+//! status API), the bootstrap's own Vault token (`appliance-token`, policy
+//! `kindling-bootstrap`), the accessor of the revoked root token, the copy of
+//! the Consul token `kindlingd api` syncs runtime assignments with (in the
+//! API's drop box `for-api/`), the lab-only local unseal file, and small
+//! "step started" markers the bootstrap uses to tell its own
 //! half-done work from someone else's. Must never write an unseal key or root
 //! token in plain text except in the local unseal file, which exists only when
 //! the site chose `unseal = "local"` (lab only, warned about loudly).
@@ -132,11 +134,27 @@ impl SecretStore {
     fn token_file(&self) -> PathBuf {
         self.dir.join("appliance-token")
     }
+    /// Files the bootstrap leaves for `kindlingd api`: a directory of the
+    /// API's group (setgid), so what is written here is readable by the
+    /// API's account and no other service.
+    pub fn for_api_dir(&self) -> PathBuf {
+        self.dir.join("for-api")
+    }
+    /// The same for `kindlingd pxe` (its enrollment credentials).
+    pub fn for_pxe_dir(&self) -> PathBuf {
+        self.dir.join("for-pxe")
+    }
     /// The assignments sync's Consul token (policy `kindling-assignments`:
     /// its KV keys only). Vault keeps the record; this copy lets the sync
     /// run while Vault is sealed (manual unseal after a reboot).
     pub fn consul_assignments_token_file(&self) -> PathBuf {
-        self.dir.join("consul-assignments-token")
+        self.for_api_dir().join("consul-assignments-token")
+    }
+    /// The accessor of the root token `sys/init` returned (not a secret:
+    /// it can only look the token up or revoke it), so a run that did not
+    /// initialise Vault can still check the root token is revoked.
+    pub fn root_accessor_file(&self) -> PathBuf {
+        self.dir.join("root-token.accessor")
     }
     fn marker(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.started"))
@@ -153,8 +171,18 @@ impl SecretStore {
     pub fn read_init(&self) -> Result<Option<Vec<u8>>, SecretsError> {
         Self::read_opt(&self.init_file())
     }
+    /// 0644: it is encrypted to the operators, and the API hands it out.
     pub fn write_init(&self, armored: &str) -> Result<(), SecretsError> {
-        Self::write(&self.init_file(), armored.as_bytes(), 0o600)
+        Self::write(&self.init_file(), armored.as_bytes(), 0o644)
+    }
+
+    pub fn read_root_accessor(&self) -> Result<Option<String>, SecretsError> {
+        Ok(Self::read_opt(&self.root_accessor_file())?
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .filter(|a| !a.is_empty()))
+    }
+    pub fn write_root_accessor(&self, accessor: &str) -> Result<(), SecretsError> {
+        Self::write(&self.root_accessor_file(), accessor.as_bytes(), 0o600)
     }
 
     /// Lab only (`unseal = "local"`): the threshold of key shares, in plain
@@ -212,11 +240,12 @@ impl SecretStore {
             .map(|b| String::from_utf8_lossy(&b).trim().to_string())
             .filter(|t| !t.is_empty()))
     }
+    /// 0640 in the API's drop box: readable by the API's group only.
     pub fn write_consul_assignments_token(&self, token: &str) -> Result<(), SecretsError> {
         Self::write(
             &self.consul_assignments_token_file(),
             token.as_bytes(),
-            0o600,
+            0o640,
         )
     }
 

@@ -48,7 +48,8 @@ fn acls_bootstrapped_by_someone_else_and_wrong_unseal_shares() {
         let c = ConsulApi::new(&lab.layout.consul_local_url(), None);
         c.wait_for_leader(Duration::from_secs(30)).await.unwrap();
         let tc = c.acl_bootstrap(Duration::from_secs(30)).await.unwrap();
-        let tn = NomadApi::new(&lab.layout.nomad_local_url(), None)
+        let tn = NomadApi::appliance(&lab.layout)
+            .unwrap()
             .acl_bootstrap()
             .await
             .unwrap();
@@ -98,10 +99,9 @@ fn acls_bootstrapped_by_someone_else_and_wrong_unseal_shares() {
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.status_text()));
     assert_eq!(done.state, OverallState::Ready);
     rt.block_on(async {
-        let n = NomadApi::new(
-            &lab.layout.nomad_local_url(),
-            Some(theirs_nomad.secret_id.clone()),
-        );
+        let n = NomadApi::appliance(&lab.layout)
+            .unwrap()
+            .with_token(&theirs_nomad.secret_id);
         assert!(
             !n.token_valid().await.unwrap(),
             "after our reset the old token is gone"

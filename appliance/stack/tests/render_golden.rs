@@ -65,7 +65,15 @@ fn rendered_configs_match_golden_files() {
         "vault.json",
         &render::vault_config(&site, &layout, None).unwrap(),
     );
-    golden("nomad.json", &render::nomad_config(&site, &layout).unwrap());
+    golden(
+        "nomad.json",
+        &render::nomad_config(
+            &site,
+            &layout,
+            "Tk9NQURHT1NTSVBLRVlGT1JURVNUU09OTFkxMjM0NTY=",
+        )
+        .unwrap(),
+    );
     golden(
         "services.json",
         &serde_json::to_value(render::service_entries(&site, &layout)).unwrap(),
@@ -87,19 +95,18 @@ fn real_consul_validates_the_rendered_config() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // The files a secret lives in are not world-readable.
+    // The files a secret lives in are not world-readable: keys are their
+    // owner's alone; the Consul config (it carries the gossip key) is also
+    // readable by Consul's group, since the bootstrap's account writes it.
     use std::os::unix::fs::PermissionsExt;
+    let mode = |f: &Path| std::fs::metadata(f).unwrap().permissions().mode();
+    assert_eq!(mode(&lab.layout.consul_config()) & 0o007, 0);
     for f in [
-        lab.layout.consul_config(),
         lab.layout.state_dir().join("consul-gossip.key"),
         lab.layout.state_dir().join("tls/ca-key.pem"),
+        lab.layout.state_dir().join("tls/consul-key.pem"),
     ] {
-        assert_eq!(
-            std::fs::metadata(&f).unwrap().permissions().mode() & 0o077,
-            0,
-            "{}",
-            f.display()
-        );
+        assert_eq!(mode(&f) & 0o077, 0, "{}", f.display());
     }
 }
 
@@ -143,10 +150,20 @@ fn missing_binaries_still_get_entries_and_disabled_stack_gets_none() {
     let rendered = render::render(&lab_site(), &layout).unwrap();
     let names: Vec<&str> = rendered.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["consul", "vault", "nomad", "stack"]);
-    assert!(
-        rendered.services.iter().all(|s| s.capabilities.is_empty()),
-        "no capability is needed"
-    );
+    // Each runs as its own account; only Vault keeps a capability
+    // (CAP_IPC_LOCK, for HashiCorp Vault's mlock).
+    for s in &rendered.services {
+        assert_ne!(s.user, 0, "{} runs as root", s.name);
+        let want: &[&str] = if s.name == "vault" {
+            &["CAP_IPC_LOCK"]
+        } else {
+            &[]
+        };
+        assert_eq!(s.capabilities, want, "{}", s.name);
+    }
+    let mut uids: Vec<u32> = rendered.services.iter().map(|s| s.user).collect();
+    uids.dedup();
+    assert_eq!(uids.len(), 4, "one account per service");
 
     let mut off = lab_site();
     off.stack.consul.enabled = false;

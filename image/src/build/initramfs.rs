@@ -102,6 +102,18 @@ pub fn layout(contents: &ImageContents) -> RootFs {
         }
     }
 
+    // Names for the fixed service accounts (init runs each child as its own
+    // uid; nothing looks these up, they let `ps` and `ls -n` be read).
+    fs.file(
+        "etc/passwd",
+        Content::Bytes(kindling_init_protocol::accounts::passwd().into_bytes()),
+        MODE_FILE,
+    );
+    fs.file(
+        "etc/group",
+        Content::Bytes(kindling_init_protocol::accounts::group().into_bytes()),
+        MODE_FILE,
+    );
     fs.file(
         "etc/kindling/version",
         Content::Bytes(format!("{}\n", contents.version).into_bytes()),

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::credentials::ProcessCredentials;
+
 /// Default socket path.
 pub const DEFAULT_SOCKET: &str = "/run/kindling/init.sock";
 
@@ -79,6 +81,15 @@ pub struct ServiceStatus {
     pub ready: bool,
     /// Why it is not running or not ready (last exit, missing binary, ...).
     pub reason: Option<String>,
+    /// The uid the table runs it as.
+    #[serde(default)]
+    pub user: u32,
+    /// The capabilities the table gives it (every other one is dropped).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// What the running process really holds (`/proc/PID/status`), while one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessCredentials>,
 }
 
 /// State of a service.
@@ -288,6 +299,9 @@ mod tests {
                 uptime_ms: None,
                 ready: false,
                 reason: Some("/bin/kindlingd is not in this image".into()),
+                user: 402,
+                capabilities: vec!["CAP_NET_BIND_SERVICE".into()],
+                process: None,
             }],
             ready: false,
             degraded: vec!["pxe: not_installed: /bin/kindlingd is not in this image".into()],

@@ -38,9 +38,13 @@ pub struct ServiceSpec {
     /// Numeric user id the child runs as.
     #[serde(default)]
     pub user: u32,
-    /// Numeric group id the child runs as (supplementary groups are cleared).
+    /// Numeric group id the child runs as.
     #[serde(default)]
     pub group: u32,
+    /// Supplementary group ids (shared directories, init's control socket);
+    /// every other supplementary group is cleared. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<u32>,
     /// Capabilities kept (`CAP_NET_ADMIN`, ...); every other one is dropped from
     /// the bounding, permitted, effective and inheritable sets. Default: none.
     #[serde(default)]
@@ -66,6 +70,52 @@ pub struct ServiceSpec {
     /// Boot phase in which the service starts.
     #[serde(default)]
     pub phase: Phase,
+    /// Files the child appends to that init keeps within a size bound: it
+    /// rotates each and signals the child to reopen it. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LogLimit>,
+}
+
+/// A file a service writes and never rotates itself (Vault's audit log):
+/// once it is larger than `max_bytes`, init renames it to `PATH.1` (older
+/// copies move up, `PATH.<keep>` is deleted) and sends `reopen_signal` to the
+/// service, which then starts a new file. At most `(keep + 1) * max_bytes`
+/// plus what is written between two checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogLimit {
+    /// Absolute path of the file.
+    pub path: String,
+    /// Rotate when the file is larger than this.
+    pub max_bytes: u64,
+    /// Rotated copies kept (`PATH.1` … `PATH.<keep>`); 0 deletes instead.
+    #[serde(default = "default_keep")]
+    pub keep: u32,
+    /// Signal that makes the service reopen the file (`SIGHUP`).
+    #[serde(default = "default_reopen_signal")]
+    pub reopen_signal: String,
+}
+
+impl LogLimit {
+    /// The reopen signal's number (`SIGHUP`, `SIGUSR1`, `SIGUSR2`).
+    pub fn signal(&self) -> Result<i32, String> {
+        match self.reopen_signal.as_str() {
+            "SIGHUP" => Ok(1),
+            "SIGUSR1" => Ok(10),
+            "SIGUSR2" => Ok(12),
+            other => Err(format!(
+                "{other:?} is not a reopen signal (SIGHUP, SIGUSR1, SIGUSR2)"
+            )),
+        }
+    }
+}
+
+fn default_keep() -> u32 {
+    3
+}
+
+fn default_reopen_signal() -> String {
+    "SIGHUP".to_string()
 }
 
 fn default_required() -> bool {
@@ -176,6 +226,7 @@ impl ServiceSpec {
             env: BTreeMap::new(),
             user: 0,
             group: 0,
+            groups: Vec::new(),
             capabilities: Vec::new(),
             depends_on: Vec::new(),
             readiness: Readiness::default(),
@@ -184,6 +235,7 @@ impl ServiceSpec {
             required: default_required(),
             stop_grace_ms: DEFAULT_STOP_GRACE_MS,
             phase: Phase::default(),
+            logs: Vec::new(),
         }
     }
 

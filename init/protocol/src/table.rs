@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use crate::graph::{self, GraphError};
 pub use crate::spec::{
-    HttpTarget, Phase, Readiness, RestartPolicy, ServiceSpec, ServiceTable, DEFAULT_STOP_GRACE_MS,
+    HttpTarget, LogLimit, Phase, Readiness, RestartPolicy, ServiceSpec, ServiceTable,
+    DEFAULT_STOP_GRACE_MS,
 };
 
 /// Why a service table was refused.
@@ -124,6 +125,18 @@ impl ServiceSpec {
             }
         }
         self.kept_capabilities().map_err(|e| ("capabilities", e))?;
+        for log in &self.logs {
+            if !log.path.starts_with('/') || log.path.contains('\0') {
+                return Err((
+                    "logs.path",
+                    format!("{:?} is not an absolute path", log.path),
+                ));
+            }
+            if log.max_bytes == 0 {
+                return Err(("logs.max_bytes", format!("{}: must be above 0", log.path)));
+            }
+            log.signal().map_err(|e| ("logs.reopen_signal", e))?;
+        }
         match &self.readiness {
             Readiness::Http { url, ok } => {
                 HttpTarget::parse(url).map_err(|e| ("readiness.url", e))?;

@@ -29,8 +29,15 @@ impl RunLoop {
         spec.oneshot = true;
         spec.readiness = Readiness::Exited;
         spec.restart = RestartPolicy::Never;
-        // The config command reads boot media and writes /run/kindling as root;
-        // it needs no capability beyond owning those files.
+        // The config command reads boot media, writes /run/kindling and the
+        // stack's files as root, and then hands each service its own files
+        // (chown/chmod of paths other accounts own, writing into their
+        // directories, setgid directories of a service's group: without
+        // CAP_FSETID chmod drops that bit): that and nothing more. It runs to
+        // completion before any child that talks to the network starts.
+        spec.capabilities = ["CAP_CHOWN", "CAP_FOWNER", "CAP_FSETID", "CAP_DAC_OVERRIDE"]
+            .map(str::to_string)
+            .to_vec();
         self.supervisor.add(spec, true);
         self.supervisor.enable(CONFIG_SERVICE);
         self.stage = Stage::Boot {

@@ -351,6 +351,10 @@ impl RunLoop {
         }
         match self.read_table() {
             Ok((table, path, _)) => {
+                if let Err(why) = self.supervisor.check_reload(&table) {
+                    say!(BootPhase::Run, "refused to reload {path}: {why}");
+                    return Ack::error(why);
+                }
                 let change = self.supervisor.reload(&table, now);
                 self.table_graces = Some(total_grace(&table));
                 say!(BootPhase::Run, "reloaded {path}: {change}");

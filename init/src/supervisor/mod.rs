@@ -8,6 +8,7 @@
 //! restarts and reloads, `status` answers what the loop and the control socket ask.
 
 pub mod cgroup;
+mod logrotate;
 pub mod output;
 pub mod readiness;
 mod service;
@@ -40,6 +41,7 @@ pub struct Supervisor {
     events: EventSender,
     next_generation: u64,
     shutting_down: bool,
+    log_check: logrotate::LogCheck,
 }
 
 impl Supervisor {
@@ -56,6 +58,7 @@ impl Supervisor {
             events,
             next_generation: 0,
             shutting_down: false,
+            log_check: logrotate::LogCheck::default(),
         }
     }
 
@@ -107,6 +110,36 @@ impl Supervisor {
         self.find(name).map(Service::state)
     }
 
+    /// Rotates every running service's bounded files that outgrew their
+    /// bound, and tells the service to reopen them.
+    fn rotate_logs(&self) {
+        for s in &self.services {
+            let Some(pid) = s.pid() else { continue };
+            for limit in &s.spec.logs {
+                match logrotate::rotate_if_large(limit) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let signal = limit
+                            .signal()
+                            .ok()
+                            .and_then(|n| Signal::try_from(n).ok())
+                            .unwrap_or(Signal::SIGHUP);
+                        if let Err(e) =
+                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+                        {
+                            say!(
+                                s.name(),
+                                "rotated {}, but could not send {signal}: {e}",
+                                limit.path
+                            );
+                        }
+                    }
+                    Err(e) => say!(s.name(), "cannot rotate {}: {e}", limit.path),
+                }
+            }
+        }
+    }
+
     /// Fds the run loop polls for the supervisor.
     pub fn poll_fds(&self) -> Vec<RawFd> {
         self.output.fds()
@@ -128,6 +161,9 @@ impl Supervisor {
     pub fn tick(&mut self, now: Instant) {
         for i in 0..self.services.len() {
             self.tick_one(i, now);
+        }
+        if self.log_check.due(now) {
+            self.rotate_logs();
         }
         self.services
             .retain(|s| !matches!(s.life, Lifecycle::Removed));

@@ -113,6 +113,8 @@ struct ChildSetup {
     privileged: bool,
     uid: libc::uid_t,
     gid: libc::gid_t,
+    /// Supplementary groups (may be empty: then none).
+    groups: Vec<libc::gid_t>,
     /// `cgroup.procs` of the service's cgroup, open for writing.
     cgroup_procs: Option<RawFd>,
     /// Write end of the readiness pipe, to be inherited across exec.
@@ -158,8 +160,15 @@ impl ChildSetup {
                 // SAFETY: plain prctl.
                 unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
             }
-            // SAFETY: setgroups with a null list of length 0 clears supplementary groups.
-            if unsafe { libc::setgroups(0, std::ptr::null()) } < 0 {
+            let (count, list) = if self.groups.is_empty() {
+                (0, std::ptr::null())
+            } else {
+                (self.groups.len(), self.groups.as_ptr())
+            };
+            // SAFETY: setgroups reads `count` gids from a vector built before
+            // fork and not touched since; a null list of length 0 clears the
+            // supplementary groups.
+            if unsafe { libc::setgroups(count, list) } < 0 {
                 return Err(io::Error::last_os_error());
             }
             // SAFETY: plain setgid/setuid with ids computed before fork.
@@ -249,7 +258,10 @@ pub fn spawn(
             nix::unistd::getuid().as_raw(),
             nix::unistd::getgid().as_raw(),
         );
-        if spec.user != uid && spec.user != 0 || spec.group != gid && spec.group != 0 {
+        if spec.user != uid && spec.user != 0
+            || spec.group != gid && spec.group != 0
+            || !spec.groups.is_empty()
+        {
             return Err(SpawnError::NotPrivileged {
                 uid: spec.user,
                 gid: spec.group,
@@ -280,6 +292,7 @@ pub fn spawn(
         privileged,
         uid: spec.user,
         gid: spec.group,
+        groups: spec.groups.clone(),
         cgroup_procs: cgroup_procs.map(|f| f.as_raw_fd()),
         notify: notify_fd,
     };

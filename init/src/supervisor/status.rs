@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use kindling_init_protocol::control::{ServiceState, ServiceStatus};
+use kindling_init_protocol::control::{ProcessCredentials, ServiceState, ServiceStatus};
 use kindling_init_protocol::table::Phase;
 
 use super::service::{state_word, Service};
@@ -92,6 +92,9 @@ impl Supervisor {
                     .reason()
                     .map(str::to_string)
                     .or_else(|| self.blocked_by(s)),
+                user: s.spec.user,
+                capabilities: s.spec.capabilities.clone(),
+                process: s.pid().and_then(|p| ProcessCredentials::of_pid(p as u32)),
             })
             .collect()
     }

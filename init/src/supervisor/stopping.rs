@@ -155,6 +155,50 @@ impl Supervisor {
         }
     }
 
+    /// Refuses a reloaded table that would give any service more than the
+    /// running table does: a changed program, account, group list,
+    /// capabilities or rotated logs (init renames those files as root), or a
+    /// new service running as root or with capabilities. Whoever may write
+    /// `services.json` and ask for a reload (the API) must not gain root
+    /// that way; such changes wait for the next boot's config phase.
+    pub fn check_reload(&self, table: &ServiceTable) -> Result<(), String> {
+        for new in &table.services {
+            match self.find(&new.name).filter(|s| !s.internal) {
+                Some(old) => {
+                    let o = &old.spec;
+                    if (
+                        &o.argv,
+                        o.user,
+                        o.group,
+                        &o.groups,
+                        &o.capabilities,
+                        &o.logs,
+                    ) != (
+                        &new.argv,
+                        new.user,
+                        new.group,
+                        &new.groups,
+                        &new.capabilities,
+                        &new.logs,
+                    ) {
+                        return Err(format!(
+                            "{}: a reload may not change its program, account, groups, capabilities or logs (next boot)",
+                            new.name
+                        ));
+                    }
+                }
+                None if new.user == 0 || !new.capabilities.is_empty() => {
+                    return Err(format!(
+                        "{}: a new service with uid 0 or capabilities starts only at the next boot",
+                        new.name
+                    ));
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Applies a new table: removed services stop (after their dependents),
     /// changed ones restart with the new spec, new ones start when their phase
     /// has come. Returns one line describing the change.

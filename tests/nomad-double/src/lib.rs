@@ -18,6 +18,15 @@
 //! state in memory, plus the bootstrap state in `<data_dir>/double-state.json`
 //! when a data dir is given, so a restarted double remembers it was bootstrapped.
 //! It must never be used for anything but tests and benchmarks.
+//!
+//! [`NomadAgent`] starts it the way `nomad agent -config=DIR` would start
+//! Nomad: from kindling's rendered config directory, checked against
+//! Nomad's documented parameters ([`agent_config`]), serving HTTPS with the
+//! configured certificate and refusing clients without a certificate from
+//! the configured CA ([`tls_front`]).
+
+pub mod agent_config;
+pub mod tls_front;
 
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -125,6 +134,56 @@ impl NomadDouble {
             .iter()
             .filter(|r| r.path == "/v1/acl/bootstrap" && r.status == 200)
             .count()
+    }
+}
+
+/// The double started from a Nomad agent config directory.
+pub struct NomadAgent {
+    pub double: NomadDouble,
+    pub front: Option<tls_front::TlsFront>,
+    pub config: agent_config::AgentConfig,
+}
+
+impl NomadAgent {
+    /// Loads and checks `config_dir`, then serves on 127.0.0.1 at its HTTP
+    /// port: over (mutual) TLS when its `tls` block says so.
+    pub fn start(
+        config_dir: &std::path::Path,
+        data_dir: Option<PathBuf>,
+    ) -> Result<Self, StartError> {
+        let config = agent_config::AgentConfig::load(config_dir).map_err(|problems| {
+            StartError(format!("{}: {}", config_dir.display(), problems.join("; ")))
+        })?;
+        let listen = format!("127.0.0.1:{}", config.http_port);
+        match &config.tls {
+            None => Ok(Self {
+                double: NomadDouble::start(&listen, data_dir)?,
+                front: None,
+                config,
+            }),
+            Some(tls) => {
+                let double = NomadDouble::start("127.0.0.1:0", data_dir)?;
+                let front =
+                    tls_front::TlsFront::start(&listen, double.addr(), tls).map_err(StartError)?;
+                Ok(Self {
+                    double,
+                    front: Some(front),
+                    config,
+                })
+            }
+        }
+    }
+
+    /// `https://127.0.0.1:PORT` (or `http://` without TLS).
+    pub fn url(&self) -> String {
+        match &self.front {
+            Some(f) => format!("https://{}", f.addr()),
+            None => self.double.url(),
+        }
+    }
+
+    pub fn successful_bootstraps(&self) -> usize {
+        self.double.successful_bootstraps()
     }
 }
 

@@ -148,14 +148,38 @@ impl Service {
         if self.lan.is_none() && self.uplink.is_none() {
             return None;
         }
+        let (mut lan_open, mut uplink_open) =
+            (self.plan.lan_open.clone(), self.plan.uplink_open.clone());
+        if self.stack_open {
+            lan_open.extend(self.plan.stack_lan_open.iter().copied());
+            uplink_open.extend(self.plan.stack_uplink_open.iter().copied());
+        }
         Some(RulesetSpec {
             lan_device: self.lan.as_ref().map(|l| l.device.name.clone()),
             lan_subnet: self.plan.lan_subnet,
             uplink_device: self.uplink.as_ref().map(|u| u.device.name.clone()),
             nat: self.plan.nat,
-            lan_open: self.plan.lan_open.clone(),
-            uplink_open: self.plan.uplink_open.clone(),
+            lan_open,
+            uplink_open,
         })
+    }
+
+    /// Opens the stack's ports once its bootstrap is done (checked on every
+    /// poll until then).
+    pub(super) fn check_stack(&mut self) {
+        if self.stack_open
+            || (self.plan.stack_lan_open.is_empty() && self.plan.stack_uplink_open.is_empty())
+        {
+            return;
+        }
+        if super::stack_gate::stack_ready(
+            &self.options.stack_status_path,
+            self.options.stack_status_owner,
+        ) {
+            self.stack_open = true;
+            tracing::info!("stack bootstrapped: opening its TLS ports to the LAN");
+            self.install_firewall();
+        }
     }
 
     pub(super) fn install_firewall(&mut self) {

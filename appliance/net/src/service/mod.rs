@@ -13,6 +13,7 @@
 mod lan;
 mod options;
 mod report;
+mod stack_gate;
 mod state;
 mod uplink;
 
@@ -66,6 +67,7 @@ pub async fn run(
         uplink: None,
         lease: None,
         firewall_installed: false,
+        stack_open: false,
         lan_ready: None,
         dns_upstream,
         dhcp_counters: None,
@@ -110,6 +112,7 @@ pub async fn run(
     service.write_status().await;
 
     let mut tick = tokio::time::interval(service.options.status_interval);
+    let mut stack_poll = tokio::time::interval(service.options.stack_poll);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -123,6 +126,7 @@ pub async fn run(
                 service.write_status().await;
             }
             _ = tick.tick() => service.write_status().await,
+            _ = stack_poll.tick(), if !service.stack_open => service.check_stack(),
         }
     }
     service.stop();

@@ -23,6 +23,13 @@ pub struct NetOptions {
     /// Remove the nftables table when the service stops (tests only; the
     /// appliance keeps its ruleset across a service restart).
     pub remove_ruleset_on_stop: bool,
+    /// The stack bootstrap's status file: the stack's ports open when it
+    /// says `ready`.
+    pub stack_status_path: PathBuf,
+    /// The uid that must own that file (the stack's account); `None`: any.
+    pub stack_status_owner: Option<u32>,
+    /// How often that file is read until the stack is ready.
+    pub stack_poll: Duration,
 }
 
 impl Default for NetOptions {
@@ -36,6 +43,9 @@ impl Default for NetOptions {
             status_interval: Duration::from_secs(5),
             carrier_wait: Duration::from_secs(5),
             remove_ruleset_on_stop: false,
+            stack_status_path: PathBuf::from("/run/kindling/status/stack.json"),
+            stack_status_owner: None,
+            stack_poll: Duration::from_millis(500),
         }
     }
 }

@@ -61,6 +61,8 @@ pub(super) struct Service {
     pub(super) uplink: Option<Role>,
     pub(super) lease: Option<LeaseStatus>,
     pub(super) firewall_installed: bool,
+    /// The stack's bootstrap finished: its TLS ports are open.
+    pub(super) stack_open: bool,
     pub(super) lan_ready: Option<Duration>,
     pub(super) dns_upstream: watch::Sender<Vec<Ipv4Addr>>,
     pub(super) dhcp_counters: Option<Arc<DhcpCounters>>,

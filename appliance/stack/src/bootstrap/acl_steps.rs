@@ -72,8 +72,10 @@ async fn kept_or_new_consul_token(
     Ok((t.secret_id, true))
 }
 
+/// 0640: the data directory is the service's group's (setgid), so the
+/// service reads what the bootstrap wrote.
 fn write_reset_file(path: &Path, index: u64) -> Result<(), StepError> {
-    kindling_atomic_write::write_atomic_with_mode(path, index.to_string().as_bytes(), 0o600)
+    kindling_atomic_write::write_atomic_with_mode(path, index.to_string().as_bytes(), 0o640)
         .map_err(|source| StepError::WriteFile {
             path: path.to_path_buf(),
             source,
@@ -239,7 +241,7 @@ pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, StepError> {
                 }
                 _ => {
                     let t = vault
-                        .create_orphan_token("consul-connect-ca", &["consul-connect-ca"], "768h")
+                        .create_role_token("consul-connect-ca", "consul-connect-ca")
                         .await?;
                     vault
                         .kv_write(KV_MOUNT, CONSUL_CONNECT_CA, &json!({"token": t}))
@@ -271,7 +273,7 @@ pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, StepError> {
     if !run.opts.site.stack.nomad.enabled {
         return Ok(Outcome::skipped("stack.nomad.enabled = false"));
     }
-    let nomad = NomadApi::new(&run.opts.layout.nomad_local_url(), None);
+    let nomad = NomadApi::appliance(&run.opts.layout)?;
     nomad.wait_for_leader(run.opts.service_timeout).await?;
     if let Some(secret) = stored_secret(run, NOMAD_MANAGEMENT).await? {
         if !nomad
@@ -322,7 +324,7 @@ pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, StepError> {
 }
 
 /// Nomad's Vault and Consul tokens, written to `nomad.d/50-kindling-tokens.json`
-/// (0600); Nomad is restarted through init when that file changed.
+/// (0640, Nomad's group); Nomad is restarted through init when that file changed.
 pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, StepError> {
     let st = &run.opts.site.stack;
     if !st.nomad.enabled {
@@ -336,7 +338,7 @@ pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, StepErro
         }
         _ => {
             let t = vault
-                .create_orphan_token("nomad-server", &["nomad-server"], "72h")
+                .create_role_token("nomad-server", "nomad-server")
                 .await?;
             vault
                 .kv_write(KV_MOUNT, NOMAD_VAULT, &json!({"token": t}))
@@ -377,7 +379,8 @@ pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, StepErro
     if std::fs::read(&path).ok().as_deref() == Some(body.as_slice()) {
         return Ok(Outcome::already("Nomad's Vault and Consul tokens in place"));
     }
-    kindling_atomic_write::write_atomic_with_mode(&path, &body, 0o600).map_err(|source| {
+    // 0640 in Nomad's setgid config directory: Nomad's group reads it.
+    kindling_atomic_write::write_atomic_with_mode(&path, &body, 0o640).map_err(|source| {
         StepError::WriteFile {
             path: path.clone(),
             source,

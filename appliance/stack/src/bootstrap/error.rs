@@ -83,11 +83,20 @@ pub enum StepError {
     #[error("Vault is still sealed after waiting {secs} s for operator key shares")]
     WaitOperatorShares { secs: u64 },
     #[error(
-        "{note}kindling has no Vault token and no root token at hand (it was lost in a crash during the first boot). \
-         Create one: `vault token create -orphan -period=768h -policy=kindling-appliance` with the root token from \
-         the init secrets, and write it to {token_file} (mode 0600)"
+        "{note}the bootstrap has no valid Vault token and no root token at hand (the appliance was off longer than the \
+         token's period, or it crashed during the first boot). Regenerate a root token with the operators' key shares \
+         (`bao operator generate-root`, docs/security/stack.md), create one with \
+         `bao token create -orphan -period=768h -policy=kindling-bootstrap`, write it to {token_file} (mode 0600, \
+         owner kl-stack), and revoke the regenerated root token"
     )]
     NoRootToken { note: String, token_file: PathBuf },
+    #[error(
+        "Vault's PKI root ({}/cert/ca) is missing (HTTP {status}); vault-setup makes it",
+        super::policies::PKI_ROOT_MOUNT
+    )]
+    NoVaultPkiRoot { status: u16 },
+    #[error("Vault still knows the root token (accessor {accessor}) after revoking it")]
+    RootTokenSurvives { accessor: String },
     #[error("no Vault token (the vault-token step did not run)")]
     NoVaultToken,
     #[error("the approle auth method has no accessor")]

@@ -14,6 +14,8 @@ mod error;
 pub mod policies;
 mod steps;
 mod storage_steps;
+mod tls_steps;
+mod token_steps;
 mod vault_steps;
 
 pub use error::StepError;

@@ -8,30 +8,54 @@ pub const SSH_MOUNT: &str = "ssh";
 pub const PKI_ROOT_MOUNT: &str = "pki";
 pub const PKI_INT_MOUNT: &str = "pki_int";
 
-/// kindling's own token: sets up engines, policies and roles, keeps the
-/// stack's tokens in KV and issues enrollment grants. Not root: it cannot
-/// touch `sys/seal`, `sys/rekey`, `sys/generate-root` or raft storage.
-pub const APPLIANCE_POLICY: &str = r#"
-path "sys/mounts" { capabilities = ["read", "list"] }
-path "sys/mounts/*" { capabilities = ["create", "read", "update", "list"] }
-path "sys/auth" { capabilities = ["read", "list"] }
-path "sys/auth/*" { capabilities = ["create", "read", "update", "sudo"] }
-path "sys/audit" { capabilities = ["read", "list", "sudo"] }
-path "sys/audit/*" { capabilities = ["create", "read", "update", "sudo"] }
-path "sys/policies/acl/*" { capabilities = ["create", "read", "update", "list"] }
-path "sys/policy/*" { capabilities = ["create", "read", "update", "list"] }
+/// The bootstrap's own token (`appliance-token` on the data partition): the
+/// exact paths the steps and the enroller use, nothing else. It cannot seal,
+/// rekey, generate a root token, read raft storage, disable audit, enable
+/// other auth methods or mount other engines, and it creates tokens only
+/// through the named token roles. It does write the node policies and
+/// AppRole roles, which a holder could abuse to grant itself more: it is
+/// kept like a root secret (0600, the bootstrap's account only, used by the
+/// one-shot bootstrap and never by a network-facing service).
+pub const BOOTSTRAP_POLICY_NAME: &str = "kindling-bootstrap";
+pub const BOOTSTRAP_POLICY: &str = r#"
+path "sys/mounts" { capabilities = ["read"] }
+path "sys/mounts/kindling" { capabilities = ["create", "read", "update"] }
+path "sys/mounts/ssh" { capabilities = ["create", "read", "update"] }
+path "sys/mounts/pki" { capabilities = ["create", "read", "update"] }
+path "sys/mounts/pki_int" { capabilities = ["create", "read", "update"] }
+path "sys/auth" { capabilities = ["read"] }
+path "sys/auth/approle" { capabilities = ["create", "read", "update", "sudo"] }
+path "sys/audit" { capabilities = ["read", "sudo"] }
+path "sys/audit/file" { capabilities = ["create", "update", "sudo"] }
+path "sys/policy/node-*" { capabilities = ["create", "read", "update"] }
+path "sys/policy/nomad-server" { capabilities = ["create", "read", "update"] }
+path "sys/policy/consul-connect-ca" { capabilities = ["create", "read", "update"] }
 path "kindling/*" { capabilities = ["create", "read", "update", "list"] }
-path "auth/approle/role/*" { capabilities = ["create", "read", "update", "list"] }
-path "auth/token/create" { capabilities = ["create", "update", "sudo"] }
-path "auth/token/create-orphan" { capabilities = ["create", "update", "sudo"] }
-path "auth/token/create/*" { capabilities = ["create", "update"] }
-path "auth/token/roles/*" { capabilities = ["create", "read", "update", "list"] }
+path "auth/approle/role/node-*" { capabilities = ["create", "read", "update"] }
+path "auth/token/roles/nomad-cluster" { capabilities = ["create", "read", "update"] }
+path "auth/token/roles/nomad-server" { capabilities = ["create", "read", "update"] }
+path "auth/token/roles/consul-connect-ca" { capabilities = ["create", "read", "update"] }
+path "auth/token/create/nomad-server" { capabilities = ["create", "update"] }
+path "auth/token/create/consul-connect-ca" { capabilities = ["create", "update"] }
 path "auth/token/lookup-self" { capabilities = ["read"] }
 path "auth/token/renew-self" { capabilities = ["update"] }
-path "ssh/*" { capabilities = ["create", "read", "update", "list"] }
-path "pki/*" { capabilities = ["create", "read", "update", "list", "sudo"] }
-path "pki_int/*" { capabilities = ["create", "read", "update", "list", "sudo"] }
+path "auth/token/lookup-accessor" { capabilities = ["update"] }
+path "auth/token/revoke-accessor" { capabilities = ["update"] }
+path "ssh/config/ca" { capabilities = ["create", "read", "update"] }
+path "ssh/roles/client" { capabilities = ["create", "read", "update"] }
+path "ssh/roles/host" { capabilities = ["create", "read", "update"] }
+path "pki/*" { capabilities = ["create", "read", "update"] }
+path "pki_int/*" { capabilities = ["create", "read", "update"] }
 "#;
+
+/// Token roles the bootstrap creates service tokens through: each may hand
+/// out exactly one policy, as an orphan, periodic token (so the bootstrap
+/// needs no `sudo` on token creation and no policy it gives away).
+/// `(role, policy, period)`.
+pub const TOKEN_ROLES: &[(&str, &str, &str)] = &[
+    ("nomad-server", "nomad-server", "72h"),
+    ("consul-connect-ca", "consul-connect-ca", "768h"),
+];
 
 /// A node of `profile`: reads its own entries (selected by the `mac` metadata
 /// of the secret-id it logged in with, via identity templating), its

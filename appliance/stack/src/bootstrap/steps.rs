@@ -8,7 +8,7 @@
 //! but here: everything else goes through [`Step::name`].
 
 use super::error::StepError;
-use super::{acl_steps, storage_steps, vault_steps, Outcome, Run};
+use super::{acl_steps, storage_steps, tls_steps, token_steps, vault_steps, Outcome, Run};
 
 /// Declares [`Step`] and its table in one place, so that a step is one line
 /// here plus its function: the name, dependencies and dispatch cannot drift
@@ -61,12 +61,17 @@ steps! {
     VaultInit = "vault-init", after [VaultApi], run vault_steps::init;
     /// Vault unsealed (this run's keys, local keys, or operator shares).
     VaultUnseal = "vault-unseal", after [VaultInit], run vault_steps::unseal;
-    /// kindling's own periodic Vault token.
-    VaultToken = "vault-token", after [VaultUnseal], run vault_steps::token;
+    /// The bootstrap's own periodic Vault token.
+    VaultToken = "vault-token", after [VaultUnseal], run token_steps::token;
+    /// The root token from `sys/init` revoked (checked on every run).
+    VaultRoot = "vault-root", after [VaultToken], run token_steps::root;
     /// Audit, KV, AppRole, SSH CA, PKI, policies and roles.
     VaultSetup = "vault-setup", after [VaultToken], run vault_steps::setup;
     /// Consul's ACL system bootstrapped, its management token in Vault.
     ConsulAcl = "consul-acl", after [VaultStorage, VaultSetup], run acl_steps::consul_acl;
+    /// Vault's PKI root in the bundle Consul and Nomad check client
+    /// certificates against; Consul reloaded when it changed.
+    ServerTrust = "server-trust", after [VaultSetup, ConsulAcl], run tls_steps::server_trust;
     /// The gossip key, agent and assignments tokens, Connect CA.
     ConsulTokens = "consul-tokens", after [ConsulAcl], run acl_steps::consul_tokens;
     /// Nomad's ACL system bootstrapped, its management token in Vault.
@@ -137,8 +142,10 @@ mod tests {
                 "vault-init",
                 "vault-unseal",
                 "vault-token",
+                "vault-root",
                 "vault-setup",
                 "consul-acl",
+                "server-trust",
                 "consul-tokens",
                 "nomad-acl",
                 "nomad-integration",

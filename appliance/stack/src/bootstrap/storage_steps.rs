@@ -73,7 +73,9 @@ pub(super) async fn vault_storage(run: &mut Run) -> Result<Outcome, StepError> {
         != Some(token.as_str())
     {
         config["storage"]["consul"]["token"] = json!(token);
-        crate::render::write_json(&config_path, &config)?;
+        crate::render::write_json(&config_path, &config, 0o640)?;
+        crate::files::give_group(&config_path, kindling_init_protocol::accounts::VAULT.gid)
+            .map_err(crate::render::RenderError::from)?;
         match &run.opts.control_socket {
             Some(sock) if sock.exists() => {
                 restart_service(sock, "vault")

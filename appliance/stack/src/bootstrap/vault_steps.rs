@@ -1,6 +1,7 @@
 //! Vault steps: API up, init (once, secrets encrypted before anything else),
-//! unseal (fresh keys, local keys, or the operator's shares), kindling's own
-//! token, and setup (audit, KV, AppRole, SSH CA, PKI, policies, roles).
+//! unseal (fresh keys, local keys, or the operator's shares) and setup
+//! (audit, KV, AppRole, SSH CA, PKI, policies, roles). The bootstrap's token
+//! and the root token's revocation are `token_steps`.
 
 use super::policies::{self, APPROLE_MOUNT, KV_MOUNT, PKI_INT_MOUNT, PKI_ROOT_MOUNT, SSH_MOUNT};
 use super::{Outcome, Run, Step, StepError};
@@ -223,50 +224,6 @@ pub(super) async fn unseal(run: &mut Run) -> Result<Outcome, StepError> {
     }
 }
 
-pub(super) async fn token(run: &mut Run) -> Result<Outcome, StepError> {
-    if !vault_enabled(run) {
-        return Ok(Outcome::skipped("stack.vault.enabled = false"));
-    }
-    let mut note = String::new();
-    if let Some(t) = run.store.read_appliance_token()? {
-        let api = run.vault.with_token(&t);
-        if api.token_valid().await? {
-            api.renew_self().await?;
-            run.vault_token = Some(t);
-            return Ok(Outcome::already("kindling's Vault token is valid; renewed"));
-        }
-        note = "the stored token was rejected; ".into();
-    }
-    // Creating the token needs root: this run's init, or a root token
-    // regenerated from the local keys (lab), revoked right after use.
-    let (root, generated) = if let Some(s) = &run.fresh_init {
-        (s.root_token.clone(), false)
-    } else if let Some(keys) = run.store.read_local_unseal()? {
-        (run.vault.generate_root(&keys).await?, true)
-    } else {
-        return Err(StepError::NoRootToken {
-            note,
-            token_file: run.opts.layout.state_dir().join("appliance-token"),
-        });
-    };
-    let root_api = run.vault.with_token(&root);
-    root_api
-        .set_policy("kindling-appliance", policies::APPLIANCE_POLICY)
-        .await?;
-    let token = root_api
-        .create_orphan_token("kindling-appliance", &["kindling-appliance"], "768h")
-        .await?;
-    run.store.write_appliance_token(&token)?;
-    if generated {
-        root_api.revoke_self().await?;
-        note.push_str("root token regenerated from the local keys and revoked after use; ");
-    }
-    run.vault_token = Some(token);
-    Ok(Outcome::done(format!(
-        "{note}created kindling's Vault token (policy kindling-appliance)"
-    )))
-}
-
 pub(super) async fn setup(run: &mut Run) -> Result<Outcome, StepError> {
     if !vault_enabled(run) {
         return Ok(Outcome::skipped("stack.vault.enabled = false"));
@@ -274,7 +231,7 @@ pub(super) async fn setup(run: &mut Run) -> Result<Outcome, StepError> {
     let v = run.vault_authed()?;
     let mut changed: Vec<String> = Vec::new();
     let site = &run.opts.site;
-    let audit_log = run.opts.layout.state_dir().join("vault-audit.log");
+    let audit_log = run.opts.layout.vault_audit_log();
     if v.ensure_file_audit(&audit_log.to_string_lossy()).await? {
         changed.push("audit".into());
     }
@@ -408,6 +365,15 @@ pub(super) async fn setup(run: &mut Run) -> Result<Outcome, StepError> {
             .await?;
         v.set_approle_role(APPROLE_MOUNT, &policy, std::slice::from_ref(&policy), "24h")
             .await?;
+    }
+    // Service tokens come from token roles: the bootstrap hands out these
+    // policies without holding them or `sudo` on token creation.
+    if site.stack.consul.enabled && site.stack.consul.connect_vault_ca {
+        v.set_policy("consul-connect-ca", policies::CONSUL_CONNECT_CA_POLICY)
+            .await?;
+    }
+    for (role, policy, period) in policies::TOKEN_ROLES {
+        v.set_token_role(role, policy, period).await?;
     }
     if site.stack.nomad.enabled {
         v.set_policy("nomad-server", policies::NOMAD_SERVER_POLICY)

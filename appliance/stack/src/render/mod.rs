@@ -6,21 +6,26 @@
 //! partition). Must never talk to a running service: that is the bootstrap's job.
 
 mod consul;
+mod keys;
 mod nomad;
+pub mod ownership;
 mod services;
 mod vault;
 
 pub use consul::consul_config;
+pub use keys::{
+    ensure_consul_node_id, ensure_gossip_key, ensure_pool_key, gossip_key_file, GossipPool,
+};
 pub use nomad::nomad_config;
+pub use ownership::Owned;
 pub use services::{service_entries, Phase, Readiness, RestartPolicy, ServiceEntry, ServiceSpec};
 pub use vault::{consul_storage_token_file, vault_config};
 
 use crate::files::{self, FileError};
 use crate::layout::StackLayout;
-use crate::{secrets, tls};
-use base64::Engine;
+use crate::secrets;
+use crate::tls::{self, Issue, Leaf};
 use kindling_site::SiteConfig;
-use rand::RngCore;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -47,7 +52,7 @@ pub enum RenderError {
     NodeId { path: PathBuf, found: String },
     #[error("{path} holds no usable Consul gossip key: {reason}")]
     GossipKey { path: PathBuf, reason: String },
-    #[error("TLS for the Vault listener: {0}")]
+    #[error("TLS for the stack's listeners: {0}")]
     Tls(#[from] tls::TlsError),
 }
 
@@ -59,6 +64,9 @@ pub struct RenderedStack {
     /// Service-table entries (docs/contracts.md "Service table"), in start
     /// order: consul, vault, nomad, stack (the bootstrap one-shot) — only those enabled.
     pub services: Vec<ServiceEntry>,
+    /// Which account owns each file made here; the config phase (root)
+    /// applies it.
+    pub ownership: Vec<Owned>,
 }
 
 /// The appliance's LAN address (the host part of `network.lan.address`).
@@ -68,6 +76,42 @@ pub fn lan_address(site: &SiteConfig) -> Result<Ipv4Addr, RenderError> {
         .next()
         .and_then(|a| a.parse().ok())
         .ok_or(RenderError::LanAddress(text))
+}
+
+/// Whether the site exposes `service` on the uplink (`network.uplink.expose`):
+/// its TLS listener then binds every address and the firewall opens its
+/// port on the uplink.
+pub fn exposed_on_uplink(site: &SiteConfig, service: &str) -> bool {
+    site.network.uplink.expose.iter().any(|s| s == service)
+}
+
+/// Names the listeners' certificates carry for the uplink side: the static
+/// uplink address when there is one (a DHCP address is not known when the
+/// certificates are issued: clients on the uplink dial the host name).
+pub fn uplink_names(site: &SiteConfig) -> Vec<String> {
+    let mut names = vec![format!("{}.{}", site.site.hostname, site.site.domain)];
+    if let Some(cidr) = site.network.uplink.address {
+        names.push(cidr.addr().to_string());
+    }
+    names
+}
+
+/// The names a cluster server's certificate carries: `server_name` (what
+/// `verify_server_hostname` checks), then what HTTPS clients dial.
+pub(crate) fn server_names(
+    server_name: String,
+    site: &SiteConfig,
+    layout: &StackLayout,
+) -> Result<Vec<String>, RenderError> {
+    let lan = lan_address(site)?;
+    let mut names = vec![
+        server_name,
+        "localhost".to_string(),
+        lan.to_string(),
+        layout.loopback.to_string(),
+    ];
+    names.extend(uplink_names(site));
+    Ok(names)
 }
 
 /// Checks the site's stack settings that rendering depends on.
@@ -108,33 +152,28 @@ pub fn render(site: &SiteConfig, layout: &StackLayout) -> Result<RenderedStack, 
         return Ok(RenderedStack {
             files,
             services: Vec::new(),
+            ownership: Vec::new(),
         });
     }
-    for dir in [layout.config_dir.clone(), layout.state_dir()] {
-        mkdir(&dir, 0o700)?;
-    }
+    let state = layout.state_dir();
+    mkdir(&layout.config_dir, 0o755)?;
+    mkdir(&state, 0o711)?;
+    let store = secrets::SecretStore::new(&state);
+    mkdir(&store.for_api_dir(), 0o2750)?;
+    mkdir(&store.for_pxe_dir(), 0o2750)?;
+    issue_certificates(site, layout)?;
+    tls::write_trust_bundle(&state)?;
     if st.consul.enabled {
-        mkdir(&layout.consul_data(), 0o700)?;
-        let key = ensure_gossip_key(&layout.state_dir())?;
-        let node_id = ensure_consul_node_id(&layout.state_dir(), &layout.consul_data())?;
+        mkdir(&layout.consul_data(), 0o2770)?;
+        let key = ensure_gossip_key(&state)?;
+        let node_id = ensure_consul_node_id(&state, &layout.consul_data())?;
         let path = layout.consul_config();
-        write_json(&path, &consul_config(site, layout, &key, &node_id)?)?;
+        write_json(&path, &consul_config(site, layout, &key, &node_id)?, 0o640)?;
         files.push(path);
     }
     if st.vault.enabled {
         mkdir(&layout.vault_data(), 0o700)?;
-        let lan = lan_address(site)?;
-        let names = vec![
-            format!("vault.{}", site.site.domain),
-            format!("{}.{}", site.site.hostname, site.site.domain),
-            lan.to_string(),
-            layout.loopback.to_string(),
-        ];
-        tls::ensure(
-            &layout.state_dir(),
-            &format!("kindling {} appliance CA", site.site.id),
-            &names,
-        )?;
+        mkdir(&layout.vault_audit_dir(), 0o700)?;
         let path = layout.vault_config();
         let storage_token = std::fs::read_to_string(vault::consul_storage_token_file(layout))
             .ok()
@@ -143,20 +182,63 @@ pub fn render(site: &SiteConfig, layout: &StackLayout) -> Result<RenderedStack, 
         write_json(
             &path,
             &vault_config(site, layout, storage_token.as_deref())?,
+            0o640,
         )?;
         files.push(path);
     }
     if st.nomad.enabled {
-        mkdir(&layout.nomad_data(), 0o700)?;
-        mkdir(&layout.nomad_config_dir(), 0o700)?;
+        mkdir(&layout.nomad_data(), 0o2770)?;
+        // Made now so it is ours (setgid): Nomad would make it 0700, and the
+        // bootstrap writes Nomad's ACL reset file into it.
+        mkdir(&layout.nomad_data().join("server"), 0o2770)?;
+        mkdir(&layout.nomad_config_dir(), 0o2750)?;
+        let key = ensure_pool_key(&state, GossipPool::Nomad)?;
         let path = layout.nomad_config_dir().join("00-server.json");
-        write_json(&path, &nomad_config(site, layout)?)?;
+        write_json(&path, &nomad_config(site, layout, &key)?, 0o640)?;
         files.push(path);
     }
     Ok(RenderedStack {
         files,
         services: service_entries(site, layout),
+        ownership: ownership::plan(site, layout),
     })
+}
+
+/// The appliance CA (created once) and this boot's leaf certificates for
+/// the enabled services.
+fn issue_certificates(site: &SiteConfig, layout: &StackLayout) -> Result<(), RenderError> {
+    let st = &site.stack;
+    let lan = lan_address(site)?;
+    let mut wanted: Vec<(Leaf, Vec<String>)> = Vec::new();
+    if st.vault.enabled {
+        let mut names = vec![
+            format!("vault.{}", site.site.domain),
+            lan.to_string(),
+            layout.loopback.to_string(),
+        ];
+        names.extend(uplink_names(site));
+        wanted.push((Leaf::Vault, names));
+    }
+    if st.consul.enabled {
+        wanted.push((Leaf::Consul, consul::certificate_names(site, layout)?));
+    }
+    if st.nomad.enabled {
+        wanted.push((Leaf::Nomad, nomad::certificate_names(site, layout)?));
+        wanted.push((
+            Leaf::StackClient,
+            vec!["kindling-stack-bootstrap".to_string()],
+        ));
+    }
+    let issues: Vec<Issue<'_>> = wanted
+        .iter()
+        .map(|(leaf, names)| Issue { leaf: *leaf, names })
+        .collect();
+    tls::ensure(
+        &layout.state_dir(),
+        &format!("kindling {} appliance CA", site.site.id),
+        &issues,
+    )?;
+    Ok(())
 }
 
 fn mkdir(path: &Path, mode: u32) -> Result<(), RenderError> {
@@ -171,125 +253,15 @@ fn mkdir(path: &Path, mode: u32) -> Result<(), RenderError> {
         })
 }
 
-pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), RenderError> {
+/// Writes a config file; `mode` 0640 at most (the Consul and Nomad configs
+/// carry a gossip key, Vault's may carry a Consul token): the service reads
+/// it through its group.
+pub(crate) fn write_json(
+    path: &Path,
+    value: &serde_json::Value,
+    mode: u32,
+) -> Result<(), RenderError> {
     let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
     body.push(b'\n');
-    // 0600: the Consul config carries the gossip key.
-    Ok(files::write(path, &body, 0o600)?)
-}
-
-/// The appliance's Consul node id, kept durably in `state_dir/consul-node-id`.
-/// The first time, Consul's own `data_dir/node-id` is adopted if it holds a
-/// valid id (so an existing cluster keeps its identity), else a new random
-/// UUID is made.
-pub fn ensure_consul_node_id(state_dir: &Path, consul_data: &Path) -> Result<String, RenderError> {
-    let path = state_dir.join("consul-node-id");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let id = text.trim().to_string();
-            if !is_uuid(&id) {
-                return Err(RenderError::NodeId { path, found: id });
-            }
-            Ok(id)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let adopted = std::fs::read_to_string(consul_data.join("node-id"))
-                .ok()
-                .map(|t| t.trim().to_string())
-                .filter(|t| is_uuid(t));
-            let id = adopted.unwrap_or_else(random_uuid);
-            kindling_atomic_write::write_atomic(&path, id.as_bytes(), true)
-                .map_err(|source| FileError::Write { path, source })?;
-            Ok(id)
-        }
-        Err(source) => Err(FileError::Write { path, source }.into()),
-    }
-}
-
-/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lower-case hex, as Consul expects.
-fn is_uuid(text: &str) -> bool {
-    let groups: Vec<&str> = text.split('-').collect();
-    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
-        && groups.iter().all(|g| {
-            g.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        })
-}
-
-/// A version-4 UUID from the OS's random source.
-fn random_uuid() -> String {
-    let mut b = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
-/// The Consul gossip key (32 random bytes, base64), generated once and kept
-/// on the data partition; the bootstrap also stores it in Vault KV.
-pub fn ensure_gossip_key(state_dir: &Path) -> Result<String, RenderError> {
-    let path = state_dir.join("consul-gossip.key");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let key = text.trim().to_string();
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(&key)
-                .map_err(|e| RenderError::GossipKey {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            if raw.len() != 32 && raw.len() != 16 {
-                return Err(RenderError::GossipKey {
-                    path,
-                    reason: format!("{} bytes, want 32", raw.len()),
-                });
-            }
-            Ok(key)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut raw = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut raw);
-            let key = base64::engine::general_purpose::STANDARD.encode(raw);
-            files::write(&path, key.as_bytes(), 0o600)?;
-            Ok(key)
-        }
-        Err(source) => Err(FileError::Write { path, source }.into()),
-    }
-}
-
-#[cfg(test)]
-mod node_id_tests {
-    use super::*;
-
-    #[test]
-    fn made_once_kept_and_valid() {
-        let dir = tempfile::tempdir().unwrap();
-        let (state, data) = (dir.path().join("state"), dir.path().join("consul"));
-        let first = ensure_consul_node_id(&state, &data).unwrap();
-        assert!(is_uuid(&first), "{first}");
-        assert_eq!(ensure_consul_node_id(&state, &data).unwrap(), first);
-    }
-
-    #[test]
-    fn adopts_consuls_own_id_and_refuses_garbage() {
-        let dir = tempfile::tempdir().unwrap();
-        let (state, data) = (dir.path().join("state"), dir.path().join("consul"));
-        std::fs::create_dir_all(&data).unwrap();
-        let theirs = "0b9d3c59-6a3e-4f6e-9a55-2b1f0e4f6c11";
-        std::fs::write(data.join("node-id"), format!("{theirs}\n")).unwrap();
-        assert_eq!(ensure_consul_node_id(&state, &data).unwrap(), theirs);
-        std::fs::write(state.join("consul-node-id"), "").unwrap();
-        let err = ensure_consul_node_id(&state, &data)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("consul-node-id"), "{err}");
-    }
+    Ok(files::write(path, &body, mode)?)
 }

@@ -1,9 +1,11 @@
 //! Vault (or OpenBao) server config: integrated raft storage by default,
-//! Consul storage as an option; two listeners: plain HTTP on loopback for the
-//! appliance's own calls (never leaves the machine), TLS on the LAN address
-//! with a certificate from the appliance CA for nodes; a file audit device.
+//! Consul storage as an option; two listeners: plain HTTP on loopback (its
+//! own port) for the appliance's own calls (never leaves the machine), TLS
+//! on the LAN address (every address when the site exposes Vault on the
+//! uplink) with a certificate from the appliance CA for nodes; a file audit
+//! device in Vault's own directory, kept within a size bound by init.
 
-use super::{lan_address, RenderError};
+use super::{exposed_on_uplink, lan_address, RenderError};
 use crate::layout::StackLayout;
 use crate::tls;
 use kindling_site::{SiteConfig, VaultStorage};
@@ -45,24 +47,36 @@ pub fn vault_config(
             json!({ "consul": consul })
         }
     };
-    let mut listeners = vec![json!({
-        "tcp": {
-            "address": format!("{}:{}", layout.loopback, p.vault_api),
-            "cluster_address": format!("{}:{}", layout.loopback, p.vault_cluster),
-            "tls_disable": true,
-        }
-    })];
-    if lan != layout.loopback {
-        listeners.push(json!({
+    let tls_address = if exposed_on_uplink(site, "vault") {
+        format!("0.0.0.0:{}", p.vault_api)
+    } else {
+        format!("{lan}:{}", p.vault_api)
+    };
+    let listeners = vec![
+        json!({
             "tcp": {
-                "address": format!("{lan}:{}", p.vault_api),
+                "address": format!("{}:{}", layout.loopback, p.vault_local),
+                "tls_disable": true,
+                // The lab's local-unseal mode regenerates a lost bootstrap
+                // token's root from the local shares here (OpenBao ≥ 2.5.3
+                // turned the share-only `sys/generate-root/*` routes off).
+                "disable_unauthed_generate_root_endpoints": false,
+            }
+        }),
+        json!({
+            "tcp": {
+                "address": tls_address,
                 "cluster_address": format!("{lan}:{}", p.vault_cluster),
                 "tls_cert_file": files.server_cert,
                 "tls_key_file": files.server_key,
                 "tls_min_version": "tls12",
+                // The operators' recovery: a root token from their key
+                // shares alone (docs/security/stack.md). The price: a LAN
+                // host can cancel a generation in progress (audited).
+                "disable_unauthed_generate_root_endpoints": false,
             }
-        }));
-    }
+        }),
+    ];
     Ok(json!({
         "storage": storage,
         "listener": listeners,
@@ -78,7 +92,7 @@ pub fn vault_config(
             "file": {
                 "file": {
                     "description": "kindling: every request, secrets HMAC'd",
-                    "options": { "file_path": layout.state_dir().join("vault-audit.log") },
+                    "options": { "file_path": layout.vault_audit_log(), "mode": "0600" },
                 }
             }
         }],

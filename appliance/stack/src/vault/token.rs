@@ -6,7 +6,7 @@
 
 use super::client::VaultApi;
 use super::error::{api_err, VaultError};
-use serde_json::json;
+use serde_json::{json, Value};
 
 impl VaultApi {
     pub async fn token_valid(&self) -> Result<bool, VaultError> {
@@ -57,6 +57,117 @@ impl VaultApi {
             .await
             .map_err(|e| api_err("create token", e))?;
         Ok(auth.client_token)
+    }
+
+    /// The accessor of the client's own token (`lookup-self`).
+    pub async fn own_accessor(&self) -> Result<String, VaultError> {
+        let v = self
+            .call(
+                "token lookup-self",
+                reqwest::Method::GET,
+                "auth/token/lookup-self",
+                None,
+            )
+            .await?;
+        v.pointer("/data/accessor")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| VaultError::Unexpected {
+                action: "token lookup-self".into(),
+                reason: "no accessor in the answer".into(),
+            })
+    }
+
+    /// Whether the token behind `accessor` still exists; `Some(policies)`
+    /// when it does.
+    pub async fn accessor_policies(
+        &self,
+        accessor: &str,
+    ) -> Result<Option<Vec<String>>, VaultError> {
+        let (status, v) = self
+            .raw(
+                reqwest::Method::POST,
+                "auth/token/lookup-accessor",
+                Some(&json!({ "accessor": accessor })),
+                None,
+            )
+            .await?;
+        match status {
+            200 => Ok(Some(
+                v.pointer("/data/policies")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|p| p.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            )),
+            // Vault answers 400 "invalid accessor" for a revoked token.
+            400 | 404 => Ok(None),
+            status => Err(VaultError::Api {
+                action: "token lookup-accessor".into(),
+                status,
+                message: super::error::error_text(&v),
+            }),
+        }
+    }
+
+    pub async fn revoke_accessor(&self, accessor: &str) -> Result<(), VaultError> {
+        self.call(
+            "token revoke-accessor",
+            reqwest::Method::POST,
+            "auth/token/revoke-accessor",
+            Some(&json!({ "accessor": accessor })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Writes a token role that hands out exactly `policy` as an orphan,
+    /// periodic token.
+    pub async fn set_token_role(
+        &self,
+        role: &str,
+        policy: &str,
+        period: &str,
+    ) -> Result<(), VaultError> {
+        self.call(
+            &format!("write token role {role}"),
+            reqwest::Method::POST,
+            &format!("auth/token/roles/{role}"),
+            Some(&json!({
+                "allowed_policies": [policy],
+                "orphan": true,
+                "renewable": true,
+                "token_period": period,
+            })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// A new token from a token role (its policy, orphan, periodic).
+    pub async fn create_role_token(
+        &self,
+        role: &str,
+        display_name: &str,
+    ) -> Result<String, VaultError> {
+        let v = self
+            .call(
+                &format!("create a token from role {role}"),
+                reqwest::Method::POST,
+                &format!("auth/token/create/{role}"),
+                Some(&json!({ "display_name": display_name })),
+            )
+            .await?;
+        v.pointer("/auth/client_token")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| VaultError::Unexpected {
+                action: format!("create a token from role {role}"),
+                reason: "no auth.client_token in the answer".into(),
+            })
     }
 
     pub async fn set_policy(&self, name: &str, rules: &str) -> Result<(), VaultError> {

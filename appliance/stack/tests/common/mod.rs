@@ -4,7 +4,7 @@
 //! Nomad test double.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
-use kindling_nomad_double::NomadDouble;
+use kindling_nomad_double::NomadAgent;
 use kindling_site::SiteConfig;
 use kindling_stack::render::{Readiness, ServiceSpec};
 use kindling_stack::{StackLayout, StackPorts};
@@ -108,7 +108,7 @@ pub struct Lab {
     pub site: SiteConfig,
     pub services: Vec<ServiceSpec>,
     pub procs: Vec<Proc>,
-    pub nomad: Option<NomadDouble>,
+    pub nomad: Option<NomadAgent>,
 }
 
 impl Lab {
@@ -125,12 +125,14 @@ impl Lab {
         std::os::unix::fs::symlink(tools.join("bao"), bin.join("vault")).unwrap();
         let ports = StackPorts {
             consul_http: free_port(),
+            consul_https: free_port(),
             consul_dns: free_port(),
             consul_server: free_port(),
             consul_serf_lan: free_port(),
             consul_serf_wan: free_port(),
             vault_api: free_port(),
             vault_cluster: free_port(),
+            vault_local: free_port(),
             nomad_http: free_port(),
             nomad_rpc: free_port(),
             nomad_serf: free_port(),
@@ -191,12 +193,17 @@ impl Lab {
         self.wait_ready(&spec);
     }
 
+    /// The Nomad test double, started from the rendered `nomad.d` the way
+    /// `nomad agent -config` would start Nomad (config checked against the
+    /// documented parameters, mutual TLS from its `tls` block).
     fn start_nomad_double(&mut self) {
         self.nomad = None;
-        let addr = format!("127.0.0.1:{}", self.layout.ports.nomad_http);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match NomadDouble::start(&addr, Some(self.layout.nomad_data())) {
+            match NomadAgent::start(
+                &self.layout.nomad_config_dir(),
+                Some(self.layout.nomad_data()),
+            ) {
                 Ok(d) => {
                     self.nomad = Some(d);
                     return;
