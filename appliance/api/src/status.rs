@@ -38,6 +38,11 @@ pub struct ApiEndpoint {
     pub ca_fingerprint: String,
     /// The addresses the API listens on (`ADDR:PORT`), TLS only.
     pub listening: Vec<String>,
+    /// Connections and requests refused since the API started, by reason
+    /// (`connections_refused_busy`, `tls_handshakes_failed`,
+    /// `requests_unauthenticated`, `requests_forbidden`) and
+    /// `connections_open`.
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// `GET /v1/services`: init's `list` answer, verbatim.
