@@ -21,9 +21,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const STACK_URL: &str = "http://192.168.100.1:9000/v1/stack";
-const INIT_SECRETS_URL: &str = "http://192.168.100.1:9000/v1/vault/init-secrets";
-const NODES_URL: &str = "http://192.168.100.1:9000/v1/nodes";
+const STACK_URL: &str = "/v1/stack";
+const INIT_SECRETS_URL: &str = "/v1/vault/init-secrets";
+const NODES_URL: &str = "/v1/nodes";
 /// A MAC the site does not pin: assigned at runtime, kept in Consul KV.
 const ASSIGNED_MAC: &str = "52:54:00:6b:00:40";
 const KV_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -97,7 +97,7 @@ fn wait_stack_ready(lab: &mut Lab, app: VmId, scenario: &str) -> Result<BootTime
 
 fn get_json(lab: &Lab, url: &str) -> Result<Value, String> {
     let (code, body) = lab
-        .http_from_lan("GET", url, None)
+        .api_from_lan("GET", url, None)
         .map_err(|e| e.to_string())?;
     if code != 200 {
         return Err(format!("GET {url} from the LAN answered {code}: {body}"));
@@ -163,7 +163,7 @@ fn wait_assignment_in_kv(lab: &Lab, mac: &str, profile: &str) -> Result<Duration
 fn assign_and_see_it_in_kv(lab: &Lab, scenario: &str) -> Result<(), String> {
     let url = format!("{NODES_URL}/{ASSIGNED_MAC}/profile");
     let (code, body) = lab
-        .http_from_lan("PUT", &url, Some(r#"{"profile": "prod"}"#))
+        .api_from_lan("PUT", &url, Some(r#"{"profile": "prod"}"#))
         .map_err(|e| e.to_string())?;
     if code != 200 {
         return Err(format!("PUT {url} answered {code}: {body}"));
