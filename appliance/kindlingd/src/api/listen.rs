@@ -226,19 +226,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn lab_site() -> SiteConfig {
-        let toml = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../overlays/lab/site.toml"
-        ))
-        .unwrap();
-        toml::from_str(&toml).unwrap()
-    }
-
     #[test]
     fn the_lan_always_and_the_uplink_only_when_exposed() {
         let run = tempfile::tempdir().unwrap();
-        let mut site = lab_site();
+        let mut site = super::super::lab_site();
         site.network.uplink.expose.clear();
         let plan = Plan::for_site(&site, run.path());
         assert_eq!(plan.addresses(), ["192.168.100.1:9000".parse().unwrap()]);

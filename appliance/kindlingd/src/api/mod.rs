@@ -333,6 +333,14 @@ fn whoami(caller: &Caller) -> Reply {
     }
 }
 
+/// The lab overlay's site, for the API modules' tests.
+#[cfg(test)]
+fn lab_site() -> kindling_site::SiteConfig {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../overlays/lab/site.toml");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    toml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

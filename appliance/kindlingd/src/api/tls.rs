@@ -174,18 +174,9 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
-    fn site() -> SiteConfig {
-        let toml = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../overlays/lab/site.toml"
-        ))
-        .unwrap();
-        toml::from_str(&toml).unwrap()
-    }
-
     #[test]
     fn names_follow_the_lan_the_exposed_static_uplink_and_the_host_name() {
-        let mut site = site();
+        let mut site = super::super::lab_site();
         assert_eq!(
             names(&site),
             [
@@ -209,7 +200,7 @@ mod tests {
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
         };
-        let first = issue(&site(), &state, &run, me).unwrap();
+        let first = issue(&super::super::lab_site(), &state, &run, me).unwrap();
         let files = files(&run);
         let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
         assert_eq!(mode(&files.dir), 0o700);
@@ -219,7 +210,10 @@ mod tests {
         assert_eq!(loaded.ca_fingerprint, first);
         // The next boot: same CA (clients pinned it), a new server key.
         let key = std::fs::read(&files.key).unwrap();
-        assert_eq!(issue(&site(), &state, &run, me).unwrap(), first);
+        assert_eq!(
+            issue(&super::super::lab_site(), &state, &run, me).unwrap(),
+            first
+        );
         assert_ne!(std::fs::read(&files.key).unwrap(), key);
         // The CA's key stays in the state directory.
         assert!(state.join("tls/ca-key.pem").is_file());
