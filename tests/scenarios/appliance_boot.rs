@@ -106,6 +106,39 @@ fn hostile_lan_host_is_refused(lab: &Lab, scenario: &str) -> Result<(), String> 
     eprintln!(
         "[{scenario}] hostile LAN host: 401 without a token, 403 for the read role, no plain HTTP"
     );
+    api_on_the_exposed_uplink(lab, scenario)
+}
+
+/// The lab site exposes the API on its DHCP uplink: from the upstream
+/// network, at the lease address, with the site's host name as the name
+/// the certificate carries (the lease is not known when it is issued).
+fn api_on_the_exposed_uplink(lab: &Lab, scenario: &str) -> Result<(), String> {
+    let upstream = lab.upstream().ok_or("the lab has no upstream")?;
+    let lease = upstream
+        .leases()
+        .into_iter()
+        .find(|(mac, _)| mac == kindling_lab::vm::APPLIANCE_UPLINK_MAC)
+        .map(|(_, ip)| ip)
+        .ok_or("the appliance's uplink has no lease")?;
+    let client = lab
+        .api_client_from_upstream(
+            LabOperator::Read,
+            &format!("{lease}:9000"),
+            "kindling-lab.lab.kindling.internal",
+        )
+        .map_err(|e| e.to_string())?;
+    // The API follows the lease within its 5 s reconcile.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match kindling_lab::api::call(&client, "GET", "/v1/whoami", None) {
+            Ok((200, body)) if body.contains("lab-read") => break,
+            other if std::time::Instant::now() > deadline => {
+                return Err(format!("GET /v1/whoami on the uplink {lease}: {other:?}"))
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(500)),
+        }
+    }
+    eprintln!("[{scenario}] the API answers on the exposed uplink {lease}:9000 (TLS, pinned)");
     Ok(())
 }
 
