@@ -33,6 +33,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("kindling-net", 3),
     ("kindling-inventory", 3),
     ("kindling-stack", 3),
+    ("kindling-api-client", 3),
     // 4: PXE asks the inventory
     ("kindling-pxe", 4),
     // 5: the binaries: PID 1, the appliance's multi-call binary, the CLI

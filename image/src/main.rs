@@ -37,6 +37,16 @@ enum Command {
     /// Vault operations on a running appliance (unseal).
     #[command(subcommand)]
     Vault(cmd::vault::Command),
+    /// Pin an appliance's CA (compare the fingerprint with its console) and
+    /// save the operator token for it in the CLI config (0600).
+    Login(cmd::login::LoginArgs),
+    /// Forget a context of the CLI config and its token.
+    Logout(cmd::login::LogoutArgs),
+    /// Show which operator the token is, on the appliance.
+    Whoami(cmd::Target),
+    /// Mint operator tokens for the appliance's API.
+    #[command(subcommand)]
+    Token(cmd::token::Command),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +58,10 @@ fn main() -> ExitCode {
         Command::Node(c) => cmd::node::run(c),
         Command::Stack(c) => cmd::stack::run(c),
         Command::Vault(c) => cmd::vault::run(c),
+        Command::Login(args) => cmd::login::login(args),
+        Command::Logout(args) => cmd::login::logout(args),
+        Command::Whoami(target) => cmd::login::whoami(target),
+        Command::Token(c) => cmd::token::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,8 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const STATUS_URL: &str = "http://192.168.100.1:9000/v1/status";
-pub const NODES_URL: &str = "http://192.168.100.1:9000/v1/nodes";
+/// Asked of the appliance's API (TLS, pinned to the CA on its console, as
+/// the lab's TEST-ONLY admin operator) from the LAN side.
+pub const STATUS_PATH: &str = "/v1/status";
+pub const NODES_PATH: &str = "/v1/nodes";
 
 /// Serial lines worth showing live: the appliance's phases and services.
 const APPLIANCE_LINES: &str = r"Linux version|Run /init as init process|kindling: |Kernel panic";
@@ -173,7 +175,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
     }
 
     // The status API, from the lab's LAN address 192.168.100.2.
-    match lab.http_from_lan("GET", STATUS_URL, None) {
+    match lab.api_from_lan("GET", STATUS_PATH, None) {
         Ok((200, body)) => {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             // Kept with the logs: the whole answer, for whoever reads them later.
@@ -183,7 +185,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
             live.show(
                 "api",
                 &format!(
-                    "GET {STATUS_URL}: ready={}",
+                    "GET {STATUS_PATH}: ready={}",
                     out.status_ready
                         .map_or("unknown".to_string(), |r| r.to_string())
                 ),
@@ -194,9 +196,9 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
         }
         Ok((code, body)) => live.show(
             "api",
-            &format!("GET {STATUS_URL}: HTTP {code} {}", body.trim()),
+            &format!("GET {STATUS_PATH}: HTTP {code} {}", body.trim()),
         ),
-        Err(e) => live.show("api", &format!("GET {STATUS_URL} failed: {e}")),
+        Err(e) => live.show("api", &format!("GET {STATUS_PATH} failed: {e}")),
     }
     out.uplink_lease = lab.upstream().and_then(|u| {
         u.leases()
@@ -283,18 +285,18 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome> {
     match wait_node_phoned_home(&lab, NODE_DEV_MAC, INVENTORY_SETTLE) {
         Ok((200, body)) if node_phoned_home(&body, NODE_DEV_MAC) => {
             let summary = describe_node(&body, NODE_DEV_MAC);
-            live.show("api", &format!("GET {NODES_URL}: {summary}"));
+            live.show("api", &format!("GET {NODES_PATH}: {summary}"));
             out.inventory = Some(summary);
         }
         Ok((code, body)) => live.show(
             "api",
             &format!(
-                "GET {NODES_URL}: HTTP {code}, node {NODE_DEV_MAC} state {:?}: {}",
+                "GET {NODES_PATH}: HTTP {code}, node {NODE_DEV_MAC} state {:?}: {}",
                 node_state(&body, NODE_DEV_MAC),
                 body.trim()
             ),
         ),
-        Err(e) => live.show("api", &format!("GET {NODES_URL} failed: {e}")),
+        Err(e) => live.show("api", &format!("GET {NODES_PATH} failed: {e}")),
     }
     if let Some(up) = lab.upstream() {
         out.nat_clients = up.http_clients_for(NAT_PROBE_PATH);
@@ -321,7 +323,7 @@ pub const INVENTORY_SETTLE: Duration = Duration::from_secs(15);
 pub fn wait_node_phoned_home(lab: &Lab, mac: &str, timeout: Duration) -> Result<(u16, String)> {
     let deadline = Instant::now() + timeout;
     loop {
-        let answer = lab.http_from_lan("GET", NODES_URL, None);
+        let answer = lab.api_from_lan("GET", NODES_PATH, None);
         let done = matches!(&answer, Ok((200, body)) if node_phoned_home(body, mac));
         if done || Instant::now() >= deadline {
             return answer;

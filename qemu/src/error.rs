@@ -63,6 +63,9 @@ pub enum LabError {
 
     #[error("building the node payload failed: {0}")]
     Payload(String),
+
+    #[error("the appliance's API: {0}")]
+    Api(String),
 }
 
 impl LabError {

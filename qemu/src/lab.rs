@@ -366,15 +366,51 @@ impl Lab {
         Ok(())
     }
 
-    /// An HTTP request from the LAN side (the lab's 192.168.100.2 on br-lan):
-    /// returns (status code, body). `body` makes it a POST.
-    pub fn http_from_lan(
+    /// A request to the appliance's API from the LAN side (the lab's
+    /// 192.168.100.2 on br-lan) as the lab's TEST-ONLY admin operator, over
+    /// TLS pinned to the CA fingerprint on the appliance's console: (status
+    /// code, body). `body` is JSON.
+    pub fn api_from_lan(
         &self,
         method: &str,
-        url: &str,
+        path: &str,
         body: Option<&str>,
     ) -> Result<(u16, String)> {
-        http_in_netns(&self.options.names.lan, method, url, body)
+        let client = self.api_client_from_lan(crate::api::LabOperator::Admin)?;
+        crate::api::call(&client, method, path, body)
+    }
+
+    /// A client for the appliance's API from the upstream network (the
+    /// uplink side), dialling `address` and expecting `server_name` in the
+    /// certificate, as `who`.
+    pub fn api_client_from_upstream(
+        &self,
+        who: crate::api::LabOperator,
+        address: &str,
+        server_name: &str,
+    ) -> Result<kindling_api_client::ApiClient> {
+        let endpoint = kindling_api_client::Endpoint::parse(address)
+            .and_then(|e| e.with_server_name(server_name))
+            .map_err(|e| LabError::Api(e.to_string()))?;
+        crate::api::client_at(
+            &self.options.names.upstream,
+            &self.options.run_dir.join("appliance.serial.log"),
+            who,
+            endpoint,
+        )
+    }
+
+    /// A client for the appliance's API from the LAN side as `who` (a
+    /// client without a token: `.with_token(None)`).
+    pub fn api_client_from_lan(
+        &self,
+        who: crate::api::LabOperator,
+    ) -> Result<kindling_api_client::ApiClient> {
+        crate::api::client_from(
+            &self.options.names.lan,
+            &self.options.run_dir.join("appliance.serial.log"),
+            who,
+        )
     }
 
     /// What a LAN host hears from the NTP server at `server`.

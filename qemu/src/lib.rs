@@ -9,6 +9,7 @@
 //! networking, and never signals a process it did not start.
 
 pub mod accel;
+pub mod api;
 pub mod bench;
 pub mod cmd;
 pub mod demo;

@@ -1,15 +1,19 @@
 //! The appliance boots in the lab from its real boot media — the hybrid ISO
 //! as a CD under SeaBIOS, the raw GPT disk (systemd-boot + UKI) under OVMF —
-//! reaches `kindling: ready`, and answers its status API from the LAN side.
+//! reaches `kindling: ready`, and answers its status API from the LAN side
+//! over TLS (pinned to the CA fingerprint on its console) to the lab's
+//! TEST-ONLY operator, and to nobody else: a LAN host without a token gets
+//! 401, the read-only operator 403 on a write, plain HTTP no answer.
 //! The ISO boot also starts with a lost clock and checks the LAN's time.
 
 use crate::{APPLIANCE_FAIL, APPLIANCE_READY_TIMEOUT, READY};
 use kindling_e2e::{lab_for, lab_image, skip_unless_root};
+use kindling_lab::api::LabOperator;
 use kindling_lab::{ApplianceBoot, ApplianceSpec, DiskBus, Lab};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-pub const STATUS_URL: &str = "http://192.168.100.1:9000/v1/status";
+pub const STATUS_PATH: &str = "/v1/status";
 
 /// Waits for the ready line, then asks the status API from the lab's LAN address.
 pub fn wait_ready_and_check_status(
@@ -27,20 +31,117 @@ pub fn wait_ready_and_check_status(
         ready.line.trim()
     );
     let (code, body) = lab
-        .http_from_lan("GET", STATUS_URL, None)
+        .api_from_lan("GET", STATUS_PATH, None)
         .map_err(|e| e.to_string())?;
     if code != 200 {
         return Err(format!(
-            "GET {STATUS_URL} from the LAN answered {code}: {body}"
+            "GET {STATUS_PATH} from the LAN answered {code}: {body}"
         ));
     }
     let status: serde_json::Value = serde_json::from_str(&body)
-        .map_err(|e| format!("GET {STATUS_URL}: not JSON ({e}): {body}"))?;
+        .map_err(|e| format!("GET {STATUS_PATH}: not JSON ({e}): {body}"))?;
     if kindling_lab::demo::status_ready(&status) != Some(true) {
         return Err(format!(
-            "GET {STATUS_URL}: appliance does not report ready: {body}"
+            "GET {STATUS_PATH}: appliance does not report ready: {body}"
         ));
     }
+    hostile_lan_host_is_refused(lab, scenario)
+}
+
+/// From the same LAN address: no token → 401 on a read and a write, the
+/// read-only operator → 403 on a write, plain HTTP → no HTTP answer; the
+/// assignment the write asked for is not there afterwards.
+fn hostile_lan_host_is_refused(lab: &Lab, scenario: &str) -> Result<(), String> {
+    const MAC: &str = "52:54:00:6b:00:77";
+    let write = format!("/v1/nodes/{MAC}/profile");
+    let body = r#"{"profile": "prod"}"#;
+    let anonymous = lab
+        .api_client_from_lan(LabOperator::Admin)
+        .map_err(|e| e.to_string())?
+        .with_token(None);
+    let read_only = lab
+        .api_client_from_lan(LabOperator::Read)
+        .map_err(|e| e.to_string())?;
+    let ask = |client, method: &str, path: &str, body: Option<&str>| {
+        kindling_lab::api::call(client, method, path, body).map_err(|e| e.to_string())
+    };
+    for (who, client, method, path, payload, want) in [
+        ("no token", &anonymous, "GET", STATUS_PATH, None, 401),
+        (
+            "no token",
+            &anonymous,
+            "PUT",
+            write.as_str(),
+            Some(body),
+            401,
+        ),
+        (
+            "the read operator",
+            &read_only,
+            "PUT",
+            write.as_str(),
+            Some(body),
+            403,
+        ),
+    ] {
+        let (code, answer) = ask(client, method, path, payload)?;
+        if code != want {
+            return Err(format!(
+                "{who}: {method} {path} answered {code}, not {want}: {answer}"
+            ));
+        }
+    }
+    let (_, nodes) = lab
+        .api_from_lan("GET", kindling_lab::demo::NODES_PATH, None)
+        .map_err(|e| e.to_string())?;
+    if nodes.contains(MAC) {
+        return Err(format!(
+            "a refused assignment reached the inventory: {nodes}"
+        ));
+    }
+    let plain = "http://192.168.100.1:9000/healthz";
+    match kindling_lab::lab::http_in_netns(&lab.names().lan, "GET", plain, None) {
+        Ok((code, answer)) if (100..600).contains(&code) => {
+            return Err(format!("plain HTTP was answered {code}: {answer}"))
+        }
+        _ => {}
+    }
+    eprintln!(
+        "[{scenario}] hostile LAN host: 401 without a token, 403 for the read role, no plain HTTP"
+    );
+    api_on_the_exposed_uplink(lab, scenario)
+}
+
+/// The lab site exposes the API on its DHCP uplink: from the upstream
+/// network, at the lease address, with the site's host name as the name
+/// the certificate carries (the lease is not known when it is issued).
+fn api_on_the_exposed_uplink(lab: &Lab, scenario: &str) -> Result<(), String> {
+    let upstream = lab.upstream().ok_or("the lab has no upstream")?;
+    let lease = upstream
+        .leases()
+        .into_iter()
+        .find(|(mac, _)| mac == kindling_lab::vm::APPLIANCE_UPLINK_MAC)
+        .map(|(_, ip)| ip)
+        .ok_or("the appliance's uplink has no lease")?;
+    let client = lab
+        .api_client_from_upstream(
+            LabOperator::Read,
+            &format!("{lease}:9000"),
+            "kindling-lab.lab.kindling.internal",
+        )
+        .map_err(|e| e.to_string())?;
+    // The API follows the lease within its 5 s reconcile.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match kindling_lab::api::call(&client, "GET", "/v1/whoami", None) {
+            Ok((200, body)) if body.contains("lab-read") => break,
+            other if std::time::Instant::now() > deadline => {
+                return Err(format!("GET /v1/whoami on the uplink {lease}: {other:?}"))
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(500)),
+        }
+    }
+    eprintln!("[{scenario}] the API answers on the exposed uplink {lease}:9000 (TLS, pinned)");
     Ok(())
 }
 

@@ -65,7 +65,7 @@ fn bios_and_uefi_nodes_pxe_boot_from_the_appliance_and_reach_upstream_through_na
         .ok_or("the node did not power off after `installed`")?;
 
     // The appliance's inventory, asked from the LAN side.
-    let url = kindling_lab::demo::NODES_URL;
+    let url = kindling_lab::demo::NODES_PATH;
     let settle = kindling_lab::demo::INVENTORY_SETTLE;
     let (code, body) = kindling_lab::demo::wait_node_phoned_home(&lab, NODE_DEV_MAC, settle)
         .map_err(|e| e.to_string())?;

@@ -29,10 +29,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const STACK_URL: &str = "http://192.168.100.1:9000/v1/stack";
-const INIT_SECRETS_URL: &str = "http://192.168.100.1:9000/v1/vault/init-secrets";
-const NODES_URL: &str = "http://192.168.100.1:9000/v1/nodes";
-const SERVICES_URL: &str = "http://192.168.100.1:9000/v1/services";
+const STACK_URL: &str = "/v1/stack";
+const INIT_SECRETS_URL: &str = "/v1/vault/init-secrets";
+const NODES_URL: &str = "/v1/nodes";
+const SERVICES_URL: &str = "/v1/services";
 const APPLIANCE_LAN: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 168, 100, 1);
 /// TCP ports any LAN host may reach: DNS, HTTP boot, the API.
 const TCP_ALWAYS: &[u16] = &[53, 80, 9000];
@@ -40,7 +40,8 @@ const TCP_ALWAYS: &[u16] = &[53, 80, 9000];
 /// HTTPS API, Vault (the lab runs no Nomad).
 const TCP_STACK: &[u16] = &[8200, 8300, 8301, 8501];
 /// UDP ports that answer their probe: DNS and TFTP (DHCP answers only DHCP;
-/// the lab runs no NTP server; Consul's gossip drops what it cannot decrypt).
+/// the lab-stack site serves no time; Consul's gossip drops what it cannot
+/// decrypt).
 const UDP_ANSWERING: &[u16] = &[53, 69];
 /// A MAC the site does not pin: assigned at runtime, kept in Consul KV.
 const ASSIGNED_MAC: &str = "52:54:00:6b:00:40";
@@ -123,7 +124,7 @@ fn wait_stack_ready(
 
 fn get_json(lab: &Lab, url: &str) -> Result<Value, String> {
     let (code, body) = lab
-        .http_from_lan("GET", url, None)
+        .api_from_lan("GET", url, None)
         .map_err(|e| e.to_string())?;
     if code != 200 {
         return Err(format!("GET {url} from the LAN answered {code}: {body}"));
@@ -189,7 +190,7 @@ fn wait_assignment_in_kv(lab: &Lab, mac: &str, profile: &str) -> Result<Duration
 fn assign_and_see_it_in_kv(lab: &Lab, scenario: &str) -> Result<(), String> {
     let url = format!("{NODES_URL}/{ASSIGNED_MAC}/profile");
     let (code, body) = lab
-        .http_from_lan("PUT", &url, Some(r#"{"profile": "prod"}"#))
+        .api_from_lan("PUT", &url, Some(r#"{"profile": "prod"}"#))
         .map_err(|e| e.to_string())?;
     if code != 200 {
         return Err(format!("PUT {url} answered {code}: {body}"));
@@ -286,7 +287,7 @@ fn scan_after_bootstrap(lab: &Lab, scenario: &str) -> Result<ScanResult, String>
     }
     for port in [8200, 8501] {
         let url = format!("http://192.168.100.1:{port}/v1/sys/health");
-        match lab.http_from_lan("GET", &url, None) {
+        match kindling_lab::lab::http_in_netns(&lab.names().lan, "GET", &url, None) {
             Ok((400, body)) if body.contains("HTTPS server") => {}
             other => {
                 return Err(format!(

@@ -13,7 +13,7 @@ fn schema_of<T: JsonSchema>(title: &str) -> String {
 /// The shipped files: `(file name under schema/api/, pretty JSON with a
 /// trailing newline)`.
 pub fn schema_files() -> Vec<(&'static str, String)> {
-    use crate::{health, nodes, overlays, stack, status, vault, ErrorBody};
+    use crate::{auth, health, nodes, overlays, stack, status, vault, ErrorBody};
     vec![
         (
             "error.schema.json",
@@ -26,6 +26,10 @@ pub fn schema_files() -> Vec<(&'static str, String)> {
         (
             "status.schema.json",
             schema_of::<status::Status>("GET /v1/status"),
+        ),
+        (
+            "whoami.schema.json",
+            schema_of::<auth::WhoAmI>("GET /v1/whoami"),
         ),
         (
             "services.schema.json",

@@ -25,6 +25,24 @@ pub struct Status {
     /// Every `/run/kindling/status/NAME.json`, keyed by NAME, verbatim (a file
     /// that does not parse shows as `{"error": "..."}`).
     pub services: BTreeMap<String, Value>,
+    /// The API's own endpoint: what a CLI pins and where it listens.
+    pub api: ApiEndpoint,
+}
+
+/// The control API as it serves this boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ApiEndpoint {
+    /// SHA-256 of the appliance CA certificate that signs the API's
+    /// certificate (`sha256:` and 64 hex digits): the value the console
+    /// prints and `kindling login` pins.
+    pub ca_fingerprint: String,
+    /// The addresses the API listens on (`ADDR:PORT`), TLS only.
+    pub listening: Vec<String>,
+    /// Connections and requests refused since the API started, by reason
+    /// (`connections_refused_busy`, `tls_handshakes_failed`,
+    /// `requests_unauthenticated`, `requests_forbidden`) and
+    /// `connections_open`.
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// `GET /v1/services`: init's `list` answer, verbatim.

@@ -11,6 +11,7 @@
 //! `KINDLING_STATE_DIR`, `KINDLING_RUN_DIR`), else the appliance's defaults.
 
 use anyhow::{bail, Context};
+use kindling_init_protocol::table::ServiceTable;
 use kindling_overlay::{ApplyOptions, ApplyPaths};
 use kindling_site::SiteConfig;
 use std::path::{Path, PathBuf};
@@ -87,7 +88,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             paths.report_json().display()
         );
     };
-    write_boot_service_table(&paths.run_dir, &paths.data_dir, &effective.config)?;
+    let table = write_boot_service_table(&paths.run_dir, &paths.data_dir, &effective.config)?;
+    issue_api_certificate(&effective.config, &paths, &table);
     println!(
         "site {} configured: {} overlay(s) accepted, {} refused",
         effective.config.site.id,
@@ -100,11 +102,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// The config phase's table: renders the stack's files, writes
 /// `RUN_DIR/services.json`, then (as root) gives every service its own
 /// files (`ownership`), so each child finds them owned by its account.
+/// Returns the table written.
 pub fn write_boot_service_table(
     run_dir: &Path,
     data_dir: &Path,
     site: &SiteConfig,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ServiceTable> {
     use crate::service_table::{for_this_boot, StackFiles};
     let boot = for_this_boot(site, run_dir, data_dir, StackFiles::Render);
     write_table(run_dir, &boot.table)?;
@@ -118,7 +121,7 @@ pub fn write_boot_service_table(
             println!("ownership: {problem}");
         }
     }
-    Ok(())
+    Ok(boot.table)
 }
 
 /// Writes `RUN_DIR/services.json` for `site` (temp file + rename) without
@@ -135,13 +138,33 @@ pub fn write_service_table(
     )
 }
 
-fn write_table(
-    run_dir: &Path,
-    table: &kindling_init_protocol::table::ServiceTable,
-) -> anyhow::Result<()> {
+fn write_table(run_dir: &Path, table: &ServiceTable) -> anyhow::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(table)?;
     bytes.push(b'\n');
     let path = run_dir.join("services.json");
     kindling_atomic_write::write_atomic(&path, &bytes, false)
-        .with_context(|| format!("writing {}", path.display()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Issues the API's certificate for this boot while the config phase still
+/// runs as root (it needs the CA key), readable only by the uid the table
+/// runs `api` as. A failure is reported; the API then refuses to start
+/// without a certificate and the appliance says it is degraded.
+fn issue_api_certificate(site: &SiteConfig, paths: &ApplyPaths, table: &ServiceTable) {
+    let owner = table
+        .get("api")
+        .map_or(crate::api::tls::KeyOwner { uid: 0, gid: 0 }, |api| {
+            crate::api::tls::KeyOwner {
+                uid: api.user,
+                gid: api.group,
+            }
+        });
+    match crate::api::tls::issue(site, &paths.data_dir, &paths.run_dir, owner) {
+        Ok(fingerprint) => println!(
+            "api certificate issued for {} by the appliance CA {fingerprint}",
+            crate::api::tls::names(site).join(", ")
+        ),
+        Err(e) => println!("degraded: api: no TLS certificate: {e}"),
+    }
 }

@@ -1,136 +1,18 @@
-//! The status/control API over real HTTP: `kindlingd config apply` configures a
-//! throw-away appliance root from the overlay crate's signed fixtures, then
-//! `kindlingd api` serves it and is exercised as an operator's client would.
+//! The status/control API over real TLS: `kindlingd config apply` configures
+//! a throw-away appliance root from the overlay crate's signed fixtures (plus
+//! a per-appliance overlay with the lab's TEST-ONLY operators) and issues
+//! the API's certificate, then `kindlingd api` serves it and is exercised as
+//! an operator's client would, with the admin token, pinned to the CA.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::call;
+use common::appliance::{apply, fixtures, lab_v4_push_body, push_body, start_api, Root, KINDLINGD};
+use common::lab_tokens;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
-
-const KINDLINGD: &str = env!("CARGO_BIN_EXE_kindlingd");
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../overlay/tests/data")
-}
-
-/// A temp appliance root: trust store, boot media, data partition and /run.
-struct Root {
-    dir: tempfile::TempDir,
-}
-
-impl Root {
-    fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("kd-api-")
-            .tempdir()
-            .unwrap();
-        let root = Root { dir };
-        for d in [
-            "etc/trust",
-            "etc/overlays",
-            "var/lib/kindling",
-            "run/kindling",
-        ] {
-            std::fs::create_dir_all(root.path(d)).unwrap();
-        }
-        std::fs::copy(
-            fixtures().join("keys/TEST-ONLY-kindling.pub"),
-            root.path("etc/trust/kindling.pub"),
-        )
-        .unwrap();
-        for ext in ["kovl", "kovl.minisig"] {
-            std::fs::copy(
-                fixtures().join(format!("good/lab.{ext}")),
-                root.path(&format!("etc/overlays/lab.{ext}")),
-            )
-            .unwrap();
-        }
-        std::fs::write(root.path("etc/overlays/order"), "lab.kovl\n").unwrap();
-        root
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(KINDLINGD);
-        cmd.args(args)
-            .env("KINDLING_TRUST_DIR", self.path("etc/trust"))
-            .env("KINDLING_BOOT_OVERLAYS", self.path("etc/overlays"))
-            .env("KINDLING_STATE_DIR", self.path("var/lib/kindling"))
-            .env("KINDLING_RUN_DIR", self.path("run/kindling"))
-            .env("KINDLING_SITE_JSON", self.path("run/kindling/site.json"));
-        cmd
-    }
-}
-
-/// Kills the API server when the test ends, pass or fail.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_api(root: &Root) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = root.command(&["api", "--listen", &addr]).spawn().unwrap();
-    let server = Server {
-        child,
-        base: format!("http://{addr}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "kindlingd api did not listen on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    server
-}
-
-fn push_body(scenario: &str) -> Vec<u8> {
-    use base64::Engine;
-    let dir = fixtures().join(scenario);
-    let kovl = std::fs::read(dir.join("lab.kovl")).unwrap();
-    let minisig = std::fs::read_to_string(dir.join("lab.kovl.minisig")).unwrap();
-    serde_json::to_vec(&serde_json::json!({
-        "kovl": base64::engine::general_purpose::STANDARD.encode(kovl),
-        "minisig": minisig,
-    }))
-    .unwrap()
-}
-
-fn apply(root: &Root) {
-    let out = root.command(&["config", "apply"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "config apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        root.path("run/kindling/services.json").exists(),
-        "config apply wrote no service table"
-    );
-}
+use std::process::Command;
 
 fn file(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
@@ -142,7 +24,7 @@ fn status_and_effective_config_come_from_the_applied_overlay() {
     apply(&root);
     let api = start_api(&root);
 
-    let (status, body) = call("GET", &format!("{}/v1/status", api.base), None);
+    let (status, body) = api.call("GET", "/v1/status", None);
     assert_eq!(status, 200, "{body}");
     assert!(
         body["config"].is_object(),
@@ -156,14 +38,14 @@ fn status_and_effective_config_come_from_the_applied_overlay() {
         "{body}"
     );
 
-    let (status, body) = call("GET", &format!("{}/v1/config/effective", api.base), None);
+    let (status, body) = api.call("GET", "/v1/config/effective", None);
     assert_eq!(status, 200, "{body}");
     assert!(
         body.to_string().contains("\"lab\""),
         "effective config does not name site lab: {body}"
     );
 
-    let (status, body) = call("GET", &format!("{}/v1/nodes", api.base), None);
+    let (status, body) = api.call("GET", "/v1/nodes", None);
     assert_eq!(status, 200, "{body}");
 }
 
@@ -173,20 +55,20 @@ fn bad_pushes_are_refused_and_the_good_config_stays() {
     apply(&root);
     let before = file(&root.path("run/kindling/site.json"));
     let api = start_api(&root);
-    let url = format!("{}/v1/overlays", api.base);
+    let url = "/v1/overlays";
 
-    let (status, body) = call("POST", &url, Some(&push_body("rollback")));
+    let (status, body) = api.call("POST", url, Some(&push_body("rollback")));
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("rollback refused"), "{body}");
 
-    let (status, body) = call("POST", &url, Some(&push_body("wrong-key")));
+    let (status, body) = api.call("POST", url, Some(&push_body("wrong-key")));
     assert!(
         (400..500).contains(&status),
         "wrong key answered {status}: {body}"
     );
     assert!(body.to_string().contains("not trusted"), "{body}");
 
-    let (status, body) = call("POST", &url, Some(b"this is not json"));
+    let (status, body) = api.call("POST", url, Some(b"this is not json"));
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].is_string(), "{body}");
 
@@ -197,56 +79,20 @@ fn bad_pushes_are_refused_and_the_good_config_stays() {
     );
 }
 
-/// `/healthz` answers before any config exists and says nothing but "ok".
+/// `/healthz` answers anyone, without credentials, and says nothing but
+/// "ok". (It no longer answers before the config phase: the API's TLS
+/// certificate is issued there.)
 #[test]
-fn healthz_is_up_without_config_and_reveals_nothing() {
+fn healthz_answers_without_credentials_and_reveals_nothing() {
     let root = Root::new();
+    apply(&root);
     let api = start_api(&root);
-    let (status, body) = call("GET", &format!("{}/healthz", api.base), None);
+    let anonymous = api.client_with(None);
+    let (status, body) = common::call(&anonymous, "GET", "/healthz", None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, serde_json::json!({"status": "ok"}));
     let health: kindling_api::health::Health = serde_json::from_value(body).unwrap();
     assert_eq!(health, kindling_api::health::Health::ok());
-}
-
-/// Lab v4 with a longer lease, signed with the fixtures' TEST-ONLY key.
-fn lab_v4_push_body() -> Vec<u8> {
-    use base64::Engine;
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let tree = tempfile::Builder::new()
-        .prefix("kd-tree-")
-        .tempdir()
-        .unwrap();
-    std::fs::create_dir_all(tree.path().join("profiles")).unwrap();
-    for f in ["profiles/dev.toml", "profiles/prod.toml"] {
-        std::fs::copy(repo.join("overlays/lab").join(f), tree.path().join(f)).unwrap();
-    }
-    let site = std::fs::read_to_string(repo.join("overlays/lab/site.toml")).unwrap();
-    std::fs::write(
-        tree.path().join("site.toml"),
-        site.replace("lease_secs = 3600", "lease_secs = 7200"),
-    )
-    .unwrap();
-    let key_text = std::fs::read_to_string(fixtures().join("keys/TEST-ONLY-kindling.key")).unwrap();
-    let key = kindling_overlay::SecretKey::from_file_text(&key_text, None).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let opts = kindling_overlay::BuildOptions {
-        name: "lab".into(),
-        version: 4,
-        layer: kindling_overlay::LayerKind::Site,
-        site_id: None,
-        created: now - 100,
-        expires: now + 86_400,
-    };
-    let built = kindling_overlay::build(tree.path(), &opts, &key).unwrap();
-    serde_json::to_vec(&serde_json::json!({
-        "kovl": base64::engine::general_purpose::STANDARD.encode(&built.kovl),
-        "minisig": built.minisig,
-    }))
-    .unwrap()
 }
 
 #[test]
@@ -254,10 +100,10 @@ fn an_accepted_push_applies_pxe_changes_now_and_says_what_it_did() {
     let root = Root::new();
     apply(&root);
     let api = start_api(&root);
-    let url = format!("{}/v1/overlays", api.base);
+    let url = "/v1/overlays";
 
     let body = lab_v4_push_body();
-    let (status, reply) = call("POST", &url, Some(&body));
+    let (status, reply) = api.call("POST", url, Some(&body));
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["accepted"]["name"], "lab", "{reply}");
     assert_eq!(reply["accepted"]["version"], 4, "{reply}");
@@ -278,11 +124,11 @@ fn an_accepted_push_applies_pxe_changes_now_and_says_what_it_did() {
     );
 
     // The same version again is idempotent: accepted, nothing changed, nothing done.
-    let (status, reply) = call("POST", &url, Some(&body));
+    let (status, reply) = api.call("POST", url, Some(&body));
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["applied_now"], serde_json::json!([]), "{reply}");
     assert!(reply.get("actions").is_none(), "{reply}");
-    let (status, reply) = call("GET", &url, None);
+    let (status, reply) = api.call("GET", url, None);
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["state"]["floors"]["lab"], 4, "{reply}");
     assert!(reply["report"]["accepted"].is_array(), "{reply}");
@@ -291,18 +137,15 @@ fn an_accepted_push_applies_pxe_changes_now_and_says_what_it_did() {
 #[test]
 fn unknown_endpoints_and_methods_are_404_with_a_reason() {
     let root = Root::new();
+    apply(&root);
     let api = start_api(&root);
     for path in ["/v1/nope", "/", "/v1/services/../../etc/passwd"] {
-        let (status, body) = call("GET", &format!("{}{path}", api.base), None);
+        let (status, body) = api.call("GET", path, None);
         assert_eq!(status, 404, "{path}: {body}");
         assert!(body["error"].is_string(), "{path}: {body}");
     }
     // Without a control socket, a restart cannot be done: 503, not a hang.
-    let (status, body) = call(
-        "POST",
-        &format!("{}/v1/services/pxe/restart", api.base),
-        None,
-    );
+    let (status, body) = api.call("POST", "/v1/services/pxe/restart", None);
     assert_eq!(status, 503, "{body}");
 }
 
@@ -313,11 +156,31 @@ fn kindling_cli() -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
-fn cli(args: &[&str]) -> (bool, String) {
+/// Runs the CLI with only `env` from this test's environment choices
+/// (every `KINDLING_*` variable of the caller is removed) and `stdin`.
+fn cli(env: &[(&str, &str)], args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
     let Some(bin) = kindling_cli() else {
         unreachable!("checked by the caller")
     };
-    let out = Command::new(bin).args(args).output().unwrap();
+    let mut command = Command::new(bin);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KINDLING_") {
+            command.env_remove(k);
+        }
+    }
+    let mut child = command
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -326,8 +189,12 @@ fn cli(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// The operator's whole path: pin the CA on first use (a wrong fingerprint
+/// is refused and nothing saved), the token from stdin, then commands that
+/// take everything from the saved 0600 config; and the environment alone
+/// with a read-only token.
 #[test]
-fn the_operator_cli_talks_to_the_api() {
+fn the_operator_cli_logs_in_and_talks_to_the_api() {
     if kindling_cli().is_none() {
         eprintln!(
             "SKIP: the kindling CLI is not built beside kindlingd (run cargo test --workspace)"
@@ -337,40 +204,74 @@ fn the_operator_cli_talks_to_the_api() {
     let root = Root::new();
     apply(&root);
     let api = start_api(&root);
-    let base = api.base.as_str();
+    let tokens = lab_tokens();
+    let ca_path = api.run_dir.join("api-tls/ca.pem");
+    let fingerprint =
+        kindling_pki::fingerprint_of_pem(&ca_path, &std::fs::read_to_string(&ca_path).unwrap())
+            .unwrap()
+            .to_string();
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("kindling/config.toml");
+    let config = config.to_str().unwrap();
+    let with_config = [("KINDLING_CONFIG", config)];
+    let login = |fp: &str| {
+        cli(
+            &with_config,
+            &[
+                "login",
+                "--appliance",
+                &api.addr,
+                "--server-name",
+                common::SERVER_NAME,
+                "--fingerprint",
+                fp,
+                "--context",
+                "lab",
+            ],
+            &format!("{}\n", tokens.admin.expose()),
+        )
+    };
+
+    let wrong = format!("sha256:{}", "00".repeat(32));
+    let (ok, out) = login(&wrong);
+    assert!(!ok, "a wrong fingerprint must be refused: {out}");
+    assert!(out.contains("does not present the CA"), "{out}");
+    assert!(!Path::new(config).exists(), "nothing saved on a refusal");
+
+    let (ok, out) = login(&fingerprint);
+    assert!(ok, "{out}");
+    assert!(out.contains("as lab-admin (admin)"), "{out}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(config).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the CLI config holds a token");
+
+    let (ok, out) = cli(&with_config, &["whoami"], "");
+    assert!(ok && out.contains("lab-admin (admin)"), "{out}");
 
     let rollback = fixtures().join("rollback/lab.kovl");
-    let (ok, out) = cli(&[
-        "overlay",
-        "push",
-        rollback.to_str().unwrap(),
-        "--appliance",
-        base,
-    ]);
+    let (ok, out) = cli(
+        &with_config,
+        &["overlay", "push", rollback.to_str().unwrap()],
+        "",
+    );
     assert!(!ok, "a rollback push must fail: {out}");
     assert!(out.contains("rollback refused"), "{out}");
 
-    let (ok, out) = cli(&[
-        "node",
-        "assign",
-        "--appliance",
-        base,
-        "52:54:00:6b:00:99",
-        "gpu",
-    ]);
+    let (ok, out) = cli(
+        &with_config,
+        &["node", "assign", "52:54:00:6b:00:99", "gpu"],
+        "",
+    );
     assert!(!ok, "an undefined profile must be refused: {out}");
     assert!(out.contains("gpu"), "the refusal names the profile: {out}");
 
-    let (ok, out) = cli(&[
-        "node",
-        "assign",
-        "--appliance",
-        base,
-        "52:54:00:6b:00:99",
-        "prod",
-    ]);
+    let (ok, out) = cli(
+        &with_config,
+        &["node", "assign", "52:54:00:6b:00:99", "prod"],
+        "",
+    );
     assert!(ok, "{out}");
-    let (ok, out) = cli(&["node", "list", "--appliance", base, "--json"]);
+    let (ok, out) = cli(&with_config, &["node", "list", "--json"], "");
     assert!(ok, "{out}");
     let list: serde_json::Value = serde_json::from_str(&out).unwrap();
     let node = list["nodes"]
@@ -378,4 +279,35 @@ fn the_operator_cli_talks_to_the_api() {
         .and_then(|nodes| nodes.iter().find(|n| n["mac"] == "52:54:00:6b:00:99"))
         .unwrap_or_else(|| panic!("assigned node missing from the list: {list}"));
     assert_eq!(node["assignment"]["profile"], "prod", "{node}");
+
+    // The environment alone, a read-only operator: reads, cannot assign.
+    let env = [
+        ("KINDLING_CONFIG", "/nonexistent/kindling.toml"),
+        ("KINDLING_APPLIANCE", api.addr.as_str()),
+        ("KINDLING_SERVER_NAME", common::SERVER_NAME),
+        ("KINDLING_CA_FINGERPRINT", fingerprint.as_str()),
+        ("KINDLING_TOKEN", tokens.read.expose()),
+    ];
+    let (ok, out) = cli(&env, &["node", "list"], "");
+    assert!(ok && out.contains("52:54:00:6b:00:99"), "{out}");
+    let (ok, out) = cli(&env, &["node", "unassign", "52:54:00:6b:00:99"], "");
+    assert!(!ok && out.contains("403"), "{out}");
+    let (_, out) = cli(&with_config, &["node", "list", "--json"], "");
+    assert!(
+        out.contains("\"prod\""),
+        "the read token changed nothing: {out}"
+    );
+
+    // Plain HTTP is not a way in, even for the CLI.
+    let (ok, out) = cli(
+        &with_config,
+        &[
+            "node",
+            "list",
+            "--appliance",
+            &format!("http://{}", api.addr),
+        ],
+        "",
+    );
+    assert!(!ok && out.contains("TLS only"), "{out}");
 }

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::call;
+use common::{call, client, issue_api_certificate, lab_tokens};
 
 use kindling_inventory::{Inventory, MacAddr, ProfileChoice};
 use kindling_pxe::{PxePaths, PxeSettings};
@@ -246,11 +246,8 @@ fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
         serde_json::to_vec(&site).unwrap(),
     )
     .unwrap();
-    let api_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    issue_api_certificate(&lab.layout.data_dir, &lab.run_dir());
+    let api_port = common::free_port();
     let api_log_file = std::fs::File::create(root.join("api.log")).unwrap();
     let api = Proc(
         Command::new(KINDLINGD)
@@ -264,15 +261,17 @@ fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
             .spawn()
             .unwrap(),
     );
-    let base = format!("http://127.0.0.1:{api_port}");
+    let addr = format!("127.0.0.1:{api_port}");
     within(Duration::from_secs(10), "the API listens", || {
         std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok()
     });
+    let admin = client(&addr, &lab.run_dir(), Some(lab_tokens().admin));
     let api_log = || std::fs::read_to_string(root.join("api.log")).unwrap_or_default();
     let put = |m: &str, body: &str| {
         call(
+            &admin,
             "PUT",
-            &format!("{base}/v1/nodes/{m}/profile"),
+            &format!("/v1/nodes/{m}/profile"),
             Some(body.as_bytes()),
         )
     };
@@ -317,7 +316,7 @@ fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
         || inventory.profile_for(&dev_node) == assigned("prod"),
     );
     eprintln!("consul kv put → PXE inventory: {took:?}");
-    let (_, nodes) = call("GET", &format!("{base}/v1/nodes"), None);
+    let (_, nodes) = call(&admin, "GET", "/v1/nodes", None);
     let row = |m: &str| {
         nodes["nodes"]
             .as_array()
@@ -337,7 +336,11 @@ fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
     let cli = Path::new(KINDLINGD).with_file_name("kindling");
     if cli.exists() {
         let out = Command::new(&cli)
-            .args(["node", "list", "--appliance", &base])
+            .args(["node", "list", "--appliance", &addr])
+            .env("KINDLING_CONFIG", root.join("no-cli-config.toml"))
+            .env("KINDLING_SERVER_NAME", common::SERVER_NAME)
+            .env("KINDLING_CA_FILE", lab.run_dir().join("api-tls/ca.pem"))
+            .env("KINDLING_TOKEN", lab_tokens().read.expose())
             .output()
             .unwrap();
         let table = String::from_utf8_lossy(&out.stdout);
@@ -433,7 +436,7 @@ fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
     within(Duration::from_secs(5), "problems clear", || {
         inventory.assignment_problems().is_empty()
     });
-    let (_, nodes) = call("GET", &format!("{base}/v1/nodes"), None);
+    let (_, nodes) = call(&admin, "GET", "/v1/nodes", None);
     let stored: Vec<_> = nodes["nodes"]
         .as_array()
         .unwrap()

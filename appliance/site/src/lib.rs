@@ -2,7 +2,7 @@
 //!
 //! Owns the data model every other crate reads (`SiteConfig`, `Profile`), the
 //! newtypes that validate themselves (`MacAddr`, `Cidr`, `ProfileName`,
-//! `DhcpRange`), whole-config validation, reading config trees with errors that
+//! `DhcpRange`, `TokenSha256`), whole-config validation, reading config trees with errors that
 //! name file, line, key and reason, layering with provenance, and the JSON
 //! Schema. It never touches the network or signatures: verifying where a config
 //! came from is the overlay crate's job.
@@ -14,6 +14,7 @@ pub mod layers;
 pub mod load;
 pub mod mac;
 pub mod model;
+pub mod operator;
 pub mod profile;
 pub mod schema;
 pub mod types;
@@ -24,5 +25,6 @@ pub use layers::{merge_layers, Effective, Layer, Origin};
 pub use load::{SiteTree, SourceDoc};
 pub use mac::MacAddr;
 pub use model::*;
+pub use operator::{ApiOperator, OperatorRole, TokenSha256};
 pub use profile::*;
 pub use types::{Cidr, ParseValueError, ProfileName};

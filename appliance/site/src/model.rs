@@ -464,9 +464,15 @@ pub struct NomadConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
-    /// TCP port of the status/control API (LAN side, and uplink if exposed).
+    /// TCP port of the control API (TLS only): on the LAN address, and on the
+    /// uplink address only when `network.uplink.expose` has "api".
     #[serde(default = "default_api_port")]
     pub port: u16,
+    /// Who may call the API. Empty (the default): nobody, every request but
+    /// `GET /healthz` is refused. Each operator proves itself with a bearer
+    /// token whose SHA-256 is listed here (`kindling token new`).
+    #[serde(default)]
+    pub operators: Vec<crate::ApiOperator>,
 }
 
 fn default_api_port() -> u16 {
@@ -477,6 +483,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             port: default_api_port(),
+            operators: Vec::new(),
         }
     }
 }

@@ -24,6 +24,7 @@ impl SiteConfig {
         check_profiles(self, &mut out);
         check_stack(self, &mut out);
         check_time(self, &mut out);
+        check_api(self, &mut out);
         out
     }
 }
@@ -407,5 +408,39 @@ fn check_time(c: &SiteConfig, out: &mut Vec<Problem>) {
             at("pxe.ntp"),
             format!("names the appliance ({lan}) but time.ntp_server is off: nodes would be sent to an NTP server nothing answers"),
         ));
+    }
+}
+
+/// Operator names and token digests are unique: a log line or `whoami` must
+/// name one operator, and one token must not carry two roles.
+fn check_api(c: &SiteConfig, out: &mut Vec<Problem>) {
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut digests: BTreeMap<&crate::TokenSha256, usize> = BTreeMap::new();
+    for (i, op) in c.api.operators.iter().enumerate() {
+        let base = at("api.operators").index(i);
+        if !crate::operator::is_operator_name(&op.name) {
+            out.push((
+                base.key("name"),
+                format!(
+                    "{:?} is not an operator name: 1-64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
+                    op.name
+                ),
+            ));
+        }
+        if let Some(first) = names.insert(&op.name, i) {
+            out.push((
+                base.key("name"),
+                format!(
+                    "duplicate operator {:?} (also api.operators[{first}])",
+                    op.name
+                ),
+            ));
+        }
+        if let Some(first) = digests.insert(&op.token_sha256, i) {
+            out.push((
+                base.key("token_sha256"),
+                format!("the same token as api.operators[{first}]: give each operator its own"),
+            ));
+        }
     }
 }

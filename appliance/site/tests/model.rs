@@ -113,6 +113,44 @@ fn every_semantic_problem_is_listed_with_its_line() {
     );
 }
 
+/// Operators: a bad digest is located at parse time; duplicate names and
+/// shared tokens after the merge.
+#[test]
+fn api_operators_are_checked() {
+    let digest = |c: char| c.to_string().repeat(64);
+    let err = tree(&[(
+        "site.toml",
+        "[site]\nid = \"lab\"\n\n[[api.operators]]\nname = \"alice\"\nrole = \"admin\"\ntoken_sha256 = \"kt1_secret\"\n",
+    )])
+    .unwrap_err();
+    let s = err.to_string();
+    assert!(
+        s.starts_with("site.toml:7: api.operators[0].token_sha256: invalid token_sha256"),
+        "{s}"
+    );
+    let site = format!(
+        "[site]\nid = \"lab\"\n\n[[api.operators]]\nname = \"alice\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n\n[[api.operators]]\nname = \"alice\"\nrole = \"read\"\ntoken_sha256 = \"{}\"\n\n[[api.operators]]\nname = \"Bob\"\nrole = \"read\"\ntoken_sha256 = \"{}\"\n",
+        digest('a'),
+        digest('b'),
+        digest('a'),
+    );
+    let t = tree(&[("site.toml", &site), ("profiles/dev.toml", PROFILE_DEV)]).unwrap();
+    let lines: Vec<String> = t
+        .to_config("lab")
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for want in [
+        "api.operators[1].name: duplicate operator \"alice\" (also api.operators[0])",
+        "api.operators[2].name: \"Bob\" is not an operator name",
+        "api.operators[2].token_sha256: the same token as api.operators[0]",
+    ] {
+        assert!(lines.iter().any(|l| l.contains(want)), "{want}: {lines:#?}");
+    }
+}
+
 #[test]
 fn time_problems_name_their_key_and_line() {
     let site = "[site]\nid = \"lab\"\n\n[pxe]\nntp = [\"192.168.100.1\"]\n\n[time]\nsources = [\"ntp.example.org\", \"10.0.0.1:99999\", \"bad host!\"]\nminimum_agreeing_sources = 4\nmin_poll = 11\n";

@@ -1,80 +1,99 @@
-//! The CLI's side of the appliance API: one HTTP agent, bodies encoded and
-//! decoded as the `kindling-api` types the appliance serves, and one way to
-//! turn a failure into one error line naming URL, status and the appliance's
+//! The CLI's side of the appliance API: one pinned TLS client
+//! (`kindling-api-client`) per command, bodies encoded and decoded as the
+//! `kindling-api` types the appliance serves, and one way to turn a failure
+//! into one error line naming the endpoint, status and the appliance's
 //! [`ErrorBody::error`]. Every command that talks to an appliance goes
-//! through here.
+//! through here; where the address, pin and token come from is `config`.
 
 use anyhow::{bail, Context};
 use kindling_api::ErrorBody;
+use kindling_api_client::ApiClient;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use std::time::Duration;
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        // An overlay push carries up to tens of MB over a slow management link.
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
+/// Which appliance a command talks to. Only the address can be given on
+/// the command line; the pinned CA and the token come from the CLI config
+/// (`kindling login`) or the environment.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Target {
+    /// The appliance's API address, HOST or HOST:PORT (default port 9000).
+    /// Default: $KINDLING_APPLIANCE, else the current context of the CLI
+    /// config (written by `kindling login`).
+    #[arg(long, value_name = "ADDR")]
+    pub appliance: Option<String>,
 }
 
-/// `GET url` → the 2xx answer's body as `T`.
-pub fn get_as<T: DeserializeOwned>(url: &str) -> anyhow::Result<T> {
-    let resp = agent()
-        .get(url)
-        .call()
-        .with_context(|| format!("GET {url}"))?;
-    answer(url, resp)
+/// A connection to one appliance for one command.
+pub struct Session {
+    client: ApiClient,
 }
 
-/// `POST url` with `body` as JSON → the 2xx answer's body as `T`.
-pub fn post_as<B: Serialize, T: DeserializeOwned>(url: &str, body: &B) -> anyhow::Result<T> {
-    let resp = agent()
-        .post(url)
-        .header("content-type", "application/json")
-        .send(serde_json::to_vec(body)?.as_slice())
-        .with_context(|| format!("POST {url}"))?;
-    answer(url, resp)
-}
-
-/// `PUT url` with `body` as JSON → the 2xx answer's body as `T`.
-pub fn put_as<B: Serialize, T: DeserializeOwned>(url: &str, body: &B) -> anyhow::Result<T> {
-    let resp = agent()
-        .put(url)
-        .header("content-type", "application/json")
-        .send(serde_json::to_vec(body)?.as_slice())
-        .with_context(|| format!("PUT {url}"))?;
-    answer(url, resp)
-}
-
-/// `GET url` → JSON body of a 2xx answer, untyped.
-pub fn get(url: &str) -> anyhow::Result<Value> {
-    get_as(url)
-}
-
-/// `POST url` with a JSON body → JSON body of a 2xx answer, untyped.
-pub fn post(url: &str, body: &Value) -> anyhow::Result<Value> {
-    post_as(url, body)
-}
-
-/// `PUT url` with a JSON body → JSON body of a 2xx answer, untyped.
-pub fn put(url: &str, body: &Value) -> anyhow::Result<Value> {
-    put_as(url, body)
-}
-
-fn answer<T: DeserializeOwned>(
-    url: &str,
-    mut resp: ureq::http::Response<ureq::Body>,
-) -> anyhow::Result<T> {
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    if (200..300).contains(&status) {
-        return serde_json::from_str(&text)
-            .with_context(|| format!("{url}: {status}: the answer is not what kindling expects"));
+impl Session {
+    pub fn open(target: &Target) -> anyhow::Result<Self> {
+        let r = super::config::resolve(target.appliance.as_deref())?;
+        Ok(Self {
+            client: ApiClient::new(r.endpoint, r.anchor, r.token)?,
+        })
     }
-    bail!("{url}: {status}: {}", failure_reason(&text))
+
+    fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<T> {
+        let reply = self.client.request(method, path, body.as_deref())?;
+        let label = format!("{}{path}", self.client.endpoint());
+        let text = String::from_utf8_lossy(&reply.body);
+        if (200..300).contains(&reply.status) {
+            return serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{label}: {}: the answer is not what kindling expects",
+                    reply.status
+                )
+            });
+        }
+        let hint = match reply.status {
+            401 => " (log in with `kindling login`, or set KINDLING_TOKEN)",
+            403 => " (this needs an operator with the admin role)",
+            _ => "",
+        };
+        bail!("{label}: {}: {}{hint}", reply.status, failure_reason(&text))
+    }
+
+    /// `GET path` → the 2xx answer's body as `T`.
+    pub fn get_as<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call("GET", path, None)
+    }
+
+    /// `POST path` with `body` as JSON → the 2xx answer's body as `T`.
+    pub fn post_as<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.call("POST", path, Some(serde_json::to_vec(body)?))
+    }
+
+    /// `PUT path` with `body` as JSON → the 2xx answer's body as `T`.
+    pub fn put_as<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.call("PUT", path, Some(serde_json::to_vec(body)?))
+    }
+
+    /// `GET path` → JSON body of a 2xx answer, untyped.
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.get_as(path)
+    }
+
+    /// `POST path` with a JSON body → JSON body of a 2xx answer, untyped.
+    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.post_as(path, body)
+    }
 }
 
 /// The reason in an error answer: [`ErrorBody::error`], else any `error`

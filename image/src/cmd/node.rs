@@ -1,30 +1,24 @@
-//! `kindling node list|assign|unassign --appliance URL`: the inventory of PXE
-//! nodes on a running appliance and runtime MAC → profile assignments,
+//! `kindling node list|assign|unassign [--appliance ADDR]`: the inventory of
+//! PXE nodes on a running appliance and runtime MAC → profile assignments,
 //! through its API (`GET /v1/nodes`, `PUT /v1/nodes/MAC/profile`).
 //!
 //! Owns the client side only: it decodes the appliance's answers as the API
 //! contract types (`kindling_api::nodes`), prints them, and turns an error
 //! reply into one line naming the URL, status and reason.
 
+use super::client::{Session, Target};
 use kindling_api::nodes::{
     AssignReply, AssignRequest, Assignment, KvStatus, NodeList, ProfileChoice, Stored,
 };
 use kindling_site::MacAddr;
 use std::fmt::Display;
 
-#[derive(clap::Args)]
-pub struct Appliance {
-    /// The appliance's API base URL, e.g. http://192.168.100.1:9000
-    #[arg(long)]
-    pub appliance: String,
-}
-
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// List every node the appliance has seen or expects, with state and profile.
     List {
         #[command(flatten)]
-        target: Appliance,
+        target: Target,
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -35,27 +29,21 @@ pub enum Command {
         mac: String,
         profile: String,
         #[command(flatten)]
-        target: Appliance,
+        target: Target,
     },
     /// Drop a runtime assignment (the site's mapping or default applies again).
     Unassign {
         mac: String,
         #[command(flatten)]
-        target: Appliance,
+        target: Target,
     },
 }
 
-fn base(a: &Appliance) -> &str {
-    a.appliance.trim_end_matches('/')
-}
-
-fn put_profile(target: &Appliance, mac: &str, profile: Option<String>) -> anyhow::Result<()> {
+fn put_profile(target: &Target, mac: &str, profile: Option<String>) -> anyhow::Result<()> {
     // Validate locally for a clear message before any network round trip.
     let mac: MacAddr = mac.parse()?;
-    let url = format!("{}/v1/nodes/{mac}/profile", base(target));
-    let request = serde_json::to_value(AssignRequest { profile })?;
-    let reply: AssignReply = serde_json::from_value(super::client::put(&url, &request)?)
-        .map_err(|e| anyhow::anyhow!("{url}: unexpected reply: {e}"))?;
+    let path = format!("/v1/nodes/{mac}/profile");
+    let reply: AssignReply = Session::open(target)?.put_as(&path, &AssignRequest { profile })?;
     let profile = reply.assignment.choice.profile().unwrap_or("-");
     println!("{mac}: profile {profile} ({})", source(&reply.assignment));
     if let Some(kv) = &reply.kv {
@@ -94,14 +82,13 @@ fn wire_name(value: &impl serde::Serialize) -> Option<String> {
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::List { target, json } => {
-            let url = format!("{}/v1/nodes", base(&target));
-            let body = super::client::get(&url)?;
+            let body = Session::open(&target)?.get("/v1/nodes")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&body)?);
                 return Ok(());
             }
             let list: NodeList = serde_json::from_value(body)
-                .map_err(|e| anyhow::anyhow!("{url}: unexpected reply: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("GET /v1/nodes: unexpected reply: {e}"))?;
             println!(
                 "{:<19} {:<16} {:<10} {:<10} {:<18} {:<9}",
                 "MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE"

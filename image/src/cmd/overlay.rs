@@ -109,9 +109,8 @@ pub struct ShowArgs {
 #[derive(clap::Args)]
 pub struct PushArgs {
     pub file: PathBuf,
-    /// The appliance's API base URL, e.g. http://192.168.100.1:9000
-    #[arg(long)]
-    pub appliance: String,
+    #[command(flatten)]
+    pub target: super::client::Target,
     /// Signature file (default FILE.minisig).
     #[arg(long)]
     pub sig: Option<PathBuf>,
@@ -316,8 +315,8 @@ fn push(a: PushArgs) -> anyhow::Result<()> {
         kovl: base64::engine::general_purpose::STANDARD.encode(&kovl),
         minisig,
     };
-    let url = format!("{}/v1/overlays", a.appliance.trim_end_matches('/'));
-    let json = super::client::post(&url, &serde_json::to_value(&body)?)?;
+    let json = super::client::Session::open(&a.target)?
+        .post("/v1/overlays", &serde_json::to_value(&body)?)?;
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(())
 }

@@ -1,18 +1,18 @@
-//! `kindling stack status --appliance URL`: the HashiCorp stack's bootstrap
+//! `kindling stack status [--appliance ADDR]`: the HashiCorp stack's bootstrap
 //! status on a running appliance (`GET /v1/stack`), one line per step.
 //!
 //! Owns the client side only; the appliance's status file never holds a
 //! secret, so printing it is safe.
 
+use super::client::{Session, Target};
 use kindling_api::stack::StackStatus;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Each bootstrap step's state, duration and error.
     Status {
-        /// The appliance's API base URL, e.g. http://192.168.100.1:9000
-        #[arg(long)]
-        appliance: String,
+        #[command(flatten)]
+        target: Target,
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -21,9 +21,8 @@ pub enum Command {
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Status { appliance, json } => {
-            let url = format!("{}/v1/stack", appliance.trim_end_matches('/'));
-            let body: StackStatus = super::client::get_as(&url)?;
+        Command::Status { target, json } => {
+            let body: StackStatus = Session::open(&target)?.get_as("/v1/stack")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&body)?);
                 return Ok(());

@@ -1,7 +1,7 @@
 //! `kindling vault …`: the operator's side of the appliance's Vault.
-//! - `unseal --appliance URL`: submits unseal key shares (from stdin, one per
+//! - `unseal [--appliance ADDR]`: submits unseal key shares (from stdin, one per
 //!   line, or prompted without echo) through `POST /v1/vault/unseal`.
-//! - `init-secrets --appliance URL --out FILE`: downloads the init secrets,
+//! - `init-secrets [--appliance ADDR] --out FILE`: downloads the init secrets,
 //!   still encrypted to the site's age recipients.
 //! - `decrypt-init --identity FILE [--in FILE]`: decrypts them on the
 //!   operator's machine with the age identity (`AGE-SECRET-KEY-1…`).
@@ -9,6 +9,7 @@
 //! Must never print a key share it submits; only `decrypt-init`, asked
 //! explicitly, prints secrets (to stdout, for the operator to store away).
 
+use super::client::{Session, Target};
 use anyhow::{bail, Context};
 use kindling_api::vault::{InitSecrets, UnsealProgress, UnsealRequest};
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -19,14 +20,13 @@ use std::str::FromStr;
 pub enum Command {
     /// Submit unseal key shares until Vault is unsealed.
     Unseal {
-        /// The appliance's API base URL, e.g. http://192.168.100.1:9000
-        #[arg(long)]
-        appliance: String,
+        #[command(flatten)]
+        target: Target,
     },
     /// Download the age-encrypted unseal keys and root token.
     InitSecrets {
-        #[arg(long)]
-        appliance: String,
+        #[command(flatten)]
+        target: Target,
         /// Where to write the armored age file (mode 0600).
         #[arg(long)]
         out: PathBuf,
@@ -44,14 +44,14 @@ pub enum Command {
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Unseal { appliance } => unseal(&appliance),
-        Command::InitSecrets { appliance, out } => init_secrets(&appliance, &out),
+        Command::Unseal { target } => unseal(&target),
+        Command::InitSecrets { target, out } => init_secrets(&target, &out),
         Command::DecryptInit { identity, input } => decrypt_init(&identity, input.as_ref()),
     }
 }
 
-fn unseal(appliance: &str) -> anyhow::Result<()> {
-    let url = format!("{}/v1/vault/unseal", appliance.trim_end_matches('/'));
+fn unseal(target: &Target) -> anyhow::Result<()> {
+    let session = Session::open(target)?;
     let interactive = std::io::stdin().is_terminal();
     let mut lines = std::io::stdin().lock().lines();
     let mut n = 0;
@@ -70,7 +70,8 @@ fn unseal(appliance: &str) -> anyhow::Result<()> {
             continue;
         }
         n += 1;
-        let reply: UnsealProgress = super::client::post_as(&url, &UnsealRequest { key: share })
+        let reply: UnsealProgress = session
+            .post_as("/v1/vault/unseal", &UnsealRequest { key: share })
             .with_context(|| format!("share {n}"))?;
         if !reply.sealed {
             println!("vault: unsealed after {n} share(s)");
@@ -83,10 +84,9 @@ fn unseal(appliance: &str) -> anyhow::Result<()> {
     }
 }
 
-fn init_secrets(appliance: &str, out: &PathBuf) -> anyhow::Result<()> {
+fn init_secrets(target: &Target, out: &PathBuf) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let url = format!("{}/v1/vault/init-secrets", appliance.trim_end_matches('/'));
-    let body: InitSecrets = super::client::get_as(&url)?;
+    let body: InitSecrets = Session::open(target)?.get_as("/v1/vault/init-secrets")?;
     let armored = body.ciphertext;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

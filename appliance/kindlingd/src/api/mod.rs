@@ -1,16 +1,19 @@
-//! `kindlingd api`: the appliance's status and control API over HTTP/JSON.
+//! `kindlingd api`: the appliance's status and control API, JSON over
+//! HTTP/1.1 over TLS only.
 //!
-//! Owns the listener, request limits, the route table and the one
-//! authorization gate. Each resource's handlers live in their own module and
-//! return a `kindling_api` body or an error that knows its [`ErrorKind`]; this
-//! module turns those into HTTP answers ([`Reply`], [`http_status`]) and never
-//! interprets a resource itself. It must never block the listener on one slow
-//! client: a small pool of worker threads serves requests. It also starts the
-//! runtime assignments' Consul KV sync (`crate::assignments`), which the node
-//! handlers use too.
+//! Owns the route table, the one authorization gate and the mapping of
+//! errors to HTTP answers. Each resource's handlers live in their own module
+//! and return a `kindling_api` body or an error that knows its
+//! [`ErrorKind`]; this module turns those into HTTP answers ([`Reply`],
+//! [`http_status`]) and never interprets a resource itself. The wire (TLS,
+//! HTTP framing, timeouts, connection caps) is `transport`, where it listens
+//! `listen`, its certificate `tls`, who may call `access` and `operators`.
+//! It also starts the runtime assignments' Consul KV sync
+//! (`crate::assignments`), which the node handlers use too.
 //!
-//! A request goes: [`route`] (method and path → the route's [`Access`] and its
-//! handler) → [`authorize`] (may this caller do that?) → body read → handler.
+//! A request goes: [`route`] (method and path → the route's [`Access`] and
+//! its handler) → [`authorize`] (may this caller do that? from the head
+//! alone) → body read → handler (`app::answer`).
 
 mod nodes;
 mod overlays;
@@ -18,19 +21,22 @@ mod stack;
 mod status;
 
 mod access;
+mod app;
+mod listen;
+mod operators;
+pub mod tls;
+mod transport;
 
-use access::{authorize, Access, Caller};
+use access::{Access, Caller};
+use app::App;
+use kindling_api::auth::WhoAmI;
 use kindling_api::health::Health;
 use kindling_api::{ApiFailure, ErrorBody, ErrorKind};
 use kindling_inventory::AssignmentSync;
 use serde_json::{json, Value};
-use std::io::Read;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-/// Largest request body accepted (an overlay push is the largest legitimate one).
-const MAX_BODY: u64 = 64 * 1024 * 1024;
-const WORKERS: usize = 4;
 
 /// A handler's answer: an HTTP status and a JSON body.
 pub struct Reply {
@@ -112,19 +118,51 @@ impl ApiPaths {
     }
 }
 
-/// What [`route`] and [`authorize`] see of a request: its method and path.
-/// The place to add what authentication will need (the TLS client
-/// certificate's identity, the `Authorization` header).
-pub struct Request<'a> {
-    method: &'a tiny_http::Method,
-    segments: Vec<&'a str>,
+/// A request's method, as the route table matches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Put,
+    Post,
+    Other,
 }
 
-/// What a handler needs from the server: where state lives and the
-/// assignment sync.
+impl From<&http::Method> for Method {
+    fn from(method: &http::Method) -> Self {
+        match *method {
+            http::Method::GET => Self::Get,
+            http::Method::PUT => Self::Put,
+            http::Method::POST => Self::Post,
+            _ => Self::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Get => "GET",
+            Self::Put => "PUT",
+            Self::Post => "POST",
+            Self::Other => "this method on",
+        })
+    }
+}
+
+/// What [`route`] and [`authorize`] see of a request: its method, its path
+/// and its `Authorization` header values. Never the body.
+pub struct Request<'a> {
+    method: Method,
+    segments: Vec<&'a str>,
+    authorization: Vec<&'a [u8]>,
+}
+
+/// What a handler needs from the server: where state lives, the assignment
+/// sync and the API's own endpoint facts.
 struct Context<'a> {
     paths: &'a ApiPaths,
     assignments: Option<&'a AssignmentSync>,
+    app: &'a App,
 }
 
 /// A handler: runs once the caller is authorized and the body is read.
@@ -147,122 +185,98 @@ impl<'a> Route<'a> {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Address and port to listen on (default all addresses on the site's
-    /// API port, 9000 without a site config).
+    /// Address and port to listen on instead of the site's (LAN address,
+    /// and the uplink's when exposed, on `api.port`). Repeatable.
     #[arg(long, value_name = "ADDR:PORT")]
-    listen: Option<String>,
+    listen: Vec<SocketAddr>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     crate::console::init("api");
-    let listen = args.listen.unwrap_or_else(default_listen_address);
-    let paths = Arc::new(ApiPaths::from_env());
-    let assignments = crate::assignments::sync(&paths.run_dir, &paths.state_dir);
-    let server = Arc::new(
-        tiny_http::Server::http(&listen)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?,
-    );
-    println!("api: listening on http://{listen}");
-    crate::notify_ready();
-    if let Some(sync) = &assignments {
-        crate::assignments::spawn(Arc::clone(sync), &paths.run_dir);
-    }
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let server = Arc::clone(&server);
-            let paths = Arc::clone(&paths);
-            let assignments = assignments.clone();
-            std::thread::spawn(move || serve(&server, &paths, assignments.as_deref()))
-        })
-        .collect();
-    for worker in workers {
-        // A worker only ends when the listener is closed; nothing to recover.
-        let _ = worker.join();
-    }
-    Ok(())
-}
-
-/// All addresses on the site's API port.
-fn default_listen_address() -> String {
-    let port = crate::site::load_effective()
-        .map(|s| s.api.port)
-        .unwrap_or(9000);
-    format!("0.0.0.0:{port}")
-}
-
-fn serve(server: &tiny_http::Server, paths: &ApiPaths, assignments: Option<&AssignmentSync>) {
-    let context = Context { paths, assignments };
-    for mut request in server.incoming_requests() {
-        let method = request.method().clone();
-        let url = request.url().split('?').next().unwrap_or("").to_string();
-        let target = Request {
-            method: &method,
-            segments: url.split('/').filter(|s| !s.is_empty()).collect(),
-        };
-        let route = route(&context, &target);
-        // The caller is checked before the body is read: an unauthorized
-        // client cannot make the appliance read a large upload.
-        let reply = match authorize(&target, route.access) {
-            Ok(caller) => match read_body(&mut request) {
-                Ok(body) => (route.handler)(&caller, &body),
-                Err(reply) => reply,
-            },
-            Err(refusal) => Reply::failure(&refusal),
-        };
-        respond(request, reply);
-    }
-}
-
-fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, Reply> {
-    let too_large = || {
-        Reply::failed(
-            ErrorKind::TooLarge,
-            format!("request body over {MAX_BODY} bytes"),
-        )
+    let paths = ApiPaths::from_env();
+    let site = match crate::site::load_effective() {
+        Ok(site) => Some(site),
+        Err(e) => {
+            tracing::warn!("no site configuration ({e}): no operator can be admitted");
+            None
+        }
     };
-    if request.body_length().is_some_and(|n| n as u64 > MAX_BODY) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    match request
-        .as_reader()
-        .take(MAX_BODY + 1)
-        .read_to_end(&mut body)
-    {
-        Ok(n) if n as u64 > MAX_BODY => Err(too_large()),
-        Ok(_) => Ok(body),
-        Err(e) => Err(Reply::failed(
-            ErrorKind::BadRequest,
-            format!("reading request body: {e}"),
-        )),
-    }
+    let plan = match (&site, args.listen.is_empty()) {
+        (_, false) => listen::Plan::Fixed(args.listen),
+        (Some(site), true) => listen::Plan::for_site(site, &paths.run_dir),
+        (None, true) => return idle_without_site(),
+    };
+    let loaded = tls::load(&paths.run_dir)?;
+    tracing::info!(
+        "CA {} (pin this in the CLI: kindling login)",
+        loaded.ca_fingerprint
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        // Handlers are blocking (files, init's socket, Consul): a few at a time.
+        .max_blocking_threads(16)
+        .build()?;
+    let assignments = crate::assignments::sync(&paths.run_dir, &paths.state_dir);
+    let gate = transport::ConnectionGate::new(transport::Limits::default());
+    let app = Arc::new(App::new(
+        paths,
+        assignments.clone(),
+        loaded.ca_fingerprint,
+        gate.clone(),
+    ));
+    tracing::info!("operators: {}", operators::names(&app.operators.current()));
+    runtime.block_on(async move {
+        let service = {
+            let app = app.clone();
+            move |request| app::answer(app.clone(), request)
+        };
+        let mut listeners = listen::Listeners::new(plan, loaded.config, gate, service);
+        listeners.reconcile();
+        let missing = listeners.missing();
+        if !missing.is_empty() {
+            let list: Vec<String> = missing
+                .iter()
+                .map(|(a, why)| format!("{a} ({why})"))
+                .collect();
+            anyhow::bail!("cannot listen on {}", list.join(", "));
+        }
+        crate::notify_ready();
+        if let Some(sync) = &assignments {
+            crate::assignments::spawn(Arc::clone(sync), &app.paths.run_dir);
+        }
+        listeners.keep_reconciling().await;
+        Ok(())
+    })
 }
 
-fn respond(request: tiny_http::Request, reply: Reply) {
-    let body = serde_json::to_vec_pretty(&reply.body).unwrap_or_else(|_| b"{}".to_vec());
-    let len = body.len();
-    let mut response = tiny_http::Response::from_data(body)
-        .with_status_code(reply.status)
-        .with_chunked_threshold(usize::MAX);
-    if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", "application/json") {
-        response.add_header(h);
-    }
-    if let Err(e) = request.respond(response) {
-        eprintln!("api: client went away before the {len}-byte reply was sent: {e}");
+/// Without a site configuration nobody could be authenticated and the LAN
+/// address is unknown: the API listens nowhere, says so, and stays up so
+/// the appliance's state is the config phase's failure, not a restart loop.
+fn idle_without_site() -> anyhow::Result<()> {
+    tracing::warn!(
+        "not listening: without a site configuration there is no LAN address and no operator"
+    );
+    crate::notify_ready();
+    loop {
+        std::thread::park();
     }
 }
 
 /// The route table: method and path → who may call it and what runs. Every
 /// endpoint is one row; [`Access`] says whether it is public, reads or
-/// changes the appliance.
+/// changes the appliance. Only `GET /healthz` is public: anything else,
+/// an unknown path included, needs at least the read role.
 fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
-    use tiny_http::Method::{Get, Post, Put};
     use Access::{Admin, Public, Read};
+    use Method::{Get, Post, Put};
     let (paths, assignments) = (cx.paths, cx.assignments);
     let (run, state) = (paths.run_dir.as_path(), paths.state_dir.as_path());
     match (req.method, req.segments.as_slice()) {
         (Get, ["healthz"]) => Route::new(Public, |_, _| Reply::body(&Health::ok())),
-        (Get, ["v1", "status"]) => Route::new(Read, |_, _| Reply::body(&status::status(paths))),
+        (Get, ["v1", "whoami"]) => Route::new(Read, |caller, _| whoami(caller)),
+        (Get, ["v1", "status"]) => Route::new(Read, |_, _| {
+            Reply::body(&status::status(paths, cx.app.endpoint()))
+        }),
         (Get, ["v1", "services"]) => {
             Route::new(Read, |_, _| Reply::result(status::services(paths)))
         }
@@ -298,62 +312,96 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
                 req.method,
                 req.segments.join("/")
             );
-            Route::new(Public, move |_, _| {
+            Route::new(Read, move |_, _| {
                 Reply::failed(ErrorKind::NotFound, message)
             })
         }
-        _ => Route::new(Public, |_, _| {
+        _ => Route::new(Read, |_, _| {
             Reply::failed(ErrorKind::NotFound, "the API lives under /v1/")
         }),
     }
 }
 
+/// `GET /v1/whoami`: the operator the token belongs to.
+fn whoami(caller: &Caller) -> Reply {
+    match caller {
+        Caller::Operator { name, role } => Reply::body(&WhoAmI {
+            name: name.clone(),
+            role: *role,
+        }),
+        Caller::Anonymous => Reply::failed(ErrorKind::Unauthenticated, "no operator"),
+    }
+}
+
+/// The lab overlay's site, for the API modules' tests.
+#[cfg(test)]
+fn lab_site() -> kindling_site::SiteConfig {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../overlays/lab/site.toml");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    toml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tiny_http::Method;
 
     fn access_of(method: Method, path: &str) -> Access {
-        let path = path.to_string();
         let paths = ApiPaths {
             run_dir: "/nonexistent/run".into(),
             state_dir: "/nonexistent/state".into(),
         };
-        let cx = Context {
-            paths: &paths,
-            assignments: None,
-        };
+        let app = App::new(
+            paths,
+            None,
+            kindling_pki::Fingerprint::of_der(b"not a certificate"),
+            transport::ConnectionGate::new(transport::Limits::default()),
+        );
+        let cx = app_context(&app);
         let req = Request {
-            method: &method,
-            segments: path.split('/').filter(|s| !s.is_empty()).collect(),
+            method,
+            segments: app::segments(path),
+            authorization: Vec::new(),
         };
         let access = route(&cx, &req).access;
         access
     }
 
-    /// Only health and "not found" are public; everything that changes the
-    /// appliance or hands out secret material is Admin.
+    fn app_context(app: &App) -> Context<'_> {
+        Context {
+            paths: &app.paths,
+            assignments: None,
+            app,
+        }
+    }
+
+    /// Only `GET /healthz` is public; unknown paths need the read role like
+    /// every read; everything that changes the appliance or hands out
+    /// secret material is Admin.
     #[test]
     fn every_route_declares_its_access() {
         use Access::{Admin, Public, Read};
+        use Method::{Get, Other, Post, Put};
         for (method, path, access) in [
-            (Method::Get, "/healthz", Public),
-            (Method::Get, "/v1/nope", Public),
-            (Method::Get, "/", Public),
-            (Method::Get, "/v1/status", Read),
-            (Method::Get, "/v1/services", Read),
-            (Method::Get, "/v1/config/report", Read),
-            (Method::Get, "/v1/config/effective", Read),
-            (Method::Get, "/v1/overlays", Read),
-            (Method::Get, "/v1/nodes", Read),
-            (Method::Get, "/v1/stack", Read),
-            (Method::Post, "/v1/services/pxe/restart", Admin),
-            (Method::Post, "/v1/overlays", Admin),
-            (Method::Put, "/v1/nodes/52:54:00:6b:00:99/profile", Admin),
-            (Method::Post, "/v1/vault/unseal", Admin),
-            (Method::Get, "/v1/vault/init-secrets", Admin),
+            (Get, "/healthz", Public),
+            (Post, "/healthz", Read),
+            (Get, "/v1/nope", Read),
+            (Other, "/v1/status", Read),
+            (Get, "/", Read),
+            (Get, "/v1/whoami", Read),
+            (Get, "/v1/status", Read),
+            (Get, "/v1/services", Read),
+            (Get, "/v1/config/report", Read),
+            (Get, "/v1/config/effective", Read),
+            (Get, "/v1/overlays", Read),
+            (Get, "/v1/nodes", Read),
+            (Get, "/v1/stack", Read),
+            (Post, "/v1/services/pxe/restart", Admin),
+            (Post, "/v1/overlays", Admin),
+            (Put, "/v1/nodes/52:54:00:6b:00:99/profile", Admin),
+            (Post, "/v1/vault/unseal", Admin),
+            (Get, "/v1/vault/init-secrets", Admin),
         ] {
-            assert_eq!(access_of(method.clone(), path), access, "{method} {path}");
+            assert_eq!(access_of(method, path), access, "{method} {path}");
         }
     }
 

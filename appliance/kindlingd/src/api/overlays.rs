@@ -106,7 +106,7 @@ fn reload_live(
 ) -> Vec<String> {
     let mut actions = Vec::new();
     match crate::config::write_service_table(run_dir, state_dir, site) {
-        Ok(()) => actions.push("services.json rewritten".to_string()),
+        Ok(_) => actions.push("services.json rewritten".to_string()),
         Err(e) => actions.push(format!("services.json not rewritten: {e:#}")),
     }
     let client = kindling_init_protocol::control::Client::new(control_socket);

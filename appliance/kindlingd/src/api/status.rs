@@ -5,7 +5,7 @@
 
 use super::ApiPaths;
 use kindling_api::overlays::Report;
-use kindling_api::status::{RestartAccepted, ServiceList, Status};
+use kindling_api::status::{ApiEndpoint, RestartAccepted, ServiceList, Status};
 use kindling_api::{ApiFailure, ErrorKind};
 use kindling_init_protocol::control::{Client, ControlError};
 use serde_json::{json, Value};
@@ -65,7 +65,7 @@ fn list(paths: &ApiPaths) -> Result<Value, StatusError> {
 
 /// `GET /v1/status`: everything an operator looks at first. Never fails: a
 /// part that cannot be read says so in its place.
-pub fn status(paths: &ApiPaths) -> Status {
+pub fn status(paths: &ApiPaths, api: ApiEndpoint) -> Status {
     let init = list(paths).unwrap_or_else(|e| json!({ "error": e.to_string() }));
     Status {
         version: std::fs::read_to_string("/etc/kindling/version")
@@ -75,6 +75,7 @@ pub fn status(paths: &ApiPaths) -> Status {
         init,
         config: read_json(&paths.run_dir.join("config-report.json")),
         services: service_status_files(paths),
+        api,
     }
 }
 

@@ -1,0 +1,218 @@
+//! One request, from hyper's parsed head to the reply: route it, pass the
+//! one gate ([`authorize`]) with the head alone, then read the body (bounded
+//! in size and in time between its parts), run the handler on the blocking
+//! pool and encode the [`Reply`]. The state every request shares is [`App`].
+//!
+//! Never reads a body before the caller is authorized: an anonymous client
+//! cannot make the appliance read an upload (nor get `100 Continue`).
+
+use super::access::{authorize, Access, Caller};
+use super::operators::Operators;
+use super::transport::{Body, Counters};
+use super::{route, ApiPaths, Context, Method, Reply, Request};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Bytes, Incoming};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use kindling_api::status::ApiEndpoint;
+use kindling_api::{ApiFailure as _, ErrorKind};
+use kindling_inventory::AssignmentSync;
+use kindling_pki::Fingerprint;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Largest request body accepted (an overlay push is the largest legitimate one).
+pub const MAX_BODY: u64 = 64 * 1024 * 1024;
+/// Longest wait for the next part of a request body.
+const BODY_STALL: Duration = Duration::from_secs(15);
+
+/// What every request shares.
+pub struct App {
+    pub paths: ApiPaths,
+    pub assignments: Option<Arc<AssignmentSync>>,
+    pub operators: Operators,
+    pub ca_fingerprint: Fingerprint,
+    /// The addresses listened on now (the listeners keep it current).
+    pub listening: Arc<Mutex<Vec<SocketAddr>>>,
+    pub transport: Arc<super::transport::ConnectionGate>,
+    unauthenticated: AtomicU64,
+    forbidden: AtomicU64,
+}
+
+impl App {
+    pub fn new(
+        paths: ApiPaths,
+        assignments: Option<Arc<AssignmentSync>>,
+        ca_fingerprint: Fingerprint,
+        transport: Arc<super::transport::ConnectionGate>,
+    ) -> Self {
+        let site_json = kindling_site::effective::in_run_dir(&paths.run_dir);
+        Self {
+            paths,
+            assignments,
+            operators: Operators::new(site_json),
+            ca_fingerprint,
+            listening: Arc::new(Mutex::new(Vec::new())),
+            transport,
+            unauthenticated: AtomicU64::new(0),
+            forbidden: AtomicU64::new(0),
+        }
+    }
+
+    /// The API's part of `GET /v1/status`.
+    pub fn endpoint(&self) -> ApiEndpoint {
+        let listening = self
+            .listening
+            .lock()
+            .map(|l| l.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        let Counters {
+            connections_open,
+            connections_refused_busy,
+            handshakes_failed,
+        } = &self.transport.counters;
+        let counters = [
+            ("connections_open", connections_open),
+            ("connections_refused_busy", connections_refused_busy),
+            ("tls_handshakes_failed", handshakes_failed),
+            ("requests_unauthenticated", &self.unauthenticated),
+            ("requests_forbidden", &self.forbidden),
+        ]
+        .into_iter()
+        .map(|(name, n)| (name.to_string(), n.load(Ordering::Relaxed)))
+        .collect::<BTreeMap<_, _>>();
+        ApiEndpoint {
+            ca_fingerprint: self.ca_fingerprint.to_string(),
+            listening,
+            counters,
+        }
+    }
+
+    fn context(&self) -> Context<'_> {
+        Context {
+            paths: &self.paths,
+            assignments: self.assignments.as_deref(),
+            app: self,
+        }
+    }
+}
+
+/// The path's segments, as the route table matches them.
+pub fn segments(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+/// Answers one request.
+pub async fn answer(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::Response<Body> {
+    let (head, body) = request.into_parts();
+    let method = Method::from(&head.method);
+    let path = head.uri.path().to_string();
+    let authorization: Vec<&[u8]> = head
+        .headers
+        .get_all(hyper::header::AUTHORIZATION)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    let target = Request {
+        method,
+        segments: segments(&path),
+        authorization,
+    };
+    let access = route(&app.context(), &target).access;
+    let operators = app.operators.current();
+    let caller = match authorize(&target, access, &operators) {
+        Ok(caller) => caller,
+        Err(refusal) => {
+            let counter = match refusal.kind() {
+                ErrorKind::Forbidden => &app.forbidden,
+                _ => &app.unauthenticated,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let challenge = refusal.challenge();
+            return encode(Reply::failure(&refusal), challenge);
+        }
+    };
+    drop(target);
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(reply) => return encode(reply, None),
+    };
+    let worker = app.clone();
+    let who = caller.clone();
+    let label = format!("{} {path}", head.method);
+    let outcome = tokio::task::spawn_blocking(move || {
+        let target = Request {
+            method,
+            segments: segments(&path),
+            authorization: Vec::new(),
+        };
+        let cx = worker.context();
+        let route = route(&cx, &target);
+        (route.handler)(&who, &body)
+    })
+    .await;
+    let reply = outcome
+        .unwrap_or_else(|e| Reply::failed(ErrorKind::Internal, format!("the handler failed: {e}")));
+    if let (Caller::Operator { name, .. }, Access::Admin) = (&caller, access) {
+        tracing::info!("{name}: {label} -> {}", reply.status);
+    }
+    encode(reply, None)
+}
+
+/// The whole body, at most [`MAX_BODY`] bytes, each part within
+/// [`BODY_STALL`] of the one before.
+async fn read_body(mut body: Incoming) -> Result<Vec<u8>, Reply> {
+    let too_large = || {
+        Reply::failed(
+            ErrorKind::TooLarge,
+            format!("request body over {MAX_BODY} bytes"),
+        )
+    };
+    if body.size_hint().lower() > MAX_BODY {
+        return Err(too_large());
+    }
+    let mut out = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(BODY_STALL, body.frame()).await {
+            Err(_) => {
+                return Err(Reply::failed(
+                    ErrorKind::BadRequest,
+                    format!("the request body stalled for {BODY_STALL:?}"),
+                ))
+            }
+            Ok(None) => return Ok(out),
+            Ok(Some(Err(e))) => {
+                return Err(Reply::failed(
+                    ErrorKind::BadRequest,
+                    format!("reading the request body: {e}"),
+                ))
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if out.len() as u64 + data.len() as u64 > MAX_BODY {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+}
+
+/// The HTTP response for `reply`: JSON, never cached (some answers carry
+/// secret material), with the challenge of a 401.
+fn encode(reply: Reply, challenge: Option<&'static str>) -> hyper::Response<Body> {
+    let mut json = serde_json::to_vec_pretty(&reply.body).unwrap_or_else(|_| b"{}".to_vec());
+    json.push(b'\n');
+    let mut response = hyper::Response::new(Body::new(Bytes::from(json)));
+    *response.status_mut() = hyper::StatusCode::from_u16(reply.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(challenge) = challenge {
+        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    response
+}
