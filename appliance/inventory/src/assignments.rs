@@ -14,7 +14,6 @@ use kindling_clock::unix_ms;
 use kindling_site::MacAddr;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// One MAC's runtime assignment, with what the sync needs to merge it.
@@ -180,44 +179,23 @@ impl AssignmentStore {
         &self,
         change: impl FnOnce(&mut AssignmentsState) -> R,
     ) -> Result<R, InventoryError> {
-        let lock_path = self.path.with_extension("lock");
-        if let Some(dir) = lock_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| InventoryError::Write {
-                path: dir.into(),
-                source,
-            })?;
-        }
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| InventoryError::Write {
-                path: lock_path.clone(),
-                source,
-            })?;
-        let _guard = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
-            |(_, source)| InventoryError::Lock {
-                path: lock_path.clone(),
-                source,
-            },
-        )?;
-        let before = self.load_state()?;
-        let mut state = before.clone();
-        let out = change(&mut state);
-        if state != before {
-            let bytes = serde_json::to_vec_pretty(&AssignmentsFile::from_state(&state)).map_err(
-                |source| InventoryError::Parse {
+        crate::lockfile::with_lock(&self.path, || {
+            let before = self.load_state()?;
+            let mut state = before.clone();
+            let out = change(&mut state);
+            if state != before {
+                let bytes = serde_json::to_vec_pretty(&AssignmentsFile::from_state(&state))
+                    .map_err(|source| InventoryError::Parse {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+                write_atomic(&self.path, &bytes, true).map_err(|source| InventoryError::Write {
                     path: self.path.clone(),
                     source,
-                },
-            )?;
-            write_atomic(&self.path, &bytes, true).map_err(|source| InventoryError::Write {
-                path: self.path.clone(),
-                source,
-            })?;
-        }
-        Ok(out)
+                })?;
+            }
+            Ok(out)
+        })
     }
 
     /// Sets (or with `None` removes) one assignment, as a local change: it

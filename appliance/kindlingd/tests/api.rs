@@ -378,4 +378,31 @@ fn the_operator_cli_talks_to_the_api() {
         .and_then(|nodes| nodes.iter().find(|n| n["mac"] == "52:54:00:6b:00:99"))
         .unwrap_or_else(|| panic!("assigned node missing from the list: {list}"));
     assert_eq!(node["assignment"]["profile"], "prod", "{node}");
+
+    // Re-arming a node's grant: each request counts, the PXE service finds
+    // it in the data partition; a MAC nobody knows is refused.
+    for generation in ["request 1", "request 2"] {
+        let (ok, out) = cli(&[
+            "node",
+            "reprovision",
+            "--appliance",
+            base,
+            "52:54:00:6b:00:10",
+        ]);
+        assert!(ok, "{out}");
+        assert!(out.contains(generation), "{out}");
+    }
+    let requests = file(&root.path("var/lib/kindling/inventory/reprovision.json"));
+    assert_eq!(requests["requests"]["52:54:00:6b:00:10"]["generation"], 2);
+    let (ok, out) = cli(&[
+        "node",
+        "reprovision",
+        "--appliance",
+        base,
+        "02:00:00:00:00:77",
+    ]);
+    assert!(
+        !ok && out.contains("404") && out.contains("never seen"),
+        "{out}"
+    );
 }

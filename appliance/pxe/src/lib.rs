@@ -8,6 +8,8 @@
 
 pub mod dhcp;
 pub mod enroll;
+pub mod grants;
+pub mod holder;
 pub mod http;
 pub mod leases;
 pub mod ra;

@@ -3,7 +3,8 @@
 //! recipients (`stack.vault.recipients`).
 //!
 //! Owns `<state>/vault-init.age` (armored age file, downloadable through the
-//! status API), the appliance's own Vault token, the copy of the Consul
+//! status API), the appliance's own Vault token, the enrollment token the
+//! PXE service mints grants with, the copy of the Consul
 //! token `kindlingd api` syncs runtime assignments with, the lab-only local
 //! unseal file, and small "step started" markers the bootstrap uses to tell its own
 //! half-done work from someone else's. Must never write an unseal key or root
@@ -138,6 +139,12 @@ impl SecretStore {
     pub fn consul_assignments_token_file(&self) -> PathBuf {
         self.dir.join("consul-assignments-token")
     }
+    /// The PXE service's enrollment token (policy `kindling-enroll`: wrapped
+    /// secret-ids for node roles and the lookups that check them, nothing
+    /// else). The only Vault token the LAN-facing process reads.
+    pub fn enroll_token_file(&self) -> PathBuf {
+        self.dir.join("enroll-token")
+    }
     fn marker(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.started"))
     }
@@ -205,6 +212,15 @@ impl SecretStore {
     }
     pub fn write_appliance_token(&self, token: &str) -> Result<(), SecretsError> {
         Self::write(&self.token_file(), token.as_bytes(), 0o600)
+    }
+
+    pub fn read_enroll_token(&self) -> Result<Option<String>, SecretsError> {
+        Ok(Self::read_opt(&self.enroll_token_file())?
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .filter(|t| !t.is_empty()))
+    }
+    pub fn write_enroll_token(&self, token: &str) -> Result<(), SecretsError> {
+        Self::write(&self.enroll_token_file(), token.as_bytes(), 0o600)
     }
 
     pub fn read_consul_assignments_token(&self) -> Result<Option<String>, SecretsError> {

@@ -1,4 +1,5 @@
-//! Handlers for `GET /v1/nodes` and `PUT /v1/nodes/MAC/profile`. The logic
+//! Handlers for `GET /v1/nodes`, `PUT /v1/nodes/MAC/profile` and
+//! `POST /v1/nodes/MAC/reprovision`. The logic
 //! lives in `kindling_inventory::node_api`, which returns the contract types
 //! of `kindling_api::nodes` or an error with its kind; this file only finds
 //! the effective site config (`run_dir/site.json`) and the data partition
@@ -7,7 +8,9 @@
 //! An assignment is written to `state_dir/inventory/assignments.json` (the
 //! running PXE service applies it to the node's next request, no restart),
 //! then pushed to Consul KV by the API's assignment sync when the stack's
-//! Consul is in use.
+//! Consul is in use. A re-arm is written to
+//! `state_dir/inventory/reprovision.json`; the PXE service applies it before
+//! the node's next user-data fetch.
 
 use super::Reply;
 use kindling_api::ErrorKind;
@@ -60,4 +63,21 @@ pub fn assign(
         Ok(body) => Reply::body(&body),
         Err(e) => Reply::failure(&e),
     }
+}
+
+/// `POST /v1/nodes/MAC/reprovision` (no body, or `{}`): re-arms the node's
+/// enrollment grant.
+pub fn reprovision(run_dir: &Path, state_dir: &Path, mac: &str, body: &[u8]) -> Reply {
+    let mac = match node_api::parse_mac(mac) {
+        Ok(mac) => mac,
+        Err(e) => return Reply::failure(&e),
+    };
+    let site = match site(run_dir) {
+        Ok(site) => site,
+        Err(reply) => return reply,
+    };
+    Reply::result(
+        node_api::parse_reprovision_request(body)
+            .and_then(|()| node_api::reprovision(&site, state_dir, mac)),
+    )
 }

@@ -50,6 +50,59 @@ path "ssh/config/ca" {{ capabilities = ["read"] }}
     )
 }
 
+/// The name of the enrollment token's policy (see [`enroll_policy`]).
+pub const ENROLL_POLICY: &str = "kindling-enroll";
+
+/// The AppRole role of a node profile.
+pub fn node_role(profile: &str) -> String {
+    format!("node-{profile}")
+}
+
+/// The PXE service's enrollment token: for each node role, create secret-ids
+/// only response-wrapped for at most `grant_ttl_secs`, only with the
+/// parameters that bind them (metadata, the node's address as `cidr_list`
+/// and `token_bound_cidrs`, their own life), read the role-id, and look up
+/// or destroy a secret-id by its accessor; look up a token by its accessor
+/// (to see whether a grant's wrapping token was unwrapped); and keep itself
+/// alive. Nothing else: no policy, token, KV, PKI or Consul access, and no
+/// default policy.
+pub fn enroll_policy<'a>(
+    profiles: impl IntoIterator<Item = &'a str>,
+    grant_ttl_secs: u32,
+) -> String {
+    let mut out = String::new();
+    for profile in profiles {
+        let role = format!("auth/{APPROLE_MOUNT}/role/{}", node_role(profile));
+        out.push_str(&format!(
+            r#"
+path "{role}/secret-id" {{
+  capabilities = ["update"]
+  min_wrapping_ttl = "1s"
+  max_wrapping_ttl = "{grant_ttl_secs}s"
+  required_parameters = ["metadata", "cidr_list", "token_bound_cidrs"]
+  allowed_parameters = {{
+    "metadata" = []
+    "cidr_list" = []
+    "token_bound_cidrs" = []
+    "ttl" = []
+  }}
+}}
+path "{role}/role-id" {{ capabilities = ["read"] }}
+path "{role}/secret-id-accessor/lookup" {{ capabilities = ["update"] }}
+path "{role}/secret-id-accessor/destroy" {{ capabilities = ["update"] }}
+"#
+        ));
+    }
+    out.push_str(
+        r#"
+path "auth/token/lookup-accessor" { capabilities = ["update"] }
+path "auth/token/lookup-self" { capabilities = ["read"] }
+path "auth/token/renew-self" { capabilities = ["update"] }
+"#,
+    );
+    out
+}
+
 /// Nomad servers' Vault integration (Nomad's documented server policy).
 pub const NOMAD_SERVER_POLICY: &str = r#"
 path "auth/token/create/nomad-cluster" { capabilities = ["update"] }
