@@ -11,6 +11,7 @@
 //! (`reprovision`) starts a new cycle.
 
 use kindling_api::nodes::{AlertKind, Grant, GrantState, NodeAlert};
+use kindling_site::enrollment::SECRET_ID_OUTLIVES_GRANT_SECS;
 
 /// What Vault says about a grant now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,9 @@ pub fn assess(grant: &Grant, seen: Seen, node_failed: bool, now: u64) -> Option<
         return None;
     }
     let alive = now < grant.expires_at;
+    // Within this, a secret-id that is gone was used to log in; later it
+    // would be gone anyway.
+    let secret_id_life = grant.expires_at + u64::from(SECRET_ID_OUTLIVES_GRANT_SECS);
     let ttl = grant.expires_at.saturating_sub(grant.issued_at);
     let verdict = |state, reason: String, alert| {
         Some(Verdict {
@@ -51,17 +55,18 @@ pub fn assess(grant: &Grant, seen: Seen, node_failed: bool, now: u64) -> Option<
         })
     };
     match (seen.wrapping_alive, seen.secret_id_alive) {
-        // The single-use secret-id logged in; its CIDR binding means from
-        // the node's address.
-        (false, false) => Some(Verdict {
+        // The single-use secret-id logged in, which its CIDR binding allows
+        // only from the node's address. (Vault retires a used wrapping token
+        // a moment after the unwrap: it may still be listed.)
+        (_, false) if now < secret_id_life => Some(Verdict {
             state: GrantState::Redeemed,
             reason: None,
             alert: None,
             withdraw: false,
         }),
-        (true, false) => verdict(
+        (_, false) => verdict(
             GrantState::Expired,
-            "its secret-id no longer exists though nobody unwrapped it (destroyed outside kindling?)".into(),
+            format!("checked only {}s after its life ended: its secret-id is gone, but would have expired by now anyway, so whether it was used cannot be told", now.saturating_sub(grant.expires_at)),
             Some(AlertKind::GrantExpired),
         ),
         (false, true) if node_failed && alive => verdict(
@@ -76,7 +81,7 @@ pub fn assess(grant: &Grant, seen: Seen, node_failed: bool, now: u64) -> Option<
         (false, true) if !alive => verdict(
             GrantState::Expired,
             format!(
-                "not redeemed within its {ttl}s life: the wrapping token expired unused or was unwrapped without a login from {}{}; the secret-id was destroyed",
+                "not redeemed within its {ttl}s life: it was unwrapped, but its secret-id never logged in from {}{}; the secret-id was destroyed",
                 grant.address,
                 if node_failed { " (the node reported its unwrap failing)" } else { "" }
             ),
@@ -90,6 +95,8 @@ pub fn assess(grant: &Grant, seen: Seen, node_failed: bool, now: u64) -> Option<
             format!("not unwrapped within its {ttl}s life; the secret-id was destroyed"),
             Some(AlertKind::GrantExpired),
         ),
+        // Alive and untouched. A node that says its unwrap failed while
+        // Vault still lists the wrapping token is asked about again.
         (true, true) => None,
     }
 }
@@ -157,8 +164,10 @@ mod tests {
             (false, true, true, 1300, Some(Expired)),
             (false, false, false, 1100, Some(Redeemed)),
             (false, false, true, 1100, Some(Redeemed)),
-            (false, false, false, 5000, Some(Redeemed)),
-            (true, false, false, 1100, Some(Expired)),
+            (false, false, false, 1899, Some(Redeemed)),
+            (false, false, false, 1900, Some(Expired)),
+            (true, false, false, 1100, Some(Redeemed)),
+            (true, false, false, 1900, Some(Expired)),
         ];
         for (i, (w, s, failed, now, want)) in rows.iter().enumerate() {
             let got = assess(&issued(), seen(*w, *s), *failed, *now);

@@ -236,19 +236,30 @@ impl GrantKeeper {
     }
 
     fn check(&self, mac: MacAddr, grant: &Grant, node_failed: bool, now: u64) {
-        let lookup = match self.source.lookup(mac, &grant.profile, &ticket(grant)) {
-            Ok(l) => l,
-            Err(e) => {
-                self.stats.bump("grant_check_errors");
-                tracing::warn!(%mac, error = %e, "grants: lookup failed; will retry");
-                return;
+        // Vault retires a used wrapping token a moment after the unwrap: a
+        // node reporting its unwrap failing right after someone else's may
+        // still see it listed. Ask again, briefly.
+        let mut attempts = if node_failed { RECHECKS } else { 1 };
+        let verdict = loop {
+            attempts -= 1;
+            let lookup = match self.source.lookup(mac, &grant.profile, &ticket(grant)) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.stats.bump("grant_check_errors");
+                    tracing::warn!(%mac, error = %e, "grants: lookup failed; will retry");
+                    return;
+                }
+            };
+            let seen = Seen {
+                wrapping_alive: lookup.wrapping_alive,
+                secret_id_alive: lookup.secret_id_alive,
+            };
+            let verdict = assess(grant, seen, node_failed, now.max(unix_now()));
+            if verdict.is_some() || attempts == 0 {
+                break verdict;
             }
+            std::thread::sleep(RECHECK_PAUSE);
         };
-        let seen = Seen {
-            wrapping_alive: lookup.wrapping_alive,
-            secret_id_alive: lookup.secret_id_alive,
-        };
-        let verdict = assess(grant, seen, node_failed, now);
         if let Some(v) = &verdict {
             if v.withdraw {
                 if let Err(e) = self.source.withdraw(mac, &grant.profile, &ticket(grant)) {
@@ -269,6 +280,11 @@ impl GrantKeeper {
         }
     }
 }
+
+/// How often, and how far apart, a grant is looked up again after the
+/// node reported its unwrap failing.
+const RECHECKS: u32 = 5;
+const RECHECK_PAUSE: std::time::Duration = std::time::Duration::from_millis(400);
 
 fn ticket(grant: &Grant) -> GrantTicket {
     GrantTicket {

@@ -10,6 +10,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// How much longer than its grant's wrapping token a secret-id lives. The
+/// stack mints secret-ids with this much more life; the appliance relies on
+/// it: within it, a grant's secret-id that is gone was used to log in.
+pub const SECRET_ID_OUTLIVES_GRANT_SECS: u32 = 600;
+
 /// Shortest and longest grant life a site may choose, in seconds.
 pub const GRANT_TTL_RANGE: std::ops::RangeInclusive<u32> = 30..=3600;
 

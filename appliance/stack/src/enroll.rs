@@ -18,14 +18,10 @@ use crate::layout::StackLayout;
 use crate::render::lan_address;
 use crate::secrets::SecretStore;
 use crate::vault::{SecretIdRequest, VaultApi};
+use kindling_site::enrollment::SECRET_ID_OUTLIVES_GRANT_SECS;
 use kindling_site::SiteConfig;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-
-/// How much longer than its wrapping token a secret-id lives: long enough
-/// that, when the grant's life is over, "the secret-id is gone" can only
-/// mean it was used to log in.
-const SECRET_ID_MARGIN_SECS: u32 = 600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
@@ -157,7 +153,9 @@ impl Enroller {
         ]);
         let ttl = self.grant_ttl_secs();
         let bound = format!("{}/32", request.address);
-        let secret_id_ttl = format!("{}s", ttl + SECRET_ID_MARGIN_SECS);
+        // Longer than the grant: until then, "the secret-id is gone" can only
+        // mean it was used to log in.
+        let secret_id_ttl = format!("{}s", ttl + SECRET_ID_OUTLIVES_GRANT_SECS);
         let wrap_ttl = format!("{ttl}s");
         let wrapped = vault
             .wrapped_secret_id(
