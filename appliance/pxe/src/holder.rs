@@ -88,9 +88,12 @@ pub struct Neighbours {
 }
 
 impl Default for Neighbours {
+    /// The calling thread's network namespace's table (`thread-self`: a
+    /// thread that entered another namespace, as the tests' services do,
+    /// sees that one; `/proc/net` follows the process's main thread).
     fn default() -> Self {
         Self {
-            table: "/proc/net/arp".into(),
+            table: "/proc/thread-self/net/arp".into(),
         }
     }
 }

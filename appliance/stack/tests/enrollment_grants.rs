@@ -273,10 +273,15 @@ fn grants_are_bound_to_the_lease_minted_once_and_their_fate_is_reported() {
             ("GET", "sys/mounts", None, "read mounts"),
             ("LIST", "auth/approle/role/node-dev/secret-id", None, "list secret-ids"),
             ("POST", "auth/approle/role/node-dev/secret-id", Some(json!({"metadata": "{}", "cidr_list": ["127.0.0.2/32"], "token_bound_cidrs": ["127.0.0.2/32"]})), "mint an unwrapped secret-id"),
+            ("GET", "auth/approle/role/node-dev", None, "read a role"),
+            ("POST", "auth/approle/role/node-dev", Some(json!({"token_policies": ["root"]})), "change a role"),
         ] {
             let (status, text) = send(&other, method, &v(path), token, body).await;
             assert_eq!(status, 403, "the enrollment token may not {why}: {text}");
         }
+        let (status, text) = send(&other, "GET", &v("auth/token/lookup-self"), token, None).await;
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(json(&text)["data"]["policies"], json!(["kindling-enroll"]), "no default policy");
         let wrapped = |wrap: &str, body: Value| {
             let (c, url, wrap) = (other.clone(), v("auth/approle/role/node-dev/secret-id"), wrap.to_string());
             let token = enroll_token.trim().to_string();
