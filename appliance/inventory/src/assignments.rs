@@ -9,7 +9,6 @@
 
 use crate::error::InventoryError;
 use kindling_api::nodes::KvStatus;
-use kindling_atomic_write::write_atomic;
 use kindling_clock::unix_ms;
 use kindling_site::MacAddr;
 use serde::{Deserialize, Serialize};
@@ -152,19 +151,8 @@ impl AssignmentStore {
 
     /// The whole file; a missing file is an empty state.
     pub fn load_state(&self) -> Result<AssignmentsState, InventoryError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice::<AssignmentsFile>(&bytes)
-                .map(AssignmentsFile::into_state)
-                .map_err(|source| InventoryError::Parse {
-                    path: self.path.clone(),
-                    source,
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AssignmentsState::default()),
-            Err(source) => Err(InventoryError::Read {
-                path: self.path.clone(),
-                source,
-            }),
-        }
+        crate::shared_file::read_json::<AssignmentsFile>(&self.path)
+            .map(AssignmentsFile::into_state)
     }
 
     /// The assignments in effect; a missing file is none.
@@ -179,20 +167,12 @@ impl AssignmentStore {
         &self,
         change: impl FnOnce(&mut AssignmentsState) -> R,
     ) -> Result<R, InventoryError> {
-        crate::lockfile::with_lock(&self.path, || {
+        crate::shared_file::with_lock(&self.path, || {
             let before = self.load_state()?;
             let mut state = before.clone();
             let out = change(&mut state);
             if state != before {
-                let bytes = serde_json::to_vec_pretty(&AssignmentsFile::from_state(&state))
-                    .map_err(|source| InventoryError::Parse {
-                        path: self.path.clone(),
-                        source,
-                    })?;
-                write_atomic(&self.path, &bytes, true).map_err(|source| InventoryError::Write {
-                    path: self.path.clone(),
-                    source,
-                })?;
+                crate::shared_file::write_json(&self.path, &AssignmentsFile::from_state(&state))?;
             }
             Ok(out)
         })

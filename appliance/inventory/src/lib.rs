@@ -9,7 +9,7 @@
 //! TFTP or HTTP, and never panics on what files or KV hold.
 //!
 //! Modules, each depending only on those listed before it: `error`,
-//! `lockfile` (the shared files' lock), `policy` (profile precedence),
+//! `shared_file` (reading and locking the shared files), `policy` (profile precedence),
 //! `transitions` (which event is valid in which state), `grants` (the
 //! enrollment grant's lifecycle, pure), `assignments` (the assignments
 //! file), `reprovision` (re-arm requests from the API), `inventory` (the
@@ -21,10 +21,10 @@ pub mod assignments;
 pub mod error;
 pub mod grants;
 pub mod inventory;
-mod lockfile;
 pub mod node_api;
 pub mod policy;
 pub mod reprovision;
+mod shared_file;
 pub mod sync;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

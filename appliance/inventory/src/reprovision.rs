@@ -9,7 +9,6 @@
 //! talks to the network.
 
 use crate::error::InventoryError;
-use kindling_atomic_write::write_atomic;
 use kindling_site::MacAddr;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -55,24 +54,12 @@ impl ReprovisionStore {
 
     /// Every request; a missing file is none.
     pub fn load(&self) -> Result<BTreeMap<MacAddr, Rearm>, InventoryError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice::<ReprovisionFile>(&bytes)
-                .map(|f| f.requests)
-                .map_err(|source| InventoryError::Parse {
-                    path: self.path.clone(),
-                    source,
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(source) => Err(InventoryError::Read {
-                path: self.path.clone(),
-                source,
-            }),
-        }
+        crate::shared_file::read_json::<ReprovisionFile>(&self.path).map(|f| f.requests)
     }
 
     /// Records one more request for `mac`; returns it.
     pub fn request(&self, mac: MacAddr, now_ms: u64) -> Result<Rearm, InventoryError> {
-        crate::lockfile::with_lock(&self.path, || {
+        crate::shared_file::with_lock(&self.path, || {
             let mut file = ReprovisionFile {
                 requests: self.load()?,
             };
@@ -80,15 +67,7 @@ impl ReprovisionStore {
             entry.generation += 1;
             entry.requested_ms = now_ms;
             let rearm = *entry;
-            let bytes =
-                serde_json::to_vec_pretty(&file).map_err(|source| InventoryError::Parse {
-                    path: self.path.clone(),
-                    source,
-                })?;
-            write_atomic(&self.path, &bytes, true).map_err(|source| InventoryError::Write {
-                path: self.path.clone(),
-                source,
-            })?;
+            crate::shared_file::write_json(&self.path, &file)?;
             Ok(rearm)
         })
     }

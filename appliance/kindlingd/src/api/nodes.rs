@@ -15,7 +15,7 @@
 use super::Reply;
 use kindling_api::ErrorKind;
 use kindling_inventory::{node_api, AssignmentSync};
-use kindling_site::SiteConfig;
+use kindling_site::{MacAddr, SiteConfig};
 use std::path::Path;
 
 fn site(run_dir: &Path) -> Result<SiteConfig, Reply> {
@@ -27,6 +27,12 @@ fn site(run_dir: &Path) -> Result<SiteConfig, Reply> {
         ),
         LoadEffectiveError::Parse { .. } => Reply::failed(ErrorKind::Internal, e),
     })
+}
+
+/// The MAC of a `/v1/nodes/MAC/…` path and the effective site config.
+fn mac_and_site(run_dir: &Path, mac: &str) -> Result<(MacAddr, SiteConfig), Reply> {
+    let mac = node_api::parse_mac(mac).map_err(|e| Reply::failure(&e))?;
+    Ok((mac, site(run_dir)?))
 }
 
 /// `GET /v1/nodes`.
@@ -49,12 +55,8 @@ pub fn assign(
     body: &[u8],
     sync: Option<&AssignmentSync>,
 ) -> Reply {
-    let mac = match node_api::parse_mac(mac) {
-        Ok(mac) => mac,
-        Err(e) => return Reply::failure(&e),
-    };
-    let site = match site(run_dir) {
-        Ok(site) => site,
+    let (mac, site) = match mac_and_site(run_dir, mac) {
+        Ok(found) => found,
         Err(reply) => return reply,
     };
     let reply = node_api::parse_assign_request(body)
@@ -68,12 +70,8 @@ pub fn assign(
 /// `POST /v1/nodes/MAC/reprovision` (no body, or `{}`): re-arms the node's
 /// enrollment grant.
 pub fn reprovision(run_dir: &Path, state_dir: &Path, mac: &str, body: &[u8]) -> Reply {
-    let mac = match node_api::parse_mac(mac) {
-        Ok(mac) => mac,
-        Err(e) => return Reply::failure(&e),
-    };
-    let site = match site(run_dir) {
-        Ok(site) => site,
+    let (mac, site) = match mac_and_site(run_dir, mac) {
+        Ok(found) => found,
         Err(reply) => return reply,
     };
     Reply::result(
