@@ -133,6 +133,10 @@ impl GrantKeeper {
                 tracing::info!(%mac, profile = asker.profile, allowed, "grants: unknown MAC, no grant");
                 return Ok(None);
             }
+            Claim::NoRecord => {
+                self.stats.bump("grants_skipped_no_record");
+                return Ok(None);
+            }
         }
         let request = GrantRequest {
             mac,
@@ -143,11 +147,11 @@ impl GrantKeeper {
         let enrollment = match self.source.enroll(&request) {
             Ok(Some(e)) => e,
             Ok(None) => {
-                self.inventory.release_grant(mac);
+                self.inventory.release_grant(mac, None);
                 return Ok(None);
             }
             Err(e) => {
-                self.inventory.release_grant(mac);
+                self.inventory.release_grant(mac, None);
                 self.stats.bump("http_enrollment_errors");
                 return Err(GrantRefused::Mint(e));
             }
@@ -165,6 +169,8 @@ impl GrantKeeper {
         // cycle's grant is gone.
         if let Err(e) = self.inventory.flush_if_dirty() {
             let _ = self.source.withdraw(mac, asker.profile, &enrollment.ticket);
+            self.inventory
+                .release_grant(mac, Some(&enrollment.ticket.secret_id_accessor));
             self.stats.bump("grant_record_errors");
             return Err(GrantRefused::Record {
                 mac,

@@ -443,3 +443,25 @@ fn a_grant_unwrapped_by_someone_else_or_never_redeemed_is_reported_and_withdrawn
     assert_eq!(node.stats.get("grants_used_elsewhere"), 1);
     assert_eq!(node.stats.get("grants_expired"), 1);
 }
+
+#[test]
+fn a_grant_that_cannot_be_recorded_is_withdrawn_and_not_served() {
+    let dirs = Dirs::new();
+    let node = serve(&dirs, Arc::default(), 0);
+    // nodes.json cannot be replaced: a non-empty directory stands in its way.
+    let nodes_json = dirs.path("state/inventory/nodes.json");
+    let _ = std::fs::remove_file(&nodes_json);
+    std::fs::create_dir_all(nodes_json.join("blocker")).unwrap();
+    let user_data = format!("/nocloud/{DEV}/user-data");
+    let (status, reply) = node.call(DEV_IP, "GET", &user_data, "");
+    assert_eq!(status, 503, "{reply}");
+    assert!(reply.contains("could not be recorded"), "{reply}");
+    assert!(!reply.contains("wrap-token"), "{reply}");
+    assert_eq!(*node.vault.withdrawn.lock().unwrap(), ["sid-0"]);
+    assert!(node.inventory.node(&DEV).unwrap().seen.grant.is_none());
+
+    std::fs::remove_dir_all(&nodes_json).unwrap();
+    let (status, reply) = node.call(DEV_IP, "GET", &user_data, "");
+    assert_eq!(status, 200, "the node is not locked out: {reply}");
+    assert!(reply.contains("wrap-token-1"), "{reply}");
+}

@@ -22,6 +22,8 @@ pub enum Claim {
     Reused(Grant),
     /// A MAC the site does not name, over its profile's allowance.
     OverAllowance { allowed: u32 },
+    /// The inventory has no record of the MAC (no DHCP exchange seen).
+    NoRecord,
 }
 
 /// What to claim a grant for.
@@ -94,8 +96,7 @@ impl Inventory {
             }
         }
         let Some(record) = nodes.map.get_mut(&mac) else {
-            // No record means no DHCP lease was ever seen: nothing to grant.
-            return Claim::OverAllowance { allowed: 0 };
+            return Claim::NoRecord;
         };
         record.seen.grant = Some(Grant {
             state: GrantState::Minting,
@@ -124,16 +125,21 @@ impl Inventory {
         });
     }
 
-    /// Gives back a claim whose minting failed: the next fetch tries again.
-    pub fn release_grant(&self, mac: MacAddr) {
+    /// Gives back a claim whose minting failed, or (with its secret-id
+    /// accessor) a minted grant that was withdrawn before it was served:
+    /// the next fetch tries again.
+    pub fn release_grant(&self, mac: MacAddr, secret_id_accessor: Option<&str>) {
         let mut nodes = lock(&self.nodes);
         if let Some(record) = nodes.map.get_mut(&mac) {
-            if record
+            let release = record
                 .seen
                 .grant
                 .as_ref()
-                .is_some_and(|g| g.state == GrantState::Minting)
-            {
+                .is_some_and(|g| match secret_id_accessor {
+                    None => g.state == GrantState::Minting,
+                    Some(a) => g.secret_id_accessor == a,
+                });
+            if release {
                 record.seen.grant = None;
                 nodes.dirty = true;
             }
@@ -295,7 +301,7 @@ mod tests {
             inv.claim_grant(DEV, &request(None), 10),
             Claim::Reused(_)
         ));
-        inv.release_grant(DEV);
+        inv.release_grant(DEV, None);
         assert_eq!(inv.claim_grant(DEV, &request(None), 11), Claim::Granted);
     }
 
