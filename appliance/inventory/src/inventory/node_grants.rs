@@ -179,7 +179,10 @@ impl Inventory {
             return;
         };
         grant.checked_at = Some(now);
-        if let Some(v) = verdict {
+        // Settled already (by a check that ran at the same time): keep the
+        // first verdict and its one alert.
+        let open = matches!(grant.state, GrantState::Issued | GrantState::Minting);
+        if let Some(v) = verdict.filter(|_| open) {
             grant.state = v.state;
             grant.reason = v.reason.clone();
             if let Some(kind) = v.alert {
@@ -352,7 +355,14 @@ mod tests {
             "another grant's verdict is ignored"
         );
         inv.settle_grant(DEV, "sid", Some(&verdict), 20);
+        inv.settle_grant(DEV, "sid", Some(&verdict), 21);
         assert!(inv.open_grants().is_empty());
+        assert_eq!(inv.alerts().len(), 1);
+        assert_eq!(
+            inv.alerts()[0].1.count,
+            1,
+            "a second verdict is not a second alert"
+        );
         let node = inv.node(&DEV).unwrap();
         assert_eq!(node.seen.grant.unwrap().state, GrantState::UsedElsewhere);
         assert_eq!(inv.alerts()[0].1.kind, AlertKind::GrantUsedElsewhere);
