@@ -39,10 +39,9 @@ const TCP_ALWAYS: &[u16] = &[53, 80, 9000];
 /// The stack's TLS ports, once it is bootstrapped: Consul RPC, gossip and
 /// HTTPS API, Vault (the lab runs no Nomad).
 const TCP_STACK: &[u16] = &[8200, 8300, 8301, 8501];
-/// UDP ports that answer their probe: DNS and TFTP (DHCP answers only DHCP;
-/// the lab-stack site serves no time; Consul's gossip drops what it cannot
-/// decrypt).
-const UDP_ANSWERING: &[u16] = &[53, 69];
+/// UDP ports that answer their probe: DNS, TFTP and NTP (DHCP answers only
+/// DHCP; Consul's gossip drops what it cannot decrypt).
+const UDP_ANSWERING: &[u16] = &[53, 69, 123];
 /// A MAC the site does not pin: assigned at runtime, kept in Consul KV.
 const ASSIGNED_MAC: &str = "52:54:00:6b:00:40";
 const KV_SYNC_TIMEOUT: Duration = Duration::from_secs(30);

@@ -170,8 +170,8 @@ fn build_lab_image(work: &Path) -> Result<PathBuf, String> {
 }
 
 /// The image of the stack scenario: `overlays/lab-stack` (Consul and
-/// Vault on, lab-only local unseal) with the real `bao` (as `vault`) and
-/// `consul` that `tests/install-deps` put in `build/tools/`. Built once into
+/// Vault on, lab-only local unseal, time served) with the real `bao` (as
+/// `vault`), `consul` and `ntp-daemon` that `tests/install-deps` put in `build/tools/`. Built once into
 /// `build/e2e/image-stack`; `KINDLING_E2E_STACK_IMAGE=DIR` reuses one built
 /// beforehand. It is big (the initramfs carries both, ~70 MiB compressed).
 pub fn lab_stack_image() -> Result<&'static Path, String> {
@@ -180,7 +180,11 @@ pub fn lab_stack_image() -> Result<&'static Path, String> {
         .get_or_init(|| match std::env::var_os("KINDLING_E2E_STACK_IMAGE") {
             Some(dir) => Ok(repo_root().join(dir)),
             None => {
-                let extra_bins = tool_bins(&[("vault", "bao"), ("consul", "consul")])?;
+                let extra_bins = tool_bins(&[
+                    ("vault", "bao"),
+                    ("consul", "consul"),
+                    ("ntp-daemon", "ntp-daemon"),
+                ])?;
                 let work = work_dir();
                 build_image(
                     &work,

@@ -123,6 +123,103 @@ pub struct SeenNode {
     pub state_changed: u64,
     #[serde(default)]
     pub events: Vec<NodeEvent>,
+    /// The enrollment grant of this provisioning cycle; null while none was
+    /// minted (or since `reprovision` re-armed the node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<Grant>,
+    /// Re-arm requests (`POST /v1/nodes/MAC/reprovision`) the PXE service
+    /// has applied to this node so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rearmed: u64,
+    /// What needs an operator's eye, one per kind, newest facts kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<NodeAlert>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Where a node's enrollment grant stands. The appliance mints one grant
+/// (a response-wrapped, single-use AppRole secret-id bound to the node's
+/// leased address) per provisioning cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrantState {
+    /// Being minted now; a fetch meanwhile is refused like a second one.
+    Minting,
+    /// Minted and served; not yet seen redeemed.
+    Issued,
+    /// The secret-id was used to log in, which Vault allows only from the
+    /// bound address.
+    Redeemed,
+    /// Not redeemed within its life; the secret-id was destroyed.
+    Expired,
+    /// Unwrapped by someone other than the node (the node reported its own
+    /// unwrap failing while the grant was still alive); the secret-id was
+    /// destroyed.
+    UsedElsewhere,
+}
+
+/// A node's enrollment grant, as the appliance recorded it. Holds no
+/// secret: accessors can neither unwrap nor log in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Grant {
+    pub state: GrantState,
+    /// The profile (and so the AppRole role `node-<profile>`) it is for.
+    pub profile: String,
+    /// The leased address the secret-id and its tokens are bound to (/32).
+    pub address: Ipv4Addr,
+    /// Unix seconds.
+    pub issued_at: u64,
+    /// When the wrapping token expires (Unix seconds).
+    pub expires_at: u64,
+    /// Minted under the profile's allowance for MACs the site does not
+    /// name (`[enrollment] unknown_macs`), which counts it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unknown_mac: bool,
+    /// Vault's accessor of the response-wrapping token.
+    #[serde(default)]
+    pub wrapping_accessor: String,
+    /// Vault's accessor of the secret-id inside it.
+    #[serde(default)]
+    pub secret_id_accessor: String,
+    /// When the appliance last asked Vault about it (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<u64>,
+    /// Why it is in its state, when that is not plain success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What an alert is about.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertKind {
+    /// User-data was fetched again after the cycle's grant was minted: no
+    /// second grant was given. `kindling node reprovision MAC` re-arms.
+    GrantReused,
+    /// The grant was not redeemed within its life.
+    GrantExpired,
+    /// The grant was unwrapped by someone other than the node.
+    GrantUsedElsewhere,
+}
+
+/// One alert on a node; cleared when the node is re-armed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeAlert {
+    pub kind: AlertKind,
+    /// When it was last raised (Unix seconds).
+    pub at: u64,
+    /// How many times it was raised in this cycle.
+    pub count: u64,
+    pub detail: String,
 }
 
 /// One row of `GET /v1/nodes`: a node seen (with its facts), or one the site
@@ -164,6 +261,19 @@ pub struct AssignReply {
     pub kv: Option<String>,
 }
 
+/// The reply to `POST /v1/nodes/MAC/reprovision` (no request body, or `{}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReprovisionReply {
+    pub mac: MacAddr,
+    /// Re-arm requests made for this MAC so far, this one included. The PXE
+    /// service applies it before the node's next user-data fetch.
+    pub generation: u64,
+    /// The grant of the cycle that ends, as last recorded (null: none).
+    pub previous: Option<Grant>,
+    /// The alerts this clears.
+    pub alerts: Vec<NodeAlert>,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -202,6 +312,9 @@ mod tests {
                 last_seen: 2,
                 state_changed: 2,
                 events: vec![],
+                grant: None,
+                rearmed: 0,
+                alerts: vec![],
             }),
             assignment: Assignment {
                 choice: ProfileChoice::Menu,

@@ -72,6 +72,10 @@ pub fn schema_files() -> Vec<(&'static str, String)> {
             schema_of::<nodes::AssignReply>("PUT /v1/nodes/MAC/profile answer"),
         ),
         (
+            "node-reprovision-reply.schema.json",
+            schema_of::<nodes::ReprovisionReply>("POST /v1/nodes/MAC/reprovision answer"),
+        ),
+        (
             "stack.schema.json",
             schema_of::<stack::StackStatus>("GET /v1/stack"),
         ),

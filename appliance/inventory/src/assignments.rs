@@ -9,12 +9,10 @@
 
 use crate::error::InventoryError;
 use kindling_api::nodes::KvStatus;
-use kindling_atomic_write::write_atomic;
 use kindling_clock::unix_ms;
 use kindling_site::MacAddr;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// One MAC's runtime assignment, with what the sync needs to merge it.
@@ -153,19 +151,8 @@ impl AssignmentStore {
 
     /// The whole file; a missing file is an empty state.
     pub fn load_state(&self) -> Result<AssignmentsState, InventoryError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice::<AssignmentsFile>(&bytes)
-                .map(AssignmentsFile::into_state)
-                .map_err(|source| InventoryError::Parse {
-                    path: self.path.clone(),
-                    source,
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AssignmentsState::default()),
-            Err(source) => Err(InventoryError::Read {
-                path: self.path.clone(),
-                source,
-            }),
-        }
+        crate::shared_file::read_json::<AssignmentsFile>(&self.path)
+            .map(AssignmentsFile::into_state)
     }
 
     /// The assignments in effect; a missing file is none.
@@ -180,44 +167,15 @@ impl AssignmentStore {
         &self,
         change: impl FnOnce(&mut AssignmentsState) -> R,
     ) -> Result<R, InventoryError> {
-        let lock_path = self.path.with_extension("lock");
-        if let Some(dir) = lock_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| InventoryError::Write {
-                path: dir.into(),
-                source,
-            })?;
-        }
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| InventoryError::Write {
-                path: lock_path.clone(),
-                source,
-            })?;
-        let _guard = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
-            |(_, source)| InventoryError::Lock {
-                path: lock_path.clone(),
-                source,
-            },
-        )?;
-        let before = self.load_state()?;
-        let mut state = before.clone();
-        let out = change(&mut state);
-        if state != before {
-            let bytes = serde_json::to_vec_pretty(&AssignmentsFile::from_state(&state)).map_err(
-                |source| InventoryError::Parse {
-                    path: self.path.clone(),
-                    source,
-                },
-            )?;
-            write_atomic(&self.path, &bytes, true).map_err(|source| InventoryError::Write {
-                path: self.path.clone(),
-                source,
-            })?;
-        }
-        Ok(out)
+        crate::shared_file::with_lock(&self.path, || {
+            let before = self.load_state()?;
+            let mut state = before.clone();
+            let out = change(&mut state);
+            if state != before {
+                crate::shared_file::write_json(&self.path, &AssignmentsFile::from_state(&state))?;
+            }
+            Ok(out)
+        })
     }
 
     /// Sets (or with `None` removes) one assignment, as a local change: it

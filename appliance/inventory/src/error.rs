@@ -21,6 +21,4 @@ pub enum InventoryError {
     },
     #[error("lock {path}: {source}")]
     Lock { path: PathBuf, source: nix::Error },
-    #[error("unknown event {0:?}: expected one of booted, nocloud, installed, joined")]
-    UnknownEvent(String),
 }

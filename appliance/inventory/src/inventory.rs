@@ -8,9 +8,14 @@
 //! (format and writers in `assignments`; re-read when it changes). It never
 //! talks to the network.
 
+mod node_grants;
+
+pub use node_grants::{Claim, ClaimRequest, IssuedGrant, MINT_DEADLINE_SECS};
+
 use crate::assignments::AssignmentStore;
 use crate::error::InventoryError;
 use crate::policy::ProfilePolicy;
+use crate::transitions::{next_state, TransitionError};
 use kindling_api::nodes::{Firmware, NodeEvent, NodeState, ProfileChoice, SeenNode};
 use kindling_atomic_write::write_atomic;
 use kindling_site::MacAddr;
@@ -87,6 +92,10 @@ pub struct Inventory {
     assignments: AssignmentStore,
     cached: Mutex<CachedAssignments>,
     policy: ProfilePolicy,
+    /// Held for a whole flush: the service's write-behind loop and a grant
+    /// that must be on disk before it is served may flush at once, and
+    /// both write the same temporary file.
+    flushing: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -128,6 +137,7 @@ impl Inventory {
                 problems: Vec::new(),
             }),
             policy,
+            flushing: Mutex::new(()),
         };
         (inv, problem)
     }
@@ -207,6 +217,9 @@ impl Inventory {
                 last_seen: now,
                 state_changed: now,
                 events: Vec::new(),
+                grant: None,
+                rearmed: 0,
+                alerts: Vec::new(),
             },
         });
         record.seen.last_seen = now;
@@ -250,28 +263,26 @@ impl Inventory {
         });
     }
 
-    /// A phone-home event. `booted`/`nocloud` are progress within booting;
-    /// `installed` and `joined` move the state forward (never back).
+    /// A phone-home event, accepted only as a valid transition from the
+    /// node's current state (the table is `transitions::EVENT_RULES`); a
+    /// refused event changes nothing.
     pub fn record_event(
         &self,
         mac: MacAddr,
         event: &str,
         detail: serde_json::Value,
         now: u64,
-    ) -> Result<NodeState, InventoryError> {
-        let target = match event {
-            "booted" | "nocloud" => NodeState::Booting,
-            "installed" => NodeState::Installed,
-            "joined" => NodeState::Joined,
-            other => {
-                return Err(InventoryError::UnknownEvent(
-                    other.chars().take(40).collect(),
-                ))
-            }
-        };
+    ) -> Result<NodeState, TransitionError> {
+        let current = lock(&self.nodes)
+            .map
+            .get(&mac)
+            .map_or(NodeState::Discovered, |r| r.state);
+        let target = next_state(current, event)?;
         let mut state = target;
         self.touch(mac, now, |r| {
-            if target > r.state {
+            // Re-checked under the lock: another event may have moved it.
+            let target = next_state(r.state, event).unwrap_or(r.state);
+            if target != r.state {
                 r.state = target;
                 r.seen.state_changed = now;
             }
@@ -309,6 +320,7 @@ impl Inventory {
     }
 
     pub fn flush_if_dirty(&self) -> Result<bool, InventoryError> {
+        let _one_writer = lock(&self.flushing);
         // Copy under the lock, serialise and fsync outside it: DHCP and
         // HTTP threads record observations meanwhile.
         let list: Vec<NodeRecord> = {
@@ -385,11 +397,12 @@ mod tests {
                 .unwrap(),
             NodeState::Installed
         );
-        assert_eq!(
+        assert!(
             inv.record_event(DEV, "booted", serde_json::Value::Null, 4)
-                .unwrap(),
-            NodeState::Installed
+                .is_err(),
+            "an installed node does not go back to booting by an event"
         );
+        assert_eq!(inv.node(&DEV).unwrap().state, NodeState::Installed);
         assert_eq!(
             inv.record_event(DEV, "joined", serde_json::Value::Null, 5)
                 .unwrap(),

@@ -9,26 +9,39 @@
 //! TFTP or HTTP, and never panics on what files or KV hold.
 //!
 //! Modules, each depending only on those listed before it: `error`,
-//! `policy` (profile precedence), `assignments` (the assignments file),
-//! `inventory` (the live inventory and `nodes.json`), `sync` (the Consul KV
-//! merge and its engine), `node_api` (the API handlers); `testing` (lab
-//! fixtures, for tests and the `testing` feature only).
+//! `shared_file` (reading and locking the shared files), `policy` (profile precedence),
+//! `transitions` (which event is valid in which state), `grants` (the
+//! enrollment grant's lifecycle, pure), `assignments` (the assignments
+//! file), `reprovision` (re-arm requests from the API), `inventory` (the
+//! live inventory and `nodes.json`, with each node's grant), `sync` (the
+//! Consul KV merge and its engine), `node_api` (the API handlers); `testing`
+//! (lab fixtures, for tests and the `testing` feature only).
 
 pub mod assignments;
 pub mod error;
+pub mod grants;
 pub mod inventory;
 pub mod node_api;
 pub mod policy;
+pub mod reprovision;
+mod shared_file;
 pub mod sync;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod transitions;
 
 pub use assignments::{AssignmentRecord, AssignmentStore, AssignmentsState};
 pub use error::InventoryError;
-pub use inventory::{read_nodes, Inventory, NodeRecord, DEFAULT_MAX_DISCOVERED};
-pub use kindling_api::nodes::{Firmware, KvStatus, NodeEvent, NodeState, ProfileChoice};
+pub use inventory::{
+    read_nodes, Claim, ClaimRequest, Inventory, IssuedGrant, NodeRecord, DEFAULT_MAX_DISCOVERED,
+};
+pub use kindling_api::nodes::{
+    AlertKind, Firmware, Grant, GrantState, KvStatus, NodeAlert, NodeEvent, NodeState,
+    ProfileChoice,
+};
 pub use kindling_site::MacAddr;
 pub use policy::ProfilePolicy;
+pub use reprovision::{Rearm, ReprovisionStore, ReprovisionWatch};
 pub use sync::{AssignmentSync, KvError, SharedAssignments};
 
 use std::path::{Path, PathBuf};

@@ -1,21 +1,25 @@
 //! The node part of the appliance API (`GET /v1/nodes`,
-//! `PUT /v1/nodes/MAC/profile`) as plain functions returning the contract
-//! types of `kindling_api::nodes` or a [`NodeApiError`], so kindlingd's
-//! router only decodes, forwards and encodes.
+//! `PUT /v1/nodes/MAC/profile`, `POST /v1/nodes/MAC/reprovision`) as plain
+//! functions returning the contract types of `kindling_api::nodes` or a
+//! [`NodeApiError`], so kindlingd's router only decodes, forwards and
+//! encodes.
 //!
 //! Reads the inventory the PXE service persists and writes runtime
 //! assignments through `AssignmentStore` (locked, atomic), then lets the
-//! assignment sync push them to Consul KV when one is given; the PXE service
-//! picks an assignment up on its next request. It never moves or repairs
+//! assignment sync push them to Consul KV when one is given; re-arm requests
+//! go to `ReprovisionStore`. The PXE service picks both up on its next
+//! request. It never moves or repairs
 //! files: a corrupt inventory is reported as an error.
 
 use crate::assignments::{AssignmentStore, AssignmentsState};
 use crate::error::InventoryError;
 use crate::inventory::read_nodes;
 use crate::policy::ProfilePolicy;
+use crate::reprovision::ReprovisionStore;
 use crate::sync::AssignmentSync;
 use kindling_api::nodes::{
-    AssignReply, AssignRequest, Assignment, KvStatus, NodeList, NodeRow, ProfileChoice, Stored,
+    AssignReply, AssignRequest, Assignment, KvStatus, NodeList, NodeRow, ProfileChoice,
+    ReprovisionReply, Stored,
 };
 use kindling_api::{ApiFailure, ErrorKind};
 use kindling_site::{MacAddr, ParseValueError, SiteConfig};
@@ -39,6 +43,14 @@ pub enum NodeApiError {
     LoadNodes(InventoryError),
     #[error(transparent)]
     WriteAssignment(InventoryError),
+    #[error(
+        "{0} was never seen by the PXE service, and neither the site nor an assignment names it"
+    )]
+    FindNode(MacAddr),
+    #[error("the reprovision request takes no body (or `{{}}`)")]
+    ReprovisionBody,
+    #[error(transparent)]
+    WriteReprovision(InventoryError),
 }
 
 impl ApiFailure for NodeApiError {
@@ -47,10 +59,13 @@ impl ApiFailure for NodeApiError {
             NodeApiError::ParseMac(_)
             | NodeApiError::ParseBody(_)
             | NodeApiError::ReadBody
-            | NodeApiError::FindProfile { .. } => ErrorKind::BadRequest,
+            | NodeApiError::FindProfile { .. }
+            | NodeApiError::ReprovisionBody => ErrorKind::BadRequest,
+            NodeApiError::FindNode(_) => ErrorKind::NotFound,
             NodeApiError::LoadAssignments(_)
             | NodeApiError::LoadNodes(_)
-            | NodeApiError::WriteAssignment(_) => ErrorKind::Internal,
+            | NodeApiError::WriteAssignment(_)
+            | NodeApiError::WriteReprovision(_) => ErrorKind::Internal,
         }
     }
 }
@@ -175,6 +190,50 @@ pub fn assign(
     })
 }
 
+/// The body of `POST /v1/nodes/MAC/reprovision`: none, or `{}`.
+pub fn parse_reprovision_request(body: &[u8]) -> Result<(), NodeApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) if map.is_empty() => Ok(()),
+        _ => Err(NodeApiError::ReprovisionBody),
+    }
+}
+
+/// `POST /v1/nodes/MAC/reprovision`: re-arms the node's enrollment grant.
+/// The request is recorded in `inventory/reprovision.json`; the PXE
+/// service applies it before the node's next user-data fetch, which then
+/// mints a fresh grant. The reply shows the grant and alerts of the cycle
+/// that ends, as the PXE service last recorded them.
+pub fn reprovision(
+    site: &SiteConfig,
+    state_dir: &Path,
+    mac: MacAddr,
+) -> Result<ReprovisionReply, NodeApiError> {
+    let seen = read_nodes(&crate::nodes_file(state_dir)).map_err(NodeApiError::LoadNodes)?;
+    let node = seen.into_iter().find(|n| n.mac == mac);
+    if node.is_none() {
+        let policy = ProfilePolicy::from_site(site);
+        let assigned = AssignmentStore::new(crate::assignments_file(state_dir))
+            .load()
+            .map_err(NodeApiError::LoadAssignments)?;
+        if !policy.reservations.contains_key(&mac) && !assigned.contains_key(&mac) {
+            return Err(NodeApiError::FindNode(mac));
+        }
+    }
+    let rearm = ReprovisionStore::in_state_dir(state_dir)
+        .request(mac, kindling_clock::unix_ms())
+        .map_err(NodeApiError::WriteReprovision)?;
+    let (previous, alerts) = node.map_or((None, Vec::new()), |n| (n.seen.grant, n.seen.alerts));
+    Ok(ReprovisionReply {
+        mac,
+        generation: rearm.generation,
+        previous,
+        alerts,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -232,6 +291,24 @@ mod tests {
         let body = serde_json::to_value(body).unwrap();
         assert_eq!(body["previous"], "prod");
         assert_eq!(body["assignment"]["source"], "default");
+    }
+
+    #[test]
+    fn reprovision_counts_requests_for_nodes_it_knows() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = lab_site();
+        let dev = parse_mac("52:54:00:6b:00:10").unwrap();
+        assert_eq!(reprovision(&site, dir.path(), dev).unwrap().generation, 1);
+        let reply = reprovision(&site, dir.path(), dev).unwrap();
+        assert_eq!((reply.generation, reply.previous), (2, None));
+        let stranger = parse_mac("02:00:00:00:00:01").unwrap();
+        let e = reprovision(&site, dir.path(), stranger).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.to_string().contains("never seen"), "{e}");
+        assert!(parse_reprovision_request(b"").is_ok());
+        assert!(parse_reprovision_request(b" {} ").is_ok());
+        let e = parse_reprovision_request(br#"{"force": true}"#).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BadRequest);
     }
 
     #[test]

@@ -310,4 +310,27 @@ fn the_operator_cli_logs_in_and_talks_to_the_api() {
         "",
     );
     assert!(!ok && out.contains("TLS only"), "{out}");
+
+    // Re-arming a node's grant: each request counts, the PXE service finds
+    // it in the data partition; a MAC nobody knows is refused.
+    for generation in ["request 1", "request 2"] {
+        let (ok, out) = cli(
+            &with_config,
+            &["node", "reprovision", "52:54:00:6b:00:10"],
+            "",
+        );
+        assert!(ok, "{out}");
+        assert!(out.contains(generation), "{out}");
+    }
+    let requests = file(&root.path("var/lib/kindling/inventory/reprovision.json"));
+    assert_eq!(requests["requests"]["52:54:00:6b:00:10"]["generation"], 2);
+    let (ok, out) = cli(
+        &with_config,
+        &["node", "reprovision", "02:00:00:00:00:77"],
+        "",
+    );
+    assert!(
+        !ok && out.contains("404") && out.contains("never seen"),
+        "{out}"
+    );
 }

@@ -9,6 +9,8 @@
 pub mod bounded;
 pub mod dhcp;
 pub mod enroll;
+pub mod grants;
+pub mod holder;
 pub mod http;
 pub mod leases;
 pub mod ra;

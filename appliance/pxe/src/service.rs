@@ -11,12 +11,14 @@ use crate::dhcp::commit::{self, AckQueue, LeaseWriter};
 use crate::dhcp::socket::{open_udp, DhcpObserver, SocketError};
 use crate::dhcp::{self, DhcpResponder, Handled, NodePolicy, Port};
 use crate::enroll::EnrollmentSource;
-use crate::http::handler::PxeHttp;
+use crate::grants::GrantKeeper;
+use crate::holder::{LeaseHolders, Neighbours, OwnLeases};
+use crate::http::handler::{NodeGate, PxeHttp};
 use crate::leases::LeaseStore;
 use crate::settings::PxeSettings;
 use crate::status::{write_status, Stats, StatusFile};
 use kindling_clock::unix_now;
-use kindling_inventory::{Inventory, ProfileChoice};
+use kindling_inventory::{Inventory, ProfileChoice, ReprovisionStore, ReprovisionWatch};
 use kindling_site::DhcpMode;
 use kindling_site::MacAddr;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -126,6 +128,46 @@ impl DhcpObserver for DhcpView {
 enum Event {
     Died(&'static str, String),
     Shutdown,
+}
+
+/// The grant keeper for this site: re-arm requests from the data
+/// partition, each profile's allowance for unknown MACs.
+pub fn grant_keeper(
+    settings: &PxeSettings,
+    inventory: Arc<Inventory>,
+    enrollment: Arc<dyn EnrollmentSource>,
+    stats: Arc<Stats>,
+) -> GrantKeeper {
+    let allowance = settings
+        .profiles
+        .iter()
+        .map(|(name, p)| (name.clone(), p.enrollment.unknown_macs))
+        .collect();
+    GrantKeeper::new(
+        inventory,
+        enrollment,
+        ReprovisionWatch::new(ReprovisionStore::in_state_dir(&settings.paths.state_dir)),
+        allowance,
+        stats,
+    )
+}
+
+/// How often grants whose life is over are settled, and the enrollment
+/// token renewed.
+const GRANT_SWEEP: Duration = Duration::from_secs(10);
+const TOKEN_RENEWAL: Duration = Duration::from_secs(3600);
+
+fn watch_grants(grants: &GrantKeeper) {
+    // The bootstrap renewed the token at boot; from then on, hourly.
+    let mut renewed = std::time::Instant::now();
+    loop {
+        grants.sweep(unix_now());
+        if renewed.elapsed() >= TOKEN_RENEWAL {
+            grants.renew();
+            renewed = std::time::Instant::now();
+        }
+        std::thread::sleep(GRANT_SWEEP);
+    }
 }
 
 fn spawn(
@@ -291,12 +333,34 @@ pub fn run(
             crate::tftp::serve_blocking(tftp_socket, &root, stats).to_string()
         });
     }
-    let http = Arc::new(PxeHttp::new(
-        settings.clone(),
+    let grants = Arc::new(grant_keeper(
+        &settings,
         inventory.clone(),
         options.enrollment.clone(),
         stats.clone(),
     ));
+    let holders: Arc<dyn LeaseHolders> = match settings.mode {
+        DhcpMode::Authoritative => Arc::new(OwnLeases::new(responder.clone())),
+        DhcpMode::Proxy => Arc::new(Neighbours::default()),
+    };
+    let http = Arc::new(PxeHttp::new(
+        settings.clone(),
+        inventory.clone(),
+        NodeGate {
+            holders,
+            grants: grants.clone(),
+        },
+        stats.clone(),
+    ));
+    {
+        let grants = grants.clone();
+        // Vault lookups block: never on the status loop or a DHCP thread.
+        std::thread::Builder::new()
+            .name("pxe-grants".into())
+            .spawn(move || watch_grants(&grants))
+            .map_err(|e| tracing::warn!(error = %e, "pxe: grant watch not started"))
+            .ok();
+    }
     {
         let max = options.http_max_connections;
         spawn("http", &tx, move || {
@@ -380,6 +444,18 @@ pub fn run(
                 .iter()
                 .cloned()
                 .chain(inventory.assignment_problems())
+                .chain(grants.problem())
+                .collect(),
+            alerts: inventory
+                .alerts()
+                .into_iter()
+                .map(|(mac, a)| {
+                    let kind = serde_json::to_value(a.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    format!("{mac} {kind}: {}", a.detail)
+                })
                 .collect(),
         };
         if let Err(e) = write_status(&settings.paths.status_file, &status) {

@@ -134,6 +134,9 @@ pub struct StatusFile<'a> {
     pub rogue_dhcp_servers: Vec<RogueServer>,
     pub inventory: BTreeMap<String, usize>,
     pub problems: Vec<String>,
+    /// Nodes that need an operator's eye (`grant-reused`, `grant-expired`,
+    /// `grant-used-elsewhere`), one line each: `MAC kind: detail`.
+    pub alerts: Vec<String>,
 }
 
 pub fn write_status(path: &Path, status: &StatusFile<'_>) -> std::io::Result<()> {

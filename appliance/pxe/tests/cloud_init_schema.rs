@@ -67,6 +67,11 @@ fn every_user_data() -> Vec<Rendered> {
                 ca_pem: Some(
                     "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
                 ),
+                ticket: kindling_pxe::enroll::GrantTicket {
+                    wrapping_accessor: "acc-w".into(),
+                    secret_id_accessor: "acc-s".into(),
+                    ttl_secs: 300,
+                },
             }),
             ..ctx.clone()
         };

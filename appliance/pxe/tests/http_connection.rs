@@ -10,8 +10,9 @@ mod common;
 
 use common::{lab_site, Dirs};
 use kindling_pxe::enroll::NoEnrollment;
+use kindling_pxe::holder::FixedHolders;
 use kindling_pxe::http::connection::Limits;
-use kindling_pxe::http::handler::PxeHttp;
+use kindling_pxe::http::handler::{NodeGate, PxeHttp};
 use kindling_pxe::status::Stats;
 use kindling_pxe::{Inventory, PxeSettings};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -46,12 +47,20 @@ fn server(max_connections: usize) -> Server {
         Inventory::open(&settings.paths.state_dir, settings.profile_policy());
     assert!(problem.is_none(), "{problem:?}");
     let stats = Arc::new(Stats::default());
-    let http = Arc::new(PxeHttp::new(
-        settings,
-        Arc::new(inventory),
+    let inventory = Arc::new(inventory);
+    let grants = kindling_pxe::service::grant_keeper(
+        &settings,
+        inventory.clone(),
         Arc::new(NoEnrollment),
         stats.clone(),
-    ));
+    );
+    // The test client on loopback holds the dev node's lease.
+    let holders = FixedHolders(vec![(DEV_MAC.parse().unwrap(), [127, 0, 0, 1].into())]);
+    let gate = NodeGate {
+        holders: Arc::new(holders),
+        grants: Arc::new(grants),
+    };
+    let http = Arc::new(PxeHttp::new(settings, inventory, gate, stats.clone()));
     let listener = kindling_pxe::http::listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {

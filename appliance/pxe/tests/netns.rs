@@ -111,7 +111,10 @@ fn http_routes_with_curl() {
     std::fs::write(dirs.path("repo/begin.sh"), "echo repo\n").unwrap();
     let pair = NetnsPair::new(DEV_MAC);
     start_service(&pair.server, &pair.server_if, settings(&dirs));
-    pair.node_static("192.168.100.50/24");
+    // The node's own documents go only to the address holding its lease:
+    // take one, as the node would.
+    let leased = udhcpc(&pair);
+    pair.node_static(&format!("{leased}/24"));
 
     let curl = |args: &[&str]| -> (String, String) {
         let mut argv = vec![
@@ -237,6 +240,57 @@ fn http_routes_with_curl() {
         .1,
         "400"
     );
+
+    // Another address on the same wire, with the same MAC but no lease,
+    // gets none of the node's documents and cannot post its events.
+    pair.node_static("192.168.100.50/24");
+    let hostile = ["--interface", "192.168.100.50"];
+    for path in [
+        "nocloud/{MAC}/user-data",
+        "nocloud/{MAC}/meta-data",
+        "preseed/{MAC}.cfg",
+    ] {
+        let url = format!("{base}/{}", path.replace("{MAC}", DEV_MAC));
+        let (body, code) = curl(&[hostile[0], hostile[1], &url]);
+        assert_eq!(code, "403", "{url}: {body}");
+    }
+    let (body, code) = curl(&[
+        hostile[0],
+        hostile[1],
+        "--data",
+        r#"{"event":"joined"}"#,
+        &format!("{base}/nodes/{DEV_MAC}/events"),
+    ]);
+    assert_eq!(code, "403", "{body}");
+    assert_eq!(
+        curl(&[
+            hostile[0],
+            hostile[1],
+            &format!("{base}/boot/{DEV_MAC}.ipxe")
+        ])
+        .1,
+        "200",
+        "boot scripts stay anonymous"
+    );
+    let node = inventory_node_eventually(&dirs, DEV_MAC, "installed");
+    assert_eq!(
+        node["state"], "installed",
+        "the hostile host changed nothing: {node}"
+    );
+}
+
+/// `mac`'s inventory record once it reached `state` on disk (write-behind).
+fn inventory_node_eventually(dirs: &Dirs, mac: &str, state: &str) -> serde_json::Value {
+    eventually(Duration::from_secs(5), || {
+        let text = std::fs::read(dirs.path("state/inventory/nodes.json")).ok()?;
+        let nodes: serde_json::Value = serde_json::from_slice(&text).ok()?;
+        let node = nodes["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["mac"] == mac)?;
+        (node["state"] == state).then(|| node.clone())
+    })
+    .unwrap_or_else(|| inventory_node(dirs, mac))
 }
 
 #[test]

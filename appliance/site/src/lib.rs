@@ -8,6 +8,7 @@
 //! came from is the overlay crate's job.
 
 pub mod effective;
+pub mod enrollment;
 pub mod error;
 pub mod keypath;
 pub mod layers;
@@ -20,6 +21,7 @@ pub mod schema;
 pub mod types;
 pub mod validate;
 
+pub use enrollment::{EnrollmentConfig, GrantTtl, ProfileEnrollment};
 pub use error::{ConfigErrors, ConfigIssue, LoadTreeError};
 pub use layers::{merge_layers, Effective, Layer, Origin};
 pub use load::{SiteTree, SourceDoc};

@@ -35,6 +35,13 @@ impl MacAddr {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The hostname a node gets when the site names none: stable and
+    /// derived from its last three octets (`node-6b0010`). The PXE renders
+    /// and the stack's Vault entries use this one rule.
+    pub fn default_hostname(&self) -> String {
+        format!("node-{:02x}{:02x}{:02x}", self.0[3], self.0[4], self.0[5])
+    }
+
     /// A MAC from the first six bytes of a hardware address (a DHCP
     /// `chaddr`); `None` if shorter.
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {

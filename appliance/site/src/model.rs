@@ -34,6 +34,9 @@ pub struct SiteConfig {
     pub api: ApiConfig,
     #[serde(default)]
     pub time: TimeConfig,
+    /// Enrollment grants: how long a node's grant lives.
+    #[serde(default)]
+    pub enrollment: crate::EnrollmentConfig,
     /// Profiles by name; loaded from `profiles/*.toml` of the overlay tree (not
     /// written in site.toml, hence absent from site.toml's schema).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

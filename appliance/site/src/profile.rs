@@ -18,6 +18,9 @@ pub struct Profile {
     pub boot: BootPayload,
     #[serde(default)]
     pub cloud_init: CloudInit,
+    /// Enrollment grants for nodes of this profile the site does not name.
+    #[serde(default)]
+    pub enrollment: crate::ProfileEnrollment,
 }
 
 /// What the node boots. Artifact names refer to files the appliance serves from

@@ -314,3 +314,35 @@ fn max_discovered_has_a_safe_default_and_refuses_zero() {
         "{err}"
     );
 }
+
+#[test]
+fn enrollment_settings_are_bounded_and_located() {
+    let err = tree(&[(
+        "site.toml",
+        "[site]\nid = \"x\"\n\n[enrollment]\ngrant_ttl_secs = 86400\n",
+    )])
+    .unwrap_err();
+    let s = err.to_string();
+    assert!(
+        s.starts_with("site.toml:5: enrollment.grant_ttl_secs: grant_ttl_secs = 86400: a grant lives 30 to 3600 seconds"),
+        "{s}"
+    );
+    let profile = format!("{PROFILE_DEV}[enrollment]\nunknown_macs = 2\n");
+    let t = tree(&[
+        (
+            "site.toml",
+            "[site]\nid = \"x\"\n[pxe]\ndefault_profile = \"dev\"\n[enrollment]\ngrant_ttl_secs = 120\n",
+        ),
+        ("profiles/dev.toml", &profile),
+    ])
+    .unwrap();
+    let c = t.to_config("x").unwrap().config;
+    assert_eq!(c.enrollment.grant_ttl_secs.secs(), 120);
+    assert_eq!(c.profiles["dev"].enrollment.unknown_macs, 2);
+    let err = tree(&[(
+        "profiles/dev.toml",
+        &format!("{PROFILE_DEV}[enrollment]\nunknown = 2\n"),
+    )])
+    .unwrap_err();
+    assert!(err.to_string().contains("unknown field `unknown`"), "{err}");
+}

@@ -1,42 +1,46 @@
-//! Node enrollment grants: for a node the PXE service renders user-data for,
-//! a response-wrapped, single-use, short-lived AppRole secret-id (plus the
-//! role-id, Vault's LAN address and the appliance CA). With it `begin.sh` on
-//! the node logs in to Vault and reads its own Consul token, the gossip key
-//! and client certificates; nothing else.
+//! Node enrollment grants, minted with the enrollment token: for a node the
+//! PXE service serves user-data to, a response-wrapped, single-use AppRole
+//! secret-id bound to the node's leased address (plus the role-id, Vault's
+//! LAN address and the appliance CA). With it the node logs in to Vault,
+//! from that address only, and reads its own entries, its profile's and the
+//! gossip key; nothing else. Also: look a grant up by its accessors (was it
+//! unwrapped, was it used to log in) and destroy a secret-id nobody redeemed.
 //!
-//! Owns the per-node entries in Vault KV (`kindling/nodes/<mac>/…`) and the
-//! node's Consul token. Must never hand out an unwrapped secret-id or another
-//! node's material, and never log a grant.
+//! Holds only the enrollment token (`<state>/for-pxe/enroll-token`, policy
+//! `kindling-enroll`, made by the bootstrap's `enrollment` step): it writes
+//! no KV entry, no policy and no Consul token. Per-node Vault entries and
+//! Consul tokens for the site's nodes are made ahead of time by that step.
+//! Must never hand out an unwrapped secret-id or another node's material,
+//! and never log a grant.
 
-use crate::bootstrap::policies::{APPROLE_MOUNT, KV_MOUNT};
-use crate::consul::ConsulApi;
+use crate::bootstrap::policies::{node_role, APPROLE_MOUNT};
 use crate::layout::StackLayout;
 use crate::render::lan_address;
 use crate::secrets::SecretStore;
-use crate::vault::VaultApi;
+use crate::vault::{SecretIdRequest, VaultApi};
+use kindling_site::enrollment::SECRET_ID_OUTLIVES_GRANT_SECS;
 use kindling_site::SiteConfig;
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
-    #[error("the stack is not bootstrapped yet (no Vault token for kindling); try again once `stack: ready` was printed")]
+    #[error("the stack is not bootstrapped yet (no enrollment token); try again once `stack: ready` was printed")]
     NotBootstrapped,
     #[error("profile {0:?} is not defined by the site")]
     UnknownProfile(String),
     #[error("{0:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")]
     BadMac(String),
-    #[error("reading kindling's state: {0}")]
-    ReadApplianceToken(#[source] crate::secrets::SecretsError),
+    #[error("reading the enrollment token: {0}")]
+    ReadEnrollToken(#[source] crate::secrets::SecretsError),
     #[error("reading kindling's state: {0}")]
     LanAddress(#[source] crate::render::RenderError),
     #[error("Vault: {0}")]
     Vault(#[from] crate::vault::VaultError),
-    #[error("Consul: {0}")]
-    Consul(#[from] crate::consul::ConsulError),
 }
 
-/// What goes into a node's user-data. `Debug` hides the wrapping token.
+/// What goes into a node's user-data, and the accessors the appliance
+/// checks the grant by. `Debug` hides the wrapping token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EnrollmentGrant {
     /// Vault on the LAN, TLS with the appliance CA: `https://192.168.100.1:8200`.
@@ -45,16 +49,29 @@ pub struct EnrollmentGrant {
     /// Response-wrapping token around a single-use secret-id.
     pub wrapped_secret_id: String,
     pub ca_pem: Option<String>,
+    /// The wrapping token's accessor (not a secret).
+    pub wrapping_accessor: String,
+    /// The secret-id's accessor (not a secret).
+    pub secret_id_accessor: String,
 }
 
 impl std::fmt::Debug for EnrollmentGrant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "EnrollmentGrant {{ vault_addr: {}, role_id: {}, wrapped_secret_id: <redacted> }}",
-            self.vault_addr, self.role_id
+            "EnrollmentGrant {{ vault_addr: {}, role_id: {}, wrapped_secret_id: <redacted>, wrapping_accessor: {}, secret_id_accessor: {} }}",
+            self.vault_addr, self.role_id, self.wrapping_accessor, self.secret_id_accessor
         )
     }
+}
+
+/// What Vault says about a grant now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantLookup {
+    /// The wrapping token still exists: nobody unwrapped it yet.
+    pub wrapping_alive: bool,
+    /// The secret-id still exists: nobody logged in with it yet.
+    pub secret_id_alive: bool,
 }
 
 /// `52:54:00:6B:00:10` or `52-54-00-6b-00-10` → `52-54-00-6b-00-10` (the
@@ -71,12 +88,21 @@ pub fn mac_key(mac: &str) -> Result<String, EnrollError> {
     Ok(parts.join("-").to_ascii_lowercase())
 }
 
+/// One grant to mint.
+#[derive(Debug, Clone)]
+pub struct GrantRequest<'a> {
+    pub mac: &'a str,
+    pub profile: &'a str,
+    pub hostname: &'a str,
+    /// The node's leased address: the secret-id and its tokens work from
+    /// there only.
+    pub address: Ipv4Addr,
+}
+
 #[derive(Debug, Clone)]
 pub struct Enroller {
     site: SiteConfig,
     layout: StackLayout,
-    /// How long the wrapping token (and so the grant) is usable.
-    pub wrap_ttl: String,
 }
 
 impl Enroller {
@@ -85,15 +111,19 @@ impl Enroller {
         site.stack.vault.enabled.then(|| Self {
             site: site.clone(),
             layout: layout.clone(),
-            wrap_ttl: "2h".into(),
         })
+    }
+
+    /// Seconds a grant's wrapping token lives (`enrollment.grant_ttl_secs`).
+    pub fn grant_ttl_secs(&self) -> u32 {
+        self.site.enrollment.grant_ttl_secs.secs()
     }
 
     fn vault(&self) -> Result<VaultApi, EnrollError> {
         // Read on every call: the token appears once the bootstrap made it.
         let token = SecretStore::new(&self.layout.state_dir())
-            .read_appliance_token()
-            .map_err(EnrollError::ReadApplianceToken)?
+            .read_enroll_token()
+            .map_err(EnrollError::ReadEnrollToken)?
             .ok_or(EnrollError::NotBootstrapped)?;
         Ok(VaultApi::new(
             &self.layout.vault_local_url(),
@@ -102,45 +132,42 @@ impl Enroller {
         )?)
     }
 
-    /// Issues a fresh grant for `mac` in `profile` (each call mints a new
-    /// single-use secret-id; the node's Consul token is created once).
-    pub async fn issue(&self, mac: &str, profile: &str) -> Result<EnrollmentGrant, EnrollError> {
-        let key = mac_key(mac)?;
-        let profile_def = self
-            .site
-            .profiles
-            .iter()
-            .find(|(name, _)| name.as_str() == profile)
-            .map(|(_, p)| p.clone())
-            .ok_or_else(|| EnrollError::UnknownProfile(profile.to_string()))?;
-        let vault = self.vault()?;
-        let hostname = self
-            .site
-            .nodes
-            .iter()
-            .find(|n| mac_key(&n.mac.to_string()).ok().as_deref() == Some(key.as_str()))
-            .and_then(|n| n.hostname.clone())
-            .unwrap_or_else(|| format!("node-{key}"));
-
-        vault
-            .kv_write(
-                KV_MOUNT,
-                &format!("nodes/{key}/meta"),
-                &json!({"mac": key, "profile": profile, "hostname": hostname, "tags": profile_def.tags}),
-            )
-            .await?;
-        if self.site.stack.consul.enabled {
-            self.ensure_consul_token(&vault, &key, profile, &hostname)
-                .await?;
+    fn role(&self, profile: &str) -> Result<String, EnrollError> {
+        if !self.site.profiles.keys().any(|p| p.as_str() == profile) {
+            return Err(EnrollError::UnknownProfile(profile.to_string()));
         }
-        let role = format!("node-{profile}");
+        Ok(node_role(profile))
+    }
+
+    /// Mints a fresh grant for one node (each call mints a new single-use
+    /// secret-id: whether a node may have one is the caller's decision).
+    pub async fn issue(&self, request: &GrantRequest<'_>) -> Result<EnrollmentGrant, EnrollError> {
+        let key = mac_key(request.mac)?;
+        let role = self.role(request.profile)?;
+        let vault = self.vault()?;
         let role_id = vault.approle_role_id(APPROLE_MOUNT, &role).await?;
         let metadata = BTreeMap::from([
-            ("mac".to_string(), key.clone()),
-            ("profile".to_string(), profile.to_string()),
+            ("mac".to_string(), key),
+            ("profile".to_string(), request.profile.to_string()),
+            ("hostname".to_string(), request.hostname.to_string()),
         ]);
-        let wrapped_secret_id = vault
-            .wrapped_secret_id(APPROLE_MOUNT, &role, &metadata, &self.wrap_ttl)
+        let ttl = self.grant_ttl_secs();
+        let bound = format!("{}/32", request.address);
+        // Longer than the grant: until then, "the secret-id is gone" can only
+        // mean it was used to log in.
+        let secret_id_ttl = format!("{}s", ttl + SECRET_ID_OUTLIVES_GRANT_SECS);
+        let wrap_ttl = format!("{ttl}s");
+        let wrapped = vault
+            .wrapped_secret_id(
+                APPROLE_MOUNT,
+                &role,
+                &SecretIdRequest {
+                    metadata: &metadata,
+                    bound: &bound,
+                    secret_id_ttl: &secret_id_ttl,
+                    wrap_ttl: &wrap_ttl,
+                },
+            )
             .await?;
         let lan = lan_address(&self.site).map_err(EnrollError::LanAddress)?;
         let ca_pem =
@@ -148,53 +175,49 @@ impl Enroller {
         Ok(EnrollmentGrant {
             vault_addr: format!("https://{lan}:{}", self.layout.ports.vault_api),
             role_id,
-            wrapped_secret_id,
+            wrapped_secret_id: wrapped.token,
             ca_pem,
+            wrapping_accessor: wrapped.accessor,
+            secret_id_accessor: wrapped.secret_id_accessor,
         })
     }
 
-    async fn ensure_consul_token(
+    /// Whether a grant of `profile` was unwrapped and whether its secret-id
+    /// was used, by the accessors recorded when it was minted.
+    pub async fn lookup(
         &self,
-        vault: &VaultApi,
-        key: &str,
         profile: &str,
-        hostname: &str,
+        wrapping_accessor: &str,
+        secret_id_accessor: &str,
+    ) -> Result<GrantLookup, EnrollError> {
+        let role = self.role(profile)?;
+        let vault = self.vault()?;
+        Ok(GrantLookup {
+            wrapping_alive: vault.token_accessor_exists(wrapping_accessor).await?,
+            secret_id_alive: vault
+                .secret_id_exists(APPROLE_MOUNT, &role, secret_id_accessor)
+                .await?,
+        })
+    }
+
+    /// Destroys a grant's secret-id (one already gone is fine), so whoever
+    /// holds it can no longer log in.
+    pub async fn withdraw(
+        &self,
+        profile: &str,
+        secret_id_accessor: &str,
     ) -> Result<(), EnrollError> {
-        let path = format!("nodes/{key}/consul");
-        if vault
-            .kv_read(KV_MOUNT, &path)
-            .await?
-            .and_then(|v| v.get("secret_id").cloned())
-            .is_some()
-        {
-            return Ok(());
-        }
-        let mgmt = vault
-            .kv_read(KV_MOUNT, "stack/consul/management")
-            .await?
-            .and_then(|v| {
-                v.get("secret_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .ok_or(EnrollError::NotBootstrapped)?;
-        let consul = ConsulApi::new(&self.layout.consul_local_url(), Some(mgmt));
-        let policy = format!("node-{profile}");
-        let token = consul
-            .create_token(
-                &format!("kindling node {hostname} ({key})"),
-                &[policy.as_str()],
-                &[(hostname.to_string(), self.site.stack.datacenter.clone())],
-            )
-            .await?;
-        vault
-            .kv_write(
-                KV_MOUNT,
-                &path,
-                &json!({"accessor_id": token.accessor_id, "secret_id": token.secret_id}),
-            )
-            .await?;
-        Ok(())
+        let role = self.role(profile)?;
+        let vault = self.vault()?;
+        Ok(vault
+            .destroy_secret_id(APPROLE_MOUNT, &role, secret_id_accessor)
+            .await?)
+    }
+
+    /// Renews the enrollment token (periodic), so a long-running appliance
+    /// keeps it between boots.
+    pub async fn renew_token(&self) -> Result<(), EnrollError> {
+        Ok(self.vault()?.renew_self().await?)
     }
 }
 

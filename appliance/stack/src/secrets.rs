@@ -4,10 +4,11 @@
 //!
 //! Owns `<state>/vault-init.age` (armored age file, downloadable through the
 //! status API), the bootstrap's own Vault token (`appliance-token`, policy
-//! `kindling-bootstrap`), the accessor of the revoked root token, the copy of
-//! the Consul token `kindlingd api` syncs runtime assignments with (in the
-//! API's drop box `for-api/`), the lab-only local unseal file, and small
-//! "step started" markers the bootstrap uses to tell its own
+//! `kindling-bootstrap`), the accessor of the revoked root token, the
+//! enrollment token the PXE service mints grants with (in its drop box
+//! `for-pxe/`), the copy of the Consul token `kindlingd api` syncs runtime
+//! assignments with (in the API's drop box `for-api/`), the lab-only local
+//! unseal file, and small "step started" markers the bootstrap uses to tell its own
 //! half-done work from someone else's. Must never write an unseal key or root
 //! token in plain text except in the local unseal file, which exists only when
 //! the site chose `unseal = "local"` (lab only, warned about loudly).
@@ -156,6 +157,12 @@ impl SecretStore {
     pub fn root_accessor_file(&self) -> PathBuf {
         self.dir.join("root-token.accessor")
     }
+    /// The PXE service's enrollment token (policy `kindling-enroll`: wrapped
+    /// secret-ids for node roles and the lookups that check them, nothing
+    /// else). The only Vault token the LAN-facing process reads.
+    pub fn enroll_token_file(&self) -> PathBuf {
+        self.for_pxe_dir().join("enroll-token")
+    }
     fn marker(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.started"))
     }
@@ -233,6 +240,15 @@ impl SecretStore {
     }
     pub fn write_appliance_token(&self, token: &str) -> Result<(), SecretsError> {
         Self::write(&self.token_file(), token.as_bytes(), 0o600)
+    }
+
+    pub fn read_enroll_token(&self) -> Result<Option<String>, SecretsError> {
+        Ok(Self::read_opt(&self.enroll_token_file())?
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .filter(|t| !t.is_empty()))
+    }
+    pub fn write_enroll_token(&self, token: &str) -> Result<(), SecretsError> {
+        Self::write(&self.enroll_token_file(), token.as_bytes(), 0o640)
     }
 
     pub fn read_consul_assignments_token(&self) -> Result<Option<String>, SecretsError> {

@@ -134,8 +134,15 @@ fn cold_bootstrap_rerun_restarts_and_node_enrollment() {
     //    Consul token (which Consul accepts), not another node's; the wrapped
     //    secret-id works once.
     let enroller = Enroller::new(&lab.site, &lab.layout).unwrap();
+    // The node is this test process: its connections to Vault come from
+    // 127.0.0.1, the address the grant is bound to.
     let grant = rt
-        .block_on(enroller.issue("52:54:00:6b:00:10", "dev"))
+        .block_on(enroller.issue(&kindling_stack::enroll::GrantRequest {
+            mac: "52:54:00:6b:00:10",
+            profile: "dev",
+            hostname: "node-dev-1",
+            address: std::net::Ipv4Addr::LOCALHOST,
+        }))
         .unwrap();
     assert!(
         grant.vault_addr.starts_with("https://127.0.0.2:"),

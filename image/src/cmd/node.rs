@@ -1,6 +1,8 @@
-//! `kindling node list|assign|unassign [--appliance ADDR]`: the inventory of
-//! PXE nodes on a running appliance and runtime MAC → profile assignments,
-//! through its API (`GET /v1/nodes`, `PUT /v1/nodes/MAC/profile`).
+//! `kindling node list|assign|unassign|reprovision [--appliance ADDR]`: the
+//! inventory of PXE nodes on a running appliance, runtime MAC → profile
+//! assignments and re-arming a node's enrollment grant, through its API
+//! (`GET /v1/nodes`, `PUT /v1/nodes/MAC/profile`,
+//! `POST /v1/nodes/MAC/reprovision`).
 //!
 //! Owns the client side only: it decodes the appliance's answers as the API
 //! contract types (`kindling_api::nodes`), prints them, and turns an error
@@ -8,7 +10,8 @@
 
 use super::client::{Session, Target};
 use kindling_api::nodes::{
-    AssignReply, AssignRequest, Assignment, KvStatus, NodeList, ProfileChoice, Stored,
+    AssignReply, AssignRequest, Assignment, KvStatus, NodeList, ProfileChoice, ReprovisionReply,
+    Stored,
 };
 use kindling_site::MacAddr;
 use std::fmt::Display;
@@ -37,6 +40,40 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Re-arm a node's enrollment grant: its next user-data fetch (from the
+    /// address holding its DHCP lease) mints a fresh one. Clears its alerts.
+    Reprovision {
+        /// e.g. 52:54:00:6b:00:10
+        mac: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn reprovision(target: &Target, mac: &str) -> anyhow::Result<()> {
+    let mac: MacAddr = mac.parse()?;
+    let path = format!("/v1/nodes/{mac}/reprovision");
+    let reply: ReprovisionReply = Session::open(target)?.post_as(&path, &serde_json::json!({}))?;
+    println!(
+        "{mac}: re-armed (request {}); its next user-data fetch mints a fresh grant",
+        reply.generation
+    );
+    if let Some(previous) = &reply.previous {
+        println!(
+            "  grant of the cycle that ended: {} (issued at {} for {})",
+            cell(wire_name(&previous.state)),
+            previous.issued_at,
+            previous.address
+        );
+    }
+    for alert in &reply.alerts {
+        println!(
+            "  cleared alert {}: {}",
+            cell(wire_name(&alert.kind)),
+            alert.detail
+        );
+    }
+    Ok(())
 }
 
 fn put_profile(target: &Target, mac: &str, profile: Option<String>) -> anyhow::Result<()> {
@@ -90,20 +127,34 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let list: NodeList = serde_json::from_value(body)
                 .map_err(|e| anyhow::anyhow!("GET /v1/nodes: unexpected reply: {e}"))?;
             println!(
-                "{:<19} {:<16} {:<10} {:<10} {:<18} {:<9}",
-                "MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE"
+                "{:<19} {:<16} {:<10} {:<10} {:<18} {:<9} {:<14}",
+                "MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE", "GRANT"
             );
             for n in &list.nodes {
                 let seen = n.seen.as_ref();
                 println!(
-                    "{:<19} {:<16} {:<10} {:<10} {:<18} {:<9}",
+                    "{:<19} {:<16} {:<10} {:<10} {:<18} {:<9} {:<14}",
                     n.mac,
                     cell(seen.and_then(|s| s.ip)),
                     cell(n.state.as_ref().and_then(wire_name)),
                     cell(n.assignment.choice.profile()),
                     source(&n.assignment),
                     cell(seen.and_then(|s| s.firmware.as_ref()).and_then(wire_name)),
+                    cell(
+                        seen.and_then(|s| s.grant.as_ref())
+                            .and_then(|g| wire_name(&g.state))
+                    ),
                 );
+            }
+            for n in &list.nodes {
+                for alert in n.seen.iter().flat_map(|s| &s.alerts) {
+                    println!(
+                        "ALERT {} {}: {}",
+                        n.mac,
+                        cell(wire_name(&alert.kind)),
+                        alert.detail
+                    );
+                }
             }
             match &list.kv {
                 Some(KvStatus::LocalOnly(detail)) => {
@@ -120,5 +171,6 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             target,
         } => put_profile(&target, &mac, Some(profile)),
         Command::Unassign { mac, target } => put_profile(&target, &mac, None),
+        Command::Reprovision { mac, target } => reprovision(&target, &mac),
     }
 }

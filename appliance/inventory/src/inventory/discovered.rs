@@ -5,8 +5,9 @@
 //! New records of unprotected MACs join a queue in the order they were
 //! first seen; when the queue is longer than the cap, the oldest record
 //! still `discovered` is forgotten and counted. Never forgotten: MACs in
-//! the site's `[[nodes]]`, MACs assigned a profile at runtime, and nodes
-//! past discovery (booting, installed, joined, or any later state). Queue
+//! the site's `[[nodes]]`, MACs assigned a profile at runtime, records
+//! holding an enrollment grant, and nodes past discovery (booting,
+//! installed, joined, or any later state). Queue
 //! entries of records that moved on are dropped when they reach the front,
 //! so the queue, and with it the discovered records, stay within the cap.
 //!
@@ -64,13 +65,19 @@ impl DiscoveredCap {
             };
             let evictable = map
                 .get(&mac)
-                .is_some_and(|r| r.state == NodeState::Discovered && !protected(&mac));
+                .is_some_and(|r| evictable(r) && !protected(&mac));
             if evictable {
                 map.remove(&mac);
                 self.evicted += 1;
             }
         }
     }
+}
+
+/// A record that never got past discovery and holds no enrollment grant:
+/// forgetting a grant's record would let its MAC be granted again.
+fn evictable(r: &NodeRecord) -> bool {
+    r.state == NodeState::Discovered && r.seen.grant.is_none()
 }
 
 impl Inventory {
@@ -140,6 +147,16 @@ mod tests {
         inv.observe_dhcp(fake(1), None, None, Firmware::None, 2);
         inv.assign(fake(1), Some("prod")).unwrap();
         let _ = inv.assignments(); // load the assignment as the service does
+                                   // An unknown MAC that fetched user-data without a boot script: its
+                                   // grant is counted against its profile's allowance, so it stays.
+        let granted = MacAddr([2, 0xfb, 0, 0, 0, 1]);
+        inv.observe_dhcp(granted, None, None, Firmware::None, 2);
+        let request = crate::ClaimRequest {
+            profile: "dev",
+            address: std::net::Ipv4Addr::new(192, 168, 100, 120),
+            unknown_allowance: Some(1),
+        };
+        assert_eq!(inv.claim_grant(granted, &request, 2), crate::Claim::Granted);
         for n in 2..10_002 {
             inv.observe_dhcp(fake(n), None, None, Firmware::None, 3);
         }
@@ -148,8 +165,13 @@ mod tests {
             .iter()
             .filter(|r| r.state == NodeState::Discovered)
             .count();
-        // DEV (site node) and fake(1) (assigned) are discovered but protected.
-        assert!(discovered <= 100 + 2, "{discovered} discovered records");
+        // DEV (site node), fake(1) (assigned) and `granted` are discovered
+        // but protected.
+        assert!(discovered <= 100 + 3, "{discovered} discovered records");
+        assert!(
+            inv.node(&granted).is_some(),
+            "a record holding a grant is never forgotten"
+        );
         assert!(inv.node(&DEV).is_some(), "site nodes are never forgotten");
         assert!(
             inv.node(&fake(0)).is_some(),
@@ -161,7 +183,7 @@ mod tests {
         );
         assert!(inv.node(&fake(10_001)).is_some(), "the newest is kept");
         assert!(inv.node(&fake(2)).is_none(), "the oldest is forgotten");
-        assert_eq!(inv.evicted() as usize + discovered, 10_000 + 2);
+        assert_eq!(inv.evicted() as usize + discovered, 10_000 + 3);
     }
 
     #[test]

@@ -297,6 +297,9 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
         (Put, ["v1", "nodes", mac, "profile"]) => Route::new(Admin, move |_, body| {
             nodes::assign(run, state, mac, body, assignments)
         }),
+        (Post, ["v1", "nodes", mac, "reprovision"]) => Route::new(Admin, move |_, body| {
+            nodes::reprovision(run, state, mac, body)
+        }),
         (Get, ["v1", "stack"]) => {
             Route::new(Read, |_, _| Reply::result(stack::get_stack(run, state)))
         }
@@ -398,6 +401,7 @@ mod tests {
             (Post, "/v1/services/pxe/restart", Admin),
             (Post, "/v1/overlays", Admin),
             (Put, "/v1/nodes/52:54:00:6b:00:99/profile", Admin),
+            (Post, "/v1/nodes/52:54:00:6b:00:99/reprovision", Admin),
             (Post, "/v1/vault/unseal", Admin),
             (Get, "/v1/vault/init-secrets", Admin),
         ] {

@@ -1,4 +1,5 @@
-//! Handlers for `GET /v1/nodes` and `PUT /v1/nodes/MAC/profile`. The logic
+//! Handlers for `GET /v1/nodes`, `PUT /v1/nodes/MAC/profile` and
+//! `POST /v1/nodes/MAC/reprovision`. The logic
 //! lives in `kindling_inventory::node_api`, which returns the contract types
 //! of `kindling_api::nodes` or an error with its kind; this file only finds
 //! the effective site config (`run_dir/site.json`) and the data partition
@@ -7,12 +8,14 @@
 //! An assignment is written to `state_dir/inventory/assignments.json` (the
 //! running PXE service applies it to the node's next request, no restart),
 //! then pushed to Consul KV by the API's assignment sync when the stack's
-//! Consul is in use.
+//! Consul is in use. A re-arm is written to
+//! `state_dir/inventory/reprovision.json`; the PXE service applies it before
+//! the node's next user-data fetch.
 
 use super::Reply;
 use kindling_api::ErrorKind;
 use kindling_inventory::{node_api, AssignmentSync};
-use kindling_site::SiteConfig;
+use kindling_site::{MacAddr, SiteConfig};
 use std::path::Path;
 
 fn site(run_dir: &Path) -> Result<SiteConfig, Reply> {
@@ -24,6 +27,12 @@ fn site(run_dir: &Path) -> Result<SiteConfig, Reply> {
         ),
         LoadEffectiveError::Parse { .. } => Reply::failed(ErrorKind::Internal, e),
     })
+}
+
+/// The MAC of a `/v1/nodes/MAC/…` path and the effective site config.
+fn mac_and_site(run_dir: &Path, mac: &str) -> Result<(MacAddr, SiteConfig), Reply> {
+    let mac = node_api::parse_mac(mac).map_err(|e| Reply::failure(&e))?;
+    Ok((mac, site(run_dir)?))
 }
 
 /// `GET /v1/nodes`.
@@ -46,12 +55,8 @@ pub fn assign(
     body: &[u8],
     sync: Option<&AssignmentSync>,
 ) -> Reply {
-    let mac = match node_api::parse_mac(mac) {
-        Ok(mac) => mac,
-        Err(e) => return Reply::failure(&e),
-    };
-    let site = match site(run_dir) {
-        Ok(site) => site,
+    let (mac, site) = match mac_and_site(run_dir, mac) {
+        Ok(found) => found,
         Err(reply) => return reply,
     };
     let reply = node_api::parse_assign_request(body)
@@ -60,4 +65,17 @@ pub fn assign(
         Ok(body) => Reply::body(&body),
         Err(e) => Reply::failure(&e),
     }
+}
+
+/// `POST /v1/nodes/MAC/reprovision` (no body, or `{}`): re-arms the node's
+/// enrollment grant.
+pub fn reprovision(run_dir: &Path, state_dir: &Path, mac: &str, body: &[u8]) -> Reply {
+    let (mac, site) = match mac_and_site(run_dir, mac) {
+        Ok(found) => found,
+        Err(reply) => return reply,
+    };
+    Reply::result(
+        node_api::parse_reprovision_request(body)
+            .and_then(|()| node_api::reprovision(&site, state_dir, mac)),
+    )
 }

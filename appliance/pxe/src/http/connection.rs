@@ -16,7 +16,7 @@ use super::request::{self, HeadError, Parsed, RequestHead, MAX_HEAD};
 use super::response::{Connection, ResponseHead, CONTINUE};
 use super::router::Method;
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +63,8 @@ struct ClientConnection<'a> {
     /// Bytes read but not yet consumed: the rest of a head, a body, or the
     /// next pipelined request.
     pending: Vec<u8>,
+    /// The client's address: node documents go only to a lease's holder.
+    peer: IpAddr,
 }
 
 /// Serves `stream` until either side ends the connection.
@@ -70,10 +72,15 @@ pub fn serve(stream: TcpStream, handler: &PxeHttp, pump: &BodyPump, limits: &Lim
     // Replies are whole messages: no reason to hold their last segment back.
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(limits.send));
+    let Ok(peer) = stream.peer_addr().map(|a| a.ip()) else {
+        // Already gone.
+        return;
+    };
     let mut conn = ClientConnection {
         stream,
         pump: Some(pump),
         pending: Vec::with_capacity(1024),
+        peer,
     };
     loop {
         match conn.next_head(limits) {
@@ -102,6 +109,7 @@ pub fn turn_away(stream: TcpStream, reply: HttpReply) {
         stream,
         pump: None,
         pending: Vec::new(),
+        peer: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
     };
     conn.write_reply(reply, false, Connection::Close);
 }
@@ -177,12 +185,19 @@ impl ClientConnection<'_> {
         {
             return false;
         }
+        let peer = self.peer;
         let mut body = RequestBody {
             conn: self,
             left: head.content_length,
             timeout: limits.request,
         };
-        let reply = handler.handle(head.method, &head.target, head.range.as_deref(), &mut body);
+        let reply = handler.handle(
+            head.method,
+            &head.target,
+            head.range.as_deref(),
+            peer,
+            &mut body,
+        );
         // Whatever the handler left unread is skipped, so the next request
         // starts where it should.
         let synced = std::io::copy(&mut body, &mut std::io::sink()).is_ok() && body.left == 0;

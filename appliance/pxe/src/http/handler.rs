@@ -2,20 +2,29 @@
 //! files (streamed, with Content-Length and Range), NoCloud documents,
 //! preseed, `/begin.sh`, `/repo.tar.gz` and phone-home events.
 //!
+//! Boot files, artifacts, iPXE scripts, `/begin.sh` and `/repo.tar.gz` carry
+//! nothing node-secret and are answered to anyone. A MAC's own documents
+//! (NoCloud, preseed) and its events are answered only to the address that
+//! holds that MAC's DHCP lease (`holder`), else 403 with nothing minted or
+//! changed; its user-data's grant is the `GrantKeeper`'s decision.
+//!
 //! Independent of the HTTP library so it is testable with plain values. It
 //! never reads a served file into memory, never serves anything outside the
 //! configured directories, and never panics on a request.
 
 use super::range::{self, RangeAnswer};
 use super::router::{self, Method, NoCloudDoc, Route, RouteError, SafePath};
-use crate::enroll::EnrollmentSource;
+use crate::grants::{Asker, GrantKeeper, GrantRefused};
+use crate::holder::LeaseHolders;
 use crate::render::{self, NodeContext};
 use crate::settings::PxeSettings;
 use crate::status::Stats;
+use kindling_inventory::transitions::{TransitionError, GRANT_UNWRAP_FAILED};
 use kindling_inventory::{Inventory, ProfileChoice};
 use kindling_site::MacAddr;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -84,10 +93,18 @@ impl HttpReply {
     }
 }
 
+/// What node endpoints need besides the files: who holds which lease, and
+/// the grants.
+#[derive(Clone)]
+pub struct NodeGate {
+    pub holders: Arc<dyn LeaseHolders>,
+    pub grants: Arc<GrantKeeper>,
+}
+
 pub struct PxeHttp {
     settings: Arc<PxeSettings>,
     inventory: Arc<Inventory>,
-    enrollment: Arc<dyn EnrollmentSource>,
+    gate: NodeGate,
     stats: Arc<Stats>,
     repo: Mutex<Option<Arc<Vec<u8>>>>,
     base_url: String,
@@ -101,32 +118,33 @@ impl PxeHttp {
     pub fn new(
         settings: Arc<PxeSettings>,
         inventory: Arc<Inventory>,
-        enrollment: Arc<dyn EnrollmentSource>,
+        gate: NodeGate,
         stats: Arc<Stats>,
     ) -> Self {
         let base_url = settings.base_url();
         Self {
             settings,
             inventory,
-            enrollment,
+            gate,
             stats,
             repo: Mutex::new(None),
             base_url,
         }
     }
 
-    /// Handles one request. `body` is read only for POSTs, at most
-    /// `MAX_EVENT_BODY` bytes.
+    /// Handles one request from `peer`. `body` is read only for POSTs the
+    /// peer may make, at most `MAX_EVENT_BODY` bytes.
     pub fn handle(
         &self,
         method: Method,
         target: &str,
         range_header: Option<&str>,
+        peer: IpAddr,
         body: &mut dyn Read,
     ) -> HttpReply {
         self.stats.bump("http_requests");
         let reply = match router::route(method, target) {
-            Ok(route) => self.dispatch(route, range_header, body),
+            Ok(route) => self.dispatch(route, range_header, peer, body),
             Err(e) => {
                 self.stats.bump("http_refused");
                 match e {
@@ -155,9 +173,27 @@ impl PxeHttp {
         HttpReply::error(status, message)
     }
 
-    fn dispatch(&self, route: Route, range_header: Option<&str>, body: &mut dyn Read) -> HttpReply {
+    /// The leased address `peer` holds for `mac`, or the 403 to answer.
+    fn lease_holder(&self, mac: MacAddr, peer: IpAddr) -> Result<Ipv4Addr, HttpReply> {
+        self.gate.holders.check(&mac, peer, now()).map_err(|e| {
+            self.stats.bump("http_refused_not_lease_holder");
+            tracing::warn!(%mac, %peer, reason = %e, "http: not the lease holder; refused");
+            HttpReply::error(
+                403,
+                &format!("{e}: a node's documents and events are answered only to the address holding its DHCP lease"),
+            )
+        })
+    }
+
+    fn dispatch(
+        &self,
+        route: Route,
+        range_header: Option<&str>,
+        peer: IpAddr,
+        body: &mut dyn Read,
+    ) -> HttpReply {
         match route {
-            Route::Script { mac, chosen } => self.script(mac, chosen),
+            Route::Script { mac, chosen } => self.script(mac, chosen, peer),
             Route::BootFile(p) => self.file(
                 std::slice::from_ref(&self.settings.paths.boot_dir),
                 &p,
@@ -168,8 +204,14 @@ impl PxeHttp {
                 let dirs = self.settings.paths.artifact_dirs.clone();
                 self.file(&dirs, &p, range_header, "artifacts")
             }
-            Route::NoCloud { mac, doc } => self.nocloud(mac, doc),
-            Route::Preseed(mac) => match self.context(mac, None) {
+            Route::NoCloud { mac, doc } => match self.lease_holder(mac, peer) {
+                Ok(address) => self.nocloud(mac, doc, address),
+                Err(reply) => reply,
+            },
+            Route::Preseed(mac) => match self
+                .lease_holder(mac, peer)
+                .and_then(|_| self.context(mac, None))
+            {
                 Ok(ctx) => {
                     self.stats.bump("http_preseeds");
                     HttpReply::text(200, "text/plain", render::preseed::render(&ctx))
@@ -180,7 +222,10 @@ impl PxeHttp {
                 HttpReply::text(200, "text/x-shellscript", render::begin::render())
             }
             Route::RepoTarball => self.repo(),
-            Route::Event(mac) => self.event(mac, body),
+            Route::Event(mac) => match self.lease_holder(mac, peer) {
+                Ok(_) => self.event(mac, body),
+                Err(reply) => reply,
+            },
         }
     }
 
@@ -229,7 +274,9 @@ impl PxeHttp {
         &self.base_url
     }
 
-    fn script(&self, mac: MacAddr, chosen: Option<String>) -> HttpReply {
+    /// The script carries nothing secret and is answered to anyone; only
+    /// the lease holder's fetch counts as the node (re)provisioning.
+    fn script(&self, mac: MacAddr, chosen: Option<String>, peer: IpAddr) -> HttpReply {
         let choice = self.inventory.profile_for(&mac);
         if choice == ProfileChoice::Menu && chosen.is_none() {
             let names: Vec<&str> = self.settings.profiles.keys().map(String::as_str).collect();
@@ -245,8 +292,12 @@ impl PxeHttp {
         }
         match self.context(mac, chosen.as_deref()) {
             Ok(ctx) => {
-                self.inventory
-                    .observe_boot_script(mac, ctx.profile_name, now());
+                if self.gate.holders.check(&mac, peer, now()).is_ok() {
+                    self.inventory
+                        .observe_boot_script(mac, ctx.profile_name, now());
+                } else {
+                    self.stats.bump("http_scripts_not_lease_holder");
+                }
                 self.stats.bump("http_scripts");
                 HttpReply::text(200, "text/plain", render::ipxe::render(&ctx))
             }
@@ -254,7 +305,7 @@ impl PxeHttp {
         }
     }
 
-    fn nocloud(&self, mac: MacAddr, doc: NoCloudDoc) -> HttpReply {
+    fn nocloud(&self, mac: MacAddr, doc: NoCloudDoc, address: Ipv4Addr) -> HttpReply {
         let mut ctx = match self.context(mac, None) {
             Ok(ctx) => ctx,
             Err(reply) => return reply,
@@ -271,13 +322,29 @@ impl PxeHttp {
                 HttpReply::text(200, "text/plain", render::cloud_init::network_config(&ctx))
             }
             NoCloudDoc::UserData => {
-                match self.enrollment.enroll(&mac, ctx.profile_name) {
+                // A profile whose user-data cannot be rendered fails here,
+                // before a grant is minted for nothing.
+                if let Err(e) = render::cloud_init::user_data(&ctx) {
+                    return HttpReply::error(500, &e.to_string());
+                }
+                let choice = self.inventory.profile_for(&mac);
+                let hostname = ctx.hostname.clone();
+                let asker = Asker {
+                    mac,
+                    choice: &choice,
+                    profile: ctx.profile_name,
+                    hostname: &hostname,
+                    address,
+                };
+                match self.gate.grants.for_user_data(&asker) {
                     Ok(e) => ctx.enrollment = e,
+                    Err(e @ GrantRefused::Reused { .. }) => {
+                        return HttpReply::error(409, &e.to_string())
+                    }
                     Err(e) => {
                         // Without its credentials the node cannot join; fail
                         // loudly so cloud-init retries rather than boot half-done.
                         tracing::warn!(error = %e, "http: enrollment failed");
-                        self.stats.bump("http_enrollment_errors");
                         return HttpReply::error(503, &e.to_string());
                     }
                 }
@@ -419,9 +486,17 @@ impl PxeHttp {
             Ok(state) => {
                 self.stats.bump("http_events");
                 tracing::info!(%mac, %event, ?state, "http: node event");
+                self.gate
+                    .grants
+                    .after_event(mac, event == GRANT_UNWRAP_FAILED);
                 HttpReply::json(200, serde_json::json!({ "ok": true, "state": state }))
             }
-            Err(e) => HttpReply::error(400, &e.to_string()),
+            Err(e @ TransitionError::UnknownEvent(_)) => HttpReply::error(400, &e.to_string()),
+            Err(e @ TransitionError::NotNow { .. }) => {
+                self.stats.bump("http_refused_event_transition");
+                tracing::warn!(%mac, %event, reason = %e, "http: event refused");
+                HttpReply::error(409, &e.to_string())
+            }
         }
     }
 }

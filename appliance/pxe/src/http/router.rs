@@ -193,6 +193,11 @@ pub fn route(method: Method, target: &str) -> Result<Route, RouteError> {
                 "network-config" => NoCloudDoc::NetworkConfig,
                 _ => return Err(RouteError::NotFound),
             };
+            // Serving user-data mints the node's one grant of the cycle: a
+            // HEAD would spend it on a body nobody receives.
+            if doc == NoCloudDoc::UserData && method == Method::Head {
+                return Err(RouteError::MethodNotAllowed);
+            }
             only_read(Route::NoCloud { mac: mac(m)?, doc })
         }
         ["preseed", file] if file.ends_with(".cfg") => {
@@ -306,6 +311,12 @@ mod tests {
             route(Method::Post, "/begin.sh"),
             Err(RouteError::MethodNotAllowed)
         );
+        assert_eq!(
+            route(Method::Head, "/nocloud/52:54:00:6b:00:10/user-data"),
+            Err(RouteError::MethodNotAllowed),
+            "a HEAD must not spend the node's grant"
+        );
+        assert!(route(Method::Head, "/nocloud/52:54:00:6b:00:10/meta-data").is_ok());
         assert_eq!(route(Method::Get, "/nope"), Err(RouteError::NotFound));
         assert_eq!(
             route(Method::Get, "relative"),

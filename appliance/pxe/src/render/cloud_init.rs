@@ -289,6 +289,7 @@ mod tests {
                 packages: vec!["curl".into()],
                 extra_user_data: extra.into(),
             },
+            enrollment: Default::default(),
         }
     }
 
@@ -321,6 +322,11 @@ mod tests {
             role_id: "r-1".into(),
             wrapped_secret_id: "hvs.wrap".into(),
             ca_pem: Some("-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n".into()),
+            ticket: crate::enroll::GrantTicket {
+                wrapping_accessor: "acc-w".into(),
+                secret_id_accessor: "acc-s".into(),
+                ttl_secs: 300,
+            },
         });
         let ud = user_data(&ctx).unwrap();
         assert!(

@@ -149,6 +149,7 @@ mod tests {
             tags: [("env".to_string(), "development".to_string())].into(),
             boot,
             cloud_init: Default::default(),
+            enrollment: Default::default(),
         }
     }
 

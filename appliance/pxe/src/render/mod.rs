@@ -30,7 +30,7 @@ pub struct NodeContext<'a> {
 /// The hostname a node gets when the site names none: stable and derived
 /// from its MAC (`node-6b0010`).
 pub fn default_hostname(mac: &MacAddr) -> String {
-    format!("node-{:02x}{:02x}{:02x}", mac.0[3], mac.0[4], mac.0[5])
+    mac.default_hostname()
 }
 
 /// `key=value,key=value` of the profile's tags, for command lines.

@@ -126,6 +126,7 @@ mod tests {
             tags: Default::default(),
             boot: BootPayload::Iso { iso: "x".into() },
             cloud_init: Default::default(),
+            enrollment: Default::default(),
         };
         let text = render(&context(&p, "dev"));
         assert!(text.contains("d-i netcfg/get_hostname string node-dev-1\n"));

@@ -1,6 +1,8 @@
 //! The Vault and Consul policy texts the bootstrap writes. Kept together so a
 //! reviewer sees every grant kindling makes in one place.
 
+use crate::vault::TokenRole;
+
 /// KV v2 mount for everything kindling stores in Vault.
 pub const KV_MOUNT: &str = "kindling";
 pub const APPROLE_MOUNT: &str = "approle";
@@ -30,13 +32,17 @@ path "sys/audit/file" { capabilities = ["create", "update", "sudo"] }
 path "sys/policy/node-*" { capabilities = ["create", "read", "update"] }
 path "sys/policy/nomad-server" { capabilities = ["create", "read", "update"] }
 path "sys/policy/consul-connect-ca" { capabilities = ["create", "read", "update"] }
+path "sys/policy/kindling-enroll" { capabilities = ["create", "read", "update"] }
+path "sys/policies/acl/kindling-enroll" { capabilities = ["read"] }
 path "kindling/*" { capabilities = ["create", "read", "update", "list"] }
-path "auth/approle/role/node-*" { capabilities = ["create", "read", "update"] }
+path "auth/approle/role/node-*" { capabilities = ["create", "read", "update", "list"] }
 path "auth/token/roles/nomad-cluster" { capabilities = ["create", "read", "update"] }
 path "auth/token/roles/nomad-server" { capabilities = ["create", "read", "update"] }
 path "auth/token/roles/consul-connect-ca" { capabilities = ["create", "read", "update"] }
+path "auth/token/roles/kindling-enroll" { capabilities = ["create", "read", "update"] }
 path "auth/token/create/nomad-server" { capabilities = ["create", "update"] }
 path "auth/token/create/consul-connect-ca" { capabilities = ["create", "update"] }
+path "auth/token/create/kindling-enroll" { capabilities = ["create", "update"] }
 path "auth/token/lookup-self" { capabilities = ["read"] }
 path "auth/token/renew-self" { capabilities = ["update"] }
 path "auth/token/lookup-accessor" { capabilities = ["update"] }
@@ -48,13 +54,27 @@ path "pki/*" { capabilities = ["create", "read", "update"] }
 path "pki_int/*" { capabilities = ["create", "read", "update"] }
 "#;
 
-/// Token roles the bootstrap creates service tokens through: each may hand
-/// out exactly one policy, as an orphan, periodic token (so the bootstrap
+/// The token roles the bootstrap creates service tokens through (so it
 /// needs no `sudo` on token creation and no policy it gives away).
-/// `(role, policy, period)`.
-pub const TOKEN_ROLES: &[(&str, &str, &str)] = &[
-    ("nomad-server", "nomad-server", "72h"),
-    ("consul-connect-ca", "consul-connect-ca", "768h"),
+pub const TOKEN_ROLES: &[TokenRole] = &[
+    TokenRole {
+        role: "nomad-server",
+        policy: "nomad-server",
+        period: "72h",
+        default_policy: true,
+    },
+    TokenRole {
+        role: "consul-connect-ca",
+        policy: "consul-connect-ca",
+        period: "768h",
+        default_policy: true,
+    },
+    TokenRole {
+        role: ENROLL_POLICY,
+        policy: ENROLL_POLICY,
+        period: "768h",
+        default_policy: false,
+    },
 ];
 
 /// A node of `profile`: reads its own entries (selected by the `mac` metadata
@@ -72,6 +92,59 @@ path "ssh/sign/host" {{ capabilities = ["update"] }}
 path "ssh/config/ca" {{ capabilities = ["read"] }}
 "#
     )
+}
+
+/// The name of the enrollment token's policy (see [`enroll_policy`]).
+pub const ENROLL_POLICY: &str = "kindling-enroll";
+
+/// The AppRole role of a node profile.
+pub fn node_role(profile: &str) -> String {
+    format!("node-{profile}")
+}
+
+/// The PXE service's enrollment token: for each node role, create secret-ids
+/// only response-wrapped for at most `grant_ttl_secs`, only with the
+/// parameters that bind them (metadata, the node's address as `cidr_list`
+/// and `token_bound_cidrs`, their own life), read the role-id, and look up
+/// or destroy a secret-id by its accessor; look up a token by its accessor
+/// (to see whether a grant's wrapping token was unwrapped); and keep itself
+/// alive. Nothing else: no policy, token, KV, PKI or Consul access, and no
+/// default policy.
+pub fn enroll_policy<'a>(
+    profiles: impl IntoIterator<Item = &'a str>,
+    grant_ttl_secs: u32,
+) -> String {
+    let mut out = String::new();
+    for profile in profiles {
+        let role = format!("auth/{APPROLE_MOUNT}/role/{}", node_role(profile));
+        out.push_str(&format!(
+            r#"
+path "{role}/secret-id" {{
+  capabilities = ["update"]
+  min_wrapping_ttl = "1s"
+  max_wrapping_ttl = "{grant_ttl_secs}s"
+  required_parameters = ["metadata", "cidr_list", "token_bound_cidrs"]
+  allowed_parameters = {{
+    "metadata" = []
+    "cidr_list" = []
+    "token_bound_cidrs" = []
+    "ttl" = []
+  }}
+}}
+path "{role}/role-id" {{ capabilities = ["read"] }}
+path "{role}/secret-id-accessor/lookup" {{ capabilities = ["update"] }}
+path "{role}/secret-id-accessor/destroy" {{ capabilities = ["update"] }}
+"#
+        ));
+    }
+    out.push_str(
+        r#"
+path "auth/token/lookup-accessor" { capabilities = ["update"] }
+path "auth/token/lookup-self" { capabilities = ["read"] }
+path "auth/token/renew-self" { capabilities = ["update"] }
+"#,
+    );
+    out
 }
 
 /// Nomad servers' Vault integration (Nomad's documented server policy).

@@ -8,7 +8,9 @@
 //! but here: everything else goes through [`Step::name`].
 
 use super::error::StepError;
-use super::{acl_steps, storage_steps, tls_steps, token_steps, vault_steps, Outcome, Run};
+use super::{
+    acl_steps, enroll_steps, storage_steps, tls_steps, token_steps, vault_steps, Outcome, Run,
+};
 
 /// Declares [`Step`] and its table in one place, so that a step is one line
 /// here plus its function: the name, dependencies and dispatch cannot drift
@@ -80,6 +82,8 @@ steps! {
     NomadIntegration = "nomad-integration", after [ConsulAcl, NomadAcl], run acl_steps::nomad_integration;
     /// Profiles and nodes mirrored into Consul KV.
     KvMirror = "kv-mirror", after [ConsulAcl], run acl_steps::kv_mirror;
+    /// The enrollment token and its policy, profile and node entries ahead of time.
+    Enrollment = "enrollment", after [VaultSetup, ConsulTokens], run enroll_steps::enrollment;
 }
 
 impl std::fmt::Display for Step {
@@ -150,6 +154,7 @@ mod tests {
                 "nomad-acl",
                 "nomad-integration",
                 "kv-mirror",
+                "enrollment",
             ]
         );
     }

@@ -194,7 +194,7 @@ pub(super) async fn unseal(run: &mut Run) -> Result<Outcome, StepError> {
                 Step::VaultUnseal.name(),
                 StepState::Waiting,
                 format!(
-                    "sealed: {} of {} key shares submitted; run `kindling vault unseal --appliance URL`",
+                    "sealed: {} of {} key shares submitted; run `kindling vault unseal` (it reaches the appliance as `kindling login` set up)",
                     seal.progress, seal.threshold
                 ),
             );
@@ -203,7 +203,10 @@ pub(super) async fn unseal(run: &mut Run) -> Result<Outcome, StepError> {
         }
         if !announced {
             announced = true;
-            run.say(&format!("vault sealed: waiting for {} operator key shares (kindling vault unseal --appliance URL)", seal.threshold));
+            run.say(&format!(
+                "vault sealed: waiting for {} operator key shares (kindling vault unseal)",
+                seal.threshold
+            ));
         }
         if let Some(limit) = run.opts.unseal_timeout {
             if start.elapsed() >= limit {
@@ -372,8 +375,8 @@ pub(super) async fn setup(run: &mut Run) -> Result<Outcome, StepError> {
         v.set_policy("consul-connect-ca", policies::CONSUL_CONNECT_CA_POLICY)
             .await?;
     }
-    for (role, policy, period) in policies::TOKEN_ROLES {
-        v.set_token_role(role, policy, period).await?;
+    for role in policies::TOKEN_ROLES {
+        v.set_token_role(role).await?;
     }
     if site.stack.nomad.enabled {
         v.set_policy("nomad-server", policies::NOMAD_SERVER_POLICY)

@@ -21,6 +21,8 @@ mod mounts;
 mod sys;
 mod token;
 
+pub use approle::{SecretIdRequest, WrappedSecretId};
 pub use client::{install_crypto_provider, VaultApi};
 pub use error::{error_chain, error_text, VaultError};
 pub use sys::{Health, SealStatus};
+pub use token::TokenRole;

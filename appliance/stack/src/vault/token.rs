@@ -5,8 +5,20 @@
 //! the one it was asked to create.
 
 use super::client::VaultApi;
-use super::error::{api_err, VaultError};
+use super::error::{api_err, error_text, VaultError};
 use serde_json::{json, Value};
+
+/// A token role: it hands out exactly one policy, as an orphan, periodic
+/// token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRole {
+    pub role: &'static str,
+    pub policy: &'static str,
+    pub period: &'static str,
+    /// Whether its tokens also get Vault's `default` policy (cubbyhole,
+    /// response wrapping, tools); the enrollment token does not.
+    pub default_policy: bool,
+}
 
 impl VaultApi {
     pub async fn token_valid(&self) -> Result<bool, VaultError> {
@@ -38,8 +50,9 @@ impl VaultApi {
         .map(|_| ())
     }
 
-    /// An orphan, periodic token (vaultrs). Periodic: it never expires while
-    /// it is renewed within `period` (the bootstrap renews it every boot).
+    /// An orphan, periodic token (vaultrs) with the `default` policy
+    /// besides `policies`. Periodic: it never expires while it is renewed
+    /// within `period` (the bootstrap renews it every boot).
     pub async fn create_orphan_token(
         &self,
         name: &str,
@@ -51,7 +64,6 @@ impl VaultApi {
         opts.display_name(name)
             .policies(policies.iter().map(|p| p.to_string()).collect::<Vec<_>>())
             .period(period)
-            .no_default_policy(false)
             .renewable(true);
         let auth = vaultrs::token::new_orphan(&client, Some(&mut opts))
             .await
@@ -108,7 +120,7 @@ impl VaultApi {
             status => Err(VaultError::Api {
                 action: "token lookup-accessor".into(),
                 status,
-                message: super::error::error_text(&v),
+                message: error_text(&v),
             }),
         }
     }
@@ -124,23 +136,19 @@ impl VaultApi {
         .map(|_| ())
     }
 
-    /// Writes a token role that hands out exactly `policy` as an orphan,
+    /// Writes a token role that hands out exactly its policy as an orphan,
     /// periodic token.
-    pub async fn set_token_role(
-        &self,
-        role: &str,
-        policy: &str,
-        period: &str,
-    ) -> Result<(), VaultError> {
+    pub async fn set_token_role(&self, role: &TokenRole) -> Result<(), VaultError> {
         self.call(
-            &format!("write token role {role}"),
+            &format!("write token role {}", role.role),
             reqwest::Method::POST,
-            &format!("auth/token/roles/{role}"),
+            &format!("auth/token/roles/{}", role.role),
             Some(&json!({
-                "allowed_policies": [policy],
+                "allowed_policies": [role.policy],
                 "orphan": true,
                 "renewable": true,
-                "token_period": period,
+                "token_period": role.period,
+                "token_no_default_policy": !role.default_policy,
             })),
         )
         .await
@@ -168,6 +176,36 @@ impl VaultApi {
                 action: format!("create a token from role {role}"),
                 reason: "no auth.client_token in the answer".into(),
             })
+    }
+
+    /// Whether the token with `accessor` exists (a response-wrapping token
+    /// is gone once unwrapped or expired).
+    pub async fn token_accessor_exists(&self, accessor: &str) -> Result<bool, VaultError> {
+        Ok(self.accessor_policies(accessor).await?.is_some())
+    }
+
+    /// The text of ACL policy `name`, `None` if there is none.
+    pub async fn policy_text(&self, name: &str) -> Result<Option<String>, VaultError> {
+        let (status, v) = self
+            .raw(
+                reqwest::Method::GET,
+                &format!("sys/policies/acl/{name}"),
+                None,
+                None,
+            )
+            .await?;
+        match status {
+            200 => Ok(v
+                .pointer("/data/policy")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)),
+            404 => Ok(None),
+            _ => Err(VaultError::Api {
+                action: format!("read policy {name}"),
+                status,
+                message: error_text(&v),
+            }),
+        }
     }
 
     pub async fn set_policy(&self, name: &str, rules: &str) -> Result<(), VaultError> {

@@ -36,9 +36,12 @@ pub fn tools() -> Option<PathBuf> {
 
 /// A loopback port free for TCP and UDP on 127.0.0.1 and 127.0.0.2,
 /// outside the ephemeral range (Consul's
-/// DNS and Serf ports use both protocols).
+/// DNS and Serf ports use both protocols), and never handed out before in
+/// this process: a lab asks for a dozen at once, before any is bound.
 pub fn free_port() -> u16 {
     use rand::Rng;
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     loop {
         // Below Linux's ephemeral range (32768+): a port there can be taken
         // as the source port of any outgoing connection before the service
@@ -50,7 +53,13 @@ pub fn free_port() -> u16 {
         let udp_free = ["127.0.0.1", "127.0.0.2"]
             .iter()
             .all(|ip| std::net::UdpSocket::bind((*ip, port)).is_ok());
-        if udp_free && std::net::TcpListener::bind(("127.0.0.2", port)).is_ok() {
+        if udp_free
+            && std::net::TcpListener::bind(("127.0.0.2", port)).is_ok()
+            && GIVEN
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(port)
+        {
             return port;
         }
     }

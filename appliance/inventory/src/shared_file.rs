@@ -1,0 +1,72 @@
+//! JSON files shared between processes (the API writes, the PXE service
+//! reads): reading one, where a missing file is the default, and
+//! read-modify-write under an exclusive `flock` on a sibling `.lock` file,
+//! so concurrent writers never lose each other's change. Readers need no
+//! lock (writers replace files atomically).
+//!
+//! Owns reading and the lock only; what the files hold is the caller's.
+
+use crate::error::InventoryError;
+use kindling_atomic_write::write_atomic;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fs::File;
+use std::path::Path;
+
+/// The JSON file at `path`; a missing file is `T::default()`.
+pub(crate) fn read_json<T: DeserializeOwned + Default>(path: &Path) -> Result<T, InventoryError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| InventoryError::Parse {
+            path: path.into(),
+            source,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(source) => Err(InventoryError::Read {
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
+/// Replaces the JSON file at `path` with `value`, atomically and durably.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), InventoryError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| InventoryError::Parse {
+        path: path.into(),
+        source,
+    })?;
+    write_atomic(path, &bytes, true).map_err(|source| InventoryError::Write {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Runs `f` while holding the exclusive lock that guards `path`
+/// (`path` with extension `lock`), creating its directory if needed.
+pub(crate) fn with_lock<R>(
+    path: &Path,
+    f: impl FnOnce() -> Result<R, InventoryError>,
+) -> Result<R, InventoryError> {
+    let lock_path = path.with_extension("lock");
+    if let Some(dir) = lock_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| InventoryError::Write {
+            path: dir.into(),
+            source,
+        })?;
+    }
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| InventoryError::Write {
+            path: lock_path.clone(),
+            source,
+        })?;
+    let _guard = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
+        |(_, source)| InventoryError::Lock {
+            path: lock_path.clone(),
+            source,
+        },
+    )?;
+    f()
+}

@@ -1,0 +1,192 @@
+//! Which phone-home event a node may send in which state, and where it
+//! leads: [`EVENT_RULES`], one row per event, as data.
+//!
+//! Pure. A new event is one row here (and its handling, if any, where the
+//! event is received). Moving a node back to `booting` is not an event: only
+//! the appliance's own observation of a new PXE boot (the lease holder
+//! fetching its iPXE script) starts a new cycle.
+
+use kindling_api::nodes::NodeState::{self, Booting, Discovered, Installed, Joined};
+
+/// One event's rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRule {
+    pub event: &'static str,
+    /// The states the event is accepted in.
+    pub from: &'static [NodeState],
+    /// The state after it; `None` leaves the state as it is.
+    pub to: Option<NodeState>,
+}
+
+/// Every event a node may send. Repeating the event that led to the current
+/// state is accepted (clients retry); anything that would skip a step or go
+/// back is refused.
+pub const EVENT_RULES: &[EventRule] = &[
+    // The node's payload or installer runs (it may report before or after
+    // fetching its NoCloud documents).
+    EventRule {
+        event: "booted",
+        from: &[Discovered, Booting],
+        to: Some(Booting),
+    },
+    EventRule {
+        event: "nocloud",
+        from: &[Discovered, Booting],
+        to: Some(Booting),
+    },
+    // An installer finished, or the installed system's first boot.
+    EventRule {
+        event: "installed",
+        from: &[Booting, Installed],
+        to: Some(Installed),
+    },
+    EventRule {
+        event: "joined",
+        from: &[Installed, Joined],
+        to: Some(Joined),
+    },
+    // The node could not unwrap its grant (already unwrapped, or expired):
+    // no state change; the appliance looks the grant up at once.
+    EventRule {
+        event: GRANT_UNWRAP_FAILED,
+        from: &[Booting, Installed],
+        to: None,
+    },
+];
+
+/// The event a node sends when unwrapping its grant failed.
+pub const GRANT_UNWRAP_FAILED: &str = "grant-unwrap-failed";
+
+/// Why an event was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("unknown event {0:?}: expected one of {known}", known = known_events())]
+    UnknownEvent(String),
+    #[error(
+        "event {event:?} is not valid while the node is {state}: it is accepted only in {allowed}"
+    )]
+    NotNow {
+        event: String,
+        state: &'static str,
+        allowed: String,
+    },
+}
+
+fn known_events() -> String {
+    EVENT_RULES
+        .iter()
+        .map(|r| r.event)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The wire name of a state (`booting`).
+pub fn state_name(state: NodeState) -> &'static str {
+    match state {
+        Discovered => "discovered",
+        Booting => "booting",
+        Installed => "installed",
+        Joined => "joined",
+    }
+}
+
+/// The state after `event` in `state`, or why the event is refused.
+pub fn next_state(state: NodeState, event: &str) -> Result<NodeState, TransitionError> {
+    let rule = EVENT_RULES
+        .iter()
+        .find(|r| r.event == event)
+        .ok_or_else(|| TransitionError::UnknownEvent(event.chars().take(40).collect()))?;
+    if !rule.from.contains(&state) {
+        return Err(TransitionError::NotNow {
+            event: event.to_string(),
+            state: state_name(state),
+            allowed: rule
+                .from
+                .iter()
+                .map(|s| state_name(*s))
+                .collect::<Vec<_>>()
+                .join(" or "),
+        });
+    }
+    Ok(rule.to.unwrap_or(state))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::HashSet;
+
+    /// Every (state, event) pair: the state it leads to, or `None` for a
+    /// refusal. The whole table, so a changed rule shows here.
+    #[test]
+    fn the_whole_table() {
+        let cases: &[(NodeState, &str, Option<NodeState>)] = &[
+            (Discovered, "booted", Some(Booting)),
+            (Discovered, "nocloud", Some(Booting)),
+            (Discovered, "installed", None),
+            (Discovered, "joined", None),
+            (Discovered, GRANT_UNWRAP_FAILED, None),
+            (Booting, "booted", Some(Booting)),
+            (Booting, "nocloud", Some(Booting)),
+            (Booting, "installed", Some(Installed)),
+            (Booting, "joined", None),
+            (Booting, GRANT_UNWRAP_FAILED, Some(Booting)),
+            (Installed, "booted", None),
+            (Installed, "nocloud", None),
+            (Installed, "installed", Some(Installed)),
+            (Installed, "joined", Some(Joined)),
+            (Installed, GRANT_UNWRAP_FAILED, Some(Installed)),
+            (Joined, "booted", None),
+            (Joined, "nocloud", None),
+            (Joined, "installed", None),
+            (Joined, "joined", Some(Joined)),
+            (Joined, GRANT_UNWRAP_FAILED, None),
+        ];
+        for (state, event, want) in cases {
+            assert_eq!(
+                next_state(*state, event).ok(),
+                *want,
+                "{event} while {}",
+                state_name(*state)
+            );
+        }
+        assert_eq!(
+            cases.len(),
+            4 * EVENT_RULES.len(),
+            "every state × event is listed"
+        );
+    }
+
+    #[test]
+    fn no_event_moves_a_node_back() {
+        for rule in EVENT_RULES {
+            for from in rule.from {
+                if let Some(to) = rule.to {
+                    assert!(to >= *from, "{} moves {from:?} back to {to:?}", rule.event);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn events_are_listed_once() {
+        let names: HashSet<&str> = EVENT_RULES.iter().map(|r| r.event).collect();
+        assert_eq!(names.len(), EVENT_RULES.len());
+    }
+
+    #[test]
+    fn refusals_name_the_event_the_state_and_what_is_allowed() {
+        let e = next_state(Joined, "booted").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "event \"booted\" is not valid while the node is joined: it is accepted only in discovered or booting"
+        );
+        let e = next_state(Booting, "exploded").unwrap_err();
+        assert!(matches!(e, TransitionError::UnknownEvent(_)));
+        assert!(
+            e.to_string().contains("booted, nocloud, installed, joined"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,467 @@
+//! Node endpoints over loopback (no root needed), with clients bound to
+//! different loopback addresses: 127.0.0.2 holds the dev node's lease,
+//! 127.0.0.3 the prod node's, 127.0.0.1 nothing (a hostile LAN host).
+//! Grants come from a recording stand-in for Vault (the real OpenBao path
+//! is `kindling-stack`'s `enrollment_grants` test): what matters here is
+//! what the PXE service serves, refuses, mints, records and counts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{lab_site, Dirs};
+use kindling_inventory::{AlertKind, Firmware, GrantState, NodeState, ReprovisionStore};
+use kindling_pxe::enroll::{
+    EnrollError, Enrollment, EnrollmentSource, GrantLookup, GrantRequest, GrantTicket,
+};
+use kindling_pxe::grants::GrantKeeper;
+use kindling_pxe::holder::FixedHolders;
+use kindling_pxe::http::connection::Limits;
+use kindling_pxe::http::handler::{NodeGate, PxeHttp};
+use kindling_pxe::status::Stats;
+use kindling_pxe::{Inventory, MacAddr, PxeSettings};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const DEV: MacAddr = MacAddr([0x52, 0x54, 0, 0x6b, 0, 0x10]);
+const PROD: MacAddr = MacAddr([0x52, 0x54, 0, 0x6b, 0, 0x20]);
+const STRANGER_A: MacAddr = MacAddr([0x52, 0x54, 0, 0x6b, 0, 0x91]);
+const STRANGER_B: MacAddr = MacAddr([0x52, 0x54, 0, 0x6b, 0, 0x92]);
+const HOSTILE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const DEV_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const PROD_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+const A_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+const B_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 5);
+
+/// Stands in for Vault: records every grant minted and withdrawn, and
+/// answers lookups as the test sets them.
+#[derive(Default)]
+struct RecordingVault {
+    minted: Mutex<Vec<(MacAddr, Ipv4Addr, String)>>,
+    withdrawn: Mutex<Vec<String>>,
+    unwrapped: AtomicBool,
+    logged_in: AtomicBool,
+}
+
+impl RecordingVault {
+    fn minted(&self) -> usize {
+        self.minted.lock().unwrap().len()
+    }
+}
+
+impl EnrollmentSource for RecordingVault {
+    fn active(&self) -> bool {
+        true
+    }
+    fn enroll(&self, r: &GrantRequest<'_>) -> Result<Option<Enrollment>, EnrollError> {
+        let mut minted = self.minted.lock().unwrap();
+        let n = minted.len();
+        minted.push((r.mac, r.address, format!("sid-{n}")));
+        Ok(Some(Enrollment {
+            vault_addr: "https://192.168.100.1:8200".into(),
+            role_id: format!("role-{}", r.profile),
+            wrapped_secret_id: format!("wrap-token-{n}"),
+            ca_pem: None,
+            ticket: GrantTicket {
+                wrapping_accessor: format!("wrap-{n}"),
+                secret_id_accessor: format!("sid-{n}"),
+                ttl_secs: 300,
+            },
+        }))
+    }
+    fn lookup(&self, _: MacAddr, _: &str, _: &GrantTicket) -> Result<GrantLookup, EnrollError> {
+        Ok(GrantLookup {
+            wrapping_alive: !self.unwrapped.load(Ordering::SeqCst),
+            secret_id_alive: !self.logged_in.load(Ordering::SeqCst),
+        })
+    }
+    fn withdraw(&self, _: MacAddr, _: &str, t: &GrantTicket) -> Result<(), EnrollError> {
+        self.withdrawn
+            .lock()
+            .unwrap()
+            .push(t.secret_id_accessor.clone());
+        Ok(())
+    }
+}
+
+struct Node {
+    addr: SocketAddr,
+    stats: Arc<Stats>,
+    inventory: Arc<Inventory>,
+    grants: Arc<GrantKeeper>,
+    vault: Arc<RecordingVault>,
+}
+
+/// The lab site's PXE HTTP service on 127.0.0.1 over `dirs`' state (so a
+/// second one over the same dirs is the service after a restart).
+fn serve(dirs: &Dirs, vault: Arc<RecordingVault>, unknown_macs: u32) -> Node {
+    std::fs::write(dirs.path("boot/undionly.kpxe"), b"ipxe").unwrap();
+    let mut site = lab_site();
+    for profile in site.profiles.values_mut() {
+        profile.enrollment.unknown_macs = unknown_macs;
+    }
+    let settings = Arc::new(PxeSettings::from_site(&site, dirs.paths(&dirs.path("boot"))).unwrap());
+    let (inventory, problem) =
+        Inventory::open(&settings.paths.state_dir, settings.profile_policy());
+    assert!(problem.is_none(), "{problem:?}");
+    let inventory = Arc::new(inventory);
+    // As the DHCP server would have: every node here took a lease.
+    for (mac, ip) in [
+        (DEV, DEV_IP),
+        (PROD, PROD_IP),
+        (STRANGER_A, A_IP),
+        (STRANGER_B, B_IP),
+    ] {
+        inventory.observe_dhcp(mac, Some(ip), Some(0), Firmware::Bios, 1);
+    }
+    let stats = Arc::new(Stats::default());
+    let grants = Arc::new(kindling_pxe::service::grant_keeper(
+        &settings,
+        inventory.clone(),
+        vault.clone(),
+        stats.clone(),
+    ));
+    let holders = FixedHolders(vec![
+        (DEV, DEV_IP),
+        (PROD, PROD_IP),
+        (STRANGER_A, A_IP),
+        (STRANGER_B, B_IP),
+    ]);
+    let gate = NodeGate {
+        holders: Arc::new(holders),
+        grants: grants.clone(),
+    };
+    let http = Arc::new(PxeHttp::new(
+        settings,
+        inventory.clone(),
+        gate,
+        stats.clone(),
+    ));
+    let listener = kindling_pxe::http::listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let e = kindling_pxe::http::listener::serve(listener, http, 16, Limits::default());
+        panic!("listener ended: {e}");
+    });
+    Node {
+        addr,
+        stats,
+        inventory,
+        grants,
+        vault,
+    }
+}
+
+impl Node {
+    /// One HTTP/1.0 request from `from`: (status, body).
+    fn call(&self, from: Ipv4Addr, method: &str, path: &str, body: &str) -> (u16, String) {
+        let fd = rustix::net::socket(
+            rustix::net::AddressFamily::INET,
+            rustix::net::SocketType::STREAM,
+            None,
+        )
+        .unwrap();
+        rustix::net::bind(&fd, &SocketAddr::from((from, 0))).unwrap();
+        rustix::net::connect(&fd, &self.addr).unwrap();
+        let mut s = TcpStream::from(fd);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status line: {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string();
+        (status, body)
+    }
+
+    fn event(&self, from: Ipv4Addr, mac: MacAddr, event: &str) -> (u16, String) {
+        let body = format!(r#"{{"event":"{event}"}}"#);
+        self.call(from, "POST", &format!("/nodes/{mac}/events"), &body)
+    }
+
+    fn record(&self, mac: MacAddr) -> serde_json::Value {
+        serde_json::to_value(self.inventory.node(&mac).unwrap()).unwrap()
+    }
+}
+
+/// Every node endpoint of a MAC, as (method, path, body).
+fn node_endpoints(mac: MacAddr) -> Vec<(&'static str, String, &'static str)> {
+    let mut out: Vec<_> = ["meta-data", "user-data", "vendor-data", "network-config"]
+        .into_iter()
+        .map(|doc| ("GET", format!("/nocloud/{mac}/{doc}"), ""))
+        .collect();
+    out.push(("GET", format!("/preseed/{mac}.cfg"), ""));
+    out.push((
+        "POST",
+        format!("/nodes/{mac}/events"),
+        r#"{"event":"booted"}"#,
+    ));
+    out
+}
+
+#[test]
+fn a_host_without_the_lease_gets_403_on_every_node_endpoint_and_changes_nothing() {
+    let dirs = Dirs::new();
+    let node = serve(&dirs, Arc::default(), 0);
+    let before = (node.record(DEV), node.record(PROD));
+    let mut refused = 0;
+    for (from, mac) in [(HOSTILE, DEV), (PROD_IP, DEV), (DEV_IP, PROD)] {
+        for (method, path, body) in node_endpoints(mac) {
+            let (status, reply) = node.call(from, method, &path, body);
+            assert_eq!(status, 403, "{method} {path} from {from}: {reply}");
+            assert!(reply.contains("DHCP lease"), "the reason is given: {reply}");
+            refused += 1;
+        }
+    }
+    assert_eq!(node.stats.get("http_refused_not_lease_holder"), refused);
+    assert_eq!(node.vault.minted(), 0, "nothing minted");
+    assert_eq!(
+        (node.record(DEV), node.record(PROD)),
+        before,
+        "nothing changed"
+    );
+
+    // What any PXE client needs stays anonymous; a script fetched by
+    // someone else does not count as the node booting.
+    for path in [
+        format!("/boot/{DEV}.ipxe"),
+        "/boot/undionly.kpxe".to_string(),
+        "/begin.sh".to_string(),
+    ] {
+        assert_eq!(node.call(HOSTILE, "GET", &path, "").0, 200, "{path}");
+    }
+    assert_eq!(
+        node.inventory.node(&DEV).unwrap().state,
+        NodeState::Discovered
+    );
+    assert_eq!(
+        node.call(DEV_IP, "GET", &format!("/boot/{DEV}.ipxe"), "").0,
+        200
+    );
+    assert_eq!(node.inventory.node(&DEV).unwrap().state, NodeState::Booting);
+}
+
+#[test]
+fn one_grant_per_cycle_reuse_is_409_and_an_alert_until_reprovision_even_across_a_restart() {
+    let dirs = Dirs::new();
+    let node = serve(&dirs, Arc::default(), 0);
+    let user_data = format!("/nocloud/{DEV}/user-data");
+
+    let (status, first) = node.call(DEV_IP, "GET", &user_data, "");
+    assert_eq!(status, 200, "{first}");
+    assert!(first.contains("wrap-token-0"), "{first}");
+    let minted = node.vault.minted.lock().unwrap().clone();
+    assert_eq!(
+        minted,
+        [(DEV, DEV_IP, "sid-0".to_string())],
+        "bound to the holder's address"
+    );
+    let grant = node.inventory.node(&DEV).unwrap().seen.grant.unwrap();
+    assert_eq!((grant.state, grant.address), (GrantState::Issued, DEV_IP));
+    let on_disk = std::fs::read_to_string(dirs.path("state/inventory/nodes.json")).unwrap();
+    assert!(on_disk.contains("sid-0"), "recorded before it was served");
+    assert!(
+        !on_disk.contains("wrap-token-0"),
+        "the wrapping token is never stored"
+    );
+
+    let (status, again) = node.call(DEV_IP, "GET", &user_data, "");
+    assert_eq!(status, 409, "{again}");
+    assert!(again.contains("kindling node reprovision"), "{again}");
+    assert_eq!(node.vault.minted(), 1, "nothing minted");
+    assert_eq!(node.stats.get("http_refused_grant_reused"), 1);
+    let alerts = node.inventory.node(&DEV).unwrap().seen.alerts;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].kind, AlertKind::GrantReused);
+    assert!(alerts[0].detail.contains("127.0.0.2"), "{alerts:?}");
+    // Documents without a grant are still served.
+    assert_eq!(
+        node.call(DEV_IP, "GET", &format!("/nocloud/{DEV}/meta-data"), "")
+            .0,
+        200
+    );
+
+    // The PXE service restarts: the grant is remembered.
+    let restarted = serve(&dirs, node.vault.clone(), 0);
+    assert_eq!(restarted.call(DEV_IP, "GET", &user_data, "").0, 409);
+    assert_eq!(restarted.vault.minted(), 1);
+
+    // The operator re-arms: the next fetch mints a fresh grant, the old
+    // unredeemed secret-id is destroyed, the alert is gone.
+    ReprovisionStore::in_state_dir(&dirs.path("state"))
+        .request(DEV, 1)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let (status, fresh) = restarted.call(DEV_IP, "GET", &user_data, "");
+    assert_eq!(status, 200, "{fresh}");
+    assert!(fresh.contains("wrap-token-1"), "{fresh}");
+    assert_eq!(restarted.vault.minted(), 2);
+    assert_eq!(*restarted.vault.withdrawn.lock().unwrap(), ["sid-0"]);
+    let record = restarted.inventory.node(&DEV).unwrap().seen;
+    assert!(record.alerts.is_empty());
+    assert_eq!(record.rearmed, 1);
+    assert_eq!(restarted.call(DEV_IP, "GET", &user_data, "").0, 409);
+}
+
+#[test]
+fn events_only_as_valid_transitions_and_a_refusal_changes_nothing() {
+    let dirs = Dirs::new();
+    let node = serve(&dirs, Arc::default(), 0);
+    let before = node.record(DEV);
+    let (status, reply) = node.event(DEV_IP, DEV, "installed");
+    assert_eq!(status, 409, "{reply}");
+    assert!(reply.contains("while the node is discovered"), "{reply}");
+    assert_eq!(node.record(DEV), before, "a refused event changes nothing");
+
+    for (event, status, state) in [
+        ("booted", 200, NodeState::Booting),
+        ("joined", 409, NodeState::Booting),
+        ("nocloud", 200, NodeState::Booting),
+        ("installed", 200, NodeState::Installed),
+        ("booted", 409, NodeState::Installed),
+        ("installed", 200, NodeState::Installed),
+        ("joined", 200, NodeState::Joined),
+        ("installed", 409, NodeState::Joined),
+    ] {
+        let (got, reply) = node.event(DEV_IP, DEV, event);
+        assert_eq!(got, status, "{event}: {reply}");
+        assert_eq!(
+            node.inventory.node(&DEV).unwrap().state,
+            state,
+            "after {event}"
+        );
+    }
+    assert_eq!(node.event(DEV_IP, DEV, "exploded").0, 400);
+    assert_eq!(node.stats.get("http_refused_event_transition"), 4);
+    let events: Vec<String> = node
+        .inventory
+        .node(&DEV)
+        .unwrap()
+        .seen
+        .events
+        .iter()
+        .map(|e| e.event.clone())
+        .collect();
+    assert_eq!(
+        events,
+        ["booted", "nocloud", "installed", "installed", "joined"]
+    );
+}
+
+#[test]
+fn unknown_macs_get_user_data_without_a_grant_unless_their_profile_allows_some() {
+    let dirs = Dirs::new();
+    let closed = serve(&dirs, Arc::default(), 0);
+    let (status, ud) = closed.call(A_IP, "GET", &format!("/nocloud/{STRANGER_A}/user-data"), "");
+    assert_eq!(status, 200, "{ud}");
+    assert!(!ud.contains("enrollment.json"), "{ud}");
+    assert_eq!(closed.vault.minted(), 0);
+
+    let dirs = Dirs::new();
+    let open = serve(&dirs, Arc::default(), 1);
+    let (status, ud) = open.call(A_IP, "GET", &format!("/nocloud/{STRANGER_A}/user-data"), "");
+    assert_eq!(status, 200);
+    assert!(ud.contains("enrollment.json"), "within the allowance: {ud}");
+    let (status, ud) = open.call(B_IP, "GET", &format!("/nocloud/{STRANGER_B}/user-data"), "");
+    assert_eq!(status, 200);
+    assert!(!ud.contains("enrollment.json"), "over the allowance: {ud}");
+    assert_eq!(open.vault.minted(), 1);
+    assert_eq!(open.stats.get("grants_skipped_unknown_mac"), 1);
+    // A node the site names is not counted against the allowance.
+    assert!(open
+        .call(DEV_IP, "GET", &format!("/nocloud/{DEV}/user-data"), "")
+        .1
+        .contains("enrollment.json"));
+}
+
+#[test]
+fn a_grant_unwrapped_by_someone_else_or_never_redeemed_is_reported_and_withdrawn() {
+    let dirs = Dirs::new();
+    let node = serve(&dirs, Arc::default(), 0);
+    assert_eq!(
+        node.call(DEV_IP, "GET", &format!("/nocloud/{DEV}/user-data"), "")
+            .0,
+        200
+    );
+    assert_eq!(
+        node.call(PROD_IP, "GET", &format!("/nocloud/{PROD}/user-data"), "")
+            .0,
+        200
+    );
+    node.event(DEV_IP, DEV, "booted");
+
+    // Someone unwrapped dev's grant; the node's own unwrap fails and it says so.
+    node.vault.unwrapped.store(true, Ordering::SeqCst);
+    let (status, reply) = node.event(DEV_IP, DEV, "grant-unwrap-failed");
+    assert_eq!(status, 200, "{reply}");
+    let dev = node.inventory.node(&DEV).unwrap().seen;
+    let grant = dev.grant.unwrap();
+    assert_eq!(grant.state, GrantState::UsedElsewhere, "{grant:?}");
+    assert!(grant.reason.unwrap().contains("someone else unwrapped it"));
+    assert_eq!(dev.alerts[0].kind, AlertKind::GrantUsedElsewhere);
+    assert_eq!(*node.vault.withdrawn.lock().unwrap(), ["sid-0"]);
+
+    // Prod's grant is never redeemed: once its life is over it is expired.
+    node.vault.unwrapped.store(false, Ordering::SeqCst);
+    let expires = node
+        .inventory
+        .node(&PROD)
+        .unwrap()
+        .seen
+        .grant
+        .unwrap()
+        .expires_at;
+    node.grants.sweep(expires - 1);
+    assert_eq!(
+        node.inventory
+            .node(&PROD)
+            .unwrap()
+            .seen
+            .grant
+            .unwrap()
+            .state,
+        GrantState::Issued
+    );
+    node.grants.sweep(expires);
+    let prod = node.inventory.node(&PROD).unwrap().seen;
+    assert_eq!(prod.grant.unwrap().state, GrantState::Expired);
+    assert_eq!(prod.alerts[0].kind, AlertKind::GrantExpired);
+    assert_eq!(*node.vault.withdrawn.lock().unwrap(), ["sid-0", "sid-1"]);
+    assert_eq!(node.stats.get("grants_used_elsewhere"), 1);
+    assert_eq!(node.stats.get("grants_expired"), 1);
+}
+
+#[test]
+fn a_grant_that_cannot_be_recorded_is_withdrawn_and_not_served() {
+    let dirs = Dirs::new();
+    let node = serve(&dirs, Arc::default(), 0);
+    // nodes.json cannot be replaced: a non-empty directory stands in its way.
+    let nodes_json = dirs.path("state/inventory/nodes.json");
+    let _ = std::fs::remove_file(&nodes_json);
+    std::fs::create_dir_all(nodes_json.join("blocker")).unwrap();
+    let user_data = format!("/nocloud/{DEV}/user-data");
+    let (status, reply) = node.call(DEV_IP, "GET", &user_data, "");
+    assert_eq!(status, 503, "{reply}");
+    assert!(reply.contains("could not be recorded"), "{reply}");
+    assert!(!reply.contains("wrap-token"), "{reply}");
+    assert_eq!(*node.vault.withdrawn.lock().unwrap(), ["sid-0"]);
+    assert!(node.inventory.node(&DEV).unwrap().seen.grant.is_none());
+
+    std::fs::remove_dir_all(&nodes_json).unwrap();
+    let (status, reply) = node.call(DEV_IP, "GET", &user_data, "");
+    assert_eq!(status, 200, "the node is not locked out: {reply}");
+    assert!(reply.contains("wrap-token-1"), "{reply}");
+}
