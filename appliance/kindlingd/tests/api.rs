@@ -95,6 +95,67 @@ fn healthz_answers_without_credentials_and_reveals_nothing() {
     assert_eq!(health, kindling_api::health::Health::ok());
 }
 
+/// `GET /metrics` for a read-only operator: OpenMetrics text that a real
+/// parser (Python's prometheus_client, from tests/install-deps) accepts,
+/// carrying the PXE service's counters from its status file. Without a
+/// token it is 401 like every read (tests/api_hostile.rs).
+#[test]
+fn metrics_are_openmetrics_for_a_read_only_operator() {
+    let root = Root::new();
+    apply(&root);
+    let status_dir = root.path("run/kindling/status");
+    std::fs::create_dir_all(&status_dir).unwrap();
+    std::fs::write(
+        status_dir.join("pxe.json"),
+        r#"{"ready": true, "counters": {"dhcp_acks": 3, "dhcp_received": 7}, "leases_in_use": 3}"#,
+    )
+    .unwrap();
+    let api = start_api(&root);
+    let reader = api.client_with(Some(lab_tokens().read));
+    let reply = reader.request("GET", "/metrics", None).unwrap();
+    let text = String::from_utf8(reply.body).unwrap();
+    assert_eq!(reply.status, 200, "{text}");
+    for line in [
+        "kindling_pxe_dhcp_acks_total 3",
+        "kindling_pxe_dhcp_received_total 7",
+        "kindling_pxe_leases_in_use 3",
+        "# EOF",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+    }
+    let parser = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
+        families = {f.name: f for f in parse(sys.stdin.read())}\n\
+        acks = families['kindling_pxe_dhcp_acks']\n\
+        assert acks.type == 'counter', acks.type\n\
+        print(len(families), acks.samples[0].value)\n";
+    // Debian's python3, which the apt package is for (not a pyenv one on PATH).
+    let mut python = Command::new("/usr/bin/python3")
+        .args(["-c", parser])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut python.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = python.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("No module named 'prometheus_client'") {
+        eprintln!("SKIP the parser check: python3-prometheus-client missing (tests/install-deps installs it)");
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser refused it: {stderr}\n{text}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let acks = stdout
+        .split_whitespace()
+        .last()
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(acks, Some(3.0), "{stdout}");
+}
+
 #[test]
 fn an_accepted_push_applies_pxe_changes_now_and_says_what_it_did() {
     let root = Root::new();

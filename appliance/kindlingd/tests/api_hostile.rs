@@ -47,6 +47,7 @@ fn admin_endpoints() -> Vec<(&'static str, &'static str, Option<Vec<u8>>)> {
 /// Every read, and what an unknown path looks like.
 const READS: &[&str] = &[
     "/v1/status",
+    "/metrics",
     "/v1/whoami",
     "/v1/services",
     "/v1/config/report",

@@ -200,16 +200,23 @@ async fn read_body(mut body: Incoming) -> Result<Vec<u8>, Reply> {
     }
 }
 
-/// The HTTP response for `reply`: JSON, never cached (some answers carry
-/// secret material), with the challenge of a 401.
+/// The HTTP response for `reply`: JSON (or its text body), never cached
+/// (some answers carry secret material), with the challenge of a 401.
 fn encode(reply: Reply, challenge: Option<&'static str>) -> hyper::Response<Body> {
-    let mut json = serde_json::to_vec_pretty(&reply.body).unwrap_or_else(|_| b"{}".to_vec());
-    json.push(b'\n');
-    let mut response = hyper::Response::new(Body::new(Bytes::from(json)));
+    let (bytes, content_type) = match reply.text {
+        Some(text) => (text.text.into_bytes(), text.content_type),
+        None => {
+            let mut json =
+                serde_json::to_vec_pretty(&reply.body).unwrap_or_else(|_| b"{}".to_vec());
+            json.push(b'\n');
+            (json, "application/json")
+        }
+    };
+    let mut response = hyper::Response::new(Body::new(Bytes::from(bytes)));
     *response.status_mut() = hyper::StatusCode::from_u16(reply.status)
         .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(challenge) = challenge {
         headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));

@@ -15,6 +15,7 @@
 //! its handler) → [`authorize`] (may this caller do that? from the head
 //! alone) → body read → handler (`app::answer`).
 
+mod metrics;
 mod nodes;
 mod overlays;
 mod stack;
@@ -38,15 +39,35 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// A handler's answer: an HTTP status and a JSON body.
+/// A handler's answer: an HTTP status and a JSON body, or (for the few
+/// endpoints that are not JSON) a text body that replaces it.
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    pub text: Option<TextBody>,
+}
+
+/// A body in another format than JSON, with its content type.
+pub struct TextBody {
+    pub content_type: &'static str,
+    pub text: String,
 }
 
 impl Reply {
     pub fn ok(body: Value) -> Self {
-        Self { status: 200, body }
+        Self {
+            status: 200,
+            body,
+            text: None,
+        }
+    }
+    /// 200 with `text` of `content_type` as the body.
+    pub fn text(content_type: &'static str, text: String) -> Self {
+        Self {
+            status: 200,
+            body: Value::Null,
+            text: Some(TextBody { content_type, text }),
+        }
     }
     /// 200 with a contract type from `kindling_api` as the body.
     pub fn body<T: serde::Serialize>(value: &T) -> Self {
@@ -65,6 +86,7 @@ impl Reply {
         Self {
             status: http_status(kind),
             body: serde_json::to_value(&body).unwrap_or_else(|_| json!({ "error": body.error })),
+            text: None,
         }
     }
     /// A handler's outcome: its body, or its failure's error reply.
@@ -277,6 +299,12 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
         (Get, ["v1", "status"]) => Route::new(Read, |_, _| {
             Reply::body(&status::status(paths, cx.app.endpoint()))
         }),
+        (Get, ["metrics"]) => Route::new(Read, |_, _| {
+            match metrics::render(&status::status(paths, cx.app.endpoint())) {
+                Ok(text) => Reply::text(metrics::CONTENT_TYPE, text),
+                Err(e) => Reply::failed(ErrorKind::Internal, format!("encoding metrics: {e}")),
+            }
+        }),
         (Get, ["v1", "services"]) => {
             Route::new(Read, |_, _| Reply::result(status::services(paths)))
         }
@@ -392,6 +420,7 @@ mod tests {
             (Get, "/", Read),
             (Get, "/v1/whoami", Read),
             (Get, "/v1/status", Read),
+            (Get, "/metrics", Read),
             (Get, "/v1/services", Read),
             (Get, "/v1/config/report", Read),
             (Get, "/v1/config/effective", Read),
