@@ -139,6 +139,24 @@ pub fn scan_from(ns: &str, target: Ipv4Addr, ports: Vec<u16>) -> Result<ScanResu
     .map_err(|_| "the scan thread panicked".to_string())?
 }
 
+/// The TCP `ports` of `target` that accept a connection within `timeout`,
+/// from inside `ns`: one quick pass, no UDP, for a check that must fit a
+/// short window (a filtered port costs the timeout once, all in parallel).
+pub fn tcp_open_from(
+    ns: &str,
+    target: Ipv4Addr,
+    ports: Vec<u16>,
+    timeout: Duration,
+) -> Result<BTreeSet<u16>, String> {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        enter_netns(&ns)?;
+        Ok(connect_batch(target, &ports, timeout))
+    })
+    .join()
+    .map_err(|_| "the scan thread panicked".to_string())?
+}
+
 /// The scan, from the calling thread's network namespace.
 pub fn scan_here(target: Ipv4Addr, ports: &[u16]) -> ScanResult {
     let start = Instant::now();
