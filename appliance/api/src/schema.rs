@@ -76,6 +76,14 @@ pub fn schema_files() -> Vec<(&'static str, String)> {
             schema_of::<nodes::ReprovisionReply>("POST /v1/nodes/MAC/reprovision answer"),
         ),
         (
+            "node.schema.json",
+            schema_of::<nodes::NodeRow>("GET /v1/nodes/MAC"),
+        ),
+        (
+            "node-forget-reply.schema.json",
+            schema_of::<nodes::ForgetReply>("POST /v1/nodes/MAC/forget answer"),
+        ),
+        (
             "stack.schema.json",
             schema_of::<stack::StackStatus>("GET /v1/stack"),
         ),

@@ -27,6 +27,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 mod discovered;
+mod forget;
 pub use discovered::DEFAULT_MAX_DISCOVERED;
 
 /// How many phone-home events are kept per node.

@@ -18,7 +18,9 @@ use crate::leases::LeaseStore;
 use crate::settings::PxeSettings;
 use crate::status::{write_status, Stats, StatusFile};
 use kindling_clock::unix_now;
-use kindling_inventory::{Inventory, ProfileChoice, ReprovisionStore, ReprovisionWatch};
+use kindling_inventory::{
+    ForgetStore, Inventory, ProfileChoice, ReprovisionStore, ReprovisionWatch,
+};
 use kindling_site::DhcpMode;
 use kindling_site::MacAddr;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -405,6 +407,7 @@ pub fn run(
         }
         l
     };
+    let forget_store = ForgetStore::in_state_dir(&settings.paths.state_dir);
     let flush = |ready: bool| {
         let now = unix_now();
         let leases_in_use = {
@@ -418,6 +421,15 @@ pub fn run(
         // this writes what changed without an ACK (releases, declines).
         if let Err(e) = lease_writer.flush(now) {
             tracing::warn!(error = %e, "pxe: lease flush failed");
+        }
+        // Forget requests from the API drop records before they are written.
+        match forget_store.load() {
+            Ok(requests) => {
+                for mac in inventory.apply_forgets(&requests) {
+                    tracing::info!(%mac, "pxe: node forgotten at the operator's request");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pxe: forget requests unreadable"),
         }
         // Inventory records are written behind, at most once a second and
         // never on the DHCP thread: a flood costs memory (capped), not fsyncs.

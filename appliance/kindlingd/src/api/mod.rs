@@ -328,6 +328,14 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
         (Post, ["v1", "nodes", mac, "reprovision"]) => Route::new(Admin, move |_, body| {
             nodes::reprovision(run, state, mac, body)
         }),
+        (Get, ["v1", "nodes", mac]) => Route::new(Read, move |_, _| nodes::show(run, state, mac)),
+        (Post, ["v1", "nodes", mac, "forget"]) => Route::new(Admin, move |caller, body| {
+            let operator = match caller {
+                Caller::Operator { name, .. } => name.as_str(),
+                Caller::Anonymous => "-",
+            };
+            nodes::forget(run, state, mac, body, assignments, operator)
+        }),
         (Get, ["v1", "stack"]) => {
             Route::new(Read, |_, _| Reply::result(stack::get_stack(run, state)))
         }
