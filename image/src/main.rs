@@ -1,17 +1,33 @@
 //! `kindling`: the operator's CLI. Each command group lives in `cmd/<group>.rs`;
 //! this file only parses and dispatches. Errors are printed as one line and the
-//! process exits non-zero.
+//! process exits with the code `cmd::exit` gives the error.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cmd;
+
+/// The end of `kindling --help`: where the appliance comes from, a first
+/// session, and the exit codes.
+const AFTER_HELP: &str = "\
+Which appliance: --appliance ADDR and --context NAME on each appliance
+command, else $KINDLING_APPLIANCE / $KINDLING_CONTEXT, else the current
+context of ~/.config/kindling/config.toml (kindling login writes it;
+$KINDLING_TOKEN overrides its token). Read commands take --json.
+
+Example:
+  kindling login --appliance 192.168.100.1 --context lab
+  kindling status
+  kindling node list
+
+";
 
 #[derive(Parser)]
 #[command(
     name = "kindling",
     version,
-    about = "Build, sign and operate kindling appliances"
+    about = "Build, sign and operate kindling appliances",
+    after_help = format!("{AFTER_HELP}{}", cmd::exit::HELP)
 )]
 struct Cli {
     #[command(subcommand)]
@@ -21,6 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Generate an Ed25519 signing key pair (minisign format).
+    #[command(after_help = "Example:\n  kindling keygen --out keys/")]
     Keygen(cmd::keygen::Args),
     /// Build, sign, verify and inspect site overlays.
     #[command(subcommand)]
@@ -28,21 +45,37 @@ enum Command {
     /// Build appliance images (initramfs, ISO, raw disk, UKI, PXE artifacts).
     #[command(subcommand)]
     Image(cmd::image::Command),
-    /// Inspect and assign PXE nodes on a running appliance.
+    /// Health, readiness, boot phases, services and node counts of an appliance.
+    #[command(after_help = "Example:\n  kindling status --context lab")]
+    Status(cmd::status::Args),
+    /// The appliance's supervised services: state, readiness, restarts, uptime.
+    #[command(after_help = "Example:\n  kindling services --json")]
+    Services(cmd::status::Args),
+    /// Inspect, assign, reprovision and forget PXE nodes on a running appliance.
     #[command(subcommand)]
     Node(cmd::node::Command),
     /// Show the HashiCorp stack's bootstrap status on a running appliance.
     #[command(subcommand)]
     Stack(cmd::stack::Command),
+    /// The CLI config's named contexts (one appliance each): list, use, remove.
+    #[command(subcommand)]
+    Context(cmd::context::Command),
+    /// Print a shell completion script (bash, zsh, fish, …).
+    Completions(cmd::completions::Args),
     /// Vault operations on a running appliance (unseal).
     #[command(subcommand)]
     Vault(cmd::vault::Command),
     /// Pin an appliance's CA (compare the fingerprint with its console) and
     /// save the operator token for it in the CLI config (0600).
+    #[command(
+        after_help = "Example:\n  kindling login --appliance 192.168.100.1 --context lab --fingerprint sha256:…"
+    )]
     Login(cmd::login::LoginArgs),
     /// Forget a context of the CLI config and its token.
+    #[command(after_help = "Example:\n  kindling logout --context old-lab")]
     Logout(cmd::login::LogoutArgs),
     /// Show which operator the token is, on the appliance.
+    #[command(after_help = "Example:\n  kindling whoami --context lab")]
     Whoami(cmd::Target),
     /// Mint operator tokens for the appliance's API.
     #[command(subcommand)]
@@ -55,7 +88,11 @@ fn main() -> ExitCode {
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Overlay(c) => cmd::overlay::run(c),
         Command::Image(c) => cmd::image::run(c),
+        Command::Status(args) => cmd::status::status(args),
+        Command::Services(args) => cmd::status::services(args),
         Command::Node(c) => cmd::node::run(c),
+        Command::Context(c) => cmd::context::run(c),
+        Command::Completions(args) => cmd::completions::run(args, &mut Cli::command()),
         Command::Stack(c) => cmd::stack::run(c),
         Command::Vault(c) => cmd::vault::run(c),
         Command::Login(args) => cmd::login::login(args),
@@ -64,10 +101,10 @@ fn main() -> ExitCode {
         Command::Token(c) => cmd::token::run(c),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(cmd::exit::Exit::Ok as u8),
         Err(err) => {
             eprintln!("kindling: error: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(cmd::exit::code_of(&err) as u8)
         }
     }
 }

@@ -29,9 +29,6 @@ pub struct LoginArgs {
     /// sha256:…`). Without it the fingerprint is shown and you are asked.
     #[arg(long, value_name = "sha256:HEX")]
     pub fingerprint: Option<String>,
-    /// Save as this context (default: the current one, else "default").
-    #[arg(long, value_name = "NAME")]
-    pub context: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -93,8 +90,9 @@ fn confirm(fp: &Fingerprint) -> anyhow::Result<bool> {
 pub fn login(args: LoginArgs) -> anyhow::Result<()> {
     let path = config::path()?;
     let mut file = CliConfig::load(&path)?;
-    let existing = file.context(args.context.as_deref()).ok().flatten();
+    let existing = file.context(args.target.context.as_deref()).ok().flatten();
     let name = args
+        .target
         .context
         .clone()
         .or_else(|| existing.map(|(n, _)| n.to_string()))
