@@ -15,6 +15,31 @@ pub struct Args {
 }
 
 pub fn run(args: Args, command: &mut clap::Command) -> anyhow::Result<()> {
-    clap_complete::generate(args.shell, command, "kindling", &mut std::io::stdout());
-    Ok(())
+    use std::io::Write;
+    // Into memory first: clap_complete panics on a write error, and a
+    // reader that stops early (`| head`) is not one.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, command, "kindling", &mut script);
+    match std::io::stdout().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_shell_gets_a_script_naming_the_commands_and_options() {
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut crate::Cli::command(), "kindling", &mut script);
+            let text = String::from_utf8_lossy(&script);
+            for word in ["forget", "reprovision", "services", "context", "json"] {
+                assert!(text.contains(word), "{shell} script lacks {word}");
+            }
+        }
+    }
 }

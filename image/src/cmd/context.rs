@@ -31,8 +31,19 @@ struct Listed<'a> {
     current: bool,
     appliance: &'a str,
     server_name: Option<&'a str>,
-    ca_fingerprint: Option<&'a str>,
+    ca_fingerprint: Option<String>,
     token_saved: bool,
+}
+
+/// The pinned CA's fingerprint: of the saved certificate when there is
+/// one (what is really trusted), else the saved fingerprint.
+fn pinned(c: &config::ApplianceContext) -> Option<String> {
+    use kindling_api_client::{Fingerprint, TrustAnchor};
+    match c.ca_pem.as_deref().map(TrustAnchor::from_pem) {
+        Some(Ok(TrustAnchor::Ca(der))) => Some(Fingerprint::of_der(&der).to_string()),
+        Some(_) => Some("unreadable ca_pem".into()),
+        None => c.ca_fingerprint.clone(),
+    }
 }
 
 fn missing(name: &str, path: &std::path::Path) -> anyhow::Error {
@@ -59,7 +70,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                     current: file.current.as_deref() == Some(name.as_str()),
                     appliance: &c.appliance,
                     server_name: c.server_name.as_deref(),
-                    ca_fingerprint: c.ca_fingerprint.as_deref(),
+                    ca_fingerprint: pinned(c),
                     token_saved: c.token.is_some(),
                 })
                 .collect();
@@ -73,7 +84,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                     if l.current { "*" } else { "" }.into(),
                     l.name.into(),
                     l.appliance.into(),
-                    cell(l.ca_fingerprint),
+                    cell(l.ca_fingerprint.as_deref()),
                     if l.token_saved { "saved" } else { "-" }.into(),
                 ]);
             }
