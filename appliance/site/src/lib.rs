@@ -17,6 +17,7 @@ pub mod mac;
 pub mod model;
 pub mod operator;
 pub mod profile;
+pub mod reference;
 pub mod schema;
 pub mod types;
 pub mod validate;
