@@ -108,3 +108,41 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command a user runs (each leaf of the tree) shows an example
+    /// in its `--help`, and the top-level help lists the exit codes.
+    #[test]
+    fn every_command_has_an_example_and_help_lists_exit_codes() {
+        fn leaves(cmd: &clap::Command, path: String, out: &mut Vec<(String, bool)>) {
+            let subs: Vec<&clap::Command> = cmd
+                .get_subcommands()
+                .filter(|s| s.get_name() != "help")
+                .collect();
+            if subs.is_empty() {
+                let example = cmd
+                    .get_after_help()
+                    .is_some_and(|h| h.to_string().contains("Example"));
+                out.push((path.clone(), example));
+            }
+            for s in subs {
+                leaves(s, format!("{path} {}", s.get_name()), out);
+            }
+        }
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut found = Vec::new();
+        leaves(&cli, "kindling".into(), &mut found);
+        let missing: Vec<&String> = found.iter().filter(|(_, e)| !e).map(|(p, _)| p).collect();
+        assert!(missing.is_empty(), "no example in --help of: {missing:?}");
+        assert!(found.len() > 25, "{found:?}");
+        let help = cli.clone().render_long_help().to_string();
+        assert!(
+            help.contains("Exit codes:") && help.contains("5  not found"),
+            "{help}"
+        );
+    }
+}
