@@ -7,6 +7,7 @@ mod api;
 mod assignments;
 mod config;
 mod console;
+mod dashboard;
 mod enroll;
 mod net;
 mod ntp;
@@ -39,6 +40,8 @@ enum Role {
     Api(api::Args),
     /// The one-shot bootstrap of Consul, Vault and Nomad.
     StackBootstrap(stack::Args),
+    /// The live status screen on the console (tty1).
+    Dashboard(dashboard::Args),
 }
 
 impl Role {
@@ -49,6 +52,7 @@ impl Role {
             Role::Pxe(_) => "pxe",
             Role::Api(_) => "api",
             Role::StackBootstrap(_) => "stack-bootstrap",
+            Role::Dashboard(_) => "dashboard",
         }
     }
 }
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         Role::Pxe(args) => pxe::run(args),
         Role::Api(args) => api::run(args),
         Role::StackBootstrap(args) => stack::run(args),
+        Role::Dashboard(args) => dashboard::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,6 +104,7 @@ mod tests {
             &["kindlingd", "pxe"],
             &["kindlingd", "api"],
             &["kindlingd", "stack-bootstrap"],
+            &["kindlingd", "dashboard"],
             &["kindlingd", "api", "--listen", "127.0.0.1:9000"],
             &[
                 "kindlingd",

@@ -128,6 +128,23 @@ fn api(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     ))
 }
 
+/// The status screen on tty1: no capability; lists init's services (the
+/// console account may do only that) and writes to the console the config
+/// phase gives it. Not required: a box without a console boots all the same.
+fn dashboard(_: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
+    let mut spec = kindlingd_role(
+        inputs,
+        "dashboard",
+        "dashboard",
+        accounts::CONSOLE,
+        &[],
+        &[],
+        Phase::Services,
+    );
+    spec.required = false;
+    Some(spec)
+}
+
 /// ntpd-rs serving the LAN on port 123 and keeping the clock. Not required:
 /// the appliance boots and serves PXE without it.
 fn ntp(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
@@ -149,7 +166,8 @@ fn ntp(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
 
 /// kindling's own children, in table order; each decides from the site and
 /// the inputs whether it runs. The stack's entries follow them.
-const SERVICES: &[fn(&SiteConfig, &BootInputs) -> Option<ServiceSpec>] = &[net, pxe, api, ntp];
+const SERVICES: &[fn(&SiteConfig, &BootInputs) -> Option<ServiceSpec>] =
+    &[net, pxe, api, dashboard, ntp];
 
 /// The full table for `site` and this boot's `inputs`.
 pub fn build(site: &SiteConfig, inputs: &BootInputs) -> ServiceTable {
@@ -335,13 +353,13 @@ mod tests {
                 what: "lab site",
                 site: lab_site(),
                 inputs: inputs(),
-                want: &["net", "pxe", "api"],
+                want: &["net", "pxe", "api", "dashboard"],
             },
             Case {
                 what: "pxe disabled",
                 site: no_pxe,
                 inputs: inputs(),
-                want: &["net", "api"],
+                want: &["net", "api", "dashboard"],
             },
             Case {
                 what: "consul and vault",
@@ -350,7 +368,7 @@ mod tests {
                     stack: stack_entries(&stack_site()),
                     ..inputs()
                 },
-                want: &["net", "pxe", "api", "consul", "vault", "stack"],
+                want: &["net", "pxe", "api", "dashboard", "consul", "vault", "stack"],
             },
             Case {
                 what: "with nomad",
@@ -359,25 +377,34 @@ mod tests {
                     ..inputs()
                 },
                 site: with_nomad,
-                want: &["net", "pxe", "api", "consul", "vault", "nomad", "stack"],
+                want: &[
+                    "net",
+                    "pxe",
+                    "api",
+                    "dashboard",
+                    "consul",
+                    "vault",
+                    "nomad",
+                    "stack",
+                ],
             },
             Case {
                 what: "ntp enabled and installed",
                 site: ntp_on.clone(),
                 inputs: with_ntp_daemon(),
-                want: &["net", "pxe", "api", "ntp"],
+                want: &["net", "pxe", "api", "dashboard", "ntp"],
             },
             Case {
                 what: "ntp enabled, not in the image",
                 site: ntp_on,
                 inputs: inputs(),
-                want: &["net", "pxe", "api"],
+                want: &["net", "pxe", "api", "dashboard"],
             },
             Case {
                 what: "ntp in the image, not enabled",
                 site: ntp_off,
                 inputs: with_ntp_daemon(),
-                want: &["net", "pxe", "api"],
+                want: &["net", "pxe", "api", "dashboard"],
             },
         ];
         for case in cases {
@@ -401,7 +428,7 @@ mod tests {
         if let Err(e) = table.validate("lab") {
             panic!("lab service table is invalid: {e}");
         }
-        assert_eq!(names(&table), ["net", "pxe", "api"]);
+        assert_eq!(names(&table), ["net", "pxe", "api", "dashboard"]);
         assert_eq!(
             table.get("pxe").map(|s| s.depends_on.clone()),
             Some(vec!["net".to_owned()])
@@ -437,6 +464,7 @@ mod tests {
                 &["CAP_NET_BIND_SERVICE", "CAP_NET_RAW"],
             ),
             ("api", accounts::API, &[]),
+            ("dashboard", accounts::CONSOLE, &[]),
             (
                 "ntp",
                 accounts::NTP,
@@ -456,14 +484,16 @@ mod tests {
             assert_eq!(s.groups, accounts::supplementary_groups(*account), "{name}");
             assert_eq!(s.capabilities, *caps, "{name}");
         }
-        // Only the API and the stack bootstrap may reach init's socket.
+        // Only the API, the stack bootstrap and the dashboard may reach
+        // init's socket (init lets the dashboard only list).
         let control: Vec<&str> = table
             .services
             .iter()
             .filter(|s| s.groups.contains(&accounts::CONTROL.gid))
             .map(|s| s.name.as_str())
             .collect();
-        assert_eq!(control, ["api", "stack"]);
+        assert_eq!(control, ["api", "dashboard", "stack"]);
+        assert!(!table.get("dashboard").is_some_and(|d| d.required));
         // An API port below 1024 is the one reason the API gets a capability.
         site.api.port = 443;
         let api = build(&site, &inputs).get("api").cloned();
@@ -506,7 +536,10 @@ mod tests {
         let table = for_this_boot(&site, &run, &data, StackFiles::Render).table;
         table.validate("stack").unwrap();
         let names = names(&table);
-        assert_eq!(names, ["net", "pxe", "api", "consul", "vault", "stack"]);
+        assert_eq!(
+            names,
+            ["net", "pxe", "api", "dashboard", "consul", "vault", "stack"]
+        );
         assert!(
             run.join("stack/consul.json").is_file(),
             "consul config not under run_dir"
@@ -523,6 +556,6 @@ mod tests {
         site.stack.vault.enabled = true; // no recipients: cannot be rendered
         let dir = tempfile::tempdir().unwrap();
         let table = for_this_boot(&site, dir.path(), dir.path(), StackFiles::Render).table;
-        assert_eq!(names(&table), ["net", "pxe", "api"]);
+        assert_eq!(names(&table), ["net", "pxe", "api", "dashboard"]);
     }
 }

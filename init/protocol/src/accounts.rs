@@ -41,6 +41,8 @@ pub const PXE: Account = account("kl-pxe", 402);
 pub const API: Account = account("kl-api", 403);
 /// ntpd-rs serving the LAN.
 pub const NTP: Account = account("kl-ntp", 404);
+/// `kindlingd dashboard`: the live status screen on the console (tty1).
+pub const CONSOLE: Account = account("kl-console", 405);
 /// Consul.
 pub const CONSUL: Account = account("kl-consul", 410);
 /// Vault (or OpenBao).
@@ -57,8 +59,8 @@ pub const STATUS: Group = Group {
     name: "kl-status",
     gid: 420,
 };
-/// May talk to init's control socket (list, restart, reload): the API and
-/// the stack bootstrap.
+/// May talk to init's control socket: the API (anything), the stack
+/// bootstrap (list, restart its services), the console dashboard (list).
 pub const CONTROL: Group = Group {
     name: "kl-control",
     gid: 421,
@@ -71,7 +73,7 @@ pub const INVENTORY: Group = Group {
 };
 
 /// Every service account, in table order.
-pub const ALL: &[Account] = &[NET, PXE, API, NTP, CONSUL, VAULT, NOMAD, STACK];
+pub const ALL: &[Account] = &[NET, PXE, API, NTP, CONSOLE, CONSUL, VAULT, NOMAD, STACK];
 /// Every shared group.
 pub const GROUPS: &[Group] = &[STATUS, CONTROL, INVENTORY];
 
@@ -80,7 +82,7 @@ pub const GROUPS: &[Group] = &[STATUS, CONTROL, INVENTORY];
 /// rewrites Vault's config, and gives those files to the service's group.
 pub const MEMBERS: &[(Group, &[Account])] = &[
     (STATUS, &[NET, PXE, API, STACK]),
-    (CONTROL, &[API, STACK]),
+    (CONTROL, &[API, STACK, CONSOLE]),
     (INVENTORY, &[PXE, API]),
 ];
 
@@ -170,7 +172,7 @@ mod tests {
         assert_eq!(passwd.lines().count(), ALL.len() + 1);
         let group = group();
         assert!(
-            group.contains("kl-control:x:421:kl-api,kl-stack\n"),
+            group.contains("kl-control:x:421:kl-api,kl-stack,kl-console\n"),
             "{group}"
         );
         assert!(group.contains("kl-vault:x:411:kl-stack\n"), "{group}");

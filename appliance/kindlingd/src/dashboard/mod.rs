@@ -1,0 +1,162 @@
+//! `kindlingd dashboard`: a live status screen on the console (tty1) for an
+//! operator who has only an IPMI or VM console: addresses, health, the
+//! API's CA fingerprint to compare with `kindling login`, node counts,
+//! services and the last events, redrawn every two seconds with plain ANSI
+//! cursor moves.
+//!
+//! Runs as its own account (`kl-console`), which init lets `list` and
+//! nothing else; it reads what `GET /v1/status` reads (`snapshot`), needs
+//! no API token, and writes only to the terminal the config phase gave it
+//! (`prepare_tty`). The serial console is not touched: boot lines keep
+//! streaming there. `--once` prints one screen to stdout instead.
+
+mod events;
+mod screen;
+mod snapshot;
+
+pub use snapshot::PUBLIC_CA;
+
+use events::EventLog;
+use snapshot::Sources;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The console the dashboard draws on.
+pub const TTY: &str = "/dev/tty1";
+const WIDTH: usize = 80;
+const HEIGHT: usize = 25;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The terminal to draw on.
+    #[arg(long, default_value = TTY)]
+    tty: PathBuf,
+    /// Seconds between redraws.
+    #[arg(long, default_value_t = 2)]
+    interval: u64,
+    /// Print one screen to stdout and exit.
+    #[arg(long)]
+    once: bool,
+}
+
+fn sources() -> Sources {
+    Sources {
+        run_dir: std::env::var_os("KINDLING_RUN_DIR")
+            .map_or_else(|| "/run/kindling".into(), PathBuf::from),
+        version_file: "/etc/kindling/version".into(),
+    }
+}
+
+/// The screen as terminal bytes: cursor home, each line cleared to its
+/// end, the rest of the screen cleared.
+fn frame(lines: &[String]) -> Vec<u8> {
+    let mut out = String::from("\x1b[H");
+    for (i, line) in lines.iter().enumerate() {
+        out.push_str(line);
+        out.push_str("\x1b[K");
+        if i + 1 < lines.len() {
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("\x1b[J");
+    out.into_bytes()
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    crate::console::init("dashboard");
+    let sources = sources();
+    if args.once {
+        let snapshot = sources.take(kindling_clock::unix_now());
+        let mut log = EventLog::default();
+        log.observe(None, &snapshot);
+        println!(
+            "{}",
+            screen::render(&snapshot, &log, WIDTH, HEIGHT).join("\n")
+        );
+        return Ok(());
+    }
+    let mut tty = match std::fs::OpenOptions::new().write(true).open(&args.tty) {
+        Ok(tty) => tty,
+        Err(e) => {
+            // No console (a board without one): say so once and stay up,
+            // rather than restart in a loop.
+            tracing::warn!("no console at {}: {e}; not drawing", args.tty.display());
+            crate::notify_ready();
+            loop {
+                std::thread::park();
+            }
+        }
+    };
+    // Clear, hide the cursor, and keep the console from blanking.
+    let _ = tty.write_all(b"\x1b[2J\x1b[?25l\x1b[9;0]");
+    tracing::info!(
+        "drawing on {} every {} s ({WIDTH}x{HEIGHT})",
+        args.tty.display(),
+        args.interval
+    );
+    crate::notify_ready();
+    let mut log = EventLog::default();
+    let mut previous = None;
+    let mut failing = false;
+    loop {
+        let snapshot = sources.take(kindling_clock::unix_now());
+        log.observe(previous.as_ref(), &snapshot);
+        let lines = screen::render(&snapshot, &log, WIDTH, HEIGHT);
+        match tty.write_all(&frame(&lines)) {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                tracing::warn!("writing {}: {e}", args.tty.display());
+                failing = true;
+            }
+            Err(_) => {}
+        }
+        previous = Some(snapshot);
+        std::thread::sleep(Duration::from_secs(args.interval.max(1)));
+    }
+}
+
+/// Run by the config phase (root): gives the console to the dashboard's
+/// account, 0600, when it is a character device (never a symlink or a
+/// file planted in its place). Without a console there is nothing to do.
+pub fn prepare_tty(tty: &Path, uid: u32, gid: u32) -> Result<bool, std::io::Error> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = match std::fs::symlink_metadata(tty) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_char_device() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a character device",
+            tty.display()
+        )));
+    }
+    std::os::unix::fs::lchown(tty, Some(uid), Some(gid))?;
+    std::fs::set_permissions(tty, std::fs::Permissions::from_mode(0o600))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_redraws_in_place() {
+        let bytes = frame(&["a".into(), "b".into()]);
+        assert_eq!(bytes, b"\x1b[Ha\x1b[K\r\nb\x1b[K\x1b[J");
+    }
+
+    #[test]
+    fn only_a_character_device_is_given_away() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let planted = dir.path().join("tty1");
+        std::fs::write(&planted, b"").unwrap_or_else(|e| panic!("{e}"));
+        let e = prepare_tty(&planted, 405, 405).expect_err("a plain file was accepted");
+        assert!(e.to_string().contains("not a character device"), "{e}");
+        assert!(matches!(
+            prepare_tty(&dir.path().join("none"), 405, 405),
+            Ok(false)
+        ));
+    }
+}
