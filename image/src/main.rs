@@ -76,7 +76,7 @@ enum Command {
     Logout(cmd::login::LogoutArgs),
     /// Show which operator the token is, on the appliance.
     #[command(after_help = "Example:\n  kindling whoami --context lab")]
-    Whoami(cmd::Target),
+    Whoami(cmd::status::Args),
     /// Mint operator tokens for the appliance's API.
     #[command(subcommand)]
     Token(cmd::token::Command),
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
         Command::Vault(c) => cmd::vault::run(c),
         Command::Login(args) => cmd::login::login(args),
         Command::Logout(args) => cmd::login::logout(args),
-        Command::Whoami(target) => cmd::login::whoami(target),
+        Command::Whoami(args) => cmd::login::whoami(args),
         Command::Token(c) => cmd::token::run(c),
     };
     match result {

@@ -127,6 +127,7 @@ fn tables_json_and_exit_codes_against_a_real_api() {
         &["status", "--json"],
         &["overlay", "list", "--json"],
         &["stack", "status", "--json"],
+        &["whoami", "--json"],
     ] {
         let out = kindling(args, &read);
         if args[0] == "stack" && out.status.code() == Some(5) {

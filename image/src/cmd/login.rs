@@ -200,8 +200,12 @@ pub fn logout(args: LogoutArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn whoami(target: Target) -> anyhow::Result<()> {
-    let me: WhoAmI = Session::open(&target)?.get_as("/v1/whoami")?;
+pub fn whoami(args: super::status::Args) -> anyhow::Result<()> {
+    let me: WhoAmI = Session::open(&args.target)?.get_as("/v1/whoami")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&me)?);
+        return Ok(());
+    }
     println!("{} ({})", me.name, me.role);
     Ok(())
 }

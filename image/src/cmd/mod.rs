@@ -20,5 +20,3 @@ pub mod status;
 mod table;
 pub mod token;
 pub mod vault;
-
-pub use client::Target;
