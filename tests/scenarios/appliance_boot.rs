@@ -45,7 +45,48 @@ pub fn wait_ready_and_check_status(
             "GET {STATUS_PATH}: appliance does not report ready: {body}"
         ));
     }
+    dashboard_draws_on_tty1(lab, app, &status, scenario)?;
     hostile_lan_host_is_refused(lab, scenario)
+}
+
+/// The console dashboard runs as kl-console (uid 405) and opened tty1: the
+/// lab has no display (`-nodefaults`), so what it draws is not visible
+/// here, but its one start line reaches the serial log (as every child's
+/// output does) and init lists it running. The line may precede `ready`.
+fn dashboard_draws_on_tty1(
+    lab: &mut Lab,
+    app: kindling_lab::VmId,
+    status: &serde_json::Value,
+    scenario: &str,
+) -> Result<(), String> {
+    let services = status["init"]["services"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let dashboard = services
+        .iter()
+        .find(|s| s["name"] == "dashboard")
+        .ok_or_else(|| format!("init lists no dashboard: {}", status["init"]))?;
+    if dashboard["state"] != "running" || dashboard["user"] != 405 {
+        return Err(format!(
+            "the dashboard is not running as kl-console: {dashboard}"
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = lab.vm(app).lines();
+        if let Some(l) = lines.iter().find(|l| l.line.contains("dashboard| ")) {
+            if !l.line.contains("drawing on /dev/tty1") {
+                return Err(format!("the dashboard cannot draw: {}", l.line.trim()));
+            }
+            eprintln!("[{scenario}] {}", l.line.trim());
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("no `dashboard|` line on the serial console".into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// From the same LAN address: no token → 401 on a read and a write, the
@@ -131,11 +172,11 @@ fn api_on_the_exposed_uplink(lab: &Lab, scenario: &str) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?;
     // The API follows the lease within its 5 s reconcile.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = Instant::now() + std::time::Duration::from_secs(15);
     loop {
         match kindling_lab::api::call(&client, "GET", "/v1/whoami", None) {
             Ok((200, body)) if body.contains("lab-read") => break,
-            other if std::time::Instant::now() > deadline => {
+            other if Instant::now() > deadline => {
                 return Err(format!("GET /v1/whoami on the uplink {lease}: {other:?}"))
             }
             _ => std::thread::sleep(std::time::Duration::from_millis(500)),
