@@ -439,6 +439,9 @@ mod tests {
             (Post, "/v1/overlays", Admin),
             (Put, "/v1/nodes/52:54:00:6b:00:99/profile", Admin),
             (Post, "/v1/nodes/52:54:00:6b:00:99/reprovision", Admin),
+            (Get, "/v1/nodes/52:54:00:6b:00:99", Read),
+            (Post, "/v1/nodes/52:54:00:6b:00:99/forget", Admin),
+            (Get, "/v1/nodes/52:54:00:6b:00:99/forget", Read),
             (Post, "/v1/vault/unseal", Admin),
             (Get, "/v1/vault/init-secrets", Admin),
         ] {
