@@ -77,12 +77,17 @@ impl GrantKeeper {
         }
     }
 
+    /// Re-arm requests the operator made for `mac` so far (applied or not).
+    pub fn rearm_requests(&self, mac: &MacAddr) -> u64 {
+        self.rearm.generation(mac)
+    }
+
     /// Applies the operator's re-arm of `mac`, if one came since: clears
     /// the node's grant and alerts, and destroys the old secret-id if
     /// nobody redeemed it.
     pub fn apply_rearm(&self, mac: MacAddr) {
         let generation = self.rearm.generation(&mac);
-        let Some(previous) = self.inventory.apply_rearm(mac, generation) else {
+        let Some(previous) = self.inventory.apply_rearm(mac, generation, unix_now()) else {
             return;
         };
         self.stats.bump("grants_rearmed");

@@ -15,6 +15,7 @@ use crate::grants::GrantKeeper;
 use crate::holder::{LeaseHolders, Neighbours, OwnLeases};
 use crate::http::handler::{NodeGate, PxeHttp};
 use crate::leases::LeaseStore;
+use crate::local_boot::boots_from_disk;
 use crate::settings::PxeSettings;
 use crate::status::{write_status, Stats, StatusFile};
 use kindling_clock::unix_now;
@@ -99,12 +100,14 @@ pub fn interface_with_addr(addr: Ipv4Addr, wait: Duration) -> Option<String> {
 /// What the DHCP loop consults and feeds: profile policy and the inventory.
 struct DhcpView {
     inventory: Arc<Inventory>,
+    grants: Arc<GrantKeeper>,
     settings: Arc<PxeSettings>,
 }
 
 impl NodePolicy for DhcpView {
     fn may_boot(&self, mac: &MacAddr) -> bool {
         self.inventory.profile_for(mac) != ProfileChoice::NotServed
+            && !boots_from_disk(&self.inventory, &self.grants, &self.settings, mac)
     }
     fn reserved_ip(&self, mac: &MacAddr) -> Option<Ipv4Addr> {
         self.settings.reservations.get(mac).and_then(|r| r.ip)
@@ -241,8 +244,15 @@ pub fn run(
         files,
         leases,
     )));
+    let grants = Arc::new(grant_keeper(
+        &settings,
+        inventory.clone(),
+        options.enrollment.clone(),
+        stats.clone(),
+    ));
     let view = Arc::new(DhcpView {
         inventory: inventory.clone(),
+        grants: grants.clone(),
         settings: settings.clone(),
     });
 
@@ -333,12 +343,6 @@ pub fn run(
             crate::tftp::serve_blocking(tftp_socket, &root, stats).to_string()
         });
     }
-    let grants = Arc::new(grant_keeper(
-        &settings,
-        inventory.clone(),
-        options.enrollment.clone(),
-        stats.clone(),
-    ));
     let holders: Arc<dyn LeaseHolders> = match settings.mode {
         DhcpMode::Authoritative => Arc::new(OwnLeases::new(responder.clone())),
         DhcpMode::Proxy => Arc::new(Neighbours::default()),
