@@ -14,11 +14,11 @@ pub use node_grants::{Claim, ClaimRequest, IssuedGrant, MINT_DEADLINE_SECS, REPR
 
 use crate::assignments::AssignmentStore;
 use crate::error::InventoryError;
-use crate::policy::ProfilePolicy;
+use crate::policy::{node_facts, ProfilePolicy};
 use crate::transitions::{next_state, TransitionError};
 use kindling_api::nodes::{Firmware, NodeEvent, NodeState, ProfileChoice, SeenNode};
 use kindling_atomic_write::write_atomic;
-use kindling_site::MacAddr;
+use kindling_site::{MacAddr, NodeFacts};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -212,10 +212,24 @@ impl Inventory {
         Ok(())
     }
 
+    /// The profile of a node the inventory has seen (its DHCP facts count
+    /// for `[[selectors]]`).
     pub fn profile_for(&self, mac: &MacAddr) -> ProfileChoice {
+        let facts = lock(&self.nodes)
+            .map
+            .get(mac)
+            .map_or(NodeFacts::mac_only(*mac), |r| {
+                node_facts(*mac, r.seen.arch, r.seen.firmware)
+            });
+        self.profile_for_facts(&facts)
+    }
+
+    /// The profile of a node that is telling its facts right now (a DHCP
+    /// request, before the inventory records them).
+    pub fn profile_for_facts(&self, node: &NodeFacts) -> ProfileChoice {
         let mut cached = lock(&self.cached);
         self.refresh_assignments(&mut cached);
-        self.policy.resolve(&cached.map, mac)
+        self.policy.resolve(&cached.map, node)
     }
 
     fn touch(&self, mac: MacAddr, now: u64, update: impl FnOnce(&mut NodeRecord)) {

@@ -110,7 +110,10 @@ impl GrantKeeper {
         }
         let unknown_allowance = match asker.choice {
             ProfileChoice::Assigned(_) | ProfileChoice::Site(_) => None,
-            ProfileChoice::Default(_) | ProfileChoice::Menu | ProfileChoice::NotServed => Some(
+            ProfileChoice::Selected(_)
+            | ProfileChoice::Default(_)
+            | ProfileChoice::Menu
+            | ProfileChoice::NotServed => Some(
                 self.unknown_allowance
                     .get(asker.profile)
                     .copied()

@@ -18,6 +18,7 @@ pub mod model;
 pub mod operator;
 pub mod profile;
 pub mod schema;
+pub mod selector;
 pub mod types;
 pub mod validate;
 
@@ -29,4 +30,5 @@ pub use mac::MacAddr;
 pub use model::*;
 pub use operator::{ApiOperator, OperatorRole, TokenSha256};
 pub use profile::*;
+pub use selector::{BootFirmware, MacPrefix, NodeFacts, ProfileSelector};
 pub use types::{Cidr, ParseValueError, ProfileName};
