@@ -47,6 +47,9 @@ enum Command {
     /// Mint operator tokens for the appliance's API.
     #[command(subcommand)]
     Token(cmd::token::Command),
+    /// Build and check signed A/B update bundles.
+    #[command(subcommand)]
+    Update(cmd::update::Command),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Logout(args) => cmd::login::logout(args),
         Command::Whoami(target) => cmd::login::whoami(target),
         Command::Token(c) => cmd::token::run(c),
+        Command::Update(c) => cmd::update::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

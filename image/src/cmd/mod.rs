@@ -10,6 +10,7 @@ pub mod node;
 pub mod overlay;
 pub mod stack;
 pub mod token;
+pub mod update;
 pub mod vault;
 
 pub use client::Target;
