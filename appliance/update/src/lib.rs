@@ -15,8 +15,10 @@
 
 pub mod bundle;
 pub mod manifest;
+pub mod slots;
 pub mod version;
 
 pub use bundle::{build, stage, BuildRequest, StageError, StageRequest, Staged};
 pub use manifest::{Manifest, ManifestError};
+pub use slots::{EntryName, SlotError, Slots};
 pub use version::{ParseVersionError, Version};
