@@ -80,6 +80,9 @@ enum Command {
     /// Mint operator tokens for the appliance's API.
     #[command(subcommand)]
     Token(cmd::token::Command),
+    /// Build and check signed A/B update bundles.
+    #[command(subcommand)]
+    Update(cmd::update::Command),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Command::Logout(args) => cmd::login::logout(args),
         Command::Whoami(args) => cmd::login::whoami(args),
         Command::Token(c) => cmd::token::run(c),
+        Command::Update(c) => cmd::update::run(c),
     };
     match result {
         Ok(()) => ExitCode::from(cmd::exit::Exit::Ok as u8),
@@ -123,9 +127,10 @@ mod tests {
                 .filter(|s| s.get_name() != "help")
                 .collect();
             if subs.is_empty() {
-                let example = cmd
-                    .get_after_help()
-                    .is_some_and(|h| h.to_string().contains("Example"));
+                let example = [cmd.get_after_help(), cmd.get_long_about()]
+                    .into_iter()
+                    .flatten()
+                    .any(|h| h.to_string().contains("Example"));
                 out.push((path.clone(), example));
             }
             for s in subs {

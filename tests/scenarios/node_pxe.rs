@@ -2,7 +2,8 @@
 //! a SeaBIOS + iPXE node PXE-boots the lab payload from it, fetches its NoCloud
 //! data, phones home (the appliance's inventory shows it), and reaches the
 //! upstream HTTP target through the appliance's NAT: the target sees the
-//! appliance's uplink address, not the node's LAN address. Then a UEFI node
+//! appliance's uplink address, not the node's LAN address. Booted again,
+//! the installed node is sent to its disk. Then a UEFI node
 //! (OVMF's own PXE) boots the prod profile with its reserved address, and a
 //! UEFI HTTP boot node (OVMF with PXE off) boots the default profile.
 
@@ -91,6 +92,32 @@ fn bios_and_uefi_nodes_pxe_boot_from_the_appliance_and_reach_upstream_through_na
     if clients.iter().any(|c| c != &uplink_ip) {
         return Err(format!(
             "upstream saw {clients:?}; with NAT every request comes from {uplink_ip}"
+        ));
+    }
+
+    // Install once: the installed node's next PXE boot gets an address but
+    // no boot program, so its firmware moves on to its disk (the lab node
+    // has none, which SeaBIOS says). It must not boot the profile again.
+    let again = NodeSpec::pxe("node-bios-again", NODE_DEV_MAC, NodeFirmware::Bios);
+    let node = lab.boot_node(&again).map_err(|e| e.to_string())?;
+    let vm = lab.vm(node);
+    for step in [r"net0: 192\.168\.100\.\d+", r"No bootable device"] {
+        let seen = vm
+            .wait_for_unless(step, Some(r"kindling-node: |\.ipxe\.\.\."), NODE_TIMEOUT)
+            .map_err(|e| format!("installed node: {e}"))?;
+        eprintln!(
+            "[{scenario}] installed node +{:.1}s {}",
+            seen.elapsed.as_secs_f64(),
+            seen.line.trim()
+        );
+    }
+    vm.stop();
+    let (_, body) = kindling_lab::demo::wait_node_phoned_home(&lab, NODE_DEV_MAC, settle)
+        .map_err(|e| e.to_string())?;
+    let state = kindling_lab::demo::node_state(&body, NODE_DEV_MAC);
+    if state.as_deref() != Some("installed") {
+        return Err(format!(
+            "node {NODE_DEV_MAC} is {state:?} after booting its disk, expected installed: {body}"
         ));
     }
 

@@ -53,6 +53,9 @@ pub enum ProfileChoice {
     Assigned(String),
     /// `[[nodes]]` in the site overlay.
     Site(String),
+    /// A `[[selectors]]` rule of the site overlay (MAC prefix, firmware,
+    /// architecture).
+    Selected(String),
     /// Unknown MAC, `unknown = "default_profile"`.
     Default(String),
     /// Unknown MAC, `unknown = "menu"`.
@@ -64,9 +67,10 @@ pub enum ProfileChoice {
 impl ProfileChoice {
     pub fn profile(&self) -> Option<&str> {
         match self {
-            ProfileChoice::Assigned(p) | ProfileChoice::Site(p) | ProfileChoice::Default(p) => {
-                Some(p)
-            }
+            ProfileChoice::Assigned(p)
+            | ProfileChoice::Site(p)
+            | ProfileChoice::Selected(p)
+            | ProfileChoice::Default(p) => Some(p),
             ProfileChoice::Menu | ProfileChoice::NotServed => None,
         }
     }

@@ -36,7 +36,8 @@ pub use assignments::{AssignmentRecord, AssignmentStore, AssignmentsState};
 pub use error::InventoryError;
 pub use forget::{ForgetRequest, ForgetStore};
 pub use inventory::{
-    read_nodes, Claim, ClaimRequest, Inventory, IssuedGrant, NodeRecord, DEFAULT_MAX_DISCOVERED,
+    read_nodes, Claim, ClaimRequest, InstalledNode, Inventory, IssuedGrant, NodeRecord,
+    DEFAULT_MAX_DISCOVERED, REPROVISION_EVENT,
 };
 pub use kindling_api::nodes::{
     AlertKind, Firmware, Grant, GrantState, KvStatus, NodeAlert, NodeEvent, NodeState,

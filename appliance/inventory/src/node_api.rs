@@ -15,7 +15,7 @@ use crate::assignments::{AssignmentStore, AssignmentsState};
 use crate::error::InventoryError;
 use crate::forget::ForgetStore;
 use crate::inventory::read_nodes;
-use crate::policy::ProfilePolicy;
+use crate::policy::{node_facts, ProfilePolicy};
 use crate::reprovision::ReprovisionStore;
 use crate::sync::AssignmentSync;
 use kindling_api::nodes::{
@@ -23,7 +23,7 @@ use kindling_api::nodes::{
     ProfileChoice, ReprovisionReply, Stored,
 };
 use kindling_api::{ApiFailure, ErrorKind};
-use kindling_site::{MacAddr, ParseValueError, SiteConfig};
+use kindling_site::{MacAddr, NodeFacts, ParseValueError, SiteConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -97,9 +97,10 @@ fn assignment(
     policy: &ProfilePolicy,
     state: &AssignmentsState,
     assignments: &BTreeMap<MacAddr, String>,
-    mac: &MacAddr,
+    node: &NodeFacts,
 ) -> Assignment {
-    let choice = policy.resolve(assignments, mac);
+    let mac = &node.mac;
+    let choice = policy.resolve(assignments, node);
     let stored = match choice {
         ProfileChoice::Assigned(_) => {
             let in_kv = state.records.get(mac).is_some_and(|r| !r.pending);
@@ -120,11 +121,12 @@ pub fn list(site: &SiteConfig, state_dir: &Path) -> Result<NodeList, NodeApiErro
     let seen = read_nodes(&crate::nodes_file(state_dir)).map_err(NodeApiError::LoadNodes)?;
     let mut rows: BTreeMap<MacAddr, NodeRow> = BTreeMap::new();
     for node in seen {
+        let facts = node_facts(node.mac, node.seen.arch, node.seen.firmware);
         let row = NodeRow {
             mac: node.mac,
             state: Some(node.state),
             seen: Some(node.seen),
-            assignment: assignment(&policy, &state, &assignments, &node.mac),
+            assignment: assignment(&policy, &state, &assignments, &facts),
         };
         rows.insert(node.mac, row);
     }
@@ -139,7 +141,7 @@ pub fn list(site: &SiteConfig, state_dir: &Path) -> Result<NodeList, NodeApiErro
             mac,
             state: None,
             seen: None,
-            assignment: assignment(&policy, &state, &assignments, &mac),
+            assignment: assignment(&policy, &state, &assignments, &NodeFacts::mac_only(mac)),
         });
     }
     Ok(NodeList {
@@ -189,10 +191,17 @@ pub fn assign(
             "kept locally, pushed to Consul KV when it can be: {why}"
         )),
     };
+    // What a selector may ask of the node, if it was seen.
+    let facts = read_nodes(&crate::nodes_file(state_dir))
+        .ok()
+        .and_then(|nodes| nodes.into_iter().find(|n| n.mac == mac))
+        .map_or(NodeFacts::mac_only(mac), |n| {
+            node_facts(mac, n.seen.arch, n.seen.firmware)
+        });
     Ok(AssignReply {
         mac,
         previous,
-        assignment: assignment(&policy, &state, &assignments, &mac),
+        assignment: assignment(&policy, &state, &assignments, &facts),
         kv,
     })
 }

@@ -28,6 +28,10 @@ pub struct SiteConfig {
     /// MAC → node assignments (profile, reserved address, hostname).
     #[serde(default)]
     pub nodes: Vec<NodeAssignment>,
+    /// Profiles for nodes by MAC prefix, firmware or architecture, after
+    /// runtime assignments and `[[nodes]]`, before `pxe.unknown`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selectors: Vec<crate::ProfileSelector>,
     #[serde(default)]
     pub stack: StackConfig,
     #[serde(default)]

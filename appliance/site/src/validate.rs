@@ -21,6 +21,7 @@ impl SiteConfig {
         check_network(self, &mut out);
         check_pxe(self, &mut out);
         check_nodes(self, &mut out);
+        check_selectors(self, &mut out);
         check_profiles(self, &mut out);
         check_stack(self, &mut out);
         check_time(self, &mut out);
@@ -299,6 +300,46 @@ fn check_nodes(c: &SiteConfig, out: &mut Vec<Problem>) {
                 out.push((
                     base.key("hostname"),
                     format!("duplicate host name {h:?} (also nodes[{first}])"),
+                ));
+            }
+        }
+    }
+}
+
+/// Each selector names a profile and asks something; two that can match
+/// the same node need one to refine the other, or which one decides
+/// would depend on their order.
+fn check_selectors(c: &SiteConfig, out: &mut Vec<Problem>) {
+    for (i, selector) in c.selectors.iter().enumerate() {
+        let base = at("selectors").index(i);
+        if !c.profiles.contains_key(selector.profile.as_str()) {
+            out.push((
+                base.key("profile"),
+                format!(
+                    "profile {:?} does not exist (no profiles/{}.toml)",
+                    selector.profile.as_str(),
+                    selector.profile
+                ),
+            ));
+        }
+        if !selector.has_criteria() {
+            out.push((
+                base,
+                "a selector needs at least one of mac_prefix, firmware, arch".into(),
+            ));
+            continue;
+        }
+        for (j, earlier) in c.selectors.iter().enumerate().take(i) {
+            if earlier.has_criteria()
+                && selector.overlaps(earlier)
+                && !selector.refines(earlier)
+                && !earlier.refines(selector)
+            {
+                out.push((
+                    at("selectors").index(i),
+                    format!(
+                        "ambiguous: selectors[{j}] ({earlier}) and selectors[{i}] ({selector}) can match the same node and neither is narrower; make one refine the other or keep them apart"
+                    ),
                 ));
             }
         }

@@ -19,4 +19,5 @@ pub mod stack;
 pub mod status;
 mod table;
 pub mod token;
+pub mod update;
 pub mod vault;

@@ -128,6 +128,7 @@ fn source(assignment: &Assignment) -> String {
         (ProfileChoice::Assigned(_), Some(Stored::Local)) => "assignment (local)".into(),
         (ProfileChoice::Assigned(_), None) => "assignment".into(),
         (ProfileChoice::Site(_), _) => "overlay".into(),
+        (ProfileChoice::Selected(_), _) => "selector".into(),
         (ProfileChoice::Default(_), _) => "default".into(),
         (ProfileChoice::Menu, _) => "menu".into(),
         (ProfileChoice::NotServed, _) => "not served".into(),
