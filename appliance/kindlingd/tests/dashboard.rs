@@ -41,3 +41,40 @@ fn the_screen_shows_the_pinned_fingerprint_and_the_site() {
     assert_eq!(lines[2], format!("API CA  {fingerprint}"), "{screen}");
     assert!(screen.contains("dashboard started"), "{screen}");
 }
+
+/// The running loop redraws in place on the terminal it is given (here a
+/// plain file standing in for tty1): cursor home, the screen, clear to end.
+#[test]
+fn the_loop_redraws_the_screen_in_place() {
+    let root = Root::new();
+    apply(&root);
+    let tty = root.path("tty1");
+    std::fs::write(&tty, b"").unwrap();
+    let mut child = root
+        .command(&[
+            "dashboard",
+            "--tty",
+            tty.to_str().unwrap(),
+            "--interval",
+            "1",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let frames = loop {
+        let text = String::from_utf8_lossy(&std::fs::read(&tty).unwrap()).to_string();
+        if text.matches("\x1b[H").count() >= 2 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(frames.starts_with("\x1b[2J\x1b[?25l"), "{frames:?}");
+    assert!(
+        frames.matches("\x1b[H").count() >= 2,
+        "fewer than two frames: {frames:?}"
+    );
+    assert!(frames.contains("API CA  sha256:"), "{frames:?}");
+    assert!(frames.contains("\x1b[J"), "{frames:?}");
+}

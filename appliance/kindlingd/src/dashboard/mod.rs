@@ -19,6 +19,7 @@ pub use snapshot::PUBLIC_CA;
 use events::EventLog;
 use snapshot::Sources;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -76,7 +77,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let mut tty = match std::fs::OpenOptions::new().write(true).open(&args.tty) {
+    // O_NOCTTY: the console must not become this process's controlling
+    // terminal, or a Ctrl-C typed at it would stop the dashboard.
+    let mut tty = match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOCTTY.bits())
+        .open(&args.tty)
+    {
         Ok(tty) => tty,
         Err(e) => {
             // No console (a board without one): say so once and stay up,
