@@ -148,13 +148,18 @@ fn serve(stream: UnixStream, events: &EventSender) {
 /// Whether the peer with `uid` may make `request` (`own` is init's euid).
 /// Root, init's own uid (tests run init unprivileged) and the API may ask
 /// anything; the stack bootstrap may list and restart the services whose
-/// config it rewrites; nobody else may ask anything.
+/// config it rewrites; the update agent may list; nobody else may ask
+/// anything.
 fn may(uid: Option<u32>, own: u32, request: &Request) -> bool {
     let Some(uid) = uid else {
         return false;
     };
     if uid == 0 || uid == own || uid == accounts::API.uid {
         return true;
+    }
+    if uid == accounts::UPDATE.uid {
+        // The update agent's health gate only reads.
+        return *request == Request::List;
     }
     if uid == accounts::STACK.uid {
         return match request {
@@ -196,6 +201,10 @@ mod tests {
         assert!(may(stack, own, &restart("nomad")));
         assert!(!may(stack, own, &restart("pxe")));
         assert!(!may(stack, own, &Request::Reload));
+        let update = Some(accounts::UPDATE.uid);
+        assert!(may(update, own, &Request::List));
+        assert!(!may(update, own, &restart("pxe")));
+        assert!(!may(update, own, &Request::Reload));
         // init run unprivileged (tests): its own uid may do anything.
         assert!(may(Some(1000), 1000, &Request::Reload));
     }

@@ -15,6 +15,7 @@ mod pxe;
 mod service_table;
 mod site;
 mod stack;
+mod update;
 
 /// `kindlingd ROLE [flags]`. A usage error prints clap's message and exits 2.
 #[derive(clap::Parser)]
@@ -39,6 +40,8 @@ enum Role {
     Api(api::Args),
     /// The one-shot bootstrap of Consul, Vault and Nomad.
     StackBootstrap(stack::Args),
+    /// The update agent: the health gate and the A/B slots.
+    Update(update::Args),
 }
 
 impl Role {
@@ -49,6 +52,7 @@ impl Role {
             Role::Pxe(_) => "pxe",
             Role::Api(_) => "api",
             Role::StackBootstrap(_) => "stack-bootstrap",
+            Role::Update(_) => "update",
         }
     }
 }
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         Role::Pxe(args) => pxe::run(args),
         Role::Api(args) => api::run(args),
         Role::StackBootstrap(args) => stack::run(args),
+        Role::Update(args) => update::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -41,6 +41,8 @@ pub const PXE: Account = account("kl-pxe", 402);
 pub const API: Account = account("kl-api", 403);
 /// ntpd-rs serving the LAN.
 pub const NTP: Account = account("kl-ntp", 404);
+/// `kindlingd update`: the A/B slots on the EFI system partition.
+pub const UPDATE: Account = account("kl-update", 406);
 /// Consul.
 pub const CONSUL: Account = account("kl-consul", 410);
 /// Vault (or OpenBao).
@@ -71,7 +73,7 @@ pub const INVENTORY: Group = Group {
 };
 
 /// Every service account, in table order.
-pub const ALL: &[Account] = &[NET, PXE, API, NTP, CONSUL, VAULT, NOMAD, STACK];
+pub const ALL: &[Account] = &[NET, PXE, API, NTP, UPDATE, CONSUL, VAULT, NOMAD, STACK];
 /// Every shared group.
 pub const GROUPS: &[Group] = &[STATUS, CONTROL, INVENTORY];
 
@@ -79,8 +81,8 @@ pub const GROUPS: &[Group] = &[STATUS, CONTROL, INVENTORY];
 /// Vault's and Nomad's primary groups: it writes their ACL reset files and
 /// rewrites Vault's config, and gives those files to the service's group.
 pub const MEMBERS: &[(Group, &[Account])] = &[
-    (STATUS, &[NET, PXE, API, STACK]),
-    (CONTROL, &[API, STACK]),
+    (STATUS, &[NET, PXE, API, UPDATE, STACK]),
+    (CONTROL, &[API, STACK, UPDATE]),
     (INVENTORY, &[PXE, API]),
 ];
 
