@@ -6,6 +6,7 @@
 //! becomes a child subreaper and exits after shutdown.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::boot_config::BootConfig;
@@ -123,16 +124,38 @@ pub fn main() {
         );
     });
     match &outcome {
-        StateOutcome::Persistent(dev) => phases.finish(
-            BootPhase::State,
-            PhaseState::Done,
-            format!(
-                "data partition {} mounted on {}",
-                dev.display(),
-                config.data_mount.display()
-            ),
-            Instant::now(),
-        ),
+        StateOutcome::Persistent(dev) => {
+            // The A/B slots live beside the data partition; a boot that has
+            // none (no ESP there) just cannot update itself.
+            let slots = if config.early_mounts {
+                match crate::esp::mount_slots(
+                    Path::new("/sys"),
+                    Path::new("/run/kindling/dev"),
+                    dev,
+                    Path::new(kindling_init_protocol::control::ESP_MOUNT),
+                    kindling_init_protocol::accounts::UPDATE,
+                ) {
+                    Ok(esp) => format!(
+                        "; boot slots {} on {}",
+                        esp.display(),
+                        kindling_init_protocol::control::ESP_MOUNT
+                    ),
+                    Err(why) => format!("; no boot slots: {why}"),
+                }
+            } else {
+                String::new()
+            };
+            phases.finish(
+                BootPhase::State,
+                PhaseState::Done,
+                format!(
+                    "data partition {} mounted on {}{slots}",
+                    dev.display(),
+                    config.data_mount.display()
+                ),
+                Instant::now(),
+            )
+        }
         // RAM-only is a supported mode, logged, not a degradation.
         StateOutcome::RamOnly(why) => phases.finish(
             BootPhase::State,

@@ -272,12 +272,51 @@ fn appliance_boots_from_raw_disk_under_ovmf() -> Result<(), String> {
         return Ok(());
     }
     let image = lab_image()?;
-    boot_and_check(
-        scenario,
-        ApplianceSpec::new(ApplianceBoot::Disk {
-            image: image.join("kindling.img"),
-            bus: DiskBus::Virtio,
-        }),
-        false,
-    )
+    let mut lab = lab_for(scenario)?;
+    let spec = ApplianceSpec::new(ApplianceBoot::Disk {
+        image: image.join("kindling.img"),
+        bus: DiskBus::Virtio,
+    });
+    let app = lab.boot_appliance(&spec).map_err(|e| e.to_string())?;
+    wait_ready_and_check_status(&mut lab, app, scenario)?;
+    slot_is_blessed(&lab, scenario)?;
+    lab.succeeded();
+    Ok(())
+}
+
+/// How long after ready the update agent may take to see it (it asks init
+/// every 2 s) and rename the slot.
+const BLESS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// systemd-boot started slot A on trial (`+3-0` became `+2-1`); once the
+/// appliance is ready the update agent drops the counter, raises the floor
+/// and says so in the status.
+fn slot_is_blessed(lab: &Lab, scenario: &str) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let (code, body) = lab
+            .api_from_lan("GET", STATUS_PATH, None)
+            .map_err(|e| e.to_string())?;
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let update = &status["services"]["update"];
+        if code == 200 && update["mode"] == "blessed" {
+            let entry = update["entry"].as_str().unwrap_or_default();
+            let version = update["version"].as_str().unwrap_or_default();
+            if entry != format!("kindling-{version}.efi") || update["floor"] != version {
+                return Err(format!("blessed, but the slot or floor is wrong: {update}"));
+            }
+            eprintln!(
+                "[{scenario}] slot blessed {:.1}s after ready was seen: {entry}, floor {version}",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if started.elapsed() > BLESS_TIMEOUT {
+            return Err(format!(
+                "the update agent did not bless the slot within {} s: {update}",
+                BLESS_TIMEOUT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }

@@ -16,6 +16,7 @@ mod pxe;
 mod service_table;
 mod site;
 mod stack;
+mod update;
 
 /// `kindlingd ROLE [flags]`. A usage error prints clap's message and exits 2.
 #[derive(clap::Parser)]
@@ -42,6 +43,8 @@ enum Role {
     StackBootstrap(stack::Args),
     /// The live status screen on the console (tty1).
     Dashboard(dashboard::Args),
+    /// The update agent: the health gate and the A/B slots.
+    Update(update::Args),
 }
 
 impl Role {
@@ -53,6 +56,7 @@ impl Role {
             Role::Api(_) => "api",
             Role::StackBootstrap(_) => "stack-bootstrap",
             Role::Dashboard(_) => "dashboard",
+            Role::Update(_) => "update",
         }
     }
 }
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Role::Api(args) => api::run(args),
         Role::StackBootstrap(args) => stack::run(args),
         Role::Dashboard(args) => dashboard::run(args),
+        Role::Update(args) => update::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,6 +38,9 @@ pub struct BootInputs {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Installed {
     pub ntp_daemon: Option<PathBuf>,
+    /// init mounted the boot disk's ESP (A/B slots): this boot can update
+    /// itself.
+    pub boot_slots: bool,
 }
 
 impl Installed {
@@ -46,6 +49,9 @@ impl Installed {
         let present = |p: &str| Some(PathBuf::from(p)).filter(|p| p.is_file());
         Self {
             ntp_daemon: present(NTP_DAEMON),
+            boot_slots: Path::new(kindling_init_protocol::control::ESP_MOUNT)
+                .join("EFI")
+                .is_dir(),
         }
     }
 }
@@ -164,10 +170,32 @@ fn ntp(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     Some(spec)
 }
 
+/// The update agent, on boots from a disk's slots: reads init's list
+/// (kl-control, list only) and renames slot files on the ESP init mounted
+/// for its account; no capability. Not required: an appliance that cannot
+/// update itself still serves.
+fn update(_: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
+    if !inputs.installed.boot_slots {
+        return None;
+    }
+    let mut spec = kindlingd_role(
+        inputs,
+        "update",
+        "update",
+        accounts::UPDATE,
+        &[],
+        &[],
+        Phase::Services,
+    );
+    spec.readiness = Readiness::Started;
+    spec.required = false;
+    Some(spec)
+}
+
 /// kindling's own children, in table order; each decides from the site and
 /// the inputs whether it runs. The stack's entries follow them.
 const SERVICES: &[fn(&SiteConfig, &BootInputs) -> Option<ServiceSpec>] =
-    &[net, pxe, api, dashboard, ntp];
+    &[net, pxe, api, dashboard, ntp, update];
 
 /// The full table for `site` and this boot's `inputs`.
 pub fn build(site: &SiteConfig, inputs: &BootInputs) -> ServiceTable {
@@ -297,8 +325,19 @@ mod tests {
         BootInputs {
             installed: Installed {
                 ntp_daemon: Some(PathBuf::from(NTP_DAEMON)),
+                boot_slots: false,
             },
             ..inputs()
+        }
+    }
+
+    fn from_boot_slots(inputs: BootInputs) -> BootInputs {
+        BootInputs {
+            installed: Installed {
+                boot_slots: true,
+                ..inputs.installed
+            },
+            ..inputs
         }
     }
 
@@ -406,6 +445,12 @@ mod tests {
                 inputs: with_ntp_daemon(),
                 want: &["net", "pxe", "api", "dashboard"],
             },
+            Case {
+                what: "booted from a disk's slots",
+                site: lab_site(),
+                inputs: from_boot_slots(inputs()),
+                want: &["net", "pxe", "api", "dashboard", "update"],
+            },
         ];
         for case in cases {
             let table = build(&case.site, &case.inputs);
@@ -447,10 +492,10 @@ mod tests {
         let mut site = stack_site();
         site.stack.nomad.enabled = true;
         site.time.ntp_server = true;
-        let inputs = BootInputs {
+        let inputs = from_boot_slots(BootInputs {
             stack: stack_entries(&site),
             ..with_ntp_daemon()
-        };
+        });
         let table = build(&site, &inputs);
         let want: &[(&str, Account, &[&str])] = &[
             (
@@ -470,6 +515,7 @@ mod tests {
                 accounts::NTP,
                 &["CAP_NET_BIND_SERVICE", "CAP_SYS_TIME"],
             ),
+            ("update", accounts::UPDATE, &[]),
             ("consul", accounts::CONSUL, &[]),
             ("vault", accounts::VAULT, &["CAP_IPC_LOCK"]),
             ("nomad", accounts::NOMAD, &[]),
@@ -484,15 +530,15 @@ mod tests {
             assert_eq!(s.groups, accounts::supplementary_groups(*account), "{name}");
             assert_eq!(s.capabilities, *caps, "{name}");
         }
-        // Only the API, the stack bootstrap and the dashboard may reach
-        // init's socket (init lets the dashboard only list).
+        // Only the API, the stack bootstrap, the dashboard and the update
+        // agent may reach init's socket (init lets the last two only list).
         let control: Vec<&str> = table
             .services
             .iter()
             .filter(|s| s.groups.contains(&accounts::CONTROL.gid))
             .map(|s| s.name.as_str())
             .collect();
-        assert_eq!(control, ["api", "dashboard", "stack"]);
+        assert_eq!(control, ["api", "dashboard", "update", "stack"]);
         assert!(!table.get("dashboard").is_some_and(|d| d.required));
         // An API port below 1024 is the one reason the API gets a capability.
         site.api.port = 443;

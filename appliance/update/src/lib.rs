@@ -13,6 +13,7 @@
 //! Library code: never panics on input, never exits, never reboots; slots,
 //! boot counting and the health gate are the caller's.
 
+pub mod agent;
 pub mod bundle;
 pub mod manifest;
 pub mod slots;

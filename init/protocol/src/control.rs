@@ -16,6 +16,9 @@ pub use crate::credentials::ProcessCredentials;
 
 /// Default socket path.
 pub const DEFAULT_SOCKET: &str = "/run/kindling/init.sock";
+/// Where init mounts the EFI system partition of the disk it booted from
+/// (owned by `accounts::UPDATE`), when there is one.
+pub const ESP_MOUNT: &str = "/run/kindling/esp";
 
 /// Longest request or response line either side accepts.
 pub const MAX_LINE: usize = 1 << 20;
