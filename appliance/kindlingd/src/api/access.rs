@@ -28,7 +28,7 @@ pub enum Access {
 
 impl Access {
     /// The least role that may call a route of this access.
-    fn needs(self) -> Option<OperatorRole> {
+    pub fn needs(self) -> Option<OperatorRole> {
         match self {
             Access::Public => None,
             Access::Read => Some(OperatorRole::Read),
@@ -42,8 +42,14 @@ impl Access {
 pub enum Caller {
     /// A public route's caller: nothing was checked.
     Anonymous,
-    /// An operator of the site config, by its token.
-    Operator { name: String, role: OperatorRole },
+    /// An operator of the site config, by its token. `csrf` is the
+    /// browser session's CSRF token when the request came with the status
+    /// page's session cookie (`session`), for the page to embed.
+    Operator {
+        name: String,
+        role: OperatorRole,
+        csrf: Option<String>,
+    },
 }
 
 /// Why a request was refused before its body was read.
@@ -119,6 +125,7 @@ pub fn authorize(
     Ok(Caller::Operator {
         name: operator.name.clone(),
         role: operator.role,
+        csrf: None,
     })
 }
 
