@@ -64,15 +64,23 @@ fn the_page_needs_a_session_or_token_and_shows_the_inventory() {
     let get =
         |path: &str, headers: &[(&str, &str)]| exchange(&api.addr, &tls, "GET", path, headers, b"");
 
-    // Anonymous: the login form with 401, nothing of the appliance.
+    // Anonymous: an API client gets 401, a browser is sent to the login
+    // form; neither sees anything of the appliance.
     let page = get("/", &[]);
     assert_eq!(page.status, 401, "{}", page.body);
-    assert!(page
+    assert_eq!(page.json()["kind"], "unauthenticated");
+    let page = get("/", &[("Accept", "text/html,*/*")]);
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.header("location"), Some("/ui/login"));
+    assert!(page.body.is_empty(), "{}", page.body);
+    let form = get("/ui/login", &[]);
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form
         .header("content-type")
         .unwrap()
         .starts_with("text/html"));
-    assert!(page.body.contains("action=/ui/login"), "{}", page.body);
-    assert!(!page.body.contains(NODE), "the login form shows a node");
+    assert!(form.body.contains("action=/ui/login"), "{}", form.body);
+    assert!(!form.body.contains(NODE), "the login form shows a node");
     let fragment = get("/ui/fragment", &[]);
     assert_eq!(fragment.status, 401);
     assert_eq!(fragment.json()["kind"], "unauthenticated");
@@ -149,7 +157,8 @@ fn the_page_needs_a_session_or_token_and_shows_the_inventory() {
     ] {
         let page = get("/", &[("Cookie", &forged)]);
         assert_eq!(page.status, 401, "{forged}: {}", page.body);
-        assert!(page.body.contains("action=/ui/login"));
+        let page = get("/", &[("Cookie", &forged), ("Accept", "text/html")]);
+        assert_eq!(page.header("location"), Some("/ui/login"), "{forged}");
         assert_eq!(get("/v1/nodes", &[("Cookie", &forged)]).status, 401);
     }
 }

@@ -165,8 +165,13 @@ pub async fn answer(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::
                 _ => &app.unauthenticated,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            // A browser that opens the page without a session gets the login form.
-            let reply = super::ui::refused(method, &target.segments, reply);
+            // A browser that opens the page without a session goes to the login form.
+            let browser = head
+                .headers
+                .get(hyper::header::ACCEPT)
+                .and_then(|a| a.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"));
+            let reply = super::ui::refused(method, &target.segments, browser, reply);
             return encode(reply, challenge);
         }
     };

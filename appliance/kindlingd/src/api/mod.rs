@@ -305,7 +305,8 @@ fn idle_without_site() -> anyhow::Result<()> {
 
 /// The route table: method and path → who may call it and what runs. Every
 /// endpoint is one row; [`Access`] says whether it is public, reads or
-/// changes the appliance. Only `GET /healthz` is public: anything else,
+/// changes the appliance. Only `GET /healthz` and the login form
+/// (`/ui/login`) are public: anything else,
 /// an unknown path included, needs at least the read role.
 fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
     use Access::{Admin, Public, Read};
@@ -319,6 +320,7 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
         // without one; actions go to the /v1 routes below.
         (Get, []) => Route::new(Read, |caller, _| ui::page(cx, caller)),
         (Get, ["ui", "fragment"]) => Route::new(Read, |caller, _| ui::fragment(cx, caller)),
+        (Get, ["ui", "login"]) => Route::new(Public, |_, _| ui::login_form()),
         (Post, ["ui", "login"]) => Route::new(Public, |_, body| ui::login(cx.app, body)),
         (Post, ["ui", "logout"]) => Route::new(Read, |caller, _| ui::logout(cx.app, caller)),
         (Get, ["v1", "whoami"]) => Route::new(Read, |caller, _| whoami(caller)),
@@ -431,7 +433,7 @@ mod tests {
         }
     }
 
-    /// Only `GET /healthz` is public; unknown paths need the read role like
+    /// Only `GET /healthz` and the login form are public; unknown paths need the read role like
     /// every read; everything that changes the appliance or hands out
     /// secret material is Admin.
     #[test]
@@ -447,7 +449,8 @@ mod tests {
             (Get, "/ui/fragment", Read),
             (Post, "/ui/login", Public),
             (Post, "/ui/logout", Read),
-            (Get, "/ui/login", Read),
+            (Get, "/ui/login", Public),
+            (Put, "/ui/login", Read),
             (Get, "/v1/whoami", Read),
             (Get, "/v1/status", Read),
             (Get, "/metrics", Read),

@@ -31,10 +31,10 @@ header{background:#1d2330;color:#fff;padding:.6em 1em;display:flex;gap:1.5em;ali
 header h1{font-size:1.1em;margin:0}main{padding:.5em 1em}\
 section{background:#fff;border:1px solid #d8dce3;border-radius:6px;margin:.6em 0;padding:.4em .8em}\
 h2{font-size:1em;margin:.3em 0}table{border-collapse:collapse;width:100%}\
-th,td{text-align:left;padding:.15em .6em .15em 0;border-bottom:1px solid #eef0f3;vertical-align:top}\
+th,td{text-align:left;padding:.15em .6em .15em 0;border-bottom:1px solid #eef0f3;vertical-align:top;overflow-wrap:anywhere}\
 th{font-weight:600;color:#4a5365}.ok{color:#11772f}.bad{color:#b3261e;font-weight:600}.dim{color:#7a8294}\
 code{font-size:.9em}dl{display:grid;grid-template-columns:max-content 1fr;gap:.1em 1em;margin:.2em 0}\
-dt{color:#4a5365}dd{margin:0}button{font:inherit;cursor:pointer}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(26em,1fr));gap:0 .8em}";
+dt{color:#4a5365}dd{margin:0;overflow-wrap:anywhere;min-width:0}button{font:inherit;cursor:pointer}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(26em,1fr));gap:0 .8em}";
 
 const SCRIPT: &str = r#"(()=>{const $=i=>document.getElementById(i),live=$('live'),csrf=document.querySelector('meta[name=csrf]').content;let busy=0,pending=null;
 async function tick(){if(busy)return;busy=1;try{const r=await fetch('/ui/fragment',{cache:'no-store'});if(r.status==401||r.status==403){location.reload();return}if(r.ok){live.innerHTML=await r.text();$('conn').textContent='live, '+new Date().toLocaleTimeString()}else $('conn').textContent='refresh failed: '+r.status}catch(e){$('conn').textContent='connection lost'}finally{busy=0}}
@@ -256,7 +256,8 @@ fn nodes(out: &mut String, s: &Snapshot) {
         .iter()
         .map(|n| {
             let mac = text(&n["mac"]);
-            let seen = &n["seen"];
+            // The row flattens what the PXE service saw (`SeenNode`) into itself.
+            let seen = n;
             let profile = n["assignment"]["profile"].as_str().unwrap_or_default();
             let choice = format!("{profile} ({})", text(&n["assignment"]["source"]));
             let last = array(&seen["events"]).last().map(|e| {
@@ -445,8 +446,11 @@ fn dl(value: &Value) -> String {
     out
 }
 
-/// A table; `rows` are already HTML.
+/// A table; `rows` are already HTML. No rows: says so.
 fn table(cols: &[&str], rows: &[Vec<String>]) -> String {
+    if rows.is_empty() {
+        return "<p class=dim>none reported</p>".to_string();
+    }
     let mut out = String::from("<table><tr>");
     for c in cols {
         let _ = write!(out, "<th>{}</th>", esc(c));
@@ -538,7 +542,8 @@ mod tests {
             nodes: Ok(
                 json!({"nodes": [{"mac": "52:54:00:00:00:01", "state": "booting",
                 "assignment": {"source": "site", "profile": "worker\"><img src=x>"},
-                "seen": {"events": [{"at": 90, "event": "booted"}], "alerts": [{"kind": "grant_reused", "count": 2, "detail": "d"}]}}]}),
+                "ip": "10.77.0.9", "events": [{"at": 90, "event": "booted"}],
+                "alerts": [{"kind": "grant_reused", "count": 2, "detail": "d"}]}]}),
             ),
             stack: Err("not reported".into()),
             operator: "ro<b>".into(),
@@ -558,6 +563,7 @@ mod tests {
         assert!(html.contains("grant_reused ×2: d"));
         assert!(html.contains("booted 10 s ago") || html.contains("booted 10000 ms ago"));
         assert!(html.contains("10.0.2.15/24"));
+        assert!(html.contains("<td>10.77.0.9</td>"));
         assert!(html.contains("not available"));
     }
 

@@ -1,6 +1,7 @@
-//! The status page's endpoints: `GET /` (the page, or the login form with
-//! 401), `GET /ui/fragment` (its live part), `POST /ui/login` (a token, once,
-//! for a session cookie) and `POST /ui/logout`; and the gate a request with
+//! The status page's endpoints: `GET /` (the page; a browser without a
+//! session is sent to `GET /ui/login`, the form), `GET /ui/fragment` (its
+//! live part), `POST /ui/login` (a token, once, for a session cookie) and
+//! `POST /ui/logout`; and the gate a request with
 //! the session cookie instead of a bearer token passes
 //! ([`authorize_session`]). The page's actions are the /v1 endpoints
 //! themselves, called by the page's script with the session's CSRF token.
@@ -62,14 +63,21 @@ fn caller_of(session: &Session) -> Caller {
     }
 }
 
-/// A refused request's reply: for `GET /` the login form (same status),
-/// for anything else the API's JSON error.
-pub fn refused(method: Method, segments: &[&str], reply: Reply) -> Reply {
-    if method != Method::Get || !segments.is_empty() {
+/// A refused request's reply: a browser (`Accept: text/html`) that opens
+/// the page is sent to the login form (303, so a login is not logged as a
+/// failed load); anything else gets the API's JSON error.
+pub fn refused(method: Method, segments: &[&str], browser: bool, reply: Reply) -> Reply {
+    if method != Method::Get || !segments.is_empty() || !browser {
         return reply;
     }
-    let message = reply.body["error"].as_str().unwrap_or("log in").to_string();
-    html(page::login(&message)).with_status(reply.status)
+    html(String::new())
+        .with_status(303)
+        .with_header("location", "/ui/login".into())
+}
+
+/// `GET /ui/login`: the login form. Public: it shows nothing of the appliance.
+pub fn login_form() -> Reply {
+    html(page::login("log in with an operator token"))
 }
 
 /// `GET /`: the page for a browser session. An API client with a bearer
