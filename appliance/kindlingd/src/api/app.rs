@@ -6,7 +6,7 @@
 //! Never reads a body before the caller is authorized: an anonymous client
 //! cannot make the appliance read an upload (nor get `100 Continue`).
 //! A request without an `Authorization` header may instead prove itself
-//! with the status page's session cookie (`ui::authorize_session`).
+//! with the status page's session cookie (`session_gate`).
 
 use super::access::{authorize, Access, Caller};
 use super::operators::Operators;
@@ -140,7 +140,7 @@ pub async fn answer(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::
                 .headers
                 .get(session::CSRF_HEADER)
                 .map(HeaderValue::as_bytes);
-            Some(super::ui::authorize_session(
+            Some(super::session_gate::authorize_session(
                 &app.sessions,
                 id,
                 method,
@@ -171,7 +171,7 @@ pub async fn answer(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::
                 .get(hyper::header::ACCEPT)
                 .and_then(|a| a.to_str().ok())
                 .is_some_and(|a| a.contains("text/html"));
-            let reply = super::ui::refused(method, &target.segments, browser, reply);
+            let reply = super::session_gate::refused(method, &target.segments, browser, reply);
             return encode(reply, challenge);
         }
     };

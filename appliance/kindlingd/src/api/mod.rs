@@ -27,6 +27,7 @@ mod app;
 mod listen;
 mod operators;
 mod session;
+mod session_gate;
 pub mod tls;
 mod transport;
 mod ui;

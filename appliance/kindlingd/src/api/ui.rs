@@ -1,79 +1,24 @@
 //! The status page's endpoints: `GET /` (the page; a browser without a
 //! session is sent to `GET /ui/login`, the form), `GET /ui/fragment` (its
 //! live part), `POST /ui/login` (a token, once, for a session cookie) and
-//! `POST /ui/logout`; and the gate a request with
-//! the session cookie instead of a bearer token passes
-//! ([`authorize_session`]). The page's actions are the /v1 endpoints
-//! themselves, called by the page's script with the session's CSRF token.
+//! `POST /ui/logout`. The gate a request with the session cookie instead
+//! of a bearer token passes is `session_gate`. The page's actions are the
+//! /v1 endpoints themselves, called by the page's script with the
+//! session's CSRF token.
 //!
 //! What the page shows comes from the /v1 handlers (`status`, `nodes`,
 //! `stack`); the HTML is `page`, the sessions `session`.
 
-use super::access::{Access, Caller};
+use super::access::Caller;
 use super::app::App;
-use super::session::{self, Session, SessionError, Sessions};
-use super::{nodes, page, stack, status, Context, Method, Reply};
+use super::session::{self, SessionError};
+use super::{nodes, page, stack, status, Context, Reply};
 use kindling_api::auth::{identify, Token};
 use kindling_api::ErrorKind;
-use kindling_site::{ApiOperator, OperatorRole};
+use kindling_site::OperatorRole;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const HTML: &str = "text/html; charset=utf-8";
-
-/// The gate for a request that carries the session cookie and no
-/// `Authorization` header: the session must be live and its operator
-/// unchanged (else 401), its role high enough for `access` (else 403), and
-/// a request that is not a GET must carry the session's CSRF token (else
-/// 403). The error is the reply and its (absent) challenge.
-pub fn authorize_session(
-    sessions: &Sessions,
-    id: &str,
-    method: Method,
-    access: Access,
-    csrf: Option<&[u8]>,
-    operators: &[ApiOperator],
-) -> Result<Caller, (Reply, Option<&'static str>)> {
-    let session = sessions
-        .check(id, operators, Instant::now())
-        .map_err(|e| (Reply::failed(ErrorKind::Unauthenticated, e), None))?;
-    if let Some(needs) = access.needs() {
-        if session.role < needs {
-            let message = format!(
-                "operator {:?} has the {} role; this needs {needs}",
-                session.operator, session.role
-            );
-            return Err((Reply::failed(ErrorKind::Forbidden, message), None));
-        }
-    }
-    if method != Method::Get && !session::csrf_matches(&session, csrf) {
-        let message = format!(
-            "a request through a browser session must carry the session's CSRF token in {}",
-            session::CSRF_HEADER
-        );
-        return Err((Reply::failed(ErrorKind::Forbidden, message), None));
-    }
-    Ok(caller_of(&session))
-}
-
-fn caller_of(session: &Session) -> Caller {
-    Caller::Operator {
-        name: session.operator.clone(),
-        role: session.role,
-        csrf: Some(session.csrf.clone()),
-    }
-}
-
-/// A refused request's reply: a browser (`Accept: text/html`) that opens
-/// the page is sent to the login form (303, so a login is not logged as a
-/// failed load); anything else gets the API's JSON error.
-pub fn refused(method: Method, segments: &[&str], browser: bool, reply: Reply) -> Reply {
-    if method != Method::Get || !segments.is_empty() || !browser {
-        return reply;
-    }
-    html(String::new())
-        .with_status(303)
-        .with_header("location", "/ui/login".into())
-}
 
 /// `GET /ui/login`: the login form. Public: it shows nothing of the appliance.
 pub fn login_form() -> Reply {
