@@ -37,6 +37,9 @@ fn bios_and_uefi_nodes_pxe_boot_from_the_appliance_and_reach_upstream_through_na
         .map_err(|e| e.to_string())?;
     wait_ready_and_check_status(&mut lab, app, scenario)?;
 
+    // An operator's browser on the LAN watches the node's row from before it boots.
+    let watch = crate::status_page::PageWatch::start(&lab, NODE_DEV_MAC)?;
+
     let node = lab
         .boot_node(&NodeSpec::pxe(
             "node-bios",
@@ -76,7 +79,9 @@ fn bios_and_uefi_nodes_pxe_boot_from_the_appliance_and_reach_upstream_through_na
         ));
     }
 
-    // The status page, from the LAN over TLS with the read-only token, shows it.
+    // The browser's page followed it live; the page as the API's own client
+    // fetches it (over TLS, read-only token) shows it too.
+    watch.expect_state("installed", Duration::from_secs(20))?;
     let started = std::time::Instant::now();
     let reader = lab
         .api_client_from_lan(kindling_lab::api::LabOperator::Read)

@@ -93,7 +93,7 @@ fn the_status_page_logs_in_and_follows_a_node_live_in_chromium() {
 
     let home = tempfile::tempdir().unwrap();
     trust_ca(home.path(), &api.run_dir.join("api-tls/ca.pem"));
-    let mut browser = Browser::launch(home.path(), SERVER_NAME);
+    let mut browser = Browser::launch(home.path(), SERVER_NAME, "127.0.0.1", None);
     let page = browser.open_page();
     browser.call(
         Some(&page),

@@ -2,6 +2,7 @@
 //! (`--remote-debugging-pipe`: NUL-terminated JSON on fds 3 and 4), for
 //! the status page's browser test. No websocket, no crate: the protocol's
 //! few commands the test needs, and every event kept for the assertions.
+//! Also used by the QEMU lab's node_pxe scenario (tests/scenarios).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
@@ -30,12 +31,21 @@ impl Drop for Browser {
 impl Browser {
     /// Chromium, headless, with its profile and NSS database under `home`
     /// (whose `.pki/nssdb` trusts what the test put there), resolving
-    /// `host` to 127.0.0.1 and nothing else on the way.
-    pub fn launch(home: &Path, host: &str) -> Self {
+    /// `host` to `address` and no other name, inside network namespace
+    /// `netns` when given.
+    pub fn launch(home: &Path, host: &str, address: &str, netns: Option<&str>) -> Self {
         let profile = home.join("profile");
         std::fs::create_dir_all(&profile).unwrap();
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "sh"]);
+                c
+            }
+            None => Command::new("sh"),
+        };
         // fds 3 and 4 are the protocol's pipe: the shell moves stdin/stdout there.
-        let mut child = Command::new("sh")
+        let mut child = command
             .arg("-c")
             .arg(r#"exec "$0" "$@" 3<&0 4>&1 </dev/null >/dev/null"#)
             .arg("chromium")
@@ -53,7 +63,7 @@ impl Browser {
                 "--disable-gpu",
                 "--no-proxy-server",
                 "--window-size=1280,1000",
-                &format!("--host-resolver-rules=MAP {host} 127.0.0.1, MAP * ~NOTFOUND"),
+                &format!("--host-resolver-rules=MAP {host} {address}, MAP * ~NOTFOUND"),
                 &format!("--user-data-dir={}", profile.display()),
                 "about:blank",
             ])
