@@ -33,7 +33,7 @@ section{background:#fff;border:1px solid #d8dce3;border-radius:6px;margin:.6em 0
 h2{font-size:1em;margin:.3em 0}table{border-collapse:collapse;width:100%}\
 th,td{text-align:left;padding:.15em .6em .15em 0;border-bottom:1px solid #eef0f3;vertical-align:top;overflow-wrap:break-word}\
 th{font-weight:600;color:#4a5365;white-space:nowrap}.ok{color:#11772f}.bad{color:#b3261e;font-weight:600}.dim{color:#7a8294}\
-code{font-size:.9em}dl{display:grid;grid-template-columns:max-content 1fr;gap:.1em 1em;margin:.2em 0}\
+code{font-size:.9em}dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.1em 1em;margin:.2em 0}\
 dt{color:#4a5365}dd{margin:0;overflow-wrap:anywhere;min-width:0}button{font:inherit;cursor:pointer}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(26em,1fr));gap:0 .8em}";
 
 const SCRIPT: &str = r#"(()=>{const $=i=>document.getElementById(i),live=$('live'),csrf=document.querySelector('meta[name=csrf]').content;let busy=0,pending=null;
@@ -422,8 +422,9 @@ fn status_file(out: &mut String, title: &str, file: &Value) {
     section(out, title, &body);
 }
 
-/// Any JSON object as a definition list; nested objects nest, arrays of
-/// scalars are joined, other arrays become one line per element.
+/// Any JSON object as a definition list; an object of plain values reads
+/// as one wrapped line (`acks 1 · offers 1`), deeper ones nest; arrays of
+/// plain values are joined, other arrays become one line per element.
 fn dl(value: &Value) -> String {
     let Some(map) = value.as_object() else {
         return esc(&text(value));
@@ -431,6 +432,9 @@ fn dl(value: &Value) -> String {
     let mut out = String::from("<dl>");
     for (k, v) in map {
         let dd = match v {
+            Value::Object(inner) if inner.values().all(|i| !i.is_object() && !i.is_array()) => {
+                inline(inner)
+            }
             Value::Object(_) => dl(v),
             Value::Array(items) if items.iter().all(|i| !i.is_object()) => esc(&join(v)),
             Value::Array(items) => items
@@ -444,6 +448,14 @@ fn dl(value: &Value) -> String {
     }
     out.push_str("</dl>");
     out
+}
+
+/// `key value · key value`, keys dimmed.
+fn inline(map: &serde_json::Map<String, Value>) -> String {
+    map.iter()
+        .map(|(k, v)| format!("<span class=dim>{}</span> {}", esc(k), esc(&text(v))))
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 /// A table; `rows` are already HTML. No rows: says so.
@@ -540,7 +552,8 @@ mod tests {
                 "init": {"ready": false, "degraded": ["stack"], "phases": [{"name": "net", "state": "done", "ms": 12}],
                          "services": [{"name": "pxe", "state": "running", "restarts": 1, "uptime_ms": 5000, "user": 990}]},
                 "config": {"site_id": "lab", "accepted": [], "refused": [{"file": "x.kovl", "reason": "<script>alert(1)</script>"}]},
-                "services": {"net": {"uplink": {"lease": "10.0.2.15/24"}}},
+                "services": {"net": {"uplink": {"lease": "10.0.2.15/24"}},
+                             "pxe": {"counters": {"dhcp_acks": 3, "<x>": 1}}},
                 "api": {"ca_fingerprint": "sha256:ab"}
             }),
             nodes: Ok(
@@ -568,6 +581,11 @@ mod tests {
         assert!(html.contains("booted 10 s ago"));
         assert!(html.contains("10.0.2.15/24"));
         assert!(html.contains("<td>10.77.0.9</td>"));
+        assert!(
+            html.contains("<span class=dim>dhcp_acks</span> 3"),
+            "{html}"
+        );
+        assert!(html.contains("<span class=dim>&lt;x&gt;</span> 1"));
         assert!(html.contains("not available"));
     }
 
