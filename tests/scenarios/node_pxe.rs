@@ -38,6 +38,9 @@ fn bios_and_uefi_nodes_pxe_boot_from_the_appliance_and_reach_upstream_through_na
         .map_err(|e| e.to_string())?;
     wait_ready_and_check_status(&mut lab, app, scenario)?;
 
+    // An operator's browser on the LAN watches the node's row from before it boots.
+    let watch = crate::status_page::PageWatch::start(&lab, NODE_DEV_MAC)?;
+
     let node = lab
         .boot_node(&NodeSpec::pxe(
             "node-bios",
@@ -76,6 +79,31 @@ fn bios_and_uefi_nodes_pxe_boot_from_the_appliance_and_reach_upstream_through_na
             "GET {url} answered {code}; node {NODE_DEV_MAC} has state {state:?}, expected installed: {body}"
         ));
     }
+
+    // The browser's page followed it live; the page as the API's own client
+    // fetches it (over TLS, read-only token) shows it too.
+    watch.expect_state("installed", Duration::from_secs(20))?;
+    let started = std::time::Instant::now();
+    let reader = lab
+        .api_client_from_lan(kindling_lab::api::LabOperator::Read)
+        .map_err(|e| e.to_string())?;
+    let (code, page) =
+        kindling_lab::api::call(&reader, "GET", "/", None).map_err(|e| e.to_string())?;
+    let shown = ["installed", "joined"].iter().any(|state| {
+        page.contains(&format!(
+            "<span class=node-state data-mac=\"{NODE_DEV_MAC}\">{state}</span>"
+        ))
+    });
+    if code != 200 || !shown {
+        return Err(format!(
+            "GET / (status page, read role) answered {code} without node {NODE_DEV_MAC} installed: {page}"
+        ));
+    }
+    eprintln!(
+        "[{scenario}] status page: {} bytes, shows {NODE_DEV_MAC} installed, {:.2}s",
+        page.len(),
+        started.elapsed().as_secs_f64()
+    );
 
     // NAT: the upstream target saw the appliance's uplink lease, not 192.168.100.x.
     let upstream = lab.upstream().ok_or("the lab has no upstream")?;

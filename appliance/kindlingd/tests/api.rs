@@ -200,7 +200,13 @@ fn unknown_endpoints_and_methods_are_404_with_a_reason() {
     let root = Root::new();
     apply(&root);
     let api = start_api(&root);
-    for path in ["/v1/nope", "/", "/v1/services/../../etc/passwd"] {
+    // `/` is the status page (tests/api_page.rs); other paths outside /v1 are not.
+    for path in [
+        "/v1/nope",
+        "/nope",
+        "/ui/nope",
+        "/v1/services/../../etc/passwd",
+    ] {
         let (status, body) = api.call("GET", path, None);
         assert_eq!(status, 404, "{path}: {body}");
         assert!(body["error"].is_string(), "{path}: {body}");

@@ -57,6 +57,7 @@ const READS: &[&str] = &[
     "/v1/stack",
     "/v1/nope",
     "/",
+    "/ui/fragment",
 ];
 
 /// Every file under the appliance's data partition and /run, by path.

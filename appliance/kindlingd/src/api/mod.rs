@@ -18,6 +18,7 @@
 mod metrics;
 mod nodes;
 mod overlays;
+mod page;
 mod stack;
 mod status;
 
@@ -25,8 +26,11 @@ mod access;
 mod app;
 mod listen;
 mod operators;
+mod session;
+mod session_gate;
 pub mod tls;
 mod transport;
+mod ui;
 
 use access::{Access, Caller};
 use app::App;
@@ -45,6 +49,9 @@ pub struct Reply {
     pub status: u16,
     pub body: Value,
     pub text: Option<TextBody>,
+    /// Headers beyond the content type and `Cache-Control` (the status
+    /// page's cookie, redirect and content security policy).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// A body in another format than JSON, with its content type.
@@ -59,6 +66,7 @@ impl Reply {
             status: 200,
             body,
             text: None,
+            headers: Vec::new(),
         }
     }
     /// 200 with `text` of `content_type` as the body.
@@ -67,7 +75,18 @@ impl Reply {
             status: 200,
             body: Value::Null,
             text: Some(TextBody { content_type, text }),
+            headers: Vec::new(),
         }
+    }
+    /// The same reply with another status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+    /// The same reply with one more header.
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
     }
     /// 200 with a contract type from `kindling_api` as the body.
     pub fn body<T: serde::Serialize>(value: &T) -> Self {
@@ -87,6 +106,7 @@ impl Reply {
             status: http_status(kind),
             body: serde_json::to_value(&body).unwrap_or_else(|_| json!({ "error": body.error })),
             text: None,
+            headers: Vec::new(),
         }
     }
     /// A handler's outcome: its body, or its failure's error reply.
@@ -286,7 +306,8 @@ fn idle_without_site() -> anyhow::Result<()> {
 
 /// The route table: method and path → who may call it and what runs. Every
 /// endpoint is one row; [`Access`] says whether it is public, reads or
-/// changes the appliance. Only `GET /healthz` is public: anything else,
+/// changes the appliance. Only `GET /healthz` and the login form
+/// (`/ui/login`) are public: anything else,
 /// an unknown path included, needs at least the read role.
 fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
     use Access::{Admin, Public, Read};
@@ -295,6 +316,14 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
     let (run, state) = (paths.run_dir.as_path(), paths.state_dir.as_path());
     match (req.method, req.segments.as_slice()) {
         (Get, ["healthz"]) => Route::new(Public, |_, _| Reply::body(&Health::ok())),
+        // The status page (`ui`): the page and its live fragment read; the
+        // login checks the token itself (its body), so it is reachable
+        // without one; actions go to the /v1 routes below.
+        (Get, []) => Route::new(Read, |caller, _| ui::page(cx, caller)),
+        (Get, ["ui", "fragment"]) => Route::new(Read, |caller, _| ui::fragment(cx, caller)),
+        (Get, ["ui", "login"]) => Route::new(Public, |_, _| ui::login_form()),
+        (Post, ["ui", "login"]) => Route::new(Public, |_, body| ui::login(cx.app, body)),
+        (Post, ["ui", "logout"]) => Route::new(Read, |caller, _| ui::logout(cx.app, caller)),
         (Get, ["v1", "whoami"]) => Route::new(Read, |caller, _| whoami(caller)),
         (Get, ["v1", "status"]) => Route::new(Read, |_, _| {
             Reply::body(&status::status(paths, cx.app.endpoint()))
@@ -364,7 +393,7 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
 /// `GET /v1/whoami`: the operator the token belongs to.
 fn whoami(caller: &Caller) -> Reply {
     match caller {
-        Caller::Operator { name, role } => Reply::body(&WhoAmI {
+        Caller::Operator { name, role, .. } => Reply::body(&WhoAmI {
             name: name.clone(),
             role: *role,
         }),
@@ -413,7 +442,7 @@ mod tests {
         }
     }
 
-    /// Only `GET /healthz` is public; unknown paths need the read role like
+    /// Only `GET /healthz` and the login form are public; unknown paths need the read role like
     /// every read; everything that changes the appliance or hands out
     /// secret material is Admin.
     #[test]
@@ -426,6 +455,11 @@ mod tests {
             (Get, "/v1/nope", Read),
             (Other, "/v1/status", Read),
             (Get, "/", Read),
+            (Get, "/ui/fragment", Read),
+            (Post, "/ui/login", Public),
+            (Post, "/ui/logout", Read),
+            (Get, "/ui/login", Public),
+            (Put, "/ui/login", Read),
             (Get, "/v1/whoami", Read),
             (Get, "/v1/status", Read),
             (Get, "/metrics", Read),
