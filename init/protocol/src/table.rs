@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::graph::{self, GraphError};
 pub use crate::spec::{
-    HttpTarget, LogLimit, Phase, Readiness, RestartPolicy, ServiceSpec, ServiceTable,
+    HttpTarget, LogLimit, OutputLogLimits, Phase, Readiness, RestartPolicy, ServiceSpec, ServiceTable,
     DEFAULT_STOP_GRACE_MS,
 };
 
