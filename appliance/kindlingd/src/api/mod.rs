@@ -15,6 +15,7 @@
 //! its handler) → [`authorize`] (may this caller do that? from the head
 //! alone) → body read → handler (`app::answer`).
 
+mod logs;
 mod metrics;
 mod nodes;
 mod overlays;
@@ -23,6 +24,7 @@ mod status;
 
 mod access;
 mod app;
+mod body;
 mod listen;
 mod operators;
 pub mod tls;
@@ -45,6 +47,14 @@ pub struct Reply {
     pub status: u16,
     pub body: Value,
     pub text: Option<TextBody>,
+    /// A body that streams (`GET /v1/logs/SERVICE?follow=1`); replaces both.
+    pub stream: Option<StreamBody>,
+}
+
+/// A body sent as its producer hands over chunks, with its content type.
+pub struct StreamBody {
+    pub content_type: &'static str,
+    pub chunks: tokio::sync::mpsc::Receiver<hyper::body::Bytes>,
 }
 
 /// A body in another format than JSON, with its content type.
@@ -59,6 +69,7 @@ impl Reply {
             status: 200,
             body,
             text: None,
+            stream: None,
         }
     }
     /// 200 with `text` of `content_type` as the body.
@@ -67,6 +78,7 @@ impl Reply {
             status: 200,
             body: Value::Null,
             text: Some(TextBody { content_type, text }),
+            stream: None,
         }
     }
     /// 200 with a contract type from `kindling_api` as the body.
@@ -74,6 +86,21 @@ impl Reply {
         match serde_json::to_value(value) {
             Ok(body) => Self::ok(body),
             Err(e) => Self::failed(ErrorKind::Internal, format!("encoding the reply: {e}")),
+        }
+    }
+    /// 200 with a body of `content_type` that streams `chunks`.
+    pub fn stream(
+        content_type: &'static str,
+        chunks: tokio::sync::mpsc::Receiver<hyper::body::Bytes>,
+    ) -> Self {
+        Self {
+            status: 200,
+            body: Value::Null,
+            text: None,
+            stream: Some(StreamBody {
+                content_type,
+                chunks,
+            }),
         }
     }
     /// The error reply for a library's failure: its kind decides the status.
@@ -87,6 +114,7 @@ impl Reply {
             status: http_status(kind),
             body: serde_json::to_value(&body).unwrap_or_else(|_| json!({ "error": body.error })),
             text: None,
+            stream: None,
         }
     }
     /// A handler's outcome: its body, or its failure's error reply.
@@ -176,6 +204,8 @@ impl std::fmt::Display for Method {
 pub struct Request<'a> {
     method: Method,
     segments: Vec<&'a str>,
+    /// The query string, without `?` (empty when there is none).
+    query: &'a str,
     authorization: Vec<&'a [u8]>,
 }
 
@@ -328,6 +358,11 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
         (Post, ["v1", "nodes", mac, "reprovision"]) => Route::new(Admin, move |_, body| {
             nodes::reprovision(run, state, mac, body)
         }),
+        (Get, ["v1", "logs"]) => Route::new(Read, |_, _| Reply::result(logs::list(paths))),
+        (Get, ["v1", "logs", service]) => {
+            let query = req.query;
+            Route::new(Read, move |_, _| logs::read(paths, service, query))
+        }
         (Get, ["v1", "stack"]) => {
             Route::new(Read, |_, _| Reply::result(stack::get_stack(run, state)))
         }
@@ -391,6 +426,7 @@ mod tests {
         let req = Request {
             method,
             segments: app::segments(path),
+            query: "",
             authorization: Vec::new(),
         };
         let access = route(&cx, &req).access;
@@ -427,6 +463,8 @@ mod tests {
             (Get, "/v1/overlays", Read),
             (Get, "/v1/nodes", Read),
             (Get, "/v1/stack", Read),
+            (Get, "/v1/logs", Read),
+            (Get, "/v1/logs/stack", Read),
             (Post, "/v1/services/pxe/restart", Admin),
             (Post, "/v1/overlays", Admin),
             (Put, "/v1/nodes/52:54:00:6b:00:99/profile", Admin),
