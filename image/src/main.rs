@@ -31,6 +31,8 @@ enum Command {
     /// Inspect and assign PXE nodes on a running appliance.
     #[command(subcommand)]
     Node(cmd::node::Command),
+    /// Show or follow the services' output kept on a running appliance.
+    Logs(cmd::logs::Args),
     /// Show the HashiCorp stack's bootstrap status on a running appliance.
     #[command(subcommand)]
     Stack(cmd::stack::Command),
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Overlay(c) => cmd::overlay::run(c),
         Command::Image(c) => cmd::image::run(c),
         Command::Node(c) => cmd::node::run(c),
+        Command::Logs(args) => cmd::logs::run(args),
         Command::Stack(c) => cmd::stack::run(c),
         Command::Vault(c) => cmd::vault::run(c),
         Command::Login(args) => cmd::login::login(args),

@@ -55,6 +55,9 @@ const READS: &[&str] = &[
     "/v1/overlays",
     "/v1/nodes",
     "/v1/stack",
+    "/v1/logs",
+    "/v1/logs/api",
+    "/v1/logs/api?follow=1",
     "/v1/nope",
     "/",
 ];

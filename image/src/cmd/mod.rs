@@ -6,6 +6,7 @@ mod config;
 pub mod image;
 pub mod keygen;
 pub mod login;
+pub mod logs;
 pub mod node;
 pub mod overlay;
 pub mod stack;
