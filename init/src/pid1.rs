@@ -201,9 +201,7 @@ fn log_placement(config: &BootConfig, outcome: &StateOutcome) -> Placement {
             storage: LogStorage::Data,
             reason: None,
         },
-        (StateOutcome::Persistent(_), None) => {
-            ram("init.json sets no data_log_dir".to_string())
-        }
+        (StateOutcome::Persistent(_), None) => ram("init.json sets no data_log_dir".to_string()),
         (StateOutcome::RamOnly(why), _) => ram(format!("no data partition: {why}")),
         (StateOutcome::Unmountable { reason, .. }, _) => {
             ram(format!("data partition not mounted: {reason}"))

@@ -6,6 +6,7 @@
 mod appliance_boot;
 mod node_payload;
 mod node_pxe;
+mod service_logs;
 mod stack_lab;
 
 use std::time::Duration;

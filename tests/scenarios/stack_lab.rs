@@ -13,13 +13,17 @@
 //! API answer: Consul, Vault and Nomad are sealed off) and after it (every
 //! TCP port: the same plus the stack's TLS ports, which refuse plain HTTP),
 //! checks the root token was revoked, and that `GET /v1/services` shows each
-//! child running as its own uid with exactly its capabilities.
+//! child running as its own uid with exactly its capabilities. The services'
+//! output is on the data partition: a line the test caused before the power
+//! cut is read back after it, and `kindling logs api -f` shows a line the
+//! test causes while it follows (`service_logs`).
 //!
 //! It prints the cold and warm times and each step's duration as a table: the
 //! stack's benchmark. It runs in every `tests/e2e` (it proves the mission: the
 //! stack bootstraps itself); `KINDLING_E2E_STACK=0` skips it on a machine
 //! where the ~70 MiB initramfs and the minutes under TCG are not wanted.
 
+use crate::service_logs;
 use crate::APPLIANCE_READY_TIMEOUT;
 use kindling_e2e::scan::{self, ScanResult};
 use kindling_e2e::{lab_for, lab_stack_image, release_bin, repo_root, skip_unless_root};
@@ -464,6 +468,7 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
     services_run_with_least_privilege(&lab, scenario)?;
     init_secrets_open_with_test_identity(&lab, &run_dir)?;
     assign_and_see_it_in_kv(&lab, scenario)?;
+    let logged = service_logs::kept_on_the_data_partition(&lab, scenario)?;
 
     // Warm: cut the power (the lab has no graceful reboot) and boot the
     // same disk again. First wait out the kernel's writeback of dirty pages
@@ -502,6 +507,8 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
     services_run_with_least_privilege(&lab, scenario)?;
     // The assignment survived the power cut, in KV as on the data partition.
     wait_assignment_in_kv(&lab, ASSIGNED_MAC, "prod").map_err(|e| format!("warm boot: {e}"))?;
+    service_logs::survived_the_power_cut(&lab, &logged)?;
+    service_logs::followed_by_the_cli(&lab, scenario)?;
 
     print_table(
         scenario,

@@ -15,7 +15,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 fn stored(at: SystemTime, text: &str) -> String {
-    format!("{} [    1.000000] {text}\n", humantime::format_rfc3339_micros(at))
+    format!(
+        "{} [    1.000000] {text}\n",
+        humantime::format_rfc3339_micros(at)
+    )
 }
 
 #[test]
@@ -33,14 +36,19 @@ fn logs_are_listed_read_since_and_followed() {
     let (status, body) = api.call("GET", "/v1/logs", None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["storage"], "data", "{body}");
-    assert!(body["reason"].as_str().unwrap().contains("init is not answering"));
+    assert!(body["reason"]
+        .as_str()
+        .unwrap()
+        .contains("init is not answering"));
     let services = body["services"].as_array().unwrap();
     let api_log = services.iter().find(|s| s["service"] == "api").unwrap();
     assert_eq!(api_log["files"], 2, "{body}");
     let size = std::fs::metadata(dir.join("api.log")).unwrap().len()
         + std::fs::metadata(dir.join("api.log.1")).unwrap().len();
     assert_eq!(api_log["bytes"], size, "{body}");
-    assert!(services.iter().any(|s| s["service"] == "pxe" && s["files"] == 0));
+    assert!(services
+        .iter()
+        .any(|s| s["service"] == "pxe" && s["files"] == 0));
 
     let (status, body) = api.call("GET", "/v1/logs/api", None);
     assert_eq!(status, 200, "{body}");
@@ -60,12 +68,21 @@ fn logs_are_listed_read_since_and_followed() {
     // Hostile: an unknown service, a name that walks out, a bad parameter.
     let (status, body) = api.call("GET", "/v1/logs/sshd", None);
     assert_eq!(status, 404, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("\"sshd\""), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("\"sshd\""),
+        "{body}"
+    );
     let (status, body) = api.call("GET", "/v1/logs/..%2f..%2fetc", None);
     assert_eq!(status, 404, "{body}");
     let (status, body) = api.call("GET", "/v1/logs/api?since=yesterday", None);
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().starts_with("parameter since:"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("parameter since:"),
+        "{body}"
+    );
     let reader = api.client_with(Some(lab_tokens().read));
     let (status, body) = common::call(&reader, "GET", "/v1/logs/api", None);
     assert_eq!(status, 200, "the read role reads logs: {body}");
@@ -105,7 +122,14 @@ fn logs_are_listed_read_since_and_followed() {
     assert!(next("the appended line").ends_with("appended while followed"));
     let latency = started.elapsed();
     std::fs::rename(dir.join("api.log"), dir.join("api.log.1")).unwrap();
-    std::fs::write(dir.join("api.log"), stored(SystemTime::now(), "after rotation")).unwrap();
+    std::fs::write(
+        dir.join("api.log"),
+        stored(SystemTime::now(), "after rotation"),
+    )
+    .unwrap();
     assert!(next("the line after rotation").ends_with("after rotation"));
-    eprintln!("a followed line arrived {} ms after it was written", latency.as_millis());
+    eprintln!(
+        "a followed line arrived {} ms after it was written",
+        latency.as_millis()
+    );
 }

@@ -363,7 +363,10 @@ fn log_bounds_name_their_key_and_line() {
         );
     }
     let ok = "[site]\nid = \"lab\"\n\n[logs]\nfile_kib = 256\nfiles_per_service = 8\n";
-    let config = tree(&[("site.toml", ok)]).unwrap().to_config("lab").unwrap();
+    let config = tree(&[("site.toml", ok)])
+        .unwrap()
+        .to_config("lab")
+        .unwrap();
     let logs = &config.config.logs;
     assert_eq!((logs.file_kib, logs.files_per_service), (256, 8));
 }

@@ -15,7 +15,9 @@ use kindling_api_client::ApiClient;
 use std::io::Write;
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  kindling logs\n  kindling logs stack -f\n  kindling logs pxe --since 10m\n  kindling logs api -n 50 --since 2026-12-05T16:00:00Z")]
+#[command(
+    after_help = "Examples:\n  kindling logs\n  kindling logs stack -f\n  kindling logs pxe --since 10m\n  kindling logs api -n 50 --since 2026-12-05T16:00:00Z"
+)]
 pub struct Args {
     /// The service (as `kindling logs` lists them); none: list them all.
     pub service: Option<String>,
@@ -121,7 +123,10 @@ fn follow(target: &Target, path: &str) -> anyhow::Result<()> {
 fn table(list: &LogList) -> String {
     let mut out = format!("{:<16} {:>5} {:>12}\n", "SERVICE", "FILES", "BYTES");
     for s in &list.services {
-        out.push_str(&format!("{:<16} {:>5} {:>12}\n", s.service, s.files, s.bytes));
+        out.push_str(&format!(
+            "{:<16} {:>5} {:>12}\n",
+            s.service, s.files, s.bytes
+        ));
     }
     let kept = match list.storage {
         LogStorage::Data => "on the data partition (kept across reboots)".to_string(),

@@ -125,10 +125,7 @@ impl ServiceLogs {
         if self.place.storage == LogStorage::Ram {
             self.off = true;
             let reason = format!("writing {}: {error}", self.path(service).display());
-            crate::say!(
-                "log",
-                "{reason}; service output goes to the console only"
-            );
+            crate::say!("log", "{reason}; service output goes to the console only");
             self.place.reason = Some(format!("{reason}; file logging stopped"));
             return;
         }
@@ -339,7 +336,10 @@ mod tests {
         assert_eq!(status.storage, LogStorage::Ram);
         assert_eq!(status.dir, dir.join("ram").display().to_string());
         let reason = status.reason.unwrap();
-        assert!(reason.contains("svc.log") && reason.contains("RAM"), "{reason}");
+        assert!(
+            reason.contains("svc.log") && reason.contains("RAM"),
+            "{reason}"
+        );
         let text = std::fs::read_to_string(dir.join("ram/svc.log")).unwrap();
         assert!(text.ends_with("] kept anyway\n"), "{text}");
         std::fs::remove_dir_all(dir).unwrap();

@@ -181,7 +181,10 @@ pub fn parse_query(query: &str, now: SystemTime) -> Result<Query, LogsError> {
                     .ok()
                     .filter(|n| (1..=MAX_LINES).contains(n))
                     .ok_or_else(|| {
-                        bad("lines", format!("{value:?} is not a number from 1 to {MAX_LINES}"))
+                        bad(
+                            "lines",
+                            format!("{value:?} is not a number from 1 to {MAX_LINES}"),
+                        )
                     })?;
                 lines = Some(n);
             }
@@ -239,7 +242,9 @@ pub fn parse_since(value: &str, now: SystemTime) -> Result<SystemTime, String> {
             .ok_or_else(|| format!("{value:?} reaches before 1970"));
     }
     parse_rfc3339(value).ok_or_else(|| {
-        format!("{value:?} is neither a duration (10m, 2h) nor an RFC 3339 time (2026-12-05T16:00:00Z)")
+        format!(
+            "{value:?} is neither a duration (10m, 2h) nor an RFC 3339 time (2026-12-05T16:00:00Z)"
+        )
     })
 }
 
@@ -252,7 +257,8 @@ fn parse_rfc3339(value: &str) -> Option<SystemTime> {
     let (base, offset) = (value.get(..cut)?, value.get(cut..)?);
     let sign = offset.as_bytes()[0];
     let (hours, minutes) = offset.get(1..)?.split_once(':')?;
-    let shift = Duration::from_secs(hours.parse::<u64>().ok()? * 3600 + minutes.parse::<u64>().ok()? * 60);
+    let shift =
+        Duration::from_secs(hours.parse::<u64>().ok()? * 3600 + minutes.parse::<u64>().ok()? * 60);
     let local = humantime::parse_rfc3339_weak(&format!("{base}Z")).ok()?;
     match sign {
         b'+' => local.checked_sub(shift),
@@ -363,11 +369,7 @@ fn read_or_follow(paths: &ApiPaths, service: &str, query: &str) -> Result<Reply,
 
 /// Sends whole lines appended to `path` until the client goes away; moves
 /// on to the new file when init rotates it.
-async fn follow(
-    path: PathBuf,
-    mut file: Option<File>,
-    tx: tokio::sync::mpsc::Sender<Bytes>,
-) {
+async fn follow(path: PathBuf, mut file: Option<File>, tx: tokio::sync::mpsc::Sender<Bytes>) {
     use std::os::unix::fs::MetadataExt;
     let mut partial: Vec<u8> = Vec::new();
     let mut tick = tokio::time::interval(FOLLOW_EVERY);
@@ -389,7 +391,10 @@ async fn follow(
             }
         }
         let on_disk = std::fs::metadata(&path).ok().map(|m| m.ino());
-        let open = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino());
+        let open = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.ino());
         if on_disk.is_some() && on_disk != open {
             // Rotated (or created): what the old file still had was read above.
             file = File::open(&path).ok();
@@ -422,7 +427,13 @@ mod tests {
             parse_since("2026-12-05T11:00:00.5-05:00", now),
             Ok(at("2026-12-05T16:00:00.5Z"))
         );
-        for bad in ["", "yesterday", "10", "2026-12-05", "2026-12-05T16:00:00*01:00"] {
+        for bad in [
+            "",
+            "yesterday",
+            "10",
+            "2026-12-05",
+            "2026-12-05T16:00:00*01:00",
+        ] {
             let err = parse_since(bad, now).unwrap_err();
             assert!(err.contains("RFC 3339"), "{bad}: {err}");
         }
@@ -479,12 +490,21 @@ mod tests {
                 .collect()
         };
         let (lines, truncated) = newest_lines(texts(), None, 10).unwrap();
-        assert_eq!((text_of(lines), truncated), (vec!["a".into(), "b".into(), "c".into(), "d".into()], false));
+        assert_eq!(
+            (text_of(lines), truncated),
+            (vec!["a".into(), "b".into(), "c".into(), "d".into()], false)
+        );
         let (lines, truncated) = newest_lines(texts(), None, 3).unwrap();
-        assert_eq!((text_of(lines), truncated), (vec!["b".into(), "c".into(), "d".into()], true));
+        assert_eq!(
+            (text_of(lines), truncated),
+            (vec!["b".into(), "c".into(), "d".into()], true)
+        );
         let since = Some(at("2026-12-05T16:10:00Z"));
         let (lines, truncated) = newest_lines(texts(), since, 10).unwrap();
-        assert_eq!((text_of(lines), truncated), (vec!["b".into(), "c".into(), "d".into()], false));
+        assert_eq!(
+            (text_of(lines), truncated),
+            (vec!["b".into(), "c".into(), "d".into()], false)
+        );
         let since = Some(at("2026-12-05T16:30:00Z"));
         assert_eq!(newest_lines(texts(), since, 10).unwrap(), (vec![], false));
     }
