@@ -83,6 +83,40 @@ pub fn kept_on_the_data_partition(lab: &Lab, scenario: &str) -> Result<String, S
     }
 }
 
+/// Every string of at least 16 characters in `secrets` (Vault's unseal
+/// keys and root token, decrypted by the test).
+fn secret_strings(secrets: &Value, out: &mut Vec<String>) {
+    match secrets {
+        Value::String(s) if s.len() >= 16 => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| secret_strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| secret_strings(v, out)),
+        _ => {}
+    }
+}
+
+/// No service's kept output holds any of Vault's init secrets.
+pub fn no_secret_in_any_log(lab: &Lab, secrets: &Value) -> Result<(), String> {
+    let mut needles = Vec::new();
+    secret_strings(secrets, &mut needles);
+    if needles.is_empty() {
+        return Err(format!("the decrypted init secrets hold no secret strings: {secrets}"));
+    }
+    let list = get_json(lab, "/v1/logs")?;
+    let services = list["services"]
+        .as_array()
+        .ok_or_else(|| format!("GET /v1/logs: no services: {list}"))?;
+    for service in services.iter().filter_map(|s| s["service"].as_str()) {
+        let body = get_json(lab, &format!("/v1/logs/{service}?lines=100000"))?;
+        let text = body["lines"].to_string();
+        if let Some(i) = needles.iter().position(|n| text.contains(n.as_str())) {
+            return Err(format!(
+                "the log of {service} holds Vault init secret #{i} (not shown)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// After the power cut: the line from before it is still there.
 pub fn survived_the_power_cut(lab: &Lab, line: &str) -> Result<(), String> {
     let found = api_lines_with(lab, "lines=100000", line)?;

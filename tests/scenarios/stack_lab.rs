@@ -216,7 +216,7 @@ fn step_state<'a>(steps: &'a [Step], name: &str) -> Option<&'a str> {
 /// The init secrets the appliance hands out open with the lab's TEST-ONLY
 /// identity (what an operator would do with theirs). The plaintext is never
 /// printed.
-fn init_secrets_open_with_test_identity(lab: &Lab, run_dir: &Path) -> Result<(), String> {
+fn init_secrets_open_with_test_identity(lab: &Lab, run_dir: &Path) -> Result<Value, String> {
     let reply = get_json(lab, INIT_SECRETS_URL)?;
     let armored = reply["ciphertext"]
         .as_str()
@@ -241,7 +241,8 @@ fn init_secrets_open_with_test_identity(lab: &Lab, run_dir: &Path) -> Result<(),
     if out.stdout.is_empty() {
         return Err("kindling vault decrypt-init printed nothing".into());
     }
-    Ok(())
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("kindling vault decrypt-init printed no JSON: {e}"))
 }
 
 fn set(ports: &[u16]) -> std::collections::BTreeSet<u16> {
@@ -466,9 +467,10 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
     }
     let after = scan_after_bootstrap(&lab, scenario)?;
     services_run_with_least_privilege(&lab, scenario)?;
-    init_secrets_open_with_test_identity(&lab, &run_dir)?;
+    let init_secrets = init_secrets_open_with_test_identity(&lab, &run_dir)?;
     assign_and_see_it_in_kv(&lab, scenario)?;
     let logged = service_logs::kept_on_the_data_partition(&lab, scenario)?;
+    service_logs::no_secret_in_any_log(&lab, &init_secrets)?;
 
     // Warm: cut the power (the lab has no graceful reboot) and boot the
     // same disk again. First wait out the kernel's writeback of dirty pages
