@@ -99,7 +99,9 @@ pub fn no_secret_in_any_log(lab: &Lab, secrets: &Value) -> Result<(), String> {
     let mut needles = Vec::new();
     secret_strings(secrets, &mut needles);
     if needles.is_empty() {
-        return Err(format!("the decrypted init secrets hold no secret strings: {secrets}"));
+        return Err(format!(
+            "the decrypted init secrets hold no secret strings: {secrets}"
+        ));
     }
     let list = get_json(lab, "/v1/logs")?;
     let services = list["services"]
