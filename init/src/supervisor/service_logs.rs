@@ -46,7 +46,22 @@ pub struct ServiceLogs {
 }
 
 impl ServiceLogs {
+    /// Prepares `place` before any child runs (the API's group may write
+    /// the data partition's top directory, so the directory is made or
+    /// checked now, while nothing else can plant a link there); a place
+    /// that is not init's own directory falls back to RAM.
     pub fn new(place: Placement, ram_dir: &Path, limits: OutputLogLimits) -> ServiceLogs {
+        let place = match (place.storage, own_directory(&place.dir)) {
+            (LogStorage::Data, Err(why)) => {
+                crate::say!("log", "{why}; logs kept in RAM");
+                Placement {
+                    dir: ram_dir.to_path_buf(),
+                    storage: LogStorage::Ram,
+                    reason: Some(format!("{why}; logs kept in RAM")),
+                }
+            }
+            _ => place,
+        };
         ServiceLogs {
             place,
             ram_dir: ram_dir.to_path_buf(),
@@ -142,6 +157,30 @@ impl ServiceLogs {
         if let Err(e) = self.write(service, text) {
             self.fall_back(service, e, text);
         }
+    }
+}
+
+/// Makes `dir` or checks it is a real directory of init's own user (not a
+/// link someone else put there).
+fn own_directory(dir: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)
+                .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            let _ = std::os::unix::fs::chown(dir, None, Some(accounts::API.gid));
+            Ok(())
+        }
+        Err(e) => Err(format!("{}: {e}", dir.display())),
+        Ok(meta) if !meta.is_dir() => Err(format!("{} is not a directory", dir.display())),
+        Ok(meta) if meta.uid() != nix::unistd::geteuid().as_raw() => Err(format!(
+            "{} belongs to uid {}, not init",
+            dir.display(),
+            meta.uid()
+        )),
+        Ok(_) => Ok(()),
     }
 }
 
@@ -327,9 +366,9 @@ mod tests {
     #[test]
     fn a_failing_data_partition_moves_the_logs_to_ram_with_a_reason() {
         let dir = temp_dir("fallback");
-        // A file where the directory should be: every open fails, like a
-        // partition that went read-only or full.
-        std::fs::write(dir.join("data"), b"not a directory").unwrap();
+        // A directory where the log file should be: its open fails, like
+        // on a partition that went read-only.
+        std::fs::create_dir_all(dir.join("data/svc.log")).unwrap();
         let mut logs = logs(&dir, 1 << 20, 2);
         logs.append("svc", &["kept anyway"]);
         let status = logs.status();
@@ -374,6 +413,21 @@ mod tests {
         assert!(status.reason.unwrap().contains("No space left"));
         let text = std::fs::read_to_string(dir.join("ram/svc.log")).unwrap();
         assert!(text.contains("after the disk filled"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_planted_link_is_not_followed() {
+        let dir = temp_dir("link");
+        std::fs::create_dir_all(dir.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.join("elsewhere"), dir.join("data")).unwrap();
+        let mut logs = logs(&dir, 1 << 20, 2);
+        logs.append("svc", &["not through the link"]);
+        let status = logs.status();
+        assert_eq!(status.storage, LogStorage::Ram);
+        assert!(status.reason.unwrap().contains("is not a directory"));
+        assert!(!dir.join("elsewhere/svc.log").exists());
+        assert!(dir.join("ram/svc.log").exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
