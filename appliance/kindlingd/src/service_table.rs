@@ -162,6 +162,8 @@ pub fn build(site: &SiteConfig, inputs: &BootInputs) -> ServiceTable {
             file_bytes: u64::from(site.logs.file_kib) * 1024,
             files: site.logs.files_per_service,
         }),
+        // Validated with the site: an address that does not parse is refused there.
+        syslog: site.logs.syslog.as_deref().and_then(|s| s.parse().ok()),
     }
 }
 

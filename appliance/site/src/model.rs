@@ -531,6 +531,12 @@ pub struct LogsConfig {
     /// Files kept per service, the current one included (1 to 32).
     #[serde(default = "default_log_files")]
     pub files_per_service: u32,
+    /// A syslog server, `ADDR:PORT` (an IP address, no name), that gets
+    /// every service line too, RFC 5424 over UDP from the appliance's
+    /// address toward it (docs/security.md). Unset: lines stay on the
+    /// appliance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<String>,
 }
 
 fn default_log_file_kib() -> u32 {
@@ -546,6 +552,7 @@ impl Default for LogsConfig {
         Self {
             file_kib: default_log_file_kib(),
             files_per_service: default_log_files(),
+            syslog: None,
         }
     }
 }

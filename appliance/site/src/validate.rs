@@ -381,6 +381,14 @@ fn check_logs(c: &SiteConfig, out: &mut Vec<Problem>) {
             format!("{} is outside 1 to 32", logs.files_per_service),
         ));
     }
+    if let Some(server) = &logs.syslog {
+        if server.parse::<std::net::SocketAddr>().is_err() {
+            out.push((
+                at("logs.syslog"),
+                format!("{server:?} is not ADDR:PORT (an IP address and a port)"),
+            ));
+        }
+    }
 }
 
 fn check_time(c: &SiteConfig, out: &mut Vec<Problem>) {

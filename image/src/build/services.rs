@@ -20,6 +20,7 @@ pub fn fallback_table() -> ServiceTable {
         hostname: Some("kindling".into()),
         services: vec![api],
         output_logs: None,
+        syslog: None,
     }
 }
 

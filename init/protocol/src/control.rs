@@ -62,6 +62,19 @@ pub struct LogsStatus {
     pub file_bytes: u64,
     /// Files kept per service, the current one included.
     pub files: u32,
+    /// Where every line is forwarded too, when the table names a server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<SyslogStatus>,
+}
+
+/// The syslog forwarding's target and counts since it began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyslogStatus {
+    pub server: String,
+    /// Datagrams handed to the kernel.
+    pub sent: u64,
+    /// Lines dropped because the datagram could not be sent at once.
+    pub dropped: u64,
 }
 
 /// Where the logs live.
@@ -339,6 +352,7 @@ mod tests {
                 reason: None,
                 file_bytes: 1 << 20,
                 files: 4,
+                syslog: None,
             }),
         }
     }

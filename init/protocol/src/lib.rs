@@ -23,7 +23,7 @@ pub mod table;
 
 pub use control::{
     Ack, Client, ControlError, ListResponse, LogStorage, LogsStatus, PhaseState, PhaseStatus,
-    Request, ServiceState, ServiceStatus, DEFAULT_SOCKET,
+    Request, ServiceState, ServiceStatus, SyslogStatus, DEFAULT_SOCKET,
 };
 pub use notify::{notify_ready, take_notify_pipe, NotifyError, NotifyPipe, NOTIFY_ENV};
 pub use phase::{BootPhase, PhaseInfo, Runner};

@@ -25,6 +25,10 @@ pub struct ServiceTable {
     /// own defaults, `log_file_bytes` and `log_files` of init.json).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_logs: Option<OutputLogLimits>,
+    /// A syslog server (`ADDR:PORT`) that gets every service line too
+    /// (RFC 5424 over UDP); none: lines stay on the appliance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<SocketAddr>,
 }
 
 /// How much of each service's output init keeps: `files` files of at most

@@ -16,6 +16,7 @@ pub mod service_logs;
 pub mod spawn;
 mod status;
 mod stopping;
+mod syslog;
 
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
@@ -76,6 +77,10 @@ impl Supervisor {
         if let Some(limits) = table.output_logs {
             self.output.logs().set_limits(limits);
         }
+        self.output.logs().set_syslog(
+            table.syslog,
+            table.hostname.as_deref().unwrap_or("kindling"),
+        );
     }
 
     /// Adds every service of a table.

@@ -17,9 +17,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kindling_init_protocol::accounts;
-use kindling_init_protocol::control::{LogStorage, LogsStatus};
+use kindling_init_protocol::control::{LogStorage, LogsStatus, SyslogStatus};
 use kindling_init_protocol::table::OutputLogLimits;
 
+use super::syslog::Forwarder;
 use crate::console;
 
 /// Smallest file bound init accepts (a smaller one would rotate on every line).
@@ -43,6 +44,7 @@ pub struct ServiceLogs {
     open: HashMap<String, (File, u64)>,
     /// File logging is off (RAM failed too); the console still has every line.
     off: bool,
+    syslog: Option<Forwarder>,
 }
 
 impl ServiceLogs {
@@ -68,12 +70,27 @@ impl ServiceLogs {
             limits: clamp(limits),
             open: HashMap::new(),
             off: false,
+            syslog: None,
         }
     }
 
     /// A new bound (from the service table); applies from the next write.
     pub fn set_limits(&mut self, limits: OutputLogLimits) {
         self.limits = clamp(limits);
+    }
+
+    /// Forwards every line to `server` from now on (none: stops).
+    pub fn set_syslog(&mut self, server: Option<std::net::SocketAddr>, hostname: &str) {
+        if self.syslog.as_ref().map(Forwarder::server) == server {
+            return;
+        }
+        self.syslog = server.and_then(|addr| match Forwarder::new(addr, hostname) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                crate::say!("log", "cannot forward to syslog {addr}: {e}");
+                None
+            }
+        });
     }
 
     /// What init's status says about the logs.
@@ -84,6 +101,11 @@ impl ServiceLogs {
             reason: self.place.reason.clone(),
             file_bytes: self.limits.file_bytes,
             files: self.limits.files,
+            syslog: self.syslog.as_ref().map(|f| SyslogStatus {
+                server: f.server().to_string(),
+                sent: f.sent,
+                dropped: f.dropped,
+            }),
         }
     }
 
@@ -95,10 +117,20 @@ impl ServiceLogs {
     /// Appends lines, each stamped with wall-clock and boot time, in one
     /// write; rotates first when the batch would take the file past its bound.
     pub fn append(&mut self, service: &str, lines: &[&str]) {
-        if self.off || lines.is_empty() {
+        if lines.is_empty() {
             return;
         }
-        let text = stamped(lines, SystemTime::now(), console::boottime());
+        let now = SystemTime::now();
+        if let Some(forwarder) = self.syslog.as_mut() {
+            let wall = rfc3339(now.duration_since(UNIX_EPOCH).unwrap_or_default());
+            for line in lines {
+                forwarder.send(service, &wall, line);
+            }
+        }
+        if self.off {
+            return;
+        }
+        let text = stamped(lines, now, console::boottime());
         if let Err(e) = self.write(service, text.as_bytes()) {
             self.fall_back(service, e, text.as_bytes());
         }
@@ -428,6 +460,33 @@ mod tests {
         assert!(status.reason.unwrap().contains("is not a directory"));
         assert!(!dir.join("elsewhere/svc.log").exists());
         assert!(dir.join("ram/svc.log").exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn every_line_is_forwarded_when_a_syslog_server_is_named() {
+        let dir = temp_dir("syslog");
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut logs = logs(&dir, 1 << 20, 2);
+        logs.set_syslog(Some(server.local_addr().unwrap()), "kindling-lab");
+        logs.append("stack", &["one", "two"]);
+        let mut buf = [0u8; 2048];
+        for want in ["one", "two"] {
+            let n = server.recv(&mut buf).unwrap();
+            let got = std::str::from_utf8(&buf[..n]).unwrap();
+            assert!(
+                got.starts_with("<30>1 ")
+                    && got.ends_with(&format!(" kindling-lab stack - - - {want}")),
+                "{got}"
+            );
+        }
+        let status = logs.status().syslog.unwrap();
+        assert_eq!((status.sent, status.dropped), (2, 0));
+        logs.set_syslog(None, "kindling-lab");
+        assert!(logs.status().syslog.is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -96,6 +96,7 @@ fn guessed(paths: &ApiPaths, why: String) -> LogsStatus {
         storage,
         file_bytes: 0,
         files: 0,
+        syslog: None,
     }
 }
 
