@@ -54,6 +54,8 @@ enum Command {
     /// Inspect, assign, reprovision and forget PXE nodes on a running appliance.
     #[command(subcommand)]
     Node(cmd::node::Command),
+    /// Show or follow the services' output kept on a running appliance.
+    Logs(cmd::logs::Args),
     /// Show the HashiCorp stack's bootstrap status on a running appliance.
     #[command(subcommand)]
     Stack(cmd::stack::Command),
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
         Command::Node(c) => cmd::node::run(c),
         Command::Context(c) => cmd::context::run(c),
         Command::Completions(args) => cmd::completions::run(args, &mut Cli::command()),
+        Command::Logs(args) => cmd::logs::run(args),
         Command::Stack(c) => cmd::stack::run(c),
         Command::Vault(c) => cmd::vault::run(c),
         Command::Login(args) => cmd::login::login(args),

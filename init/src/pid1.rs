@@ -17,7 +17,8 @@ use crate::run::{handled_signals, RunLoop};
 use crate::say;
 use crate::shutdown::is_pid1;
 use crate::state::{self, StateOutcome};
-use kindling_init_protocol::control::PhaseState;
+use crate::supervisor::service_logs::Placement;
+use kindling_init_protocol::control::{LogStorage, PhaseState};
 use kindling_init_protocol::phase::BootPhase;
 
 /// Entry point of the `kindling-init` binary.
@@ -177,8 +178,14 @@ pub fn main() {
         ),
     }
 
+    let logs = log_placement(&config, &outcome);
     let mut run = loop {
-        match RunLoop::new(config.clone(), std::mem::take(&mut phases), started) {
+        match RunLoop::new(
+            config.clone(),
+            std::mem::take(&mut phases),
+            started,
+            logs.clone(),
+        ) {
             Ok(run) => break run,
             Err(e) => {
                 // Without a signalfd there is no supervision; retry rather than die.
@@ -200,6 +207,29 @@ pub fn main() {
         }
     }
     // Only reached when not PID 1: shutdown::finish returned instead of rebooting.
+}
+
+/// Where the services' output goes: on the data partition when the state
+/// phase mounted it (no service ran before, so nothing is left in RAM to
+/// move), else in RAM, saying why.
+fn log_placement(config: &BootConfig, outcome: &StateOutcome) -> Placement {
+    let ram = |reason: String| Placement {
+        dir: config.log_dir.clone(),
+        storage: LogStorage::Ram,
+        reason: Some(reason),
+    };
+    match (outcome, &config.data_log_dir) {
+        (StateOutcome::Persistent(_), Some(dir)) => Placement {
+            dir: dir.clone(),
+            storage: LogStorage::Data,
+            reason: None,
+        },
+        (StateOutcome::Persistent(_), None) => ram("init.json sets no data_log_dir".to_string()),
+        (StateOutcome::RamOnly(why), _) => ram(format!("no data partition: {why}")),
+        (StateOutcome::Unmountable { reason, .. }, _) => {
+            ram(format!("data partition not mounted: {reason}"))
+        }
+    }
 }
 
 /// Runs `f`, logging a panic instead of unwinding out of PID 1.

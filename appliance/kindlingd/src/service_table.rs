@@ -10,7 +10,7 @@
 
 // The service-table wire types: the one place they are imported from.
 use kindling_init_protocol::accounts::{self, Account};
-use kindling_init_protocol::table::{Phase, Readiness, ServiceSpec, ServiceTable};
+use kindling_init_protocol::table::{OutputLogLimits, Phase, Readiness, ServiceSpec, ServiceTable};
 use kindling_site::SiteConfig;
 use std::path::{Path, PathBuf};
 
@@ -204,6 +204,12 @@ pub fn build(site: &SiteConfig, inputs: &BootInputs) -> ServiceTable {
     ServiceTable {
         hostname: Some(site.site.hostname.clone()),
         services,
+        output_logs: Some(OutputLogLimits {
+            file_bytes: u64::from(site.logs.file_kib) * 1024,
+            files: site.logs.files_per_service,
+        }),
+        // Validated with the site: an address that does not parse is refused there.
+        syslog: site.logs.syslog.as_deref().and_then(|s| s.parse().ok()),
     }
 }
 

@@ -25,6 +25,7 @@ impl SiteConfig {
         check_profiles(self, &mut out);
         check_stack(self, &mut out);
         check_time(self, &mut out);
+        check_logs(self, &mut out);
         check_api(self, &mut out);
         out
     }
@@ -404,6 +405,30 @@ fn check_stack(c: &SiteConfig, out: &mut Vec<Problem>) {
             at("stack.consul.connect_vault_ca"),
             "needs stack.vault.enabled = true".into(),
         ));
+    }
+}
+
+fn check_logs(c: &SiteConfig, out: &mut Vec<Problem>) {
+    let logs = &c.logs;
+    if !(4..=65536).contains(&logs.file_kib) {
+        out.push((
+            at("logs.file_kib"),
+            format!("{} is outside 4 to 65536 (KiB)", logs.file_kib),
+        ));
+    }
+    if !(1..=32).contains(&logs.files_per_service) {
+        out.push((
+            at("logs.files_per_service"),
+            format!("{} is outside 1 to 32", logs.files_per_service),
+        ));
+    }
+    if let Some(server) = &logs.syslog {
+        if server.parse::<std::net::SocketAddr>().is_err() {
+            out.push((
+                at("logs.syslog"),
+                format!("{server:?} is not ADDR:PORT (an IP address and a port)"),
+            ));
+        }
     }
 }
 

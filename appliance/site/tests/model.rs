@@ -404,3 +404,28 @@ fn selectors_are_checked_for_profiles_criteria_and_ambiguity() {
     );
     assert!(err.to_string().contains("use [[nodes]]"), "{err}");
 }
+
+#[test]
+fn log_bounds_name_their_key_and_line() {
+    let site = "[site]\nid = \"lab\"\n\n[logs]\nfile_kib = 2\nfiles_per_service = 0\nsyslog = \"logs.example.org:514\"\n";
+    let t = tree(&[("site.toml", site)]).unwrap();
+    let err = t.to_config("lab").unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    for expected in [
+        "lab/site.toml:5: logs.file_kib: 2 is outside 4 to 65536",
+        "lab/site.toml:6: logs.files_per_service: 0 is outside 1 to 32",
+        "lab/site.toml:7: logs.syslog: \"logs.example.org:514\" is not ADDR:PORT",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(expected)),
+            "{expected}\n{lines:#?}"
+        );
+    }
+    let ok = "[site]\nid = \"lab\"\n\n[logs]\nfile_kib = 256\nfiles_per_service = 8\n";
+    let config = tree(&[("site.toml", ok)])
+        .unwrap()
+        .to_config("lab")
+        .unwrap();
+    let logs = &config.config.logs;
+    assert_eq!((logs.file_kib, logs.files_per_service), (256, 8));
+}

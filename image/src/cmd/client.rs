@@ -59,16 +59,25 @@ impl Session {
                 )
             });
         }
-        let hint = match reply.status {
-            401 => " (log in with `kindling login`, or set KINDLING_TOKEN)",
-            403 => " (this needs an operator with the admin role)",
-            _ => "",
-        };
-        Err(Failure::new(
-            exit::for_status(reply.status),
-            format!("{label}: {}: {}{hint}", reply.status, failure_reason(&text)),
-        )
-        .into())
+        Err(refusal(&label, reply.status, &text))
+    }
+
+    /// `GET path` whose 200 body streams: each chunk goes to `each` as it
+    /// arrives until the appliance ends it or `each` returns false.
+    pub fn stream(&self, path: &str, each: impl FnMut(&[u8]) -> bool) -> anyhow::Result<()> {
+        let label = format!("{}{path}", self.client.endpoint());
+        match self
+            .client
+            .stream(path, each)
+            .with_context(|| label.clone())?
+        {
+            None => Ok(()),
+            Some(reply) => Err(refusal(
+                &label,
+                reply.status,
+                &String::from_utf8_lossy(&reply.body),
+            )),
+        }
     }
 
     /// `GET path` → the 2xx answer's body as `T`.
@@ -104,6 +113,20 @@ impl Session {
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.get_as(path)
     }
+}
+
+/// An answer other than 2xx as an error carrying its exit code.
+fn refusal(label: &str, status: u16, text: &str) -> anyhow::Error {
+    let hint = match status {
+        401 => " (log in with `kindling login`, or set KINDLING_TOKEN)",
+        403 => " (this needs an operator with the admin role)",
+        _ => "",
+    };
+    Failure::new(
+        exit::for_status(status),
+        format!("{label}: {status}: {}{hint}", failure_reason(text)),
+    )
+    .into()
 }
 
 /// The reason in an error answer: [`ErrorBody::error`], else any `error`

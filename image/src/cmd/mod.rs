@@ -11,6 +11,7 @@ pub mod exit;
 pub mod image;
 pub mod keygen;
 pub mod login;
+pub mod logs;
 pub mod node;
 pub mod overlay;
 mod overlay_list;

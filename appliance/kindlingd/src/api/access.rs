@@ -159,6 +159,7 @@ mod tests {
         let request = Request {
             method: Method::Get,
             segments: vec!["v1", "status"],
+            query: "",
             authorization: headers.iter().map(|h| h.as_bytes()).collect(),
         };
         authorize(&request, access, ops)

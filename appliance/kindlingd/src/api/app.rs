@@ -115,6 +115,7 @@ pub async fn answer(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::
     let (head, body) = request.into_parts();
     let method = Method::from(&head.method);
     let path = head.uri.path().to_string();
+    let query = head.uri.query().unwrap_or_default().to_string();
     let authorization: Vec<&[u8]> = head
         .headers
         .get_all(hyper::header::AUTHORIZATION)
@@ -124,6 +125,7 @@ pub async fn answer(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::
     let target = Request {
         method,
         segments: segments(&path),
+        query: &query,
         authorization,
     };
     let access = route(&app.context(), &target).access;
@@ -187,6 +189,7 @@ pub async fn answer(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::
         let target = Request {
             method,
             segments: segments(&path),
+            query: &query,
             authorization: Vec::new(),
         };
         let cx = worker.context();
@@ -244,6 +247,13 @@ async fn read_body(mut body: Incoming) -> Result<Vec<u8>, Reply> {
 /// The HTTP response for `reply`: JSON (or its text body), never cached
 /// (some answers carry secret material), with the challenge of a 401.
 fn encode(reply: Reply, challenge: Option<&'static str>) -> hyper::Response<Body> {
+    if let Some(stream) = reply.stream {
+        let mut response = hyper::Response::new(Body::Stream(stream.chunks));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(stream.content_type));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return response;
+    }
     let (bytes, content_type) = match reply.text {
         Some(text) => (text.text.into_bytes(), text.content_type),
         None => {

@@ -15,6 +15,7 @@
 //! its handler) → [`authorize`] (may this caller do that? from the head
 //! alone) → body read → handler (`app::answer`).
 
+mod logs;
 mod metrics;
 mod nodes;
 mod overlays;
@@ -24,6 +25,7 @@ mod status;
 
 mod access;
 mod app;
+mod body;
 mod listen;
 mod operators;
 mod session;
@@ -48,10 +50,19 @@ use std::sync::Arc;
 pub struct Reply {
     pub status: u16,
     pub body: Value,
-    pub text: Option<TextBody>,
+    pub text: Option<Box<TextBody>>,
     /// Headers beyond the content type and `Cache-Control` (the status
     /// page's cookie, redirect and content security policy).
     pub headers: Vec<(&'static str, String)>,
+    /// A body that streams (`GET /v1/logs/SERVICE?follow=1`); replaces both.
+    /// (Boxed, as `text`: rare, and they would make every `Reply` larger.)
+    pub stream: Option<Box<StreamBody>>,
+}
+
+/// A body sent as its producer hands over chunks, with its content type.
+pub struct StreamBody {
+    pub content_type: &'static str,
+    pub chunks: tokio::sync::mpsc::Receiver<hyper::body::Bytes>,
 }
 
 /// A body in another format than JSON, with its content type.
@@ -67,6 +78,7 @@ impl Reply {
             body,
             text: None,
             headers: Vec::new(),
+            stream: None,
         }
     }
     /// 200 with `text` of `content_type` as the body.
@@ -74,8 +86,9 @@ impl Reply {
         Self {
             status: 200,
             body: Value::Null,
-            text: Some(TextBody { content_type, text }),
+            text: Some(Box::new(TextBody { content_type, text })),
             headers: Vec::new(),
+            stream: None,
         }
     }
     /// The same reply with another status.
@@ -95,6 +108,22 @@ impl Reply {
             Err(e) => Self::failed(ErrorKind::Internal, format!("encoding the reply: {e}")),
         }
     }
+    /// 200 with a body of `content_type` that streams `chunks`.
+    pub fn stream(
+        content_type: &'static str,
+        chunks: tokio::sync::mpsc::Receiver<hyper::body::Bytes>,
+    ) -> Self {
+        Self {
+            status: 200,
+            body: Value::Null,
+            text: None,
+            headers: Vec::new(),
+            stream: Some(Box::new(StreamBody {
+                content_type,
+                chunks,
+            })),
+        }
+    }
     /// The error reply for a library's failure: its kind decides the status.
     pub fn failure(failure: &dyn ApiFailure) -> Self {
         Self::failed(failure.kind(), failure)
@@ -107,6 +136,7 @@ impl Reply {
             body: serde_json::to_value(&body).unwrap_or_else(|_| json!({ "error": body.error })),
             text: None,
             headers: Vec::new(),
+            stream: None,
         }
     }
     /// A handler's outcome: its body, or its failure's error reply.
@@ -196,6 +226,8 @@ impl std::fmt::Display for Method {
 pub struct Request<'a> {
     method: Method,
     segments: Vec<&'a str>,
+    /// The query string, without `?` (empty when there is none).
+    query: &'a str,
     authorization: Vec<&'a [u8]>,
 }
 
@@ -365,6 +397,11 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
             };
             nodes::forget(run, state, mac, body, assignments, operator)
         }),
+        (Get, ["v1", "logs"]) => Route::new(Read, |_, _| Reply::result(logs::list(paths))),
+        (Get, ["v1", "logs", service]) => {
+            let query = req.query;
+            Route::new(Read, move |_, _| logs::read(paths, service, query))
+        }
         (Get, ["v1", "stack"]) => {
             Route::new(Read, |_, _| Reply::result(stack::get_stack(run, state)))
         }
@@ -428,6 +465,7 @@ mod tests {
         let req = Request {
             method,
             segments: app::segments(path),
+            query: "",
             authorization: Vec::new(),
         };
         let access = route(&cx, &req).access;
@@ -469,6 +507,8 @@ mod tests {
             (Get, "/v1/overlays", Read),
             (Get, "/v1/nodes", Read),
             (Get, "/v1/stack", Read),
+            (Get, "/v1/logs", Read),
+            (Get, "/v1/logs/stack", Read),
             (Post, "/v1/services/pxe/restart", Admin),
             (Post, "/v1/overlays", Admin),
             (Put, "/v1/nodes/52:54:00:6b:00:99/profile", Admin),
