@@ -49,7 +49,8 @@ pub fn wait_ready_and_check_status(
     hostile_lan_host_is_refused(lab, scenario)
 }
 
-/// The console dashboard runs as kl-console (uid 405) and opened tty1: the
+/// The console dashboard runs as kl-console (uid 405), opened tty1 and
+/// answers on the serial console (ttyS0, where these lines come from): the
 /// lab has no display (`-nodefaults`), so what it draws is not visible
 /// here, but its one start line reaches the serial log (as every child's
 /// output does) and init lists it running. The line may precede `ready`.
@@ -76,7 +77,9 @@ fn dashboard_draws_on_tty1(
     loop {
         let lines = lab.vm(app).lines();
         if let Some(l) = lines.iter().find(|l| l.line.contains("dashboard| ")) {
-            if !l.line.contains("drawing on /dev/tty1") {
+            if !l.line.contains("drawing on /dev/tty1")
+                || !l.line.contains("Enter on /dev/ttyS0 prints it")
+            {
                 return Err(format!("the dashboard cannot draw: {}", l.line.trim()));
             }
             eprintln!("[{scenario}] {}", l.line.trim());

@@ -148,9 +148,10 @@ fn write_table(run_dir: &Path, table: &ServiceTable) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Gives tty1 to the account the table runs the dashboard as (the config
-/// phase runs as root; tests and a table without it skip this). A failure
-/// is reported; the dashboard then says it cannot draw.
+/// Gives tty1 and the serial consoles to the account the table runs the
+/// dashboard as (the config phase runs as root; tests and a table without
+/// it skip this). A failure is reported; the dashboard then says it cannot
+/// draw or answer there.
 fn give_console_to_dashboard(table: &ServiceTable) {
     let Some(spec) = table.get("dashboard") else {
         return;
@@ -158,9 +159,12 @@ fn give_console_to_dashboard(table: &ServiceTable) {
     if !nix::unistd::geteuid().is_root() {
         return;
     }
-    let tty = std::path::Path::new(crate::dashboard::TTY);
-    if let Err(e) = crate::dashboard::prepare_tty(tty, spec.user, spec.group) {
-        println!("dashboard: cannot use {}: {e}", tty.display());
+    let consoles = std::iter::once(std::path::PathBuf::from(crate::dashboard::TTY))
+        .chain(crate::dashboard::serial::active_consoles());
+    for tty in consoles {
+        if let Err(e) = crate::dashboard::prepare_tty(&tty, spec.user, spec.group) {
+            println!("dashboard: cannot use {}: {e}", tty.display());
+        }
     }
 }
 

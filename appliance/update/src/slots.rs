@@ -104,14 +104,14 @@ impl Slots {
         Ok(out)
     }
 
-    /// Makes room for a new image: removes every entry but `running`'s,
-    /// and any leftover incoming file. After this the ESP holds the
+    /// Makes room for a new image: removes every entry but the running
+    /// one's, and any leftover incoming file. After this the ESP holds the
     /// running image alone, the fallback while the new one is tried.
     pub fn prepare(&self, running: &str) -> Result<(), SlotError> {
+        let running = EntryName::parse(running).map(|e| e.version);
         for entry in self.entries()? {
-            let name = entry.file_name();
-            if name != running {
-                let path = self.dir.join(&name);
+            if Some(&entry.version) != running.as_ref() {
+                let path = self.dir.join(entry.file_name());
                 std::fs::remove_file(&path).map_err(self.io(&path))?;
             }
         }
@@ -122,6 +122,20 @@ impl Slots {
         }
     }
 
+    /// The name the running entry has on the ESP now. systemd-boot reports
+    /// the name it found (`kindling-1+3-0.efi`) but counts the try by
+    /// renaming the file before it starts it (`kindling-1+2-1.efi`), so the
+    /// entry is found again by its version.
+    pub fn on_disk(&self, selected: &str) -> Result<Option<EntryName>, SlotError> {
+        let Some(selected) = EntryName::parse(selected) else {
+            return Ok(None);
+        };
+        Ok(self
+            .entries()?
+            .into_iter()
+            .find(|e| e.version == selected.version))
+    }
+
     /// Gives the staged image (at [`INCOMING`]) its entry name with
     /// [`TRIES`] tries: from here systemd-boot tries it at the next boot.
     pub fn arm(&self, version: &Version, running: &str) -> Result<String, SlotError> {
@@ -130,7 +144,7 @@ impl Slots {
             tries: Some((TRIES, 0)),
         }
         .file_name();
-        if name == running {
+        if EntryName::parse(running).is_some_and(|r| r.version == *version) {
             return Err(SlotError::Running(name));
         }
         let from = self.dir.join(INCOMING);
@@ -144,16 +158,23 @@ impl Slots {
     /// counter, so systemd-boot boots it from now on. Returns the new name
     /// (the same when it had no counter).
     pub fn bless(&self, running: &str) -> Result<String, SlotError> {
-        let Some(mut entry) = EntryName::parse(running) else {
-            return Ok(running.to_string());
+        let Some(mut entry) = self.on_disk(running)? else {
+            return Err(SlotError::Io {
+                path: self.dir.join(running),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no entry of the running version on the ESP",
+                ),
+            });
         };
+        let current = entry.file_name();
         if entry.tries.is_none() {
-            return Ok(running.to_string());
+            return Ok(current);
         }
         entry.tries = None;
         let blessed = entry.file_name();
-        let (from, to) = (self.dir.join(running), self.dir.join(&blessed));
-        std::fs::rename(&from, &to).map_err(self.io(&to))?;
+        let (from, to) = (self.dir.join(&current), self.dir.join(&blessed));
+        std::fs::rename(&from, &to).map_err(self.io(&from))?;
         self.sync()?;
         Ok(blessed)
     }
@@ -251,13 +272,14 @@ mod tests {
         assert_eq!(armed, "kindling-2+3.efi");
         assert_eq!(std::fs::read(dir.path().join(&armed)).unwrap(), b"v2");
 
-        // systemd-boot counted one try, the health gate passed.
+        // systemd-boot counted one try by renaming the file, but reports
+        // the name it found (LoaderEntrySelected); the health gate passed.
         std::fs::rename(
             dir.path().join(&armed),
             dir.path().join("kindling-2+2-1.efi"),
         )
         .unwrap();
-        assert_eq!(slots.bless("kindling-2+2-1.efi").unwrap(), "kindling-2.efi");
+        assert_eq!(slots.bless("kindling-2+3.efi").unwrap(), "kindling-2.efi");
         assert_eq!(slots.bless("kindling-2.efi").unwrap(), "kindling-2.efi");
         assert!(slots.failed_updates(&v("2")).unwrap().is_empty());
 

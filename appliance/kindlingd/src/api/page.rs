@@ -167,6 +167,7 @@ fn summary(out: &mut String, s: &Snapshot) {
         ),
     };
     let version = s.status["version"].as_str().unwrap_or_default();
+    let update = &s.status["services"]["update"];
     let rows = [
         ("Health", health),
         (
@@ -177,8 +178,8 @@ fn summary(out: &mut String, s: &Snapshot) {
                 version
             }),
         ),
-        ("Slot", "not available".into()),
-        ("Update", "not available".into()),
+        ("Slot", slot(update)),
+        ("Update", update_state(update)),
         ("Site", esc(&text(&s.status["config"]["site_id"]))),
         (
             "API CA",
@@ -194,6 +195,35 @@ fn summary(out: &mut String, s: &Snapshot) {
     }
     body.push_str("</dl>");
     section(out, "Appliance", &body);
+}
+
+/// The slot the appliance booted from (the update agent's entry), or why
+/// there is none.
+fn slot(update: &Value) -> String {
+    match (update["entry"].as_str(), update["mode"].as_str()) {
+        (Some(entry), _) => format!("<code>{}</code>", esc(entry)),
+        (None, Some(_)) => esc(&text(&update["detail"])),
+        (None, None) => "not available (not booted from a disk's slots)".into(),
+    }
+}
+
+/// The update agent's state, version floor and last result.
+fn update_state(update: &Value) -> String {
+    let Some(mode) = update["mode"].as_str() else {
+        return "not available (no update agent on this boot)".into();
+    };
+    let mut out = match mode {
+        "blessed" => format!("<span class=ok>{}</span>", esc(mode)),
+        "gate_failed" | "unavailable" => format!("<span class=bad>{}</span>", esc(mode)),
+        _ => esc(mode),
+    };
+    if let Some(floor) = update["floor"].as_str() {
+        let _ = write!(out, ", floor {}", esc(floor));
+    }
+    if let Some(last) = update["last_result"].as_str() {
+        let _ = write!(out, "; last: {}", esc(last));
+    }
+    out
 }
 
 fn phases(out: &mut String, init: &Value) {
@@ -604,5 +634,21 @@ mod tests {
         assert!(csp.starts_with("default-src 'none'; style-src 'sha256-"));
         assert!(csp.contains("connect-src 'self'"));
         assert!(!csp.contains("unsafe"));
+    }
+
+    #[test]
+    fn the_update_agent_s_slot_and_state_are_shown() {
+        let update = json!({"mode": "blessed", "entry": "kindling-1.2.efi",
+            "floor": "1.2", "last_result": "blessed 1.2 <b>", "detail": "d"});
+        assert_eq!(slot(&update), "<code>kindling-1.2.efi</code>");
+        assert_eq!(
+            update_state(&update),
+            "<span class=ok>blessed</span>, floor 1.2; last: blessed 1.2 &lt;b&gt;"
+        );
+        let iso = json!({"mode": "not_from_disk", "detail": "booted from the ISO"});
+        assert_eq!(slot(&iso), "booted from the ISO");
+        assert_eq!(update_state(&iso), "not_from_disk");
+        assert!(slot(&Value::Null).starts_with("not available"));
+        assert!(update_state(&Value::Null).starts_with("not available"));
     }
 }

@@ -7,11 +7,13 @@
 //! Runs as its own account (`kl-console`), which init lets `list` and
 //! nothing else; it reads what `GET /v1/status` reads (`snapshot`), needs
 //! no API token, and writes only to the terminal the config phase gave it
-//! (`prepare_tty`). The serial console is not touched: boot lines keep
-//! streaming there. `--once` prints one screen to stdout instead.
+//! (`prepare_tty`). On the serial consoles boot lines keep streaming; the
+//! same screen is printed there, as plain text, when the operator presses
+//! Enter (`serial`). `--once` prints one screen to stdout instead.
 
 mod events;
 mod screen;
+pub mod serial;
 mod snapshot;
 
 pub use snapshot::PUBLIC_CA;
@@ -21,6 +23,7 @@ use snapshot::Sources;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The console the dashboard draws on.
@@ -39,6 +42,10 @@ pub struct Args {
     /// Print one screen to stdout and exit.
     #[arg(long)]
     once: bool,
+    /// A serial console to answer (repeatable; default: the kernel's
+    /// active serial consoles).
+    #[arg(long = "serial", value_name = "TTY")]
+    serial: Vec<PathBuf>,
 }
 
 fn sources() -> Sources {
@@ -77,31 +84,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    // O_NOCTTY: the console must not become this process's controlling
-    // terminal, or a Ctrl-C typed at it would stop the dashboard.
-    let mut tty = match std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::fcntl::OFlag::O_NOCTTY.bits())
-        .open(&args.tty)
-    {
-        Ok(tty) => tty,
-        Err(e) => {
-            // No console (a board without one): say so once and stay up,
-            // rather than restart in a loop.
-            tracing::warn!("no console at {}: {e}; not drawing", args.tty.display());
-            crate::notify_ready();
-            loop {
-                std::thread::park();
-            }
-        }
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let serials = if args.serial.is_empty() {
+        serial::active_consoles()
+    } else {
+        args.serial.clone()
     };
-    // Clear, hide the cursor, and keep the console from blanking.
-    let _ = tty.write_all(b"\x1b[2J\x1b[?25l\x1b[9;0]");
-    tracing::info!(
-        "drawing on {} every {} s ({WIDTH}x{HEIGHT})",
-        args.tty.display(),
-        args.interval
-    );
+    let answering: Vec<String> = serials
+        .iter()
+        .filter_map(|path| answer_serial(path, &screen))
+        .collect();
+    let mut tty = open_console(&args.tty);
+    let serial_note = if answering.is_empty() {
+        String::new()
+    } else {
+        format!("; Enter on {} prints it", answering.join(", "))
+    };
+    match &mut tty {
+        Ok(tty) => {
+            // Clear, hide the cursor, and keep the console from blanking.
+            let _ = tty.write_all(b"\x1b[2J\x1b[?25l\x1b[9;0]");
+            tracing::info!(
+                "drawing on {} every {} s ({WIDTH}x{HEIGHT}){serial_note}",
+                args.tty.display(),
+                args.interval
+            );
+        }
+        // No console (a board without one): say so once and stay up for
+        // the serial consoles, rather than restart in a loop.
+        Err(e) => tracing::warn!(
+            "no console at {}: {e}; not drawing there{serial_note}",
+            args.tty.display()
+        ),
+    }
     crate::notify_ready();
     let mut log = EventLog::default();
     let mut previous = None;
@@ -110,17 +125,68 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let snapshot = sources.take(kindling_clock::unix_now());
         log.observe(previous.as_ref(), &snapshot);
         let lines = screen::render(&snapshot, &log, WIDTH, HEIGHT);
-        match tty.write_all(&frame(&lines)) {
-            Ok(()) => failing = false,
-            Err(e) if !failing => {
-                tracing::warn!("writing {}: {e}", args.tty.display());
-                failing = true;
+        if let Ok(tty) = &mut tty {
+            match tty.write_all(&frame(&lines)) {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    tracing::warn!("writing {}: {e}", args.tty.display());
+                    failing = true;
+                }
+                Err(_) => {}
             }
-            Err(_) => {}
+        }
+        match screen.lock() {
+            Ok(mut shown) => *shown = lines,
+            Err(poisoned) => *poisoned.into_inner() = lines,
         }
         previous = Some(snapshot);
         std::thread::sleep(Duration::from_secs(args.interval.max(1)));
     }
+}
+
+/// Opens a terminal to write to. O_NOCTTY: it must not become this
+/// process's controlling terminal, or a Ctrl-C typed at it would stop the
+/// dashboard.
+fn open_console(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOCTTY.bits())
+        .open(path)
+}
+
+/// Starts answering Enter on the serial console `path`; its name, or
+/// `None` (reported) when it cannot be opened.
+fn answer_serial(path: &Path, screen: &Arc<Mutex<Vec<String>>>) -> Option<String> {
+    let port = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOCTTY.bits())
+        .open(path);
+    let port = match port {
+        Ok(port) => port,
+        Err(e) => {
+            tracing::warn!(
+                "serial console {}: {e}; not answering there",
+                path.display()
+            );
+            return None;
+        }
+    };
+    if let Err(e) = serial::line_mode(&port) {
+        tracing::warn!(
+            "serial console {}: {e}; not answering there",
+            path.display()
+        );
+        return None;
+    }
+    let name = path.display().to_string();
+    let screen = Arc::clone(screen);
+    let label = name.clone();
+    std::thread::spawn(move || {
+        let e = serial::answer(port, &screen, WIDTH);
+        tracing::warn!("serial console {label}: {e}; no longer answering");
+    });
+    Some(name)
 }
 
 /// Run by the config phase (root): gives the console to the dashboard's
