@@ -453,7 +453,8 @@ fn status_file(out: &mut String, title: &str, file: &Value) {
 }
 
 /// Any JSON object as a definition list; an object of plain values reads
-/// as one wrapped line (`acks 1 · offers 1`), deeper ones nest; arrays of
+/// as one wrapped line (`acks 1 · offers 1`), an object of those as one
+/// such line per key, deeper ones nest; arrays of
 /// plain values are joined, other arrays become one line per element.
 fn dl(value: &Value) -> String {
     let Some(map) = value.as_object() else {
@@ -462,8 +463,18 @@ fn dl(value: &Value) -> String {
     let mut out = String::from("<dl>");
     for (k, v) in map {
         let dd = match v {
-            Value::Object(inner) if inner.values().all(|i| !i.is_object() && !i.is_array()) => {
-                inline(inner)
+            Value::Object(inner) if plain(inner) => inline(inner),
+            // Counters by name (`nat_counters`: bytes and packets each):
+            // one line per name, so they do not nest into a narrow column.
+            Value::Object(inner) if inner.values().all(|i| i.as_object().is_some_and(plain)) => {
+                inner
+                    .iter()
+                    .map(|(name, i)| {
+                        let fields = i.as_object().map(inline).unwrap_or_default();
+                        format!("{}: {fields}", esc(name))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("<br>")
             }
             Value::Object(_) => dl(v),
             Value::Array(items) if items.iter().all(|i| !i.is_object()) => esc(&join(v)),
@@ -478,6 +489,11 @@ fn dl(value: &Value) -> String {
     }
     out.push_str("</dl>");
     out
+}
+
+/// An object of plain values only (no object or array inside).
+fn plain(map: &serde_json::Map<String, Value>) -> bool {
+    map.values().all(|v| !v.is_object() && !v.is_array())
 }
 
 /// `key value · key value`, keys dimmed.
@@ -650,5 +666,17 @@ mod tests {
         assert_eq!(update_state(&iso), "not_from_disk");
         assert!(slot(&Value::Null).starts_with("not available"));
         assert!(update_state(&Value::Null).starts_with("not available"));
+    }
+
+    #[test]
+    fn counters_by_name_read_one_line_each() {
+        let html = dl(
+            &json!({"nat": {"masq": {"bytes": 1, "packets": 2}, "drop": {"bytes": 0, "packets": 0}}}),
+        );
+        assert!(
+            html.contains("<dd>drop: <span class=dim>bytes</span> 0 · <span class=dim>packets</span> 0<br>masq: "),
+            "{html}"
+        );
+        assert_eq!(html.matches("<dl>").count(), 1, "{html}");
     }
 }
