@@ -164,6 +164,11 @@ impl PxeHttp {
         reply
     }
 
+    /// A reply's body of `bytes` went out whole.
+    pub fn sent(&self, bytes: u64) {
+        self.stats.add("http_sent_bytes", bytes);
+    }
+
     /// The reply to a request refused before routing (unparsable, too
     /// large, too many connections), counted like routed refusals plus
     /// under `counter`.
