@@ -57,52 +57,28 @@ fn build_then_verify_and_the_refusals() {
         text(&out)
     );
 
-    let out = kindling(
-        &[
+    let verify = |pubkey: &str, running: &str| {
+        let args = [
             "update",
             "verify",
             "k.kupd",
             "--pubkey",
-            "keys/kindling.pub",
+            pubkey,
             "--running",
-            "1.3",
-        ],
-        d,
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("good: kindling 1.4"), "{}", text(&out));
-
-    let out = kindling(
-        &[
-            "update",
-            "verify",
-            "k.kupd",
-            "--pubkey",
-            "keys/kindling.pub",
-            "--running",
-            "1.4",
-        ],
-        d,
-    );
-    assert!(!out.status.success());
+            running,
+        ];
+        let out = kindling(&args, d);
+        (out.status.success(), text(&out))
+    };
+    let (ok, said) = verify("keys/kindling.pub", "1.3");
+    assert!(ok && said.contains("good: kindling 1.4"), "{said}");
+    let (ok, said) = verify("keys/kindling.pub", "1.4");
     assert!(
-        text(&out).contains("bundle 1.4 is not newer than the running 1.4"),
-        "{}",
-        text(&out)
+        !ok && said.contains("bundle 1.4 is not newer than the running 1.4"),
+        "{said}"
     );
-
-    let out = kindling(
-        &[
-            "update",
-            "verify",
-            "k.kupd",
-            "--pubkey",
-            "other/kindling.pub",
-        ],
-        d,
-    );
-    assert!(!out.status.success());
-    assert!(text(&out).contains("manifest signature"), "{}", text(&out));
+    let (ok, said) = verify("other/kindling.pub", "1.3");
+    assert!(!ok && said.contains("manifest signature"), "{said}");
 
     let out = kindling(
         &[

@@ -81,18 +81,7 @@ impl PageWatch {
         std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
         trust_appliance_ca(lab, &home)?;
         let mut browser = Browser::launch(&home, SERVER_NAME, LAN_ADDRESS, Some(&lab.names().lan));
-        let page = browser.open_page();
-        browser.call(
-            Some(&page),
-            "Emulation.setDeviceMetricsOverride",
-            json!({"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
-        );
-        browser.call(
-            Some(&page),
-            "Page.navigate",
-            json!({"url": format!("{ORIGIN}/")}),
-        );
-        browser.wait_loads(1);
+        let page = browser.open_page_at(&format!("{ORIGIN}/"));
         if browser.eval(&page, "location.pathname") != json!("/ui/login") {
             return Err("the page did not send a browser without a session to /ui/login".into());
         }

@@ -175,12 +175,23 @@ impl ApiClient {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<Response, ClientError> {
-        let exchange = |source| ClientError::Exchange {
-            method: method.to_string(),
-            endpoint: self.endpoint.to_string(),
-            path: path.to_string(),
-            source,
-        };
+        let exchange = self.exchange_failed(method, path);
+        let mut stream = self.send(method, path, body)?;
+        let response = http::read_response(&mut stream).map_err(exchange)?;
+        stream.conn.send_close_notify();
+        let _ = stream.flush_close();
+        Ok(response)
+    }
+}
+
+impl ApiClient {
+    /// Connects and writes one request.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<StreamOwned<ClientConnection, TcpStream>, ClientError> {
         let mut stream = self.connect()?;
         let host = self.endpoint.dial_address();
         let request = http::Request {
@@ -191,15 +202,24 @@ impl ApiClient {
             body,
         };
         http::write_request(&mut stream, &request)
-            .map_err(|e| exchange(http::ExchangeError::Io(e)))?;
-        let response = http::read_response(&mut stream).map_err(exchange)?;
-        stream.conn.send_close_notify();
-        let _ = stream.flush_close();
-        Ok(response)
+            .map_err(|e| self.exchange_failed(method, path)(http::ExchangeError::Io(e)))?;
+        Ok(stream)
     }
-}
 
-impl ApiClient {
+    /// The error for a failed exchange of `method path`.
+    fn exchange_failed<'a>(
+        &'a self,
+        method: &'a str,
+        path: &'a str,
+    ) -> impl Fn(http::ExchangeError) -> ClientError + 'a {
+        move |source| ClientError::Exchange {
+            method: method.to_string(),
+            endpoint: self.endpoint.to_string(),
+            path: path.to_string(),
+            source,
+        }
+    }
+
     /// A GET whose answer streams (`GET /v1/logs/SERVICE?follow=1`): a 200
     /// body goes to `each` as it arrives, with no read timeout, until the
     /// server ends it or `each` returns false (then `Ok(None)`). Any other
@@ -209,24 +229,9 @@ impl ApiClient {
         path: &str,
         mut each: impl FnMut(&[u8]) -> bool,
     ) -> Result<Option<Response>, ClientError> {
-        let exchange = |source| ClientError::Exchange {
-            method: "GET".to_string(),
-            endpoint: self.endpoint.to_string(),
-            path: path.to_string(),
-            source,
-        };
-        let mut stream = self.connect()?;
-        let host = self.endpoint.dial_address();
-        let request = http::Request {
-            method: "GET",
-            path,
-            host: &host,
-            authorization: self.token.as_ref().map(Token::expose),
-            body: None,
-        };
-        http::write_request(&mut stream, &request)
-            .map_err(|e| exchange(http::ExchangeError::Io(e)))?;
-        let head = http::read_head(&mut stream).map_err(exchange)?;
+        let exchange = self.exchange_failed("GET", path);
+        let mut stream = self.send("GET", path, None)?;
+        let head = http::read_head(&mut stream).map_err(&exchange)?;
         if head.status != 200 {
             let mut body = head.rest;
             let _ = io::Read::read_to_end(

@@ -13,13 +13,13 @@
 mod common;
 
 use common::appliance::{apply, lab_v4_push_body, start_api, Root, Server};
+use common::raw::tls_config;
 use common::{call, lab_tokens, SERVER_NAME};
 use kindling_api_client::Token;
-use rustls_pki_types::pem::PemObject;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -189,24 +189,6 @@ fn no_wrong_or_read_only_credentials_change_nothing() {
     assert_eq!(status, 200, "{reply}");
     assert_ne!(files(&root), files_before);
     eprintln!("hostile host: {refused} requests refused with 401, 5 with 403, state unchanged");
-}
-
-/// A TLS client config that trusts this appliance's CA (for raw streams).
-fn tls_config(run_dir: &Path) -> Arc<rustls::ClientConfig> {
-    let ca = std::fs::read_to_string(run_dir.join("api-tls/ca.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls_pki_types::CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
-        .unwrap();
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    )
 }
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;

@@ -94,20 +94,8 @@ fn the_status_page_logs_in_and_follows_a_node_live_in_chromium() {
     let home = tempfile::tempdir().unwrap();
     trust_ca(home.path(), &api.run_dir.join("api-tls/ca.pem"));
     let mut browser = Browser::launch(home.path(), SERVER_NAME, "127.0.0.1", None);
-    let page = browser.open_page();
-    browser.call(
-        Some(&page),
-        "Emulation.setDeviceMetricsOverride",
-        json!({"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
-    );
-
     // Without a session: sent to the login form (over TLS the browser trusts).
-    browser.call(
-        Some(&page),
-        "Page.navigate",
-        json!({"url": format!("{origin}/")}),
-    );
-    browser.wait_loads(1);
+    let page = browser.open_page_at(&format!("{origin}/"));
     let form = browser.eval(
         &page,
         "!!document.querySelector('form[action=\"/ui/login\"]')",

@@ -96,6 +96,23 @@ impl CliConfig {
     }
 
     /// Writes the file 0600 (its directory 0700 when created).
+    /// Removes context `name` (and its token) and saves the file at
+    /// `path`; false, with nothing written, when there is no such context.
+    pub fn remove_context(&mut self, name: &str, path: &Path) -> anyhow::Result<bool> {
+        if self.contexts.remove(name).is_none() {
+            return Ok(false);
+        }
+        if self.current.as_deref() == Some(name) {
+            self.current = None;
+        }
+        self.save(path)?;
+        println!(
+            "context {name:?} and its token removed from {}",
+            path.display()
+        );
+        Ok(true)
+    }
+
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

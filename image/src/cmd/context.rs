@@ -104,17 +104,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Remove { name } => {
-            if file.contexts.remove(&name).is_none() {
+            if !file.remove_context(&name, &path)? {
                 return Err(missing(&name, &path));
             }
-            if file.current.as_deref() == Some(name.as_str()) {
-                file.current = None;
-            }
-            file.save(&path)?;
-            println!(
-                "context {name:?} and its token removed from {}",
-                path.display()
-            );
             Ok(())
         }
     }

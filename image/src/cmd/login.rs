@@ -188,15 +188,7 @@ pub fn logout(args: LogoutArgs) -> anyhow::Result<()> {
         bail!("no context to log out of in {}", path.display());
     };
     let name = name.to_string();
-    file.contexts.remove(&name);
-    if file.current.as_deref() == Some(name.as_str()) {
-        file.current = None;
-    }
-    file.save(&path)?;
-    println!(
-        "context {name:?} and its token removed from {}",
-        path.display()
-    );
+    file.remove_context(&name, &path)?;
     Ok(())
 }
 

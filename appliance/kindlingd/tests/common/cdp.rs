@@ -160,6 +160,19 @@ impl Browser {
         session
     }
 
+    /// A new page at 1280x1000 that has loaded `url` once: its session id.
+    pub fn open_page_at(&mut self, url: &str) -> String {
+        let page = self.open_page();
+        self.call(
+            Some(&page),
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
+        );
+        self.call(Some(&page), "Page.navigate", json!({ "url": url }));
+        self.wait_loads(1);
+        page
+    }
+
     /// Waits until the page's `load` event number `n` (counted from the
     /// start) has fired.
     pub fn wait_loads(&mut self, n: usize) {
