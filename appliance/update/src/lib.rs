@@ -15,11 +15,13 @@
 
 pub mod agent;
 pub mod bundle;
+pub mod channel;
 pub mod manifest;
 pub mod slots;
 pub mod version;
 
 pub use bundle::{build, stage, BuildRequest, StageError, StageRequest, Staged};
+pub use channel::{ChannelError, ChannelIndex, ChannelPolicy, Release};
 pub use manifest::{Manifest, ManifestError};
 pub use slots::{EntryName, SlotError, Slots};
 pub use version::{ParseVersionError, Version};

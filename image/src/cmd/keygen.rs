@@ -108,6 +108,21 @@ pub fn read_stdin_line() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
+/// Loads trusted public keys (minisign format), naming the file that fails.
+pub fn load_public_keys(
+    paths: &[std::path::PathBuf],
+) -> anyhow::Result<Vec<kindling_overlay::PublicKey>> {
+    paths
+        .iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            kindling_overlay::PublicKey::from_file_text(&text)
+                .with_context(|| p.display().to_string())
+        })
+        .collect()
+}
+
 /// Loads a secret key, asking for its password only when it is encrypted.
 pub fn load_secret_key(path: &Path, password_file: Option<&Path>) -> anyhow::Result<SecretKey> {
     let text =

@@ -21,4 +21,5 @@ pub mod status;
 mod table;
 pub mod token;
 pub mod update;
+mod update_channel;
 pub mod vault;

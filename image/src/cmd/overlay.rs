@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use base64::Engine;
 use kindling_clock::{rfc3339, unix_now};
 use kindling_overlay::format::read_kovl;
-use kindling_overlay::minisign::{self, PublicKey};
+use kindling_overlay::minisign;
 use kindling_overlay::verify::verify_authentic;
 use kindling_overlay::{BuildOptions, LayerKind, Limits};
 use kindling_site::{merge_layers, Layer, SiteTree};
@@ -218,19 +218,8 @@ fn sign(a: SignArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_pubkeys(paths: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
-    paths
-        .iter()
-        .map(|p| {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            PublicKey::from_file_text(&text).with_context(|| p.display().to_string())
-        })
-        .collect()
-}
-
 fn verify(a: VerifyArgs) -> anyhow::Result<()> {
-    let keys = read_pubkeys(&a.pubkey)?;
+    let keys = super::keygen::load_public_keys(&a.pubkey)?;
     let kovl = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let sp = sig_path(&a.file, a.sig.as_ref());
     let sig = std::fs::read_to_string(&sp).with_context(|| format!("reading {}", sp.display()))?;

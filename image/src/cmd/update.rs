@@ -1,10 +1,9 @@
-//! `kindling update build|verify`: signed A/B update bundles (`.kupd`, see
+//! `kindling update build|verify|publish|promote|check`: signed A/B update bundles (`.kupd`, see
 //! `kindling_update`) from an image build's UKI, signed with the same
 //! minisign keys as overlays, and checked the way an appliance checks them.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use kindling_overlay::PublicKey;
 use kindling_update::{BuildRequest, StageRequest, Version};
 use std::path::PathBuf;
 
@@ -19,6 +18,21 @@ pub enum Command {
     ///
     /// Example: kindling update verify kindling-1.4.kupd --pubkey keys/kindling.pub --running 1.3
     Verify(VerifyArgs),
+    /// Add a bundle to a channel's signed index in a directory served to
+    /// appliances (no bundle: re-sign, so the index does not go stale).
+    ///
+    /// Example: kindling update publish kindling-1.4.kupd --channel dev --dir site-updates/ --key keys/kindling.key
+    Publish(super::update_channel::PublishArgs),
+    /// Offer a version on the next channel once it was blessed on the
+    /// first (an appliance on prod takes only what passed dev).
+    ///
+    /// Example: kindling update promote 1.4 --from dev --to prod --dir site-updates/ --key keys/kindling.key
+    Promote(super::update_channel::PromoteArgs),
+    /// What a channel's index offers an appliance running --running, after
+    /// the checks the appliance makes (signature, channel, expiry, sequence).
+    ///
+    /// Example: kindling update check --channel prod --dir site-updates/ --pubkey keys/kindling.pub --running 1.3 --requires-blessing-on dev
+    Check(super::update_channel::CheckArgs),
 }
 
 #[derive(Args)]
@@ -66,6 +80,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Build(a) => build(a),
         Command::Verify(a) => verify(a),
+        Command::Publish(a) => super::update_channel::publish(a),
+        Command::Promote(a) => super::update_channel::promote(a),
+        Command::Check(a) => super::update_channel::check(a),
     }
 }
 
@@ -102,15 +119,7 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
 }
 
 fn verify(a: VerifyArgs) -> anyhow::Result<()> {
-    let trusted = a
-        .pubkey
-        .iter()
-        .map(|p| {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            PublicKey::from_file_text(&text).with_context(|| p.display().to_string())
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let trusted = super::keygen::load_public_keys(&a.pubkey)?;
     let bundle = std::fs::File::open(&a.bundle)
         .with_context(|| format!("reading {}", a.bundle.display()))?;
     // Staged into a scratch directory that goes away: the whole check, no slot.
