@@ -67,6 +67,9 @@ pub struct UpdateStatus {
     pub version: Option<Version>,
     #[serde(flatten)]
     pub state: UpdateState,
+    /// The last bundle pushed this boot (`crate::push`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<crate::push::PushStatus>,
 }
 
 /// The health gate's answer.
@@ -90,6 +93,7 @@ pub fn run_boot(
         entry: None,
         version: None,
         state: UpdateState::default(),
+        push: None,
     };
     let entry = std::fs::read(&paths.loader_entry)
         .ok()
@@ -172,7 +176,7 @@ fn load_state(path: &Path) -> UpdateState {
         .unwrap_or_default()
 }
 
-fn save_state(path: &Path, state: &UpdateState) {
+pub(crate) fn save_state(path: &Path, state: &UpdateState) {
     if let Ok(bytes) = serde_json::to_vec_pretty(state) {
         if let Err(e) = kindling_atomic_write::write_atomic(path, &bytes, false) {
             eprintln!("update: saving {}: {e}", path.display());
@@ -181,8 +185,14 @@ fn save_state(path: &Path, state: &UpdateState) {
 }
 
 /// Writes the status file (and says it on the console); returns `status`.
-fn publish(paths: &AgentPaths, status: UpdateStatus) -> UpdateStatus {
-    println!("update: {:?}: {}", status.mode, status.detail);
+pub(crate) fn publish(paths: &AgentPaths, status: UpdateStatus) -> UpdateStatus {
+    match &status.push {
+        Some(push) => println!(
+            "update: push {}: {:?}: {}",
+            push.upload, push.state, push.detail
+        ),
+        None => println!("update: {:?}: {}", status.mode, status.detail),
+    }
     match serde_json::to_vec_pretty(&status) {
         Ok(bytes) => {
             if let Err(e) = kindling_atomic_write::write_atomic(&paths.status, &bytes, false) {

@@ -16,10 +16,12 @@
 pub mod agent;
 pub mod bundle;
 pub mod manifest;
+pub mod push;
 pub mod slots;
+pub mod spool;
 pub mod version;
 
-pub use bundle::{build, stage, BuildRequest, StageError, StageRequest, Staged};
+pub use bundle::{build, stage, verify, BuildRequest, StageError, StageRequest, Staged};
 pub use manifest::{Manifest, ManifestError};
 pub use slots::{EntryName, SlotError, Slots};
 pub use version::{ParseVersionError, Version};
