@@ -1,6 +1,9 @@
-//! `kindling update build|verify`: signed A/B update bundles (`.kupd`, see
-//! `kindling_update`) from an image build's UKI, signed with the same
-//! minisign keys as overlays, and checked the way an appliance checks them.
+//! `kindling update build|verify|push|status`: signed A/B update bundles
+//! (`.kupd`, see `kindling_update`) from an image build's UKI, signed with
+//! the same minisign keys as overlays, checked the way an appliance checks
+//! them, pushed to an appliance (`POST /v1/update`, then following the
+//! update agent in `GET /v1/update` until it armed or refused the bundle)
+//! and the appliance's slot, version, floor and last result.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -19,6 +22,35 @@ pub enum Command {
     ///
     /// Example: kindling update verify kindling-1.4.kupd --pubkey keys/kindling.pub --running 1.3
     Verify(VerifyArgs),
+    /// Send a bundle to an appliance (admin role) and wait until its update
+    /// agent armed it (the appliance then reboots into it) or refused it.
+    ///
+    /// Example: kindling update push kindling-1.4.kupd --context lab
+    Push(PushArgs),
+    /// The appliance's running slot, version, version floor and the last
+    /// update result.
+    ///
+    /// Example: kindling update status --context lab
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub target: super::client::Target,
+    /// How long to wait for the update agent's verdict.
+    #[arg(long, default_value = "10m")]
+    pub wait: humantime::Duration,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: super::client::Target,
+    /// Print the answer of GET /v1/update as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -66,6 +98,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Build(a) => build(a),
         Command::Verify(a) => verify(a),
+        Command::Push(a) => push(a),
+        Command::Status(a) => status(a),
     }
 }
 
@@ -134,5 +168,114 @@ fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         staged.manifest.image_size,
         staged.manifest.image_sha256
     );
+    Ok(())
+}
+
+fn push(a: PushArgs) -> anyhow::Result<()> {
+    use super::exit::{Exit, Failure};
+    use kindling_api::update::{PushAccepted, UpdateView};
+    let file = std::fs::File::open(&a.bundle)
+        .with_context(|| format!("reading {}", a.bundle.display()))?;
+    let length = file
+        .metadata()
+        .with_context(|| format!("reading {}", a.bundle.display()))?
+        .len();
+    let session = super::client::Session::open(&a.target)?;
+    let started = std::time::Instant::now();
+    let bar = super::progress::Bar::start(format!("pushing {}", a.bundle.display()), length);
+    let accepted: PushAccepted = session
+        .upload_as(
+            "/v1/update",
+            std::io::BufReader::new(file),
+            length,
+            |sent| bar.set(sent),
+        )
+        .inspect_err(|_| bar.finish())?;
+    bar.finish();
+    let sent = started.elapsed();
+    println!(
+        "sent {} bytes in {:.1} s as upload {}; waiting for the update agent",
+        accepted.bytes,
+        sent.as_secs_f64(),
+        accepted.upload
+    );
+    let deadline = started + *a.wait;
+    loop {
+        let view: UpdateView = session.get_as("/v1/update")?;
+        let push = view.agent.as_ref().map(|a| &a["push"]);
+        if let Some(push) = push.filter(|p| p["upload"] == accepted.upload.as_str()) {
+            let detail = push["detail"].as_str().unwrap_or_default();
+            match push["state"].as_str() {
+                Some("armed") => {
+                    println!(
+                        "armed {:.1} s after the push began: {detail}",
+                        started.elapsed().as_secs_f64()
+                    );
+                    return Ok(());
+                }
+                Some("refused") => {
+                    return Err(Failure::new(
+                        Exit::Error,
+                        format!("the appliance refused {}: {detail}", a.bundle.display()),
+                    )
+                    .into())
+                }
+                _ => {}
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Failure::new(
+                Exit::Error,
+                format!(
+                    "the update agent gave no verdict on upload {} within {}",
+                    accepted.upload, a.wait
+                ),
+            )
+            .into());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+fn status(a: StatusArgs) -> anyhow::Result<()> {
+    use kindling_api::update::UpdateView;
+    let session = super::client::Session::open(&a.target)?;
+    let view: UpdateView = session.get_as("/v1/update")?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    let Some(agent) = view.agent else {
+        println!("no update agent on this boot (not started from a disk's A/B slots)");
+        return Ok(());
+    };
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    println!(
+        "mode:        {} ({})",
+        text(&agent["mode"]),
+        text(&agent["detail"])
+    );
+    println!("slot:        {}", text(&agent["entry"]));
+    println!("version:     {}", text(&agent["version"]));
+    println!("floor:       {}", text(&agent["floor"]));
+    let refused: Vec<String> = agent["refused"]
+        .as_array()
+        .map(|r| r.iter().map(text).collect())
+        .unwrap_or_default();
+    if !refused.is_empty() {
+        println!("refused:     {}", refused.join(", "));
+    }
+    println!("last result: {}", text(&agent["last_result"]));
+    if agent["push"].is_object() {
+        println!(
+            "last push:   {} {} ({})",
+            text(&agent["push"]["upload"]),
+            text(&agent["push"]["state"]),
+            text(&agent["push"]["detail"])
+        );
+    }
+    if let Some(waiting) = view.waiting {
+        println!("waiting:     upload {waiting}");
+    }
     Ok(())
 }
