@@ -96,7 +96,7 @@ fn the_admin_s_push_lands_whole_in_the_spool_and_one_waits_at_a_time() {
     assert_eq!(reply.status, 202);
     assert_eq!(accepted.bytes, body.len() as u64);
     let file = format!("{}.kupd", accepted.upload);
-    assert_eq!(spool(&root), [file.clone()]);
+    assert_eq!(spool(&root), std::slice::from_ref(&file));
     let kept: PathBuf = root.path("var/lib/kindling/update-spool").join(&file);
     assert_eq!(
         std::fs::read(kept).unwrap(),
