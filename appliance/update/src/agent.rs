@@ -115,6 +115,9 @@ pub fn run_boot(
         status.detail = format!("no ESP mounted at {}", paths.esp.display());
         return publish(paths, status);
     }
+    // systemd-boot may report the name from before it counted this try.
+    let entry = slots.resolve(&entry).unwrap_or(entry);
+    status.entry = Some(entry.clone());
     let state_path = paths.esp.join(STATE_FILE);
     status.state = load_state(&state_path);
     match slots.failed_updates(&name.version) {
@@ -260,6 +263,16 @@ mod tests {
         assert_eq!(written["mode"], "blessed");
         assert_eq!(written["floor"], "2");
         assert_eq!(load_state(&paths.esp.join(STATE_FILE)), status.state);
+    }
+
+    /// OVMF's systemd-boot reports `+3-0` after renaming the file to `+2-1`.
+    #[test]
+    fn the_selected_name_from_before_the_try_was_counted_is_found() {
+        let (_dir, paths) = esp(&["kindling-1+2-1.efi"], Some("kindling-1+3-0.efi"));
+        let status = run_boot(&paths, Duration::ZERO, || Gate::Ready);
+        assert_eq!(status.mode, Mode::Blessed, "{}", status.detail);
+        assert_eq!(status.entry.as_deref(), Some("kindling-1.efi"));
+        assert!(paths.esp.join("EFI/Linux/kindling-1.efi").is_file());
     }
 
     #[test]

@@ -140,6 +140,21 @@ impl Slots {
         Ok(name)
     }
 
+    /// The file of the entry systemd-boot selected: `selected` itself, or,
+    /// when the firmware reported the name from before its boot-counting
+    /// rename (`+3-0` booted as `+2-1`), the entry of the same version.
+    pub fn resolve(&self, selected: &str) -> Option<String> {
+        if self.dir.join(selected).is_file() {
+            return Some(selected.to_string());
+        }
+        let version = EntryName::parse(selected)?.version;
+        self.entries()
+            .ok()?
+            .into_iter()
+            .find(|e| e.version == version)
+            .map(|e| e.file_name())
+    }
+
     /// The running image passed its health gate: its entry loses the
     /// counter, so systemd-boot boots it from now on. Returns the new name
     /// (the same when it had no counter).
