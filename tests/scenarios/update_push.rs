@@ -13,6 +13,7 @@ use kindling_e2e::release_bin;
 use kindling_lab::api::{console_ca_fingerprint, lab_token, LabOperator, API_ADDRESS};
 use kindling_lab::{ApplianceBoot, ApplianceSpec, DiskBus, Lab, VmId};
 use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Upload over the lab's LAN, verify twice and write the ESP under TCG.
@@ -73,7 +74,9 @@ pub fn good_update_v1_to_v2(
     let fingerprint =
         console_ca_fingerprint(&serial).ok_or("no CA fingerprint on the appliance's console")?;
     let started = Instant::now();
-    let pushed = kindling_lab::cmd::in_netns(&lab.names().lan, release_bin("kindling"))
+    // Spawned: the agent arms the bundle and init reboots at once, and the
+    // CLI waits through the reboot for the appliance to run the new version.
+    let cli = kindling_lab::cmd::in_netns(&lab.names().lan, release_bin("kindling"))
         .args(["update", "push"])
         .arg(&bundle)
         .args(["--wait", &format!("{}s", PUSH_TIMEOUT.as_secs())])
@@ -81,29 +84,23 @@ pub fn good_update_v1_to_v2(
         .env("KINDLING_CA_FINGERPRINT", fingerprint.to_string())
         .env("KINDLING_TOKEN", lab_token(LabOperator::Admin).expose())
         .env("KINDLING_CONFIG", run_dir.join("no-cli-config.toml"))
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("kindling update push: {e}"))?;
-    let apply = started.elapsed();
-    let stdout = String::from_utf8_lossy(&pushed.stdout);
-    if !pushed.status.success() || !stdout.contains("armed") {
-        return Err(format!(
-            "kindling update push ({}): {stdout}{}",
-            pushed.status,
-            String::from_utf8_lossy(&pushed.stderr)
-        ));
-    }
-    eprintln!(
-        "[{scenario}] pushed {size} bytes ({v1} -> {v2}); armed {:.1}s after the push began:\n{}",
-        apply.as_secs_f64(),
-        stdout.trim()
-    );
 
     // init stops everything and reboots; QEMU (-no-reboot) exits.
     let vm = lab.vm(app);
-    vm.wait_for("reboot request", REBOOT_TIMEOUT)
-        .map_err(|e| e.to_string())?;
+    vm.wait_for("reboot request", PUSH_TIMEOUT)
+        .map_err(|e| format!("no reboot after the push: {e}"))?;
     vm.wait_exit(REBOOT_TIMEOUT)
         .ok_or("the appliance did not reboot after its update was armed")?;
+    let v1_log = std::fs::read_to_string(&serial).unwrap_or_default();
+    let apply = console_seconds(&v1_log, "Staging")
+        .zip(console_seconds(&v1_log, "Armed"))
+        .map(|(from, to)| to - from)
+        .ok_or("no staging and armed lines of the update agent on the console")?;
     let rebooted = Instant::now();
     let _ = std::fs::copy(&serial, run_dir.join("appliance.v1.serial.log"));
     let used = run_dir.join("appliance-disk.v1.img");
@@ -131,6 +128,22 @@ pub fn good_update_v1_to_v2(
         std::thread::sleep(Duration::from_secs(1));
     };
     let blessed = rebooted.elapsed();
+    let pushed = cli
+        .wait_with_output()
+        .map_err(|e| format!("kindling update push: {e}"))?;
+    let stdout = String::from_utf8_lossy(&pushed.stdout);
+    if !pushed.status.success() {
+        return Err(format!(
+            "kindling update push ({}): {stdout}{}",
+            pushed.status,
+            String::from_utf8_lossy(&pushed.stderr)
+        ));
+    }
+    eprintln!(
+        "[{scenario}] kindling update push, {:.1}s in all:\n{}",
+        started.elapsed().as_secs_f64(),
+        stdout.trim()
+    );
     let want_entry = format!("kindling-{v2}.efi");
     if update["entry"] != want_entry.as_str()
         || update["version"] != v2.as_str()
@@ -156,10 +169,20 @@ pub fn good_update_v1_to_v2(
         return Err("the API's log on the data partition lost the push's record".into());
     }
     eprintln!(
-        "[{scenario}] update {v1} -> {v2}: bundle {size} bytes, push to armed {:.1}s, reboot to blessed {:.1}s; {} at floor {v2}, overlays and logs intact",
-        apply.as_secs_f64(),
+        "[{scenario}] update {v1} -> {v2}: bundle {size} bytes, agent staging to armed {apply:.1}s (appliance clock), reboot to blessed {:.1}s; {} at floor {v2}, overlays and logs intact",
         blessed.as_secs_f64(),
         want_entry
     );
     Ok(app)
+}
+
+/// The kernel timestamp (seconds) of the update agent's first console line
+/// about a push in `state` (`update: push ID: Staging: …`).
+fn console_seconds(log: &str, state: &str) -> Option<f64> {
+    let needle = format!(": {state}: ");
+    let line = log
+        .lines()
+        .find(|l| l.contains("update: push ") && l.contains(&needle))?;
+    let stamp = line.split_once('[')?.1.split_once(']')?.0;
+    stamp.trim().parse().ok()
 }

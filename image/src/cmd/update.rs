@@ -180,6 +180,7 @@ fn push(a: PushArgs) -> anyhow::Result<()> {
         .metadata()
         .with_context(|| format!("reading {}", a.bundle.display()))?
         .len();
+    let manifest = bundle_manifest(&a.bundle)?;
     let session = super::client::Session::open(&a.target)?;
     let started = std::time::Instant::now();
     let bar = super::progress::Bar::start(format!("pushing {}", a.bundle.display()), length);
@@ -200,27 +201,54 @@ fn push(a: PushArgs) -> anyhow::Result<()> {
         accepted.upload
     );
     let deadline = started + *a.wait;
+    let mut unreachable_said = false;
     loop {
-        let view: UpdateView = session.get_as("/v1/update")?;
-        let push = view.agent.as_ref().map(|a| &a["push"]);
-        if let Some(push) = push.filter(|p| p["upload"] == accepted.upload.as_str()) {
+        // The agent arms the bundle and init reboots at once: the
+        // appliance may be gone before the armed state is seen, so an
+        // appliance that does not answer is waited for, and one that
+        // answers running the bundle's version is the same success.
+        let view = match session.get_as::<UpdateView>("/v1/update") {
+            Ok(view) => Some(view),
+            Err(e) if super::exit::code_of(&e) == Exit::Unreachable => {
+                if !unreachable_said {
+                    println!("the appliance does not answer (rebooting?): {e:#}; waiting");
+                    unreachable_said = true;
+                }
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let agent = view.as_ref().and_then(|v| v.agent.as_ref());
+        if let Some(agent) = agent {
+            let push = &agent["push"];
             let detail = push["detail"].as_str().unwrap_or_default();
-            match push["state"].as_str() {
-                Some("armed") => {
-                    println!(
-                        "armed {:.1} s after the push began: {detail}",
-                        started.elapsed().as_secs_f64()
-                    );
-                    return Ok(());
+            if push["upload"] == accepted.upload.as_str() {
+                match push["state"].as_str() {
+                    Some("armed") => {
+                        println!(
+                            "armed {:.1} s after the push began: {detail}",
+                            started.elapsed().as_secs_f64()
+                        );
+                        return Ok(());
+                    }
+                    Some("refused") => {
+                        return Err(Failure::new(
+                            Exit::Error,
+                            format!("the appliance refused {}: {detail}", a.bundle.display()),
+                        )
+                        .into())
+                    }
+                    _ => {}
                 }
-                Some("refused") => {
-                    return Err(Failure::new(
-                        Exit::Error,
-                        format!("the appliance refused {}: {detail}", a.bundle.display()),
-                    )
-                    .into())
-                }
-                _ => {}
+            } else if agent["version"] == manifest.version.to_string().as_str() {
+                println!(
+                    "armed, rebooted and now running {} ({}: {}), {:.1} s after the push began",
+                    manifest.version,
+                    agent["mode"].as_str().unwrap_or_default(),
+                    agent["detail"].as_str().unwrap_or_default(),
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
             }
         }
         if std::time::Instant::now() > deadline {
@@ -235,6 +263,27 @@ fn push(a: PushArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
+}
+
+/// The bundle's manifest as it claims (unverified: only to recognise the
+/// version once the appliance runs it; the appliance verifies).
+fn bundle_manifest(path: &std::path::Path) -> anyhow::Result<kindling_update::Manifest> {
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let mut entry = archive
+        .entries()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{}: not an update bundle (empty)", path.display()))??;
+    if entry.path()?.as_os_str() != kindling_update::bundle::MANIFEST_ENTRY {
+        anyhow::bail!(
+            "{}: not an update bundle (its first entry is not {})",
+            path.display(),
+            kindling_update::bundle::MANIFEST_ENTRY
+        );
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut entry, 64 * 1024), &mut bytes)?;
+    Ok(kindling_update::Manifest::parse(&bytes).with_context(|| path.display().to_string())?)
 }
 
 fn status(a: StatusArgs) -> anyhow::Result<()> {
