@@ -45,7 +45,8 @@ pub fn good_update_v1_to_v2(
         .ok_or_else(|| format!("no running version in the update status: {before}"))?
         .to_string();
     let v2 = format!("{v1}.1");
-    let overlays_before = get(lab, "/v1/overlays")?;
+    // The overlay state kept on the data partition: accepted versions and floors.
+    let overlays_before = get(lab, "/v1/overlays")?["state"].clone();
 
     let run_dir = lab.run_dir().to_path_buf();
     let bundle = run_dir.join(format!("kindling-{v2}.kupd"));
@@ -155,10 +156,10 @@ pub fn good_update_v1_to_v2(
     }
     // The data partition came through: the overlays' floors as before,
     // and the API's record of the push, written before the reboot.
-    let overlays_after = get(lab, "/v1/overlays")?;
+    let overlays_after = get(lab, "/v1/overlays")?["state"].clone();
     if overlays_after != overlays_before {
         return Err(format!(
-            "the overlays changed across the update: {overlays_before} -> {overlays_after}"
+            "the overlay state on the data partition changed across the update: {overlays_before} -> {overlays_after}"
         ));
     }
     let api_log = get(lab, "/v1/logs/api?lines=100000")?;
