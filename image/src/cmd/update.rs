@@ -283,7 +283,7 @@ fn bundle_manifest(path: &std::path::Path) -> anyhow::Result<kindling_update::Ma
     }
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut std::io::Read::take(&mut entry, 64 * 1024), &mut bytes)?;
-    Ok(kindling_update::Manifest::parse(&bytes).with_context(|| path.display().to_string())?)
+    kindling_update::Manifest::parse(&bytes).with_context(|| path.display().to_string())
 }
 
 fn status(a: StatusArgs) -> anyhow::Result<()> {
