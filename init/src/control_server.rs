@@ -148,8 +148,9 @@ fn serve(stream: UnixStream, events: &EventSender) {
 /// Whether the peer with `uid` may make `request` (`own` is init's euid).
 /// Root, init's own uid (tests run init unprivileged) and the API may ask
 /// anything; the stack bootstrap may list and restart the services whose
-/// config it rewrites; the console dashboard and the update agent (its
-/// health gate) may list; nobody else may ask anything.
+/// config it rewrites; the console dashboard may list; the update agent
+/// may list (its health gate) and reboot (into a slot it armed); nobody
+/// else may ask anything.
 fn may(uid: Option<u32>, own: u32, request: &Request) -> bool {
     let Some(uid) = uid else {
         return false;
@@ -161,10 +162,13 @@ fn may(uid: Option<u32>, own: u32, request: &Request) -> bool {
         return match request {
             Request::List => true,
             Request::Restart { name } => ["consul", "vault", "nomad"].contains(&name.as_str()),
-            Request::Reload => false,
+            Request::Reload | Request::Reboot { .. } => false,
         };
     }
-    if uid == accounts::CONSOLE.uid || uid == accounts::UPDATE.uid {
+    if uid == accounts::UPDATE.uid {
+        return matches!(request, Request::List | Request::Reboot { .. });
+    }
+    if uid == accounts::CONSOLE.uid {
         return matches!(request, Request::List);
     }
     false
@@ -208,6 +212,13 @@ mod tests {
         assert!(may(update, own, &Request::List));
         assert!(!may(update, own, &restart("pxe")));
         assert!(!may(update, own, &Request::Reload));
+        let reboot = Request::Reboot {
+            reason: "update".into(),
+        };
+        assert!(may(update, own, &reboot));
+        assert!(!may(console, own, &reboot));
+        assert!(!may(stack, own, &reboot));
+        assert!(!may(Some(accounts::PXE.uid), own, &reboot));
         // init run unprivileged (tests): its own uid may do anything.
         assert!(may(Some(1000), 1000, &Request::Reload));
     }

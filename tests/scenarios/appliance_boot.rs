@@ -283,6 +283,7 @@ fn appliance_boots_from_raw_disk_under_ovmf() -> Result<(), String> {
     let app = lab.boot_appliance(&spec).map_err(|e| e.to_string())?;
     wait_ready_and_check_status(&mut lab, app, scenario)?;
     slot_is_blessed(&lab, scenario)?;
+    crate::update_push::good_update_v1_to_v2(&mut lab, app, image, scenario)?;
     lab.succeeded();
     Ok(())
 }

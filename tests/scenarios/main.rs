@@ -12,6 +12,7 @@ mod node_pxe;
 mod service_logs;
 mod stack_lab;
 mod status_page;
+mod update_push;
 
 use std::time::Duration;
 

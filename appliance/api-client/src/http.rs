@@ -61,6 +61,29 @@ pub fn write_request<W: Write>(out: &mut W, req: &Request<'_>) -> std::io::Resul
     out.flush()
 }
 
+/// The head of a request whose body (`length` bytes of `content_type`)
+/// the caller streams after it, once the server said `100 Continue`
+/// (a refusal comes instead, before a byte of the body is sent).
+pub fn write_upload_head<W: Write>(
+    out: &mut W,
+    req: &Request<'_>,
+    content_type: &str,
+    length: u64,
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: kindling/{}\r\nAccept: application/json\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nExpect: 100-continue\r\n",
+        req.method,
+        req.path,
+        req.host,
+        env!("CARGO_PKG_VERSION"),
+    );
+    if let Some(credential) = req.authorization {
+        head.push_str(&format!("Authorization: Bearer {credential}\r\n"));
+    }
+    head.push_str("\r\n");
+    out.write_all(head.as_bytes())
+}
+
 /// A reply's head and the bytes read past it.
 pub struct Head {
     pub status: u16,
@@ -173,8 +196,13 @@ pub fn stream_body<R: Read>(
 }
 
 pub fn read_response<R: Read>(input: &mut R) -> Result<Response, ExchangeError> {
-    let mut chunk = [0u8; 8192];
     let head = read_head(input)?;
+    read_rest(input, head)
+}
+
+/// The body that follows `head`.
+pub fn read_rest<R: Read>(input: &mut R, head: Head) -> Result<Response, ExchangeError> {
+    let mut chunk = [0u8; 8192];
     if head.chunked {
         return Err(ExchangeError::Malformed(
             "chunked replies are not expected from the appliance".into(),

@@ -220,6 +220,71 @@ impl ApiClient {
         }
     }
 
+    /// A POST whose body streams from `body` (`length` bytes, sent as
+    /// `application/octet-stream`, never held whole); `progress` hears the
+    /// bytes sent so far. The body waits for the server's `100 Continue`,
+    /// so a refusal (credential, state) costs no upload; a refusal in the
+    /// middle of the body is returned when it can still be read.
+    pub fn upload(
+        &self,
+        path: &str,
+        mut body: impl io::Read,
+        length: u64,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Response, ClientError> {
+        let exchange = self.exchange_failed("POST", path);
+        let mut stream = self.connect()?;
+        let host = self.endpoint.dial_address();
+        let request = http::Request {
+            method: "POST",
+            path,
+            host: &host,
+            authorization: self.token.as_ref().map(Token::expose),
+            body: None,
+        };
+        http::write_upload_head(&mut stream, &request, "application/octet-stream", length)
+            .map_err(|e| exchange(http::ExchangeError::Io(e)))?;
+        let _ = io::Write::flush(&mut stream);
+        let head = http::read_head(&mut stream).map_err(&exchange)?;
+        if head.status != 100 {
+            let response = http::read_rest(&mut stream, head).map_err(&exchange)?;
+            stream.conn.send_close_notify();
+            let _ = stream.flush_close();
+            return Ok(response);
+        }
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut sent = 0u64;
+        let mut cut_short = None;
+        while sent < length {
+            let want = buf.len().min((length - sent) as usize);
+            let n = match body.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(exchange(http::ExchangeError::Io(e))),
+            };
+            // A refusal closes the connection mid-body: read its answer.
+            if let Err(e) = io::Write::write_all(&mut stream, &buf[..n]) {
+                cut_short = Some(e);
+                break;
+            }
+            sent += n as u64;
+            progress(sent);
+        }
+        let _ = io::Write::flush(&mut stream);
+        match http::read_response(&mut stream) {
+            Ok(response) => {
+                stream.conn.send_close_notify();
+                let _ = stream.flush_close();
+                Ok(response)
+            }
+            Err(e) => Err(exchange(match cut_short {
+                Some(io) => http::ExchangeError::Io(io),
+                None => e,
+            })),
+        }
+    }
+
     /// A GET whose answer streams (`GET /v1/logs/SERVICE?follow=1`): a 200
     /// body goes to `each` as it arrives, with no read timeout, until the
     /// server ends it or `each` returns false (then `Ok(None)`). Any other

@@ -19,6 +19,7 @@ pub mod overlays;
 pub mod schema;
 pub mod stack;
 pub mod status;
+pub mod update;
 pub mod vault;
 
 pub use error::{ApiFailure, ErrorBody, ErrorKind};

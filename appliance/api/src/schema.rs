@@ -13,7 +13,7 @@ fn schema_of<T: JsonSchema>(title: &str) -> String {
 /// The shipped files: `(file name under schema/api/, pretty JSON with a
 /// trailing newline)`.
 pub fn schema_files() -> Vec<(&'static str, String)> {
-    use crate::{auth, health, logs, nodes, overlays, stack, status, vault, ErrorBody};
+    use crate::{auth, health, logs, nodes, overlays, stack, status, update, vault, ErrorBody};
     vec![
         (
             "error.schema.json",
@@ -38,6 +38,14 @@ pub fn schema_files() -> Vec<(&'static str, String)> {
         (
             "restart.schema.json",
             schema_of::<status::RestartAccepted>("POST /v1/services/NAME/restart"),
+        ),
+        (
+            "update-push-reply.schema.json",
+            schema_of::<update::PushAccepted>("POST /v1/update answer"),
+        ),
+        (
+            "update.schema.json",
+            schema_of::<update::UpdateView>("GET /v1/update"),
         ),
         (
             "config-report.schema.json",

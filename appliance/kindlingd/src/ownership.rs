@@ -3,7 +3,7 @@
 //! by its own account, whatever an older build or a crash left behind.
 //!
 //! Owns the appliance-level plan ([`plan`]: the run and data directories,
-//! status, inventory, leases, overlays) and applying any plan ([`apply`]),
+//! status, inventory, leases, overlays, the update spool) and applying any plan ([`apply`]),
 //! the stack's included (`kindling_stack::render::ownership`). Must never
 //! follow a symlink out of the directory it was asked to own, nor give any
 //! path to root that was not root's.
@@ -59,6 +59,17 @@ pub fn plan(run_dir: &Path, data_dir: &Path) -> Vec<Owned> {
             true,
         ),
         mine(data_dir.join("leases"), accounts::PXE, 0o750),
+        // Pushed update bundles: the API writes them (as a member of the
+        // spool group; setgid keeps the group), the update agent owns the
+        // directory, so it reads and removes them; sticky, so the API can
+        // replace or remove only what it wrote itself.
+        own(
+            data_dir.join(kindling_update::spool::SPOOL_DIR),
+            accounts::UPDATE.uid,
+            accounts::UPDATE_SPOOL.gid,
+            0o3770,
+            false,
+        ),
     ]
 }
 
@@ -69,6 +80,7 @@ pub fn directories(run_dir: &Path, data_dir: &Path) -> Vec<PathBuf> {
         data_dir.join("inventory"),
         data_dir.join("leases"),
         data_dir.join("overlays"),
+        data_dir.join(kindling_update::spool::SPOOL_DIR),
     ]
 }
 

@@ -170,9 +170,11 @@ fn ntp(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     Some(spec)
 }
 
-/// The update agent, on boots from a disk's slots: reads init's list
-/// (kl-control, list only) and renames slot files on the ESP init mounted
-/// for its account; no capability. Not required: an appliance that cannot
+/// The update agent, on boots from a disk's slots: reads init's list and
+/// asks it to reboot into an armed slot (kl-control, nothing else), takes
+/// pushed bundles from the update spool (kl-upspool, its own directory)
+/// and renames slot files on the ESP init mounted for its account; no
+/// capability. Not required: an appliance that cannot
 /// update itself still serves.
 fn update(_: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     if !inputs.installed.boot_slots {

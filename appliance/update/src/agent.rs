@@ -67,6 +67,9 @@ pub struct UpdateStatus {
     pub version: Option<Version>,
     #[serde(flatten)]
     pub state: UpdateState,
+    /// The last bundle pushed this boot (`crate::push`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<crate::push::PushStatus>,
 }
 
 /// The health gate's answer.
@@ -90,6 +93,7 @@ pub fn run_boot(
         entry: None,
         version: None,
         state: UpdateState::default(),
+        push: None,
     };
     let entry = std::fs::read(&paths.loader_entry)
         .ok()
@@ -111,6 +115,12 @@ pub fn run_boot(
         status.detail = format!("no ESP mounted at {}", paths.esp.display());
         return publish(paths, status);
     }
+    // systemd-boot may report the name from before it counted this try.
+    let entry = match slots.on_disk(&entry) {
+        Ok(Some(on_disk)) => on_disk.file_name(),
+        _ => entry,
+    };
+    status.entry = Some(entry.clone());
     let state_path = paths.esp.join(STATE_FILE);
     status.state = load_state(&state_path);
     match slots.failed_updates(&name.version) {
@@ -172,7 +182,7 @@ fn load_state(path: &Path) -> UpdateState {
         .unwrap_or_default()
 }
 
-fn save_state(path: &Path, state: &UpdateState) {
+pub(crate) fn save_state(path: &Path, state: &UpdateState) {
     if let Ok(bytes) = serde_json::to_vec_pretty(state) {
         if let Err(e) = kindling_atomic_write::write_atomic(path, &bytes, false) {
             eprintln!("update: saving {}: {e}", path.display());
@@ -181,8 +191,14 @@ fn save_state(path: &Path, state: &UpdateState) {
 }
 
 /// Writes the status file (and says it on the console); returns `status`.
-fn publish(paths: &AgentPaths, status: UpdateStatus) -> UpdateStatus {
-    println!("update: {:?}: {}", status.mode, status.detail);
+pub(crate) fn publish(paths: &AgentPaths, status: UpdateStatus) -> UpdateStatus {
+    match &status.push {
+        Some(push) => println!(
+            "update: push {}: {:?}: {}",
+            push.upload, push.state, push.detail
+        ),
+        None => println!("update: {:?}: {}", status.mode, status.detail),
+    }
     match serde_json::to_vec_pretty(&status) {
         Ok(bytes) => {
             if let Err(e) = kindling_atomic_write::write_atomic(&paths.status, &bytes, false) {
@@ -250,6 +266,16 @@ mod tests {
         assert_eq!(written["mode"], "blessed");
         assert_eq!(written["floor"], "2");
         assert_eq!(load_state(&paths.esp.join(STATE_FILE)), status.state);
+    }
+
+    /// OVMF's systemd-boot reports `+3-0` after renaming the file to `+2-1`.
+    #[test]
+    fn the_selected_name_from_before_the_try_was_counted_is_found() {
+        let (_dir, paths) = esp(&["kindling-1+2-1.efi"], Some("kindling-1+3-0.efi"));
+        let status = run_boot(&paths, Duration::ZERO, || Gate::Ready);
+        assert_eq!(status.mode, Mode::Blessed, "{}", status.detail);
+        assert_eq!(status.entry.as_deref(), Some("kindling-1.efi"));
+        assert!(paths.esp.join("EFI/Linux/kindling-1.efi").is_file());
     }
 
     #[test]

@@ -198,6 +198,25 @@ pub enum StageError {
 /// Verifies the bundle read from `bundle` and writes its image to
 /// `slot_dir/file_name`. On any error nothing is left in `slot_dir`.
 pub fn stage(bundle: impl Read, request: &StageRequest<'_>) -> Result<Staged, StageError> {
+    let (manifest, path) = check(bundle, request, true)?;
+    Ok(Staged {
+        manifest,
+        path: path.unwrap_or_default(),
+    })
+}
+
+/// The same checks as [`stage`], the image hashed but written nowhere
+/// (`slot_dir` and `file_name` are not used): what the update agent runs
+/// before it makes room in the slots.
+pub fn verify(bundle: impl Read, request: &StageRequest<'_>) -> Result<Manifest, StageError> {
+    check(bundle, request, false).map(|(manifest, _)| manifest)
+}
+
+fn check(
+    bundle: impl Read,
+    request: &StageRequest<'_>,
+    write: bool,
+) -> Result<(Manifest, Option<PathBuf>), StageError> {
     let bad = |what: String| StageError::Malformed(what);
     let mut archive = tar::Archive::new(bundle);
     let mut entries = archive.entries().map_err(|e| bad(format!("tar: {e}")))?;
@@ -226,8 +245,31 @@ pub fn stage(bundle: impl Read, request: &StageRequest<'_>) -> Result<Staged, St
         });
     }
     let image = next(IMAGE_ENTRY)?;
+    if !write {
+        let mut hashing = HashingWriter {
+            inner: std::io::sink(),
+            hasher: Sha256::new(),
+        };
+        let got_size = std::io::copy(&mut image.take(manifest.image_size + 1), &mut hashing)
+            .map_err(|e| bad(format!("{IMAGE_ENTRY}: {e}")))?;
+        image_matches(&manifest, got_size, hashing.hasher)?;
+        return Ok((manifest, None));
+    }
     let path = write_image(image, &manifest, request)?;
-    Ok(Staged { manifest, path })
+    Ok((manifest, Some(path)))
+}
+
+fn image_matches(m: &Manifest, got_size: u64, hasher: Sha256) -> Result<(), StageError> {
+    let got = hex(&hasher.finalize());
+    if got_size != m.image_size || got != m.image_sha256 {
+        return Err(StageError::ImageMismatch {
+            want: m.image_sha256.clone(),
+            want_size: m.image_size,
+            got,
+            got_size,
+        });
+    }
+    Ok(())
 }
 
 fn read_small(entry: impl Read, name: &'static str, max: u64) -> Result<Vec<u8>, StageError> {
@@ -303,15 +345,7 @@ fn write_image(
         // One byte past the promise tells a longer image from an exact one.
         let got_size =
             std::io::copy(&mut image.take(m.image_size + 1), &mut hashing).map_err(io(&partial))?;
-        let got = hex(&hashing.hasher.finalize());
-        if got_size != m.image_size || got != m.image_sha256 {
-            return Err(StageError::ImageMismatch {
-                want: m.image_sha256.clone(),
-                want_size: m.image_size,
-                got,
-                got_size,
-            });
-        }
+        image_matches(m, got_size, hashing.hasher)?;
         file.sync_all().map_err(io(&partial))?;
         std::fs::rename(&partial, &target).map_err(io(&target))?;
         File::open(r.slot_dir)
@@ -325,12 +359,12 @@ fn write_image(
     Ok(target)
 }
 
-struct HashingWriter<'a> {
-    inner: &'a mut File,
+struct HashingWriter<W> {
+    inner: W,
     hasher: Sha256,
 }
 
-impl Write for HashingWriter<'_> {
+impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);

@@ -17,10 +17,12 @@ pub mod agent;
 pub mod bundle;
 pub mod channel;
 pub mod manifest;
+pub mod push;
 pub mod slots;
+pub mod spool;
 pub mod version;
 
-pub use bundle::{build, stage, BuildRequest, StageError, StageRequest, Staged};
+pub use bundle::{build, stage, verify, BuildRequest, StageError, StageRequest, Staged};
 pub use channel::{ChannelError, ChannelIndex, ChannelPolicy, Release};
 pub use manifest::{Manifest, ManifestError};
 pub use slots::{EntryName, SlotError, Slots};

@@ -109,6 +109,29 @@ impl Session {
         self.call("POST", path, Some(body))
     }
 
+    /// `POST path` with `length` bytes streamed from `body` (not held
+    /// whole); `progress` hears the bytes sent → the 2xx answer as `T`.
+    pub fn upload_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: impl std::io::Read,
+        length: u64,
+        progress: impl FnMut(u64),
+    ) -> anyhow::Result<T> {
+        let reply = self.client.upload(path, body, length, progress)?;
+        let label = format!("{}{path}", self.client.endpoint());
+        let text = String::from_utf8_lossy(&reply.body);
+        if (200..300).contains(&reply.status) {
+            return serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{label}: {}: the answer is not what kindling expects",
+                    reply.status
+                )
+            });
+        }
+        Err(refusal(&label, reply.status, &text))
+    }
+
     /// `GET path` → JSON body of a 2xx answer, untyped.
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.get_as(path)

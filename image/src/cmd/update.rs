@@ -1,6 +1,10 @@
-//! `kindling update build|verify|publish|promote|check`: signed A/B update bundles (`.kupd`, see
-//! `kindling_update`) from an image build's UKI, signed with the same
-//! minisign keys as overlays, and checked the way an appliance checks them.
+//! `kindling update build|verify|push|status|publish|promote|check`: signed A/B update bundles
+//! (`.kupd`, see `kindling_update`) from an image build's UKI, signed with
+//! the same minisign keys as overlays, checked the way an appliance checks
+//! them, pushed to an appliance (`POST /v1/update`, then following the
+//! update agent in `GET /v1/update` until it armed or refused the bundle)
+//! and the appliance's slot, version, floor and last result; and signed
+//! channel indexes (`publish`, `promote`, `check`, see docs/updates.md).
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -33,6 +37,35 @@ pub enum Command {
     ///
     /// Example: kindling update check --channel prod --dir site-updates/ --pubkey keys/kindling.pub --running 1.3 --requires-blessing-on dev
     Check(super::update_channel::CheckArgs),
+    /// Send a bundle to an appliance (admin role) and wait until its update
+    /// agent armed it (the appliance then reboots into it) or refused it.
+    ///
+    /// Example: kindling update push kindling-1.4.kupd --context lab
+    Push(PushArgs),
+    /// The appliance's running slot, version, version floor and the last
+    /// update result.
+    ///
+    /// Example: kindling update status --context lab
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub target: super::client::Target,
+    /// How long to wait for the update agent's verdict.
+    #[arg(long, default_value = "10m")]
+    pub wait: humantime::Duration,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: super::client::Target,
+    /// Print the answer of GET /v1/update as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -83,6 +116,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Publish(a) => super::update_channel::publish(a),
         Command::Promote(a) => super::update_channel::promote(a),
         Command::Check(a) => super::update_channel::check(a),
+        Command::Push(a) => push(a),
+        Command::Status(a) => status(a),
     }
 }
 
@@ -143,5 +178,163 @@ fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         staged.manifest.image_size,
         staged.manifest.image_sha256
     );
+    Ok(())
+}
+
+fn push(a: PushArgs) -> anyhow::Result<()> {
+    use super::exit::{Exit, Failure};
+    use kindling_api::update::{PushAccepted, UpdateView};
+    let file = std::fs::File::open(&a.bundle)
+        .with_context(|| format!("reading {}", a.bundle.display()))?;
+    let length = file
+        .metadata()
+        .with_context(|| format!("reading {}", a.bundle.display()))?
+        .len();
+    let manifest = bundle_manifest(&a.bundle)?;
+    let session = super::client::Session::open(&a.target)?;
+    let started = std::time::Instant::now();
+    let bar = super::progress::Bar::start(format!("pushing {}", a.bundle.display()), length);
+    let accepted: PushAccepted = session
+        .upload_as(
+            "/v1/update",
+            std::io::BufReader::new(file),
+            length,
+            |sent| bar.set(sent),
+        )
+        .inspect_err(|_| bar.finish())?;
+    bar.finish();
+    let sent = started.elapsed();
+    println!(
+        "sent {} bytes in {:.1} s as upload {}; waiting for the update agent",
+        accepted.bytes,
+        sent.as_secs_f64(),
+        accepted.upload
+    );
+    let deadline = started + *a.wait;
+    let mut unreachable_said = false;
+    loop {
+        // The agent arms the bundle and init reboots at once: the
+        // appliance may be gone before the armed state is seen, so an
+        // appliance that does not answer is waited for, and one that
+        // answers running the bundle's version is the same success.
+        let view = match session.get_as::<UpdateView>("/v1/update") {
+            Ok(view) => Some(view),
+            Err(e) if super::exit::code_of(&e) == Exit::Unreachable => {
+                if !unreachable_said {
+                    println!("the appliance does not answer (rebooting?): {e:#}; waiting");
+                    unreachable_said = true;
+                }
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let agent = view.as_ref().and_then(|v| v.agent.as_ref());
+        if let Some(agent) = agent {
+            let push = &agent["push"];
+            let detail = push["detail"].as_str().unwrap_or_default();
+            if push["upload"] == accepted.upload.as_str() {
+                match push["state"].as_str() {
+                    Some("armed") => {
+                        println!(
+                            "armed {:.1} s after the push began: {detail}",
+                            started.elapsed().as_secs_f64()
+                        );
+                        return Ok(());
+                    }
+                    Some("refused") => {
+                        return Err(Failure::new(
+                            Exit::Error,
+                            format!("the appliance refused {}: {detail}", a.bundle.display()),
+                        )
+                        .into())
+                    }
+                    _ => {}
+                }
+            } else if agent["version"] == manifest.version.to_string().as_str() {
+                println!(
+                    "armed, rebooted and now running {} ({}: {}), {:.1} s after the push began",
+                    manifest.version,
+                    agent["mode"].as_str().unwrap_or_default(),
+                    agent["detail"].as_str().unwrap_or_default(),
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Failure::new(
+                Exit::Error,
+                format!(
+                    "the update agent gave no verdict on upload {} within {}",
+                    accepted.upload, a.wait
+                ),
+            )
+            .into());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// The bundle's manifest as it claims (unverified: only to recognise the
+/// version once the appliance runs it; the appliance verifies).
+fn bundle_manifest(path: &std::path::Path) -> anyhow::Result<kindling_update::Manifest> {
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let mut entry = archive
+        .entries()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{}: not an update bundle (empty)", path.display()))??;
+    if entry.path()?.as_os_str() != kindling_update::bundle::MANIFEST_ENTRY {
+        anyhow::bail!(
+            "{}: not an update bundle (its first entry is not {})",
+            path.display(),
+            kindling_update::bundle::MANIFEST_ENTRY
+        );
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut entry, 64 * 1024), &mut bytes)?;
+    kindling_update::Manifest::parse(&bytes).with_context(|| path.display().to_string())
+}
+
+fn status(a: StatusArgs) -> anyhow::Result<()> {
+    use kindling_api::update::UpdateView;
+    let session = super::client::Session::open(&a.target)?;
+    let view: UpdateView = session.get_as("/v1/update")?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    let Some(agent) = view.agent else {
+        println!("no update agent on this boot (not started from a disk's A/B slots)");
+        return Ok(());
+    };
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    println!(
+        "mode:        {} ({})",
+        text(&agent["mode"]),
+        text(&agent["detail"])
+    );
+    println!("slot:        {}", text(&agent["entry"]));
+    println!("version:     {}", text(&agent["version"]));
+    println!("floor:       {}", text(&agent["floor"]));
+    let refused: Vec<String> = agent["refused"]
+        .as_array()
+        .map(|r| r.iter().map(text).collect())
+        .unwrap_or_default();
+    if !refused.is_empty() {
+        println!("refused:     {}", refused.join(", "));
+    }
+    println!("last result: {}", text(&agent["last_result"]));
+    if agent["push"].is_object() {
+        println!(
+            "last push:   {} {} ({})",
+            text(&agent["push"]["upload"]),
+            text(&agent["push"]["state"]),
+            text(&agent["push"]["detail"])
+        );
+    }
+    if let Some(waiting) = view.waiting {
+        println!("waiting:     upload {waiting}");
+    }
     Ok(())
 }

@@ -62,7 +62,8 @@ pub const STATUS: Group = Group {
     gid: 420,
 };
 /// May talk to init's control socket: the API (anything), the stack
-/// bootstrap (list, restart its services), the console dashboard (list).
+/// bootstrap (list, restart its services), the console dashboard (list),
+/// the update agent (list, and reboot into an armed slot).
 pub const CONTROL: Group = Group {
     name: "kl-control",
     gid: 421,
@@ -73,13 +74,20 @@ pub const INVENTORY: Group = Group {
     name: "kl-inventory",
     gid: 422,
 };
+/// The API receives pushed update bundles into
+/// `/var/lib/kindling/update-spool`; the update agent (its owner) reads
+/// and removes them. Neither can reach the other's own files.
+pub const UPDATE_SPOOL: Group = Group {
+    name: "kl-upspool",
+    gid: 423,
+};
 
 /// Every service account, in table order.
 pub const ALL: &[Account] = &[
     NET, PXE, API, NTP, CONSOLE, UPDATE, CONSUL, VAULT, NOMAD, STACK,
 ];
 /// Every shared group.
-pub const GROUPS: &[Group] = &[STATUS, CONTROL, INVENTORY];
+pub const GROUPS: &[Group] = &[STATUS, CONTROL, INVENTORY, UPDATE_SPOOL];
 
 /// Who holds each shared group. The stack bootstrap also holds Consul's,
 /// Vault's and Nomad's primary groups: it writes their ACL reset files and
@@ -88,6 +96,7 @@ pub const MEMBERS: &[(Group, &[Account])] = &[
     (STATUS, &[NET, PXE, API, UPDATE, STACK]),
     (CONTROL, &[API, STACK, CONSOLE, UPDATE]),
     (INVENTORY, &[PXE, API]),
+    (UPDATE_SPOOL, &[API, UPDATE]),
 ];
 
 /// The supplementary groups of `account` (see [`MEMBERS`]).

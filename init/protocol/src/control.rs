@@ -34,7 +34,13 @@ pub enum Request {
     /// Re-read the service table: start new services, stop removed ones,
     /// restart changed ones.
     Reload,
+    /// Stop every service in order, sync and reboot (the update agent,
+    /// once a new slot is armed). `reason` is said on the console.
+    Reboot { reason: String },
 }
+
+/// Longest reboot reason init prints; the rest is cut.
+pub const MAX_REASON: usize = 200;
 
 /// Answer to `list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,6 +256,14 @@ impl Client {
     /// Makes init re-read its service table.
     pub fn reload(&self) -> Result<(), ControlError> {
         self.ack(&Request::Reload)
+    }
+
+    /// Asks init to stop everything and reboot; init answers before it
+    /// begins.
+    pub fn reboot(&self, reason: &str) -> Result<(), ControlError> {
+        self.ack(&Request::Reboot {
+            reason: reason.to_string(),
+        })
     }
 
     fn ack(&self, request: &Request) -> Result<(), ControlError> {

@@ -27,7 +27,7 @@ use crate::shutdown;
 use crate::supervisor::cgroup::Cgroups;
 use crate::supervisor::service_logs::{Placement, ServiceLogs};
 use crate::supervisor::Supervisor;
-use kindling_init_protocol::control::{Ack, ListResponse, Request};
+use kindling_init_protocol::control::{Ack, ListResponse, Request, MAX_REASON};
 use kindling_init_protocol::phase::{BootPhase, Runner};
 use kindling_init_protocol::table::{OutputLogLimits, ServiceTable};
 
@@ -316,10 +316,27 @@ impl RunLoop {
                         })
                     }
                     Request::Reload => json_line(&self.reload(now)),
+                    Request::Reboot { reason } => json_line(&self.reboot(&reason, now)),
                 };
                 let _ = reply.send(answer);
             }
         }
+    }
+
+    /// A reboot asked over the control socket (the update agent, once a
+    /// new slot is armed): the same ordered shutdown as SIGINT, with the
+    /// caller's reason on the console. Answered before it begins.
+    fn reboot(&mut self, reason: &str, now: Instant) -> Ack {
+        if matches!(self.stage, Stage::ShuttingDown { .. }) {
+            return Ack::error("init is already shutting down");
+        }
+        let reason = one_line(reason, MAX_REASON);
+        self.begin_shutdown(
+            ShutdownAction::Reboot,
+            &format!("reboot request ({reason})"),
+            now,
+        );
+        Ack::ok()
     }
 
     fn list(&self, now: Instant) -> ListResponse {
@@ -463,5 +480,27 @@ impl RawSignalFd for SignalFd {
     fn as_fd_raw(&self) -> RawFd {
         use std::os::fd::AsRawFd;
         self.as_fd().as_raw_fd()
+    }
+}
+
+/// `text` as one console line of at most `max` characters: control
+/// characters (a newline could forge a console line) become spaces.
+fn one_line(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_reboot_reason_cannot_forge_console_lines() {
+        let forged = "update 2 armed\n[ 1.0] kindling: ready";
+        assert_eq!(
+            super::one_line(forged, 200),
+            "update 2 armed [ 1.0] kindling: ready"
+        );
+        assert_eq!(super::one_line("abcdef", 3), "abc");
     }
 }

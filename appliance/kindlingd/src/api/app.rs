@@ -128,7 +128,11 @@ pub async fn answer(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::
         query: &query,
         authorization,
     };
-    let access = route(&app.context(), &target).access;
+    let (access, streams_upload) = {
+        let cx = app.context();
+        let r = route(&cx, &target);
+        (r.access, r.streams_upload)
+    };
     let operators = app.operators.current();
     let cookie = session::cookie_value(
         head.headers
@@ -178,6 +182,13 @@ pub async fn answer(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::
         }
     };
     drop(target);
+    if streams_upload {
+        let reply = super::update::push(&app.paths, body).await;
+        if let Caller::Operator { name, .. } = &caller {
+            tracing::info!("{name}: {} {path} -> {}", head.method, reply.status);
+        }
+        return encode(reply, None);
+    }
     let body = match read_body(body).await {
         Ok(body) => body,
         Err(reply) => return encode(reply, None),

@@ -22,6 +22,7 @@ mod overlays;
 mod page;
 mod stack;
 mod status;
+mod update;
 
 mod access;
 mod app;
@@ -246,6 +247,9 @@ type Handler<'a> = Box<dyn FnOnce(&Caller, &[u8]) -> Reply + 'a>;
 struct Route<'a> {
     access: Access,
     handler: Handler<'a>,
+    /// The body is an upload streamed to disk by `update::push`, never
+    /// read into memory; `handler` is not used.
+    streams_upload: bool,
 }
 
 impl<'a> Route<'a> {
@@ -253,6 +257,17 @@ impl<'a> Route<'a> {
         Self {
             access,
             handler: Box::new(handler),
+            streams_upload: false,
+        }
+    }
+
+    /// `POST /v1/update`: the body goes to the update spool as it comes.
+    fn upload(access: Access) -> Self {
+        Self {
+            streams_upload: true,
+            ..Self::new(access, |_, _| {
+                Reply::failed(ErrorKind::Internal, "an upload is streamed, not read whole")
+            })
         }
     }
 }
@@ -382,6 +397,8 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
         (Post, ["v1", "overlays"]) => Route::new(Admin, |_, body| {
             overlays::push(run, state, &paths.control_socket(), body)
         }),
+        (Get, ["v1", "update"]) => Route::new(Read, |_, _| update::view(paths)),
+        (Post, ["v1", "update"]) => Route::upload(Admin),
         (Get, ["v1", "nodes"]) => Route::new(Read, |_, _| nodes::list(run, state)),
         (Put, ["v1", "nodes", mac, "profile"]) => Route::new(Admin, move |_, body| {
             nodes::assign(run, state, mac, body, assignments)
@@ -511,6 +528,8 @@ mod tests {
             (Get, "/v1/logs/stack", Read),
             (Post, "/v1/services/pxe/restart", Admin),
             (Post, "/v1/overlays", Admin),
+            (Get, "/v1/update", Read),
+            (Post, "/v1/update", Admin),
             (Put, "/v1/nodes/52:54:00:6b:00:99/profile", Admin),
             (Post, "/v1/nodes/52:54:00:6b:00:99/reprovision", Admin),
             (Get, "/v1/nodes/52:54:00:6b:00:99", Read),

@@ -57,11 +57,6 @@ pub fn exchange(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Raw {
-    let tcp = TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let name = rustls_pki_types::ServerName::try_from(SERVER_NAME).unwrap();
-    let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {SERVER_NAME}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -70,6 +65,17 @@ pub fn exchange(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
+    send(addr, config, &head, body)
+}
+
+/// `head` (whole, with its blank line) then `body`, on a fresh connection:
+/// for a head that promises what the body does not hold.
+pub fn send(addr: &str, config: &Arc<rustls::ClientConfig>, head: &str, body: &[u8]) -> Raw {
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let name = rustls_pki_types::ServerName::try_from(SERVER_NAME).unwrap();
+    let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
     tls.write_all(head.as_bytes()).unwrap();
     tls.write_all(body).unwrap();
     tls.flush().unwrap();
