@@ -30,6 +30,19 @@ use nix::unistd::Pid;
 const BIN: &str = env!("CARGO_BIN_EXE_kindling-init");
 const ROUNDS: usize = 60;
 
+/// With BENCH_RECORD=FILE (tests/bench), appends "scenario<TAB>side<TAB>value".
+fn record(scenario: &str, side: &str, value: f64) {
+    use std::io::Write;
+    if let Some(path) = std::env::var_os("BENCH_RECORD") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        writeln!(f, "{scenario}\t{side}\t{value}").unwrap();
+    }
+}
+
 fn main() {
     let dir = std::env::temp_dir().join(format!("ki-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -39,6 +52,13 @@ fn main() {
     let (rss, hwm) = rss_with_children(&dir, 8);
     let supervised = supervisor_spawn_to_ready(&dir, ROUNDS);
     let plain = plain_spawn_to_ready(ROUNDS);
+    for v in &supervised {
+        record("init_spawn_ready", "kindling", *v);
+    }
+    for v in &plain {
+        record("init_spawn_ready", "baseline", *v);
+    }
+    record("init_rss_kib", "kindling", hwm as f64);
 
     println!();
     println!("kindling-init benchmark ({ROUNDS} rounds for spawn -> ready; child: /bin/sh printing one line)");
