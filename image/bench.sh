@@ -33,7 +33,7 @@ trap 'rm -rf "$WORK"' EXIT
 say() { printf 'bench: %s\n' "$*" >&2; }
 
 say "building release binaries (warm cache: only changed crates rebuild)"
-cargo build --release -q -p kindling-init -p kindlingd -p kindling-image
+cargo build --release -q --workspace --bins
 # PID 1 as it ships: the musl build (what `kindling image build` takes by default).
 cargo build --release -q -p kindling-init --target x86_64-unknown-linux-musl
 INIT_MUSL="$ROOT/target/x86_64-unknown-linux-musl/release/kindling-init"

@@ -121,7 +121,10 @@ fn rss_with_children(dir: &Path, n: usize) -> (u64, u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(list) = client.list() {
-            if list.ready && list.services.iter().filter(|s| s.ready).count() == n {
+            // Every child ready is what is measured; the appliance as a
+            // whole stays "degraded" here (no /etc/kindling/version on a
+            // build host for the clock floor).
+            if list.services.iter().filter(|s| s.ready).count() == n {
                 break;
             }
         }

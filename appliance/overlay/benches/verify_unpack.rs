@@ -140,10 +140,18 @@ fn main() {
         }
     }
     for d in &ours {
-        record("overlay_verify_unpack", "kindling", d.as_secs_f64() * 1000.0);
+        record(
+            "overlay_verify_unpack",
+            "kindling",
+            d.as_secs_f64() * 1000.0,
+        );
     }
     for d in &base {
-        record("overlay_verify_unpack", "baseline", d.as_secs_f64() * 1000.0);
+        record(
+            "overlay_verify_unpack",
+            "baseline",
+            d.as_secs_f64() * 1000.0,
+        );
     }
     let (om, omin) = stats(ours);
     println!();

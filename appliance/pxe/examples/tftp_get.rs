@@ -30,7 +30,9 @@ fn main() {
         give_up: Duration::from_secs(30),
         server_timeout: None,
         ack_delay: Duration::from_secs_f64(
-            args.get(5).map_or(0.0, |ms| ms.parse::<f64>().expect("ACK_DELAY_MS")) / 1000.0,
+            args.get(5)
+                .map_or(0.0, |ms| ms.parse::<f64>().expect("ACK_DELAY_MS"))
+                / 1000.0,
         ),
     };
     match tftp_client::get(server, &req) {

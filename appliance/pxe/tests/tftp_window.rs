@@ -152,6 +152,11 @@ fn resend_check_catches_a_server_that_goes_back() {
         Event::Ack(3),
     ];
     assert_eq!(check_resends_start_after_last_ack(&good), 1);
-    let bad = [Event::Data(1), Event::Data(2), Event::Ack(2), Event::Data(2)];
+    let bad = [
+        Event::Data(1),
+        Event::Data(2),
+        Event::Ack(2),
+        Event::Data(2),
+    ];
     assert!(std::panic::catch_unwind(|| check_resends_start_after_last_ack(&bad)).is_err());
 }

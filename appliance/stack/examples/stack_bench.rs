@@ -149,7 +149,10 @@ fn start_until(argv: &[String], mut ready: impl FnMut() -> bool) -> (u128, std::
         .spawn()
         .unwrap();
     while !ready() {
-        assert!(t.elapsed() < Duration::from_secs(60), "{argv:?} not ready in 60 s");
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{argv:?} not ready in 60 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     (ms(t.elapsed()), child)
@@ -185,9 +188,10 @@ fn dev_mode_start(tools: &std::path::Path) -> u128 {
         "-dev-root-token-id=bench".into(),
     ]
     .into();
-    let (c_ms, mut c) = start_until(&consul, || {
-        matches!(http_get(&consul_http, "/v1/status/leader"), Some((200, b)) if b.trim().len() > 2)
-    });
+    let (c_ms, mut c) = start_until(
+        &consul,
+        || matches!(http_get(&consul_http, "/v1/status/leader"), Some((200, b)) if b.trim().len() > 2),
+    );
     let (b_ms, mut b) = start_until(&bao, || {
         matches!(http_get(&bao_addr, "/v1/sys/health"), Some((200, _)))
     });
@@ -224,7 +228,11 @@ fn main() {
         let cold_ms = ms(t.elapsed());
         print_run("cold", &cold, cold_ms);
         let (consul_ms, vault_ms) = *starts.last().unwrap();
-        record("stack_cold_start", "kindling", consul_ms + vault_ms + cold_ms);
+        record(
+            "stack_cold_start",
+            "kindling",
+            consul_ms + vault_ms + cold_ms,
+        );
         cold_totals.push(cold_ms);
 
         // Warm reboot: everything killed -9 and started again.
@@ -237,7 +245,11 @@ fn main() {
         let warm_ms = ms(t.elapsed());
         print_run("warm", &warm, warm_ms);
         let (consul_ms, vault_ms) = *starts.last().unwrap();
-        record("stack_warm_start", "kindling", consul_ms + vault_ms + warm_ms);
+        record(
+            "stack_warm_start",
+            "kindling",
+            consul_ms + vault_ms + warm_ms,
+        );
         let dev_ms = dev_mode_start(&tools);
         record("stack_cold_start", "baseline", dev_ms);
         record("stack_warm_start", "baseline", dev_ms);

@@ -137,7 +137,12 @@ pub fn get(server: SocketAddr, req: &Request) -> io::Result<Transfer> {
         }
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 // Silence: the end of a window (or the OACK's ACK) was lost.
                 if let Some(p) = peer {
                     send_ack(&sock, req, (expected - 1) as u16, p)?;
