@@ -34,8 +34,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("kindling-inventory", 3),
     ("kindling-stack", 3),
     ("kindling-api-client", 3),
-    // 4: PXE asks the inventory
+    // 4: PXE asks the inventory; update bundles use the overlays' signatures
     ("kindling-pxe", 4),
+    ("kindling-update", 4),
     // 5: the binaries: PID 1, the appliance's multi-call binary, the CLI
     ("kindling-init", 5),
     ("kindlingd", 5),

@@ -35,6 +35,7 @@ fn fails(fx: &Fixture, args: Vec<String>, out: &Path) -> String {
         "manifest.json",
         "kindling.iso",
         "kindling.img",
+        "kindling.efi",
         "pxe",
     ] {
         assert!(

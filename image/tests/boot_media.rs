@@ -183,6 +183,7 @@ fn iso_disk_and_pxe_have_the_promised_layout() {
             "vmlinuz",
             "kindling.iso",
             "kindling.img",
+            "kindling.efi",
             "pxe/boot.ipxe",
             "pxe/initramfs.cpio.zst",
             "pxe/vmlinuz"
@@ -204,6 +205,7 @@ fn iso_disk_and_pxe_have_the_promised_layout() {
         names,
         [
             "initramfs.cpio.zst",
+            "kindling.efi",
             "kindling.img",
             "kindling.iso",
             "manifest.json",

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use kindling_init::events;
 use kindling_init::supervisor::cgroup::Cgroups;
+use kindling_init::supervisor::service_logs::{Placement, ServiceLogs};
 use kindling_init::supervisor::Supervisor;
-use kindling_init_protocol::control::Client;
-use kindling_init_protocol::table::{Readiness, ServiceSpec};
+use kindling_init_protocol::control::{Client, LogStorage};
+use kindling_init_protocol::table::{OutputLogLimits, Readiness, ServiceSpec};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
@@ -173,7 +174,19 @@ fn supervisor_spawn_to_ready(dir: &Path, rounds: usize) -> Vec<f64> {
     // init's own console lines would only clutter the table; the write still happens.
     kindling_init::console::open(Some(Path::new("/dev/null")));
     let (sender, _queue) = events::channel().unwrap();
-    let mut supervisor = Supervisor::new(Cgroups::disabled(), &dir.join("log"), 1 << 20, sender);
+    let logs = ServiceLogs::new(
+        Placement {
+            dir: dir.join("log"),
+            storage: LogStorage::Ram,
+            reason: Some("benchmark".into()),
+        },
+        &dir.join("log"),
+        OutputLogLimits {
+            file_bytes: 1 << 20,
+            files: 2,
+        },
+    );
+    let mut supervisor = Supervisor::new(Cgroups::disabled(), logs, sender);
     let mut times = Vec::new();
     for round in 0..rounds {
         let name = format!("trivial{round}");

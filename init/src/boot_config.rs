@@ -50,10 +50,18 @@ pub struct BootConfig {
     pub config_timeout_ms: u64,
     /// Service tables to try in order; the first that loads wins.
     pub service_tables: Vec<PathBuf>,
-    /// Per-service log files.
+    /// Per-service log files when there is no data partition (RAM), and
+    /// where they move if writing to the data partition fails.
     pub log_dir: PathBuf,
-    /// Rotate a service log to `.1` when it reaches this size.
+    /// Per-service log files while the data partition is mounted (`null`:
+    /// always `log_dir`).
+    pub data_log_dir: Option<PathBuf>,
+    /// Rotate a service log to `.1` when it would grow past this size
+    /// (the service table's `output_logs` overrides it).
     pub log_max_bytes: u64,
+    /// Files kept per service, the current one included (the service
+    /// table's `output_logs` overrides it).
+    pub log_files: u32,
     /// init's control socket.
     pub control_socket: PathBuf,
     /// Parent cgroup (cgroup v2) of the per-service cgroups.
@@ -94,7 +102,9 @@ impl Default for BootConfig {
                 PathBuf::from("/etc/kindling/services.json"),
             ],
             log_dir: PathBuf::from("/run/log"),
+            data_log_dir: Some(PathBuf::from("/var/lib/kindling/log")),
             log_max_bytes: 1 << 20,
+            log_files: 4,
             control_socket: PathBuf::from(kindling_init_protocol::control::DEFAULT_SOCKET),
             cgroup_root: PathBuf::from("/sys/fs/cgroup/kindling"),
             console: Some(PathBuf::from("/dev/console")),
@@ -171,6 +181,8 @@ mod tests {
           "config_command": ["/bin/kindlingd", "config", "apply"],
           "service_tables": ["/run/kindling/services.json", "/etc/kindling/services.json"],
           "log_dir": "/run/log",
+          "data_log_dir": "/var/lib/kindling/log",
+          "log_files": 4,
           "control_socket": "/run/kindling/init.sock",
           "shutdown": "reboot"
         }"#;

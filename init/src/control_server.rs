@@ -148,7 +148,8 @@ fn serve(stream: UnixStream, events: &EventSender) {
 /// Whether the peer with `uid` may make `request` (`own` is init's euid).
 /// Root, init's own uid (tests run init unprivileged) and the API may ask
 /// anything; the stack bootstrap may list and restart the services whose
-/// config it rewrites; nobody else may ask anything.
+/// config it rewrites; the console dashboard and the update agent (its
+/// health gate) may list; nobody else may ask anything.
 fn may(uid: Option<u32>, own: u32, request: &Request) -> bool {
     let Some(uid) = uid else {
         return false;
@@ -162,6 +163,9 @@ fn may(uid: Option<u32>, own: u32, request: &Request) -> bool {
             Request::Restart { name } => ["consul", "vault", "nomad"].contains(&name.as_str()),
             Request::Reload => false,
         };
+    }
+    if uid == accounts::CONSOLE.uid || uid == accounts::UPDATE.uid {
+        return matches!(request, Request::List);
     }
     false
 }
@@ -196,6 +200,14 @@ mod tests {
         assert!(may(stack, own, &restart("nomad")));
         assert!(!may(stack, own, &restart("pxe")));
         assert!(!may(stack, own, &Request::Reload));
+        let console = Some(accounts::CONSOLE.uid);
+        assert!(may(console, own, &Request::List));
+        assert!(!may(console, own, &restart("pxe")));
+        assert!(!may(console, own, &Request::Reload));
+        let update = Some(accounts::UPDATE.uid);
+        assert!(may(update, own, &Request::List));
+        assert!(!may(update, own, &restart("pxe")));
+        assert!(!may(update, own, &Request::Reload));
         // init run unprivileged (tests): its own uid may do anything.
         assert!(may(Some(1000), 1000, &Request::Reload));
     }

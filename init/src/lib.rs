@@ -10,6 +10,7 @@ pub mod boot_config;
 pub mod console;
 pub mod control_server;
 pub mod early;
+pub mod esp;
 pub mod events;
 pub mod phases;
 pub mod pid1;

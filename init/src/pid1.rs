@@ -6,6 +6,7 @@
 //! becomes a child subreaper and exits after shutdown.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::boot_config::BootConfig;
@@ -16,7 +17,8 @@ use crate::run::{handled_signals, RunLoop};
 use crate::say;
 use crate::shutdown::is_pid1;
 use crate::state::{self, StateOutcome};
-use kindling_init_protocol::control::PhaseState;
+use crate::supervisor::service_logs::Placement;
+use kindling_init_protocol::control::{LogStorage, PhaseState};
 use kindling_init_protocol::phase::BootPhase;
 
 /// Entry point of the `kindling-init` binary.
@@ -123,16 +125,38 @@ pub fn main() {
         );
     });
     match &outcome {
-        StateOutcome::Persistent(dev) => phases.finish(
-            BootPhase::State,
-            PhaseState::Done,
-            format!(
-                "data partition {} mounted on {}",
-                dev.display(),
-                config.data_mount.display()
-            ),
-            Instant::now(),
-        ),
+        StateOutcome::Persistent(dev) => {
+            // The A/B slots live beside the data partition; a boot that has
+            // none (no ESP there) just cannot update itself.
+            let slots = if config.early_mounts {
+                match crate::esp::mount_slots(
+                    Path::new("/sys"),
+                    Path::new("/run/kindling/dev"),
+                    dev,
+                    Path::new(kindling_init_protocol::control::ESP_MOUNT),
+                    kindling_init_protocol::accounts::UPDATE,
+                ) {
+                    Ok(esp) => format!(
+                        "; boot slots {} on {}",
+                        esp.display(),
+                        kindling_init_protocol::control::ESP_MOUNT
+                    ),
+                    Err(why) => format!("; no boot slots: {why}"),
+                }
+            } else {
+                String::new()
+            };
+            phases.finish(
+                BootPhase::State,
+                PhaseState::Done,
+                format!(
+                    "data partition {} mounted on {}{slots}",
+                    dev.display(),
+                    config.data_mount.display()
+                ),
+                Instant::now(),
+            )
+        }
         // RAM-only is a supported mode, logged, not a degradation.
         StateOutcome::RamOnly(why) => phases.finish(
             BootPhase::State,
@@ -154,8 +178,14 @@ pub fn main() {
         ),
     }
 
+    let logs = log_placement(&config, &outcome);
     let mut run = loop {
-        match RunLoop::new(config.clone(), std::mem::take(&mut phases), started) {
+        match RunLoop::new(
+            config.clone(),
+            std::mem::take(&mut phases),
+            started,
+            logs.clone(),
+        ) {
             Ok(run) => break run,
             Err(e) => {
                 // Without a signalfd there is no supervision; retry rather than die.
@@ -177,6 +207,29 @@ pub fn main() {
         }
     }
     // Only reached when not PID 1: shutdown::finish returned instead of rebooting.
+}
+
+/// Where the services' output goes: on the data partition when the state
+/// phase mounted it (no service ran before, so nothing is left in RAM to
+/// move), else in RAM, saying why.
+fn log_placement(config: &BootConfig, outcome: &StateOutcome) -> Placement {
+    let ram = |reason: String| Placement {
+        dir: config.log_dir.clone(),
+        storage: LogStorage::Ram,
+        reason: Some(reason),
+    };
+    match (outcome, &config.data_log_dir) {
+        (StateOutcome::Persistent(_), Some(dir)) => Placement {
+            dir: dir.clone(),
+            storage: LogStorage::Data,
+            reason: None,
+        },
+        (StateOutcome::Persistent(_), None) => ram("init.json sets no data_log_dir".to_string()),
+        (StateOutcome::RamOnly(why), _) => ram(format!("no data partition: {why}")),
+        (StateOutcome::Unmountable { reason, .. }, _) => {
+            ram(format!("data partition not mounted: {reason}"))
+        }
+    }
 }
 
 /// Runs `f`, logging a panic instead of unwinding out of PID 1.

@@ -76,7 +76,7 @@ pub fn block_devices(sys: &Path) -> Vec<BlockDevice> {
 
 /// A device node for `dev`: `/dev/<name>` if it is the right block device,
 /// else one made with mknod under `node_dir`.
-fn device_node(dev: &BlockDevice, node_dir: &Path) -> Option<PathBuf> {
+pub(crate) fn device_node(dev: &BlockDevice, node_dir: &Path) -> Option<PathBuf> {
     let rdev = nix::sys::stat::makedev(dev.major, dev.minor);
     let standard = Path::new("/dev").join(&dev.name);
     if let Ok(meta) = std::fs::metadata(&standard) {

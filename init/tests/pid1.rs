@@ -316,7 +316,7 @@ fn missing_binary_is_not_installed_and_control_socket_lists_restarts_reloads() {
     // then the appliance is ready.
     std::fs::write(
         init.path("services.json"),
-        r#"{"services":[
+        r#"{"output_logs":{"file_bytes":8192,"files":2},"services":[
             {"name":"present","argv":["/bin/sh","-c","echo started >> DIR/present_starts; echo present up; exec sleep 1000"]},
             {"name":"added","argv":["/bin/sleep","1000"],"user":65534,"group":65534}]}"#
             .replace("DIR", init.dir.to_str().unwrap()),
@@ -336,6 +336,21 @@ fn missing_binary_is_not_installed_and_control_socket_lists_restarts_reloads() {
     // Its output reached its own log file too.
     let log = std::fs::read_to_string(init.path("log/present.log")).unwrap();
     assert!(log.contains("present up"), "{log}");
+    // Without a data partition the logs are in RAM, said so, and the
+    // reloaded table's bound applies.
+    let logs = list.logs.expect("list says where the logs are");
+    assert_eq!(
+        logs.storage,
+        kindling_init_protocol::control::LogStorage::Ram
+    );
+    assert_eq!(logs.dir, init.path("log").display().to_string());
+    assert!(
+        logs.reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("no data partition")),
+        "{logs:?}"
+    );
+    assert_eq!((logs.file_bytes, logs.files), (8192, 2));
 }
 
 #[test]

@@ -45,7 +45,51 @@ pub fn wait_ready_and_check_status(
             "GET {STATUS_PATH}: appliance does not report ready: {body}"
         ));
     }
+    dashboard_draws_on_tty1(lab, app, &status, scenario)?;
     hostile_lan_host_is_refused(lab, scenario)
+}
+
+/// The console dashboard runs as kl-console (uid 405), opened tty1 and
+/// answers on the serial console (ttyS0, where these lines come from): the
+/// lab has no display (`-nodefaults`), so what it draws is not visible
+/// here, but its one start line reaches the serial log (as every child's
+/// output does) and init lists it running. The line may precede `ready`.
+fn dashboard_draws_on_tty1(
+    lab: &mut Lab,
+    app: kindling_lab::VmId,
+    status: &serde_json::Value,
+    scenario: &str,
+) -> Result<(), String> {
+    let services = status["init"]["services"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let dashboard = services
+        .iter()
+        .find(|s| s["name"] == "dashboard")
+        .ok_or_else(|| format!("init lists no dashboard: {}", status["init"]))?;
+    if dashboard["state"] != "running" || dashboard["user"] != 405 {
+        return Err(format!(
+            "the dashboard is not running as kl-console: {dashboard}"
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = lab.vm(app).lines();
+        if let Some(l) = lines.iter().find(|l| l.line.contains("dashboard| ")) {
+            if !l.line.contains("drawing on /dev/tty1")
+                || !l.line.contains("Enter on /dev/ttyS0 prints it")
+            {
+                return Err(format!("the dashboard cannot draw: {}", l.line.trim()));
+            }
+            eprintln!("[{scenario}] {}", l.line.trim());
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("no `dashboard|` line on the serial console".into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// From the same LAN address: no token → 401 on a read and a write, the
@@ -131,11 +175,11 @@ fn api_on_the_exposed_uplink(lab: &Lab, scenario: &str) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?;
     // The API follows the lease within its 5 s reconcile.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = Instant::now() + std::time::Duration::from_secs(15);
     loop {
         match kindling_lab::api::call(&client, "GET", "/v1/whoami", None) {
             Ok((200, body)) if body.contains("lab-read") => break,
-            other if std::time::Instant::now() > deadline => {
+            other if Instant::now() > deadline => {
                 return Err(format!("GET /v1/whoami on the uplink {lease}: {other:?}"))
             }
             _ => std::thread::sleep(std::time::Duration::from_millis(500)),
@@ -231,12 +275,51 @@ fn appliance_boots_from_raw_disk_under_ovmf() -> Result<(), String> {
         return Ok(());
     }
     let image = lab_image()?;
-    boot_and_check(
-        scenario,
-        ApplianceSpec::new(ApplianceBoot::Disk {
-            image: image.join("kindling.img"),
-            bus: DiskBus::Virtio,
-        }),
-        false,
-    )
+    let mut lab = lab_for(scenario)?;
+    let spec = ApplianceSpec::new(ApplianceBoot::Disk {
+        image: image.join("kindling.img"),
+        bus: DiskBus::Virtio,
+    });
+    let app = lab.boot_appliance(&spec).map_err(|e| e.to_string())?;
+    wait_ready_and_check_status(&mut lab, app, scenario)?;
+    slot_is_blessed(&lab, scenario)?;
+    lab.succeeded();
+    Ok(())
+}
+
+/// How long after ready the update agent may take to see it (it asks init
+/// every 2 s) and rename the slot.
+const BLESS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// systemd-boot started slot A on trial (`+3-0` became `+2-1`); once the
+/// appliance is ready the update agent drops the counter, raises the floor
+/// and says so in the status.
+fn slot_is_blessed(lab: &Lab, scenario: &str) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let (code, body) = lab
+            .api_from_lan("GET", STATUS_PATH, None)
+            .map_err(|e| e.to_string())?;
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let update = &status["services"]["update"];
+        if code == 200 && update["mode"] == "blessed" {
+            let entry = update["entry"].as_str().unwrap_or_default();
+            let version = update["version"].as_str().unwrap_or_default();
+            if entry != format!("kindling-{version}.efi") || update["floor"] != version {
+                return Err(format!("blessed, but the slot or floor is wrong: {update}"));
+            }
+            eprintln!(
+                "[{scenario}] slot blessed {:.1}s after ready was seen: {entry}, floor {version}",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if started.elapsed() > BLESS_TIMEOUT {
+            return Err(format!(
+                "the update agent did not bless the slot within {} s: {update}",
+                BLESS_TIMEOUT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }

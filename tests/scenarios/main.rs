@@ -4,9 +4,14 @@
 //! A failed scenario keeps its serial logs under `build/e2e-logs/<scenario>/`.
 
 mod appliance_boot;
+// The DevTools-protocol driver of kindlingd's status-page test, shared.
+#[path = "../../appliance/kindlingd/tests/common/cdp.rs"]
+mod cdp;
 mod node_payload;
 mod node_pxe;
+mod service_logs;
 mod stack_lab;
+mod status_page;
 
 use std::time::Duration;
 

@@ -2,7 +2,8 @@
 //! a SeaBIOS + iPXE node PXE-boots the lab payload from it, fetches its NoCloud
 //! data, phones home (the appliance's inventory shows it), and reaches the
 //! upstream HTTP target through the appliance's NAT: the target sees the
-//! appliance's uplink address, not the node's LAN address. Then a UEFI node
+//! appliance's uplink address, not the node's LAN address. Booted again,
+//! the installed node is sent to its disk. Then a UEFI node
 //! (OVMF's own PXE) boots the prod profile with its reserved address, and a
 //! UEFI HTTP boot node (OVMF with PXE off) boots the default profile.
 
@@ -36,6 +37,9 @@ fn bios_and_uefi_nodes_pxe_boot_from_the_appliance_and_reach_upstream_through_na
         .boot_appliance(&ApplianceSpec::new(boot))
         .map_err(|e| e.to_string())?;
     wait_ready_and_check_status(&mut lab, app, scenario)?;
+
+    // An operator's browser on the LAN watches the node's row from before it boots.
+    let watch = crate::status_page::PageWatch::start(&lab, NODE_DEV_MAC)?;
 
     let node = lab
         .boot_node(&NodeSpec::pxe(
@@ -76,6 +80,31 @@ fn bios_and_uefi_nodes_pxe_boot_from_the_appliance_and_reach_upstream_through_na
         ));
     }
 
+    // The browser's page followed it live; the page as the API's own client
+    // fetches it (over TLS, read-only token) shows it too.
+    watch.expect_state("installed", Duration::from_secs(20))?;
+    let started = std::time::Instant::now();
+    let reader = lab
+        .api_client_from_lan(kindling_lab::api::LabOperator::Read)
+        .map_err(|e| e.to_string())?;
+    let (code, page) =
+        kindling_lab::api::call(&reader, "GET", "/", None).map_err(|e| e.to_string())?;
+    let shown = ["installed", "joined"].iter().any(|state| {
+        page.contains(&format!(
+            "<span class=node-state data-mac=\"{NODE_DEV_MAC}\">{state}</span>"
+        ))
+    });
+    if code != 200 || !shown {
+        return Err(format!(
+            "GET / (status page, read role) answered {code} without node {NODE_DEV_MAC} installed: {page}"
+        ));
+    }
+    eprintln!(
+        "[{scenario}] status page: {} bytes, shows {NODE_DEV_MAC} installed, {:.2}s",
+        page.len(),
+        started.elapsed().as_secs_f64()
+    );
+
     // NAT: the upstream target saw the appliance's uplink lease, not 192.168.100.x.
     let upstream = lab.upstream().ok_or("the lab has no upstream")?;
     let uplink_ip = upstream
@@ -91,6 +120,32 @@ fn bios_and_uefi_nodes_pxe_boot_from_the_appliance_and_reach_upstream_through_na
     if clients.iter().any(|c| c != &uplink_ip) {
         return Err(format!(
             "upstream saw {clients:?}; with NAT every request comes from {uplink_ip}"
+        ));
+    }
+
+    // Install once: the installed node's next PXE boot gets an address but
+    // no boot program, so its firmware moves on to its disk (the lab node
+    // has none, which SeaBIOS says). It must not boot the profile again.
+    let again = NodeSpec::pxe("node-bios-again", NODE_DEV_MAC, NodeFirmware::Bios);
+    let node = lab.boot_node(&again).map_err(|e| e.to_string())?;
+    let vm = lab.vm(node);
+    for step in [r"net0: 192\.168\.100\.\d+", r"No bootable device"] {
+        let seen = vm
+            .wait_for_unless(step, Some(r"kindling-node: |\.ipxe\.\.\."), NODE_TIMEOUT)
+            .map_err(|e| format!("installed node: {e}"))?;
+        eprintln!(
+            "[{scenario}] installed node +{:.1}s {}",
+            seen.elapsed.as_secs_f64(),
+            seen.line.trim()
+        );
+    }
+    vm.stop();
+    let (_, body) = kindling_lab::demo::wait_node_phoned_home(&lab, NODE_DEV_MAC, settle)
+        .map_err(|e| e.to_string())?;
+    let state = kindling_lab::demo::node_state(&body, NODE_DEV_MAC);
+    if state.as_deref() != Some("installed") {
+        return Err(format!(
+            "node {NODE_DEV_MAC} is {state:?} after booting its disk, expected installed: {body}"
         ));
     }
 

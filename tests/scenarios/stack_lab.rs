@@ -13,13 +13,17 @@
 //! API answer: Consul, Vault and Nomad are sealed off) and after it (every
 //! TCP port: the same plus the stack's TLS ports, which refuse plain HTTP),
 //! checks the root token was revoked, and that `GET /v1/services` shows each
-//! child running as its own uid with exactly its capabilities.
+//! child running as its own uid with exactly its capabilities. The services'
+//! output is on the data partition: a line the test caused before the power
+//! cut is read back after it, and `kindling logs api -f` shows a line the
+//! test causes while it follows (`service_logs`).
 //!
 //! It prints the cold and warm times and each step's duration as a table: the
 //! stack's benchmark. It runs in every `tests/e2e` (it proves the mission: the
 //! stack bootstraps itself); `KINDLING_E2E_STACK=0` skips it on a machine
 //! where the ~70 MiB initramfs and the minutes under TCG are not wanted.
 
+use crate::service_logs;
 use crate::APPLIANCE_READY_TIMEOUT;
 use kindling_e2e::scan::{self, ScanResult};
 use kindling_e2e::{lab_for, lab_stack_image, release_bin, repo_root, skip_unless_root};
@@ -212,7 +216,7 @@ fn step_state<'a>(steps: &'a [Step], name: &str) -> Option<&'a str> {
 /// The init secrets the appliance hands out open with the lab's TEST-ONLY
 /// identity (what an operator would do with theirs). The plaintext is never
 /// printed.
-fn init_secrets_open_with_test_identity(lab: &Lab, run_dir: &Path) -> Result<(), String> {
+fn init_secrets_open_with_test_identity(lab: &Lab, run_dir: &Path) -> Result<Value, String> {
     let reply = get_json(lab, INIT_SECRETS_URL)?;
     let armored = reply["ciphertext"]
         .as_str()
@@ -237,7 +241,8 @@ fn init_secrets_open_with_test_identity(lab: &Lab, run_dir: &Path) -> Result<(),
     if out.stdout.is_empty() {
         return Err("kindling vault decrypt-init printed nothing".into());
     }
-    Ok(())
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("kindling vault decrypt-init printed no JSON: {e}"))
 }
 
 fn set(ports: &[u16]) -> std::collections::BTreeSet<u16> {
@@ -462,8 +467,10 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
     }
     let after = scan_after_bootstrap(&lab, scenario)?;
     services_run_with_least_privilege(&lab, scenario)?;
-    init_secrets_open_with_test_identity(&lab, &run_dir)?;
+    let init_secrets = init_secrets_open_with_test_identity(&lab, &run_dir)?;
     assign_and_see_it_in_kv(&lab, scenario)?;
+    let logged = service_logs::kept_on_the_data_partition(&lab, scenario)?;
+    service_logs::no_secret_in_any_log(&lab, &init_secrets)?;
 
     // Warm: cut the power (the lab has no graceful reboot) and boot the
     // same disk again. First wait out the kernel's writeback of dirty pages
@@ -502,6 +509,8 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
     services_run_with_least_privilege(&lab, scenario)?;
     // The assignment survived the power cut, in KV as on the data partition.
     wait_assignment_in_kv(&lab, ASSIGNED_MAC, "prod").map_err(|e| format!("warm boot: {e}"))?;
+    service_logs::survived_the_power_cut(&lab, &logged)?;
+    service_logs::followed_by_the_cli(&lab, scenario)?;
 
     print_table(
         scenario,

@@ -61,10 +61,20 @@ pub fn write_request<W: Write>(out: &mut W, req: &Request<'_>) -> std::io::Resul
     out.flush()
 }
 
-pub fn read_response<R: Read>(input: &mut R) -> Result<Response, ExchangeError> {
+/// A reply's head and the bytes read past it.
+pub struct Head {
+    pub status: u16,
+    pub length: Option<usize>,
+    pub chunked: bool,
+    pub www_authenticate: Option<String>,
+    /// Body bytes that came with the head.
+    pub rest: Vec<u8>,
+}
+
+pub fn read_head<R: Read>(input: &mut R) -> Result<Head, ExchangeError> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
-    let (status, length, www_authenticate, used) = loop {
+    loop {
         let n = input.read(&mut chunk)?;
         if n == 0 {
             return Err(ExchangeError::Malformed(
@@ -78,6 +88,7 @@ pub fn read_response<R: Read>(input: &mut R) -> Result<Response, ExchangeError> 
             Ok(httparse::Status::Complete(used)) => {
                 let status = resp.code.unwrap_or(0);
                 let mut length = None;
+                let mut chunked = false;
                 let mut www = None;
                 for h in resp.headers.iter() {
                     if h.name.eq_ignore_ascii_case("content-length") {
@@ -86,14 +97,20 @@ pub fn read_response<R: Read>(input: &mut R) -> Result<Response, ExchangeError> 
                             ExchangeError::Malformed(format!("Content-Length {text:?}"))
                         })?);
                     } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                        return Err(ExchangeError::Malformed(
-                            "chunked replies are not expected from the appliance".into(),
-                        ));
+                        chunked = String::from_utf8_lossy(h.value)
+                            .to_ascii_lowercase()
+                            .contains("chunked");
                     } else if h.name.eq_ignore_ascii_case("www-authenticate") {
                         www = Some(String::from_utf8_lossy(h.value).into_owned());
                     }
                 }
-                break (status, length, www, used);
+                return Ok(Head {
+                    status,
+                    length,
+                    chunked,
+                    www_authenticate: www,
+                    rest: buf.split_off(used),
+                });
             }
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
                 return Err(ExchangeError::TooLarge(MAX_HEAD))
@@ -101,8 +118,75 @@ pub fn read_response<R: Read>(input: &mut R) -> Result<Response, ExchangeError> 
             Ok(httparse::Status::Partial) => continue,
             Err(e) => return Err(ExchangeError::Malformed(e.to_string())),
         }
-    };
-    let mut body = buf.split_off(used);
+    }
+}
+
+/// Hands a streamed body to `each` as it arrives (chunked or to the end of
+/// the connection), until it ends or `each` returns false.
+pub fn stream_body<R: Read>(
+    input: &mut R,
+    head: Head,
+    each: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<(), ExchangeError> {
+    let mut buf = head.rest;
+    let mut chunk = [0u8; 8192];
+    if !head.chunked {
+        if !buf.is_empty() && !each(&buf) {
+            return Ok(());
+        }
+        loop {
+            let n = input.read(&mut chunk)?;
+            if n == 0 || !each(&chunk[..n]) {
+                return Ok(());
+            }
+        }
+    }
+    loop {
+        // `<hex size>[;ext]\r\n<data>\r\n`, ending with a size of 0.
+        if let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&buf[..eol]).into_owned();
+            let hex = line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(hex, 16)
+                .map_err(|_| ExchangeError::Malformed(format!("chunk size {line:?}")))?;
+            if size == 0 {
+                return Ok(());
+            }
+            if size > MAX_BODY {
+                return Err(ExchangeError::TooLarge(MAX_BODY));
+            }
+            if buf.len() >= eol + 2 + size + 2 {
+                if !each(&buf[eol + 2..eol + 2 + size]) {
+                    return Ok(());
+                }
+                buf.drain(..eol + 2 + size + 2);
+                continue;
+            }
+        }
+        let n = input.read(&mut chunk)?;
+        if n == 0 {
+            return Err(ExchangeError::Malformed(
+                "the connection closed inside a chunked body".into(),
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+pub fn read_response<R: Read>(input: &mut R) -> Result<Response, ExchangeError> {
+    let mut chunk = [0u8; 8192];
+    let head = read_head(input)?;
+    if head.chunked {
+        return Err(ExchangeError::Malformed(
+            "chunked replies are not expected from the appliance".into(),
+        ));
+    }
+    let Head {
+        status,
+        length,
+        www_authenticate,
+        rest: mut body,
+        ..
+    } = head;
     match length {
         Some(n) if n > MAX_BODY => return Err(ExchangeError::TooLarge(MAX_BODY)),
         Some(n) => {
@@ -158,6 +242,23 @@ mod tests {
         assert!(text.contains("\r\nAuthorization: Bearer kt1_abc\r\n"));
         assert!(text.contains("\r\nContent-Length: 18\r\n"));
         assert!(text.ends_with("\r\n\r\n{\"profile\":\"prod\"}"));
+    }
+
+    #[test]
+    fn a_chunked_stream_is_handed_over_chunk_by_chunk() {
+        let mut r: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\none\ntw\r\n3;x=1\r\no\nt\r\n0\r\n\r\n";
+        let head = read_head(&mut r).unwrap();
+        assert!(head.chunked && head.status == 200);
+        let mut got = Vec::new();
+        stream_body(&mut r, head, &mut |c| {
+            got.push(c.to_vec());
+            true
+        })
+        .unwrap();
+        assert_eq!(got, [b"one\ntw".to_vec(), b"o\nt".to_vec()]);
+        let mut r: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+        let head = read_head(&mut r).unwrap();
+        assert!(stream_body(&mut r, head, &mut |_| true).is_err());
     }
 
     #[test]

@@ -199,6 +199,75 @@ impl ApiClient {
     }
 }
 
+impl ApiClient {
+    /// A GET whose answer streams (`GET /v1/logs/SERVICE?follow=1`): a 200
+    /// body goes to `each` as it arrives, with no read timeout, until the
+    /// server ends it or `each` returns false (then `Ok(None)`). Any other
+    /// status is returned whole, as [`request`](Self::request) would.
+    pub fn stream(
+        &self,
+        path: &str,
+        mut each: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Option<Response>, ClientError> {
+        let exchange = |source| ClientError::Exchange {
+            method: "GET".to_string(),
+            endpoint: self.endpoint.to_string(),
+            path: path.to_string(),
+            source,
+        };
+        let mut stream = self.connect()?;
+        let host = self.endpoint.dial_address();
+        let request = http::Request {
+            method: "GET",
+            path,
+            host: &host,
+            authorization: self.token.as_ref().map(Token::expose),
+            body: None,
+        };
+        http::write_request(&mut stream, &request)
+            .map_err(|e| exchange(http::ExchangeError::Io(e)))?;
+        let head = http::read_head(&mut stream).map_err(exchange)?;
+        if head.status != 200 {
+            let mut body = head.rest;
+            let _ = io::Read::read_to_end(
+                &mut io::Read::take(&mut stream, http::MAX_BODY as u64),
+                &mut body,
+            );
+            let body = match head.chunked {
+                true => dechunk(&body),
+                false => body,
+            };
+            return Ok(Some(Response {
+                status: head.status,
+                body,
+                www_authenticate: head.www_authenticate,
+            }));
+        }
+        // A followed log may be quiet for long: only the server ends it.
+        let _ = stream.sock.set_read_timeout(None);
+        http::stream_body(&mut stream, head, &mut each).map_err(exchange)?;
+        Ok(None)
+    }
+}
+
+/// The data of a complete chunked body (an error answer, read whole).
+fn dechunk(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut input = body;
+    let head = http::Head {
+        status: 0,
+        length: None,
+        chunked: true,
+        www_authenticate: None,
+        rest: Vec::new(),
+    };
+    let _ = http::stream_body(&mut input, head, &mut |c| {
+        out.extend_from_slice(c);
+        true
+    });
+    out
+}
+
 trait FlushClose {
     fn flush_close(&mut self) -> io::Result<()>;
 }

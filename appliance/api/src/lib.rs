@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod logs;
 pub mod nodes;
 pub mod overlays;
 pub mod schema;

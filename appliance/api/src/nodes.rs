@@ -53,6 +53,9 @@ pub enum ProfileChoice {
     Assigned(String),
     /// `[[nodes]]` in the site overlay.
     Site(String),
+    /// A `[[selectors]]` rule of the site overlay (MAC prefix, firmware,
+    /// architecture).
+    Selected(String),
     /// Unknown MAC, `unknown = "default_profile"`.
     Default(String),
     /// Unknown MAC, `unknown = "menu"`.
@@ -64,9 +67,10 @@ pub enum ProfileChoice {
 impl ProfileChoice {
     pub fn profile(&self) -> Option<&str> {
         match self {
-            ProfileChoice::Assigned(p) | ProfileChoice::Site(p) | ProfileChoice::Default(p) => {
-                Some(p)
-            }
+            ProfileChoice::Assigned(p)
+            | ProfileChoice::Site(p)
+            | ProfileChoice::Selected(p)
+            | ProfileChoice::Default(p) => Some(p),
             ProfileChoice::Menu | ProfileChoice::NotServed => None,
         }
     }
@@ -272,6 +276,25 @@ pub struct ReprovisionReply {
     pub previous: Option<Grant>,
     /// The alerts this clears.
     pub alerts: Vec<NodeAlert>,
+}
+
+/// The reply to `POST /v1/nodes/MAC/forget` (no request body, or `{}`):
+/// the request is recorded and the PXE service drops the node's record
+/// (state, facts, grant, alerts) within a second; a node that PXE-boots
+/// again afterwards comes back as newly discovered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ForgetReply {
+    pub mac: MacAddr,
+    /// When the request was recorded, Unix milliseconds: records last seen
+    /// before it are dropped.
+    pub requested_ms: u64,
+    /// Whether the PXE service had a record of the node.
+    pub had_record: bool,
+    /// The runtime assignment this dropped (null: there was none).
+    pub dropped_assignment: Option<String>,
+    /// The site's `[[nodes]]` names this MAC: it stays listed as expected
+    /// (the signed overlay is not changed by the API).
+    pub reserved_by_site: bool,
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ fn schema_of<T: JsonSchema>(title: &str) -> String {
 /// The shipped files: `(file name under schema/api/, pretty JSON with a
 /// trailing newline)`.
 pub fn schema_files() -> Vec<(&'static str, String)> {
-    use crate::{auth, health, nodes, overlays, stack, status, vault, ErrorBody};
+    use crate::{auth, health, logs, nodes, overlays, stack, status, vault, ErrorBody};
     vec![
         (
             "error.schema.json",
@@ -74,6 +74,22 @@ pub fn schema_files() -> Vec<(&'static str, String)> {
         (
             "node-reprovision-reply.schema.json",
             schema_of::<nodes::ReprovisionReply>("POST /v1/nodes/MAC/reprovision answer"),
+        ),
+        (
+            "node.schema.json",
+            schema_of::<nodes::NodeRow>("GET /v1/nodes/MAC"),
+        ),
+        (
+            "node-forget-reply.schema.json",
+            schema_of::<nodes::ForgetReply>("POST /v1/nodes/MAC/forget answer"),
+        ),
+        (
+            "logs.schema.json",
+            schema_of::<logs::LogList>("GET /v1/logs"),
+        ),
+        (
+            "log-lines.schema.json",
+            schema_of::<logs::LogLines>("GET /v1/logs/SERVICE"),
         ),
         (
             "stack.schema.json",

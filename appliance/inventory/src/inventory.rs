@@ -10,15 +10,15 @@
 
 mod node_grants;
 
-pub use node_grants::{Claim, ClaimRequest, IssuedGrant, MINT_DEADLINE_SECS};
+pub use node_grants::{Claim, ClaimRequest, IssuedGrant, MINT_DEADLINE_SECS, REPROVISION_EVENT};
 
 use crate::assignments::AssignmentStore;
 use crate::error::InventoryError;
-use crate::policy::ProfilePolicy;
+use crate::policy::{node_facts, ProfilePolicy};
 use crate::transitions::{next_state, TransitionError};
 use kindling_api::nodes::{Firmware, NodeEvent, NodeState, ProfileChoice, SeenNode};
 use kindling_atomic_write::write_atomic;
-use kindling_site::MacAddr;
+use kindling_site::{MacAddr, NodeFacts};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -27,10 +27,27 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 mod discovered;
+mod forget;
 pub use discovered::DEFAULT_MAX_DISCOVERED;
 
 /// How many phone-home events are kept per node.
 const EVENTS_KEPT: usize = 16;
+
+/// Appends to a node's event history, keeping the newest [`EVENTS_KEPT`].
+fn push_event(record: &mut NodeRecord, event: NodeEvent) {
+    record.seen.events.push(event);
+    let excess = record.seen.events.len().saturating_sub(EVENTS_KEPT);
+    record.seen.events.drain(..excess);
+}
+
+/// What [`Inventory::installed`] knows of an installed node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledNode {
+    /// The profile it was last served (its installer's).
+    pub profile: Option<String>,
+    /// Re-arm requests applied to it so far.
+    pub rearmed: u64,
+}
 
 /// One node of `nodes.json`: its MAC and state, and the facts the API shows
 /// ([`SeenNode`], flattened so the file keeps one flat object per node).
@@ -196,10 +213,24 @@ impl Inventory {
         Ok(())
     }
 
+    /// The profile of a node the inventory has seen (its DHCP facts count
+    /// for `[[selectors]]`).
     pub fn profile_for(&self, mac: &MacAddr) -> ProfileChoice {
+        let facts = lock(&self.nodes)
+            .map
+            .get(mac)
+            .map_or(NodeFacts::mac_only(*mac), |r| {
+                node_facts(*mac, r.seen.arch, r.seen.firmware)
+            });
+        self.profile_for_facts(&facts)
+    }
+
+    /// The profile of a node that is telling its facts right now (a DHCP
+    /// request, before the inventory records them).
+    pub fn profile_for_facts(&self, node: &NodeFacts) -> ProfileChoice {
         let mut cached = lock(&self.cached);
         self.refresh_assignments(&mut cached);
-        self.policy.resolve(&cached.map, mac)
+        self.policy.resolve(&cached.map, node)
     }
 
     fn touch(&self, mac: MacAddr, now: u64, update: impl FnOnce(&mut NodeRecord)) {
@@ -287,13 +318,14 @@ impl Inventory {
                 r.seen.state_changed = now;
             }
             state = r.state;
-            r.seen.events.push(NodeEvent {
-                at: now,
-                event: event.to_string(),
-                detail,
-            });
-            let excess = r.seen.events.len().saturating_sub(EVENTS_KEPT);
-            r.seen.events.drain(..excess);
+            push_event(
+                r,
+                NodeEvent {
+                    at: now,
+                    event: event.to_string(),
+                    detail,
+                },
+            );
         });
         Ok(state)
     }
@@ -304,6 +336,17 @@ impl Inventory {
 
     pub fn node(&self, mac: &MacAddr) -> Option<NodeRecord> {
         lock(&self.nodes).map.get(mac).cloned()
+    }
+
+    /// For an installed (or joined) node, the profile it was last served;
+    /// `None` for any other node. Cheap: asked on every DHCP packet.
+    pub fn installed(&self, mac: &MacAddr) -> Option<InstalledNode> {
+        let nodes = lock(&self.nodes);
+        let record = nodes.map.get(mac)?;
+        matches!(record.state, NodeState::Installed | NodeState::Joined).then(|| InstalledNode {
+            profile: record.seen.profile.clone(),
+            rearmed: record.seen.rearmed,
+        })
     }
 
     /// Count of nodes per state, for status.
@@ -417,6 +460,38 @@ mod tests {
             NodeState::Booting,
             "a new PXE boot re-provisions"
         );
+    }
+
+    #[test]
+    fn an_installed_node_stays_installed_until_re_armed() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = inventory(dir.path());
+        assert_eq!(inv.installed(&DEV), None, "never seen");
+        inv.observe_dhcp(DEV, None, Some(0), Firmware::Bios, 1);
+        inv.observe_boot_script(DEV, "dev", 2);
+        assert_eq!(inv.installed(&DEV), None, "booting is not installed");
+        inv.record_event(DEV, "installed", serde_json::Value::Null, 3)
+            .unwrap();
+        let installed = Some(InstalledNode {
+            profile: Some("dev".into()),
+            rearmed: 0,
+        });
+        assert_eq!(inv.installed(&DEV), installed);
+        inv.record_event(DEV, "joined", serde_json::Value::Null, 4)
+            .unwrap();
+        assert_eq!(inv.installed(&DEV), installed, "joined is installed too");
+
+        assert_eq!(inv.apply_rearm(DEV, 1, 5), Some(None));
+        assert_eq!(inv.installed(&DEV), None, "re-armed: install again");
+        let node = inv.node(&DEV).unwrap();
+        assert_eq!(node.state, NodeState::Discovered);
+        assert_eq!(node.seen.state_changed, 5);
+        let last = node.seen.events.last().unwrap();
+        assert_eq!(
+            (last.event.as_str(), &last.detail),
+            (REPROVISION_EVENT, &serde_json::json!({"generation": 1}))
+        );
+        assert_eq!(inv.apply_rearm(DEV, 1, 6), None, "applied once");
     }
 
     #[test]

@@ -12,13 +12,15 @@
 //! `shared_file` (reading and locking the shared files), `policy` (profile precedence),
 //! `transitions` (which event is valid in which state), `grants` (the
 //! enrollment grant's lifecycle, pure), `assignments` (the assignments
-//! file), `reprovision` (re-arm requests from the API), `inventory` (the
+//! file), `reprovision` (re-arm requests from the API), `forget` (forget
+//! requests from the API), `inventory` (the
 //! live inventory and `nodes.json`, with each node's grant), `sync` (the
 //! Consul KV merge and its engine), `node_api` (the API handlers); `testing`
 //! (lab fixtures, for tests and the `testing` feature only).
 
 pub mod assignments;
 pub mod error;
+pub mod forget;
 pub mod grants;
 pub mod inventory;
 pub mod node_api;
@@ -32,8 +34,10 @@ pub mod transitions;
 
 pub use assignments::{AssignmentRecord, AssignmentStore, AssignmentsState};
 pub use error::InventoryError;
+pub use forget::{ForgetRequest, ForgetStore};
 pub use inventory::{
-    read_nodes, Claim, ClaimRequest, Inventory, IssuedGrant, NodeRecord, DEFAULT_MAX_DISCOVERED,
+    read_nodes, Claim, ClaimRequest, InstalledNode, Inventory, IssuedGrant, NodeRecord,
+    DEFAULT_MAX_DISCOVERED, REPROVISION_EVENT,
 };
 pub use kindling_api::nodes::{
     AlertKind, Firmware, Grant, GrantState, KvStatus, NodeAlert, NodeEvent, NodeState,

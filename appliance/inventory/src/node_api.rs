@@ -13,16 +13,17 @@
 
 use crate::assignments::{AssignmentStore, AssignmentsState};
 use crate::error::InventoryError;
+use crate::forget::ForgetStore;
 use crate::inventory::read_nodes;
-use crate::policy::ProfilePolicy;
+use crate::policy::{node_facts, ProfilePolicy};
 use crate::reprovision::ReprovisionStore;
 use crate::sync::AssignmentSync;
 use kindling_api::nodes::{
-    AssignReply, AssignRequest, Assignment, KvStatus, NodeList, NodeRow, ProfileChoice,
-    ReprovisionReply, Stored,
+    AssignReply, AssignRequest, Assignment, ForgetReply, KvStatus, NodeList, NodeRow,
+    ProfileChoice, ReprovisionReply, Stored,
 };
 use kindling_api::{ApiFailure, ErrorKind};
-use kindling_site::{MacAddr, ParseValueError, SiteConfig};
+use kindling_site::{MacAddr, NodeFacts, ParseValueError, SiteConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -51,6 +52,10 @@ pub enum NodeApiError {
     ReprovisionBody,
     #[error(transparent)]
     WriteReprovision(InventoryError),
+    #[error("the forget request takes no body (or `{{}}`)")]
+    ForgetBody,
+    #[error(transparent)]
+    WriteForget(InventoryError),
 }
 
 impl ApiFailure for NodeApiError {
@@ -60,12 +65,14 @@ impl ApiFailure for NodeApiError {
             | NodeApiError::ParseBody(_)
             | NodeApiError::ReadBody
             | NodeApiError::FindProfile { .. }
-            | NodeApiError::ReprovisionBody => ErrorKind::BadRequest,
+            | NodeApiError::ReprovisionBody
+            | NodeApiError::ForgetBody => ErrorKind::BadRequest,
             NodeApiError::FindNode(_) => ErrorKind::NotFound,
             NodeApiError::LoadAssignments(_)
             | NodeApiError::LoadNodes(_)
             | NodeApiError::WriteAssignment(_)
-            | NodeApiError::WriteReprovision(_) => ErrorKind::Internal,
+            | NodeApiError::WriteReprovision(_)
+            | NodeApiError::WriteForget(_) => ErrorKind::Internal,
         }
     }
 }
@@ -90,9 +97,10 @@ fn assignment(
     policy: &ProfilePolicy,
     state: &AssignmentsState,
     assignments: &BTreeMap<MacAddr, String>,
-    mac: &MacAddr,
+    node: &NodeFacts,
 ) -> Assignment {
-    let choice = policy.resolve(assignments, mac);
+    let mac = &node.mac;
+    let choice = policy.resolve(assignments, node);
     let stored = match choice {
         ProfileChoice::Assigned(_) => {
             let in_kv = state.records.get(mac).is_some_and(|r| !r.pending);
@@ -113,11 +121,12 @@ pub fn list(site: &SiteConfig, state_dir: &Path) -> Result<NodeList, NodeApiErro
     let seen = read_nodes(&crate::nodes_file(state_dir)).map_err(NodeApiError::LoadNodes)?;
     let mut rows: BTreeMap<MacAddr, NodeRow> = BTreeMap::new();
     for node in seen {
+        let facts = node_facts(node.mac, node.seen.arch, node.seen.firmware);
         let row = NodeRow {
             mac: node.mac,
             state: Some(node.state),
             seen: Some(node.seen),
-            assignment: assignment(&policy, &state, &assignments, &node.mac),
+            assignment: assignment(&policy, &state, &assignments, &facts),
         };
         rows.insert(node.mac, row);
     }
@@ -132,7 +141,7 @@ pub fn list(site: &SiteConfig, state_dir: &Path) -> Result<NodeList, NodeApiErro
             mac,
             state: None,
             seen: None,
-            assignment: assignment(&policy, &state, &assignments, &mac),
+            assignment: assignment(&policy, &state, &assignments, &NodeFacts::mac_only(mac)),
         });
     }
     Ok(NodeList {
@@ -182,10 +191,17 @@ pub fn assign(
             "kept locally, pushed to Consul KV when it can be: {why}"
         )),
     };
+    // What a selector may ask of the node, if it was seen.
+    let facts = read_nodes(&crate::nodes_file(state_dir))
+        .ok()
+        .and_then(|nodes| nodes.into_iter().find(|n| n.mac == mac))
+        .map_or(NodeFacts::mac_only(mac), |n| {
+            node_facts(mac, n.seen.arch, n.seen.firmware)
+        });
     Ok(AssignReply {
         mac,
         previous,
-        assignment: assignment(&policy, &state, &assignments, &mac),
+        assignment: assignment(&policy, &state, &assignments, &facts),
         kv,
     })
 }
@@ -231,6 +247,53 @@ pub fn reprovision(
         generation: rearm.generation,
         previous,
         alerts,
+    })
+}
+
+/// `GET /v1/nodes/MAC`: the node's row of [`list`], or not found.
+pub fn show(site: &SiteConfig, state_dir: &Path, mac: MacAddr) -> Result<NodeRow, NodeApiError> {
+    list(site, state_dir)?
+        .nodes
+        .into_iter()
+        .find(|row| row.mac == mac)
+        .ok_or(NodeApiError::FindNode(mac))
+}
+
+/// The body of `POST /v1/nodes/MAC/forget`: none, or `{}`.
+pub fn parse_forget_request(body: &[u8]) -> Result<(), NodeApiError> {
+    parse_reprovision_request(body).map_err(|_| NodeApiError::ForgetBody)
+}
+
+/// `POST /v1/nodes/MAC/forget`: drops the node's runtime assignment (and
+/// its Consul KV copy through `sync`) and records the request in
+/// `inventory/forget.json`, which the PXE service applies to its record
+/// within a second. A MAC no list row names is not found.
+pub fn forget(
+    site: &SiteConfig,
+    state_dir: &Path,
+    mac: MacAddr,
+    sync: Option<&AssignmentSync>,
+) -> Result<ForgetReply, NodeApiError> {
+    let row = show(site, state_dir, mac)?;
+    let dropped_assignment = match &row.assignment.choice {
+        ProfileChoice::Assigned(profile) => {
+            let profile = profile.clone();
+            assign(site, state_dir, mac, &AssignRequest { profile: None }, sync)?;
+            Some(profile)
+        }
+        _ => None,
+    };
+    let request = ForgetStore::in_state_dir(state_dir)
+        .request(mac, kindling_clock::unix_ms())
+        .map_err(NodeApiError::WriteForget)?;
+    Ok(ForgetReply {
+        mac,
+        requested_ms: request.requested_ms,
+        had_record: row.state.is_some(),
+        dropped_assignment,
+        reserved_by_site: ProfilePolicy::from_site(site)
+            .reservations
+            .contains_key(&mac),
     })
 }
 
@@ -331,5 +394,50 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::BadRequest);
         let e = put(&site, dir.path(), "52:54:00:6b:00:99", br#"{"profile":3}"#).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn forget_drops_the_assignment_records_the_request_and_refuses_strangers() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = lab_site();
+        let mac = parse_mac("52:54:00:6b:00:99").unwrap();
+        put(
+            &site,
+            dir.path(),
+            "52:54:00:6b:00:99",
+            br#"{"profile":"prod"}"#,
+        )
+        .unwrap();
+        assert_eq!(show(&site, dir.path(), mac).unwrap().mac, mac);
+        let reply = forget(&site, dir.path(), mac, None).unwrap();
+        assert_eq!(reply.dropped_assignment.as_deref(), Some("prod"));
+        assert!(!reply.had_record && !reply.reserved_by_site, "{reply:?}");
+        let recorded = ForgetStore::in_state_dir(dir.path()).load().unwrap();
+        assert_eq!(recorded[&mac].requested_ms, reply.requested_ms);
+        // Nothing names it any more: not found, and nothing written.
+        assert_eq!(
+            show(&site, dir.path(), mac).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        let e = forget(&site, dir.path(), mac, None).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            ForgetStore::in_state_dir(dir.path()).load().unwrap()[&mac].count,
+            1
+        );
+        // A site reservation stays listed as expected.
+        let dev = parse_mac("52:54:00:6b:00:10").unwrap();
+        assert!(
+            forget(&site, dir.path(), dev, None)
+                .unwrap()
+                .reserved_by_site
+        );
+        assert!(parse_forget_request(b"{}").is_ok());
+        assert_eq!(
+            parse_forget_request(br#"{"all": true}"#)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::BadRequest
+        );
     }
 }

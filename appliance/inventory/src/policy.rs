@@ -1,11 +1,15 @@
-//! `ProfilePolicy`: which profile a MAC gets, by one precedence used by the
+//! `ProfilePolicy`: which profile a node gets, by one precedence used by the
 //! PXE service and the API alike: a runtime assignment (to a profile the site
-//! defines), then the site's `[[nodes]]`, then the unknown-MAC policy.
+//! defines), then the site's `[[nodes]]` (its whole MAC), then the site's
+//! `[[selectors]]` (MAC prefix, firmware, architecture; the narrowest
+//! matching rule), then the unknown-MAC policy.
 //!
 //! Pure: reads nothing, writes nothing.
 
-use kindling_api::nodes::ProfileChoice;
-use kindling_site::{MacAddr, SiteConfig, UnknownMacPolicy};
+use kindling_api::nodes::{Firmware, ProfileChoice};
+use kindling_site::{
+    BootFirmware, MacAddr, NodeFacts, ProfileSelector, SiteConfig, UnknownMacPolicy,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The part of the site that decides profiles.
@@ -15,6 +19,8 @@ pub struct ProfilePolicy {
     pub profiles: BTreeSet<String>,
     /// `[[nodes]]`: MAC → profile.
     pub reservations: BTreeMap<MacAddr, String>,
+    /// `[[selectors]]`, validated: overlapping rules refine each other.
+    pub selectors: Vec<ProfileSelector>,
     pub unknown: UnknownMacPolicy,
     pub default_profile: Option<String>,
 }
@@ -28,24 +34,47 @@ impl ProfilePolicy {
                 .iter()
                 .map(|n| (n.mac, n.profile.to_string()))
                 .collect(),
+            selectors: site.selectors.clone(),
             unknown: site.pxe.unknown,
             default_profile: site.pxe.default_profile.as_ref().map(|p| p.to_string()),
         }
     }
 
-    /// The profile `mac` gets given the runtime `assignments`.
-    pub fn resolve(&self, assignments: &BTreeMap<MacAddr, String>, mac: &MacAddr) -> ProfileChoice {
+    /// The profile `node` gets given the runtime `assignments`.
+    pub fn resolve(
+        &self,
+        assignments: &BTreeMap<MacAddr, String>,
+        node: &NodeFacts,
+    ) -> ProfileChoice {
+        let mac = &node.mac;
         if let Some(p) = assignments.get(mac).filter(|p| self.profiles.contains(*p)) {
             return ProfileChoice::Assigned(p.clone());
         }
         if let Some(p) = self.reservations.get(mac) {
             return ProfileChoice::Site(p.clone());
         }
+        if let Some(rule) = ProfileSelector::decide(&self.selectors, node) {
+            return ProfileChoice::Selected(rule.profile.to_string());
+        }
         match (self.unknown, &self.default_profile) {
             (UnknownMacPolicy::DefaultProfile, Some(p)) => ProfileChoice::Default(p.clone()),
             (UnknownMacPolicy::Menu, _) => ProfileChoice::Menu,
             _ => ProfileChoice::NotServed,
         }
+    }
+}
+
+/// What a selector may ask of a node the inventory has seen.
+pub fn node_facts(mac: MacAddr, arch: Option<u16>, firmware: Option<Firmware>) -> NodeFacts {
+    NodeFacts {
+        mac,
+        arch,
+        firmware: firmware.and_then(|f| match f {
+            Firmware::Bios => Some(BootFirmware::Bios),
+            Firmware::Uefi => Some(BootFirmware::Uefi),
+            Firmware::UefiHttp => Some(BootFirmware::UefiHttp),
+            Firmware::Other | Firmware::None => None,
+        }),
     }
 }
 
@@ -61,9 +90,23 @@ mod tests {
         ProfilePolicy {
             profiles: ["dev", "prod"].into_iter().map(String::from).collect(),
             reservations: [(A, "dev".to_string())].into_iter().collect(),
+            selectors: vec![ProfileSelector {
+                profile: "prod".parse().unwrap(),
+                mac_prefix: Some("02:00:00".parse().unwrap()),
+                firmware: Some(BootFirmware::Uefi),
+                arch: None,
+            }],
             unknown,
             default_profile: default.map(String::from),
         }
+    }
+
+    fn bios(mac: MacAddr) -> NodeFacts {
+        node_facts(mac, Some(0), Some(Firmware::Bios))
+    }
+
+    fn uefi(mac: MacAddr) -> NodeFacts {
+        node_facts(mac, Some(7), Some(Firmware::Uefi))
     }
 
     #[test]
@@ -79,40 +122,79 @@ mod tests {
         let rows: Vec<(
             ProfilePolicy,
             BTreeMap<MacAddr, String>,
-            MacAddr,
+            NodeFacts,
             ProfileChoice,
         )> = vec![
             (
                 policy(U::Ignore, None),
                 assigned("prod"),
-                A,
+                bios(A),
                 Assigned("prod".into()),
             ),
             (
                 policy(U::Ignore, None),
                 assigned("gone"),
-                A,
+                bios(A),
                 Site("dev".into()),
             ),
-            (policy(U::Ignore, None), none.clone(), A, Site("dev".into())),
-            (policy(U::Ignore, None), assigned("gone"), B, NotServed),
+            (
+                policy(U::Ignore, None),
+                none.clone(),
+                bios(A),
+                Site("dev".into()),
+            ),
+            (
+                policy(U::Ignore, None),
+                assigned("gone"),
+                bios(B),
+                NotServed,
+            ),
             (
                 policy(U::DefaultProfile, Some("prod")),
                 none.clone(),
-                B,
+                bios(B),
                 Default("prod".into()),
             ),
-            (policy(U::DefaultProfile, None), none.clone(), B, NotServed),
-            (policy(U::Menu, None), none.clone(), B, Menu),
+            (
+                policy(U::DefaultProfile, None),
+                none.clone(),
+                bios(B),
+                NotServed,
+            ),
+            (policy(U::Menu, None), none.clone(), bios(B), Menu),
             (
                 policy(U::Menu, None),
                 assigned("dev"),
-                B,
+                bios(B),
+                Assigned("dev".into()),
+            ),
+            (
+                policy(U::Ignore, None),
+                none.clone(),
+                uefi(B),
+                Selected("prod".into()),
+            ),
+            (
+                policy(U::DefaultProfile, Some("dev")),
+                none.clone(),
+                node_facts(B, None, None),
+                Default("dev".into()),
+            ),
+            (
+                policy(U::Ignore, None),
+                none.clone(),
+                uefi(A),
+                Site("dev".into()),
+            ),
+            (
+                policy(U::Ignore, None),
+                assigned("dev"),
+                uefi(B),
                 Assigned("dev".into()),
             ),
         ];
-        for (i, (policy, assignments, mac, want)) in rows.into_iter().enumerate() {
-            assert_eq!(policy.resolve(&assignments, &mac), want, "row {i}");
+        for (i, (policy, assignments, node, want)) in rows.into_iter().enumerate() {
+            assert_eq!(policy.resolve(&assignments, &node), want, "row {i}");
         }
     }
 }

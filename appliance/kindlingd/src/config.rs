@@ -90,6 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let table = write_boot_service_table(&paths.run_dir, &paths.data_dir, &effective.config)?;
     issue_api_certificate(&effective.config, &paths, &table);
+    give_console_to_dashboard(&table);
     println!(
         "site {} configured: {} overlay(s) accepted, {} refused",
         effective.config.site.id,
@@ -145,6 +146,26 @@ fn write_table(run_dir: &Path, table: &ServiceTable) -> anyhow::Result<()> {
     kindling_atomic_write::write_atomic(&path, &bytes, false)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Gives tty1 and the serial consoles to the account the table runs the
+/// dashboard as (the config phase runs as root; tests and a table without
+/// it skip this). A failure is reported; the dashboard then says it cannot
+/// draw or answer there.
+fn give_console_to_dashboard(table: &ServiceTable) {
+    let Some(spec) = table.get("dashboard") else {
+        return;
+    };
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let consoles = std::iter::once(std::path::PathBuf::from(crate::dashboard::TTY))
+        .chain(crate::dashboard::serial::active_consoles());
+    for tty in consoles {
+        if let Err(e) = crate::dashboard::prepare_tty(&tty, spec.user, spec.group) {
+            println!("dashboard: cannot use {}: {e}", tty.display());
+        }
+    }
 }
 
 /// Issues the API's certificate for this boot while the config phase still

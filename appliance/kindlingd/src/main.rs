@@ -7,6 +7,7 @@ mod api;
 mod assignments;
 mod config;
 mod console;
+mod dashboard;
 mod enroll;
 mod net;
 mod ntp;
@@ -15,6 +16,7 @@ mod pxe;
 mod service_table;
 mod site;
 mod stack;
+mod update;
 
 /// `kindlingd ROLE [flags]`. A usage error prints clap's message and exits 2.
 #[derive(clap::Parser)]
@@ -39,6 +41,10 @@ enum Role {
     Api(api::Args),
     /// The one-shot bootstrap of Consul, Vault and Nomad.
     StackBootstrap(stack::Args),
+    /// The live status screen on the console (tty1).
+    Dashboard(dashboard::Args),
+    /// The update agent: the health gate and the A/B slots.
+    Update(update::Args),
 }
 
 impl Role {
@@ -49,6 +55,8 @@ impl Role {
             Role::Pxe(_) => "pxe",
             Role::Api(_) => "api",
             Role::StackBootstrap(_) => "stack-bootstrap",
+            Role::Dashboard(_) => "dashboard",
+            Role::Update(_) => "update",
         }
     }
 }
@@ -62,6 +70,8 @@ fn main() -> ExitCode {
         Role::Pxe(args) => pxe::run(args),
         Role::Api(args) => api::run(args),
         Role::StackBootstrap(args) => stack::run(args),
+        Role::Dashboard(args) => dashboard::run(args),
+        Role::Update(args) => update::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,6 +109,7 @@ mod tests {
             &["kindlingd", "pxe"],
             &["kindlingd", "api"],
             &["kindlingd", "stack-bootstrap"],
+            &["kindlingd", "dashboard"],
             &["kindlingd", "api", "--listen", "127.0.0.1:9000"],
             &[
                 "kindlingd",

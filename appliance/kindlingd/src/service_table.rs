@@ -10,7 +10,7 @@
 
 // The service-table wire types: the one place they are imported from.
 use kindling_init_protocol::accounts::{self, Account};
-use kindling_init_protocol::table::{Phase, Readiness, ServiceSpec, ServiceTable};
+use kindling_init_protocol::table::{OutputLogLimits, Phase, Readiness, ServiceSpec, ServiceTable};
 use kindling_site::SiteConfig;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +38,9 @@ pub struct BootInputs {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Installed {
     pub ntp_daemon: Option<PathBuf>,
+    /// init mounted the boot disk's ESP (A/B slots): this boot can update
+    /// itself.
+    pub boot_slots: bool,
 }
 
 impl Installed {
@@ -46,6 +49,9 @@ impl Installed {
         let present = |p: &str| Some(PathBuf::from(p)).filter(|p| p.is_file());
         Self {
             ntp_daemon: present(NTP_DAEMON),
+            boot_slots: Path::new(kindling_init_protocol::control::ESP_MOUNT)
+                .join("EFI")
+                .is_dir(),
         }
     }
 }
@@ -128,6 +134,23 @@ fn api(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     ))
 }
 
+/// The status screen on tty1: no capability; lists init's services (the
+/// console account may do only that) and writes to the console the config
+/// phase gives it. Not required: a box without a console boots all the same.
+fn dashboard(_: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
+    let mut spec = kindlingd_role(
+        inputs,
+        "dashboard",
+        "dashboard",
+        accounts::CONSOLE,
+        &[],
+        &[],
+        Phase::Services,
+    );
+    spec.required = false;
+    Some(spec)
+}
+
 /// ntpd-rs serving the LAN on port 123 and keeping the clock. Not required:
 /// the appliance boots and serves PXE without it.
 fn ntp(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
@@ -147,9 +170,32 @@ fn ntp(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     Some(spec)
 }
 
+/// The update agent, on boots from a disk's slots: reads init's list
+/// (kl-control, list only) and renames slot files on the ESP init mounted
+/// for its account; no capability. Not required: an appliance that cannot
+/// update itself still serves.
+fn update(_: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
+    if !inputs.installed.boot_slots {
+        return None;
+    }
+    let mut spec = kindlingd_role(
+        inputs,
+        "update",
+        "update",
+        accounts::UPDATE,
+        &[],
+        &[],
+        Phase::Services,
+    );
+    spec.readiness = Readiness::Started;
+    spec.required = false;
+    Some(spec)
+}
+
 /// kindling's own children, in table order; each decides from the site and
 /// the inputs whether it runs. The stack's entries follow them.
-const SERVICES: &[fn(&SiteConfig, &BootInputs) -> Option<ServiceSpec>] = &[net, pxe, api, ntp];
+const SERVICES: &[fn(&SiteConfig, &BootInputs) -> Option<ServiceSpec>] =
+    &[net, pxe, api, dashboard, ntp, update];
 
 /// The full table for `site` and this boot's `inputs`.
 pub fn build(site: &SiteConfig, inputs: &BootInputs) -> ServiceTable {
@@ -158,6 +204,12 @@ pub fn build(site: &SiteConfig, inputs: &BootInputs) -> ServiceTable {
     ServiceTable {
         hostname: Some(site.site.hostname.clone()),
         services,
+        output_logs: Some(OutputLogLimits {
+            file_bytes: u64::from(site.logs.file_kib) * 1024,
+            files: site.logs.files_per_service,
+        }),
+        // Validated with the site: an address that does not parse is refused there.
+        syslog: site.logs.syslog.as_deref().and_then(|s| s.parse().ok()),
     }
 }
 
@@ -279,8 +331,19 @@ mod tests {
         BootInputs {
             installed: Installed {
                 ntp_daemon: Some(PathBuf::from(NTP_DAEMON)),
+                boot_slots: false,
             },
             ..inputs()
+        }
+    }
+
+    fn from_boot_slots(inputs: BootInputs) -> BootInputs {
+        BootInputs {
+            installed: Installed {
+                boot_slots: true,
+                ..inputs.installed
+            },
+            ..inputs
         }
     }
 
@@ -335,13 +398,13 @@ mod tests {
                 what: "lab site",
                 site: lab_site(),
                 inputs: inputs(),
-                want: &["net", "pxe", "api"],
+                want: &["net", "pxe", "api", "dashboard"],
             },
             Case {
                 what: "pxe disabled",
                 site: no_pxe,
                 inputs: inputs(),
-                want: &["net", "api"],
+                want: &["net", "api", "dashboard"],
             },
             Case {
                 what: "consul and vault",
@@ -350,7 +413,7 @@ mod tests {
                     stack: stack_entries(&stack_site()),
                     ..inputs()
                 },
-                want: &["net", "pxe", "api", "consul", "vault", "stack"],
+                want: &["net", "pxe", "api", "dashboard", "consul", "vault", "stack"],
             },
             Case {
                 what: "with nomad",
@@ -359,25 +422,40 @@ mod tests {
                     ..inputs()
                 },
                 site: with_nomad,
-                want: &["net", "pxe", "api", "consul", "vault", "nomad", "stack"],
+                want: &[
+                    "net",
+                    "pxe",
+                    "api",
+                    "dashboard",
+                    "consul",
+                    "vault",
+                    "nomad",
+                    "stack",
+                ],
             },
             Case {
                 what: "ntp enabled and installed",
                 site: ntp_on.clone(),
                 inputs: with_ntp_daemon(),
-                want: &["net", "pxe", "api", "ntp"],
+                want: &["net", "pxe", "api", "dashboard", "ntp"],
             },
             Case {
                 what: "ntp enabled, not in the image",
                 site: ntp_on,
                 inputs: inputs(),
-                want: &["net", "pxe", "api"],
+                want: &["net", "pxe", "api", "dashboard"],
             },
             Case {
                 what: "ntp in the image, not enabled",
                 site: ntp_off,
                 inputs: with_ntp_daemon(),
-                want: &["net", "pxe", "api"],
+                want: &["net", "pxe", "api", "dashboard"],
+            },
+            Case {
+                what: "booted from a disk's slots",
+                site: lab_site(),
+                inputs: from_boot_slots(inputs()),
+                want: &["net", "pxe", "api", "dashboard", "update"],
             },
         ];
         for case in cases {
@@ -401,7 +479,7 @@ mod tests {
         if let Err(e) = table.validate("lab") {
             panic!("lab service table is invalid: {e}");
         }
-        assert_eq!(names(&table), ["net", "pxe", "api"]);
+        assert_eq!(names(&table), ["net", "pxe", "api", "dashboard"]);
         assert_eq!(
             table.get("pxe").map(|s| s.depends_on.clone()),
             Some(vec!["net".to_owned()])
@@ -420,10 +498,10 @@ mod tests {
         let mut site = stack_site();
         site.stack.nomad.enabled = true;
         site.time.ntp_server = true;
-        let inputs = BootInputs {
+        let inputs = from_boot_slots(BootInputs {
             stack: stack_entries(&site),
             ..with_ntp_daemon()
-        };
+        });
         let table = build(&site, &inputs);
         let want: &[(&str, Account, &[&str])] = &[
             (
@@ -437,11 +515,13 @@ mod tests {
                 &["CAP_NET_BIND_SERVICE", "CAP_NET_RAW"],
             ),
             ("api", accounts::API, &[]),
+            ("dashboard", accounts::CONSOLE, &[]),
             (
                 "ntp",
                 accounts::NTP,
                 &["CAP_NET_BIND_SERVICE", "CAP_SYS_TIME"],
             ),
+            ("update", accounts::UPDATE, &[]),
             ("consul", accounts::CONSUL, &[]),
             ("vault", accounts::VAULT, &["CAP_IPC_LOCK"]),
             ("nomad", accounts::NOMAD, &[]),
@@ -456,14 +536,16 @@ mod tests {
             assert_eq!(s.groups, accounts::supplementary_groups(*account), "{name}");
             assert_eq!(s.capabilities, *caps, "{name}");
         }
-        // Only the API and the stack bootstrap may reach init's socket.
+        // Only the API, the stack bootstrap, the dashboard and the update
+        // agent may reach init's socket (init lets the last two only list).
         let control: Vec<&str> = table
             .services
             .iter()
             .filter(|s| s.groups.contains(&accounts::CONTROL.gid))
             .map(|s| s.name.as_str())
             .collect();
-        assert_eq!(control, ["api", "stack"]);
+        assert_eq!(control, ["api", "dashboard", "update", "stack"]);
+        assert!(!table.get("dashboard").is_some_and(|d| d.required));
         // An API port below 1024 is the one reason the API gets a capability.
         site.api.port = 443;
         let api = build(&site, &inputs).get("api").cloned();
@@ -506,7 +588,10 @@ mod tests {
         let table = for_this_boot(&site, &run, &data, StackFiles::Render).table;
         table.validate("stack").unwrap();
         let names = names(&table);
-        assert_eq!(names, ["net", "pxe", "api", "consul", "vault", "stack"]);
+        assert_eq!(
+            names,
+            ["net", "pxe", "api", "dashboard", "consul", "vault", "stack"]
+        );
         assert!(
             run.join("stack/consul.json").is_file(),
             "consul config not under run_dir"
@@ -523,6 +608,6 @@ mod tests {
         site.stack.vault.enabled = true; // no recipients: cannot be rendered
         let dir = tempfile::tempdir().unwrap();
         let table = for_this_boot(&site, dir.path(), dir.path(), StackFiles::Render).table;
-        assert_eq!(names(&table), ["net", "pxe", "api"]);
+        assert_eq!(names(&table), ["net", "pxe", "api", "dashboard"]);
     }
 }

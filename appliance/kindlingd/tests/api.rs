@@ -110,6 +110,11 @@ fn metrics_are_openmetrics_for_a_read_only_operator() {
         r#"{"ready": true, "counters": {"dhcp_acks": 3, "dhcp_received": 7}, "leases_in_use": 3}"#,
     )
     .unwrap();
+    std::fs::write(
+        status_dir.join("update.json"),
+        r#"{"mode": "blessed", "entry": "kindling-0.1.0.efi", "floor": "0.1.0"}"#,
+    )
+    .unwrap();
     let api = start_api(&root);
     let reader = api.client_with(Some(lab_tokens().read));
     let reply = reader.request("GET", "/metrics", None).unwrap();
@@ -119,6 +124,7 @@ fn metrics_are_openmetrics_for_a_read_only_operator() {
         "kindling_pxe_dhcp_acks_total 3",
         "kindling_pxe_dhcp_received_total 7",
         "kindling_pxe_leases_in_use 3",
+        "kindling_update_mode{mode=\"blessed\"} 1",
         "# EOF",
     ] {
         assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
@@ -128,6 +134,7 @@ fn metrics_are_openmetrics_for_a_read_only_operator() {
         families = {f.name: f for f in parse(sys.stdin.read())}\n\
         acks = families['kindling_pxe_dhcp_acks']\n\
         assert acks.type == 'counter', acks.type\n\
+        assert families['kindling_update_mode'].samples[0].labels == {'mode': 'blessed'}\n\
         print(len(families), acks.samples[0].value)\n";
     // Debian's python3, which the apt package is for (not a pyenv one on PATH).
     let mut python = Command::new("/usr/bin/python3")
@@ -200,7 +207,13 @@ fn unknown_endpoints_and_methods_are_404_with_a_reason() {
     let root = Root::new();
     apply(&root);
     let api = start_api(&root);
-    for path in ["/v1/nope", "/", "/v1/services/../../etc/passwd"] {
+    // `/` is the status page (tests/api_page.rs); other paths outside /v1 are not.
+    for path in [
+        "/v1/nope",
+        "/nope",
+        "/ui/nope",
+        "/v1/services/../../etc/passwd",
+    ] {
         let (status, body) = api.call("GET", path, None);
         assert_eq!(status, 404, "{path}: {body}");
         assert!(body["error"].is_string(), "{path}: {body}");

@@ -55,8 +55,12 @@ const READS: &[&str] = &[
     "/v1/overlays",
     "/v1/nodes",
     "/v1/stack",
+    "/v1/logs",
+    "/v1/logs/api",
+    "/v1/logs/api?follow=1",
     "/v1/nope",
     "/",
+    "/ui/fragment",
 ];
 
 /// Every file under the appliance's data partition and /run, by path.

@@ -77,12 +77,17 @@ impl GrantKeeper {
         }
     }
 
+    /// Re-arm requests the operator made for `mac` so far (applied or not).
+    pub fn rearm_requests(&self, mac: &MacAddr) -> u64 {
+        self.rearm.generation(mac)
+    }
+
     /// Applies the operator's re-arm of `mac`, if one came since: clears
     /// the node's grant and alerts, and destroys the old secret-id if
     /// nobody redeemed it.
     pub fn apply_rearm(&self, mac: MacAddr) {
         let generation = self.rearm.generation(&mac);
-        let Some(previous) = self.inventory.apply_rearm(mac, generation) else {
+        let Some(previous) = self.inventory.apply_rearm(mac, generation, unix_now()) else {
             return;
         };
         self.stats.bump("grants_rearmed");
@@ -105,7 +110,10 @@ impl GrantKeeper {
         }
         let unknown_allowance = match asker.choice {
             ProfileChoice::Assigned(_) | ProfileChoice::Site(_) => None,
-            ProfileChoice::Default(_) | ProfileChoice::Menu | ProfileChoice::NotServed => Some(
+            ProfileChoice::Selected(_)
+            | ProfileChoice::Default(_)
+            | ProfileChoice::Menu
+            | ProfileChoice::NotServed => Some(
                 self.unknown_allowance
                     .get(asker.profile)
                     .copied()

@@ -13,6 +13,7 @@ pub mod grants;
 pub mod holder;
 pub mod http;
 pub mod leases;
+pub mod local_boot;
 pub mod ra;
 pub mod render;
 pub mod repo;

@@ -7,6 +7,7 @@
 //! an error (init restarts it); optional parts (rogue watch, RAs) that cannot
 //! start are reported in status and the rest keeps serving.
 
+use crate::dhcp::client::ClientFacts;
 use crate::dhcp::commit::{self, AckQueue, LeaseWriter};
 use crate::dhcp::socket::{open_udp, DhcpObserver, SocketError};
 use crate::dhcp::{self, DhcpResponder, Handled, NodePolicy, Port};
@@ -15,10 +16,14 @@ use crate::grants::GrantKeeper;
 use crate::holder::{LeaseHolders, Neighbours, OwnLeases};
 use crate::http::handler::{NodeGate, PxeHttp};
 use crate::leases::LeaseStore;
+use crate::local_boot::boots_from_disk;
 use crate::settings::PxeSettings;
 use crate::status::{write_status, Stats, StatusFile};
 use kindling_clock::unix_now;
-use kindling_inventory::{Inventory, ProfileChoice, ReprovisionStore, ReprovisionWatch};
+use kindling_inventory::policy::node_facts;
+use kindling_inventory::{
+    ForgetStore, Inventory, ProfileChoice, ReprovisionStore, ReprovisionWatch,
+};
 use kindling_site::DhcpMode;
 use kindling_site::MacAddr;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -99,12 +104,15 @@ pub fn interface_with_addr(addr: Ipv4Addr, wait: Duration) -> Option<String> {
 /// What the DHCP loop consults and feeds: profile policy and the inventory.
 struct DhcpView {
     inventory: Arc<Inventory>,
+    grants: Arc<GrantKeeper>,
     settings: Arc<PxeSettings>,
 }
 
 impl NodePolicy for DhcpView {
-    fn may_boot(&self, mac: &MacAddr) -> bool {
-        self.inventory.profile_for(mac) != ProfileChoice::NotServed
+    fn may_boot(&self, facts: &ClientFacts) -> bool {
+        let node = node_facts(facts.mac, facts.arch, Some(facts.firmware));
+        self.inventory.profile_for_facts(&node) != ProfileChoice::NotServed
+            && !boots_from_disk(&self.inventory, &self.grants, &self.settings, &facts.mac)
     }
     fn reserved_ip(&self, mac: &MacAddr) -> Option<Ipv4Addr> {
         self.settings.reservations.get(mac).and_then(|r| r.ip)
@@ -241,8 +249,15 @@ pub fn run(
         files,
         leases,
     )));
+    let grants = Arc::new(grant_keeper(
+        &settings,
+        inventory.clone(),
+        options.enrollment.clone(),
+        stats.clone(),
+    ));
     let view = Arc::new(DhcpView {
         inventory: inventory.clone(),
+        grants: grants.clone(),
         settings: settings.clone(),
     });
 
@@ -333,12 +348,6 @@ pub fn run(
             crate::tftp::serve_blocking(tftp_socket, &root, stats).to_string()
         });
     }
-    let grants = Arc::new(grant_keeper(
-        &settings,
-        inventory.clone(),
-        options.enrollment.clone(),
-        stats.clone(),
-    ));
     let holders: Arc<dyn LeaseHolders> = match settings.mode {
         DhcpMode::Authoritative => Arc::new(OwnLeases::new(responder.clone())),
         DhcpMode::Proxy => Arc::new(Neighbours::default()),
@@ -405,6 +414,7 @@ pub fn run(
         }
         l
     };
+    let forget_store = ForgetStore::in_state_dir(&settings.paths.state_dir);
     let flush = |ready: bool| {
         let now = unix_now();
         let leases_in_use = {
@@ -418,6 +428,15 @@ pub fn run(
         // this writes what changed without an ACK (releases, declines).
         if let Err(e) = lease_writer.flush(now) {
             tracing::warn!(error = %e, "pxe: lease flush failed");
+        }
+        // Forget requests from the API drop records before they are written.
+        match forget_store.load() {
+            Ok(requests) => {
+                for mac in inventory.apply_forgets(&requests) {
+                    tracing::info!(%mac, "pxe: node forgotten at the operator's request");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pxe: forget requests unreadable"),
         }
         // Inventory records are written behind, at most once a second and
         // never on the DHCP thread: a flood costs memory (capped), not fsyncs.
@@ -478,5 +497,99 @@ pub fn run(
                 return Err(ServiceError::ListenerDied { listener, reason });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::dhcp::client::{ARCH_BIOS, ARCH_EFI_X64};
+    use crate::settings::PxePaths;
+    use kindling_inventory::testing::lab_site;
+    use kindling_inventory::Firmware;
+    use kindling_site::{BootFirmware, ProfileSelector, UnknownMacPolicy};
+
+    fn facts(mac: &str, firmware: Firmware, arch: u16) -> ClientFacts {
+        ClientFacts {
+            mac: mac.parse().unwrap(),
+            arch: Some(arch),
+            firmware,
+            is_ipxe: false,
+            is_pxe: true,
+            http_client: false,
+            hostname: None,
+        }
+    }
+
+    /// The lab site, unknown MACs ignored, and UEFI machines of one vendor
+    /// selected into `prod`.
+    fn view(dir: &std::path::Path) -> DhcpView {
+        let mut site = lab_site();
+        site.pxe.unknown = UnknownMacPolicy::Ignore;
+        site.selectors = vec![ProfileSelector {
+            profile: "prod".parse().unwrap(),
+            mac_prefix: Some("0c:42:a1".parse().unwrap()),
+            firmware: Some(BootFirmware::Uefi),
+            arch: None,
+        }];
+        assert!(site.validate().is_empty(), "{:?}", site.validate());
+        let paths = PxePaths {
+            state_dir: dir.to_path_buf(),
+            ..PxePaths::default()
+        };
+        let settings = Arc::new(PxeSettings::from_site(&site, paths).unwrap());
+        let (inventory, problem) = Inventory::open(dir, settings.profile_policy());
+        assert!(problem.is_none(), "{problem:?}");
+        let inventory = Arc::new(inventory);
+        let grants = Arc::new(grant_keeper(
+            &settings,
+            inventory.clone(),
+            Arc::new(crate::enroll::NoEnrollment),
+            Arc::new(Stats::default()),
+        ));
+        DhcpView {
+            inventory,
+            grants,
+            settings,
+        }
+    }
+
+    #[test]
+    fn selectors_decide_on_the_first_dhcp_packet() {
+        let dir = tempfile::tempdir().unwrap();
+        let view = view(dir.path());
+        let vendor_uefi = facts("0c:42:a1:00:00:01", Firmware::Uefi, ARCH_EFI_X64);
+        assert!(view.may_boot(&vendor_uefi), "never seen before, selected");
+        assert_eq!(
+            view.inventory.profile_for_facts(&node_facts(
+                vendor_uefi.mac,
+                vendor_uefi.arch,
+                Some(vendor_uefi.firmware)
+            )),
+            ProfileChoice::Selected("prod".into())
+        );
+        let vendor_bios = facts("0c:42:a1:00:00:02", Firmware::Bios, ARCH_BIOS);
+        assert!(
+            !view.may_boot(&vendor_bios),
+            "BIOS: no rule, unknown ignored"
+        );
+        let other = facts("0c:42:a2:00:00:01", Firmware::Uefi, ARCH_EFI_X64);
+        assert!(!view.may_boot(&other));
+
+        // Once seen (as `observed` records it), the HTTP side decides the
+        // same from the inventory.
+        view.inventory.observe_dhcp(
+            vendor_uefi.mac,
+            None,
+            vendor_uefi.arch,
+            vendor_uefi.firmware,
+            1,
+        );
+        assert_eq!(
+            view.inventory
+                .profile_for(&"0c:42:a1:00:00:01".parse().unwrap()),
+            ProfileChoice::Selected("prod".into())
+        );
     }
 }

@@ -6,7 +6,7 @@
 
 use kindling_inventory::ProfilePolicy;
 use kindling_site::MacAddr;
-use kindling_site::{DhcpMode, Profile, SiteConfig, UnknownMacPolicy};
+use kindling_site::{DhcpMode, Profile, ProfileSelector, SiteConfig, UnknownMacPolicy};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -80,6 +80,8 @@ pub struct PxeSettings {
     /// `pxe.max_discovered`: discovered-only inventory records kept.
     pub max_discovered: usize,
     pub reservations: BTreeMap<MacAddr, Reservation>,
+    /// `[[selectors]]`, validated with the site.
+    pub selectors: Vec<ProfileSelector>,
     pub profiles: BTreeMap<String, Profile>,
     pub paths: PxePaths,
 }
@@ -149,6 +151,7 @@ impl PxeSettings {
             http_port: pxe.http_port,
             default_profile: pxe.default_profile.as_ref().map(|p| p.to_string()),
             unknown: pxe.unknown,
+            selectors: site.selectors.clone(),
             router_advertisements: pxe.router_advertisements,
             max_discovered: usize::try_from(pxe.max_discovered).unwrap_or(usize::MAX),
             reservations: BTreeMap::new(),
@@ -215,6 +218,7 @@ impl PxeSettings {
                 .iter()
                 .map(|(mac, r)| (*mac, r.profile.clone()))
                 .collect(),
+            selectors: self.selectors.clone(),
             unknown: self.unknown,
             default_profile: self.default_profile.clone(),
         }

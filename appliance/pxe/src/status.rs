@@ -37,7 +37,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Stats {
     pub fn bump(&self, name: &'static str) {
-        *lock(&self.counters).entry(name).or_default() += 1;
+        self.add(name, 1);
+    }
+
+    pub fn add(&self, name: &'static str, n: u64) {
+        *lock(&self.counters).entry(name).or_default() += n;
     }
 
     pub fn bump_dropped(&self, why: Dropped) {

@@ -35,7 +35,12 @@ pub enum TftpError {
 /// the page cache or the initramfs: a read takes microseconds, much less
 /// than async-tftp's default hop to a blocking thread pool and back for
 /// every 1.4 KB block (that hop made transfers 3x slower than tftpd-hpa).
-pub struct DirectFile(File);
+pub struct DirectFile {
+    file: File,
+    /// Counts what is read for sending (`tftp_sent_bytes`; a block sent
+    /// again after a loss is read once).
+    stats: Arc<Stats>,
+}
 
 impl futures_lite::AsyncRead for DirectFile {
     fn poll_read(
@@ -43,7 +48,12 @@ impl futures_lite::AsyncRead for DirectFile {
         _cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(self.get_mut().0.read(buf))
+        let this = self.get_mut();
+        let read = this.file.read(buf);
+        if let Ok(n) = read {
+            this.stats.add("tftp_sent_bytes", n as u64);
+        }
+        Poll::Ready(read)
     }
 }
 
@@ -109,7 +119,8 @@ impl Handler for BootDirHandler {
         let opened = self.resolve(path).and_then(|real| {
             let file = File::open(&real).map_err(|_| packet::Error::FileNotFound)?;
             let len = file.metadata().ok().map(|m| m.len());
-            Ok((DirectFile(file), len))
+            let stats = Arc::clone(&self.stats);
+            Ok((DirectFile { file, stats }, len))
         });
         match &opened {
             Ok(_) => {

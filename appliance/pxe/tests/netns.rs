@@ -172,6 +172,13 @@ fn http_routes_with_curl() {
     );
     assert_eq!(whole.stdout.len(), big.len());
     assert!(whole.stdout == big);
+    // The bytes sent are counted (`/metrics`: kindling_pxe_http_sent_bytes_total):
+    // at least the whole file and the ten-byte range.
+    let sent = eventually(Duration::from_secs(4), || {
+        let n = status(&dirs)["counters"]["http_sent_bytes"].as_u64()?;
+        (n >= 300_010).then_some(n)
+    });
+    assert!(sent.is_some(), "http_sent_bytes: {}", status(&dirs));
 
     // Bad input is answered, not fatal.
     assert_eq!(
@@ -354,6 +361,19 @@ fn tftp_serves_ipxe_and_refuses_traversal() {
         (st["counters"]["tftp_refused"].as_u64()? >= 2).then_some(st)
     });
     assert!(st.is_some(), "refusals counted: {}", status(&dirs));
+    // One whole transfer: the bytes counted are the file's, exactly.
+    let size = std::fs::metadata(Path::new(IPXE_DIR).join("undionly.kpxe"))
+        .unwrap()
+        .len();
+    let sent = eventually(Duration::from_secs(4), || {
+        let n = status(&dirs)["counters"]["tftp_sent_bytes"].as_u64()?;
+        (n == size).then_some(n)
+    });
+    assert!(
+        sent.is_some(),
+        "tftp_sent_bytes != {size}: {}",
+        status(&dirs)
+    );
 }
 
 #[test]

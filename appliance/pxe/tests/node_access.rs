@@ -317,6 +317,49 @@ fn one_grant_per_cycle_reuse_is_409_and_an_alert_until_reprovision_even_across_a
 }
 
 #[test]
+fn an_installed_node_is_sent_to_its_disk_until_the_operator_reprovisions_it() {
+    let dirs = Dirs::new();
+    let node = serve(&dirs, Arc::default(), 0);
+    let script = format!("/boot/{DEV}.ipxe");
+    let (status, first) = node.call(DEV_IP, "GET", &script, "");
+    assert_eq!(status, 200, "{first}");
+    assert!(first.contains("\nkernel "), "{first}");
+    for event in ["booted", "nocloud", "installed"] {
+        assert_eq!(node.event(DEV_IP, DEV, event).0, 200, "{event}");
+    }
+
+    let (status, disk) = node.call(DEV_IP, "GET", &script, "");
+    assert_eq!(status, 200, "{disk}");
+    assert!(
+        disk.ends_with("\nexit\n") && !disk.contains("kernel "),
+        "{disk}"
+    );
+    assert!(disk.contains(&format!("kindling node reprovision {DEV}")));
+    assert_eq!(node.stats.get("http_scripts_local_disk"), 1);
+    assert_eq!(
+        node.inventory.node(&DEV).unwrap().state,
+        NodeState::Installed,
+        "booting its disk is not a new provisioning cycle"
+    );
+
+    ReprovisionStore::in_state_dir(&dirs.path("state"))
+        .request(DEV, 1)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let (status, again) = node.call(DEV_IP, "GET", &script, "");
+    assert_eq!(status, 200, "{again}");
+    assert!(again.contains("\nkernel "), "re-armed: {again}");
+    let record = node.inventory.node(&DEV).unwrap();
+    assert_eq!(record.state, NodeState::Booting);
+    assert!(
+        record.seen.events.iter().any(|e| e.event == "reprovision"),
+        "{:?}",
+        record.seen.events
+    );
+    assert_eq!(node.stats.get("http_scripts_local_disk"), 1);
+}
+
+#[test]
 fn events_only_as_valid_transitions_and_a_refusal_changes_nothing() {
     let dirs = Dirs::new();
     let node = serve(&dirs, Arc::default(), 0);

@@ -17,7 +17,9 @@ pub mod mac;
 pub mod model;
 pub mod operator;
 pub mod profile;
+pub mod reference;
 pub mod schema;
+pub mod selector;
 pub mod types;
 pub mod validate;
 
@@ -29,4 +31,5 @@ pub use mac::MacAddr;
 pub use model::*;
 pub use operator::{ApiOperator, OperatorRole, TokenSha256};
 pub use profile::*;
+pub use selector::{BootFirmware, MacPrefix, NodeFacts, ProfileSelector};
 pub use types::{Cidr, ParseValueError, ProfileName};

@@ -28,12 +28,19 @@ pub struct SiteConfig {
     /// MAC → node assignments (profile, reserved address, hostname).
     #[serde(default)]
     pub nodes: Vec<NodeAssignment>,
+    /// Profiles for nodes by MAC prefix, firmware or architecture, after
+    /// runtime assignments and `[[nodes]]`, before `pxe.unknown`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selectors: Vec<crate::ProfileSelector>,
     #[serde(default)]
     pub stack: StackConfig,
     #[serde(default)]
     pub api: ApiConfig,
     #[serde(default)]
     pub time: TimeConfig,
+    /// How much of every service's output the appliance keeps.
+    #[serde(default)]
+    pub logs: LogsConfig,
     /// Enrollment grants: how long a node's grant lives.
     #[serde(default)]
     pub enrollment: crate::EnrollmentConfig,
@@ -514,6 +521,44 @@ pub struct TimeConfig {
     /// for 6 or more; a server of the operator's own may allow less.
     #[serde(default = "default_min_poll")]
     pub min_poll: u8,
+}
+
+/// Every service's output is kept in files on the data partition (in RAM
+/// when there is none), rotated: at most `files_per_service` files of
+/// `file_kib` KiB per service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    /// Largest size of one log file, in KiB (4 to 65536).
+    #[serde(default = "default_log_file_kib")]
+    pub file_kib: u32,
+    /// Files kept per service, the current one included (1 to 32).
+    #[serde(default = "default_log_files")]
+    pub files_per_service: u32,
+    /// A syslog server, `ADDR:PORT` (an IP address, no name), that gets
+    /// every service line too, RFC 5424 over UDP from the appliance's
+    /// address toward it (docs/security.md). Unset: lines stay on the
+    /// appliance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<String>,
+}
+
+fn default_log_file_kib() -> u32 {
+    1024
+}
+
+fn default_log_files() -> u32 {
+    4
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            file_kib: default_log_file_kib(),
+            files_per_service: default_log_files(),
+            syslog: None,
+        }
+    }
 }
 
 fn default_min_poll() -> u8 {

@@ -21,6 +21,21 @@ pub struct Profile {
     /// Enrollment grants for nodes of this profile the site does not name.
     #[serde(default)]
     pub enrollment: crate::ProfileEnrollment,
+    /// What a node's later PXE boots get once it reported `installed`.
+    #[serde(default)]
+    pub after_install: AfterInstall,
+}
+
+/// A node's PXE boots after it was installed with a profile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AfterInstall {
+    /// Boot the local disk (no boot file in DHCP, iPXE `exit`) until
+    /// `kindling node reprovision MAC` re-arms the node: install once.
+    #[default]
+    Disk,
+    /// Boot the profile again every time (diskless and live nodes).
+    Network,
 }
 
 /// What the node boots. Artifact names refer to files the appliance serves from

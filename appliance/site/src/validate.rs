@@ -21,9 +21,11 @@ impl SiteConfig {
         check_network(self, &mut out);
         check_pxe(self, &mut out);
         check_nodes(self, &mut out);
+        check_selectors(self, &mut out);
         check_profiles(self, &mut out);
         check_stack(self, &mut out);
         check_time(self, &mut out);
+        check_logs(self, &mut out);
         check_api(self, &mut out);
         out
     }
@@ -305,6 +307,46 @@ fn check_nodes(c: &SiteConfig, out: &mut Vec<Problem>) {
     }
 }
 
+/// Each selector names a profile and asks something; two that can match
+/// the same node need one to refine the other, or which one decides
+/// would depend on their order.
+fn check_selectors(c: &SiteConfig, out: &mut Vec<Problem>) {
+    for (i, selector) in c.selectors.iter().enumerate() {
+        let base = at("selectors").index(i);
+        if !c.profiles.contains_key(selector.profile.as_str()) {
+            out.push((
+                base.key("profile"),
+                format!(
+                    "profile {:?} does not exist (no profiles/{}.toml)",
+                    selector.profile.as_str(),
+                    selector.profile
+                ),
+            ));
+        }
+        if !selector.has_criteria() {
+            out.push((
+                base,
+                "a selector needs at least one of mac_prefix, firmware, arch".into(),
+            ));
+            continue;
+        }
+        for (j, earlier) in c.selectors.iter().enumerate().take(i) {
+            if earlier.has_criteria()
+                && selector.overlaps(earlier)
+                && !selector.refines(earlier)
+                && !earlier.refines(selector)
+            {
+                out.push((
+                    at("selectors").index(i),
+                    format!(
+                        "ambiguous: selectors[{j}] ({earlier}) and selectors[{i}] ({selector}) can match the same node and neither is narrower; make one refine the other or keep them apart"
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 fn check_profiles(c: &SiteConfig, out: &mut Vec<Problem>) {
     for (name, profile) in &c.profiles {
         if profile.name != *name {
@@ -363,6 +405,30 @@ fn check_stack(c: &SiteConfig, out: &mut Vec<Problem>) {
             at("stack.consul.connect_vault_ca"),
             "needs stack.vault.enabled = true".into(),
         ));
+    }
+}
+
+fn check_logs(c: &SiteConfig, out: &mut Vec<Problem>) {
+    let logs = &c.logs;
+    if !(4..=65536).contains(&logs.file_kib) {
+        out.push((
+            at("logs.file_kib"),
+            format!("{} is outside 4 to 65536 (KiB)", logs.file_kib),
+        ));
+    }
+    if !(1..=32).contains(&logs.files_per_service) {
+        out.push((
+            at("logs.files_per_service"),
+            format!("{} is outside 1 to 32", logs.files_per_service),
+        ));
+    }
+    if let Some(server) = &logs.syslog {
+        if server.parse::<std::net::SocketAddr>().is_err() {
+            out.push((
+                at("logs.syslog"),
+                format!("{server:?} is not ADDR:PORT (an IP address and a port)"),
+            ));
+        }
     }
 }
 

@@ -346,3 +346,86 @@ fn enrollment_settings_are_bounded_and_located() {
     .unwrap_err();
     assert!(err.to_string().contains("unknown field `unknown`"), "{err}");
 }
+
+#[test]
+fn selectors_are_checked_for_profiles_criteria_and_ambiguity() {
+    const PROFILE_PROD: &str = "name = \"prod\"\n[boot]\nkind = \"linux\"\nkernel = \"vmlinuz\"\n";
+    let site = "[site]\nid = \"lab\"\n\n\
+        [[selectors]]\nprofile = \"dev\"\nmac_prefix = \"52:54:00\"\n\n\
+        [[selectors]]\nprofile = \"prod\"\nmac_prefix = \"52:54:00\"\nfirmware = \"uefi\"\n\n\
+        [[selectors]]\nprofile = \"prod\"\nfirmware = \"uefi\"\n\n\
+        [[selectors]]\nprofile = \"prod\"\narch = 11\n\n\
+        [[selectors]]\nprofile = \"gpu\"\nmac_prefix = \"0c:42\"\n\n\
+        [[selectors]]\nprofile = \"dev\"\n";
+    let t = tree(&[
+        ("site.toml", site),
+        ("profiles/dev.toml", PROFILE_DEV),
+        ("profiles/prod.toml", PROFILE_PROD),
+    ])
+    .unwrap();
+    let err = t.to_config("lab").unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    let has = |start: &str, part: &str| {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(start) && l.contains(part)),
+            "{start} … {part}: {lines:#?}"
+        )
+    };
+    // A vendor prefix refines nothing and is refined by prefix+uefi: fine.
+    // firmware = uefi alone overlaps the bare vendor prefix: ambiguous.
+    has("lab/site.toml:", "selectors[2]: ambiguous: selectors[0] (mac_prefix 52:54:00 → dev) and selectors[2] (firmware uefi → prod)");
+    // arch 11 overlaps all three, refining none.
+    has("lab/site.toml:", "selectors[3]: ambiguous: selectors[0]");
+    has("lab/site.toml:", "selectors[3]: ambiguous: selectors[1]");
+    has(
+        "lab/site.toml:",
+        "selectors[4].profile: profile \"gpu\" does not exist",
+    );
+    has(
+        "lab/site.toml:",
+        "selectors[5]: a selector needs at least one of",
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("selectors[1]: ambiguous")),
+        "prefix + firmware refines the prefix: {lines:#?}"
+    );
+    let bad_prefix = "[site]\nid = \"lab\"\n[[selectors]]\nprofile = \"dev\"\nmac_prefix = \"52:54:00:6b:00:10\"\n";
+    let err = tree(&[
+        ("site.toml", bad_prefix),
+        ("profiles/dev.toml", PROFILE_DEV),
+    ])
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("site.toml:5: selectors[0].mac_prefix"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("use [[nodes]]"), "{err}");
+}
+
+#[test]
+fn log_bounds_name_their_key_and_line() {
+    let site = "[site]\nid = \"lab\"\n\n[logs]\nfile_kib = 2\nfiles_per_service = 0\nsyslog = \"logs.example.org:514\"\n";
+    let t = tree(&[("site.toml", site)]).unwrap();
+    let err = t.to_config("lab").unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    for expected in [
+        "lab/site.toml:5: logs.file_kib: 2 is outside 4 to 65536",
+        "lab/site.toml:6: logs.files_per_service: 0 is outside 1 to 32",
+        "lab/site.toml:7: logs.syslog: \"logs.example.org:514\" is not ADDR:PORT",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(expected)),
+            "{expected}\n{lines:#?}"
+        );
+    }
+    let ok = "[site]\nid = \"lab\"\n\n[logs]\nfile_kib = 256\nfiles_per_service = 8\n";
+    let config = tree(&[("site.toml", ok)])
+        .unwrap()
+        .to_config("lab")
+        .unwrap();
+    let logs = &config.config.logs;
+    assert_eq!((logs.file_kib, logs.files_per_service), (256, 8));
+}

@@ -27,6 +27,7 @@ pub(super) fn make_manifest(
     }
     if options.formats.contains(&Format::Disk) {
         paths.push("kindling.img".to_string());
+        paths.push("kindling.efi".to_string());
     }
     if options.formats.contains(&Format::Pxe) {
         for name in ["boot.ipxe", "initramfs.cpio.zst", "vmlinuz"] {

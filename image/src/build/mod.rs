@@ -119,7 +119,8 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildRep
     }
     if options.formats.contains(&Format::Disk) {
         reporter.step("UKI + raw GPT disk");
-        let uki_path = work.join("kindling.efi");
+        // Published too: `kindling update build` bundles it for slot B.
+        let uki_path = stage.join("kindling.efi");
         uki::build(
             &uki::UkiInputs {
                 stub: &options.systemd_boot_dir.join("linuxx64.efi.stub"),

@@ -15,6 +15,7 @@ const ARTIFACT_NAMES: &[&str] = &[
     "initramfs.cpio.zst",
     "kindling.iso",
     "kindling.img",
+    "kindling.efi",
     "pxe",
 ];
 

@@ -19,6 +19,8 @@ pub fn fallback_table() -> ServiceTable {
     ServiceTable {
         hostname: Some("kindling".into()),
         services: vec![api],
+        output_logs: None,
+        syslog: None,
     }
 }
 

@@ -5,7 +5,8 @@
 //! [`ErrorBody::error`]. Every command that talks to an appliance goes
 //! through here; where the address, pin and token come from is `config`.
 
-use anyhow::{bail, Context};
+use super::exit::{self, Failure};
+use anyhow::Context;
 use kindling_api::ErrorBody;
 use kindling_api_client::ApiClient;
 use serde::de::DeserializeOwned;
@@ -22,6 +23,10 @@ pub struct Target {
     /// config (written by `kindling login`).
     #[arg(long, value_name = "ADDR")]
     pub appliance: Option<String>,
+    /// The CLI config's context to use (default: $KINDLING_CONTEXT, else
+    /// the current one; `kindling context list`).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
 }
 
 /// A connection to one appliance for one command.
@@ -31,7 +36,7 @@ pub struct Session {
 
 impl Session {
     pub fn open(target: &Target) -> anyhow::Result<Self> {
-        let r = super::config::resolve(target.appliance.as_deref())?;
+        let r = super::config::resolve(target.appliance.as_deref(), target.context.as_deref())?;
         Ok(Self {
             client: ApiClient::new(r.endpoint, r.anchor, r.token)?,
         })
@@ -54,12 +59,25 @@ impl Session {
                 )
             });
         }
-        let hint = match reply.status {
-            401 => " (log in with `kindling login`, or set KINDLING_TOKEN)",
-            403 => " (this needs an operator with the admin role)",
-            _ => "",
-        };
-        bail!("{label}: {}: {}{hint}", reply.status, failure_reason(&text))
+        Err(refusal(&label, reply.status, &text))
+    }
+
+    /// `GET path` whose 200 body streams: each chunk goes to `each` as it
+    /// arrives until the appliance ends it or `each` returns false.
+    pub fn stream(&self, path: &str, each: impl FnMut(&[u8]) -> bool) -> anyhow::Result<()> {
+        let label = format!("{}{path}", self.client.endpoint());
+        match self
+            .client
+            .stream(path, each)
+            .with_context(|| label.clone())?
+        {
+            None => Ok(()),
+            Some(reply) => Err(refusal(
+                &label,
+                reply.status,
+                &String::from_utf8_lossy(&reply.body),
+            )),
+        }
     }
 
     /// `GET path` → the 2xx answer's body as `T`.
@@ -85,15 +103,30 @@ impl Session {
         self.call("PUT", path, Some(serde_json::to_vec(body)?))
     }
 
+    /// `POST path` with `body` already encoded as JSON → the 2xx answer's
+    /// body as `T` (for bodies large enough to be encoded only once).
+    pub fn post_raw_as<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> anyhow::Result<T> {
+        self.call("POST", path, Some(body))
+    }
+
     /// `GET path` → JSON body of a 2xx answer, untyped.
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.get_as(path)
     }
+}
 
-    /// `POST path` with a JSON body → JSON body of a 2xx answer, untyped.
-    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.post_as(path, body)
-    }
+/// An answer other than 2xx as an error carrying its exit code.
+fn refusal(label: &str, status: u16, text: &str) -> anyhow::Error {
+    let hint = match status {
+        401 => " (log in with `kindling login`, or set KINDLING_TOKEN)",
+        403 => " (this needs an operator with the admin role)",
+        _ => "",
+    };
+    Failure::new(
+        exit::for_status(status),
+        format!("{label}: {status}: {}{hint}", failure_reason(text)),
+    )
+    .into()
 }
 
 /// The reason in an error answer: [`ErrorBody::error`], else any `error`

@@ -72,9 +72,26 @@ impl CliConfig {
     /// The file at `path`; a missing file is an empty config.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("{}", path.display())),
+            Ok(text) => Self::parse(&text).with_context(|| format!("{}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// The file's text: named contexts, or one appliance's keys at the top
+    /// level (a file written by hand for a single appliance), read as the
+    /// context "default".
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let named = toml::from_str::<Self>(text);
+        match named {
+            Ok(config) => Ok(config),
+            Err(named_error) => match toml::from_str::<ApplianceContext>(text) {
+                Ok(single) => Ok(Self {
+                    current: Some("default".into()),
+                    contexts: BTreeMap::from([("default".into(), single)]),
+                }),
+                Err(_) => Err(named_error.into()),
+            },
         }
     }
 
@@ -174,15 +191,17 @@ pub fn token(context: Option<&ApplianceContext>) -> anyhow::Result<Option<Token>
         .transpose()
 }
 
-/// Resolves a command's connection from the flag, the environment and the
-/// config file.
-pub fn resolve(appliance_flag: Option<&str>) -> anyhow::Result<Resolved> {
-    let config = CliConfig::load(&path()?)?;
-    let context = config.context(None)?.map(|(_, c)| c);
+/// Resolves a command's connection from the flags, the environment and the
+/// config file. Nothing to dial or no pin is a usage error (exit 2).
+pub fn resolve(appliance_flag: Option<&str>, context: Option<&str>) -> anyhow::Result<Resolved> {
+    use super::exit::{Exit, Failure};
+    let usage = |e: anyhow::Error| anyhow::Error::new(Failure::new(Exit::Usage, format!("{e:#}")));
+    let config = CliConfig::load(&path()?).map_err(usage)?;
+    let context = config.context(context).map_err(usage)?.map(|(_, c)| c);
     Ok(Resolved {
-        endpoint: endpoint(appliance_flag, context)?,
-        anchor: anchor(context)?,
-        token: token(context)?,
+        endpoint: endpoint(appliance_flag, context).map_err(usage)?,
+        anchor: anchor(context).map_err(usage)?,
+        token: token(context).map_err(usage)?,
     })
 }
 
@@ -245,5 +264,16 @@ mod tests {
         assert!(err.to_string().contains("TLS only"), "{err}");
         let err = anchor(Some(&lab)).unwrap_err().to_string();
         assert!(err.contains("kindling login"), "{err}");
+    }
+
+    #[test]
+    fn a_single_appliance_file_reads_as_the_default_context() {
+        let text = "appliance = \"10.0.0.9:9000\"\ntoken = \"kt1_x\"\n";
+        let config = CliConfig::parse(text).unwrap();
+        assert_eq!(config.current.as_deref(), Some("default"));
+        assert_eq!(config.contexts["default"].appliance, "10.0.0.9:9000");
+        // A key neither shape knows is still refused, naming the key.
+        let err = CliConfig::parse("current = \"a\"\nbogus = 1\n").unwrap_err();
+        assert!(format!("{err:#}").contains("bogus"), "{err:#}");
     }
 }

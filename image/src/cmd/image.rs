@@ -12,6 +12,9 @@ use kindling_image::build::{self, BuildOptions, Format, Reporter};
 pub enum Command {
     /// Build the boot media: initramfs, kernel, hybrid ISO, raw GPT disk (UKI, A/B), PXE files, manifest.
     // Boxed: the argument set is large next to the other command groups.
+    #[command(
+        after_help = "Example:\n  kindling image build --site lab.kovl --trust-key keys/kindling.pub --out build/image"
+    )]
     Build(Box<BuildArgs>),
 }
 

@@ -29,9 +29,6 @@ pub struct LoginArgs {
     /// sha256:…`). Without it the fingerprint is shown and you are asked.
     #[arg(long, value_name = "sha256:HEX")]
     pub fingerprint: Option<String>,
-    /// Save as this context (default: the current one, else "default").
-    #[arg(long, value_name = "NAME")]
-    pub context: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -93,8 +90,9 @@ fn confirm(fp: &Fingerprint) -> anyhow::Result<bool> {
 pub fn login(args: LoginArgs) -> anyhow::Result<()> {
     let path = config::path()?;
     let mut file = CliConfig::load(&path)?;
-    let existing = file.context(args.context.as_deref()).ok().flatten();
+    let existing = file.context(args.target.context.as_deref()).ok().flatten();
     let name = args
+        .target
         .context
         .clone()
         .or_else(|| existing.map(|(n, _)| n.to_string()))
@@ -202,8 +200,12 @@ pub fn logout(args: LogoutArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn whoami(target: Target) -> anyhow::Result<()> {
-    let me: WhoAmI = Session::open(&target)?.get_as("/v1/whoami")?;
+pub fn whoami(args: super::status::Args) -> anyhow::Result<()> {
+    let me: WhoAmI = Session::open(&args.target)?.get_as("/v1/whoami")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&me)?);
+        return Ok(());
+    }
     println!("{} ({})", me.name, me.role);
     Ok(())
 }

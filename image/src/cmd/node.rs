@@ -1,24 +1,30 @@
-//! `kindling node list|assign|unassign|reprovision [--appliance ADDR]`: the
+//! `kindling node list|show|assign|unassign|reprovision|forget`: the
 //! inventory of PXE nodes on a running appliance, runtime MAC → profile
-//! assignments and re-arming a node's enrollment grant, through its API
-//! (`GET /v1/nodes`, `PUT /v1/nodes/MAC/profile`,
-//! `POST /v1/nodes/MAC/reprovision`).
+//! assignments, re-arming a node's enrollment grant and forgetting a node,
+//! through its API (`GET /v1/nodes`, `GET /v1/nodes/MAC`,
+//! `PUT /v1/nodes/MAC/profile`, `POST /v1/nodes/MAC/reprovision`,
+//! `POST /v1/nodes/MAC/forget`).
 //!
 //! Owns the client side only: it decodes the appliance's answers as the API
 //! contract types (`kindling_api::nodes`), prints them, and turns an error
 //! reply into one line naming the URL, status and reason.
 
 use super::client::{Session, Target};
+use super::exit::{Exit, Failure};
+use super::table::{cell, wire_name, Table};
 use kindling_api::nodes::{
-    AssignReply, AssignRequest, Assignment, KvStatus, NodeList, ProfileChoice, ReprovisionReply,
-    Stored,
+    AssignReply, AssignRequest, Assignment, ForgetReply, KvStatus, NodeList, NodeRow,
+    ProfileChoice, ReprovisionReply, Stored,
 };
+use kindling_clock::rfc3339;
 use kindling_site::MacAddr;
-use std::fmt::Display;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// List every node the appliance has seen or expects, with state and profile.
+    #[command(
+        after_help = "Example:\n  kindling node list --json | jq '.nodes[] | select(.state == \"installed\")'"
+    )]
     List {
         #[command(flatten)]
         target: Target,
@@ -26,7 +32,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One node: its facts, grant, alerts and last events.
+    #[command(after_help = "Example:\n  kindling node show 52:54:00:6b:00:20")]
+    Show {
+        /// e.g. 52:54:00:6b:00:10
+        mac: String,
+        #[command(flatten)]
+        target: Target,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Assign a profile to a MAC (applies from the node's next PXE request).
+    #[command(after_help = "Example:\n  kindling node assign 52:54:00:6b:00:20 prod")]
     Assign {
         /// e.g. 52:54:00:6b:00:10
         mac: String,
@@ -35,6 +53,7 @@ pub enum Command {
         target: Target,
     },
     /// Drop a runtime assignment (the site's mapping or default applies again).
+    #[command(after_help = "Example:\n  kindling node unassign 52:54:00:6b:00:20")]
     Unassign {
         mac: String,
         #[command(flatten)]
@@ -42,7 +61,18 @@ pub enum Command {
     },
     /// Re-arm a node's enrollment grant: its next user-data fetch (from the
     /// address holding its DHCP lease) mints a fresh one. Clears its alerts.
+    #[command(after_help = "Example:\n  kindling node reprovision 52:54:00:6b:00:20")]
     Reprovision {
+        /// e.g. 52:54:00:6b:00:10
+        mac: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Forget a node: drop its runtime assignment and, within a second, its
+    /// record (state, grant, alerts). If it PXE-boots again it comes back as
+    /// newly discovered; a site `[[nodes]]` entry stays listed as expected.
+    #[command(after_help = "Example:\n  kindling node forget 52:54:00:6b:00:20")]
+    Forget {
         /// e.g. 52:54:00:6b:00:10
         mac: String,
         #[command(flatten)]
@@ -51,7 +81,7 @@ pub enum Command {
 }
 
 fn reprovision(target: &Target, mac: &str) -> anyhow::Result<()> {
-    let mac: MacAddr = mac.parse()?;
+    let mac = parse_mac(mac)?;
     let path = format!("/v1/nodes/{mac}/reprovision");
     let reply: ReprovisionReply = Session::open(target)?.post_as(&path, &serde_json::json!({}))?;
     println!(
@@ -78,7 +108,7 @@ fn reprovision(target: &Target, mac: &str) -> anyhow::Result<()> {
 
 fn put_profile(target: &Target, mac: &str, profile: Option<String>) -> anyhow::Result<()> {
     // Validate locally for a clear message before any network round trip.
-    let mac: MacAddr = mac.parse()?;
+    let mac = parse_mac(mac)?;
     let path = format!("/v1/nodes/{mac}/profile");
     let reply: AssignReply = Session::open(target)?.put_as(&path, &AssignRequest { profile })?;
     let profile = reply.assignment.choice.profile().unwrap_or("-");
@@ -98,22 +128,11 @@ fn source(assignment: &Assignment) -> String {
         (ProfileChoice::Assigned(_), Some(Stored::Local)) => "assignment (local)".into(),
         (ProfileChoice::Assigned(_), None) => "assignment".into(),
         (ProfileChoice::Site(_), _) => "overlay".into(),
+        (ProfileChoice::Selected(_), _) => "selector".into(),
         (ProfileChoice::Default(_), _) => "default".into(),
         (ProfileChoice::Menu, _) => "menu".into(),
         (ProfileChoice::NotServed, _) => "not served".into(),
     }
-}
-
-/// A table cell: the value, or `-` when there is none.
-fn cell(value: Option<impl Display>) -> String {
-    value.map_or_else(|| "-".into(), |v| v.to_string())
-}
-
-/// A serde enum's wire name (`booting`, `uefi_http`), as the JSON says it.
-fn wire_name(value: &impl serde::Serialize) -> Option<String> {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -126,45 +145,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             }
             let list: NodeList = serde_json::from_value(body)
                 .map_err(|e| anyhow::anyhow!("GET /v1/nodes: unexpected reply: {e}"))?;
-            println!(
-                "{:<19} {:<16} {:<10} {:<10} {:<18} {:<9} {:<14}",
-                "MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE", "GRANT"
-            );
-            for n in &list.nodes {
-                let seen = n.seen.as_ref();
-                println!(
-                    "{:<19} {:<16} {:<10} {:<10} {:<18} {:<9} {:<14}",
-                    n.mac,
-                    cell(seen.and_then(|s| s.ip)),
-                    cell(n.state.as_ref().and_then(wire_name)),
-                    cell(n.assignment.choice.profile()),
-                    source(&n.assignment),
-                    cell(seen.and_then(|s| s.firmware.as_ref()).and_then(wire_name)),
-                    cell(
-                        seen.and_then(|s| s.grant.as_ref())
-                            .and_then(|g| wire_name(&g.state))
-                    ),
-                );
-            }
-            for n in &list.nodes {
-                for alert in n.seen.iter().flat_map(|s| &s.alerts) {
-                    println!(
-                        "ALERT {} {}: {}",
-                        n.mac,
-                        cell(wire_name(&alert.kind)),
-                        alert.detail
-                    );
-                }
-            }
-            match &list.kv {
-                Some(KvStatus::LocalOnly(detail)) => {
-                    println!("assignments kept on the appliance only: {detail}")
-                }
-                Some(KvStatus::Waiting(detail)) => println!("Consul KV not usable now: {detail}"),
-                Some(KvStatus::InUse) | None => {}
-            }
+            print!("{}", list_table(&list));
             Ok(())
         }
+        Command::Show { mac, target, json } => show(&target, &mac, json),
         Command::Assign {
             mac,
             profile,
@@ -172,5 +156,154 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         } => put_profile(&target, &mac, Some(profile)),
         Command::Unassign { mac, target } => put_profile(&target, &mac, None),
         Command::Reprovision { mac, target } => reprovision(&target, &mac),
+        Command::Forget { mac, target } => forget(&target, &mac),
     }
+}
+
+/// A MAC from the command line; a bad one is a usage error.
+fn parse_mac(mac: &str) -> anyhow::Result<MacAddr> {
+    mac.parse()
+        .map_err(|e| Failure::new(Exit::Usage, format!("{mac:?}: {e}")).into())
+}
+
+/// The node table of `node list`, then alerts and the KV state.
+pub fn list_table(list: &NodeList) -> String {
+    let mut table = Table::new(&[
+        "MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE", "GRANT",
+    ]);
+    for n in &list.nodes {
+        let seen = n.seen.as_ref();
+        table.row(vec![
+            n.mac.to_string(),
+            cell(seen.and_then(|s| s.ip)),
+            cell(n.state.as_ref().and_then(wire_name)),
+            cell(n.assignment.choice.profile()),
+            source(&n.assignment),
+            cell(seen.and_then(|s| s.firmware.as_ref()).and_then(wire_name)),
+            cell(
+                seen.and_then(|s| s.grant.as_ref())
+                    .and_then(|g| wire_name(&g.state)),
+            ),
+        ]);
+    }
+    let mut out = table.render();
+    for n in &list.nodes {
+        for alert in n.seen.iter().flat_map(|s| &s.alerts) {
+            out.push_str(&format!(
+                "ALERT {} {}: {}\n",
+                n.mac,
+                cell(wire_name(&alert.kind)),
+                alert.detail
+            ));
+        }
+    }
+    match &list.kv {
+        Some(KvStatus::LocalOnly(detail)) => out.push_str(&format!(
+            "assignments kept on the appliance only: {detail}\n"
+        )),
+        Some(KvStatus::Waiting(detail)) => {
+            out.push_str(&format!("Consul KV not usable now: {detail}\n"))
+        }
+        Some(KvStatus::InUse) | None => {}
+    }
+    out
+}
+
+/// `node show` as text: one fact per line, then alerts and events.
+pub fn show_text(n: &NodeRow) -> String {
+    let mut facts = Table::new(&["", ""]);
+    let mut fact = |k: &str, v: String| {
+        facts.row(vec![k.into(), v]);
+    };
+    fact("mac", n.mac.to_string());
+    fact(
+        "state",
+        n.state
+            .as_ref()
+            .and_then(wire_name)
+            .unwrap_or_else(|| "expected (not seen yet)".into()),
+    );
+    fact(
+        "profile",
+        format!(
+            "{} ({})",
+            cell(n.assignment.choice.profile()),
+            source(&n.assignment)
+        ),
+    );
+    if let Some(seen) = &n.seen {
+        fact("ip", cell(seen.ip));
+        fact("firmware", cell(seen.firmware.as_ref().and_then(wire_name)));
+        fact("first seen", rfc3339(seen.first_seen));
+        fact("last seen", rfc3339(seen.last_seen));
+        if let Some(g) = &seen.grant {
+            fact(
+                "grant",
+                format!(
+                    "{} (issued {} for {})",
+                    cell(wire_name(&g.state)),
+                    g.issued_at,
+                    g.address
+                ),
+            );
+        }
+        for a in &seen.alerts {
+            fact(
+                "alert",
+                format!("{}: {}", cell(wire_name(&a.kind)), a.detail),
+            );
+        }
+    }
+    let mut out: String = facts
+        .render()
+        .lines()
+        .skip(1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let events = n.seen.iter().flat_map(|s| &s.events).collect::<Vec<_>>();
+    if !events.is_empty() {
+        let mut table = Table::new(&["EVENT", "AT", "DETAIL"]);
+        for e in events {
+            let detail = if e.detail.is_null() {
+                String::new()
+            } else {
+                e.detail.to_string()
+            };
+            table.row(vec![e.event.clone(), rfc3339(e.at), detail]);
+        }
+        out.push_str(&table.render());
+    }
+    out
+}
+
+fn show(target: &Target, mac: &str, json: bool) -> anyhow::Result<()> {
+    let mac = parse_mac(mac)?;
+    let body = Session::open(target)?.get(&format!("/v1/nodes/{mac}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    let row: NodeRow = serde_json::from_value(body)
+        .map_err(|e| anyhow::anyhow!("GET /v1/nodes/{mac}: unexpected reply: {e}"))?;
+    print!("{}", show_text(&row));
+    Ok(())
+}
+
+fn forget(target: &Target, mac: &str) -> anyhow::Result<()> {
+    let mac = parse_mac(mac)?;
+    let path = format!("/v1/nodes/{mac}/forget");
+    let reply: ForgetReply = Session::open(target)?.post_as(&path, &serde_json::json!({}))?;
+    let record = if reply.had_record {
+        "its record goes within a second"
+    } else {
+        "it had no record"
+    };
+    println!("{mac}: forgotten ({record})");
+    if let Some(profile) = &reply.dropped_assignment {
+        println!("  dropped its runtime assignment to {profile}");
+    }
+    if reply.reserved_by_site {
+        println!("  the site's [[nodes]] still names it: it stays listed as expected");
+    }
+    Ok(())
 }

@@ -15,16 +15,29 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Validate a directory tree, pack it and sign it: NAME.kovl + NAME.kovl.minisig.
+    #[command(
+        after_help = "Example:\n  kindling overlay build overlays/lab --name lab --version 2 --key keys/kindling.key"
+    )]
     Build(BuildArgs),
     /// Sign an existing (e.g. `build --unsigned`) overlay: writes FILE.minisig.
+    #[command(after_help = "Example:\n  kindling overlay sign lab.kovl --key keys/kindling.key")]
     Sign(SignArgs),
     /// Verify an overlay's signature, trusted comment and payload hash.
+    #[command(
+        after_help = "Example:\n  kindling overlay verify lab.kovl --pubkey keys/kindling.pub"
+    )]
     Verify(VerifyArgs),
     /// Show an overlay's manifest, files and effective configuration.
+    #[command(after_help = "Example:\n  kindling overlay show lab.kovl --effective --provenance")]
     Show(ShowArgs),
     /// Send a signed overlay to a running appliance (POST /v1/overlays).
+    #[command(after_help = "Example:\n  kindling overlay push lab-v2.kovl --context lab")]
     Push(PushArgs),
+    /// The overlays a running appliance uses and refused (GET /v1/overlays).
+    #[command(after_help = "Example:\n  kindling overlay list --json")]
+    List(super::overlay_list::ListArgs),
     /// Write the JSON Schemas of site.toml and profiles/*.toml.
+    #[command(after_help = "Example:\n  kindling overlay schema --out schema")]
     Schema(SchemaArgs),
 }
 
@@ -114,6 +127,9 @@ pub struct PushArgs {
     /// Signature file (default FILE.minisig).
     #[arg(long)]
     pub sig: Option<PathBuf>,
+    /// Print the appliance's JSON answer instead of a summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args)]
@@ -130,6 +146,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Verify(a) => verify(a),
         Command::Show(a) => show(a),
         Command::Push(a) => push(a),
+        Command::List(a) => super::overlay_list::list(a),
         Command::Schema(a) => schema(a),
     }
 }
@@ -315,9 +332,46 @@ fn push(a: PushArgs) -> anyhow::Result<()> {
         kovl: base64::engine::general_purpose::STANDARD.encode(&kovl),
         minisig,
     };
-    let json = super::client::Session::open(&a.target)?
-        .post("/v1/overlays", &serde_json::to_value(&body)?)?;
-    println!("{}", serde_json::to_string_pretty(&json)?);
+    let session = super::client::Session::open(&a.target)?;
+    let body = serde_json::to_vec(&body)?;
+    let bar = super::progress::Spinner::start(format!(
+        "pushing {} ({} KiB)",
+        a.file.display(),
+        body.len().div_ceil(1024)
+    ));
+    let answer: anyhow::Result<serde_json::Value> = session.post_raw_as("/v1/overlays", body);
+    bar.finish();
+    let answer = answer?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let reply: kindling_api::overlays::PushReply = serde_json::from_value(answer)
+        .map_err(|e| anyhow::anyhow!("POST /v1/overlays: unexpected reply: {e}"))?;
+    let acc = &reply.accepted;
+    println!(
+        "accepted {} v{} ({} layer, key {}, expires {})",
+        acc.name,
+        acc.version,
+        acc.layer.as_str(),
+        acc.key_id,
+        acc.expires
+    );
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!("applied now:          {}", list(&reply.applied_now));
+    println!(
+        "applies at next boot: {}",
+        list(&reply.applies_at_next_boot)
+    );
+    for action in reply.actions.iter().flatten() {
+        println!("  {action}");
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use kindling_api::stack::StackStatus;
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Each bootstrap step's state, duration and error.
+    #[command(after_help = "Example:\n  kindling stack status --json")]
     Status {
         #[command(flatten)]
         target: Target,

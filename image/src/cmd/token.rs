@@ -12,6 +12,9 @@ use rand::RngCore;
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Mint a token; print it once, and the site.toml entry with its hash.
+    #[command(
+        after_help = "Example:\n  (umask 077; kindling token new --name alice --role admin > ~/alice.token)"
+    )]
     New {
         /// The operator's name in the site config, logs and `whoami`.
         #[arg(long)]

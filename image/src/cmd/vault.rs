@@ -19,11 +19,13 @@ use std::str::FromStr;
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Submit unseal key shares until Vault is unsealed.
+    #[command(after_help = "Example:\n  kindling vault unseal --context lab")]
     Unseal {
         #[command(flatten)]
         target: Target,
     },
     /// Download the age-encrypted unseal keys and root token.
+    #[command(after_help = "Example:\n  kindling vault init-secrets --out vault-init.age")]
     InitSecrets {
         #[command(flatten)]
         target: Target,
@@ -32,6 +34,9 @@ pub enum Command {
         out: PathBuf,
     },
     /// Decrypt downloaded init secrets with the operator's age identity.
+    #[command(
+        after_help = "Example:\n  kindling vault decrypt-init --identity ~/.age/key.txt --in vault-init.age"
+    )]
     DecryptInit {
         /// File holding the `AGE-SECRET-KEY-1…` identity.
         #[arg(long)]

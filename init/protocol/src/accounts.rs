@@ -41,6 +41,10 @@ pub const PXE: Account = account("kl-pxe", 402);
 pub const API: Account = account("kl-api", 403);
 /// ntpd-rs serving the LAN.
 pub const NTP: Account = account("kl-ntp", 404);
+/// `kindlingd dashboard`: the live status screen on the console (tty1).
+pub const CONSOLE: Account = account("kl-console", 405);
+/// `kindlingd update`: the A/B slots on the EFI system partition.
+pub const UPDATE: Account = account("kl-update", 406);
 /// Consul.
 pub const CONSUL: Account = account("kl-consul", 410);
 /// Vault (or OpenBao).
@@ -57,8 +61,8 @@ pub const STATUS: Group = Group {
     name: "kl-status",
     gid: 420,
 };
-/// May talk to init's control socket (list, restart, reload): the API and
-/// the stack bootstrap.
+/// May talk to init's control socket: the API (anything), the stack
+/// bootstrap (list, restart its services), the console dashboard (list).
 pub const CONTROL: Group = Group {
     name: "kl-control",
     gid: 421,
@@ -71,7 +75,9 @@ pub const INVENTORY: Group = Group {
 };
 
 /// Every service account, in table order.
-pub const ALL: &[Account] = &[NET, PXE, API, NTP, CONSUL, VAULT, NOMAD, STACK];
+pub const ALL: &[Account] = &[
+    NET, PXE, API, NTP, CONSOLE, UPDATE, CONSUL, VAULT, NOMAD, STACK,
+];
 /// Every shared group.
 pub const GROUPS: &[Group] = &[STATUS, CONTROL, INVENTORY];
 
@@ -79,8 +85,8 @@ pub const GROUPS: &[Group] = &[STATUS, CONTROL, INVENTORY];
 /// Vault's and Nomad's primary groups: it writes their ACL reset files and
 /// rewrites Vault's config, and gives those files to the service's group.
 pub const MEMBERS: &[(Group, &[Account])] = &[
-    (STATUS, &[NET, PXE, API, STACK]),
-    (CONTROL, &[API, STACK]),
+    (STATUS, &[NET, PXE, API, UPDATE, STACK]),
+    (CONTROL, &[API, STACK, CONSOLE, UPDATE]),
     (INVENTORY, &[PXE, API]),
 ];
 
@@ -170,7 +176,7 @@ mod tests {
         assert_eq!(passwd.lines().count(), ALL.len() + 1);
         let group = group();
         assert!(
-            group.contains("kl-control:x:421:kl-api,kl-stack\n"),
+            group.contains("kl-control:x:421:kl-api,kl-stack,kl-console,kl-update\n"),
             "{group}"
         );
         assert!(group.contains("kl-vault:x:411:kl-stack\n"), "{group}");

@@ -16,6 +16,9 @@ pub use crate::credentials::ProcessCredentials;
 
 /// Default socket path.
 pub const DEFAULT_SOCKET: &str = "/run/kindling/init.sock";
+/// Where init mounts the EFI system partition of the disk it booted from
+/// (owned by `accounts::UPDATE`), when there is one.
+pub const ESP_MOUNT: &str = "/run/kindling/esp";
 
 /// Longest request or response line either side accepts.
 pub const MAX_LINE: usize = 1 << 20;
@@ -42,6 +45,47 @@ pub struct ListResponse {
     pub ready: bool,
     /// One line per problem: `<phase|service>: <why>`.
     pub degraded: Vec<String>,
+    /// Where the services' output is kept (absent from an older init).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<LogsStatus>,
+}
+
+/// Where init keeps every child's output, and how much of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsStatus {
+    /// The directory of `NAME.log`, `NAME.log.1`, …
+    pub dir: String,
+    /// `data`: on the data partition, kept across reboots; `ram`: lost at
+    /// reboot (no data partition, or writing to it failed).
+    pub storage: LogStorage,
+    /// Why the logs are in RAM, when they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Largest size of one file.
+    pub file_bytes: u64,
+    /// Files kept per service, the current one included.
+    pub files: u32,
+    /// Where every line is forwarded too, when the table names a server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<SyslogStatus>,
+}
+
+/// The syslog forwarding's target and counts since it began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyslogStatus {
+    pub server: String,
+    /// Datagrams handed to the kernel.
+    pub sent: u64,
+    /// Lines dropped because the datagram could not be sent at once.
+    pub dropped: u64,
+}
+
+/// Where the logs live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStorage {
+    Data,
+    Ram,
 }
 
 /// One boot phase.
@@ -305,6 +349,14 @@ mod tests {
             }],
             ready: false,
             degraded: vec!["pxe: not_installed: /bin/kindlingd is not in this image".into()],
+            logs: Some(LogsStatus {
+                dir: "/var/lib/kindling/log".into(),
+                storage: LogStorage::Data,
+                reason: None,
+                file_bytes: 1 << 20,
+                files: 4,
+                syslog: None,
+            }),
         }
     }
 

@@ -22,13 +22,13 @@ pub mod spec;
 pub mod table;
 
 pub use control::{
-    Ack, Client, ControlError, ListResponse, PhaseState, PhaseStatus, Request, ServiceState,
-    ServiceStatus, DEFAULT_SOCKET,
+    Ack, Client, ControlError, ListResponse, LogStorage, LogsStatus, PhaseState, PhaseStatus,
+    Request, ServiceState, ServiceStatus, SyslogStatus, DEFAULT_SOCKET,
 };
 pub use notify::{notify_ready, take_notify_pipe, NotifyError, NotifyPipe, NOTIFY_ENV};
 pub use phase::{BootPhase, PhaseInfo, Runner};
 pub use spec::{
-    HttpTarget, LogLimit, Phase, Readiness, RestartPolicy, ServiceSpec, ServiceTable,
-    DEFAULT_STOP_GRACE_MS,
+    HttpTarget, LogLimit, OutputLogLimits, Phase, Readiness, RestartPolicy, ServiceSpec,
+    ServiceTable, DEFAULT_STOP_GRACE_MS,
 };
 pub use table::TableError;

@@ -21,6 +21,27 @@ pub struct ServiceTable {
     /// Services, in any order; dependencies decide the start order.
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
+    /// Bound on the files init keeps of every child's output (none: init's
+    /// own defaults, `log_file_bytes` and `log_files` of init.json).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_logs: Option<OutputLogLimits>,
+    /// A syslog server (`ADDR:PORT`) that gets every service line too
+    /// (RFC 5424 over UDP); none: lines stay on the appliance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<SocketAddr>,
+}
+
+/// How much of each service's output init keeps: `files` files of at most
+/// `file_bytes` each (`NAME.log`, `NAME.log.1` … `NAME.log.<files - 1>`),
+/// so at most `files * file_bytes` per service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputLogLimits {
+    /// Largest size of one file; the current file is rotated before a write
+    /// would take it past this.
+    pub file_bytes: u64,
+    /// Files kept per service, the current one included (at least 1).
+    pub files: u32,
 }
 
 /// One supervised child.

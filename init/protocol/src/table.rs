@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use crate::graph::{self, GraphError};
 pub use crate::spec::{
-    HttpTarget, LogLimit, Phase, Readiness, RestartPolicy, ServiceSpec, ServiceTable,
-    DEFAULT_STOP_GRACE_MS,
+    HttpTarget, LogLimit, OutputLogLimits, Phase, Readiness, RestartPolicy, ServiceSpec,
+    ServiceTable, DEFAULT_STOP_GRACE_MS,
 };
 
 /// Why a service table was refused.

@@ -76,6 +76,7 @@ impl RunLoop {
                     detail = format!("{detail}; using {path} because {}", skipped.join("; "));
                 }
                 self.table_graces = Some(total_grace(&table));
+                self.supervisor.set_log_limits(&table);
                 self.supervisor.add_table(&table);
             }
             Err(errors) => {

@@ -25,10 +25,11 @@ use crate::phases::PhaseBook;
 use crate::say;
 use crate::shutdown;
 use crate::supervisor::cgroup::Cgroups;
+use crate::supervisor::service_logs::{Placement, ServiceLogs};
 use crate::supervisor::Supervisor;
 use kindling_init_protocol::control::{Ack, ListResponse, Request};
 use kindling_init_protocol::phase::{BootPhase, Runner};
-use kindling_init_protocol::table::ServiceTable;
+use kindling_init_protocol::table::{OutputLogLimits, ServiceTable};
 
 /// Name of the internal service that runs the config command: its phase's
 /// name, so its console lines read as the config phase's.
@@ -98,6 +99,7 @@ impl RunLoop {
         config: BootConfig,
         phases: PhaseBook,
         started: Duration,
+        logs: Placement,
     ) -> Result<RunLoop, RunError> {
         let signals = SignalFd::with_flags(
             &handled_signals(),
@@ -115,12 +117,12 @@ impl RunLoop {
                 Cgroups::disabled()
             }
         };
-        let supervisor = Supervisor::new(
-            cgroups,
-            &config.log_dir,
-            config.log_max_bytes,
-            sender.clone(),
-        );
+        let limits = OutputLogLimits {
+            file_bytes: config.log_max_bytes,
+            files: config.log_files,
+        };
+        let logs = ServiceLogs::new(logs, &config.log_dir, limits);
+        let supervisor = Supervisor::new(cgroups, logs, sender.clone());
         let control = match ControlServer::bind(&config.control_socket, sender.clone()) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -327,6 +329,7 @@ impl RunLoop {
             services: self.supervisor.statuses(now),
             ready: self.boot_decided && degraded.is_empty(),
             degraded,
+            logs: Some(self.supervisor.logs_status()),
         }
     }
 
@@ -355,6 +358,7 @@ impl RunLoop {
                     say!(BootPhase::Run, "refused to reload {path}: {why}");
                     return Ack::error(why);
                 }
+                self.supervisor.set_log_limits(&table);
                 let change = self.supervisor.reload(&table, now);
                 self.table_graces = Some(total_grace(&table));
                 say!(BootPhase::Run, "reloaded {path}: {change}");

@@ -12,12 +12,13 @@ mod logrotate;
 pub mod output;
 pub mod readiness;
 mod service;
+pub mod service_logs;
 pub mod spawn;
 mod status;
 mod stopping;
+mod syslog;
 
 use std::os::fd::RawFd;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kindling_init_protocol::control::ServiceState;
@@ -47,14 +48,13 @@ pub struct Supervisor {
 impl Supervisor {
     pub fn new(
         cgroups: Cgroups,
-        log_dir: &Path,
-        log_max_bytes: u64,
+        logs: service_logs::ServiceLogs,
         events: EventSender,
     ) -> Supervisor {
         Supervisor {
             services: Vec::new(),
             cgroups,
-            output: OutputHub::new(log_dir, log_max_bytes),
+            output: OutputHub::new(logs),
             events,
             next_generation: 0,
             shutting_down: false,
@@ -65,6 +65,22 @@ impl Supervisor {
     /// Adds a service (not started until its phase is enabled).
     pub fn add(&mut self, spec: ServiceSpec, internal: bool) {
         self.services.push(Service::new(spec, internal));
+    }
+
+    /// Where the services' output is kept, for init's status.
+    pub fn logs_status(&self) -> kindling_init_protocol::control::LogsStatus {
+        self.output.logs_status()
+    }
+
+    /// Applies a table's bound on the output logs (none: keeps the current one).
+    pub fn set_log_limits(&mut self, table: &ServiceTable) {
+        if let Some(limits) = table.output_logs {
+            self.output.logs().set_limits(limits);
+        }
+        self.output.logs().set_syslog(
+            table.syslog,
+            table.hostname.as_deref().unwrap_or("kindling"),
+        );
     }
 
     /// Adds every service of a table.

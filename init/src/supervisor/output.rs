@@ -1,16 +1,17 @@
 //! Children's stdout/stderr and readiness pipes: read without blocking, split
-//! into lines, copy to the console and to `/run/log/<service>.log` (rotated).
+//! into lines, copy to the console and to the service's log file
+//! (`service_logs`).
 //!
 //! Owns the parent's ends of the pipes. It never blocks (every fd is
 //! non-blocking) and never decides anything about a service: a readiness write
 //! is only reported back to the supervisor.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::fs::File;
+use std::io::{ErrorKind, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
 
+use super::service_logs::ServiceLogs;
 use crate::console;
 
 /// A line longer than this is cut and continued on the next line.
@@ -41,15 +42,25 @@ pub enum StreamEvent {
 /// All open child pipes.
 pub struct OutputHub {
     streams: HashMap<RawFd, Stream>,
-    logs: LogFiles,
+    logs: ServiceLogs,
 }
 
 impl OutputHub {
-    pub fn new(log_dir: &Path, max_bytes: u64) -> OutputHub {
+    pub fn new(logs: ServiceLogs) -> OutputHub {
         OutputHub {
             streams: HashMap::new(),
-            logs: LogFiles::new(log_dir, max_bytes),
+            logs,
         }
+    }
+
+    /// The log files, for their status and their bound.
+    pub fn logs(&mut self) -> &mut ServiceLogs {
+        &mut self.logs
+    }
+
+    /// Where the log files are, for init's status.
+    pub fn logs_status(&self) -> kindling_init_protocol::control::LogsStatus {
+        self.logs.status()
     }
 
     /// Takes ownership of a pipe's read end.
@@ -132,102 +143,44 @@ impl OutputHub {
 
     /// Writes a line of init's own about a service into that service's log file.
     pub fn log_event(&mut self, service: &str, line: &str) {
-        self.logs.append(service, line);
+        self.logs.append(service, &[line]);
     }
 }
 
-fn emit_lines(service: &str, partial: &mut Vec<u8>, logs: &mut LogFiles, flush: bool) {
+/// Sends every complete line of `partial` (all of it when `flush`) to the
+/// console and, as one batch, to the service's log file.
+fn emit_lines(service: &str, partial: &mut Vec<u8>, logs: &mut ServiceLogs, flush: bool) {
+    let mut lines: Vec<String> = Vec::new();
+    let mut taken = 0;
     loop {
-        let cut = match partial.iter().position(|&b| b == b'\n') {
+        let rest = &partial[taken..];
+        let cut = match rest.iter().position(|&b| b == b'\n') {
             Some(i) => Some((i, i + 1)),
-            None if partial.len() >= MAX_LINE => Some((MAX_LINE, MAX_LINE)),
-            None if flush && !partial.is_empty() => Some((partial.len(), partial.len())),
+            None if rest.len() >= MAX_LINE => Some((MAX_LINE, MAX_LINE)),
+            None if flush && !rest.is_empty() => Some((rest.len(), rest.len())),
             None => None,
         };
-        let Some((end, next)) = cut else { return };
-        let line = String::from_utf8_lossy(&partial[..end]);
+        let Some((end, next)) = cut else { break };
+        let line = String::from_utf8_lossy(&rest[..end]);
         let line = line.trim_end_matches('\r');
         console::service_output(service, line);
-        logs.append(service, line);
-        partial.drain(..next);
+        lines.push(line.to_string());
+        taken += next;
     }
-}
-
-/// Rotating per-service log files.
-pub struct LogFiles {
-    dir: PathBuf,
-    max_bytes: u64,
-    open: HashMap<String, (File, u64)>,
-    broken: bool,
-}
-
-impl LogFiles {
-    pub fn new(dir: &Path, max_bytes: u64) -> LogFiles {
-        LogFiles {
-            dir: dir.to_path_buf(),
-            max_bytes: max_bytes.max(1024),
-            open: HashMap::new(),
-            broken: false,
-        }
-    }
-
-    /// Path of a service's current log.
-    pub fn path(&self, service: &str) -> PathBuf {
-        self.dir.join(format!("{service}.log"))
-    }
-
-    /// Appends one timestamped line, rotating first if the file is full.
-    pub fn append(&mut self, service: &str, line: &str) {
-        if self.broken {
-            return;
-        }
-        let text = format!("{} {}\n", console::stamp(console::boottime()), line);
-        if let Some((_, size)) = self.open.get(service) {
-            if size + text.len() as u64 > self.max_bytes {
-                self.open.remove(service);
-                let current = self.path(service);
-                let _ = std::fs::rename(&current, self.dir.join(format!("{service}.log.1")));
-            }
-        }
-        if !self.open.contains_key(service) {
-            match self.open_log(service) {
-                Ok(entry) => {
-                    self.open.insert(service.to_string(), entry);
-                }
-                Err(e) => {
-                    // Logged once; the console still has every line.
-                    self.broken = true;
-                    crate::say!(
-                        "log",
-                        "cannot write service logs in {}: {e}",
-                        self.dir.display()
-                    );
-                    return;
-                }
-            }
-        }
-        if let Some((file, size)) = self.open.get_mut(service) {
-            if file.write_all(text.as_bytes()).is_ok() {
-                *size += text.len() as u64;
-            }
-        }
-    }
-
-    fn open_log(&self, service: &str) -> std::io::Result<(File, u64)> {
-        std::fs::create_dir_all(&self.dir)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path(service))?;
-        let size = file.metadata()?.len();
-        Ok((file, size))
-    }
+    partial.drain(..taken);
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    logs.append(service, &lines);
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::super::service_logs::Placement;
     use super::*;
+    use kindling_init_protocol::control::LogStorage;
+    use kindling_init_protocol::table::OutputLogLimits;
+    use std::io::Write;
+    use std::path::PathBuf;
 
     fn temp_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ki-out-{tag}-{}", std::process::id()));
@@ -236,28 +189,25 @@ mod tests {
         dir
     }
 
-    #[test]
-    fn rotates_at_the_limit() {
-        let dir = temp_dir("rotate");
-        let mut logs = LogFiles::new(&dir, 1024);
-        let line = "x".repeat(100);
-        for _ in 0..25 {
-            logs.append("svc", &line);
-        }
-        let current = std::fs::metadata(dir.join("svc.log")).unwrap().len();
-        let rotated = std::fs::metadata(dir.join("svc.log.1")).unwrap().len();
-        assert!(current <= 1024 && rotated <= 1024, "{current} {rotated}");
-        assert!(
-            rotated > 900,
-            "rotated file should be nearly full: {rotated}"
-        );
-        std::fs::remove_dir_all(dir).unwrap();
+    fn hub(dir: &std::path::Path) -> OutputHub {
+        OutputHub::new(ServiceLogs::new(
+            Placement {
+                dir: dir.to_path_buf(),
+                storage: LogStorage::Data,
+                reason: None,
+            },
+            &dir.join("ram"),
+            OutputLogLimits {
+                file_bytes: 1 << 20,
+                files: 2,
+            },
+        ))
     }
 
     #[test]
     fn splits_lines_and_keeps_partial_until_eof() {
         let dir = temp_dir("lines");
-        let mut hub = OutputHub::new(&dir, 1 << 20);
+        let mut hub = hub(&dir);
         let (read, write) = nix::unistd::pipe().unwrap();
         let raw = read.as_raw_fd();
         hub.add("svc", 1, StreamKind::Output, read);
@@ -277,7 +227,7 @@ mod tests {
     #[test]
     fn notify_write_is_reported() {
         let dir = temp_dir("notify");
-        let mut hub = OutputHub::new(&dir, 1 << 20);
+        let mut hub = hub(&dir);
         let (read, write) = nix::unistd::pipe().unwrap();
         let raw = read.as_raw_fd();
         hub.add("svc", 7, StreamKind::Notify, read);

@@ -4,9 +4,9 @@
 //! `crate::grants`'s; this applies them to the records under the
 //! inventory's lock, so two requests can never both claim a cycle's grant.
 
-use super::{lock, Inventory, NodeRecord};
+use super::{lock, push_event, Inventory, NodeRecord};
 use crate::grants::{raise, Verdict};
-use kindling_api::nodes::{AlertKind, Grant, GrantState, NodeAlert};
+use kindling_api::nodes::{AlertKind, Grant, GrantState, NodeAlert, NodeEvent, NodeState};
 use kindling_site::MacAddr;
 use std::net::Ipv4Addr;
 
@@ -36,6 +36,9 @@ pub struct ClaimRequest<'a> {
     pub unknown_allowance: Option<u32>,
 }
 
+/// The event recorded when the operator's re-arm is applied.
+pub const REPROVISION_EVENT: &str = "reprovision";
+
 /// How long a claim may stay `minting` (two Vault calls, each with its own
 /// timeout); one older than this was interrupted (a restart).
 pub const MINT_DEADLINE_SECS: u64 = 120;
@@ -52,9 +55,10 @@ pub struct IssuedGrant {
 impl Inventory {
     /// Applies a re-arm request: if `generation` is newer than what the
     /// node applied, its grant and alerts are cleared (the next user-data
-    /// fetch mints again). Returns the grant of the cycle that ended, when
-    /// it re-armed.
-    pub fn apply_rearm(&self, mac: MacAddr, generation: u64) -> Option<Option<Grant>> {
+    /// fetch mints again) and an installed node goes back to `discovered`,
+    /// so its next PXE boot installs it again instead of booting its disk.
+    /// Returns the grant of the cycle that ended, when it re-armed.
+    pub fn apply_rearm(&self, mac: MacAddr, generation: u64, now: u64) -> Option<Option<Grant>> {
         let mut nodes = lock(&self.nodes);
         let record = nodes.map.get_mut(&mac)?;
         if generation <= record.seen.rearmed {
@@ -63,6 +67,18 @@ impl Inventory {
         record.seen.rearmed = generation;
         record.seen.alerts.clear();
         let previous = record.seen.grant.take();
+        if matches!(record.state, NodeState::Installed | NodeState::Joined) {
+            record.state = NodeState::Discovered;
+            record.seen.state_changed = now;
+        }
+        push_event(
+            record,
+            NodeEvent {
+                at: now,
+                event: REPROVISION_EVENT.to_string(),
+                detail: serde_json::json!({ "generation": generation }),
+            },
+        );
         nodes.dirty = true;
         Some(previous)
     }
@@ -283,13 +299,17 @@ mod tests {
 
         assert_eq!(
             again
-                .apply_rearm(DEV, 1)
+                .apply_rearm(DEV, 1, 25)
                 .unwrap()
                 .unwrap()
                 .secret_id_accessor,
             "sid"
         );
-        assert_eq!(again.apply_rearm(DEV, 1), None, "a generation applies once");
+        assert_eq!(
+            again.apply_rearm(DEV, 1, 26),
+            None,
+            "a generation applies once"
+        );
         assert!(again.node(&DEV).unwrap().seen.alerts.is_empty());
         assert_eq!(again.claim_grant(DEV, &request(None), 30), Claim::Granted);
     }

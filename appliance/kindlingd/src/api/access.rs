@@ -4,7 +4,9 @@
 //!
 //! Identity is a bearer token whose SHA-256 the signed site config lists
 //! under `[[api.operators]]` (format, parsing and the constant-time lookup
-//! are `kindling_api::auth`). Only `GET /healthz` is public. This module
+//! are `kindling_api::auth`). Only `GET /healthz` and the status page's
+//! login form (`GET`/`POST /ui/login`, which checks the token itself) are
+//! public; a browser session's cookie is checked by `ui`. This module
 //! must never look at a request's body or run a handler itself.
 
 use super::Request;
@@ -15,8 +17,9 @@ use kindling_site::{ApiOperator, OperatorRole};
 /// What a route does to the appliance, as far as permission goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Open to anyone, by design: only `GET /healthz`. Must never reveal a
-    /// secret, the inventory or the site config.
+    /// Open to anyone, by design: only `GET /healthz` and the login form
+    /// (`/ui/login`). Must never reveal a secret, the inventory or the site
+    /// config.
     Public,
     /// Reads state (status, config, nodes, the stack's progress); also what
     /// an unknown endpoint needs, so an anonymous caller learns nothing.
@@ -28,7 +31,7 @@ pub enum Access {
 
 impl Access {
     /// The least role that may call a route of this access.
-    fn needs(self) -> Option<OperatorRole> {
+    pub fn needs(self) -> Option<OperatorRole> {
         match self {
             Access::Public => None,
             Access::Read => Some(OperatorRole::Read),
@@ -42,8 +45,14 @@ impl Access {
 pub enum Caller {
     /// A public route's caller: nothing was checked.
     Anonymous,
-    /// An operator of the site config, by its token.
-    Operator { name: String, role: OperatorRole },
+    /// An operator of the site config, by its token. `csrf` is the
+    /// browser session's CSRF token when the request came with the status
+    /// page's session cookie (`session`), for the page to embed.
+    Operator {
+        name: String,
+        role: OperatorRole,
+        csrf: Option<String>,
+    },
 }
 
 /// Why a request was refused before its body was read.
@@ -119,6 +128,7 @@ pub fn authorize(
     Ok(Caller::Operator {
         name: operator.name.clone(),
         role: operator.role,
+        csrf: None,
     })
 }
 
@@ -149,6 +159,7 @@ mod tests {
         let request = Request {
             method: Method::Get,
             segments: vec!["v1", "status"],
+            query: "",
             authorization: headers.iter().map(|h| h.as_bytes()).collect(),
         };
         authorize(&request, access, ops)

@@ -5,16 +5,19 @@
 //!
 //! Never reads a body before the caller is authorized: an anonymous client
 //! cannot make the appliance read an upload (nor get `100 Continue`).
+//! A request without an `Authorization` header may instead prove itself
+//! with the status page's session cookie (`session_gate`).
 
 use super::access::{authorize, Access, Caller};
 use super::operators::Operators;
+use super::session::{self, Sessions};
 use super::transport::{Body, Counters};
 use super::{route, ApiPaths, Context, Method, Reply, Request};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Bytes, Incoming};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use kindling_api::status::ApiEndpoint;
-use kindling_api::{ApiFailure as _, ErrorKind};
+use kindling_api::ErrorKind;
 use kindling_inventory::AssignmentSync;
 use kindling_pki::Fingerprint;
 use std::collections::BTreeMap;
@@ -37,6 +40,8 @@ pub struct App {
     /// The addresses listened on now (the listeners keep it current).
     pub listening: Arc<Mutex<Vec<SocketAddr>>>,
     pub transport: Arc<super::transport::ConnectionGate>,
+    /// The status page's browser sessions.
+    pub sessions: Sessions,
     unauthenticated: AtomicU64,
     forbidden: AtomicU64,
 }
@@ -56,6 +61,7 @@ impl App {
             ca_fingerprint,
             listening: Arc::new(Mutex::new(Vec::new())),
             transport,
+            sessions: Sessions::default(),
             unauthenticated: AtomicU64::new(0),
             forbidden: AtomicU64::new(0),
         }
@@ -109,6 +115,7 @@ pub async fn answer(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::
     let (head, body) = request.into_parts();
     let method = Method::from(&head.method);
     let path = head.uri.path().to_string();
+    let query = head.uri.query().unwrap_or_default().to_string();
     let authorization: Vec<&[u8]> = head
         .headers
         .get_all(hyper::header::AUTHORIZATION)
@@ -118,20 +125,56 @@ pub async fn answer(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::
     let target = Request {
         method,
         segments: segments(&path),
+        query: &query,
         authorization,
     };
     let access = route(&app.context(), &target).access;
     let operators = app.operators.current();
-    let caller = match authorize(&target, access, &operators) {
+    let cookie = session::cookie_value(
+        head.headers
+            .get_all(hyper::header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    );
+    let by_session = match (target.authorization.is_empty(), access, cookie) {
+        (true, Access::Read | Access::Admin, Some(id)) => {
+            let csrf = head
+                .headers
+                .get(session::CSRF_HEADER)
+                .map(HeaderValue::as_bytes);
+            Some(super::session_gate::authorize_session(
+                &app.sessions,
+                id,
+                method,
+                access,
+                csrf,
+                &operators,
+            ))
+        }
+        _ => None,
+    };
+    let gate = by_session.unwrap_or_else(|| {
+        authorize(&target, access, &operators).map_err(|refusal| {
+            let challenge = refusal.challenge();
+            (Reply::failure(&refusal), challenge)
+        })
+    });
+    let caller = match gate {
         Ok(caller) => caller,
-        Err(refusal) => {
-            let counter = match refusal.kind() {
-                ErrorKind::Forbidden => &app.forbidden,
+        Err((reply, challenge)) => {
+            let counter = match reply.status {
+                403 => &app.forbidden,
                 _ => &app.unauthenticated,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            let challenge = refusal.challenge();
-            return encode(Reply::failure(&refusal), challenge);
+            // A browser that opens the page without a session goes to the login form.
+            let browser = head
+                .headers
+                .get(hyper::header::ACCEPT)
+                .and_then(|a| a.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"));
+            let reply = super::session_gate::refused(method, &target.segments, browser, reply);
+            return encode(reply, challenge);
         }
     };
     drop(target);
@@ -146,6 +189,7 @@ pub async fn answer(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::
         let target = Request {
             method,
             segments: segments(&path),
+            query: &query,
             authorization: Vec::new(),
         };
         let cx = worker.context();
@@ -203,6 +247,13 @@ async fn read_body(mut body: Incoming) -> Result<Vec<u8>, Reply> {
 /// The HTTP response for `reply`: JSON (or its text body), never cached
 /// (some answers carry secret material), with the challenge of a 401.
 fn encode(reply: Reply, challenge: Option<&'static str>) -> hyper::Response<Body> {
+    if let Some(stream) = reply.stream {
+        let mut response = hyper::Response::new(Body::Stream(stream.chunks));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(stream.content_type));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return response;
+    }
     let (bytes, content_type) = match reply.text {
         Some(text) => (text.text.into_bytes(), text.content_type),
         None => {
@@ -220,6 +271,11 @@ fn encode(reply: Reply, challenge: Option<&'static str>) -> hyper::Response<Body
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(challenge) = challenge {
         headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    for (name, value) in reply.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.append(name, value);
+        }
     }
     response
 }

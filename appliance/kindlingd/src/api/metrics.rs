@@ -104,7 +104,8 @@ fn init_metrics(registry: &mut Registry, init: &Value) {
 
 /// One `status/NAME.json`: its `counters`, its whole-number fields as
 /// gauges, and maps of whole numbers (e.g. PXE's inventory by state) as a
-/// gauge family labelled `key`. `updated` (a timestamp) is left out.
+/// gauge family labelled `key`, a `mode` or `state` word as a labelled
+/// series of value 1. `updated` (a timestamp) is left out.
 fn status_file_metrics(registry: &mut Registry, service: &str, file: &Value) {
     let Some(fields) = file.as_object() else {
         return;
@@ -143,6 +144,17 @@ fn status_file_metrics(registry: &mut Registry, service: &str, file: &Value) {
                 registry.register(
                     name,
                     format!("{service} {field} by key (status/{service}.json)"),
+                    family,
+                );
+            }
+            // A state word (the update agent's `mode`): one series whose
+            // label is the word, so a scraper can alert on a value.
+            Value::String(word) if matches!(field.as_str(), "mode" | "state") => {
+                let family = Family::<Labels, Gauge>::default();
+                family.get_or_create(&label(field, word)).set(1);
+                registry.register(
+                    name,
+                    format!("{service} {field} now, as a label (status/{service}.json)"),
                     family,
                 );
             }
@@ -242,6 +254,7 @@ mod tests {
             "kindling_pxe_alerts 1",
             "kindling_api_requests_unauthenticated_total 4",
             "kindling_api_connections_open 1",
+            "kindling_pxe_mode{mode=\"authoritative\"} 1",
             "# EOF",
         ] {
             assert!(
@@ -250,7 +263,6 @@ mod tests {
             );
         }
         assert!(!text.contains("updated"), "{text}");
-        assert!(!text.contains("authoritative"), "{text}");
     }
 
     #[test]

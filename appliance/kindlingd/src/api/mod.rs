@@ -15,18 +15,24 @@
 //! its handler) → [`authorize`] (may this caller do that? from the head
 //! alone) → body read → handler (`app::answer`).
 
+mod logs;
 mod metrics;
 mod nodes;
 mod overlays;
+mod page;
 mod stack;
 mod status;
 
 mod access;
 mod app;
+mod body;
 mod listen;
 mod operators;
+mod session;
+mod session_gate;
 pub mod tls;
 mod transport;
+mod ui;
 
 use access::{Access, Caller};
 use app::App;
@@ -44,7 +50,19 @@ use std::sync::Arc;
 pub struct Reply {
     pub status: u16,
     pub body: Value,
-    pub text: Option<TextBody>,
+    pub text: Option<Box<TextBody>>,
+    /// Headers beyond the content type and `Cache-Control` (the status
+    /// page's cookie, redirect and content security policy).
+    pub headers: Vec<(&'static str, String)>,
+    /// A body that streams (`GET /v1/logs/SERVICE?follow=1`); replaces both.
+    /// (Boxed, as `text`: rare, and they would make every `Reply` larger.)
+    pub stream: Option<Box<StreamBody>>,
+}
+
+/// A body sent as its producer hands over chunks, with its content type.
+pub struct StreamBody {
+    pub content_type: &'static str,
+    pub chunks: tokio::sync::mpsc::Receiver<hyper::body::Bytes>,
 }
 
 /// A body in another format than JSON, with its content type.
@@ -59,6 +77,8 @@ impl Reply {
             status: 200,
             body,
             text: None,
+            headers: Vec::new(),
+            stream: None,
         }
     }
     /// 200 with `text` of `content_type` as the body.
@@ -66,14 +86,42 @@ impl Reply {
         Self {
             status: 200,
             body: Value::Null,
-            text: Some(TextBody { content_type, text }),
+            text: Some(Box::new(TextBody { content_type, text })),
+            headers: Vec::new(),
+            stream: None,
         }
+    }
+    /// The same reply with another status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+    /// The same reply with one more header.
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
     }
     /// 200 with a contract type from `kindling_api` as the body.
     pub fn body<T: serde::Serialize>(value: &T) -> Self {
         match serde_json::to_value(value) {
             Ok(body) => Self::ok(body),
             Err(e) => Self::failed(ErrorKind::Internal, format!("encoding the reply: {e}")),
+        }
+    }
+    /// 200 with a body of `content_type` that streams `chunks`.
+    pub fn stream(
+        content_type: &'static str,
+        chunks: tokio::sync::mpsc::Receiver<hyper::body::Bytes>,
+    ) -> Self {
+        Self {
+            status: 200,
+            body: Value::Null,
+            text: None,
+            headers: Vec::new(),
+            stream: Some(Box::new(StreamBody {
+                content_type,
+                chunks,
+            })),
         }
     }
     /// The error reply for a library's failure: its kind decides the status.
@@ -87,6 +135,8 @@ impl Reply {
             status: http_status(kind),
             body: serde_json::to_value(&body).unwrap_or_else(|_| json!({ "error": body.error })),
             text: None,
+            headers: Vec::new(),
+            stream: None,
         }
     }
     /// A handler's outcome: its body, or its failure's error reply.
@@ -176,6 +226,8 @@ impl std::fmt::Display for Method {
 pub struct Request<'a> {
     method: Method,
     segments: Vec<&'a str>,
+    /// The query string, without `?` (empty when there is none).
+    query: &'a str,
     authorization: Vec<&'a [u8]>,
 }
 
@@ -286,7 +338,8 @@ fn idle_without_site() -> anyhow::Result<()> {
 
 /// The route table: method and path → who may call it and what runs. Every
 /// endpoint is one row; [`Access`] says whether it is public, reads or
-/// changes the appliance. Only `GET /healthz` is public: anything else,
+/// changes the appliance. Only `GET /healthz` and the login form
+/// (`/ui/login`) are public: anything else,
 /// an unknown path included, needs at least the read role.
 fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
     use Access::{Admin, Public, Read};
@@ -295,6 +348,14 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
     let (run, state) = (paths.run_dir.as_path(), paths.state_dir.as_path());
     match (req.method, req.segments.as_slice()) {
         (Get, ["healthz"]) => Route::new(Public, |_, _| Reply::body(&Health::ok())),
+        // The status page (`ui`): the page and its live fragment read; the
+        // login checks the token itself (its body), so it is reachable
+        // without one; actions go to the /v1 routes below.
+        (Get, []) => Route::new(Read, |caller, _| ui::page(cx, caller)),
+        (Get, ["ui", "fragment"]) => Route::new(Read, |caller, _| ui::fragment(cx, caller)),
+        (Get, ["ui", "login"]) => Route::new(Public, |_, _| ui::login_form()),
+        (Post, ["ui", "login"]) => Route::new(Public, |_, body| ui::login(cx.app, body)),
+        (Post, ["ui", "logout"]) => Route::new(Read, |caller, _| ui::logout(cx.app, caller)),
         (Get, ["v1", "whoami"]) => Route::new(Read, |caller, _| whoami(caller)),
         (Get, ["v1", "status"]) => Route::new(Read, |_, _| {
             Reply::body(&status::status(paths, cx.app.endpoint()))
@@ -328,6 +389,19 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
         (Post, ["v1", "nodes", mac, "reprovision"]) => Route::new(Admin, move |_, body| {
             nodes::reprovision(run, state, mac, body)
         }),
+        (Get, ["v1", "nodes", mac]) => Route::new(Read, move |_, _| nodes::show(run, state, mac)),
+        (Post, ["v1", "nodes", mac, "forget"]) => Route::new(Admin, move |caller, body| {
+            let operator = match caller {
+                Caller::Operator { name, .. } => name.as_str(),
+                Caller::Anonymous => "-",
+            };
+            nodes::forget(run, state, mac, body, assignments, operator)
+        }),
+        (Get, ["v1", "logs"]) => Route::new(Read, |_, _| Reply::result(logs::list(paths))),
+        (Get, ["v1", "logs", service]) => {
+            let query = req.query;
+            Route::new(Read, move |_, _| logs::read(paths, service, query))
+        }
         (Get, ["v1", "stack"]) => {
             Route::new(Read, |_, _| Reply::result(stack::get_stack(run, state)))
         }
@@ -356,7 +430,7 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
 /// `GET /v1/whoami`: the operator the token belongs to.
 fn whoami(caller: &Caller) -> Reply {
     match caller {
-        Caller::Operator { name, role } => Reply::body(&WhoAmI {
+        Caller::Operator { name, role, .. } => Reply::body(&WhoAmI {
             name: name.clone(),
             role: *role,
         }),
@@ -391,6 +465,7 @@ mod tests {
         let req = Request {
             method,
             segments: app::segments(path),
+            query: "",
             authorization: Vec::new(),
         };
         let access = route(&cx, &req).access;
@@ -405,7 +480,7 @@ mod tests {
         }
     }
 
-    /// Only `GET /healthz` is public; unknown paths need the read role like
+    /// Only `GET /healthz` and the login form are public; unknown paths need the read role like
     /// every read; everything that changes the appliance or hands out
     /// secret material is Admin.
     #[test]
@@ -418,6 +493,11 @@ mod tests {
             (Get, "/v1/nope", Read),
             (Other, "/v1/status", Read),
             (Get, "/", Read),
+            (Get, "/ui/fragment", Read),
+            (Post, "/ui/login", Public),
+            (Post, "/ui/logout", Read),
+            (Get, "/ui/login", Public),
+            (Put, "/ui/login", Read),
             (Get, "/v1/whoami", Read),
             (Get, "/v1/status", Read),
             (Get, "/metrics", Read),
@@ -427,10 +507,15 @@ mod tests {
             (Get, "/v1/overlays", Read),
             (Get, "/v1/nodes", Read),
             (Get, "/v1/stack", Read),
+            (Get, "/v1/logs", Read),
+            (Get, "/v1/logs/stack", Read),
             (Post, "/v1/services/pxe/restart", Admin),
             (Post, "/v1/overlays", Admin),
             (Put, "/v1/nodes/52:54:00:6b:00:99/profile", Admin),
             (Post, "/v1/nodes/52:54:00:6b:00:99/reprovision", Admin),
+            (Get, "/v1/nodes/52:54:00:6b:00:99", Read),
+            (Post, "/v1/nodes/52:54:00:6b:00:99/forget", Admin),
+            (Get, "/v1/nodes/52:54:00:6b:00:99/forget", Read),
             (Post, "/v1/vault/unseal", Admin),
             (Get, "/v1/vault/init-secrets", Admin),
         ] {

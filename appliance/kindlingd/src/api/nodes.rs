@@ -1,5 +1,6 @@
-//! Handlers for `GET /v1/nodes`, `PUT /v1/nodes/MAC/profile` and
-//! `POST /v1/nodes/MAC/reprovision`. The logic
+//! Handlers for `GET /v1/nodes`, `GET /v1/nodes/MAC`,
+//! `PUT /v1/nodes/MAC/profile`, `POST /v1/nodes/MAC/reprovision` and
+//! `POST /v1/nodes/MAC/forget`. The logic
 //! lives in `kindling_inventory::node_api`, which returns the contract types
 //! of `kindling_api::nodes` or an error with its kind; this file only finds
 //! the effective site config (`run_dir/site.json`) and the data partition
@@ -10,7 +11,9 @@
 //! then pushed to Consul KV by the API's assignment sync when the stack's
 //! Consul is in use. A re-arm is written to
 //! `state_dir/inventory/reprovision.json`; the PXE service applies it before
-//! the node's next user-data fetch.
+//! the node's next user-data fetch. A forget request is written to
+//! `state_dir/inventory/forget.json`; the PXE service drops the node's
+//! record within a second.
 
 use super::Reply;
 use kindling_api::ErrorKind;
@@ -78,4 +81,40 @@ pub fn reprovision(run_dir: &Path, state_dir: &Path, mac: &str, body: &[u8]) -> 
         node_api::parse_reprovision_request(body)
             .and_then(|()| node_api::reprovision(&site, state_dir, mac)),
     )
+}
+
+/// `GET /v1/nodes/MAC`: one row of the list, 404 for a MAC nothing names.
+pub fn show(run_dir: &Path, state_dir: &Path, mac: &str) -> Reply {
+    let (mac, site) = match mac_and_site(run_dir, mac) {
+        Ok(found) => found,
+        Err(reply) => return reply,
+    };
+    Reply::result(node_api::show(&site, state_dir, mac))
+}
+
+/// `POST /v1/nodes/MAC/forget` (no body, or `{}`): drops the node's
+/// runtime assignment and records the request; logged with the operator.
+pub fn forget(
+    run_dir: &Path,
+    state_dir: &Path,
+    mac: &str,
+    body: &[u8],
+    sync: Option<&AssignmentSync>,
+    operator: &str,
+) -> Reply {
+    let (mac, site) = match mac_and_site(run_dir, mac) {
+        Ok(found) => found,
+        Err(reply) => return reply,
+    };
+    let result = node_api::parse_forget_request(body)
+        .and_then(|()| node_api::forget(&site, state_dir, mac, sync));
+    if let Ok(reply) = &result {
+        tracing::info!(
+            %mac,
+            operator,
+            dropped_assignment = reply.dropped_assignment.as_deref().unwrap_or("-"),
+            "node forgotten"
+        );
+    }
+    Reply::result(result)
 }

@@ -101,6 +101,11 @@ pub fn issue(
     ca.issue_to_files(&leaf, &files.cert, &files.key, 0o600)?;
     kindling_atomic_write::write_atomic_with_mode(&files.ca, ca.cert_pem().as_bytes(), 0o644)
         .map_err(|source| io(&files.ca, source))?;
+    // A public copy outside the API's private directory, for the console
+    // dashboard to show the fingerprint operators pin.
+    let public = run_dir.join(crate::dashboard::PUBLIC_CA);
+    kindling_atomic_write::write_atomic_with_mode(&public, ca.cert_pem().as_bytes(), 0o644)
+        .map_err(|source| io(&public, source))?;
     // Only root can give files away; run by anyone else (tests) they stay
     // the caller's, who is then also the API's user.
     if nix::unistd::geteuid().is_root() {

@@ -20,7 +20,7 @@
 //! Owns sockets and framing only: what a request means is the caller's
 //! service function; it never reads a request body itself.
 
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
@@ -35,7 +35,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-pub type Body = http_body_util::Full<Bytes>;
+pub type Body = super::body::ReplyBody;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

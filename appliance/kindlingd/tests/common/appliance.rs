@@ -120,6 +120,11 @@ impl Server {
         super::call(&self.admin, method, path, body)
     }
 
+    /// The API process's id (for its memory use).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A client with another (or no) token.
     pub fn client_with(&self, token: Option<Token>) -> ApiClient {
         super::client(&self.addr, &self.run_dir, token)

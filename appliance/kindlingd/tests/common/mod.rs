@@ -4,6 +4,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::panic)]
 
 pub mod appliance;
+pub mod cdp;
+pub mod raw;
 
 use kindling_api_client::{ApiClient, Endpoint, Token, TrustAnchor};
 use std::path::{Path, PathBuf};

@@ -127,7 +127,8 @@ pub struct Handled {
 /// Whether a MAC gets boot information (the site's unknown-MAC policy), and
 /// the fixed address / hostname it may have.
 pub trait NodePolicy {
-    fn may_boot(&self, mac: &MacAddr) -> bool;
+    /// `facts`: what the request says (MAC, firmware, architecture).
+    fn may_boot(&self, facts: &ClientFacts) -> bool;
     fn reserved_ip(&self, mac: &MacAddr) -> Option<Ipv4Addr>;
     fn hostname(&self, mac: &MacAddr) -> Option<String>;
 }
@@ -203,7 +204,7 @@ impl DhcpResponder {
     }
 
     fn boot_file_for(&self, facts: &ClientFacts, policy: &dyn NodePolicy) -> Option<BootFile> {
-        if !policy.may_boot(&facts.mac) {
+        if !policy.may_boot(facts) {
             return None;
         }
         boot::choose(facts, &self.files, &self.base_url)

@@ -206,8 +206,13 @@ impl ClientConnection<'_> {
             (true, true) => Connection::KeepAlive11,
             (true, false) => Connection::KeepAlive10,
         };
-        self.write_reply(reply, head.method == Method::Head, connection)
-            && connection != Connection::Close
+        let head_only = head.method == Method::Head;
+        let body_len = if head_only { 0 } else { reply.len() };
+        let written = self.write_reply(reply, head_only, connection);
+        if written {
+            handler.sent(body_len);
+        }
+        written && connection != Connection::Close
     }
 
     /// Closes after an error reply without losing it: closing a socket with

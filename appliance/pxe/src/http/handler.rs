@@ -16,6 +16,7 @@ use super::range::{self, RangeAnswer};
 use super::router::{self, Method, NoCloudDoc, Route, RouteError, SafePath};
 use crate::grants::{Asker, GrantKeeper, GrantRefused};
 use crate::holder::LeaseHolders;
+use crate::local_boot::boots_from_disk;
 use crate::render::{self, NodeContext};
 use crate::settings::PxeSettings;
 use crate::status::Stats;
@@ -163,6 +164,11 @@ impl PxeHttp {
         reply
     }
 
+    /// A reply's body of `bytes` went out whole.
+    pub fn sent(&self, bytes: u64) {
+        self.stats.add("http_sent_bytes", bytes);
+    }
+
     /// The reply to a request refused before routing (unparsable, too
     /// large, too many connections), counted like routed refusals plus
     /// under `counter`.
@@ -277,6 +283,11 @@ impl PxeHttp {
     /// The script carries nothing secret and is answered to anyone; only
     /// the lease holder's fetch counts as the node (re)provisioning.
     fn script(&self, mac: MacAddr, chosen: Option<String>, peer: IpAddr) -> HttpReply {
+        self.gate.grants.apply_rearm(mac);
+        if boots_from_disk(&self.inventory, &self.gate.grants, &self.settings, &mac) {
+            self.stats.bump("http_scripts_local_disk");
+            return HttpReply::text(200, "text/plain", render::ipxe::local_disk(&mac));
+        }
         let choice = self.inventory.profile_for(&mac);
         if choice == ProfileChoice::Menu && chosen.is_none() {
             let names: Vec<&str> = self.settings.profiles.keys().map(String::as_str).collect();

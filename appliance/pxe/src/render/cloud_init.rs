@@ -290,6 +290,7 @@ mod tests {
                 extra_user_data: extra.into(),
             },
             enrollment: Default::default(),
+            after_install: Default::default(),
         }
     }
 

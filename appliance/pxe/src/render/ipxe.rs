@@ -129,6 +129,14 @@ pub fn menu(mac: &kindling_site::MacAddr, profiles: &[&str], base_url: &str) -> 
     out
 }
 
+/// For an installed node: leave PXE so the firmware boots the next device,
+/// its disk.
+pub fn local_disk(mac: &kindling_site::MacAddr) -> String {
+    format!(
+        "#!ipxe\necho kindling: {mac} is installed; booting its disk (`kindling node reprovision {mac}` installs it again)\nexit\n"
+    )
+}
+
 /// For a MAC the site does not serve: leave PXE, let the firmware try the
 /// next boot device.
 pub fn not_served(mac: &kindling_site::MacAddr) -> String {
@@ -150,6 +158,7 @@ mod tests {
             boot,
             cloud_init: Default::default(),
             enrollment: Default::default(),
+            after_install: Default::default(),
         }
     }
 

@@ -127,6 +127,7 @@ mod tests {
             boot: BootPayload::Iso { iso: "x".into() },
             cloud_init: Default::default(),
             enrollment: Default::default(),
+            after_install: Default::default(),
         };
         let text = render(&context(&p, "dev"));
         assert!(text.contains("d-i netcfg/get_hostname string node-dev-1\n"));

@@ -9,7 +9,7 @@ struct Policy {
     boot: bool,
 }
 impl NodePolicy for Policy {
-    fn may_boot(&self, _: &MacAddr) -> bool {
+    fn may_boot(&self, _: &ClientFacts) -> bool {
         self.boot
     }
     fn reserved_ip(&self, mac: &MacAddr) -> Option<Ipv4Addr> {

@@ -1,0 +1,262 @@
+//! The operator's CLI (`kindling`) against a real `kindlingd api` on
+//! loopback: its tables, that `--json` is JSON, the named contexts of its
+//! config file, and its documented exit codes (3 unreachable or wrong pin,
+//! 4 no token or role too low, 5 unknown node).
+//!
+//! `kindling` is another package's binary: the test finds it beside
+//! `kindlingd` in the same target directory (`cargo test --workspace`
+//! builds both; alone, run `cargo build -p kindling-image` first).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::appliance::{apply, start_api, Root, Server, KINDLINGD};
+use common::{lab_tokens, SERVER_NAME};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kindling_bin() -> PathBuf {
+    let bin = Path::new(KINDLINGD).with_file_name("kindling");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p kindling-image`",
+        bin.display()
+    );
+    bin
+}
+
+/// One CLI run with only the environment given (nothing of the caller's).
+fn kindling(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(kindling_bin());
+    cmd.args(args).env_clear().env("PATH", "/usr/bin:/bin");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The environment of an operator of `api` with `token` (none: no token),
+/// and a config file that does not exist.
+fn operator(api: &Server, token: Option<String>, config: &Path) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("KINDLING_CONFIG", config.display().to_string()),
+        ("KINDLING_APPLIANCE", api.addr.clone()),
+        ("KINDLING_SERVER_NAME", SERVER_NAME.to_string()),
+        (
+            "KINDLING_CA_FILE",
+            api.run_dir.join("api-tls/ca.pem").display().to_string(),
+        ),
+    ];
+    if let Some(token) = token {
+        env.push(("KINDLING_TOKEN", token));
+    }
+    env
+}
+
+#[test]
+fn tables_json_and_exit_codes_against_a_real_api() {
+    let root = Root::new();
+    apply(&root);
+    let api = start_api(&root);
+    let tokens = lab_tokens();
+    let dir = tempfile::tempdir().unwrap();
+    let none = dir.path().join("absent.toml");
+    let admin = operator(&api, Some(tokens.admin.expose().to_string()), &none);
+    let read = operator(&api, Some(tokens.read.expose().to_string()), &none);
+
+    // Tables by default.
+    let out = kindling(&["node", "list"], &admin);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE", "GRANT"]
+    );
+    let dev = lines
+        .find(|l| l.starts_with("52:54:00:6b:00:10"))
+        .unwrap_or_else(|| panic!("the lab's reservation is not listed:\n{table}"));
+    assert_eq!(
+        dev.split_whitespace().collect::<Vec<_>>(),
+        ["52:54:00:6b:00:10", "-", "-", "dev", "overlay", "-", "-"],
+        "{table}"
+    );
+
+    let out = kindling(&["status"], &read);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let pem = std::fs::read_to_string(api.run_dir.join("api-tls/ca.pem")).unwrap();
+    let fingerprint = match kindling_api_client::TrustAnchor::from_pem(&pem).unwrap() {
+        kindling_api_client::TrustAnchor::Ca(der) => {
+            kindling_api_client::Fingerprint::of_der(&der).to_string()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        summary.contains(&format!("api CA     {fingerprint}")),
+        "{summary}"
+    );
+    // No init runs here: the summary says so.
+    assert!(summary.contains("state      unknown:"), "{summary}");
+
+    let out = kindling(&["overlay", "list"], &read);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let overlays = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        overlays
+            .lines()
+            .any(|l| l.starts_with("lab ") && l.ends_with("accepted")),
+        "{overlays}"
+    );
+
+    // --json on every read command is the API's JSON.
+    for args in [
+        &["node", "list", "--json"][..],
+        &["node", "show", "52:54:00:6b:00:10", "--json"],
+        &["status", "--json"],
+        &["overlay", "list", "--json"],
+        &["stack", "status", "--json"],
+        &["whoami", "--json"],
+    ] {
+        let out = kindling(args, &read);
+        if args[0] == "stack" && out.status.code() == Some(5) {
+            continue; // no stack configured in this fixture: 404 is its answer
+        }
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} --json is not JSON ({e}): {}", text(&out)));
+        assert!(json.is_object(), "{args:?}: {json}");
+    }
+
+    // 5: an unknown node, to show and to forget; nothing is recorded.
+    let stranger = "02:00:00:00:00:01";
+    for args in [["node", "show", stranger], ["node", "forget", stranger]] {
+        let out = kindling(&args, &admin);
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("404"), "{}", text(&out));
+    }
+    let forget_file = root.path("var/lib/kindling/inventory/forget.json");
+    assert!(!forget_file.exists(), "a refused forget was recorded");
+
+    // 4: no token; a read-only operator asking to forget.
+    let anonymous = operator(&api, None, &none);
+    let out = kindling(&["node", "list"], &anonymous);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("401"), "{}", text(&out));
+    let out = kindling(&["node", "forget", "52:54:00:6b:00:10"], &read);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("403"), "{}", text(&out));
+    assert!(!forget_file.exists(), "a forbidden forget was recorded");
+
+    // 3: nothing listens there; something listens but with another CA.
+    let mut nowhere = admin.clone();
+    nowhere[1].1 = format!("127.0.0.1:{}", common::free_port());
+    let out = kindling(&["status"], &nowhere);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let mut wrong_pin: Vec<(&str, String)> = admin
+        .iter()
+        .filter(|(k, _)| *k != "KINDLING_CA_FILE")
+        .cloned()
+        .collect();
+    wrong_pin.push((
+        "KINDLING_CA_FINGERPRINT",
+        format!("sha256:{}", "00".repeat(32)),
+    ));
+    let out = kindling(&["status"], &wrong_pin);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+
+    // 2: a malformed MAC never reaches the appliance.
+    let out = kindling(&["node", "show", "not-a-mac"], &admin);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // The admin forgets a reserved node: recorded, and said to stay expected.
+    let out = kindling(&["node", "forget", "52:54:00:6b:00:10"], &admin);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("stays listed as expected"),
+        "{}",
+        text(&out)
+    );
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&forget_file).unwrap()).unwrap();
+    assert_eq!(recorded["requests"]["52:54:00:6b:00:10"]["count"], 1);
+}
+
+#[test]
+fn named_contexts_choose_the_appliance() {
+    let root = Root::new();
+    apply(&root);
+    let api = start_api(&root);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let ca_pem = std::fs::read_to_string(api.run_dir.join("api-tls/ca.pem")).unwrap();
+    let file = toml::toml! {
+        current = "broken"
+        [contexts.lab]
+        appliance = (api.addr.clone())
+        server_name = SERVER_NAME
+        ca_pem = (ca_pem)
+        token = (lab_tokens().read.expose().to_string())
+        [contexts.broken]
+        appliance = (format!("127.0.0.1:{}", common::free_port()))
+        ca_fingerprint = (format!("sha256:{}", "ab".repeat(32)))
+    };
+    std::fs::write(&config, file.to_string()).unwrap();
+    let env = [("KINDLING_CONFIG", config.display().to_string())];
+
+    let out = kindling(&["context", "list"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = listed
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[1][..2], ["*", "broken"], "{listed}");
+    // The lab context holds only the CA certificate: its fingerprint is shown.
+    assert_eq!(rows[2][0], "lab", "{listed}");
+    assert!(rows[2][2].starts_with("sha256:"), "{listed}");
+    assert!(!listed.contains("kt1_"), "a token was printed: {listed}");
+    let out = kindling(&["context", "list", "--json"], &env);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2, "{json}");
+
+    // The current context is unreachable; --context picks the other.
+    assert_eq!(kindling(&["whoami"], &env).status.code(), Some(3));
+    let out = kindling(&["whoami", "--context", "lab"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(read)"));
+
+    let out = kindling(&["context", "use", "lab"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        kindling(&["services", "--json"], &env).status.code(),
+        Some(1)
+    );
+    assert_eq!(kindling(&["node", "list"], &env).status.code(), Some(0));
+    assert_eq!(
+        kindling(&["context", "remove", "nope"], &env).status.code(),
+        Some(5)
+    );
+    assert_eq!(
+        kindling(&["node", "list", "--context", "nope"], &env)
+            .status
+            .code(),
+        Some(2)
+    );
+    let out = kindling(&["context", "remove", "broken"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let left: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(left["current"].as_str(), Some("lab"));
+    assert!(left["contexts"].get("broken").is_none(), "{left}");
+}

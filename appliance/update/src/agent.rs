@@ -1,0 +1,290 @@
+//! The update agent's boot-time duty: find which slot this boot came from,
+//! notice updates the firmware gave up on (rolled back), wait for the
+//! health gate (every phase done, every required service ready), then
+//! bless the running slot and raise the version floor. What it found is
+//! written as the `update` status file, so `/v1/status`, `/metrics` and the
+//! CLI show slot, version, floor and the last update result.
+//!
+//! The floor and the refused versions live on the ESP itself
+//! (`kindling-update.json`), the one place the agent may write that
+//! survives a reboot and goes with the slots.
+
+use crate::slots::{selected_entry, EntryName, Slots};
+use crate::version::Version;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where the agent looks and writes.
+pub struct AgentPaths {
+    /// The mounted ESP (its `EFI/Linux` holds the slots).
+    pub esp: PathBuf,
+    /// systemd-boot's `LoaderEntrySelected` variable in efivarfs.
+    pub loader_entry: PathBuf,
+    /// The status file (`/run/kindling/status/update.json`).
+    pub status: PathBuf,
+}
+
+/// Kept on the ESP across boots.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateState {
+    /// The lowest version this appliance may run again.
+    #[serde(default)]
+    pub floor: Option<Version>,
+    /// Versions that failed their health gate here.
+    #[serde(default)]
+    pub refused: Vec<Version>,
+    #[serde(default)]
+    pub last_result: Option<String>,
+}
+
+pub const STATE_FILE: &str = "kindling-update.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Not started by systemd-boot from a slot (ISO, PXE, direct kernel).
+    NotFromDisk,
+    /// Booted from a slot but the slots cannot be used (see detail).
+    Unavailable,
+    /// Waiting for the health gate.
+    Gating,
+    /// The gate passed; the running slot is the good one.
+    Blessed,
+    /// The gate did not pass in time: the slot stays on trial, and the
+    /// firmware falls back once its tries run out.
+    GateFailed,
+}
+
+/// `status/update.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpdateStatus {
+    pub mode: Mode,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
+    #[serde(flatten)]
+    pub state: UpdateState,
+}
+
+/// The health gate's answer.
+pub enum Gate {
+    Ready,
+    NotYet(String),
+}
+
+/// How often the gate is asked.
+const GATE_POLL: Duration = Duration::from_secs(2);
+
+/// Runs the boot-time duty once and returns the last status written.
+pub fn run_boot(
+    paths: &AgentPaths,
+    gate_timeout: Duration,
+    mut gate: impl FnMut() -> Gate,
+) -> UpdateStatus {
+    let mut status = UpdateStatus {
+        mode: Mode::NotFromDisk,
+        detail: String::new(),
+        entry: None,
+        version: None,
+        state: UpdateState::default(),
+    };
+    let entry = std::fs::read(&paths.loader_entry)
+        .ok()
+        .and_then(|var| selected_entry(&var));
+    let Some(entry) = entry else {
+        status.detail = "systemd-boot did not start this boot (ISO, PXE or a direct kernel): no slots to update".into();
+        return publish(paths, status);
+    };
+    status.entry = Some(entry.clone());
+    let Some(name) = EntryName::parse(&entry) else {
+        status.mode = Mode::Unavailable;
+        status.detail = format!("the booted entry {entry} is not a kindling slot");
+        return publish(paths, status);
+    };
+    status.version = Some(name.version.clone());
+    let slots = Slots::new(paths.esp.join("EFI/Linux"));
+    if !slots.dir().is_dir() {
+        status.mode = Mode::Unavailable;
+        status.detail = format!("no ESP mounted at {}", paths.esp.display());
+        return publish(paths, status);
+    }
+    let state_path = paths.esp.join(STATE_FILE);
+    status.state = load_state(&state_path);
+    match slots.failed_updates(&name.version) {
+        Ok(failed) => {
+            for version in failed {
+                if !status.state.refused.contains(&version) {
+                    status.state.last_result = Some(format!(
+                        "update {version} failed its health gate; the firmware went back to {}",
+                        name.version
+                    ));
+                    status.state.refused.push(version);
+                }
+            }
+        }
+        Err(e) => status.detail = format!("reading the slots: {e}"),
+    }
+
+    status.mode = Mode::Gating;
+    status.detail = "waiting for every phase and required service".into();
+    status = publish(paths, status);
+    let deadline = Instant::now() + gate_timeout;
+    loop {
+        match gate() {
+            Gate::Ready => break,
+            Gate::NotYet(why) if Instant::now() >= deadline => {
+                status.mode = Mode::GateFailed;
+                status.detail = format!("not healthy within {} s: {why}", gate_timeout.as_secs());
+                save_state(&state_path, &status.state);
+                return publish(paths, status);
+            }
+            Gate::NotYet(_) => std::thread::sleep(GATE_POLL),
+        }
+    }
+    match slots.bless(&entry) {
+        Ok(blessed) => {
+            if blessed != entry {
+                status.state.last_result = Some(format!("{} passed its health gate", name.version));
+            }
+            status.mode = Mode::Blessed;
+            status.detail = format!("healthy; boots {blessed}");
+            status.entry = Some(blessed);
+            let floor = status.state.floor.take();
+            status.state.floor =
+                Some(floor.map_or(name.version.clone(), |f| f.max(name.version.clone())));
+        }
+        Err(e) => {
+            status.mode = Mode::Unavailable;
+            status.detail = format!("healthy, but blessing {entry} failed: {e}");
+        }
+    }
+    save_state(&state_path, &status.state);
+    publish(paths, status)
+}
+
+fn load_state(path: &Path) -> UpdateState {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn save_state(path: &Path, state: &UpdateState) {
+    if let Ok(bytes) = serde_json::to_vec_pretty(state) {
+        if let Err(e) = kindling_atomic_write::write_atomic(path, &bytes, false) {
+            eprintln!("update: saving {}: {e}", path.display());
+        }
+    }
+}
+
+/// Writes the status file (and says it on the console); returns `status`.
+fn publish(paths: &AgentPaths, status: UpdateStatus) -> UpdateStatus {
+    println!("update: {:?}: {}", status.mode, status.detail);
+    match serde_json::to_vec_pretty(&status) {
+        Ok(bytes) => {
+            if let Err(e) = kindling_atomic_write::write_atomic(&paths.status, &bytes, false) {
+                eprintln!("update: writing {}: {e}", paths.status.display());
+            }
+        }
+        Err(e) => eprintln!("update: status: {e}"),
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn esp(entries: &[&str], booted: Option<&str>) -> (tempfile::TempDir, AgentPaths) {
+        let dir = tempfile::tempdir().unwrap();
+        let linux = dir.path().join("esp/EFI/Linux");
+        std::fs::create_dir_all(&linux).unwrap();
+        for e in entries {
+            std::fs::write(linux.join(e), e).unwrap();
+        }
+        let var = dir.path().join("LoaderEntrySelected");
+        if let Some(b) = booted {
+            let mut bytes = vec![6, 0, 0, 0];
+            for u in b.encode_utf16().chain([0]) {
+                bytes.extend(u.to_le_bytes());
+            }
+            std::fs::write(&var, bytes).unwrap();
+        }
+        let paths = AgentPaths {
+            esp: dir.path().join("esp"),
+            loader_entry: var,
+            status: dir.path().join("update.json"),
+        };
+        (dir, paths)
+    }
+
+    #[test]
+    fn a_healthy_boot_on_trial_is_blessed_and_raises_the_floor() {
+        let (_dir, paths) = esp(
+            &["kindling-1.efi", "kindling-2+2-1.efi"],
+            Some("kindling-2+2-1.efi"),
+        );
+        let mut asked = 0;
+        let status = run_boot(&paths, Duration::from_secs(60), || {
+            asked += 1;
+            if asked < 2 {
+                Gate::NotYet("stack not ready".into())
+            } else {
+                Gate::Ready
+            }
+        });
+        assert_eq!(status.mode, Mode::Blessed);
+        assert_eq!(status.entry.as_deref(), Some("kindling-2.efi"));
+        assert!(paths.esp.join("EFI/Linux/kindling-2.efi").is_file());
+        assert_eq!(status.state.floor, Some("2".parse().unwrap()));
+        assert_eq!(
+            status.state.last_result.as_deref(),
+            Some("2 passed its health gate")
+        );
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&paths.status).unwrap()).unwrap();
+        assert_eq!(written["mode"], "blessed");
+        assert_eq!(written["floor"], "2");
+        assert_eq!(load_state(&paths.esp.join(STATE_FILE)), status.state);
+    }
+
+    #[test]
+    fn an_unhealthy_boot_stays_on_trial_and_a_rollback_is_recorded() {
+        let (_dir, paths) = esp(
+            &["kindling-2.efi", "kindling-3+0-3.efi"],
+            Some("kindling-2.efi"),
+        );
+        let status = run_boot(&paths, Duration::ZERO, || {
+            Gate::NotYet("pxe: not ready".into())
+        });
+        assert_eq!(status.mode, Mode::GateFailed);
+        assert!(
+            status.detail.contains("pxe: not ready"),
+            "{}",
+            status.detail
+        );
+        assert_eq!(status.state.refused, ["3".parse::<Version>().unwrap()]);
+        assert!(status
+            .state
+            .last_result
+            .unwrap()
+            .contains("update 3 failed its health gate"));
+        assert!(paths.esp.join("EFI/Linux/kindling-2.efi").is_file());
+    }
+
+    #[test]
+    fn boots_without_slots_say_why() {
+        let (_dir, paths) = esp(&[], None);
+        let status = run_boot(&paths, Duration::ZERO, || Gate::Ready);
+        assert_eq!(status.mode, Mode::NotFromDisk);
+        let (_dir, paths) = esp(&[], Some("debian.conf"));
+        assert_eq!(
+            run_boot(&paths, Duration::ZERO, || Gate::Ready).mode,
+            Mode::Unavailable
+        );
+    }
+}
