@@ -112,10 +112,11 @@ fn rss_with_children(dir: &Path, n: usize) -> (u64, u64) {
         "console": null, "set_hostname": false
     });
     std::fs::write(dir.join("init.json"), config.to_string()).unwrap();
+    let console = std::fs::File::create(dir.join("console.log")).unwrap();
     let mut init = Command::new(BIN)
         .env("KINDLING_INIT_CONFIG", dir.join("init.json"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(console.try_clone().unwrap())
+        .stderr(console)
         .spawn()
         .unwrap();
     let client = Client::new(&socket);
@@ -129,7 +130,11 @@ fn rss_with_children(dir: &Path, n: usize) -> (u64, u64) {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "kindling-init did not get ready");
+        if Instant::now() >= deadline {
+            let _ = init.kill();
+            let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+            panic!("kindling-init's {n} children were not ready in 20 s; its console:\n{console}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     // Let the console/log writes of start-up settle before measuring.
