@@ -40,7 +40,7 @@ for tool in perfdhcp dnsmasq nginx wrk in.tftpd busybox; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool missing (tests/install-deps installs it)" >&2; exit 1; }
 done
 if [ ! -x "$BIN" ] || [ -n "${BENCH_REBUILD:-}" ]; then
-  (cd "$ROOT" && cargo build --release -p kindlingd)
+  (cd "$ROOT" && cargo build --release --workspace --bins)
 fi
 
 WORK=$(mktemp -d /tmp/kp-bench.XXXXXX)
@@ -256,7 +256,9 @@ k_tftp=skipped t_tftp=skipped k_tftp_w=skipped t_tftp_w=skipped k_tftp_d=skipped
 TFTP_REPEATS="${BENCH_TFTP_REPEATS:-3}"
 TFTP_DELAY_MS="${BENCH_TFTP_DELAY_MS:-1}"
 if want tftp; then
-(cd "$ROOT" && cargo build --release -q -p kindling-pxe --example tftp_get)
+# With the workspace's features: `-p kindling-pxe` alone would rebuild its
+# dependencies with a different feature set on every benchmark run.
+(cd "$ROOT" && cargo build --release -q --workspace --examples)
 TFTP_GET="$ROOT/target/x86_64-unknown-linux-gnu/release/examples/tftp_get"
 start_kindling
 ip netns exec "$SRV" in.tftpd -L -a "$LAN:6969" -s "$WORK/tftp" &
