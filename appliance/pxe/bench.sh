@@ -6,7 +6,8 @@
 #         write behind once a second) and 100 clients (a LAN-sized pool)
 #   HTTP  64 MiB file to 50 concurrent clients with wrk: kindlingd pxe vs nginx (+ RSS),
 #         BENCH_HTTP_ROUNDS (3) alternating rounds, mean MB/s
-#   TFTP  10 MiB file, same block size, busybox tftp: kindlingd pxe vs tftpd-hpa
+#   TFTP  10 MiB file, blksize 1428, examples/tftp_get: kindlingd pxe vs tftpd-hpa,
+#         lock-step on the bare veth, and windowsize 16 with 1 ms added RTT
 #   FLOOD a legitimate client's (busybox udhcpc, 1 s retransmit) time to lease
 #         during and after a DISCOVER flood from 2,000 random MACs sent by one
 #         LAN host (perfdhcp -i -R 2000 -r BENCH_FLOOD_RATE for 8 s) against a
@@ -20,13 +21,17 @@
 #   BENCH_ONLY=http BENCH_QEMU=0 appliance/pxe/bench.sh   (one section: dhcp, flood, http, tftp or pxe)
 #   BENCH_BIN=/path/to/kindlingd appliance/pxe/bench.sh   (another build, e.g. for an A/B)
 #
+# With BENCH_RECORD=FILE every sample is also appended to FILE as
+# "scenario<TAB>side<TAB>value" lines (tests/bench collects them).
+#
 # All traffic stays in two network namespaces this script creates (kp-b-srv,
 # kp-b-cli, joined by a veth); everything it starts is stopped by PID on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SECS="${BENCH_SECS:-10}"
 ONLY="${BENCH_ONLY:-}"
-want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
+want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
+record() { if [ -n "${BENCH_RECORD:-}" ] && [[ "$3" =~ ^[0-9.]+$ ]]; then printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$BENCH_RECORD"; fi; }
 BIN="${BENCH_BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release/kindlingd}"
 SRV=kp-b-srv CLI=kp-b-cli SIF=kpbs CIF=kpbc
 LAN=10.10.0.1 CLIENT=10.10.0.2
@@ -35,7 +40,7 @@ for tool in perfdhcp dnsmasq nginx wrk in.tftpd busybox; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool missing (tests/install-deps installs it)" >&2; exit 1; }
 done
 if [ ! -x "$BIN" ] || [ -n "${BENCH_REBUILD:-}" ]; then
-  (cd "$ROOT" && cargo build --release -p kindlingd)
+  (cd "$ROOT" && cargo build --release --workspace --bins)
 fi
 
 WORK=$(mktemp -d /tmp/kp-bench.XXXXXX)
@@ -105,6 +110,8 @@ if want dhcp; then
 start_kindling
 k_dhcp=$(perf "$RATE" kindling 30000); k_drops=$(drops kindling)
 k_dhcp_small=$(perf "$RATE" kindling-small 100)
+record dhcp_30k kindling "$k_dhcp"; record dhcp_30k_drops_pct kindling "${k_drops%\%}"
+record dhcp_100 kindling "$k_dhcp_small"
 stop "$KPID"
 ip netns exec "$SRV" dnsmasq --user=root --keep-in-foreground --port=0 --no-resolv --no-hosts --no-ping --dhcp-authoritative \
   --interface="$SIF" --bind-interfaces --dhcp-range=10.10.1.0,10.10.254.254,1h --dhcp-lease-max=70000 \
@@ -112,6 +119,8 @@ ip netns exec "$SRV" dnsmasq --user=root --keep-in-foreground --port=0 --no-reso
 DPID=$!; PIDS+=("$DPID"); sleep 0.5
 d_dhcp=$(perf "$RATE" dnsmasq 30000); d_drops=$(drops dnsmasq)
 d_dhcp_small=$(perf "$RATE" dnsmasq-small 100)
+record dhcp_30k baseline "$d_dhcp"; record dhcp_30k_drops_pct baseline "${d_drops%\%}"
+record dhcp_100 baseline "$d_dhcp_small"
 stop "$DPID"
 fi
 
@@ -152,12 +161,14 @@ JSON
     --artifacts-dir "$WORK/f/art" --state-dir "$WORK/f/state" --status-file "$WORK/f/pxe.json" >"$WORK/f/kindling.log" 2>&1 &
   FK=$!; PIDS+=("$FK"); sleep 1
   read -r k_fd k_fa <<<"$(flood_run kindling)"
+  record dhcp_flood_lease_s kindling "$k_fd"
   stop "$FK"
   ip netns exec $F dnsmasq --user=root --keep-in-foreground --port=0 --no-resolv --no-hosts --no-ping --dhcp-authoritative \
     --interface=kpbfbr --bind-interfaces --dhcp-range=192.168.100.100,192.168.100.200,1h \
     --dhcp-leasefile="$WORK/f/dnsmasq.leases" --log-facility=/dev/null &
   FD=$!; PIDS+=("$FD"); sleep 0.5
   read -r d_fd d_fa <<<"$(flood_run dnsmasq)"
+  record dhcp_flood_lease_s baseline "$d_fd"
   stop "$FD"
   for n in $F $FA $FC; do ip netns del $n; done
 fi
@@ -179,7 +190,10 @@ k_http=0 n_http=0 k_rss=0 n_rss=0 k_cpu=skipped n_cpu=skipped
 HTTP_ROUNDS="${BENCH_HTTP_ROUNDS:-3}"
 CONNS="${BENCH_HTTP_CONNS:-50}"
 if want http; then
-wrk_rate() { in_cli wrk -t 2 -c "$CONNS" -d "${SECS}s" --timeout 60s "$1" 2>&1 | tee -a "$WORK/wrk.log" | awk '/Transfer\/sec/{print $2}'; }
+wrk_rate() { in_cli wrk -t 2 -c "$CONNS" -d "${SECS}s" --timeout 60s --latency "$1" > "$WORK/wrk.last" 2>&1
+  cat "$WORK/wrk.last" >> "$WORK/wrk.log"; awk '/Transfer\/sec/{print $2}' "$WORK/wrk.last"; }
+p99_ms() { # wrk --latency's "99%  1.23s" → milliseconds
+  awk '$1 == "99%" { v = $2; n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000; printf "%.1f", n }' "$WORK/wrk.last"; }
 mb() { # wrk's "123.45MB" / "1.2GB" → MB
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /GB/) n *= 1024; if (v ~ /KB/) n /= 1024; printf "%.1f", n }'
 }
@@ -197,19 +211,22 @@ k_sum=0 n_sum=0 k_cpu=0 n_cpu=0 HTTP_ROUND_LINES=""
 for round in $(seq "$HTTP_ROUNDS"); do
   start_kindling
   c0=$(cpu_secs "$KPID")
-  k=$(mb "$(wrk_rate "http://$LAN/artifacts/big64")")
+  k=$(mb "$(wrk_rate "http://$LAN/artifacts/big64")"); record http_p99_ms kindling "$(p99_ms)"
   kc=$(awk -v a="$(cpu_secs "$KPID")" -v b="$c0" 'BEGIN { printf "%.2f", a - b }')
   r=$(rss_kb "$KPID"); [ "$r" -gt "$k_rss" ] && k_rss=$r
   stop "$KPID"   # each server is measured alone
   ip netns exec "$SRV" nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
   NPID=$!; PIDS+=("$NPID"); sleep 0.5
   c0=$(cpu_secs "$NPID")
-  n=$(mb "$(wrk_rate "http://$LAN:8080/big64")")
+  n=$(mb "$(wrk_rate "http://$LAN:8080/big64")"); record http_p99_ms baseline "$(p99_ms)"
   nc=$(awk -v a="$(cpu_secs "$NPID")" -v b="$c0" 'BEGIN { printf "%.2f", a - b }')
   r=0
   for p in $(pgrep -P "$NPID" 2>/dev/null) "$NPID"; do r=$((r + $(rss_kb "$p"))); done
   [ "$r" -gt "$n_rss" ] && n_rss=$r
   stop "$NPID"
+  record http_mbs kindling "$k"; record http_mbs baseline "$n"
+  record http_cpu_s_per_gb kindling "$(awk -v c="$kc" -v r="$k" -v s="$SECS" 'BEGIN { if (r > 0) printf "%.4f", c / (r * s / 1024) }')"
+  record http_cpu_s_per_gb baseline "$(awk -v c="$nc" -v r="$n" -v s="$SECS" 'BEGIN { if (r > 0) printf "%.4f", c / (r * s / 1024) }')"
   k_sum=$(awk -v a="$k_sum" -v b="$k" 'BEGIN { print a + b }')
   n_sum=$(awk -v a="$n_sum" -v b="$n" 'BEGIN { print a + b }')
   # Server CPU per GB sent: what each byte costs the box, beside the rate.
@@ -222,27 +239,55 @@ k_cpu=$(awk -v s="$k_cpu" -v n="$HTTP_ROUNDS" 'BEGIN { printf "%.2f", s / n }')
 n_cpu=$(awk -v s="$n_cpu" -v n="$HTTP_ROUNDS" 'BEGIN { printf "%.2f", s / n }')
 k_http=$(awk -v s="$k_sum" -v n="$HTTP_ROUNDS" 'BEGIN { printf "%.1f", s / n }')
 n_http=$(awk -v s="$n_sum" -v n="$HTTP_ROUNDS" 'BEGIN { printf "%.1f", s / n }')
+record http_rss_mib kindling "$(awk -v k="$k_rss" 'BEGIN { printf "%.1f", k / 1024 }')"
+record http_rss_mib baseline "$(awk -v k="$n_rss" 'BEGIN { printf "%.1f", k / 1024 }')"
 fi
 
 # --- TFTP -------------------------------------------------------------------
-k_tftp=skipped t_tftp=skipped
+# One client for every row (examples/tftp_get: it can ask for an RFC 7440
+# window, busybox and curl cannot), blksize 1428 throughout. Lock-step on the
+# bare veth (CPU-bound), then with 1 ms added to the round trip (RTT-bound, as
+# on a real LAN): windowsize 16 against lock-step and against tftpd-hpa asked
+# for the same window (it does not support the option and answers
+# lock-step). The client holds each ACK for the added delay: the same effect
+# on the transfer as `tc netem delay` on its link, and it works on kernels
+# without sch_netem.
+k_tftp=skipped t_tftp=skipped k_tftp_w=skipped t_tftp_w=skipped k_tftp_d=skipped
+TFTP_REPEATS="${BENCH_TFTP_REPEATS:-3}"
+TFTP_DELAY_MS="${BENCH_TFTP_DELAY_MS:-1}"
 if want tftp; then
+# With the workspace's features: `-p kindling-pxe` alone would rebuild its
+# dependencies with a different feature set on every benchmark run.
+(cd "$ROOT" && cargo build --release -q --workspace --examples)
+TFTP_GET="$ROOT/target/x86_64-unknown-linux-gnu/release/examples/tftp_get"
 start_kindling
 ip netns exec "$SRV" in.tftpd -L -a "$LAN:6969" -s "$WORK/tftp" &
 TPID=$!; PIDS+=("$TPID"); sleep 0.3
-tftp_secs() { # host port file → seconds (best of 3)
-  best=999
-  for _ in 1 2 3; do
-    t0=$(date +%s.%N)
-    in_cli busybox tftp -g -b 1428 -r "$3" -l /dev/null "$1" "$2"
-    t1=$(date +%s.%N)
-    best=$(awk -v a="$t1" -v z="$t0" -v b="$best" 'BEGIN { d = a - z; print (d < b) ? d : b }')
+tftp_mbs() { # NAME PORT WINDOW|- DELAY_MS → MB/s of each repeat recorded; prints the best
+  local name=$1 port=$2 best=0 line secs bytes
+  for _ in $(seq "$TFTP_REPEATS"); do
+    line=$(in_cli "$TFTP_GET" "$LAN:$port" big10 1428 "$3" "$4") || { echo "bench.sh: tftp $name failed" >&2; echo 0; return; }
+    read -r secs bytes _ <<<"$line"
+    [ "$bytes" = $((10 * 1024 * 1024)) ] || { echo "bench.sh: tftp $name got $bytes bytes" >&2; echo 0; return; }
+    local mbs; mbs=$(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.2f", b / 1048576 / s }')
+    echo "$line" >> "$WORK/tftp.$name.log"
+    case $name in
+      k-lock) record tftp_lockstep kindling "$mbs" ;;
+      t-lock) record tftp_lockstep baseline "$mbs" ;;
+      k-win) record tftp_window16 kindling "$mbs"; record tftp_window16_vs_lockstep kindling "$mbs" ;;
+      t-win) record tftp_window16 baseline "$mbs" ;;
+      k-delay) record tftp_window16_vs_lockstep baseline "$mbs" ;;
+    esac
+    best=$(awk -v a="$mbs" -v b="$best" 'BEGIN { print (a > b) ? a : b }')
   done
-  printf '%.3f' "$best"
+  echo "$best"
 }
-k_tftp=$(tftp_secs "$LAN" 69 big10)
+k_tftp=$(tftp_mbs k-lock 69 - 0)
+t_tftp=$(tftp_mbs t-lock 6969 - 0)
+k_tftp_w=$(tftp_mbs k-win 69 16 "$TFTP_DELAY_MS")
+t_tftp_w=$(tftp_mbs t-win 6969 16 "$TFTP_DELAY_MS")
+k_tftp_d=$(tftp_mbs k-delay 69 - "$TFTP_DELAY_MS")
 stop "$KPID"
-t_tftp=$(tftp_secs "$LAN" 6969 big10)
 stop "$TPID"
 fi
 
@@ -296,7 +341,7 @@ JSON
   # clock starts, so waiting for other users' VMs is not measured).
   exec 9>/tmp/kindling-qemu.lock
   flock 9
-  k_ttk=$(boot_vm kindling)
+  k_ttk=$(boot_vm kindling); record pxe_ttk_bios kindling "$k_ttk"
   stop "$QK"
   cat > "$WORK/q/nginx.conf" <<NGINX
 worker_processes 2;
@@ -318,7 +363,7 @@ NGINX
     --dhcp-boot=tag:ipxe,http://192.168.100.1:8080/boot.ipxe --dhcp-boot=tag:!ipxe,undionly.kpxe \
     --enable-tftp --tftp-root=/usr/lib/ipxe --dhcp-leasefile="$WORK/q/dnsmasq.leases" --log-facility=/dev/null &
   QD=$!; PIDS+=("$QD"); sleep 1
-  b_ttk=$(boot_vm baseline)
+  b_ttk=$(boot_vm baseline); record pxe_ttk_bios baseline "$b_ttk"
   flock -u 9
   stop "$QD"; stop "$QN"
   ip netns del "$Q" 2>/dev/null || true
@@ -341,5 +386,7 @@ printf '%-38s %14s %14s %8s %s\n' "HTTP 64 MiB x ${CONNS:-50} clients, MB/s (mea
 printf '%-38s %14s %14s %8s %s\n' "HTTP server CPU s per GB sent (mean)" "$k_cpu" "$n_cpu" "$(ratio "$k_cpu" "$n_cpu")" "(lower is better)"
 printf '%-38s %14s %14s %8s %s\n' "HTTP peak RSS, MiB" "$((k_rss / 1024))" "$((n_rss / 1024))" "" "(nginx: master+workers)"
 printf '%-38s %14s %14s %8s %s\n' "PXE time-to-kernel (QEMU TCG), s" "$k_ttk" "$b_ttk" "$(ratio "$k_ttk" "$b_ttk")" "dnsmasq + nginx, no RA"
-printf '%-38s %14s %14s %8s %s\n' "TFTP 10 MiB blksize 1428, s (best/3)" "$k_tftp" "$t_tftp" "$(ratio "$t_tftp" "$k_tftp")x" "tftpd-hpa (ratio = speedup)"
+printf '%-38s %14s %14s %8s %s\n' "TFTP 10 MiB lock-step, MB/s (best)" "$k_tftp" "$t_tftp" "$(ratio "$k_tftp" "$t_tftp")" "tftpd-hpa, blksize 1428"
+printf '%-38s %14s %14s %8s %s\n' "TFTP windowsize 16, +${TFTP_DELAY_MS} ms RTT, MB/s" "$k_tftp_w" "$t_tftp_w" "$(ratio "$k_tftp_w" "$t_tftp_w")" "tftpd-hpa asked for the same window"
+printf '%-38s %14s %14s %8s %s\n' "TFTP windowsize 16 vs lock-step, MB/s" "$k_tftp_w" "$k_tftp_d" "$(ratio "$k_tftp_w" "$k_tftp_d")" "kindlingd lock-step, same delay"
 printf '%s' "${HTTP_ROUND_LINES:-}"

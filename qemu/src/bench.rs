@@ -93,6 +93,22 @@ pub fn table(boot: &str, accel: &str, runs: &[BootTimes]) -> String {
     out
 }
 
+/// Appends the runs to a `tests/bench` record file as
+/// "scenario<TAB>side<TAB>value" lines: userspace (/init → ready) against
+/// the kernel's own start → /init, and whether KVM was used.
+pub fn record(path: &std::path::Path, accel: &str, runs: &[BootTimes]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    for r in runs {
+        writeln!(f, "boot_userspace\tkindling\t{:.3}", r.userspace_s())?;
+        writeln!(f, "boot_userspace\tbaseline\t{:.3}", r.kernel_s)?;
+    }
+    writeln!(f, "lab_kvm\tkindling\t{}", u8::from(accel == "kvm"))
+}
+
 fn row(label: &str, r: &BootTimes) -> String {
     format!(
         "{:<6} {:>14.3} {:>18.3} {:>16.3} {:>18} {:>12.1}\n",

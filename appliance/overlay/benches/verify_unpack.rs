@@ -58,6 +58,19 @@ fn tool(name: &str) -> bool {
         || Command::new(name).arg("-v").output().is_ok()
 }
 
+/// With BENCH_RECORD=FILE (tests/bench), appends "scenario<TAB>side<TAB>value".
+fn record(scenario: &str, side: &str, value: f64) {
+    use std::io::Write;
+    if let Some(path) = std::env::var_os("BENCH_RECORD") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        writeln!(f, "{scenario}\t{side}\t{value}").unwrap();
+    }
+}
+
 fn main() {
     let work = tempfile::Builder::new()
         .prefix("ko-bench-")
@@ -125,6 +138,20 @@ fn main() {
             }));
             std::fs::remove_dir_all(&out).unwrap();
         }
+    }
+    for d in &ours {
+        record(
+            "overlay_verify_unpack",
+            "kindling",
+            d.as_secs_f64() * 1000.0,
+        );
+    }
+    for d in &base {
+        record(
+            "overlay_verify_unpack",
+            "baseline",
+            d.as_secs_f64() * 1000.0,
+        );
     }
     let (om, omin) = stats(ours);
     println!();

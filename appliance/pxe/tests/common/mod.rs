@@ -412,3 +412,4 @@ pub fn read_status(path: &Path) -> serde_json::Value {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
 }
+pub mod tftp_client;
