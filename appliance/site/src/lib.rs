@@ -21,6 +21,7 @@ pub mod reference;
 pub mod schema;
 pub mod selector;
 pub mod types;
+pub mod update;
 pub mod validate;
 
 pub use enrollment::{EnrollmentConfig, GrantTtl, ProfileEnrollment};
@@ -33,3 +34,4 @@ pub use operator::{ApiOperator, OperatorRole, TokenSha256};
 pub use profile::*;
 pub use selector::{BootFirmware, MacPrefix, NodeFacts, ProfileSelector};
 pub use types::{Cidr, ParseValueError, ProfileName};
+pub use update::{MaintenanceWindow, UpdateConfig};

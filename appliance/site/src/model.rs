@@ -44,6 +44,10 @@ pub struct SiteConfig {
     /// Enrollment grants: how long a node's grant lives.
     #[serde(default)]
     pub enrollment: crate::EnrollmentConfig,
+    /// The signed update channel the appliance follows, and when it may
+    /// apply what it finds. No `channel`: it does not poll.
+    #[serde(default)]
+    pub update: crate::UpdateConfig,
     /// Profiles by name; loaded from `profiles/*.toml` of the overlay tree (not
     /// written in site.toml, hence absent from site.toml's schema).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

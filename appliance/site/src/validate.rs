@@ -27,6 +27,9 @@ impl SiteConfig {
         check_time(self, &mut out);
         check_logs(self, &mut out);
         check_api(self, &mut out);
+        for (key, why) in self.update.problems() {
+            out.push((at("update").key(key), why));
+        }
         out
     }
 }

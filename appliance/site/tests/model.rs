@@ -429,3 +429,29 @@ fn log_bounds_name_their_key_and_line() {
     let logs = &config.config.logs;
     assert_eq!((logs.file_kib, logs.files_per_service), (256, 8));
 }
+
+#[test]
+fn update_channel_settings_name_their_key_and_line() {
+    let site = "[site]\nid = \"lab\"\n\n[update]\nchannel = \"prod\"\nurl = \"http://10.0.2.2:8000/\"\ncheck_every = \"6 hours\"\nwindow = \"Sunday 02:00-04:00\"\n";
+    let err = tree(&[("site.toml", site)])
+        .unwrap()
+        .to_config("lab")
+        .unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    for expected in [
+        "lab/site.toml:7: update.check_every: \"6 hours\" is not a number and a unit",
+        "lab/site.toml:8: update.window: \"Sunday\" is not a day",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(expected)),
+            "{expected}\n{lines:#?}"
+        );
+    }
+    let ok = "[site]\nid = \"lab\"\n\n[update]\nchannel = \"prod\"\nurl = \"http://10.0.2.2:8000/\"\nrequires_blessing_on = \"dev\"\nwindow = \"Sun 02:00-04:00\"\n";
+    let config = tree(&[("site.toml", ok)])
+        .unwrap()
+        .to_config("lab")
+        .unwrap();
+    assert_eq!(config.config.update.check_every, "6h");
+    assert_eq!(config.config.update.channel.as_deref(), Some("prod"));
+}
