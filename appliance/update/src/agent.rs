@@ -12,6 +12,7 @@
 use crate::slots::{selected_entry, EntryName, Slots};
 use crate::version::Version;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,10 @@ pub struct UpdateState {
     pub refused: Vec<Version>,
     #[serde(default)]
     pub last_result: Option<String>,
+    /// The highest index sequence accepted per channel: a lower one is a
+    /// replayed or rolled-back mirror, refused across reboots too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub channel_seen: BTreeMap<String, u64>,
 }
 
 pub const STATE_FILE: &str = "kindling-update.json";
@@ -70,6 +75,9 @@ pub struct UpdateStatus {
     /// The last bundle pushed this boot (`crate::push`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<crate::push::PushStatus>,
+    /// The channel poll (`crate::poll`), when the site names a channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll: Option<crate::poll::PollStatus>,
 }
 
 /// The health gate's answer.
@@ -94,6 +102,7 @@ pub fn run_boot(
         version: None,
         state: UpdateState::default(),
         push: None,
+        poll: None,
     };
     let entry = std::fs::read(&paths.loader_entry)
         .ok()
@@ -199,7 +208,13 @@ pub(crate) fn publish(paths: &AgentPaths, status: UpdateStatus) -> UpdateStatus 
         ),
         None => println!("update: {:?}: {}", status.mode, status.detail),
     }
-    match serde_json::to_vec_pretty(&status) {
+    write_status(paths, &status);
+    status
+}
+
+/// Writes the status file only (progress, which is no console event).
+pub(crate) fn write_status(paths: &AgentPaths, status: &UpdateStatus) {
+    match serde_json::to_vec_pretty(status) {
         Ok(bytes) => {
             if let Err(e) = kindling_atomic_write::write_atomic(&paths.status, &bytes, false) {
                 eprintln!("update: writing {}: {e}", paths.status.display());
@@ -207,7 +222,6 @@ pub(crate) fn publish(paths: &AgentPaths, status: UpdateStatus) -> UpdateStatus 
         }
         Err(e) => eprintln!("update: status: {e}"),
     }
-    status
 }
 
 #[cfg(test)]

@@ -16,7 +16,9 @@
 pub mod agent;
 pub mod bundle;
 pub mod channel;
+pub mod fetch;
 pub mod manifest;
+pub mod poll;
 pub mod push;
 pub mod slots;
 pub mod spool;

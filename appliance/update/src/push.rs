@@ -129,7 +129,7 @@ pub fn apply(
     publish(paths, status)
 }
 
-fn stage_and_arm(
+pub(crate) fn stage_and_arm(
     paths: &AgentPaths,
     status: &UpdateStatus,
     upload: &Upload,

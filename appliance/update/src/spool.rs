@@ -185,6 +185,61 @@ impl Drop for Receiver {
     }
 }
 
+/// What an operator asked of the agent's channel poll (`POST
+/// /v1/update/check`): the API, which may write only into the spool,
+/// leaves it there as [`POLL_REQUEST`]; the agent takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollRequest {
+    /// Check the channel now, apply only inside the maintenance window.
+    Check,
+    /// Check now and apply what is offered at once, window or not.
+    ApplyNow,
+}
+
+/// The request's file name in the spool: not `*.kupd`, so never an upload.
+pub const POLL_REQUEST: &str = "poll-request";
+
+impl PollRequest {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Check => "check",
+            Self::ApplyNow => "apply-now",
+        }
+    }
+}
+
+/// Leaves `request` for the agent (a later one replaces an earlier one).
+pub fn request_poll(spool: &Path, request: PollRequest) -> Result<(), SpoolError> {
+    let path = spool.join(POLL_REQUEST);
+    kindling_atomic_write::write_atomic(&path, request.word().as_bytes(), false).map_err(io(&path))
+}
+
+/// The request waiting in `spool`, removed as it is taken. A link or
+/// anything but the two words is dropped: the agent trusts the file's
+/// meaning only, and the worst it can ask is a check.
+pub fn take_poll_request(spool: &Path) -> Option<PollRequest> {
+    let path = spool.join(POLL_REQUEST);
+    let meta = path.symlink_metadata().ok()?;
+    let text = if meta.is_file() && meta.len() <= 64 {
+        std::fs::read_to_string(&path).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    if let Err(e) = std::fs::remove_file(&path) {
+        eprintln!("update: removing {}: {e}", path.display());
+    }
+    match text.trim() {
+        "check" => Some(PollRequest::Check),
+        "apply-now" => Some(PollRequest::ApplyNow),
+        _ => None,
+    }
+}
+
+/// Whether a poll request waits (the API shows it as asked, not yet taken).
+pub fn poll_requested(spool: &Path) -> bool {
+    spool.join(POLL_REQUEST).is_file()
+}
+
 /// A bundle starts with a valid tar header for `manifest.json`.
 fn check_head(head: &[u8]) -> Result<(), SpoolError> {
     let bad = |why: String| SpoolError::NotABundle(why);
@@ -278,5 +333,20 @@ mod tests {
 
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("x.kupd")).unwrap();
         assert!(pending(dir.path()).is_none(), "a link is not an upload");
+    }
+
+    #[test]
+    fn poll_requests_are_taken_once_and_never_count_as_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(take_poll_request(dir.path()), None);
+        request_poll(dir.path(), PollRequest::Check).unwrap();
+        request_poll(dir.path(), PollRequest::ApplyNow).unwrap();
+        assert!(poll_requested(dir.path()));
+        assert!(pending(dir.path()).is_none());
+        assert_eq!(take_poll_request(dir.path()), Some(PollRequest::ApplyNow));
+        assert_eq!(take_poll_request(dir.path()), None);
+        std::fs::write(dir.path().join(POLL_REQUEST), "reboot").unwrap();
+        assert_eq!(take_poll_request(dir.path()), None);
+        assert!(!poll_requested(dir.path()), "garbage is dropped");
     }
 }
