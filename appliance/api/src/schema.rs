@@ -44,6 +44,14 @@ pub fn schema_files() -> Vec<(&'static str, String)> {
             schema_of::<update::PushAccepted>("POST /v1/update answer"),
         ),
         (
+            "update-poll-request.schema.json",
+            schema_of::<update::PollRequestBody>("POST /v1/update/poll body"),
+        ),
+        (
+            "update-poll-reply.schema.json",
+            schema_of::<update::PollAccepted>("POST /v1/update/poll answer"),
+        ),
+        (
             "update.schema.json",
             schema_of::<update::UpdateView>("GET /v1/update"),
         ),

@@ -10,14 +10,22 @@
 //! spool, and init is asked to reboot into it (this account may list and
 //! reboot on init's socket, nothing else).
 //!
-//! Owns argument parsing and the wiring of the gate, the spool and the
-//! reboot request.
+//! When the site names a channel (`[update]`), it also polls it
+//! (`kindling_update::poll`) every `check_every`, or at once when the API
+//! left an operator's request in the spool, and applies what the signed
+//! index offers inside the maintenance window (at once on `apply-now`),
+//! through the same staging and reboot as a push.
+//!
+//! Owns argument parsing and the wiring of the gate, the spool, the poll
+//! schedule and the reboot request.
 
 use kindling_init_protocol::control::{Client, DEFAULT_SOCKET, ESP_MOUNT};
-use kindling_update::agent::{self, AgentPaths, Gate};
+use kindling_update::agent::{self, AgentPaths, Gate, UpdateStatus};
+use kindling_update::fetch::HttpSource;
+use kindling_update::poll::{self, PollConfig, PollState, Poller};
 use kindling_update::push::{self, PushState};
 use kindling_update::slots::LOADER_ENTRY_SELECTED;
-use kindling_update::spool;
+use kindling_update::spool::{self, PollRequest};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -61,27 +69,85 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let spool_dir = state_dir.join(spool::SPOOL_DIR);
     let trust_dir = Path::new(TRUST_DIR);
+    let site_json = kindling_site::effective::in_run_dir(&run_dir);
     loop {
         std::thread::sleep(SPOOL_POLL);
-        let Some(upload) = spool::pending(&spool_dir) else {
+        if let Some(upload) = spool::pending(&spool_dir) {
+            let trusted = push::trusted_keys(trust_dir);
+            let now = kindling_clock::unix_now();
+            status = push::apply(&paths, status, &upload, &trusted, trust_dir, now);
+            if let Err(e) = std::fs::remove_file(&upload.path) {
+                eprintln!("update: removing {}: {e}", upload.path.display());
+            }
+            let armed = status
+                .push
+                .as_ref()
+                .filter(|p| p.state == PushState::Armed)
+                .and_then(|p| p.armed.clone());
+            reboot_into(&init, armed);
             continue;
-        };
-        let trusted = push::trusted_keys(trust_dir);
-        let now = kindling_clock::unix_now();
-        status = push::apply(&paths, status, &upload, &trusted, trust_dir, now);
-        if let Err(e) = std::fs::remove_file(&upload.path) {
-            eprintln!("update: removing {}: {e}", upload.path.display());
         }
-        let Some(armed) = status
-            .push
-            .as_ref()
-            .filter(|p| p.state == PushState::Armed)
-            .and_then(|p| p.armed.clone())
-        else {
-            continue;
-        };
-        if let Err(e) = init.reboot(&format!("update agent: {armed} armed")) {
-            eprintln!("update: {armed} is armed, but init did not reboot: {e}; it boots at the next reboot");
+        status = poll_channel(&paths, status, &site_json, &spool_dir, trust_dir, &init);
+    }
+}
+
+/// One turn of the channel poll: checks when it is due (or asked) and
+/// reboots into what it armed. The site is read each turn: an overlay
+/// pushed at run time may change the channel or the window.
+fn poll_channel(
+    paths: &AgentPaths,
+    status: UpdateStatus,
+    site_json: &Path,
+    spool_dir: &Path,
+    trust_dir: &Path,
+    init: &Client,
+) -> UpdateStatus {
+    let request = spool::take_poll_request(spool_dir);
+    let config = kindling_site::effective::load(site_json)
+        .ok()
+        .and_then(|site| PollConfig::from_site(&site.update));
+    let Some(config) = config else {
+        if request.is_some() {
+            eprintln!("update: a poll was asked for, but the site names no [update] channel");
         }
+        return status;
+    };
+    let now = kindling_clock::unix_now();
+    let last = status
+        .poll
+        .as_ref()
+        .filter(|p| p.channel == config.policy.channel && p.url == config.url);
+    if !poll::due(&config, last, request.is_some(), now) {
+        return status;
+    }
+    let source = HttpSource::new(&config.url);
+    let trusted = push::trusted_keys(trust_dir);
+    let status = Poller {
+        paths,
+        config: &config,
+        source: &source,
+        trusted: &trusted,
+        trust_dir,
+        spool: spool_dir,
+    }
+    .check(status, now, request == Some(PollRequest::ApplyNow));
+    let armed = status
+        .poll
+        .as_ref()
+        .filter(|p| p.state == PollState::Armed)
+        .and_then(|p| p.armed.clone());
+    reboot_into(init, armed);
+    status
+}
+
+/// Asks init to reboot into `armed`, when something was.
+fn reboot_into(init: &Client, armed: Option<String>) {
+    let Some(armed) = armed else {
+        return;
+    };
+    if let Err(e) = init.reboot(&format!("update agent: {armed} armed")) {
+        eprintln!(
+            "update: {armed} is armed, but init did not reboot: {e}; it boots at the next reboot"
+        );
     }
 }

@@ -175,3 +175,66 @@ fn no_agent_or_an_unblessed_slot_takes_no_push() {
     );
     assert!(spool(&root).is_empty(), "{:?}", spool(&root));
 }
+
+fn ask_poll(
+    api: &Server,
+    token: kindling_api_client::Token,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
+    let reply = api
+        .client_with(Some(token))
+        .request("POST", "/v1/update/poll", Some(body))
+        .unwrap();
+    let json = serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null);
+    (reply.status, json)
+}
+
+/// `POST /v1/update/poll`: only an admin may ask, only when the site
+/// names a channel; the request is one word in the spool for the agent.
+#[test]
+fn an_admin_may_ask_the_agent_to_poll_its_channel_now() {
+    let (root, api) = blessed();
+    let (status, reply) = ask_poll(&api, lab_tokens().read, b"{}");
+    assert_eq!(status, 403, "{reply}");
+    let (status, reply) = ask_poll(&api, lab_tokens().admin, b"{}");
+    assert_eq!(status, 409, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("no update channel"),
+        "{reply}"
+    );
+    assert!(spool(&root).is_empty(), "{:?}", spool(&root));
+
+    // The site (as the config phase wrote it) now follows dev.
+    let site_json = root.path("run/kindling/site.json");
+    let mut site: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&site_json).unwrap()).unwrap();
+    site["update"] = serde_json::json!({
+        "channel": "dev",
+        "url": "http://127.0.0.1:9/",
+        "check_every": "6h",
+        "window": "Sun 02:00-04:00"
+    });
+    std::fs::write(&site_json, serde_json::to_vec(&site).unwrap()).unwrap();
+    let (status, reply) = ask_poll(&api, lab_tokens().admin, b"{\"apply_now\": 1}");
+    assert_eq!(status, 400, "{reply}");
+    let (status, reply) = ask_poll(&api, lab_tokens().admin, b"{\"apply_now\": true}");
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(
+        reply,
+        serde_json::json!({"channel": "dev", "apply_now": true})
+    );
+    assert_eq!(spool(&root), ["poll-request"]);
+    assert_eq!(
+        std::fs::read_to_string(root.path("var/lib/kindling/update-spool/poll-request")).unwrap(),
+        "apply-now"
+    );
+    let view = api
+        .client_with(Some(lab_tokens().read))
+        .request("GET", "/v1/update", None)
+        .unwrap();
+    let view: serde_json::Value = serde_json::from_slice(&view.body).unwrap();
+    assert_eq!(view["poll_requested"], true, "{view}");
+}

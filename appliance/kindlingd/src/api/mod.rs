@@ -399,6 +399,9 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
         }),
         (Get, ["v1", "update"]) => Route::new(Read, |_, _| update::view(paths)),
         (Post, ["v1", "update"]) => Route::upload(Admin),
+        (Post, ["v1", "update", "poll"]) => {
+            Route::new(Admin, |_, body| update::request_poll(paths, body))
+        }
         (Get, ["v1", "nodes"]) => Route::new(Read, |_, _| nodes::list(run, state)),
         (Put, ["v1", "nodes", mac, "profile"]) => Route::new(Admin, move |_, body| {
             nodes::assign(run, state, mac, body, assignments)
@@ -530,6 +533,7 @@ mod tests {
             (Post, "/v1/overlays", Admin),
             (Get, "/v1/update", Read),
             (Post, "/v1/update", Admin),
+            (Post, "/v1/update/poll", Admin),
             (Put, "/v1/nodes/52:54:00:6b:00:99/profile", Admin),
             (Post, "/v1/nodes/52:54:00:6b:00:99/reprovision", Admin),
             (Get, "/v1/nodes/52:54:00:6b:00:99", Read),

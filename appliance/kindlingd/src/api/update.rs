@@ -8,13 +8,18 @@
 //! arms and asks init to reboot. What is refused before a byte is written:
 //! no agent on this boot, a running slot that is not blessed, a push still
 //! in progress, a declared length over the bound.
+//!
+//! `POST /v1/update/poll` (admin) leaves a request for the agent to check
+//! the site's channel now, and with `apply_now` to apply what it offers
+//! outside the maintenance window too: one word in a file in the same
+//! spool, never a fetch or a slot write by the API itself.
 
 use super::{ApiPaths, Reply};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
-use kindling_api::update::{PushAccepted, UpdateView};
+use kindling_api::update::{PollAccepted, PollRequestBody, PushAccepted, UpdateView};
 use kindling_api::ErrorKind;
-use kindling_update::spool::{self, Receiver, SpoolError, MAX_UPLOAD};
+use kindling_update::spool::{self, PollRequest, Receiver, SpoolError, MAX_UPLOAD};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,16 +41,58 @@ pub fn view(paths: &ApiPaths) -> Reply {
     Reply::body(&UpdateView {
         agent: agent_status(paths),
         waiting: spool::pending(&spool_dir(paths)).map(|u| u.id),
+        poll_requested: spool::poll_requested(&spool_dir(paths)),
     })
 }
+
+/// `POST /v1/update/poll`: refused when no agent runs or the site names
+/// no channel; otherwise the request is left in the spool (202).
+pub fn request_poll(paths: &ApiPaths, body: &[u8]) -> Reply {
+    let request: PollRequestBody = if body.iter().all(u8::is_ascii_whitespace) {
+        PollRequestBody::default()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(request) => request,
+            Err(e) => {
+                return Reply::failed(
+                    ErrorKind::BadRequest,
+                    format!("the body is not {{\"apply_now\": true|false}}: {e}"),
+                )
+            }
+        }
+    };
+    if agent_status(paths).is_none() {
+        return Reply::failed(ErrorKind::Unavailable, NO_AGENT);
+    }
+    let site =
+        kindling_site::effective::load(&kindling_site::effective::in_run_dir(&paths.run_dir));
+    let Some(channel) = site.ok().and_then(|s| s.update.channel) else {
+        return Reply::failed(
+            ErrorKind::Conflict,
+            "the site names no update channel ([update] channel, url and window in site.toml): there is nothing to poll; push a bundle instead",
+        );
+    };
+    let word = if request.apply_now {
+        PollRequest::ApplyNow
+    } else {
+        PollRequest::Check
+    };
+    match spool::request_poll(&spool_dir(paths), word) {
+        Ok(()) => Reply::body(&PollAccepted {
+            channel,
+            apply_now: request.apply_now,
+        })
+        .with_status(202),
+        Err(e) => spool_failure(&e),
+    }
+}
+
+const NO_AGENT: &str = "no update agent runs on this boot: the appliance did not start from a disk's A/B slots (ISO, PXE or a direct kernel), so there is no slot to update";
 
 /// Whether the agent can take a push now; the refusal otherwise.
 fn ready(paths: &ApiPaths) -> Result<(), Reply> {
     let Some(agent) = agent_status(paths) else {
-        return Err(Reply::failed(
-            ErrorKind::Unavailable,
-            "no update agent runs on this boot: the appliance did not start from a disk's A/B slots (ISO, PXE or a direct kernel), so there is no slot to update",
-        ));
+        return Err(Reply::failed(ErrorKind::Unavailable, NO_AGENT));
     };
     let mode = agent["mode"].as_str().unwrap_or("unknown");
     if mode != "blessed" {
