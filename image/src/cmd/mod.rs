@@ -22,4 +22,5 @@ mod table;
 pub mod token;
 pub mod update;
 mod update_channel;
+mod update_poll;
 pub mod vault;

@@ -1,10 +1,11 @@
-//! `kindling update build|verify|push|status|publish|promote|check`: signed A/B update bundles
+//! `kindling update build|verify|push|poll|status|publish|promote|check`: signed A/B update bundles
 //! (`.kupd`, see `kindling_update`) from an image build's UKI, signed with
 //! the same minisign keys as overlays, checked the way an appliance checks
 //! them, pushed to an appliance (`POST /v1/update`, then following the
 //! update agent in `GET /v1/update` until it armed or refused the bundle)
-//! and the appliance's slot, version, floor and last result; and signed
-//! channel indexes (`publish`, `promote`, `check`, see docs/updates.md).
+//! and the appliance's slot, version, floor and last result; asking the
+//! appliance to poll its channel now (`poll`, following the download); and
+//! signed channel indexes (`publish`, `promote`, `check`, see docs/updates.md).
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -42,8 +43,14 @@ pub enum Command {
     ///
     /// Example: kindling update push kindling-1.4.kupd --context lab
     Push(PushArgs),
-    /// The appliance's running slot, version, version floor and the last
-    /// update result.
+    /// Ask the appliance to check its channel now (admin role) and follow
+    /// the check: what the channel offers, the download, and whether it was
+    /// armed, waits for the maintenance window or was refused.
+    ///
+    /// Example: kindling update poll --apply-now --context lab
+    Poll(PollArgs),
+    /// The appliance's running slot, version, version floor, the last
+    /// update result and its channel poll.
     ///
     /// Example: kindling update status --context lab
     Status(StatusArgs),
@@ -55,6 +62,19 @@ pub struct PushArgs {
     #[command(flatten)]
     pub target: super::client::Target,
     /// How long to wait for the update agent's verdict.
+    #[arg(long, default_value = "10m")]
+    pub wait: humantime::Duration,
+}
+
+#[derive(Args)]
+pub struct PollArgs {
+    #[command(flatten)]
+    pub target: super::client::Target,
+    /// Apply what the channel offers at once, outside the site's
+    /// maintenance window too (the appliance reboots into it).
+    #[arg(long)]
+    pub apply_now: bool,
+    /// How long to follow the check.
     #[arg(long, default_value = "10m")]
     pub wait: humantime::Duration,
 }
@@ -117,6 +137,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Promote(a) => super::update_channel::promote(a),
         Command::Check(a) => super::update_channel::check(a),
         Command::Push(a) => push(a),
+        Command::Poll(a) => super::update_poll::poll(a),
         Command::Status(a) => status(a),
     }
 }
@@ -325,6 +346,9 @@ fn status(a: StatusArgs) -> anyhow::Result<()> {
         println!("refused:     {}", refused.join(", "));
     }
     println!("last result: {}", text(&agent["last_result"]));
+    if agent["poll"].is_object() {
+        super::update_poll::print_status(&agent["poll"]);
+    }
     if agent["push"].is_object() {
         println!(
             "last push:   {} {} ({})",
@@ -335,6 +359,9 @@ fn status(a: StatusArgs) -> anyhow::Result<()> {
     }
     if let Some(waiting) = view.waiting {
         println!("waiting:     upload {waiting}");
+    }
+    if view.poll_requested {
+        println!("asked:       a channel check, not taken by the agent yet");
     }
     Ok(())
 }
