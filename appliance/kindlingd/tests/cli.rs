@@ -260,3 +260,81 @@ fn named_contexts_choose_the_appliance() {
     assert_eq!(left["current"].as_str(), Some("lab"));
     assert!(left["contexts"].get("broken").is_none(), "{left}");
 }
+
+/// `kindling update poll` asks the agent (here the test plays it: it takes
+/// the request from the spool and writes its status as the agent does)
+/// and ends with what the check found; `update status` shows the poll.
+#[test]
+fn update_poll_follows_the_agent_s_check() {
+    let root = Root::new();
+    apply(&root);
+    let spool = root.path("var/lib/kindling/update-spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::create_dir_all(root.path("run/kindling/status")).unwrap();
+    let status_file = root.path("run/kindling/status/update.json");
+    std::fs::write(
+        &status_file,
+        r#"{"mode":"blessed","detail":"healthy","entry":"kindling-1.efi","version":"1","floor":"1","refused":[]}"#,
+    )
+    .unwrap();
+    let site_json = root.path("run/kindling/site.json");
+    let mut site: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&site_json).unwrap()).unwrap();
+    site["update"] = serde_json::json!({
+        "channel": "prod", "url": "http://127.0.0.1:9/", "check_every": "6h",
+        "window": "Sun 02:00-04:00"
+    });
+    std::fs::write(&site_json, serde_json::to_vec(&site).unwrap()).unwrap();
+    let api = start_api(&root);
+    let dir = tempfile::tempdir().unwrap();
+    let admin = operator(
+        &api,
+        Some(lab_tokens().admin.expose().to_string()),
+        &dir.path().join("absent.toml"),
+    );
+
+    let agent = std::thread::spawn(move || {
+        let request = spool.join("poll-request");
+        for _ in 0..200 {
+            if let Ok(word) = std::fs::read_to_string(&request) {
+                std::fs::remove_file(&request).unwrap();
+                let status = serde_json::json!({
+                    "mode": "blessed", "detail": "healthy", "entry": "kindling-1.efi",
+                    "version": "1", "floor": "1", "refused": [],
+                    "poll": {
+                        "channel": "prod", "url": "http://127.0.0.1:9/",
+                        "window": "Sun 02:00-04:00", "state": "waiting",
+                        "detail": "2 offered; waiting for the maintenance window Sun 02:00-04:00 (UTC), which opens at 2026-12-13T02:00:00Z",
+                        "apply_now": false, "checked_at": 1_796_600_000u64,
+                        "next_check": 1_796_621_600u64, "sequence": 4, "offered": "2",
+                        "window_opens": 1_797_127_200u64
+                    }
+                });
+                std::fs::write(&status_file, serde_json::to_vec(&status).unwrap()).unwrap();
+                return word;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("no poll request came");
+    });
+    let out = kindling(&["update", "poll", "--wait", "30s"], &admin);
+    assert_eq!(agent.join().unwrap(), "check");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("asked the update agent to check channel prod"),
+        "{said}"
+    );
+    assert!(said.contains("waiting after"), "{said}");
+    assert!(said.contains("opens at 2026-12-13T02:00:00Z"), "{said}");
+
+    let out = kindling(&["update", "status"], &admin);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("channel:     prod at http://127.0.0.1:9/ (window Sun 02:00-04:00 UTC)"),
+        "{said}"
+    );
+    assert!(said.contains("poll:        waiting"), "{said}");
+    assert!(said.contains("index #4"), "{said}");
+}
