@@ -9,76 +9,10 @@
 //! (`kindling-update.json`), the one place the agent may write that
 //! survives a reboot and goes with the slots.
 
+use crate::report::{load_state, publish, save_state};
+pub use crate::report::{AgentPaths, Mode, UpdateState, UpdateStatus, STATE_FILE};
 use crate::slots::{selected_entry, EntryName, Slots};
-use crate::version::Version;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Where the agent looks and writes.
-pub struct AgentPaths {
-    /// The mounted ESP (its `EFI/Linux` holds the slots).
-    pub esp: PathBuf,
-    /// systemd-boot's `LoaderEntrySelected` variable in efivarfs.
-    pub loader_entry: PathBuf,
-    /// The status file (`/run/kindling/status/update.json`).
-    pub status: PathBuf,
-}
-
-/// Kept on the ESP across boots.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UpdateState {
-    /// The lowest version this appliance may run again.
-    #[serde(default)]
-    pub floor: Option<Version>,
-    /// Versions that failed their health gate here.
-    #[serde(default)]
-    pub refused: Vec<Version>,
-    #[serde(default)]
-    pub last_result: Option<String>,
-    /// The highest index sequence accepted per channel: a lower one is a
-    /// replayed or rolled-back mirror, refused across reboots too.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub channel_seen: BTreeMap<String, u64>,
-}
-
-pub const STATE_FILE: &str = "kindling-update.json";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Not started by systemd-boot from a slot (ISO, PXE, direct kernel).
-    NotFromDisk,
-    /// Booted from a slot but the slots cannot be used (see detail).
-    Unavailable,
-    /// Waiting for the health gate.
-    Gating,
-    /// The gate passed; the running slot is the good one.
-    Blessed,
-    /// The gate did not pass in time: the slot stays on trial, and the
-    /// firmware falls back once its tries run out.
-    GateFailed,
-}
-
-/// `status/update.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct UpdateStatus {
-    pub mode: Mode,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entry: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<Version>,
-    #[serde(flatten)]
-    pub state: UpdateState,
-    /// The last bundle pushed this boot (`crate::push`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub push: Option<crate::push::PushStatus>,
-    /// The channel poll (`crate::poll`), when the site names a channel.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub poll: Option<crate::poll::PollStatus>,
-}
 
 /// The health gate's answer.
 pub enum Gate {
@@ -184,50 +118,11 @@ pub fn run_boot(
     publish(paths, status)
 }
 
-fn load_state(path: &Path) -> UpdateState {
-    std::fs::read(path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
-}
-
-pub(crate) fn save_state(path: &Path, state: &UpdateState) {
-    if let Ok(bytes) = serde_json::to_vec_pretty(state) {
-        if let Err(e) = kindling_atomic_write::write_atomic(path, &bytes, false) {
-            eprintln!("update: saving {}: {e}", path.display());
-        }
-    }
-}
-
-/// Writes the status file (and says it on the console); returns `status`.
-pub(crate) fn publish(paths: &AgentPaths, status: UpdateStatus) -> UpdateStatus {
-    match &status.push {
-        Some(push) => println!(
-            "update: push {}: {:?}: {}",
-            push.upload, push.state, push.detail
-        ),
-        None => println!("update: {:?}: {}", status.mode, status.detail),
-    }
-    write_status(paths, &status);
-    status
-}
-
-/// Writes the status file only (progress, which is no console event).
-pub(crate) fn write_status(paths: &AgentPaths, status: &UpdateStatus) {
-    match serde_json::to_vec_pretty(status) {
-        Ok(bytes) => {
-            if let Err(e) = kindling_atomic_write::write_atomic(&paths.status, &bytes, false) {
-                eprintln!("update: writing {}: {e}", paths.status.display());
-            }
-        }
-        Err(e) => eprintln!("update: status: {e}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::version::Version;
 
     fn esp(entries: &[&str], booted: Option<&str>) -> (tempfile::TempDir, AgentPaths) {
         let dir = tempfile::tempdir().unwrap();

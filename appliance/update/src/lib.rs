@@ -20,6 +20,7 @@ pub mod fetch;
 pub mod manifest;
 pub mod poll;
 pub mod push;
+mod report;
 pub mod slots;
 pub mod spool;
 pub mod version;

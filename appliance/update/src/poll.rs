@@ -10,15 +10,15 @@
 //! leaves the slots as they were: nothing is written to a slot before the
 //! whole bundle was checked. Never reboots itself.
 
-use crate::agent::{save_state, write_status, AgentPaths, Mode, UpdateStatus, STATE_FILE};
 use crate::channel::{ChannelIndex, ChannelPolicy, Release, MAX_INDEX};
 use crate::fetch::{FetchError, Source};
 use crate::push;
+use crate::report::{save_state, write_status, AgentPaths, Mode, UpdateStatus, STATE_FILE};
+pub use crate::report::{PollState, PollStatus};
 use crate::spool::{self, Upload, MAX_UPLOAD};
 use crate::version::Version;
 use kindling_overlay::minisign::PublicKey;
 use kindling_site::MaintenanceWindow;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -61,63 +61,6 @@ impl PollConfig {
             window_text,
         })
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PollState {
-    /// Fetching and verifying the index.
-    Checking,
-    /// The index offers nothing this appliance would take.
-    UpToDate,
-    /// A release is offered; it is applied when the window opens.
-    Waiting,
-    /// The bundle is coming (`downloaded` of `total` bytes).
-    Downloading,
-    /// The bundle is whole and matches the index; being verified and
-    /// written to the slots.
-    Staging,
-    /// In the slots with three tries; the reboot is asked for.
-    Armed,
-    /// The index or the bundle was not taken; `detail` says which check
-    /// failed. The slots are unchanged.
-    Refused,
-    /// The check could not run (the mirror did not answer, the running
-    /// slot is not blessed, a push is waiting); tried again next time.
-    Failed,
-}
-
-/// `poll` in `status/update.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PollStatus {
-    pub channel: String,
-    pub url: String,
-    /// The maintenance window as the site wrote it (UTC).
-    pub window: String,
-    pub state: PollState,
-    pub detail: String,
-    /// Whether this check was asked to apply at once, window or not.
-    pub apply_now: bool,
-    /// Unix seconds of the last check and of the next scheduled one.
-    pub checked_at: u64,
-    pub next_check: u64,
-    /// The index sequence last accepted on this channel.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sequence: Option<u64>,
-    /// The release the index offers this appliance.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offered: Option<Version>,
-    /// When waiting: the unix second the window opens.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub window_opens: Option<u64>,
-    /// Download progress in bytes, and the bundle's size per the index.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub downloaded: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total: Option<u64>,
-    /// The entry it was armed as (`kindling-V+3.efi`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub armed: Option<String>,
 }
 
 /// Whether the agent should check the channel now: a first check, the

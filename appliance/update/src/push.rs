@@ -9,41 +9,14 @@
 //! version that failed here before) leaves the slots exactly as they
 //! were. Never reboots itself and never removes the running entry.
 
-use crate::agent::{publish, save_state, AgentPaths, Mode, UpdateStatus, STATE_FILE};
 use crate::bundle::{self, StageError, StageRequest};
+use crate::report::{publish, save_state, AgentPaths, Mode, UpdateStatus, STATE_FILE};
+pub use crate::report::{PushState, PushStatus};
 use crate::slots::{SlotError, Slots, INCOMING};
 use crate::spool::Upload;
 use crate::version::Version;
 use kindling_overlay::minisign::PublicKey;
-use serde::Serialize;
 use std::path::{Path, PathBuf};
-
-/// Where a pushed bundle stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PushState {
-    /// Being verified and written to the slots.
-    Staging,
-    /// In the slots with three tries; the reboot is asked for.
-    Armed,
-    /// Not taken; `detail` says what is wrong. The slots are unchanged.
-    Refused,
-}
-
-/// `push` in `status/update.json`: the last pushed bundle this boot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PushStatus {
-    /// The upload's id (the first 16 hex digits of its sha256), as the
-    /// API's answer to the push named it.
-    pub upload: String,
-    pub state: PushState,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<Version>,
-    /// The entry it was armed as (`kindling-V+3.efi`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub armed: Option<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {

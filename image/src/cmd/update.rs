@@ -48,7 +48,7 @@ pub enum Command {
     /// armed, waits for the maintenance window or was refused.
     ///
     /// Example: kindling update poll --apply-now --context lab
-    Poll(PollArgs),
+    Poll(super::update_poll::PollArgs),
     /// The appliance's running slot, version, version floor, the last
     /// update result and its channel poll.
     ///
@@ -62,19 +62,6 @@ pub struct PushArgs {
     #[command(flatten)]
     pub target: super::client::Target,
     /// How long to wait for the update agent's verdict.
-    #[arg(long, default_value = "10m")]
-    pub wait: humantime::Duration,
-}
-
-#[derive(Args)]
-pub struct PollArgs {
-    #[command(flatten)]
-    pub target: super::client::Target,
-    /// Apply what the channel offers at once, outside the site's
-    /// maintenance window too (the appliance reboots into it).
-    #[arg(long)]
-    pub apply_now: bool,
-    /// How long to follow the check.
     #[arg(long, default_value = "10m")]
     pub wait: humantime::Duration,
 }

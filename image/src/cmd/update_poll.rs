@@ -6,6 +6,7 @@
 //! prints the agent's `poll`.
 
 use super::exit::{Exit, Failure};
+use clap::Args;
 use kindling_api::update::{PollAccepted, PollRequestBody, UpdateView};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -45,7 +46,20 @@ pub fn print_status(poll: &Value) {
     }
 }
 
-pub fn poll(a: super::update::PollArgs) -> anyhow::Result<()> {
+#[derive(Args)]
+pub struct PollArgs {
+    #[command(flatten)]
+    pub target: super::client::Target,
+    /// Apply what the channel offers at once, outside the site's
+    /// maintenance window too (the appliance reboots into it).
+    #[arg(long)]
+    pub apply_now: bool,
+    /// How long to follow the check.
+    #[arg(long, default_value = "10m")]
+    pub wait: humantime::Duration,
+}
+
+pub fn poll(a: PollArgs) -> anyhow::Result<()> {
     let session = super::client::Session::open(&a.target)?;
     let before: UpdateView = session.get_as("/v1/update")?;
     let checked_before = before
