@@ -37,6 +37,8 @@ const LAYERS: &[(&str, u8)] = &[
     // 4: PXE asks the inventory; update bundles use the overlays' signatures
     ("kindling-pxe", 4),
     ("kindling-update", 4),
+    // 4: backups use the stack's clients and its encryption to the operators
+    ("kindling-backup", 4),
     // 5: the binaries: PID 1, the appliance's multi-call binary, the CLI
     ("kindling-init", 5),
     ("kindlingd", 5),

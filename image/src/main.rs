@@ -85,6 +85,9 @@ enum Command {
     /// Build and check signed A/B update bundles.
     #[command(subcommand)]
     Update(cmd::update::Command),
+    /// Encrypted backups of an appliance: make, list, pull, inspect, restore.
+    #[command(subcommand)]
+    Backup(cmd::backup::Command),
 }
 
 fn main() -> ExitCode {
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
         Command::Whoami(args) => cmd::login::whoami(args),
         Command::Token(c) => cmd::token::run(c),
         Command::Update(c) => cmd::update::run(c),
+        Command::Backup(c) => cmd::backup::run(c),
     };
     match result {
         Ok(()) => ExitCode::from(cmd::exit::Exit::Ok as u8),

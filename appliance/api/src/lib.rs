@@ -11,6 +11,7 @@
 //! Schemas.
 
 pub mod auth;
+pub mod backups;
 pub mod error;
 pub mod health;
 pub mod logs;

@@ -13,7 +13,9 @@ fn schema_of<T: JsonSchema>(title: &str) -> String {
 /// The shipped files: `(file name under schema/api/, pretty JSON with a
 /// trailing newline)`.
 pub fn schema_files() -> Vec<(&'static str, String)> {
-    use crate::{auth, health, logs, nodes, overlays, stack, status, update, vault, ErrorBody};
+    use crate::{
+        auth, backups, health, logs, nodes, overlays, stack, status, update, vault, ErrorBody,
+    };
     vec![
         (
             "error.schema.json",
@@ -50,6 +52,14 @@ pub fn schema_files() -> Vec<(&'static str, String)> {
         (
             "update-poll-reply.schema.json",
             schema_of::<update::PollAccepted>("POST /v1/update/poll answer"),
+        ),
+        (
+            "backup-requested.schema.json",
+            schema_of::<backups::BackupRequested>("POST /v1/backups answer"),
+        ),
+        (
+            "backups.schema.json",
+            schema_of::<backups::BackupList>("GET /v1/backups"),
         ),
         (
             "update.schema.json",

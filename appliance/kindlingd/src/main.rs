@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod api;
 mod assignments;
+mod backup;
 mod config;
 mod console;
 mod dashboard;
@@ -45,6 +46,8 @@ enum Role {
     Dashboard(dashboard::Args),
     /// The update agent: the health gate and the A/B slots.
     Update(update::Args),
+    /// The backup service: scheduled and requested encrypted backups.
+    Backup(backup::Args),
 }
 
 impl Role {
@@ -57,6 +60,7 @@ impl Role {
             Role::StackBootstrap(_) => "stack-bootstrap",
             Role::Dashboard(_) => "dashboard",
             Role::Update(_) => "update",
+            Role::Backup(_) => "backup",
         }
     }
 }
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Role::StackBootstrap(args) => stack::run(args),
         Role::Dashboard(args) => dashboard::run(args),
         Role::Update(args) => update::run(args),
+        Role::Backup(args) => backup::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,6 +115,8 @@ mod tests {
             &["kindlingd", "api"],
             &["kindlingd", "stack-bootstrap"],
             &["kindlingd", "dashboard"],
+            &["kindlingd", "backup"],
+            &["kindlingd", "backup", "--once", "--site", "/s.json"],
             &["kindlingd", "api", "--listen", "127.0.0.1:9000"],
             &[
                 "kindlingd",

@@ -70,6 +70,25 @@ pub fn plan(run_dir: &Path, data_dir: &Path) -> Vec<Owned> {
             0o3770,
             false,
         ),
+        // Backups: the backup service (kl-stack) writes them, the API
+        // (the group) lists and hands them out; the API queues requests
+        // in `requests/` (sticky: only its own), the service takes them.
+        own(
+            data_dir.join(kindling_backup::store::BACKUPS_DIR),
+            accounts::STACK.uid,
+            api.gid,
+            0o2750,
+            false,
+        ),
+        own(
+            data_dir
+                .join(kindling_backup::store::BACKUPS_DIR)
+                .join(kindling_backup::requests::REQUESTS_DIR),
+            accounts::STACK.uid,
+            api.gid,
+            0o3770,
+            false,
+        ),
     ]
 }
 
@@ -81,6 +100,9 @@ pub fn directories(run_dir: &Path, data_dir: &Path) -> Vec<PathBuf> {
         data_dir.join("leases"),
         data_dir.join("overlays"),
         data_dir.join(kindling_update::spool::SPOOL_DIR),
+        data_dir
+            .join(kindling_backup::store::BACKUPS_DIR)
+            .join(kindling_backup::requests::REQUESTS_DIR),
     ]
 }
 

@@ -194,10 +194,44 @@ fn update(_: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     Some(spec)
 }
 
+/// The backup service, when the site runs a stack with Vault (whose
+/// recipients backups are encrypted to, and which keeps the Consul token a
+/// snapshot needs): as kl-stack, which already holds those tokens, so no
+/// other account gains them. Its groups are not the bootstrap's: status
+/// (its status file), inventory and PXE's (to read the inventory and the
+/// leases), and neither init's socket nor the services' own groups. No
+/// capability; not required (an appliance that cannot back up still serves).
+fn backup(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
+    if !site.stack.vault.enabled || inputs.stack.is_empty() {
+        return None;
+    }
+    let mut spec = kindlingd_role(
+        inputs,
+        "backup",
+        "backup",
+        accounts::STACK,
+        &[],
+        &[],
+        Phase::Services,
+    );
+    spec.groups = backup_groups();
+    spec.required = false;
+    Some(spec)
+}
+
+/// The backup service's supplementary groups (see [`backup`]).
+fn backup_groups() -> Vec<u32> {
+    vec![
+        accounts::STATUS.gid,
+        accounts::INVENTORY.gid,
+        accounts::PXE.gid,
+    ]
+}
+
 /// kindling's own children, in table order; each decides from the site and
 /// the inputs whether it runs. The stack's entries follow them.
 const SERVICES: &[fn(&SiteConfig, &BootInputs) -> Option<ServiceSpec>] =
-    &[net, pxe, api, dashboard, ntp, update];
+    &[net, pxe, api, dashboard, ntp, update, backup];
 
 /// The full table for `site` and this boot's `inputs`.
 pub fn build(site: &SiteConfig, inputs: &BootInputs) -> ServiceTable {
@@ -415,7 +449,16 @@ mod tests {
                     stack: stack_entries(&stack_site()),
                     ..inputs()
                 },
-                want: &["net", "pxe", "api", "dashboard", "consul", "vault", "stack"],
+                want: &[
+                    "net",
+                    "pxe",
+                    "api",
+                    "dashboard",
+                    "backup",
+                    "consul",
+                    "vault",
+                    "stack",
+                ],
             },
             Case {
                 what: "with nomad",
@@ -429,6 +472,7 @@ mod tests {
                     "pxe",
                     "api",
                     "dashboard",
+                    "backup",
                     "consul",
                     "vault",
                     "nomad",
@@ -529,7 +573,15 @@ mod tests {
             ("nomad", accounts::NOMAD, &[]),
             ("stack", accounts::STACK, &[]),
         ];
-        assert_eq!(table.services.len(), want.len(), "{:?}", names(&table));
+        // The backup service shares the bootstrap's account (it needs the
+        // tokens only that account holds), not its groups.
+        assert_eq!(table.services.len(), want.len() + 1, "{:?}", names(&table));
+        let backup = table.get("backup").cloned().unwrap();
+        assert_eq!(
+            (backup.user, backup.group, backup.groups.clone()),
+            (accounts::STACK.uid, accounts::STACK.gid, backup_groups())
+        );
+        assert!(backup.capabilities.is_empty() && !backup.required);
         for (name, account, caps) in want {
             let Some(s) = table.get(name) else {
                 panic!("no {name} entry");
@@ -592,7 +644,16 @@ mod tests {
         let names = names(&table);
         assert_eq!(
             names,
-            ["net", "pxe", "api", "dashboard", "consul", "vault", "stack"]
+            [
+                "net",
+                "pxe",
+                "api",
+                "dashboard",
+                "backup",
+                "consul",
+                "vault",
+                "stack"
+            ]
         );
         assert!(
             run.join("stack/consul.json").is_file(),

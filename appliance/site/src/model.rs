@@ -48,6 +48,9 @@ pub struct SiteConfig {
     /// apply what it finds. No `channel`: it does not poll.
     #[serde(default)]
     pub update: crate::UpdateConfig,
+    /// Scheduled backups and how many are kept (docs/backups.md).
+    #[serde(default)]
+    pub backup: BackupConfig,
     /// Profiles by name; loaded from `profiles/*.toml` of the overlay tree (not
     /// written in site.toml, hence absent from site.toml's schema).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -561,6 +564,48 @@ impl Default for LogsConfig {
             file_kib: default_log_file_kib(),
             files_per_service: default_log_files(),
             syslog: None,
+        }
+    }
+}
+
+/// Backups of Consul, Vault, leases, inventory and accepted overlays,
+/// encrypted to `stack.vault.recipients`, kept in `backups/` on the data
+/// partition (docs/backups.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Hours between scheduled backups (1 to 8760); 0: on demand only
+    /// (`kindling backup now`).
+    #[serde(default = "default_backup_every_hours")]
+    pub every_hours: u32,
+    /// Backups kept, the newest first (1 to 1000); older ones are removed
+    /// after each new backup.
+    #[serde(default = "default_backup_keep")]
+    pub keep: u32,
+    /// Most MiB all kept backups may take together (at least 1); the newest
+    /// is kept even when it alone is larger.
+    #[serde(default = "default_backup_max_mib")]
+    pub max_mib: u32,
+}
+
+fn default_backup_every_hours() -> u32 {
+    24
+}
+
+fn default_backup_keep() -> u32 {
+    7
+}
+
+fn default_backup_max_mib() -> u32 {
+    4096
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            every_hours: default_backup_every_hours(),
+            keep: default_backup_keep(),
+            max_mib: default_backup_max_mib(),
         }
     }
 }

@@ -26,6 +26,7 @@ impl SiteConfig {
         check_stack(self, &mut out);
         check_time(self, &mut out);
         check_logs(self, &mut out);
+        check_backup(self, &mut out);
         check_api(self, &mut out);
         for (key, why) in self.update.problems() {
             out.push((at("update").key(key), why));
@@ -432,6 +433,28 @@ fn check_logs(c: &SiteConfig, out: &mut Vec<Problem>) {
                 format!("{server:?} is not ADDR:PORT (an IP address and a port)"),
             ));
         }
+    }
+}
+
+fn check_backup(c: &SiteConfig, out: &mut Vec<Problem>) {
+    let b = &c.backup;
+    if b.every_hours > 8760 {
+        out.push((
+            at("backup.every_hours"),
+            format!(
+                "{} is more than 8760 (a year); 0 turns the schedule off",
+                b.every_hours
+            ),
+        ));
+    }
+    if !(1..=1000).contains(&b.keep) {
+        out.push((
+            at("backup.keep"),
+            format!("{} is outside 1 to 1000", b.keep),
+        ));
+    }
+    if b.max_mib == 0 {
+        out.push((at("backup.max_mib"), "0: at least 1 MiB".into()));
     }
 }
 

@@ -74,21 +74,39 @@ pub fn parse_recipients(list: &[String]) -> Result<Vec<age::x25519::Recipient>, 
         .collect()
 }
 
+/// A writer that encrypts everything written to it for `recipients` (any
+/// one of them can decrypt) into `out`; `finish()` it to write the last
+/// chunk. The one place kindling encrypts to the operators: the init
+/// secrets (armored, below) and backups (binary, `kindling-backup`) both
+/// come through here, so both are read with the same age identity.
+pub fn encrypting_writer<W: Write>(
+    recipients: &[age::x25519::Recipient],
+    out: W,
+) -> Result<age::stream::StreamWriter<W>, SecretsError> {
+    let encryptor =
+        age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| SecretsError::Encrypt(e.to_string()))?;
+    encryptor
+        .wrap_output(out)
+        .map_err(|e| SecretsError::Encrypt(e.to_string()))
+}
+
+/// The operator's `AGE-SECRET-KEY-1…` identity, parsed.
+pub fn parse_identity(identity: &str) -> Result<age::x25519::Identity, SecretsError> {
+    age::x25519::Identity::from_str(identity.trim())
+        .map_err(|e| SecretsError::BadIdentity(e.to_string()))
+}
+
 /// Armored age ciphertext of the init secrets, readable by any one recipient.
 pub fn encrypt_init(
     secrets: &InitSecrets,
     recipients: &[age::x25519::Recipient],
 ) -> Result<String, SecretsError> {
     let plain = serde_json::to_vec(secrets).map_err(|e| SecretsError::Encrypt(e.to_string()))?;
-    let encryptor =
-        age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-            .map_err(|e| SecretsError::Encrypt(e.to_string()))?;
     let mut out = Vec::new();
     let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
         .map_err(|e| SecretsError::Encrypt(e.to_string()))?;
-    let mut writer = encryptor
-        .wrap_output(armor)
-        .map_err(|e| SecretsError::Encrypt(e.to_string()))?;
+    let mut writer = encrypting_writer(recipients, armor)?;
     writer
         .write_all(&plain)
         .map_err(|e| SecretsError::Encrypt(e.to_string()))?;
@@ -101,8 +119,7 @@ pub fn encrypt_init(
 
 /// The operator's side: decrypt `vault-init.age` with an `AGE-SECRET-KEY-1…`.
 pub fn decrypt_init(armored: &[u8], identity: &str) -> Result<InitSecrets, SecretsError> {
-    let identity = age::x25519::Identity::from_str(identity.trim())
-        .map_err(|e| SecretsError::BadIdentity(e.to_string()))?;
+    let identity = parse_identity(identity)?;
     let plain = age::decrypt(&identity, armored).map_err(|e| SecretsError::Decrypt {
         what: "the Vault init secrets".into(),
         reason: e.to_string(),

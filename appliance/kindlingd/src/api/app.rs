@@ -263,6 +263,12 @@ fn encode(reply: Reply, challenge: Option<&'static str>) -> hyper::Response<Body
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(stream.content_type));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // A download's length (`GET /v1/backups/ID`), for the client's progress.
+        for (name, value) in reply.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.append(name, value);
+            }
+        }
         return response;
     }
     let (bytes, content_type) = match reply.text {

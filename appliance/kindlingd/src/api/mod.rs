@@ -15,6 +15,7 @@
 //! its handler) → [`authorize`] (may this caller do that? from the head
 //! alone) → body read → handler (`app::answer`).
 
+mod backups;
 mod logs;
 mod metrics;
 mod nodes;
@@ -411,17 +412,23 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
         }),
         (Get, ["v1", "nodes", mac]) => Route::new(Read, move |_, _| nodes::show(run, state, mac)),
         (Post, ["v1", "nodes", mac, "forget"]) => Route::new(Admin, move |caller, body| {
-            let operator = match caller {
-                Caller::Operator { name, .. } => name.as_str(),
-                Caller::Anonymous => "-",
-            };
-            nodes::forget(run, state, mac, body, assignments, operator)
+            nodes::forget(run, state, mac, body, assignments, operator_name(caller))
         }),
         (Get, ["v1", "logs"]) => Route::new(Read, |_, _| Reply::result(logs::list(paths))),
         (Get, ["v1", "logs", service]) => {
             let query = req.query;
             Route::new(Read, move |_, _| logs::read(paths, service, query))
         }
+        // Listing is metadata (ids, sizes, the service's state): read.
+        // Making and downloading one is admin: even encrypted, a backup is
+        // the whole cluster (docs/security.md).
+        (Get, ["v1", "backups"]) => Route::new(Read, |_, _| backups::list(paths)),
+        (Post, ["v1", "backups"]) => Route::new(Admin, |caller, _| {
+            backups::create(paths, operator_name(caller))
+        }),
+        (Get, ["v1", "backups", id]) => Route::new(Admin, move |caller, _| {
+            backups::download(paths, id, operator_name(caller))
+        }),
         (Get, ["v1", "stack"]) => {
             Route::new(Read, |_, _| Reply::result(stack::get_stack(run, state)))
         }
@@ -444,6 +451,14 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
         _ => Route::new(Read, |_, _| {
             Reply::failed(ErrorKind::NotFound, "the API lives under /v1/")
         }),
+    }
+}
+
+/// The caller's operator name for logs ("-" when anonymous).
+fn operator_name(caller: &Caller) -> &str {
+    match caller {
+        Caller::Operator { name, .. } => name.as_str(),
+        Caller::Anonymous => "-",
     }
 }
 
@@ -541,6 +556,9 @@ mod tests {
             (Get, "/v1/nodes/52:54:00:6b:00:99/forget", Read),
             (Post, "/v1/vault/unseal", Admin),
             (Get, "/v1/vault/init-secrets", Admin),
+            (Get, "/v1/backups", Read),
+            (Post, "/v1/backups", Admin),
+            (Get, "/v1/backups/20260101T000000Z-0a1b", Admin),
         ] {
             assert_eq!(access_of(method, path), access, "{method} {path}");
         }

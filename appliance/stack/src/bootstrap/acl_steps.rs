@@ -15,7 +15,7 @@ use std::time::Duration;
 /// How long a token rejection must persist before it is believed (ACL
 /// state loads a moment after a restarted server elects itself).
 pub(super) const SETTLE: Duration = Duration::from_secs(10);
-const CONSUL_MANAGEMENT: &str = "stack/consul/management";
+const CONSUL_MANAGEMENT: &str = policies::CONSUL_MANAGEMENT_KV;
 const CONSUL_AGENT: &str = "stack/consul/agent";
 const CONSUL_GOSSIP: &str = "stack/consul/gossip";
 const CONSUL_CONNECT_CA: &str = "stack/consul/connect-ca-vault-token";

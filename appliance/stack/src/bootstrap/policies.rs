@@ -9,15 +9,26 @@ pub const APPROLE_MOUNT: &str = "approle";
 pub const SSH_MOUNT: &str = "ssh";
 pub const PKI_ROOT_MOUNT: &str = "pki";
 pub const PKI_INT_MOUNT: &str = "pki_int";
+/// Where Consul's management token is kept in [`KV_MOUNT`] (`accessor_id`,
+/// `secret_id`): the bootstrap writes it once, the backup service reads it
+/// for Consul's snapshot API (which needs `acl = "write"`).
+pub const CONSUL_MANAGEMENT_KV: &str = "stack/consul/management";
 
 /// The bootstrap's own token (`appliance-token` on the data partition): the
 /// exact paths the steps and the enroller use, nothing else. It cannot seal,
-/// rekey, generate a root token, read raft storage, disable audit, enable
+/// rekey, generate a root token, restore raft storage, disable audit, enable
 /// other auth methods or mount other engines, and it creates tokens only
 /// through the named token roles. It does write the node policies and
 /// AppRole roles, which a holder could abuse to grant itself more: it is
 /// kept like a root secret (0600, the bootstrap's account only, used by the
 /// one-shot bootstrap and never by a network-facing service).
+///
+/// It may read a raft snapshot (`sys/storage/raft/snapshot`) for the
+/// backup service (`kindlingd backup`, same account): the snapshot is
+/// Vault's storage still sealed by its barrier key, useless without the
+/// unseal shares, and the backup is encrypted to the operators besides. It
+/// cannot restore one (`snapshot-force` needs `sudo`; restoring is the
+/// operator's, docs/backups.md).
 pub const BOOTSTRAP_POLICY_NAME: &str = "kindling-bootstrap";
 pub const BOOTSTRAP_POLICY: &str = r#"
 path "sys/mounts" { capabilities = ["read"] }
@@ -29,6 +40,7 @@ path "sys/auth" { capabilities = ["read"] }
 path "sys/auth/approle" { capabilities = ["create", "read", "update", "sudo"] }
 path "sys/audit" { capabilities = ["read", "sudo"] }
 path "sys/audit/file" { capabilities = ["create", "update", "sudo"] }
+path "sys/storage/raft/snapshot" { capabilities = ["read"] }
 path "sys/policy/node-*" { capabilities = ["create", "read", "update"] }
 path "sys/policy/nomad-server" { capabilities = ["create", "read", "update"] }
 path "sys/policy/consul-connect-ca" { capabilities = ["create", "read", "update"] }

@@ -1,0 +1,133 @@
+//! Handlers for `POST /v1/backups` (queue a backup), `GET /v1/backups`
+//! (the kept ones, the queued ones, the service's status) and
+//! `GET /v1/backups/ID` (the encrypted file, streamed).
+//!
+//! The API never holds a token that could take a backup: it queues a
+//! request for the backup service (kl-stack) and reads the finished,
+//! encrypted files (their directory's group). A malformed id is refused
+//! before any path is made from it.
+
+use super::{ApiPaths, Reply};
+use hyper::body::Bytes;
+use kindling_api::backups::{BackupInfo, BackupList, BackupRequested};
+use kindling_api::ErrorKind;
+use kindling_backup::requests::{RequestError, RequestQueue};
+use kindling_backup::{BackupId, BackupStore, StoreError};
+use serde_json::Value;
+use std::io::Read;
+
+fn store(paths: &ApiPaths) -> BackupStore {
+    BackupStore::in_data_dir(&paths.state_dir)
+}
+
+fn service_status(paths: &ApiPaths) -> Option<Value> {
+    let bytes = std::fs::read(paths.run_dir.join("status/backup.json")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// `20261206T021500Z-…` → `2026-12-06T02:15:00Z`.
+fn created_of(id: &BackupId) -> String {
+    let s = id.as_str();
+    format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8],
+        &s[9..11],
+        &s[11..13],
+        &s[13..15]
+    )
+}
+
+fn store_failure(e: &StoreError) -> Reply {
+    let kind = match e {
+        StoreError::NotFound(_) => ErrorKind::NotFound,
+        StoreError::Io { .. } => ErrorKind::Internal,
+    };
+    Reply::failed(kind, e)
+}
+
+/// `GET /v1/backups`.
+pub fn list(paths: &ApiPaths) -> Reply {
+    let store = store(paths);
+    match store.list() {
+        Ok(kept) => Reply::body(&BackupList {
+            backups: kept
+                .iter()
+                .map(|b| BackupInfo {
+                    id: b.id.to_string(),
+                    bytes: b.bytes,
+                    created: created_of(&b.id),
+                })
+                .collect(),
+            pending: RequestQueue::new(store.dir())
+                .pending()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            service: service_status(paths),
+        }),
+        Err(e) => store_failure(&e),
+    }
+}
+
+/// `POST /v1/backups`: 202 with the id the backup will have.
+pub fn create(paths: &ApiPaths, operator: &str) -> Reply {
+    if service_status(paths).is_none() {
+        return Reply::failed(
+            ErrorKind::Unavailable,
+            "no backup service runs on this appliance (it runs when the site enables Vault, whose recipients backups are encrypted to)",
+        );
+    }
+    let queue = RequestQueue::new(store(paths).dir());
+    match queue.submit(kindling_clock::unix_now(), operator) {
+        Ok(id) => {
+            tracing::info!("backup {id} requested by {operator}");
+            Reply::body(&BackupRequested { id: id.to_string() }).with_status(202)
+        }
+        Err(e @ RequestError::Busy) => Reply::failed(ErrorKind::Conflict, e),
+        Err(e @ RequestError::Io { .. }) => Reply::failed(ErrorKind::Internal, e),
+    }
+}
+
+/// `GET /v1/backups/ID`: the encrypted file as is, in 64 KiB chunks.
+pub fn download(paths: &ApiPaths, id: &str, operator: &str) -> Reply {
+    let id: BackupId = match id.parse() {
+        Ok(id) => id,
+        Err(e) => return Reply::failed(ErrorKind::NotFound, e),
+    };
+    let (mut file, len) = match store(paths).open(&id) {
+        Ok(f) => f,
+        Err(e) => return store_failure(&e),
+    };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return Reply::failed(ErrorKind::Internal, "no runtime to stream the backup on");
+    };
+    tracing::info!("backup {id} downloaded by {operator}");
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let name = id.to_string();
+    runtime.spawn_blocking(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
+                        break; // the client went away
+                    }
+                }
+                Err(e) => {
+                    // The length was promised: a short body tells the client.
+                    tracing::warn!("reading backup {name}: {e}");
+                    break;
+                }
+            }
+        }
+    });
+    Reply::stream("application/octet-stream", rx)
+        .with_header("content-length", len.to_string())
+        .with_header(
+            "content-disposition",
+            format!("attachment; filename=\"{id}.kbak\""),
+        )
+}
