@@ -143,12 +143,12 @@ fn kill_9_during_bootstrap_then_resume() {
 
         // A third run finds everything done.
         let again = run_as_operator(&lab, &identity).unwrap();
-        // vault-api waits, vault-storage is skipped (raft storage).
-        for s in again
-            .steps
-            .iter()
-            .filter(|s| s.name != Step::VaultApi.name() && s.name != Step::VaultStorage.name())
-        {
+        // vault-api and consul-api wait, vault-storage is skipped (raft storage).
+        for s in again.steps.iter().filter(|s| {
+            s.name != Step::VaultApi.name()
+                && s.name != Step::ConsulApi.name()
+                && s.name != Step::VaultStorage.name()
+        }) {
             assert_eq!(
                 s.state,
                 StepState::AlreadyDone,

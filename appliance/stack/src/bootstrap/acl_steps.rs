@@ -9,8 +9,9 @@ use crate::consul::{AclToken, ConsulApi, ConsulError};
 use crate::nomad::{NomadApi, NomadError};
 use serde_json::{json, Value};
 
+use crate::patience::Backoff;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a token rejection must persist before it is believed (ACL
 /// state loads a moment after a restarted server elects itself).
@@ -116,11 +117,39 @@ pub(super) async fn bootstrap_consul_acl(
     Ok((token, detail))
 }
 
-pub(super) async fn consul_acl(run: &mut Run) -> Result<Outcome, StepError> {
+/// `consul-api`: everything kindling waits for from Consul before its ACL
+/// work, a leader (seconds after a start: Raft's election timeout) and ACLs
+/// out of legacy mode. Nothing here needs Vault, so this runs while Vault
+/// initialises and unseals, and `consul-acl` finds Consul ready.
+pub(super) async fn consul_api(run: &Run) -> Result<Outcome, StepError> {
     if !run.opts.site.stack.consul.enabled {
         return Ok(Outcome::skipped("stack.consul.enabled = false"));
     }
-    let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), None);
+    let start = Instant::now();
+    let mut backoff = Backoff::default();
+    let mut last = String::from("no answer yet");
+    while start.elapsed() < run.opts.service_timeout {
+        match run.consul.acl_not_ready().await {
+            Ok(None) => return Ok(Outcome::done("leader elected; ACL system answering")),
+            Ok(Some(why)) => last = why,
+            Err(e) => last = e.to_string(),
+        }
+        if run.stopping() {
+            return Err(StepError::StoppedWaiting { what: "Consul" });
+        }
+        backoff.pause().await;
+    }
+    Err(StepError::WaitConsulApi {
+        secs: run.opts.service_timeout.as_secs(),
+        last,
+    })
+}
+
+pub(super) async fn consul_acl(run: &Run) -> Result<Outcome, StepError> {
+    if !run.opts.site.stack.consul.enabled {
+        return Ok(Outcome::skipped("stack.consul.enabled = false"));
+    }
+    let consul = &run.consul;
     consul.wait_for_leader(run.opts.service_timeout).await?;
     if let Some(secret) = stored_secret(run, CONSUL_MANAGEMENT).await? {
         if !consul
@@ -132,33 +161,38 @@ pub(super) async fn consul_acl(run: &mut Run) -> Result<Outcome, StepError> {
                 kv_path: CONSUL_MANAGEMENT,
             });
         }
-        run.consul_management = Some(secret);
+        // Set once: only this step writes it, and it runs once.
+        let _ = run.consul_management.set(secret);
         return Ok(Outcome::already(
             "ACLs bootstrapped earlier; management token in Vault is valid",
         ));
     }
     // The vault-storage step may have bootstrapped already in this run.
-    let (token, detail) = match run.consul_unsaved.take() {
+    let unsaved = run
+        .consul_unsaved
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let (token, detail) = match unsaved {
         Some(t) => (
             t,
             String::from("ACLs bootstrapped (for Vault's Consul storage)"),
         ),
-        None => bootstrap_consul_acl(run, &consul).await?,
+        None => bootstrap_consul_acl(run, consul).await?,
     };
     store_secret(run, CONSUL_MANAGEMENT, &token.accessor_id, &token.secret_id).await?;
     run.store.clear_started("consul-acl-bootstrap")?;
-    run.consul_management = Some(token.secret_id);
+    let _ = run.consul_management.set(token.secret_id);
     Ok(Outcome::done(format!(
         "{detail}; management token stored in Vault"
     )))
 }
 
-pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, StepError> {
+pub(super) async fn consul_tokens(run: &Run) -> Result<Outcome, StepError> {
     if !run.opts.site.stack.consul.enabled {
         return Ok(Outcome::skipped("stack.consul.enabled = false"));
     }
-    let mgmt = run.consul_management()?;
-    let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), Some(mgmt));
+    let consul = run.consul_admin()?;
     let vault = run.vault_authed()?;
     let mut done = Vec::new();
 
@@ -269,7 +303,7 @@ pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, StepError> {
     }
 }
 
-pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, StepError> {
+pub(super) async fn nomad_acl(run: &Run) -> Result<Outcome, StepError> {
     if !run.opts.site.stack.nomad.enabled {
         return Ok(Outcome::skipped("stack.nomad.enabled = false"));
     }
@@ -285,7 +319,7 @@ pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, StepError> {
                 kv_path: NOMAD_MANAGEMENT,
             });
         }
-        run.nomad_management = Some(secret);
+        let _ = run.nomad_management.set(secret);
         return Ok(Outcome::already(
             "ACLs bootstrapped earlier; management token in Vault is valid",
         ));
@@ -317,7 +351,7 @@ pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, StepError> {
     };
     store_secret(run, NOMAD_MANAGEMENT, &token.accessor_id, &token.secret_id).await?;
     run.store.clear_started("nomad-acl-bootstrap")?;
-    run.nomad_management = Some(token.secret_id);
+    let _ = run.nomad_management.set(token.secret_id);
     Ok(Outcome::done(format!(
         "{detail}; management token stored in Vault"
     )))
@@ -325,7 +359,7 @@ pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, StepError> {
 
 /// Nomad's Vault and Consul tokens, written to `nomad.d/50-kindling-tokens.json`
 /// (0640, Nomad's group); Nomad is restarted through init when that file changed.
-pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, StepError> {
+pub(super) async fn nomad_integration(run: &Run) -> Result<Outcome, StepError> {
     let st = &run.opts.site.stack;
     if !st.nomad.enabled {
         return Ok(Outcome::skipped("stack.nomad.enabled = false"));
@@ -349,8 +383,7 @@ pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, StepErro
     file["vault"] =
         json!({"enabled": true, "token": vault_token, "create_from_role": "nomad-cluster"});
     if st.consul.enabled {
-        let mgmt = run.consul_management()?;
-        let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), Some(mgmt));
+        let consul = run.consul_admin()?;
         consul
             .upsert_policy(
                 "nomad-server",
@@ -411,12 +444,11 @@ pub(super) fn restart_service(socket: &Path, name: &str) -> Result<(), String> {
 /// The overlay's profiles and `[[nodes]]`, readable with `consul kv get
 /// -recurse kindling/`. Runtime assignments (`kindling/assignments/`) are
 /// not the bootstrap's: `kindlingd api` keeps them in step continuously.
-pub(super) async fn kv_mirror(run: &mut Run) -> Result<Outcome, StepError> {
+pub(super) async fn kv_mirror(run: &Run) -> Result<Outcome, StepError> {
     if !run.opts.site.stack.consul.enabled {
         return Ok(Outcome::skipped("stack.consul.enabled = false"));
     }
-    let mgmt = run.consul_management()?;
-    let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), Some(mgmt));
+    let consul = run.consul_admin()?;
     let mut wanted: Vec<(String, String)> = Vec::new();
     for (name, profile) in &run.opts.site.profiles {
         wanted.push((

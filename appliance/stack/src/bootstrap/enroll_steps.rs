@@ -21,7 +21,7 @@ use crate::enroll::mac_key;
 use crate::vault::VaultApi;
 use serde_json::{json, Value};
 
-pub(super) async fn enrollment(run: &mut Run) -> Result<Outcome, StepError> {
+pub(super) async fn enrollment(run: &Run) -> Result<Outcome, StepError> {
     if !run.opts.site.stack.vault.enabled {
         return Ok(Outcome::skipped("stack.vault.enabled = false"));
     }
@@ -83,10 +83,7 @@ pub(super) async fn enrollment(run: &mut Run) -> Result<Outcome, StepError> {
     }
 
     if site.stack.consul.enabled {
-        let consul = ConsulApi::new(
-            &run.opts.layout.consul_local_url(),
-            Some(run.consul_management()?),
-        );
+        let consul = run.consul_admin()?;
         let mut created = 0;
         for node in &site.nodes {
             if ensure_node_consul_token(run, &vault, &consul, node).await? {
