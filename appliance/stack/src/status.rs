@@ -166,3 +166,27 @@ pub fn read(path: &Path) -> Result<StackStatus, StatusReadError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Steps that overlap each time their own run, not the latest start's.
+    #[test]
+    fn overlapping_steps_keep_their_own_durations() {
+        let pause = || std::thread::sleep(Duration::from_millis(30));
+        let mut board = StatusBoard::new(Path::new("/nonexistent/stack.json"), &["a", "b"]);
+        board.begin("a");
+        pause();
+        board.begin("b");
+        pause();
+        board.finish("a", StepState::Done, "", None);
+        assert_eq!(board.state_of("b"), Some(StepState::Running));
+        pause();
+        board.finish("b", StepState::AlreadyDone, "", None);
+        assert!(board.duration_ms("a") >= 60, "{}", board.duration_ms("a"));
+        assert!(board.duration_ms("b") >= 60, "{}", board.duration_ms("b"));
+        assert_eq!(board.state_of("a"), Some(StepState::Done));
+    }
+}
