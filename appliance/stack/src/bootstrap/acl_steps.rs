@@ -1,7 +1,8 @@
-//! Consul and Nomad steps: ACL bootstrap (once; a half-done bootstrap of our
-//! own is finished with the documented reset, someone else's is reported and
-//! left alone), the tokens kindling hands out, Nomad's integration tokens,
-//! and the Consul KV mirror of profiles and MAC assignments (seed 004).
+//! Consul and Nomad steps: Consul's readiness, ACL bootstrap (once; a
+//! half-done bootstrap of our own is finished with the documented reset,
+//! someone else's is reported and left alone), Nomad's integration tokens,
+//! and the Consul KV mirror of profiles and MAC assignments (seed 004). The
+//! Consul tokens kindling hands out are `consul_token_steps`.
 
 use super::policies::{self, KV_MOUNT};
 use super::{Outcome, Run, StepError};
@@ -17,15 +18,11 @@ use std::time::{Duration, Instant};
 /// state loads a moment after a restarted server elects itself).
 pub(super) const SETTLE: Duration = Duration::from_secs(10);
 const CONSUL_MANAGEMENT: &str = "stack/consul/management";
-const CONSUL_AGENT: &str = "stack/consul/agent";
-const CONSUL_GOSSIP: &str = "stack/consul/gossip";
-const CONSUL_CONNECT_CA: &str = "stack/consul/connect-ca-vault-token";
-const CONSUL_ASSIGNMENTS: &str = "stack/consul/assignments";
 const NOMAD_MANAGEMENT: &str = "stack/nomad/management";
 const NOMAD_VAULT: &str = "stack/nomad/vault-token";
 const NOMAD_CONSUL: &str = "stack/nomad/consul-token";
 
-async fn stored_secret(run: &Run, path: &str) -> Result<Option<String>, StepError> {
+pub(super) async fn stored_secret(run: &Run, path: &str) -> Result<Option<String>, StepError> {
     let v = run.vault_authed()?;
     Ok(v.kv_read(KV_MOUNT, path).await?.and_then(|d| {
         d.get("secret_id")
@@ -34,7 +31,7 @@ async fn stored_secret(run: &Run, path: &str) -> Result<Option<String>, StepErro
     }))
 }
 
-async fn store_secret(
+pub(super) async fn store_secret(
     run: &Run,
     path: &str,
     accessor: &str,
@@ -52,7 +49,7 @@ async fn store_secret(
 
 /// The Consul token recorded in Vault at `path` while Consul still accepts
 /// it; otherwise a new one with `policy`, recorded there. True when new.
-async fn kept_or_new_consul_token(
+pub(super) async fn kept_or_new_consul_token(
     run: &Run,
     consul: &ConsulApi,
     path: &str,
@@ -186,121 +183,6 @@ pub(super) async fn consul_acl(run: &Run) -> Result<Outcome, StepError> {
     Ok(Outcome::done(format!(
         "{detail}; management token stored in Vault"
     )))
-}
-
-pub(super) async fn consul_tokens(run: &Run) -> Result<Outcome, StepError> {
-    if !run.opts.site.stack.consul.enabled {
-        return Ok(Outcome::skipped("stack.consul.enabled = false"));
-    }
-    let consul = run.consul_admin()?;
-    let vault = run.vault_authed()?;
-    let mut done = Vec::new();
-
-    // Gossip key: rendered from the data partition; Vault keeps a copy for nodes.
-    let key = crate::render::ensure_gossip_key(&run.opts.layout.state_dir())?;
-    let stored = vault.kv_read(KV_MOUNT, CONSUL_GOSSIP).await?;
-    if stored
-        .as_ref()
-        .and_then(|v| v.get("key"))
-        .and_then(Value::as_str)
-        != Some(key.as_str())
-    {
-        vault
-            .kv_write(KV_MOUNT, CONSUL_GOSSIP, &json!({"key": key}))
-            .await?;
-        done.push("gossip key stored in Vault");
-    }
-
-    consul
-        .upsert_policy(
-            "kindling-agent",
-            policies::CONSUL_AGENT_RULES,
-            "kindling appliance agent",
-        )
-        .await?;
-    for name in run.opts.site.profiles.keys() {
-        let profile = name.to_string();
-        consul
-            .upsert_policy(
-                &format!("node-{profile}"),
-                &policies::consul_node_rules(&profile),
-                &format!("kindling nodes of profile {profile}"),
-            )
-            .await?;
-    }
-    let (agent, created) = kept_or_new_consul_token(
-        run,
-        &consul,
-        CONSUL_AGENT,
-        "kindling appliance agent",
-        "kindling-agent",
-    )
-    .await?;
-    if created {
-        done.push("agent token created");
-    }
-    consul.set_agent_token(&agent).await?;
-
-    // The assignments sync's token: recorded in Vault like every Consul
-    // token kindling makes, copied to the data partition for `kindlingd api`
-    // (which must keep syncing while Vault is sealed).
-    crate::assignments::upsert_policy(&consul).await?;
-    let (assignments, created) = kept_or_new_consul_token(
-        run,
-        &consul,
-        CONSUL_ASSIGNMENTS,
-        "kindling assignments sync",
-        crate::assignments::POLICY,
-    )
-    .await?;
-    if created {
-        done.push("assignments token created");
-    }
-    if run.store.read_consul_assignments_token()?.as_deref() != Some(assignments.as_str()) {
-        run.store.write_consul_assignments_token(&assignments)?;
-        done.push("assignments token copied for the API's KV sync");
-    }
-
-    if run.opts.site.stack.consul.connect_vault_ca
-        && run.opts.site.stack.vault.enabled
-        && consul.connect_ca_provider().await? != "vault"
-    {
-        {
-            vault
-                .set_policy("consul-connect-ca", policies::CONSUL_CONNECT_CA_POLICY)
-                .await?;
-            let token = match vault.kv_read(KV_MOUNT, CONSUL_CONNECT_CA).await? {
-                Some(v) if v.get("token").and_then(Value::as_str).is_some() => {
-                    v["token"].as_str().unwrap_or_default().to_string()
-                }
-                _ => {
-                    let t = vault
-                        .create_role_token("consul-connect-ca", "consul-connect-ca")
-                        .await?;
-                    vault
-                        .kv_write(KV_MOUNT, CONSUL_CONNECT_CA, &json!({"token": t}))
-                        .await?;
-                    t
-                }
-            };
-            let config = json!({
-                "Address": run.opts.layout.vault_local_url(),
-                "Token": token,
-                "RootPKIPath": "connect_root",
-                "IntermediatePKIPath": "connect_inter",
-            });
-            consul.set_connect_ca("vault", &config).await?;
-            done.push("Connect CA switched to Vault");
-        }
-    }
-    if done.is_empty() {
-        Ok(Outcome::already("agent token set; policies checked"))
-    } else {
-        Ok(Outcome::done(format!(
-            "{}; agent token set",
-            done.join("; ")
-        )))
-    }
 }
 
 pub(super) async fn nomad_acl(run: &Run) -> Result<Outcome, StepError> {

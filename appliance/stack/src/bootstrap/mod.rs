@@ -10,6 +10,7 @@
 //! someone else bootstrapped.
 
 mod acl_steps;
+mod consul_token_steps;
 mod enroll_steps;
 mod error;
 pub mod policies;

@@ -12,8 +12,8 @@
 
 use super::error::StepError;
 use super::{
-    acl_steps, enroll_steps, setup_steps, storage_steps, tls_steps, token_steps, vault_steps,
-    Outcome, Run,
+    acl_steps, consul_token_steps, enroll_steps, setup_steps, storage_steps, tls_steps,
+    token_steps, vault_steps, Outcome, Run,
 };
 
 /// Declares [`Step`] and its table in one place, so that a step is one line
@@ -83,7 +83,7 @@ steps! {
     ServerTrust = "server-trust", after [VaultSetup, ConsulAcl], run tls_steps::server_trust;
     /// The gossip key, agent and assignments tokens, Connect CA. After
     /// `server-trust`: the agent token is not set while Consul reloads.
-    ConsulTokens = "consul-tokens", after [ConsulAcl, ServerTrust], run acl_steps::consul_tokens;
+    ConsulTokens = "consul-tokens", after [ConsulAcl, ServerTrust], run consul_token_steps::consul_tokens;
     /// Nomad's ACL system bootstrapped, its management token in Vault.
     /// After `server-trust`, which may restart Nomad.
     NomadAcl = "nomad-acl", after [VaultSetup, ServerTrust], run acl_steps::nomad_acl;
