@@ -1,13 +1,16 @@
 //! `consul-tokens`: the gossip key's copy in Vault, the per-profile node
-//! policies, the agent token (set on the agent), the assignments sync's
-//! token (copied to the data partition for `kindlingd api`) and, with
-//! `connect_vault_ca`, Connect's CA switched to Vault.
+//! policies, the agent token (set on the agent) and the assignments sync's
+//! token (copied to the data partition for `kindlingd api`). The parts write
+//! different things and none reads what another writes, so they are sent at
+//! the same time.
 //!
-//! The parts write different things and none reads what another writes, so
-//! they are sent at the same time (Connect's switch, Consul making its CA in
-//! Vault, is the slow one). Every part keeps what is in place: a part cut
-//! off by another's failure is finished by the next run. Must never put a
-//! token anywhere but Vault, the agent, and the assignments token's file.
+//! `consul-connect-ca`: with `connect_vault_ca`, Connect's CA switched to
+//! Vault; a step of its own because it is slow (Consul makes its CA in
+//! Vault) and nothing after it needs it.
+//!
+//! Every part keeps what is in place: a part cut off by another's failure
+//! is finished by the next run. Must never put a token anywhere but Vault,
+//! the agent, and the assignments token's file.
 
 use super::acl_steps::kept_or_new_consul_token;
 use super::policies::{self, KV_MOUNT};
@@ -31,15 +34,14 @@ pub(super) async fn consul_tokens(run: &Run) -> Result<Outcome, StepError> {
     }
     let consul = run.consul_admin()?;
     let vault = run.vault_authed()?;
-    let (gossip, _, agent, assignments, connect) = tokio::try_join!(
+    let (gossip, _, agent, assignments) = tokio::try_join!(
         gossip_key(run, &vault),
         node_policies(run, &consul),
         agent_token(run, &consul),
         assignments_token(run, &consul),
-        connect_ca(run, &consul, &vault),
     )?;
     let (assignments_made, assignments_copied) = assignments;
-    let done: Vec<&str> = [gossip, agent, assignments_made, assignments_copied, connect]
+    let done: Vec<&str> = [gossip, agent, assignments_made, assignments_copied]
         .into_iter()
         .flatten()
         .collect();
@@ -132,12 +134,20 @@ async fn assignments_token(run: &Run, consul: &ConsulApi) -> Result<(Did, Did), 
 
 /// Connect's CA switched to Vault (`connect_vault_ca`), with a token from
 /// the `consul-connect-ca` role kept in Vault.
-async fn connect_ca(run: &Run, consul: &ConsulApi, vault: &VaultApi) -> Result<Did, StepError> {
+pub(super) async fn connect_ca(run: &Run) -> Result<Outcome, StepError> {
     let st = &run.opts.site.stack;
-    if !(st.consul.connect_vault_ca && st.vault.enabled)
-        || consul.connect_ca_provider().await? == "vault"
-    {
-        return Ok(None);
+    if !st.consul.enabled {
+        return Ok(Outcome::skipped("stack.consul.enabled = false"));
+    }
+    if !(st.consul.connect_vault_ca && st.vault.enabled) {
+        return Ok(Outcome::skipped(
+            "Connect keeps Consul's own CA (connect_vault_ca = false or no Vault)",
+        ));
+    }
+    let consul = run.consul_admin()?;
+    let vault = run.vault_authed()?;
+    if consul.connect_ca_provider().await? == "vault" {
+        return Ok(Outcome::already("Connect's CA is Vault"));
     }
     vault
         .set_policy("consul-connect-ca", policies::CONSUL_CONNECT_CA_POLICY)
@@ -163,5 +173,5 @@ async fn connect_ca(run: &Run, consul: &ConsulApi, vault: &VaultApi) -> Result<D
         "IntermediatePKIPath": "connect_inter",
     });
     consul.set_connect_ca("vault", &config).await?;
-    Ok(Some("Connect CA switched to Vault"))
+    Ok(Outcome::done("Connect CA switched to Vault"))
 }

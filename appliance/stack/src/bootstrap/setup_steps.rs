@@ -1,6 +1,8 @@
 //! `vault-setup`: audit, KV, AppRole (a role and policy per profile), the
-//! SSH CA, the PKI root and intermediate with their roles, and the token
-//! roles the bootstrap hands service tokens out with.
+//! PKI root and intermediate with their roles, and the token roles the
+//! bootstrap hands service tokens out with. `vault-ssh-ca`: the SSH CA, a
+//! step of its own because no other step needs it and OpenBao takes up to
+//! a second or more to make its RSA key: it runs beside the Consul steps.
 //!
 //! The parts touch different Vault paths and none reads what another
 //! writes, so they are sent at the same time; inside a part the order is
@@ -31,12 +33,11 @@ pub(super) async fn setup(run: &Run) -> Result<Outcome, StepError> {
         audit(&v, &audit_log),
         kv(&v),
         approle(&v, site),
-        ssh(&v, site),
         pki(&v, site),
         token_roles(&v, site),
     )?;
-    let (a, b, c, d, e, f) = parts;
-    let changed: Changed = [a, b, c, d, e, f].concat();
+    let (a, b, c, d, e) = parts;
+    let changed: Changed = [a, b, c, d, e].concat();
     let profiles = site.profiles.len();
     Ok(if changed.is_empty() {
         Outcome::already(format!(
@@ -91,6 +92,21 @@ async fn approle(v: &VaultApi, site: &SiteConfig) -> Result<Changed, StepError> 
     }))
     .await?;
     Ok(changed)
+}
+
+pub(super) async fn ssh_ca(run: &Run) -> Result<Outcome, StepError> {
+    if !run.opts.site.stack.vault.enabled {
+        return Ok(Outcome::skipped("stack.vault.enabled = false"));
+    }
+    let changed = ssh(&run.vault_authed()?, &run.opts.site).await?;
+    Ok(if changed.is_empty() {
+        Outcome::already("SSH CA in place; roles client and host checked")
+    } else {
+        Outcome::done(format!(
+            "enabled {}; roles client and host",
+            changed.join(", ")
+        ))
+    })
 }
 
 /// SSH CA: one signing key for user and host certificates.

@@ -71,8 +71,11 @@ steps! {
     VaultToken = "vault-token", after [VaultUnseal], run token_steps::token;
     /// The root token from `sys/init` revoked (checked on every run).
     VaultRoot = "vault-root", after [VaultToken], run token_steps::root;
-    /// Audit, KV, AppRole, SSH CA, PKI, policies and roles.
+    /// Audit, KV, AppRole, PKI, policies and roles.
     VaultSetup = "vault-setup", after [VaultToken], run setup_steps::setup;
+    /// The SSH CA and its client and host roles; no step needs it, so its
+    /// slow key runs beside the rest.
+    VaultSshCa = "vault-ssh-ca", after [VaultToken], run setup_steps::ssh_ca;
     /// Consul's leader elected and its ACL system out of legacy mode: needs
     /// nothing from Vault, so it is waited for while Vault comes up.
     ConsulApi = "consul-api", after [], run acl_steps::consul_api;
@@ -81,9 +84,13 @@ steps! {
     /// Vault's PKI root in the bundle Consul and Nomad check client
     /// certificates against; Consul reloaded when it changed.
     ServerTrust = "server-trust", after [VaultSetup, ConsulAcl], run tls_steps::server_trust;
-    /// The gossip key, agent and assignments tokens, Connect CA. After
-    /// `server-trust`: the agent token is not set while Consul reloads.
+    /// The gossip key, agent and assignments tokens. After `server-trust`:
+    /// the agent token is not set while Consul reloads.
     ConsulTokens = "consul-tokens", after [ConsulAcl, ServerTrust], run consul_token_steps::consul_tokens;
+    /// Connect's CA switched to Vault (`connect_vault_ca`); nothing needs
+    /// it, so it runs beside the steps after it. After `server-trust`, as
+    /// the other Consul changes.
+    ConsulConnectCa = "consul-connect-ca", after [ConsulAcl, ServerTrust], run consul_token_steps::connect_ca;
     /// Nomad's ACL system bootstrapped, its management token in Vault.
     /// After `server-trust`, which may restart Nomad.
     NomadAcl = "nomad-acl", after [VaultSetup, ServerTrust], run acl_steps::nomad_acl;
@@ -157,10 +164,12 @@ mod tests {
                 "vault-token",
                 "vault-root",
                 "vault-setup",
+                "vault-ssh-ca",
                 "consul-api",
                 "consul-acl",
                 "server-trust",
                 "consul-tokens",
+                "consul-connect-ca",
                 "nomad-acl",
                 "nomad-integration",
                 "kv-mirror",
