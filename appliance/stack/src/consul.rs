@@ -3,6 +3,7 @@
 //! agent token, KV. Owns no state. Must never put a token in an error message.
 
 use crate::agent_http::{AgentHttp, Unreachable};
+use crate::patience::Backoff;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -121,17 +122,41 @@ impl ConsulApi {
         Ok(v.as_str().unwrap_or_default().to_string())
     }
 
+    /// Why Consul cannot take ACL requests yet, `None` once it can: a
+    /// leader is elected and the ACL system has left legacy mode (Consul
+    /// 1.8 answers 500 "legacy mode" for a moment after the election).
+    /// Asked without a token: any answer but that 500 means the new ACL
+    /// system is answering.
+    pub async fn acl_not_ready(&self) -> Result<Option<String>, ConsulError> {
+        if self.leader().await?.is_empty() {
+            return Ok(Some("no leader elected yet".into()));
+        }
+        let (status, text) = self
+            .send(reqwest::Method::GET, "acl/token/self", None)
+            .await
+            .map(|(status, _, text)| (status, text))?;
+        Ok(match status {
+            500 if text.contains("legacy mode") => Some("the ACL system is in legacy mode".into()),
+            500..=599 => Some(format!(
+                "acl/token/self answered HTTP {status}: {}",
+                text.trim().chars().take(200).collect::<String>()
+            )),
+            _ => None,
+        })
+    }
+
     /// Waits until a leader is elected.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(), ConsulError> {
         let start = Instant::now();
         let mut last = String::from("no answer yet");
+        let mut backoff = Backoff::default();
         while start.elapsed() < timeout {
             match self.leader().await {
                 Ok(l) if !l.is_empty() => return Ok(()),
                 Ok(_) => last = "no leader elected yet".into(),
                 Err(e) => last = e.to_string(),
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            backoff.pause().await;
         }
         Err(ConsulError::Timeout {
             action: "waiting for a leader".into(),
@@ -144,6 +169,7 @@ impl ConsulApi {
     /// seconds after start: retried until `timeout`. 403 → [`ConsulError::AlreadyBootstrapped`].
     pub async fn acl_bootstrap(&self, timeout: Duration) -> Result<AclToken, ConsulError> {
         let start = Instant::now();
+        let mut backoff = Backoff::default();
         loop {
             let (status, text) = self
                 .raw(reqwest::Method::PUT, "acl/bootstrap", None)
@@ -155,9 +181,7 @@ impl ConsulApi {
                         reset_index: reset_index(&text).unwrap_or(0),
                     })
                 }
-                500 if start.elapsed() < timeout => {
-                    tokio::time::sleep(Duration::from_millis(500)).await
-                }
+                500 if start.elapsed() < timeout => backoff.pause().await,
                 _ => {
                     return Err(ConsulError::Api {
                         action: "ACL bootstrap".into(),

@@ -72,6 +72,7 @@ impl NomadApi {
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(), NomadError> {
         let start = Instant::now();
         let mut last = String::from("no answer yet");
+        let mut backoff = crate::patience::Backoff::default();
         while start.elapsed() < timeout {
             match self.raw(reqwest::Method::GET, "status/leader").await {
                 Ok((200, text))
@@ -85,7 +86,7 @@ impl NomadApi {
                 Ok((status, text)) => last = format!("HTTP {status}: {}", text.trim()),
                 Err(e) => last = e.to_string(),
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            backoff.pause().await;
         }
         Err(NomadError::Timeout {
             action: "waiting for a leader".into(),

@@ -7,6 +7,7 @@
 //! token or key.
 
 use kindling_atomic_write::write_atomic_with_mode;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -22,11 +23,12 @@ pub struct StatusWriteError {
 }
 
 /// Tracks the steps of one bootstrap run and mirrors them to the file.
+/// Steps may run at the same time: each keeps its own start.
 pub struct StatusBoard {
     path: PathBuf,
     status: StackStatus,
     started: Instant,
-    step_started: Option<Instant>,
+    step_started: HashMap<String, Instant>,
 }
 
 impl StatusBoard {
@@ -51,7 +53,7 @@ impl StatusBoard {
                 init_secrets: None,
             },
             started: Instant::now(),
-            step_started: None,
+            step_started: HashMap::new(),
         }
     }
 
@@ -76,7 +78,7 @@ impl StatusBoard {
     }
 
     pub fn begin(&mut self, name: &str) {
-        self.step_started = Some(Instant::now());
+        self.step_started.insert(name.to_string(), Instant::now());
         if let Some(s) = self.step_mut(name) {
             s.state = StepState::Running;
             s.error = None;
@@ -92,7 +94,7 @@ impl StatusBoard {
     ) {
         let ms = self
             .step_started
-            .take()
+            .remove(name)
             .map(|t| t.elapsed().as_millis() as u64)
             .unwrap_or(0);
         if let Some(s) = self.step_mut(name) {
@@ -101,6 +103,25 @@ impl StatusBoard {
             s.detail = detail.into();
             s.error = error;
         }
+    }
+
+    /// The step's state now (`None` for a name not on the board).
+    pub fn state_of(&self, name: &str) -> Option<StepState> {
+        self.status
+            .steps
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.state)
+    }
+
+    /// The step's duration as recorded when it finished (0 before).
+    pub fn duration_ms(&self, name: &str) -> u64 {
+        self.status
+            .steps
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.duration_ms)
+            .unwrap_or(0)
     }
 
     /// Updates the detail of a step still running or waiting (e.g. unseal progress).
@@ -144,4 +165,28 @@ pub fn read(path: &Path) -> Result<StackStatus, StatusReadError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Steps that overlap each time their own run, not the latest start's.
+    #[test]
+    fn overlapping_steps_keep_their_own_durations() {
+        let pause = || std::thread::sleep(Duration::from_millis(30));
+        let mut board = StatusBoard::new(Path::new("/nonexistent/stack.json"), &["a", "b"]);
+        board.begin("a");
+        pause();
+        board.begin("b");
+        pause();
+        board.finish("a", StepState::Done, "", None);
+        assert_eq!(board.state_of("b"), Some(StepState::Running));
+        pause();
+        board.finish("b", StepState::AlreadyDone, "", None);
+        assert!(board.duration_ms("a") >= 60, "{}", board.duration_ms("a"));
+        assert!(board.duration_ms("b") >= 60, "{}", board.duration_ms("b"));
+        assert_eq!(board.state_of("a"), Some(StepState::Done));
+    }
 }

@@ -143,12 +143,12 @@ fn kill_9_during_bootstrap_then_resume() {
 
         // A third run finds everything done.
         let again = run_as_operator(&lab, &identity).unwrap();
-        // vault-api waits, vault-storage is skipped (raft storage).
-        for s in again
-            .steps
-            .iter()
-            .filter(|s| s.name != Step::VaultApi.name() && s.name != Step::VaultStorage.name())
-        {
+        // vault-api and consul-api wait, vault-storage is skipped (raft storage).
+        for s in again.steps.iter().filter(|s| {
+            s.name != Step::VaultApi.name()
+                && s.name != Step::ConsulApi.name()
+                && s.name != Step::VaultStorage.name()
+        }) {
             assert_eq!(
                 s.state,
                 StepState::AlreadyDone,
@@ -162,4 +162,84 @@ fn kill_9_during_bootstrap_then_resume() {
             "{step}: one Nomad ACL bootstrap"
         );
     }
+}
+
+fn state_of(status: &StackStatus, step: Step) -> (StepState, String) {
+    status
+        .steps
+        .iter()
+        .find(|s| s.name == step.name())
+        .map(|s| (s.state, s.error.clone().unwrap_or_default()))
+        .unwrap()
+}
+
+/// Runs the bootstrap with Consul down (a short service timeout, no limit
+/// on the wait for unseal shares); it must end on its own, failed at
+/// `consul-api`.
+fn run_with_consul_down(lab: &Lab) -> StackStatus {
+    let mut opts = lab.options();
+    opts.service_timeout = Duration::from_secs(3);
+    opts.unseal_timeout = None;
+    let started = Instant::now();
+    let handle = std::thread::spawn(move || rt().block_on(bootstrap::run(opts)));
+    while !handle.is_finished() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run kept going after consul-api failed\n{}",
+            lab.status_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let err = handle.join().unwrap().unwrap_err();
+    assert_eq!(err.step(), Some(Step::ConsulApi), "{}", lab.status_text());
+    let status = status::read(&lab.layout.status_file).unwrap();
+    assert_eq!(status.state, OverallState::Failed);
+    assert_eq!(state_of(&status, Step::ConsulAcl).0, StepState::Pending);
+    status
+}
+
+/// Consul's wait runs beside Vault's steps, so they fail or finish apart:
+/// - cold, Consul down: Vault is initialised and set up, Consul's steps
+///   never start; with Consul up the next run finishes without
+///   initialising Vault again;
+/// - Vault sealed waiting for the operators' shares when Consul's wait
+///   fails: the run ends there (it does not hold on until someone
+///   unseals) and the next run finishes.
+#[test]
+fn consul_down_beside_vault_then_resume() {
+    let Some(tools) = tools() else { return };
+    let identity = new_identity();
+    let mut lab = Lab::new(&tools, site("manual", true, &identity));
+    lab.start("vault");
+    lab.start("nomad");
+
+    let cold = run_with_consul_down(&lab);
+    assert_eq!(state_of(&cold, Step::VaultInit).0, StepState::Done);
+    assert_eq!(state_of(&cold, Step::VaultSetup).0, StepState::Done);
+    lab.start("consul");
+    let resumed = run_as_operator(&lab, &identity)
+        .unwrap_or_else(|e| panic!("resume after a cold run: {e}\n{}", lab.status_text()));
+    assert_eq!(resumed.state, OverallState::Ready);
+    assert_eq!(
+        state_of(&resumed, Step::VaultInit).0,
+        StepState::AlreadyDone
+    );
+    assert_eq!(state_of(&resumed, Step::ConsulAcl).0, StepState::Done);
+
+    // A reboot where Consul does not come back: Vault is sealed.
+    lab.kill9("consul");
+    lab.kill9("vault");
+    lab.start("vault");
+    let sealed = run_with_consul_down(&lab);
+    let (unseal, why) = state_of(&sealed, Step::VaultUnseal);
+    assert_eq!(unseal, StepState::Failed, "{}", lab.status_text());
+    assert!(why.contains("another step failed"), "{why}");
+    lab.start("consul");
+    let resumed = run_as_operator(&lab, &identity)
+        .unwrap_or_else(|e| panic!("resume after a sealed run: {e}\n{}", lab.status_text()));
+    assert_eq!(resumed.state, OverallState::Ready);
+    assert_eq!(
+        state_of(&resumed, Step::ConsulAcl).0,
+        StepState::AlreadyDone
+    );
 }

@@ -14,13 +14,18 @@ use kindling_stack::status::{OverallState, StepState};
 use kindling_stack::vault::VaultApi;
 use serde_json::Value;
 
-/// Step states, without `vault-api` (a wait for the API, not work that can
-/// be done twice) and `vault-storage` (skipped: this site uses raft).
+/// Step states, without `vault-api` and `consul-api` (waits for the APIs,
+/// not work that can be done twice) and `vault-storage` (skipped: this site
+/// uses raft).
 fn states(status: &kindling_stack::status::StackStatus) -> Vec<(String, StepState)> {
     status
         .steps
         .iter()
-        .filter(|s| s.name != Step::VaultApi.name() && s.name != Step::VaultStorage.name())
+        .filter(|s| {
+            s.name != Step::VaultApi.name()
+                && s.name != Step::ConsulApi.name()
+                && s.name != Step::VaultStorage.name()
+        })
         .map(|s| (s.name.clone(), s.state))
         .collect()
 }

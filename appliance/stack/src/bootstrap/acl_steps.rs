@@ -1,7 +1,8 @@
-//! Consul and Nomad steps: ACL bootstrap (once; a half-done bootstrap of our
-//! own is finished with the documented reset, someone else's is reported and
-//! left alone), the tokens kindling hands out, Nomad's integration tokens,
-//! and the Consul KV mirror of profiles and MAC assignments (seed 004).
+//! Consul and Nomad steps: Consul's readiness, ACL bootstrap (once; a
+//! half-done bootstrap of our own is finished with the documented reset,
+//! someone else's is reported and left alone), Nomad's integration tokens,
+//! and the Consul KV mirror of profiles and MAC assignments (seed 004). The
+//! Consul tokens kindling hands out are `consul_token_steps`.
 
 use super::policies::{self, KV_MOUNT};
 use super::{Outcome, Run, StepError};
@@ -9,22 +10,19 @@ use crate::consul::{AclToken, ConsulApi, ConsulError};
 use crate::nomad::{NomadApi, NomadError};
 use serde_json::{json, Value};
 
+use crate::patience::Backoff;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a token rejection must persist before it is believed (ACL
 /// state loads a moment after a restarted server elects itself).
 pub(super) const SETTLE: Duration = Duration::from_secs(10);
 const CONSUL_MANAGEMENT: &str = policies::CONSUL_MANAGEMENT_KV;
-const CONSUL_AGENT: &str = "stack/consul/agent";
-const CONSUL_GOSSIP: &str = "stack/consul/gossip";
-const CONSUL_CONNECT_CA: &str = "stack/consul/connect-ca-vault-token";
-const CONSUL_ASSIGNMENTS: &str = "stack/consul/assignments";
 const NOMAD_MANAGEMENT: &str = "stack/nomad/management";
 const NOMAD_VAULT: &str = "stack/nomad/vault-token";
 const NOMAD_CONSUL: &str = "stack/nomad/consul-token";
 
-async fn stored_secret(run: &Run, path: &str) -> Result<Option<String>, StepError> {
+pub(super) async fn stored_secret(run: &Run, path: &str) -> Result<Option<String>, StepError> {
     let v = run.vault_authed()?;
     Ok(v.kv_read(KV_MOUNT, path).await?.and_then(|d| {
         d.get("secret_id")
@@ -33,7 +31,7 @@ async fn stored_secret(run: &Run, path: &str) -> Result<Option<String>, StepErro
     }))
 }
 
-async fn store_secret(
+pub(super) async fn store_secret(
     run: &Run,
     path: &str,
     accessor: &str,
@@ -51,7 +49,7 @@ async fn store_secret(
 
 /// The Consul token recorded in Vault at `path` while Consul still accepts
 /// it; otherwise a new one with `policy`, recorded there. True when new.
-async fn kept_or_new_consul_token(
+pub(super) async fn kept_or_new_consul_token(
     run: &Run,
     consul: &ConsulApi,
     path: &str,
@@ -116,11 +114,39 @@ pub(super) async fn bootstrap_consul_acl(
     Ok((token, detail))
 }
 
-pub(super) async fn consul_acl(run: &mut Run) -> Result<Outcome, StepError> {
+/// `consul-api`: everything kindling waits for from Consul before its ACL
+/// work, a leader (seconds after a start: Raft's election timeout) and ACLs
+/// out of legacy mode. Nothing here needs Vault, so this runs while Vault
+/// initialises and unseals, and `consul-acl` finds Consul ready.
+pub(super) async fn consul_api(run: &Run) -> Result<Outcome, StepError> {
     if !run.opts.site.stack.consul.enabled {
         return Ok(Outcome::skipped("stack.consul.enabled = false"));
     }
-    let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), None);
+    let start = Instant::now();
+    let mut backoff = Backoff::default();
+    let mut last = String::from("no answer yet");
+    while start.elapsed() < run.opts.service_timeout {
+        match run.consul.acl_not_ready().await {
+            Ok(None) => return Ok(Outcome::done("leader elected; ACL system answering")),
+            Ok(Some(why)) => last = why,
+            Err(e) => last = e.to_string(),
+        }
+        if run.stopping() {
+            return Err(StepError::StoppedWaiting { what: "Consul" });
+        }
+        backoff.pause().await;
+    }
+    Err(StepError::WaitConsulApi {
+        secs: run.opts.service_timeout.as_secs(),
+        last,
+    })
+}
+
+pub(super) async fn consul_acl(run: &Run) -> Result<Outcome, StepError> {
+    if !run.opts.site.stack.consul.enabled {
+        return Ok(Outcome::skipped("stack.consul.enabled = false"));
+    }
+    let consul = &run.consul;
     consul.wait_for_leader(run.opts.service_timeout).await?;
     if let Some(secret) = stored_secret(run, CONSUL_MANAGEMENT).await? {
         if !consul
@@ -132,144 +158,34 @@ pub(super) async fn consul_acl(run: &mut Run) -> Result<Outcome, StepError> {
                 kv_path: CONSUL_MANAGEMENT,
             });
         }
-        run.consul_management = Some(secret);
+        // Set once: only this step writes it, and it runs once.
+        let _ = run.consul_management.set(secret);
         return Ok(Outcome::already(
             "ACLs bootstrapped earlier; management token in Vault is valid",
         ));
     }
     // The vault-storage step may have bootstrapped already in this run.
-    let (token, detail) = match run.consul_unsaved.take() {
+    let unsaved = run
+        .consul_unsaved
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let (token, detail) = match unsaved {
         Some(t) => (
             t,
             String::from("ACLs bootstrapped (for Vault's Consul storage)"),
         ),
-        None => bootstrap_consul_acl(run, &consul).await?,
+        None => bootstrap_consul_acl(run, consul).await?,
     };
     store_secret(run, CONSUL_MANAGEMENT, &token.accessor_id, &token.secret_id).await?;
     run.store.clear_started("consul-acl-bootstrap")?;
-    run.consul_management = Some(token.secret_id);
+    let _ = run.consul_management.set(token.secret_id);
     Ok(Outcome::done(format!(
         "{detail}; management token stored in Vault"
     )))
 }
 
-pub(super) async fn consul_tokens(run: &mut Run) -> Result<Outcome, StepError> {
-    if !run.opts.site.stack.consul.enabled {
-        return Ok(Outcome::skipped("stack.consul.enabled = false"));
-    }
-    let mgmt = run.consul_management()?;
-    let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), Some(mgmt));
-    let vault = run.vault_authed()?;
-    let mut done = Vec::new();
-
-    // Gossip key: rendered from the data partition; Vault keeps a copy for nodes.
-    let key = crate::render::ensure_gossip_key(&run.opts.layout.state_dir())?;
-    let stored = vault.kv_read(KV_MOUNT, CONSUL_GOSSIP).await?;
-    if stored
-        .as_ref()
-        .and_then(|v| v.get("key"))
-        .and_then(Value::as_str)
-        != Some(key.as_str())
-    {
-        vault
-            .kv_write(KV_MOUNT, CONSUL_GOSSIP, &json!({"key": key}))
-            .await?;
-        done.push("gossip key stored in Vault");
-    }
-
-    consul
-        .upsert_policy(
-            "kindling-agent",
-            policies::CONSUL_AGENT_RULES,
-            "kindling appliance agent",
-        )
-        .await?;
-    for name in run.opts.site.profiles.keys() {
-        let profile = name.to_string();
-        consul
-            .upsert_policy(
-                &format!("node-{profile}"),
-                &policies::consul_node_rules(&profile),
-                &format!("kindling nodes of profile {profile}"),
-            )
-            .await?;
-    }
-    let (agent, created) = kept_or_new_consul_token(
-        run,
-        &consul,
-        CONSUL_AGENT,
-        "kindling appliance agent",
-        "kindling-agent",
-    )
-    .await?;
-    if created {
-        done.push("agent token created");
-    }
-    consul.set_agent_token(&agent).await?;
-
-    // The assignments sync's token: recorded in Vault like every Consul
-    // token kindling makes, copied to the data partition for `kindlingd api`
-    // (which must keep syncing while Vault is sealed).
-    crate::assignments::upsert_policy(&consul).await?;
-    let (assignments, created) = kept_or_new_consul_token(
-        run,
-        &consul,
-        CONSUL_ASSIGNMENTS,
-        "kindling assignments sync",
-        crate::assignments::POLICY,
-    )
-    .await?;
-    if created {
-        done.push("assignments token created");
-    }
-    if run.store.read_consul_assignments_token()?.as_deref() != Some(assignments.as_str()) {
-        run.store.write_consul_assignments_token(&assignments)?;
-        done.push("assignments token copied for the API's KV sync");
-    }
-
-    if run.opts.site.stack.consul.connect_vault_ca
-        && run.opts.site.stack.vault.enabled
-        && consul.connect_ca_provider().await? != "vault"
-    {
-        {
-            vault
-                .set_policy("consul-connect-ca", policies::CONSUL_CONNECT_CA_POLICY)
-                .await?;
-            let token = match vault.kv_read(KV_MOUNT, CONSUL_CONNECT_CA).await? {
-                Some(v) if v.get("token").and_then(Value::as_str).is_some() => {
-                    v["token"].as_str().unwrap_or_default().to_string()
-                }
-                _ => {
-                    let t = vault
-                        .create_role_token("consul-connect-ca", "consul-connect-ca")
-                        .await?;
-                    vault
-                        .kv_write(KV_MOUNT, CONSUL_CONNECT_CA, &json!({"token": t}))
-                        .await?;
-                    t
-                }
-            };
-            let config = json!({
-                "Address": run.opts.layout.vault_local_url(),
-                "Token": token,
-                "RootPKIPath": "connect_root",
-                "IntermediatePKIPath": "connect_inter",
-            });
-            consul.set_connect_ca("vault", &config).await?;
-            done.push("Connect CA switched to Vault");
-        }
-    }
-    if done.is_empty() {
-        Ok(Outcome::already("agent token set; policies checked"))
-    } else {
-        Ok(Outcome::done(format!(
-            "{}; agent token set",
-            done.join("; ")
-        )))
-    }
-}
-
-pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, StepError> {
+pub(super) async fn nomad_acl(run: &Run) -> Result<Outcome, StepError> {
     if !run.opts.site.stack.nomad.enabled {
         return Ok(Outcome::skipped("stack.nomad.enabled = false"));
     }
@@ -285,7 +201,7 @@ pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, StepError> {
                 kv_path: NOMAD_MANAGEMENT,
             });
         }
-        run.nomad_management = Some(secret);
+        let _ = run.nomad_management.set(secret);
         return Ok(Outcome::already(
             "ACLs bootstrapped earlier; management token in Vault is valid",
         ));
@@ -317,7 +233,7 @@ pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, StepError> {
     };
     store_secret(run, NOMAD_MANAGEMENT, &token.accessor_id, &token.secret_id).await?;
     run.store.clear_started("nomad-acl-bootstrap")?;
-    run.nomad_management = Some(token.secret_id);
+    let _ = run.nomad_management.set(token.secret_id);
     Ok(Outcome::done(format!(
         "{detail}; management token stored in Vault"
     )))
@@ -325,7 +241,7 @@ pub(super) async fn nomad_acl(run: &mut Run) -> Result<Outcome, StepError> {
 
 /// Nomad's Vault and Consul tokens, written to `nomad.d/50-kindling-tokens.json`
 /// (0640, Nomad's group); Nomad is restarted through init when that file changed.
-pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, StepError> {
+pub(super) async fn nomad_integration(run: &Run) -> Result<Outcome, StepError> {
     let st = &run.opts.site.stack;
     if !st.nomad.enabled {
         return Ok(Outcome::skipped("stack.nomad.enabled = false"));
@@ -349,8 +265,7 @@ pub(super) async fn nomad_integration(run: &mut Run) -> Result<Outcome, StepErro
     file["vault"] =
         json!({"enabled": true, "token": vault_token, "create_from_role": "nomad-cluster"});
     if st.consul.enabled {
-        let mgmt = run.consul_management()?;
-        let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), Some(mgmt));
+        let consul = run.consul_admin()?;
         consul
             .upsert_policy(
                 "nomad-server",
@@ -411,12 +326,11 @@ pub(super) fn restart_service(socket: &Path, name: &str) -> Result<(), String> {
 /// The overlay's profiles and `[[nodes]]`, readable with `consul kv get
 /// -recurse kindling/`. Runtime assignments (`kindling/assignments/`) are
 /// not the bootstrap's: `kindlingd api` keeps them in step continuously.
-pub(super) async fn kv_mirror(run: &mut Run) -> Result<Outcome, StepError> {
+pub(super) async fn kv_mirror(run: &Run) -> Result<Outcome, StepError> {
     if !run.opts.site.stack.consul.enabled {
         return Ok(Outcome::skipped("stack.consul.enabled = false"));
     }
-    let mgmt = run.consul_management()?;
-    let consul = ConsulApi::new(&run.opts.layout.consul_local_url(), Some(mgmt));
+    let consul = run.consul_admin()?;
     let mut wanted: Vec<(String, String)> = Vec::new();
     for (name, profile) in &run.opts.site.profiles {
         wanted.push((

@@ -19,28 +19,64 @@ use super::{Outcome, Run, StepError};
 use crate::consul::ConsulApi;
 use crate::enroll::mac_key;
 use crate::vault::VaultApi;
+use futures_util::future::try_join_all;
 use serde_json::{json, Value};
 
-pub(super) async fn enrollment(run: &mut Run) -> Result<Outcome, StepError> {
+pub(super) async fn enrollment(run: &Run) -> Result<Outcome, StepError> {
     if !run.opts.site.stack.vault.enabled {
         return Ok(Outcome::skipped("stack.vault.enabled = false"));
     }
     let vault = run.vault_authed()?;
-    let mut done: Vec<String> = Vec::new();
-    let site = &run.opts.site;
+    let consul = if run.opts.site.stack.consul.enabled {
+        Some(run.consul_admin()?)
+    } else {
+        None
+    };
+    // Independent writes, sent at once; each keeps what is in place.
+    let (policy, token, entries, tokens) = tokio::try_join!(
+        enroll_policy(run, &vault),
+        enroll_token(run, &vault),
+        kv_entries(run, &vault),
+        node_consul_tokens(run, &vault, consul.as_ref()),
+    )?;
+    let mut done: Vec<String> = [policy, token].into_iter().flatten().collect();
+    if entries > 0 {
+        done.push(format!(
+            "{entries} Vault KV entr(ies) for profiles and nodes"
+        ));
+    }
+    if tokens > 0 {
+        done.push(format!("{tokens} node Consul token(s)"));
+    }
+    let nodes = run.opts.site.nodes.len();
+    Ok(if done.is_empty() {
+        Outcome::already(format!(
+            "enrollment token valid (renewed); policy and entries for {nodes} node(s) in place"
+        ))
+    } else {
+        Outcome::done(done.join("; "))
+    })
+}
 
+async fn enroll_policy(run: &Run, vault: &VaultApi) -> Result<Option<String>, StepError> {
+    let site = &run.opts.site;
     let rules = policies::enroll_policy(
         site.profiles.keys().map(|p| p.as_str()),
         site.enrollment.grant_ttl_secs.secs(),
     );
-    if vault.policy_text(ENROLL_POLICY).await?.as_deref() != Some(rules.as_str()) {
-        vault.set_policy(ENROLL_POLICY, &rules).await?;
-        done.push(format!("policy {ENROLL_POLICY} written"));
+    if vault.policy_text(ENROLL_POLICY).await?.as_deref() == Some(rules.as_str()) {
+        return Ok(None);
     }
+    vault.set_policy(ENROLL_POLICY, &rules).await?;
+    Ok(Some(format!("policy {ENROLL_POLICY} written")))
+}
 
+/// The PXE service's enrollment token: renewed while valid, else made anew.
+async fn enroll_token(run: &Run, vault: &VaultApi) -> Result<Option<String>, StepError> {
     match run.store.read_enroll_token()? {
         Some(token) if vault.with_token(&token).token_valid().await? => {
             vault.with_token(&token).renew_self().await?;
+            Ok(None)
         }
         _ => {
             // The token role (written by `vault-setup`) makes it orphan,
@@ -49,16 +85,18 @@ pub(super) async fn enrollment(run: &mut Run) -> Result<Outcome, StepError> {
                 .create_role_token(ENROLL_POLICY, "kindling-enroll")
                 .await?;
             run.store.write_enroll_token(&token)?;
-            done.push("enrollment token created".into());
+            Ok(Some("enrollment token created".into()))
         }
     }
+}
 
-    let mut entries = 0;
+/// The profiles' and site nodes' `meta` entries; how many were written.
+async fn kv_entries(run: &Run, vault: &VaultApi) -> Result<usize, StepError> {
+    let site = &run.opts.site;
+    let mut wanted: Vec<(String, Value)> = Vec::new();
     for (name, profile) in &site.profiles {
         let want = json!({"profile": name.as_str(), "tags": profile.tags});
-        if put_if_changed(&vault, &format!("profiles/{name}/meta"), &want).await? {
-            entries += 1;
-        }
+        wanted.push((format!("profiles/{name}/meta"), want));
     }
     for node in &site.nodes {
         let key = mac_key(&node.mac.to_string()).unwrap_or_default();
@@ -72,40 +110,35 @@ pub(super) async fn enrollment(run: &mut Run) -> Result<Outcome, StepError> {
             .map(|p| json!(p.tags))
             .unwrap_or(Value::Null);
         let want = json!({"mac": key, "profile": node.profile.as_str(), "hostname": hostname, "tags": tags});
-        if put_if_changed(&vault, &format!("nodes/{key}/meta"), &want).await? {
-            entries += 1;
-        }
+        wanted.push((format!("nodes/{key}/meta"), want));
     }
-    if entries > 0 {
-        done.push(format!(
-            "{entries} Vault KV entr(ies) for profiles and nodes"
-        ));
-    }
+    let written = try_join_all(
+        wanted
+            .iter()
+            .map(|(path, data)| put_if_changed(vault, path, data)),
+    )
+    .await?;
+    Ok(written.into_iter().filter(|w| *w).count())
+}
 
-    if site.stack.consul.enabled {
-        let consul = ConsulApi::new(
-            &run.opts.layout.consul_local_url(),
-            Some(run.consul_management()?),
-        );
-        let mut created = 0;
-        for node in &site.nodes {
-            if ensure_node_consul_token(run, &vault, &consul, node).await? {
-                created += 1;
-            }
-        }
-        if created > 0 {
-            done.push(format!("{created} node Consul token(s)"));
-        }
-    }
-
-    let nodes = site.nodes.len();
-    Ok(if done.is_empty() {
-        Outcome::already(format!(
-            "enrollment token valid (renewed); policy and entries for {nodes} node(s) in place"
-        ))
-    } else {
-        Outcome::done(done.join("; "))
-    })
+/// The site nodes' Consul tokens (with Consul); how many were made.
+async fn node_consul_tokens(
+    run: &Run,
+    vault: &VaultApi,
+    consul: Option<&ConsulApi>,
+) -> Result<usize, StepError> {
+    let Some(consul) = consul else {
+        return Ok(0);
+    };
+    let made = try_join_all(
+        run.opts
+            .site
+            .nodes
+            .iter()
+            .map(|node| ensure_node_consul_token(run, vault, consul, node)),
+    )
+    .await?;
+    Ok(made.into_iter().filter(|m| *m).count())
 }
 
 /// Writes `data` at `kindling/<path>` unless it is there already; true if written.

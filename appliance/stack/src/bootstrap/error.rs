@@ -41,6 +41,11 @@ pub enum StepError {
         last: String,
         hint: &'static str,
     },
+    #[error("Consul's API did not answer with a leader and ACLs out of legacy mode within {secs} s: {last}")]
+    WaitConsulApi { secs: u64, last: String },
+    /// Another step failed while this one was only waiting.
+    #[error("stopped waiting for {what}: another step failed")]
+    StoppedWaiting { what: &'static str },
     #[error("Vault health answered HTTP {0}")]
     VaultHealth(u16),
     #[error(

@@ -4,15 +4,18 @@
 //! cleanly: Vault is initialised once, ACL systems are bootstrapped once,
 //! and what was stored is reused.
 //!
-//! Owns running the steps of [`Step::ALL`] (the table in `steps.rs`) and
-//! the status board. Must never print or log a
+//! Owns running the steps of [`Step::ALL`] (the table in `steps.rs`, run
+//! as a graph by `schedule.rs`) and the status board. Must never print or log a
 //! secret, re-initialise a Vault it has no keys for, or reset an ACL system
 //! someone else bootstrapped.
 
 mod acl_steps;
+mod consul_token_steps;
 mod enroll_steps;
 mod error;
 pub mod policies;
+mod schedule;
+mod setup_steps;
 mod steps;
 mod storage_steps;
 mod tls_steps;
@@ -22,12 +25,15 @@ mod vault_steps;
 pub use error::StepError;
 pub use steps::Step;
 
+use crate::consul::ConsulApi;
 use crate::layout::StackLayout;
 use crate::secrets::{InitSecrets, SecretStore};
 use crate::status::{OverallState, StackStatus, StatusBoard, StepState};
 use crate::vault::VaultApi;
 use kindling_site::SiteConfig;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -114,27 +120,36 @@ impl Outcome {
     }
 }
 
-/// State carried between steps of one run.
+/// State carried between steps of one run. Steps that do not need each
+/// other run at the same time (see `schedule.rs`), so they share the run by
+/// reference: what one step hands to later ones is set once, and the status
+/// board sits behind a lock that is never held across an await.
 pub(crate) struct Run {
     pub(crate) opts: BootstrapOptions,
-    pub(crate) board: StatusBoard,
+    board: Mutex<StatusBoard>,
     pub(crate) store: SecretStore,
     pub(crate) vault: VaultApi,
+    /// Consul's local API without a token; steps add theirs with
+    /// `with_token`. One client per run: building one takes tens of ms.
+    pub(crate) consul: ConsulApi,
     /// Init secrets, only in the run that initialised Vault (memory only).
-    pub(crate) fresh_init: Option<InitSecrets>,
+    pub(crate) fresh_init: OnceLock<InitSecrets>,
     /// kindling's Vault token, once `vault-token` ran.
-    pub(crate) vault_token: Option<String>,
-    pub(crate) consul_management: Option<String>,
+    pub(crate) vault_token: OnceLock<String>,
+    pub(crate) consul_management: OnceLock<String>,
     /// A Consul management token bootstrapped before Vault could store it
     /// (Vault on Consul storage); the consul-acl step stores it.
-    pub(crate) consul_unsaved: Option<crate::consul::AclToken>,
-    pub(crate) nomad_management: Option<String>,
+    pub(crate) consul_unsaved: Mutex<Option<crate::consul::AclToken>>,
+    pub(crate) nomad_management: OnceLock<String>,
+    /// Set once a step failed: steps that only wait (for a service, for the
+    /// operator's shares) give up instead of holding the failed run open.
+    stopping: AtomicBool,
 }
 
 impl Run {
     /// The Vault client with kindling's token.
     pub(crate) fn vault_authed(&self) -> Result<VaultApi, StepError> {
-        match &self.vault_token {
+        match self.vault_token.get() {
             Some(t) => Ok(self.vault.with_token(t)),
             None => Err(StepError::NoVaultToken),
         }
@@ -143,8 +158,14 @@ impl Run {
     /// Consul's management token, once `consul-acl` ran.
     pub(crate) fn consul_management(&self) -> Result<String, StepError> {
         self.consul_management
-            .clone()
+            .get()
+            .cloned()
             .ok_or(StepError::NoConsulManagementToken)
+    }
+
+    /// Consul's API with the management token.
+    pub(crate) fn consul_admin(&self) -> Result<ConsulApi, StepError> {
+        Ok(self.consul.with_token(&self.consul_management()?))
     }
 
     pub(crate) fn say(&self, line: &str) {
@@ -153,10 +174,78 @@ impl Run {
         }
     }
 
-    fn flush(&mut self) {
-        if let Err(e) = self.board.flush() {
+    /// The board, for one change; a step that panicked while holding it
+    /// left a board that is still worth writing.
+    fn board(&self) -> MutexGuard<'_, StatusBoard> {
+        self.board.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the status file.
+    pub(crate) fn flush(&self) {
+        if let Err(e) = self.board().flush() {
             eprintln!("stack: {e}");
         }
+    }
+
+    /// A step still running or waiting reports progress (unseal shares).
+    pub(crate) fn note(&self, step: Step, state: StepState, detail: String) {
+        self.board().note(step.name(), state, detail);
+        self.flush();
+    }
+
+    pub(crate) fn set_overall(&self, state: OverallState) {
+        self.board().set_overall(state);
+    }
+
+    pub(crate) fn set_init_secrets(&self, where_: &str) {
+        self.board().set_init_secrets(where_);
+    }
+
+    /// Whether another step failed and waiting steps should give up.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    fn begin(&self, step: Step) {
+        self.board().begin(step.name());
+        self.flush();
+    }
+
+    fn finish(&self, step: Step, outcome: Outcome) {
+        let name = step.name();
+        let ms = {
+            let mut board = self.board();
+            board.finish(name, outcome.finished.state(), outcome.detail.clone(), None);
+            board.duration_ms(name)
+        };
+        self.say(&format!(
+            "{name}: {} ({ms} ms){}",
+            outcome.finished.label(),
+            if outcome.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", outcome.detail)
+            }
+        ));
+        self.flush();
+    }
+
+    /// Records the failure; the first one also stops the run.
+    fn fail(&self, step: Step, error: &StepError) {
+        let message = error.to_string();
+        {
+            let mut board = self.board();
+            board.finish(
+                step.name(),
+                StepState::Failed,
+                String::new(),
+                Some(message.clone()),
+            );
+            board.set_overall(OverallState::Failed);
+        }
+        self.stopping.store(true, Ordering::Relaxed);
+        self.say(&format!("{}: FAILED: {message}", step.name()));
+        self.flush();
     }
 }
 
@@ -194,8 +283,10 @@ impl BootstrapError {
     }
 }
 
-/// Runs every step in order; returns the final status. On failure the
-/// status file names the step and the reason, and the error is returned.
+/// Runs every step, each as soon as the steps it needs are done (steps
+/// that do not need each other at the same time); returns the final status.
+/// On failure the status file names the step and the reason, and the error
+/// of the first step that failed is returned.
 pub async fn run(opts: BootstrapOptions) -> Result<StackStatus, BootstrapError> {
     crate::render::check_site(&opts.site).map_err(BootstrapError::CheckSite)?;
     let vault = VaultApi::new(&opts.layout.vault_local_url(), None, None).map_err(|e| {
@@ -205,65 +296,33 @@ pub async fn run(opts: BootstrapOptions) -> Result<StackStatus, BootstrapError> 
         }
     })?;
     let names: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
-    let mut run = Run {
-        board: StatusBoard::new(&opts.layout.status_file, &names),
+    let run = Run {
+        board: Mutex::new(StatusBoard::new(&opts.layout.status_file, &names)),
         store: SecretStore::new(&opts.layout.state_dir()),
         vault,
-        fresh_init: None,
-        vault_token: None,
-        consul_management: None,
-        consul_unsaved: None,
-        nomad_management: None,
+        consul: ConsulApi::new(&opts.layout.consul_local_url(), None),
+        fresh_init: OnceLock::new(),
+        vault_token: OnceLock::new(),
+        consul_management: OnceLock::new(),
+        consul_unsaved: Mutex::new(None),
+        nomad_management: OnceLock::new(),
+        stopping: AtomicBool::new(false),
         opts,
     };
     run.flush();
-    for &step in Step::ALL {
-        let name = step.name();
-        run.board.begin(name);
+    if let Err((step, source)) = schedule::run_all(&run).await {
+        // A step that was still waiting when another failed may have moved
+        // the overall state since: the run failed.
+        run.set_overall(OverallState::Failed);
         run.flush();
-        match step.run(&mut run).await {
-            Ok(outcome) => {
-                let label = outcome.finished.label();
-                run.board
-                    .finish(name, outcome.finished.state(), outcome.detail.clone(), None);
-                let ms = run
-                    .board
-                    .status()
-                    .steps
-                    .iter()
-                    .find(|s| s.name == name)
-                    .map(|s| s.duration_ms)
-                    .unwrap_or(0);
-                run.say(&format!(
-                    "{name}: {label} ({ms} ms){}",
-                    if outcome.detail.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", outcome.detail)
-                    }
-                ));
-                run.flush();
-            }
-            Err(source) => {
-                let message = source.to_string();
-                run.board.finish(
-                    name,
-                    StepState::Failed,
-                    String::new(),
-                    Some(message.clone()),
-                );
-                run.board.set_overall(OverallState::Failed);
-                run.say(&format!("{name}: FAILED: {message}"));
-                run.flush();
-                return Err(BootstrapError::Step { step, source });
-            }
-        }
+        return Err(BootstrapError::Step { step, source });
     }
-    run.board.set_overall(OverallState::Ready);
+    run.set_overall(OverallState::Ready);
     run.flush();
     // The line operators, tests and init wait for.
     if run.opts.console {
         println!("stack: ready");
     }
-    Ok(run.board.status().clone())
+    let status = run.board().status().clone();
+    Ok(status)
 }

@@ -1,7 +1,10 @@
 //! The table of bootstrap steps: each entry is a [`Step`] variant, the name
 //! the status file, the console and the API use for it, the steps whose
 //! results it needs, and the function that runs it. The table's order is the
-//! order of a run.
+//! order steps are shown in; a step starts as soon as the steps it needs are
+//! done (`schedule.rs`), so the `after` lists are the whole truth about
+//! order: a step that reads what another wrote, or must not overlap it,
+//! names it there.
 //!
 //! Owns the list of steps and nothing else. Must never hold a step's logic
 //! (that lives in the `*_steps` modules) nor spell a step's name anywhere
@@ -9,7 +12,8 @@
 
 use super::error::StepError;
 use super::{
-    acl_steps, enroll_steps, storage_steps, tls_steps, token_steps, vault_steps, Outcome, Run,
+    acl_steps, consul_token_steps, enroll_steps, setup_steps, storage_steps, tls_steps,
+    token_steps, vault_steps, Outcome, Run,
 };
 
 /// Declares [`Step`] and its table in one place, so that a step is one line
@@ -37,15 +41,15 @@ macro_rules! steps {
                 }
             }
 
-            /// The steps whose results this one needs; each comes earlier in
-            /// [`Step::ALL`].
+            /// The steps whose results this one needs (or that must not run
+            /// at the same time as it); each comes earlier in [`Step::ALL`].
             pub const fn after(self) -> &'static [Step] {
                 match self {
                     $(Step::$variant => &[$(Step::$dep),*],)*
                 }
             }
 
-            pub(super) async fn run(self, run: &mut Run) -> Result<Outcome, StepError> {
+            pub(super) async fn run(self, run: &Run) -> Result<Outcome, StepError> {
                 match self {
                     $(Step::$variant => $run(run).await,)*
                 }
@@ -67,17 +71,29 @@ steps! {
     VaultToken = "vault-token", after [VaultUnseal], run token_steps::token;
     /// The root token from `sys/init` revoked (checked on every run).
     VaultRoot = "vault-root", after [VaultToken], run token_steps::root;
-    /// Audit, KV, AppRole, SSH CA, PKI, policies and roles.
-    VaultSetup = "vault-setup", after [VaultToken], run vault_steps::setup;
+    /// Audit, KV, AppRole, PKI, policies and roles.
+    VaultSetup = "vault-setup", after [VaultToken], run setup_steps::setup;
+    /// The SSH CA and its client and host roles; no step needs it, so its
+    /// slow key runs beside the rest.
+    VaultSshCa = "vault-ssh-ca", after [VaultToken], run setup_steps::ssh_ca;
+    /// Consul's leader elected and its ACL system out of legacy mode: needs
+    /// nothing from Vault, so it is waited for while Vault comes up.
+    ConsulApi = "consul-api", after [], run acl_steps::consul_api;
     /// Consul's ACL system bootstrapped, its management token in Vault.
-    ConsulAcl = "consul-acl", after [VaultStorage, VaultSetup], run acl_steps::consul_acl;
+    ConsulAcl = "consul-acl", after [VaultStorage, VaultSetup, ConsulApi], run acl_steps::consul_acl;
     /// Vault's PKI root in the bundle Consul and Nomad check client
     /// certificates against; Consul reloaded when it changed.
     ServerTrust = "server-trust", after [VaultSetup, ConsulAcl], run tls_steps::server_trust;
-    /// The gossip key, agent and assignments tokens, Connect CA.
-    ConsulTokens = "consul-tokens", after [ConsulAcl], run acl_steps::consul_tokens;
+    /// The gossip key, agent and assignments tokens. After `server-trust`:
+    /// the agent token is not set while Consul reloads.
+    ConsulTokens = "consul-tokens", after [ConsulAcl, ServerTrust], run consul_token_steps::consul_tokens;
+    /// Connect's CA switched to Vault (`connect_vault_ca`); nothing needs
+    /// it, so it runs beside the steps after it. After `server-trust`, as
+    /// the other Consul changes.
+    ConsulConnectCa = "consul-connect-ca", after [ConsulAcl, ServerTrust], run consul_token_steps::connect_ca;
     /// Nomad's ACL system bootstrapped, its management token in Vault.
-    NomadAcl = "nomad-acl", after [VaultSetup], run acl_steps::nomad_acl;
+    /// After `server-trust`, which may restart Nomad.
+    NomadAcl = "nomad-acl", after [VaultSetup, ServerTrust], run acl_steps::nomad_acl;
     /// Nomad's Vault and Consul tokens in its config.
     NomadIntegration = "nomad-integration", after [ConsulAcl, NomadAcl], run acl_steps::nomad_integration;
     /// Profiles and nodes mirrored into Consul KV.
@@ -134,7 +150,7 @@ mod tests {
 
     /// The run function of each step is bound by the table itself (`run`
     /// matches every variant); this pins the order the status file, the
-    /// tests and operators know.
+    /// tests and operators see the steps in.
     #[test]
     fn the_order_of_a_run() {
         let names: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
@@ -148,9 +164,12 @@ mod tests {
                 "vault-token",
                 "vault-root",
                 "vault-setup",
+                "vault-ssh-ca",
+                "consul-api",
                 "consul-acl",
                 "server-trust",
                 "consul-tokens",
+                "consul-connect-ca",
                 "nomad-acl",
                 "nomad-integration",
                 "kv-mirror",

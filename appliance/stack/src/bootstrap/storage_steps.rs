@@ -9,17 +9,16 @@
 use super::acl_steps::{bootstrap_consul_acl, restart_service, SETTLE};
 use super::policies::CONSUL_VAULT_STORAGE_RULES;
 use super::{Outcome, Run, StepError};
-use crate::consul::ConsulApi;
 use kindling_site::VaultStorage;
 use serde_json::{json, Value};
 
-pub(super) async fn vault_storage(run: &mut Run) -> Result<Outcome, StepError> {
+pub(super) async fn vault_storage(run: &Run) -> Result<Outcome, StepError> {
     let st = &run.opts.site.stack;
     if !st.vault.enabled || st.vault.storage != VaultStorage::Consul {
         return Ok(Outcome::skipped("Vault uses its integrated raft storage"));
     }
     let layout = run.opts.layout.clone();
-    let consul = ConsulApi::new(&layout.consul_local_url(), None);
+    let consul = &run.consul;
     consul.wait_for_leader(run.opts.service_timeout).await?;
     let token_file = crate::render::consul_storage_token_file(&layout);
     let stored = std::fs::read_to_string(&token_file)
@@ -30,9 +29,11 @@ pub(super) async fn vault_storage(run: &mut Run) -> Result<Outcome, StepError> {
     let token = match stored {
         Some(t) if consul.with_token(&t).token_valid_settled(SETTLE).await? => t,
         _ => {
-            let (mgmt, detail) = bootstrap_consul_acl(run, &consul).await?;
+            let (mgmt, detail) = bootstrap_consul_acl(run, consul).await?;
             let admin = consul.with_token(&mgmt.secret_id);
-            run.consul_unsaved = Some(mgmt);
+            *run.consul_unsaved
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(mgmt);
             admin
                 .upsert_policy(
                     "vault-storage",

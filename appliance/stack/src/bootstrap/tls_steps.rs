@@ -11,12 +11,11 @@
 
 use super::policies::PKI_ROOT_MOUNT;
 use super::{acl_steps::restart_service, Outcome, Run, StepError};
-use crate::consul::ConsulApi;
 use crate::tls;
 use reqwest::Method;
 use serde_json::Value;
 
-pub(super) async fn server_trust(run: &mut Run) -> Result<Outcome, StepError> {
+pub(super) async fn server_trust(run: &Run) -> Result<Outcome, StepError> {
     let st = &run.opts.site.stack;
     if !(st.consul.enabled || st.nomad.enabled) {
         return Ok(Outcome::skipped("neither Consul nor Nomad runs here"));
@@ -58,11 +57,7 @@ pub(super) async fn server_trust(run: &mut Run) -> Result<Outcome, StepError> {
         tls::trust_bundle_file(&state).display()
     )];
     if st.consul.enabled {
-        let consul = ConsulApi::new(
-            &run.opts.layout.consul_local_url(),
-            Some(run.consul_management()?),
-        );
-        consul.reload().await?;
+        run.consul_admin()?.reload().await?;
         did.push("Consul reloaded".into());
     }
     if st.nomad.enabled {

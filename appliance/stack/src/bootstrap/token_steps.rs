@@ -27,7 +27,7 @@ fn vault_enabled(run: &Run) -> bool {
     run.opts.site.stack.vault.enabled
 }
 
-pub(super) async fn token(run: &mut Run) -> Result<Outcome, StepError> {
+pub(super) async fn token(run: &Run) -> Result<Outcome, StepError> {
     if !vault_enabled(run) {
         return Ok(Outcome::skipped("stack.vault.enabled = false"));
     }
@@ -36,7 +36,8 @@ pub(super) async fn token(run: &mut Run) -> Result<Outcome, StepError> {
         let api = run.vault.with_token(&t);
         if api.token_valid().await? {
             api.renew_self().await?;
-            run.vault_token = Some(t);
+            // Set once: only this step writes it, and it runs once.
+            let _ = run.vault_token.set(t);
             return Ok(Outcome::already(
                 "the bootstrap's Vault token is valid; renewed",
             ));
@@ -45,7 +46,7 @@ pub(super) async fn token(run: &mut Run) -> Result<Outcome, StepError> {
     }
     // Creating the token needs root: this run's init, or a root token
     // regenerated from the local keys (lab), revoked right after use.
-    let (root, generated) = if let Some(s) = &run.fresh_init {
+    let (root, generated) = if let Some(s) = run.fresh_init.get() {
         (s.root_token.clone(), false)
     } else if let Some(keys) = run.store.read_local_unseal()? {
         (run.vault.generate_root(&keys).await?, true)
@@ -78,13 +79,13 @@ pub(super) async fn token(run: &mut Run) -> Result<Outcome, StepError> {
         root_api.revoke_self().await?;
         note.push_str("root token regenerated from the local keys and revoked after use; ");
     }
-    run.vault_token = Some(token);
+    let _ = run.vault_token.set(token);
     Ok(Outcome::done(format!(
         "{note}created the bootstrap's Vault token (policy {BOOTSTRAP_POLICY_NAME}, period {BOOTSTRAP_TOKEN_PERIOD})"
     )))
 }
 
-pub(super) async fn root(run: &mut Run) -> Result<Outcome, StepError> {
+pub(super) async fn root(run: &Run) -> Result<Outcome, StepError> {
     if !vault_enabled(run) {
         return Ok(Outcome::skipped("stack.vault.enabled = false"));
     }

@@ -94,7 +94,9 @@ impl VaultApi {
     pub async fn ensure_file_audit(&self, log_path: &str) -> Result<bool, VaultError> {
         // OpenBao creates the device from its config right after unsealing:
         // give it a moment to appear before trying the API (HashiCorp Vault).
-        for _ in 0..25 {
+        let patience = std::time::Instant::now();
+        let mut backoff = crate::patience::Backoff::default();
+        while patience.elapsed() < Duration::from_secs(5) {
             let v = self
                 .call(
                     "list audit devices",
@@ -107,7 +109,7 @@ impl VaultApi {
             if data.get("file/").is_some() {
                 return Ok(false);
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            backoff.pause().await;
         }
         self.call(
             "enable the file audit device (it is not declared in the config, or the config was not loaded)",
