@@ -283,6 +283,21 @@ fn cold_bootstrap_rerun_restarts_and_node_enrollment() {
     let profile: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(profile["tags"]["env"], "development");
 
+    // 6a. The SSH CA's key is ed25519 (quick to make, trusted by OpenSSH).
+    let (status, ca) = rt
+        .block_on(async {
+            let token =
+                std::fs::read_to_string(lab.layout.state_dir().join("appliance-token")).unwrap();
+            VaultApi::new(&lab.layout.vault_local_url(), Some(token), None)
+                .unwrap()
+                .raw(reqwest::Method::GET, "ssh/config/ca", None, None)
+                .await
+        })
+        .unwrap();
+    assert_eq!(status, 200, "{ca}");
+    let ca_key = ca["data"]["public_key"].as_str().unwrap_or_default();
+    assert!(ca_key.starts_with("ssh-ed25519 "), "SSH CA key: {ca_key}");
+
     // 6b. The assignments sync's token (copied to the data partition, the
     //     same as recorded in Vault) writes runtime assignments, nothing else.
     let sync_token = kindling_stack::secrets::SecretStore::new(&lab.layout.state_dir())
