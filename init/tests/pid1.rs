@@ -152,6 +152,40 @@ fn dependents_start_only_after_readiness() {
     assert!(network_done < listener_started, "{console}");
 }
 
+/// A service that is not required and that no required one needs starts
+/// once the boot is decided, so it does not slow the ones the boot waits
+/// for; one a required service depends on starts at once.
+#[test]
+fn optional_services_start_after_the_boot_is_decided() {
+    if !can_run_namespaces("optional_services_start_after_the_boot_is_decided") {
+        return;
+    }
+    let services = format!(
+        r#"{{"services":[
+        {{"name":"helper","argv":["/bin/sh","-c","{NOTIFY}; exec sleep 1000"],
+          "readiness":{{"kind":"notify"}},"required":false}},
+        {{"name":"main","argv":["/bin/sh","-c","sleep 0.3; {NOTIFY}; exec sleep 1000"],
+          "readiness":{{"kind":"notify"}},"depends_on":["helper"]}},
+        {{"name":"extra","argv":["/bin/sleep","1000"],"required":false}}
+        ]}}"#
+    );
+    let init = NamespacedInit::start("deferred", &services, "");
+    assert!(
+        init.wait_console("kindling: extra: started", Duration::from_secs(10)),
+        "{}",
+        init.console()
+    );
+    let console = init.console();
+    let at = |needle: &str| {
+        console
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{console}"))
+    };
+    let ready = at("kindling: ready (3 services");
+    assert!(at("kindling: helper: started") < ready, "{console}");
+    assert!(at("kindling: extra: started") > ready, "{console}");
+}
+
 #[test]
 fn sigterm_stops_in_reverse_dependency_order_within_grace() {
     if !can_run_namespaces("sigterm_stops_in_reverse_dependency_order_within_grace") {

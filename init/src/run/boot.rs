@@ -142,10 +142,11 @@ impl RunLoop {
         if !self.supervisor.settled(waited_for) && now < deadline {
             return;
         }
+        let problems = self.supervisor.degraded(last || now >= deadline);
         if last {
             self.boot_decided = true;
+            self.supervisor.enable_deferred();
         }
-        let problems = self.supervisor.degraded(last || now >= deadline);
         let (state, detail) = if !problems.is_empty() {
             (PhaseState::Degraded, problems.join("; "))
         } else if last {

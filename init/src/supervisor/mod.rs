@@ -91,14 +91,48 @@ impl Supervisor {
     }
 
     /// Lets the services of `phase` start.
+    ///
+    /// A service that is not required and that no required service needs
+    /// (directly or through others) is held back until the boot is decided
+    /// ([`enable_deferred`](Self::enable_deferred)): on a one-CPU box its
+    /// start would only slow the services the boot waits for.
     pub fn enable_phase(&mut self, phase: Phase) {
+        let needed = self.needed_by_required();
         for s in self
             .services
             .iter_mut()
             .filter(|s| !s.internal && s.spec.phase == phase)
         {
+            if s.spec.required || needed.contains(s.name()) {
+                s.enabled = true;
+            }
+        }
+    }
+
+    /// Lets every table service start: the boot is decided.
+    pub fn enable_deferred(&mut self) {
+        for s in self.services.iter_mut().filter(|s| !s.internal) {
             s.enabled = true;
         }
+    }
+
+    /// Names of the services some required service depends on, transitively.
+    fn needed_by_required(&self) -> std::collections::HashSet<String> {
+        let mut needed = std::collections::HashSet::new();
+        let mut todo: Vec<&str> = self
+            .services
+            .iter()
+            .filter(|s| !s.internal && s.spec.required)
+            .flat_map(|s| s.spec.depends_on.iter().map(String::as_str))
+            .collect();
+        while let Some(name) = todo.pop() {
+            if needed.insert(name.to_string()) {
+                if let Some(s) = self.find(name) {
+                    todo.extend(s.spec.depends_on.iter().map(String::as_str));
+                }
+            }
+        }
+        needed
     }
 
     /// Lets one service start (the internal config command).
