@@ -115,15 +115,17 @@ rss_kb() { awk '/VmHWM/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 #           factor of 4; the leases/s achieved above the limit is no bound:
 #           an overloaded server can deliver fewer than at its limit); stops
 #           early once they are within 5 %
-#   repeat: BENCH_DHCP_CONFIRM more runs at the rate found, recorded as
-#           samples beside the sweep's own (their loss is recorded as is, a
-#           repeat over 1 % shows in the loss row)
+#   repeat: BENCH_DHCP_CONFIRM more runs at the rate found; it must hold in
+#           most of its runs (the sweep's and these), else the next lower
+#           rate that held in the sweep is repeated instead (once). The runs
+#           at the rate kept are the samples, leases/s and loss as measured
+#           (a run over 1 % among them shows in the loss row)
 DHCP_STEP_SECS="${BENCH_DHCP_STEP_SECS:-3}"
 DHCP_LOSS_PCT="${BENCH_DHCP_LOSS_PCT:-1}"
 DHCP_START_RATE="${BENCH_DHCP_START_RATE:-1000}"
 DHCP_MAX_RATE="${BENCH_DHCP_MAX_RATE:-32000}"
 DHCP_COARSE="${BENCH_DHCP_COARSE:-5}"
-DHCP_BISECT="${BENCH_DHCP_BISECT:-4}"
+DHCP_BISECT="${BENCH_DHCP_BISECT:-3}"
 DHCP_CONFIRM="${BENCH_DHCP_CONFIRM:-2}"
 DHCP_DROP_SECS=1
 udp67_bound() { in_srv ss -Hlun 'sport = :67' | grep -q .; }
@@ -162,11 +164,13 @@ dhcp_step() { # SERVER CLIENTS RATE: one run; sets STEP_LEASES (per s) and STEP_
 }
 loss_ok() { awk -v l="$1" -v max="$DHCP_LOSS_PCT" 'BEGIN { exit !(l <= max) }'; }
 dhcp_sweep() { # SERVER CLIENTS KEY SIDE: records KEY and KEY_loss_pct; sets SWEEP ("RATE LEASES_PER_S", rate 0: none held)
-  local server=$1 clients=$2 key=$3 side=$4 r=$DHCP_START_RATE lo=0 hi=0 n=0 lo_leases=0 lo_loss=100 down sum last
+  local server=$1 clients=$2 key=$3 side=$4 r=$DHCP_START_RATE lo=0 hi=0 n=0 down last
+  local -A pass_leases=() pass_loss=()   # the sweep's run at each rate that held
+  held() { pass_leases[$r]=$STEP_LEASES; pass_loss[$r]=$STEP_LOSS; lo=$r; }
   while [ "$n" -lt "$DHCP_COARSE" ]; do
     dhcp_step "$server" "$clients" "$r"; n=$((n + 1)); last=$r
     if loss_ok "$STEP_LOSS"; then
-      lo=$r lo_leases=$STEP_LEASES lo_loss=$STEP_LOSS
+      held
       [ "$hi" -gt 0 ] && break
       r=$((r * 2)); [ "$r" -le "$DHCP_MAX_RATE" ] || break
     else
@@ -181,7 +185,7 @@ dhcp_sweep() { # SERVER CLIENTS KEY SIDE: records KEY and KEY_loss_pct; sets SWE
   while [ "$n" -lt "$DHCP_BISECT" ] && [ "$lo" -gt 0 ] && [ "$hi" -gt 0 ] && [ $((hi - lo)) -gt $((lo / 20)) ]; do
     r=$(awk -v lo="$lo" -v hi="$hi" 'BEGIN { printf "%d", sqrt(lo * hi) }')
     dhcp_step "$server" "$clients" "$r"; n=$((n + 1))
-    if loss_ok "$STEP_LOSS"; then lo=$r lo_leases=$STEP_LEASES lo_loss=$STEP_LOSS; else hi=$r; fi
+    if loss_ok "$STEP_LOSS"; then held; else hi=$r; fi
   done
   if [ "$lo" = 0 ]; then
     printf '  %-8s %5s clients  no rate held ≤ %s %% loss (lowest tried: -r %s)\n' "$server" "$clients" "$DHCP_LOSS_PCT" "$last" \
@@ -189,16 +193,32 @@ dhcp_sweep() { # SERVER CLIENTS KEY SIDE: records KEY and KEY_loss_pct; sets SWE
     record "$key" "$side" 0
     SWEEP="0 0"; return
   fi
-  record "$key" "$side" "$lo_leases"; record "${key}_loss_pct" "$side" "$lo_loss"
-  sum=$lo_leases
-  for _ in $(seq "$DHCP_CONFIRM"); do
-    dhcp_step "$server" "$clients" "$lo"
-    record "$key" "$side" "$STEP_LEASES"; record "${key}_loss_pct" "$side" "$STEP_LOSS"
-    sum=$((sum + STEP_LEASES))
+  # The rate found must hold in most of its runs (the sweep's and the
+  # repeats); if not, the next lower rate that held gets the same test, once.
+  local tries=0 leases losses ok sum i
+  while :; do
+    leases=("${pass_leases[$lo]}") losses=("${pass_loss[$lo]}") ok=1
+    for _ in $(seq "$DHCP_CONFIRM"); do
+      dhcp_step "$server" "$clients" "$lo"
+      leases+=("$STEP_LEASES"); losses+=("$STEP_LOSS"); loss_ok "$STEP_LOSS" && ok=$((ok + 1))
+    done
+    tries=$((tries + 1))
+    [ $((ok * 2)) -gt "${#losses[@]}" ] && break
+    down=0
+    for r in "${!pass_leases[@]}"; do [ "$r" -lt "$lo" ] && [ "$r" -gt "$down" ] && down=$r; done
+    [ "$tries" -lt 2 ] && [ "$down" -gt 0 ] || break
+    printf '  %-8s %5s clients  -r %s held in %s of %s runs: down to -r %s\n' "$server" "$clients" "$lo" "$ok" \
+      "${#losses[@]}" "$down" | tee -a "$WORK/dhcp-sweep.log" >&2
+    lo=$down
   done
-  SWEEP="$lo $((sum / (DHCP_CONFIRM + 1)))"
-  printf '  %-8s %5s clients  → -r %s: %s leases/s (mean of %s runs at that rate)\n' "$server" "$clients" "$lo" \
-    "$((sum / (DHCP_CONFIRM + 1)))" "$((DHCP_CONFIRM + 1))" | tee -a "$WORK/dhcp-sweep.log" >&2
+  sum=0
+  for i in "${!leases[@]}"; do
+    record "$key" "$side" "${leases[$i]}"; record "${key}_loss_pct" "$side" "${losses[$i]}"
+    sum=$((sum + leases[i]))
+  done
+  SWEEP="$lo $((sum / ${#leases[@]}))"
+  printf '  %-8s %5s clients  → -r %s: %s leases/s (mean of %s runs at that rate, %s of them ≤ %s %% loss)\n' "$server" "$clients" \
+    "$lo" "$((sum / ${#leases[@]}))" "${#leases[@]}" "$ok" "$DHCP_LOSS_PCT" | tee -a "$WORK/dhcp-sweep.log" >&2
 }
 k_dhcp="skipped -" k_dhcp_small="skipped -" d_dhcp="skipped -" d_dhcp_small="skipped -"
 if want dhcp; then
