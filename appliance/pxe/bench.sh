@@ -3,9 +3,10 @@
 # measured in the same run on the same namespace setup:
 #   DHCP  leases/s at ≤ 1 % loss with kea's perfdhcp: kindlingd pxe vs dnsmasq
 #         --no-ping, 30000 distinct clients and 100 clients (a LAN-sized pool),
-#         leases persisted (dnsmasq rewrites its lease file per lease, we write
-#         behind once a second); a bounded rate sweep per server finds the
-#         highest perfdhcp -r that keeps the loss ≤ 1 % (see "DHCP" below)
+#         leases persisted (dnsmasq rewrites its lease file per lease; kindling
+#         writes it, fsynced, before the ACKs it covers leave, one write per
+#         batch); a bounded rate sweep per server finds the highest
+#         perfdhcp -r that keeps the loss ≤ 1 % (see "DHCP" below)
 #   HTTP  64 MiB file to 50 concurrent clients with wrk: kindlingd pxe vs nginx (+ RSS),
 #         BENCH_HTTP_ROUNDS (3) alternating rounds, mean MB/s
 #   TFTP  10 MiB file, blksize 1428, examples/tftp_get: kindlingd pxe vs tftpd-hpa,
