@@ -207,7 +207,7 @@ dhcp_sweep() { # SERVER CLIENTS KEY SIDE: records KEY (per run) and KEY_loss_pct
     [ $((ok * 2)) -gt "${#losses[@]}" ] && break
     down=0
     for r in "${!pass_leases[@]}"; do [ "$r" -lt "$lo" ] && [ "$r" -gt "$down" ] && down=$r; done
-    [ "$tries" -lt 2 ] && [ "$down" -gt 0 ] || break
+    if [ "$tries" -ge 2 ] || [ "$down" = 0 ]; then break; fi
     printf '  %-8s %5s clients  -r %s held in %s of %s runs: down to -r %s\n' "$server" "$clients" "$lo" "$ok" \
       "${#losses[@]}" "$down" | tee -a "$WORK/dhcp-sweep.log" >&2
     lo=$down
