@@ -208,6 +208,14 @@ fn check_time_from_a_lost_clock(
         })
         .ok_or_else(|| format!("no clock-floor line on the console ({})", log.display()))?;
     eprintln!("[{scenario}] {}", floor.trim());
+    // Service lines are plain text: a serial console or a log file shows
+    // colour codes as litter.
+    if let Some(line) = console
+        .lines()
+        .find(|l| l.contains("| ") && l.contains('\x1b'))
+    {
+        return Err(format!("a service line carries terminal escapes: {line:?}"));
+    }
     let lan_server = Ipv4Addr::new(192, 168, 100, 1);
     let started = Instant::now();
     let mut last = String::from("no answer yet");

@@ -56,6 +56,8 @@ pub fn init(service: &'static str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // The field formatter italicises names unless told not to.
+        .with_ansi(false)
         .event_format(PlainLine { service })
         .try_init();
 }
