@@ -93,6 +93,7 @@ fn backup_one_appliance_restore_on_a_fresh_pair() {
         },
     };
     let id = kindling_backup::BackupId::new(kindling_clock::unix_now());
+    let started = std::time::Instant::now();
     let made = rt
         .block_on(kindling_backup::make(
             &sources,
@@ -103,6 +104,14 @@ fn backup_one_appliance_restore_on_a_fresh_pair() {
         ))
         .unwrap();
     let file = std::fs::read(&made.stored.path).unwrap();
+    // The numbers (backup size and time), reported, not asserted.
+    eprintln!(
+        "backup {}: {} bytes encrypted, {} parts, made in {} ms",
+        id,
+        file.len(),
+        made.manifest.entries.len(),
+        started.elapsed().as_millis()
+    );
     assert!(file.starts_with(b"age-encryption.org/v1"));
     assert!(
         !file.windows(mgmt.len()).any(|w| w == mgmt.as_bytes()),
