@@ -6,9 +6,11 @@
 //! as they were and nothing left in the spool.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use kindling_overlay::minisign::SecretKey;
 use kindling_site::MaintenanceWindow;
-use kindling_update::agent::{run_boot, AgentPaths, Gate, Mode, UpdateStatus, STATE_FILE};
+use kindling_update::agent::{run_boot, AgentPaths, Gate, UpdateStatus, STATE_FILE};
 use kindling_update::channel::{ChannelIndex, ChannelPolicy, Release};
 use kindling_update::fetch::HttpSource;
 use kindling_update::poll::{PollConfig, PollState, Poller};
@@ -83,26 +85,8 @@ impl Site {
     /// with an older fallback), and an empty channel directory served.
     fn new() -> (Self, UpdateStatus) {
         let dir = tempfile::tempdir().unwrap();
-        let linux = dir.path().join("esp/EFI/Linux");
-        std::fs::create_dir_all(&linux).unwrap();
-        std::fs::create_dir_all(dir.path().join("spool")).unwrap();
+        let (paths, status) = common::blessed_appliance(dir.path(), &[]);
         std::fs::create_dir_all(dir.path().join("site-updates")).unwrap();
-        for e in ["kindling-1+2-1.efi", "kindling-0.9.efi"] {
-            std::fs::write(linux.join(e), e).unwrap();
-        }
-        let var = dir.path().join("LoaderEntrySelected");
-        let mut bytes = vec![6, 0, 0, 0];
-        for u in "kindling-1+2-1.efi".encode_utf16().chain([0]) {
-            bytes.extend(u.to_le_bytes());
-        }
-        std::fs::write(&var, bytes).unwrap();
-        let paths = AgentPaths {
-            esp: dir.path().join("esp"),
-            loader_entry: var,
-            status: dir.path().join("update.json"),
-        };
-        let status = run_boot(&paths, Duration::ZERO, || Gate::Ready);
-        assert_eq!(status.mode, Mode::Blessed);
         let image: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect();
         std::fs::write(dir.path().join("kindling.efi"), &image).unwrap();
         let url = serve(&dir.path().join("site-updates"));

@@ -4,13 +4,14 @@
 //! entry; every refusal leaves the slot directory byte for byte as it was.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use kindling_overlay::minisign::{PublicKey, SecretKey};
-use kindling_update::agent::{run_boot, AgentPaths, Gate, Mode, UpdateStatus, STATE_FILE};
+use kindling_update::agent::{AgentPaths, Mode, UpdateStatus, STATE_FILE};
 use kindling_update::push::{self, PushState};
 use kindling_update::spool::{self, Receiver};
 use kindling_update::{build, BuildRequest, Version};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 const NOW: u64 = 1_800_000_000;
 const DAY: u64 = 86_400;
@@ -27,29 +28,7 @@ impl Appliance {
     /// fallback, and blessed by its gate.
     fn booted() -> (Self, UpdateStatus) {
         let dir = tempfile::tempdir().unwrap();
-        let linux = dir.path().join("esp/EFI/Linux");
-        std::fs::create_dir_all(&linux).unwrap();
-        std::fs::create_dir_all(dir.path().join("spool")).unwrap();
-        for e in [
-            "kindling-1+2-1.efi",
-            "kindling-0.9.efi",
-            "systemd-bootx64.efi",
-        ] {
-            std::fs::write(linux.join(e), e).unwrap();
-        }
-        let var = dir.path().join("LoaderEntrySelected");
-        let mut bytes = vec![6, 0, 0, 0];
-        for u in "kindling-1+2-1.efi".encode_utf16().chain([0]) {
-            bytes.extend(u.to_le_bytes());
-        }
-        std::fs::write(&var, bytes).unwrap();
-        let paths = AgentPaths {
-            esp: dir.path().join("esp"),
-            loader_entry: var,
-            status: dir.path().join("update.json"),
-        };
-        let status = run_boot(&paths, Duration::ZERO, || Gate::Ready);
-        assert_eq!(status.mode, Mode::Blessed);
+        let (paths, status) = common::blessed_appliance(dir.path(), &["systemd-bootx64.efi"]);
         let image: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 251) as u8).collect();
         std::fs::write(dir.path().join("kindling.efi"), &image).unwrap();
         let key = SecretKey::generate().unwrap();
