@@ -8,23 +8,10 @@ use age::secrecy::ExposeSecret;
 use kindling_backup::manifest::{Appliance, Manifest, FORMAT};
 use kindling_backup::{EntryKind, Part};
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn kindling(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kindling"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
+mod common;
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::{kindling_in as kindling, text};
 
 fn write_backup(dir: &Path, id: &age::x25519::Identity) -> Vec<u8> {
     let manifest = Manifest {

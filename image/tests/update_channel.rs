@@ -8,21 +8,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn kindling(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kindling"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
+mod common;
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::{kindling_in as kindling, text};
 
 /// Runs `args`; panics with the output unless it succeeds. Returns the output.
 fn ok(args: &[&str], dir: &Path) -> String {
