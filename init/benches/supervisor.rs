@@ -31,18 +31,9 @@ use nix::unistd::Pid;
 const BIN: &str = env!("CARGO_BIN_EXE_kindling-init");
 const ROUNDS: usize = 60;
 
-/// With BENCH_RECORD=FILE (tests/bench), appends "scenario<TAB>side<TAB>value".
-fn record(scenario: &str, side: &str, value: f64) {
-    use std::io::Write;
-    if let Some(path) = std::env::var_os("BENCH_RECORD") {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap();
-        writeln!(f, "{scenario}\t{side}\t{value}").unwrap();
-    }
-}
+#[path = "../../tests/bench-record.rs"]
+mod bench_record;
+use bench_record::record;
 
 fn main() {
     let dir = std::env::temp_dir().join(format!("ki-bench-{}", std::process::id()));

@@ -115,18 +115,9 @@ fn baseline(tools: &std::path::Path) -> (u128, u128, u128, u128) {
     (init_ms, unseal_ms, acl_ms, init_ms + unseal_ms + acl_ms)
 }
 
-/// With BENCH_RECORD=FILE (tests/bench), appends "scenario<TAB>side<TAB>value".
-fn record(scenario: &str, side: &str, value: u128) {
-    use std::io::Write;
-    if let Some(path) = std::env::var_os("BENCH_RECORD") {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap();
-        writeln!(f, "{scenario}\t{side}\t{value}").unwrap();
-    }
-}
+#[path = "../../../tests/bench-record.rs"]
+mod bench_record;
+use bench_record::record;
 
 /// Status code and body of a plain HTTP GET on loopback.
 fn http_get(authority: &str, path: &str) -> Option<(u16, String)> {
