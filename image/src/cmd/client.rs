@@ -49,6 +49,15 @@ impl Session {
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<T> {
         let reply = self.client.request(method, path, body.as_deref())?;
+        self.typed(path, &reply)
+    }
+
+    /// A 2xx answer's JSON body as `T`; any other status as a refusal.
+    fn typed<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        reply: &kindling_api_client::Response,
+    ) -> anyhow::Result<T> {
         let label = format!("{}{path}", self.client.endpoint());
         let text = String::from_utf8_lossy(&reply.body);
         if (200..300).contains(&reply.status) {
@@ -119,17 +128,7 @@ impl Session {
         progress: impl FnMut(u64),
     ) -> anyhow::Result<T> {
         let reply = self.client.upload(path, body, length, progress)?;
-        let label = format!("{}{path}", self.client.endpoint());
-        let text = String::from_utf8_lossy(&reply.body);
-        if (200..300).contains(&reply.status) {
-            return serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{label}: {}: the answer is not what kindling expects",
-                    reply.status
-                )
-            });
-        }
-        Err(refusal(&label, reply.status, &text))
+        self.typed(path, &reply)
     }
 
     /// `GET path` → JSON body of a 2xx answer, untyped.
