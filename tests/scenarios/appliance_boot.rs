@@ -53,25 +53,37 @@ pub fn wait_ready_and_check_status(
 /// answers on the serial console (ttyS0, where these lines come from): the
 /// lab has no display (`-nodefaults`), so what it draws is not visible
 /// here, but its one start line reaches the serial log (as every child's
-/// output does) and init lists it running. The line may precede `ready`.
+/// output does) and init lists it running. It is not required, so init
+/// starts it once the boot is decided: it may still be starting at `ready`.
 fn dashboard_draws_on_tty1(
     lab: &mut Lab,
     app: kindling_lab::VmId,
     status: &serde_json::Value,
     scenario: &str,
 ) -> Result<(), String> {
-    let services = status["init"]["services"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let dashboard = services
-        .iter()
-        .find(|s| s["name"] == "dashboard")
-        .ok_or_else(|| format!("init lists no dashboard: {}", status["init"]))?;
-    if dashboard["state"] != "running" || dashboard["user"] != 405 {
-        return Err(format!(
-            "the dashboard is not running as kl-console: {dashboard}"
-        ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut status = status.clone();
+    loop {
+        let dashboard = status["init"]["services"]
+            .as_array()
+            .and_then(|services| services.iter().find(|s| s["name"] == "dashboard"))
+            .cloned()
+            .ok_or_else(|| format!("init lists no dashboard: {}", status["init"]))?;
+        if dashboard["state"] == "running" && dashboard["user"] == 405 {
+            break;
+        }
+        let starting = matches!(dashboard["state"].as_str(), Some("waiting" | "starting"));
+        if !starting || Instant::now() > deadline {
+            return Err(format!(
+                "the dashboard is not running as kl-console: {dashboard}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let (code, body) = lab
+            .api_from_lan("GET", STATUS_PATH, None)
+            .map_err(|e| e.to_string())?;
+        status = serde_json::from_str(&body)
+            .map_err(|e| format!("GET {STATUS_PATH}: {code}, not JSON ({e}): {body}"))?;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
