@@ -80,7 +80,8 @@ pub fn render(site: &SiteConfig) -> Result<String, toml::ser::Error> {
     let min_poll = time.min_poll.min(10);
     let config = NtpToml {
         observability: Observability {
-            log_level: "info",
+            // As on its command line (service_table.rs).
+            log_level: "warn",
             ansi_colors: false,
         },
         source_defaults: SourceDefaults {
@@ -141,7 +142,7 @@ mod tests {
         let want: toml::Value = toml::from_str(
             r#"
             [observability]
-            log-level = "info"
+            log-level = "warn"
             ansi-colors = false
             [source-defaults]
             poll-interval-limits = { min = 2, max = 10 }

@@ -160,7 +160,12 @@ fn ntp(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     }
     let daemon = daemon.to_string_lossy();
     let config = inputs.run_dir.join(NTP_CONFIG);
-    let mut spec = ServiceSpec::new("ntp", &[&daemon, "-c", &config.to_string_lossy()]);
+    // `-l warn`: ntpd-rs writes its first info line in colour before it
+    // reads `ansi-colors = false` from the config (and NO_COLOR does not
+    // stop it); at warn its console lines are plain and only say what an
+    // operator must see (its info lines repeat every poll).
+    let config = config.to_string_lossy();
+    let mut spec = ServiceSpec::new("ntp", &[&daemon, "-c", &config, "-l", "warn"]);
     run_as(&mut spec, accounts::NTP);
     spec.capabilities = vec!["CAP_NET_BIND_SERVICE".to_owned(), "CAP_SYS_TIME".to_owned()];
     spec.depends_on = vec!["net".to_owned()];
@@ -617,7 +622,10 @@ mod tests {
         let Some(ntp) = table.get("ntp") else {
             panic!("no ntp entry: {:?}", names(&table));
         };
-        assert_eq!(ntp.argv, [NTP_DAEMON, "-c", "/run/kindling/ntp.toml"]);
+        assert_eq!(
+            ntp.argv,
+            [NTP_DAEMON, "-c", "/run/kindling/ntp.toml", "-l", "warn"]
+        );
         assert_eq!(ntp.depends_on, ["net"]);
         assert_eq!(ntp.capabilities, ["CAP_NET_BIND_SERVICE", "CAP_SYS_TIME"]);
         assert!(!ntp.required, "a failed NTP server must not fail the boot");
