@@ -74,18 +74,7 @@ impl Appliance {
     }
 
     fn slots(&self) -> Vec<(String, Vec<u8>)> {
-        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(self.paths.esp.join("EFI/Linux"))
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read(e.path()).unwrap(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
+        common::slot_files(&self.paths)
     }
 
     fn take(&self, status: UpdateStatus, upload: &spool::Upload) -> UpdateStatus {

@@ -36,3 +36,19 @@ pub fn blessed_appliance(dir: &Path, extra: &[&str]) -> (AgentPaths, UpdateStatu
     assert_eq!(status.mode, Mode::Blessed);
     (paths, status)
 }
+
+/// Every file in the ESP's slot directory with its bytes, sorted by name.
+pub fn slot_files(paths: &AgentPaths) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(paths.esp.join("EFI/Linux"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
