@@ -2,7 +2,9 @@
 //! At boot it runs the health gate and blesses the slot it came from
 //! (`kindling_update::agent`); the gate is init's own verdict (`list`:
 //! every phase ran, every required service ready), asked over the control
-//! socket, where this account may only list.
+//! socket, where this account may list and reboot. An image on trial that
+//! fails the gate within the site's `gate_timeout` is rebooted, so the
+//! firmware tries it again or falls back to the last good image.
 //!
 //! Then it stays and watches the update spool on the data partition
 //! (`kindling_update::spool`): a bundle the API received there is
@@ -19,7 +21,9 @@
 //! Owns argument parsing and the wiring of the gate, the spool, the poll
 //! schedule and the reboot request.
 
+use kindling_api::stack::OverallState;
 use kindling_init_protocol::control::{Client, DEFAULT_SOCKET, ESP_MOUNT};
+use kindling_site::SiteConfig;
 use kindling_update::agent::{self, AgentPaths, Gate, UpdateStatus};
 use kindling_update::fetch::HttpSource;
 use kindling_update::poll::{self, PollConfig, PollState, Poller};
@@ -36,11 +40,45 @@ const TRUST_DIR: &str = "/etc/kindling/trust";
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Seconds the appliance has to become healthy before a slot on trial
-    /// is left to the firmware's fallback.
-    #[arg(long, default_value_t = 600)]
-    gate_timeout: u64,
+    /// Seconds the appliance has to become healthy before an image on
+    /// trial is rebooted; default: the site's `[update] gate_timeout`.
+    #[arg(long)]
+    gate_timeout: Option<u64>,
 }
+
+/// The gate's timeout: the argument, else the site's, else its default.
+fn gate_timeout(args: &Args, site: Option<&SiteConfig>) -> Duration {
+    let secs = args.gate_timeout.unwrap_or_else(|| {
+        site.and_then(|s| kindling_site::update::parse_gate_timeout(&s.update.gate_timeout).ok())
+            .unwrap_or(DEFAULT_GATE_TIMEOUT_SECS)
+    });
+    Duration::from_secs(secs)
+}
+
+/// The health gate: init's verdict (every phase ran, every required
+/// service ready) and, where the site runs the stack, the stack's own
+/// report (`stack: ready`: Consul, Vault and Nomad bootstrapped).
+fn health(init: &Client, stack_status: Option<&Path>) -> Gate {
+    match init.list() {
+        Ok(list) if list.ready => {}
+        Ok(list) if list.degraded.is_empty() => {
+            return Gate::NotYet("not every service is ready yet".into())
+        }
+        Ok(list) => return Gate::NotYet(list.degraded.join("; ")),
+        Err(e) => return Gate::NotYet(format!("asking init: {e}")),
+    }
+    let Some(path) = stack_status else {
+        return Gate::Ready;
+    };
+    match kindling_stack::status::read(path) {
+        Ok(stack) if stack.state == OverallState::Ready => Gate::Ready,
+        Ok(stack) => Gate::NotYet(format!("stack: {:?}", stack.state).to_lowercase()),
+        Err(e) => Gate::NotYet(format!("stack: no report yet ({e})")),
+    }
+}
+
+/// When the site cannot be read: `[update] gate_timeout`'s default.
+const DEFAULT_GATE_TIMEOUT_SECS: u64 = 600;
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let run_dir = std::env::var_os("KINDLING_RUN_DIR")
@@ -55,21 +93,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/lib/kindling"));
     let init = Client::new(DEFAULT_SOCKET).with_timeout(Duration::from_secs(5));
-    let mut status = agent::run_boot(
-        &paths,
-        Duration::from_secs(args.gate_timeout),
-        || match init.list() {
-            Ok(list) if list.ready => Gate::Ready,
-            Ok(list) if list.degraded.is_empty() => {
-                Gate::NotYet("not every service is ready yet".into())
-            }
-            Ok(list) => Gate::NotYet(list.degraded.join("; ")),
-            Err(e) => Gate::NotYet(format!("asking init: {e}")),
-        },
-    );
+    let site_json = kindling_site::effective::in_run_dir(&run_dir);
+    let site = kindling_site::effective::load(&site_json).ok();
+    let stack_status = run_dir.join("status").join("stack.json");
+    let stack_enabled = site.as_ref().is_some_and(|s| s.stack.any_enabled());
+    let boot = agent::run_boot(&paths, gate_timeout(&args, site.as_ref()), || {
+        health(&init, stack_enabled.then_some(stack_status.as_path()))
+    });
+    let mut status = boot.status;
+    if let Some(why) = boot.reboot {
+        eprintln!("update: {why}");
+        if let Err(e) = init.reboot(&format!("update agent: {why}")) {
+            eprintln!("update: init did not reboot: {e}");
+        }
+    }
     let spool_dir = state_dir.join(spool::SPOOL_DIR);
     let trust_dir = Path::new(TRUST_DIR);
-    let site_json = kindling_site::effective::in_run_dir(&run_dir);
     loop {
         std::thread::sleep(SPOOL_POLL);
         if let Some(upload) = spool::pending(&spool_dir) {

@@ -389,6 +389,13 @@ pub struct StackConfig {
     pub nomad: NomadConfig,
 }
 
+impl StackConfig {
+    /// Consul, Vault or Nomad runs on this appliance.
+    pub fn any_enabled(&self) -> bool {
+        self.consul.enabled || self.vault.enabled || self.nomad.enabled
+    }
+}
+
 fn default_datacenter() -> String {
     "dc1".into()
 }

@@ -47,10 +47,21 @@ pub struct UpdateConfig {
     /// `kindling update poll --apply-now` does not wait for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
+    /// How long an image on trial (just updated, not yet blessed) has to
+    /// pass the health gate (every phase done, every required service
+    /// ready) before the agent gives up on that try and reboots, so the
+    /// firmware tries it again or falls back to the last good image:
+    /// `30s` to `1h`. Also applies to pushed updates.
+    #[serde(default = "default_gate_timeout")]
+    pub gate_timeout: String,
 }
 
 fn default_check_every() -> String {
     "6h".into()
+}
+
+fn default_gate_timeout() -> String {
+    "10m".into()
 }
 
 /// No channel: no polling, today's push-only behaviour.
@@ -62,12 +73,17 @@ impl Default for UpdateConfig {
             requires_blessing_on: None,
             check_every: default_check_every(),
             window: None,
+            gate_timeout: default_gate_timeout(),
         }
     }
 }
 
 /// The shortest and longest check intervals, in seconds.
 pub const CHECK_EVERY_RANGE: std::ops::RangeInclusive<u64> = 60..=30 * 86_400;
+/// The shortest and longest health-gate timeouts, in seconds: under half
+/// a minute not even a healthy appliance is up; over an hour a bad image
+/// keeps the LAN without its services too long.
+pub const GATE_TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 30..=3600;
 
 const MINUTES_PER_DAY: u32 = 24 * 60;
 const MINUTES_PER_WEEK: u32 = 7 * MINUTES_PER_DAY;
@@ -209,6 +225,21 @@ fn parse_time(text: &str, end: bool) -> Result<u32, String> {
 /// `check_every`: `90s`, `30m`, `6h`, `1d` as seconds, within
 /// [`CHECK_EVERY_RANGE`].
 pub fn parse_interval(text: &str) -> Result<u64, String> {
+    parse_seconds(text, CHECK_EVERY_RANGE, "1m to 30d")
+}
+
+/// `gate_timeout`: as [`parse_interval`], within [`GATE_TIMEOUT_RANGE`].
+pub fn parse_gate_timeout(text: &str) -> Result<u64, String> {
+    parse_seconds(text, GATE_TIMEOUT_RANGE, "30s to 1h")
+}
+
+/// A number and a unit (`s`, `m`, `h`, `d`) as seconds within `range`
+/// (`range_text` says it in words for the error).
+fn parse_seconds(
+    text: &str,
+    range: std::ops::RangeInclusive<u64>,
+    range_text: &str,
+) -> Result<u64, String> {
     let bad = || format!("{text:?} is not a number and a unit s, m, h or d (e.g. 6h)");
     let text = text.trim();
     let unit = text.chars().last().ok_or_else(bad)?;
@@ -221,8 +252,8 @@ pub fn parse_interval(text: &str) -> Result<u64, String> {
     };
     let n: u64 = text[..text.len() - 1].parse().map_err(|_| bad())?;
     let secs = n.saturating_mul(scale);
-    if !CHECK_EVERY_RANGE.contains(&secs) {
-        return Err(format!("{text:?} is outside 1m to 30d"));
+    if !range.contains(&secs) {
+        return Err(format!("{text:?} is outside {range_text}"));
     }
     Ok(secs)
 }
@@ -242,6 +273,9 @@ impl UpdateConfig {
         let mut out = Vec::new();
         if let Err(e) = parse_interval(&self.check_every) {
             out.push(("check_every", e));
+        }
+        if let Err(e) = parse_gate_timeout(&self.gate_timeout) {
+            out.push(("gate_timeout", e));
         }
         if let Some(window) = &self.window {
             if let Err(e) = MaintenanceWindow::parse(window) {
@@ -380,7 +414,17 @@ mod tests {
         assert!(parse_interval("30s").unwrap_err().contains("outside"));
         assert!(parse_interval("6 hours").is_err());
         assert!(parse_interval("").is_err());
+        assert_eq!(parse_gate_timeout("30s"), Ok(30));
+        assert_eq!(parse_gate_timeout("1h"), Ok(3600));
+        assert!(parse_gate_timeout("10s").unwrap_err().contains("30s to 1h"));
+        assert!(parse_gate_timeout("2h").unwrap_err().contains("30s to 1h"));
         assert!(UpdateConfig::default().problems().is_empty());
+        let c = UpdateConfig {
+            gate_timeout: "5s".into(),
+            ..Default::default()
+        };
+        let keys: Vec<&str> = c.problems().iter().map(|p| p.0).collect();
+        assert_eq!(keys, ["gate_timeout"]);
         let c = UpdateConfig {
             channel: Some("prod".into()),
             ..Default::default()

@@ -1,7 +1,10 @@
 //! The update agent's boot-time duty: find which slot this boot came from,
 //! notice updates the firmware gave up on (rolled back), wait for the
 //! health gate (every phase done, every required service ready), then
-//! bless the running slot and raise the version floor. What it found is
+//! bless the running slot and raise the version floor. When the gate fails
+//! on an image on trial with a good image to fall back to, it says the
+//! appliance must reboot: systemd-boot then tries the image again or,
+//! with its tries used up, boots the good one. What it found is
 //! written as the `update` status file, so `/v1/status`, `/metrics` and the
 //! CLI show slot, version, floor and the last update result.
 //!
@@ -23,11 +26,27 @@ pub enum Gate {
 /// How often the gate is asked.
 const GATE_POLL: Duration = Duration::from_secs(2);
 
-/// Runs the boot-time duty once and returns the last status written.
-pub fn run_boot(
+/// What the boot-time duty ended with.
+pub struct Boot {
+    /// The last status written.
+    pub status: UpdateStatus,
+    /// Why the appliance must reboot now (a failed try of an image on
+    /// trial); `None`: stay up.
+    pub reboot: Option<String>,
+}
+
+/// Runs the boot-time duty once.
+pub fn run_boot(paths: &AgentPaths, gate_timeout: Duration, gate: impl FnMut() -> Gate) -> Boot {
+    let mut reboot = None;
+    let status = check_boot(paths, gate_timeout, gate, &mut reboot);
+    Boot { status, reboot }
+}
+
+fn check_boot(
     paths: &AgentPaths,
     gate_timeout: Duration,
     mut gate: impl FnMut() -> Gate,
+    reboot: &mut Option<String>,
 ) -> UpdateStatus {
     let mut status = UpdateStatus {
         mode: Mode::NotFromDisk,
@@ -91,6 +110,16 @@ pub fn run_boot(
             Gate::NotYet(why) if Instant::now() >= deadline => {
                 status.mode = Mode::GateFailed;
                 status.detail = format!("not healthy within {} s: {why}", gate_timeout.as_secs());
+                match retry_or_fall_back(&slots, &entry) {
+                    Ok(next) => {
+                        status.state.last_result = Some(format!(
+                            "{} failed its health gate ({why}); {next}",
+                            name.version
+                        ));
+                        *reboot = Some(next);
+                    }
+                    Err(stay) => status.detail = format!("{}; {stay}", status.detail),
+                }
                 save_state(&state_path, &status.state);
                 return publish(paths, status);
             }
@@ -116,6 +145,42 @@ pub fn run_boot(
     }
     save_state(&state_path, &status.state);
     publish(paths, status)
+}
+
+/// After a failed gate: `Ok(what the reboot leads to)` when the running
+/// image is on trial and a blessed image of another version is there to
+/// fall back to, else `Err(why the appliance stays up as it is)`. A
+/// blessed image is never rebooted over a failed gate (it would only
+/// start again), nor is the last image there is.
+fn retry_or_fall_back(slots: &Slots, running: &str) -> Result<String, String> {
+    let running = EntryName::parse(running)
+        .ok_or_else(|| format!("{running} is not a kindling slot; staying up"))?;
+    let Some((left, done)) = running.tries else {
+        return Err(format!(
+            "{} is blessed, a reboot would start it again; staying up degraded",
+            running.version
+        ));
+    };
+    let fallback = slots
+        .entries()
+        .map_err(|e| format!("reading the slots ({e}); staying up"))?
+        .into_iter()
+        .find(|e| e.tries.is_none() && e.version != running.version)
+        .ok_or_else(|| {
+            format!(
+                "no blessed image to fall back to; staying up on {} degraded",
+                running.version
+            )
+        })?;
+    let of = left + done;
+    Ok(if left > 0 {
+        format!("try {done} of {of} failed; rebooting, systemd-boot tries it again ({left} left)")
+    } else {
+        format!(
+            "try {done} of {of} failed, none left; rebooting into {}",
+            fallback.version
+        )
+    })
 }
 
 #[cfg(test)]
@@ -154,7 +219,7 @@ mod tests {
             Some("kindling-2+2-1.efi"),
         );
         let mut asked = 0;
-        let status = run_boot(&paths, Duration::from_secs(60), || {
+        let boot = run_boot(&paths, Duration::from_secs(60), || {
             asked += 1;
             if asked < 2 {
                 Gate::NotYet("stack not ready".into())
@@ -162,6 +227,8 @@ mod tests {
                 Gate::Ready
             }
         });
+        assert!(boot.reboot.is_none());
+        let status = boot.status;
         assert_eq!(status.mode, Mode::Blessed);
         assert_eq!(status.entry.as_deref(), Some("kindling-2.efi"));
         assert!(paths.esp.join("EFI/Linux/kindling-2.efi").is_file());
@@ -181,7 +248,7 @@ mod tests {
     #[test]
     fn the_selected_name_from_before_the_try_was_counted_is_found() {
         let (_dir, paths) = esp(&["kindling-1+2-1.efi"], Some("kindling-1+3-0.efi"));
-        let status = run_boot(&paths, Duration::ZERO, || Gate::Ready);
+        let status = run_boot(&paths, Duration::ZERO, || Gate::Ready).status;
         assert_eq!(status.mode, Mode::Blessed, "{}", status.detail);
         assert_eq!(status.entry.as_deref(), Some("kindling-1.efi"));
         assert!(paths.esp.join("EFI/Linux/kindling-1.efi").is_file());
@@ -193,9 +260,11 @@ mod tests {
             &["kindling-2.efi", "kindling-3+0-3.efi"],
             Some("kindling-2.efi"),
         );
-        let status = run_boot(&paths, Duration::ZERO, || {
+        let boot = run_boot(&paths, Duration::ZERO, || {
             Gate::NotYet("pxe: not ready".into())
         });
+        assert!(boot.reboot.is_none(), "a blessed image is not rebooted");
+        let status = boot.status;
         assert_eq!(status.mode, Mode::GateFailed);
         assert!(
             status.detail.contains("pxe: not ready"),
@@ -214,12 +283,75 @@ mod tests {
     #[test]
     fn boots_without_slots_say_why() {
         let (_dir, paths) = esp(&[], None);
-        let status = run_boot(&paths, Duration::ZERO, || Gate::Ready);
+        let status = run_boot(&paths, Duration::ZERO, || Gate::Ready).status;
         assert_eq!(status.mode, Mode::NotFromDisk);
         let (_dir, paths) = esp(&[], Some("debian.conf"));
         assert_eq!(
-            run_boot(&paths, Duration::ZERO, || Gate::Ready).mode,
+            run_boot(&paths, Duration::ZERO, || Gate::Ready).status.mode,
             Mode::Unavailable
         );
+    }
+
+    fn fail(paths: &AgentPaths) -> Boot {
+        run_boot(paths, Duration::ZERO, || {
+            Gate::NotYet("vault: not ready".into())
+        })
+    }
+
+    #[test]
+    fn a_failed_try_with_tries_left_reboots_to_try_again() {
+        let (_dir, paths) = esp(
+            &["kindling-2.efi", "kindling-3+2-1.efi"],
+            Some("kindling-3+3-0.efi"),
+        );
+        let boot = fail(&paths);
+        assert_eq!(boot.status.mode, Mode::GateFailed);
+        let why = boot.reboot.expect("reboots");
+        assert!(why.contains("try 1 of 3 failed"), "{why}");
+        assert!(why.contains("2 left"), "{why}");
+        let result = boot.status.state.last_result.unwrap();
+        assert!(
+            result.contains("3 failed its health gate (vault: not ready)"),
+            "{result}"
+        );
+        assert!(
+            paths.esp.join("EFI/Linux/kindling-3+2-1.efi").is_file(),
+            "the counter is systemd-boot's to change, not the agent's"
+        );
+        assert!(
+            boot.status.state.floor.is_none(),
+            "a failed try raises no floor"
+        );
+    }
+
+    #[test]
+    fn the_last_failed_try_reboots_into_the_blessed_image() {
+        let (_dir, paths) = esp(
+            &["kindling-2.efi", "kindling-3+0-3.efi"],
+            Some("kindling-3+1-2.efi"),
+        );
+        let why = fail(&paths).reboot.expect("reboots");
+        assert!(why.contains("try 3 of 3 failed, none left"), "{why}");
+        assert!(why.contains("rebooting into 2"), "{why}");
+    }
+
+    #[test]
+    fn with_nothing_to_fall_back_to_it_stays_up_and_says_so() {
+        let (_dir, paths) = esp(&["kindling-3+1-2.efi"], Some("kindling-3+2-1.efi"));
+        let boot = fail(&paths);
+        assert!(boot.reboot.is_none());
+        assert!(
+            boot.status
+                .detail
+                .contains("no blessed image to fall back to"),
+            "{}",
+            boot.status.detail
+        );
+        // Another image that is itself on trial is no fallback either.
+        let (_dir, paths) = esp(
+            &["kindling-2+0-3.efi", "kindling-3+1-2.efi"],
+            Some("kindling-3+2-1.efi"),
+        );
+        assert!(fail(&paths).reboot.is_none());
     }
 }

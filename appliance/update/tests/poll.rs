@@ -292,7 +292,7 @@ fn stale_and_replayed_indexes_are_refused_even_after_a_reboot() {
     assert!(detail.contains("dev #1 is older than #2"), "{detail}");
 
     // After a reboot, the sequence seen is still known (on the ESP).
-    let rebooted = run_boot(&site.paths, Duration::ZERO, || Gate::Ready);
+    let rebooted = run_boot(&site.paths, Duration::ZERO, || Gate::Ready).status;
     assert_eq!(rebooted.state.channel_seen.get("dev"), Some(&2));
     let status = site.check(&config, rebooted, NOW, true);
     let (state, detail) = poll_state(&status);

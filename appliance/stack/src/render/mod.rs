@@ -148,7 +148,7 @@ pub fn render(site: &SiteConfig, layout: &StackLayout) -> Result<RenderedStack, 
     check_site(site)?;
     let st = &site.stack;
     let mut files = Vec::new();
-    if !(st.consul.enabled || st.vault.enabled || st.nomad.enabled) {
+    if !st.any_enabled() {
         return Ok(RenderedStack {
             files,
             services: Vec::new(),

@@ -51,7 +51,7 @@ fn own_tree(path: PathBuf, a: Account, mode: u32) -> Owned {
 pub fn plan(site: &SiteConfig, layout: &StackLayout) -> Vec<Owned> {
     use accounts::{CONSUL, NOMAD, STACK, VAULT};
     let st = &site.stack;
-    if !(st.consul.enabled || st.vault.enabled || st.nomad.enabled) {
+    if !st.any_enabled() {
         return Vec::new();
     }
     let state = layout.state_dir();

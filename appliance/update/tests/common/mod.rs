@@ -32,7 +32,7 @@ pub fn blessed_appliance(dir: &Path, extra: &[&str]) -> (AgentPaths, UpdateStatu
         loader_entry: var,
         status: dir.join("update.json"),
     };
-    let status = run_boot(&paths, Duration::ZERO, || Gate::Ready);
+    let status = run_boot(&paths, Duration::ZERO, || Gate::Ready).status;
     assert_eq!(status.mode, Mode::Blessed);
     (paths, status)
 }
