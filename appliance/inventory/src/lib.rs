@@ -11,7 +11,9 @@
 //! Modules, each depending only on those listed before it: `error`,
 //! `shared_file` (reading and locking the shared files), `policy` (profile precedence),
 //! `transitions` (which event is valid in which state), `grants` (the
-//! enrollment grant's lifecycle, pure), `assignments` (the assignments
+//! enrollment grant's lifecycle, pure), `catalog` (the Consul catalog
+//! listing the API hands the PXE service), `membership` (whether a node is
+//! `joined`, from that listing, pure), `assignments` (the assignments
 //! file), `reprovision` (re-arm requests from the API), `forget` (forget
 //! requests from the API), `inventory` (the
 //! live inventory and `nodes.json`, with each node's grant), `sync` (the
@@ -19,10 +21,12 @@
 //! (lab fixtures, for tests and the `testing` feature only).
 
 pub mod assignments;
+pub mod catalog;
 pub mod error;
 pub mod forget;
 pub mod grants;
 pub mod inventory;
+pub mod membership;
 pub mod node_api;
 pub mod policy;
 pub mod reprovision;
@@ -33,6 +37,7 @@ pub mod testing;
 pub mod transitions;
 
 pub use assignments::{AssignmentRecord, AssignmentStore, AssignmentsState};
+pub use catalog::{CatalogState, CatalogWatch};
 pub use error::InventoryError;
 pub use forget::{ForgetRequest, ForgetStore};
 pub use inventory::{
@@ -40,10 +45,11 @@ pub use inventory::{
     DEFAULT_MAX_DISCOVERED, REPROVISION_EVENT,
 };
 pub use kindling_api::nodes::{
-    AlertKind, Firmware, Grant, GrantState, KvStatus, NodeAlert, NodeEvent, NodeState,
-    ProfileChoice,
+    AlertKind, ConsulMember, FailureKind, Firmware, Grant, GrantState, KvStatus, NodeAlert,
+    NodeEvent, NodeFailure, NodeState, ProfileChoice,
 };
 pub use kindling_site::MacAddr;
+pub use membership::MembershipRules;
 pub use policy::ProfilePolicy;
 pub use reprovision::{Rearm, ReprovisionStore, ReprovisionWatch};
 pub use sync::{AssignmentSync, KvError, SharedAssignments};
