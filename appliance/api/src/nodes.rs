@@ -308,6 +308,31 @@ pub struct NodeRow {
     #[serde(flatten)]
     pub seen: Option<SeenNode>,
     pub assignment: Assignment,
+    /// What the last re-arm revoked: the Consul token the node's old
+    /// install held (null: no re-arm handled yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<TokenRevocation>,
+}
+
+/// A re-arm's revocation of a node's Consul token, as the stack recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TokenRevocation {
+    /// The re-arm request it answers (`ReprovisionReply::generation`).
+    pub generation: u64,
+    /// Unix seconds.
+    pub at: u64,
+    /// The accessor of the Consul token revoked (null: the node had none).
+    #[serde(default)]
+    pub accessor: Option<String>,
+    /// Whether Consul still had it (false: it was gone already).
+    #[serde(default)]
+    pub was_live: bool,
+    /// The accessor of the token made for the next install.
+    #[serde(default)]
+    pub made: Option<String>,
+    /// Why it could not be done (it is retried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `GET /v1/nodes`.
@@ -339,6 +364,8 @@ pub struct AssignReply {
 }
 
 /// The reply to `POST /v1/nodes/MAC/reprovision` (no request body, or `{}`).
+/// The stack then revokes the Consul token the node's old install held and
+/// makes one for the next (shown as the node's `revoked` once done).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ReprovisionReply {
     pub mac: MacAddr,
@@ -384,6 +411,7 @@ mod tests {
             mac: MAC,
             state: None,
             seen: None,
+            revoked: None,
             assignment: Assignment {
                 choice: ProfileChoice::Assigned("prod".into()),
                 stored: Some(Stored::Kv),

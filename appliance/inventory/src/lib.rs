@@ -14,7 +14,8 @@
 //! enrollment grant's lifecycle, pure), `catalog` (the Consul catalog
 //! listing the API hands the PXE service), `membership` (whether a node is
 //! `joined`, from that listing, pure), `assignments` (the assignments
-//! file), `reprovision` (re-arm requests from the API), `forget` (forget
+//! file), `reprovision` (re-arm requests from the API), `revocations` (what
+//! re-arms revoked, from the stack), `forget` (forget
 //! requests from the API), `inventory` (the
 //! live inventory and `nodes.json`, with each node's grant), `sync` (the
 //! Consul KV merge and its engine), `node_api` (the API handlers); `testing`
@@ -30,6 +31,7 @@ pub mod membership;
 pub mod node_api;
 pub mod policy;
 pub mod reprovision;
+pub mod revocations;
 mod shared_file;
 pub mod sync;
 #[cfg(any(test, feature = "testing"))]
@@ -52,6 +54,7 @@ pub use kindling_site::MacAddr;
 pub use membership::MembershipRules;
 pub use policy::ProfilePolicy;
 pub use reprovision::{Rearm, ReprovisionStore, ReprovisionWatch};
+pub use revocations::RevocationStore;
 pub use sync::{AssignmentSync, KvError, SharedAssignments};
 
 use std::path::{Path, PathBuf};
