@@ -604,15 +604,26 @@ mod tests {
             ("nomad", accounts::NOMAD, &[]),
             ("stack", accounts::STACK, &[]),
         ];
-        // The backup service shares the bootstrap's account (it needs the
-        // tokens only that account holds), not its groups.
-        assert_eq!(table.services.len(), want.len() + 1, "{:?}", names(&table));
+        // The backup service and the node-token keeper share the
+        // bootstrap's account (they need the tokens only that account
+        // holds), not its groups.
+        assert_eq!(table.services.len(), want.len() + 2, "{:?}", names(&table));
         let backup = table.get("backup").cloned().unwrap();
         assert_eq!(
             (backup.user, backup.group, backup.groups.clone()),
             (accounts::STACK.uid, accounts::STACK.gid, backup_groups())
         );
         assert!(backup.capabilities.is_empty() && !backup.required);
+        let keeper = table.get("node-tokens").cloned().unwrap();
+        assert_eq!(
+            (keeper.user, keeper.group, keeper.groups.clone()),
+            (
+                accounts::STACK.uid,
+                accounts::STACK.gid,
+                vec![accounts::INVENTORY.gid]
+            )
+        );
+        assert!(keeper.capabilities.is_empty() && !keeper.required);
         for (name, account, caps) in want {
             let Some(s) = table.get(name) else {
                 panic!("no {name} entry");
