@@ -66,11 +66,14 @@ pub fn read_catalog(path: &Path) -> Result<Option<CatalogFile>, InventoryError> 
     crate::shared_file::read_json::<CatalogFile>(path).map(Some)
 }
 
+/// A listing: the index to wait on next, and every node.
+pub type Listing = (u64, Vec<CatalogNode>);
+
 /// Where the catalog comes from.
 pub trait CatalogSource: Send + Sync {
     /// Every node, once the catalog changed after `index` (a blocking query
     /// of at most about `wait`); with the new index.
-    fn list(&self, index: u64, wait: Duration) -> Result<(u64, Vec<CatalogNode>), String>;
+    fn list(&self, index: u64, wait: Duration) -> Result<Listing, String>;
     /// Why there is no catalog to read at all (Consul switched off); the
     /// watcher then removes the file.
     fn not_in_use(&self) -> Option<String> {
@@ -218,11 +221,11 @@ mod tests {
     use std::sync::Mutex;
 
     struct Fake {
-        answers: Mutex<Vec<Result<(u64, Vec<CatalogNode>), String>>>,
+        answers: Mutex<Vec<Result<Listing, String>>>,
     }
 
     impl CatalogSource for Fake {
-        fn list(&self, _index: u64, _wait: Duration) -> Result<(u64, Vec<CatalogNode>), String> {
+        fn list(&self, _index: u64, _wait: Duration) -> Result<Listing, String> {
             self.answers.lock().unwrap().remove(0)
         }
     }

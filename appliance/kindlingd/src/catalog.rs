@@ -8,7 +8,7 @@
 //! Owns only the adapter between the two crates' types and the thread's
 //! start, like `assignments.rs`. Must never log the token.
 
-use kindling_inventory::catalog::{CatalogNode, CatalogSource, CatalogWatcher};
+use kindling_inventory::catalog::{CatalogNode, CatalogSource, CatalogWatcher, Listing};
 use kindling_stack::assignments::AssignmentKv;
 use kindling_stack::StackLayout;
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ struct ConsulCatalog {
 }
 
 impl CatalogSource for ConsulCatalog {
-    fn list(&self, index: u64, wait: Duration) -> Result<(u64, Vec<CatalogNode>), String> {
+    fn list(&self, index: u64, wait: Duration) -> Result<Listing, String> {
         let (index, entries) = self
             .consul
             .catalog_nodes(index, wait)

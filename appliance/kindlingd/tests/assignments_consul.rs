@@ -499,14 +499,9 @@ fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
 
 /// A site node's Consul token, made as the bootstrap's `enrollment` step
 /// makes it (node identity = its hostname; policy `node-<profile>`).
-fn node_token(lab: &Lab, mac: &str) -> kindling_stack::consul::AclToken {
+fn node_token(lab: &Lab, mac: MacAddr) -> kindling_stack::consul::AclToken {
     let site = site();
-    let node = site
-        .nodes
-        .iter()
-        .find(|n| n.mac.to_string() == mac)
-        .cloned()
-        .unwrap();
+    let node = site.nodes.iter().find(|n| n.mac == mac).cloned().unwrap();
     let consul = ConsulApi::new(&lab.layout.consul_local_url(), Some(lab.management.clone()));
     kindling_stack::api::block_on(async move {
         let profile = node.profile.to_string();
@@ -615,7 +610,7 @@ fn the_appliance_decides_joined_from_its_own_consul_catalog() {
 
     // 2. Its own token registers its name, with a prod node's meta: still
     //    installed, and the reason names the wrong key.
-    let token = node_token(&lab, "52:54:00:6b:00:10");
+    let token = node_token(&lab, dev);
     assert_eq!(token_self_status(&lab, &token.secret_id), 200);
     let id = "6f1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b";
     let register = |env: &str| {
