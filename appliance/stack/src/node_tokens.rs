@@ -64,6 +64,17 @@ pub async fn make(
         .await
 }
 
+/// Keeps `token` as `mac`'s, where only that node's Vault login reads it.
+pub async fn record(vault: &VaultApi, mac: &MacAddr, token: &AclToken) -> Result<(), VaultError> {
+    vault
+        .kv_write(
+            KV_MOUNT,
+            &kv_path(mac),
+            &json!({"accessor_id": token.accessor_id, "secret_id": token.secret_id}),
+        )
+        .await
+}
+
 /// What [`replace`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replaced {
@@ -99,13 +110,7 @@ pub async fn replace(
         None => false,
     };
     let token = make(consul_admin, site, node).await?;
-    vault
-        .kv_write(
-            KV_MOUNT,
-            &path,
-            &json!({"accessor_id": token.accessor_id, "secret_id": token.secret_id}),
-        )
-        .await?;
+    record(vault, &node.mac, &token).await?;
     Ok(Some(Replaced {
         revoked: old,
         was_live,

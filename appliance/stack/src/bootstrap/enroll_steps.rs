@@ -170,12 +170,6 @@ async fn ensure_node_consul_token(
         return Ok(false);
     }
     let token = crate::node_tokens::make(consul, &run.opts.site, node).await?;
-    vault
-        .kv_write(
-            KV_MOUNT,
-            &path,
-            &json!({"accessor_id": token.accessor_id, "secret_id": token.secret_id}),
-        )
-        .await?;
+    crate::node_tokens::record(vault, &node.mac, &token).await?;
     Ok(true)
 }
