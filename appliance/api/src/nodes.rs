@@ -23,7 +23,8 @@ pub enum Firmware {
 }
 
 /// Where a node stands in provisioning; it only moves forward, except that a
-/// new PXE boot starts over at `booting`.
+/// new PXE boot starts over at `booting`. `joined` and `left` are the
+/// appliance's own verdict from its Consul catalog, never the node's word.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
@@ -31,11 +32,24 @@ pub enum Firmware {
 pub enum NodeState {
     Discovered,
     Booting,
+    /// The node reported its install finished; it is not (or not yet) in
+    /// the appliance's Consul catalog with the expected node metadata
+    /// (`reason` says which).
     Installed,
+    /// In the appliance's Consul catalog under the name the site gives it,
+    /// with its profile's node metadata (`consul` has its node ID).
     Joined,
+    /// Was joined, and is no longer in the catalog as expected (it left,
+    /// was reaped, or its metadata changed; `reason` says which). Back to
+    /// `joined` when it is seen again.
+    Left,
 }
 
-/// One phone-home event (`booted`, `nocloud`, `installed`, `joined`).
+/// One phone-home event (`booted`, `nocloud`, `installed`, `joined`,
+/// `failed`, `grant-unwrap-failed`), or one the appliance recorded itself
+/// (`reprovision`, `catalog-joined`, `catalog-left`). A node's `joined` is
+/// a claim: the appliance decides from its own Consul catalog. `failed`
+/// carries `step` and `error` (the node agent's step that failed and why).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeEvent {
     /// Unix seconds.
@@ -138,6 +152,65 @@ pub struct SeenNode {
     /// What needs an operator's eye, one per kind, newest facts kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<NodeAlert>,
+    /// Why the node is in its state and not further along (e.g. `installed`:
+    /// "says joined, but is not in the appliance's Consul catalog as …").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The node as the appliance's Consul catalog last showed it (kept after
+    /// it left, with `left_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consul: Option<ConsulMember>,
+    /// The last failure of this provisioning cycle: a grant that expired or
+    /// was used already, or the node agent failing at a step. Cleared by a
+    /// re-arm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<NodeFailure>,
+}
+
+/// A node as the appliance's Consul catalog shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConsulMember {
+    /// The catalog's node name (the hostname the site gives the MAC).
+    pub node: String,
+    /// Consul's node ID (a UUID the node's agent made).
+    pub id: String,
+    #[serde(default)]
+    pub address: String,
+    /// When the appliance first saw it joined in this cycle (Unix seconds).
+    pub joined_at: u64,
+    /// When it was last seen in the catalog as expected (Unix seconds).
+    pub seen_at: u64,
+    /// When the appliance saw it gone (Unix seconds); null while joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_at: Option<u64>,
+}
+
+/// What failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// The grant was not redeemed within its life.
+    GrantExpired,
+    /// User-data was asked for again after the cycle's grant was minted.
+    GrantAlreadyUsed,
+    /// The grant was unwrapped by someone other than the node.
+    GrantUsedElsewhere,
+    /// The node agent reported a step failing (`{"event": "failed", "step":
+    /// …, "error": …}`).
+    AgentFailed,
+}
+
+/// A node's last failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeFailure {
+    pub kind: FailureKind,
+    /// Unix seconds.
+    pub at: u64,
+    /// The node agent's step that failed (`agent-failed` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The last error, as the node or the appliance said it.
+    pub error: String,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -235,6 +308,31 @@ pub struct NodeRow {
     #[serde(flatten)]
     pub seen: Option<SeenNode>,
     pub assignment: Assignment,
+    /// What the last re-arm revoked: the Consul token the node's old
+    /// install held (null: no re-arm handled yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<TokenRevocation>,
+}
+
+/// A re-arm's revocation of a node's Consul token, as the stack recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TokenRevocation {
+    /// The re-arm request it answers (`ReprovisionReply::generation`).
+    pub generation: u64,
+    /// Unix seconds.
+    pub at: u64,
+    /// The accessor of the Consul token revoked (null: the node had none).
+    #[serde(default)]
+    pub accessor: Option<String>,
+    /// Whether Consul still had it (false: it was gone already).
+    #[serde(default)]
+    pub was_live: bool,
+    /// The accessor of the token made for the next install.
+    #[serde(default)]
+    pub made: Option<String>,
+    /// Why it could not be done (it is retried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `GET /v1/nodes`.
@@ -266,6 +364,8 @@ pub struct AssignReply {
 }
 
 /// The reply to `POST /v1/nodes/MAC/reprovision` (no request body, or `{}`).
+/// The stack then revokes the Consul token the node's old install held and
+/// makes one for the next (shown as the node's `revoked` once done).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ReprovisionReply {
     pub mac: MacAddr,
@@ -311,6 +411,7 @@ mod tests {
             mac: MAC,
             state: None,
             seen: None,
+            revoked: None,
             assignment: Assignment {
                 choice: ProfileChoice::Assigned("prod".into()),
                 stored: Some(Stored::Kv),
@@ -338,6 +439,9 @@ mod tests {
                 grant: None,
                 rearmed: 0,
                 alerts: vec![],
+                reason: None,
+                consul: None,
+                failure: None,
             }),
             assignment: Assignment {
                 choice: ProfileChoice::Menu,

@@ -9,13 +9,14 @@
 //! talks to the network.
 
 mod node_grants;
+mod node_membership;
 
 pub use node_grants::{Claim, ClaimRequest, IssuedGrant, MINT_DEADLINE_SECS, REPROVISION_EVENT};
 
 use crate::assignments::AssignmentStore;
 use crate::error::InventoryError;
 use crate::policy::{node_facts, ProfilePolicy};
-use crate::transitions::{next_state, TransitionError};
+use crate::transitions::{next_state, TransitionError, FAILED, JOINED};
 use kindling_api::nodes::{Firmware, NodeEvent, NodeState, ProfileChoice, SeenNode};
 use kindling_atomic_write::write_atomic;
 use kindling_site::{MacAddr, NodeFacts};
@@ -100,6 +101,8 @@ struct Nodes {
     dirty: bool,
     /// The cap on discovered-only records (`discovered`).
     discovered: discovered::DiscoveredCap,
+    /// The catalog and rules `joined` is decided by (`node_membership`).
+    membership: node_membership::Membership,
 }
 
 /// The PXE service's live inventory.
@@ -144,6 +147,7 @@ impl Inventory {
                 discovered: discovered::DiscoveredCap::from_records(&map),
                 map,
                 dirty: false,
+                membership: node_membership::Membership::default(),
             }),
             nodes_path,
             assignments: AssignmentStore::new(crate::assignments_file(state_dir)),
@@ -251,6 +255,9 @@ impl Inventory {
                 grant: None,
                 rearmed: 0,
                 alerts: Vec::new(),
+                reason: None,
+                consul: None,
+                failure: None,
             },
         });
         record.seen.last_seen = now;
@@ -291,12 +298,16 @@ impl Inventory {
                 r.state = NodeState::Booting;
                 r.seen.state_changed = now;
             }
+            // Reasons explain installed, joined and left only.
+            r.seen.reason = None;
         });
     }
 
     /// A phone-home event, accepted only as a valid transition from the
     /// node's current state (the table is `transitions::EVENT_RULES`); a
-    /// refused event changes nothing.
+    /// refused event changes nothing. `failed` records the node's failure;
+    /// after `installed` and `joined` the node is judged against the
+    /// catalog (`joined` itself is only a claim). Returns the state after.
     pub fn record_event(
         &self,
         mac: MacAddr,
@@ -317,6 +328,9 @@ impl Inventory {
                 r.state = target;
                 r.seen.state_changed = now;
             }
+            if event == FAILED {
+                node_membership::agent_failed(r, &detail, now);
+            }
             state = r.state;
             push_event(
                 r,
@@ -327,6 +341,11 @@ impl Inventory {
                 },
             );
         });
+        if event == JOINED || state == NodeState::Installed {
+            let mut nodes = lock(&self.nodes);
+            Self::judge_one(&mut nodes, mac, now);
+            state = nodes.map.get(&mac).map_or(state, |r| r.state);
+        }
         Ok(state)
     }
 
@@ -338,12 +357,12 @@ impl Inventory {
         lock(&self.nodes).map.get(mac).cloned()
     }
 
-    /// For an installed (or joined) node, the profile it was last served;
+    /// For an installed (or joined, or left) node, the profile it was last served;
     /// `None` for any other node. Cheap: asked on every DHCP packet.
     pub fn installed(&self, mac: &MacAddr) -> Option<InstalledNode> {
         let nodes = lock(&self.nodes);
         let record = nodes.map.get(mac)?;
-        matches!(record.state, NodeState::Installed | NodeState::Joined).then(|| InstalledNode {
+        (record.state >= NodeState::Installed).then(|| InstalledNode {
             profile: record.seen.profile.clone(),
             rearmed: record.seen.rearmed,
         })
@@ -449,8 +468,10 @@ mod tests {
         assert_eq!(
             inv.record_event(DEV, "joined", serde_json::Value::Null, 5)
                 .unwrap(),
-            NodeState::Joined
+            NodeState::Installed,
+            "the node's own `joined` is a claim: no catalog, not joined"
         );
+        assert!(inv.node(&DEV).unwrap().seen.reason.is_some());
         assert!(inv
             .record_event(DEV, "exploded", serde_json::Value::Null, 6)
             .is_err());
@@ -479,7 +500,7 @@ mod tests {
         assert_eq!(inv.installed(&DEV), installed);
         inv.record_event(DEV, "joined", serde_json::Value::Null, 4)
             .unwrap();
-        assert_eq!(inv.installed(&DEV), installed, "joined is installed too");
+        assert_eq!(inv.installed(&DEV), installed, "a claim changes nothing");
 
         assert_eq!(inv.apply_rearm(DEV, 1, 5), Some(None));
         assert_eq!(inv.installed(&DEV), None, "re-armed: install again");

@@ -11,21 +11,27 @@
 //! Modules, each depending only on those listed before it: `error`,
 //! `shared_file` (reading and locking the shared files), `policy` (profile precedence),
 //! `transitions` (which event is valid in which state), `grants` (the
-//! enrollment grant's lifecycle, pure), `assignments` (the assignments
-//! file), `reprovision` (re-arm requests from the API), `forget` (forget
+//! enrollment grant's lifecycle, pure), `catalog` (the Consul catalog
+//! listing the API hands the PXE service), `membership` (whether a node is
+//! `joined`, from that listing, pure), `assignments` (the assignments
+//! file), `reprovision` (re-arm requests from the API), `revocations` (what
+//! re-arms revoked, from the stack), `forget` (forget
 //! requests from the API), `inventory` (the
 //! live inventory and `nodes.json`, with each node's grant), `sync` (the
 //! Consul KV merge and its engine), `node_api` (the API handlers); `testing`
 //! (lab fixtures, for tests and the `testing` feature only).
 
 pub mod assignments;
+pub mod catalog;
 pub mod error;
 pub mod forget;
 pub mod grants;
 pub mod inventory;
+pub mod membership;
 pub mod node_api;
 pub mod policy;
 pub mod reprovision;
+pub mod revocations;
 mod shared_file;
 pub mod sync;
 #[cfg(any(test, feature = "testing"))]
@@ -33,6 +39,7 @@ pub mod testing;
 pub mod transitions;
 
 pub use assignments::{AssignmentRecord, AssignmentStore, AssignmentsState};
+pub use catalog::{CatalogState, CatalogWatch};
 pub use error::InventoryError;
 pub use forget::{ForgetRequest, ForgetStore};
 pub use inventory::{
@@ -40,12 +47,14 @@ pub use inventory::{
     DEFAULT_MAX_DISCOVERED, REPROVISION_EVENT,
 };
 pub use kindling_api::nodes::{
-    AlertKind, Firmware, Grant, GrantState, KvStatus, NodeAlert, NodeEvent, NodeState,
-    ProfileChoice,
+    AlertKind, ConsulMember, FailureKind, Firmware, Grant, GrantState, KvStatus, NodeAlert,
+    NodeEvent, NodeFailure, NodeState, ProfileChoice,
 };
 pub use kindling_site::MacAddr;
+pub use membership::MembershipRules;
 pub use policy::ProfilePolicy;
 pub use reprovision::{Rearm, ReprovisionStore, ReprovisionWatch};
+pub use revocations::RevocationStore;
 pub use sync::{AssignmentSync, KvError, SharedAssignments};
 
 use std::path::{Path, PathBuf};

@@ -17,6 +17,7 @@ use crate::forget::ForgetStore;
 use crate::inventory::read_nodes;
 use crate::policy::{node_facts, ProfilePolicy};
 use crate::reprovision::ReprovisionStore;
+use crate::revocations::RevocationStore;
 use crate::sync::AssignmentSync;
 use kindling_api::nodes::{
     AssignReply, AssignRequest, Assignment, ForgetReply, KvStatus, NodeList, NodeRow,
@@ -119,12 +120,18 @@ pub fn list(site: &SiteConfig, state_dir: &Path) -> Result<NodeList, NodeApiErro
     let state = store.load_state().map_err(NodeApiError::LoadAssignments)?;
     let assignments = state.effective();
     let seen = read_nodes(&crate::nodes_file(state_dir)).map_err(NodeApiError::LoadNodes)?;
+    // What re-arms revoked is shown, never needed: an unreadable record
+    // hides it rather than the inventory.
+    let mut revoked = RevocationStore::in_state_dir(state_dir)
+        .load()
+        .unwrap_or_default();
     let mut rows: BTreeMap<MacAddr, NodeRow> = BTreeMap::new();
     for node in seen {
         let facts = node_facts(node.mac, node.seen.arch, node.seen.firmware);
         let row = NodeRow {
             mac: node.mac,
             state: Some(node.state),
+            revoked: revoked.remove(&node.mac),
             seen: Some(node.seen),
             assignment: assignment(&policy, &state, &assignments, &facts),
         };
@@ -141,6 +148,7 @@ pub fn list(site: &SiteConfig, state_dir: &Path) -> Result<NodeList, NodeApiErro
             mac,
             state: None,
             seen: None,
+            revoked: revoked.remove(&mac),
             assignment: assignment(&policy, &state, &assignments, &NodeFacts::mac_only(mac)),
         });
     }

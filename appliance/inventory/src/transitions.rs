@@ -4,9 +4,11 @@
 //! Pure. A new event is one row here (and its handling, if any, where the
 //! event is received). Moving a node back to `booting` is not an event: only
 //! the appliance's own observation of a new PXE boot (the lease holder
-//! fetching its iPXE script) starts a new cycle.
+//! fetching its iPXE script) starts a new cycle. Nor is `joined`: a node's
+//! own `joined` is recorded as a claim, and only the appliance's Consul
+//! catalog moves it there (`membership`).
 
-use kindling_api::nodes::NodeState::{self, Booting, Discovered, Installed, Joined};
+use kindling_api::nodes::NodeState::{self, Booting, Discovered, Installed, Joined, Left};
 
 /// One event's rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,10 +42,19 @@ pub const EVENT_RULES: &[EventRule] = &[
         from: &[Booting, Installed],
         to: Some(Installed),
     },
+    // A claim only: the appliance checks its own Consul catalog
+    // (`membership::judge`) and records why the node is not joined yet.
     EventRule {
-        event: "joined",
-        from: &[Installed, Joined],
-        to: Some(Joined),
+        event: JOINED,
+        from: &[Installed, Joined, Left],
+        to: None,
+    },
+    // The node agent failed at a step (`step`, `error`): recorded as the
+    // node's failure, no state change.
+    EventRule {
+        event: FAILED,
+        from: &[Booting, Installed, Joined, Left],
+        to: None,
     },
     // The node could not unwrap its grant (already unwrapped, or expired):
     // no state change; the appliance looks the grant up at once.
@@ -56,6 +67,12 @@ pub const EVENT_RULES: &[EventRule] = &[
 
 /// The event a node sends when unwrapping its grant failed.
 pub const GRANT_UNWRAP_FAILED: &str = "grant-unwrap-failed";
+
+/// The node's claim that it joined (checked against the catalog).
+pub const JOINED: &str = "joined";
+
+/// The node agent's report of a failed step.
+pub const FAILED: &str = "failed";
 
 /// Why an event was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +104,7 @@ pub fn state_name(state: NodeState) -> &'static str {
         Booting => "booting",
         Installed => "installed",
         Joined => "joined",
+        Left => "left",
     }
 }
 
@@ -125,23 +143,34 @@ mod tests {
             (Discovered, "booted", Some(Booting)),
             (Discovered, "nocloud", Some(Booting)),
             (Discovered, "installed", None),
-            (Discovered, "joined", None),
+            (Discovered, JOINED, None),
+            (Discovered, FAILED, None),
             (Discovered, GRANT_UNWRAP_FAILED, None),
             (Booting, "booted", Some(Booting)),
             (Booting, "nocloud", Some(Booting)),
             (Booting, "installed", Some(Installed)),
-            (Booting, "joined", None),
+            (Booting, JOINED, None),
+            (Booting, FAILED, Some(Booting)),
             (Booting, GRANT_UNWRAP_FAILED, Some(Booting)),
             (Installed, "booted", None),
             (Installed, "nocloud", None),
             (Installed, "installed", Some(Installed)),
-            (Installed, "joined", Some(Joined)),
+            // A claim: the state stays until the catalog shows the node.
+            (Installed, JOINED, Some(Installed)),
+            (Installed, FAILED, Some(Installed)),
             (Installed, GRANT_UNWRAP_FAILED, Some(Installed)),
             (Joined, "booted", None),
             (Joined, "nocloud", None),
             (Joined, "installed", None),
-            (Joined, "joined", Some(Joined)),
+            (Joined, JOINED, Some(Joined)),
+            (Joined, FAILED, Some(Joined)),
             (Joined, GRANT_UNWRAP_FAILED, None),
+            (Left, "booted", None),
+            (Left, "nocloud", None),
+            (Left, "installed", None),
+            (Left, JOINED, Some(Left)),
+            (Left, FAILED, Some(Left)),
+            (Left, GRANT_UNWRAP_FAILED, None),
         ];
         for (state, event, want) in cases {
             assert_eq!(
@@ -153,9 +182,22 @@ mod tests {
         }
         assert_eq!(
             cases.len(),
-            4 * EVENT_RULES.len(),
+            5 * EVENT_RULES.len(),
             "every state × event is listed"
         );
+    }
+
+    #[test]
+    fn no_event_makes_a_node_joined() {
+        for rule in EVENT_RULES {
+            assert_ne!(
+                rule.to,
+                Some(Joined),
+                "{} would believe the node",
+                rule.event
+            );
+            assert_ne!(rule.to, Some(Left), "{}", rule.event);
+        }
     }
 
     #[test]
@@ -185,7 +227,8 @@ mod tests {
         let e = next_state(Booting, "exploded").unwrap_err();
         assert!(matches!(e, TransitionError::UnknownEvent(_)));
         assert!(
-            e.to_string().contains("booted, nocloud, installed, joined"),
+            e.to_string()
+                .contains("booted, nocloud, installed, joined, failed"),
             "{e}"
         );
     }

@@ -123,7 +123,7 @@ impl SharedAssignments for ConsulAssignments {
 
 /// Consul's HTTP address: the appliance's loopback listener, or
 /// `$KINDLING_CONSUL_URL` (tests run Consul on a free port).
-fn consul_url() -> String {
+pub fn consul_url() -> String {
     std::env::var("KINDLING_CONSUL_URL")
         .unwrap_or_else(|_| StackLayout::appliance().consul_local_url())
 }

@@ -6,11 +6,13 @@ use std::process::ExitCode;
 mod api;
 mod assignments;
 mod backup;
+mod catalog;
 mod config;
 mod console;
 mod dashboard;
 mod enroll;
 mod net;
+mod node_tokens;
 mod ntp;
 mod ownership;
 mod pxe;
@@ -48,6 +50,8 @@ enum Role {
     Update(update::Args),
     /// The backup service: scheduled and requested encrypted backups.
     Backup(backup::Args),
+    /// Revokes a re-armed node's Consul token and makes its next one.
+    NodeTokens(node_tokens::Args),
 }
 
 impl Role {
@@ -61,6 +65,7 @@ impl Role {
             Role::Dashboard(_) => "dashboard",
             Role::Update(_) => "update",
             Role::Backup(_) => "backup",
+            Role::NodeTokens(_) => "node-tokens",
         }
     }
 }
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         Role::Dashboard(args) => dashboard::run(args),
         Role::Update(args) => update::run(args),
         Role::Backup(args) => backup::run(args),
+        Role::NodeTokens(args) => node_tokens::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

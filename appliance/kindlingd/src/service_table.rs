@@ -233,10 +233,34 @@ fn backup_groups() -> Vec<u32> {
     ]
 }
 
+/// The node-token keeper, when the site runs Consul and Vault (where site
+/// nodes get Consul tokens): as kl-stack, which already holds the tokens a
+/// revocation needs, so no other account gains them. Its one extra group
+/// is inventory's (re-arm requests in, what it revoked out). No
+/// capability; not required (the re-arm itself does not wait for it).
+fn node_tokens(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
+    let stack = &site.stack;
+    if !(stack.vault.enabled && stack.consul.enabled) || inputs.stack.is_empty() {
+        return None;
+    }
+    let mut spec = kindlingd_role(
+        inputs,
+        "node-tokens",
+        "node-tokens",
+        accounts::STACK,
+        &[],
+        &[],
+        Phase::Services,
+    );
+    spec.groups = vec![accounts::INVENTORY.gid];
+    spec.required = false;
+    Some(spec)
+}
+
 /// kindling's own children, in table order; each decides from the site and
 /// the inputs whether it runs. The stack's entries follow them.
 const SERVICES: &[fn(&SiteConfig, &BootInputs) -> Option<ServiceSpec>] =
-    &[net, pxe, api, dashboard, ntp, update, backup];
+    &[net, pxe, api, dashboard, ntp, update, backup, node_tokens];
 
 /// The full table for `site` and this boot's `inputs`.
 pub fn build(site: &SiteConfig, inputs: &BootInputs) -> ServiceTable {
@@ -460,6 +484,7 @@ mod tests {
                     "api",
                     "dashboard",
                     "backup",
+                    "node-tokens",
                     "consul",
                     "vault",
                     "stack",
@@ -478,6 +503,7 @@ mod tests {
                     "api",
                     "dashboard",
                     "backup",
+                    "node-tokens",
                     "consul",
                     "vault",
                     "nomad",
@@ -578,15 +604,26 @@ mod tests {
             ("nomad", accounts::NOMAD, &[]),
             ("stack", accounts::STACK, &[]),
         ];
-        // The backup service shares the bootstrap's account (it needs the
-        // tokens only that account holds), not its groups.
-        assert_eq!(table.services.len(), want.len() + 1, "{:?}", names(&table));
+        // The backup service and the node-token keeper share the
+        // bootstrap's account (they need the tokens only that account
+        // holds), not its groups.
+        assert_eq!(table.services.len(), want.len() + 2, "{:?}", names(&table));
         let backup = table.get("backup").cloned().unwrap();
         assert_eq!(
             (backup.user, backup.group, backup.groups.clone()),
             (accounts::STACK.uid, accounts::STACK.gid, backup_groups())
         );
         assert!(backup.capabilities.is_empty() && !backup.required);
+        let keeper = table.get("node-tokens").cloned().unwrap();
+        assert_eq!(
+            (keeper.user, keeper.group, keeper.groups.clone()),
+            (
+                accounts::STACK.uid,
+                accounts::STACK.gid,
+                vec![accounts::INVENTORY.gid]
+            )
+        );
+        assert!(keeper.capabilities.is_empty() && !keeper.required);
         for (name, account, caps) in want {
             let Some(s) = table.get(name) else {
                 panic!("no {name} entry");
@@ -658,6 +695,7 @@ mod tests {
                 "api",
                 "dashboard",
                 "backup",
+                "node-tokens",
                 "consul",
                 "vault",
                 "stack"

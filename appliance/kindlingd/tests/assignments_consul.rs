@@ -1,10 +1,17 @@
-//! Runtime MAC → profile assignments between `kindlingd api`, the real
-//! Consul 1.8.7 (ACLs on, default deny, as the stack renders it) and the PXE
-//! service's inventory (opened in this process on the same data dir, the way
-//! `kindlingd pxe` reads it). One Consul for the whole scenario, in order:
-//! assign through the API → in KV; `consul kv put` → the inventory follows
-//! within seconds; bad KV entries refused, reported, last good kept; Consul
-//! down → assignments kept locally, pushed once it is back.
+//! `kindlingd api`'s two Consul jobs against the real Consul 1.8.7 (ACLs
+//! on, default deny, as the stack renders it), with the PXE service's
+//! inventory opened in this process on the same data dir, the way
+//! `kindlingd pxe` reads it. One Consul per scenario.
+//!
+//! Runtime MAC → profile assignments, in order: assign through the API → in
+//! KV; `consul kv put` → the inventory follows within seconds; bad KV
+//! entries refused, reported, last good kept; Consul down → assignments
+//! kept locally, pushed once it is back.
+//!
+//! The catalog check: a node that says `joined` stays `installed` with the
+//! reason until its own Consul token registers it with its profile's node
+//! meta; wrong meta is named; deregistered it is `left`; a re-arm's token
+//! replacement makes the old token fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -172,17 +179,24 @@ fn assigned(p: &str) -> ProfileChoice {
     ProfileChoice::Assigned(p.into())
 }
 
-#[test]
-fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
-    let Some(tools) = tools() else { return };
+/// A data dir with Consul running as the stack renders it (ACLs on),
+/// bootstrapped the way the stack bootstrap does it for the API: the
+/// management token, and the API's least-privilege token with its copy on
+/// the data partition. The API's token, and how long Consul took.
+fn lab_with_consul(prefix: &str) -> Option<(Lab, String, Duration)> {
+    let tools = tools()?;
     let started = Instant::now();
     let site = site();
-    let dir = tempfile::Builder::new().prefix("kd-kv-").tempdir().unwrap();
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(tools.join("consul"), bin.join("consul")).unwrap();
-    let mut seed = u64::from(std::process::id()) ^ started.elapsed().as_nanos() as u64;
+    let mut seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
     let mut port = || free_port(&mut seed);
     let layout = StackLayout {
         config_dir: root.join("run/kindling/stack"),
@@ -233,38 +247,72 @@ fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
     kindling_stack::secrets::SecretStore::new(&lab.layout.state_dir())
         .write_consul_assignments_token(&sync_token)
         .unwrap();
-    let after_consul = started.elapsed();
+    Some((lab, sync_token, started.elapsed()))
+}
+
+impl Lab {
+    /// site.json for the API, and `kindlingd api` itself on a free port
+    /// (with its assignment sync and catalog check); its address.
+    fn start_api(&self) -> (Proc, String) {
+        let root = self.dir.path();
+        std::fs::create_dir_all(self.run_dir()).unwrap();
+        std::fs::write(
+            self.run_dir().join("site.json"),
+            serde_json::to_vec(&site()).unwrap(),
+        )
+        .unwrap();
+        issue_api_certificate(&self.layout.data_dir, &self.run_dir());
+        let api_port = common::free_port();
+        let api_log_file = std::fs::File::create(root.join("api.log")).unwrap();
+        let api = Proc(
+            Command::new(KINDLINGD)
+                .args(["api", "--listen", &format!("127.0.0.1:{api_port}")])
+                .env("KINDLING_RUN_DIR", self.run_dir())
+                .env("KINDLING_STATE_DIR", &self.layout.data_dir)
+                .env("KINDLING_SITE_JSON", self.run_dir().join("site.json"))
+                .env("KINDLING_CONSUL_URL", self.layout.consul_local_url())
+                .stdout(api_log_file.try_clone().unwrap())
+                .stderr(api_log_file)
+                .spawn()
+                .unwrap(),
+        );
+        within(Duration::from_secs(10), "the API listens", || {
+            std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok()
+        });
+        (api, format!("127.0.0.1:{api_port}"))
+    }
+
+    fn api_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("api.log")).unwrap_or_default()
+    }
+
+    /// The PXE service's view of the same data partition.
+    fn pxe_settings(&self) -> PxeSettings {
+        PxeSettings::from_site(
+            &site(),
+            PxePaths {
+                state_dir: self.layout.data_dir.clone(),
+                ..PxePaths::default()
+            },
+        )
+        .unwrap()
+    }
+}
+
+#[test]
+fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
+    let started = Instant::now();
+    let Some((lab, sync_token, after_consul)) = lab_with_consul("kd-kv-") else {
+        return;
+    };
+    let mut lab = lab;
+    let root = lab.dir.path().to_path_buf();
 
     // The token writes assignments and nothing else.
     let (ok, out) = lab.consul_cli_as(&sync_token, &["kv", "put", "kindling/profiles/x", "y"]);
     assert!(!ok && out.contains("403"), "{out}");
 
-    // The appliance: site.json for the API, the API itself.
-    std::fs::create_dir_all(lab.run_dir()).unwrap();
-    std::fs::write(
-        lab.run_dir().join("site.json"),
-        serde_json::to_vec(&site).unwrap(),
-    )
-    .unwrap();
-    issue_api_certificate(&lab.layout.data_dir, &lab.run_dir());
-    let api_port = common::free_port();
-    let api_log_file = std::fs::File::create(root.join("api.log")).unwrap();
-    let api = Proc(
-        Command::new(KINDLINGD)
-            .args(["api", "--listen", &format!("127.0.0.1:{api_port}")])
-            .env("KINDLING_RUN_DIR", lab.run_dir())
-            .env("KINDLING_STATE_DIR", &lab.layout.data_dir)
-            .env("KINDLING_SITE_JSON", lab.run_dir().join("site.json"))
-            .env("KINDLING_CONSUL_URL", lab.layout.consul_local_url())
-            .stdout(api_log_file.try_clone().unwrap())
-            .stderr(api_log_file)
-            .spawn()
-            .unwrap(),
-    );
-    let addr = format!("127.0.0.1:{api_port}");
-    within(Duration::from_secs(10), "the API listens", || {
-        std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok()
-    });
+    let (api, addr) = lab.start_api();
     let admin = client(&addr, &lab.run_dir(), Some(lab_tokens().admin));
     let api_log = || std::fs::read_to_string(root.join("api.log")).unwrap_or_default();
     let put = |m: &str, body: &str| {
@@ -277,14 +325,7 @@ fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
     };
 
     // The PXE service's view of the same data partition.
-    let settings = PxeSettings::from_site(
-        &site,
-        PxePaths {
-            state_dir: lab.layout.data_dir.clone(),
-            ..PxePaths::default()
-        },
-    )
-    .unwrap();
+    let settings = lab.pxe_settings();
     let (inventory, _) = Inventory::open(&settings.paths.state_dir, settings.profile_policy());
 
     // 1. Assigned through the API while Consul is up: in KV and in force.
@@ -453,5 +494,225 @@ fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
     if std::env::var_os("KD_SHOW_API_LOG").is_some() {
         eprintln!("{}", api_log());
     }
+    drop(api);
+}
+
+/// A site node's Consul token, made as the bootstrap's `enrollment` step
+/// makes it (node identity = its hostname; policy `node-<profile>`).
+fn node_token(lab: &Lab, mac: MacAddr) -> kindling_stack::consul::AclToken {
+    let site = site();
+    let node = site.nodes.iter().find(|n| n.mac == mac).cloned().unwrap();
+    let consul = ConsulApi::new(&lab.layout.consul_local_url(), Some(lab.management.clone()));
+    kindling_stack::api::block_on(async move {
+        let profile = node.profile.to_string();
+        consul
+            .upsert_policy(
+                &format!("node-{profile}"),
+                &kindling_stack::bootstrap::policies::consul_node_rules(&profile),
+                "test",
+            )
+            .await?;
+        kindling_stack::node_tokens::make(&consul, &site, &node).await
+    })
+    .unwrap()
+    .unwrap()
+}
+
+/// One request to Consul's HTTP API with `token` (a PUT when there is a
+/// body); the status and the text.
+fn consul_http(
+    lab: &Lab,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{}/v1/{path}", lab.layout.consul_local_url());
+    let mut answer = match body {
+        Some(b) => agent
+            .put(&url)
+            .header("X-Consul-Token", token)
+            .send(b.to_string()),
+        None => agent.get(&url).header("X-Consul-Token", token).call(),
+    }
+    .unwrap();
+    let text = answer.body_mut().read_to_string().unwrap_or_default();
+    (answer.status().as_u16(), text)
+}
+
+/// `PUT /v1/catalog/register` (or deregister) with `token`.
+fn catalog_put(lab: &Lab, token: &str, what: &str, body: serde_json::Value) -> (u16, String) {
+    consul_http(lab, &format!("catalog/{what}"), token, Some(body))
+}
+
+fn token_self_status(lab: &Lab, token: &str) -> u16 {
+    consul_http(lab, "acl/token/self", token, None).0
+}
+
+#[test]
+fn the_appliance_decides_joined_from_its_own_consul_catalog() {
+    use kindling_inventory::{CatalogWatch, FailureKind, NodeState};
+    let Some((lab, sync_token, _)) = lab_with_consul("kd-cat-") else {
+        return;
+    };
+    // The API's token reads node entries and writes nothing there.
+    let (status, _) = catalog_put(
+        &lab,
+        &sync_token,
+        "register",
+        serde_json::json!({"Node": "node-dev-1", "Address": "127.0.0.9"}),
+    );
+    assert_eq!(status, 403, "the API's token cannot register a node");
+
+    let (api, addr) = lab.start_api();
+    let admin = client(&addr, &lab.run_dir(), Some(lab_tokens().admin));
+    let settings = lab.pxe_settings();
+    let (inventory, _) = Inventory::open(&settings.paths.state_dir, settings.profile_policy());
+    let inventory = inventory.with_membership(settings.membership.clone());
+    // The PXE service's flush loop, as `kindlingd pxe` runs it each second.
+    let mut catalog = CatalogWatch::new(&settings.paths.state_dir);
+    let mut tick = || {
+        if let Some(listing) = catalog.changed() {
+            inventory.set_catalog(listing, kindling_clock::unix_now());
+        }
+        inventory.flush_if_dirty().unwrap();
+    };
+    let dev = mac("52:54:00:6b:00:10");
+    inventory.observe_dhcp(dev, None, Some(0), kindling_inventory::Firmware::Bios, 1);
+    inventory.observe_boot_script(dev, "dev", 2);
+    inventory
+        .record_event(dev, "installed", serde_json::Value::Null, 3)
+        .unwrap();
+    let node = |inv: &Inventory| inv.node(&dev).unwrap();
+
+    // 1. The node says joined; the catalog does not list it: installed, and why.
+    let listed = within(Duration::from_secs(10), "the API lists the catalog", || {
+        tick();
+        node(&inventory)
+            .seen
+            .reason
+            .is_some_and(|r| !r.contains("has not listed"))
+    });
+    eprintln!("API start → catalog listed: {listed:?}");
+    let state = inventory
+        .record_event(dev, "joined", serde_json::json!({"event": "joined"}), 4)
+        .unwrap();
+    assert_eq!(state, NodeState::Installed);
+    let reason = node(&inventory).seen.reason.unwrap();
+    assert!(
+        reason.contains("it says joined (at 4), but not in the appliance's Consul catalog as node-dev-1 with env=development, kindling-profile=dev, role=worker"),
+        "{reason}\n{}",
+        lab.api_log()
+    );
+
+    // 2. Its own token registers its name, with a prod node's meta: still
+    //    installed, and the reason names the wrong key.
+    let token = node_token(&lab, dev);
+    assert_eq!(token_self_status(&lab, &token.secret_id), 200);
+    let id = "6f1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b";
+    let register = |env: &str| {
+        serde_json::json!({"Node": "node-dev-1", "ID": id, "Address": "127.0.0.10",
+            "NodeMeta": {"env": env, "role": "worker", "kindling-profile": "dev"}})
+    };
+    let (status, text) = catalog_put(&lab, &token.secret_id, "register", register("production"));
+    assert_eq!(status, 200, "{text}");
+    within(Duration::from_secs(10), "wrong meta is named", || {
+        tick();
+        node(&inventory)
+            .seen
+            .reason
+            .is_some_and(|r| r.contains("env=production (expected development)"))
+    });
+    assert_eq!(node(&inventory).state, NodeState::Installed);
+
+    // The node's token cannot pass itself off as another node.
+    let (status, _) = catalog_put(
+        &lab,
+        &token.secret_id,
+        "register",
+        serde_json::json!({"Node": "node-prod-1", "Address": "127.0.0.10",
+            "NodeMeta": {"env": "production", "kindling-profile": "prod"}}),
+    );
+    assert_eq!(status, 403, "a node registers its own name only");
+
+    // 3. With its profile's meta: joined, with its Consul node ID.
+    let (status, text) = catalog_put(&lab, &token.secret_id, "register", register("development"));
+    assert_eq!(status, 200, "{text}");
+    let took = within(Duration::from_secs(10), "joined", || {
+        tick();
+        node(&inventory).state == NodeState::Joined
+    });
+    eprintln!("catalog register → joined: {took:?}");
+    let member = node(&inventory).seen.consul.unwrap();
+    assert_eq!(
+        (member.node.as_str(), member.id.as_str()),
+        ("node-dev-1", id)
+    );
+    assert_eq!(node(&inventory).seen.reason, None);
+    let (status, body) = call(&admin, "GET", "/v1/nodes/52:54:00:6b:00:10", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "joined", "{body}");
+    assert_eq!(body["consul"]["id"], id, "{body}");
+    // The operator's CLI shows the node ID (when built beside kindlingd).
+    let cli = Path::new(KINDLINGD).with_file_name("kindling");
+    if cli.exists() {
+        let out = Command::new(&cli)
+            .args(["node", "show", "52:54:00:6b:00:10", "--appliance", &addr])
+            .env("KINDLING_CONFIG", lab.dir.path().join("no-cli-config.toml"))
+            .env("KINDLING_SERVER_NAME", common::SERVER_NAME)
+            .env("KINDLING_CA_FILE", lab.run_dir().join("api-tls/ca.pem"))
+            .env("KINDLING_TOKEN", lab_tokens().read.expose())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(id) && text.contains("joined"), "{text}");
+    }
+
+    // 4. The agent reports a failed step: recorded with its step and error.
+    inventory
+        .record_event(
+            dev,
+            "failed",
+            serde_json::json!({"event": "failed", "step": "nomad-join", "error": "no servers"}),
+            5,
+        )
+        .unwrap();
+    let failure = node(&inventory).seen.failure.unwrap();
+    assert_eq!(failure.kind, FailureKind::AgentFailed);
+    assert_eq!(failure.step.as_deref(), Some("nomad-join"));
+
+    // 5. Deregistered: left, with when.
+    let (status, text) = catalog_put(
+        &lab,
+        &token.secret_id,
+        "deregister",
+        serde_json::json!({"Node": "node-dev-1"}),
+    );
+    assert_eq!(status, 200, "{text}");
+    within(Duration::from_secs(10), "left", || {
+        tick();
+        node(&inventory).state == NodeState::Left
+    });
+    assert!(node(&inventory).seen.consul.unwrap().left_at.is_some());
+
+    // 6. Re-armed: the old install's token is revoked (deleted by accessor
+    //    with the management token) and a fresh one made.
+    let consul = ConsulApi::new(&lab.layout.consul_local_url(), Some(lab.management.clone()));
+    let accessor = token.accessor_id.clone();
+    let deleted =
+        kindling_stack::api::block_on(async move { consul.delete_token(&accessor).await })
+            .unwrap()
+            .unwrap();
+    assert!(deleted);
+    assert_eq!(
+        token_self_status(&lab, &token.secret_id),
+        403,
+        "the revoked token no longer works"
+    );
+    let (status, _) = catalog_put(&lab, &token.secret_id, "register", register("development"));
+    assert_eq!(status, 403, "nor registers the node");
     drop(api);
 }

@@ -82,14 +82,23 @@ fn tables_json_and_exit_codes_against_a_real_api() {
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE", "GRANT"]
+        ["MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE", "GRANT", "REASON"]
     );
     let dev = lines
         .find(|l| l.starts_with("52:54:00:6b:00:10"))
         .unwrap_or_else(|| panic!("the lab's reservation is not listed:\n{table}"));
     assert_eq!(
         dev.split_whitespace().collect::<Vec<_>>(),
-        ["52:54:00:6b:00:10", "-", "-", "dev", "overlay", "-", "-"],
+        [
+            "52:54:00:6b:00:10",
+            "-",
+            "-",
+            "dev",
+            "overlay",
+            "-",
+            "-",
+            "-"
+        ],
         "{table}"
     );
 

@@ -22,7 +22,7 @@ use crate::status::{write_status, Stats, StatusFile};
 use kindling_clock::unix_now;
 use kindling_inventory::policy::node_facts;
 use kindling_inventory::{
-    ForgetStore, Inventory, ProfileChoice, ReprovisionStore, ReprovisionWatch,
+    CatalogWatch, ForgetStore, Inventory, ProfileChoice, ReprovisionStore, ReprovisionWatch,
 };
 use kindling_site::DhcpMode;
 use kindling_site::MacAddr;
@@ -216,7 +216,11 @@ pub fn run(
     let (inventory, inv_problem) =
         Inventory::open(&settings.paths.state_dir, settings.profile_policy());
     problems.extend(inv_problem);
-    let inventory = Arc::new(inventory.with_discovered_cap(settings.max_discovered));
+    let inventory = Arc::new(
+        inventory
+            .with_discovered_cap(settings.max_discovered)
+            .with_membership(settings.membership.clone()),
+    );
 
     let now = unix_now();
     let reserved = settings
@@ -415,6 +419,8 @@ pub fn run(
         l
     };
     let forget_store = ForgetStore::in_state_dir(&settings.paths.state_dir);
+    // The catalog listing `kindlingd api` writes: `joined` is decided from it.
+    let catalog = Mutex::new(CatalogWatch::new(&settings.paths.state_dir));
     let flush = |ready: bool| {
         let now = unix_now();
         let leases_in_use = {
@@ -437,6 +443,13 @@ pub fn run(
                 }
             }
             Err(e) => tracing::warn!(error = %e, "pxe: forget requests unreadable"),
+        }
+        let listing = catalog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .changed();
+        if let Some(listing) = listing {
+            inventory.set_catalog(listing, now);
         }
         // Inventory records are written behind, at most once a second and
         // never on the DHCP thread: a flood costs memory (capped), not fsyncs.

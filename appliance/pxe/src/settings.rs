@@ -4,7 +4,7 @@
 //! Owns the translation and its validation (LAN CIDR, range inside the LAN,
 //! reservations, profile names). It never opens sockets or reads artifacts.
 
-use kindling_inventory::ProfilePolicy;
+use kindling_inventory::{MembershipRules, ProfilePolicy};
 use kindling_site::MacAddr;
 use kindling_site::{DhcpMode, Profile, ProfileSelector, SiteConfig, UnknownMacPolicy};
 use std::collections::BTreeMap;
@@ -83,6 +83,8 @@ pub struct PxeSettings {
     /// `[[selectors]]`, validated with the site.
     pub selectors: Vec<ProfileSelector>,
     pub profiles: BTreeMap<String, Profile>,
+    /// What a node's Consul catalog entry must be for it to be `joined`.
+    pub membership: MembershipRules,
     pub paths: PxePaths,
 }
 
@@ -160,6 +162,7 @@ impl PxeSettings {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
+            membership: MembershipRules::from_site(site),
             paths,
         };
         let (start, end) = (pxe.range.start, pxe.range.end);

@@ -376,8 +376,9 @@ fn events_only_as_valid_transitions_and_a_refusal_changes_nothing() {
         ("installed", 200, NodeState::Installed),
         ("booted", 409, NodeState::Installed),
         ("installed", 200, NodeState::Installed),
-        ("joined", 200, NodeState::Joined),
-        ("installed", 409, NodeState::Joined),
+        // A claim: the appliance's catalog decides, and it has none here.
+        ("joined", 200, NodeState::Installed),
+        ("failed", 200, NodeState::Installed),
     ] {
         let (got, reply) = node.event(DEV_IP, DEV, event);
         assert_eq!(got, status, "{event}: {reply}");
@@ -386,9 +387,19 @@ fn events_only_as_valid_transitions_and_a_refusal_changes_nothing() {
             state,
             "after {event}"
         );
+        if event == "joined" && status == 200 {
+            assert!(
+                reply.contains(r#""state":"installed""#)
+                    && reply.contains("it says joined")
+                    && reply.contains("cannot be checked"),
+                "the node hears it is not joined, and why: {reply}"
+            );
+        }
     }
+    let failure = node.inventory.node(&DEV).unwrap().seen.failure.unwrap();
+    assert_eq!(failure.kind, kindling_inventory::FailureKind::AgentFailed);
     assert_eq!(node.event(DEV_IP, DEV, "exploded").0, 400);
-    assert_eq!(node.stats.get("http_refused_event_transition"), 4);
+    assert_eq!(node.stats.get("http_refused_event_transition"), 3);
     let events: Vec<String> = node
         .inventory
         .node(&DEV)
@@ -400,7 +411,14 @@ fn events_only_as_valid_transitions_and_a_refusal_changes_nothing() {
         .collect();
     assert_eq!(
         events,
-        ["booted", "nocloud", "installed", "installed", "joined"]
+        [
+            "booted",
+            "nocloud",
+            "installed",
+            "installed",
+            "joined",
+            "failed"
+        ]
     );
 }
 

@@ -10,8 +10,10 @@
 //!   if Consul's data was lost or replaced, and the sync then re-seeds KV.
 //!
 //! Owns that layout, the least-privilege Consul token that may write those
-//! keys (made by the bootstrap, recorded in Vault, with a 0600 copy on the
-//! data partition for `kindlingd api`) and a blocking client for them. The
+//! keys and read the catalog's node entries (made by the bootstrap,
+//! recorded in Vault, with a 0600 copy on the data partition for `kindlingd
+//! api`, which also runs the catalog check with it) and a blocking client
+//! for them. The
 //! merge rules live with the local copy (kindling-inventory `sync`).
 //! Must never log or return the token.
 
@@ -215,6 +217,22 @@ impl AssignmentKv {
         let key = format!("{PREFIX}{mac}");
         self.run("delete an assignment", REQUEST_TIMEOUT, async {
             consul.kv_delete_cas(&key, cas).await
+        })
+    }
+
+    /// Every node of the catalog, once it changed after `index` (a blocking
+    /// query of about `wait`), with the new index. The same token: it may
+    /// read node entries (`node_prefix "" read`) for the catalog check that
+    /// decides `joined`, and nothing else of the catalog.
+    pub fn catalog_nodes(
+        &self,
+        index: u64,
+        wait: Duration,
+    ) -> Result<(u64, Vec<crate::consul::CatalogEntry>), AssignmentKvError> {
+        let consul = self.consul()?;
+        let limit = wait + wait / 8 + REQUEST_TIMEOUT;
+        self.run("list the catalog's nodes", limit, async {
+            consul.catalog_nodes(Some((index, wait))).await
         })
     }
 

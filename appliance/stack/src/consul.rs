@@ -1,6 +1,6 @@
 //! Talking to Consul's HTTP API: leader, ACL bootstrap (with the "legacy
 //! mode" retry and the documented bootstrap reset), policies, tokens, the
-//! agent token, KV. Owns no state. Must never put a token in an error message.
+//! agent token, KV, the catalog's node list. Owns no state. Must never put a token in an error message.
 
 use crate::agent_http::{AgentHttp, Unreachable};
 use crate::patience::Backoff;
@@ -55,6 +55,19 @@ impl std::fmt::Debug for AclToken {
             self.accessor_id
         )
     }
+}
+
+/// One node of `GET /v1/catalog/nodes`, as Consul spells it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct CatalogEntry {
+    #[serde(rename = "Node")]
+    pub node: String,
+    #[serde(rename = "ID", default)]
+    pub id: String,
+    #[serde(rename = "Address", default)]
+    pub address: String,
+    #[serde(rename = "Meta", default)]
+    pub meta: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl ConsulApi {
@@ -273,6 +286,57 @@ impl ConsulApi {
             });
         }
         parse_token("create token", &text)
+    }
+
+    /// Deletes the token with `accessor_id` (`acl = "write"`). `Ok(false)`
+    /// when Consul had no such token (deleted before).
+    pub async fn delete_token(&self, accessor_id: &str) -> Result<bool, ConsulError> {
+        let (status, text) = self
+            .raw(
+                reqwest::Method::DELETE,
+                &format!("acl/token/{accessor_id}"),
+                None,
+            )
+            .await?;
+        match status {
+            200 => Ok(true),
+            // Consul 1.8 answers 403 "ACL not found" for an unknown accessor.
+            404 => Ok(false),
+            403 if text.contains("ACL not found") => Ok(false),
+            _ => Err(ConsulError::Api {
+                action: format!("delete token {accessor_id}"),
+                status,
+                message: text.trim().chars().take(300).collect(),
+            }),
+        }
+    }
+
+    /// `GET /v1/catalog/nodes` (`node_prefix "" { policy = "read" }`), as a
+    /// blocking query on `index` for up to `wait` when given: every node
+    /// the token may read, and the index to wait on next.
+    pub async fn catalog_nodes(
+        &self,
+        wait: Option<(u64, Duration)>,
+    ) -> Result<(u64, Vec<CatalogEntry>), ConsulError> {
+        let mut path = String::from("catalog/nodes");
+        if let Some((index, time)) = wait {
+            path.push_str(&format!("?index={index}&wait={}ms", time.as_millis()));
+        }
+        let (status, index, text) = self.send(reqwest::Method::GET, &path, None).await?;
+        let action = "list the catalog's nodes".to_string();
+        if status != 200 {
+            return Err(ConsulError::Api {
+                action,
+                status,
+                message: text.trim().chars().take(300).collect(),
+            });
+        }
+        let nodes: Vec<CatalogEntry> =
+            serde_json::from_str(&text).map_err(|e| ConsulError::Unexpected {
+                action,
+                reason: e.to_string(),
+            })?;
+        Ok((index, nodes))
     }
 
     /// Sets the agent's own ACL token (persisted by Consul: `enable_token_persistence`).

@@ -21,6 +21,7 @@ pub mod consul;
 pub mod enroll;
 pub mod files;
 pub mod layout;
+pub mod node_tokens;
 pub mod nomad;
 pub mod patience;
 pub mod render;

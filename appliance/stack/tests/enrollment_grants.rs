@@ -457,4 +457,59 @@ fn grants_are_bound_to_the_lease_minted_once_and_their_fate_is_reported() {
     let grant = pxe.grant();
     assert_eq!(grant.state, GrantState::Expired, "{grant:?}");
     assert_eq!(accessors(), 0, "the unredeemed secret-id was destroyed");
+
+    // 7. The re-arm's other half (`kindlingd node-tokens`): the Consul token
+    //    the old install held is revoked, a fresh one recorded for the next.
+    let record = || {
+        rt.block_on(admin.kv_read("kindling", "nodes/52-54-00-6b-00-10/consul"))
+            .unwrap()
+            .unwrap()
+    };
+    let consul_url = lab.layout.consul_local_url();
+    let token_self = |secret: &str| {
+        let url = format!("{consul_url}/v1/acl/token/self");
+        let secret = secret.to_string();
+        rt.block_on(async move {
+            reqwest::Client::new()
+                .get(url)
+                .header("X-Consul-Token", secret)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    let old = record();
+    let old_secret = old["secret_id"].as_str().unwrap().to_string();
+    assert_eq!(token_self(&old_secret), 200, "the install's token works");
+    let replaced = rt
+        .block_on(kindling_stack::node_tokens::replace_as_bootstrap(
+            &lab.layout,
+            &lab.site,
+            &DEV,
+        ))
+        .unwrap()
+        .unwrap();
+    assert_eq!(replaced.revoked.as_deref(), old["accessor_id"].as_str());
+    assert!(replaced.was_live);
+    assert_eq!(
+        token_self(&old_secret),
+        403,
+        "the re-armed node's old Consul token is revoked"
+    );
+    let new = record();
+    assert_eq!(new["accessor_id"].as_str(), Some(replaced.made.as_str()));
+    assert_eq!(token_self(new["secret_id"].as_str().unwrap()), 200);
+    let stranger: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+    let none = rt.block_on(kindling_stack::node_tokens::replace_as_bootstrap(
+        &lab.layout,
+        &lab.site,
+        &stranger,
+    ));
+    assert_eq!(
+        none.unwrap(),
+        None,
+        "a MAC the site does not name has no token"
+    );
 }

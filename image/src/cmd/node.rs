@@ -13,15 +13,16 @@ use super::client::{Session, Target};
 use super::exit::{Exit, Failure};
 use super::table::{cell, wire_name, Table};
 use kindling_api::nodes::{
-    AssignReply, AssignRequest, Assignment, ForgetReply, KvStatus, NodeList, NodeRow,
-    ProfileChoice, ReprovisionReply, Stored,
+    AssignReply, AssignRequest, Assignment, ForgetReply, KvStatus, NodeFailure, NodeList, NodeRow,
+    ProfileChoice, ReprovisionReply, SeenNode, Stored,
 };
 use kindling_clock::rfc3339;
 use kindling_site::MacAddr;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// List every node the appliance has seen or expects, with state and profile.
+    /// List every node the appliance has seen or expects, with state, profile
+    /// and why it is in that state (its last failure, or what it waits for).
     #[command(
         after_help = "Example:\n  kindling node list --json | jq '.nodes[] | select(.state == \"installed\")'"
     )]
@@ -32,7 +33,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// One node: its facts, grant, alerts and last events.
+    /// One node: its facts, state and why, Consul node ID, last error, grant,
+    /// alerts and last events.
     #[command(after_help = "Example:\n  kindling node show 52:54:00:6b:00:20")]
     Show {
         /// e.g. 52:54:00:6b:00:10
@@ -60,7 +62,8 @@ pub enum Command {
         target: Target,
     },
     /// Re-arm a node's enrollment grant: its next user-data fetch (from the
-    /// address holding its DHCP lease) mints a fresh one. Clears its alerts.
+    /// address holding its DHCP lease) mints a fresh one. Clears its alerts
+    /// and last failure; the Consul token its old install held is revoked.
     #[command(after_help = "Example:\n  kindling node reprovision 52:54:00:6b:00:20")]
     Reprovision {
         /// e.g. 52:54:00:6b:00:10
@@ -85,7 +88,7 @@ fn reprovision(target: &Target, mac: &str) -> anyhow::Result<()> {
     let path = format!("/v1/nodes/{mac}/reprovision");
     let reply: ReprovisionReply = Session::open(target)?.post_as(&path, &serde_json::json!({}))?;
     println!(
-        "{mac}: re-armed (request {}); its next user-data fetch mints a fresh grant",
+        "{mac}: re-armed (request {}); its next user-data fetch mints a fresh grant, and the Consul token its old install held is revoked (`kindling node show {mac}`)",
         reply.generation
     );
     if let Some(previous) = &reply.previous {
@@ -169,7 +172,7 @@ fn parse_mac(mac: &str) -> anyhow::Result<MacAddr> {
 /// The node table of `node list`, then alerts and the KV state.
 pub fn list_table(list: &NodeList) -> String {
     let mut table = Table::new(&[
-        "MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE", "GRANT",
+        "MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE", "GRANT", "REASON",
     ]);
     for n in &list.nodes {
         let seen = n.seen.as_ref();
@@ -184,6 +187,7 @@ pub fn list_table(list: &NodeList) -> String {
                 seen.and_then(|s| s.grant.as_ref())
                     .and_then(|g| wire_name(&g.state)),
             ),
+            seen.map_or_else(|| "-".into(), reason),
         ]);
     }
     let mut out = table.render();
@@ -207,6 +211,26 @@ pub fn list_table(list: &NodeList) -> String {
         Some(KvStatus::InUse) | None => {}
     }
     out
+}
+
+/// Why a node is where it is, in one cell: its last failure first (what
+/// an operator must act on), else the reason its state gives.
+fn reason(seen: &SeenNode) -> String {
+    match (&seen.failure, &seen.reason) {
+        (Some(f), _) => failure_text(f),
+        (None, Some(r)) => r.clone(),
+        (None, None) => "-".into(),
+    }
+}
+
+/// `agent-failed at step consul-join: connection refused`.
+fn failure_text(f: &NodeFailure) -> String {
+    let step = f
+        .step
+        .as_ref()
+        .map(|s| format!(" at step {s}"))
+        .unwrap_or_default();
+    format!("{}{step}: {}", cell(wire_name(&f.kind)), f.error)
 }
 
 /// `node show` as text: one fact per line, then alerts and events.
@@ -236,6 +260,32 @@ pub fn show_text(n: &NodeRow) -> String {
         fact("firmware", cell(seen.firmware.as_ref().and_then(wire_name)));
         fact("first seen", rfc3339(seen.first_seen));
         fact("last seen", rfc3339(seen.last_seen));
+        fact("state since", rfc3339(seen.state_changed));
+        if let Some(r) = &seen.reason {
+            fact("reason", r.clone());
+        }
+        if let Some(c) = &seen.consul {
+            fact(
+                "consul node",
+                format!(
+                    "{} (ID {}, {})",
+                    c.node,
+                    c.id,
+                    cell(Some(&c.address).filter(|a| !a.is_empty()))
+                ),
+            );
+            fact("joined at", rfc3339(c.joined_at));
+            fact("last seen in catalog", rfc3339(c.seen_at));
+            if let Some(at) = c.left_at {
+                fact("left at", rfc3339(at));
+            }
+        }
+        if let Some(f) = &seen.failure {
+            fact(
+                "last error",
+                format!("{} (at {})", failure_text(f), rfc3339(f.at)),
+            );
+        }
         if let Some(g) = &seen.grant {
             fact(
                 "grant",
@@ -253,6 +303,23 @@ pub fn show_text(n: &NodeRow) -> String {
                 format!("{}: {}", cell(wire_name(&a.kind)), a.detail),
             );
         }
+    }
+    if let Some(r) = &n.revoked {
+        let what = match (&r.error, &r.accessor) {
+            (Some(e), _) => format!("not yet (re-arm {}): {e}", r.generation),
+            (None, Some(a)) => format!(
+                "token {a} at {} (re-arm {}{})",
+                rfc3339(r.at),
+                r.generation,
+                if r.was_live {
+                    ""
+                } else {
+                    "; it was gone already"
+                }
+            ),
+            (None, None) => format!("none held (re-arm {})", r.generation),
+        };
+        fact("consul token revoked", what);
     }
     let mut out: String = facts
         .render()

@@ -4,9 +4,12 @@
 //! `crate::grants`'s; this applies them to the records under the
 //! inventory's lock, so two requests can never both claim a cycle's grant.
 
+use super::node_membership::fail;
 use super::{lock, push_event, Inventory, NodeRecord};
 use crate::grants::{raise, Verdict};
-use kindling_api::nodes::{AlertKind, Grant, GrantState, NodeAlert, NodeEvent, NodeState};
+use kindling_api::nodes::{
+    AlertKind, FailureKind, Grant, GrantState, NodeAlert, NodeEvent, NodeState,
+};
 use kindling_site::MacAddr;
 use std::net::Ipv4Addr;
 
@@ -66,8 +69,13 @@ impl Inventory {
         }
         record.seen.rearmed = generation;
         record.seen.alerts.clear();
+        // A new cycle: the old install's failure and catalog entry are
+        // history (the event log keeps them).
+        record.seen.failure = None;
+        record.seen.reason = None;
+        record.seen.consul = None;
         let previous = record.seen.grant.take();
-        if matches!(record.state, NodeState::Installed | NodeState::Joined) {
+        if record.state >= NodeState::Installed {
             record.state = NodeState::Discovered;
             record.seen.state_changed = now;
         }
@@ -95,7 +103,13 @@ impl Inventory {
                     grant.address,
                     state_name(grant.state),
                 );
-                raise(&mut record.seen.alerts, AlertKind::GrantReused, detail, now);
+                raise(
+                    &mut record.seen.alerts,
+                    AlertKind::GrantReused,
+                    detail.clone(),
+                    now,
+                );
+                fail(record, FailureKind::GrantAlreadyUsed, None, detail, now);
             }
             nodes.dirty = true;
             return Claim::Reused(grant);
@@ -203,7 +217,13 @@ impl Inventory {
             grant.reason = v.reason.clone();
             if let Some(kind) = v.alert {
                 let detail = v.reason.clone().unwrap_or_default();
-                raise(&mut record.seen.alerts, kind, detail, now);
+                raise(&mut record.seen.alerts, kind, detail.clone(), now);
+                let failure = match kind {
+                    AlertKind::GrantReused => FailureKind::GrantAlreadyUsed,
+                    AlertKind::GrantExpired => FailureKind::GrantExpired,
+                    AlertKind::GrantUsedElsewhere => FailureKind::GrantUsedElsewhere,
+                };
+                fail(record, failure, None, detail, now);
             }
         }
         nodes.dirty = true;

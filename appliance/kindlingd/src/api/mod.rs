@@ -334,6 +334,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if let Some(sync) = &assignments {
             crate::assignments::spawn(Arc::clone(sync), &app.paths.run_dir);
         }
+        crate::catalog::spawn(
+            &app.paths.run_dir,
+            &app.paths.state_dir,
+            &crate::assignments::consul_url(),
+        );
         listeners.keep_reconciling().await;
         Ok(())
     })

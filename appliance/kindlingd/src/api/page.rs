@@ -542,7 +542,7 @@ fn state(v: &Value) -> String {
     let s = text(v);
     let class = match s.as_str() {
         "ready" | "running" | "done" | "already_done" | "joined" | "installed" => "ok",
-        "failed" | "stopped" | "backoff" | "fatal" => "bad",
+        "failed" | "stopped" | "backoff" | "fatal" | "left" => "bad",
         _ => "",
     };
     format!("<span class=\"{class}\">{}</span>", esc(&s))

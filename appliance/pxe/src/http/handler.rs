@@ -496,11 +496,19 @@ impl PxeHttp {
         match self.inventory.record_event(mac, &event, value, now()) {
             Ok(state) => {
                 self.stats.bump("http_events");
-                tracing::info!(%mac, %event, ?state, "http: node event");
+                let reason = self.inventory.node(&mac).and_then(|n| n.seen.reason);
+                tracing::info!(%mac, %event, ?state, reason = reason.as_deref().unwrap_or(""), "http: node event");
                 self.gate
                     .grants
                     .after_event(mac, event == GRANT_UNWRAP_FAILED);
-                HttpReply::json(200, serde_json::json!({ "ok": true, "state": state }))
+                // The state is the appliance's verdict: a node saying
+                // `joined` hears `installed` and why, until its catalog
+                // entry is seen.
+                let mut reply = serde_json::json!({ "ok": true, "state": state });
+                if let Some(reason) = reason {
+                    reply["reason"] = reason.into();
+                }
+                HttpReply::json(200, reply)
             }
             Err(e @ TransitionError::UnknownEvent(_)) => HttpReply::error(400, &e.to_string()),
             Err(e @ TransitionError::NotNow { .. }) => {

@@ -159,8 +159,7 @@ async fn ensure_node_consul_token(
     consul: &ConsulApi,
     node: &kindling_site::NodeAssignment,
 ) -> Result<bool, StepError> {
-    let key = mac_key(&node.mac.to_string()).unwrap_or_default();
-    let path = format!("nodes/{key}/consul");
+    let path = crate::node_tokens::kv_path(&node.mac);
     let stored = vault.kv_read(KV_MOUNT, &path).await?;
     if stored
         .as_ref()
@@ -170,24 +169,7 @@ async fn ensure_node_consul_token(
     {
         return Ok(false);
     }
-    let hostname = node
-        .hostname
-        .clone()
-        .unwrap_or_else(|| node.mac.default_hostname());
-    let policy = policies::node_role(node.profile.as_str());
-    let token = consul
-        .create_token(
-            &format!("kindling node {hostname} ({key})"),
-            &[policy.as_str()],
-            &[(hostname, run.opts.site.stack.datacenter.clone())],
-        )
-        .await?;
-    vault
-        .kv_write(
-            KV_MOUNT,
-            &path,
-            &json!({"accessor_id": token.accessor_id, "secret_id": token.secret_id}),
-        )
-        .await?;
+    let token = crate::node_tokens::make(consul, &run.opts.site, node).await?;
+    crate::node_tokens::record(vault, &node.mac, &token).await?;
     Ok(true)
 }

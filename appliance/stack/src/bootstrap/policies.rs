@@ -202,11 +202,15 @@ key_prefix "kindling/profiles/{profile}" {{ policy = "read" }}
     )
 }
 
-/// `kindlingd api`'s sync of runtime MAC → profile assignments
-/// (`crate::assignments`): its keys and its epoch marker, nothing else.
+/// `kindlingd api`'s Consul token: the sync of runtime MAC → profile
+/// assignments (`crate::assignments`: its keys and its epoch marker) and
+/// the catalog check that decides `joined` (reading node entries: names,
+/// IDs, addresses, node meta; no services, no KV, no ACLs). Rewritten on
+/// every bootstrap, so a token made by an older release gains new rules.
 pub const CONSUL_ASSIGNMENTS_RULES: &str = r#"
 key_prefix "kindling/assignments/" { policy = "write" }
 key "kindling/assignments-epoch" { policy = "write" }
+node_prefix "" { policy = "read" }
 "#;
 
 /// Nomad servers' Consul token.
