@@ -18,6 +18,8 @@ pub enum StepError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no {0}: the node's user-data (written by the appliance's cloud-init documents) was not applied")]
+    NoNodeFile(PathBuf),
     #[error("no enrollment grant at {0} and this node never enrolled: it was not provisioned by the appliance, or its user-data was not applied")]
     NoGrant(PathBuf),
     #[error("grant: already used or expired (Vault: {0}); the appliance must re-arm the node for a new grant")]

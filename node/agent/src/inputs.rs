@@ -84,10 +84,7 @@ fn parse<T: serde::de::DeserializeOwned>(root: &Root, rel: &str) -> Result<Optio
 }
 
 pub fn node_file(root: &Root) -> Result<NodeFile, StepError> {
-    parse(root, paths::NODE)?.ok_or_else(|| StepError::Read {
-        path: root.join(paths::NODE),
-        source: std::io::ErrorKind::NotFound.into(),
-    })
+    parse(root, paths::NODE)?.ok_or_else(|| StepError::NoNodeFile(root.join(paths::NODE)))
 }
 
 pub fn enrollment_file(root: &Root) -> Result<Option<EnrollmentFile>, StepError> {
