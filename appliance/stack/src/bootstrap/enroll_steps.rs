@@ -64,10 +64,16 @@ pub(super) async fn enrollment(run: &Run) -> Result<Outcome, StepError> {
 
 async fn enroll_policy(run: &Run, vault: &VaultApi) -> Result<Option<String>, StepError> {
     let site = &run.opts.site;
-    let rules = policies::enroll_policy(
-        site.profiles.keys().map(|p| p.as_str()),
-        site.enrollment.grant_ttl_secs.secs(),
-    );
+    let roles = site
+        .profiles
+        .keys()
+        .map(|p| policies::node_role(p.as_str()))
+        .chain(site.nodes.iter().filter_map(|n| {
+            mac_key(&n.mac.to_string())
+                .ok()
+                .map(|k| policies::site_node_role(&k))
+        }));
+    let rules = policies::enroll_policy(roles, site.enrollment.grant_ttl_secs.secs());
     if vault.policy_text(ENROLL_POLICY).await?.as_deref() == Some(rules.as_str()) {
         return Ok(None);
     }

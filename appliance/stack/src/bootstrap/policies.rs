@@ -171,9 +171,19 @@ pub fn node_ssh_role(approle_accessor: &str, domain: &str) -> serde_json::Value 
 /// The name of the enrollment token's policy (see [`enroll_policy`]).
 pub const ENROLL_POLICY: &str = "kindling-enroll";
 
-/// The AppRole role of a node profile.
+/// The AppRole role of a node profile (nodes the site does not name).
 pub fn node_role(profile: &str) -> String {
     format!("node-{profile}")
+}
+
+/// The AppRole role of one node the site names (`mac_key` as
+/// `52-54-00-6b-00-10`), with its profile's policy. Its own role, so its
+/// own role-id: AppRole names a login's identity alias after the role-id,
+/// and a login overwrites the alias metadata the node policy is templated
+/// on; nodes sharing a role would share it (the latest login's MAC and
+/// hostname would be every earlier token's).
+pub fn site_node_role(mac_key: &str) -> String {
+    format!("node-mac-{mac_key}")
 }
 
 /// The PXE service's enrollment token: for each node role, create secret-ids
@@ -184,13 +194,10 @@ pub fn node_role(profile: &str) -> String {
 /// (to see whether a grant's wrapping token was unwrapped); and keep itself
 /// alive. Nothing else: no policy, token, KV, PKI or Consul access, and no
 /// default policy.
-pub fn enroll_policy<'a>(
-    profiles: impl IntoIterator<Item = &'a str>,
-    grant_ttl_secs: u32,
-) -> String {
+pub fn enroll_policy(roles: impl IntoIterator<Item = String>, grant_ttl_secs: u32) -> String {
     let mut out = String::new();
-    for profile in profiles {
-        let role = format!("auth/{APPROLE_MOUNT}/role/{}", node_role(profile));
+    for name in roles {
+        let role = format!("auth/{APPROLE_MOUNT}/role/{name}");
         out.push_str(&format!(
             r#"
 path "{role}/secret-id" {{
