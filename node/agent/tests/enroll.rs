@@ -407,6 +407,29 @@ fn a_node_enrolls_once_converges_on_rerun_and_refuses_used_or_stolen_grants() {
         .join("etc/kindling/secrets/consul-token")
         .exists());
     appliance.take_events();
+
+    // 5. The static binary itself (when KINDLING_NODE_BIN names it, e.g.
+    //    target/x86_64-unknown-linux-musl/release/kindling-node): a fresh
+    //    grant on a fresh root, every step, exit 0.
+    if let Some(bin) = std::env::var_os("KINDLING_NODE_BIN") {
+        let grant = mint(&lab, &rt, MAC, "node-dev-1", NODE_IP);
+        let fresh = node_root(&lab, &appliance, &grant, MAC);
+        let out = std::process::Command::new(bin)
+            .arg("--root")
+            .arg(fresh.path())
+            .args(["--source-address", "127.0.0.2"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("kindling-node: units: ok"), "{text}");
+        assert!(fresh.path().join("etc/kindling/tls/node.pem").is_file());
+        assert_eq!(appliance.take_events().len(), ALL_STEPS.len());
+    }
 }
 
 /// Logins of one AppRole role share an identity entity and alias (named
