@@ -26,6 +26,8 @@ const LAYERS: &[(&str, u8)] = &[
     // 1: the typed site configuration; the appliance CA
     ("kindling-site", 1),
     ("kindling-pki", 1),
+    // 1: the node agent (runs on nodes, not the appliance): atomic writes only
+    ("kindling-node", 1),
     // 2: the API contract (types only)
     ("kindling-api", 2),
     // 3: libraries that each own one job

@@ -63,7 +63,18 @@ pub const EVENT_RULES: &[EventRule] = &[
         from: &[Booting, Installed],
         to: None,
     },
+    // One step of the node agent (`kindling-node`: grant, login, tls, …)
+    // with its outcome; a rerun on a joined node reports too. No state
+    // change: `joined` is the appliance's own observation.
+    EventRule {
+        event: ENROLL_STEP,
+        from: &[Booting, Installed, Joined, Left],
+        to: None,
+    },
 ];
+
+/// The event the node agent reports each of its steps with.
+pub const ENROLL_STEP: &str = "enroll-step";
 
 /// The event a node sends when unwrapping its grant failed.
 pub const GRANT_UNWRAP_FAILED: &str = "grant-unwrap-failed";
@@ -171,6 +182,11 @@ mod tests {
             (Left, JOINED, Some(Left)),
             (Left, FAILED, Some(Left)),
             (Left, GRANT_UNWRAP_FAILED, None),
+            (Discovered, ENROLL_STEP, None),
+            (Booting, ENROLL_STEP, Some(Booting)),
+            (Installed, ENROLL_STEP, Some(Installed)),
+            (Joined, ENROLL_STEP, Some(Joined)),
+            (Left, ENROLL_STEP, Some(Left)),
         ];
         for (state, event, want) in cases {
             assert_eq!(

@@ -79,17 +79,16 @@ impl EnrollmentSource for StackEnrollment {
         profile: &str,
         ticket: &GrantTicket,
     ) -> Result<GrantLookup, EnrollError> {
-        let (p, w, s) = (
+        let (p, m, w, s) = (
             profile.to_string(),
+            mac.to_string(),
             ticket.wrapping_accessor.clone(),
             ticket.secret_id_accessor.clone(),
         );
         let enroller = self.enroller.clone();
-        let seen = run(
-            mac,
-            profile,
-            async move { enroller.lookup(&p, &w, &s).await },
-        )?;
+        let seen = run(mac, profile, async move {
+            enroller.lookup(&p, &m, &w, &s).await
+        })?;
         Ok(GrantLookup {
             wrapping_alive: seen.wrapping_alive,
             secret_id_alive: seen.secret_id_alive,
@@ -102,9 +101,17 @@ impl EnrollmentSource for StackEnrollment {
         profile: &str,
         ticket: &GrantTicket,
     ) -> Result<(), EnrollError> {
-        let (p, s) = (profile.to_string(), ticket.secret_id_accessor.clone());
+        let (p, m, s) = (
+            profile.to_string(),
+            mac.to_string(),
+            ticket.secret_id_accessor.clone(),
+        );
         let enroller = self.enroller.clone();
-        run(mac, profile, async move { enroller.withdraw(&p, &s).await })
+        run(
+            mac,
+            profile,
+            async move { enroller.withdraw(&p, &m, &s).await },
+        )
     }
 
     fn renew(&self) -> Result<(), String> {

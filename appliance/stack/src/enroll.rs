@@ -13,7 +13,7 @@
 //! Must never hand out an unwrapped secret-id or another node's material,
 //! and never log a grant.
 
-use crate::bootstrap::policies::{node_role, APPROLE_MOUNT};
+use crate::bootstrap::policies::{node_role, site_node_role, APPROLE_MOUNT};
 use crate::layout::StackLayout;
 use crate::render::lan_address;
 use crate::secrets::SecretStore;
@@ -132,18 +132,28 @@ impl Enroller {
         )?)
     }
 
-    fn role(&self, profile: &str) -> Result<String, EnrollError> {
+    /// The role a grant for `mac` in `profile` is minted from: the node's
+    /// own when the site names it with that profile, else the profile's.
+    fn role(&self, profile: &str, mac: &str) -> Result<String, EnrollError> {
         if !self.site.profiles.keys().any(|p| p.as_str() == profile) {
             return Err(EnrollError::UnknownProfile(profile.to_string()));
         }
-        Ok(node_role(profile))
+        let key = mac_key(mac)?;
+        let named = self.site.nodes.iter().any(|n| {
+            n.profile.as_str() == profile && mac_key(&n.mac.to_string()).ok().as_ref() == Some(&key)
+        });
+        Ok(if named {
+            site_node_role(&key)
+        } else {
+            node_role(profile)
+        })
     }
 
     /// Mints a fresh grant for one node (each call mints a new single-use
     /// secret-id: whether a node may have one is the caller's decision).
     pub async fn issue(&self, request: &GrantRequest<'_>) -> Result<EnrollmentGrant, EnrollError> {
         let key = mac_key(request.mac)?;
-        let role = self.role(request.profile)?;
+        let role = self.role(request.profile, request.mac)?;
         let vault = self.vault()?;
         let role_id = vault.approle_role_id(APPROLE_MOUNT, &role).await?;
         let metadata = BTreeMap::from([
@@ -187,10 +197,11 @@ impl Enroller {
     pub async fn lookup(
         &self,
         profile: &str,
+        mac: &str,
         wrapping_accessor: &str,
         secret_id_accessor: &str,
     ) -> Result<GrantLookup, EnrollError> {
-        let role = self.role(profile)?;
+        let role = self.role(profile, mac)?;
         let vault = self.vault()?;
         Ok(GrantLookup {
             wrapping_alive: vault.token_accessor_exists(wrapping_accessor).await?,
@@ -205,9 +216,10 @@ impl Enroller {
     pub async fn withdraw(
         &self,
         profile: &str,
+        mac: &str,
         secret_id_accessor: &str,
     ) -> Result<(), EnrollError> {
-        let role = self.role(profile)?;
+        let role = self.role(profile, mac)?;
         let vault = self.vault()?;
         Ok(vault
             .destroy_secret_id(APPROLE_MOUNT, &role, secret_id_accessor)

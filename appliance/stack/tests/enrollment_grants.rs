@@ -5,8 +5,9 @@
 //! 127.0.0.1 (a LAN host without the lease); Vault sees those as the
 //! requests' source addresses.
 //!
-//! Checked in Vault itself: the secret-id accessors of role `node-dev`
-//! (`LIST auth/approle/role/node-dev/secret-id`) before and after each
+//! Checked in Vault itself: the secret-id accessors of the dev node's own
+//! role (`LIST auth/approle/role/node-mac-52-54-00-6b-00-10/secret-id`;
+//! the site names it) before and after each
 //! fetch, logins from the wrong address, second unwraps, and what the
 //! enrollment token is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -82,10 +83,12 @@ impl EnrollmentSource for Minter {
     fn lookup(&self, mac: MacAddr, p: &str, t: &GrantTicket) -> Result<GrantLookup, EnrollError> {
         let seen = self
             .rt
-            .block_on(
-                self.enroller
-                    .lookup(p, &t.wrapping_accessor, &t.secret_id_accessor),
-            )
+            .block_on(self.enroller.lookup(
+                p,
+                &mac.to_string(),
+                &t.wrapping_accessor,
+                &t.secret_id_accessor,
+            ))
             .map_err(|e| enroll_error(mac, p, e))?;
         Ok(GrantLookup {
             wrapping_alive: seen.wrapping_alive,
@@ -94,7 +97,10 @@ impl EnrollmentSource for Minter {
     }
     fn withdraw(&self, mac: MacAddr, p: &str, t: &GrantTicket) -> Result<(), EnrollError> {
         self.rt
-            .block_on(self.enroller.withdraw(p, &t.secret_id_accessor))
+            .block_on(
+                self.enroller
+                    .withdraw(p, &mac.to_string(), &t.secret_id_accessor),
+            )
             .map_err(|e| enroll_error(mac, p, e))
     }
 }
@@ -246,7 +252,7 @@ fn grants_are_bound_to_the_lease_minted_once_and_their_fate_is_reported() {
     let accessors = || -> usize {
         rt.block_on(admin.raw(
             Method::from_bytes(b"LIST").unwrap(),
-            "auth/approle/role/node-dev/secret-id",
+            "auth/approle/role/node-mac-52-54-00-6b-00-10/secret-id",
             None,
             None,
         ))

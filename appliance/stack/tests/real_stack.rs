@@ -204,13 +204,13 @@ fn cold_bootstrap_rerun_restarts_and_node_enrollment() {
         if meta["tags"]["env"] != "development" || meta["hostname"] != "node-dev-1" {
             return Err(format!("unexpected node meta {meta}"));
         }
-        // A Consul client certificate from the intermediate CA.
+        // A client certificate from the intermediate CA, for its own name.
         let cert = me
             .call(
                 "issue a client cert",
                 reqwest::Method::POST,
-                "pki_int/issue/consul-client",
-                Some(&serde_json::json!({"common_name": "client.kstest.consul", "ttl": "1h"})),
+                "pki_int/issue/node",
+                Some(&serde_json::json!({"common_name": "node-dev-1", "alt_names": "client.kstest.consul", "ttl": "1h"})),
             )
             .await
             .map_err(|e| e.to_string())?;

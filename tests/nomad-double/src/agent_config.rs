@@ -113,6 +113,10 @@ fn check(value: &Value, documented: &Value, at: &str, problems: &mut Vec<String>
                     "string" => v.is_string(),
                     "bool" => v.is_boolean(),
                     "int" => v.is_u64() || v.is_i64(),
+                    "string-list" => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+                    "string-map" => v
+                        .as_object()
+                        .is_some_and(|m| m.values().all(Value::is_string)),
                     _ => false,
                 };
                 if !ok {

@@ -223,6 +223,8 @@ fn node_config(ctx: &NodeContext<'_>) -> Result<String, UserDataError> {
         "mac": ctx.mac.to_string(),
         "profile": ctx.profile_name,
         "tags": ctx.profile.tags,
+        // The node agent's SSH host certificate names `<hostname>.<domain>`.
+        "domain": ctx.domain,
     });
     let _ = writeln!(
         out,

@@ -10,7 +10,10 @@
 //!   Vault KV, which every node of the profile may read;
 //! - per node the site names, `kindling/nodes/<mac>/meta` and, with Consul,
 //!   the node's Consul token (its node identity, policy `node-<profile>`) at
-//!   `kindling/nodes/<mac>/consul`, which only that node may read.
+//!   `kindling/nodes/<mac>/consul`, which only that node may read;
+//! - the roles nodes issue their own certificates with: `pki_int/roles/node`
+//!   and `ssh/roles/node-host` ([`policies::node_pki_role`],
+//!   [`policies::node_ssh_role`]), templated on the AppRole mount's accessor.
 //!
 //! Idempotent: what is in place is left alone, so a rerun is "already done".
 
@@ -33,11 +36,12 @@ pub(super) async fn enrollment(run: &Run) -> Result<Outcome, StepError> {
         None
     };
     // Independent writes, sent at once; each keeps what is in place.
-    let (policy, token, entries, tokens) = tokio::try_join!(
+    let (policy, token, entries, tokens, ()) = tokio::try_join!(
         enroll_policy(run, &vault),
         enroll_token(run, &vault),
         kv_entries(run, &vault),
         node_consul_tokens(run, &vault, consul.as_ref()),
+        node_issuing_roles(run, &vault),
     )?;
     let mut done: Vec<String> = [policy, token].into_iter().flatten().collect();
     if entries > 0 {
@@ -60,15 +64,56 @@ pub(super) async fn enrollment(run: &Run) -> Result<Outcome, StepError> {
 
 async fn enroll_policy(run: &Run, vault: &VaultApi) -> Result<Option<String>, StepError> {
     let site = &run.opts.site;
-    let rules = policies::enroll_policy(
-        site.profiles.keys().map(|p| p.as_str()),
-        site.enrollment.grant_ttl_secs.secs(),
-    );
+    let roles = site
+        .profiles
+        .keys()
+        .map(|p| policies::node_role(p.as_str()))
+        .chain(site.nodes.iter().filter_map(|n| {
+            mac_key(&n.mac.to_string())
+                .ok()
+                .map(|k| policies::site_node_role(&k))
+        }));
+    let rules = policies::enroll_policy(roles, site.enrollment.grant_ttl_secs.secs());
     if vault.policy_text(ENROLL_POLICY).await?.as_deref() == Some(rules.as_str()) {
         return Ok(None);
     }
     vault.set_policy(ENROLL_POLICY, &rules).await?;
     Ok(Some(format!("policy {ENROLL_POLICY} written")))
+}
+
+/// The PKI and SSH roles nodes issue for their own hostname with, written
+/// every run (an overwrite with the same values changes nothing).
+async fn node_issuing_roles(run: &Run, vault: &VaultApi) -> Result<(), StepError> {
+    let accessor = vault
+        .auth_mounts()
+        .await?
+        .get(&format!("{}/", policies::APPROLE_MOUNT))
+        .map(|(_, acc)| acc.clone())
+        .ok_or(StepError::NoApproleAccessor)?;
+    let site = &run.opts.site;
+    let pki = policies::node_pki_role(&accessor, &site.stack.datacenter);
+    let ssh = policies::node_ssh_role(&accessor, &site.site.domain);
+    let pki_path = format!(
+        "{}/roles/{}",
+        policies::PKI_INT_MOUNT,
+        policies::NODE_PKI_ROLE
+    );
+    let ssh_path = format!("{}/roles/{}", policies::SSH_MOUNT, policies::NODE_SSH_ROLE);
+    tokio::try_join!(
+        vault.call(
+            "write PKI role node",
+            reqwest::Method::POST,
+            &pki_path,
+            Some(&pki),
+        ),
+        vault.call(
+            "write SSH role node-host",
+            reqwest::Method::POST,
+            &ssh_path,
+            Some(&ssh),
+        ),
+    )?;
+    Ok(())
 }
 
 /// The PXE service's enrollment token: renewed while valid, else made anew.

@@ -62,6 +62,7 @@ path "auth/token/revoke-accessor" { capabilities = ["update"] }
 path "ssh/config/ca" { capabilities = ["create", "read", "update"] }
 path "ssh/roles/client" { capabilities = ["create", "read", "update"] }
 path "ssh/roles/host" { capabilities = ["create", "read", "update"] }
+path "ssh/roles/node-host" { capabilities = ["create", "read", "update"] }
 path "pki/*" { capabilities = ["create", "read", "update"] }
 path "pki_int/*" { capabilities = ["create", "read", "update"] }
 "#;
@@ -91,27 +92,98 @@ pub const TOKEN_ROLES: &[TokenRole] = &[
 
 /// A node of `profile`: reads its own entries (selected by the `mac` metadata
 /// of the secret-id it logged in with, via identity templating), its
-/// profile's, and the gossip key; gets client certs and a signed host key.
+/// profile's, and the gossip key; gets a client certificate and a signed
+/// host key for its own name only (roles [`NODE_PKI_ROLE`], [`NODE_SSH_ROLE`]).
 pub fn node_policy(profile: &str, approle_accessor: &str) -> String {
     format!(
         r#"
 path "kindling/data/nodes/{{{{identity.entity.aliases.{approle_accessor}.metadata.mac}}}}/*" {{ capabilities = ["read"] }}
 path "kindling/data/profiles/{profile}/*" {{ capabilities = ["read"] }}
 path "kindling/data/stack/consul/gossip" {{ capabilities = ["read"] }}
-path "pki_int/issue/consul-client" {{ capabilities = ["update"] }}
-path "pki_int/issue/nomad-client" {{ capabilities = ["update"] }}
-path "ssh/sign/host" {{ capabilities = ["update"] }}
+# kindling-node's tls step: the node's client certificate for Consul and
+# Nomad RPC. Role `node` names only the node's own hostname (templated on
+# its login), client.<dc>.consul, client.global.nomad and localhost.
+path "pki_int/issue/{NODE_PKI_ROLE}" {{ capabilities = ["update"] }}
+# kindling-node's ssh-host-cert step: role `node-host` signs host keys for
+# the node's own hostname (bare and in the site's domain) only.
+path "ssh/sign/{NODE_SSH_ROLE}" {{ capabilities = ["update"] }}
+# The CA's public key, which sshd trusts as the user CA.
 path "ssh/config/ca" {{ capabilities = ["read"] }}
 "#
     )
 }
 
+/// The PKI role (in `pki_int`) nodes issue their client certificates with.
+pub const NODE_PKI_ROLE: &str = "node";
+/// The SSH role nodes sign their host keys with.
+pub const NODE_SSH_ROLE: &str = "node-host";
+
+/// The node's hostname as its AppRole login says it: the `hostname`
+/// metadata of the secret-id the appliance minted for that node.
+fn node_hostname_template(approle_accessor: &str) -> String {
+    format!("{{{{identity.entity.aliases.{approle_accessor}.metadata.hostname}}}}")
+}
+
+/// Role [`NODE_PKI_ROLE`]: a node's Consul/Nomad client certificate names
+/// its own hostname, the names Consul's and Nomad's clients carry and
+/// `localhost`, nothing else (no other host, no IP address, no wildcard).
+pub fn node_pki_role(approle_accessor: &str, datacenter: &str) -> serde_json::Value {
+    serde_json::json!({
+        "allowed_domains": [
+            node_hostname_template(approle_accessor),
+            format!("client.{datacenter}.consul"),
+            "client.global.nomad",
+            "localhost",
+        ],
+        "allowed_domains_template": true,
+        "allow_bare_domains": true,
+        "allow_subdomains": false,
+        "allow_glob_domains": false,
+        "allow_wildcard_certificates": false,
+        "allow_localhost": true,
+        "allow_ip_sans": false,
+        "enforce_hostnames": true,
+        "server_flag": true,
+        "client_flag": true,
+        "key_type": "ec",
+        "key_bits": 256,
+        "max_ttl": "720h",
+    })
+}
+
+/// Role [`NODE_SSH_ROLE`]: host certificates for the node's own hostname,
+/// bare and in the site's domain; no user certificates.
+pub fn node_ssh_role(approle_accessor: &str, domain: &str) -> serde_json::Value {
+    let host = node_hostname_template(approle_accessor);
+    serde_json::json!({
+        "key_type": "ca",
+        "allow_host_certificates": true,
+        "allow_user_certificates": false,
+        "allowed_domains": format!("{host},{host}.{domain}"),
+        "allowed_domains_template": true,
+        "allow_bare_domains": true,
+        "allow_subdomains": false,
+        "ttl": "8760h",
+        "max_ttl": "8760h",
+    })
+}
+
 /// The name of the enrollment token's policy (see [`enroll_policy`]).
 pub const ENROLL_POLICY: &str = "kindling-enroll";
 
-/// The AppRole role of a node profile.
+/// The AppRole role of a node profile (nodes the site does not name).
 pub fn node_role(profile: &str) -> String {
     format!("node-{profile}")
+}
+
+/// The AppRole role of one node the site names (`mac_key` as
+/// `52-54-00-6b-00-10`), with its profile's policy. Its own role, so its
+/// own role-id: AppRole names a login's identity alias after the role-id,
+/// and a login overwrites the alias metadata the node policy is templated
+/// on; nodes sharing a role would share it (the latest login's MAC and
+/// hostname would be every earlier token's).
+pub fn site_node_role(mac_key: &str) -> String {
+    format!("node-mac-{mac_key}")
 }
 
 /// The PXE service's enrollment token: for each node role, create secret-ids
@@ -122,13 +194,10 @@ pub fn node_role(profile: &str) -> String {
 /// (to see whether a grant's wrapping token was unwrapped); and keep itself
 /// alive. Nothing else: no policy, token, KV, PKI or Consul access, and no
 /// default policy.
-pub fn enroll_policy<'a>(
-    profiles: impl IntoIterator<Item = &'a str>,
-    grant_ttl_secs: u32,
-) -> String {
+pub fn enroll_policy(roles: impl IntoIterator<Item = String>, grant_ttl_secs: u32) -> String {
     let mut out = String::new();
-    for profile in profiles {
-        let role = format!("auth/{APPROLE_MOUNT}/role/{}", node_role(profile));
+    for name in roles {
+        let role = format!("auth/{APPROLE_MOUNT}/role/{name}");
         out.push_str(&format!(
             r#"
 path "{role}/secret-id" {{

@@ -91,6 +91,22 @@ async fn approle(v: &VaultApi, site: &SiteConfig) -> Result<Changed, StepError> 
         }
     }))
     .await?;
+    // A role of its own for each node the site names (see
+    // `policies::site_node_role`), with its profile's policy.
+    try_join_all(site.nodes.iter().filter_map(|node| {
+        let key = crate::enroll::mac_key(&node.mac.to_string()).ok()?;
+        let policy = policies::node_role(node.profile.as_str());
+        Some(async move {
+            v.set_approle_role(
+                APPROLE_MOUNT,
+                &policies::site_node_role(&key),
+                std::slice::from_ref(&policy),
+                "24h",
+            )
+            .await
+        })
+    }))
+    .await?;
     Ok(changed)
 }
 

@@ -98,8 +98,10 @@ steps! {
     NomadIntegration = "nomad-integration", after [ConsulAcl, NomadAcl], run acl_steps::nomad_integration;
     /// Profiles and nodes mirrored into Consul KV.
     KvMirror = "kv-mirror", after [ConsulAcl], run acl_steps::kv_mirror;
-    /// The enrollment token and its policy, profile and node entries ahead of time.
-    Enrollment = "enrollment", after [VaultSetup, ConsulTokens], run enroll_steps::enrollment;
+    /// The enrollment token and its policy, profile and node entries ahead
+    /// of time, and the PKI and SSH roles nodes issue for their own name
+    /// with (after `vault-ssh-ca`, which mounts the SSH engine).
+    Enrollment = "enrollment", after [VaultSetup, VaultSshCa, ConsulTokens], run enroll_steps::enrollment;
 }
 
 impl std::fmt::Display for Step {
