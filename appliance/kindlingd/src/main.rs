@@ -10,6 +10,7 @@ mod config;
 mod console;
 mod dashboard;
 mod enroll;
+mod install;
 mod net;
 mod ntp;
 mod ownership;
@@ -48,6 +49,8 @@ enum Role {
     Update(update::Args),
     /// The backup service: scheduled and requested encrypted backups.
     Backup(backup::Args),
+    /// Install the appliance booted from its ISO onto a local disk (one-shot).
+    Install(install::Args),
 }
 
 impl Role {
@@ -61,6 +64,7 @@ impl Role {
             Role::Dashboard(_) => "dashboard",
             Role::Update(_) => "update",
             Role::Backup(_) => "backup",
+            Role::Install(_) => "install",
         }
     }
 }
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Role::Dashboard(args) => dashboard::run(args),
         Role::Update(args) => update::run(args),
         Role::Backup(args) => backup::run(args),
+        Role::Install(args) => install::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,6 +121,7 @@ mod tests {
             &["kindlingd", "stack-bootstrap"],
             &["kindlingd", "dashboard"],
             &["kindlingd", "backup"],
+            &["kindlingd", "install"],
             &["kindlingd", "backup", "--once", "--site", "/s.json"],
             &["kindlingd", "api", "--listen", "127.0.0.1:9000"],
             &[
