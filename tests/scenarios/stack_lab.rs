@@ -149,7 +149,9 @@ fn stack_state_during_bootstrap(lab: &Lab) -> Result<Value, String> {
             .map(|v| v["state"].clone())
             .map_err(|e| format!("GET {STACK_URL}: not JSON ({e}): {body}")),
         404 if body.contains("has not reported yet") => Ok(Value::from("not-reported")),
-        _ => Err(format!("GET {STACK_URL} from the LAN answered {code}: {body}")),
+        _ => Err(format!(
+            "GET {STACK_URL} from the LAN answered {code}: {body}"
+        )),
     }
 }
 

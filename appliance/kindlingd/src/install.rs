@@ -69,10 +69,8 @@ pub fn asked(cmdline: &str, site: Option<&kindling_site::SiteConfig>) -> Option<
 pub fn run(args: Args) -> anyhow::Result<()> {
     let paths = paths();
     let cmdline = std::fs::read_to_string(&args.cmdline).unwrap_or_default();
-    let site = kindling_site::effective::load(&kindling_site::effective::in_run_dir(
-        &paths.run_dir,
-    ))
-    .ok();
+    let site =
+        kindling_site::effective::load(&kindling_site::effective::in_run_dir(&paths.run_dir)).ok();
     let Some(request) = asked(&cmdline, site.as_ref()) else {
         println!("install: nothing asked (no kindling.install= and no [install] disk)");
         return Ok(());
@@ -224,9 +222,13 @@ fn install(request: &Request, paths: &Paths, status: &mut InstallStatus) -> Resu
         }
         Verdict::Install => {}
     }
-    let sector = std::fs::read_to_string(sys.join("class/block").join(&disk.name).join("queue/logical_block_size"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "512".to_string());
+    let sector = std::fs::read_to_string(
+        sys.join("class/block")
+            .join(&disk.name)
+            .join("queue/logical_block_size"),
+    )
+    .map(|s| s.trim().to_string())
+    .unwrap_or_else(|_| "512".to_string());
     if sector != "512" {
         return Err(Failure::Refused(format!(
             "{} has {sector}-byte logical sectors; the install writes 512-byte ones only",
@@ -253,7 +255,10 @@ fn install(request: &Request, paths: &Paths, status: &mut InstallStatus) -> Resu
         return Err(Failure::Refused(format!("{} is too small", facts.shown)));
     };
     status.state = InstallState::Writing;
-    let state_dir = paths.state_dir.is_dir().then_some(paths.state_dir.as_path());
+    let state_dir = paths
+        .state_dir
+        .is_dir()
+        .then_some(paths.state_dir.as_path());
     let inputs = Inputs {
         uki: BootFile {
             file: &medium.file,
@@ -288,7 +293,6 @@ fn install(request: &Request, paths: &Paths, status: &mut InstallStatus) -> Resu
         .map_err(|e| Failure::Failed(format!("{} does not read back: {e}", facts.shown)))?;
     Ok(Done::Installed(facts.shown))
 }
-
 
 #[cfg(test)]
 mod tests {
