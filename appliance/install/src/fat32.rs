@@ -11,7 +11,7 @@
 
 use std::io;
 
-use crate::write::BootFile;
+use crate::disk_io::{BootFile, Window};
 
 const SECTOR: u64 = 512;
 const RESERVED: u64 = 32;
@@ -49,7 +49,7 @@ pub trait Volume {
     fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()>;
 }
 
-impl Volume for crate::write::Window<'_> {
+impl Volume for Window<'_> {
     fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
         self.write_at(offset, bytes)
     }

@@ -8,6 +8,7 @@
 //! reads it back, [`status`] is what the console and
 //! `/run/kindling/status/install.json` say. See docs/install.md.
 
+pub mod disk_io;
 pub mod fat32;
 pub mod iso;
 pub mod layout;
