@@ -22,6 +22,7 @@ const LAYERS: &[(&str, u8)] = &[
     // 0: leaves that know nothing of kindling's other parts
     ("kindling-clock", 0),
     ("kindling-atomic-write", 0),
+    ("kindling-install", 0),
     ("kindling-init-protocol", 0),
     // 1: the typed site configuration; the appliance CA
     ("kindling-site", 1),

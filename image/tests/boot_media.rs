@@ -78,6 +78,35 @@ fn iso_disk_and_pxe_have_the_promised_layout() {
         files.contains("/boot/vmlinuz") && files.contains("/boot/initramfs.cpio.zst"),
         "{files}"
     );
+    // The installer's files, found by its own ISO reader as it reads the
+    // boot medium: the UKI (slot A's bytes) and systemd-boot.
+    let medium = fs::File::open(&iso).unwrap();
+    assert_eq!(
+        kindling_install::iso::volume_id(&medium).as_deref(),
+        Some(kindling_install::iso::VOLUME_ID)
+    );
+    let uki = kindling_install::iso::find(&medium, kindling_install::iso::UKI_PATH)
+        .unwrap()
+        .expect("the ISO carries the UKI");
+    let mut uki_bytes = vec![0u8; uki.size as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&medium, &mut uki_bytes, uki.offset).unwrap();
+    assert!(
+        uki_bytes == fs::read(out.join("kindling.efi")).unwrap(),
+        "the ISO's UKI is not the published one"
+    );
+    assert_eq!(
+        kindling_install::iso::uki_version(&uki_bytes).as_deref(),
+        Some("1.0.0-test")
+    );
+    let boot = kindling_install::iso::find(&medium, kindling_install::iso::SYSTEMD_BOOT_PATH)
+        .unwrap()
+        .expect("the ISO carries systemd-boot");
+    assert_eq!(
+        boot.size,
+        fs::metadata("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+            .unwrap()
+            .len()
+    );
     let cfg = fx.path("grub.cfg");
     tool(
         "xorriso",

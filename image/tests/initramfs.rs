@@ -95,6 +95,8 @@ fn the_archive_holds_exactly_the_contract_layout() {
         "sbin/modprobe",
         "bin/kindlingd",
         "bin/vault",
+        // The installer's mke2fs (docs/install.md).
+        "bin/mke2fs",
         "dev/console",
         "etc/passwd",
         "etc/group",

@@ -11,6 +11,7 @@ mod config;
 mod console;
 mod dashboard;
 mod enroll;
+mod install;
 mod net;
 mod node_tokens;
 mod ntp;
@@ -52,6 +53,8 @@ enum Role {
     Backup(backup::Args),
     /// Revokes a re-armed node's Consul token and makes its next one.
     NodeTokens(node_tokens::Args),
+    /// Install the appliance booted from its ISO onto a local disk (one-shot).
+    Install(install::Args),
 }
 
 impl Role {
@@ -66,6 +69,7 @@ impl Role {
             Role::Update(_) => "update",
             Role::Backup(_) => "backup",
             Role::NodeTokens(_) => "node-tokens",
+            Role::Install(_) => "install",
         }
     }
 }
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Role::Update(args) => update::run(args),
         Role::Backup(args) => backup::run(args),
         Role::NodeTokens(args) => node_tokens::run(args),
+        Role::Install(args) => install::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,6 +127,7 @@ mod tests {
             &["kindlingd", "stack-bootstrap"],
             &["kindlingd", "dashboard"],
             &["kindlingd", "backup"],
+            &["kindlingd", "install"],
             &["kindlingd", "backup", "--once", "--site", "/s.json"],
             &["kindlingd", "api", "--listen", "127.0.0.1:9000"],
             &[

@@ -41,6 +41,8 @@ pub struct Installed {
     /// init mounted the boot disk's ESP (A/B slots): this boot can update
     /// itself.
     pub boot_slots: bool,
+    /// The kernel command line asks for an install (`kindling.install=`).
+    pub install_on_cmdline: bool,
 }
 
 impl Installed {
@@ -52,6 +54,12 @@ impl Installed {
             boot_slots: Path::new(kindling_init_protocol::control::ESP_MOUNT)
                 .join("EFI")
                 .is_dir(),
+            install_on_cmdline: kindling_install::target::request(
+                &std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
+                None,
+                false,
+            )
+            .is_some(),
         }
     }
 }
@@ -257,10 +265,42 @@ fn node_tokens(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     Some(spec)
 }
 
+/// The installer (docs/install.md), on a boot from the ISO (no slots) whose
+/// command line or site names a disk: a one-shot after the API (so the
+/// state it copies holds the API's CA, and the fingerprint on the console
+/// stays true on the installed disk). As root, because it writes a raw
+/// disk whose node is root's and runs mke2fs on it, with one capability,
+/// CAP_DAC_READ_SEARCH, to read every service's state to copy it; no
+/// CAP_SYS_ADMIN (it mounts nothing). It may ask init to reboot (root's
+/// right on the control socket). Required: a refused or failed install
+/// leaves the appliance degraded, its reason on the console. Never
+/// restarted: a second try would meet a half-written disk.
+fn install(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
+    if inputs.installed.boot_slots {
+        return None;
+    }
+    let asked = inputs.installed.install_on_cmdline
+        || site.install.disk.as_deref().is_some_and(|d| !d.is_empty());
+    if !asked {
+        return None;
+    }
+    let mut spec = ServiceSpec::new("install", &[&inputs.kindlingd, "install"]);
+    spec.env.insert("RUST_LOG".to_owned(), "info".to_owned());
+    spec.user = 0;
+    spec.group = 0;
+    spec.capabilities = vec!["CAP_DAC_READ_SEARCH".to_owned()];
+    spec.depends_on = vec!["api".to_owned()];
+    spec.readiness = Readiness::Exited;
+    spec.oneshot = true;
+    spec.restart = kindling_init_protocol::table::RestartPolicy::Never;
+    spec.phase = Phase::Services;
+    Some(spec)
+}
+
 /// kindling's own children, in table order; each decides from the site and
 /// the inputs whether it runs. The stack's entries follow them.
 const SERVICES: &[fn(&SiteConfig, &BootInputs) -> Option<ServiceSpec>] =
-    &[net, pxe, api, dashboard, ntp, update, backup, node_tokens];
+    &[net, pxe, api, dashboard, ntp, update, backup, node_tokens, install];
 
 /// The full table for `site` and this boot's `inputs`.
 pub fn build(site: &SiteConfig, inputs: &BootInputs) -> ServiceTable {
@@ -396,7 +436,7 @@ mod tests {
         BootInputs {
             installed: Installed {
                 ntp_daemon: Some(PathBuf::from(NTP_DAEMON)),
-                boot_slots: false,
+                ..Installed::default()
             },
             ..inputs()
         }
@@ -410,6 +450,33 @@ mod tests {
             },
             ..inputs
         }
+    }
+
+    fn install_site() -> SiteConfig {
+        let mut site = lab_site();
+        site.install.disk = Some("/dev/disk/by-id/virtio-target".to_owned());
+        site
+    }
+
+    /// The installer runs as root with only CAP_DAC_READ_SEARCH, once,
+    /// after the API; a failure is not retried.
+    #[test]
+    fn the_installer_is_a_root_one_shot_with_one_capability() {
+        let table = build(&install_site(), &inputs());
+        let Some(install) = table.get("install") else {
+            panic!("no install entry: {:?}", names(&table));
+        };
+        assert_eq!(install.argv, ["/bin/kindlingd", "install"]);
+        assert_eq!((install.user, install.group), (0, 0));
+        assert!(install.groups.is_empty());
+        assert_eq!(install.capabilities, ["CAP_DAC_READ_SEARCH"]);
+        assert_eq!(install.depends_on, ["api"]);
+        assert!(install.oneshot && install.required);
+        assert_eq!(install.readiness, Readiness::Exited);
+        assert_eq!(
+            install.restart,
+            kindling_init_protocol::table::RestartPolicy::Never
+        );
     }
 
     fn stack_site() -> SiteConfig {
@@ -531,6 +598,30 @@ mod tests {
             Case {
                 what: "booted from a disk's slots",
                 site: lab_site(),
+                inputs: from_boot_slots(inputs()),
+                want: &["net", "pxe", "api", "dashboard", "update"],
+            },
+            Case {
+                what: "install asked by the site, booted from the ISO",
+                site: install_site(),
+                inputs: inputs(),
+                want: &["net", "pxe", "api", "dashboard", "install"],
+            },
+            Case {
+                what: "install asked by the command line",
+                site: lab_site(),
+                inputs: BootInputs {
+                    installed: Installed {
+                        install_on_cmdline: true,
+                        ..Installed::default()
+                    },
+                    ..inputs()
+                },
+                want: &["net", "pxe", "api", "dashboard", "install"],
+            },
+            Case {
+                what: "install asked, but booted from the installed disk",
+                site: install_site(),
                 inputs: from_boot_slots(inputs()),
                 want: &["net", "pxe", "api", "dashboard", "update"],
             },

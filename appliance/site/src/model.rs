@@ -51,6 +51,10 @@ pub struct SiteConfig {
     /// Scheduled backups and how many are kept (docs/backups.md).
     #[serde(default)]
     pub backup: BackupConfig,
+    /// Install the appliance to a local disk when it boots from its ISO or
+    /// USB stick (docs/install.md). Absent: it runs from RAM.
+    #[serde(default, skip_serializing_if = "InstallConfig::is_unset")]
+    pub install: InstallConfig,
     /// Profiles by name; loaded from `profiles/*.toml` of the overlay tree (not
     /// written in site.toml, hence absent from site.toml's schema).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -572,6 +576,31 @@ impl Default for LogsConfig {
             files_per_service: default_log_files(),
             syslog: None,
         }
+    }
+}
+
+/// `[install]`: on a boot from the ISO or a USB stick, write the raw A/B
+/// disk layout to `disk`, copy the running state onto it and reboot into
+/// it (docs/install.md). The kernel argument `kindling.install=<disk>`
+/// overrides it. Boots from a disk's slots never install.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstallConfig {
+    /// The disk to install to: `/dev/disk/by-id/…` (matched by its serial,
+    /// the appliance has no udev), a device path (`/dev/sda`) or a kernel
+    /// name (`nvme0n1`). Unset: no install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<String>,
+    /// Erase a disk that already holds a partition table or a filesystem.
+    /// Without it such a disk is refused, and the refusal says what it holds.
+    #[serde(default)]
+    pub wipe: bool,
+}
+
+impl InstallConfig {
+    /// Nothing asked: the default, left out of the effective config.
+    pub fn is_unset(&self) -> bool {
+        *self == InstallConfig::default()
     }
 }
 

@@ -16,11 +16,11 @@ use sha2::{Digest, Sha256};
 use super::error::BuildError;
 use super::tool::{MCOPY, MKFS_EXT4, MKFS_VFAT, MMD, SFDISK};
 
-const MIB: u64 = 1024 * 1024;
-const SECTOR: u64 = 512;
-const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
-const LINUX_DATA_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
-pub const DATA_LABEL: &str = "KINDLING-DATA";
+const MIB: u64 = layout::MIB;
+const SECTOR: u64 = layout::SECTOR;
+use kindling_install::layout::{self, ESP_TYPE, LINUX_DATA_TYPE};
+// The layout's names and sizes are the installer's too (one definition).
+pub use kindling_install::layout::{esp_size, loader_conf, slot_a_name, DATA_LABEL};
 
 pub struct DiskInputs<'a> {
     pub uki: &'a Path,
@@ -28,23 +28,6 @@ pub struct DiskInputs<'a> {
     pub version: &'a str,
     pub data_size_mib: u64,
     pub epoch: u32,
-}
-
-/// File name of slot A's UKI: three boot tries left, none used.
-pub fn slot_a_name(version: &str) -> String {
-    format!("kindling-{version}+3-0.efi")
-}
-
-pub fn loader_conf() -> &'static str {
-    // The newest kindling UKI boots at once; `editor no` keeps the command
-    // line sealed.
-    "timeout 0\ndefault kindling-*\neditor no\nconsole-mode keep\n"
-}
-
-/// The ESP holds two UKIs (A and B) plus systemd-boot, with headroom.
-pub fn esp_size(uki_size: u64, boot_size: u64) -> u64 {
-    let wanted = (uki_size * 2 + boot_size) * 5 / 4 + 8 * MIB;
-    wanted.div_ceil(MIB).max(64) * MIB
 }
 
 pub fn build(inputs: &DiskInputs<'_>, work_dir: &Path, out: &Path) -> Result<(), BuildError> {
@@ -75,9 +58,10 @@ pub fn build(inputs: &DiskInputs<'_>, work_dir: &Path, out: &Path) -> Result<(),
     drop(file);
     let script = format!(
         "label: gpt\nlabel-id: {disk}\nfirst-lba: 2048\n\
-         start={s1}, size={n1}, type={ESP_TYPE}, uuid={u1}, name=\"EFI system\"\n\
+         start={s1}, size={n1}, type={ESP_TYPE}, uuid={u1}, name=\"{ESP_PARTNAME}\"\n\
          start={s2}, size={n2}, type={LINUX_DATA_TYPE}, uuid={u2}, name=\"{DATA_LABEL}\"\n",
         disk = stable_uuid(inputs.version, "disk"),
+        ESP_PARTNAME = layout::ESP_PARTNAME,
         s1 = esp_start / SECTOR,
         n1 = esp_bytes / SECTOR,
         u1 = stable_uuid(inputs.version, "esp"),

@@ -2,7 +2,8 @@
 //! grub-mkrescue: GRUB on the serial console and the screen, one menu entry
 //! booting the kernel with the initramfs.
 //!
-//! It only stages files for grub-mkrescue; it never partitions anything.
+//! It also carries the UKI and systemd-boot for the installer. It only
+//! stages files for grub-mkrescue; it never partitions anything.
 
 use std::fs;
 use std::path::Path;
@@ -44,14 +45,27 @@ pub fn grub_config(version: &str, cmdline: &str) -> String {
     )
 }
 
-pub fn build(
-    kernel: &Path,
-    initramfs: &Path,
-    version: &str,
-    cmdline: &str,
-    work_dir: &Path,
-    out: &Path,
-) -> Result<(), BuildError> {
+/// What the ISO holds: the kernel and initramfs GRUB boots, and for the
+/// installer (`kindlingd install`, docs/install.md) the UKI and
+/// systemd-boot it writes to a disk, at `kindling_install::iso::UKI_PATH`
+/// and `SYSTEMD_BOOT_PATH`.
+pub struct IsoInputs<'a> {
+    pub kernel: &'a Path,
+    pub initramfs: &'a Path,
+    pub uki: &'a Path,
+    pub systemd_boot: &'a Path,
+    pub version: &'a str,
+    pub cmdline: &'a str,
+}
+
+pub fn build(inputs: &IsoInputs<'_>, work_dir: &Path, out: &Path) -> Result<(), BuildError> {
+    let IsoInputs {
+        kernel,
+        initramfs,
+        version,
+        cmdline,
+        ..
+    } = *inputs;
     // grub-mkrescue quietly makes a BIOS-only or UEFI-only ISO when one
     // platform's GRUB is not installed; the ISO must boot both.
     for (platform, package) in [
@@ -74,6 +88,19 @@ pub fn build(
     fs::create_dir_all(&grub_dir).map_err(BuildError::io("create", &grub_dir))?;
     link_or_copy(kernel, &root.join("boot/vmlinuz"))?;
     link_or_copy(initramfs, &root.join("boot/initramfs.cpio.zst"))?;
+    let in_iso = |path: &str| root.join(path.trim_start_matches('/'));
+    link_or_copy(inputs.uki, &in_iso(kindling_install::iso::UKI_PATH))?;
+    if !inputs.systemd_boot.is_file() {
+        return Err(BuildError::HostFileMissing {
+            input: "systemd-boot".to_string(),
+            path: inputs.systemd_boot.to_path_buf(),
+            fix: "install it with `apt-get install systemd-boot-efi`".to_string(),
+        });
+    }
+    link_or_copy(
+        inputs.systemd_boot,
+        &in_iso(kindling_install::iso::SYSTEMD_BOOT_PATH),
+    )?;
     let cfg = grub_dir.join("grub.cfg");
     fs::write(&cfg, grub_config(version, cmdline)).map_err(BuildError::io("write", &cfg))?;
     let out_arg = out.display().to_string();

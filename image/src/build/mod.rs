@@ -104,23 +104,12 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildRep
     let kernel_path = stage.join("vmlinuz");
     fs::copy(&kernel.path, &kernel_path).map_err(BuildError::io("copy kernel", &kernel.path))?;
 
-    if options.formats.contains(&Format::Iso) {
-        reporter.step("ISO (grub-mkrescue)");
-        let iso = stage.join("kindling.iso");
-        iso::build(
-            &kernel_path,
-            &initramfs_path,
-            &options.version,
-            CMDLINE,
-            &work,
-            &iso,
-        )?;
-        reporter.done("hybrid BIOS+UEFI");
-    }
-    if options.formats.contains(&Format::Disk) {
-        reporter.step("UKI + raw GPT disk");
-        // Published too: `kindling update build` bundles it for slot B.
-        let uki_path = stage.join("kindling.efi");
+    // The UKI: slot A of the raw disk, and on the ISO for the installer
+    // (docs/install.md), which also takes systemd-boot from there.
+    let systemd_boot = options.systemd_boot_dir.join("systemd-bootx64.efi");
+    let uki_path = stage.join("kindling.efi");
+    if options.formats.contains(&Format::Iso) || options.formats.contains(&Format::Disk) {
+        reporter.step("UKI");
         uki::build(
             &uki::UkiInputs {
                 stub: &options.systemd_boot_dir.join("linuxx64.efi.stub"),
@@ -133,10 +122,34 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildRep
             &work,
             &uki_path,
         )?;
+        let size = fs::metadata(&uki_path)
+            .map_err(BuildError::io("read", &uki_path))?
+            .len();
+        reporter.done(&human_size(size));
+    }
+    if options.formats.contains(&Format::Iso) {
+        reporter.step("ISO (grub-mkrescue)");
+        let iso = stage.join("kindling.iso");
+        iso::build(
+            &iso::IsoInputs {
+                kernel: &kernel_path,
+                initramfs: &initramfs_path,
+                uki: &uki_path,
+                systemd_boot: &systemd_boot,
+                version: &options.version,
+                cmdline: CMDLINE,
+            },
+            &work,
+            &iso,
+        )?;
+        reporter.done("hybrid BIOS+UEFI, with the UKI for the installer");
+    }
+    if options.formats.contains(&Format::Disk) {
+        reporter.step("raw GPT disk");
         disk::build(
             &disk::DiskInputs {
                 uki: &uki_path,
-                systemd_boot: &options.systemd_boot_dir.join("systemd-bootx64.efi"),
+                systemd_boot: &systemd_boot,
                 version: &options.version,
                 data_size_mib: options.data_size_mib,
                 epoch: options.source_date_epoch,
@@ -148,6 +161,10 @@ pub fn build(options: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildRep
             "slot A = EFI/Linux/{}",
             disk::slot_a_name(&options.version)
         ));
+    }
+    if !options.formats.contains(&Format::Disk) && uki_path.exists() {
+        // Published with the disk only (`kindling update build` bundles it).
+        fs::remove_file(&uki_path).map_err(BuildError::io("remove", &uki_path))?;
     }
     if options.formats.contains(&Format::Pxe) {
         pxe::build(

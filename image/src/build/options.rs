@@ -85,6 +85,9 @@ pub struct BuildOptions {
     pub ca_bundle: PathBuf,
     pub ipxe_dir: PathBuf,
     pub systemd_boot_dir: PathBuf,
+    /// e2fsprogs' mke2fs, put in the image (with its libraries) for the
+    /// installer (docs/install.md).
+    pub mke2fs: PathBuf,
     pub data_size_mib: u64,
     pub zstd_level: i32,
     /// Keep DWARF sections of extra binaries (default: removed).
@@ -117,6 +120,7 @@ impl BuildOptions {
             ca_bundle: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
             ipxe_dir: PathBuf::from("/usr/lib/ipxe"),
             systemd_boot_dir: PathBuf::from("/usr/lib/systemd/boot/efi"),
+            mke2fs: PathBuf::from("/sbin/mke2fs"),
             data_size_mib: 256,
             zstd_level: 12,
             keep_debug: false,

@@ -43,8 +43,23 @@ pub(super) fn resolve(
     let kindlingd = inputs::appliance_binary(&options.bin_dir, "kindlingd", "/bin/kindlingd")?;
     let mut binaries = vec![kindlingd];
     let mut libraries = Vec::new();
-    let mut names: BTreeSet<String> =
-        BTreeSet::from(["kindlingd".to_string(), "busybox".to_string()]);
+    let mut names: BTreeSet<String> = BTreeSet::from([
+        "kindlingd".to_string(),
+        "busybox".to_string(),
+        "mke2fs".to_string(),
+    ]);
+    // The installer's mke2fs (no Rust crate makes ext4), with its libraries.
+    let (mke2fs, mke2fs_libs) =
+        inputs::extra_binary("mke2fs", &options.mke2fs).map_err(|err| match err {
+            BuildError::BinaryMissing { path, .. } => BuildError::HostFileMissing {
+                input: "mke2fs (the installer formats the data partition with it)".to_string(),
+                path,
+                fix: "install it with `apt-get install e2fsprogs`".to_string(),
+            },
+            other => other,
+        })?;
+    binaries.push(mke2fs);
+    libraries.extend(mke2fs_libs);
     for arg in &options.extra_bins {
         let (name, path) = inputs::parse_name_path(arg)
             .ok_or_else(|| BuildError::ExtraBinSyntax { arg: arg.clone() })?;

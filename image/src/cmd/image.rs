@@ -102,6 +102,9 @@ pub struct BuildArgs {
         hide = true
     )]
     systemd_boot_dir: PathBuf,
+    /// e2fsprogs' mke2fs for the installer (copied with its libraries).
+    #[arg(long, value_name = "PATH", default_value = "/sbin/mke2fs", hide = true)]
+    mke2fs: PathBuf,
     /// Directory searched for the default kernel.
     #[arg(long, value_name = "DIR", default_value = "/boot", hide = true)]
     boot_dir: PathBuf,
@@ -139,6 +142,7 @@ fn build_image(args: BuildArgs) -> anyhow::Result<()> {
     options.ca_bundle = args.ca_bundle;
     options.ipxe_dir = args.ipxe_dir;
     options.systemd_boot_dir = args.systemd_boot_dir;
+    options.mke2fs = args.mke2fs;
     options.data_size_mib = args.data_size_mib;
     options.zstd_level = args.zstd_level;
     options.keep_debug = args.keep_debug;

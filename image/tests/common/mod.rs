@@ -51,6 +51,10 @@ impl Fixture {
             p("ca.crt"),
             "--ipxe-dir".into(),
             p("ipxe"),
+            // A stand-in for the installer's mke2fs (the host's brings
+            // its shared libraries, which differ between machines).
+            "--mke2fs".into(),
+            p("bin/kindlingd"),
             "--version".into(),
             "1.0.0-test".into(),
             "--formats".into(),
