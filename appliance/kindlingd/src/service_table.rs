@@ -299,8 +299,17 @@ fn install(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
 
 /// kindling's own children, in table order; each decides from the site and
 /// the inputs whether it runs. The stack's entries follow them.
-const SERVICES: &[fn(&SiteConfig, &BootInputs) -> Option<ServiceSpec>] =
-    &[net, pxe, api, dashboard, ntp, update, backup, node_tokens, install];
+const SERVICES: &[fn(&SiteConfig, &BootInputs) -> Option<ServiceSpec>] = &[
+    net,
+    pxe,
+    api,
+    dashboard,
+    ntp,
+    update,
+    backup,
+    node_tokens,
+    install,
+];
 
 /// The full table for `site` and this boot's `inputs`.
 pub fn build(site: &SiteConfig, inputs: &BootInputs) -> ServiceTable {
