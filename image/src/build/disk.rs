@@ -232,14 +232,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn esp_fits_two_slots() {
-        let size = esp_size(100 * MIB, MIB);
-        assert!(size >= 201 * MIB);
-        assert_eq!(size % MIB, 0);
-        assert_eq!(esp_size(1, 1), 64 * MIB);
-    }
-
-    #[test]
     fn uuids_are_stable_and_well_formed() {
         let a = stable_uuid("1.0", "esp");
         assert_eq!(a, stable_uuid("1.0", "esp"));
