@@ -131,14 +131,31 @@ impl Server {
     }
 }
 
+/// Starts `kindlingd api` and returns once it answers `GET /healthz` over
+/// TLS (a bare TCP accept is not yet an answering API); a server that
+/// exits meanwhile fails the test with its exit status.
 pub fn start_api(root: &Root) -> Server {
     let addr = format!("127.0.0.1:{}", super::free_port());
-    let child = root.command(&["api", "--listen", &addr]).spawn().unwrap();
+    let mut child = root.command(&["api", "--listen", &addr]).spawn().unwrap();
     let run_dir = root.path("run/kindling");
     wait_listening(&addr);
+    let admin = super::client(&addr, &run_dir, Some(lab_tokens().admin));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("kindlingd api on {addr} exited before it answered: {status}");
+        }
+        match admin.request("GET", "/healthz", None) {
+            Ok(_) => break,
+            Err(e) if std::time::Instant::now() >= deadline => {
+                panic!("kindlingd api on {addr} does not answer: {e}")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
     Server {
         child,
-        admin: super::client(&addr, &run_dir, Some(lab_tokens().admin)),
+        admin,
         addr,
         run_dir,
     }
