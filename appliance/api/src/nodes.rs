@@ -314,7 +314,8 @@ pub struct NodeRow {
     pub revoked: Option<TokenRevocation>,
 }
 
-/// A re-arm's revocation of a node's Consul token, as the stack recorded it.
+/// A re-arm's revocation of a node's Consul token and client certificates,
+/// as the stack recorded it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenRevocation {
     /// The re-arm request it answers (`ReprovisionReply::generation`).
@@ -327,6 +328,10 @@ pub struct TokenRevocation {
     /// Whether Consul still had it (false: it was gone already).
     #[serde(default)]
     pub was_live: bool,
+    /// Serial numbers of the client certificates the old install issued
+    /// (found in Vault's PKI by the node's hostname) revoked by this re-arm.
+    #[serde(default)]
+    pub certificates: Vec<String>,
     /// The accessor of the token made for the next install.
     #[serde(default)]
     pub made: Option<String>,

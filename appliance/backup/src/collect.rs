@@ -62,7 +62,7 @@ impl Sources {
         site: &kindling_site::SiteConfig,
         layout: &kindling_stack::StackLayout,
     ) -> Result<Self, CollectError> {
-        use kindling_stack::bootstrap::policies::{CONSUL_MANAGEMENT_KV, KV_MOUNT};
+        use kindling_stack::bootstrap::policies::CONSUL_MANAGEMENT_KV;
         let (vault_enabled, consul_enabled) = (site.stack.vault.enabled, site.stack.consul.enabled);
         let vault_storage = if !vault_enabled {
             "none"
@@ -82,34 +82,23 @@ impl Sources {
             // management token: the files alone.
             return Ok(sources);
         }
-        let store = kindling_stack::secrets::SecretStore::new(&layout.state_dir());
-        let token = store
-            .read_appliance_token()
-            .map_err(|e| CollectError::Tokens(e.to_string()))?
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                CollectError::NotBootstrapped("no bootstrap token (stack/appliance-token)".into())
-            })?;
-        let vault = kindling_stack::vault::VaultApi::new(&layout.vault_local_url(), None, None)
-            .map_err(|e| CollectError::Tokens(e.to_string()))?
-            .with_token(&token);
+        use kindling_stack::held::{self, HeldError};
+        let held_error = |context: &str, e: HeldError| match e {
+            HeldError::NotBootstrapped(why) => CollectError::NotBootstrapped(why),
+            other => CollectError::Tokens(format!("{context}{other}")),
+        };
+        let token = held::bootstrap_token(layout).map_err(|e| held_error("", e))?;
         if consul_enabled {
-            let record = vault
-                .kv_read(KV_MOUNT, CONSUL_MANAGEMENT_KV)
+            let vault = kindling_stack::vault::VaultApi::new(&layout.vault_local_url(), None, None)
+                .map_err(|e| CollectError::Tokens(e.to_string()))?
+                .with_token(&token);
+            let secret = held::kept_secret(&vault, CONSUL_MANAGEMENT_KV)
                 .await
                 .map_err(|e| {
-                    CollectError::Tokens(format!(
-                        "reading Consul's management token from Vault (is Vault unsealed?): {e}"
-                    ))
-                })?;
-            let secret = record
-                .as_ref()
-                .and_then(|d| d.get("secret_id"))
-                .and_then(serde_json::Value::as_str)
-                .ok_or_else(|| {
-                    CollectError::NotBootstrapped(format!(
-                        "no Consul management token in Vault ({KV_MOUNT}/{CONSUL_MANAGEMENT_KV})"
-                    ))
+                    held_error(
+                        "reading Consul's management token from Vault (is Vault unsealed?): ",
+                        e,
+                    )
                 })?;
             sources.consul = Some(Endpoint {
                 url: layout.consul_local_url(),

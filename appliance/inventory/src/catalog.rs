@@ -11,12 +11,13 @@
 //! reason, so a reader can tell "gone" from "cannot see".
 
 use crate::error::InventoryError;
+use crate::shared_file::{read_existing, FileWatch, SharedFile, Watched};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// One node as `GET /v1/catalog/nodes` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,12 +59,15 @@ pub fn catalog_file(state_dir: &Path) -> PathBuf {
     state_dir.join("inventory").join("catalog.json")
 }
 
+impl SharedFile for CatalogFile {
+    fn path(state_dir: &Path) -> PathBuf {
+        catalog_file(state_dir)
+    }
+}
+
 /// Reads the file; `Ok(None)` when it does not exist (never listed).
 pub fn read_catalog(path: &Path) -> Result<Option<CatalogFile>, InventoryError> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    crate::shared_file::read_json::<CatalogFile>(path).map(Some)
+    read_existing(path)
 }
 
 /// A listing: the index to wait on next, and every node.
@@ -169,50 +173,10 @@ impl CatalogWatcher {
 }
 
 /// The PXE service's view of `catalog.json`, re-read when it changed.
-#[derive(Debug)]
-pub struct CatalogWatch {
-    path: PathBuf,
-    mtime: Option<SystemTime>,
-    seen_once: bool,
-}
+pub type CatalogWatch = FileWatch<CatalogFile>;
 
 /// What the PXE service knows of the catalog.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CatalogState {
-    /// No listing yet (the file does not exist).
-    NotListed,
-    /// The file could not be read.
-    Unreadable(String),
-    Listed(CatalogFile),
-}
-
-impl CatalogWatch {
-    pub fn new(state_dir: &Path) -> Self {
-        Self {
-            path: catalog_file(state_dir),
-            mtime: None,
-            seen_once: false,
-        }
-    }
-
-    /// The catalog, when it changed since the last call (the first call
-    /// always answers).
-    pub fn changed(&mut self) -> Option<CatalogState> {
-        let mtime = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        if self.seen_once && mtime == self.mtime {
-            return None;
-        }
-        self.seen_once = true;
-        self.mtime = mtime;
-        Some(match read_catalog(&self.path) {
-            Ok(None) => CatalogState::NotListed,
-            Ok(Some(file)) => CatalogState::Listed(file),
-            Err(e) => CatalogState::Unreadable(e.to_string()),
-        })
-    }
-}
+pub type CatalogState = Watched<CatalogFile>;
 
 #[cfg(test)]
 mod tests {

@@ -12,8 +12,9 @@
 //! `shared_file` (reading and locking the shared files), `policy` (profile precedence),
 //! `transitions` (which event is valid in which state), `grants` (the
 //! enrollment grant's lifecycle, pure), `catalog` (the Consul catalog
-//! listing the API hands the PXE service), `membership` (whether a node is
-//! `joined`, from that listing, pure), `assignments` (the assignments
+//! listing the API hands the PXE service), `nomad_nodes` (Nomad's client
+//! node list, handed over the same way), `membership` (whether a node is
+//! `joined`, from those listings, pure), `assignments` (the assignments
 //! file), `reprovision` (re-arm requests from the API), `revocations` (what
 //! re-arms revoked, from the stack), `forget` (forget
 //! requests from the API), `inventory` (the
@@ -29,6 +30,7 @@ pub mod grants;
 pub mod inventory;
 pub mod membership;
 pub mod node_api;
+pub mod nomad_nodes;
 pub mod policy;
 pub mod reprovision;
 pub mod revocations;
@@ -52,9 +54,11 @@ pub use kindling_api::nodes::{
 };
 pub use kindling_site::MacAddr;
 pub use membership::MembershipRules;
+pub use nomad_nodes::{NomadNodesState, NomadNodesWatch};
 pub use policy::ProfilePolicy;
 pub use reprovision::{Rearm, ReprovisionStore, ReprovisionWatch};
 pub use revocations::RevocationStore;
+pub use shared_file::{FileWatch, SharedFile, Watched};
 pub use sync::{AssignmentSync, KvError, SharedAssignments};
 
 use std::path::{Path, PathBuf};

@@ -10,13 +10,19 @@
 //! find the node. The expected meta is its profile's `tags` plus
 //! `kindling-profile = <profile>`.
 //!
-//! `installed` → `joined` when the entry is there with the expected meta;
-//! `joined` → `left` when it is gone (a graceful leave, a reap of a dead
-//! node, a force-leave) or its meta no longer matches; `left` → `joined`
-//! when it is back. While the catalog cannot be read, states stay as they
-//! are and `installed` nodes say why they cannot be checked.
+//! Where the appliance runs Nomad, the node must also be in Nomad's client
+//! node list under the same name with status `ready` (its Nomad client
+//! registered and heartbeats).
+//!
+//! `installed` → `joined` when the entry is there with the expected meta
+//! (and Nomad lists it ready); `joined` → `left` when it is gone (a
+//! graceful leave, a reap of a dead node, a force-leave), its meta no
+//! longer matches or Nomad says it is down; `left` → `joined` when it is
+//! back. While a list cannot be read, states stay as they are and
+//! `installed` nodes say why they cannot be checked.
 
 use crate::catalog::CatalogNode;
+use crate::nomad_nodes::{NomadNode, READY};
 use kindling_api::nodes::{ConsulMember, NodeState};
 use kindling_site::{MacAddr, SiteConfig};
 use std::collections::BTreeMap;
@@ -41,6 +47,8 @@ pub struct Expected {
 pub struct MembershipRules {
     /// Why the appliance has no catalog to check (`None`: Consul runs).
     pub no_consul: Option<String>,
+    /// Whether the appliance runs Nomad (then nodes must be in its list).
+    pub nomad: bool,
     /// `[[nodes]] hostname`, where the site sets one.
     pub hostnames: BTreeMap<MacAddr, String>,
     /// Profile → its `tags`.
@@ -53,6 +61,7 @@ impl MembershipRules {
             no_consul: (!site.stack.consul.enabled).then(|| {
                 "the appliance runs no Consul (stack.consul.enabled = false), so `joined` cannot be verified".to_string()
             }),
+            nomad: site.stack.nomad.enabled,
             hostnames: site
                 .nodes
                 .iter()
@@ -98,6 +107,33 @@ pub enum CatalogView<'a> {
     Unknown(&'a str),
     /// Node name → entry.
     Listed(&'a BTreeMap<String, CatalogNode>),
+}
+
+/// What the appliance knows of Nomad's client node list now.
+#[derive(Debug, Clone, Copy)]
+pub enum NomadView<'a> {
+    /// The appliance runs no Nomad: nothing to check there.
+    NotRun,
+    /// The list cannot be consulted (not read yet, an error).
+    Unknown(&'a str),
+    /// Node name → entry.
+    Listed(&'a BTreeMap<String, NomadNode>),
+}
+
+/// Why Nomad's list does not show `name` ready; `None` when it does (or
+/// there is no Nomad).
+fn nomad_problem(nomad: NomadView<'_>, name: &str) -> Option<String> {
+    match nomad {
+        NomadView::NotRun | NomadView::Unknown(_) => None,
+        NomadView::Listed(nodes) => match nodes.get(name) {
+            Some(n) if n.status == READY => None,
+            Some(n) => Some(format!(
+                "Nomad lists {} (ID {}) with status {} (expected {READY})",
+                n.name, n.id, n.status
+            )),
+            None => Some(format!("not in the appliance's Nomad node list as {name}")),
+        },
+    }
 }
 
 /// One node as the inventory has it.
@@ -149,6 +185,7 @@ pub fn judge(
     node: Standing<'_>,
     expected: Result<&Expected, &str>,
     view: CatalogView<'_>,
+    nomad: NomadView<'_>,
     now: u64,
 ) -> Option<Verdict> {
     if !matches!(
@@ -171,21 +208,22 @@ pub fn judge(
         Ok(e) => e,
         Err(why) => return Some(keep(format!("{claim}it cannot be checked: {why}"))),
     };
-    let listed = match view {
-        CatalogView::Unknown(why) => {
+    let listed = match (view, nomad) {
+        (CatalogView::Unknown(why), _) | (_, NomadView::Unknown(why)) => {
             return Some(keep(match node.state {
                 NodeState::Installed => format!("{claim}it cannot be checked: {why}"),
-                _ => format!("as last seen; the catalog cannot be checked now: {why}"),
+                _ => format!("as last seen; it cannot be checked now: {why}"),
             }))
         }
-        CatalogView::Listed(listed) => listed,
+        (CatalogView::Listed(listed), _) => listed,
     };
     let wanted = format!("as {} with {}", expected.node, meta_text(&expected.meta));
     let differences = listed
         .get(&expected.node)
         .map(|entry| (entry, meta_differences(&expected.meta, &entry.meta)));
+    let in_nomad = nomad_problem(nomad, &expected.node);
     match differences {
-        Some((entry, diff)) if diff.is_empty() => {
+        Some((entry, diff)) if diff.is_empty() && in_nomad.is_none() => {
             let same = node.member.filter(|m| {
                 m.id == entry.id && m.left_at.is_none() && node.state == NodeState::Joined
             });
@@ -212,6 +250,12 @@ pub fn judge(
         }
         found => {
             let why = match &found {
+                Some((entry, diff)) if diff.is_empty() => format!(
+                    "{} (ID {}) is in the appliance's Consul catalog, but {}",
+                    entry.node,
+                    entry.id,
+                    in_nomad.unwrap_or_default()
+                ),
                 Some((entry, diff)) => format!(
                     "{} (ID {}) is in the appliance's Consul catalog, but its node meta has {}",
                     entry.node,
@@ -261,6 +305,7 @@ mod tests {
     fn rules() -> MembershipRules {
         MembershipRules {
             no_consul: None,
+            nomad: false,
             hostnames: BTreeMap::from([(DEV, "node-dev-1".to_string())]),
             profile_tags: BTreeMap::from([(
                 "dev".to_string(),
@@ -360,7 +405,7 @@ mod tests {
                 member,
                 claimed,
             };
-            let v = judge(node, Ok(&expected), view, 100).unwrap();
+            let v = judge(node, Ok(&expected), view, NomadView::NotRun, 100).unwrap();
             assert_eq!(v.state, want, "row {i}");
             let got = v.reason.clone().unwrap_or_default();
             assert!(got.contains(reason), "row {i}: {got:?} lacks {reason:?}");
@@ -385,7 +430,14 @@ mod tests {
             member: Some(&joined),
             claimed: None,
         };
-        let v = judge(still, Ok(&expected), CatalogView::Listed(&good), 100).unwrap();
+        let v = judge(
+            still,
+            Ok(&expected),
+            CatalogView::Listed(&good),
+            NomadView::NotRun,
+            100,
+        )
+        .unwrap();
         assert_eq!(v.member.unwrap().joined_at, 10);
         let gone = member(Some(50));
         let back = Standing {
@@ -393,7 +445,14 @@ mod tests {
             member: Some(&gone),
             claimed: None,
         };
-        let v = judge(back, Ok(&expected), CatalogView::Listed(&good), 100).unwrap();
+        let v = judge(
+            back,
+            Ok(&expected),
+            CatalogView::Listed(&good),
+            NomadView::NotRun,
+            100,
+        )
+        .unwrap();
         assert_eq!(v.member.unwrap().joined_at, 100);
     }
 
@@ -408,7 +467,13 @@ mod tests {
                 claimed: None,
             };
             assert_eq!(
-                judge(node, Ok(&expected), CatalogView::Listed(&good), 1),
+                judge(
+                    node,
+                    Ok(&expected),
+                    CatalogView::Listed(&good),
+                    NomadView::NotRun,
+                    1
+                ),
                 None
             );
         }
@@ -421,10 +486,62 @@ mod tests {
             node,
             Err("no profile was served to it"),
             CatalogView::Listed(&good),
+            NomadView::NotRun,
             4,
         )
         .unwrap();
         assert_eq!(v.state, Installed);
         assert!(v.reason.unwrap().contains("cannot be checked: no profile"));
+    }
+
+    /// Where Nomad runs, the Consul entry alone is not enough.
+    #[test]
+    fn with_nomad_a_node_is_joined_only_when_nomad_lists_it_ready() {
+        let expected = rules().expected(&DEV, Some("dev")).unwrap();
+        let good = catalog(&[entry("node-dev-1", "development")]);
+        let nomad = |status: &str| {
+            BTreeMap::from([(
+                "node-dev-1".to_string(),
+                NomadNode {
+                    name: "node-dev-1".into(),
+                    id: "9a7f".into(),
+                    datacenter: "dc1".into(),
+                    status: status.into(),
+                },
+            )])
+        };
+        let (ready, down, none) = (nomad(READY), nomad("down"), BTreeMap::new());
+        let joined = member(None);
+        type Row<'a> = (
+            NodeState,
+            Option<&'a ConsulMember>,
+            NomadView<'a>,
+            NodeState,
+            &'a str,
+            Option<&'a str>,
+        );
+        let rows: Vec<Row<'_>> = vec![
+            (Installed, None, NomadView::Listed(&ready), Joined, "", Some(CATALOG_JOINED)),
+            (Installed, None, NomadView::Listed(&none), Installed,
+             "node-dev-1 (ID 1b2c) is in the appliance's Consul catalog, but not in the appliance's Nomad node list as node-dev-1", None),
+            (Installed, None, NomadView::Listed(&down), Installed, "Nomad lists node-dev-1 (ID 9a7f) with status down (expected ready)", None),
+            (Installed, None, NomadView::Unknown("Nomad is sealed off"), Installed, "it cannot be checked: Nomad is sealed off", None),
+            (Joined, Some(&joined), NomadView::Listed(&ready), Joined, "", None),
+            (Joined, Some(&joined), NomadView::Listed(&down), Left, "no longer as expected since 100", Some(CATALOG_LEFT)),
+            (Joined, Some(&joined), NomadView::Unknown("Nomad is down"), Joined, "as last seen; it cannot be checked now: Nomad is down", None),
+        ];
+        for (i, (state, member, view, want, reason, event)) in rows.into_iter().enumerate() {
+            let node = Standing {
+                state,
+                member,
+                claimed: None,
+            };
+            let v = judge(node, Ok(&expected), CatalogView::Listed(&good), view, 100).unwrap();
+            assert_eq!(v.state, want, "row {i}");
+            let got = v.reason.clone().unwrap_or_default();
+            assert!(got.contains(reason), "row {i}: {got:?} lacks {reason:?}");
+            assert_eq!(reason.is_empty(), v.reason.is_none(), "row {i}: {got:?}");
+            assert_eq!(v.event.map(|e| e.0), event, "row {i}");
+        }
     }
 }

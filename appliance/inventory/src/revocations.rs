@@ -81,6 +81,7 @@ mod tests {
             at: 1,
             accessor: Some("acc".into()),
             was_live: true,
+            certificates: Vec::new(),
             made: Some("new".into()),
             error: error.map(str::to_string),
         }

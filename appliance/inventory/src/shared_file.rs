@@ -1,17 +1,21 @@
 //! JSON files shared between processes (the API writes, the PXE service
-//! reads): reading one, where a missing file is the default, and
+//! reads): reading one, where a missing file is the default,
 //! read-modify-write under an exclusive `flock` on a sibling `.lock` file,
-//! so concurrent writers never lose each other's change. Readers need no
-//! lock (writers replace files atomically).
+//! so concurrent writers never lose each other's change, and a reader's
+//! cached view that re-reads a file only when it changed ([`FileWatch`]).
+//! Readers need no lock (writers replace files atomically).
 //!
-//! Owns reading and the lock only; what the files hold is the caller's.
+//! Owns reading, watching and the lock only; what the files hold is the
+//! caller's.
 
 use crate::error::InventoryError;
 use kindling_atomic_write::write_atomic;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fs::File;
-use std::path::Path;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// The JSON file at `path`; a missing file is `T::default()`.
 pub(crate) fn read_json<T: DeserializeOwned + Default>(path: &Path) -> Result<T, InventoryError> {
@@ -69,4 +73,68 @@ pub(crate) fn with_lock<R>(
         },
     )?;
     f()
+}
+
+/// A file one process writes and another watches, at a fixed place under
+/// the data partition.
+pub trait SharedFile: DeserializeOwned + Default {
+    fn path(state_dir: &Path) -> PathBuf;
+}
+
+/// What a watcher knows of a [`SharedFile`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watched<T> {
+    /// No listing yet (the file does not exist).
+    NotListed,
+    /// The file could not be read.
+    Unreadable(String),
+    Listed(T),
+}
+
+/// A reader's view of a [`SharedFile`], re-read when its mtime changed.
+#[derive(Debug)]
+pub struct FileWatch<T> {
+    path: PathBuf,
+    mtime: Option<SystemTime>,
+    seen_once: bool,
+    _file: PhantomData<fn() -> T>,
+}
+
+impl<T: SharedFile> FileWatch<T> {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            path: T::path(state_dir),
+            mtime: None,
+            seen_once: false,
+            _file: PhantomData,
+        }
+    }
+
+    /// The file, when it changed since the last call (the first call
+    /// always answers).
+    pub fn changed(&mut self) -> Option<Watched<T>> {
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if self.seen_once && mtime == self.mtime {
+            return None;
+        }
+        self.seen_once = true;
+        self.mtime = mtime;
+        Some(match read_existing::<T>(&self.path) {
+            Ok(None) => Watched::NotListed,
+            Ok(Some(file)) => Watched::Listed(file),
+            Err(e) => Watched::Unreadable(e.to_string()),
+        })
+    }
+}
+
+/// Reads the file; `Ok(None)` when it does not exist.
+pub(crate) fn read_existing<T: DeserializeOwned + Default>(
+    path: &Path,
+) -> Result<Option<T>, InventoryError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    read_json::<T>(path).map(Some)
 }

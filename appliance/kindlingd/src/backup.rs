@@ -46,14 +46,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     crate::console::init("backup");
     let site_path = args.site.unwrap_or_else(crate::site::effective_path);
     let site = kindling_site::effective::load(&site_path)?;
-    let mut layout = StackLayout::appliance();
+    let layout = crate::stack::appliance_layout();
     let mut run_dir = PathBuf::from("/run/kindling");
     // The same overrides as `kindlingd api` and `stack-bootstrap`.
     if let Some(dir) = std::env::var_os("KINDLING_RUN_DIR") {
         run_dir = dir.into();
-    }
-    if let Some(dir) = std::env::var_os("KINDLING_STATE_DIR") {
-        layout.data_dir = dir.into();
     }
     let store = BackupStore::in_data_dir(&layout.data_dir);
     let mut service = Service {

@@ -14,6 +14,7 @@ mod enroll;
 mod install;
 mod net;
 mod node_tokens;
+mod nomad_nodes;
 mod ntp;
 mod ownership;
 mod pxe;
@@ -53,6 +54,8 @@ enum Role {
     Backup(backup::Args),
     /// Revokes a re-armed node's Consul token and makes its next one.
     NodeTokens(node_tokens::Args),
+    /// Reads Nomad's client node list for the inventory's `joined` check.
+    NomadNodes(nomad_nodes::Args),
     /// Install the appliance booted from its ISO onto a local disk (one-shot).
     Install(install::Args),
 }
@@ -69,6 +72,7 @@ impl Role {
             Role::Update(_) => "update",
             Role::Backup(_) => "backup",
             Role::NodeTokens(_) => "node-tokens",
+            Role::NomadNodes(_) => "nomad-nodes",
             Role::Install(_) => "install",
         }
     }
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
         Role::Update(args) => update::run(args),
         Role::Backup(args) => backup::run(args),
         Role::NodeTokens(args) => node_tokens::run(args),
+        Role::NomadNodes(args) => nomad_nodes::run(args),
         Role::Install(args) => install::run(args),
     };
     match result {

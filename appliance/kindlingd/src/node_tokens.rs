@@ -43,11 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     crate::console::init("node-tokens");
     let site_path = args.site.unwrap_or_else(crate::site::effective_path);
     let site = kindling_site::effective::load(&site_path)?;
-    let mut layout = StackLayout::appliance();
-    // The same overrides as `kindlingd api` and `stack-bootstrap`.
-    if let Some(dir) = std::env::var_os("KINDLING_STATE_DIR") {
-        layout.data_dir = dir.into();
-    }
+    let layout = crate::stack::appliance_layout();
     let mut keeper = Keeper {
         requests: ReprovisionStore::in_state_dir(&layout.data_dir),
         record: RevocationStore::in_state_dir(&layout.data_dir),
@@ -87,17 +83,14 @@ impl Keeper {
             let at = kindling_clock::unix_now();
             let revocation = match result {
                 Ok(Ok(replaced)) => {
-                    let replaced = replaced.unwrap_or(kindling_stack::node_tokens::Replaced {
-                        revoked: None,
-                        was_live: false,
-                        made: String::new(),
-                    });
-                    tracing::info!(%mac, generation, revoked = replaced.revoked.as_deref().unwrap_or("none"), was_live = replaced.was_live, "node-tokens: re-armed node's Consul token revoked");
+                    let replaced = replaced.unwrap_or_default();
+                    tracing::info!(%mac, generation, revoked = replaced.revoked.as_deref().unwrap_or("none"), was_live = replaced.was_live, certificates = replaced.certificates.len(), "node-tokens: re-armed node's Consul token and certificates revoked");
                     TokenRevocation {
                         generation,
                         at,
                         accessor: replaced.revoked,
                         was_live: replaced.was_live,
+                        certificates: replaced.certificates,
                         made: Some(replaced.made).filter(|m| !m.is_empty()),
                         error: None,
                     }
@@ -121,6 +114,7 @@ fn failed(generation: u64, at: u64, error: String) -> TokenRevocation {
         at,
         accessor: None,
         was_live: false,
+        certificates: Vec::new(),
         made: None,
         error: Some(error),
     }

@@ -265,6 +265,30 @@ fn node_tokens(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     Some(spec)
 }
 
+/// The Nomad node lister, when the site runs Nomad and Vault (where the
+/// bootstrap keeps Nomad's management token, which listing client nodes
+/// needs): as kl-stack, like the node-token keeper and for the same reason,
+/// with inventory's group to write `inventory/nomad-nodes.json`. No
+/// capability; not required (`joined` waits for it, nothing else does).
+fn nomad_nodes(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
+    let stack = &site.stack;
+    if !(stack.vault.enabled && stack.nomad.enabled) || inputs.stack.is_empty() {
+        return None;
+    }
+    let mut spec = kindlingd_role(
+        inputs,
+        "nomad-nodes",
+        "nomad-nodes",
+        accounts::STACK,
+        &[],
+        &[],
+        Phase::Services,
+    );
+    spec.groups = vec![accounts::INVENTORY.gid];
+    spec.required = false;
+    Some(spec)
+}
+
 /// The installer (docs/install.md), on a boot from the ISO (no slots) whose
 /// command line or site names a disk: a one-shot after the API (so the
 /// state it copies holds the API's CA, and the fingerprint on the console
@@ -308,6 +332,7 @@ const SERVICES: &[fn(&SiteConfig, &BootInputs) -> Option<ServiceSpec>] = &[
     update,
     backup,
     node_tokens,
+    nomad_nodes,
     install,
 ];
 
@@ -580,6 +605,7 @@ mod tests {
                     "dashboard",
                     "backup",
                     "node-tokens",
+                    "nomad-nodes",
                     "consul",
                     "vault",
                     "nomad",
@@ -704,26 +730,29 @@ mod tests {
             ("nomad", accounts::NOMAD, &[]),
             ("stack", accounts::STACK, &[]),
         ];
-        // The backup service and the node-token keeper share the
-        // bootstrap's account (they need the tokens only that account
-        // holds), not its groups.
-        assert_eq!(table.services.len(), want.len() + 2, "{:?}", names(&table));
+        // The backup service, the node-token keeper and the Nomad node
+        // lister share the bootstrap's account (they need the tokens only
+        // that account holds), not its groups.
+        assert_eq!(table.services.len(), want.len() + 3, "{:?}", names(&table));
         let backup = table.get("backup").cloned().unwrap();
         assert_eq!(
             (backup.user, backup.group, backup.groups.clone()),
             (accounts::STACK.uid, accounts::STACK.gid, backup_groups())
         );
         assert!(backup.capabilities.is_empty() && !backup.required);
-        let keeper = table.get("node-tokens").cloned().unwrap();
-        assert_eq!(
-            (keeper.user, keeper.group, keeper.groups.clone()),
-            (
-                accounts::STACK.uid,
-                accounts::STACK.gid,
-                vec![accounts::INVENTORY.gid]
-            )
-        );
-        assert!(keeper.capabilities.is_empty() && !keeper.required);
+        for name in ["node-tokens", "nomad-nodes"] {
+            let keeper = table.get(name).cloned().unwrap();
+            assert_eq!(
+                (keeper.user, keeper.group, keeper.groups.clone()),
+                (
+                    accounts::STACK.uid,
+                    accounts::STACK.gid,
+                    vec![accounts::INVENTORY.gid]
+                ),
+                "{name}"
+            );
+            assert!(keeper.capabilities.is_empty() && !keeper.required, "{name}");
+        }
         for (name, account, caps) in want {
             let Some(s) = table.get(name) else {
                 panic!("no {name} entry");

@@ -31,12 +31,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         options.layout.status_file = run_dir.join("status").join("stack.json");
         options.control_socket = Some(run_dir.join("init.sock"));
     }
-    if let Some(state_dir) = std::env::var_os("KINDLING_STATE_DIR") {
-        options.layout.data_dir = state_dir.into();
-    }
+    options.layout.data_dir = appliance_layout().data_dir;
     if let Some(t) = timeout {
         options.service_timeout = t;
     }
     kindling_stack::api::block_on(bootstrap::run(options))??;
     Ok(())
+}
+
+/// The stack's layout on the appliance, with the data partition
+/// `KINDLING_STATE_DIR` names (tests and the lab), as every role that talks
+/// to the stack sees it.
+pub fn appliance_layout() -> kindling_stack::StackLayout {
+    let mut layout = kindling_stack::StackLayout::appliance();
+    if let Some(dir) = std::env::var_os("KINDLING_STATE_DIR") {
+        layout.data_dir = dir.into();
+    }
+    layout
 }

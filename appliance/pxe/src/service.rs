@@ -22,7 +22,8 @@ use crate::status::{write_status, Stats, StatusFile};
 use kindling_clock::unix_now;
 use kindling_inventory::policy::node_facts;
 use kindling_inventory::{
-    CatalogWatch, ForgetStore, Inventory, ProfileChoice, ReprovisionStore, ReprovisionWatch,
+    CatalogWatch, ForgetStore, Inventory, NomadNodesWatch, ProfileChoice, ReprovisionStore,
+    ReprovisionWatch,
 };
 use kindling_site::DhcpMode;
 use kindling_site::MacAddr;
@@ -419,8 +420,10 @@ pub fn run(
         l
     };
     let forget_store = ForgetStore::in_state_dir(&settings.paths.state_dir);
-    // The catalog listing `kindlingd api` writes: `joined` is decided from it.
+    // The catalog listing `kindlingd api` writes and Nomad's node list
+    // `kindlingd nomad-nodes` writes: `joined` is decided from them.
     let catalog = Mutex::new(CatalogWatch::new(&settings.paths.state_dir));
+    let nomad_nodes = Mutex::new(NomadNodesWatch::new(&settings.paths.state_dir));
     let flush = |ready: bool| {
         let now = unix_now();
         let leases_in_use = {
@@ -450,6 +453,13 @@ pub fn run(
             .changed();
         if let Some(listing) = listing {
             inventory.set_catalog(listing, now);
+        }
+        let listing = nomad_nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .changed();
+        if let Some(listing) = listing {
+            inventory.set_nomad_nodes(listing, now);
         }
         // Inventory records are written behind, at most once a second and
         // never on the DHCP thread: a flood costs memory (capped), not fsyncs.

@@ -8,14 +8,15 @@
 //! When the operator re-arms a node (`kindling node reprovision MAC`), the
 //! token its old install was given is revoked (deleted by accessor, with a
 //! token that has `acl = "write"`: the management token, never a
-//! LAN-facing service's) and a fresh one is made for the next install:
+//! LAN-facing service's), the client certificates it issued are revoked
+//! ([`crate::node_certs`]) and a fresh token is made for the next install:
 //! [`replace`]. Must never log or return a secret id.
 
 use crate::bootstrap::policies::{self, CONSUL_MANAGEMENT_KV, KV_MOUNT};
 use crate::consul::{AclToken, ConsulApi, ConsulError};
 use crate::enroll::mac_key;
+use crate::held;
 use crate::layout::StackLayout;
-use crate::secrets::SecretStore;
 use crate::vault::{VaultApi, VaultError};
 use kindling_site::{MacAddr, NodeAssignment, SiteConfig};
 use serde_json::{json, Value};
@@ -26,10 +27,8 @@ pub enum NodeTokenError {
     Consul(#[from] ConsulError),
     #[error(transparent)]
     Vault(#[from] VaultError),
-    #[error("the stack is not bootstrapped yet: {0}")]
-    NotBootstrapped(String),
-    #[error("reading the bootstrap's token: {0}")]
-    ReadToken(#[from] crate::secrets::SecretsError),
+    #[error(transparent)]
+    Held(#[from] held::HeldError),
 }
 
 /// Where a node's token is kept in [`KV_MOUNT`].
@@ -76,20 +75,23 @@ pub async fn record(vault: &VaultApi, mac: &MacAddr, token: &AclToken) -> Result
 }
 
 /// What [`replace`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replaced {
     /// The accessor of the token the old install held (`None`: it had none).
     pub revoked: Option<String>,
     /// Whether Consul still had that token (false: deleted before).
     pub was_live: bool,
+    /// Serial numbers of the client certificates the old install issued
+    /// that were revoked now.
+    pub certificates: Vec<String>,
     /// The accessor of the token made for the next install.
     pub made: String,
 }
 
-/// Revokes `mac`'s recorded token and records a fresh one. `Ok(None)` for a
-/// MAC the site does not name (it was never given a token). Safe to run
-/// again after a failure part-way: a token already deleted counts as
-/// revoked.
+/// Revokes `mac`'s recorded token and its certificates and records a fresh
+/// token. `Ok(None)` for a MAC the site does not name (it was never given a
+/// token). Safe to run again after a failure part-way: a token already
+/// deleted counts as revoked, a revoked certificate is left alone.
 pub async fn replace(
     vault: &VaultApi,
     consul_admin: &ConsulApi,
@@ -109,18 +111,22 @@ pub async fn replace(
         Some(accessor) => consul_admin.delete_token(accessor).await?,
         None => false,
     };
+    let certificates = crate::node_certs::revoke_for(vault, &node_name(node))
+        .await?
+        .revoked;
     let token = make(consul_admin, site, node).await?;
     record(vault, &node.mac, &token).await?;
     Ok(Some(Replaced {
         revoked: old,
         was_live,
+        certificates,
         made: token.accessor_id,
     }))
 }
 
 /// [`replace`] with the tokens the bootstrap's account holds (kl-stack):
-/// its Vault token (`stack/appliance-token`) and, through it, Consul's
-/// management token, read from Vault for this call only.
+/// its Vault token and, through it, Consul's management token
+/// ([`crate::held`]).
 pub async fn replace_as_bootstrap(
     layout: &StackLayout,
     site: &SiteConfig,
@@ -129,24 +135,8 @@ pub async fn replace_as_bootstrap(
     if !site.nodes.iter().any(|n| n.mac == *mac) {
         return Ok(None);
     }
-    let token = SecretStore::new(&layout.state_dir())
-        .read_appliance_token()?
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| NodeTokenError::NotBootstrapped("no stack/appliance-token".into()))?;
-    let vault = VaultApi::new(&layout.vault_local_url(), None, None)?.with_token(&token);
-    let management = vault
-        .kv_read(KV_MOUNT, CONSUL_MANAGEMENT_KV)
-        .await?
-        .and_then(|v| {
-            v.get("secret_id")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .ok_or_else(|| {
-            NodeTokenError::NotBootstrapped(format!(
-                "no Consul management token in Vault ({KV_MOUNT}/{CONSUL_MANAGEMENT_KV})"
-            ))
-        })?;
+    let vault = held::bootstrap_vault(layout)?;
+    let management = held::kept_secret(&vault, CONSUL_MANAGEMENT_KV).await?;
     let consul = ConsulApi::new(&layout.consul_local_url(), Some(management));
     replace(&vault, &consul, site, mac).await
 }

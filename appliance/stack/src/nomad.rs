@@ -1,5 +1,5 @@
 //! Talking to Nomad's HTTP API: leader, ACL bootstrap (with Nomad's
-//! documented bootstrap reset), token check. The endpoints used here are the
+//! documented bootstrap reset), token check, the client node list. The endpoints used here are the
 //! ones `tests/nomad-double` serves and checks against Nomad's OpenAPI
 //! document. Owns no state. Must never put a token in an error message.
 
@@ -28,6 +28,21 @@ pub enum NomadError {
         secs: u64,
         last: String,
     },
+}
+
+/// One client node as `GET /v1/nodes` lists it (Nomad's `NodeListStub`;
+/// the fields kindling reads).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct NodeStub {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Datacenter", default)]
+    pub datacenter: String,
+    /// `initializing`, `ready` or `down`.
+    #[serde(rename = "Status")]
+    pub status: String,
 }
 
 #[derive(Clone)]
@@ -134,5 +149,22 @@ impl NomadApi {
     pub async fn token_valid(&self) -> Result<bool, NomadError> {
         let (status, _) = self.raw(reqwest::Method::GET, "acl/token/self").await?;
         Ok(status == 200)
+    }
+
+    /// `GET /v1/nodes` (needs `node:read`: the management token).
+    pub async fn nodes(&self) -> Result<Vec<NodeStub>, NomadError> {
+        let (status, text) = self.raw(reqwest::Method::GET, "nodes").await?;
+        if status != 200 {
+            return Err(NomadError::Api {
+                action: "listing client nodes".into(),
+                status,
+                message: text.trim().chars().take(300).collect(),
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| NomadError::Api {
+            action: "listing client nodes".into(),
+            status,
+            message: format!("the answer is not a node list: {e}"),
+        })
     }
 }

@@ -489,6 +489,44 @@ fn grants_are_bound_to_the_lease_minted_once_and_their_fate_is_reported() {
     let old = record();
     let old_secret = old["secret_id"].as_str().unwrap().to_string();
     assert_eq!(token_self(&old_secret), 200, "the install's token works");
+    // Certificates from `pki_int`: two naming the dev node (by common name;
+    // by DNS name only) and one the prod node's, issued through a test role
+    // that allows any name (the node role allows only the login's own).
+    let issue = |cn: &str, alt: &str| -> String {
+        rt.block_on(async {
+            let role = json!({"allow_any_name": true, "enforce_hostnames": false, "max_ttl": "1h"});
+            admin
+                .call(
+                    "test role",
+                    Method::POST,
+                    "pki_int/roles/test-any",
+                    Some(&role),
+                )
+                .await
+                .unwrap();
+            let req = json!({"common_name": cn, "alt_names": alt, "ttl": "1h"});
+            let issued = admin
+                .call("issue", Method::POST, "pki_int/issue/test-any", Some(&req))
+                .await
+                .unwrap();
+            issued["data"]["serial_number"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+    };
+    let dev_certs = [
+        issue("node-dev-1", "localhost"),
+        issue("client.kstest.consul", "node-dev-1"),
+    ];
+    let prod_cert = issue("node-prod-1", "localhost");
+    let revoked = |serial: &str| {
+        rt.block_on(admin.pki_cert("pki_int", serial))
+            .unwrap()
+            .unwrap()
+            .revoked
+    };
+    assert!(!revoked(&dev_certs[0]));
     let replaced = rt
         .block_on(kindling_stack::node_tokens::replace_as_bootstrap(
             &lab.layout,
@@ -499,6 +537,16 @@ fn grants_are_bound_to_the_lease_minted_once_and_their_fate_is_reported() {
         .unwrap();
     assert_eq!(replaced.revoked.as_deref(), old["accessor_id"].as_str());
     assert!(replaced.was_live);
+    let mut got = replaced.certificates.clone();
+    got.sort();
+    let mut want = dev_certs.to_vec();
+    want.sort();
+    assert_eq!(got, want, "exactly the dev node's certificates are revoked");
+    assert!(dev_certs.iter().all(|s| revoked(s)), "Vault says revoked");
+    assert!(
+        !revoked(&prod_cert),
+        "another node's certificate stays good"
+    );
     assert_eq!(
         token_self(&old_secret),
         403,
@@ -507,6 +555,19 @@ fn grants_are_bound_to_the_lease_minted_once_and_their_fate_is_reported() {
     let new = record();
     assert_eq!(new["accessor_id"].as_str(), Some(replaced.made.as_str()));
     assert_eq!(token_self(new["secret_id"].as_str().unwrap()), 200);
+    let again = rt
+        .block_on(kindling_stack::node_tokens::replace_as_bootstrap(
+            &lab.layout,
+            &lab.site,
+            &DEV,
+        ))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        again.certificates,
+        Vec::<String>::new(),
+        "a rerun revokes nothing twice"
+    );
     let stranger: MacAddr = "02:00:00:00:00:01".parse().unwrap();
     let none = rt.block_on(kindling_stack::node_tokens::replace_as_bootstrap(
         &lab.layout,

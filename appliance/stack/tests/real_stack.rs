@@ -98,6 +98,40 @@ fn cold_bootstrap_rerun_restarts_and_node_enrollment() {
         "no second Nomad ACL bootstrap"
     );
 
+    // 2b. Nomad's client node list, as `kindlingd nomad-nodes` reads it:
+    //     over mutual TLS, with the management token the bootstrap keeps in
+    //     Vault (read with the bootstrap's Vault token).
+    let listed = rt
+        .block_on(kindling_stack::nomad_nodes::list_as_bootstrap(&lab.layout))
+        .unwrap();
+    assert_eq!(listed, vec![], "no client has registered yet");
+    let double = &lab.nomad.as_ref().unwrap().double;
+    let id = double.register_node("node-dev-1", "kstest");
+    double.set_node_status(&id, "down");
+    let listed = rt
+        .block_on(kindling_stack::nomad_nodes::list_as_bootstrap(&lab.layout))
+        .unwrap();
+    assert_eq!(
+        (
+            listed[0].name.as_str(),
+            listed[0].id.as_str(),
+            listed[0].status.as_str()
+        ),
+        ("node-dev-1", id.as_str(), "down")
+    );
+    let nomad_url = lab.nomad.as_ref().unwrap().url();
+    let anonymous = rt
+        .block_on(
+            kindling_stack::nomad::NomadApi::appliance(&lab.layout)
+                .unwrap()
+                .nodes(),
+        )
+        .unwrap_err();
+    assert!(
+        anonymous.to_string().contains("HTTP 403"),
+        "{nomad_url}: without the management token: {anonymous}"
+    );
+
     // 3. Vault killed -9 and restarted comes back sealed; the stored local keys
     //    unseal it, nothing else is redone.
     lab.kill9("vault");

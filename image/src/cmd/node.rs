@@ -63,7 +63,8 @@ pub enum Command {
     },
     /// Re-arm a node's enrollment grant: its next user-data fetch (from the
     /// address holding its DHCP lease) mints a fresh one. Clears its alerts
-    /// and last failure; the Consul token its old install held is revoked.
+    /// and last failure; the Consul token and client certificates its old
+    /// install held are revoked.
     #[command(after_help = "Example:\n  kindling node reprovision 52:54:00:6b:00:20")]
     Reprovision {
         /// e.g. 52:54:00:6b:00:10
@@ -88,7 +89,7 @@ fn reprovision(target: &Target, mac: &str) -> anyhow::Result<()> {
     let path = format!("/v1/nodes/{mac}/reprovision");
     let reply: ReprovisionReply = Session::open(target)?.post_as(&path, &serde_json::json!({}))?;
     println!(
-        "{mac}: re-armed (request {}); its next user-data fetch mints a fresh grant, and the Consul token its old install held is revoked (`kindling node show {mac}`)",
+        "{mac}: re-armed (request {}); its next user-data fetch mints a fresh grant, and the Consul token and client certificates its old install held are revoked (`kindling node show {mac}`)",
         reply.generation
     );
     if let Some(previous) = &reply.previous {
@@ -320,6 +321,13 @@ pub fn show_text(n: &NodeRow) -> String {
             (None, None) => format!("none held (re-arm {})", r.generation),
         };
         fact("consul token revoked", what);
+        if r.error.is_none() {
+            let certs = match r.certificates.as_slice() {
+                [] => "none live".to_string(),
+                serials => format!("{} ({})", serials.len(), serials.join(", ")),
+            };
+            fact("certificates revoked", certs);
+        }
     }
     let mut out: String = facts
         .render()

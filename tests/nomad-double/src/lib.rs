@@ -12,6 +12,10 @@
 //! - `GET /v1/status/leader`: the leader's RPC address as a JSON string.
 //! - `GET /v1/agent/health`: `{"server":{"ok":true,…}}` (not in the OpenAPI
 //!   document; shape from Nomad's API docs).
+//! - `GET /v1/nodes`: the client nodes a test registered
+//!   ([`NomadDouble::register_node`]) as `NodeListStub`s, to the management
+//!   token only (403 `Permission denied` otherwise: listing nodes needs
+//!   `node:read`, which an anonymous request lacks under ACLs).
 //!
 //! Response shapes are checked against an excerpt of the published Nomad
 //! OpenAPI document in `openapi/` by this crate's tests. The double keeps its
@@ -50,6 +54,8 @@ struct State {
     /// Raft index of the bootstrap, reported in the "already done" error.
     bootstrap_index: u64,
     seen: Vec<SeenRequest>,
+    /// Client nodes, as `NodeListStub`s.
+    nodes: Vec<Value>,
 }
 
 /// A running double; stops when dropped.
@@ -126,6 +132,42 @@ impl NomadDouble {
             .lock()
             .map(|s| s.seen.clone())
             .unwrap_or_default()
+    }
+
+    /// Registers a client node named `name` in datacenter `dc`, status
+    /// `ready`, as a Nomad client does when it first reaches the servers;
+    /// returns its node ID.
+    pub fn register_node(&self, name: &str, dc: &str) -> String {
+        let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let id = pseudo_uuid(n, 0xc);
+        let stub = json!({
+            "Address": "127.0.0.1",
+            "CreateIndex": 100 + n,
+            "Datacenter": dc,
+            "Drain": false,
+            "ID": id,
+            "ModifyIndex": 100 + n,
+            "Name": name,
+            "NodeClass": "",
+            "SchedulingEligibility": "eligible",
+            "Status": "ready",
+            "StatusDescription": "",
+            "Version": "1.1.4",
+        });
+        if let Ok(mut st) = self.state.lock() {
+            st.nodes.push(stub);
+        }
+        id
+    }
+
+    /// Sets a registered node's `Status` (`ready`, `down`, `initializing`),
+    /// as the servers do when its heartbeats stop or resume.
+    pub fn set_node_status(&self, id: &str, status: &str) {
+        if let Ok(mut st) = self.state.lock() {
+            for node in st.nodes.iter_mut().filter(|n| n["ID"] == id) {
+                node["Status"] = json!(status);
+            }
+        }
     }
 
     /// How many bootstrap requests succeeded (200).
@@ -251,6 +293,12 @@ fn route(
 ) -> (u16, Payload) {
     match (method, path) {
         ("PUT" | "POST", "/v1/acl/bootstrap") => bootstrap(st, data_dir),
+        ("GET", "/v1/nodes") => match (&st.management, token) {
+            (Some(m), Some(t)) if m.get("SecretID").and_then(Value::as_str) == Some(t) => {
+                (200, Payload::Json(Value::Array(st.nodes.clone())))
+            }
+            _ => (403, Payload::Text("Permission denied".into())),
+        },
         ("GET", "/v1/acl/token/self") => match (&st.management, token) {
             (Some(m), Some(t)) if m.get("SecretID").and_then(Value::as_str) == Some(t) => {
                 (200, Payload::Json(m.clone()))
@@ -270,7 +318,8 @@ fn route(
         ),
         (
             _,
-            "/v1/acl/bootstrap" | "/v1/acl/token/self" | "/v1/status/leader" | "/v1/agent/health",
+            "/v1/acl/bootstrap" | "/v1/acl/token/self" | "/v1/status/leader" | "/v1/agent/health"
+            | "/v1/nodes",
         ) => (405, Payload::Text("Invalid method".into())),
         _ => (
             404,

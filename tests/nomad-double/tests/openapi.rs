@@ -196,6 +196,38 @@ fn status_leader_and_wrong_methods_match_the_document() {
     assert_eq!(v["server"]["ok"], true);
 }
 
+#[test]
+fn the_node_list_matches_the_document_and_needs_the_management_token() {
+    let doc = excerpt();
+    let double = NomadDouble::start("127.0.0.1:0", None).unwrap();
+    let (_, body) = call(&double, "POST", "/v1/acl/bootstrap", None);
+    let token: Value = serde_json::from_str(&body).unwrap();
+    let secret = token["SecretID"].as_str().unwrap().to_string();
+    let (status, body) = call(&double, "GET", "/v1/nodes", Some(&secret));
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    conforms(&doc, "/nodes", "get", status, &body);
+
+    let id = double.register_node("node-dev-1", "kstest");
+    double.register_node("node-prod-1", "kstest");
+    double.set_node_status(&id, "down");
+    let (status, body) = call(&double, "GET", "/v1/nodes", Some(&secret));
+    assert_eq!(status, 200);
+    conforms(&doc, "/nodes", "get", status, &body);
+    let nodes: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(nodes[0]["Name"], "node-dev-1");
+    assert_eq!(nodes[0]["Status"], "down");
+    assert_eq!(nodes[1]["Status"], "ready");
+
+    for token in [None, Some("not-a-token")] {
+        let (status, body) = call(&double, "GET", "/v1/nodes", token);
+        assert_eq!(status, 403, "{token:?}");
+        conforms(&doc, "/nodes", "get", status, &body);
+    }
+    let (status, body) = call(&double, "POST", "/v1/nodes", Some(&secret));
+    assert_eq!(status, 405);
+    conforms(&doc, "/nodes", "get", status, &body);
+}
+
 fn tempfile_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "ks-nomad-double-{}-{}",

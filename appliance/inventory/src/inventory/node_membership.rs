@@ -1,12 +1,15 @@
 //! The membership part of a node's record: where its Consul catalog entry
-//! stands (`joined`, `left`, or why it is still `installed`), and its last
-//! failure. The decision is `crate::membership::judge`'s; this applies it
-//! under the inventory's lock, for every node when a new catalog listing
-//! comes in and for one node when it reports an event.
+//! (and, where Nomad runs, its Nomad client) stands (`joined`, `left`, or
+//! why it is still `installed`), and its last failure. The decision is
+//! `crate::membership::judge`'s; this applies it under the inventory's
+//! lock, for every node when a new catalog or Nomad listing comes in and
+//! for one node when it reports an event.
 
 use super::{lock, push_event, Inventory, NodeRecord, Nodes};
 use crate::catalog::{CatalogNode, CatalogState};
-use crate::membership::{judge, CatalogView, MembershipRules, Standing};
+use crate::membership::{judge, CatalogView, MembershipRules, NomadView, Standing};
+use crate::nomad_nodes::{NomadNode, NomadNodesState};
+use crate::shared_file::Watched;
 use crate::transitions::JOINED;
 use kindling_api::nodes::{FailureKind, NodeEvent, NodeFailure, NodeState};
 use kindling_site::MacAddr;
@@ -23,6 +26,9 @@ pub(super) struct Membership {
     catalog: CatalogState,
     /// Node name → entry of the last good listing.
     listed: BTreeMap<String, CatalogNode>,
+    nomad: NomadNodesState,
+    /// Node name → Nomad client of the last good listing.
+    nomad_listed: BTreeMap<String, NomadNode>,
 }
 
 impl Default for Membership {
@@ -34,6 +40,8 @@ impl Default for Membership {
             },
             catalog: CatalogState::NotListed,
             listed: BTreeMap::new(),
+            nomad: Watched::NotListed,
+            nomad_listed: BTreeMap::new(),
         }
     }
 }
@@ -51,6 +59,22 @@ impl Membership {
             CatalogState::Listed(file) => match &file.problem {
                 Some(why) => CatalogView::Unknown(why),
                 None => CatalogView::Listed(&self.listed),
+            },
+        }
+    }
+
+    fn nomad_view(&self) -> NomadView<'_> {
+        if !self.rules.nomad {
+            return NomadView::NotRun;
+        }
+        match &self.nomad {
+            Watched::NotListed => NomadView::Unknown(
+                "the appliance has not listed Nomad's client nodes yet (kindlingd nomad-nodes lists them once the stack bootstrap kept Nomad's management token)",
+            ),
+            Watched::Unreadable(why) => NomadView::Unknown(why),
+            Watched::Listed(file) => match &file.problem {
+                Some(why) => NomadView::Unknown(why),
+                None => NomadView::Listed(&self.nomad_listed),
             },
         }
     }
@@ -82,6 +106,7 @@ fn judge_records(nodes: &mut Nodes, which: Option<MacAddr>, now: u64) -> bool {
             .push(r.mac);
     }
     let view = membership.view();
+    let nomad = membership.nomad_view();
     let mut changed = false;
     for record in map.values_mut() {
         if which.is_some_and(|m| m != record.mac) {
@@ -108,7 +133,7 @@ fn judge_records(nodes: &mut Nodes, which: Option<MacAddr>, now: u64) -> bool {
             member: record.seen.consul.as_ref(),
             claimed: claimed(record),
         };
-        let Some(verdict) = judge(standing, expected, view, now) else {
+        let Some(verdict) = judge(standing, expected, view, nomad, now) else {
             if record.seen.reason.take().is_some() {
                 changed = true;
             }
@@ -167,6 +192,20 @@ impl Inventory {
             _ => BTreeMap::new(),
         };
         nodes.membership.catalog = catalog;
+        if judge_records(&mut nodes, None, now) {
+            nodes.dirty = true;
+        }
+    }
+
+    /// A new view of Nomad's client nodes: every installed, joined or left
+    /// node is judged against it (where the site runs Nomad).
+    pub fn set_nomad_nodes(&self, listing: NomadNodesState, now: u64) {
+        let mut nodes = lock(&self.nodes);
+        nodes.membership.nomad_listed = match &listing {
+            Watched::Listed(file) => file.by_name(),
+            _ => BTreeMap::new(),
+        };
+        nodes.membership.nomad = listing;
         if judge_records(&mut nodes, None, now) {
             nodes.dirty = true;
         }
@@ -296,6 +335,53 @@ mod tests {
         inv.apply_rearm(DEV, 1, 8);
         let node = inv.node(&DEV).unwrap();
         assert_eq!((node.seen.consul, node.seen.reason), (None, None));
+    }
+
+    #[test]
+    fn where_nomad_runs_the_node_joins_once_nomad_lists_it_ready() {
+        use crate::nomad_nodes::{NomadNodesFile, READY};
+        let dir = tempfile::tempdir().unwrap();
+        let mut with_nomad = rules();
+        with_nomad.nomad = true;
+        let inv = Inventory::open(dir.path(), lab_policy())
+            .0
+            .with_membership(with_nomad);
+        inv.set_catalog(listed("development"), 1);
+        inv.observe_dhcp(DEV, None, Some(0), Firmware::Bios, 1);
+        inv.observe_boot_script(DEV, "dev", 2);
+        let state = inv
+            .record_event(DEV, "installed", serde_json::Value::Null, 3)
+            .unwrap();
+        assert_eq!(state, NodeState::Installed, "Nomad's list not read yet");
+        let reason = inv.node(&DEV).unwrap().seen.reason.unwrap();
+        assert!(
+            reason.contains("has not listed Nomad's client nodes yet"),
+            "{reason}"
+        );
+
+        let nomad = |status: &str| {
+            Watched::Listed(NomadNodesFile {
+                listed_ms: 1,
+                nodes: vec![NomadNode {
+                    name: "node-dev-1".into(),
+                    id: "77aa".into(),
+                    datacenter: "dc1".into(),
+                    status: status.into(),
+                }],
+                problem: None,
+            })
+        };
+        inv.set_nomad_nodes(nomad("initializing"), 4);
+        let reason = inv.node(&DEV).unwrap().seen.reason.unwrap();
+        assert!(reason.contains("with status initializing"), "{reason}");
+        inv.set_nomad_nodes(nomad(READY), 5);
+        assert_eq!(inv.node(&DEV).unwrap().state, NodeState::Joined);
+        inv.set_nomad_nodes(nomad("down"), 6);
+        let node = inv.node(&DEV).unwrap();
+        assert_eq!(node.state, NodeState::Left);
+        assert!(node.seen.reason.unwrap().contains("status down"));
+        inv.set_nomad_nodes(Watched::Unreadable("nomad-nodes.json: bad JSON".into()), 7);
+        assert_eq!(inv.node(&DEV).unwrap().state, NodeState::Left, "kept");
     }
 
     #[test]

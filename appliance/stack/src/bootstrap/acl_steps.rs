@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// state loads a moment after a restarted server elects itself).
 pub(super) const SETTLE: Duration = Duration::from_secs(10);
 const CONSUL_MANAGEMENT: &str = policies::CONSUL_MANAGEMENT_KV;
-const NOMAD_MANAGEMENT: &str = "stack/nomad/management";
+const NOMAD_MANAGEMENT: &str = policies::NOMAD_MANAGEMENT_KV;
 const NOMAD_VAULT: &str = "stack/nomad/vault-token";
 const NOMAD_CONSUL: &str = "stack/nomad/consul-token";
 

@@ -13,6 +13,9 @@ pub const PKI_INT_MOUNT: &str = "pki_int";
 /// `secret_id`): the bootstrap writes it once, the backup service reads it
 /// for Consul's snapshot API (which needs `acl = "write"`).
 pub const CONSUL_MANAGEMENT_KV: &str = "stack/consul/management";
+/// Where Nomad's management token is kept in [`KV_MOUNT`]: the bootstrap
+/// writes it once, `kindlingd nomad-nodes` reads it to list client nodes.
+pub const NOMAD_MANAGEMENT_KV: &str = "stack/nomad/management";
 
 /// The bootstrap's own token (`appliance-token` on the data partition): the
 /// exact paths the steps and the enroller use, nothing else. It cannot seal,
@@ -29,6 +32,9 @@ pub const CONSUL_MANAGEMENT_KV: &str = "stack/consul/management";
 /// unseal shares, and the backup is encrypted to the operators besides. It
 /// cannot restore one (`snapshot-force` needs `sudo`; restoring is the
 /// operator's, docs/backups.md).
+///
+/// It lists `pki_int`'s issued certificates to revoke a re-armed node's
+/// ([`crate::node_certs`]).
 pub const BOOTSTRAP_POLICY_NAME: &str = "kindling-bootstrap";
 pub const BOOTSTRAP_POLICY: &str = r#"
 path "sys/mounts" { capabilities = ["read"] }
@@ -65,6 +71,7 @@ path "ssh/roles/host" { capabilities = ["create", "read", "update"] }
 path "ssh/roles/node-host" { capabilities = ["create", "read", "update"] }
 path "pki/*" { capabilities = ["create", "read", "update"] }
 path "pki_int/*" { capabilities = ["create", "read", "update"] }
+path "pki_int/certs" { capabilities = ["list"] }
 "#;
 
 /// The token roles the bootstrap creates service tokens through (so it
