@@ -242,43 +242,34 @@ fn backup_groups() -> Vec<u32> {
 }
 
 /// The node-token keeper, when the site runs Consul and Vault (where site
-/// nodes get Consul tokens): as kl-stack, which already holds the tokens a
-/// revocation needs, so no other account gains them. Its one extra group
-/// is inventory's (re-arm requests in, what it revoked out). No
-/// capability; not required (the re-arm itself does not wait for it).
+/// nodes get Consul tokens).
 fn node_tokens(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     let stack = &site.stack;
-    if !(stack.vault.enabled && stack.consul.enabled) || inputs.stack.is_empty() {
-        return None;
-    }
-    let mut spec = kindlingd_role(
-        inputs,
-        "node-tokens",
-        "node-tokens",
-        accounts::STACK,
-        &[],
-        &[],
-        Phase::Services,
-    );
-    spec.groups = vec![accounts::INVENTORY.gid];
-    spec.required = false;
-    Some(spec)
+    (stack.vault.enabled && stack.consul.enabled).then(|| stack_keeper(inputs, "node-tokens"))?
 }
 
 /// The Nomad node lister, when the site runs Nomad and Vault (where the
 /// bootstrap keeps Nomad's management token, which listing client nodes
-/// needs): as kl-stack, like the node-token keeper and for the same reason,
-/// with inventory's group to write `inventory/nomad-nodes.json`. No
-/// capability; not required (`joined` waits for it, nothing else does).
+/// needs).
 fn nomad_nodes(site: &SiteConfig, inputs: &BootInputs) -> Option<ServiceSpec> {
     let stack = &site.stack;
-    if !(stack.vault.enabled && stack.nomad.enabled) || inputs.stack.is_empty() {
+    (stack.vault.enabled && stack.nomad.enabled).then(|| stack_keeper(inputs, "nomad-nodes"))?
+}
+
+/// A kindlingd role that works with the tokens the stack bootstrap keeps
+/// (node-tokens: revoking a re-armed node's token and certificates;
+/// nomad-nodes: listing Nomad's clients): as kl-stack, which already holds
+/// them, so no other account gains them. Its one extra group is
+/// inventory's (its files in and out). No capability; not required
+/// (nothing else waits for it). None when the stack does not run.
+fn stack_keeper(inputs: &BootInputs, role: &str) -> Option<ServiceSpec> {
+    if inputs.stack.is_empty() {
         return None;
     }
     let mut spec = kindlingd_role(
         inputs,
-        "nomad-nodes",
-        "nomad-nodes",
+        role,
+        role,
         accounts::STACK,
         &[],
         &[],

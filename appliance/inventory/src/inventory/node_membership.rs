@@ -186,26 +186,31 @@ impl Inventory {
     /// A new view of the catalog: every installed, joined or left node is
     /// judged against it.
     pub fn set_catalog(&self, catalog: CatalogState, now: u64) {
-        let mut nodes = lock(&self.nodes);
-        nodes.membership.listed = match &catalog {
-            CatalogState::Listed(file) => file.by_name(),
-            _ => BTreeMap::new(),
-        };
-        nodes.membership.catalog = catalog;
-        if judge_records(&mut nodes, None, now) {
-            nodes.dirty = true;
-        }
+        self.rejudge_all(now, |m| {
+            m.listed = match &catalog {
+                CatalogState::Listed(file) => file.by_name(),
+                _ => BTreeMap::new(),
+            };
+            m.catalog = catalog;
+        });
     }
 
     /// A new view of Nomad's client nodes: every installed, joined or left
     /// node is judged against it (where the site runs Nomad).
     pub fn set_nomad_nodes(&self, listing: NomadNodesState, now: u64) {
+        self.rejudge_all(now, |m| {
+            m.nomad_listed = match &listing {
+                Watched::Listed(file) => file.by_name(),
+                _ => BTreeMap::new(),
+            };
+            m.nomad = listing;
+        });
+    }
+
+    /// Changes what membership is judged from, then judges every node.
+    fn rejudge_all(&self, now: u64, change: impl FnOnce(&mut Membership)) {
         let mut nodes = lock(&self.nodes);
-        nodes.membership.nomad_listed = match &listing {
-            Watched::Listed(file) => file.by_name(),
-            _ => BTreeMap::new(),
-        };
-        nodes.membership.nomad = listing;
+        change(&mut nodes.membership);
         if judge_records(&mut nodes, None, now) {
             nodes.dirty = true;
         }
