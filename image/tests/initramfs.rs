@@ -94,6 +94,8 @@ fn the_archive_holds_exactly_the_contract_layout() {
         // Symlink to /init (kindling-init's modprobe mode).
         "sbin/modprobe",
         "bin/kindlingd",
+        // The node agent, handed to provisioned nodes by its sha256.
+        "usr/share/kindling/node/kindling-node",
         "bin/vault",
         // The installer's mke2fs (docs/install.md).
         "bin/mke2fs",

@@ -25,7 +25,14 @@ pub struct PxePaths {
     pub repo_dir: Option<PathBuf>,
     /// Where `status/pxe.json` is written.
     pub status_file: PathBuf,
+    /// The node agent (`kindling-node`) provisioned nodes fetch by its
+    /// sha256 (`/by-hash/sha256/HEX`) and run at first boot; absent means
+    /// nodes are not told to run one.
+    pub node_agent: PathBuf,
 }
+
+/// Where the image puts the node agent.
+pub const NODE_AGENT_PATH: &str = "/usr/share/kindling/node/kindling-node";
 
 impl Default for PxePaths {
     fn default() -> Self {
@@ -38,6 +45,7 @@ impl Default for PxePaths {
             state_dir: "/var/lib/kindling".into(),
             repo_dir: Some("/var/lib/kindling/repo".into()),
             status_file: "/run/kindling/status/pxe.json".into(),
+            node_agent: NODE_AGENT_PATH.into(),
         }
     }
 }

@@ -526,3 +526,117 @@ fn a_grant_that_cannot_be_recorded_is_withdrawn_and_not_served() {
     assert_eq!(status, 200, "the node is not locked out: {reply}");
     assert!(reply.contains("wrap-token-1"), "{reply}");
 }
+
+/// The node agent by hash, as `/begin.sh` uses it on a node: named in the
+/// user-data by the sha256 the service took at start, fetched with
+/// Range/HEAD like any served file, run only when the bytes match. A
+/// shell script stands in for `kindling-node` (what matters here is what
+/// is served and run; the agent's own steps are `node/agent`'s tests).
+#[test]
+fn begin_sh_runs_the_agent_only_when_its_bytes_hash_to_the_served_sha256() {
+    use sha2::{Digest, Sha256};
+    let dirs = Dirs::new();
+    let agent = dirs.path("node/kindling-node");
+    std::fs::create_dir_all(agent.parent().unwrap()).unwrap();
+    let script = b"#!/bin/sh\necho \"$@\" > \"$2/agent-ran\"\n";
+    std::fs::write(&agent, script).unwrap();
+    let digest = format!("{:x}", Sha256::digest(script));
+    let node = serve(&dirs, Arc::new(RecordingVault::default()), 0);
+    let url = format!("http://{}/", node.addr);
+
+    let (status, user_data) = node.call(DEV_IP, "GET", &format!("/nocloud/{DEV}/user-data"), "");
+    assert_eq!(status, 200, "{user_data}");
+    assert!(
+        user_data.contains(&format!("--agent-sha256 '{digest}'")),
+        "{user_data}"
+    );
+
+    let by_hash = format!("/by-hash/sha256/{digest}");
+    assert_eq!(node.call(HOSTILE, "GET", &by_hash, "").1.as_bytes(), script);
+    assert_eq!(node.call(HOSTILE, "HEAD", &by_hash, "").0, 200);
+    let range = std::process::Command::new("curl")
+        .args(["-fsS", "-r", "0-3"])
+        .arg(format!("{url}by-hash/sha256/{digest}"))
+        .output()
+        .unwrap();
+    assert_eq!(range.stdout, b"#!/b", "a Range answers that range");
+    let (status, _) = node.call(
+        HOSTILE,
+        "GET",
+        &format!("/by-hash/sha256/{}", "0".repeat(64)),
+        "",
+    );
+    assert_eq!(status, 404, "only the agent's hash names a file");
+
+    let (_, begin) = node.call(HOSTILE, "GET", "/begin.sh", "");
+    let work = tempfile::tempdir().unwrap();
+    let begin_sh = work.path().join("begin.sh");
+    std::fs::write(&begin_sh, begin).unwrap();
+    let run = |root: &std::path::Path| {
+        std::process::Command::new("sh")
+            .arg(&begin_sh)
+            .args(["--url", &url, "--mac", &DEV.to_string(), "--profile", "dev"])
+            .args([
+                "--tags",
+                "env=development",
+                "--agent-sha256",
+                &digest,
+                "--root",
+            ])
+            .arg(root)
+            .output()
+            .unwrap()
+    };
+    let good = work.path().join("good");
+    let out = run(&good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ran = std::fs::read_to_string(good.join("agent-ran")).unwrap();
+    assert_eq!(ran.trim(), format!("--root {}", good.display()));
+    let installed = good.join("usr/local/sbin/kindling-node");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        installed.metadata().unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+
+    // The file changed after the service hashed it (a swapped agent):
+    // the node refuses to run it.
+    std::fs::write(&agent, b"#!/bin/sh\ntouch \"$2/agent-ran\"\n# swapped\n").unwrap();
+    let bad = work.path().join("bad");
+    let out = run(&bad);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("not {digest}: refused")),
+        "{stderr}"
+    );
+    assert!(!bad.join("agent-ran").exists() && !bad.join("usr/local/sbin/kindling-node").exists());
+    assert!(!bad.join("usr/local/sbin/kindling-node.part").exists());
+
+    // An agent that fails (it reports its step itself): the site's own
+    // bootstrap still runs, and the script fails without claiming joined.
+    let failing = b"#!/bin/sh
+exit 1
+";
+    std::fs::write(&agent, failing).unwrap();
+    let node = serve(&dirs, Arc::new(RecordingVault::default()), 0);
+    let url = format!("http://{}/", node.addr);
+    let digest = format!("{:x}", Sha256::digest(failing));
+    let root = work.path().join("failing");
+    let out = std::process::Command::new("sh")
+        .arg(&begin_sh)
+        .args(["--url", &url, "--mac", &DEV.to_string(), "--profile", "dev"])
+        .args(["--tags", "", "--agent-sha256", &digest, "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        root.join("opt/kindling-repo").is_dir(),
+        "the repository step ran"
+    );
+}

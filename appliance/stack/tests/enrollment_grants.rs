@@ -174,6 +174,7 @@ fn start_pxe(lab: &Lab, rt: Arc<tokio::runtime::Runtime>) -> Pxe {
         state_dir: root.join("state"),
         repo_dir: None,
         status_file: root.join("status/pxe.json"),
+        node_agent: root.join("node/kindling-node"),
     };
     let settings = Arc::new(PxeSettings::from_site(&site, paths).unwrap());
     let inventory =

@@ -91,7 +91,7 @@ pub fn appliance_binary(
             what: name.to_string(),
             path: source,
             fix: format!(
-                "build it with `cargo build --release -p kindling-init -p kindlingd` or pass --bin-dir DIR (now {})",
+                "build it with `cargo build --release -p kindling-init -p kindlingd -p kindling-node` or pass --bin-dir DIR (now {})",
                 bin_dir.display()
             ),
         });

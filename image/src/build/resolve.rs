@@ -41,10 +41,18 @@ pub(super) fn resolve(
         None => inputs::appliance_binary(&options.bin_dir, "kindling-init", "/init")?,
     };
     let kindlingd = inputs::appliance_binary(&options.bin_dir, "kindlingd", "/bin/kindlingd")?;
-    let mut binaries = vec![kindlingd];
+    // Not run on the appliance: the PXE service hands it to provisioned
+    // nodes by its sha256 (kindling_pxe::node_agent).
+    let node_agent = inputs::appliance_binary(
+        &options.bin_dir,
+        "kindling-node",
+        "/usr/share/kindling/node/kindling-node",
+    )?;
+    let mut binaries = vec![kindlingd, node_agent];
     let mut libraries = Vec::new();
     let mut names: BTreeSet<String> = BTreeSet::from([
         "kindlingd".to_string(),
+        "kindling-node".to_string(),
         "busybox".to_string(),
         "mke2fs".to_string(),
     ]);

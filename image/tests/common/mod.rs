@@ -134,6 +134,7 @@ pub fn fixture() -> Fixture {
     };
     write(&root.join("bin/kindling-init"), &exe);
     write(&root.join("bin/kindlingd"), &exe);
+    write(&root.join("bin/kindling-node"), &exe);
     write(&root.join("boot/bzImage"), &fake_bzimage());
 
     let kmod = root.join(format!("modules/{KERNEL_VERSION}"));

@@ -17,6 +17,7 @@ use super::router::{self, Method, NoCloudDoc, Route, RouteError, SafePath};
 use crate::grants::{Asker, GrantKeeper, GrantRefused};
 use crate::holder::LeaseHolders;
 use crate::local_boot::boots_from_disk;
+use crate::node_agent::NodeAgent;
 use crate::render::{self, NodeContext};
 use crate::settings::PxeSettings;
 use crate::status::Stats;
@@ -109,6 +110,7 @@ pub struct PxeHttp {
     stats: Arc<Stats>,
     repo: Mutex<Option<Arc<Vec<u8>>>>,
     base_url: String,
+    agent: Option<NodeAgent>,
 }
 
 fn now() -> u64 {
@@ -123,6 +125,7 @@ impl PxeHttp {
         stats: Arc<Stats>,
     ) -> Self {
         let base_url = settings.base_url();
+        let agent = NodeAgent::load(&settings.paths.node_agent);
         Self {
             settings,
             inventory,
@@ -130,6 +133,7 @@ impl PxeHttp {
             stats,
             repo: Mutex::new(None),
             base_url,
+            agent,
         }
     }
 
@@ -228,6 +232,7 @@ impl PxeHttp {
                 HttpReply::text(200, "text/x-shellscript", render::begin::render())
             }
             Route::RepoTarball => self.repo(),
+            Route::ByHash(digest) => self.by_hash(&digest, range_header),
             Route::Event(mac) => match self.lease_holder(mac, peer) {
                 Ok(_) => self.event(mac, body),
                 Err(reply) => reply,
@@ -273,6 +278,7 @@ impl PxeHttp {
             profile,
             base_url: self.base_url(),
             enrollment: None,
+            agent_sha256: self.agent.as_ref().map(|a| a.sha256.clone()),
         })
     }
 
@@ -404,6 +410,36 @@ impl PxeHttp {
         };
         self.stats.bump(counter);
         let content_type = content_type(Path::new(&rel.as_str()));
+        self.file_reply(file, len, content_type, range_header)
+    }
+
+    /// The file named by `digest`: the node agent, when it is its hash.
+    /// Public like the boot files: the agent holds no secret.
+    fn by_hash(&self, digest: &str, range_header: Option<&str>) -> HttpReply {
+        let Some(agent) = self.agent.as_ref().filter(|a| a.sha256 == digest) else {
+            return HttpReply::error(404, &format!("no file with sha256 {digest}"));
+        };
+        let opened = File::open(&agent.path).and_then(|f| {
+            let len = f.metadata()?.len();
+            Ok((f, len))
+        });
+        match opened {
+            Ok((file, len)) => {
+                self.stats.bump("http_node_agent");
+                self.file_reply(file, len, "application/octet-stream", range_header)
+            }
+            Err(e) => HttpReply::error(500, &format!("the node agent is unreadable: {e}")),
+        }
+    }
+
+    /// A whole file, or the one range asked for.
+    fn file_reply(
+        &self,
+        file: File,
+        len: u64,
+        content_type: &'static str,
+        range_header: Option<&str>,
+    ) -> HttpReply {
         let mut headers = vec![("Accept-Ranges", "bytes".to_string())];
         match range::evaluate(range_header, len) {
             RangeAnswer::Full => HttpReply {

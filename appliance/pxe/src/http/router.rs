@@ -64,6 +64,9 @@ pub enum Route {
     Preseed(MacAddr),
     BeginScript,
     RepoTarball,
+    /// `/by-hash/sha256/HEX`: a file the appliance hands nodes (the node
+    /// agent), named by its content's sha256 (64 lowercase hex digits).
+    ByHash(String),
     /// `POST /nodes/MAC/events`
     Event(MacAddr),
 }
@@ -203,6 +206,14 @@ pub fn route(method: Method, target: &str) -> Result<Route, RouteError> {
         ["preseed", file] if file.ends_with(".cfg") => {
             only_read(Route::Preseed(mac(file.trim_end_matches(".cfg"))?))
         }
+        ["by-hash", "sha256", digest]
+            if digest.len() == 64
+                && digest
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            only_read(Route::ByHash((*digest).to_string()))
+        }
         ["begin.sh"] => only_read(Route::BeginScript),
         ["repo.tar.gz"] => only_read(Route::RepoTarball),
         ["nodes", m, "events"] => {
@@ -273,6 +284,27 @@ mod tests {
         assert_eq!(
             route(Method::Post, "/nodes/52:54:00:6b:00:10/events"),
             Ok(Route::Event(MAC))
+        );
+        let digest = "a".repeat(64);
+        assert_eq!(
+            route(Method::Head, &format!("/by-hash/sha256/{digest}")),
+            Ok(Route::ByHash(digest.clone()))
+        );
+        for bad in [
+            "a".repeat(63),
+            "a".repeat(65),
+            "A".repeat(64),
+            format!("{}g", "a".repeat(63)),
+        ] {
+            assert_eq!(
+                route(Method::Get, &format!("/by-hash/sha256/{bad}")),
+                Err(RouteError::NotFound),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            route(Method::Post, &format!("/by-hash/sha256/{digest}")),
+            Err(RouteError::MethodNotAllowed)
         );
     }
 

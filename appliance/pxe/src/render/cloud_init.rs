@@ -114,8 +114,15 @@ pub fn network_config(ctx: &NodeContext<'_>) -> String {
 
 /// The shell command cloud-init runs once on first boot.
 pub fn begin_command(ctx: &NodeContext<'_>) -> String {
+    // The agent's work starts from the grant: without one it has none.
+    let agent = ctx
+        .agent_sha256
+        .as_deref()
+        .filter(|_| ctx.enrollment.is_some())
+        .map(|h| format!(" --agent-sha256 {}", shell_quote(h)))
+        .unwrap_or_default();
     format!(
-        "curl -fsS --retry 5 {url}begin.sh -o /run/kindling-begin.sh && sh /run/kindling-begin.sh --url {url} --mac {mac} --profile {profile} --tags {tags}",
+        "curl -fsS --retry 5 {url}begin.sh -o /run/kindling-begin.sh && sh /run/kindling-begin.sh --url {url} --mac {mac} --profile {profile} --tags {tags}{agent}",
         url = shell_quote(ctx.base_url),
         mac = shell_quote(&ctx.mac.to_string()),
         profile = shell_quote(ctx.profile_name),
@@ -294,6 +301,30 @@ mod tests {
             enrollment: Default::default(),
             after_install: Default::default(),
         }
+    }
+
+    #[test]
+    fn the_agent_is_named_by_hash_only_to_a_node_with_a_grant() {
+        let p = profile("");
+        let mut ctx = context(&p, "dev");
+        ctx.agent_sha256 = Some("ab".repeat(32));
+        assert!(!begin_command(&ctx).contains("--agent-sha256"), "no grant");
+        ctx.enrollment = Some(Enrollment {
+            vault_addr: "https://192.168.100.1:8200".into(),
+            role_id: "r".into(),
+            wrapped_secret_id: "w".into(),
+            ca_pem: None,
+            ticket: crate::enroll::GrantTicket {
+                wrapping_accessor: "a".into(),
+                secret_id_accessor: "s".into(),
+                ttl_secs: 60,
+            },
+        });
+        let command = begin_command(&ctx);
+        assert!(
+            command.ends_with(&format!(" --agent-sha256 '{}'", "ab".repeat(32))),
+            "{command}"
+        );
     }
 
     #[test]

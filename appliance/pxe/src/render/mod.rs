@@ -25,6 +25,9 @@ pub struct NodeContext<'a> {
     /// `http://<lan-addr>[:port]/`
     pub base_url: &'a str,
     pub enrollment: Option<Enrollment>,
+    /// The sha256 of the node agent the appliance serves, which `/begin.sh`
+    /// fetches, checks and runs (`None`: there is none to run).
+    pub agent_sha256: Option<String>,
 }
 
 /// The hostname a node gets when the site names none: stable and derived
@@ -68,6 +71,7 @@ pub(crate) mod tests {
             profile,
             base_url: "http://192.168.100.1/",
             enrollment: None,
+            agent_sha256: None,
         }
     }
 

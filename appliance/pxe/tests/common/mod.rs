@@ -174,6 +174,7 @@ pub fn each_shipped_profile(
                 profile,
                 base_url: "http://192.168.100.1/",
                 enrollment: None,
+                agent_sha256: Some("5e".repeat(32)),
             };
             f(&format!("{}: profile {name}", dir.display()), ctx);
             count += 1;
@@ -219,6 +220,7 @@ impl Dirs {
             state_dir: self.path("state"),
             repo_dir: Some(self.path("repo")),
             status_file: self.path("status/pxe.json"),
+            node_agent: self.path("node/kindling-node"),
         }
     }
 }
