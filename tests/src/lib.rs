@@ -179,7 +179,8 @@ pub const LAB_NIC_DRIVER: &str = "virtio_net";
 
 /// A broken update for the rollback scenario: the lab image's recipe
 /// without [`LAB_NIC_DRIVER`] in its drivers list, so the appliance boots
-/// but finds no NIC and its required network service never becomes ready.
+/// but finds no NIC: its LAN never comes up and the required PXE service
+/// never becomes ready.
 /// Only the raw disk is built (its `kindling.efi` is what an update
 /// bundles), once per test run into `build/e2e/image-no-nic`.
 pub fn lab_image_without_nic_driver() -> Result<&'static Path, String> {
