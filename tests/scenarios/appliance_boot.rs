@@ -4,10 +4,12 @@
 //! over TLS (pinned to the CA fingerprint on its console) to the lab's
 //! TEST-ONLY operator, and to nobody else: a LAN host without a token gets
 //! 401, the read-only operator 403 on a write, plain HTTP no answer.
-//! The ISO boot also starts with a lost clock and checks the LAN's time.
+//! The ISO boot also starts with a lost clock and checks the LAN's time;
+//! the disk boot then takes a good update and a bad one, which the
+//! firmware rolls back (`update_push`).
 
 use crate::{APPLIANCE_FAIL, APPLIANCE_READY_TIMEOUT, READY};
-use kindling_e2e::{lab_for, lab_image, skip_unless_root};
+use kindling_e2e::{lab_for, lab_image, lab_image_without_nic_driver, skip_unless_root};
 use kindling_lab::api::LabOperator;
 use kindling_lab::{ApplianceBoot, ApplianceSpec, DiskBus, Lab};
 use std::net::Ipv4Addr;
@@ -295,6 +297,7 @@ fn appliance_boots_from_raw_disk_under_ovmf() -> Result<(), String> {
         return Ok(());
     }
     let image = lab_image()?;
+    let bad_image = lab_image_without_nic_driver()?;
     let mut lab = lab_for(scenario)?;
     let spec = ApplianceSpec::new(ApplianceBoot::Disk {
         image: image.join("kindling.img"),
@@ -303,7 +306,8 @@ fn appliance_boots_from_raw_disk_under_ovmf() -> Result<(), String> {
     let app = lab.boot_appliance(&spec).map_err(|e| e.to_string())?;
     wait_ready_and_check_status(&mut lab, app, scenario)?;
     slot_is_blessed(&lab, scenario)?;
-    crate::update_push::good_update_v1_to_v2(&mut lab, app, image, scenario)?;
+    let app = crate::update_push::good_update_v1_to_v2(&mut lab, app, image, scenario)?;
+    crate::update_push::bad_update_rolls_back(&mut lab, app, image, bad_image, scenario)?;
     lab.succeeded();
     Ok(())
 }

@@ -127,11 +127,14 @@ fn lab_key(kindling: &Path, work: &Path) -> Result<(PathBuf, PathBuf), String> {
 }
 
 /// What one lab image is made of: the overlay directory signed as `name`,
-/// and the extra binaries (`NAME=PATH`, e.g. `vault=build/tools/bao`).
+/// the extra binaries (`NAME=PATH`, e.g. `vault=build/tools/bao`), the
+/// hardware drivers list (`None`: the image builder's own) and the formats.
 struct ImageRecipe<'a> {
     overlay_dir: &'a str,
     name: &'a str,
     extra_bins: &'a [(&'a str, PathBuf)],
+    drivers_list: Option<PathBuf>,
+    formats: Option<&'a str>,
     out: PathBuf,
 }
 
@@ -164,9 +167,65 @@ fn build_lab_image(work: &Path) -> Result<PathBuf, String> {
             overlay_dir: "overlays/lab",
             name: "lab",
             extra_bins: &tool_bins(&[("ntp-daemon", "ntp-daemon")])?,
+            drivers_list: None,
+            formats: None,
             out: work.join("image"),
         },
     )
+}
+
+/// The NIC driver the lab's VMs need (`-device virtio-net-pci`).
+pub const LAB_NIC_DRIVER: &str = "virtio_net";
+
+/// A broken update for the rollback scenario: the lab image's recipe
+/// without [`LAB_NIC_DRIVER`] in its drivers list, so the appliance boots
+/// but finds no NIC: its LAN never comes up and the required PXE service
+/// never becomes ready.
+/// Only the raw disk is built (its `kindling.efi` is what an update
+/// bundles), once per test run into `build/e2e/image-no-nic`.
+pub fn lab_image_without_nic_driver() -> Result<&'static Path, String> {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let work = work_dir();
+            let list = work.join("drivers-without-nic.list");
+            std::fs::create_dir_all(&work)
+                .and_then(|()| std::fs::write(&list, drivers_list_without(LAB_NIC_DRIVER)?))
+                .map_err(|e| format!("writing {}: {e}", list.display()))?;
+            build_image(
+                &work,
+                &ImageRecipe {
+                    overlay_dir: "overlays/lab",
+                    name: "lab",
+                    extra_bins: &tool_bins(&[("ntp-daemon", "ntp-daemon")])?,
+                    drivers_list: Some(list),
+                    formats: Some("initramfs,disk"),
+                    out: work.join("image-no-nic"),
+                },
+            )
+        })
+        .as_ref()
+        .map(PathBuf::as_path)
+        .map_err(Clone::clone)
+}
+
+/// `kernel-config/drivers.list` without the line naming `driver`; an
+/// error if no line named it (the list changed: the fault would not be one).
+fn drivers_list_without(driver: &str) -> std::io::Result<String> {
+    let path = repo_root().join("kernel-config/drivers.list");
+    let text = std::fs::read_to_string(&path)?;
+    let named = |line: &str| line.split('#').next().unwrap_or("").trim() == driver;
+    if !text.lines().any(named) {
+        return Err(std::io::Error::other(format!(
+            "{} does not list {driver}",
+            path.display()
+        )));
+    }
+    Ok(text
+        .lines()
+        .filter(|line| !named(line))
+        .map(|line| format!("{line}\n"))
+        .collect())
 }
 
 /// The image of the stack scenario: `overlays/lab-stack` (Consul and
@@ -192,6 +251,8 @@ pub fn lab_stack_image() -> Result<&'static Path, String> {
                         overlay_dir: "overlays/lab-stack",
                         name: "lab-stack",
                         extra_bins: &extra_bins,
+                        drivers_list: None,
+                        formats: None,
                         out: work.join("image-stack"),
                     },
                 )
@@ -244,6 +305,12 @@ fn build_image(work: &Path, recipe: &ImageRecipe) -> Result<PathBuf, String> {
         image
             .arg("--extra-bin")
             .arg(format!("{name}={}", path.display()));
+    }
+    if let Some(list) = &recipe.drivers_list {
+        image.arg("--drivers-list").arg(list);
+    }
+    if let Some(formats) = recipe.formats {
+        image.args(["--formats", formats]);
     }
     run("image build", image.arg("--out").arg(&recipe.out))?;
     Ok(recipe.out.clone())

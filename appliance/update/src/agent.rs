@@ -13,7 +13,7 @@
 //! survives a reboot and goes with the slots.
 
 use crate::report::{load_state, publish, save_state};
-pub use crate::report::{AgentPaths, Mode, UpdateState, UpdateStatus, STATE_FILE};
+pub use crate::report::{AgentPaths, GateFailure, Mode, UpdateState, UpdateStatus, STATE_FILE};
 use crate::slots::{selected_entry, EntryName, Slots};
 use std::time::{Duration, Instant};
 
@@ -87,10 +87,17 @@ fn check_boot(
     status.state = load_state(&state_path);
     match slots.failed_updates(&name.version) {
         Ok(failed) => {
+            // The failed image's agent recorded why before it rebooted.
+            let recorded = status.state.gate_failure.take();
             for version in failed {
                 if !status.state.refused.contains(&version) {
+                    let why = recorded
+                        .as_ref()
+                        .filter(|f| f.version == version)
+                        .map(|f| format!(" ({})", f.why))
+                        .unwrap_or_default();
                     status.state.last_result = Some(format!(
-                        "update {version} failed its health gate; the firmware went back to {}",
+                        "update {version} failed its health gate{why}; the firmware went back to {}",
                         name.version
                     ));
                     status.state.refused.push(version);
@@ -116,6 +123,10 @@ fn check_boot(
                             "{} failed its health gate ({why}); {next}",
                             name.version
                         ));
+                        status.state.gate_failure = Some(GateFailure {
+                            version: name.version.clone(),
+                            why,
+                        });
                         *reboot = Some(next);
                     }
                     Err(stay) => status.detail = format!("{}; {stay}", status.detail),
@@ -133,6 +144,7 @@ fn check_boot(
             }
             status.mode = Mode::Blessed;
             status.detail = format!("healthy; boots {blessed}");
+            status.state.gate_failure = None;
             status.entry = Some(blessed);
             let floor = status.state.floor.take();
             status.state.floor =
@@ -333,6 +345,33 @@ mod tests {
         let why = fail(&paths).reboot.expect("reboots");
         assert!(why.contains("try 3 of 3 failed, none left"), "{why}");
         assert!(why.contains("rebooting into 2"), "{why}");
+    }
+
+    /// The reason the bad image's gate gave is what the good image reports
+    /// once the firmware went back to it, not only that it failed.
+    #[test]
+    fn the_image_fallen_back_to_reports_why_the_update_failed() {
+        let (_dir, paths) = esp(
+            &["kindling-2.efi", "kindling-3+0-3.efi"],
+            Some("kindling-3+1-2.efi"),
+        );
+        assert!(fail(&paths).reboot.is_some());
+        let mut selected = vec![6, 0, 0, 0];
+        for u in "kindling-2.efi".encode_utf16().chain([0]) {
+            selected.extend(u.to_le_bytes());
+        }
+        std::fs::write(&paths.loader_entry, selected).unwrap();
+        let boot = run_boot(&paths, Duration::ZERO, || Gate::Ready);
+        assert!(boot.reboot.is_none());
+        let state = boot.status.state;
+        assert_eq!(boot.status.mode, Mode::Blessed);
+        assert_eq!(state.refused, ["3".parse::<Version>().unwrap()]);
+        assert_eq!(
+            state.last_result.as_deref(),
+            Some("update 3 failed its health gate (vault: not ready); the firmware went back to 2")
+        );
+        assert_eq!(state.gate_failure, None, "reported once, then dropped");
+        assert_eq!(load_state(&paths.esp.join(STATE_FILE)), state);
     }
 
     #[test]

@@ -31,10 +31,23 @@ pub struct UpdateState {
     pub refused: Vec<Version>,
     #[serde(default)]
     pub last_result: Option<String>,
+    /// The last failed try of the image on trial, recorded by that image's
+    /// agent before it reboots: the image the firmware falls back to
+    /// reports the version with the gate's reason, then drops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_failure: Option<GateFailure>,
     /// The highest index sequence accepted per channel: a lower one is a
     /// replayed or rolled-back mirror, refused across reboots too.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub channel_seen: BTreeMap<String, u64>,
+}
+
+/// `gate_failure` in [`UpdateState`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateFailure {
+    pub version: Version,
+    /// What the gate was still waiting for when it gave up.
+    pub why: String,
 }
 
 pub const STATE_FILE: &str = "kindling-update.json";

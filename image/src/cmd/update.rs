@@ -39,7 +39,8 @@ pub enum Command {
     /// Example: kindling update check --channel prod --dir site-updates/ --pubkey keys/kindling.pub --running 1.3 --requires-blessing-on dev
     Check(super::update_channel::CheckArgs),
     /// Send a bundle to an appliance (admin role) and wait until its update
-    /// agent armed it (the appliance then reboots into it) or refused it.
+    /// agent armed it (the appliance then reboots into it) or refused it,
+    /// or the appliance came back on its old version, the bundle rolled back.
     ///
     /// Example: kindling update push kindling-1.4.kupd --context lab
     Push(PushArgs),
@@ -219,7 +220,8 @@ fn push(a: PushArgs) -> anyhow::Result<()> {
         accepted.upload
     );
     let deadline = started + *a.wait;
-    let mut unreachable_said = false;
+    let version = manifest.version.to_string();
+    let mut went_away = false;
     loop {
         // The agent arms the bundle and init reboots at once: the
         // appliance may be gone before the armed state is seen, so an
@@ -228,46 +230,44 @@ fn push(a: PushArgs) -> anyhow::Result<()> {
         let view = match session.get_as::<UpdateView>("/v1/update") {
             Ok(view) => Some(view),
             Err(e) if super::exit::code_of(&e) == Exit::Unreachable => {
-                if !unreachable_said {
+                if !went_away {
                     println!("the appliance does not answer (rebooting?): {e:#}; waiting");
-                    unreachable_said = true;
+                    went_away = true;
                 }
                 None
             }
             Err(e) => return Err(e),
         };
         let agent = view.as_ref().and_then(|v| v.agent.as_ref());
-        if let Some(agent) = agent {
-            let push = &agent["push"];
-            let detail = push["detail"].as_str().unwrap_or_default();
-            if push["upload"] == accepted.upload.as_str() {
-                match push["state"].as_str() {
-                    Some("armed") => {
-                        println!(
-                            "armed {:.1} s after the push began: {detail}",
-                            started.elapsed().as_secs_f64()
-                        );
-                        return Ok(());
-                    }
-                    Some("refused") => {
-                        return Err(Failure::new(
-                            Exit::Error,
-                            format!("the appliance refused {}: {detail}", a.bundle.display()),
-                        )
-                        .into())
-                    }
-                    _ => {}
-                }
-            } else if agent["version"] == manifest.version.to_string().as_str() {
+        let secs = started.elapsed().as_secs_f64();
+        match agent.and_then(|agent| push_verdict(agent, &accepted.upload, &version, went_away)) {
+            Some(PushVerdict::Armed(detail)) => {
+                println!("armed {secs:.1} s after the push began: {detail}");
+                return Ok(());
+            }
+            Some(PushVerdict::Running(state)) => {
                 println!(
-                    "armed, rebooted and now running {} ({}: {}), {:.1} s after the push began",
-                    manifest.version,
-                    agent["mode"].as_str().unwrap_or_default(),
-                    agent["detail"].as_str().unwrap_or_default(),
-                    started.elapsed().as_secs_f64()
+                    "armed, rebooted and now running {version} ({state}), {secs:.1} s after the push began"
                 );
                 return Ok(());
             }
+            Some(PushVerdict::Refused(detail)) => {
+                return Err(Failure::new(
+                    Exit::Error,
+                    format!("the appliance refused {}: {detail}", a.bundle.display()),
+                )
+                .into())
+            }
+            Some(PushVerdict::RolledBack { running, result }) => {
+                return Err(Failure::new(
+                    Exit::Error,
+                    format!(
+                        "the appliance tried {version} and went back to {running} {secs:.1} s after the push began: {result}"
+                    ),
+                )
+                .into())
+            }
+            None => {}
         }
         if std::time::Instant::now() > deadline {
             return Err(Failure::new(
@@ -281,6 +281,54 @@ fn push(a: PushArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
+}
+
+/// What the update agent's status says about a pushed upload.
+#[derive(Debug, PartialEq)]
+enum PushVerdict {
+    /// It armed the upload (the detail says as what).
+    Armed(String),
+    /// It runs the bundle's version: armed and rebooted (mode and detail).
+    Running(String),
+    /// It refused the upload (why).
+    Refused(String),
+    /// After a reboot it runs another version and refuses this one: the
+    /// bundle failed its health gate and the firmware went back.
+    RolledBack { running: String, result: String },
+}
+
+/// `None` while undecided. `went_away`: the appliance stopped answering
+/// since the push (it rebooted), so a refusal of `version` in its state
+/// is this push's trial, not one from before.
+fn push_verdict(
+    agent: &serde_json::Value,
+    upload: &str,
+    version: &str,
+    went_away: bool,
+) -> Option<PushVerdict> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let push = &agent["push"];
+    if push["upload"] == upload {
+        return match push["state"].as_str() {
+            Some("armed") => Some(PushVerdict::Armed(text(&push["detail"]))),
+            Some("refused") => Some(PushVerdict::Refused(text(&push["detail"]))),
+            _ => None,
+        };
+    }
+    if agent["version"] == version {
+        return Some(PushVerdict::Running(format!(
+            "{}: {}",
+            text(&agent["mode"]),
+            text(&agent["detail"])
+        )));
+    }
+    let refused = agent["refused"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|v| v == version));
+    (went_away && refused).then(|| PushVerdict::RolledBack {
+        running: text(&agent["version"]),
+        result: text(&agent["last_result"]),
+    })
 }
 
 /// The bundle's manifest as it claims (unverified: only to recognise the
@@ -351,4 +399,51 @@ fn status(a: StatusArgs) -> anyhow::Result<()> {
         println!("asked:       a channel check, not taken by the agent yet");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{push_verdict, PushVerdict};
+    use serde_json::json;
+
+    #[test]
+    fn an_upload_armed_refused_or_running_is_decided() {
+        let armed = json!({"version": "1", "push": {"upload": "u1", "state": "armed", "detail": "2 armed as kindling-2+3.efi"}});
+        assert_eq!(
+            push_verdict(&armed, "u1", "2", false),
+            Some(PushVerdict::Armed("2 armed as kindling-2+3.efi".into()))
+        );
+        let refused = json!({"version": "1", "push": {"upload": "u1", "state": "refused", "detail": "expired"}});
+        assert_eq!(
+            push_verdict(&refused, "u1", "2", false),
+            Some(PushVerdict::Refused("expired".into()))
+        );
+        let staging = json!({"version": "1", "push": {"upload": "u1", "state": "staging"}});
+        assert_eq!(push_verdict(&staging, "u1", "2", false), None);
+        let running = json!({"version": "2", "mode": "gating", "detail": "waiting"});
+        assert_eq!(
+            push_verdict(&running, "u1", "2", true),
+            Some(PushVerdict::Running("gating: waiting".into()))
+        );
+    }
+
+    /// Back on the old version with the pushed one refused: rolled back,
+    /// said at once instead of waiting out `--wait`.
+    #[test]
+    fn a_rollback_after_the_reboot_is_a_failure_with_the_reason() {
+        let back = json!({
+            "version": "1", "mode": "blessed", "refused": ["2"],
+            "last_result": "update 2 failed its health gate (pxe: started but not ready); the firmware went back to 1"
+        });
+        assert_eq!(
+            push_verdict(&back, "u1", "2", true),
+            Some(PushVerdict::RolledBack {
+                running: "1".into(),
+                result: "update 2 failed its health gate (pxe: started but not ready); the firmware went back to 1".into()
+            })
+        );
+        // Before any reboot the same state is an earlier failure: the
+        // agent's verdict on this upload (refused) is waited for.
+        assert_eq!(push_verdict(&back, "u1", "2", false), None);
+    }
 }
