@@ -11,7 +11,7 @@
 //! reason, so a reader can tell "gone" from "cannot see".
 
 use crate::error::InventoryError;
-use crate::shared_file::{read_existing, FileWatch, SharedFile, Watched};
+use crate::shared_file::{read_existing, FileWatch, ListingFile, SharedFile, Watched};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +57,12 @@ impl CatalogFile {
 /// Under the data partition `state_dir`.
 pub fn catalog_file(state_dir: &Path) -> PathBuf {
     state_dir.join("inventory").join("catalog.json")
+}
+
+impl ListingFile for CatalogFile {
+    fn problem(&self) -> Option<&str> {
+        self.problem.as_deref()
+    }
 }
 
 impl SharedFile for CatalogFile {

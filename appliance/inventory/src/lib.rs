@@ -58,7 +58,7 @@ pub use nomad_nodes::{NomadNodesState, NomadNodesWatch};
 pub use policy::ProfilePolicy;
 pub use reprovision::{Rearm, ReprovisionStore, ReprovisionWatch};
 pub use revocations::RevocationStore;
-pub use shared_file::{FileWatch, SharedFile, Watched};
+pub use shared_file::{FileWatch, ListingFile, SharedFile, Watched};
 pub use sync::{AssignmentSync, KvError, SharedAssignments};
 
 use std::path::{Path, PathBuf};

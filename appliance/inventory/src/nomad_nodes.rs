@@ -9,7 +9,7 @@
 //! the reason, so a reader can tell "down" from "cannot see".
 
 use crate::error::InventoryError;
-use crate::shared_file::{read_existing, write_json, FileWatch, SharedFile, Watched};
+use crate::shared_file::{read_existing, write_json, FileWatch, ListingFile, SharedFile, Watched};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +47,12 @@ impl NomadNodesFile {
             .iter()
             .map(|n| (n.name.clone(), n.clone()))
             .collect()
+    }
+}
+
+impl ListingFile for NomadNodesFile {
+    fn problem(&self) -> Option<&str> {
+        self.problem.as_deref()
     }
 }
 

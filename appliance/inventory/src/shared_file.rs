@@ -91,6 +91,25 @@ pub enum Watched<T> {
     Listed(T),
 }
 
+/// A listing one process hands another: it says when it is not current.
+pub trait ListingFile {
+    /// Why the listing cannot be taken for the present (its source could
+    /// not be read; what it holds is the last good reading).
+    fn problem(&self) -> Option<&str>;
+}
+
+impl<T: ListingFile> Watched<T> {
+    /// Why nothing may be judged from this listing (`never`: there is no
+    /// file yet); `None` when it may.
+    pub fn unusable<'a>(&'a self, never: &'a str) -> Option<&'a str> {
+        match self {
+            Watched::NotListed => Some(never),
+            Watched::Unreadable(why) => Some(why),
+            Watched::Listed(file) => file.problem(),
+        }
+    }
+}
+
 /// A reader's view of a [`SharedFile`], re-read when its mtime changed.
 #[derive(Debug)]
 pub struct FileWatch<T> {

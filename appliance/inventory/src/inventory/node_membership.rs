@@ -51,15 +51,11 @@ impl Membership {
         if let Some(why) = &self.rules.no_consul {
             return CatalogView::Unknown(why);
         }
-        match &self.catalog {
-            CatalogState::NotListed => CatalogView::Unknown(
-                "the appliance has not listed its Consul catalog yet (kindlingd api lists it once the stack bootstrap gave it its Consul token)",
-            ),
-            CatalogState::Unreadable(why) => CatalogView::Unknown(why),
-            CatalogState::Listed(file) => match &file.problem {
-                Some(why) => CatalogView::Unknown(why),
-                None => CatalogView::Listed(&self.listed),
-            },
+        match self.catalog.unusable(
+            "the appliance has not listed its Consul catalog yet (kindlingd api lists it once the stack bootstrap gave it its Consul token)",
+        ) {
+            Some(why) => CatalogView::Unknown(why),
+            None => CatalogView::Listed(&self.listed),
         }
     }
 
@@ -67,15 +63,11 @@ impl Membership {
         if !self.rules.nomad {
             return NomadView::NotRun;
         }
-        match &self.nomad {
-            Watched::NotListed => NomadView::Unknown(
-                "the appliance has not listed Nomad's client nodes yet (kindlingd nomad-nodes lists them once the stack bootstrap kept Nomad's management token)",
-            ),
-            Watched::Unreadable(why) => NomadView::Unknown(why),
-            Watched::Listed(file) => match &file.problem {
-                Some(why) => NomadView::Unknown(why),
-                None => NomadView::Listed(&self.nomad_listed),
-            },
+        match self.nomad.unusable(
+            "the appliance has not listed Nomad's client nodes yet (kindlingd nomad-nodes lists them once the stack bootstrap kept Nomad's management token)",
+        ) {
+            Some(why) => NomadView::Unknown(why),
+            None => NomadView::Listed(&self.nomad_listed),
         }
     }
 }
