@@ -16,19 +16,11 @@ use crate::vault::{VaultApi, VaultError};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// What [`revoke_for`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RevokedCerts {
-    /// Serial numbers revoked now.
-    pub revoked: Vec<String>,
-    /// Certificates naming the node that were revoked or expired already.
-    pub already_dead: usize,
-}
-
-/// Revokes every live certificate in `pki_int` that names `hostname`.
-/// Safe to run again: a revoked certificate is left alone.
-pub async fn revoke_for(vault: &VaultApi, hostname: &str) -> Result<RevokedCerts, VaultError> {
-    let mut done = RevokedCerts::default();
+/// Revokes every live certificate in `pki_int` that names `hostname`;
+/// returns the serial numbers revoked now. Safe to run again: a revoked
+/// or expired certificate is left alone.
+pub async fn revoke_for(vault: &VaultApi, hostname: &str) -> Result<Vec<String>, VaultError> {
+    let mut revoked = Vec::new();
     let now = kindling_clock::unix_now();
     for serial in vault.pki_serials(PKI_INT_MOUNT).await? {
         let Some(cert) = vault.pki_cert(PKI_INT_MOUNT, &serial).await? else {
@@ -42,13 +34,12 @@ pub async fn revoke_for(vault: &VaultApi, hostname: &str) -> Result<RevokedCerts
             continue;
         }
         if cert.revoked || names.not_after <= now {
-            done.already_dead += 1;
             continue;
         }
         vault.pki_revoke(PKI_INT_MOUNT, &serial).await?;
-        done.revoked.push(serial);
+        revoked.push(serial);
     }
-    Ok(done)
+    Ok(revoked)
 }
 
 /// The names a certificate is for, and when it ends.

@@ -111,9 +111,7 @@ pub async fn replace(
         Some(accessor) => consul_admin.delete_token(accessor).await?,
         None => false,
     };
-    let certificates = crate::node_certs::revoke_for(vault, &node_name(node))
-        .await?
-        .revoked;
+    let certificates = crate::node_certs::revoke_for(vault, &node_name(node)).await?;
     let token = make(consul_admin, site, node).await?;
     record(vault, &node.mac, &token).await?;
     Ok(Some(Replaced {
