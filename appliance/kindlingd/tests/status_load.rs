@@ -7,9 +7,14 @@
 //! a debug build measures the debug build); run it with
 //!
 //!   cargo test --release -p kindlingd --test status_load -- --ignored --nocapture
+//!
+//! With `BENCH_RECORD=FILE` (as `tests/bench` runs it) the p99s, the peak
+//! RSS and the page's size are also appended there.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../../../tests/bench-record.rs"]
+mod bench_record;
 mod common;
 
 use common::appliance::{apply, start_api, Root};
@@ -161,6 +166,7 @@ fn status_and_page_latency_with_200_concurrent_clients() {
     let pid = api.pid();
     let idle_rss = rss_kib(pid);
     let peak = Arc::new(AtomicU64::new(idle_rss));
+    let overall = AtomicU64::new(idle_rss);
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
         let (peak, done) = (peak.clone(), done.clone());
@@ -177,27 +183,48 @@ fn status_and_page_latency_with_200_concurrent_clients() {
     let bearer = format!("Authorization: Bearer {}", lab_tokens().read.expose());
     let session = format!("Cookie: {cookie}");
     let mut lines = Vec::new();
-    for (what, path, credential) in [
-        ("GET /v1/status", "/v1/status", bearer.as_str()),
-        ("GET / (page)", "/", session.as_str()),
-        ("GET /ui/fragment", "/ui/fragment", session.as_str()),
+    for (what, record, path, credential) in [
+        (
+            "GET /v1/status",
+            "api_status_p99_ms",
+            "/v1/status",
+            bearer.as_str(),
+        ),
+        ("GET / (page)", "api_page_p99_ms", "/", session.as_str()),
+        (
+            "GET /ui/fragment",
+            "api_fragment_p99_ms",
+            "/ui/fragment",
+            session.as_str(),
+        ),
     ] {
+        peak.store(rss_kib(pid), Ordering::Relaxed);
         let (times, size, took) = load(&target, path, credential);
         lines.push(format!(
             "{what}: {} requests from {CLIENTS} concurrent clients in {took:.1?}: \
-             p50 {:.1?}, p99 {:.1?}, max {:.1?}; body {size} bytes",
+             p50 {:.1?}, p99 {:.1?}, max {:.1?}; body {size} bytes; RSS peak {} KiB",
             times.len(),
             percentile(&times, 0.50),
             percentile(&times, 0.99),
             times[times.len() - 1],
+            peak.load(Ordering::Relaxed),
         ));
+        overall.fetch_max(peak.load(Ordering::Relaxed), Ordering::Relaxed);
+        let p99_ms = percentile(&times, 0.99).as_secs_f64() * 1000.0;
+        bench_record::record(record, "kindling", format!("{p99_ms:.1}"));
+        if path == "/" {
+            bench_record::record("api_page_bytes", "kindling", size);
+        }
     }
     done.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
     lines.push(format!(
-        "kindlingd api RSS: {idle_rss} KiB idle, {} KiB peak under load",
-        peak.load(Ordering::Relaxed)
+        "kindlingd api RSS: {idle_rss} KiB idle, {} KiB peak under load, {} KiB after",
+        overall.load(Ordering::Relaxed),
+        rss_kib(pid)
     ));
+    let peak_mib = overall.load(Ordering::Relaxed) as f64 / 1024.0;
+    bench_record::record("api_rss_mib", "kindling", format!("{peak_mib:.1}"));
     for line in lines {
         eprintln!("load: {line}");
     }
