@@ -112,13 +112,17 @@ pub fn network_config(ctx: &NodeContext<'_>) -> String {
     )
 }
 
-/// The shell command cloud-init runs once on first boot.
-pub fn begin_command(ctx: &NodeContext<'_>) -> String {
-    // The agent's work starts from the grant: without one it has none.
-    let agent = ctx
-        .agent_sha256
+/// The sha256 of the node agent this node runs, if it runs one: the
+/// agent's work starts from the grant, so only a node with a grant does.
+fn agent_to_run<'c>(ctx: &'c NodeContext<'_>) -> Option<&'c str> {
+    ctx.agent_sha256
         .as_deref()
         .filter(|_| ctx.enrollment.is_some())
+}
+
+/// The shell command cloud-init runs once on first boot.
+pub fn begin_command(ctx: &NodeContext<'_>) -> String {
+    let agent = agent_to_run(ctx)
         .map(|h| format!(" --agent-sha256 {}", shell_quote(h)))
         .unwrap_or_default();
     format!(
@@ -203,9 +207,8 @@ fn autoinstall(ctx: &NodeContext<'_>, config: &str) -> String {
 
 /// `/etc/kindling/node.json`, read by the node agent (`kindling-node`'s
 /// `NodeFile`, which refuses unknown keys). The stack to join and the
-/// client binaries to install only for a node with a grant, the same
-/// condition as running the agent at all; and only where the site runs a
-/// stack.
+/// client binaries to install only for a node that runs the agent (it has
+/// a grant), and only where the site runs a stack.
 pub fn node_json(ctx: &NodeContext<'_>) -> serde_json::Value {
     let mut node = serde_json::json!({
         "appliance": ctx.base_url,
@@ -215,7 +218,7 @@ pub fn node_json(ctx: &NodeContext<'_>) -> serde_json::Value {
         // The node agent's SSH host certificate names `<hostname>.<domain>`.
         "domain": ctx.domain,
     });
-    let Some(stack) = ctx.stack.as_ref().filter(|_| ctx.enrollment.is_some()) else {
+    let Some(stack) = ctx.stack.as_ref().filter(|_| agent_to_run(ctx).is_some()) else {
         return node;
     };
     let addrs = |list: &[std::net::SocketAddrV4]| -> Vec<String> {
@@ -371,6 +374,7 @@ mod tests {
             nomad_servers: Vec::new(),
         });
         ctx.client_binaries = [("consul".to_string(), "c0".repeat(32))].into();
+        ctx.agent_sha256 = Some("ab".repeat(32));
         let without = node_json(&ctx);
         assert!(without.get("stack").is_none() && without.get("binaries").is_none());
 
@@ -404,6 +408,11 @@ mod tests {
         let ud = user_data(&ctx).unwrap();
         assert!(ud.contains(&yaml_str(&with.to_string())), "{ud}");
 
+        ctx.agent_sha256 = None;
+        let no_agent = node_json(&ctx);
+        assert!(no_agent.get("stack").is_none(), "nothing would read it");
+
+        ctx.agent_sha256 = Some("ab".repeat(32));
         ctx.stack = None;
         let no_stack = node_json(&ctx);
         assert!(no_stack.get("stack").is_none() && no_stack.get("binaries").is_none());
