@@ -10,6 +10,7 @@
 
 use anyhow::Context;
 use kindling_pxe::service::{self, ServiceOptions};
+use kindling_pxe::settings::{JoinPorts, NodeStack};
 use kindling_pxe::{PxePaths, PxeSettings};
 use std::path::PathBuf;
 
@@ -90,6 +91,15 @@ fn settings(args: Args) -> Settings {
     }
 }
 
+/// The stack's LAN ports nodes join, from the layout the stack runs with.
+fn join_ports() -> JoinPorts {
+    let ports = kindling_stack::StackLayout::appliance().ports;
+    JoinPorts {
+        consul_serf_lan: ports.consul_serf_lan,
+        nomad_rpc: ports.nomad_rpc,
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     crate::console::init("pxe");
     let args = settings(args);
@@ -100,10 +110,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.site.display()
         );
     }
-    let settings = PxeSettings::from_site(&site, args.paths)
+    let mut settings = PxeSettings::from_site(&site, args.paths)
         .with_context(|| format!("in {}", args.site.display()))?;
+    // Nodes dial the ports the appliance's stack actually listens on.
+    settings.stack = NodeStack::from_site(&site, settings.lan_addr, join_ports());
     let mut options = args.options;
     options.enrollment = crate::enroll::source(&site);
     service::run(settings, options, crate::notify_ready)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kindling_stack::StackLayout;
+
+    /// The PXE service hands nodes the very binaries the stack runs, and
+    /// tells them the ports it listens on.
+    #[test]
+    fn nodes_get_the_stack_s_own_binaries_and_ports() {
+        let layout = StackLayout::appliance();
+        let paths = PxePaths::default();
+        assert_eq!(paths.consul_binary, layout.binary("consul"));
+        assert_eq!(paths.nomad_binary, layout.binary("nomad"));
+        assert_eq!(join_ports(), JoinPorts::default());
+    }
 }

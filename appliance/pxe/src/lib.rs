@@ -14,7 +14,7 @@ pub mod holder;
 pub mod http;
 pub mod leases;
 pub mod local_boot;
-pub mod node_agent;
+pub mod node_files;
 pub mod ra;
 pub mod render;
 pub mod repo;

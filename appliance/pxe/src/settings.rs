@@ -8,7 +8,7 @@ use kindling_inventory::{MembershipRules, ProfilePolicy};
 use kindling_site::MacAddr;
 use kindling_site::{DhcpMode, Profile, ProfileSelector, SiteConfig, UnknownMacPolicy};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 /// Where the service reads and writes on disk. `Default` is the appliance layout
@@ -29,10 +29,19 @@ pub struct PxePaths {
     /// sha256 (`/by-hash/sha256/HEX`) and run at first boot; absent means
     /// nodes are not told to run one.
     pub node_agent: PathBuf,
+    /// The Consul binary the image carries (`--extra-bin consul=…`), handed
+    /// to nodes by its sha256 as their Consul client when the site runs
+    /// Consul; absent means not offered.
+    pub consul_binary: PathBuf,
+    /// The same for Nomad, offered only when the site runs Nomad.
+    pub nomad_binary: PathBuf,
 }
 
 /// Where the image puts the node agent.
 pub const NODE_AGENT_PATH: &str = "/usr/share/kindling/node/kindling-node";
+/// Where the image puts extra binaries (`/bin/NAME`), as the stack runs them.
+pub const CONSUL_BINARY_PATH: &str = "/bin/consul";
+pub const NOMAD_BINARY_PATH: &str = "/bin/nomad";
 
 impl Default for PxePaths {
     fn default() -> Self {
@@ -46,6 +55,8 @@ impl Default for PxePaths {
             repo_dir: Some("/var/lib/kindling/repo".into()),
             status_file: "/run/kindling/status/pxe.json".into(),
             node_agent: NODE_AGENT_PATH.into(),
+            consul_binary: CONSUL_BINARY_PATH.into(),
+            nomad_binary: NOMAD_BINARY_PATH.into(),
         }
     }
 }
@@ -93,7 +104,66 @@ pub struct PxeSettings {
     pub profiles: BTreeMap<String, Profile>,
     /// What a node's Consul catalog entry must be for it to be `joined`.
     pub membership: MembershipRules,
+    /// The stack nodes join (node.json's `stack`); `None` when the site
+    /// runs no Consul, so there is nothing to join.
+    pub stack: Option<NodeStack>,
     pub paths: PxePaths,
+}
+
+/// The stack ports nodes dial on the appliance's LAN address. `Default` is
+/// the upstream defaults, which the appliance's stack uses; `kindlingd pxe`
+/// sets them from the stack's own layout so the two cannot drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinPorts {
+    pub consul_serf_lan: u16,
+    pub nomad_rpc: u16,
+}
+
+impl Default for JoinPorts {
+    fn default() -> Self {
+        Self {
+            consul_serf_lan: 8301,
+            nomad_rpc: 4647,
+        }
+    }
+}
+
+/// What a node with a grant is told of the stack it joins: node.json's
+/// `stack` block (the agent's `StackFile`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStack {
+    pub datacenter: String,
+    /// Consul's LAN gossip on the appliance.
+    pub consul_join: Vec<SocketAddrV4>,
+    /// Nomad's server RPC on the appliance; empty when the site runs no
+    /// Nomad.
+    pub nomad_servers: Vec<SocketAddrV4>,
+}
+
+impl NodeStack {
+    /// The appliance's own servers, from `[stack]`: `None` without Consul
+    /// (nodes join the stack through their Consul client).
+    pub fn from_site(site: &SiteConfig, lan_addr: Ipv4Addr, ports: JoinPorts) -> Option<Self> {
+        let stack = &site.stack;
+        if !stack.consul.enabled {
+            return None;
+        }
+        let nomad_servers = if stack.nomad.enabled {
+            vec![SocketAddrV4::new(lan_addr, ports.nomad_rpc)]
+        } else {
+            Vec::new()
+        };
+        Some(Self {
+            datacenter: stack.datacenter.clone(),
+            consul_join: vec![SocketAddrV4::new(lan_addr, ports.consul_serf_lan)],
+            nomad_servers,
+        })
+    }
+
+    /// Whether nodes run a Nomad client (the site runs Nomad's server).
+    pub fn runs_nomad(&self) -> bool {
+        !self.nomad_servers.is_empty()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +241,7 @@ impl PxeSettings {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
             membership: MembershipRules::from_site(site),
+            stack: NodeStack::from_site(site, lan_addr, JoinPorts::default()),
             paths,
         };
         let (start, end) = (pxe.range.start, pxe.range.end);
@@ -314,6 +385,33 @@ pub(crate) mod tests {
             ],
             "the appliance first, listed once"
         );
+    }
+
+    #[test]
+    fn nodes_join_the_stack_only_where_the_site_runs_it() {
+        let mut site = lab_site();
+        site.stack.consul.enabled = false;
+        site.stack.nomad.enabled = true;
+        let s = PxeSettings::from_site(&site, PxePaths::default()).unwrap();
+        assert_eq!(s.stack, None, "no Consul: nothing to join");
+
+        site.stack.consul.enabled = true;
+        site.stack.nomad.enabled = false;
+        let lan = Ipv4Addr::new(192, 168, 100, 1);
+        let s = PxeSettings::from_site(&site, PxePaths::default()).unwrap();
+        let stack = s.stack.unwrap();
+        assert_eq!(stack.datacenter, "lab");
+        assert_eq!(stack.consul_join, [SocketAddrV4::new(lan, 8301)]);
+        assert!(stack.nomad_servers.is_empty() && !stack.runs_nomad());
+
+        site.stack.nomad.enabled = true;
+        let ports = JoinPorts {
+            consul_serf_lan: 18301,
+            nomad_rpc: 14647,
+        };
+        let stack = NodeStack::from_site(&site, lan, ports).unwrap();
+        assert_eq!(stack.consul_join, [SocketAddrV4::new(lan, 18301)]);
+        assert_eq!(stack.nomad_servers, [SocketAddrV4::new(lan, 14647)]);
     }
 
     #[test]

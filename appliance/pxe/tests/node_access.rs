@@ -97,12 +97,17 @@ struct Node {
 /// The lab site's PXE HTTP service on 127.0.0.1 over `dirs`' state (so a
 /// second one over the same dirs is the service after a restart).
 fn serve(dirs: &Dirs, vault: Arc<RecordingVault>, unknown_macs: u32) -> Node {
-    std::fs::write(dirs.path("boot/undionly.kpxe"), b"ipxe").unwrap();
     let mut site = lab_site();
     for profile in site.profiles.values_mut() {
         profile.enrollment.unknown_macs = unknown_macs;
     }
-    let settings = Arc::new(PxeSettings::from_site(&site, dirs.paths(&dirs.path("boot"))).unwrap());
+    serve_site(dirs, vault, &site)
+}
+
+/// The PXE HTTP service of `site` on 127.0.0.1 over `dirs`' state.
+fn serve_site(dirs: &Dirs, vault: Arc<RecordingVault>, site: &kindling_site::SiteConfig) -> Node {
+    std::fs::write(dirs.path("boot/undionly.kpxe"), b"ipxe").unwrap();
+    let settings = Arc::new(PxeSettings::from_site(site, dirs.paths(&dirs.path("boot"))).unwrap());
     let (inventory, problem) =
         Inventory::open(&settings.paths.state_dir, settings.profile_policy());
     assert!(problem.is_none(), "{problem:?}");
@@ -185,6 +190,38 @@ impl Node {
             .map_or("", |(_, b)| b)
             .to_string();
         (status, body)
+    }
+
+    /// One HTTP/1.0 request with extra header lines, from `from`:
+    /// (status, response head, body bytes).
+    fn fetch(&self, from: Ipv4Addr, head: &str) -> (u16, String, Vec<u8>) {
+        let fd = rustix::net::socket(
+            rustix::net::AddressFamily::INET,
+            rustix::net::SocketType::STREAM,
+            None,
+        )
+        .unwrap();
+        rustix::net::bind(&fd, &SocketAddr::from((from, 0))).unwrap();
+        rustix::net::connect(&fd, &self.addr).unwrap();
+        let mut s = TcpStream::from(fd);
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(s, "{head}\r\n").unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no header end: {:?}", String::from_utf8_lossy(&raw)));
+        let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, head, raw[split + 4..].to_vec())
+    }
+
+    /// node.json as the user-data served to `from` for `mac` writes it.
+    fn node_json(&self, from: Ipv4Addr, mac: MacAddr) -> String {
+        let (status, user_data) = self.call(from, "GET", &format!("/nocloud/{mac}/user-data"), "");
+        assert_eq!(status, 200, "{user_data}");
+        node_json_of(&user_data)
     }
 
     fn event(&self, from: Ipv4Addr, mac: MacAddr, event: &str) -> (u16, String) {
@@ -639,4 +676,159 @@ exit 1
         root.join("opt/kindling-repo").is_dir(),
         "the repository step ran"
     );
+}
+
+/// The `content` of user-data's `/etc/kindling/node.json` entry: a YAML
+/// double-quoted scalar, written with JSON's string syntax.
+fn node_json_of(user_data: &str) -> String {
+    let mut lines = user_data.lines();
+    lines
+        .find(|l| l.trim() == r#"- path: "/etc/kindling/node.json""#)
+        .unwrap_or_else(|| panic!("no node.json in {user_data}"));
+    let content = lines
+        .take(2)
+        .find_map(|l| l.trim().strip_prefix("content: "))
+        .unwrap_or_else(|| panic!("node.json has no content in {user_data}"));
+    serde_json::from_str(content).unwrap()
+}
+
+/// node.json as the node agent reads it: its own strict type (unknown or
+/// missing keys are errors), so renderer and agent share one contract.
+fn as_the_agent_reads(node_json: &str) -> kindling_node::inputs::NodeFile {
+    serde_json::from_str(node_json).unwrap_or_else(|e| panic!("{e}: {node_json}"))
+}
+
+/// Bytes no text reading would pass through unharmed, larger than one read.
+fn a_binary(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+/// A node with a grant is told the stack it joins and the client binaries
+/// to install, by URL and sha256, in a node.json the agent's own type
+/// reads; the binary is served by that hash (Range and HEAD like any served
+/// file) to whoever asks. Nothing else is served under /by-hash: an
+/// unknown hash, a file on disk that is not in the table, a client the
+/// site does not run and traversal are 404 (400 for an encoded `/`).
+#[test]
+fn a_node_with_a_grant_joins_the_stack_and_fetches_its_clients_by_hash() {
+    use sha2::{Digest, Sha256};
+    let dirs = Dirs::new();
+    std::fs::create_dir_all(dirs.path("node")).unwrap();
+    std::fs::write(dirs.path("node/kindling-node"), b"#!/bin/sh\n").unwrap();
+    let consul = a_binary(3 * 1024 * 1024 + 17);
+    std::fs::write(dirs.path("node/consul"), &consul).unwrap();
+    let consul_sha = format!("{:x}", Sha256::digest(&consul));
+    // A file the service can read but does not hand out.
+    let artifact = b"an artifact, served by its path only";
+    std::fs::write(dirs.path("artifacts/other.bin"), artifact).unwrap();
+    // Consul and Nomad run; the image has no Nomad: not offered.
+    let mut site = lab_site();
+    site.stack.consul.enabled = true;
+    site.stack.nomad.enabled = true;
+    for profile in site.profiles.values_mut() {
+        profile.enrollment.unknown_macs = 0;
+    }
+    let node = serve_site(&dirs, Arc::new(RecordingVault::default()), &site);
+
+    // DEV's profile allows its grant: stack and binaries.
+    let node_json = node.node_json(DEV_IP, DEV);
+    let file = as_the_agent_reads(&node_json);
+    assert_eq!(file.mac, DEV.to_string());
+    let stack = file.stack.expect("a node with a grant is told the stack");
+    assert_eq!(stack.datacenter, "lab");
+    assert_eq!(stack.consul_join, ["192.168.100.1:8301"]);
+    assert_eq!(stack.nomad_servers, ["192.168.100.1:4647"]);
+    assert_eq!(
+        file.binaries.keys().collect::<Vec<_>>(),
+        ["consul"],
+        "no Nomad binary in the image: not offered ({node_json})"
+    );
+    let offered = &file.binaries["consul"];
+    assert_eq!(offered.sha256, consul_sha);
+    let path = format!("/by-hash/sha256/{consul_sha}");
+    assert_eq!(offered.url, format!("http://192.168.100.1{path}"));
+
+    // Served by its hash, to anyone (it holds no secret), byte for byte.
+    let get = |head: &str| node.fetch(HOSTILE, head);
+    let (status, head, body) = get(&format!("GET {path} HTTP/1.0\r\n"));
+    assert_eq!(status, 200, "{head}");
+    assert!(body == consul, "the bytes served are the file's");
+    assert_eq!(format!("{:x}", Sha256::digest(&body)), offered.sha256);
+    let (status, head, body) = get(&format!("HEAD {path} HTTP/1.0\r\n"));
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.contains(&format!("Content-Length: {}", consul.len())),
+        "{head}"
+    );
+    assert!(body.is_empty());
+    let (status, head, body) = get(&format!(
+        "GET {path} HTTP/1.0\r\nRange: bytes=1000-1999\r\n"
+    ));
+    assert_eq!(status, 206, "{head}");
+    assert_eq!(body, consul[1000..2000]);
+    assert!(
+        head.contains(&format!("Content-Range: bytes 1000-1999/{}", consul.len())),
+        "{head}"
+    );
+    assert!(node.stats.get("http_node_consul") >= 3);
+
+    // Nothing else under /by-hash.
+    let unknown = [
+        format!("/by-hash/sha256/{}", "0".repeat(64)),
+        format!("/by-hash/sha256/{:x}", Sha256::digest(artifact)),
+        format!("/by-hash/sha256/{:x}", Sha256::digest(b"nomad")),
+        format!("/by-hash/sha256/{}", consul_sha.to_uppercase()),
+        format!("/by-hash/sha1/{consul_sha}"),
+        format!("/by-hash/sha256/{consul_sha}/x"),
+        "/by-hash/sha256/../../node/consul".to_string(),
+        "/by-hash/sha256/../../../../etc/passwd".to_string(),
+        "/by-hash/consul".to_string(),
+        "/by-hash/".to_string(),
+    ];
+    for path in &unknown {
+        let (status, head, body) = get(&format!("GET {path} HTTP/1.0\r\n"));
+        assert_eq!(status, 404, "{path}: {head}");
+        assert!(body.len() < 200, "{path}: nothing served");
+    }
+    let (status, _, _) = get("GET /by-hash/sha256/..%2f..%2fnode%2fconsul HTTP/1.0\r\n");
+    assert_eq!(status, 400, "an encoded / is refused before any lookup");
+
+    // A node without a grant (an unknown MAC, the lab allows none) is told
+    // neither the stack nor the binaries, nor to run the agent.
+    let (_, user_data) = node.call(A_IP, "GET", &format!("/nocloud/{STRANGER_A}/user-data"), "");
+    assert!(!user_data.contains("--agent-sha256"), "{user_data}");
+    let file = as_the_agent_reads(&node_json_of(&user_data));
+    assert!(
+        file.stack.is_none() && file.binaries.is_empty(),
+        "{user_data}"
+    );
+    assert_eq!(node.vault.minted(), 1, "DEV's grant only");
+}
+
+/// A site without a stack: nodes with a grant are told no stack and no
+/// binaries (there is nothing to join), and the Consul binary the image
+/// carries is not served.
+#[test]
+fn without_a_stack_nodes_are_told_none_and_no_client_is_served() {
+    use sha2::{Digest, Sha256};
+    let dirs = Dirs::new();
+    std::fs::create_dir_all(dirs.path("node")).unwrap();
+    std::fs::write(dirs.path("node/kindling-node"), b"#!/bin/sh\n").unwrap();
+    let consul = a_binary(4096);
+    std::fs::write(dirs.path("node/consul"), &consul).unwrap();
+    let mut site = lab_site();
+    site.stack.consul.enabled = false;
+    let node = serve_site(&dirs, Arc::new(RecordingVault::default()), &site);
+
+    let (status, user_data) = node.call(DEV_IP, "GET", &format!("/nocloud/{DEV}/user-data"), "");
+    assert_eq!(status, 200, "{user_data}");
+    assert!(user_data.contains("--agent-sha256"), "a grant: {user_data}");
+    let file = as_the_agent_reads(&node_json_of(&user_data));
+    assert!(
+        file.stack.is_none() && file.binaries.is_empty(),
+        "{user_data}"
+    );
+    let path = format!("/by-hash/sha256/{:x}", Sha256::digest(&consul));
+    let (status, _, _) = node.fetch(HOSTILE, &format!("GET {path} HTTP/1.0\r\n"));
+    assert_eq!(status, 404);
 }

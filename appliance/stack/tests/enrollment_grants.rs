@@ -175,6 +175,8 @@ fn start_pxe(lab: &Lab, rt: Arc<tokio::runtime::Runtime>) -> Pxe {
         repo_dir: None,
         status_file: root.join("status/pxe.json"),
         node_agent: root.join("node/kindling-node"),
+        consul_binary: root.join("node/consul"),
+        nomad_binary: root.join("node/nomad"),
     };
     let settings = Arc::new(PxeSettings::from_site(&site, paths).unwrap());
     let inventory =

@@ -42,7 +42,7 @@ pub(super) fn resolve(
     };
     let kindlingd = inputs::appliance_binary(&options.bin_dir, "kindlingd", "/bin/kindlingd")?;
     // Not run on the appliance: the PXE service hands it to provisioned
-    // nodes by its sha256 (kindling_pxe::node_agent).
+    // nodes by its sha256 (kindling_pxe::node_files).
     let node_agent = inputs::appliance_binary(
         &options.bin_dir,
         "kindling-node",

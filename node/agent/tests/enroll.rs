@@ -27,7 +27,8 @@ const MAC: &str = "52:54:00:6b:00:10";
 const CONSUL_BYTES: &[u8] = b"#!/bin/sh\necho not really consul\n";
 const NOMAD_BYTES: &[u8] = b"#!/bin/sh\necho not really nomad\n";
 
-/// Receives events (`POST /nodes/MAC/events`) and serves `/bin/NAME`.
+/// Receives events (`POST /nodes/MAC/events`) and serves the client
+/// binaries by hash (`/by-hash/sha256/HEX`), as the PXE service does.
 struct Appliance {
     url: String,
     events: Arc<Mutex<Vec<Value>>>,
@@ -43,8 +44,12 @@ impl Appliance {
             for mut req in server.incoming_requests() {
                 let path = req.url().to_string();
                 let reply = match path.as_str() {
-                    "/bin/consul" => tiny_http::Response::from_data(CONSUL_BYTES.to_vec()),
-                    "/bin/nomad" => tiny_http::Response::from_data(NOMAD_BYTES.to_vec()),
+                    p if p == by_hash(CONSUL_BYTES) => {
+                        tiny_http::Response::from_data(CONSUL_BYTES.to_vec())
+                    }
+                    p if p == by_hash(NOMAD_BYTES) => {
+                        tiny_http::Response::from_data(NOMAD_BYTES.to_vec())
+                    }
                     p if p == format!("/nodes/{MAC}/events") => {
                         let mut body = String::new();
                         std::io::Read::read_to_string(req.as_reader(), &mut body).unwrap();
@@ -64,6 +69,10 @@ impl Appliance {
     fn take_events(&self) -> Vec<Value> {
         std::mem::take(&mut *self.events.lock().unwrap())
     }
+}
+
+fn by_hash(bytes: &[u8]) -> String {
+    format!("/by-hash/sha256/{}", sha256(bytes))
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -90,6 +99,61 @@ fn mint(
     .unwrap()
 }
 
+/// node.json as the PXE service renders it into a node's user-data (its
+/// own renderer, not a copy of the format): for a node with a grant, the
+/// stack's datacenter and the lab's Consul LAN gossip and Nomad RPC on the
+/// LAN address, and both client binaries by hash.
+fn rendered_node_json(
+    lab: &Lab,
+    appliance: &Appliance,
+    grant: &EnrollmentGrant,
+    mac: &str,
+) -> String {
+    use kindling_pxe::enroll::{Enrollment, GrantTicket};
+    use kindling_pxe::render::{cloud_init, NodeContext};
+    use kindling_pxe::settings::NodeStack;
+    use std::net::SocketAddrV4;
+    let site = &lab.site;
+    let (profile_name, profile) = site
+        .profiles
+        .iter()
+        .find(|(name, _)| name.as_str() == "dev")
+        .unwrap();
+    let lan = site.network.lan.address.addr();
+    let p = &lab.layout.ports;
+    let ctx = NodeContext {
+        mac: mac.parse().unwrap(),
+        hostname: "node-dev-1".into(),
+        domain: site.site.domain.clone(),
+        profile_name: profile_name.as_str(),
+        profile,
+        base_url: &appliance.url,
+        enrollment: Some(Enrollment {
+            vault_addr: grant.vault_addr.clone(),
+            role_id: grant.role_id.clone(),
+            wrapped_secret_id: grant.wrapped_secret_id.clone(),
+            ca_pem: grant.ca_pem.clone(),
+            ticket: GrantTicket {
+                wrapping_accessor: String::new(),
+                secret_id_accessor: String::new(),
+                ttl_secs: 0,
+            },
+        }),
+        agent_sha256: Some(sha256(b"the agent")),
+        stack: Some(NodeStack {
+            datacenter: site.stack.datacenter.clone(),
+            consul_join: vec![SocketAddrV4::new(lan, p.consul_serf_lan)],
+            nomad_servers: vec![SocketAddrV4::new(lan, p.nomad_rpc)],
+        }),
+        client_binaries: [
+            ("consul".to_string(), sha256(CONSUL_BYTES)),
+            ("nomad".to_string(), sha256(NOMAD_BYTES)),
+        ]
+        .into(),
+    };
+    cloud_init::node_json(&ctx).to_string()
+}
+
 /// A node's root as its user-data leaves it: node.json, the grant, the
 /// appliance CA, and sshd's host key.
 fn node_root(
@@ -108,24 +172,10 @@ fn node_root(
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, bytes).unwrap();
     };
-    let p = &lab.layout.ports;
-    let node = json!({
-        "appliance": appliance.url,
-        "mac": mac,
-        "profile": "dev",
-        "tags": {"env": "development", "role": "worker"},
-        "domain": "test.kindling.internal",
-        "stack": {
-            "datacenter": "kstest",
-            "consul_join": [format!("127.0.0.2:{}", p.consul_serf_lan)],
-            "nomad_servers": [format!("127.0.0.2:{}", p.nomad_rpc)],
-        },
-        "binaries": {
-            "consul": {"url": format!("{}bin/consul", appliance.url), "sha256": sha256(CONSUL_BYTES)},
-            "nomad": {"url": format!("{}bin/nomad", appliance.url), "sha256": sha256(NOMAD_BYTES)},
-        },
-    });
-    write("etc/kindling/node.json", node.to_string().as_bytes());
+    write(
+        "etc/kindling/node.json",
+        rendered_node_json(lab, appliance, grant, mac).as_bytes(),
+    );
     let enrollment = json!({
         "vault_addr": grant.vault_addr,
         "role_id": grant.role_id,
@@ -353,11 +403,11 @@ fn a_node_enrolls_once_converges_on_rerun_and_refuses_used_or_stolen_grants() {
     // A changed binary hash: refused before anything is installed.
     let node_json = root.join("etc/kindling/node.json");
     let good = std::fs::read_to_string(&node_json).unwrap();
-    std::fs::write(
-        &node_json,
-        good.replace(&sha256(NOMAD_BYTES), &"0".repeat(64)),
-    )
-    .unwrap();
+    // The sha256 named, not the URL (which still serves the real bytes).
+    let field = |hex: &str| format!("\"sha256\":\"{hex}\"");
+    let wrong = good.replace(&field(&sha256(NOMAD_BYTES)), &field(&"0".repeat(64)));
+    assert_ne!(wrong, good);
+    std::fs::write(&node_json, wrong).unwrap();
     std::fs::remove_file(root.join("usr/local/bin/nomad")).unwrap();
     let bad = agent(root, NODE_IP, &rt);
     let err = bad.get("binaries").unwrap().clone().unwrap_err();

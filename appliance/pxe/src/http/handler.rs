@@ -17,7 +17,7 @@ use super::router::{self, Method, NoCloudDoc, Route, RouteError, SafePath};
 use crate::grants::{Asker, GrantKeeper, GrantRefused};
 use crate::holder::LeaseHolders;
 use crate::local_boot::boots_from_disk;
-use crate::node_agent::NodeAgent;
+use crate::node_files::{NodeFiles, AGENT};
 use crate::render::{self, NodeContext};
 use crate::settings::PxeSettings;
 use crate::status::Stats;
@@ -110,7 +110,8 @@ pub struct PxeHttp {
     stats: Arc<Stats>,
     repo: Mutex<Option<Arc<Vec<u8>>>>,
     base_url: String,
-    agent: Option<NodeAgent>,
+    /// What `/by-hash/` serves: hashed once, here.
+    node_files: NodeFiles,
 }
 
 fn now() -> u64 {
@@ -125,7 +126,7 @@ impl PxeHttp {
         stats: Arc<Stats>,
     ) -> Self {
         let base_url = settings.base_url();
-        let agent = NodeAgent::load(&settings.paths.node_agent);
+        let node_files = NodeFiles::load(&settings.paths, settings.stack.as_ref());
         Self {
             settings,
             inventory,
@@ -133,7 +134,7 @@ impl PxeHttp {
             stats,
             repo: Mutex::new(None),
             base_url,
-            agent,
+            node_files,
         }
     }
 
@@ -278,7 +279,13 @@ impl PxeHttp {
             profile,
             base_url: self.base_url(),
             enrollment: None,
-            agent_sha256: self.agent.as_ref().map(|a| a.sha256.clone()),
+            agent_sha256: self.node_files.get(AGENT).map(|a| a.sha256.clone()),
+            stack: self.settings.stack.clone(),
+            client_binaries: self
+                .node_files
+                .client_binaries()
+                .map(|(name, sha256)| (name.to_string(), sha256.to_string()))
+                .collect(),
         })
     }
 
@@ -413,22 +420,27 @@ impl PxeHttp {
         self.file_reply(file, len, content_type, range_header)
     }
 
-    /// The file named by `digest`: the node agent, when it is its hash.
-    /// Public like the boot files: the agent holds no secret.
+    /// The file named by `digest`, when it is in the table of files handed
+    /// to nodes (`NodeFiles`); any other hash is 404. Public like the boot
+    /// files: the agent and the stack's client binaries hold no secret.
     fn by_hash(&self, digest: &str, range_header: Option<&str>) -> HttpReply {
-        let Some(agent) = self.agent.as_ref().filter(|a| a.sha256 == digest) else {
+        let Some(handed) = self.node_files.by_hash(digest) else {
             return HttpReply::error(404, &format!("no file with sha256 {digest}"));
         };
-        let opened = File::open(&agent.path).and_then(|f| {
+        let opened = File::open(&handed.path).and_then(|f| {
             let len = f.metadata()?.len();
             Ok((f, len))
         });
         match opened {
             Ok((file, len)) => {
-                self.stats.bump("http_node_agent");
+                self.stats.bump(match handed.name {
+                    AGENT => "http_node_agent",
+                    "consul" => "http_node_consul",
+                    _ => "http_node_nomad",
+                });
                 self.file_reply(file, len, "application/octet-stream", range_header)
             }
-            Err(e) => HttpReply::error(500, &format!("the node agent is unreadable: {e}")),
+            Err(e) => HttpReply::error(500, &format!("{} is unreadable: {e}", handed.name)),
         }
     }
 

@@ -112,13 +112,17 @@ pub fn network_config(ctx: &NodeContext<'_>) -> String {
     )
 }
 
-/// The shell command cloud-init runs once on first boot.
-pub fn begin_command(ctx: &NodeContext<'_>) -> String {
-    // The agent's work starts from the grant: without one it has none.
-    let agent = ctx
-        .agent_sha256
+/// The sha256 of the node agent this node runs, if it runs one: the
+/// agent's work starts from the grant, so only a node with a grant does.
+fn agent_to_run<'c>(ctx: &'c NodeContext<'_>) -> Option<&'c str> {
+    ctx.agent_sha256
         .as_deref()
         .filter(|_| ctx.enrollment.is_some())
+}
+
+/// The shell command cloud-init runs once on first boot.
+pub fn begin_command(ctx: &NodeContext<'_>) -> String {
+    let agent = agent_to_run(ctx)
         .map(|h| format!(" --agent-sha256 {}", shell_quote(h)))
         .unwrap_or_default();
     format!(
@@ -201,6 +205,45 @@ fn autoinstall(ctx: &NodeContext<'_>, config: &str) -> String {
     out
 }
 
+/// `/etc/kindling/node.json`, read by the node agent (`kindling-node`'s
+/// `NodeFile`, which refuses unknown keys). The stack to join and the
+/// client binaries to install only for a node that runs the agent (it has
+/// a grant), and only where the site runs a stack.
+pub fn node_json(ctx: &NodeContext<'_>) -> serde_json::Value {
+    let mut node = serde_json::json!({
+        "appliance": ctx.base_url,
+        "mac": ctx.mac.to_string(),
+        "profile": ctx.profile_name,
+        "tags": ctx.profile.tags,
+        // The node agent's SSH host certificate names `<hostname>.<domain>`.
+        "domain": ctx.domain,
+    });
+    let Some(stack) = ctx.stack.as_ref().filter(|_| agent_to_run(ctx).is_some()) else {
+        return node;
+    };
+    let addrs = |list: &[std::net::SocketAddrV4]| -> Vec<String> {
+        list.iter().map(ToString::to_string).collect()
+    };
+    node["stack"] = serde_json::json!({
+        "datacenter": stack.datacenter,
+        "consul_join": addrs(&stack.consul_join),
+        "nomad_servers": addrs(&stack.nomad_servers),
+    });
+    let binaries: serde_json::Map<String, serde_json::Value> = ctx
+        .client_binaries
+        .iter()
+        .map(|(name, sha256)| {
+            let url = format!("{}by-hash/sha256/{sha256}", ctx.base_url);
+            (
+                name.clone(),
+                serde_json::json!({ "url": url, "sha256": sha256 }),
+            )
+        })
+        .collect();
+    node["binaries"] = binaries.into();
+    node
+}
+
 /// The node's own cloud-config body (without the `#cloud-config` line).
 fn node_config(ctx: &NodeContext<'_>) -> Result<String, UserDataError> {
     let ci = &ctx.profile.cloud_init;
@@ -225,18 +268,10 @@ fn node_config(ctx: &NodeContext<'_>) -> Result<String, UserDataError> {
         }
     }
     out.push_str("write_files:\n");
-    let node_json = serde_json::json!({
-        "appliance": ctx.base_url,
-        "mac": ctx.mac.to_string(),
-        "profile": ctx.profile_name,
-        "tags": ctx.profile.tags,
-        // The node agent's SSH host certificate names `<hostname>.<domain>`.
-        "domain": ctx.domain,
-    });
     let _ = writeln!(
         out,
         "  - path: \"/etc/kindling/node.json\"\n    permissions: \"0644\"\n    content: {}",
-        yaml_str(&node_json.to_string())
+        yaml_str(&node_json(ctx).to_string())
     );
     if let Some(e) = &ctx.enrollment {
         let secret = serde_json::json!({
@@ -325,6 +360,62 @@ mod tests {
             command.ends_with(&format!(" --agent-sha256 '{}'", "ab".repeat(32))),
             "{command}"
         );
+    }
+
+    #[test]
+    fn node_json_names_the_stack_and_clients_only_to_a_node_with_a_grant() {
+        use crate::settings::NodeStack;
+        let p = profile("");
+        let mut ctx = context(&p, "dev");
+        let lan = std::net::Ipv4Addr::new(192, 168, 100, 1);
+        ctx.stack = Some(NodeStack {
+            datacenter: "lab".into(),
+            consul_join: vec![std::net::SocketAddrV4::new(lan, 8301)],
+            nomad_servers: Vec::new(),
+        });
+        ctx.client_binaries = [("consul".to_string(), "c0".repeat(32))].into();
+        ctx.agent_sha256 = Some("ab".repeat(32));
+        let without = node_json(&ctx);
+        assert!(without.get("stack").is_none() && without.get("binaries").is_none());
+
+        ctx.enrollment = Some(Enrollment {
+            vault_addr: "https://192.168.100.1:8200".into(),
+            role_id: "r".into(),
+            wrapped_secret_id: "w".into(),
+            ca_pem: None,
+            ticket: crate::enroll::GrantTicket {
+                wrapping_accessor: "a".into(),
+                secret_id_accessor: "s".into(),
+                ttl_secs: 60,
+            },
+        });
+        let with = node_json(&ctx);
+        assert_eq!(
+            with["stack"],
+            serde_json::json!({
+                "datacenter": "lab",
+                "consul_join": ["192.168.100.1:8301"],
+                "nomad_servers": [],
+            })
+        );
+        assert_eq!(
+            with["binaries"],
+            serde_json::json!({"consul": {
+                "url": format!("http://192.168.100.1/by-hash/sha256/{}", "c0".repeat(32)),
+                "sha256": "c0".repeat(32),
+            }})
+        );
+        let ud = user_data(&ctx).unwrap();
+        assert!(ud.contains(&yaml_str(&with.to_string())), "{ud}");
+
+        ctx.agent_sha256 = None;
+        let no_agent = node_json(&ctx);
+        assert!(no_agent.get("stack").is_none(), "nothing would read it");
+
+        ctx.agent_sha256 = Some("ab".repeat(32));
+        ctx.stack = None;
+        let no_stack = node_json(&ctx);
+        assert!(no_stack.get("stack").is_none() && no_stack.get("binaries").is_none());
     }
 
     #[test]

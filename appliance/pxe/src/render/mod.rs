@@ -11,8 +11,10 @@ pub mod ipxe;
 pub mod preseed;
 
 use crate::enroll::Enrollment;
+use crate::settings::NodeStack;
 use kindling_site::MacAddr;
 use kindling_site::Profile;
+use std::collections::BTreeMap;
 
 /// Everything a renderer may know about one node.
 #[derive(Debug, Clone)]
@@ -28,6 +30,12 @@ pub struct NodeContext<'a> {
     /// The sha256 of the node agent the appliance serves, which `/begin.sh`
     /// fetches, checks and runs (`None`: there is none to run).
     pub agent_sha256: Option<String>,
+    /// The stack a node with a grant joins (node.json's `stack`); `None`
+    /// when the site runs none.
+    pub stack: Option<NodeStack>,
+    /// The client binaries (`consul`, `nomad`) the appliance serves by
+    /// hash: name → sha256. Told only to a node with a grant.
+    pub client_binaries: BTreeMap<String, String>,
 }
 
 /// The hostname a node gets when the site names none: stable and derived
@@ -72,6 +80,8 @@ pub(crate) mod tests {
             base_url: "http://192.168.100.1/",
             enrollment: None,
             agent_sha256: None,
+            stack: None,
+            client_binaries: BTreeMap::new(),
         }
     }
 

@@ -175,6 +175,17 @@ pub fn each_shipped_profile(
                 base_url: "http://192.168.100.1/",
                 enrollment: None,
                 agent_sha256: Some("5e".repeat(32)),
+                // Rendered only for a node with a grant.
+                stack: Some(kindling_pxe::settings::NodeStack {
+                    datacenter: site.stack.datacenter.clone(),
+                    consul_join: vec!["192.168.100.1:8301".parse().unwrap()],
+                    nomad_servers: vec!["192.168.100.1:4647".parse().unwrap()],
+                }),
+                client_binaries: [
+                    ("consul".to_string(), "c0".repeat(32)),
+                    ("nomad".to_string(), "70".repeat(32)),
+                ]
+                .into(),
             };
             f(&format!("{}: profile {name}", dir.display()), ctx);
             count += 1;
@@ -221,6 +232,8 @@ impl Dirs {
             repo_dir: Some(self.path("repo")),
             status_file: self.path("status/pxe.json"),
             node_agent: self.path("node/kindling-node"),
+            consul_binary: self.path("node/consul"),
+            nomad_binary: self.path("node/nomad"),
         }
     }
 }

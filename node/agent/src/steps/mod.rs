@@ -150,6 +150,15 @@ impl Ctx {
             })
     }
 
+    /// Whether this node runs a Nomad client: node.json names the
+    /// appliance's Nomad servers (the site runs Nomad).
+    pub fn runs_nomad(&self) -> bool {
+        self.node
+            .stack
+            .as_ref()
+            .is_some_and(|s| !s.nomad_servers.is_empty())
+    }
+
     pub fn stack(&self) -> Result<&StackFile, StepError> {
         self.node.stack.as_ref().ok_or_else(|| {
             StepError::Config(format!(

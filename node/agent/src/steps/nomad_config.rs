@@ -4,6 +4,7 @@
 //! (servers' names checked), ACLs on, the local Consul agent with the
 //! node's token, and the profile's tags as client metadata. Only parameters
 //! Nomad documents (checked by the Nomad double's key list in the tests).
+//! Nothing where node.json names no Nomad servers (the site runs no Nomad).
 
 use super::Ctx;
 use crate::error::StepError;
@@ -11,8 +12,13 @@ use crate::files::{paths, Root};
 use serde_json::json;
 
 pub(super) fn run(ctx: &mut Ctx) -> Result<String, StepError> {
-    let who = ctx.identity()?.clone();
     let stack = ctx.stack()?.clone();
+    if !ctx.runs_nomad() {
+        return Ok(
+            "the site runs no Nomad (node.json names no Nomad servers): no Nomad client".into(),
+        );
+    }
+    let who = ctx.identity()?.clone();
     let token = ctx
         .root
         .read_string(paths::CONSUL_TOKEN)?

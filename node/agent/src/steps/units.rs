@@ -1,4 +1,5 @@
-//! `units`: systemd units for the Consul and Nomad clients, and, on the
+//! `units`: systemd units for the Consul and Nomad clients (Nomad's only
+//! where node.json names Nomad servers: the site runs Nomad), and, on the
 //! running system (`--root /`) under systemd, `daemon-reload`, `enable`,
 //! and a start (a restart where this run changed a config, certificate or
 //! binary); sshd is reloaded when its host certificate changed. Elsewhere
@@ -30,10 +31,12 @@ fn nomad_unit() -> String {
 }
 
 pub(super) fn run(ctx: &mut Ctx) -> Result<String, StepError> {
-    let units = [
-        ("consul", CONSUL_UNIT, consul_unit()),
-        ("nomad", NOMAD_UNIT, nomad_unit()),
-    ];
+    let mut units = vec![("consul", CONSUL_UNIT, consul_unit())];
+    // No Nomad on the site: no Nomad unit to start (and fail).
+    if ctx.runs_nomad() {
+        units.push(("nomad", NOMAD_UNIT, nomad_unit()));
+    }
+    let names: Vec<&str> = units.iter().map(|(_, unit, _)| *unit).collect();
     for (service, unit, text) in &units {
         if ctx.root.write(
             &format!("{}/{unit}", paths::UNIT_DIR),
@@ -45,14 +48,17 @@ pub(super) fn run(ctx: &mut Ctx) -> Result<String, StepError> {
     }
     if !ctx.root.is_system() {
         return Ok(format!(
-            "{CONSUL_UNIT} and {NOMAD_UNIT} written; nothing started (--root is not /)"
+            "{} written; nothing started (--root is not /)",
+            names.join(" and ")
         ));
     }
     if !Path::new("/run/systemd/system").is_dir() {
         return Err(StepError::NoSystemd);
     }
     systemctl(&["daemon-reload"])?;
-    systemctl(&["enable", CONSUL_UNIT, NOMAD_UNIT])?;
+    let mut enable = vec!["enable"];
+    enable.extend(&names);
+    systemctl(&enable)?;
     let mut did = Vec::new();
     for (service, unit, _) in &units {
         let verb = if ctx.changed.contains(service) {
@@ -95,5 +101,64 @@ fn systemctl(args: &[&str]) -> Result<(), StepError> {
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::super::{nomad_config, setup, Options};
+    use super::*;
+
+    fn ctx_for(dir: &Path, nomad_servers: &[&str]) -> Ctx {
+        let root = Root::new(dir);
+        let node = serde_json::json!({
+            "appliance": "http://192.168.100.1/",
+            "mac": "52:54:00:6b:00:10",
+            "profile": "dev",
+            "stack": {
+                "datacenter": "lab",
+                "consul_join": ["192.168.100.1:8301"],
+                "nomad_servers": nomad_servers,
+            },
+        });
+        root.write(paths::NODE, node.to_string().as_bytes(), 0o644)
+            .unwrap();
+        setup(
+            &root,
+            &Options {
+                root: dir.to_path_buf(),
+                source_address: None,
+            },
+        )
+        .unwrap()
+    }
+
+    /// A site without Nomad: the node runs Consul only, and no Nomad unit
+    /// is left to fail for want of a binary the appliance does not offer.
+    #[test]
+    fn no_nomad_servers_means_no_nomad_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = ctx_for(dir.path(), &[]);
+        let said = nomad_config::run(&mut ctx).unwrap();
+        assert!(said.contains("no Nomad client"), "{said}");
+        assert!(!dir.path().join(paths::NOMAD_CONFIG).exists());
+        let said = run(&mut ctx).unwrap();
+        assert_eq!(
+            said,
+            "consul.service written; nothing started (--root is not /)"
+        );
+        let units = dir.path().join(paths::UNIT_DIR);
+        assert!(units.join(CONSUL_UNIT).is_file());
+        assert!(!units.join(NOMAD_UNIT).exists());
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = ctx_for(dir.path(), &["192.168.100.1:4647"]);
+        let said = run(&mut ctx).unwrap();
+        assert!(
+            said.starts_with("consul.service and nomad.service written"),
+            "{said}"
+        );
+        assert!(dir.path().join(paths::UNIT_DIR).join(NOMAD_UNIT).is_file());
     }
 }
