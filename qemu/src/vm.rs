@@ -323,6 +323,43 @@ mod tests {
     }
 
     #[test]
+    fn the_install_run_attaches_its_disks_by_serial_and_boots_none() {
+        let disk = |image: &str, serial: &str, read_only| AttachedDisk {
+            image: image.into(),
+            serial: serial.into(),
+            read_only,
+        };
+        let c = config(
+            FirmwareChoice::Bios,
+            BootSource::KernelWithDisks {
+                kernel: "/k".into(),
+                initrd: "/i".into(),
+                append: "kindling.install=/dev/disk/by-id/virtio-target".into(),
+                disks: vec![
+                    disk("/k.iso", "medium", true),
+                    disk("/t.img", "target", false),
+                ],
+            },
+        );
+        let line = joined(&c);
+        assert!(
+            line.contains(
+                "-kernel /k -initrd /i -append kindling.install=/dev/disk/by-id/virtio-target"
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains("-drive file=/k.iso,format=raw,if=none,id=attached0,readonly=on -device virtio-blk-pci,drive=attached0,serial=medium"),
+            "{line}"
+        );
+        assert!(
+            line.contains("-drive file=/t.img,format=raw,if=none,id=attached1 -device virtio-blk-pci,drive=attached1,serial=target"),
+            "{line}"
+        );
+        assert!(!line.contains("bootindex=0"), "{line}");
+    }
+
+    #[test]
     fn kernel_boot_has_taps_macs_serial_and_no_user_networking() {
         let c = config(
             FirmwareChoice::Bios,
