@@ -315,14 +315,33 @@ pub fn verify(disk: &Path, layout: &Layout, inputs: &Inputs<'_>) -> Result<Writt
         }
         esp_files.push((path.to_string(), got));
     }
-    let mut back = Vec::with_capacity(inputs.uki.len());
-    fs.root_dir()
+    // Slot A byte for byte, a chunk at a time (the UKI is tens of MiB).
+    let mut slot = fs
+        .root_dir()
         .open_file(&slot_a)
-        .and_then(|mut f| io::Read::read_to_end(&mut f, &mut back))
-        .map_err(|e| format!("reading {slot_a} on the ESP: {e}"))?;
-    if back != inputs.uki {
+        .map_err(|e| format!("the ESP has no {slot_a}: {e}"))?;
+    let mut chunk = vec![0u8; MIB as usize];
+    let mut at = 0usize;
+    loop {
+        let n = io::Read::read(&mut slot, &mut chunk)
+            .map_err(|e| format!("reading {slot_a} on the ESP: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        let want = inputs.uki.get(at..).unwrap_or_default();
+        if let Some(i) = (0..n).find(|i| want.get(*i) != chunk.get(*i)) {
+            return Err(format!(
+                "{slot_a} on the ESP reads back with other bytes than the UKI written, \
+                 from byte {} on",
+                at + i
+            ));
+        }
+        at += n;
+    }
+    if at != inputs.uki.len() {
         return Err(format!(
-            "{slot_a} on the ESP reads back with other bytes than the UKI written"
+            "{slot_a} on the ESP reads back {at} bytes, not {}",
+            inputs.uki.len()
         ));
     }
     let mut superblock = [0u8; 1024];

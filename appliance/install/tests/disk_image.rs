@@ -146,6 +146,22 @@ fn the_layout_on_a_sparse_image_reads_back() {
     )
     .unwrap();
     assert!(copied == f.uki, "slot A differs from the UKI");
+    // Reading back against other bytes of the same size fails, naming where.
+    let mut other = f.uki.clone();
+    other[2 * MIB as usize + 5] ^= 1;
+    let err = write::verify(
+        &disk,
+        &layout,
+        &Inputs {
+            uki: &other,
+            ..inputs
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.contains(&format!("from byte {} on", 2 * MIB + 5)),
+        "{err}"
+    );
     // The probe now sees what it would refuse without wipe.
     let head = kindling_install::probe::read_head(&File::open(&disk).unwrap()).unwrap();
     assert_eq!(
