@@ -79,24 +79,63 @@ fn iso_disk_and_pxe_have_the_promised_layout() {
         "{files}"
     );
     // The installer's files, found by its own ISO reader as it reads the
-    // boot medium: the UKI (slot A's bytes) and systemd-boot.
+    // boot medium: the UKI's rest (stub, small sections, symbols) and sum (its kernel and initramfs are
+    // the ones GRUB boots: the ISO stores them once) and systemd-boot.
     let medium = fs::File::open(&iso).unwrap();
     assert_eq!(
         kindling_install::iso::volume_id(&medium).as_deref(),
         Some(kindling_install::iso::VOLUME_ID)
     );
-    let uki = kindling_install::iso::find(&medium, kindling_install::iso::UKI_PATH)
+    assert!(!files.contains("/boot/kindling.efi'"), "{files}");
+    let parts = kindling_install::uki::OnMedium::find(&medium)
         .unwrap()
-        .expect("the ISO carries the UKI");
-    let mut uki_bytes = vec![0u8; uki.size as usize];
-    std::os::unix::fs::FileExt::read_exact_at(&medium, &mut uki_bytes, uki.offset).unwrap();
+        .expect("the ISO carries the UKI's parts");
+    let (rest, sum) = parts.read(&medium).unwrap();
+    let published = fs::read(out.join("kindling.efi")).unwrap();
+    assert_eq!(sum.size, published.len() as u64);
     assert!(
-        uki_bytes == fs::read(out.join("kindling.efi")).unwrap(),
-        "the ISO's UKI is not the published one"
+        rest.len() < 256 * 1024,
+        "the rest is the stub and small sections, not {} bytes",
+        rest.len()
     );
     assert_eq!(
-        kindling_install::iso::uki_version(&uki_bytes).as_deref(),
-        Some("1.0.0-test")
+        kindling_install::iso::uki_version(&rest).as_deref(),
+        Some("1.0.0-test"),
+        "the version check reads the .osrel in the rest"
+    );
+    // Assembled as the installer does: byte for byte the published UKI
+    // (the raw disk's slot A).
+    let assembled = parts.assemble(&medium, &rest, &sum).unwrap();
+    assert!(
+        assembled == published,
+        "the UKI assembled from the ISO is not the published one"
+    );
+    // A kernel changed on the medium (one byte, same size) is refused,
+    // naming it; so is another initramfs.
+    let bad_iso = fx.path("bad.iso");
+    fs::copy(&iso, &bad_iso).unwrap();
+    let bad = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&bad_iso)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let at = parts.linux.offset + parts.linux.size / 2;
+    std::os::unix::fs::FileExt::read_exact_at(&bad, &mut byte, at).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&bad, &[byte[0] ^ 0xff], at).unwrap();
+    let err = parts.assemble(&bad, &rest, &sum).unwrap_err().to_string();
+    assert!(
+        err.contains("/boot/vmlinuz (the UKI's .linux) has sha256"),
+        "{err}"
+    );
+    std::os::unix::fs::FileExt::write_all_at(&bad, &byte, at).unwrap();
+    let at = parts.initrd.offset + 100;
+    std::os::unix::fs::FileExt::read_exact_at(&bad, &mut byte, at).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&bad, &[byte[0] ^ 1], at).unwrap();
+    let err = parts.assemble(&bad, &rest, &sum).unwrap_err().to_string();
+    assert!(
+        err.contains("/boot/initramfs.cpio.zst (the UKI's .initrd) has sha256"),
+        "{err}"
     );
     let boot = kindling_install::iso::find(&medium, kindling_install::iso::SYSTEMD_BOOT_PATH)
         .unwrap()

@@ -14,8 +14,8 @@ use crate::qemu_lock::QemuLock;
 use crate::running_vm::RunningVm;
 use crate::upstream::Upstream;
 use crate::vm::{
-    BootSource, DiskBus, FirmwareChoice, Nic, NicModel, NicRom, VmConfig, APPLIANCE_LAN_MAC,
-    APPLIANCE_UPLINK_MAC,
+    AttachedDisk, BootSource, DiskBus, FirmwareChoice, Nic, NicModel, NicRom, VmConfig,
+    APPLIANCE_LAN_MAC, APPLIANCE_UPLINK_MAC,
 };
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -72,6 +72,17 @@ pub enum ApplianceBoot {
     Iso(PathBuf),
     /// The raw GPT disk under OVMF (a private copy; the original stays pristine).
     Disk { image: PathBuf, bus: DiskBus },
+    /// `-kernel/-initrd/-append` (as `Kernel`) with the ISO attached as a
+    /// disk, as a USB stick written from it is (`virtio-medium`, read-only)
+    /// and a target disk (`virtio-target`, written in place): the
+    /// installer's run (docs/install.md).
+    Install {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        append: String,
+        medium: PathBuf,
+        target: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +116,18 @@ impl ApplianceSpec {
             }
             ApplianceBoot::Iso(iso) => require_file("ISO image", iso),
             ApplianceBoot::Disk { image, .. } => require_file("disk image", image),
+            ApplianceBoot::Install {
+                kernel,
+                initrd,
+                medium,
+                target,
+                ..
+            } => {
+                require_file("kernel", kernel)?;
+                require_file("initramfs", initrd)?;
+                require_file("ISO image", medium)?;
+                require_file("target disk", target)
+            }
         }
     }
 }
@@ -262,6 +285,29 @@ impl Lab {
             ApplianceBoot::Iso(iso) => {
                 require_file("ISO image", iso)?;
                 (FirmwareChoice::Bios, BootSource::Cdrom(iso.clone()))
+            }
+            ApplianceBoot::Install {
+                kernel,
+                initrd,
+                append,
+                medium,
+                target,
+            } => {
+                spec.check_files()?;
+                let disk = |image: &PathBuf, serial: &str, read_only| AttachedDisk {
+                    image: image.clone(),
+                    serial: serial.to_string(),
+                    read_only,
+                };
+                (
+                    FirmwareChoice::Bios,
+                    BootSource::KernelWithDisks {
+                        kernel: kernel.clone(),
+                        initrd: initrd.clone(),
+                        append: format!("{append} console=ttyS0").trim().to_string(),
+                        disks: vec![disk(medium, "medium", true), disk(target, "target", false)],
+                    },
+                )
             }
             ApplianceBoot::Disk { image, bus } => {
                 require_file("disk image", image)?;

@@ -69,6 +69,16 @@ pub enum BootSource {
         initrd: PathBuf,
         append: String,
     },
+    /// Direct kernel boot with raw disks attached as virtio-blk devices
+    /// (the installer's run: the ISO as a USB stick would be, and the
+    /// target disk), each named by its serial
+    /// (`/dev/disk/by-id/virtio-<serial>`); none is a boot device.
+    KernelWithDisks {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        append: String,
+        disks: Vec<AttachedDisk>,
+    },
     /// A CD-ROM (ISO image); read-only, the original is used as is.
     Cdrom(PathBuf),
     /// A raw disk image; the caller passes a private copy.
@@ -88,6 +98,14 @@ const OVMF_PXE_OFF: [&str; 2] = [
     "name=opt/org.tianocore/IPv4PXESupport,string=n",
     "name=opt/org.tianocore/IPv6PXESupport,string=n",
 ];
+
+/// A raw disk image attached to a VM, used as it is (the caller's file).
+#[derive(Debug, Clone)]
+pub struct AttachedDisk {
+    pub image: PathBuf,
+    pub serial: String,
+    pub read_only: bool,
+}
 
 #[derive(Debug, Clone)]
 pub enum FirmwareChoice {
@@ -189,6 +207,32 @@ impl VmConfig {
                 push("-append");
                 push(append);
             }
+            BootSource::KernelWithDisks {
+                kernel,
+                initrd,
+                append,
+                disks,
+            } => {
+                push("-kernel");
+                push(&kernel.display().to_string());
+                push("-initrd");
+                push(&initrd.display().to_string());
+                push("-append");
+                push(append);
+                for (i, disk) in disks.iter().enumerate() {
+                    push("-drive");
+                    push(&format!(
+                        "file={},format=raw,if=none,id=attached{i}{}",
+                        disk.image.display(),
+                        if disk.read_only { ",readonly=on" } else { "" }
+                    ));
+                    push("-device");
+                    push(&format!(
+                        "virtio-blk-pci,drive=attached{i},serial={}",
+                        disk.serial
+                    ));
+                }
+            }
             BootSource::Cdrom(iso) => {
                 push("-drive");
                 push(&format!(
@@ -276,6 +320,43 @@ mod tests {
             "{}",
             joined(&c)
         );
+    }
+
+    #[test]
+    fn the_install_run_attaches_its_disks_by_serial_and_boots_none() {
+        let disk = |image: &str, serial: &str, read_only| AttachedDisk {
+            image: image.into(),
+            serial: serial.into(),
+            read_only,
+        };
+        let c = config(
+            FirmwareChoice::Bios,
+            BootSource::KernelWithDisks {
+                kernel: "/k".into(),
+                initrd: "/i".into(),
+                append: "kindling.install=/dev/disk/by-id/virtio-target".into(),
+                disks: vec![
+                    disk("/k.iso", "medium", true),
+                    disk("/t.img", "target", false),
+                ],
+            },
+        );
+        let line = joined(&c);
+        assert!(
+            line.contains(
+                "-kernel /k -initrd /i -append kindling.install=/dev/disk/by-id/virtio-target"
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains("-drive file=/k.iso,format=raw,if=none,id=attached0,readonly=on -device virtio-blk-pci,drive=attached0,serial=medium"),
+            "{line}"
+        );
+        assert!(
+            line.contains("-drive file=/t.img,format=raw,if=none,id=attached1 -device virtio-blk-pci,drive=attached1,serial=target"),
+            "{line}"
+        );
+        assert!(!line.contains("bootindex=0"), "{line}");
     }
 
     #[test]

@@ -319,7 +319,7 @@ const BLESS_TIMEOUT: Duration = Duration::from_secs(30);
 /// systemd-boot started slot A on trial (`+3-0` became `+2-1`); once the
 /// appliance is ready the update agent drops the counter, raises the floor
 /// and says so in the status.
-fn slot_is_blessed(lab: &Lab, scenario: &str) -> Result<(), String> {
+pub fn slot_is_blessed(lab: &Lab, scenario: &str) -> Result<(), String> {
     let started = Instant::now();
     loop {
         let (code, body) = lab

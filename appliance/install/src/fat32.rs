@@ -23,10 +23,11 @@ const ATTR_LFN: u8 = 0x0F;
 /// 1980-01-01, FAT's epoch: the files carry no build time.
 const DATE: u16 = (1 << 5) | 1;
 
-/// A file's bytes: from a boot file, or given.
+/// A file's bytes: from a boot file, or given (owned or borrowed).
 pub enum Content<'a> {
     File(BootFile<'a>),
     Bytes(Vec<u8>),
+    Slice(&'a [u8]),
 }
 
 impl Content<'_> {
@@ -34,6 +35,7 @@ impl Content<'_> {
         match self {
             Content::File(f) => f.extent.size,
             Content::Bytes(b) => b.len() as u64,
+            Content::Slice(b) => b.len() as u64,
         }
     }
 }
@@ -297,6 +299,7 @@ impl<V: Volume> Writer<'_, V> {
         let start = self.geometry.cluster_offset(at.first);
         match content {
             Content::Bytes(b) => self.volume.write_at(start, b),
+            Content::Slice(b) => self.volume.write_at(start, b),
             Content::File(f) => {
                 let mut buf = vec![0u8; 1 << 20];
                 let mut done = 0u64;

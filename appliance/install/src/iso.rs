@@ -1,6 +1,8 @@
 //! Reads files from the kindling ISO the appliance booted from (a CD, or a
-//! USB stick written from the hybrid ISO): the installer takes the UKI and
-//! systemd-boot from its `/boot` ([`UKI_PATH`], [`SYSTEMD_BOOT_PATH`]).
+//! USB stick written from the hybrid ISO): the installer takes the UKI's
+//! parts and systemd-boot from its `/boot` ([`UKI_REST_PATH`],
+//! [`UKI_SUM_PATH`], [`KERNEL_PATH`], [`INITRAMFS_PATH`],
+//! [`SYSTEMD_BOOT_PATH`]).
 //!
 //! A minimal ISO 9660 reader over any block device or file: the primary
 //! volume descriptor, directory records, Rock Ridge `NM` names when
@@ -13,8 +15,16 @@ use std::os::unix::fs::FileExt;
 
 /// The ISO's volume id (`kindling image build` sets it).
 pub const VOLUME_ID: &str = "KINDLING";
-/// The image's UKI on the ISO (the same file the raw disk's slot A is).
-pub const UKI_PATH: &str = "/boot/kindling.efi";
+/// The image's UKI on the ISO without its `.initrd` and `.linux` sections'
+/// data, which are the ISO's [`INITRAMFS_PATH`] and [`KERNEL_PATH`]
+/// (`crate::uki` assembles the whole, the raw disk's slot A).
+pub const UKI_REST_PATH: &str = "/boot/kindling.efi.rest";
+/// The whole UKI's size and sha256 and its parts' (`crate::uki::Sum`, JSON).
+pub const UKI_SUM_PATH: &str = "/boot/kindling.efi.sum";
+/// The kernel GRUB boots, and the UKI's `.linux`.
+pub const KERNEL_PATH: &str = "/boot/vmlinuz";
+/// The initramfs GRUB boots, and the UKI's `.initrd`.
+pub const INITRAMFS_PATH: &str = "/boot/initramfs.cpio.zst";
 /// systemd-boot's EFI binary on the ISO.
 pub const SYSTEMD_BOOT_PATH: &str = "/boot/bootx64.efi";
 
@@ -69,7 +79,7 @@ fn record_name(record: &[u8]) -> Option<String> {
     Some(name.trim_end_matches('.').to_string())
 }
 
-/// The extent of `path` (`/boot/kindling.efi`) in the ISO on `medium`.
+/// The extent of `path` (`/boot/vmlinuz`) in the ISO on `medium`.
 /// Names compare as Rock Ridge gives them, or case-blind against plain
 /// ISO 9660 names.
 pub fn find(medium: &File, path: &str) -> io::Result<Option<Extent>> {
@@ -120,8 +130,9 @@ pub fn find(medium: &File, path: &str) -> io::Result<Option<Extent>> {
     Ok(Some(dir))
 }
 
-/// `IMAGE_VERSION=` of the UKI's `.osrel` section, found in its first
-/// megabytes (the section comes right after the stub's own).
+/// `IMAGE_VERSION=` of the UKI's `.osrel` section, found in its head (or
+/// its rest)
+/// (the section comes right after the stub's own).
 pub fn uki_version(bytes: &[u8]) -> Option<String> {
     let key = b"\nIMAGE_VERSION=";
     let at = bytes.windows(key.len()).position(|w| w == key)? + key.len();
@@ -148,7 +159,7 @@ mod tests {
         std::fs::write(&path, vec![0u8; 64 * 1024]).unwrap();
         let file = File::open(&path).unwrap();
         assert_eq!(volume_id(&file), None);
-        assert_eq!(find(&file, UKI_PATH).unwrap(), None);
+        assert_eq!(find(&file, UKI_REST_PATH).unwrap(), None);
     }
 
     /// Against a real ISO made by xorriso (as grub-mkrescue makes the
@@ -158,7 +169,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         std::fs::create_dir_all(root.join("boot/grub")).unwrap();
-        std::fs::write(root.join("boot/kindling.efi"), b"the uki").unwrap();
+        std::fs::write(root.join("boot/kindling.efi.rest"), b"the uki").unwrap();
         std::fs::write(root.join("boot/bootx64.efi"), vec![7u8; 5000]).unwrap();
         std::fs::write(root.join("boot/grub/grub.cfg"), b"x").unwrap();
         for rock_ridge in [true, false] {
@@ -180,7 +191,7 @@ mod tests {
             );
             let file = File::open(&iso).unwrap();
             assert_eq!(volume_id(&file).as_deref(), Some(VOLUME_ID));
-            let uki = find(&file, UKI_PATH).unwrap().unwrap();
+            let uki = find(&file, UKI_REST_PATH).unwrap().unwrap();
             assert_eq!(uki.size, 7);
             let mut bytes = vec![0u8; 7];
             file.read_exact_at(&mut bytes, uki.offset).unwrap();

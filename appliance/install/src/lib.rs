@@ -2,8 +2,9 @@
 //!
 //! `kindlingd install` (a one-shot, only on boots from the ISO whose kernel
 //! command line or site asks for it) uses this crate: [`target`] decides
-//! whether the disk may be written and says why not, [`iso`] reads the UKI
-//! and systemd-boot from the boot medium, [`write`] lays out the raw A/B
+//! whether the disk may be written and says why not, [`iso`] reads the UKI's
+//! parts and systemd-boot from the boot medium, [`uki`] assembles slot A's
+//! UKI from them, [`write`] lays out the raw A/B
 //! disk ([`layout`], the same layout `kindling image build` makes) and
 //! reads it back, [`status`] is what the console and
 //! `/run/kindling/status/install.json` say. See docs/install.md.
@@ -15,4 +16,5 @@ pub mod layout;
 pub mod probe;
 pub mod status;
 pub mod target;
+pub mod uki;
 pub mod write;

@@ -23,7 +23,8 @@ use crate::layout::{self, Layout, DATA_LABEL, ESP_PARTNAME, MIB, SECTOR};
 
 /// What goes onto the disk.
 pub struct Inputs<'a> {
-    pub uki: BootFile<'a>,
+    /// Slot A's UKI, whole (assembled and checked by [`crate::uki`]).
+    pub uki: &'a [u8],
     pub systemd_boot: BootFile<'a>,
     /// The image version (slot A's file name).
     pub version: &'a str,
@@ -175,7 +176,7 @@ fn write_esp(file: &File, layout: &Layout, inputs: &Inputs<'_>) -> io::Result<()
                     "Linux".to_string(),
                     Node::Dir(vec![(
                         layout::slot_a_name(inputs.version),
-                        Node::File(Content::File(inputs.uki)),
+                        Node::File(Content::Slice(inputs.uki)),
                     )]),
                 ),
             ]),
@@ -252,8 +253,9 @@ pub struct Written {
 }
 
 /// Reads the layout back from `disk`: the GPT (with the `gpt` crate), the
-/// ESP's files (with `fatfs`), the data partition's ext4 label; fails
-/// when any of them is not what [`write`] makes.
+/// ESP's files (with `fatfs`; slot A's UKI byte for byte), the data
+/// partition's ext4 label; fails when any of them is not what [`write`]
+/// makes.
 pub fn verify(disk: &Path, layout: &Layout, inputs: &Inputs<'_>) -> Result<Written, String> {
     let file = File::open(disk).map_err(|e| format!("opening {}: {e}", disk.display()))?;
     let gpt = gpt::GptConfig::new()
@@ -299,7 +301,7 @@ pub fn verify(disk: &Path, layout: &Layout, inputs: &Inputs<'_>) -> Result<Writt
             inputs.systemd_boot.extent.size,
         ),
         ("loader/loader.conf", layout::loader_conf().len() as u64),
-        (slot_a.as_str(), inputs.uki.extent.size),
+        (slot_a.as_str(), inputs.uki.len() as u64),
     ] {
         let mut f = fs
             .root_dir()
@@ -312,6 +314,35 @@ pub fn verify(disk: &Path, layout: &Layout, inputs: &Inputs<'_>) -> Result<Writt
             return Err(format!("{path} on the ESP is {got} bytes, not {size}"));
         }
         esp_files.push((path.to_string(), got));
+    }
+    // Slot A byte for byte, a chunk at a time (the UKI is tens of MiB).
+    let mut slot = fs
+        .root_dir()
+        .open_file(&slot_a)
+        .map_err(|e| format!("the ESP has no {slot_a}: {e}"))?;
+    let mut chunk = vec![0u8; MIB as usize];
+    let mut at = 0usize;
+    loop {
+        let n = io::Read::read(&mut slot, &mut chunk)
+            .map_err(|e| format!("reading {slot_a} on the ESP: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        let want = inputs.uki.get(at..).unwrap_or_default();
+        if let Some(i) = (0..n).find(|i| want.get(*i) != chunk.get(*i)) {
+            return Err(format!(
+                "{slot_a} on the ESP reads back with other bytes than the UKI written, \
+                 from byte {} on",
+                at + i
+            ));
+        }
+        at += n;
+    }
+    if at != inputs.uki.len() {
+        return Err(format!(
+            "{slot_a} on the ESP reads back {at} bytes, not {}",
+            inputs.uki.len()
+        ));
     }
     let mut superblock = [0u8; 1024];
     file.read_exact_at(&mut superblock, layout.data_start + 1024)

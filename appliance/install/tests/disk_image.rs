@@ -18,7 +18,7 @@ const VERSION: &str = "9.8.7";
 
 struct Fixture {
     dir: tempfile::TempDir,
-    uki: File,
+    uki: Vec<u8>,
     boot: File,
     state: PathBuf,
 }
@@ -53,7 +53,7 @@ fn fixture() -> Fixture {
         std::os::unix::fs::chown(state.join("inventory"), Some(402), Some(422)).unwrap();
     }
     Fixture {
-        uki: File::open(&uki_path).unwrap(),
+        uki: std::fs::read(&uki_path).unwrap(),
         boot: File::open(&boot_path).unwrap(),
         state,
         dir,
@@ -75,7 +75,7 @@ fn mke2fs() -> Option<PathBuf> {
 
 fn inputs<'a>(f: &'a Fixture, mke2fs: &'a Path) -> Inputs<'a> {
     Inputs {
-        uki: BootFile::whole(&f.uki).unwrap(),
+        uki: &f.uki,
         systemd_boot: BootFile::whole(&f.boot).unwrap(),
         version: VERSION,
         state_dir: Some(&f.state),
@@ -86,7 +86,7 @@ fn inputs<'a>(f: &'a Fixture, mke2fs: &'a Path) -> Inputs<'a> {
 fn plan(f: &Fixture, disk_size: u64) -> layout::Layout {
     layout::plan(
         disk_size,
-        f.uki.metadata().unwrap().len(),
+        f.uki.len() as u64,
         f.boot.metadata().unwrap().len(),
     )
     .unwrap()
@@ -145,9 +145,23 @@ fn the_layout_on_a_sparse_image_reads_back() {
         &mut copied,
     )
     .unwrap();
-    let mut original = Vec::new();
-    std::io::Read::read_to_end(&mut &f.uki, &mut original).unwrap();
-    assert!(copied == original, "slot A differs from the UKI");
+    assert!(copied == f.uki, "slot A differs from the UKI");
+    // Reading back against other bytes of the same size fails, naming where.
+    let mut other = f.uki.clone();
+    other[2 * MIB as usize + 5] ^= 1;
+    let err = write::verify(
+        &disk,
+        &layout,
+        &Inputs {
+            uki: &other,
+            ..inputs
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.contains(&format!("from byte {} on", 2 * MIB + 5)),
+        "{err}"
+    );
     // The probe now sees what it would refuse without wipe.
     let head = kindling_install::probe::read_head(&File::open(&disk).unwrap()).unwrap();
     assert_eq!(
@@ -159,7 +173,7 @@ fn the_layout_on_a_sparse_image_reads_back() {
 #[test]
 fn a_disk_too_small_for_the_layout_is_not_planned() {
     let f = fixture();
-    let uki = f.uki.metadata().unwrap().len();
+    let uki = f.uki.len() as u64;
     let boot = f.boot.metadata().unwrap().len();
     let min = layout::min_disk_size(uki, boot);
     assert!(layout::plan(min - MIB, uki, boot).is_none());
@@ -229,10 +243,7 @@ fn through_a_loop_device_the_kernel_blkid_and_fsck_agree() {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let facts = target::gather(&request.disk, &disk, &path, sys, &mountinfo, &head, false);
     let layout = plan(&f, facts.size);
-    let min = layout::min_disk_size(
-        f.uki.metadata().unwrap().len(),
-        f.boot.metadata().unwrap().len(),
-    );
+    let min = layout::min_disk_size(f.uki.len() as u64, f.boot.metadata().unwrap().len());
     assert_eq!(
         target::decide(&facts, &request, "/var/lib/kindling", min),
         Ok(Verdict::Install)

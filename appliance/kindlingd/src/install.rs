@@ -6,7 +6,8 @@
 //! It finds the disk and the boot medium, lets `kindling_install::target`
 //! decide whether the disk may be written (a refusal names the disk, what
 //! it holds and the option that would allow it), writes the raw A/B layout
-//! with the medium's UKI and systemd-boot and this boot's state
+//! with the UKI assembled from the medium's parts (checked against its
+//! sha256 first), systemd-boot and this boot's state
 //! (`/var/lib/kindling`), reads it back, and asks init to reboot into it.
 //! Every step goes to the console and to `status/install.json`.
 //!
@@ -21,6 +22,7 @@ use kindling_install::iso::{self, Extent};
 use kindling_install::layout;
 use kindling_install::status::{InstallState, InstallStatus};
 use kindling_install::target::{self, Request, Verdict};
+use kindling_install::uki;
 use kindling_install::write::{self, BootFile, Inputs};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -145,11 +147,11 @@ fn save(path: &Path, status: &InstallStatus) {
 }
 
 /// The kindling ISO this appliance booted from: a whole disk (a CD or a
-/// USB stick) holding an ISO 9660 volume `KINDLING` with the UKI.
+/// USB stick) holding an ISO 9660 volume `KINDLING` with the UKI's parts.
 struct Medium {
     name: String,
     file: File,
-    uki: Extent,
+    uki: uki::OnMedium,
     systemd_boot: Extent,
 }
 
@@ -165,7 +167,7 @@ fn find_medium(sys: &Path) -> Option<Medium> {
             continue;
         }
         let (Ok(Some(uki)), Ok(Some(systemd_boot))) = (
-            iso::find(&file, iso::UKI_PATH),
+            uki::OnMedium::find(&file),
             iso::find(&file, iso::SYSTEMD_BOOT_PATH),
         ) else {
             continue;
@@ -192,7 +194,7 @@ fn install(request: &Request, paths: &Paths, status: &mut InstallStatus) -> Resu
              (volume {} with {}); the install runs only from the ISO or a USB stick \
              written from it. Disks: {}",
             iso::VOLUME_ID,
-            iso::UKI_PATH,
+            iso::UKI_REST_PATH,
             target::describe_disks(&target::sys_disks(sys))
         ))
     })?;
@@ -209,7 +211,11 @@ fn install(request: &Request, paths: &Paths, status: &mut InstallStatus) -> Resu
         &head,
         medium.name == disk.name,
     );
-    let min = layout::min_disk_size(medium.uki.size, medium.systemd_boot.size);
+    let (uki_rest, uki_sum) = medium
+        .uki
+        .read(&medium.file)
+        .map_err(|e| Failure::Refused(format!("the UKI on /dev/{}: {e}", medium.name)))?;
+    let min = layout::min_disk_size(uki_sum.size, medium.systemd_boot.size);
     let state_mount = paths.state_dir.to_string_lossy();
     match target::decide(&facts, request, &state_mount, min).map_err(|e| refused(&e))? {
         Verdict::AlreadyInstalled { device } => {
@@ -238,10 +244,8 @@ fn install(request: &Request, paths: &Paths, status: &mut InstallStatus) -> Resu
     let version = std::fs::read_to_string(VERSION_FILE)
         .map(|v| v.trim().to_string())
         .map_err(|e| Failure::Refused(format!("reading {VERSION_FILE}: {e}")))?;
-    let mut osrel = vec![0u8; medium.uki.size.min(4 << 20) as usize];
-    std::os::unix::fs::FileExt::read_exact_at(&medium.file, &mut osrel, medium.uki.offset)
-        .map_err(|e| Failure::Refused(format!("reading the UKI on /dev/{}: {e}", medium.name)))?;
-    let uki_version = iso::uki_version(&osrel);
+    // The rest holds the .osrel section.
+    let uki_version = iso::uki_version(&uki_rest);
     if uki_version.as_deref() != Some(version.as_str()) {
         return Err(Failure::Refused(format!(
             "the UKI on /dev/{} is version {}, this appliance runs {version}: \
@@ -251,19 +255,27 @@ fn install(request: &Request, paths: &Paths, status: &mut InstallStatus) -> Resu
         )));
     }
     status.version = Some(version.clone());
-    let Some(plan) = layout::plan(facts.size, medium.uki.size, medium.systemd_boot.size) else {
+    let Some(plan) = layout::plan(facts.size, uki_sum.size, medium.systemd_boot.size) else {
         return Err(Failure::Refused(format!("{} is too small", facts.shown)));
     };
+    // Slot A from the ISO's rest of the UKI, initramfs and kernel, checked against
+    // the recorded sha256 before the disk is touched.
+    let uki = medium
+        .uki
+        .assemble(&medium.file, &uki_rest, &uki_sum)
+        .map_err(|e| {
+            Failure::Refused(format!(
+                "the UKI on /dev/{} does not assemble: {e}; nothing was written",
+                medium.name
+            ))
+        })?;
     status.state = InstallState::Writing;
     let state_dir = paths
         .state_dir
         .is_dir()
         .then_some(paths.state_dir.as_path());
     let inputs = Inputs {
-        uki: BootFile {
-            file: &medium.file,
-            extent: medium.uki,
-        },
+        uki: &uki,
         systemd_boot: BootFile {
             file: &medium.file,
             extent: medium.systemd_boot,

@@ -140,6 +140,9 @@ pub enum BuildError {
     #[error("UKI stub {path} is not a PE image ({reason}): reinstall systemd-boot-efi")]
     StubInvalid { path: PathBuf, reason: String },
 
+    #[error("the UKI {path} cannot be split for the ISO ({reason}): the installer could not rebuild it from the ISO's kernel and initramfs; report this with the systemd stub's version (systemd-boot-efi)")]
+    UkiSplit { path: PathBuf, reason: String },
+
     #[error("{path} is {size} bytes, too large for an initramfs entry (newc holds at most 4 GiB per file)")]
     FileTooLarge { path: PathBuf, size: u64 },
 

@@ -2,8 +2,10 @@
 //! grub-mkrescue: GRUB on the serial console and the screen, one menu entry
 //! booting the kernel with the initramfs.
 //!
-//! It also carries the UKI and systemd-boot for the installer. It only
-//! stages files for grub-mkrescue; it never partitions anything.
+//! It also carries systemd-boot and the UKI for the installer: only the
+//! UKI's rest and sum, since its kernel and initramfs are the ones GRUB
+//! boots (`kindling_install::uki`). It only stages files for
+//! grub-mkrescue; it never partitions anything.
 
 use std::fs;
 use std::path::Path;
@@ -46,9 +48,9 @@ pub fn grub_config(version: &str, cmdline: &str) -> String {
 }
 
 /// What the ISO holds: the kernel and initramfs GRUB boots, and for the
-/// installer (`kindlingd install`, docs/install.md) the UKI and
-/// systemd-boot it writes to a disk, at `kindling_install::iso::UKI_PATH`
-/// and `SYSTEMD_BOOT_PATH`.
+/// installer (`kindlingd install`, docs/install.md) the UKI (as its rest
+/// and sum, at `kindling_install::iso::UKI_REST_PATH` and `UKI_SUM_PATH`)
+/// and systemd-boot (`SYSTEMD_BOOT_PATH`) it writes to a disk.
 pub struct IsoInputs<'a> {
     pub kernel: &'a Path,
     pub initramfs: &'a Path,
@@ -86,10 +88,16 @@ pub fn build(inputs: &IsoInputs<'_>, work_dir: &Path, out: &Path) -> Result<(), 
     let root = work_dir.join("iso-root");
     let grub_dir = root.join("boot/grub");
     fs::create_dir_all(&grub_dir).map_err(BuildError::io("create", &grub_dir))?;
-    link_or_copy(kernel, &root.join("boot/vmlinuz"))?;
-    link_or_copy(initramfs, &root.join("boot/initramfs.cpio.zst"))?;
     let in_iso = |path: &str| root.join(path.trim_start_matches('/'));
-    link_or_copy(inputs.uki, &in_iso(kindling_install::iso::UKI_PATH))?;
+    link_or_copy(kernel, &in_iso(kindling_install::iso::KERNEL_PATH))?;
+    link_or_copy(initramfs, &in_iso(kindling_install::iso::INITRAMFS_PATH))?;
+    super::uki::split_for_iso(
+        inputs.uki,
+        kernel,
+        initramfs,
+        &in_iso(kindling_install::iso::UKI_REST_PATH),
+        &in_iso(kindling_install::iso::UKI_SUM_PATH),
+    )?;
     if !inputs.systemd_boot.is_file() {
         return Err(BuildError::HostFileMissing {
             input: "systemd-boot".to_string(),

@@ -5,9 +5,17 @@
 //! Sections are placed after the stub's last section, each aligned to the
 //! stub's section alignment, `.linux` last (systemd 252's stub expects the
 //! kernel to be the final section). It never modifies the stub itself.
+//!
+//! For the ISO, [`split_for_iso`] keeps only the UKI's rest (its bytes
+//! besides the kernel and initramfs) and its sum:
+//! the ISO already holds the kernel and initramfs, and the installer puts
+//! them back (`kindling_install::uki`).
 
-use std::fs;
+use std::fs::{self, File};
 use std::path::Path;
+
+use kindling_install::disk_io::BootFile;
+use kindling_install::uki::{self as split, Part};
 
 use super::elf::{self, align_up};
 use super::error::BuildError;
@@ -73,4 +81,58 @@ pub fn build(inputs: &UkiInputs<'_>, work_dir: &Path, out: &Path) -> Result<(), 
         None,
     )?;
     Ok(())
+}
+
+/// Writes the UKI's rest (its bytes besides the `.initrd` and `.linux`
+/// data) to `rest_out` and its sum (JSON) to `sum_out`, after proving
+/// that the installer's assembly from `kernel` and `initramfs` gives back
+/// the UKI byte for byte. Returns the rest's size.
+pub fn split_for_iso(
+    uki: &Path,
+    kernel: &Path,
+    initramfs: &Path,
+    rest_out: &Path,
+    sum_out: &Path,
+) -> Result<u64, BuildError> {
+    let bytes = fs::read(uki).map_err(BuildError::io("read", uki))?;
+    let invalid = |reason: String| BuildError::UkiSplit {
+        path: uki.to_path_buf(),
+        reason,
+    };
+    let parts = split::split(&bytes).map_err(|e| invalid(e.to_string()))?;
+    let (kernel_file, initramfs_file) = (open(kernel)?, open(initramfs)?);
+    let (kernel_name, initramfs_name) = (
+        kernel.display().to_string(),
+        initramfs.display().to_string(),
+    );
+    let again = split::assemble(
+        &parts.rest,
+        "the UKI's rest",
+        &parts.sum,
+        Part {
+            path: &initramfs_name,
+            file: whole(initramfs, &initramfs_file)?,
+        },
+        Part {
+            path: &kernel_name,
+            file: whole(kernel, &kernel_file)?,
+        },
+    )
+    .map_err(|e| invalid(e.to_string()))?;
+    if again != bytes {
+        return Err(invalid("the reassembled UKI differs".to_string()));
+    }
+    fs::write(rest_out, &parts.rest).map_err(BuildError::io("write", rest_out))?;
+    let mut sum = serde_json::to_vec_pretty(&parts.sum).map_err(|e| invalid(e.to_string()))?;
+    sum.push(b'\n');
+    fs::write(sum_out, sum).map_err(BuildError::io("write", sum_out))?;
+    Ok(parts.rest.len() as u64)
+}
+
+fn open(path: &Path) -> Result<File, BuildError> {
+    File::open(path).map_err(BuildError::io("read", path))
+}
+
+fn whole<'a>(path: &Path, file: &'a File) -> Result<BootFile<'a>, BuildError> {
+    BootFile::whole(file).map_err(BuildError::io("read", path))
 }
