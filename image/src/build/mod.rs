@@ -38,7 +38,9 @@ mod resolve;
 use std::fs;
 
 pub use error::BuildError;
-pub use options::{check_version, BuildOptions, Format, CMDLINE, DEFAULT_EPOCH};
+pub use options::{
+    check_version, BuildOptions, Format, CMDLINE, DEFAULT_EPOCH, DEFAULT_ZSTD_LEVEL,
+};
 pub use report::{human_size, BuildReport, Reporter, Silent};
 
 /// The whole build. On error nothing in `out_dir` changes.

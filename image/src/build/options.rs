@@ -94,6 +94,13 @@ pub struct BuildOptions {
     pub keep_debug: bool,
 }
 
+/// The initramfs's zstd level. 19, not 12: 1.9 MB smaller for the base
+/// image (16.1 against 18.0 MB), which every boot over IPMI virtual media
+/// pays for (4 s at 4 Mbit/s) and which keeps the base ISO under its
+/// 30 MB bound, for about 25 s more per build. Decompression at boot costs
+/// the same at any level.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 19;
+
 impl BuildOptions {
     /// Debian host paths, all formats, the crate version.
     pub fn new(sites: Vec<PathBuf>, trust_keys: Vec<PathBuf>, out_dir: PathBuf) -> Self {
@@ -122,7 +129,7 @@ impl BuildOptions {
             systemd_boot_dir: PathBuf::from("/usr/lib/systemd/boot/efi"),
             mke2fs: PathBuf::from("/sbin/mke2fs"),
             data_size_mib: 256,
-            zstd_level: 12,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
             keep_debug: false,
         }
     }

@@ -81,7 +81,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     data_size_mib: u64,
     /// zstd level of the initramfs (1-19; higher is smaller and slower).
-    #[arg(long, value_name = "N", default_value_t = 12, value_parser = clap::value_parser!(i32).range(1..=19))]
+    #[arg(long, value_name = "N", default_value_t = build::DEFAULT_ZSTD_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
     zstd_level: i32,
     /// CA bundle copied to /etc/ssl/certs/ca-certificates.crt.
     #[arg(
