@@ -279,6 +279,7 @@ impl Lab {
                         kernel: kernel.clone(),
                         initrd: initrd.clone(),
                         append,
+                        disks: Vec::new(),
                     },
                 )
             }
@@ -301,7 +302,7 @@ impl Lab {
                 };
                 (
                     FirmwareChoice::Bios,
-                    BootSource::KernelWithDisks {
+                    BootSource::Kernel {
                         kernel: kernel.clone(),
                         initrd: initrd.clone(),
                         append: format!("{append} console=ttyS0").trim().to_string(),
@@ -520,6 +521,7 @@ pub fn node_config(spec: &NodeSpec, accel: Accel, run_dir: &Path) -> Result<VmCo
             kernel: kernel.clone(),
             initrd: initrd.clone(),
             append: append.clone(),
+            disks: Vec::new(),
         },
         None if spec.firmware == NodeFirmware::UefiHttp => BootSource::HttpBoot,
         None => BootSource::Network,

@@ -64,16 +64,11 @@ pub enum DiskBus {
 #[derive(Debug, Clone)]
 pub enum BootSource {
     /// Direct kernel boot: QEMU loads the kernel and initramfs itself.
+    /// `disks` are raw images attached as virtio-blk devices (the
+    /// installer's run: the ISO as a USB stick would be, and the target
+    /// disk), each named by its serial (`/dev/disk/by-id/virtio-<serial>`);
+    /// none is a boot device.
     Kernel {
-        kernel: PathBuf,
-        initrd: PathBuf,
-        append: String,
-    },
-    /// Direct kernel boot with raw disks attached as virtio-blk devices
-    /// (the installer's run: the ISO as a USB stick would be, and the
-    /// target disk), each named by its serial
-    /// (`/dev/disk/by-id/virtio-<serial>`); none is a boot device.
-    KernelWithDisks {
         kernel: PathBuf,
         initrd: PathBuf,
         append: String,
@@ -199,18 +194,6 @@ impl VmConfig {
                 kernel,
                 initrd,
                 append,
-            } => {
-                push("-kernel");
-                push(&kernel.display().to_string());
-                push("-initrd");
-                push(&initrd.display().to_string());
-                push("-append");
-                push(append);
-            }
-            BootSource::KernelWithDisks {
-                kernel,
-                initrd,
-                append,
                 disks,
             } => {
                 push("-kernel");
@@ -331,7 +314,7 @@ mod tests {
         };
         let c = config(
             FirmwareChoice::Bios,
-            BootSource::KernelWithDisks {
+            BootSource::Kernel {
                 kernel: "/k".into(),
                 initrd: "/i".into(),
                 append: "kindling.install=/dev/disk/by-id/virtio-target".into(),
@@ -367,6 +350,7 @@ mod tests {
                 kernel: "/k".into(),
                 initrd: "/i".into(),
                 append: "console=ttyS0".into(),
+                disks: Vec::new(),
             },
         );
         let line = joined(&c);

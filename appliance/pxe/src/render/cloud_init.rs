@@ -338,13 +338,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_agent_is_named_by_hash_only_to_a_node_with_a_grant() {
-        let p = profile("");
-        let mut ctx = context(&p, "dev");
-        ctx.agent_sha256 = Some("ab".repeat(32));
-        assert!(!begin_command(&ctx).contains("--agent-sha256"), "no grant");
-        ctx.enrollment = Some(Enrollment {
+    fn grant() -> Enrollment {
+        Enrollment {
             vault_addr: "https://192.168.100.1:8200".into(),
             role_id: "r".into(),
             wrapped_secret_id: "w".into(),
@@ -354,7 +349,16 @@ mod tests {
                 secret_id_accessor: "s".into(),
                 ttl_secs: 60,
             },
-        });
+        }
+    }
+
+    #[test]
+    fn the_agent_is_named_by_hash_only_to_a_node_with_a_grant() {
+        let p = profile("");
+        let mut ctx = context(&p, "dev");
+        ctx.agent_sha256 = Some("ab".repeat(32));
+        assert!(!begin_command(&ctx).contains("--agent-sha256"), "no grant");
+        ctx.enrollment = Some(grant());
         let command = begin_command(&ctx);
         assert!(
             command.ends_with(&format!(" --agent-sha256 '{}'", "ab".repeat(32))),
@@ -378,17 +382,7 @@ mod tests {
         let without = node_json(&ctx);
         assert!(without.get("stack").is_none() && without.get("binaries").is_none());
 
-        ctx.enrollment = Some(Enrollment {
-            vault_addr: "https://192.168.100.1:8200".into(),
-            role_id: "r".into(),
-            wrapped_secret_id: "w".into(),
-            ca_pem: None,
-            ticket: crate::enroll::GrantTicket {
-                wrapping_accessor: "a".into(),
-                secret_id_accessor: "s".into(),
-                ttl_secs: 60,
-            },
-        });
+        ctx.enrollment = Some(grant());
         let with = node_json(&ctx);
         assert_eq!(
             with["stack"],
