@@ -9,6 +9,7 @@ mod appliance_boot;
 mod cdp;
 mod node_payload;
 mod node_pxe;
+mod power_loss;
 mod service_logs;
 mod stack_lab;
 mod status_page;

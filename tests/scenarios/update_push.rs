@@ -42,7 +42,7 @@ const TRIAL_WAIT: Duration = Duration::from_secs(1800);
 /// The tries systemd-boot gives an armed image (`+3`).
 const TRIES: u32 = 3;
 
-fn get(lab: &Lab, path: &str) -> Result<serde_json::Value, String> {
+pub(crate) fn get(lab: &Lab, path: &str) -> Result<serde_json::Value, String> {
     let (code, body) = lab
         .api_from_lan("GET", path, None)
         .map_err(|e| e.to_string())?;
@@ -53,7 +53,7 @@ fn get(lab: &Lab, path: &str) -> Result<serde_json::Value, String> {
 }
 
 /// The running version, as the update agent reports it.
-fn running_version(lab: &Lab) -> Result<String, String> {
+pub(crate) fn running_version(lab: &Lab) -> Result<String, String> {
     let status = get(lab, "/v1/status")?;
     status["services"]["update"]["version"]
         .as_str()
@@ -63,7 +63,7 @@ fn running_version(lab: &Lab) -> Result<String, String> {
 
 /// `kindling update build` of `image`'s kindling.efi as `version`, signed
 /// with the lab key beside the lab image; returns the bundle and its size.
-fn build_bundle(
+pub(crate) fn build_bundle(
     lab: &Lab,
     lab_image: &Path,
     image: &Path,
@@ -97,7 +97,7 @@ fn build_bundle(
 /// `kindling update push BUNDLE --wait WAIT` from the LAN as the lab's
 /// admin, spawned: the agent arms the bundle and init reboots at once,
 /// and the CLI waits through the reboot for the appliance to run it.
-fn spawn_push(lab: &Lab, bundle: &Path, wait: Duration) -> Result<Child, String> {
+pub(crate) fn spawn_push(lab: &Lab, bundle: &Path, wait: Duration) -> Result<Child, String> {
     let run_dir = lab.run_dir();
     let serial = run_dir.join("appliance.serial.log");
     let fingerprint =
@@ -132,7 +132,7 @@ fn wait_reboot(lab: &mut Lab, app: VmId, timeout: Duration, what: &str) -> Resul
 /// Boots the lab's disk again after QEMU exited on a reboot, as the
 /// machine's firmware would: the console log of the boot that ended is
 /// kept as `appliance.LABEL.serial.log`.
-fn boot_again(lab: &mut Lab, label: &str) -> Result<VmId, String> {
+pub(crate) fn boot_again(lab: &mut Lab, label: &str) -> Result<VmId, String> {
     let run_dir = lab.run_dir().to_path_buf();
     let _ = std::fs::copy(
         run_dir.join("appliance.serial.log"),
@@ -151,7 +151,11 @@ fn boot_again(lab: &mut Lab, label: &str) -> Result<VmId, String> {
 }
 
 /// The update agent's status once it blessed the running slot.
-fn wait_blessed(lab: &Lab, since: Instant, what: &str) -> Result<serde_json::Value, String> {
+pub(crate) fn wait_blessed(
+    lab: &Lab,
+    since: Instant,
+    what: &str,
+) -> Result<serde_json::Value, String> {
     loop {
         let status = get(lab, "/v1/status")?;
         let update = status["services"]["update"].clone();
@@ -173,11 +177,31 @@ pub fn good_update_v1_to_v2(
     scenario: &str,
 ) -> Result<VmId, String> {
     let v1 = running_version(lab)?;
-    let v2 = format!("{v1}.1");
+    good_update(lab, app, image, scenario, &format!("{v1}.1"))
+}
+
+/// How often the LAN's DHCP prober asks for an offer, and at most how often
+/// (an hour of it: the prober never outlives a hung scenario by much).
+const DHCP_PROBE_EVERY: Duration = Duration::from_millis(500);
+const DHCP_PROBES_MAX: u32 = 7200;
+
+/// Pushes the lab image as `v2` to the blessed appliance `app`, follows the
+/// reboot into it and checks it blessed, the data partition intact and
+/// the LAN's downtime (DHCP, as a LAN host sees it); returns the new VM.
+pub(crate) fn good_update(
+    lab: &mut Lab,
+    app: VmId,
+    image: &Path,
+    scenario: &str,
+    v2: &str,
+) -> Result<VmId, String> {
+    let v1 = running_version(lab)?;
+    let v2 = v2.to_string();
     // The overlay state kept on the data partition: accepted versions and floors.
     let overlays_before = get(lab, "/v1/overlays")?["state"].clone();
     let (bundle, size) = build_bundle(lab, image, image, &v2, &v1)?;
 
+    let prober = lab.dhcp_prober_on_lan(DHCP_PROBE_EVERY, DHCP_PROBES_MAX);
     let started = Instant::now();
     let cli = spawn_push(lab, &bundle, PUSH_TIMEOUT)?;
     // init stops everything and reboots; QEMU (-no-reboot) exits.
@@ -193,6 +217,7 @@ pub fn good_update_v1_to_v2(
 
     let update = wait_blessed(lab, rebooted, "v2")?;
     let blessed = rebooted.elapsed();
+    lan_downtime(prober, scenario)?;
     let pushed = cli
         .wait_with_output()
         .map_err(|e| format!("kindling update push: {e}"))?;
@@ -239,6 +264,31 @@ pub fn good_update_v1_to_v2(
         want_entry
     );
     Ok(app)
+}
+
+/// The LAN's DHCP downtime across the update's reboot, from the prober's
+/// answers: the last one before the longest silence to the first after.
+fn lan_downtime(prober: kindling_lab::dhcp_probe::Prober, scenario: &str) -> Result<(), String> {
+    let log = prober
+        .stop()
+        .map_err(|e| format!("the LAN's DHCP prober: {e}"))?;
+    let (last, first) = log.longest_gap().ok_or_else(|| {
+        format!(
+            "the LAN's DHCP prober got {} answers to {} DISCOVERs: no downtime to measure",
+            log.answered.len(),
+            log.sent.len()
+        )
+    })?;
+    eprintln!(
+        "[{scenario}] LAN downtime: {:.1} s (last DHCP offer before the reboot at {:.1}s, first after at {:.1}s of the push; {} of {} DISCOVERs every {:.1} s answered)",
+        (first - last).as_secs_f64(),
+        last.as_secs_f64(),
+        first.as_secs_f64(),
+        log.answered.len(),
+        log.sent.len(),
+        DHCP_PROBE_EVERY.as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Runs on the appliance blessed at v2 (`app`, after the good update):
@@ -404,11 +454,11 @@ pub fn bad_update_rolls_back(
 }
 
 /// init's ready line (`kindling: ready (…)`), which a try of v3 never prints.
-const READY_LINE: &str = "kindling: ready (";
+pub(crate) const READY_LINE: &str = "kindling: ready (";
 
 /// `v` with its last number one higher (`1.2.1` → `1.2.2`): newer, and
 /// a version the appliance never ran.
-fn next_version(v: &str) -> Result<String, String> {
+pub(crate) fn next_version(v: &str) -> Result<String, String> {
     let (head, last) = v.rsplit_once('.').unwrap_or(("", v));
     let last: u64 = last
         .parse()
