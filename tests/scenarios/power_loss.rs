@@ -300,9 +300,11 @@ struct Observed {
 /// While the main thread waits to cut, a thread asks the status API which
 /// slot booted and writes marker `n`; whatever it got before the cut.
 fn observe(lab: &Lab, n: usize) -> Result<std::thread::JoinHandle<Observed>, String> {
+    // Short: a cut leaves a request hanging with no one to reset it.
     let client = lab
         .api_client_from_lan(LabOperator::Admin)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_timeout(Duration::from_secs(5));
     Ok(std::thread::spawn(move || {
         let mut observed = Observed::default();
         let call = |method, path: &str, body| kindling_lab::api::call(&client, method, path, body);
@@ -320,6 +322,7 @@ fn observe(lab: &Lab, n: usize) -> Result<std::thread::JoinHandle<Observed>, Str
                 // The cut: the appliance is gone.
                 Err(_) => return observed,
             }
+            std::thread::sleep(Duration::from_millis(200));
         }
         let mac = marker_mac(n);
         if let Ok((200, _)) = call(
@@ -353,16 +356,10 @@ impl Esp<'_> {
     fn check(&self, disk: &Path, floor: Option<&str>) -> Result<Seen, String> {
         let esp = EspImage::open(disk)?;
         let entries = esp.entries()?;
-        if !entries.iter().any(|e| {
-            e.starts_with(&format!("kindling-{}.", self.v1))
-                || e.starts_with(&format!("kindling-{}+", self.v1))
-        }) {
+        if !entries.iter().any(|e| version_of(e) == Some(self.v1)) {
             return Err(format!("v1's entry is gone from the ESP: {entries:?}"));
         }
-        for entry in entries.iter().filter(|e| {
-            e.starts_with(&format!("kindling-{}.efi", self.v2))
-                || e.starts_with(&format!("kindling-{}+", self.v2))
-        }) {
+        for entry in entries.iter().filter(|e| version_of(e) == Some(self.v2)) {
             let bytes = esp.read(&format!("EFI/Linux/{entry}"))?;
             if bytes != self.efi {
                 return Err(format!(
@@ -396,12 +393,7 @@ impl Esp<'_> {
     }
 
     fn expect_no_v2(&self, seen: &Seen, cut: &Cut) -> Result<(), String> {
-        let v2 = format!("kindling-{}", self.v2);
-        if seen
-            .entries
-            .iter()
-            .any(|e| e.starts_with(&v2) && e.ends_with(".efi"))
-        {
+        if seen.entries.iter().any(|e| version_of(e) == Some(self.v2)) {
             return Err(format!(
                 "after cut ({}): an entry of {} is on the ESP before it was armed: {:?}",
                 cut.label, self.v2, seen.entries
@@ -409,6 +401,12 @@ impl Esp<'_> {
         }
         Ok(())
     }
+}
+
+/// The version of a boot entry's name (`kindling-V[+L[-D]].efi`).
+fn version_of(entry: &str) -> Option<&str> {
+    let stem = entry.strip_prefix("kindling-")?.strip_suffix(".efi")?;
+    Some(stem.split_once('+').map_or(stem, |(v, _)| v))
 }
 
 /// The ESP inside a raw GPT disk image, read with mtools.
