@@ -385,9 +385,10 @@ impl Esp<'_> {
             ));
         }
         eprintln!(
-            "    ESP after the cut: {:?}, floor {}",
+            "    ESP after the cut: {:?}, floor {}, {}",
             seen.entries,
-            seen.floor.as_deref().unwrap_or("none")
+            seen.floor.as_deref().unwrap_or("none"),
+            esp.free()
         );
         Ok(seen)
     }
@@ -473,6 +474,21 @@ impl EspImage {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// mdir's `N bytes free` (clusters a cut left allocated to no file
+    /// would show here as a shrinking number).
+    fn free(&self) -> String {
+        self.mtools("mdir", &["::/"])
+            .map(|out| {
+                String::from_utf8_lossy(&out)
+                    .lines()
+                    .find(|l| l.contains("bytes free"))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+            .unwrap_or_default()
     }
 
     fn read(&self, path: &str) -> Result<Vec<u8>, String> {
