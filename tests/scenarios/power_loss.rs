@@ -12,9 +12,8 @@
 //! - (e) right after v2's agent blessed it and raised the floor.
 //!
 //! After each cut the test reads the ESP of the killed VM's disk (mtools):
-//! the running image's entry is there, any entry of v2 is whole (byte for
-//! byte the image), and the state file's floor is what the agent had
-//! said. The upload stays in the spool on the data partition until it is
+//! v1's entry is there, every entry is whole (byte for byte the image),
+//! and the state file's floor is what the agent had said. The upload stays in the spool on the data partition until it is
 //! armed, so after (a) and (b) v1 boots and its agent starts the same
 //! update over by itself; after (c) and (d) systemd-boot tries v2 again.
 //! Node assignments the API acknowledged before a cut are all there at
@@ -351,7 +350,7 @@ struct Seen {
 }
 
 impl Esp<'_> {
-    /// Reads `disk`'s ESP: v1's entry is there, every v2 entry is whole,
+    /// Reads `disk`'s ESP: v1's entry is there, every entry is whole,
     /// and the state file's floor is `floor`.
     fn check(&self, disk: &Path, floor: Option<&str>) -> Result<Seen, String> {
         let esp = EspImage::open(disk)?;
@@ -359,7 +358,11 @@ impl Esp<'_> {
         if !entries.iter().any(|e| version_of(e) == Some(self.v1)) {
             return Err(format!("v1's entry is gone from the ESP: {entries:?}"));
         }
-        for entry in entries.iter().filter(|e| version_of(e) == Some(self.v2)) {
+        // Both versions carry the lab image's kindling.efi.
+        for entry in entries
+            .iter()
+            .filter(|e| version_of(e) == Some(self.v1) || version_of(e) == Some(self.v2))
+        {
             let bytes = esp.read(&format!("EFI/Linux/{entry}"))?;
             if bytes != self.efi {
                 return Err(format!(
