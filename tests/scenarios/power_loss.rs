@@ -139,16 +139,20 @@ fn update_survives_power_loss() -> Result<(), String> {
                 ));
             }
         }
-        markers.extend(observed.acknowledged);
         eprintln!(
-            "[{scenario}] before cut ({}): v1 booted {v1_entry} at floor {v1} ({}), took the spooled upload again",
+            "[{scenario}] before cut ({}): v1 booted {v1_entry} at floor {v1} ({}), took the spooled upload again; {}",
             c.label,
             if observed.update.is_some() {
                 "status API and console"
             } else {
                 "console; the status API was not read in time"
-            }
+            },
+            observed.acknowledged.as_deref().map_or(
+                "no assignment acknowledged before the cut".to_string(),
+                |mac| format!("assignment {mac} acknowledged")
+            )
         );
+        markers.extend(observed.acknowledged);
         let seen = esp.check(&disk, Some(&v1))?;
         if c.label == "b" {
             esp.expect_no_v2(&seen, c)?;
@@ -296,8 +300,8 @@ struct Observed {
     acknowledged: Option<String>,
 }
 
-/// While the main thread waits to cut, a thread asks the status API which
-/// slot booted and writes marker `n`; whatever it got before the cut.
+/// While the main thread waits to cut, a thread writes marker `n` and
+/// asks the status API which slot booted; whatever it got before the cut.
 fn observe(lab: &Lab, n: usize) -> Result<std::thread::JoinHandle<Observed>, String> {
     // Short: a cut leaves a request hanging with no one to reset it.
     let client = lab
@@ -307,6 +311,17 @@ fn observe(lab: &Lab, n: usize) -> Result<std::thread::JoinHandle<Observed>, Str
     Ok(std::thread::spawn(move || {
         let mut observed = Observed::default();
         let call = |method, path: &str, body| kindling_lab::api::call(&client, method, path, body);
+        // The write first: the cut comes a few seconds after ready.
+        let mac = marker_mac(n);
+        match call(
+            "PUT",
+            &format!("/v1/nodes/{mac}/profile"),
+            Some(r#"{"profile": "prod"}"#),
+        ) {
+            Ok((200, _)) => observed.acknowledged = Some(mac),
+            Ok(_) => {}
+            Err(_) => return observed,
+        }
         let deadline = Instant::now() + Duration::from_secs(60);
         while observed.update.is_none() && Instant::now() < deadline {
             match call("GET", "/v1/status", None) {
@@ -322,14 +337,6 @@ fn observe(lab: &Lab, n: usize) -> Result<std::thread::JoinHandle<Observed>, Str
                 Err(_) => return observed,
             }
             std::thread::sleep(Duration::from_millis(200));
-        }
-        let mac = marker_mac(n);
-        if let Ok((200, _)) = call(
-            "PUT",
-            &format!("/v1/nodes/{mac}/profile"),
-            Some(r#"{"profile": "prod"}"#),
-        ) {
-            observed.acknowledged = Some(mac);
         }
         observed
     }))
