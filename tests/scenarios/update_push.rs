@@ -7,7 +7,9 @@
 //! (`-no-reboot`), so the test boots the same disk again, as the machine's
 //! firmware would: systemd-boot picks the armed entry, the health gate
 //! blesses it, the floor rises, and the data partition kept what was
-//! written before (the API's own record of the push in its log).
+//! written before (the API's own record of the push in its log). A LAN
+//! host asks for a DHCP offer every half second meanwhile: the longest
+//! silence is the LAN's downtime across the reboot (`LAN downtime: X s`).
 //!
 //! The bad update, v2 → v3 and back: v3 is the lab image without its NIC
 //! driver, so its LAN never comes up and the required PXE service never
