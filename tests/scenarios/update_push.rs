@@ -159,8 +159,13 @@ pub(crate) fn wait_blessed(
     what: &str,
 ) -> Result<serde_json::Value, String> {
     loop {
-        let status = get(lab, "/v1/status")?;
-        let update = status["services"]["update"].clone();
+        // Right after ready the lab's LAN side may still hold a failed
+        // neighbour entry for the appliance (after the no-NIC tries of the
+        // bad update: `No route to host`): retried until the deadline.
+        let update = match get(lab, "/v1/status") {
+            Ok(status) => status["services"]["update"].clone(),
+            Err(e) => serde_json::Value::String(e),
+        };
         if update["mode"] == "blessed" {
             return Ok(update);
         }
