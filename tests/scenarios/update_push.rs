@@ -24,6 +24,7 @@ use crate::{APPLIANCE_FAIL, APPLIANCE_READY_TIMEOUT, READY};
 use kindling_e2e::release_bin;
 use kindling_lab::api::{console_ca_fingerprint, lab_token, LabOperator, API_ADDRESS};
 use kindling_lab::{ApplianceBoot, ApplianceSpec, DiskBus, Lab, VmId};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -104,8 +105,8 @@ pub(crate) fn spawn_push(lab: &Lab, bundle: &Path, wait: Duration) -> Result<Chi
     let serial = run_dir.join("appliance.serial.log");
     let fingerprint =
         console_ca_fingerprint(&serial).ok_or("no CA fingerprint on the appliance's console")?;
-    kindling_lab::cmd::in_netns(&lab.names().lan, release_bin("kindling"))
-        .args(["update", "push"])
+    let mut cli = kindling_lab::cmd::in_netns(&lab.names().lan, release_bin("kindling"));
+    cli.args(["update", "push"])
         .arg(bundle)
         .args(["--wait", &format!("{}s", wait.as_secs())])
         .env("KINDLING_APPLIANCE", API_ADDRESS)
@@ -114,8 +115,18 @@ pub(crate) fn spawn_push(lab: &Lab, bundle: &Path, wait: Duration) -> Result<Chi
         .env("KINDLING_CONFIG", run_dir.join("no-cli-config.toml"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .stderr(Stdio::piped());
+    // A scenario that fails returns without waiting for the CLI: it must
+    // not outlive the test's thread, holding the lab lock it inherited.
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls prctl(2), which is async-signal-safe.
+    unsafe {
+        cli.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+    cli.spawn()
         .map_err(|e| format!("kindling update push: {e}"))
 }
 
