@@ -465,6 +465,21 @@ impl Lab {
         crate::sntp::query_in_netns(&self.options.names.lan, server)
     }
 
+    /// A LAN host asking for a DHCP offer every `every` (at most
+    /// `max_probes` times) until the prober is stopped.
+    pub fn dhcp_prober_on_lan(
+        &self,
+        every: std::time::Duration,
+        max_probes: u32,
+    ) -> crate::dhcp_probe::Prober {
+        crate::dhcp_probe::Prober::start(
+            &self.options.names.lan,
+            crate::network::LAN_BRIDGE,
+            every,
+            max_probes,
+        )
+    }
+
     /// Stops every VM now (the lab stays up).
     pub fn stop_vms(&mut self) {
         for vm in self.vms.iter_mut().rev() {

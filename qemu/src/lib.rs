@@ -13,6 +13,7 @@ pub mod api;
 pub mod bench;
 pub mod cmd;
 pub mod demo;
+pub mod dhcp_probe;
 pub mod down;
 pub mod error;
 pub mod kernel;

@@ -72,6 +72,18 @@ impl LabProcess {
         }
     }
 
+    /// SIGKILL now, with no grace, and reaps it: for a VM, a power cut
+    /// (nothing the guest had not written to its disk survives). The
+    /// pidfile stays until `stop` (a no-op on the exited process) drops it.
+    pub fn kill_now(&mut self) -> Option<ExitStatus> {
+        if self.exited().is_none() {
+            // Our own child, not yet reaped: the PID cannot have been reused.
+            let _ = self.child.kill();
+            self.exit = self.child.wait().ok();
+        }
+        self.exit
+    }
+
     /// Stops the process (SIGTERM, grace, SIGKILL) and reaps it.
     pub fn stop(&mut self) {
         if self.exited().is_none() {

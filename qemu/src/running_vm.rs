@@ -107,6 +107,12 @@ impl RunningVm {
         self.process.wait_timeout(timeout)
     }
 
+    /// Pulls the plug: SIGKILL to this VM's QEMU (by the PID the lab
+    /// started), no shutdown, no flush the guest did not do itself.
+    pub fn power_cut(&mut self) -> Option<ExitStatus> {
+        self.process.kill_now()
+    }
+
     pub fn stop(&mut self) {
         self.process.stop();
     }

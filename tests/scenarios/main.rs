@@ -10,6 +10,7 @@ mod cdp;
 mod install_iso;
 mod node_payload;
 mod node_pxe;
+mod power_loss;
 mod service_logs;
 mod stack_lab;
 mod status_page;

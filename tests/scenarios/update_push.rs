@@ -7,7 +7,9 @@
 //! (`-no-reboot`), so the test boots the same disk again, as the machine's
 //! firmware would: systemd-boot picks the armed entry, the health gate
 //! blesses it, the floor rises, and the data partition kept what was
-//! written before (the API's own record of the push in its log).
+//! written before (the API's own record of the push in its log). A LAN
+//! host asks for a DHCP offer every half second meanwhile: the longest
+//! silence is the LAN's downtime across the reboot (`LAN downtime: X s`).
 //!
 //! The bad update, v2 → v3 and back: v3 is the lab image without its NIC
 //! driver, so its LAN never comes up and the required PXE service never
@@ -22,6 +24,7 @@ use crate::{APPLIANCE_FAIL, APPLIANCE_READY_TIMEOUT, READY};
 use kindling_e2e::release_bin;
 use kindling_lab::api::{console_ca_fingerprint, lab_token, LabOperator, API_ADDRESS};
 use kindling_lab::{ApplianceBoot, ApplianceSpec, DiskBus, Lab, VmId};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -42,7 +45,7 @@ const TRIAL_WAIT: Duration = Duration::from_secs(1800);
 /// The tries systemd-boot gives an armed image (`+3`).
 const TRIES: u32 = 3;
 
-fn get(lab: &Lab, path: &str) -> Result<serde_json::Value, String> {
+pub(crate) fn get(lab: &Lab, path: &str) -> Result<serde_json::Value, String> {
     let (code, body) = lab
         .api_from_lan("GET", path, None)
         .map_err(|e| e.to_string())?;
@@ -53,7 +56,7 @@ fn get(lab: &Lab, path: &str) -> Result<serde_json::Value, String> {
 }
 
 /// The running version, as the update agent reports it.
-fn running_version(lab: &Lab) -> Result<String, String> {
+pub(crate) fn running_version(lab: &Lab) -> Result<String, String> {
     let status = get(lab, "/v1/status")?;
     status["services"]["update"]["version"]
         .as_str()
@@ -63,7 +66,7 @@ fn running_version(lab: &Lab) -> Result<String, String> {
 
 /// `kindling update build` of `image`'s kindling.efi as `version`, signed
 /// with the lab key beside the lab image; returns the bundle and its size.
-fn build_bundle(
+pub(crate) fn build_bundle(
     lab: &Lab,
     lab_image: &Path,
     image: &Path,
@@ -97,13 +100,13 @@ fn build_bundle(
 /// `kindling update push BUNDLE --wait WAIT` from the LAN as the lab's
 /// admin, spawned: the agent arms the bundle and init reboots at once,
 /// and the CLI waits through the reboot for the appliance to run it.
-fn spawn_push(lab: &Lab, bundle: &Path, wait: Duration) -> Result<Child, String> {
+pub(crate) fn spawn_push(lab: &Lab, bundle: &Path, wait: Duration) -> Result<Child, String> {
     let run_dir = lab.run_dir();
     let serial = run_dir.join("appliance.serial.log");
     let fingerprint =
         console_ca_fingerprint(&serial).ok_or("no CA fingerprint on the appliance's console")?;
-    kindling_lab::cmd::in_netns(&lab.names().lan, release_bin("kindling"))
-        .args(["update", "push"])
+    let mut cli = kindling_lab::cmd::in_netns(&lab.names().lan, release_bin("kindling"));
+    cli.args(["update", "push"])
         .arg(bundle)
         .args(["--wait", &format!("{}s", wait.as_secs())])
         .env("KINDLING_APPLIANCE", API_ADDRESS)
@@ -112,8 +115,18 @@ fn spawn_push(lab: &Lab, bundle: &Path, wait: Duration) -> Result<Child, String>
         .env("KINDLING_CONFIG", run_dir.join("no-cli-config.toml"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .stderr(Stdio::piped());
+    // A scenario that fails returns without waiting for the CLI: it must
+    // not outlive the test's thread, holding the lab lock it inherited.
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls prctl(2), which is async-signal-safe.
+    unsafe {
+        cli.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+    cli.spawn()
         .map_err(|e| format!("kindling update push: {e}"))
 }
 
@@ -132,7 +145,7 @@ fn wait_reboot(lab: &mut Lab, app: VmId, timeout: Duration, what: &str) -> Resul
 /// Boots the lab's disk again after QEMU exited on a reboot, as the
 /// machine's firmware would: the console log of the boot that ended is
 /// kept as `appliance.LABEL.serial.log`.
-fn boot_again(lab: &mut Lab, label: &str) -> Result<VmId, String> {
+pub(crate) fn boot_again(lab: &mut Lab, label: &str) -> Result<VmId, String> {
     let run_dir = lab.run_dir().to_path_buf();
     let _ = std::fs::copy(
         run_dir.join("appliance.serial.log"),
@@ -151,10 +164,19 @@ fn boot_again(lab: &mut Lab, label: &str) -> Result<VmId, String> {
 }
 
 /// The update agent's status once it blessed the running slot.
-fn wait_blessed(lab: &Lab, since: Instant, what: &str) -> Result<serde_json::Value, String> {
+pub(crate) fn wait_blessed(
+    lab: &Lab,
+    since: Instant,
+    what: &str,
+) -> Result<serde_json::Value, String> {
     loop {
-        let status = get(lab, "/v1/status")?;
-        let update = status["services"]["update"].clone();
+        // Right after ready the lab's LAN side may still hold a failed
+        // neighbour entry for the appliance (after the no-NIC tries of the
+        // bad update: `No route to host`): retried until the deadline.
+        let update = match get(lab, "/v1/status") {
+            Ok(status) => status["services"]["update"].clone(),
+            Err(e) => serde_json::Value::String(e),
+        };
         if update["mode"] == "blessed" {
             return Ok(update);
         }
@@ -173,11 +195,31 @@ pub fn good_update_v1_to_v2(
     scenario: &str,
 ) -> Result<VmId, String> {
     let v1 = running_version(lab)?;
-    let v2 = format!("{v1}.1");
+    good_update(lab, app, image, scenario, &format!("{v1}.1"))
+}
+
+/// How often the LAN's DHCP prober asks for an offer, and at most how often
+/// (an hour of it: the prober never outlives a hung scenario by much).
+const DHCP_PROBE_EVERY: Duration = Duration::from_millis(500);
+const DHCP_PROBES_MAX: u32 = 7200;
+
+/// Pushes the lab image as `v2` to the blessed appliance `app`, follows the
+/// reboot into it and checks it blessed, the data partition intact and
+/// the LAN's downtime (DHCP, as a LAN host sees it); returns the new VM.
+pub(crate) fn good_update(
+    lab: &mut Lab,
+    app: VmId,
+    image: &Path,
+    scenario: &str,
+    v2: &str,
+) -> Result<VmId, String> {
+    let v1 = running_version(lab)?;
+    let v2 = v2.to_string();
     // The overlay state kept on the data partition: accepted versions and floors.
     let overlays_before = get(lab, "/v1/overlays")?["state"].clone();
     let (bundle, size) = build_bundle(lab, image, image, &v2, &v1)?;
 
+    let prober = lab.dhcp_prober_on_lan(DHCP_PROBE_EVERY, DHCP_PROBES_MAX);
     let started = Instant::now();
     let cli = spawn_push(lab, &bundle, PUSH_TIMEOUT)?;
     // init stops everything and reboots; QEMU (-no-reboot) exits.
@@ -193,6 +235,7 @@ pub fn good_update_v1_to_v2(
 
     let update = wait_blessed(lab, rebooted, "v2")?;
     let blessed = rebooted.elapsed();
+    lan_downtime(prober, scenario)?;
     let pushed = cli
         .wait_with_output()
         .map_err(|e| format!("kindling update push: {e}"))?;
@@ -239,6 +282,31 @@ pub fn good_update_v1_to_v2(
         want_entry
     );
     Ok(app)
+}
+
+/// The LAN's DHCP downtime across the update's reboot, from the prober's
+/// answers: the last one before the longest silence to the first after.
+fn lan_downtime(prober: kindling_lab::dhcp_probe::Prober, scenario: &str) -> Result<(), String> {
+    let log = prober
+        .stop()
+        .map_err(|e| format!("the LAN's DHCP prober: {e}"))?;
+    let (last, first) = log.longest_gap().ok_or_else(|| {
+        format!(
+            "the LAN's DHCP prober got {} answers to {} DISCOVERs: no downtime to measure",
+            log.answered.len(),
+            log.sent.len()
+        )
+    })?;
+    eprintln!(
+        "[{scenario}] LAN downtime: {:.1} s (last DHCP offer before the reboot at {:.1}s, first after at {:.1}s of the push; {} of {} DISCOVERs every {:.1} s answered)",
+        (first - last).as_secs_f64(),
+        last.as_secs_f64(),
+        first.as_secs_f64(),
+        log.answered.len(),
+        log.sent.len(),
+        DHCP_PROBE_EVERY.as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Runs on the appliance blessed at v2 (`app`, after the good update):
@@ -404,11 +472,11 @@ pub fn bad_update_rolls_back(
 }
 
 /// init's ready line (`kindling: ready (…)`), which a try of v3 never prints.
-const READY_LINE: &str = "kindling: ready (";
+pub(crate) const READY_LINE: &str = "kindling: ready (";
 
 /// `v` with its last number one higher (`1.2.1` → `1.2.2`): newer, and
 /// a version the appliance never ran.
-fn next_version(v: &str) -> Result<String, String> {
+pub(crate) fn next_version(v: &str) -> Result<String, String> {
     let (head, last) = v.rsplit_once('.').unwrap_or(("", v));
     let last: u64 = last
         .parse()

@@ -47,6 +47,10 @@ fn replace(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> std::io::Resu
         }
         std::fs::rename(&tmp, path)?;
         if durable {
+            // The file again under its new name: Linux's FAT driver (the
+            // ESP) writes the renamed entry's clusters and size only with
+            // the file's inode, which a directory sync does not write.
+            File::open(path)?.sync_all()?;
             File::open(dir)?.sync_all()?;
         }
         Ok(())

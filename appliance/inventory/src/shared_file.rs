@@ -57,15 +57,24 @@ pub(crate) fn with_lock<R>(
             source,
         })?;
     }
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|source| InventoryError::Write {
-            path: lock_path.clone(),
-            source,
-        })?;
+    // An existing lock is opened read-only: flock needs no write access,
+    // and the boot's ownership pass gives the inventory (this file too) to
+    // kl-pxe, mode untouched, so a lock the API created (0644) was no
+    // longer writable by it after any reboot: every assignment failed
+    // (found by the lab's power-loss scenario).
+    let file = match File::open(&lock_path) {
+        Ok(file) => Ok(file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path),
+        Err(e) => Err(e),
+    }
+    .map_err(|source| InventoryError::Write {
+        path: lock_path.clone(),
+        source,
+    })?;
     let _guard = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
         |(_, source)| InventoryError::Lock {
             path: lock_path.clone(),
@@ -156,4 +165,30 @@ pub(crate) fn read_existing<T: DeserializeOwned + Default>(
         return Ok(None);
     }
     read_json::<T>(path).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// After a reboot the lock belongs to another account, mode 0644: the
+    /// writer may only read it, and must still be able to lock with it.
+    /// (As root, which ignores modes, this passes either way; as any other
+    /// user it is the case the ownership pass makes.)
+    #[test]
+    fn a_lock_file_this_process_may_only_read_still_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("assignments.json");
+        let lock = path.with_extension("lock");
+        std::fs::write(&lock, b"").unwrap();
+        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o444)).unwrap();
+        let got = with_lock(&path, || Ok(7)).unwrap();
+        assert_eq!(got, 7);
+        // And a missing lock is created.
+        let other = dir.path().join("forget.json");
+        with_lock(&other, || Ok(())).unwrap();
+        assert!(other.with_extension("lock").is_file());
+    }
 }

@@ -115,8 +115,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let trusted = push::trusted_keys(trust_dir);
             let now = kindling_clock::unix_now();
             status = push::apply(&paths, status, &upload, &trusted, trust_dir, now);
-            if let Err(e) = std::fs::remove_file(&upload.path) {
-                eprintln!("update: removing {}: {e}", upload.path.display());
+            if let Err(e) = spool::discard(&upload) {
+                eprintln!("update: removing the upload: {e}");
             }
             let armed = status
                 .push

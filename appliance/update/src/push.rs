@@ -150,9 +150,20 @@ pub(crate) fn stage_and_arm(
     // First the whole check with nothing written, so a refusal leaves the
     // slots as they were; then room is made and the image written (and
     // checked again as it streams: the spool is not the agent's alone).
+    // Each step says so on the console: what a power cut at that moment
+    // leaves on the ESP is then known from the log (docs/updates.md).
     let manifest = bundle::verify(open()?, &request)?;
     slots.prepare(running_entry)?;
+    println!(
+        "update: {} verified; writing its image to {}",
+        manifest.version,
+        slots.dir().join(INCOMING).display()
+    );
     let staged = bundle::stage(open()?, &request)?;
+    println!(
+        "update: {} image written and synced ({} bytes); arming it",
+        staged.manifest.version, staged.manifest.image_size
+    );
     let armed = slots.arm(&staged.manifest.version, running_entry)?;
     Ok((manifest.version, armed))
 }

@@ -178,9 +178,13 @@ pub(crate) fn load_state(path: &Path) -> UpdateState {
         .unwrap_or_default()
 }
 
+/// Durably: the ESP is FAT, with no journal, and the agent reboots (or
+/// loses power) right after it blesses or arms. Unsynced, a power cut
+/// within the kernel's writeback delay loses the raised floor, the refused
+/// versions and the channel sequences (seen in the lab: docs/updates.md).
 pub(crate) fn save_state(path: &Path, state: &UpdateState) {
     if let Ok(bytes) = serde_json::to_vec_pretty(state) {
-        if let Err(e) = kindling_atomic_write::write_atomic(path, &bytes, false) {
+        if let Err(e) = kindling_atomic_write::write_atomic(path, &bytes, true) {
             eprintln!("update: saving {}: {e}", path.display());
         }
     }
@@ -208,5 +212,36 @@ pub(crate) fn write_status(paths: &AgentPaths, status: &UpdateStatus) {
             }
         }
         Err(e) => eprintln!("update: status: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// What a power cut may not take once `save_state` returned: the
+    /// whole new state under its own name, no temporary file beside it
+    /// (the fsyncs themselves are seen in the lab's power-loss scenario,
+    /// which reads the ESP of the killed VM).
+    #[test]
+    fn the_state_is_replaced_whole_and_leaves_nothing_beside_it() {
+        let esp = tempfile::tempdir().unwrap();
+        let path = esp.path().join(STATE_FILE);
+        let mut state = UpdateState {
+            floor: Some("1".parse().unwrap()),
+            ..UpdateState::default()
+        };
+        save_state(&path, &state);
+        state.floor = Some("2".parse().unwrap());
+        state.refused.push("3".parse().unwrap());
+        state.channel_seen.insert("prod".into(), 7);
+        save_state(&path, &state);
+        assert_eq!(load_state(&path), state);
+        let names: Vec<String> = std::fs::read_dir(esp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [STATE_FILE]);
     }
 }

@@ -150,7 +150,7 @@ impl Slots {
         let from = self.dir.join(INCOMING);
         let to = self.dir.join(&name);
         std::fs::rename(&from, &to).map_err(self.io(&to))?;
-        self.sync()?;
+        self.sync_renamed(&to)?;
         Ok(name)
     }
 
@@ -175,7 +175,7 @@ impl Slots {
         let blessed = entry.file_name();
         let (from, to) = (self.dir.join(&current), self.dir.join(&blessed));
         std::fs::rename(&from, &to).map_err(self.io(&from))?;
-        self.sync()?;
+        self.sync_renamed(&to)?;
         Ok(blessed)
     }
 
@@ -188,6 +188,20 @@ impl Slots {
             .filter(|e| e.is_bad() && e.version > *running)
             .map(|e| e.version)
             .collect())
+    }
+
+    /// After a rename on the ESP: the file first, then the directory.
+    /// Linux's FAT driver writes a renamed file's new directory entry with
+    /// no clusters and size 0 and fills it in only when the file's inode is
+    /// written back (some 30 s later); syncing the directory alone removes
+    /// the old entry for good. A power cut in between left the running
+    /// image as an empty `kindling-V.efi` and nothing to boot (seen in the
+    /// lab's power-loss scenario, docs/updates.md).
+    fn sync_renamed(&self, renamed: &Path) -> Result<(), SlotError> {
+        File::open(renamed)
+            .and_then(|f| f.sync_all())
+            .map_err(self.io(renamed))?;
+        self.sync()
     }
 
     fn sync(&self) -> Result<(), SlotError> {

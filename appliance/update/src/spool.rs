@@ -185,6 +185,19 @@ impl Drop for Receiver {
     }
 }
 
+/// Removes a taken upload and syncs the spool directory, before the agent
+/// asks for the reboot: a power cut after that must not leave the bundle
+/// behind, or the updated image would take it again and report its own
+/// update as refused (not newer than itself). Already gone is fine.
+pub fn discard(upload: &Upload) -> Result<(), SpoolError> {
+    match std::fs::remove_file(&upload.path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&upload.path)(e)),
+        _ => {}
+    }
+    let dir = upload.path.parent().unwrap_or(Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
 /// What an operator asked of the agent's channel poll (`POST
 /// /v1/update/check`): the API, which may write only into the spool,
 /// leaves it there as [`POLL_REQUEST`]; the agent takes it.
@@ -333,6 +346,18 @@ mod tests {
 
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("x.kupd")).unwrap();
         assert!(pending(dir.path()).is_none(), "a link is not an upload");
+    }
+
+    #[test]
+    fn a_discarded_upload_is_gone_and_discarding_it_again_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rx = Receiver::begin(dir.path()).unwrap();
+        rx.write(&bundle_head()).unwrap();
+        let upload = rx.finish().unwrap();
+        discard(&upload).unwrap();
+        assert!(pending(dir.path()).is_none());
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+        discard(&upload).unwrap();
     }
 
     #[test]
