@@ -160,8 +160,8 @@ fn serve_site(dirs: &Dirs, vault: Arc<RecordingVault>, site: &kindling_site::Sit
 }
 
 impl Node {
-    /// One HTTP/1.0 request from `from`: (status, body).
-    fn call(&self, from: Ipv4Addr, method: &str, path: &str, body: &str) -> (u16, String) {
+    /// A TCP connection to the service from the LAN address `from`.
+    fn connect(&self, from: Ipv4Addr, read_timeout: Duration) -> TcpStream {
         let fd = rustix::net::socket(
             rustix::net::AddressFamily::INET,
             rustix::net::SocketType::STREAM,
@@ -170,8 +170,14 @@ impl Node {
         .unwrap();
         rustix::net::bind(&fd, &SocketAddr::from((from, 0))).unwrap();
         rustix::net::connect(&fd, &self.addr).unwrap();
-        let mut s = TcpStream::from(fd);
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let s = TcpStream::from(fd);
+        s.set_read_timeout(Some(read_timeout)).unwrap();
+        s
+    }
+
+    /// One HTTP/1.0 request from `from`: (status, body).
+    fn call(&self, from: Ipv4Addr, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut s = self.connect(from, Duration::from_secs(10));
         write!(
             s,
             "{method} {path} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -195,16 +201,7 @@ impl Node {
     /// One HTTP/1.0 request with extra header lines, from `from`:
     /// (status, response head, body bytes).
     fn fetch(&self, from: Ipv4Addr, head: &str) -> (u16, String, Vec<u8>) {
-        let fd = rustix::net::socket(
-            rustix::net::AddressFamily::INET,
-            rustix::net::SocketType::STREAM,
-            None,
-        )
-        .unwrap();
-        rustix::net::bind(&fd, &SocketAddr::from((from, 0))).unwrap();
-        rustix::net::connect(&fd, &self.addr).unwrap();
-        let mut s = TcpStream::from(fd);
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut s = self.connect(from, Duration::from_secs(30));
         write!(s, "{head}\r\n").unwrap();
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).unwrap();
