@@ -24,11 +24,13 @@ use crate::status::Stats;
 use kindling_inventory::transitions::{TransitionError, GRANT_UNWRAP_FAILED};
 use kindling_inventory::{Inventory, ProfileChoice};
 use kindling_site::MacAddr;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Largest phone-home body accepted.
 pub const MAX_EVENT_BODY: usize = 16 * 1024;
@@ -110,9 +112,15 @@ pub struct PxeHttp {
     stats: Arc<Stats>,
     repo: Mutex<Option<Arc<Vec<u8>>>>,
     base_url: String,
-    /// What `/by-hash/` serves: hashed once, here.
+    /// What `/by-hash/` serves: hashed once, from here (the clients on a
+    /// thread of their own).
     node_files: NodeFiles,
 }
+
+/// How long a user-data request waits for the client binaries' hashes
+/// after the service started: reading tens of megabytes takes well under a
+/// second on a sound disk, so running out means the disk is in trouble.
+const CLIENT_HASH_WAIT: Duration = Duration::from_secs(60);
 
 fn now() -> u64 {
     kindling_clock::unix_now()
@@ -279,14 +287,37 @@ impl PxeHttp {
             profile,
             base_url: self.base_url(),
             enrollment: None,
-            agent_sha256: self.node_files.get(AGENT).map(|a| a.sha256.clone()),
+            agent_sha256: self.node_files.agent().map(|a| a.sha256.clone()),
             stack: self.settings.stack.clone(),
-            client_binaries: self
-                .node_files
-                .client_binaries()
-                .map(|(name, sha256)| (name.to_string(), sha256.to_string()))
-                .collect(),
+            // Filled only for user-data (`with_client_binaries`): nothing
+            // else names them, so nothing else waits for their hashing.
+            client_binaries: BTreeMap::new(),
         })
+    }
+
+    /// The client binaries' hashes in `ctx`, where its user-data may name
+    /// them (a stack and an agent to run it), waiting for their hashing
+    /// started with the service; the 503 to answer when that takes longer
+    /// than `CLIENT_HASH_WAIT`, before any grant is minted, so cloud-init
+    /// retries instead of the node booting without its clients.
+    fn with_client_binaries(&self, ctx: &mut NodeContext<'_>) -> Result<(), HttpReply> {
+        if ctx.stack.is_none() || ctx.agent_sha256.is_none() {
+            return Ok(());
+        }
+        match self.node_files.client_binaries(CLIENT_HASH_WAIT) {
+            Ok(list) => {
+                ctx.client_binaries = list
+                    .into_iter()
+                    .map(|(name, sha256)| (name.to_string(), sha256))
+                    .collect();
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.bump("http_client_hashes_pending");
+                tracing::warn!(mac = %ctx.mac, error = %e, "http: user-data refused (503) until the client binaries are hashed; the node retries");
+                Err(HttpReply::error(503, &format!("{e}; retry shortly")))
+            }
+        }
     }
 
     fn base_url(&self) -> &str {
@@ -346,6 +377,9 @@ impl PxeHttp {
                 HttpReply::text(200, "text/plain", render::cloud_init::network_config(&ctx))
             }
             NoCloudDoc::UserData => {
+                if let Err(reply) = self.with_client_binaries(&mut ctx) {
+                    return reply;
+                }
                 // A profile whose user-data cannot be rendered fails here,
                 // before a grant is minted for nothing.
                 if let Err(e) = render::cloud_init::user_data(&ctx) {
