@@ -6,7 +6,10 @@
 //! fails the gate within the site's `gate_timeout` is rebooted, so the
 //! firmware tries it again or falls back to the last good image.
 //!
-//! Then it stays and watches the update spool on the data partition
+//! Before the gate it removes from the spool the bundle this image was
+//! armed from, should a power cut have left it there
+//! (`kindling_update::push::drop_armed_leftover`). Then it stays and
+//! watches the update spool on the data partition
 //! (`kindling_update::spool`): a bundle the API received there is
 //! verified, staged and armed (`kindling_update::push`), removed from the
 //! spool, and init is asked to reboot into it (this account may list and
@@ -97,6 +100,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let site = kindling_site::effective::load(&site_json).ok();
     let stack_status = run_dir.join("status").join("stack.json");
     let stack_enabled = site.as_ref().is_some_and(|s| s.stack.any_enabled());
+    let spool_dir = state_dir.join(spool::SPOOL_DIR);
+    // Before the gate, which may take minutes: until then a bundle this
+    // image was armed from, left in the spool by a power cut, would make
+    // the API answer every new push 409.
+    push::drop_armed_leftover(&paths, &spool_dir);
     let boot = agent::run_boot(&paths, gate_timeout(&args, site.as_ref()), || {
         health(&init, stack_enabled.then_some(stack_status.as_path()))
     });
@@ -107,7 +115,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("update: init did not reboot: {e}");
         }
     }
-    let spool_dir = state_dir.join(spool::SPOOL_DIR);
     let trust_dir = Path::new(TRUST_DIR);
     loop {
         std::thread::sleep(SPOOL_POLL);

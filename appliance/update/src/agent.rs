@@ -13,7 +13,9 @@
 //! survives a reboot and goes with the slots.
 
 use crate::report::{load_state, publish, save_state};
-pub use crate::report::{AgentPaths, GateFailure, Mode, UpdateState, UpdateStatus, STATE_FILE};
+pub use crate::report::{
+    AgentPaths, ArmedUpload, GateFailure, Mode, UpdateState, UpdateStatus, STATE_FILE,
+};
 use crate::slots::{selected_entry, EntryName, Slots};
 use std::time::{Duration, Instant};
 

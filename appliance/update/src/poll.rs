@@ -257,6 +257,7 @@ impl Poller<'_> {
             self.trusted,
             self.trust_dir,
             now,
+            None,
         );
         remove(&upload.path);
         match staged {

@@ -4,16 +4,21 @@
 //! asks init to reboot; after the reboot `agent::run_boot` gates and
 //! blesses it.
 //!
-//! Owns the order of those steps and the `push` part of the status file.
+//! Owns the order of those steps and the `push` part of the status file,
+//! and, at the agent's start, the removal of an upload this very image was
+//! armed from ([`drop_armed_leftover`]): a power cut right after arming can
+//! come before the agent removed it from the spool.
 //! A refused bundle (signature, key, expiry, version, floor, hash, a
 //! version that failed here before) leaves the slots exactly as they
 //! were. Never reboots itself and never removes the running entry.
 
 use crate::bundle::{self, StageError, StageRequest};
-use crate::report::{publish, save_state, AgentPaths, Mode, UpdateStatus, STATE_FILE};
+use crate::report::{
+    load_state, publish, save_state, AgentPaths, ArmedUpload, Mode, UpdateStatus, STATE_FILE,
+};
 pub use crate::report::{PushState, PushStatus};
-use crate::slots::{SlotError, Slots, INCOMING};
-use crate::spool::Upload;
+use crate::slots::{selected_entry, EntryName, SlotError, Slots, INCOMING};
+use crate::spool::{self, Upload};
 use crate::version::Version;
 use kindling_overlay::minisign::PublicKey;
 use std::path::{Path, PathBuf};
@@ -73,7 +78,15 @@ pub fn apply(
         armed: None,
     });
     status = publish(paths, status);
-    let outcome = stage_and_arm(paths, &status, upload, trusted, trust_dir, now);
+    let outcome = stage_and_arm(
+        paths,
+        &status,
+        upload,
+        trusted,
+        trust_dir,
+        now,
+        Some(&upload.id),
+    );
     let push = status.push.get_or_insert_with(|| PushStatus {
         upload: upload.id.clone(),
         state: PushState::Staging,
@@ -89,6 +102,12 @@ pub fn apply(
                 "update {version} pushed and armed as {armed} (upload {})",
                 upload.id
             ));
+            // What stage_and_arm recorded before arming: kept, as this
+            // save replaces the state file.
+            status.state.armed_upload = Some(ArmedUpload {
+                upload: upload.id.clone(),
+                version: version.clone(),
+            });
             push.version = Some(version);
             push.armed = Some(armed);
         }
@@ -102,6 +121,10 @@ pub fn apply(
     publish(paths, status)
 }
 
+/// Verifies, stages and arms `upload`. `spooled`: the id of the spool
+/// upload it is, recorded on the ESP (durably) before the entry is armed,
+/// so the armed image knows its own bundle if a power cut leaves it in the
+/// spool (a channel's download is never taken from the spool: `None`).
 pub(crate) fn stage_and_arm(
     paths: &AgentPaths,
     status: &UpdateStatus,
@@ -109,6 +132,7 @@ pub(crate) fn stage_and_arm(
     trusted: &[PublicKey],
     trust_dir: &Path,
     now: u64,
+    spooled: Option<&str>,
 ) -> Result<(Version, String), PushError> {
     let (Mode::Blessed, Some(running_entry), Some(running)) =
         (status.mode, &status.entry, &status.version)
@@ -164,6 +188,58 @@ pub(crate) fn stage_and_arm(
         "update: {} image written and synced ({} bytes); arming it",
         staged.manifest.version, staged.manifest.image_size
     );
+    if let Some(id) = spooled {
+        // Before the entry exists: recorded after it, a cut in between
+        // would leave the armed image without the record. Recorded with
+        // no entry armed (a cut here, or arming fails), it names a version
+        // that is not running at the next start, so the upload is taken
+        // again as today; a failed arm's own state save drops it.
+        let mut state = status.state.clone();
+        state.armed_upload = Some(ArmedUpload {
+            upload: id.to_string(),
+            version: staged.manifest.version.clone(),
+        });
+        save_state(&paths.esp.join(STATE_FILE), &state);
+    }
     let armed = slots.arm(&staged.manifest.version, running_entry)?;
     Ok((manifest.version, armed))
+}
+
+/// At the agent's start, before the boot gate and before the spool is
+/// looked at: the upload this running image was armed from, if a power cut
+/// after `Armed` came before it was removed from the spool. Removed (and
+/// the removal synced), with one line on the console, instead of being
+/// verified again and refused as not newer than itself, while the API
+/// answered every new push 409. Anything else in the spool (another
+/// upload, or this one when the running image is not the version it was
+/// armed as: a cut before arming, or a fallback) stays for the agent as
+/// before. The record is dropped either way: it serves this start only.
+/// Returns the upload removed.
+pub fn drop_armed_leftover(paths: &AgentPaths, spool_dir: &Path) -> Option<Upload> {
+    let state_path = paths.esp.join(STATE_FILE);
+    let mut state = load_state(&state_path);
+    let armed = state.armed_upload.take()?;
+    let running = std::fs::read(&paths.loader_entry)
+        .ok()
+        .and_then(|var| selected_entry(&var))
+        .and_then(|entry| EntryName::parse(&entry))
+        .map(|entry| entry.version);
+    let leftover = spool::pending(spool_dir)
+        .filter(|u| u.id == armed.upload && running.as_ref() == Some(&armed.version));
+    if let Some(upload) = &leftover {
+        if let Err(e) = spool::discard(upload) {
+            // Kept, record and all: the agent takes it as before.
+            eprintln!(
+                "update: removing upload {} left in the spool: {e}",
+                upload.id
+            );
+            return None;
+        }
+        println!(
+            "update: upload {} left in the spool is the bundle {} was armed from before the reboot; removed, not taken again",
+            upload.id, armed.version
+        );
+    }
+    save_state(&state_path, &state);
+    leftover
 }

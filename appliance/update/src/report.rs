@@ -40,6 +40,22 @@ pub struct UpdateState {
     /// replayed or rolled-back mirror, refused across reboots too.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub channel_seen: BTreeMap<String, u64>,
+    /// The pushed upload being armed, recorded (durably) before its entry
+    /// is: a power cut can come before the agent removes the upload from
+    /// the spool, and the image it armed must then know the leftover for
+    /// its own bundle (`push::drop_armed_leftover`), not a new push.
+    /// Dropped at the next start of the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub armed_upload: Option<ArmedUpload>,
+}
+
+/// `armed_upload` in [`UpdateState`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArmedUpload {
+    /// The spool upload's id (the first 16 hex digits of its sha256).
+    pub upload: String,
+    /// The version it is armed as.
+    pub version: Version,
 }
 
 /// `gate_failure` in [`UpdateState`].
@@ -243,5 +259,32 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, [STATE_FILE]);
+    }
+
+    /// A state file written before `armed_upload` existed still reads,
+    /// whole; one with it reads it back.
+    #[test]
+    fn an_older_state_file_without_the_armed_upload_still_parses() {
+        let esp = tempfile::tempdir().unwrap();
+        let path = esp.path().join(STATE_FILE);
+        std::fs::write(
+            &path,
+            r#"{"floor":"1","refused":["3"],"last_result":"ok","channel_seen":{"prod":7}}"#,
+        )
+        .unwrap();
+        let state = load_state(&path);
+        assert_eq!(state.floor, Some("1".parse().unwrap()));
+        assert_eq!(state.channel_seen.get("prod"), Some(&7));
+        assert_eq!(state.armed_upload, None);
+
+        let with = UpdateState {
+            armed_upload: Some(ArmedUpload {
+                upload: "0123456789abcdef".into(),
+                version: "2".parse().unwrap(),
+            }),
+            ..state
+        };
+        save_state(&path, &with);
+        assert_eq!(load_state(&path), with);
     }
 }

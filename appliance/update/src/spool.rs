@@ -186,9 +186,9 @@ impl Drop for Receiver {
 }
 
 /// Removes a taken upload and syncs the spool directory, before the agent
-/// asks for the reboot: a power cut after that must not leave the bundle
-/// behind, or the updated image would take it again and report its own
-/// update as refused (not newer than itself). Already gone is fine.
+/// asks for the reboot: a bundle left behind would block new pushes until
+/// the updated image's agent removes it at its start (a power cut before
+/// this removal: `push::drop_armed_leftover`). Already gone is fine.
 pub fn discard(upload: &Upload) -> Result<(), SpoolError> {
     match std::fs::remove_file(&upload.path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&upload.path)(e)),

@@ -7,11 +7,12 @@
 mod common;
 
 use kindling_overlay::minisign::{PublicKey, SecretKey};
-use kindling_update::agent::{AgentPaths, Mode, UpdateStatus, STATE_FILE};
+use kindling_update::agent::{run_boot, AgentPaths, Gate, Mode, UpdateStatus, STATE_FILE};
 use kindling_update::push::{self, PushState};
 use kindling_update::spool::{self, Receiver};
 use kindling_update::{build, BuildRequest, Version};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const NOW: u64 = 1_800_000_000;
 const DAY: u64 = 86_400;
@@ -194,4 +195,98 @@ fn the_image_trust_keys_are_read_from_their_directory() {
     let keys: Vec<PublicKey> = push::trusted_keys(dir.path());
     assert_eq!(keys, [key.public_key()]);
     assert!(push::trusted_keys(&dir.path().join("missing")).is_empty());
+}
+
+/// systemd-boot booting `entry` next: counts a try by renaming it and
+/// reports the name it found, as `common::blessed_appliance` fakes it.
+fn reboot_into(paths: &AgentPaths, armed: &str, tried: &str) {
+    let linux = paths.esp.join("EFI/Linux");
+    std::fs::rename(linux.join(armed), linux.join(tried)).unwrap();
+    let mut var = vec![6, 0, 0, 0];
+    for u in armed.encode_utf16().chain([0]) {
+        var.extend(u.to_le_bytes());
+    }
+    std::fs::write(&paths.loader_entry, var).unwrap();
+}
+
+/// A power cut right after `Armed`, before the agent removed the upload:
+/// the armed image's agent removes its own bundle at its start, refuses
+/// nothing, and the next push is taken.
+#[test]
+fn the_bundle_an_image_was_armed_from_is_dropped_from_the_spool_at_its_start() {
+    let (app, status) = Appliance::booted();
+    let upload = app.receive(&app.bundle_bytes("2", NOW, &app.key));
+    let status = app.take(status, &upload);
+    assert_eq!(status.push.unwrap().state, PushState::Armed);
+    let state = written(&app.paths.esp.join(STATE_FILE));
+    assert_eq!(
+        state["armed_upload"]["upload"],
+        upload.id.as_str(),
+        "{state}"
+    );
+    assert_eq!(state["armed_upload"]["version"], "2", "{state}");
+    // The cut: no spool::discard, the upload is still there.
+    assert_eq!(spool::pending(&app.spool()).unwrap().id, upload.id);
+
+    reboot_into(&app.paths, "kindling-2+3.efi", "kindling-2+2-1.efi");
+    let dropped = push::drop_armed_leftover(&app.paths, &app.spool()).unwrap();
+    assert_eq!(dropped.id, upload.id);
+    assert!(spool::pending(&app.spool()).is_none());
+    assert!(!upload.path.exists());
+    let state = written(&app.paths.esp.join(STATE_FILE));
+    assert!(state.get("armed_upload").is_none(), "served once: {state}");
+    assert!(push::drop_armed_leftover(&app.paths, &app.spool()).is_none());
+
+    let status = run_boot(&app.paths, Duration::ZERO, || Gate::Ready).status;
+    assert_eq!(status.mode, Mode::Blessed, "{}", status.detail);
+    assert_eq!(status.entry.as_deref(), Some("kindling-2.efi"));
+    assert!(
+        status.state.refused.is_empty(),
+        "{:?}",
+        status.state.refused
+    );
+    let result = status.state.last_result.clone().unwrap_or_default();
+    assert!(!result.contains("refused"), "{result}");
+
+    // The API takes the next push (no 409: nothing waits), and so does
+    // the agent.
+    let next = app.receive(&app.bundle_bytes("3", NOW, &app.key));
+    let status = app.take(status, &next);
+    let push = status.push.unwrap();
+    assert_eq!(push.state, PushState::Armed, "{}", push.detail);
+    assert_eq!(push.armed.as_deref(), Some("kindling-3+3.efi"));
+}
+
+/// Anything but the armed image's own bundle stays for the agent: another
+/// upload, or the same one when the image running is not the one armed
+/// (a cut before arming, or the firmware fell back).
+#[test]
+fn any_other_leftover_stays_in_the_spool_as_before() {
+    // Another upload waits: the record is dropped, the upload stays and
+    // is refused as today (not newer than the running 2).
+    let (app, status) = Appliance::booted();
+    let upload = app.receive(&app.bundle_bytes("2", NOW, &app.key));
+    let status = app.take(status, &upload);
+    assert_eq!(status.push.clone().unwrap().state, PushState::Armed);
+    spool::discard(&upload).unwrap();
+    let other = app.receive(&app.bundle_bytes("1.5", NOW, &app.key));
+    reboot_into(&app.paths, "kindling-2+3.efi", "kindling-2+2-1.efi");
+    assert!(push::drop_armed_leftover(&app.paths, &app.spool()).is_none());
+    assert_eq!(spool::pending(&app.spool()).unwrap().id, other.id);
+    let state = written(&app.paths.esp.join(STATE_FILE));
+    assert!(state.get("armed_upload").is_none(), "{state}");
+    let status = run_boot(&app.paths, Duration::ZERO, || Gate::Ready).status;
+    let status = app.take(status, &other);
+    let push = status.push.unwrap();
+    assert_eq!(push.state, PushState::Refused);
+    assert!(push.detail.contains("not newer"), "{}", push.detail);
+
+    // The same upload, but the image running is still 1: it is taken
+    // again (the cut came before the entry was armed).
+    let (app, status) = Appliance::booted();
+    let upload = app.receive(&app.bundle_bytes("2", NOW, &app.key));
+    let status = app.take(status, &upload);
+    assert_eq!(status.push.clone().unwrap().state, PushState::Armed);
+    assert!(push::drop_armed_leftover(&app.paths, &app.spool()).is_none());
+    assert_eq!(spool::pending(&app.spool()).unwrap().id, upload.id);
 }
