@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 
 const INIT_SCRIPT: &str = include_str!("../payload/init");
 const UDHCPC_SCRIPT: &str = include_str!("../payload/udhcpc.script");
+const SYSTEMCTL_SCRIPT: &str = include_str!("../payload/systemctl");
+
+/// Where the payload keeps the first-boot double (`PayloadInputs::first_boot`).
+pub const FIRST_BOOT_PATH: &str = "bin/kindling-nocloud-double";
 
 /// The artifact names the lab overlay's profiles use (`overlays/lab/profiles`).
 pub const PAYLOAD_INITRD_NAME: &str = "lab-node.cpio.zst";
@@ -29,6 +33,11 @@ pub struct PayloadInputs {
     pub kernel: KernelInfo,
     pub busybox: PathBuf,
     pub modules: Vec<String>,
+    /// A static `kindling-nocloud-double` (tests/nocloud-double): with it a
+    /// node whose user-data carries an enrollment grant runs its first boot
+    /// (write_files, runcmd: the node agent) and keeps its services up.
+    /// Without it every node phones home and powers off.
+    pub first_boot: Option<PathBuf>,
 }
 
 impl PayloadInputs {
@@ -38,6 +47,7 @@ impl PayloadInputs {
             kernel: KernelInfo::newest_installed()?,
             busybox: PathBuf::from("/bin/busybox"),
             modules: NODE_MODULES.iter().map(|m| m.to_string()).collect(),
+            first_boot: None,
         })
     }
 }
@@ -80,6 +90,11 @@ pub fn build(inputs: &PayloadInputs, out: &Path) -> Result<Payload> {
         std::fs::read(&inputs.busybox).map_err(|e| LabError::io("reading", &inputs.busybox, e))?;
     cpio.file("bin/busybox", &busybox, 0o755);
     cpio.symlink("bin/sh", "busybox");
+    if let Some(double) = &inputs.first_boot {
+        let data = read_static("the first-boot double", double)?;
+        cpio.file(FIRST_BOOT_PATH, &data, 0o755);
+        cpio.file("bin/systemctl", SYSTEMCTL_SCRIPT.as_bytes(), 0o755);
+    }
     let mut order_file = String::new();
     for rel in &order {
         let src = inputs.kernel.modules_dir.join(rel);
@@ -109,6 +124,22 @@ pub fn build(inputs: &PayloadInputs, out: &Path) -> Result<Payload> {
 
 fn file_name(rel: &str) -> String {
     rel.rsplit('/').next().unwrap_or(rel).to_string()
+}
+
+/// A binary the payload carries: it has no libc, so only a static one runs.
+fn read_static(what: &'static str, path: &Path) -> Result<Vec<u8>> {
+    let data = std::fs::read(path).map_err(|_| LabError::ArtifactMissing {
+        what,
+        path: path.to_path_buf(),
+        fix: "build it with `cargo build --release --workspace --bins` (tests/e2e does)".into(),
+    })?;
+    if has_elf_interpreter(&data) {
+        return Err(LabError::Payload(format!(
+            "{what} {} is dynamically linked; the payload has no libc",
+            path.display()
+        )));
+    }
+    Ok(data)
 }
 
 fn check_static_busybox(path: &Path) -> Result<()> {

@@ -60,7 +60,9 @@ pub fn node_payload() -> Result<&'static Payload, String> {
     static PAYLOAD: OnceLock<Result<Payload, String>> = OnceLock::new();
     PAYLOAD
         .get_or_init(|| {
-            let inputs = PayloadInputs::host_defaults().map_err(|e| e.to_string())?;
+            let mut inputs = PayloadInputs::host_defaults().map_err(|e| e.to_string())?;
+            // Nodes with a grant (the stack lab) run their first boot.
+            inputs.first_boot = Some(release_bin("kindling-nocloud-double"));
             payload::build(&inputs, &work_dir().join("payload")).map_err(|e| e.to_string())
         })
         .as_ref()

@@ -120,13 +120,16 @@ fn agent_to_run<'c>(ctx: &'c NodeContext<'_>) -> Option<&'c str> {
         .filter(|_| ctx.enrollment.is_some())
 }
 
-/// The shell command cloud-init runs once on first boot.
+/// The shell command cloud-init runs once on first boot. It fetches
+/// `/begin.sh` with curl, or with wget on a system without curl (a minimal
+/// Debian install has only wget).
 pub fn begin_command(ctx: &NodeContext<'_>) -> String {
     let agent = agent_to_run(ctx)
         .map(|h| format!(" --agent-sha256 {}", shell_quote(h)))
         .unwrap_or_default();
     format!(
-        "curl -fsS --retry 5 {url}begin.sh -o /run/kindling-begin.sh && sh /run/kindling-begin.sh --url {url} --mac {mac} --profile {profile} --tags {tags}{agent}",
+        "if command -v curl >/dev/null 2>&1; then curl -fsS --retry 5 -o /run/kindling-begin.sh {begin}; else wget -q -O /run/kindling-begin.sh {begin}; fi && sh /run/kindling-begin.sh --url {url} --mac {mac} --profile {profile} --tags {tags}{agent}",
+        begin = shell_quote(&format!("{}begin.sh", ctx.base_url)),
         url = shell_quote(ctx.base_url),
         mac = shell_quote(&ctx.mac.to_string()),
         profile = shell_quote(ctx.profile_name),
