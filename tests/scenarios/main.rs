@@ -8,6 +8,7 @@ mod appliance_boot;
 #[path = "../../appliance/kindlingd/tests/common/cdp.rs"]
 mod cdp;
 mod install_iso;
+mod node_join;
 mod node_payload;
 mod node_pxe;
 mod power_loss;

@@ -18,12 +18,16 @@
 //! cut is read back after it, and `kindling logs api -f` shows a line the
 //! test causes while it follows (`service_logs`).
 //!
+//! After the warm boot a BIOS and a UEFI node PXE-boot, enroll with their
+//! grants and join the stack's Consul, which the appliance itself must see
+//! before it calls them `joined` (`node_join`).
+//!
 //! It prints the cold and warm times and each step's duration as a table: the
 //! stack's benchmark. It runs in every `tests/e2e` (it proves the mission: the
 //! stack bootstraps itself); `KINDLING_E2E_STACK=0` skips it on a machine
 //! where the ~70 MiB initramfs and the minutes under TCG are not wanted.
 
-use crate::service_logs;
+use crate::{node_join, service_logs};
 use crate::APPLIANCE_READY_TIMEOUT;
 use kindling_e2e::scan::{self, ScanResult};
 use kindling_e2e::{lab_for, lab_stack_image, release_bin, repo_root, skip_unless_root};
@@ -531,6 +535,8 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
     wait_assignment_in_kv(&lab, ASSIGNED_MAC, "prod").map_err(|e| format!("warm boot: {e}"))?;
     service_logs::survived_the_power_cut(&lab, &logged)?;
     service_logs::followed_by_the_cli(&lab, scenario)?;
+    // The mission: nodes PXE-boot, enroll and join, judged by the appliance.
+    node_join::nodes_join_the_stack(&mut lab, scenario)?;
 
     print_table(
         scenario,
