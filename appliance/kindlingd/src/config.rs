@@ -4,7 +4,9 @@
 //! and prints one line per accepted or refused overlay for the console log.
 //!
 //! A bad overlay never fails the boot: refusals are reported, the last good
-//! overlay is used. The exit status is non-zero only when no valid
+//! overlay is used. On an update on trial (`kindling_update::trial`) the
+//! image's own overlays are used but not recorded on the data partition;
+//! the API records them once the update agent blesses the slot. The exit status is non-zero only when no valid
 //! configuration exists at all (init then uses its fallback service table).
 //!
 //! Paths: flags, else env (`KINDLING_TRUST_DIR`, `KINDLING_BOOT_OVERLAYS`,
@@ -72,8 +74,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             *path = dir;
         }
     }
+    let image_on_trial = kindling_update::trial::image_on_trial(
+        &kindling_update::trial::TrialPaths::in_run_dir(&paths.run_dir),
+    );
+    if image_on_trial {
+        println!(
+            "this image is an update on trial: its own overlays are used but recorded only once it is blessed"
+        );
+    }
     let opts = ApplyOptions {
         now: flags.now,
+        image_on_trial,
         ..ApplyOptions::default()
     };
     let outcome = kindling_overlay::apply(&paths, &opts, None);

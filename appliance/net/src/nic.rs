@@ -150,12 +150,26 @@ fn sort_bus_order(nics: &mut [Nic]) {
     });
 }
 
+/// The one sentence for a machine without any NIC: the service fails with
+/// it instead of reporting ready (there is no LAN to serve).
+pub const NO_NIC: &str = "no network interface found: nothing to bring up";
+
 /// The outcome of matching roles to NICs; problems are human sentences.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoleAssignment {
     pub uplink: Option<Nic>,
     pub lan: Option<Nic>,
     pub problems: Vec<String>,
+}
+
+impl RoleAssignment {
+    /// Why the service must not report ready, whatever else happens: no
+    /// interface at all. A missing match with NICs present only degrades
+    /// (the operator can see and fix the match; the uplink may still serve).
+    pub fn fatal(&self) -> Option<&'static str> {
+        (self.lan.is_none() && self.uplink.is_none() && self.problems.iter().any(|p| p == NO_NIC))
+            .then_some(NO_NIC)
+    }
 }
 
 /// Binds the LAN first (it must come up even when the uplink cannot), then the
@@ -169,8 +183,7 @@ pub fn assign_roles(
 ) -> RoleAssignment {
     let mut out = RoleAssignment::default();
     if nics.is_empty() {
-        out.problems
-            .push("no network interface found: nothing to bring up".into());
+        out.problems.push(NO_NIC.into());
         return out;
     }
     // Order-based roles are resolved against the full list, so "second NIC"
@@ -323,6 +336,22 @@ mod tests {
             got.problems,
             vec!["no network interface found: nothing to bring up".to_string()]
         );
+        assert_eq!(
+            got.fatal(),
+            Some("no network interface found: nothing to bring up")
+        );
+    }
+
+    #[test]
+    fn only_no_nic_at_all_is_fatal() {
+        let both = assign_roles(&two(), &NicMatch::Order(2), &NicMatch::Order(1), true);
+        assert_eq!(both.fatal(), None);
+        // No LAN match with NICs present degrades, it does not fail.
+        let no_lan = assign_roles(&two(), &NicMatch::Order(5), &NicMatch::Order(1), true);
+        assert!(no_lan.lan.is_none() && !no_lan.problems.is_empty());
+        assert_eq!(no_lan.fatal(), None);
+        let none_at_all = assign_roles(&[], &NicMatch::Order(2), &NicMatch::Order(1), false);
+        assert_eq!(none_at_all.fatal(), Some(NO_NIC));
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub enum NetState {
     Starting,
     Ready,
     Degraded,
+    /// The service gave up and exits (no NIC at all); `degraded` says why.
+    Failed,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

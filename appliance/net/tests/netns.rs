@@ -15,7 +15,7 @@ mod common;
 use common::*;
 use kindling_net::dhcp::DhcpTiming;
 use kindling_net::nic::NicFilter;
-use kindling_net::{LanReady, NetOptions, NetPlan};
+use kindling_net::{LanReady, NetOptions, NetPlan, NetServiceError};
 use kindling_site::{NicMatch, SiteConfig, UplinkMode};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -432,23 +432,59 @@ fn one_nic_only_brings_up_the_lan_without_nat() {
 }
 
 #[test]
-fn no_nic_at_all_is_reported_and_the_service_stays_up() {
-    if !running_as_root("no_nic_at_all_is_reported_and_the_service_stays_up") {
+fn no_nic_at_all_fails_without_ever_being_ready() {
+    if !running_as_root("no_nic_at_all_fails_without_ever_being_ready") {
         return;
     }
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let app = Netns::new("nonic", "app");
-    let appliance = Appliance::start(&app, &site());
-    let ready = appliance.wait_ready();
-    assert!(
-        ready
-            .degraded
-            .iter()
-            .any(|r| r.contains("no network interface found")),
-        "{:?}",
-        ready.degraded
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("net.json");
+    let options = NetOptions {
+        status_path: status.clone(),
+        nic_filter: NicFilter::AnyEthernet,
+        sysfs_net: dir.path().join("no-sysfs"),
+        stack_status_path: dir.path().join("stack.json"),
+        ..NetOptions::default()
+    };
+    let plan = NetPlan::from_site(&site());
+    let (ready_tx, ready) = mpsc::channel();
+    // No shutdown: the service must end by itself, with the error.
+    let result = app
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(kindling_net::run(
+                plan,
+                options,
+                move |r| {
+                    let _ = ready_tx.send(r);
+                },
+                std::future::pending(),
+            ))
+        })
+        .join()
+        .unwrap();
+    let err = result.expect_err("a service with no NIC must fail");
+    assert!(matches!(err, NetServiceError::NoNic(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "no network interface found: nothing to bring up"
     );
-    let status = appliance.wait_status("status", 5, |s| s["state"] == "degraded");
+    assert!(ready.try_recv().is_err(), "readiness was signalled");
+    let status = read_status(&status).expect("the status file says why");
+    assert_eq!(status["state"], "failed", "{status:#}");
     assert!(status["lan"].is_null() && status["uplink"].is_null());
+    assert!(
+        status["degraded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "no network interface found: nothing to bring up"),
+        "{status:#}"
+    );
 }
 
 #[test]

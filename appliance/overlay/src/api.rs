@@ -111,6 +111,22 @@ impl ApiFailure for PushError {
     }
 }
 
+/// Once the update agent blessed an image that booted on trial: runs the
+/// pipeline again, not on trial, so the image's own overlays (used since
+/// boot, not recorded) are recorded: floors raised, copies kept on the
+/// data partition. The same overlays are chosen as at boot, so the
+/// effective configuration does not change. Serialised with pushes.
+pub fn record_after_blessing(paths: &ApplyPaths, opts: &ApplyOptions) -> crate::ApplyOutcome {
+    let _guard = PUSH_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let opts = ApplyOptions {
+        image_on_trial: false,
+        ..opts.clone()
+    };
+    apply(paths, &opts, None)
+}
+
 /// The overlay carried by a push body.
 pub fn decode(body: &[u8]) -> Result<PushedOverlay, PushError> {
     let request: PushRequest = serde_json::from_slice(body).map_err(PushError::Body)?;

@@ -257,3 +257,113 @@ fn build_refuses_an_invalid_tree_listing_every_problem() {
         "{err}"
     );
 }
+
+/// Puts `kovl`/`sig` on the boot media as `lab`: the overlay baked into an image.
+fn bake(a: &Appliance, kovl: &[u8], sig: &str) {
+    std::fs::write(a.paths.boot_overlays.join("lab.kovl"), kovl).unwrap();
+    std::fs::write(a.paths.boot_overlays.join("lab.kovl.minisig"), sig).unwrap();
+}
+
+fn state_json(a: &Appliance) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(a.paths.state_file()).unwrap()).unwrap()
+}
+
+fn on_trial() -> ApplyOptions {
+    ApplyOptions {
+        image_on_trial: true,
+        ..opts()
+    }
+}
+
+/// v2 runs blessed with its lab v3; update v3 is tried carrying lab v4.
+/// The trial boot uses v4 but records nothing; a failed trial leaves v2
+/// its own v3 (no rollback refusal); a blessed one records v4.
+#[test]
+fn an_image_on_trial_uses_its_overlay_without_raising_the_floor() {
+    let a = Appliance::new();
+    a.boot_media(&[("good", "lab")]);
+    assert_eq!(accepted(&a.boot()), vec![("lab".into(), 3)]);
+    let v2_copy = std::fs::read(a.paths.persisted_dir().join("lab.kovl")).unwrap();
+    let state_v2 = state_json(&a);
+    assert_eq!(state_v2["overlays"]["floors"]["lab"], 3);
+
+    // Boot of update v3, on trial, with a newer baked overlay.
+    let (kovl4, sig4) = lab_version(4, |s| {
+        s.replace(
+            "hostname = \"kindling-lab\"",
+            "hostname = \"kindling-lab-4\"",
+        )
+    });
+    bake(&a, &kovl4, &sig4);
+    let out = kindling_overlay::apply(&a.paths, &on_trial(), None);
+    assert_eq!(accepted(&out), vec![("lab".into(), 4)], "{:?}", out.report);
+    assert_eq!(a.site_json()["site"]["hostname"], "kindling-lab-4");
+    assert!(
+        out.report
+            .notes
+            .iter()
+            .any(|n| n.contains("lab v4") && n.contains("on trial")),
+        "{:?}",
+        out.report.notes
+    );
+    assert_eq!(state_json(&a), state_v2, "the trial changed state.json");
+    assert_eq!(
+        std::fs::read(a.paths.persisted_dir().join("lab.kovl")).unwrap(),
+        v2_copy,
+        "the trial replaced the data partition's copy"
+    );
+    // Every try of it alike.
+    kindling_overlay::apply(&a.paths, &on_trial(), None);
+    assert_eq!(state_json(&a), state_v2);
+
+    // The trial failed: the firmware boots v2 again, blessed, with its v3.
+    a.boot_media(&[("good", "lab")]);
+    let out = a.boot();
+    assert_eq!(accepted(&out), vec![("lab".into(), 3)], "{:?}", out.report);
+    assert!(out.report.refused.is_empty(), "{:?}", out.report.refused);
+    assert_eq!(a.site_json()["site"]["hostname"], "kindling-lab");
+    assert_eq!(state_json(&a)["overlays"]["floors"]["lab"], 3);
+
+    // A later try that passes: recorded at blessing, kept on the next boot.
+    bake(&a, &kovl4, &sig4);
+    kindling_overlay::apply(&a.paths, &on_trial(), None);
+    assert_eq!(state_json(&a)["overlays"]["floors"]["lab"], 3);
+    let out = kindling_overlay::api::record_after_blessing(&a.paths, &on_trial());
+    assert_eq!(accepted(&out), vec![("lab".into(), 4)], "{:?}", out.report);
+    let state = state_json(&a);
+    assert_eq!(state["overlays"]["floors"]["lab"], 4);
+    assert_eq!(state["overlays"]["accepted"]["lab"]["version"], 4);
+    assert_eq!(
+        std::fs::read(a.paths.persisted_dir().join("lab.kovl")).unwrap(),
+        kovl4
+    );
+    // Blessed, the older image's overlay is a rollback again.
+    a.boot_media(&[("good", "lab")]);
+    let out = a.boot();
+    assert_eq!(accepted(&out), vec![("lab".into(), 4)]);
+    assert!(
+        out.report.refused[0].line().contains("rollback refused"),
+        "{:?}",
+        out.report.refused
+    );
+}
+
+/// An operator's push during a trial is its own signed decision: recorded.
+#[test]
+fn a_push_during_a_trial_is_recorded_but_not_the_images_overlay() {
+    let a = Appliance::new();
+    a.boot_media(&[("good", "lab")]);
+    a.boot();
+    let (kovl4, sig4) = lab_version(4, |s| s);
+    bake(&a, &kovl4, &sig4);
+    kindling_overlay::apply(&a.paths, &on_trial(), None);
+    let (kovl5, sig5) = lab_version(5, |s| s.replace("lease_secs = 3600", "lease_secs = 1800"));
+    let r = kindling_overlay::api::push(&a.paths, &push_json(&kovl5, &sig5), &on_trial());
+    assert!(r.is_ok(), "{r:?}");
+    let state = state_json(&a);
+    assert_eq!(state["overlays"]["floors"]["lab"], 5);
+    assert_eq!(
+        std::fs::read(a.paths.persisted_dir().join("lab.kovl")).unwrap(),
+        kovl5
+    );
+}

@@ -23,6 +23,7 @@ pub mod push;
 mod report;
 pub mod slots;
 pub mod spool;
+pub mod trial;
 pub mod version;
 
 pub use bundle::{build, stage, verify, BuildRequest, StageError, StageRequest, Staged};

@@ -343,6 +343,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &app.paths.state_dir,
             &crate::assignments::consul_url(),
         );
+        overlays::record_at_blessing(&app.paths.run_dir, &app.paths.state_dir);
         listeners.keep_reconciling().await;
         Ok(())
     })

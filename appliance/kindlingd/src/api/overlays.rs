@@ -10,6 +10,7 @@ use kindling_api::overlays::PushReply;
 use kindling_overlay::api::{PushAccepted, PushError};
 use kindling_overlay::{ApplyOptions, ApplyPaths};
 use std::path::Path;
+use std::time::Duration;
 
 /// Parts of the config a running appliance can switch without a reboot (the
 /// PXE service is restarted); everything else applies at next boot.
@@ -22,6 +23,65 @@ pub fn apply_paths(run_dir: &Path, state_dir: &Path) -> ApplyPaths {
         run_dir: run_dir.to_path_buf(),
         data_dir: state_dir.to_path_buf(),
         ..crate::config::paths_from_env()
+    }
+}
+
+/// The running image is an update not blessed yet (`kindling_update::trial`).
+fn on_trial(run_dir: &Path) -> bool {
+    kindling_update::trial::image_on_trial(&kindling_update::trial::TrialPaths::in_run_dir(run_dir))
+}
+
+/// How often the blessing of an image on trial is looked for.
+const BLESS_POLL: Duration = Duration::from_secs(2);
+
+/// On a boot that began on trial: waits (on a thread of its own) for the
+/// update agent to bless the slot, then records the image's own overlays
+/// (floors, copies on the data partition), which the config phase used
+/// without recording. Ends when the trial fails (the appliance reboots).
+/// An API restarted after the blessing records them at once (a no-op on
+/// the data partition when they are recorded already).
+pub fn record_at_blessing(run_dir: &Path, state_dir: &Path) {
+    let trial = kindling_update::trial::TrialPaths::in_run_dir(run_dir);
+    if !kindling_update::trial::booted_on_trial(&trial) {
+        return;
+    }
+    let (run_dir, state_dir) = (run_dir.to_path_buf(), state_dir.to_path_buf());
+    let status = run_dir.join("status/update.json");
+    let started = std::thread::Builder::new()
+        .name("overlay-bless".into())
+        .spawn(move || loop {
+            let mode = std::fs::read(&status)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["mode"].as_str().map(str::to_owned));
+            match mode.as_deref() {
+                Some("blessed") => {
+                    let paths = apply_paths(&run_dir, &state_dir);
+                    let outcome = kindling_overlay::api::record_after_blessing(
+                        &paths,
+                        &ApplyOptions::default(),
+                    );
+                    let recorded: Vec<String> = outcome
+                        .report
+                        .accepted
+                        .iter()
+                        .map(|a| format!("{} v{}", a.name, a.version))
+                        .collect();
+                    tracing::info!(
+                        "the update was blessed: overlays recorded ({})",
+                        recorded.join(", ")
+                    );
+                    for refused in &outcome.report.refused {
+                        tracing::warn!("overlays: {}", refused.line());
+                    }
+                    return;
+                }
+                Some("gate_failed" | "unavailable" | "not_from_disk") => return,
+                _ => std::thread::sleep(BLESS_POLL),
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!("overlays of this image on trial are not recorded at blessing: {e}");
     }
 }
 
@@ -43,7 +103,11 @@ pub fn effective(run_dir: &Path, state_dir: &Path) -> Reply {
 /// `POST /v1/overlays` with body `{"kovl": base64, "minisig": text}`.
 pub fn push(run_dir: &Path, state_dir: &Path, control_socket: &Path, body: &[u8]) -> Reply {
     let paths = apply_paths(run_dir, state_dir);
-    match kindling_overlay::api::push(&paths, body, &ApplyOptions::default()) {
+    let opts = ApplyOptions {
+        image_on_trial: on_trial(run_dir),
+        ..ApplyOptions::default()
+    };
+    match kindling_overlay::api::push(&paths, body, &opts) {
         Ok(accepted) => Reply::body(&apply_accepted(
             accepted,
             run_dir,

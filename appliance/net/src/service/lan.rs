@@ -6,6 +6,7 @@
 //! delay the LAN.
 
 use super::state::{Role, Service};
+use super::NetServiceError;
 use crate::dns::{DnsCounters, DnsForwarder, DnsRoutes};
 use crate::firewall::{self, RulesetSpec};
 use crate::link::{self, Device};
@@ -66,7 +67,9 @@ impl Service {
         }
     }
 
-    pub(super) async fn bring_up_lan(&mut self) {
+    /// Fails only when there is no NIC at all ([`nic::RoleAssignment::fatal`]);
+    /// everything else degrades and the LAN comes up as far as it can.
+    pub(super) async fn bring_up_lan(&mut self) -> Result<(), NetServiceError> {
         let nics = self.discover_nics().await;
         let nics = self.nics_with_carrier_settled(nics).await;
         for nic in &nics {
@@ -87,6 +90,9 @@ impl Service {
         for (i, problem) in roles.problems.iter().enumerate() {
             self.degraded.set(&format!("roles {i}"), problem.clone());
         }
+        if let Some(fatal) = roles.fatal() {
+            return Err(NetServiceError::NoNic(fatal));
+        }
         if let Some(nic) = &roles.uplink {
             tracing::info!("uplink is {} ({})", nic.name, nic.mac_string());
             self.uplink = Some(Role {
@@ -99,7 +105,9 @@ impl Service {
                 nic: nic.clone(),
             });
         }
-        let Some(nic) = roles.lan else { return };
+        let Some(nic) = roles.lan else {
+            return Ok(());
+        };
         tracing::info!("LAN is {} ({})", nic.name, nic.mac_string());
         match self.configure_lan(&nic).await {
             Ok(device) => {
@@ -118,6 +126,7 @@ impl Service {
             }
             Err(err) => self.degraded.set("lan", format!("LAN: {err}")),
         }
+        Ok(())
     }
 
     async fn configure_lan(&self, nic: &Nic) -> Result<Device, link::LinkChangeError> {

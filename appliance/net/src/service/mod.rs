@@ -8,7 +8,10 @@
 //! (addressing, DHCP leases, carrier) and `report` (the status file), on the
 //! state in `state`. Every failure after the netlink socket is open degrades
 //! instead of stopping: the LAN must come up whatever happens to the uplink.
-//! It never panics.
+//! The one exception is a machine with no NIC at all: there is no LAN to
+//! serve, so the service writes `failed` in its status file and returns the
+//! error without signalling readiness (init restarts it, which also picks up
+//! a NIC whose driver came late). It never panics.
 
 mod lan;
 mod options;
@@ -33,6 +36,9 @@ use tokio::time::Instant;
 pub enum NetServiceError {
     #[error("open the rtnetlink socket: {0}")]
     OpenNetlink(std::io::Error),
+    /// No interface at all ([`crate::nic::NO_NIC`]): nothing can be ready.
+    #[error("{0}")]
+    NoNic(&'static str),
 }
 
 /// What the readiness callback is told.
@@ -43,8 +49,10 @@ pub struct LanReady {
 }
 
 /// Runs the network service until `shutdown` resolves. `on_lan_ready` is
-/// called once, as soon as the LAN is configured (or known to be impossible),
-/// before the uplink has a lease.
+/// called once, as soon as the LAN is configured (or degraded: a missing
+/// match, a link that refused its address), before the uplink has a lease.
+/// With no NIC at all it is never called: the service fails with
+/// [`NetServiceError::NoNic`].
 pub async fn run(
     plan: NetPlan,
     options: NetOptions,
@@ -69,6 +77,7 @@ pub async fn run(
         firewall_installed: false,
         stack_open: false,
         lan_ready: None,
+        failed: false,
         dns_upstream,
         dhcp_counters: None,
         dns_counters: None,
@@ -96,7 +105,13 @@ pub async fn run(
     if let Err(err) = link::set_loopback_up(&service.handle).await {
         service.degraded.set("loopback", format!("{err}"));
     }
-    service.bring_up_lan().await;
+    if let Err(err) = service.bring_up_lan().await {
+        service.failed = true;
+        service.write_status().await;
+        service.stop();
+        netlink_task.abort();
+        return Err(err);
+    }
     service.install_firewall();
     service.start_dns().await;
     let elapsed = service.started.elapsed();

@@ -33,6 +33,7 @@ impl Service {
         let uplink = self.role_status(self.uplink.as_ref()).await;
         let degraded = self.degraded.list();
         let state = match (self.lan_ready, degraded.is_empty()) {
+            _ if self.failed => NetState::Failed,
             (None, _) => NetState::Starting,
             (Some(_), true) => NetState::Ready,
             (Some(_), false) => NetState::Degraded,

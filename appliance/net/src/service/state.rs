@@ -64,6 +64,9 @@ pub(super) struct Service {
     /// The stack's bootstrap finished: its TLS ports are open.
     pub(super) stack_open: bool,
     pub(super) lan_ready: Option<Duration>,
+    /// Nothing to bring up (no NIC): the status says `failed`, the service
+    /// stops without ever being ready.
+    pub(super) failed: bool,
     pub(super) dns_upstream: watch::Sender<Vec<Ipv4Addr>>,
     pub(super) dhcp_counters: Option<Arc<DhcpCounters>>,
     pub(super) dns_counters: Option<Arc<DnsCounters>>,

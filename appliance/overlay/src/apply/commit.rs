@@ -4,6 +4,12 @@
 //! that came from elsewhere. In /run: site.json, config-effective.json and the
 //! report. A failed write is a note in the report, never a refusal: the
 //! overlays are valid whether or not the disk took the record.
+//!
+//! On an image on trial (an update not blessed yet) the overlays that came
+//! with the image itself (boot media) are used but not recorded: recording
+//! them would raise the floor, and the older image the firmware falls back
+//! to after a failed trial would refuse its own overlay as a rollback. They
+//! are recorded by the first run after blessing.
 
 use super::verify::VerifiedCandidate;
 use super::{AcceptedEntry, ApplyOutcome, ApplyPaths, Chosen, Refused, Report, Source};
@@ -31,23 +37,40 @@ pub enum CommitError {
     },
 }
 
+/// When the commit runs: the time, and whether the image is on trial.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub now: u64,
+    pub image_on_trial: bool,
+}
+
 pub fn commit(
     paths: &ApplyPaths,
     mut state: StateFile,
     site_id: Option<String>,
     chosen: Chosen,
     refused: Vec<Refused>,
-    now: u64,
+    clock: Clock,
     mut report: Report,
 ) -> ApplyOutcome {
     let state_before = state.clone();
+    let mut recorded = 0;
     for vc in &chosen.accepted {
         report.accepted.push(accepted_entry(vc));
-        if let Err(e) = record(paths, &mut state, vc, now) {
+        if clock.image_on_trial && vc.candidate.source == Source::BootMedia {
+            let m = &vc.verified.manifest;
+            report.notes.push(format!(
+                "{} v{} from {} used for this boot only: the image is on trial; recorded once it is blessed",
+                m.name, m.version, vc.candidate.file
+            ));
+            continue;
+        }
+        recorded += 1;
+        if let Err(e) = record(paths, &mut state, vc, clock.now) {
             report.notes.push(e.to_string());
         }
     }
-    if !chosen.accepted.is_empty() {
+    if recorded > 0 {
         state.overlays.site_id.clone_from(&site_id);
     }
     if state != state_before {

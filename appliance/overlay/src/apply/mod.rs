@@ -14,6 +14,10 @@
 //!    valid `SiteConfig`) and [`stage`] (swapped into `run/overlays/NAME`);
 //! 6. [`commit`]: floors, accepted copies and state.json on the data
 //!    partition, then site.json, config-effective.json and the report in /run.
+//!    While the running image is on trial ([`ApplyOptions::image_on_trial`])
+//!    its own overlays are used but not recorded: an update that fails its
+//!    health gate must not raise the floor under the image the firmware
+//!    falls back to.
 //!
 //! A bad new overlay falls back to the last good one. The pipeline never fails
 //! as a whole: every problem becomes a line in the report and whatever is
@@ -96,6 +100,14 @@ pub struct ApplyOptions {
     /// Unix seconds; `None` means the clock.
     pub now: Option<u64>,
     pub limits: Limits,
+    /// The running image is an update on trial (its boot entry still
+    /// counts tries, not blessed yet). Its own overlays (boot media) may be
+    /// used for this boot but are not recorded: no floor raised, no copy
+    /// or accepted record replaced on the data partition, no key or site
+    /// pinned. A failed trial then leaves the older image its own
+    /// overlays; once the slot is blessed a run without this flag records
+    /// them. Overlays pushed over the API are recorded either way.
+    pub image_on_trial: bool,
 }
 
 /// What the pipeline produced.
@@ -220,7 +232,10 @@ pub fn apply(
         selection.site_id,
         chosen,
         refused,
-        now,
+        commit::Clock {
+            now,
+            image_on_trial: opts.image_on_trial,
+        },
         report,
     )
 }
