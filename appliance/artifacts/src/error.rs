@@ -1,5 +1,6 @@
 //! What can go wrong with the store, each naming what and where.
 
+use kindling_api::{ApiFailure, ErrorKind};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,19 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl ApiFailure for StoreError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::BadDigest(_) | Self::BadName { .. } | Self::Empty => ErrorKind::BadRequest,
+            Self::HashMismatch { .. } => ErrorKind::Refused,
+            Self::TooLarge { .. } => ErrorKind::TooLarge,
+            Self::NoSpace { .. } => ErrorKind::InsufficientStorage,
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::Io { .. } => ErrorKind::Internal,
+        }
+    }
 }
 
 /// The error for an I/O failure at `path`; a full disk is [`StoreError::NoSpace`].

@@ -198,6 +198,32 @@ mod tests {
         }
     }
 
+    /// The artifact store: the API writes, the PXE service only reads
+    /// (as the group, without write), the records are the API's alone.
+    #[test]
+    fn the_pxe_service_reads_artifacts_and_never_writes_them() {
+        let (run, data) = (Path::new("/run/kindling"), Path::new("/var/lib/kindling"));
+        let plan = plan(run, data);
+        let of = |p: &str| {
+            plan.iter()
+                .find(|o| o.path == data.join(p))
+                .unwrap_or_else(|| panic!("{p} is not in the plan"))
+        };
+        let bytes = of("artifacts/sha256");
+        assert_eq!(
+            (bytes.uid, bytes.gid, bytes.mode),
+            (accounts::API.uid, accounts::PXE.gid, 0o2750)
+        );
+        let records = of("artifacts/.meta");
+        assert_eq!(
+            (records.uid, records.gid, records.mode),
+            (accounts::API.uid, accounts::API.gid, 0o700)
+        );
+        let made = directories(run, data);
+        assert!(made.contains(&data.join("artifacts/sha256")), "{made:?}");
+        assert!(made.contains(&data.join("artifacts/.meta")), "{made:?}");
+    }
+
     /// Run as an unprivileged user: chown to one's own ids works, modes are
     /// set, and a symlink is neither followed nor changed through.
     #[test]

@@ -41,20 +41,8 @@ fn info(a: Artifact) -> ArtifactInfo {
     }
 }
 
-/// The error reply for a store failure. No wildcard: a new failure needs
-/// a status here.
 fn failure(e: &StoreError) -> Reply {
-    let kind = match e {
-        StoreError::BadDigest(_) | StoreError::BadName { .. } | StoreError::Empty => {
-            ErrorKind::BadRequest
-        }
-        StoreError::HashMismatch { .. } => ErrorKind::Refused,
-        StoreError::TooLarge { .. } => ErrorKind::TooLarge,
-        StoreError::NoSpace { .. } => ErrorKind::InsufficientStorage,
-        StoreError::NotFound(_) => ErrorKind::NotFound,
-        StoreError::Io { .. } => ErrorKind::Internal,
-    };
-    Reply::failed(kind, e)
+    Reply::failure(e)
 }
 
 /// `GET /v1/artifacts`.
