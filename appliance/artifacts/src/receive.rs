@@ -296,7 +296,10 @@ mod tests {
         assert!(!again.created);
         assert_eq!(again.artifact, stored.artifact);
         assert_eq!(names(&store), [ABC]);
-        assert_eq!(store.list().unwrap(), [stored.artifact.clone()]);
+        assert_eq!(
+            store.list().unwrap(),
+            std::slice::from_ref(&stored.artifact)
+        );
 
         let (mut file, len) = store.open(&digest).unwrap();
         assert_eq!(len, 3);

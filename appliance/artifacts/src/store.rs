@@ -116,7 +116,7 @@ impl ArtifactStore {
         .ok()?;
         let file = File::from(fd);
         let meta = file.metadata().ok()?;
-        meta.is_file().then(|| (file, meta.len()))
+        meta.is_file().then_some((file, meta.len()))
     }
 
     /// The artifact stored under `digest`, if any. Bytes without a record

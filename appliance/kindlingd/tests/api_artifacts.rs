@@ -113,7 +113,7 @@ fn an_admin_pushes_lists_and_deletes_and_nobody_else_may() {
     let (status, reply) = call(&api, Some(lab_tokens().read), "GET", "/v1/artifacts");
     assert_eq!(status, 200, "{reply}");
     let list: ArtifactList = serde_json::from_value(reply).unwrap();
-    assert_eq!(list.artifacts, [pushed.artifact.clone()]);
+    assert_eq!(list.artifacts, std::slice::from_ref(&pushed.artifact));
     assert_eq!(list.max_bytes, kindling_artifacts::MAX_ARTIFACT);
 
     // Only an admin deletes; an unknown or malformed hash says so.

@@ -375,7 +375,7 @@ fn artifact_push_list_and_delete() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains(&format!("stored netinst 12.iso (300000 bytes")) && said.contains(&hex),
+        said.contains("stored netinst 12.iso (300000 bytes") && said.contains(&hex),
         "{said}"
     );
     assert!(said.contains(&format!("/by-hash/sha256/{hex}")), "{said}");
