@@ -188,3 +188,59 @@ fn a_wrong_stated_hash_an_oversized_or_nameless_push_keeps_nothing() {
     );
     assert!(stored(&root).is_empty(), "{:?}", stored(&root));
 }
+
+/// As the config phase owns the store (run as root) and the API pushes,
+/// the PXE service's account (kl-pxe) can read an artifact but can neither
+/// change it, add one, nor read who pushed it. Needs root to take that
+/// account; skipped otherwise.
+#[test]
+fn the_pxe_account_reads_artifacts_and_cannot_write_them() {
+    use kindling_init_protocol::accounts::PXE;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to run a check as kl-pxe");
+        return;
+    }
+    let (root, api) = appliance();
+    let body = an_iso();
+    let (status, reply) = push(&api, Some(lab_tokens().admin), "name=x.iso", &body);
+    assert_eq!(status, 201, "{reply}");
+    let hex = reply["artifact"]["sha256"].as_str().unwrap().to_string();
+    // The appliance's root is / on the appliance; the test's is a 0700
+    // temp dir: open the path down to the data partition.
+    std::fs::set_permissions(root.path(""), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = root.path("var/lib/kindling/artifacts");
+    let file = store.join("sha256").join(&hex);
+    // std drops root's supplementary groups when it changes the uid:
+    // the shell runs as kl-pxe with its own group only.
+    let as_pxe = |script: &str| {
+        std::process::Command::new("/bin/sh")
+            .args(["-c", script])
+            .uid(PXE.uid)
+            .gid(PXE.gid)
+            .status()
+            .unwrap()
+            .success()
+    };
+    let f = file.display();
+    let dir = store.join("sha256");
+    let d = dir.display();
+    let meta = store.join(".meta");
+    let m = meta.display();
+    assert!(
+        as_pxe(&format!("cat '{f}' >/dev/null")),
+        "kl-pxe reads the bytes"
+    );
+    assert!(
+        !as_pxe(&format!("echo x >> '{f}'")),
+        "kl-pxe cannot change them"
+    );
+    assert!(!as_pxe(&format!("echo x > '{d}/new'")), "nor add a file");
+    assert!(
+        !as_pxe(&format!("rm -f '{f}' && test ! -e '{f}'")),
+        "nor remove one"
+    );
+    assert!(!as_pxe(&format!("ls '{m}'")), "nor read the records");
+    assert_eq!(std::fs::read(&file).unwrap(), body);
+}
