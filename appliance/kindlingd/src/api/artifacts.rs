@@ -6,9 +6,10 @@
 //! The API only writes the store; the PXE HTTP service serves it to the
 //! LAN at `/by-hash/sha256/HEX`. What is refused before a byte of the body
 //! is read: a bad query, a declared length over the limit, a data
-//! partition without the room to keep free. The file's writes and its
-//! sync run on the blocking pool, fed chunk by chunk, so a large upload
-//! never stalls the runtime's other requests.
+//! partition without the room to keep free, more than two uploads at
+//! once. The file's writes and its sync run on the blocking pool, fed
+//! chunk by chunk, so a large upload never stalls the runtime's other
+//! requests.
 
 use super::logs::percent_decode;
 use super::{ApiPaths, Reply};
@@ -19,10 +20,36 @@ use kindling_api::ErrorKind;
 use kindling_artifacts::{
     Artifact, ArtifactStore, Receiver, Sha256Hex, StoreError, Stored, UploadRequest,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Longest wait for the next part of the upload.
 const BODY_STALL: Duration = Duration::from_secs(30);
+/// Uploads at once: each holds one of the API's four blocking threads for
+/// as long as it streams, and the other handlers need the rest.
+const MAX_UPLOADS: usize = 2;
+
+static UPLOADS: AtomicUsize = AtomicUsize::new(0);
+
+/// One upload's place among [`MAX_UPLOADS`]; dropping it frees it.
+struct UploadSlot;
+
+impl UploadSlot {
+    fn take() -> Option<Self> {
+        UPLOADS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_UPLOADS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self)
+    }
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        UPLOADS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 /// Chunks in flight between the connection and the writer.
 const CHUNKS_IN_FLIGHT: usize = 16;
 
@@ -108,6 +135,12 @@ pub async fn push(paths: &ApiPaths, mut body: Incoming, query: &str, operator: &
     let query = match parse_query(query) {
         Ok(q) => q,
         Err(reply) => return reply,
+    };
+    let Some(_slot) = UploadSlot::take() else {
+        return Reply::failed(
+            ErrorKind::Unavailable,
+            format!("{MAX_UPLOADS} artifact uploads are running; push again when one is done"),
+        );
     };
     let store = store(paths);
     let declared = body.size_hint().exact();
@@ -207,6 +240,15 @@ fn write_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_most_two_uploads_run_at_once() {
+        let (a, b) = (UploadSlot::take(), UploadSlot::take());
+        assert!(a.is_some() && b.is_some());
+        assert!(UploadSlot::take().is_none(), "a third waits");
+        drop(a);
+        assert!(UploadSlot::take().is_some(), "a place was freed");
+    }
 
     #[test]
     fn the_query_names_the_file_and_may_state_its_hash() {
