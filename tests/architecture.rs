@@ -37,6 +37,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("kindling-inventory", 3),
     ("kindling-stack", 3),
     ("kindling-api-client", 3),
+    ("kindling-artifacts", 3),
     // 4: PXE asks the inventory; update bundles use the overlays' signatures
     ("kindling-pxe", 4),
     ("kindling-update", 4),

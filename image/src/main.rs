@@ -88,6 +88,9 @@ enum Command {
     /// Encrypted backups of an appliance: make, list, pull, inspect, restore.
     #[command(subcommand)]
     Backup(cmd::backup::Command),
+    /// Files kept on an appliance for nodes, by sha256: push, list, delete.
+    #[command(subcommand)]
+    Artifact(cmd::artifact::Command),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         Command::Token(c) => cmd::token::run(c),
         Command::Update(c) => cmd::update::run(c),
         Command::Backup(c) => cmd::backup::run(c),
+        Command::Artifact(c) => cmd::artifact::run(c),
     };
     match result {
         Ok(()) => ExitCode::from(cmd::exit::Exit::Ok as u8),

@@ -26,6 +26,9 @@ pub enum ErrorKind {
     Conflict,
     /// The request body is larger than the endpoint accepts.
     TooLarge,
+    /// The appliance's disk has no room for what is sent (the data
+    /// partition is full, or would be left with less than it must keep).
+    InsufficientStorage,
     /// The appliance cannot do it now (a service it needs is down or not
     /// bootstrapped yet); retrying later may work.
     Unavailable,

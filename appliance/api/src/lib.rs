@@ -10,6 +10,7 @@
 //! One module per resource; [`schema`] lists every body for the shipped JSON
 //! Schemas.
 
+pub mod artifacts;
 pub mod auth;
 pub mod backups;
 pub mod error;

@@ -14,7 +14,8 @@ fn schema_of<T: JsonSchema>(title: &str) -> String {
 /// trailing newline)`.
 pub fn schema_files() -> Vec<(&'static str, String)> {
     use crate::{
-        auth, backups, health, logs, nodes, overlays, stack, status, update, vault, ErrorBody,
+        artifacts, auth, backups, health, logs, nodes, overlays, stack, status, update, vault,
+        ErrorBody,
     };
     vec![
         (
@@ -60,6 +61,18 @@ pub fn schema_files() -> Vec<(&'static str, String)> {
         (
             "backups.schema.json",
             schema_of::<backups::BackupList>("GET /v1/backups"),
+        ),
+        (
+            "artifacts.schema.json",
+            schema_of::<artifacts::ArtifactList>("GET /v1/artifacts"),
+        ),
+        (
+            "artifact-push-reply.schema.json",
+            schema_of::<artifacts::ArtifactPushed>("POST /v1/artifacts answer"),
+        ),
+        (
+            "artifact-delete-reply.schema.json",
+            schema_of::<artifacts::ArtifactDeleted>("DELETE /v1/artifacts/sha256/HEX answer"),
         ),
         (
             "update.schema.json",

@@ -3,7 +3,8 @@
 //! by its own account, whatever an older build or a crash left behind.
 //!
 //! Owns the appliance-level plan ([`plan`]: the run and data directories,
-//! status, inventory, leases, overlays, the update spool) and applying any plan ([`apply`]),
+//! status, inventory, leases, overlays, the update spool, the artifact store)
+//! and applying any plan ([`apply`]),
 //! the stack's included (`kindling_stack::render::ownership`). Must never
 //! follow a symlink out of the directory it was asked to own, nor give any
 //! path to root that was not root's.
@@ -30,6 +31,7 @@ fn mine(path: PathBuf, a: Account, mode: u32) -> Owned {
 /// The appliance's own directories (the stack's are its renderer's).
 pub fn plan(run_dir: &Path, data_dir: &Path) -> Vec<Owned> {
     let api = accounts::API;
+    let store = kindling_artifacts::ArtifactStore::new(data_dir);
     vec![
         // The API replaces the config report, site.json and services.json
         // when an overlay is pushed; sticky, so it can replace only its own.
@@ -70,6 +72,18 @@ pub fn plan(run_dir: &Path, data_dir: &Path) -> Vec<Owned> {
             0o3770,
             false,
         ),
+        // Artifacts pushed by operators: the API writes and deletes the
+        // bytes, the PXE service (the group; setgid keeps it on new files)
+        // only reads them to serve the LAN; the records (who pushed what)
+        // are the API's alone. The store names both: kindling_artifacts.
+        own(
+            store.content_dir(),
+            api.uid,
+            accounts::PXE.gid,
+            0o2750,
+            true,
+        ),
+        mine(store.meta_dir(), api, 0o700),
         // Backups: the backup service (kl-stack) writes them, the API
         // (the group) lists and hands them out; the API queues requests
         // in `requests/` (sticky: only its own), the service takes them.
@@ -100,6 +114,8 @@ pub fn directories(run_dir: &Path, data_dir: &Path) -> Vec<PathBuf> {
         data_dir.join("leases"),
         data_dir.join("overlays"),
         data_dir.join(kindling_update::spool::SPOOL_DIR),
+        kindling_artifacts::ArtifactStore::new(data_dir).content_dir(),
+        kindling_artifacts::ArtifactStore::new(data_dir).meta_dir(),
         data_dir
             .join(kindling_backup::store::BACKUPS_DIR)
             .join(kindling_backup::requests::REQUESTS_DIR),
@@ -180,6 +196,32 @@ mod tests {
                 assert_ne!(o.uid, 0, "{o:?}: a tree given to root");
             }
         }
+    }
+
+    /// The artifact store: the API writes, the PXE service only reads
+    /// (as the group, without write), the records are the API's alone.
+    #[test]
+    fn the_pxe_service_reads_artifacts_and_never_writes_them() {
+        let (run, data) = (Path::new("/run/kindling"), Path::new("/var/lib/kindling"));
+        let plan = plan(run, data);
+        let of = |p: &str| {
+            plan.iter()
+                .find(|o| o.path == data.join(p))
+                .unwrap_or_else(|| panic!("{p} is not in the plan"))
+        };
+        let bytes = of("artifacts/sha256");
+        assert_eq!(
+            (bytes.uid, bytes.gid, bytes.mode),
+            (accounts::API.uid, accounts::PXE.gid, 0o2750)
+        );
+        let records = of("artifacts/.meta");
+        assert_eq!(
+            (records.uid, records.gid, records.mode),
+            (accounts::API.uid, accounts::API.gid, 0o700)
+        );
+        let made = directories(run, data);
+        assert!(made.contains(&data.join("artifacts/sha256")), "{made:?}");
+        assert!(made.contains(&data.join("artifacts/.meta")), "{made:?}");
     }
 
     /// Run as an unprivileged user: chown to one's own ids works, modes are

@@ -347,3 +347,75 @@ fn update_poll_follows_the_agent_s_check() {
     assert!(said.contains("poll:        waiting"), "{said}");
     assert!(said.contains("index #4"), "{said}");
 }
+
+/// `kindling artifact push|list|delete`: the admin pushes (the hash stated
+/// from the file), pushing again changes nothing, the read role lists but
+/// may not push or delete (exit 4), an unknown hash is exit 5.
+#[test]
+fn artifact_push_list_and_delete() {
+    let root = Root::new();
+    apply(&root);
+    let api = start_api(&root);
+    let tokens = lab_tokens();
+    let dir = tempfile::tempdir().unwrap();
+    let none = dir.path().join("absent.toml");
+    let admin = operator(&api, Some(tokens.admin.expose().to_string()), &none);
+    let read = operator(&api, Some(tokens.read.expose().to_string()), &none);
+    let file = dir.path().join("netinst 12.iso");
+    std::fs::write(&file, vec![7u8; 300_000]).unwrap();
+    let file = file.display().to_string();
+    let hex = format!(
+        "{:x}",
+        <sha2::Sha256 as sha2::Digest>::digest(vec![7u8; 300_000])
+    );
+
+    let out = kindling(&["artifact", "push", &file], &read);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let out = kindling(&["artifact", "push", &file], &admin);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("stored netinst 12.iso (300000 bytes") && said.contains(&hex),
+        "{said}"
+    );
+    assert!(said.contains(&format!("/by-hash/sha256/{hex}")), "{said}");
+    let out = kindling(&["artifact", "push", &file], &admin);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already stored"),
+        "{}",
+        text(&out)
+    );
+
+    let out = kindling(&["artifact", "list"], &read);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("SHA256"), "{table}");
+    assert!(
+        table.contains(&hex) && table.contains("netinst 12.iso") && table.contains("lab-admin"),
+        "{table}"
+    );
+    let out = kindling(&["artifact", "list", "--json"], &read);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["artifacts"][0]["sha256"], hex.as_str());
+
+    let out = kindling(&["artifact", "delete", &hex], &read);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let out = kindling(&["artifact", "delete", &hex], &admin);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("deleted sha256"),
+        "{}",
+        text(&out)
+    );
+    let out = kindling(&["artifact", "delete", &hex], &admin);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let out = kindling(&["artifact", "delete", "nothex"], &admin);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = kindling(&["artifact", "list"], &admin);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no artifacts"),
+        "{}",
+        text(&out)
+    );
+}

@@ -112,6 +112,11 @@ impl Session {
         self.call("PUT", path, Some(serde_json::to_vec(body)?))
     }
 
+    /// `DELETE path` → the 2xx answer's body as `T`.
+    pub fn delete_as<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call("DELETE", path, None)
+    }
+
     /// `POST path` with `body` already encoded as JSON → the 2xx answer's
     /// body as `T` (for bodies large enough to be encoded only once).
     pub fn post_raw_as<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> anyhow::Result<T> {

@@ -3,6 +3,7 @@
 //! `exit` defines the exit codes, `table` the human tables, `progress` the
 //! spinner of network calls.
 
+pub mod artifact;
 pub mod backup;
 mod client;
 pub mod completions;

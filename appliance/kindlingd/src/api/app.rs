@@ -12,7 +12,7 @@ use super::access::{authorize, Access, Caller};
 use super::operators::Operators;
 use super::session::{self, Sessions};
 use super::transport::{Body, Counters};
-use super::{route, ApiPaths, Context, Method, Reply, Request};
+use super::{route, ApiPaths, Context, Method, Reply, Request, Upload};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Bytes, Incoming};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -128,10 +128,10 @@ pub async fn answer(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::
         query: &query,
         authorization,
     };
-    let (access, streams_upload) = {
+    let (access, upload) = {
         let cx = app.context();
         let r = route(&cx, &target);
-        (r.access, r.streams_upload)
+        (r.access, r.upload)
     };
     let operators = app.operators.current();
     let cookie = session::cookie_value(
@@ -182,8 +182,14 @@ pub async fn answer(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::
         }
     };
     drop(target);
-    if streams_upload {
-        let reply = super::update::push(&app.paths, body).await;
+    if let Some(upload) = upload {
+        let reply = match upload {
+            Upload::Update => super::update::push(&app.paths, body).await,
+            Upload::Artifact { query } => {
+                super::artifacts::push(&app.paths, body, &query, super::operator_name(&caller))
+                    .await
+            }
+        };
         if let Caller::Operator { name, .. } = &caller {
             tracing::info!("{name}: {} {path} -> {}", head.method, reply.status);
         }

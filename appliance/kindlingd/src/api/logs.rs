@@ -211,7 +211,7 @@ pub fn parse_query(query: &str, now: SystemTime) -> Result<Query, LogsError> {
     })
 }
 
-fn percent_decode(raw: &str) -> Option<String> {
+pub(super) fn percent_decode(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

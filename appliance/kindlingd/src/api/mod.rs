@@ -15,6 +15,7 @@
 //! its handler) → [`authorize`] (may this caller do that? from the head
 //! alone) → body read → handler (`app::answer`).
 
+mod artifacts;
 mod backups;
 mod logs;
 mod metrics;
@@ -161,6 +162,7 @@ pub fn http_status(kind: ErrorKind) -> u16 {
         ErrorKind::Conflict => 409,
         ErrorKind::Refused => 422,
         ErrorKind::TooLarge => 413,
+        ErrorKind::InsufficientStorage => 507,
         ErrorKind::Internal => 500,
         ErrorKind::Unavailable => 503,
     }
@@ -198,6 +200,7 @@ pub enum Method {
     Get,
     Put,
     Post,
+    Delete,
     Other,
 }
 
@@ -207,6 +210,7 @@ impl From<&http::Method> for Method {
             http::Method::GET => Self::Get,
             http::Method::PUT => Self::Put,
             http::Method::POST => Self::Post,
+            http::Method::DELETE => Self::Delete,
             _ => Self::Other,
         }
     }
@@ -218,6 +222,7 @@ impl std::fmt::Display for Method {
             Self::Get => "GET",
             Self::Put => "PUT",
             Self::Post => "POST",
+            Self::Delete => "DELETE",
             Self::Other => "this method on",
         })
     }
@@ -248,9 +253,18 @@ type Handler<'a> = Box<dyn FnOnce(&Caller, &[u8]) -> Reply + 'a>;
 struct Route<'a> {
     access: Access,
     handler: Handler<'a>,
-    /// The body is an upload streamed to disk by `update::push`, never
-    /// read into memory; `handler` is not used.
-    streams_upload: bool,
+    /// The body is an upload streamed to disk, never read into memory;
+    /// `handler` is not used.
+    upload: Option<Upload>,
+}
+
+/// Where an upload's body streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upload {
+    /// `POST /v1/update`: into the update spool (`update::push`).
+    Update,
+    /// `POST /v1/artifacts?QUERY`: into the artifact store (`artifacts::push`).
+    Artifact { query: String },
 }
 
 impl<'a> Route<'a> {
@@ -258,14 +272,14 @@ impl<'a> Route<'a> {
         Self {
             access,
             handler: Box::new(handler),
-            streams_upload: false,
+            upload: None,
         }
     }
 
-    /// `POST /v1/update`: the body goes to the update spool as it comes.
-    fn upload(access: Access) -> Self {
+    /// An upload: the body goes to disk as it comes.
+    fn upload(access: Access, upload: Upload) -> Self {
         Self {
-            streams_upload: true,
+            upload: Some(upload),
             ..Self::new(access, |_, _| {
                 Reply::failed(ErrorKind::Internal, "an upload is streamed, not read whole")
             })
@@ -310,6 +324,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // its p99 from 300 to 510 ms; `tests/status_load.rs`).
         .max_blocking_threads(4)
         .build()?;
+    // Uploads a crash or power cut left half written: no upload runs yet.
+    let swept = kindling_artifacts::ArtifactStore::new(&paths.state_dir).sweep_partials();
+    if swept > 0 {
+        tracing::info!("artifacts: removed {swept} unfinished upload(s)");
+    }
     let assignments = crate::assignments::sync(&paths.run_dir, &paths.state_dir);
     let gate = transport::ConnectionGate::new(transport::Limits::default());
     let app = Arc::new(App::new(
@@ -369,7 +388,7 @@ fn idle_without_site() -> anyhow::Result<()> {
 /// an unknown path included, needs at least the read role.
 fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
     use Access::{Admin, Public, Read};
-    use Method::{Get, Post, Put};
+    use Method::{Delete, Get, Post, Put};
     let (paths, assignments) = (cx.paths, cx.assignments);
     let (run, state) = (paths.run_dir.as_path(), paths.state_dir.as_path());
     match (req.method, req.segments.as_slice()) {
@@ -409,7 +428,7 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
             overlays::push(run, state, &paths.control_socket(), body)
         }),
         (Get, ["v1", "update"]) => Route::new(Read, |_, _| update::view(paths)),
-        (Post, ["v1", "update"]) => Route::upload(Admin),
+        (Post, ["v1", "update"]) => Route::upload(Admin, Upload::Update),
         (Post, ["v1", "update", "poll"]) => {
             Route::new(Admin, |_, body| update::request_poll(paths, body))
         }
@@ -439,6 +458,18 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
         (Get, ["v1", "backups", id]) => Route::new(Admin, move |caller, _| {
             backups::download(paths, id, operator_name(caller))
         }),
+        // Listing is metadata; pushing and deleting change what the LAN
+        // is served: admin.
+        (Get, ["v1", "artifacts"]) => Route::new(Read, |_, _| artifacts::list(paths)),
+        (Post, ["v1", "artifacts"]) => Route::upload(
+            Admin,
+            Upload::Artifact {
+                query: req.query.to_string(),
+            },
+        ),
+        (Delete, ["v1", "artifacts", "sha256", hex]) => {
+            Route::new(Admin, move |_, _| artifacts::delete(paths, hex))
+        }
         (Get, ["v1", "stack"]) => {
             Route::new(Read, |_, _| Reply::result(stack::get_stack(run, state)))
         }
@@ -531,7 +562,7 @@ mod tests {
     #[test]
     fn every_route_declares_its_access() {
         use Access::{Admin, Public, Read};
-        use Method::{Get, Other, Post, Put};
+        use Method::{Delete, Get, Other, Post, Put};
         for (method, path, access) in [
             (Get, "/healthz", Public),
             (Post, "/healthz", Read),
@@ -569,6 +600,10 @@ mod tests {
             (Get, "/v1/backups", Read),
             (Post, "/v1/backups", Admin),
             (Get, "/v1/backups/20260101T000000Z-0a1b", Admin),
+            (Get, "/v1/artifacts", Read),
+            (Post, "/v1/artifacts", Admin),
+            (Delete, "/v1/artifacts/sha256/00", Admin),
+            (Delete, "/v1/artifacts", Read),
         ] {
             assert_eq!(access_of(method, path), access, "{method} {path}");
         }

@@ -455,11 +455,12 @@ impl PxeHttp {
     }
 
     /// The file named by `digest`, when it is in the table of files handed
-    /// to nodes (`NodeFiles`); any other hash is 404. Public like the boot
+    /// to nodes (`NodeFiles`), else an artifact an operator pushed; any
+    /// other hash is 404. Public like the boot
     /// files: the agent and the stack's client binaries hold no secret.
     fn by_hash(&self, digest: &str, range_header: Option<&str>) -> HttpReply {
         let Some(handed) = self.node_files.by_hash(digest) else {
-            return HttpReply::error(404, &format!("no file with sha256 {digest}"));
+            return self.artifact_by_hash(digest, range_header);
         };
         let opened = File::open(&handed.path).and_then(|f| {
             let len = f.metadata()?.len();
@@ -476,6 +477,24 @@ impl PxeHttp {
             }
             Err(e) => HttpReply::error(500, &format!("{} is unreadable: {e}", handed.name)),
         }
+    }
+
+    /// An artifact an operator pushed (`kindling artifact push`), from the
+    /// store on the data partition, looked up per request (pushes come at
+    /// any time); any other hash is 404. Public like the boot files: the
+    /// operator pushes what the LAN may fetch. Read only: kl-pxe is the
+    /// store's group, never its owner.
+    fn artifact_by_hash(&self, digest: &str, range_header: Option<&str>) -> HttpReply {
+        let store = kindling_artifacts::ArtifactStore::new(&self.settings.paths.state_dir);
+        let opened = digest
+            .parse::<kindling_artifacts::Sha256Hex>()
+            .ok()
+            .and_then(|d| store.open(&d));
+        let Some((file, len)) = opened else {
+            return HttpReply::error(404, &format!("no file with sha256 {digest}"));
+        };
+        self.stats.bump("http_artifacts_by_hash");
+        self.file_reply(file, len, "application/octet-stream", range_header)
     }
 
     /// A whole file, or the one range asked for.

@@ -65,8 +65,8 @@ pub enum Route {
     BeginScript,
     RepoTarball,
     /// `/by-hash/sha256/HEX`: a file the appliance hands nodes (the node
-    /// agent, the stack's client binaries), named by its content's sha256
-    /// (64 lowercase hex digits).
+    /// agent, the stack's client binaries, the artifacts operators pushed),
+    /// named by its content's sha256 (64 lowercase hex digits).
     ByHash(String),
     /// `POST /nodes/MAC/events`
     Event(MacAddr),
