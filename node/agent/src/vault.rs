@@ -25,7 +25,9 @@ pub fn http_client(
     if let Some(pem) = ca_pem {
         let cert = reqwest::Certificate::from_pem(pem)
             .map_err(|e| StepError::Http(format!("the appliance CA certificate: {e}")))?;
-        builder = builder.add_root_certificate(cert);
+        // The appliance's CA only: the agent talks to nothing else over
+        // TLS, and a minimal node may have no system trust store at all.
+        builder = builder.tls_certs_only([cert]);
     }
     if let Some(ip) = source {
         builder = builder.local_address(ip);
@@ -37,16 +39,24 @@ pub fn http_client(
 
 /// A vaultrs client for `addr` with `token`, over `http`.
 pub fn client(addr: &str, token: &str, http: &reqwest::Client) -> Result<VaultClient, StepError> {
-    let settings = VaultClientSettingsBuilder::default()
-        .address(addr)
-        .token(token)
-        .verify(true)
-        .build()
-        .map_err(|e| StepError::Vault(format!("Vault client for {addr}: {e}")))?;
-    let mut client =
-        VaultClient::new(settings).map_err(|e| error(&format!("Vault client for {addr}"), e))?;
-    // vaultrs builds its own reqwest client; ours carries the trust anchor
-    // and the source address.
+    let settings = |address: &str| {
+        VaultClientSettingsBuilder::default()
+            .address(address)
+            .token(token)
+            .verify(true)
+            .build()
+            .map_err(|e| StepError::Vault(format!("Vault client for {addr}: {e}")))
+    };
+    // vaultrs builds a reqwest client of its own, which for an https
+    // address loads the system's trust store and fails where there is none
+    // (a minimal node). Built for the plain-http form of the address it
+    // skips that; then every request goes to `addr` through `http`, which
+    // carries the appliance CA and the source address.
+    let plain = addr.replacen("https://", "http://", 1);
+    let mut client = VaultClient::new(settings(&plain)?)
+        .map_err(|e| error(&format!("Vault client for {addr}"), e))?;
+    client.settings = settings(addr)?;
+    client.http.base = client.settings.address.to_string();
     client.http.http = http.clone();
     Ok(client)
 }
