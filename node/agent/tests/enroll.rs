@@ -361,7 +361,7 @@ fn a_node_enrolls_once_converges_on_rerun_and_refuses_used_or_stolen_grants() {
     assert_eq!(consul["datacenter"], "kstest");
     assert_eq!(
         consul["node_meta"],
-        json!({"env": "development", "role": "worker", "profile": "dev"})
+        json!({"env": "development", "role": "worker", "kindling-profile": "dev"})
     );
     assert_eq!(consul["acl"]["tokens"]["agent"], token.trim());
     assert_eq!(consul["cert_file"], "/etc/kindling/tls/node.pem");
@@ -378,7 +378,9 @@ fn a_node_enrolls_once_converges_on_rerun_and_refuses_used_or_stolen_grants() {
     // under the root, its own loopback address and ports), joins the
     // appliance: the appliance's catalog shows it with its metadata.
     let (_consul_client, joined) = start_consul_client(&lab, &tools, root);
-    assert_eq!(joined["Node"]["Meta"]["profile"], "dev", "{joined}");
+    // The key the appliance's own catalog check looks for.
+    let profile_key = kindling_inventory::membership::PROFILE_META;
+    assert_eq!(joined["Node"]["Meta"][profile_key], "dev", "{joined}");
     assert_eq!(joined["Node"]["Meta"]["env"], "development", "{joined}");
 
     // 2. Rerun: converges from disk, no second unwrap (a second unwrap of

@@ -59,6 +59,10 @@ pub(super) fn run(ctx: &mut Ctx) -> Result<String, StepError> {
     }
 }
 
+/// The node meta key naming the profile; the appliance's catalog check
+/// (`kindling_inventory::membership::PROFILE_META`) expects this one.
+pub const PROFILE_META: &str = "kindling-profile";
+
 /// The profile's tags and its name as Consul node metadata, checked
 /// against Consul's rules (keys of letters, digits, `-` and `_`, at most
 /// 128; values at most 512; the `consul-` prefix is Consul's own).
@@ -70,7 +74,7 @@ pub(super) fn node_meta(
     for (k, v) in tags
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
-        .chain([("profile", profile)])
+        .chain([(PROFILE_META, profile)])
     {
         let key_ok = !k.is_empty()
             && k.len() <= 128
@@ -92,11 +96,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// The appliance judges `joined` by this key: the two must agree.
+    #[test]
+    fn the_profile_key_is_the_one_the_appliance_checks() {
+        assert_eq!(PROFILE_META, kindling_inventory::membership::PROFILE_META);
+    }
+
     #[test]
     fn tags_become_node_metadata_or_a_clear_error() {
         let tags = [("env".to_string(), "dev".to_string())].into();
         let meta = node_meta("dev", &tags).unwrap();
-        assert_eq!(Value::Object(meta), json!({"env": "dev", "profile": "dev"}));
+        assert_eq!(Value::Object(meta), json!({"env": "dev", "kindling-profile": "dev"}));
         for bad in ["consul-x", "has space", ""] {
             let tags = [(bad.to_string(), "v".to_string())].into();
             let err = node_meta("dev", &tags).unwrap_err().to_string();
