@@ -14,7 +14,10 @@
 //! metadata (`env=dev` / `env=prod`): before the Consul client starts the
 //! node is not `joined`. Booted again, the joined node is sent to its disk
 //! and no second grant is minted (the grant's secret-id accessor is the
-//! one of its first boot).
+//! one of its first boot). `kindling node reprovision` of the running
+//! prod node revokes its install's Consul token (its own Consul client is
+//! refused from then on), and its next PXE boot enrolls it again with a
+//! new grant and joins again.
 //!
 //! Prints each node's timeline from VM start to `joined`, split into the
 //! part spent getting the node booted and configured and the part after
@@ -22,7 +25,7 @@
 
 use crate::{NODE_FAIL, NODE_TIMEOUT};
 use kindling_lab::vm::{NODE_DEV_MAC, NODE_PROD_MAC};
-use kindling_lab::{Lab, NodeFirmware, NodeSpec};
+use kindling_lab::{Lab, NodeFirmware, NodeSpec, VmId};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -32,6 +35,12 @@ const NODE_MEMORY_MB: u32 = 768;
 const JOIN_FAIL: &str = r"kindling-node: [a-z-]+: failed|nocloud-double: error";
 /// From the Consul client's start until the appliance's catalog lists it.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the node's Consul client logs once its token is gone.
+const TOKEN_REFUSED: &str = r"consul: .*(ACL not found|token not found|blocked by ACLs)";
+/// Until the node's Consul client next talks to the servers with its token
+/// (coordinate updates come every 15 s or so, anti-entropy within a minute).
+const TOKEN_REFUSED_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One node's way to `joined`, each mark measured from its VM's start.
 pub struct JoinTimes {
@@ -88,18 +97,37 @@ const MILESTONES: &[(&str, &str)] = &[
 ];
 
 pub fn nodes_join_the_stack(lab: &mut Lab, scenario: &str) -> Result<Vec<JoinTimes>, String> {
+    let [bios, uefi] = &CANDIDATES;
     let mut all = Vec::new();
-    for candidate in &CANDIDATES {
-        all.push(join_one(lab, scenario, candidate)?);
-        if candidate.firmware == NodeFirmware::Bios {
-            boots_its_disk_without_a_second_grant(lab, scenario, candidate)?;
-        }
+    let (times, node) = join_one(lab, scenario, bios, bios.label)?;
+    all.push(times);
+    lab.vm(node).stop();
+    boots_its_disk_without_a_second_grant(lab, scenario, bios)?;
+
+    let (times, node) = join_one(lab, scenario, uefi, uefi.label)?;
+    all.push(times);
+    let old_grant = reprovision_revokes_the_running_nodes_token(lab, scenario, uefi, node)?;
+    lab.vm(node).stop();
+    let (times, node) = join_one(lab, scenario, uefi, "uefi/re-provisioned")?;
+    all.push(times);
+    lab.vm(node).stop();
+    let row = node_row(lab, uefi.mac)?;
+    if row["grant"]["secret_id_accessor"] == old_grant {
+        return Err(format!(
+            "re-provisioned node {} joined on its old grant {old_grant}: {row}",
+            uefi.mac
+        ));
     }
     print_timelines(scenario, &all);
     Ok(all)
 }
 
-fn join_one(lab: &mut Lab, scenario: &str, c: &Candidate) -> Result<JoinTimes, String> {
+fn join_one(
+    lab: &mut Lab,
+    scenario: &str,
+    c: &Candidate,
+    label: &'static str,
+) -> Result<(JoinTimes, VmId), String> {
     let mut spec = NodeSpec::pxe(c.name, c.mac, c.firmware);
     spec.memory_mb = NODE_MEMORY_MB;
     let started = Instant::now();
@@ -110,10 +138,9 @@ fn join_one(lab: &mut Lab, scenario: &str, c: &Candidate) -> Result<JoinTimes, S
         let seen = lab
             .vm(node)
             .wait_for_unless(line, Some(&fail), NODE_TIMEOUT)
-            .map_err(|e| format!("{} node {}: {e}", c.label, c.mac))?;
+            .map_err(|e| format!("{label} node {}: {e}", c.mac))?;
         eprintln!(
-            "[{scenario}] {} +{:.1}s {}",
-            c.label,
+            "[{scenario}] {label} +{:.1}s {}",
             seen.elapsed.as_secs_f64(),
             seen.line.trim()
         );
@@ -124,8 +151,8 @@ fn join_one(lab: &mut Lab, scenario: &str, c: &Candidate) -> Result<JoinTimes, S
             let row = node_row(lab, c.mac)?;
             if row["state"] == "joined" {
                 return Err(format!(
-                    "{} node {} is joined before its Consul client started: {row}",
-                    c.label, c.mac
+                    "{label} node {} is joined before its Consul client started: {row}",
+                    c.mac
                 ));
             }
         }
@@ -134,19 +161,20 @@ fn join_one(lab: &mut Lab, scenario: &str, c: &Candidate) -> Result<JoinTimes, S
     let joined = started.elapsed();
     check_joined_row(c, &row)?;
     eprintln!(
-        "[{scenario}] {} joined +{:.1}s: catalog node {} id {} address {}",
-        c.label,
+        "[{scenario}] {label} joined +{:.1}s: catalog node {} id {} address {}",
         joined.as_secs_f64(),
         row["consul"]["node"],
         row["consul"]["id"],
         row["consul"]["address"]
     );
-    lab.vm(node).stop();
-    Ok(JoinTimes {
-        label: c.label,
-        marks,
-        joined,
-    })
+    Ok((
+        JoinTimes {
+            label,
+            marks,
+            joined,
+        },
+        node,
+    ))
 }
 
 /// `mac`'s row of `GET /v1/nodes`.
@@ -221,6 +249,64 @@ fn check_joined_row(c: &Candidate, row: &Value) -> Result<(), String> {
             c.label, c.mac
         )),
     }
+}
+
+/// `kindling node reprovision` of a joined, running node: the appliance
+/// revokes the Consul token of its install (Consul still had it), and the
+/// node's Consul client, still running, is refused from then on. Returns
+/// the old grant's secret-id accessor.
+fn reprovision_revokes_the_running_nodes_token(
+    lab: &mut Lab,
+    scenario: &str,
+    c: &Candidate,
+    node: VmId,
+) -> Result<Value, String> {
+    let old_grant = node_row(lab, c.mac)?["grant"]["secret_id_accessor"].clone();
+    let url = format!("{}/{}/reprovision", kindling_lab::demo::NODES_PATH, c.mac);
+    let asked = Instant::now();
+    let (code, body) = lab
+        .api_from_lan("POST", &url, Some("{}"))
+        .map_err(|e| e.to_string())?;
+    if code != 200 {
+        return Err(format!("POST {url} answered {code}: {body}"));
+    }
+    let reply: Value =
+        serde_json::from_str(&body).map_err(|e| format!("POST {url}: not JSON ({e}): {body}"))?;
+    let generation = reply["generation"].clone();
+    let revoked = loop {
+        let row = node_row(lab, c.mac)?;
+        if row["revoked"]["generation"] == generation {
+            break row["revoked"].clone();
+        }
+        if asked.elapsed() > JOIN_TIMEOUT {
+            return Err(format!(
+                "{url}: the node's Consul token was not revoked within {JOIN_TIMEOUT:?}: {row}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    if revoked["was_live"] != true || revoked["accessor"].as_str().is_none_or(str::is_empty) {
+        return Err(format!(
+            "re-provisioning {} should revoke the live Consul token of its install: {revoked}",
+            c.mac
+        ));
+    }
+    eprintln!(
+        "[{scenario}] reprovision {}: Consul token {} revoked {:.1}s after the request",
+        c.mac,
+        revoked["accessor"],
+        asked.elapsed().as_secs_f64()
+    );
+    let refused = lab
+        .vm(node)
+        .wait_for(TOKEN_REFUSED, TOKEN_REFUSED_TIMEOUT)
+        .map_err(|e| format!("the node's Consul client kept working with its revoked token: {e}"))?;
+    eprintln!(
+        "[{scenario}] the node's own Consul client, {:.1}s after the request: {}",
+        asked.elapsed().as_secs_f64(),
+        refused.line.trim()
+    );
+    Ok(old_grant)
 }
 
 /// Booted again, a joined node is sent to its disk (the lab node has none,

@@ -40,6 +40,9 @@ fi
 post() {
   if command -v curl >/dev/null 2>&1; then
     curl -fsS -m 10 -H 'Content-Type: application/json' --data "$1" "${URL}nodes/${MAC}/events" >/dev/null || true
+  elif command -v timeout >/dev/null 2>&1 && command -v wget >/dev/null 2>&1; then
+    # timeout(1), not wget -T: some static busybox builds crash on -T.
+    timeout 10 wget -q -O /dev/null --header='Content-Type: application/json' --post-data="$1" "${URL}nodes/${MAC}/events" || true
   elif command -v wget >/dev/null 2>&1; then
     wget -q -T 10 -O /dev/null --header='Content-Type: application/json' --post-data="$1" "${URL}nodes/${MAC}/events" || true
   fi
