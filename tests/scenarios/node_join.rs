@@ -214,8 +214,7 @@ fn wait_joined(lab: &Lab, c: &Candidate, timeout: Duration) -> Result<Value, Str
 /// Joined as the site says: under its hostname, its grant redeemed, the
 /// appliance's own `catalog-joined` after the node's `installed`.
 fn check_joined_row(c: &Candidate, row: &Value) -> Result<(), String> {
-    if row["consul"]["node"] != c.hostname
-        || row["consul"]["id"].as_str().is_none_or(str::is_empty)
+    if row["consul"]["node"] != c.hostname || row["consul"]["id"].as_str().is_none_or(str::is_empty)
     {
         return Err(format!(
             "{} node {}: joined, but not as catalog node {} with an ID: {row}",
@@ -300,7 +299,9 @@ fn reprovision_revokes_the_running_nodes_token(
     let refused = lab
         .vm(node)
         .wait_for(TOKEN_REFUSED, TOKEN_REFUSED_TIMEOUT)
-        .map_err(|e| format!("the node's Consul client kept working with its revoked token: {e}"))?;
+        .map_err(|e| {
+            format!("the node's Consul client kept working with its revoked token: {e}")
+        })?;
     eprintln!(
         "[{scenario}] the node's own Consul client, {:.1}s after the request: {}",
         asked.elapsed().as_secs_f64(),

@@ -27,8 +27,8 @@
 //! stack bootstraps itself); `KINDLING_E2E_STACK=0` skips it on a machine
 //! where the ~70 MiB initramfs and the minutes under TCG are not wanted.
 
-use crate::{node_join, service_logs};
 use crate::APPLIANCE_READY_TIMEOUT;
+use crate::{node_join, service_logs};
 use kindling_e2e::scan::{self, ScanResult};
 use kindling_e2e::{lab_for, lab_stack_image, release_bin, repo_root, skip_unless_root};
 use kindling_lab::{ApplianceBoot, ApplianceSpec, DiskBus, Lab, VmId};

@@ -63,7 +63,11 @@ fn write_one(entry: &Yaml, root: &Path) -> Result<String, String> {
     };
     match entry["owner"].as_str() {
         None | Some("root") | Some("root:root") => {}
-        Some(other) => return Err(format!("{path}: owner {other:?}: the lab node has root only")),
+        Some(other) => {
+            return Err(format!(
+                "{path}: owner {other:?}: the lab node has root only"
+            ))
+        }
     }
     let append = entry["append"].as_bool().unwrap_or(false);
     let target = super::under(root, path)?;
@@ -101,7 +105,10 @@ mod tests {
         let said = apply(&d["write_files"], dir.path()).unwrap();
         assert_eq!(said.len(), 2);
         let node = dir.path().join("etc/kindling/node.json");
-        assert_eq!(std::fs::read_to_string(&node).unwrap(), r#"{"mac": "52:54"}"#);
+        assert_eq!(
+            std::fs::read_to_string(&node).unwrap(),
+            r#"{"mac": "52:54"}"#
+        );
         let mode = std::fs::metadata(&node).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(std::fs::read(dir.path().join("etc/b")).unwrap(), b"hi");
@@ -111,8 +118,14 @@ mod tests {
     fn refuses_what_it_does_not_implement() {
         let dir = tempfile::tempdir().unwrap();
         for (entry, want) in [
-            ("  - path: /x\n    source: {uri: http://a}\n", "field \"source\""),
-            ("  - path: /x\n    encoding: gzip\n    content: a\n", "encoding \"gzip\""),
+            (
+                "  - path: /x\n    source: {uri: http://a}\n",
+                "field \"source\"",
+            ),
+            (
+                "  - path: /x\n    encoding: gzip\n    content: a\n",
+                "encoding \"gzip\"",
+            ),
             ("  - path: /x\n    owner: nobody\n", "root only"),
             ("  - path: x\n", "not an absolute path"),
             ("  - path: /a/../../x\n", "leaves the root"),

@@ -106,7 +106,10 @@ mod tests {
     fn tags_become_node_metadata_or_a_clear_error() {
         let tags = [("env".to_string(), "dev".to_string())].into();
         let meta = node_meta("dev", &tags).unwrap();
-        assert_eq!(Value::Object(meta), json!({"env": "dev", "kindling-profile": "dev"}));
+        assert_eq!(
+            Value::Object(meta),
+            json!({"env": "dev", "kindling-profile": "dev"})
+        );
         for bad in ["consul-x", "has space", ""] {
             let tags = [(bad.to_string(), "v".to_string())].into();
             let err = node_meta("dev", &tags).unwrap_err().to_string();
