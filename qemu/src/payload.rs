@@ -15,6 +15,21 @@ const INIT_SCRIPT: &str = include_str!("../payload/init");
 const UDHCPC_SCRIPT: &str = include_str!("../payload/udhcpc.script");
 const SYSTEMCTL_SCRIPT: &str = include_str!("../payload/systemctl");
 
+/// The C runtime a Debian node has, from the host's multiarch directory:
+/// with the first boot, the payload stands in for such a node, and the
+/// Consul client the appliance hands it (Debian's build) links against it.
+const NODE_LIBC: &[&str] = &[
+    "ld-linux-x86-64.so.2",
+    "libc.so.6",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "libm.so.6",
+    "libresolv.so.2",
+    "libnss_files.so.2",
+    "libnss_dns.so.2",
+];
+const LIBC_DIR: &str = "lib/x86_64-linux-gnu";
+
 /// Where the payload keeps the first-boot double (`PayloadInputs::first_boot`).
 pub const FIRST_BOOT_PATH: &str = "bin/kindling-nocloud-double";
 
@@ -94,6 +109,17 @@ pub fn build(inputs: &PayloadInputs, out: &Path) -> Result<Payload> {
         let data = read_static("the first-boot double", double)?;
         cpio.file(FIRST_BOOT_PATH, &data, 0o755);
         cpio.file("bin/systemctl", SYSTEMCTL_SCRIPT.as_bytes(), 0o755);
+        cpio.dir("lib/x86_64-linux-gnu");
+        cpio.dir("lib64");
+        for lib in NODE_LIBC {
+            let src = Path::new("/").join(LIBC_DIR).join(lib);
+            let data = std::fs::read(&src).map_err(|e| LabError::io("reading", &src, e))?;
+            cpio.file(&format!("{LIBC_DIR}/{lib}"), &data, 0o755);
+        }
+        cpio.symlink(
+            "lib64/ld-linux-x86-64.so.2",
+            "../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        );
     }
     let mut order_file = String::new();
     for rel in &order {
