@@ -222,7 +222,20 @@ pub fn judge(
         .get(&expected.node)
         .map(|entry| (entry, meta_differences(&expected.meta, &entry.meta)));
     let in_nomad = nomad_problem(nomad, &expected.node);
+    // A re-installed node: Consul keeps a dead node's entry until it is
+    // reaped, so the catalog may still list the install a re-arm ended
+    // (kept as `member`, marked left). That entry is not this install.
+    let previous_install = |entry: &CatalogNode| {
+        node.state == NodeState::Installed
+            && node
+                .member
+                .is_some_and(|m| m.left_at.is_some() && m.id == entry.id)
+    };
     match differences {
+        Some((entry, diff)) if diff.is_empty() && previous_install(entry) => Some(keep(format!(
+            "{claim}the catalog's {} (ID {}) is the install that was re-provisioned; waiting for this install's own agent",
+            entry.node, entry.id
+        ))),
         Some((entry, diff)) if diff.is_empty() && in_nomad.is_none() => {
             let same = node.member.filter(|m| {
                 m.id == entry.id && m.left_at.is_none() && node.state == NodeState::Joined
@@ -454,6 +467,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v.member.unwrap().joined_at, 100);
+    }
+
+    /// After a re-arm the old install's entry (same ID) does not make the
+    /// re-installed node joined; its new agent's entry (a new ID) does.
+    #[test]
+    fn a_reinstalled_node_is_not_joined_by_its_old_installs_entry() {
+        let expected = rules().expected(&DEV, Some("dev")).unwrap();
+        let retired = member(Some(50));
+        let node = Standing {
+            state: Installed,
+            member: Some(&retired),
+            claimed: None,
+        };
+        let old = catalog(&[entry("node-dev-1", "development")]);
+        let v = judge(
+            node,
+            Ok(&expected),
+            CatalogView::Listed(&old),
+            NomadView::NotRun,
+            100,
+        )
+        .unwrap();
+        assert_eq!(v.state, Installed);
+        assert!(v.reason.unwrap().contains("re-provisioned"));
+        let mut fresh = entry("node-dev-1", "development");
+        fresh.id = "9e8d".into();
+        let new = catalog(&[fresh]);
+        let v = judge(
+            node,
+            Ok(&expected),
+            CatalogView::Listed(&new),
+            NomadView::NotRun,
+            100,
+        )
+        .unwrap();
+        assert_eq!(v.state, Joined);
+        assert_eq!(v.member.unwrap().id, "9e8d");
     }
 
     #[test]

@@ -69,11 +69,14 @@ impl Inventory {
         }
         record.seen.rearmed = generation;
         record.seen.alerts.clear();
-        // A new cycle: the old install's failure and catalog entry are
-        // history (the event log keeps them).
+        // A new cycle: the old install's failure is history (the event log
+        // keeps it); its catalog entry is kept marked left, so the catalog
+        // check can tell it from the new install's (`membership::judge`).
         record.seen.failure = None;
         record.seen.reason = None;
-        record.seen.consul = None;
+        if let Some(member) = record.seen.consul.as_mut() {
+            member.left_at.get_or_insert(now);
+        }
         let previous = record.seen.grant.take();
         if record.state >= NodeState::Installed {
             record.state = NodeState::Discovered;

@@ -328,10 +328,12 @@ mod tests {
         assert_eq!(node.seen.consul.unwrap().left_at, Some(7));
         assert!(inv.flush_if_dirty().unwrap());
 
-        // Re-armed: a new cycle forgets the old membership and failure.
+        // Re-armed: a new cycle forgets the old failure; the old install's
+        // catalog entry stays marked left (when it left, here at 7).
         inv.apply_rearm(DEV, 1, 8);
         let node = inv.node(&DEV).unwrap();
-        assert_eq!((node.seen.consul, node.seen.reason), (None, None));
+        assert_eq!(node.seen.reason, None);
+        assert_eq!(node.seen.consul.unwrap().left_at, Some(7));
     }
 
     #[test]
