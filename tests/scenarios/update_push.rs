@@ -323,6 +323,9 @@ pub fn bad_update_rolls_back(
     let v2 = running_version(lab)?;
     let v3 = next_version(&v2)?;
     let (bundle, size) = build_bundle(lab, image, bad_image, &v3, &v2)?;
+    // v3's image carries a newer build of the lab overlay; a trial that
+    // fails must leave the overlay floors as v2 had them.
+    let floors = get(lab, "/v1/overlays")?["state"]["floors"].clone();
 
     let started = Instant::now();
     // Its CLI follows the whole trial: it ends once the appliance is back.
@@ -403,6 +406,12 @@ pub fn bad_update_rolls_back(
     {
         return Err(format!(
             "after the fallback: expected {want_entry} at version and floor {v2}, {v3} refused and reported: {update}"
+        ));
+    }
+    let floors_after = get(lab, "/v1/overlays")?["state"]["floors"].clone();
+    if floors_after != floors || floors.as_object().is_none_or(|f| f.is_empty()) {
+        return Err(format!(
+            "v3's failed trial changed the overlay floors: {floors} before, {floors_after} after the fallback"
         ));
     }
     eprintln!(
