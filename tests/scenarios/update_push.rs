@@ -313,6 +313,22 @@ fn lan_downtime(prober: kindling_lab::dhcp_probe::Prober, scenario: &str) -> Res
 /// pushes v3 built from `bad_image` (the lab image without its NIC
 /// driver), follows its tries and the fallback, then pushes it again.
 /// Returns the VM of the boot back on v2.
+/// The overlay floors once v2's blessing has been recorded: the API
+/// records a blessed image's own overlays within its 2 s status poll, so
+/// two reads 3 s apart that agree are the settled state.
+fn settled_floors(lab: &Lab) -> Result<serde_json::Value, String> {
+    let mut last = get(lab, "/v1/overlays")?["state"]["floors"].clone();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_secs(3));
+        let now = get(lab, "/v1/overlays")?["state"]["floors"].clone();
+        if now == last {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Err(format!("the overlay floors kept changing: {last}"))
+}
+
 pub fn bad_update_rolls_back(
     lab: &mut Lab,
     app: VmId,
@@ -325,7 +341,7 @@ pub fn bad_update_rolls_back(
     let (bundle, size) = build_bundle(lab, image, bad_image, &v3, &v2)?;
     // v3's image carries a newer build of the lab overlay; a trial that
     // fails must leave the overlay floors as v2 had them.
-    let floors = get(lab, "/v1/overlays")?["state"]["floors"].clone();
+    let floors = settled_floors(lab)?;
 
     let started = Instant::now();
     // Its CLI follows the whole trial: it ends once the appliance is back.
