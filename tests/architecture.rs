@@ -50,6 +50,7 @@ const LAYERS: &[(&str, u8)] = &[
     // 6: the QEMU lab, test doubles and end-to-end tests
     ("kindling-lab", 6),
     ("kindling-nomad-double", 6),
+    ("kindling-nocloud-double", 6),
     ("kindling-e2e", 7),
 ];
 

@@ -8,14 +8,10 @@
 
 mod common;
 
-use common::{lab_site, Dirs};
+use common::Dirs;
 use kindling_artifacts::{ArtifactStore, Receiver, Sha256Hex, UploadRequest};
-use kindling_pxe::enroll::NoEnrollment;
-use kindling_pxe::holder::FixedHolders;
 use kindling_pxe::http::connection::Limits;
-use kindling_pxe::http::handler::{NodeGate, PxeHttp};
 use kindling_pxe::status::Stats;
-use kindling_pxe::{Inventory, PxeSettings};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -23,31 +19,7 @@ use std::time::Duration;
 
 /// The lab site's PXE HTTP service on 127.0.0.1 over `dirs`.
 fn serve(dirs: &Dirs) -> (SocketAddr, Arc<Stats>) {
-    let settings =
-        Arc::new(PxeSettings::from_site(&lab_site(), dirs.paths(&dirs.path("boot"))).unwrap());
-    let (inventory, problem) =
-        Inventory::open(&settings.paths.state_dir, settings.profile_policy());
-    assert!(problem.is_none(), "{problem:?}");
-    let stats = Arc::new(Stats::default());
-    let inventory = Arc::new(inventory);
-    let grants = kindling_pxe::service::grant_keeper(
-        &settings,
-        inventory.clone(),
-        Arc::new(NoEnrollment),
-        stats.clone(),
-    );
-    let gate = NodeGate {
-        holders: Arc::new(FixedHolders(Vec::new())),
-        grants: Arc::new(grants),
-    };
-    let http = Arc::new(PxeHttp::new(settings, inventory, gate, stats.clone()));
-    let listener = kindling_pxe::http::listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let e = kindling_pxe::http::listener::serve(listener, http, 16, Limits::default());
-        panic!("listener ended: {e}");
-    });
-    (addr, stats)
+    common::serve_lab_http(dirs, Vec::new(), 16, Limits::default())
 }
 
 /// One HTTP/1.0 request (`head` without its final empty line):
@@ -58,13 +30,7 @@ fn fetch(addr: SocketAddr, head: &str) -> (u16, String, Vec<u8>) {
     write!(s, "{head}\r\n").unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end: {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head, raw[split + 4..].to_vec())
+    common::split_reply(&raw)
 }
 
 /// Pushes `bytes` into the store as the API does; its sha256.

@@ -8,13 +8,9 @@
 
 mod common;
 
-use common::{lab_site, Dirs};
-use kindling_pxe::enroll::NoEnrollment;
-use kindling_pxe::holder::FixedHolders;
+use common::Dirs;
 use kindling_pxe::http::connection::Limits;
-use kindling_pxe::http::handler::{NodeGate, PxeHttp};
 use kindling_pxe::status::Stats;
-use kindling_pxe::{Inventory, PxeSettings};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -41,32 +37,9 @@ fn server(max_connections: usize) -> Server {
         .map(|i: usize| (i * 31 + i / 997) as u8)
         .collect();
     std::fs::write(dirs.path("artifacts/initrd"), &artifact).unwrap();
-    let settings =
-        Arc::new(PxeSettings::from_site(&lab_site(), dirs.paths(&dirs.path("boot"))).unwrap());
-    let (inventory, problem) =
-        Inventory::open(&settings.paths.state_dir, settings.profile_policy());
-    assert!(problem.is_none(), "{problem:?}");
-    let stats = Arc::new(Stats::default());
-    let inventory = Arc::new(inventory);
-    let grants = kindling_pxe::service::grant_keeper(
-        &settings,
-        inventory.clone(),
-        Arc::new(NoEnrollment),
-        stats.clone(),
-    );
     // The test client on loopback holds the dev node's lease.
-    let holders = FixedHolders(vec![(DEV_MAC.parse().unwrap(), [127, 0, 0, 1].into())]);
-    let gate = NodeGate {
-        holders: Arc::new(holders),
-        grants: Arc::new(grants),
-    };
-    let http = Arc::new(PxeHttp::new(settings, inventory, gate, stats.clone()));
-    let listener = kindling_pxe::http::listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let e = kindling_pxe::http::listener::serve(listener, http, max_connections, LIMITS);
-        panic!("listener ended: {e}");
-    });
+    let holders = vec![(DEV_MAC.parse().unwrap(), [127, 0, 0, 1].into())];
+    let (addr, stats) = common::serve_lab_http(&dirs, holders, max_connections, LIMITS);
     Server { addr, stats, dirs }
 }
 

@@ -205,13 +205,7 @@ impl Node {
         write!(s, "{head}\r\n").unwrap();
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).unwrap();
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or_else(|| panic!("no header end: {:?}", String::from_utf8_lossy(&raw)));
-        let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (status, head, raw[split + 4..].to_vec())
+        common::split_reply(&raw)
     }
 
     /// node.json as the user-data served to `from` for `mac` writes it.

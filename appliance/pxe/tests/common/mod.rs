@@ -5,8 +5,16 @@
 //! namespace.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use kindling_pxe::enroll::NoEnrollment;
+use kindling_pxe::holder::FixedHolders;
+use kindling_pxe::http::connection::Limits;
+use kindling_pxe::http::handler::{NodeGate, PxeHttp};
 use kindling_pxe::service::{self, ServiceOptions};
-use kindling_pxe::{PxePaths, PxeSettings};
+use kindling_pxe::status::Stats;
+use kindling_pxe::{Inventory, PxePaths, PxeSettings};
+use kindling_site::MacAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -428,3 +436,49 @@ pub fn read_status(path: &Path) -> serde_json::Value {
         .unwrap_or_default()
 }
 pub mod tftp_client;
+
+/// The lab site's PXE HTTP service (no enrollment) on 127.0.0.1 over
+/// `dirs`, with `holders` holding leases: its address and counters.
+pub fn serve_lab_http(
+    dirs: &Dirs,
+    holders: Vec<(MacAddr, Ipv4Addr)>,
+    max_connections: usize,
+    limits: Limits,
+) -> (SocketAddr, Arc<Stats>) {
+    let settings =
+        Arc::new(PxeSettings::from_site(&lab_site(), dirs.paths(&dirs.path("boot"))).unwrap());
+    let (inventory, problem) =
+        Inventory::open(&settings.paths.state_dir, settings.profile_policy());
+    assert!(problem.is_none(), "{problem:?}");
+    let stats = Arc::new(Stats::default());
+    let inventory = Arc::new(inventory);
+    let grants = service::grant_keeper(
+        &settings,
+        inventory.clone(),
+        Arc::new(NoEnrollment),
+        stats.clone(),
+    );
+    let gate = NodeGate {
+        holders: Arc::new(FixedHolders(holders)),
+        grants: Arc::new(grants),
+    };
+    let http = Arc::new(PxeHttp::new(settings, inventory, gate, stats.clone()));
+    let listener = kindling_pxe::http::listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let e = kindling_pxe::http::listener::serve(listener, http, max_connections, limits);
+        panic!("listener ended: {e}");
+    });
+    (addr, stats)
+}
+
+/// A whole HTTP/1.0 reply as read to the end: (status, head, body bytes).
+pub fn split_reply(raw: &[u8]) -> (u16, String, Vec<u8>) {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end: {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, raw[split + 4..].to_vec())
+}
