@@ -1,4 +1,4 @@
-//! `kindling artifact push|list|delete`: files kept on an appliance's data
+//! `kindling artifact push|import-iso|list|delete`: files kept on an appliance's data
 //! partition for nodes (ISOs, kernels, images), content-addressed by
 //! sha256 and served to the LAN by the PXE HTTP service at
 //! `/by-hash/sha256/HEX`, through the API (`POST /v1/artifacts`, `GET
@@ -32,6 +32,26 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Push the kernel, initrd and (Ubuntu live server) squashfs layers of
+    /// a Debian or Ubuntu installer ISO (admin role), then print them and a
+    /// profile `[boot]` section that boots them.
+    #[command(
+        name = "import-iso",
+        after_help = "Example:\n  kindling artifact import-iso debian-12.8.0-amd64-netinst.iso --context lab\n\nNeeds xorriso on this machine (Debian/Ubuntu package xorriso)."
+    )]
+    ImportIso {
+        iso: PathBuf,
+        /// What the pushed names start with, as PREFIX-vmlinuz (default:
+        /// the ISO's file name without `.iso`).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Push the ISO itself too (an Ubuntu autoinstall downloads the
+        /// whole live ISO; its profile names it as `iso`).
+        #[arg(long)]
+        with_iso: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// The artifacts the appliance keeps: sha256, name, size, who pushed
     /// them and when.
     #[command(after_help = "Example:\n  kindling artifact list --json")]
@@ -55,6 +75,12 @@ pub enum Command {
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Push { file, name, target } => push(&file, name, &target),
+        Command::ImportIso {
+            iso,
+            prefix,
+            with_iso,
+            target,
+        } => super::artifact_iso::import(&iso, prefix, with_iso, &target),
         Command::List { target, json } => list(&target, json),
         Command::Delete { sha256, target } => delete(&sha256, &target),
     }
@@ -101,29 +127,12 @@ fn push(file: &Path, name: Option<String>, target: &Target) -> anyhow::Result<()
             .with_context(|| format!("{}: not a file name; pass --name", file.display()))?,
     };
     let session = Session::open(target)?;
-    let spinner = super::progress::Spinner::start(format!("hashing {}", file.display()));
-    let hashed = sha256_of(file);
-    spinner.finish();
-    let (sha256, length) = hashed?;
-    let reader =
-        std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
-    let path = format!("/v1/artifacts?name={}&sha256={sha256}", query_value(&name));
-    let started = std::time::Instant::now();
-    let bar = super::progress::Bar::start(format!("pushing {}", file.display()), length);
-    let pushed: ArtifactPushed = session
-        .upload_as(&path, std::io::BufReader::new(reader), length, |sent| {
-            bar.set(sent)
-        })
-        .inspect_err(|_| bar.finish())?;
-    bar.finish();
-    let a = &pushed.artifact;
-    if pushed.created {
+    let pushed = push_file(&session, file, &name)?;
+    let a = &pushed.reply.artifact;
+    if pushed.reply.created {
         println!(
             "stored {} ({} bytes in {:.1} s) as sha256 {}",
-            a.name,
-            a.bytes,
-            started.elapsed().as_secs_f64(),
-            a.sha256
+            a.name, a.bytes, pushed.seconds, a.sha256
         );
     } else {
         println!(
@@ -138,7 +147,37 @@ fn push(file: &Path, name: Option<String>, target: &Target) -> anyhow::Result<()
     Ok(())
 }
 
-fn or_dash(text: &str) -> &str {
+/// What the appliance answered to one push, and how long the upload took.
+pub(super) struct Pushed {
+    pub reply: ArtifactPushed,
+    pub seconds: f64,
+}
+
+/// The one push path: hashes `file` here (with a spinner), then streams it
+/// to the appliance as `name`, stating the hash (with a progress bar).
+pub(super) fn push_file(session: &Session, file: &Path, name: &str) -> anyhow::Result<Pushed> {
+    let spinner = super::progress::Spinner::start(format!("hashing {}", file.display()));
+    let hashed = sha256_of(file);
+    spinner.finish();
+    let (sha256, length) = hashed?;
+    let reader =
+        std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let path = format!("/v1/artifacts?name={}&sha256={sha256}", query_value(name));
+    let started = std::time::Instant::now();
+    let bar = super::progress::Bar::start(format!("pushing {name}"), length);
+    let reply: ArtifactPushed = session
+        .upload_as(&path, std::io::BufReader::new(reader), length, |sent| {
+            bar.set(sent)
+        })
+        .inspect_err(|_| bar.finish())?;
+    bar.finish();
+    Ok(Pushed {
+        reply,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+pub(super) fn or_dash(text: &str) -> &str {
     if text.is_empty() {
         "-"
     } else {

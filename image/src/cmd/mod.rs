@@ -4,6 +4,7 @@
 //! spinner of network calls.
 
 pub mod artifact;
+mod artifact_iso;
 pub mod backup;
 mod client;
 pub mod completions;
