@@ -353,9 +353,9 @@ fn update_poll_follows_the_agent_s_check() {
 /// may not push or delete (exit 4), an unknown hash is exit 5.
 /// `kindling artifact import-iso` on a small ISO laid out as Ubuntu's live
 /// server (built here with xorriso, which the importer needs too): the
-/// kernel, initrd and squashfs layers are pushed under the ISO's name, the
-/// profile section names them by hash, and a file that is no ISO is
-/// refused naming it.
+/// kernel, initrd and squashfs layers (and with `--with-iso` the ISO) are
+/// pushed under the ISO's name, the profile section names them by hash,
+/// and a file that is no ISO is refused naming it.
 #[test]
 fn artifact_import_iso_pushes_an_installers_boot_files() {
     if Command::new("xorriso").arg("-version").output().is_err() {
@@ -402,7 +402,11 @@ fn artifact_import_iso_pushes_an_installers_boot_files() {
 
     let out = kindling(&["artifact", "import-iso", &iso], &read);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
-    let out = kindling(&["artifact", "import-iso", &iso], &admin);
+    let iso_hex = format!(
+        "{:x}",
+        <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&iso).unwrap())
+    );
+    let out = kindling(&["artifact", "import-iso", &iso, "--with-iso"], &admin);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("Ubuntu live server"), "{said}");
@@ -420,7 +424,8 @@ fn artifact_import_iso_pushes_an_installers_boot_files() {
     assert!(
         said.contains("kind = \"ubuntu-autoinstall\"")
             && said.contains(&format!("kernel = \"sha256/{}\"", hex("casper/vmlinuz")))
-            && said.contains(&format!("initrd = \"sha256/{}\"", hex("casper/initrd"))),
+            && said.contains(&format!("initrd = \"sha256/{}\"", hex("casper/initrd")))
+            && said.contains(&format!("iso = \"sha256/{iso_hex}\"")),
         "{said}"
     );
 
@@ -440,13 +445,17 @@ fn artifact_import_iso_pushes_an_installers_boot_files() {
             "ubuntu-test-live-server-ubuntu-server-minimal.squashfs",
             "ubuntu-test-live-server-ubuntu-server-minimal.ubuntu-server.squashfs",
             "ubuntu-test-live-server-vmlinuz",
+            "ubuntu-test-live-server.iso",
         ]
     );
 
     // Not an ISO: refused before anything is pushed, naming the file.
     let fake = dir.path().join("fake.iso");
     std::fs::write(&fake, vec![0x55u8; 100_000]).unwrap();
-    let out = kindling(&["artifact", "import-iso", &fake.display().to_string()], &admin);
+    let out = kindling(
+        &["artifact", "import-iso", &fake.display().to_string()],
+        &admin,
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("fake.iso: no file in it"),

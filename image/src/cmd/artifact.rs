@@ -6,15 +6,15 @@
 //!
 //! `push` hashes the file here first and states the hash, so the
 //! appliance keeps the bytes only if they arrived as they are on this
-//! machine; then it streams the file with a progress bar.
+//! machine; then it streams the file with a progress bar (`artifact_push`,
+//! which `import-iso`, in `artifact_iso`, pushes through as well).
 
+use super::artifact_push::push_file;
 use super::client::{Session, Target};
 use super::exit::{Exit, Failure};
 use super::table::Table;
 use anyhow::Context;
-use kindling_api::artifacts::{ArtifactDeleted, ArtifactInfo, ArtifactList, ArtifactPushed};
-use sha2::{Digest, Sha256};
-use std::io::Read;
+use kindling_api::artifacts::{ArtifactDeleted, ArtifactInfo, ArtifactList};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand)]
@@ -86,38 +86,6 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Percent-encodes a query value: unreserved characters stay, every other
-/// byte is `%XX`.
-fn query_value(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn sha256_of(path: &Path) -> anyhow::Result<(String, u64)> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1024 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((format!("{:x}", hasher.finalize()), total))
-}
-
 fn push(file: &Path, name: Option<String>, target: &Target) -> anyhow::Result<()> {
     let name = match name {
         Some(n) => n,
@@ -147,37 +115,7 @@ fn push(file: &Path, name: Option<String>, target: &Target) -> anyhow::Result<()
     Ok(())
 }
 
-/// What the appliance answered to one push, and how long the upload took.
-pub(super) struct Pushed {
-    pub reply: ArtifactPushed,
-    pub seconds: f64,
-}
-
-/// The one push path: hashes `file` here (with a spinner), then streams it
-/// to the appliance as `name`, stating the hash (with a progress bar).
-pub(super) fn push_file(session: &Session, file: &Path, name: &str) -> anyhow::Result<Pushed> {
-    let spinner = super::progress::Spinner::start(format!("hashing {}", file.display()));
-    let hashed = sha256_of(file);
-    spinner.finish();
-    let (sha256, length) = hashed?;
-    let reader =
-        std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
-    let path = format!("/v1/artifacts?name={}&sha256={sha256}", query_value(name));
-    let started = std::time::Instant::now();
-    let bar = super::progress::Bar::start(format!("pushing {name}"), length);
-    let reply: ArtifactPushed = session
-        .upload_as(&path, std::io::BufReader::new(reader), length, |sent| {
-            bar.set(sent)
-        })
-        .inspect_err(|_| bar.finish())?;
-    bar.finish();
-    Ok(Pushed {
-        reply,
-        seconds: started.elapsed().as_secs_f64(),
-    })
-}
-
-pub(super) fn or_dash(text: &str) -> &str {
+fn or_dash(text: &str) -> &str {
     if text.is_empty() {
         "-"
     } else {
@@ -241,15 +179,4 @@ fn delete(sha256: &str, target: &Target) -> anyhow::Result<()> {
         d.bytes
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_percent_encoded_in_the_query() {
-        assert_eq!(query_value("debian-12.iso"), "debian-12.iso");
-        assert_eq!(query_value("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
-    }
 }

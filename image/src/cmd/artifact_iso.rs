@@ -26,7 +26,7 @@
 //! squashfs is never held in memory, the disk holds one file at a time,
 //! and the push hashes it before it streams it.
 
-use super::artifact::{push_file, Pushed};
+use super::artifact_push::{push_file, Pushed};
 use super::client::{Session, Target};
 use super::exit::{Exit, Failure};
 use super::table::Table;
@@ -229,7 +229,9 @@ fn prefix_of(iso: &Path, given: Option<String>) -> anyhow::Result<String> {
     if prefix.is_empty() || prefix.contains('/') || prefix.chars().any(char::is_control) {
         return Err(Failure::new(
             Exit::Usage,
-            format!("--prefix {prefix:?}: a file name piece (not empty, no '/', no control character)"),
+            format!(
+                "--prefix {prefix:?}: a file name piece (not empty, no '/', no control character)"
+            ),
         )
         .into());
     }
@@ -423,7 +425,10 @@ mod tests {
             return;
         };
         let err = found.unwrap_err().to_string();
-        assert!(err.contains("test-installer.iso: not a Debian or Ubuntu installer ISO"), "{err}");
+        assert!(
+            err.contains("test-installer.iso: not a Debian or Ubuntu installer ISO"),
+            "{err}"
+        );
         assert!(
             err.contains("/install.amd/initrd.gz") && err.contains("/casper/initrd"),
             "{err}"
@@ -443,7 +448,10 @@ mod tests {
             .and_then(|listed| recognise(&fake, &listed))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("fake.iso: no file in it: not an ISO 9660"), "{err}");
+        assert!(
+            err.contains("fake.iso: no file in it: not an ISO 9660"),
+            "{err}"
+        );
     }
 
     #[test]

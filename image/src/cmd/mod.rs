@@ -5,6 +5,7 @@
 
 pub mod artifact;
 mod artifact_iso;
+mod artifact_push;
 pub mod backup;
 mod client;
 pub mod completions;
