@@ -351,6 +351,119 @@ fn update_poll_follows_the_agent_s_check() {
 /// `kindling artifact push|list|delete`: the admin pushes (the hash stated
 /// from the file), pushing again changes nothing, the read role lists but
 /// may not push or delete (exit 4), an unknown hash is exit 5.
+/// `kindling artifact import-iso` on a small ISO laid out as Ubuntu's live
+/// server (built here with xorriso, which the importer needs too): the
+/// kernel, initrd and squashfs layers (and with `--with-iso` the ISO) are
+/// pushed under the ISO's name, the profile section names them by hash,
+/// and a file that is no ISO is refused naming it.
+#[test]
+fn artifact_import_iso_pushes_an_installers_boot_files() {
+    if Command::new("xorriso").arg("-version").output().is_err() {
+        eprintln!("skipped: xorriso is not installed (tests/install-deps installs it)");
+        return;
+    }
+    let root = Root::new();
+    apply(&root);
+    let api = start_api(&root);
+    let tokens = lab_tokens();
+    let dir = tempfile::tempdir().unwrap();
+    let none = dir.path().join("absent.toml");
+    let admin = operator(&api, Some(tokens.admin.expose().to_string()), &none);
+    let read = operator(&api, Some(tokens.read.expose().to_string()), &none);
+    let tree = dir.path().join("tree");
+    let files = [
+        "casper/vmlinuz",
+        "casper/initrd",
+        "casper/ubuntu-server-minimal.squashfs",
+        "casper/ubuntu-server-minimal.ubuntu-server.squashfs",
+        "casper/filesystem.manifest",
+        "boot/grub/grub.cfg",
+    ];
+    for f in files {
+        let path = tree.join(f);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("bytes of {f}")).unwrap();
+    }
+    let iso = dir.path().join("ubuntu-test-live-server.iso");
+    let built = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-r", "-J", "-o"])
+        .arg(&iso)
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    let hex = |f: &str| {
+        format!(
+            "{:x}",
+            <sha2::Sha256 as sha2::Digest>::digest(format!("bytes of {f}"))
+        )
+    };
+    let iso = iso.display().to_string();
+
+    let out = kindling(&["artifact", "import-iso", &iso], &read);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let iso_hex = format!(
+        "{:x}",
+        <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&iso).unwrap())
+    );
+    let out = kindling(&["artifact", "import-iso", &iso, "--with-iso"], &admin);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("Ubuntu live server"), "{said}");
+    for (name, file) in [
+        ("ubuntu-test-live-server-vmlinuz", "casper/vmlinuz"),
+        ("ubuntu-test-live-server-initrd", "casper/initrd"),
+        (
+            "ubuntu-test-live-server-ubuntu-server-minimal.squashfs",
+            "casper/ubuntu-server-minimal.squashfs",
+        ),
+    ] {
+        assert!(said.contains(name) && said.contains(&hex(file)), "{said}");
+    }
+    assert!(!said.contains("manifest"), "{said}");
+    assert!(
+        said.contains("kind = \"ubuntu-autoinstall\"")
+            && said.contains(&format!("kernel = \"sha256/{}\"", hex("casper/vmlinuz")))
+            && said.contains(&format!("initrd = \"sha256/{}\"", hex("casper/initrd")))
+            && said.contains(&format!("iso = \"sha256/{iso_hex}\"")),
+        "{said}"
+    );
+
+    let out = kindling(&["artifact", "list", "--json"], &read);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut names: Vec<&str> = json["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "ubuntu-test-live-server-initrd",
+            "ubuntu-test-live-server-ubuntu-server-minimal.squashfs",
+            "ubuntu-test-live-server-ubuntu-server-minimal.ubuntu-server.squashfs",
+            "ubuntu-test-live-server-vmlinuz",
+            "ubuntu-test-live-server.iso",
+        ]
+    );
+
+    // Not an ISO: refused before anything is pushed, naming the file.
+    let fake = dir.path().join("fake.iso");
+    std::fs::write(&fake, vec![0x55u8; 100_000]).unwrap();
+    let out = kindling(
+        &["artifact", "import-iso", &fake.display().to_string()],
+        &admin,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fake.iso: no file in it"),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn artifact_push_list_and_delete() {
     let root = Root::new();

@@ -1,4 +1,4 @@
-//! `kindling artifact push|list|delete`: files kept on an appliance's data
+//! `kindling artifact push|import-iso|list|delete`: files kept on an appliance's data
 //! partition for nodes (ISOs, kernels, images), content-addressed by
 //! sha256 and served to the LAN by the PXE HTTP service at
 //! `/by-hash/sha256/HEX`, through the API (`POST /v1/artifacts`, `GET
@@ -6,15 +6,15 @@
 //!
 //! `push` hashes the file here first and states the hash, so the
 //! appliance keeps the bytes only if they arrived as they are on this
-//! machine; then it streams the file with a progress bar.
+//! machine; then it streams the file with a progress bar (`artifact_push`,
+//! which `import-iso`, in `artifact_iso`, pushes through as well).
 
+use super::artifact_push::push_file;
 use super::client::{Session, Target};
 use super::exit::{Exit, Failure};
 use super::table::Table;
 use anyhow::Context;
-use kindling_api::artifacts::{ArtifactDeleted, ArtifactInfo, ArtifactList, ArtifactPushed};
-use sha2::{Digest, Sha256};
-use std::io::Read;
+use kindling_api::artifacts::{ArtifactDeleted, ArtifactInfo, ArtifactList};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand)]
@@ -29,6 +29,26 @@ pub enum Command {
         /// The name it is listed under (default: the file's name).
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Push the kernel, initrd and (Ubuntu live server) squashfs layers of
+    /// a Debian or Ubuntu installer ISO (admin role), then print them and a
+    /// profile `[boot]` section that boots them.
+    #[command(
+        name = "import-iso",
+        after_help = "Example:\n  kindling artifact import-iso debian-12.8.0-amd64-netinst.iso --context lab\n\nNeeds xorriso on this machine (Debian/Ubuntu package xorriso)."
+    )]
+    ImportIso {
+        iso: PathBuf,
+        /// What the pushed names start with, as PREFIX-vmlinuz (default:
+        /// the ISO's file name without `.iso`).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Push the ISO itself too (an Ubuntu autoinstall downloads the
+        /// whole live ISO; its profile names it as `iso`).
+        #[arg(long)]
+        with_iso: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -55,41 +75,15 @@ pub enum Command {
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Push { file, name, target } => push(&file, name, &target),
+        Command::ImportIso {
+            iso,
+            prefix,
+            with_iso,
+            target,
+        } => super::artifact_iso::import(&iso, prefix, with_iso, &target),
         Command::List { target, json } => list(&target, json),
         Command::Delete { sha256, target } => delete(&sha256, &target),
     }
-}
-
-/// Percent-encodes a query value: unreserved characters stay, every other
-/// byte is `%XX`.
-fn query_value(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn sha256_of(path: &Path) -> anyhow::Result<(String, u64)> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1024 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((format!("{:x}", hasher.finalize()), total))
 }
 
 fn push(file: &Path, name: Option<String>, target: &Target) -> anyhow::Result<()> {
@@ -101,29 +95,12 @@ fn push(file: &Path, name: Option<String>, target: &Target) -> anyhow::Result<()
             .with_context(|| format!("{}: not a file name; pass --name", file.display()))?,
     };
     let session = Session::open(target)?;
-    let spinner = super::progress::Spinner::start(format!("hashing {}", file.display()));
-    let hashed = sha256_of(file);
-    spinner.finish();
-    let (sha256, length) = hashed?;
-    let reader =
-        std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
-    let path = format!("/v1/artifacts?name={}&sha256={sha256}", query_value(&name));
-    let started = std::time::Instant::now();
-    let bar = super::progress::Bar::start(format!("pushing {}", file.display()), length);
-    let pushed: ArtifactPushed = session
-        .upload_as(&path, std::io::BufReader::new(reader), length, |sent| {
-            bar.set(sent)
-        })
-        .inspect_err(|_| bar.finish())?;
-    bar.finish();
-    let a = &pushed.artifact;
-    if pushed.created {
+    let pushed = push_file(&session, file, &name)?;
+    let a = &pushed.reply.artifact;
+    if pushed.reply.created {
         println!(
             "stored {} ({} bytes in {:.1} s) as sha256 {}",
-            a.name,
-            a.bytes,
-            started.elapsed().as_secs_f64(),
-            a.sha256
+            a.name, a.bytes, pushed.seconds, a.sha256
         );
     } else {
         println!(
@@ -202,15 +179,4 @@ fn delete(sha256: &str, target: &Target) -> anyhow::Result<()> {
         d.bytes
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_percent_encoded_in_the_query() {
-        assert_eq!(query_value("debian-12.iso"), "debian-12.iso");
-        assert_eq!(query_value("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
-    }
 }

@@ -4,6 +4,8 @@
 //! spinner of network calls.
 
 pub mod artifact;
+mod artifact_iso;
+mod artifact_push;
 pub mod backup;
 mod client;
 pub mod completions;
