@@ -14,10 +14,10 @@ use kindling_pxe::status::Stats;
 use kindling_pxe::{Inventory, PxePaths, PxeSettings};
 use kindling_site::MacAddr;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Skips the calling test (returns) when not root: netns needs CAP_SYS_ADMIN.
