@@ -603,7 +603,7 @@ fn the_appliance_decides_joined_from_its_own_consul_catalog() {
     assert_eq!(state, NodeState::Installed);
     let reason = node(&inventory).seen.reason.unwrap();
     assert!(
-        reason.contains("it says joined (at 4), but not in the appliance's Consul catalog as node-dev-1 with env=development, kindling-profile=dev, role=worker"),
+        reason.contains("it says joined (at 4), but not in the appliance's Consul catalog as node-dev-1 with env=dev, kindling-profile=dev, role=worker"),
         "{reason}\n{}",
         lab.api_log()
     );
@@ -617,14 +617,14 @@ fn the_appliance_decides_joined_from_its_own_consul_catalog() {
         serde_json::json!({"Node": "node-dev-1", "ID": id, "Address": "127.0.0.10",
             "NodeMeta": {"env": env, "role": "worker", "kindling-profile": "dev"}})
     };
-    let (status, text) = catalog_put(&lab, &token.secret_id, "register", register("production"));
+    let (status, text) = catalog_put(&lab, &token.secret_id, "register", register("prod"));
     assert_eq!(status, 200, "{text}");
     within(Duration::from_secs(10), "wrong meta is named", || {
         tick();
         node(&inventory)
             .seen
             .reason
-            .is_some_and(|r| r.contains("env=production (expected development)"))
+            .is_some_and(|r| r.contains("env=prod (expected dev)"))
     });
     assert_eq!(node(&inventory).state, NodeState::Installed);
 
@@ -634,12 +634,12 @@ fn the_appliance_decides_joined_from_its_own_consul_catalog() {
         &token.secret_id,
         "register",
         serde_json::json!({"Node": "node-prod-1", "Address": "127.0.0.10",
-            "NodeMeta": {"env": "production", "kindling-profile": "prod"}}),
+            "NodeMeta": {"env": "prod", "kindling-profile": "prod"}}),
     );
     assert_eq!(status, 403, "a node registers its own name only");
 
     // 3. With its profile's meta: joined, with its Consul node ID.
-    let (status, text) = catalog_put(&lab, &token.secret_id, "register", register("development"));
+    let (status, text) = catalog_put(&lab, &token.secret_id, "register", register("dev"));
     assert_eq!(status, 200, "{text}");
     let took = within(Duration::from_secs(10), "joined", || {
         tick();
@@ -712,7 +712,7 @@ fn the_appliance_decides_joined_from_its_own_consul_catalog() {
         403,
         "the revoked token no longer works"
     );
-    let (status, _) = catalog_put(&lab, &token.secret_id, "register", register("development"));
+    let (status, _) = catalog_put(&lab, &token.secret_id, "register", register("dev"));
     assert_eq!(status, 403, "nor registers the node");
     drop(api);
 }
