@@ -216,7 +216,7 @@ pub(crate) fn good_update(
     let v1 = running_version(lab)?;
     let v2 = v2.to_string();
     // The overlay state kept on the data partition: accepted versions and floors.
-    let overlays_before = get(lab, "/v1/overlays")?["state"].clone();
+    let overlays_before = settled_overlays(lab)?;
     let (bundle, size) = build_bundle(lab, image, image, &v2, &v1)?;
 
     let prober = lab.dhcp_prober_on_lan(DHCP_PROBE_EVERY, DHCP_PROBES_MAX);
@@ -263,7 +263,7 @@ pub(crate) fn good_update(
     }
     // The data partition came through: the overlays' floors as before,
     // and the API's record of the push, written before the reboot.
-    let overlays_after = get(lab, "/v1/overlays")?["state"].clone();
+    let overlays_after = settled_overlays(lab)?;
     if overlays_after != overlays_before {
         return Err(format!(
             "the overlay state on the data partition changed across the update: {overlays_before} -> {overlays_after}"
@@ -309,26 +309,32 @@ fn lan_downtime(prober: kindling_lab::dhcp_probe::Prober, scenario: &str) -> Res
     Ok(())
 }
 
-/// Runs on the appliance blessed at v2 (`app`, after the good update):
-/// pushes v3 built from `bad_image` (the lab image without its NIC
-/// driver), follows its tries and the fallback, then pushes it again.
-/// Returns the VM of the boot back on v2.
-/// The overlay floors once v2's blessing has been recorded: the API
-/// records a blessed image's own overlays within its 2 s status poll, so
-/// two reads 3 s apart that agree are the settled state.
-fn settled_floors(lab: &Lab) -> Result<serde_json::Value, String> {
-    let mut last = get(lab, "/v1/overlays")?["state"]["floors"].clone();
+/// The overlay state kept on the data partition once the running image's
+/// own overlays are recorded. A boot from a slot that still counts tries
+/// (a fresh disk's first boot, an update's) records them only when the
+/// slot is blessed, through the API's 2 s poll of the agent's status; so
+/// the state is read until it holds an accepted overlay and two reads 3 s
+/// apart agree.
+fn settled_overlays(lab: &Lab) -> Result<serde_json::Value, String> {
+    let mut last = get(lab, "/v1/overlays")?["state"].clone();
     for _ in 0..10 {
         std::thread::sleep(Duration::from_secs(3));
-        let now = get(lab, "/v1/overlays")?["state"]["floors"].clone();
-        if now == last {
+        let now = get(lab, "/v1/overlays")?["state"].clone();
+        let recorded = now["accepted"].as_object().is_some_and(|a| !a.is_empty());
+        if recorded && now == last {
             return Ok(now);
         }
         last = now;
     }
-    Err(format!("the overlay floors kept changing: {last}"))
+    Err(format!(
+        "the image's own overlays were not recorded as accepted, or kept changing: {last}"
+    ))
 }
 
+/// Runs on the appliance blessed at v2 (`app`, after the good update):
+/// pushes v3 built from `bad_image` (the lab image without its NIC
+/// driver), follows its tries and the fallback, then pushes it again.
+/// Returns the VM of the boot back on v2.
 pub fn bad_update_rolls_back(
     lab: &mut Lab,
     app: VmId,
@@ -341,7 +347,7 @@ pub fn bad_update_rolls_back(
     let (bundle, size) = build_bundle(lab, image, bad_image, &v3, &v2)?;
     // v3's image carries a newer build of the lab overlay; a trial that
     // fails should leave the overlay floors as v2 had them.
-    let floors = settled_floors(lab)?;
+    let floors = settled_overlays(lab)?["floors"].clone();
 
     let started = Instant::now();
     // Its CLI follows the whole trial: it ends once the appliance is back.
@@ -426,7 +432,7 @@ pub fn bad_update_rolls_back(
     }
     // Reported, not yet asserted: the trial's overlay handling is new and
     // has not been through this scenario before.
-    let floors_after = get(lab, "/v1/overlays")?["state"]["floors"].clone();
+    let floors_after = settled_overlays(lab)?["floors"].clone();
     eprintln!(
         "[{scenario}] overlay floors: {floors} before the push of {v3}, {floors_after} after the fallback ({})",
         if floors_after == floors { "unchanged" } else { "CHANGED" }
