@@ -346,7 +346,7 @@ pub fn bad_update_rolls_back(
     let v3 = next_version(&v2)?;
     let (bundle, size) = build_bundle(lab, image, bad_image, &v3, &v2)?;
     // v3's image carries a newer build of the lab overlay; a trial that
-    // fails should leave the overlay floors as v2 had them.
+    // fails must leave the overlay floors as v2 had them.
     let floors = settled_overlays(lab)?["floors"].clone();
 
     let started = Instant::now();
@@ -430,13 +430,13 @@ pub fn bad_update_rolls_back(
             "after the fallback: expected {want_entry} at version and floor {v2}, {v3} refused and reported: {update}"
         ));
     }
-    // Reported, not yet asserted: the trial's overlay handling is new and
-    // has not been through this scenario before.
     let floors_after = settled_overlays(lab)?["floors"].clone();
-    eprintln!(
-        "[{scenario}] overlay floors: {floors} before the push of {v3}, {floors_after} after the fallback ({})",
-        if floors_after == floors { "unchanged" } else { "CHANGED" }
-    );
+    if floors_after != floors {
+        return Err(format!(
+            "v3's failed trial changed the overlay floors: {floors} before its push, {floors_after} after the fallback"
+        ));
+    }
+    eprintln!("[{scenario}] overlay floors unchanged by the failed trial of {v3}: {floors}");
     eprintln!(
         "[{scenario}] fell back to {v2} {:.1}s after the first try began ({:.1}s after the push began), with no operator: {last}",
         fallback.as_secs_f64(),
