@@ -23,7 +23,8 @@ fn query_value(text: &str) -> String {
         .collect()
 }
 
-fn sha256_of(path: &Path) -> anyhow::Result<(String, u64)> {
+/// The file's sha256 (lowercase hex) and size, read once in 1 MiB pieces.
+pub(super) fn sha256_of(path: &Path) -> anyhow::Result<(String, u64)> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut hasher = Sha256::new();

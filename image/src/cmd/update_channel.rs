@@ -8,8 +8,6 @@ use anyhow::{bail, Context};
 use clap::Args;
 use kindling_overlay::PublicKey;
 use kindling_update::{ChannelIndex, ChannelPolicy, Release, StageRequest, Version};
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -163,26 +161,6 @@ fn bundle_version(bundle: &Path, trusted: &[PublicKey]) -> anyhow::Result<Versio
     Ok(staged.manifest.version)
 }
 
-fn sha256_file(path: &Path) -> anyhow::Result<(u64, String)> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    let digest = hasher.finalize();
-    Ok((size, digest.iter().map(|b| format!("{b:02x}")).collect()))
-}
-
 pub fn publish(a: PublishArgs) -> anyhow::Result<()> {
     let key = super::keygen::load_secret_key(&a.key, a.password_file.as_deref())?;
     let trusted = [key.public_key()];
@@ -199,7 +177,7 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<()> {
             std::fs::copy(bundle, &served)
                 .with_context(|| format!("copying {} to {}", bundle.display(), served.display()))?;
         }
-        let (size, sha256) = sha256_file(&served)?;
+        let (sha256, size) = super::artifact_push::sha256_of(&served)?;
         index.publish(Release {
             version,
             bundle: name,
