@@ -3,25 +3,12 @@
 //! hash, so the appliance keeps the bytes only if they arrived as they are
 //! on this machine.
 
-use super::client::Session;
+use super::client::{query_value, Session};
 use anyhow::Context;
 use kindling_api::artifacts::ArtifactPushed;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
-
-/// Percent-encodes a query value: unreserved characters stay, every other
-/// byte is `%XX`.
-fn query_value(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// The file's sha256 (lowercase hex) and size, read once in 1 MiB pieces.
 pub(super) fn sha256_of(path: &Path) -> anyhow::Result<(String, u64)> {

@@ -172,6 +172,19 @@ fn failure_reason(text: &str) -> String {
     }
 }
 
+/// Percent-encodes a query value: unreserved characters stay, every other
+/// byte is `%XX`.
+pub(super) fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@
 //! Owns the client side only: lines are printed as the appliance stores
 //! them (`<UTC time> [<seconds since boot>] <text>`).
 
-use super::client::{Session, Target};
+use super::client::{query_value, Session, Target};
 use anyhow::bail;
 use kindling_api::logs::{LogLines, LogList, LogStorage};
 use std::io::Write;
@@ -68,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn path_for(service: &str, args: &Args) -> String {
     let mut query = Vec::new();
     if let Some(since) = &args.since {
-        query.push(format!("since={}", encode(since)));
+        query.push(format!("since={}", query_value(since)));
     }
     if let Some(n) = args.lines {
         query.push(format!("lines={n}"));
@@ -76,24 +76,12 @@ fn path_for(service: &str, args: &Args) -> String {
     if args.follow {
         query.push("follow=1".to_string());
     }
-    let mut path = format!("/v1/logs/{}", encode(service));
+    let mut path = format!("/v1/logs/{}", query_value(service));
     if !query.is_empty() {
         path.push('?');
         path.push_str(&query.join("&"));
     }
     path
-}
-
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Streams the followed log to stdout until the appliance ends it.
@@ -158,7 +146,7 @@ mod tests {
         );
         let cli = Cli::parse_from(["logs", "pxe"]);
         assert_eq!(path_for("pxe", &cli.args), "/v1/logs/pxe");
-        assert_eq!(encode("../x y"), "..%2Fx%20y");
+        assert_eq!(query_value("../x y"), "..%2Fx%20y");
     }
 
     #[test]

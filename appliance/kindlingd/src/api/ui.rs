@@ -11,6 +11,7 @@
 
 use super::access::Caller;
 use super::app::App;
+use super::logs::percent_decode;
 use super::session::{self, SessionError};
 use super::{nodes, page, stack, status, Context, Reply};
 use kindling_api::auth::{identify, Token};
@@ -129,25 +130,6 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         .filter_map(|pair| pair.split_once('='))
         .find(|(k, _)| *k == name)
         .and_then(|(_, v)| percent_decode(v))
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
