@@ -111,9 +111,11 @@ impl ApiFailure for InitSecretsError {
 
 /// `GET /v1/stack`: the bootstrap's status file.
 pub fn stack_status(layout: &StackLayout) -> Result<body::StackStatus, StackStatusError> {
+    // Judged from the read's own error, not a second look at the path: the
+    // file may appear between a failed read and an `exists()` check.
     match status::read(&layout.status_file) {
         Ok(status) => Ok(status),
-        Err(e) if !layout.status_file.exists() => Err(StackStatusError::NotReported(e)),
+        Err(e) if e.is_not_found() => Err(StackStatusError::NotReported(e)),
         Err(e) => Err(StackStatusError::ReadStatusFile(e)),
     }
 }

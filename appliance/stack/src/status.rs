@@ -155,6 +155,13 @@ pub enum StatusReadError {
     },
 }
 
+impl StatusReadError {
+    /// The file does not exist: the bootstrap has not written it yet.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
 /// Reads a status file written by [`StatusBoard`].
 pub fn read(path: &Path) -> Result<StackStatus, StatusReadError> {
     let bytes = std::fs::read(path).map_err(|source| StatusReadError::Read {
