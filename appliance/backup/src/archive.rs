@@ -54,7 +54,7 @@ pub enum OpenError {
     #[error("manifest.json is not valid: {0}")]
     BadManifest(String),
     #[error(
-        "the backup's format is {found}; this kindling reads format {FORMAT}: use a newer kindling"
+        "the backup's format is {found}; this kindling reads formats 1 to {FORMAT}: use a newer kindling"
     )]
     NewerFormat { found: u32 },
     #[error("entry {name}: {reason}")]
@@ -131,10 +131,24 @@ impl Opened {
 /// (format, every entry present once, sizes, sha256) before returning
 /// anything. Every failure names what failed.
 pub fn open<R: Read>(input: R, identity: &age::x25519::Identity) -> Result<Opened, OpenError> {
+    open_plain(decrypting_reader(input, identity)?)
+}
+
+/// The archive inside `input` (zstd of tar), decrypted as it is read: a
+/// damaged chunk fails the read that reaches it.
+pub fn decrypting_reader<R: Read>(
+    input: R,
+    identity: &age::x25519::Identity,
+) -> Result<impl Read, OpenError> {
     let decryptor = age::Decryptor::new(input).map_err(|e| OpenError::NotAge(e.to_string()))?;
-    let plain = decryptor
+    decryptor
         .decrypt(std::iter::once(identity as &dyn age::Identity))
-        .map_err(|e| OpenError::Decrypt(e.to_string()))?;
+        .map_err(|e| OpenError::Decrypt(e.to_string()))
+}
+
+/// Unpacks an archive already decrypted (what a restore hands the
+/// appliance over TLS) and checks it exactly as [`open`] does.
+pub fn open_plain<R: Read>(plain: R) -> Result<Opened, OpenError> {
     let damaged = |what: &str, e: std::io::Error| OpenError::Damaged(format!("{what}: {e}"));
     let decompressed = zstd::Decoder::new(plain).map_err(|e| damaged("starting zstd", e))?;
     let mut archive = tar::Archive::new(decompressed);
@@ -218,7 +232,10 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest, OpenError> {
         .get("format")
         .and_then(serde_json::Value::as_u64)
         .ok_or_else(|| OpenError::BadManifest("no format number".into()))?;
-    if format != u64::from(FORMAT) {
+    if format == 0 {
+        return Err(OpenError::BadManifest("format 0 is no format".into()));
+    }
+    if format > u64::from(FORMAT) {
         return Err(OpenError::NewerFormat {
             found: u32::try_from(format).unwrap_or(u32::MAX),
         });

@@ -21,6 +21,16 @@ pub const DATA_FILES: &[(&str, EntryKind)] = &[
     ("overlays", EntryKind::Overlays),
     ("state.json", EntryKind::Overlays),
     ("stack/vault-init.age", EntryKind::VaultInit),
+    // What makes a restored appliance the same one to its nodes and
+    // operators: its Vault token, its Consul node id, the gossip keys every
+    // joined agent holds, and the CAs nodes and CLIs pin.
+    ("stack/appliance-token", EntryKind::StackState),
+    ("stack/root-token.accessor", EntryKind::StackState),
+    ("stack/consul-node-id", EntryKind::StackState),
+    ("stack/consul-gossip.key", EntryKind::StackState),
+    ("stack/nomad-gossip.key", EntryKind::StackState),
+    ("stack/tls", EntryKind::StackState),
+    ("tls", EntryKind::StackState),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -14,16 +14,17 @@
 
 pub mod archive;
 pub mod collect;
-mod http;
+use kindling_stack::snapshot_http as http;
 pub mod id;
 pub mod job;
 pub mod manifest;
 pub mod requests;
 pub mod restore;
+pub mod staged;
 pub mod store;
 
 pub use archive::Part;
-pub use archive::{open, pack, OpenError, Opened, PackError};
+pub use archive::{open, open_plain, pack, OpenError, Opened, PackError};
 pub use collect::{collect, CollectError, Endpoint, Sources};
 pub use id::BackupId;
 pub use job::{make, Job, JobError, Made};

@@ -1,0 +1,275 @@
+//! A restore through the appliance itself, against real processes (OpenBao
+//! as `vault`, Consul 1.8.7, on loopback; init's control socket played by
+//! `FakeInit`, which restarts the real Vault):
+//!
+//! 1. appliance A is bootstrapped by kindling, holds a Consul KV value, a
+//!    Vault secret and a node, and is backed up the appliance's way;
+//! 2. appliance B, a fresh install of the same site, bootstraps its own
+//!    cluster (other unseal keys, other tokens);
+//! 3. the operator's decrypted backup is staged on B as the API stages it
+//!    (a tampered one and one of another site are refused, nothing staged);
+//! 4. B "reboots": the config phase's apply moves its fresh Consul and
+//!    Vault data aside and writes the backup's files; the bootstrap forces
+//!    Vault's snapshot in, waits for the ORIGINAL shares, restores Consul's
+//!    snapshot and carries on with A's own Vault token.
+//!
+//! B then answers with A's KV value, A's Vault secret, A's node, and A's
+//! Consul management token; a second bootstrap run restores nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../stack/tests/common/mod.rs"]
+mod common;
+
+use age::secrecy::ExposeSecret;
+use common::*;
+use kindling_backup::manifest::Appliance;
+use kindling_backup::staged::{self, ApplyPaths, StageError};
+use kindling_backup::{BackupStore, Job, Retention, Sources};
+use kindling_stack::bootstrap::policies::{CONSUL_MANAGEMENT_KV, KV_MOUNT};
+use kindling_stack::consul::ConsulApi;
+use kindling_stack::status::StepState;
+use kindling_stack::vault::{Health, VaultApi};
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+const NODES: &str = r#"{"nodes":{"52:54:00:6b:00:10":{"state":"installed"}}}"#;
+
+fn read_token(lab: &Lab) -> String {
+    std::fs::read_to_string(lab.layout.state_dir().join("appliance-token"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn step_state(lab: &Lab, name: &str) -> (StepState, String) {
+    let status = kindling_stack::status::read(&lab.layout.status_file).unwrap();
+    let step = status.steps.iter().find(|s| s.name == name).unwrap();
+    (step.state, step.detail.clone())
+}
+
+#[test]
+fn a_backup_restored_through_the_appliance_brings_its_cluster_back() {
+    let Some(tools) = tools() else { return };
+    let identity = new_identity();
+    let rt = rt();
+
+    // 1. Appliance A.
+    let mut a = Lab::new(&tools, site("local", false, &identity));
+    a.start("consul");
+    a.start("vault");
+    rt.block_on(kindling_stack::bootstrap::run(a.options()))
+        .unwrap_or_else(|e| panic!("{e}\n{}", a.status_text()));
+    let original = a.init_secrets(&identity);
+    let a_token = read_token(&a);
+    let a_vault = VaultApi::new(&a.layout.vault_local_url(), None, None)
+        .unwrap()
+        .with_token(&a_token);
+    let a_mgmt = rt
+        .block_on(a_vault.kv_read(KV_MOUNT, CONSUL_MANAGEMENT_KV))
+        .unwrap()
+        .unwrap()["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let consul = ConsulApi::new(&a.layout.consul_local_url(), Some(a_mgmt.clone()));
+    rt.block_on(consul.kv_put("restore-test/value", "written-on-a"))
+        .unwrap();
+    rt.block_on(a_vault.kv_write(
+        KV_MOUNT,
+        "restore-test",
+        &serde_json::json!({"v": "vault-on-a"}),
+    ))
+    .unwrap();
+    let data = a.layout.data_dir.clone();
+    std::fs::create_dir_all(data.join("inventory")).unwrap();
+    std::fs::write(data.join("inventory/nodes.json"), NODES).unwrap();
+    let a_node_id = std::fs::read_to_string(a.layout.state_dir().join("consul-node-id")).unwrap();
+
+    let sources = rt
+        .block_on(Sources::for_appliance(&a.site, &a.layout))
+        .unwrap();
+    let store = BackupStore::in_data_dir(&data);
+    let job = Job {
+        recipients: kindling_stack::secrets::parse_recipients(&a.site.stack.vault.recipients)
+            .unwrap(),
+        appliance: Appliance {
+            site_id: a.site.site.id.clone(),
+            hostname: "kindling-test".into(),
+            version: "test".into(),
+        },
+        retention: Retention {
+            keep: 7,
+            max_bytes: u64::MAX,
+        },
+    };
+    let id = kindling_backup::BackupId::new(kindling_clock::unix_now());
+    let made = rt
+        .block_on(kindling_backup::make(
+            &sources,
+            &job,
+            &store,
+            &id,
+            kindling_clock::unix_now(),
+        ))
+        .unwrap();
+    let file = std::fs::read(&made.stored.path).unwrap();
+    let names: Vec<&str> = made
+        .manifest
+        .entries
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    for want in [
+        "data/stack/appliance-token",
+        "data/stack/consul-node-id",
+        "data/stack/consul-gossip.key",
+        "data/stack/tls/ca.pem",
+    ] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    let ports = a.layout.ports;
+    drop(a); // A is gone.
+
+    // 2. Appliance B: the same site freshly installed (same ports and data
+    //    directory, as on a reinstalled appliance), bootstrapped anew.
+    let mut b = Lab::new(&tools, site("local", false, &new_identity()));
+    b.layout.ports = ports;
+    b.layout.data_dir = data.clone();
+    let _cleanup = RemoveOnDrop(data.clone());
+    let _ = std::fs::remove_dir_all(&data);
+    b.services = kindling_stack::render(&b.site, &b.layout).unwrap().services;
+    b.start("consul");
+    let init = FakeInit::start(&b);
+    b.wait_ready(&b.spec("vault"));
+    let mut opts = b.options();
+    opts.control_socket = Some(init.socket.clone());
+    rt.block_on(kindling_stack::bootstrap::run(opts.clone()))
+        .unwrap_or_else(|e| panic!("{e}\n{}", b.status_text()));
+    assert_ne!(read_token(&b), a_token, "B has a token of its own");
+    assert_eq!(step_state(&b, "vault-restore").0, StepState::Skipped);
+
+    // 3. The operator's side: decrypt and send. What the API refuses
+    //    stages nothing.
+    let operator =
+        kindling_stack::secrets::parse_identity(identity.to_string().expose_secret()).unwrap();
+    let mut plain = Vec::new();
+    kindling_backup::archive::decrypting_reader(&file[..], &operator)
+        .unwrap()
+        .read_to_end(&mut plain)
+        .unwrap();
+    let now = kindling_clock::unix_now();
+    let err = staged::stage(&data, &plain, "other-site", "ops", now).unwrap_err();
+    assert!(matches!(err, StageError::OtherSite { .. }), "{err}");
+    let mut tampered = plain.clone();
+    let at = tampered.len() / 2;
+    tampered[at] ^= 0x40;
+    let err = staged::stage(&data, &tampered, "kstest", "ops", now).unwrap_err();
+    assert!(matches!(err, StageError::Open(_)), "{err}");
+    assert_eq!(staged::pending(&data), None, "nothing staged");
+    let manifest = staged::stage(&data, &plain, "kstest", "ops", now).unwrap();
+    assert_eq!(manifest.id, id.to_string());
+    assert_eq!(staged::pending(&data).unwrap().backup_id, id.to_string());
+    let err = staged::stage(&data, &plain, "kstest", "ops", now).unwrap_err();
+    assert!(matches!(err, StageError::AlreadyStaged(_)), "{err}");
+
+    // 4. B reboots: services stop, the config phase applies the restore
+    //    and renders, the services start, the bootstrap runs.
+    b.kill9("consul");
+    drop(init);
+    let applied = staged::apply(&ApplyPaths::for_stack(&b.layout), now)
+        .expect("a restore was staged")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(applied.ok && applied.files >= 8, "{applied:?}");
+    let replaced = std::path::PathBuf::from(applied.replaced.clone().unwrap());
+    assert!(replaced.join("vault").is_dir() && replaced.join("consul").is_dir());
+    assert_eq!(staged::pending(&data), None);
+    assert_eq!(staged::last(&data).unwrap(), applied);
+    assert!(
+        staged::apply(&ApplyPaths::for_stack(&b.layout), now).is_none(),
+        "applied once"
+    );
+    assert_eq!(read_token(&b), a_token, "A's Vault token is back");
+    b.services = kindling_stack::render(&b.site, &b.layout).unwrap().services;
+    assert_eq!(
+        std::fs::read_to_string(b.layout.state_dir().join("consul-node-id")).unwrap(),
+        a_node_id,
+        "the render kept A's Consul node id"
+    );
+    b.start("consul");
+    let init = FakeInit::start(&b);
+    b.wait_ready(&b.spec("vault"));
+    opts.unseal_timeout = Some(Duration::from_secs(120));
+    let run = {
+        let opts = opts.clone();
+        std::thread::spawn(move || rt_run(opts))
+    };
+    // The operator, once the restored Vault waits: A's shares, not B's.
+    let vault = VaultApi::new(&b.layout.vault_local_url(), None, None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (state, _) = step_state(&b, "vault-unseal");
+        if state == StepState::Waiting {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && !run.is_finished(),
+            "the restored Vault never waited for shares:\n{}",
+            b.status_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (restored, detail) = step_state(&b, "vault-restore");
+    assert_eq!(restored, StepState::Done, "{detail}");
+    let first = rt.block_on(vault.unseal(&original.keys_base64[0])).unwrap();
+    assert_eq!(
+        (first.shares, first.threshold),
+        (u64::from(original.shares), u64::from(original.threshold)),
+        "the restored Vault has A's seal"
+    );
+    for key in &original.keys_base64[1..usize::from(original.threshold)] {
+        rt.block_on(vault.unseal(key)).unwrap();
+    }
+    run.join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}\n{}", b.status_text()));
+    assert_eq!(step_state(&b, "consul-restore").0, StepState::Done);
+    assert_eq!(rt.block_on(vault.health()).unwrap(), Health::Active);
+
+    // A's cluster, on B.
+    let b_vault = vault.with_token(&a_token);
+    let v = rt
+        .block_on(b_vault.kv_read(KV_MOUNT, "restore-test"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(v["v"], "vault-on-a");
+    let b_consul = ConsulApi::new(&b.layout.consul_local_url(), Some(a_mgmt));
+    assert_eq!(
+        rt.block_on(b_consul.kv_get("restore-test/value")).unwrap(),
+        Some("written-on-a".to_string())
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("inventory/nodes.json")).unwrap(),
+        NODES
+    );
+
+    // A second run finds nothing to restore and everything in place.
+    rt_run(opts).unwrap_or_else(|e| panic!("{e}\n{}", b.status_text()));
+    assert_eq!(step_state(&b, "vault-restore").0, StepState::Skipped);
+    assert_eq!(step_state(&b, "consul-restore").0, StepState::Skipped);
+    drop(init);
+}
+
+fn rt_run(
+    opts: kindling_stack::bootstrap::BootstrapOptions,
+) -> Result<(), kindling_stack::bootstrap::BootstrapError> {
+    rt().block_on(kindling_stack::bootstrap::run(opts))
+        .map(|_| ())
+}
+
+/// The reused data directory is outside B's temp dir.
+struct RemoveOnDrop(std::path::PathBuf);
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
