@@ -252,6 +252,23 @@ fn a_backup_restored_through_the_appliance_brings_its_cluster_back() {
         NODES
     );
 
+    // The credentials B's fresh bootstrap had handed its own services are
+    // worthless now; the bootstrap replaced them with ones A's cluster
+    // knows (PXE's enrollment token in Vault, the API's Consul token).
+    let store = kindling_stack::secrets::SecretStore::new(&b.layout.state_dir());
+    let enroll = store.read_enroll_token().unwrap().unwrap();
+    assert!(
+        rt.block_on(vault.with_token(&enroll).token_valid())
+            .unwrap(),
+        "PXE's enrollment token is valid in the restored Vault"
+    );
+    let assignments = store.read_consul_assignments_token().unwrap().unwrap();
+    assert!(
+        rt.block_on(ConsulApi::new(&b.layout.consul_local_url(), Some(assignments)).token_valid())
+            .unwrap(),
+        "the API's Consul token is valid in the restored Consul"
+    );
+
     // A second run finds nothing to restore and everything in place.
     rt_run(opts).unwrap_or_else(|e| panic!("{e}\n{}", b.status_text()));
     assert_eq!(step_state(&b, "vault-restore").0, StepState::Skipped);

@@ -74,6 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             *path = dir;
         }
     }
+    apply_staged_restore(&paths.data_dir);
     let image_on_trial = kindling_update::trial::image_on_trial(
         &kindling_update::trial::TrialPaths::in_run_dir(&paths.run_dir),
     );
@@ -109,6 +110,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         outcome.report.refused.len()
     );
     Ok(())
+}
+
+/// Applies a restore the API staged (`kindling_backup::staged`), before
+/// the overlays are read (the backup brings its own) and before any
+/// service starts. A refusal or failure is reported and the boot goes on
+/// with what the data partition holds.
+fn apply_staged_restore(data_dir: &Path) {
+    let layout = kindling_stack::StackLayout {
+        data_dir: data_dir.to_path_buf(),
+        ..kindling_stack::StackLayout::appliance()
+    };
+    let paths = kindling_backup::staged::ApplyPaths::for_stack(&layout);
+    match kindling_backup::staged::apply(&paths, kindling_clock::unix_now()) {
+        None => {}
+        Some(Ok(done)) => println!(
+            "restore: backup {} (staged by {}) applied: {} files written, the fresh cluster's data moved to {}; the stack bootstrap restores Vault and Consul, then Vault waits for the ORIGINAL key shares",
+            done.backup_id,
+            done.operator,
+            done.files,
+            done.replaced.as_deref().unwrap_or("(nothing to move)")
+        ),
+        Some(Err(e)) => println!("restore: not applied: {e}"),
+    }
 }
 
 /// The config phase's table: renders the stack's files, writes

@@ -44,6 +44,12 @@ pub(super) async fn vault_restore(run: &Run) -> Result<Outcome, StepError> {
     let Some(snapshot) = staged(&path)? else {
         return Ok(Outcome::skipped("no restore"));
     };
+    if !run.opts.site.stack.vault.enabled {
+        return Ok(Outcome::skipped(format!(
+            "a restore left {}, but this site does not enable Vault",
+            path.display()
+        )));
+    }
     if run.vault.health().await? != Health::Uninitialized {
         return Err(StepError::RestoreOntoVaultWithData { snapshot: path });
     }
@@ -116,6 +122,12 @@ pub(super) async fn consul_restore(run: &Run) -> Result<Outcome, StepError> {
     let Some(snapshot) = staged(&path)? else {
         return Ok(Outcome::skipped("no restore"));
     };
+    if !run.opts.site.stack.consul.enabled {
+        return Ok(Outcome::skipped(format!(
+            "a restore left {}, but this site does not enable Consul",
+            path.display()
+        )));
+    }
     let token = match run.consul.acl_bootstrap(run.opts.service_timeout).await {
         Ok(t) => t,
         Err(crate::consul::ConsulError::AlreadyBootstrapped { .. }) => {
