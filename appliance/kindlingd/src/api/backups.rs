@@ -18,6 +18,10 @@ use kindling_backup::{BackupId, BackupStore, StoreError};
 use serde_json::Value;
 use std::io::Read;
 
+/// How long a staged restore's answer has to reach the operator before
+/// init is asked to reboot.
+const REBOOT_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn store(paths: &ApiPaths) -> BackupStore {
     BackupStore::in_data_dir(&paths.state_dir)
 }
@@ -119,17 +123,32 @@ pub fn restore(paths: &ApiPaths, body: &[u8], operator: &str) -> Reply {
         }
     };
     tracing::info!("restore of backup {} staged by {operator}", manifest.id);
-    let reason = format!("restore of backup {} requested by {operator}", manifest.id);
-    let reboot = super::status::reboot(paths, &reason);
-    let next = match &reboot {
-        Ok(()) => "the appliance reboots and restores the backup; then unseal Vault with the backup's ORIGINAL key shares (kindling vault unseal)".to_string(),
-        Err(e) => format!("staged, but init did not take the reboot ({e}): the restore is applied at the next boot; then unseal Vault with the backup's ORIGINAL key shares"),
+    // The answer goes out before the reboot: init stops the API on its way
+    // down. Without init (a test, a broken socket) the restore waits for
+    // whatever boot comes next.
+    let rebooting = paths.control_socket().exists();
+    if rebooting {
+        let (paths, reason) = (
+            paths.clone(),
+            format!("restore of backup {} requested by {operator}", manifest.id),
+        );
+        std::thread::spawn(move || {
+            std::thread::sleep(REBOOT_DELAY);
+            if let Err(e) = super::status::reboot(&paths, &reason) {
+                tracing::error!("restore staged, but init did not take the reboot: {e}; it is applied at the next boot");
+            }
+        });
+    }
+    let next = if rebooting {
+        "the appliance reboots now and restores the backup; then unseal Vault with the backup's ORIGINAL key shares (kindling vault unseal)"
+    } else {
+        "staged; init is not reachable to reboot: the restore is applied at the next boot; then unseal Vault with the backup's ORIGINAL key shares"
     };
     Reply::body(&RestoreStaged {
         id: manifest.id,
         created: manifest.created,
-        rebooting: reboot.is_ok(),
-        next,
+        rebooting,
+        next: next.to_string(),
     })
     .with_status(202)
 }
