@@ -494,8 +494,9 @@ fn pinned_artifacts_are_checked_and_located() {
             "lab/profiles/dev.toml:{line}: profiles.dev.boot.{field}: profile dev, boot.{field}: "
         );
         assert!(
-            lines.iter().any(|l| l.starts_with(&want)
-                && l.contains("64 lower-case hex digits")),
+            lines
+                .iter()
+                .any(|l| l.starts_with(&want) && l.contains("64 lower-case hex digits")),
             "{want}: {lines:#?}"
         );
     }
