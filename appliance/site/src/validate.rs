@@ -362,6 +362,14 @@ fn check_profiles(c: &SiteConfig, out: &mut Vec<Problem>) {
                 ),
             ));
         }
+        for (field, value) in profile.boot.artifact_fields() {
+            if let Err(why) = crate::ArtifactRef::parse(value) {
+                out.push((
+                    at(&format!("profiles.{name}.boot.{field}")),
+                    format!("profile {name}, boot.{field}: {why}"),
+                ));
+            }
+        }
     }
 }
 

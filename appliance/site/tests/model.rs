@@ -455,3 +455,49 @@ fn update_channel_settings_name_their_key_and_line() {
     assert_eq!(config.config.update.check_every, "6h");
     assert_eq!(config.config.update.channel.as_deref(), Some("prod"));
 }
+
+#[test]
+fn pinned_artifacts_are_checked_and_located() {
+    let hex = "3f".repeat(32);
+    let good = format!(
+        "name = \"dev\"\n[boot]\nkind = \"linux\"\nkernel = \"sha256/{hex}\"\ninitrd = [\"node.cpio\", \"sha256/{hex}\"]\n"
+    );
+    let site = "[site]\nid = \"x\"\n[pxe]\ndefault_profile = \"dev\"\n";
+    let c = tree(&[("site.toml", site), ("profiles/dev.toml", &good)])
+        .unwrap()
+        .to_config("x")
+        .unwrap()
+        .config;
+    assert_eq!(
+        c.profiles["dev"].boot.artifact_fields(),
+        vec![
+            ("kernel".to_string(), format!("sha256/{hex}").as_str()),
+            ("initrd[0]".to_string(), "node.cpio"),
+            ("initrd[1]".to_string(), format!("sha256/{hex}").as_str()),
+        ]
+    );
+
+    // Upper case, short, and a bare prefix: each named by profile and field.
+    let bad = format!(
+        "name = \"dev\"\n[boot]\nkind = \"ubuntu-autoinstall\"\nkernel = \"sha256/{}\"\ninitrd = \"sha256/{}\"\niso = \"sha256:\"\n",
+        hex.to_uppercase(),
+        &hex[..63]
+    );
+    let err = tree(&[("site.toml", site), ("profiles/dev.toml", &bad)])
+        .unwrap()
+        .to_config("lab")
+        .unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    for (line, field) in [(4, "kernel"), (5, "initrd"), (6, "iso")] {
+        let want = format!(
+            "lab/profiles/dev.toml:{line}: profiles.dev.boot.{field}: profile dev, boot.{field}: "
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&want) && l.contains("64 lower-case hex digits")),
+            "{want}: {lines:#?}"
+        );
+    }
+}
