@@ -429,6 +429,9 @@ pub struct ForgetReply {
     pub had_record: bool,
     /// The runtime assignment this dropped (null: there was none).
     pub dropped_assignment: Option<String>,
+    /// The node tags this dropped (absent: there were none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dropped_tags: BTreeMap<String, String>,
     /// The site's `[[nodes]]` names this MAC: it stays listed as expected
     /// (the signed overlay is not changed by the API).
     pub reserved_by_site: bool,

@@ -350,9 +350,10 @@ pub fn forget(
         }
         _ => None,
     };
-    AssignmentStore::new(crate::assignments_file(state_dir))
+    let dropped_tags = AssignmentStore::new(crate::assignments_file(state_dir))
         .update(|state| state.tags.remove(&mac))
-        .map_err(NodeApiError::WriteAssignment)?;
+        .map_err(NodeApiError::WriteAssignment)?
+        .unwrap_or_default();
     let request = ForgetStore::in_state_dir(state_dir)
         .request(mac, kindling_clock::unix_ms())
         .map_err(NodeApiError::WriteForget)?;
@@ -361,6 +362,7 @@ pub fn forget(
         requested_ms: request.requested_ms,
         had_record: row.state.is_some(),
         dropped_assignment,
+        dropped_tags,
         reserved_by_site: ProfilePolicy::from_site(site)
             .reservations
             .contains_key(&mac),
@@ -490,7 +492,11 @@ mod tests {
             json!({"rack": "r12"})
         );
         // Forget drops them; nothing names the MAC any more.
-        forget(&site, dir.path(), mac, None).unwrap();
+        let reply = forget(&site, dir.path(), mac, None).unwrap();
+        assert_eq!(
+            serde_json::to_value(&reply.dropped_tags).unwrap(),
+            json!({"rack": "r12"})
+        );
         assert_eq!(
             show(&site, dir.path(), mac).unwrap_err().kind(),
             ErrorKind::NotFound

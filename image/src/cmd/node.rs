@@ -97,7 +97,7 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Forget a node: drop its runtime assignment and, within a second, its
+    /// Forget a node: drop its runtime assignment and tags and, within a second, its
     /// record (state, grant, alerts). If it PXE-boots again it comes back as
     /// newly discovered; a site `[[nodes]]` entry stays listed as expected.
     #[command(after_help = "Example:\n  kindling node forget 52:54:00:6b:00:20")]
@@ -458,6 +458,9 @@ fn forget(target: &Target, mac: &str) -> anyhow::Result<()> {
     println!("{mac}: forgotten ({record})");
     if let Some(profile) = &reply.dropped_assignment {
         println!("  dropped its runtime assignment to {profile}");
+    }
+    if !reply.dropped_tags.is_empty() {
+        println!("  dropped its tags {}", tags_cell(&reply.dropped_tags));
     }
     if reply.reserved_by_site {
         println!("  the site's [[nodes]] still names it: it stays listed as expected");

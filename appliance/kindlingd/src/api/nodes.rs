@@ -115,7 +115,7 @@ pub fn show(run_dir: &Path, state_dir: &Path, mac: &str) -> Reply {
 }
 
 /// `POST /v1/nodes/MAC/forget` (no body, or `{}`): drops the node's
-/// runtime assignment and records the request; logged with the operator.
+/// runtime assignment and tags and records the request; logged with the operator.
 pub fn forget(
     run_dir: &Path,
     state_dir: &Path,
