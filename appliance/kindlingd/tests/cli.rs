@@ -82,7 +82,7 @@ fn tables_json_and_exit_codes_against_a_real_api() {
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE", "GRANT", "REASON"]
+        ["MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE", "TAGS", "GRANT", "REASON"]
     );
     let dev = lines
         .find(|l| l.starts_with("52:54:00:6b:00:10"))
@@ -95,6 +95,7 @@ fn tables_json_and_exit_codes_against_a_real_api() {
             "-",
             "dev",
             "overlay",
+            "-",
             "-",
             "-",
             "-"
@@ -188,6 +189,56 @@ fn tables_json_and_exit_codes_against_a_real_api() {
     // 2: a malformed MAC never reaches the appliance.
     let out = kindling(&["node", "show", "not-a-mac"], &admin);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // Tags: set by the admin, shown by list and show, removed by untag;
+    // refused for a read-only operator and for a bad key, naming it.
+    let assignments = root.path("var/lib/kindling/inventory/assignments.json");
+    let untouched = std::fs::read(&assignments).ok();
+    let tagged = "52:54:00:6b:00:77";
+    let out = kindling(&["node", "tag", tagged, "rack=r12"], &read);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("403"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(&assignments).ok(),
+        untouched,
+        "a forbidden tag was recorded"
+    );
+    let out = kindling(&["node", "tag", tagged, "Rack=r12"], &admin);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("400"), "{}", text(&out));
+    assert!(text(&out).contains("tag key \"Rack\""), "{}", text(&out));
+    let out = kindling(&["node", "tag", tagged, "rack"], &admin);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("KEY=VALUE"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(&assignments).ok(),
+        untouched,
+        "a refused tag was recorded"
+    );
+    let out = kindling(&["node", "tag", tagged, "rack=r12", "gpu=a100"], &admin);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tags gpu=a100,rack=r12"),
+        "{}",
+        text(&out)
+    );
+    let out = kindling(&["node", "list"], &read);
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with(tagged))
+        .unwrap_or_else(|| panic!("a tagged MAC is listed as expected:\n{listed}"));
+    assert!(row.contains("gpu=a100,rack=r12"), "{listed}");
+    let out = kindling(&["node", "untag", tagged, "gpu"], &admin);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = kindling(&["node", "show", tagged], &read);
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("tags") && l.ends_with("rack=r12")),
+        "{shown}"
+    );
 
     // The admin forgets a reserved node: recorded, and said to stay expected.
     let out = kindling(&["node", "forget", "52:54:00:6b:00:10"], &admin);

@@ -406,6 +406,39 @@ fn selectors_are_checked_for_profiles_criteria_and_ambiguity() {
 }
 
 #[test]
+fn tag_selectors_are_checked_at_overlay_build() {
+    const PROFILE_PROD: &str = "name = \"prod\"\n[boot]\nkind = \"linux\"\nkernel = \"vmlinuz\"\n";
+    let site = "[site]\nid = \"lab\"\n\n\
+        [[selectors]]\nprofile = \"dev\"\ntags = { rack = \"r12\" }\n\n\
+        [[selectors]]\nprofile = \"prod\"\ntags = { rack = \"r12\", gpu = \"a100\" }\n\n\
+        [[selectors]]\nprofile = \"prod\"\ntags = { rack = \"r13\" }\n\n\
+        [[selectors]]\nprofile = \"prod\"\ntags = { gpu = \"h100\" }\n\n\
+        [[selectors]]\nprofile = \"prod\"\nfirmware = \"uefi\"\ntags = { rack = \"r13\" }\n\n\
+        [[selectors]]\nprofile = \"dev\"\ntags = { Rack = \"r1\", os = \"a b\" }\n";
+    let t = tree(&[
+        ("site.toml", site),
+        ("profiles/dev.toml", PROFILE_DEV),
+        ("profiles/prod.toml", PROFILE_PROD),
+    ])
+    .unwrap();
+    let err = t.to_config("lab").unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    let has = |part: &str| assert!(lines.iter().any(|l| l.contains(part)), "{part}: {lines:#?}");
+    // rack=r12 and gpu=h100 can both be on one node, neither narrower.
+    has("selectors[3]: ambiguous: selectors[0] (tags rack=r12 → dev) and selectors[3] (tags gpu=h100 → prod)");
+    // Bad keys and values are named, with the selector's line.
+    has("selectors[5].tags.Rack: tag key \"Rack\"");
+    has("selectors[5].tags.os: tag \"os\": value \"a b\"");
+    // gpu=h100 can meet rack=r13 (alone or with uefi) as well.
+    has("selectors[3]: ambiguous: selectors[2] (tags rack=r13 → prod)");
+    has("selectors[4]: ambiguous: selectors[3] (tags gpu=h100 → prod)");
+    // r12+gpu=a100 refines r12; r13 and r12 never meet; gpu=a100 and
+    // gpu=h100 never meet; uefi+r13 refines r13.
+    let ambiguous: Vec<&String> = lines.iter().filter(|l| l.contains("ambiguous")).collect();
+    assert_eq!(ambiguous.len(), 3, "{lines:#?}");
+}
+
+#[test]
 fn log_bounds_name_their_key_and_line() {
     let site = "[site]\nid = \"lab\"\n\n[logs]\nfile_kib = 2\nfiles_per_service = 0\nsyslog = \"logs.example.org:514\"\n";
     let t = tree(&[("site.toml", site)]).unwrap();
