@@ -1,5 +1,6 @@
 //! Node inventory and runtime assignment bodies (`GET /v1/nodes`,
-//! `PUT /v1/nodes/MAC/profile`), and the node facts they are made of.
+//! `PUT /v1/nodes/MAC/profile`,
+//! `POST /v1/nodes/MAC/tags`), and the node facts they are made of.
 //!
 //! Describes the JSON only: which profile a MAC gets and where nodes stand is
 //! decided by `kindling-inventory`.
@@ -7,6 +8,7 @@
 use kindling_site::MacAddr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// Firmware family a node booted with, from DHCP option 93 / vendor class.
@@ -312,6 +314,10 @@ pub struct NodeRow {
     /// install held (null: no re-arm handled yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<TokenRevocation>,
+    /// The operator's tags on the node (`kindling node tag`), which
+    /// `[[selectors]]` may ask for; absent when it has none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A re-arm's revocation of a node's Consul token and client certificates,
@@ -368,6 +374,32 @@ pub struct AssignReply {
     pub kv: Option<String>,
 }
 
+/// `POST /v1/nodes/MAC/tags`: tags to set (added, or their value replaced)
+/// and keys to remove, applied together; a key may not be in both. Keys are
+/// 1 to 63 of `a-z 0-9 - _ .` starting with a letter or digit, values 1 to
+/// 63 of `A-Z a-z 0-9 - _ .`, at most 16 tags per node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagRequest {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub unset: Vec<String>,
+}
+
+/// The reply to `POST /v1/nodes/MAC/tags`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TagReply {
+    pub mac: MacAddr,
+    /// The node's tags before this change.
+    pub previous: BTreeMap<String, String>,
+    /// The node's tags now.
+    pub tags: BTreeMap<String, String>,
+    /// What the MAC gets now (its next PXE boot): tags may change which
+    /// selector decides.
+    pub assignment: Assignment,
+}
+
 /// The reply to `POST /v1/nodes/MAC/reprovision` (no request body, or `{}`).
 /// The stack then revokes the Consul token the node's old install held and
 /// makes one for the next (shown as the node's `revoked` once done).
@@ -397,6 +429,9 @@ pub struct ForgetReply {
     pub had_record: bool,
     /// The runtime assignment this dropped (null: there was none).
     pub dropped_assignment: Option<String>,
+    /// The node tags this dropped (absent: there were none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dropped_tags: BTreeMap<String, String>,
     /// The site's `[[nodes]]` names this MAC: it stays listed as expected
     /// (the signed overlay is not changed by the API).
     pub reserved_by_site: bool,
@@ -417,6 +452,7 @@ mod tests {
             state: None,
             seen: None,
             revoked: None,
+            tags: BTreeMap::new(),
             assignment: Assignment {
                 choice: ProfileChoice::Assigned("prod".into()),
                 stored: Some(Stored::Kv),
@@ -452,13 +488,28 @@ mod tests {
                 choice: ProfileChoice::Menu,
                 stored: None,
             },
+            tags: [("rack".to_string(), "r12".to_string())].into(),
             ..unseen
         };
         let value = serde_json::to_value(&seen).unwrap();
         assert_eq!(value["ip"], json!(null));
         assert_eq!(value["firmware"], "uefi");
+        assert_eq!(value["tags"], json!({"rack": "r12"}));
         assert_eq!(value["assignment"], json!({"source": "menu"}));
         assert_eq!(serde_json::from_value::<NodeRow>(value).unwrap(), seen);
+    }
+
+    #[test]
+    fn tag_requests_set_and_unset_and_refuse_other_keys() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<TagRequest>(v);
+        let r = parse(json!({"set": {"rack": "r12"}, "unset": ["gpu"]})).unwrap();
+        assert_eq!(
+            (r.set["rack"].as_str(), r.unset),
+            ("r12", vec!["gpu".into()])
+        );
+        assert_eq!(parse(json!({})).unwrap(), TagRequest::default());
+        assert!(parse(json!({"tags": {"rack": "r12"}})).is_err());
+        assert!(parse(json!({"set": {"rack": 12}})).is_err());
     }
 
     #[test]

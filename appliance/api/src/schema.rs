@@ -123,6 +123,14 @@ pub fn schema_files() -> Vec<(&'static str, String)> {
             schema_of::<nodes::NodeRow>("GET /v1/nodes/MAC"),
         ),
         (
+            "node-tag-request.schema.json",
+            schema_of::<nodes::TagRequest>("POST /v1/nodes/MAC/tags request"),
+        ),
+        (
+            "node-tag-reply.schema.json",
+            schema_of::<nodes::TagReply>("POST /v1/nodes/MAC/tags answer"),
+        ),
+        (
             "node-forget-reply.schema.json",
             schema_of::<nodes::ForgetReply>("POST /v1/nodes/MAC/forget answer"),
         ),

@@ -1,7 +1,10 @@
 //! Runtime MAC → profile assignments on the data partition
 //! (`inventory/assignments.json`): what the PXE service serves, and the
 //! appliance's own copy of what Consul KV holds when the stack is up (see
-//! `sync` for how the two are kept in step).
+//! `sync` for how the two are kept in step). The operator's node tags
+//! (`kindling node tag`) live in the same file, under the same lock, so the
+//! PXE service reads both with one look; they are local to the appliance
+//! (and its backups), not synced to Consul KV.
 //!
 //! Owns the file format and its lock. Writers (`kindlingd api`: the API and
 //! its KV sync) change it under an exclusive lock, atomically and fsynced;
@@ -10,7 +13,7 @@
 use crate::error::InventoryError;
 use kindling_api::nodes::KvStatus;
 use kindling_clock::unix_ms;
-use kindling_site::MacAddr;
+use kindling_site::{MacAddr, NodeTags};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +47,9 @@ pub struct AssignmentsState {
     pub kv_status: Option<KvStatus>,
     /// Refused KV entries, one line each, for the PXE status.
     pub refused: Vec<String>,
+    /// The operator's tags per node (never empty maps: untagged nodes are
+    /// absent).
+    pub tags: BTreeMap<MacAddr, NodeTags>,
 }
 
 impl AssignmentsState {
@@ -53,6 +59,11 @@ impl AssignmentsState {
             .iter()
             .filter_map(|(mac, r)| r.profile.clone().map(|p| (*mac, p)))
             .collect()
+    }
+
+    /// `mac`'s tags (none: empty).
+    pub fn tags_of(&self, mac: &MacAddr) -> NodeTags {
+        self.tags.get(mac).cloned().unwrap_or_default()
     }
 
     /// Records not yet in KV.
@@ -91,6 +102,8 @@ struct AssignmentsFile {
     kv_status: Option<KvStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     refused: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    tags: BTreeMap<MacAddr, NodeTags>,
 }
 
 impl AssignmentsFile {
@@ -119,6 +132,13 @@ impl AssignmentsFile {
             kv_epoch: self.kv_epoch,
             kv_status: self.kv_status,
             refused: self.refused,
+            // Tags are checked when set; a hand-edited file with bad ones
+            // is read as written (a selector can only ask valid ones).
+            tags: self
+                .tags
+                .into_iter()
+                .filter(|(_, t)| !t.is_empty())
+                .collect(),
         }
     }
 
@@ -129,6 +149,7 @@ impl AssignmentsFile {
             kv_epoch: state.kv_epoch.clone(),
             kv_status: state.kv_status.clone(),
             refused: state.refused.clone(),
+            tags: state.tags.clone(),
         }
     }
 }
@@ -184,6 +205,41 @@ impl AssignmentStore {
         let now = unix_ms();
         self.update(|state| record_local_change(state, mac, profile, now))
     }
+}
+
+/// Applies `set` then `unset` to `mac`'s tags and returns (before, after).
+/// Refused (nothing changed) if a key or value breaks the tag rules, a key
+/// is both set and unset, or the node would carry too many.
+pub fn change_tags(
+    state: &mut AssignmentsState,
+    mac: MacAddr,
+    set: &NodeTags,
+    unset: &[String],
+) -> Result<(NodeTags, NodeTags), kindling_site::TagError> {
+    use kindling_site::tags::{check_key, check_tags};
+    for key in unset {
+        check_key(key)?;
+    }
+    check_tags(set)?;
+    if let Some(key) = unset.iter().find(|k| set.contains_key(*k)) {
+        return Err(kindling_site::TagError::Key {
+            key: key.clone(),
+            reason: "both set and unset in one request",
+        });
+    }
+    let before = state.tags_of(&mac);
+    let mut after = before.clone();
+    after.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for key in unset {
+        after.remove(key);
+    }
+    check_tags(&after)?;
+    if after.is_empty() {
+        state.tags.remove(&mac);
+    } else {
+        state.tags.insert(mac, after.clone());
+    }
+    Ok((before, after))
 }
 
 /// A change made here (through the API) at `now_ms`.
@@ -270,6 +326,53 @@ mod tests {
         );
         assert_eq!(rec.changed_ms, 11, "dated after what it replaces");
         assert!(state.effective().is_empty());
+    }
+
+    #[test]
+    fn tags_are_set_unset_checked_and_kept_beside_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AssignmentStore::new(dir.path().join("a.json"));
+        let set: NodeTags = [("rack".into(), "r12".into()), ("gpu".into(), "a100".into())].into();
+        let (before, after) = store
+            .update(|s| change_tags(s, MAC, &set, &[]))
+            .unwrap()
+            .unwrap();
+        assert!(before.is_empty());
+        assert_eq!(after, set);
+        store.assign(MAC, Some("prod")).unwrap();
+        let state = store.load_state().unwrap();
+        assert_eq!(
+            state.tags_of(&MAC),
+            set,
+            "survives a reload and an assignment"
+        );
+
+        // Refused changes name the key and change nothing.
+        let bad: NodeTags = [("Rack".into(), "r1".into())].into();
+        let e = store
+            .update(|s| change_tags(s, MAC, &bad, &[]))
+            .unwrap()
+            .unwrap_err();
+        assert!(e.to_string().contains("\"Rack\""), "{e}");
+        let e = store
+            .update(|s| change_tags(s, MAC, &set, &["rack".into()]))
+            .unwrap()
+            .unwrap_err();
+        assert!(e.to_string().contains("both set and unset"), "{e}");
+        let many: NodeTags = (0..16).map(|i| (format!("k{i}"), "v".into())).collect();
+        let e = store
+            .update(|s| change_tags(s, MAC, &many, &[]))
+            .unwrap()
+            .unwrap_err();
+        assert!(e.to_string().contains("at most 16"), "{e}");
+        assert_eq!(store.load_state().unwrap().tags_of(&MAC), set);
+
+        // Unsetting every tag drops the node from the map.
+        store
+            .update(|s| change_tags(s, MAC, &NodeTags::new(), &["rack".into(), "gpu".into()]))
+            .unwrap()
+            .unwrap();
+        assert!(store.load_state().unwrap().tags.is_empty());
     }
 
     #[test]

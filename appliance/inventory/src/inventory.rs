@@ -19,7 +19,7 @@ use crate::policy::{node_facts, ProfilePolicy};
 use crate::transitions::{next_state, TransitionError, FAILED, JOINED};
 use kindling_api::nodes::{Firmware, NodeEvent, NodeState, ProfileChoice, SeenNode};
 use kindling_atomic_write::write_atomic;
-use kindling_site::{MacAddr, NodeFacts};
+use kindling_site::{MacAddr, NodeFacts, NodeTags};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -88,6 +88,8 @@ struct CachedAssignments {
     /// When the file was last looked at; `None` forces a look.
     looked: Option<Instant>,
     map: BTreeMap<MacAddr, String>,
+    /// The operator's node tags, kept in the same file.
+    tags: BTreeMap<MacAddr, NodeTags>,
     /// Refused KV entries and held-back changes, for status.
     problems: Vec<String>,
 }
@@ -155,6 +157,7 @@ impl Inventory {
                 mtime: None,
                 looked: None,
                 map: BTreeMap::new(),
+                tags: BTreeMap::new(),
                 problems: Vec::new(),
             }),
             policy,
@@ -189,6 +192,7 @@ impl Inventory {
             Ok(state) => {
                 cached.map = state.effective();
                 cached.problems = state.problems();
+                cached.tags = state.tags;
                 cached.mtime = mtime;
             }
             Err(e) => tracing::warn!(error = %e, "inventory: keeping previous assignments"),
@@ -217,8 +221,8 @@ impl Inventory {
         Ok(())
     }
 
-    /// The profile of a node the inventory has seen (its DHCP facts count
-    /// for `[[selectors]]`).
+    /// The profile of a node the inventory has seen (its DHCP facts and
+    /// tags count for `[[selectors]]`).
     pub fn profile_for(&self, mac: &MacAddr) -> ProfileChoice {
         let facts = lock(&self.nodes)
             .map
@@ -230,11 +234,24 @@ impl Inventory {
     }
 
     /// The profile of a node that is telling its facts right now (a DHCP
-    /// request, before the inventory records them).
+    /// request, before the inventory records them). Its tags are the
+    /// operator's, as the assignments file holds them now, whatever
+    /// `node.tags` says.
     pub fn profile_for_facts(&self, node: &NodeFacts) -> ProfileChoice {
         let mut cached = lock(&self.cached);
         self.refresh_assignments(&mut cached);
-        self.policy.resolve(&cached.map, node)
+        let node = NodeFacts {
+            tags: cached.tags.get(&node.mac).cloned().unwrap_or_default(),
+            ..node.clone()
+        };
+        self.policy.resolve(&cached.map, &node)
+    }
+
+    /// The operator's tags on `mac`, as currently in effect.
+    pub fn tags(&self, mac: &MacAddr) -> NodeTags {
+        let mut cached = lock(&self.cached);
+        self.refresh_assignments(&mut cached);
+        cached.tags.get(mac).cloned().unwrap_or_default()
     }
 
     fn touch(&self, mac: MacAddr, now: u64, update: impl FnOnce(&mut NodeRecord)) {
@@ -443,6 +460,81 @@ mod tests {
         inv.assign(STRANGER, None).unwrap();
         assert_eq!(
             inv.profile_for(&STRANGER),
+            ProfileChoice::Default("dev".into())
+        );
+    }
+
+    #[test]
+    fn tags_select_a_profile_until_untagged() {
+        use crate::assignments::change_tags;
+        use kindling_site::{BootFirmware, ProfileSelector};
+        let dir = tempfile::tempdir().unwrap();
+        let mut policy = lab_policy();
+        let rack: NodeTags = [("rack".to_string(), "r12".to_string())].into();
+        policy.selectors = vec![
+            ProfileSelector {
+                profile: "prod".parse().unwrap(),
+                mac_prefix: None,
+                firmware: None,
+                arch: None,
+                tags: rack.clone(),
+            },
+            ProfileSelector {
+                profile: "dev".parse().unwrap(),
+                mac_prefix: None,
+                firmware: Some(BootFirmware::Uefi),
+                arch: None,
+                tags: rack.clone(),
+            },
+        ];
+        let inv = Inventory::open(dir.path(), policy).0;
+        let store = inv.assignment_store().clone();
+        let set = |tags: &NodeTags, unset: &[String]| {
+            store
+                .update(|s| change_tags(s, STRANGER, tags, unset))
+                .unwrap()
+                .unwrap();
+        };
+        // Discovered, untagged: the unknown-MAC default.
+        inv.observe_dhcp(STRANGER, None, Some(0), Firmware::Bios, 1);
+        assert_eq!(
+            inv.profile_for(&STRANGER),
+            ProfileChoice::Default("dev".into())
+        );
+        // Tagged: its next request gets the selected profile, by the
+        // recorded facts and by the facts of a request in flight.
+        set(&rack, &[]);
+        std::thread::sleep(ASSIGNMENTS_RECHECK);
+        assert_eq!(inv.tags(&STRANGER), rack);
+        assert_eq!(
+            inv.profile_for(&STRANGER),
+            ProfileChoice::Selected("prod".into())
+        );
+        let uefi = node_facts(STRANGER, Some(7), Some(Firmware::Uefi));
+        assert_eq!(
+            inv.profile_for_facts(&uefi),
+            ProfileChoice::Selected("dev".into())
+        );
+        // A runtime assignment still comes first.
+        inv.assign(STRANGER, Some("dev")).unwrap();
+        assert_eq!(
+            inv.profile_for(&STRANGER),
+            ProfileChoice::Assigned("dev".into())
+        );
+        inv.assign(STRANGER, None).unwrap();
+        assert_eq!(
+            inv.profile_for(&STRANGER),
+            ProfileChoice::Selected("prod".into())
+        );
+        // Untagged: back to the lower-precedence choice.
+        set(&NodeTags::new(), &["rack".to_string()]);
+        std::thread::sleep(ASSIGNMENTS_RECHECK);
+        assert_eq!(
+            inv.profile_for(&STRANGER),
+            ProfileChoice::Default("dev".into())
+        );
+        assert_eq!(
+            inv.profile_for_facts(&uefi),
             ProfileChoice::Default("dev".into())
         );
     }

@@ -1,17 +1,18 @@
 //! The node part of the appliance API (`GET /v1/nodes`,
-//! `PUT /v1/nodes/MAC/profile`, `POST /v1/nodes/MAC/reprovision`) as plain
+//! `PUT /v1/nodes/MAC/profile`, `POST /v1/nodes/MAC/tags`,
+//! `POST /v1/nodes/MAC/reprovision`) as plain
 //! functions returning the contract types of `kindling_api::nodes` or a
 //! [`NodeApiError`], so kindlingd's router only decodes, forwards and
 //! encodes.
 //!
 //! Reads the inventory the PXE service persists and writes runtime
-//! assignments through `AssignmentStore` (locked, atomic), then lets the
+//! assignments and node tags through `AssignmentStore` (locked, atomic), then lets the
 //! assignment sync push them to Consul KV when one is given; re-arm requests
 //! go to `ReprovisionStore`. The PXE service picks both up on its next
 //! request. It never moves or repairs
 //! files: a corrupt inventory is reported as an error.
 
-use crate::assignments::{AssignmentStore, AssignmentsState};
+use crate::assignments::{change_tags, AssignmentStore, AssignmentsState};
 use crate::error::InventoryError;
 use crate::forget::ForgetStore;
 use crate::inventory::read_nodes;
@@ -21,10 +22,10 @@ use crate::revocations::RevocationStore;
 use crate::sync::AssignmentSync;
 use kindling_api::nodes::{
     AssignReply, AssignRequest, Assignment, ForgetReply, KvStatus, NodeList, NodeRow,
-    ProfileChoice, ReprovisionReply, Stored,
+    ProfileChoice, ReprovisionReply, Stored, TagReply, TagRequest,
 };
 use kindling_api::{ApiFailure, ErrorKind};
-use kindling_site::{MacAddr, NodeFacts, ParseValueError, SiteConfig};
+use kindling_site::{MacAddr, NodeFacts, ParseValueError, SiteConfig, TagError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -55,6 +56,10 @@ pub enum NodeApiError {
     WriteReprovision(InventoryError),
     #[error("the forget request takes no body (or `{{}}`)")]
     ForgetBody,
+    #[error("body must be {{\"set\": {{\"KEY\": \"VALUE\"}}, \"unset\": [\"KEY\"]}}: {0}")]
+    ReadTagBody(serde_json::Error),
+    #[error(transparent)]
+    Tag(TagError),
     #[error(transparent)]
     WriteForget(InventoryError),
 }
@@ -67,7 +72,9 @@ impl ApiFailure for NodeApiError {
             | NodeApiError::ReadBody
             | NodeApiError::FindProfile { .. }
             | NodeApiError::ReprovisionBody
-            | NodeApiError::ForgetBody => ErrorKind::BadRequest,
+            | NodeApiError::ForgetBody
+            | NodeApiError::ReadTagBody(_)
+            | NodeApiError::Tag(_) => ErrorKind::BadRequest,
             NodeApiError::FindNode(_) => ErrorKind::NotFound,
             NodeApiError::LoadAssignments(_)
             | NodeApiError::LoadNodes(_)
@@ -89,6 +96,20 @@ pub fn parse_assign_request(body: &[u8]) -> Result<AssignRequest, NodeApiError> 
         serde_json::error::Category::Data => NodeApiError::ReadBody,
         _ => NodeApiError::ParseBody(e),
     })
+}
+
+/// What a selector may ask of `mac`: its DHCP facts if the PXE service saw
+/// it, and the operator's tags from `state`.
+fn facts_of(state_dir: &Path, state: &AssignmentsState, mac: MacAddr) -> NodeFacts {
+    let seen = read_nodes(&crate::nodes_file(state_dir))
+        .ok()
+        .and_then(|nodes| nodes.into_iter().find(|n| n.mac == mac));
+    NodeFacts {
+        tags: state.tags_of(&mac),
+        ..seen.map_or(NodeFacts::mac_only(mac), |n| {
+            node_facts(mac, n.seen.arch, n.seen.firmware)
+        })
+    }
 }
 
 /// A MAC's `assignment` object: the choice, plus for a runtime assignment
@@ -127,29 +148,42 @@ pub fn list(site: &SiteConfig, state_dir: &Path) -> Result<NodeList, NodeApiErro
         .unwrap_or_default();
     let mut rows: BTreeMap<MacAddr, NodeRow> = BTreeMap::new();
     for node in seen {
-        let facts = node_facts(node.mac, node.seen.arch, node.seen.firmware);
+        let facts = NodeFacts {
+            tags: state.tags_of(&node.mac),
+            ..node_facts(node.mac, node.seen.arch, node.seen.firmware)
+        };
         let row = NodeRow {
             mac: node.mac,
             state: Some(node.state),
             revoked: revoked.remove(&node.mac),
+            tags: facts.tags.clone(),
             seen: Some(node.seen),
             assignment: assignment(&policy, &state, &assignments, &facts),
         };
         rows.insert(node.mac, row);
     }
+    // Tagged before its first boot counts as expected too.
     let expected: Vec<MacAddr> = policy
         .reservations
         .keys()
         .chain(assignments.keys())
+        .chain(state.tags.keys())
         .copied()
         .collect();
     for mac in expected {
-        rows.entry(mac).or_insert_with(|| NodeRow {
-            mac,
-            state: None,
-            seen: None,
-            revoked: revoked.remove(&mac),
-            assignment: assignment(&policy, &state, &assignments, &NodeFacts::mac_only(mac)),
+        rows.entry(mac).or_insert_with(|| {
+            let facts = NodeFacts {
+                tags: state.tags_of(&mac),
+                ..NodeFacts::mac_only(mac)
+            };
+            NodeRow {
+                mac,
+                state: None,
+                seen: None,
+                revoked: revoked.remove(&mac),
+                assignment: assignment(&policy, &state, &assignments, &facts),
+                tags: facts.tags,
+            }
         });
     }
     Ok(NodeList {
@@ -199,18 +233,43 @@ pub fn assign(
             "kept locally, pushed to Consul KV when it can be: {why}"
         )),
     };
-    // What a selector may ask of the node, if it was seen.
-    let facts = read_nodes(&crate::nodes_file(state_dir))
-        .ok()
-        .and_then(|nodes| nodes.into_iter().find(|n| n.mac == mac))
-        .map_or(NodeFacts::mac_only(mac), |n| {
-            node_facts(mac, n.seen.arch, n.seen.firmware)
-        });
+    let facts = facts_of(state_dir, &state, mac);
     Ok(AssignReply {
         mac,
         previous,
         assignment: assignment(&policy, &state, &assignments, &facts),
         kv,
+    })
+}
+
+/// The body of `POST /v1/nodes/MAC/tags`.
+pub fn parse_tag_request(body: &[u8]) -> Result<TagRequest, NodeApiError> {
+    serde_json::from_slice(body).map_err(NodeApiError::ReadTagBody)
+}
+
+/// `POST /v1/nodes/MAC/tags`: sets and removes the operator's tags on a
+/// node, in the assignments file (in force for the PXE service's next
+/// request). Any MAC may be tagged, seen or not: a rack is known before
+/// the node's first boot.
+pub fn tag(
+    site: &SiteConfig,
+    state_dir: &Path,
+    mac: MacAddr,
+    request: &TagRequest,
+) -> Result<TagReply, NodeApiError> {
+    let store = AssignmentStore::new(crate::assignments_file(state_dir));
+    let (previous, tags) = store
+        .update(|state| change_tags(state, mac, &request.set, &request.unset))
+        .map_err(NodeApiError::WriteAssignment)?
+        .map_err(NodeApiError::Tag)?;
+    let state = store.load_state().map_err(NodeApiError::LoadAssignments)?;
+    let policy = ProfilePolicy::from_site(site);
+    let facts = facts_of(state_dir, &state, mac);
+    Ok(TagReply {
+        mac,
+        previous,
+        tags,
+        assignment: assignment(&policy, &state, &state.effective(), &facts),
     })
 }
 
@@ -273,7 +332,7 @@ pub fn parse_forget_request(body: &[u8]) -> Result<(), NodeApiError> {
 }
 
 /// `POST /v1/nodes/MAC/forget`: drops the node's runtime assignment (and
-/// its Consul KV copy through `sync`) and records the request in
+/// its Consul KV copy through `sync`) and its tags, and records the request in
 /// `inventory/forget.json`, which the PXE service applies to its record
 /// within a second. A MAC no list row names is not found.
 pub fn forget(
@@ -291,6 +350,10 @@ pub fn forget(
         }
         _ => None,
     };
+    let dropped_tags = AssignmentStore::new(crate::assignments_file(state_dir))
+        .update(|state| state.tags.remove(&mac))
+        .map_err(NodeApiError::WriteAssignment)?
+        .unwrap_or_default();
     let request = ForgetStore::in_state_dir(state_dir)
         .request(mac, kindling_clock::unix_ms())
         .map_err(NodeApiError::WriteForget)?;
@@ -299,6 +362,7 @@ pub fn forget(
         requested_ms: request.requested_ms,
         had_record: row.state.is_some(),
         dropped_assignment,
+        dropped_tags,
         reserved_by_site: ProfilePolicy::from_site(site)
             .reservations
             .contains_key(&mac),
@@ -362,6 +426,81 @@ mod tests {
         let body = serde_json::to_value(body).unwrap();
         assert_eq!(body["previous"], "prod");
         assert_eq!(body["assignment"]["source"], "default");
+    }
+
+    fn tag(
+        site: &SiteConfig,
+        dir: &Path,
+        mac: &str,
+        body: &[u8],
+    ) -> Result<TagReply, NodeApiError> {
+        let mac = parse_mac(mac)?;
+        let request = parse_tag_request(body)?;
+        super::tag(site, dir, mac, &request)
+    }
+
+    #[test]
+    fn tags_are_set_listed_shown_and_refused_when_bad() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = lab_site();
+        let reply = tag(
+            &site,
+            dir.path(),
+            "52-54-00-6B-00-99",
+            br#"{"set": {"rack": "r12", "gpu": "a100"}}"#,
+        )
+        .unwrap();
+        assert!(reply.previous.is_empty());
+        assert_eq!(reply.tags.len(), 2);
+        let mac = parse_mac("52:54:00:6b:00:99").unwrap();
+        // Tagged before its first boot: listed as expected, with its tags.
+        let row = show(&site, dir.path(), mac).unwrap();
+        assert_eq!(row.state, None);
+        assert_eq!(row.tags["rack"], "r12");
+        let value = serde_json::to_value(&row).unwrap();
+        assert_eq!(value["tags"], json!({"gpu": "a100", "rack": "r12"}));
+
+        let reply = tag(
+            &site,
+            dir.path(),
+            "52:54:00:6b:00:99",
+            br#"{"unset": ["gpu"]}"#,
+        )
+        .unwrap();
+        assert_eq!(reply.previous.len(), 2);
+        assert_eq!(
+            serde_json::to_value(&reply.tags).unwrap(),
+            json!({"rack": "r12"})
+        );
+
+        for (body, named) in [
+            (&br#"{"set": {"Rack": "r1"}}"#[..], "tag key \"Rack\""),
+            (br#"{"set": {"os": "a b"}}"#, "tag \"os\": value \"a b\""),
+            (br#"{"unset": ["-x"]}"#, "tag key \"-x\""),
+            (br#"{"tags": {}}"#, "unknown field"),
+            (b"[", "body must be"),
+        ] {
+            let e = tag(&site, dir.path(), "52:54:00:6b:00:99", body).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::BadRequest, "{e}");
+            assert!(e.to_string().contains(named), "{named}: {e}");
+        }
+        let e = tag(&site, dir.path(), "nope", br#"{"set": {}}"#).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BadRequest);
+        // Refused requests changed nothing.
+        assert_eq!(
+            serde_json::to_value(show(&site, dir.path(), mac).unwrap().tags).unwrap(),
+            json!({"rack": "r12"})
+        );
+        // Forget drops them; nothing names the MAC any more.
+        let reply = forget(&site, dir.path(), mac, None).unwrap();
+        assert_eq!(
+            serde_json::to_value(&reply.dropped_tags).unwrap(),
+            json!({"rack": "r12"})
+        );
+        assert_eq!(
+            show(&site, dir.path(), mac).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! `ProfilePolicy`: which profile a node gets, by one precedence used by the
 //! PXE service and the API alike: a runtime assignment (to a profile the site
 //! defines), then the site's `[[nodes]]` (its whole MAC), then the site's
-//! `[[selectors]]` (MAC prefix, firmware, architecture; the narrowest
-//! matching rule), then the unknown-MAC policy.
+//! `[[selectors]]` (MAC prefix, firmware, architecture, the operator's node
+//! tags; the narrowest matching rule), then the unknown-MAC policy.
 //!
 //! Pure: reads nothing, writes nothing.
 
@@ -64,11 +64,13 @@ impl ProfilePolicy {
     }
 }
 
-/// What a selector may ask of a node the inventory has seen.
+/// What a selector may ask of a node the inventory has seen, but its tags
+/// (the inventory adds those from the assignments file).
 pub fn node_facts(mac: MacAddr, arch: Option<u16>, firmware: Option<Firmware>) -> NodeFacts {
     NodeFacts {
         mac,
         arch,
+        tags: Default::default(),
         firmware: firmware.and_then(|f| match f {
             Firmware::Bios => Some(BootFirmware::Bios),
             Firmware::Uefi => Some(BootFirmware::Uefi),
@@ -95,6 +97,7 @@ mod tests {
                 mac_prefix: Some("02:00:00".parse().unwrap()),
                 firmware: Some(BootFirmware::Uefi),
                 arch: None,
+                tags: Default::default(),
             }],
             unknown,
             default_profile: default.map(String::from),

@@ -34,6 +34,11 @@ fn admin_endpoints() -> Vec<(&'static str, &'static str, Option<Vec<u8>>)> {
             "/v1/nodes/52:54:00:6b:00:99/profile",
             Some(br#"{"profile": "prod"}"#.to_vec()),
         ),
+        (
+            "POST",
+            "/v1/nodes/52:54:00:6b:00:99/tags",
+            Some(br#"{"set": {"rack": "r12"}}"#.to_vec()),
+        ),
         ("POST", "/v1/services/pxe/restart", None),
         (
             "POST",
@@ -174,7 +179,7 @@ fn no_wrong_or_read_only_credentials_change_nothing() {
         "{counters}"
     );
     assert!(
-        counters["requests_forbidden"].as_u64() >= Some(5),
+        counters["requests_forbidden"].as_u64() >= Some(6),
         "{counters}"
     );
     assert!(
@@ -188,7 +193,7 @@ fn no_wrong_or_read_only_credentials_change_nothing() {
     let (status, reply) = api.call("POST", "/v1/overlays", Some(&lab_v4_push_body()));
     assert_eq!(status, 200, "{reply}");
     assert_ne!(files(&root), files_before);
-    eprintln!("hostile host: {refused} requests refused with 401, 5 with 403, state unchanged");
+    eprintln!("hostile host: {refused} requests refused with 401, 6 with 403, state unchanged");
 }
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;

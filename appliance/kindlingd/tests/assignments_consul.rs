@@ -338,6 +338,17 @@ fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
         assigned("prod")
     );
 
+    // Node tags live in the same file, local to the appliance: every sync
+    // round below (merges, the outage, the re-push) must keep them.
+    let (status, body) = call(
+        &admin,
+        "POST",
+        "/v1/nodes/52:54:00:6b:00:20/tags",
+        Some(br#"{"set": {"rack": "r12"}}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let rack: kindling_site::NodeTags = [("rack".to_string(), "r12".to_string())].into();
+
     // 2. An operator's `consul kv put` reaches the PXE inventory in seconds.
     let dev_node = mac("52:54:00:6b:00:10");
     assert_eq!(
@@ -486,6 +497,14 @@ fn assignments_follow_consul_kv_both_ways_and_survive_consul_outages() {
         .map(|n| n["assignment"]["stored"].clone())
         .collect();
     assert_eq!(stored, vec![serde_json::json!("kv")], "{nodes}");
+    let tagged = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["mac"] == "52:54:00:6b:00:20")
+        .map(|n| n["tags"].clone());
+    assert_eq!(tagged, Some(serde_json::json!({"rack": "r12"})), "{nodes}");
+    assert_eq!(inventory.tags(&mac("52:54:00:6b:00:20")), rack);
     eprintln!(
         "outage part {:?}; whole scenario {:?} (Consul + ACLs {after_consul:?})",
         outage.elapsed(),

@@ -82,7 +82,7 @@ fn tables_json_and_exit_codes_against_a_real_api() {
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE", "GRANT", "REASON"]
+        ["MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE", "TAGS", "GRANT", "REASON"]
     );
     let dev = lines
         .find(|l| l.starts_with("52:54:00:6b:00:10"))
@@ -95,6 +95,7 @@ fn tables_json_and_exit_codes_against_a_real_api() {
             "-",
             "dev",
             "overlay",
+            "-",
             "-",
             "-",
             "-"
@@ -188,6 +189,56 @@ fn tables_json_and_exit_codes_against_a_real_api() {
     // 2: a malformed MAC never reaches the appliance.
     let out = kindling(&["node", "show", "not-a-mac"], &admin);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // Tags: set by the admin, shown by list and show, removed by untag;
+    // refused for a read-only operator and for a bad key, naming it.
+    let assignments = root.path("var/lib/kindling/inventory/assignments.json");
+    let untouched = std::fs::read(&assignments).ok();
+    let tagged = "52:54:00:6b:00:77";
+    let out = kindling(&["node", "tag", tagged, "rack=r12"], &read);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("403"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(&assignments).ok(),
+        untouched,
+        "a forbidden tag was recorded"
+    );
+    let out = kindling(&["node", "tag", tagged, "Rack=r12"], &admin);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("400"), "{}", text(&out));
+    assert!(text(&out).contains("tag key \"Rack\""), "{}", text(&out));
+    let out = kindling(&["node", "tag", tagged, "rack"], &admin);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("KEY=VALUE"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(&assignments).ok(),
+        untouched,
+        "a refused tag was recorded"
+    );
+    let out = kindling(&["node", "tag", tagged, "rack=r12", "gpu=a100"], &admin);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tags gpu=a100,rack=r12"),
+        "{}",
+        text(&out)
+    );
+    let out = kindling(&["node", "list"], &read);
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with(tagged))
+        .unwrap_or_else(|| panic!("a tagged MAC is listed as expected:\n{listed}"));
+    assert!(row.contains("gpu=a100,rack=r12"), "{listed}");
+    let out = kindling(&["node", "untag", tagged, "gpu"], &admin);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = kindling(&["node", "show", tagged], &read);
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("tags") && l.ends_with("rack=r12")),
+        "{shown}"
+    );
 
     // The admin forgets a reserved node: recorded, and said to stay expected.
     let out = kindling(&["node", "forget", "52:54:00:6b:00:10"], &admin);
@@ -531,4 +582,117 @@ fn artifact_push_list_and_delete() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn overlay_build_pins_the_pushed_artifacts_profiles_name() {
+    let root = Root::new();
+    apply(&root);
+    let api = start_api(&root);
+    let tokens = lab_tokens();
+    let dir = tempfile::tempdir().unwrap();
+    let none = dir.path().join("absent.toml");
+    let admin = operator(&api, Some(tokens.admin.expose().to_string()), &none);
+    let read = operator(&api, Some(tokens.read.expose().to_string()), &none);
+    let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../overlays/lab");
+    let lab = lab.display().to_string();
+    let kernel = dir.path().join("kernel-6.12");
+    std::fs::write(&kernel, b"a kernel").unwrap();
+    let hex = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(b"a kernel"));
+    let kernel = kernel.display().to_string();
+    let out = kindling(&["artifact", "push", &kernel, "--name", "vmlinuz"], &admin);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Asked of the appliance.
+    let kovl = dir.path().join("lab.kovl").display().to_string();
+    let build = |extra: &[&str], env: &[(&str, String)]| {
+        let mut args = vec![
+            "overlay",
+            "build",
+            &lab,
+            "--name",
+            "lab",
+            "--version",
+            "9",
+            "--unsigned",
+            "--out",
+            &kovl,
+        ];
+        args.extend_from_slice(extra);
+        kindling(&args, env)
+    };
+    let out = build(&["--resolve-artifacts"], &read);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    for profile in ["dev", "prod"] {
+        assert!(
+            said.contains(&format!(
+                "profile {profile}: kernel vmlinuz -> sha256/{hex}\n"
+            )),
+            "{said}"
+        );
+        assert!(
+            said.contains(&format!(
+                "profile {profile}: initrd[0] lab-node.cpio.zst is not a pushed artifact; it stays a file name"
+            )),
+            "{said}"
+        );
+    }
+    let out = kindling(&["overlay", "show", &kovl], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        shown.contains(&format!(
+            "boot artifacts:\n  profile dev: kernel sha256/{hex} (pinned: a pushed artifact)\n  profile dev: initrd[0] lab-node.cpio.zst (file name)\n"
+        )),
+        "{shown}"
+    );
+
+    // From a catalog file, as `artifact list --json` prints it.
+    let out = kindling(&["artifact", "list", "--json"], &read);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let catalog = dir.path().join("artifacts.json");
+    std::fs::write(&catalog, &out.stdout).unwrap();
+    let catalog = catalog.display().to_string();
+    let out = build(&["--artifacts", &catalog], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("profile dev: kernel vmlinuz -> sha256/{hex}\n")),
+        "{}",
+        text(&out)
+    );
+
+    // The same name pushed with other bytes: the build names both.
+    let other = dir.path().join("kernel-6.13");
+    std::fs::write(&other, b"another kernel").unwrap();
+    let other_hex = format!(
+        "{:x}",
+        <sha2::Sha256 as sha2::Digest>::digest(b"another kernel")
+    );
+    let other = other.display().to_string();
+    let out = kindling(&["artifact", "push", &other, "--name", "vmlinuz"], &admin);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = build(&["--resolve-artifacts"], &read);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("boot.kernel names \"vmlinuz\"")
+            && err.contains(&format!("sha256/{hex}"))
+            && err.contains(&format!("sha256/{other_hex}")),
+        "{err}"
+    );
+
+    // Hostile input: a catalog that is not one, a target without the flag.
+    std::fs::write(&catalog, b"{\"artifacts\": 3}").unwrap();
+    let out = build(&["--artifacts", &catalog], &[]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("is not `kindling artifact list --json` output"),
+        "{}",
+        text(&out)
+    );
+    let out = build(&["--context", "lab"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod manifest;
 pub mod minisign;
 pub mod pack;
+pub mod pin;
 pub mod state;
 pub mod unpack;
 pub mod verify;
@@ -21,5 +22,6 @@ pub use apply::{apply, ApplyOptions, ApplyOutcome, ApplyPaths, PushedOverlay, Re
 pub use limits::Limits;
 pub use manifest::{LayerKind, Manifest};
 pub use minisign::{KeyId, PublicKey, SecretKey};
-pub use pack::{build, pack, BuildOptions, Built};
+pub use pack::{build, pack, pack_pinned, BuildOptions, Built};
+pub use pin::{Catalog, PinError, Resolution};
 pub use verify::{Verified, VerifyError};

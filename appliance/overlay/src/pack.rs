@@ -8,6 +8,7 @@
 use crate::format::{sha256_hex, write_kovl};
 use crate::manifest::{valid_name, LayerKind, Manifest, FORMAT};
 use crate::minisign::{PublicKey, SecretKey};
+use crate::pin::{self, Catalog, Resolution};
 use kindling_site::{ConfigErrors, LoadTreeError, SiteTree};
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,8 @@ pub enum BuildError {
     Pack(std::io::Error),
     #[error("signing the overlay: {0}")]
     Sign(crate::minisign::KeyError),
+    #[error("{0}")]
+    Pin(#[from] crate::pin::PinError),
 }
 
 impl From<ConfigErrors> for BuildError {
@@ -132,7 +135,11 @@ fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>, BuildError> {
 
 /// Checks the tree's config and returns the site id it is for.
 pub fn validate_tree(dir: &Path, opts: &BuildOptions) -> Result<String, BuildError> {
-    let tree = SiteTree::read_dir(dir)?;
+    check_tree(SiteTree::read_dir(dir)?, &dir.display().to_string(), opts)
+}
+
+/// `validate_tree` of a tree already read (`label` names it in errors).
+fn check_tree(tree: SiteTree, label: &str, opts: &BuildOptions) -> Result<String, BuildError> {
     let file_id = tree
         .site
         .as_ref()
@@ -159,7 +166,7 @@ pub fn validate_tree(dir: &Path, opts: &BuildOptions) -> Result<String, BuildErr
         .as_ref()
         .is_some_and(|d| d.table.get("site").and_then(|s| s.get("id")).is_some())
     {
-        tree.to_config(&dir.display().to_string())?;
+        tree.to_config(label)?;
     }
     Ok(site_id)
 }
@@ -183,8 +190,26 @@ fn trust_keys(files: &[(String, PathBuf)]) -> Result<Vec<String>, BuildError> {
     Ok(keys)
 }
 
+/// The profile a packed file is (`profiles/NAME.toml`), if it is one.
+fn profile_of(rel: &str) -> Option<&str> {
+    rel.strip_prefix("profiles/")?
+        .strip_suffix(".toml")
+        .filter(|name| !name.contains('/'))
+}
+
 /// Validates and packs `dir`; the result is ready to be signed.
 pub fn pack(dir: &Path, opts: &BuildOptions) -> Result<Packed, BuildError> {
+    pack_pinned(dir, opts, None).map(|(packed, _)| packed)
+}
+
+/// `pack`, with the profiles' artifact names that `catalog` holds pinned
+/// to `sha256/HEX` in the packed files (`pin`); what became of each name.
+/// The operator's files are checked as written, and again as packed.
+pub fn pack_pinned(
+    dir: &Path,
+    opts: &BuildOptions,
+    catalog: Option<&Catalog>,
+) -> Result<(Packed, Vec<Resolution>), BuildError> {
     if !valid_name(&opts.name) {
         return Err(BuildError::Name(opts.name.clone()));
     }
@@ -194,13 +219,40 @@ pub fn pack(dir: &Path, opts: &BuildOptions) -> Result<Packed, BuildError> {
     }
     let files = walk(dir)?;
     let trusted_keys = trust_keys(&files)?;
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut unpacked_size = 0u64;
+    let mut contents = Vec::with_capacity(files.len());
+    let mut resolutions = Vec::new();
     for (rel, abs) in &files {
         let data = std::fs::read(abs).map_err(|source| BuildError::Read {
             path: abs.display().to_string(),
             source,
         })?;
+        let data = match (catalog, profile_of(rel)) {
+            (Some(catalog), Some(profile)) => {
+                // Read as UTF-8 by the validation above.
+                let text = String::from_utf8_lossy(&data);
+                let (pinned, mut found) = pin::pin_profile(profile, &text, catalog)?;
+                resolutions.append(&mut found);
+                pinned.into_bytes()
+            }
+            _ => data,
+        };
+        contents.push((rel.as_str(), data));
+    }
+    if resolutions
+        .iter()
+        .any(|r| matches!(r, Resolution::Pinned { .. }))
+    {
+        let config = contents
+            .iter()
+            .filter(|(rel, _)| *rel == "site.toml" || rel.starts_with("profiles/"))
+            .map(|(rel, data)| (rel.to_string(), String::from_utf8_lossy(data).into_owned()))
+            .collect();
+        let label = format!("{} (artifacts pinned)", dir.display());
+        check_tree(SiteTree::from_files(config)?, &label, opts)?;
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut unpacked_size = 0u64;
+    for (rel, data) in contents {
         unpacked_size += data.len() as u64;
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
@@ -227,7 +279,7 @@ pub fn pack(dir: &Path, opts: &BuildOptions) -> Result<Packed, BuildError> {
         trusted_keys,
     };
     let kovl = write_kovl(&manifest, &payload).map_err(BuildError::Pack)?;
-    Ok(Packed { manifest, kovl })
+    Ok((Packed { manifest, kovl }, resolutions))
 }
 
 /// Validates, packs and signs `dir`.

@@ -367,3 +367,165 @@ fn a_push_during_a_trial_is_recorded_but_not_the_images_overlay() {
         kovl5
     );
 }
+
+/// The lab tree in a temp dir (site.toml and both profiles as shipped).
+fn lab_tree() -> tempfile::TempDir {
+    let tmp = tempfile::Builder::new()
+        .prefix("ko-tree-")
+        .tempdir()
+        .unwrap();
+    let src = repo().join("overlays/lab");
+    std::fs::create_dir_all(tmp.path().join("profiles")).unwrap();
+    for f in ["site.toml", "profiles/dev.toml", "profiles/prod.toml"] {
+        std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
+    }
+    tmp
+}
+
+fn lab_opts(version: u64) -> BuildOptions {
+    BuildOptions {
+        name: "lab".into(),
+        version,
+        layer: LayerKind::Site,
+        site_id: None,
+        created: NOW - 100,
+        expires: NOW + 86_400,
+    }
+}
+
+/// `kindling artifact list --json` output holding `items` (name, sha256).
+fn catalog(items: &[(&str, String)]) -> kindling_overlay::Catalog {
+    let artifacts: Vec<serde_json::Value> = items
+        .iter()
+        .map(|(name, sha)| {
+            serde_json::json!({"sha256": sha, "name": name, "bytes": 1,
+                "uploaded": "2026-12-07T05:00:00Z", "uploaded_by": "alice",
+                "path": format!("/by-hash/sha256/{sha}")})
+        })
+        .collect();
+    let json = serde_json::json!({"artifacts": artifacts, "max_bytes": 1, "keep_free_bytes": 1});
+    kindling_overlay::Catalog::from_json(&json.to_string()).unwrap()
+}
+
+#[test]
+fn pushed_artifact_names_are_pinned_at_build_and_reach_the_appliance() {
+    let tree = lab_tree();
+    let original = std::fs::read_to_string(tree.path().join("profiles/dev.toml")).unwrap();
+    let k = "1a".repeat(32);
+    let (packed, resolutions) = kindling_overlay::pack_pinned(
+        tree.path(),
+        &lab_opts(4),
+        Some(&catalog(&[
+            ("vmlinuz", k.clone()),
+            ("other.iso", "2b".repeat(32)),
+        ])),
+    )
+    .unwrap();
+    let lines: Vec<String> = resolutions.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        vec![
+            format!("profile dev: kernel vmlinuz -> sha256/{k}"),
+            "profile dev: initrd[0] lab-node.cpio.zst is not a pushed artifact; it stays a file name (served from the image's artifacts, e.g. baked with --artifact)".to_string(),
+            format!("profile prod: kernel vmlinuz -> sha256/{k}"),
+            "profile prod: initrd[0] lab-node.cpio.zst is not a pushed artifact; it stays a file name (served from the image's artifacts, e.g. baked with --artifact)".to_string(),
+        ]
+    );
+    // The operator's file is untouched; the packed one differs only there.
+    assert_eq!(
+        std::fs::read_to_string(tree.path().join("profiles/dev.toml")).unwrap(),
+        original
+    );
+    let parts =
+        kindling_overlay::format::read_kovl(&packed.kovl, &kindling_overlay::Limits::default())
+            .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("tree");
+    kindling_overlay::unpack::unpack_payload(
+        &parts.payload,
+        &out,
+        &kindling_overlay::Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.join("profiles/dev.toml")).unwrap(),
+        original.replace("kernel = \"vmlinuz\"", &format!("kernel = \"sha256/{k}\""))
+    );
+
+    // Signed and accepted: the appliance's config names the pinned hash.
+    let key = test_key("kindling");
+    let sig = key
+        .sign(&packed.kovl, &packed.manifest.trusted_comment())
+        .unwrap();
+    let a = Appliance::new();
+    a.boot_media(&[("good", "lab")]);
+    a.boot();
+    let r = kindling_overlay::api::push(&a.paths, &push_json(&packed.kovl, &sig), &opts());
+    assert!(r.is_ok(), "{r:?}");
+    let site = a.site_json();
+    assert_eq!(
+        site["profiles"]["dev"]["boot"]["kernel"],
+        format!("sha256/{k}")
+    );
+    assert_eq!(
+        site["profiles"]["dev"]["boot"]["initrd"][0],
+        "lab-node.cpio.zst"
+    );
+
+    // Without a catalog nothing is pinned; a name kept twice is refused.
+    let (_, none) = kindling_overlay::pack_pinned(tree.path(), &lab_opts(5), None).unwrap();
+    assert!(none.is_empty());
+    let twice = catalog(&[("vmlinuz", "aa".repeat(32)), ("vmlinuz", "bb".repeat(32))]);
+    let err = kindling_overlay::pack_pinned(tree.path(), &lab_opts(5), Some(&twice))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "sha256/{}, sha256/{}",
+            "aa".repeat(32),
+            "bb".repeat(32)
+        )) && err.starts_with("profile dev: boot.kernel names \"vmlinuz\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_malformed_pin_is_refused_at_build_and_by_the_appliance() {
+    let tree = lab_tree();
+    let dev = tree.path().join("profiles/dev.toml");
+    let text = std::fs::read_to_string(&dev).unwrap().replace(
+        "kernel = \"vmlinuz\"",
+        &format!("kernel = \"sha256/{}\"", "A1".repeat(32)),
+    );
+    std::fs::write(&dev, &text).unwrap();
+    let err = kindling_overlay::pack(tree.path(), &lab_opts(4))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("profiles.dev.boot.kernel: profile dev, boot.kernel: ")
+            && err.contains("64 lower-case hex digits"),
+        "{err}"
+    );
+
+    // A partial overlay (no site id: checked per file at build) carrying
+    // the same profile is refused when the appliance merges it.
+    std::fs::remove_file(tree.path().join("site.toml")).unwrap();
+    std::fs::remove_file(tree.path().join("profiles/prod.toml")).unwrap();
+    let extra = BuildOptions {
+        name: "extra".into(),
+        site_id: Some("lab".into()),
+        ..lab_opts(1)
+    };
+    let built = kindling_overlay::build(tree.path(), &extra, &test_key("kindling")).unwrap();
+    let a = Appliance::new();
+    a.boot_media(&[("good", "lab")]);
+    a.boot();
+    let err =
+        kindling_overlay::api::push(&a.paths, &push_json(&built.kovl, &built.minisig), &opts())
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.contains("profiles.dev.boot.kernel") && err.contains("64 lower-case hex digits"),
+        "{err}"
+    );
+}

@@ -545,17 +545,38 @@ mod tests {
         }
     }
 
-    /// The lab site, unknown MACs ignored, and UEFI machines of one vendor
-    /// selected into `prod`.
+    fn rack(name: &str) -> kindling_site::NodeTags {
+        [("rack".to_string(), name.to_string())].into()
+    }
+
+    /// The lab site, unknown MACs ignored, UEFI machines of one vendor
+    /// selected into `prod`, those of them in rack r12 into `dev`, and
+    /// BIOS machines in rack r13 into `dev`.
     fn view(dir: &std::path::Path) -> DhcpView {
         let mut site = lab_site();
         site.pxe.unknown = UnknownMacPolicy::Ignore;
-        site.selectors = vec![ProfileSelector {
+        let vendor_uefi = ProfileSelector {
             profile: "prod".parse().unwrap(),
             mac_prefix: Some("0c:42:a1".parse().unwrap()),
             firmware: Some(BootFirmware::Uefi),
             arch: None,
-        }];
+            tags: Default::default(),
+        };
+        site.selectors = vec![
+            vendor_uefi.clone(),
+            ProfileSelector {
+                profile: "dev".parse().unwrap(),
+                tags: rack("r12"),
+                ..vendor_uefi
+            },
+            ProfileSelector {
+                profile: "dev".parse().unwrap(),
+                mac_prefix: None,
+                firmware: Some(BootFirmware::Bios),
+                arch: None,
+                tags: rack("r13"),
+            },
+        ];
         assert!(site.validate().is_empty(), "{:?}", site.validate());
         let paths = PxePaths {
             state_dir: dir.to_path_buf(),
@@ -613,6 +634,63 @@ mod tests {
             view.inventory
                 .profile_for(&"0c:42:a1:00:00:01".parse().unwrap()),
             ProfileChoice::Selected("prod".into())
+        );
+    }
+    /// Tags as `kindling node tag`/`untag` leave them (through the API, in
+    /// the assignments file), and the PXE service's recheck interval.
+    fn retag(view: &DhcpView, mac: &str, set: kindling_site::NodeTags, unset: &[&str]) {
+        let unset: Vec<String> = unset.iter().map(|k| k.to_string()).collect();
+        view.inventory
+            .assignment_store()
+            .update(|s| {
+                kindling_inventory::assignments::change_tags(s, mac.parse().unwrap(), &set, &unset)
+            })
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(600));
+    }
+
+    #[test]
+    fn tagging_a_discovered_node_selects_its_next_boot_and_untagging_drops_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let view = view(dir.path());
+        let decided = |f: &ClientFacts| {
+            view.inventory
+                .profile_for_facts(&node_facts(f.mac, f.arch, Some(f.firmware)))
+        };
+        let bios = facts("0c:42:a1:00:00:02", Firmware::Bios, ARCH_BIOS);
+        let uefi = facts("0c:42:a1:00:00:03", Firmware::Uefi, ARCH_EFI_X64);
+        for f in [&bios, &uefi] {
+            view.inventory
+                .observe_dhcp(f.mac, None, f.arch, f.firmware, 1);
+        }
+        assert!(!view.may_boot(&bios), "discovered, no rule: ignored");
+        assert_eq!(decided(&uefi), ProfileChoice::Selected("prod".into()));
+
+        retag(&view, "0c:42:a1:00:00:02", rack("r13"), &[]);
+        retag(&view, "0c:42:a1:00:00:03", rack("r12"), &[]);
+        assert!(view.may_boot(&bios), "tagged: its next boot is served");
+        assert_eq!(decided(&bios), ProfileChoice::Selected("dev".into()));
+        assert_eq!(
+            view.inventory.profile_for(&bios.mac),
+            ProfileChoice::Selected("dev".into())
+        );
+        assert_eq!(
+            decided(&uefi),
+            ProfileChoice::Selected("dev".into()),
+            "r12 refines the vendor rule"
+        );
+        // Another rack: no tag rule of its firmware matches.
+        retag(&view, "0c:42:a1:00:00:02", rack("r12"), &[]);
+        assert!(!view.may_boot(&bios));
+
+        retag(&view, "0c:42:a1:00:00:02", Default::default(), &["rack"]);
+        retag(&view, "0c:42:a1:00:00:03", Default::default(), &["rack"]);
+        assert!(!view.may_boot(&bios), "untagged: ignored again");
+        assert_eq!(
+            decided(&uefi),
+            ProfileChoice::Selected("prod".into()),
+            "back to the vendor rule"
         );
     }
 }

@@ -106,6 +106,101 @@ fn a_pushed_artifact_is_served_by_hash_with_head_and_range_until_deleted() {
     assert_eq!(status, 404);
 }
 
+/// A profile pins pushed artifacts as `sha256/HEX`; the iPXE script names
+/// them under `/artifacts/`, which reaches the store because it is the
+/// first artifact directory (`/var/lib/kindling/artifacts`, as on the
+/// appliance), next to a baked artifact named by its file name.
+#[test]
+fn a_profile_pinning_a_pushed_artifact_boots_it_from_the_store() {
+    let dirs = Dirs::new();
+    let store = ArtifactStore::new(&dirs.path("state"));
+    let mut paths = dirs.paths(&dirs.path("boot"));
+    paths.artifact_dirs = vec![
+        store.content_dir().parent().unwrap().into(),
+        dirs.path("artifacts"),
+    ];
+    let (addr, stats) = common::serve_lab_http_paths(paths, Vec::new(), 16, Limits::default());
+    let kernel: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = push(&store, "vmlinuz", &kernel);
+    std::fs::write(dirs.path("artifacts/baked.cpio"), b"baked initrd").unwrap();
+
+    let profile = kindling_site::Profile {
+        name: "dev".parse().unwrap(),
+        description: String::new(),
+        tags: Default::default(),
+        boot: kindling_site::BootPayload::Linux {
+            kernel: format!("sha256/{digest}"),
+            initrd: vec!["baked.cpio".into()],
+            cmdline: String::new(),
+        },
+        cloud_init: Default::default(),
+        enrollment: Default::default(),
+        after_install: Default::default(),
+    };
+    let base = format!("http://{addr}/");
+    let script = kindling_pxe::render::ipxe::render(&kindling_pxe::render::NodeContext {
+        mac: kindling_site::MacAddr([0x52, 0x54, 0, 0x6b, 0, 0x10]),
+        hostname: "node-dev-1".into(),
+        domain: "lab.kindling.internal".into(),
+        profile_name: "dev",
+        profile: &profile,
+        base_url: &base,
+        enrollment: None,
+        agent_sha256: None,
+        stack: None,
+        client_binaries: Default::default(),
+    });
+    let url_after = |word: &str| {
+        let line = script.lines().find(|l| l.starts_with(word)).unwrap();
+        line.split(' ').nth(1).unwrap().to_string()
+    };
+    let kernel_url = url_after("kernel ");
+    assert_eq!(
+        kernel_url,
+        format!("{base}artifacts/sha256/{digest}"),
+        "{script}"
+    );
+    assert_eq!(url_after("initrd "), format!("{base}artifacts/baked.cpio"));
+
+    let path = kernel_url.strip_prefix(&base[..base.len() - 1]).unwrap();
+    let (status, head, body) = fetch(addr, &format!("GET {path} HTTP/1.0\r\n"));
+    assert_eq!(status, 200, "{head}");
+    assert!(body == kernel, "the pushed bytes");
+    let (status, head, body) = fetch(addr, &format!("HEAD {path} HTTP/1.0\r\n"));
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.contains(&format!("Content-Length: {}", kernel.len())),
+        "{head}"
+    );
+    assert!(body.is_empty());
+    let (status, head, body) = fetch(
+        addr,
+        &format!("GET {path} HTTP/1.0\r\nRange: bytes=100000-100099\r\n"),
+    );
+    assert_eq!(status, 206, "{head}");
+    assert_eq!(body, kernel[100_000..100_100]);
+    assert!(
+        head.contains(&format!(
+            "Content-Range: bytes 100000-100099/{}",
+            kernel.len()
+        )),
+        "{head}"
+    );
+    // The same bytes by hash, for clients that name only the hash.
+    let (status, _, body) = fetch(addr, &format!("GET /by-hash/sha256/{digest} HTTP/1.0\r\n"));
+    assert_eq!(status, 200);
+    assert!(body == kernel);
+    let (status, _, body) = fetch(addr, "GET /artifacts/baked.cpio HTTP/1.0\r\n");
+    assert_eq!((status, body.as_slice()), (200, &b"baked initrd"[..]));
+    assert!(stats.get("artifacts") >= 4);
+
+    // Deleted: the pinned name is gone at once (a node fails to boot
+    // rather than boot something else).
+    store.delete(&digest).unwrap();
+    let (status, _, _) = fetch(addr, &format!("GET {path} HTTP/1.0\r\n"));
+    assert_eq!(status, 404);
+}
+
 #[test]
 fn nothing_but_stored_bytes_is_served_from_the_store() {
     let dirs = Dirs::new();

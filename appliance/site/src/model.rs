@@ -28,8 +28,10 @@ pub struct SiteConfig {
     /// MAC → node assignments (profile, reserved address, hostname).
     #[serde(default)]
     pub nodes: Vec<NodeAssignment>,
-    /// Profiles for nodes by MAC prefix, firmware or architecture, after
-    /// runtime assignments and `[[nodes]]`, before `pxe.unknown`.
+    /// Profiles for nodes by MAC prefix, firmware, architecture or the
+    /// operator's node tags, after runtime assignments and `[[nodes]]`,
+    /// before `pxe.unknown`; the narrowest match wins, and two rules that
+    /// can match one node with neither narrower are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub selectors: Vec<crate::ProfileSelector>,
     #[serde(default)]

@@ -1,6 +1,6 @@
 //! `[[selectors]]`: profiles chosen by what a booting node says about itself
-//! (MAC prefix, firmware kind, DHCP client architecture) rather than by its
-//! whole MAC. Between two selectors that can match the same node, the one
+//! (MAC prefix, firmware kind, DHCP client architecture) and the tags an
+//! operator put on it, rather than by its whole MAC. Between two selectors that can match the same node, the one
 //! that refines the other (asks for everything the other asks, and more
 //! narrowly) wins; two that overlap with neither refining the other are an
 //! error when the overlay is built, so at most one ever decides a node.
@@ -9,6 +9,7 @@
 //! Pure: the precedence against `[[nodes]]` and runtime assignments is the
 //! inventory's policy.
 
+use crate::tags::NodeTags;
 use crate::types::ParseValueError;
 use crate::{MacAddr, ProfileName};
 use schemars::JsonSchema;
@@ -31,6 +32,10 @@ pub struct ProfileSelector {
     /// 11 arm64 UEFI, 16 x86-64 UEFI HTTP, 19 arm64 UEFI HTTP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arch: Option<u16>,
+    /// Node tags that must all be on the node with these values
+    /// (`tags = { rack = "r12" }`); set with `kindling node tag MAC KEY=VALUE`.
+    #[serde(default, skip_serializing_if = "NodeTags::is_empty")]
+    pub tags: NodeTags,
 }
 
 /// The firmware kinds a selector can ask for.
@@ -54,11 +59,13 @@ impl BootFirmware {
 }
 
 /// What a booting node is known by when a selector is asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeFacts {
     pub mac: MacAddr,
     pub firmware: Option<BootFirmware>,
     pub arch: Option<u16>,
+    /// The operator's tags on the node (none: no tag selector matches).
+    pub tags: NodeTags,
 }
 
 impl NodeFacts {
@@ -68,13 +75,17 @@ impl NodeFacts {
             mac,
             firmware: None,
             arch: None,
+            tags: NodeTags::new(),
         }
     }
 }
 
 impl ProfileSelector {
     pub fn has_criteria(&self) -> bool {
-        self.mac_prefix.is_some() || self.firmware.is_some() || self.arch.is_some()
+        self.mac_prefix.is_some()
+            || self.firmware.is_some()
+            || self.arch.is_some()
+            || !self.tags.is_empty()
     }
 
     /// Whether `node` meets every criterion. A fact the node has not told
@@ -84,6 +95,7 @@ impl ProfileSelector {
             && self.mac_prefix.as_ref().is_none_or(|p| p.covers(&node.mac))
             && self.firmware.is_none_or(|f| node.firmware == Some(f))
             && self.arch.is_none_or(|a| node.arch == Some(a))
+            && self.tags.iter().all(|(k, v)| node.tags.get(k) == Some(v))
     }
 
     /// Whether some node could meet both.
@@ -92,7 +104,15 @@ impl ProfileSelector {
             (Some(a), Some(b)) => a.extends(b) || b.extends(a),
             _ => true,
         };
-        prefixes && compatible(self.firmware, other.firmware) && compatible(self.arch, other.arch)
+        // Tags clash only where both ask for one key with different values.
+        let tags = self
+            .tags
+            .iter()
+            .all(|(k, v)| other.tags.get(k).is_none_or(|o| o == v));
+        prefixes
+            && compatible(self.firmware, other.firmware)
+            && compatible(self.arch, other.arch)
+            && tags
     }
 
     /// Whether every node `self` matches is matched by `other` too, and
@@ -103,12 +123,16 @@ impl ProfileSelector {
             (Some(a), Some(b)) => a.extends(b),
             (None, Some(_)) => false,
         };
+        // `self` asks every tag `other` asks, with the same value.
+        let tags = other.tags.iter().all(|(k, v)| self.tags.get(k) == Some(v));
         let criteria_differ = self.mac_prefix != other.mac_prefix
             || self.firmware != other.firmware
-            || self.arch != other.arch;
+            || self.arch != other.arch
+            || self.tags != other.tags;
         prefix
             && narrower(self.firmware, other.firmware)
             && narrower(self.arch, other.arch)
+            && tags
             && criteria_differ
     }
 
@@ -156,6 +180,9 @@ impl fmt::Display for ProfileSelector {
         }
         if let Some(a) = self.arch {
             parts.push(format!("arch {a}"));
+        }
+        if !self.tags.is_empty() {
+            parts.push(format!("tags {}", crate::tags::display(&self.tags)));
         }
         write!(f, "{} → {}", parts.join(", "), self.profile)
     }
@@ -254,6 +281,7 @@ mod tests {
             mac_prefix: prefix.map(|p| p.parse().unwrap()),
             firmware: fw,
             arch,
+            tags: NodeTags::new(),
         }
     }
 
@@ -262,7 +290,106 @@ mod tests {
             mac: mac.parse().unwrap(),
             firmware: fw,
             arch,
+            tags: NodeTags::new(),
         }
+    }
+
+    fn tags(pairs: &[(&str, &str)]) -> NodeTags {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn tagged(profile: &str, pairs: &[(&str, &str)]) -> ProfileSelector {
+        ProfileSelector {
+            tags: tags(pairs),
+            ..sel(profile, None, None, None)
+        }
+    }
+
+    fn tagged_node(pairs: &[(&str, &str)]) -> NodeFacts {
+        NodeFacts {
+            tags: tags(pairs),
+            ..node("52:54:00:6b:00:20", Some(BootFirmware::Uefi), Some(7))
+        }
+    }
+
+    /// What overlay validation refuses: overlapping, neither narrower.
+    fn ambiguous(a: &ProfileSelector, b: &ProfileSelector) -> bool {
+        a.overlaps(b) && b.overlaps(a) && !a.refines(b) && !b.refines(a)
+    }
+
+    #[test]
+    fn tag_selectors_need_every_tag_with_its_value() {
+        let s = tagged("gpu", &[("rack", "r12"), ("gpu", "a100")]);
+        assert!(s.has_criteria());
+        assert!(s.matches(&tagged_node(&[
+            ("rack", "r12"),
+            ("gpu", "a100"),
+            ("x", "y")
+        ])));
+        assert!(!s.matches(&tagged_node(&[("rack", "r12")])));
+        assert!(!s.matches(&tagged_node(&[("rack", "r12"), ("gpu", "h100")])));
+        assert!(
+            !s.matches(&node(
+                "52:54:00:6b:00:20",
+                Some(BootFirmware::Uefi),
+                Some(7)
+            )),
+            "a node with no tags matches no tag selector"
+        );
+        assert_eq!(s.to_string(), "tags gpu=a100,rack=r12 → gpu");
+    }
+
+    #[test]
+    fn tag_only_selectors_conflict_refine_or_overlap_ambiguously() {
+        let r12 = tagged("a", &[("rack", "r12")]);
+        let r13 = tagged("b", &[("rack", "r13")]);
+        let r12_gpu = tagged("b", &[("rack", "r12"), ("gpu", "a100")]);
+        let gpu = tagged("b", &[("gpu", "a100")]);
+        // Same key, other value: no node has both, so no overlap.
+        assert!(!r12.overlaps(&r13) && !r13.overlaps(&r12));
+        assert!(!ambiguous(&r12, &r13));
+        // A superset of tags refines.
+        assert!(r12_gpu.refines(&r12) && !r12.refines(&r12_gpu));
+        assert!(!ambiguous(&r12, &r12_gpu));
+        // Different keys: a node may carry both, neither is narrower.
+        assert!(r12.overlaps(&gpu) && ambiguous(&r12, &gpu));
+        assert!(!r12.refines(&r12), "a rule does not refine itself");
+        assert!(
+            ambiguous(&r12, &tagged("c", &[("rack", "r12")])),
+            "duplicate"
+        );
+    }
+
+    #[test]
+    fn tags_mixed_with_firmware() {
+        use BootFirmware::*;
+        let uefi = sel("a", None, Some(Uefi), None);
+        let bios = sel("a", None, Some(Bios), None);
+        let r12 = tagged("b", &[("rack", "r12")]);
+        let r12_uefi = ProfileSelector {
+            firmware: Some(Uefi),
+            ..tagged("c", &[("rack", "r12")])
+        };
+        let r12_bios = ProfileSelector {
+            firmware: Some(Bios),
+            ..tagged("c", &[("rack", "r12")])
+        };
+        // Firmware-only and tag-only: a tagged UEFI node meets both.
+        assert!(ambiguous(&uefi, &r12));
+        // Tags plus firmware refine either alone.
+        assert!(r12_uefi.refines(&uefi) && r12_uefi.refines(&r12));
+        assert!(!ambiguous(&r12_uefi, &uefi) && !ambiguous(&r12_uefi, &r12));
+        // The firmware keeps them apart whatever the tags.
+        assert!(!r12_uefi.overlaps(&r12_bios) && !r12_uefi.overlaps(&bios));
+        let rules = [uefi.clone(), r12_uefi.clone()];
+        let pick =
+            |n: NodeFacts| ProfileSelector::decide(&rules, &n).map(|s| s.profile.to_string());
+        assert_eq!(pick(tagged_node(&[("rack", "r12")])).as_deref(), Some("c"));
+        assert_eq!(pick(tagged_node(&[("rack", "r13")])).as_deref(), Some("a"));
+        assert_eq!(pick(tagged_node(&[])).as_deref(), Some("a"));
     }
 
     #[test]

@@ -327,11 +327,34 @@ fn check_selectors(c: &SiteConfig, out: &mut Vec<Problem>) {
                 ),
             ));
         }
+        let mut bad_tags = false;
+        for (key, value) in &selector.tags {
+            let checked =
+                crate::tags::check_key(key).and_then(|()| crate::tags::check_value(key, value));
+            if let Err(e) = checked {
+                bad_tags = true;
+                out.push((base.key("tags").key(key), e.to_string()));
+            }
+        }
+        if selector.tags.len() > crate::tags::MAX_TAGS {
+            out.push((
+                base.key("tags"),
+                format!(
+                    "{} tags: a selector asks at most {} (a node carries no more)",
+                    selector.tags.len(),
+                    crate::tags::MAX_TAGS
+                ),
+            ));
+        }
         if !selector.has_criteria() {
             out.push((
                 base,
-                "a selector needs at least one of mac_prefix, firmware, arch".into(),
+                "a selector needs at least one of mac_prefix, firmware, arch, tags".into(),
             ));
+            continue;
+        }
+        if bad_tags {
+            // Told above; its overlaps would only repeat it.
             continue;
         }
         for (j, earlier) in c.selectors.iter().enumerate().take(i) {
@@ -361,6 +384,14 @@ fn check_profiles(c: &SiteConfig, out: &mut Vec<Problem>) {
                     profile.name.as_str()
                 ),
             ));
+        }
+        for (field, value) in profile.boot.artifact_fields() {
+            if let Err(why) = crate::ArtifactRef::parse(value) {
+                out.push((
+                    at(&format!("profiles.{name}.boot.{field}")),
+                    format!("profile {name}, boot.{field}: {why}"),
+                ));
+            }
         }
     }
 }

@@ -406,6 +406,39 @@ fn selectors_are_checked_for_profiles_criteria_and_ambiguity() {
 }
 
 #[test]
+fn tag_selectors_are_checked_at_overlay_build() {
+    const PROFILE_PROD: &str = "name = \"prod\"\n[boot]\nkind = \"linux\"\nkernel = \"vmlinuz\"\n";
+    let site = "[site]\nid = \"lab\"\n\n\
+        [[selectors]]\nprofile = \"dev\"\ntags = { rack = \"r12\" }\n\n\
+        [[selectors]]\nprofile = \"prod\"\ntags = { rack = \"r12\", gpu = \"a100\" }\n\n\
+        [[selectors]]\nprofile = \"prod\"\ntags = { rack = \"r13\" }\n\n\
+        [[selectors]]\nprofile = \"prod\"\ntags = { gpu = \"h100\" }\n\n\
+        [[selectors]]\nprofile = \"prod\"\nfirmware = \"uefi\"\ntags = { rack = \"r13\" }\n\n\
+        [[selectors]]\nprofile = \"dev\"\ntags = { Rack = \"r1\", os = \"a b\" }\n";
+    let t = tree(&[
+        ("site.toml", site),
+        ("profiles/dev.toml", PROFILE_DEV),
+        ("profiles/prod.toml", PROFILE_PROD),
+    ])
+    .unwrap();
+    let err = t.to_config("lab").unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    let has = |part: &str| assert!(lines.iter().any(|l| l.contains(part)), "{part}: {lines:#?}");
+    // rack=r12 and gpu=h100 can both be on one node, neither narrower.
+    has("selectors[3]: ambiguous: selectors[0] (tags rack=r12 → dev) and selectors[3] (tags gpu=h100 → prod)");
+    // Bad keys and values are named, with the selector's line.
+    has("selectors[5].tags.Rack: tag key \"Rack\"");
+    has("selectors[5].tags.os: tag \"os\": value \"a b\"");
+    // gpu=h100 can meet rack=r13 (alone or with uefi) as well.
+    has("selectors[3]: ambiguous: selectors[2] (tags rack=r13 → prod)");
+    has("selectors[4]: ambiguous: selectors[3] (tags gpu=h100 → prod)");
+    // r12+gpu=a100 refines r12; r13 and r12 never meet; gpu=a100 and
+    // gpu=h100 never meet; uefi+r13 refines r13.
+    let ambiguous: Vec<&String> = lines.iter().filter(|l| l.contains("ambiguous")).collect();
+    assert_eq!(ambiguous.len(), 3, "{lines:#?}");
+}
+
+#[test]
 fn log_bounds_name_their_key_and_line() {
     let site = "[site]\nid = \"lab\"\n\n[logs]\nfile_kib = 2\nfiles_per_service = 0\nsyslog = \"logs.example.org:514\"\n";
     let t = tree(&[("site.toml", site)]).unwrap();
@@ -454,4 +487,50 @@ fn update_channel_settings_name_their_key_and_line() {
         .unwrap();
     assert_eq!(config.config.update.check_every, "6h");
     assert_eq!(config.config.update.channel.as_deref(), Some("prod"));
+}
+
+#[test]
+fn pinned_artifacts_are_checked_and_located() {
+    let hex = "3f".repeat(32);
+    let good = format!(
+        "name = \"dev\"\n[boot]\nkind = \"linux\"\nkernel = \"sha256/{hex}\"\ninitrd = [\"node.cpio\", \"sha256/{hex}\"]\n"
+    );
+    let site = "[site]\nid = \"x\"\n[pxe]\ndefault_profile = \"dev\"\n";
+    let c = tree(&[("site.toml", site), ("profiles/dev.toml", &good)])
+        .unwrap()
+        .to_config("x")
+        .unwrap()
+        .config;
+    assert_eq!(
+        c.profiles["dev"].boot.artifact_fields(),
+        vec![
+            ("kernel".to_string(), format!("sha256/{hex}").as_str()),
+            ("initrd[0]".to_string(), "node.cpio"),
+            ("initrd[1]".to_string(), format!("sha256/{hex}").as_str()),
+        ]
+    );
+
+    // Upper case, short, and a bare prefix: each named by profile and field.
+    let bad = format!(
+        "name = \"dev\"\n[boot]\nkind = \"ubuntu-autoinstall\"\nkernel = \"sha256/{}\"\ninitrd = \"sha256/{}\"\niso = \"sha256:\"\n",
+        hex.to_uppercase(),
+        &hex[..63]
+    );
+    let err = tree(&[("site.toml", site), ("profiles/dev.toml", &bad)])
+        .unwrap()
+        .to_config("lab")
+        .unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    for (line, field) in [(4, "kernel"), (5, "initrd"), (6, "iso")] {
+        let want = format!(
+            "lab/profiles/dev.toml:{line}: profiles.dev.boot.{field}: profile dev, boot.{field}: "
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&want) && l.contains("64 lower-case hex digits")),
+            "{want}: {lines:#?}"
+        );
+    }
 }

@@ -1,8 +1,9 @@
-//! `kindling node list|show|assign|unassign|reprovision|forget`: the
-//! inventory of PXE nodes on a running appliance, runtime MAC → profile
-//! assignments, re-arming a node's enrollment grant and forgetting a node,
-//! through its API (`GET /v1/nodes`, `GET /v1/nodes/MAC`,
-//! `PUT /v1/nodes/MAC/profile`, `POST /v1/nodes/MAC/reprovision`,
+//! `kindling node list|show|assign|unassign|tag|untag|reprovision|forget`:
+//! the inventory of PXE nodes on a running appliance, runtime MAC → profile
+//! assignments, the operator's node tags, re-arming a node's enrollment
+//! grant and forgetting a node, through its API (`GET /v1/nodes`,
+//! `GET /v1/nodes/MAC`, `PUT /v1/nodes/MAC/profile`,
+//! `POST /v1/nodes/MAC/tags`, `POST /v1/nodes/MAC/reprovision`,
 //! `POST /v1/nodes/MAC/forget`).
 //!
 //! Owns the client side only: it decodes the appliance's answers as the API
@@ -14,7 +15,7 @@ use super::exit::{Exit, Failure};
 use super::table::{cell, wire_name, Table};
 use kindling_api::nodes::{
     AssignReply, AssignRequest, Assignment, ForgetReply, KvStatus, NodeFailure, NodeList, NodeRow,
-    ProfileChoice, ReprovisionReply, SeenNode, Stored,
+    ProfileChoice, ReprovisionReply, SeenNode, Stored, TagReply, TagRequest,
 };
 use kindling_clock::rfc3339;
 use kindling_site::MacAddr;
@@ -61,6 +62,30 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Put tags on a node (KEY=VALUE, replacing a key's value); `[[selectors]]`
+    /// with `tags` pick its profile from its next PXE request. Any MAC, seen
+    /// or not.
+    #[command(after_help = "Example:\n  kindling node tag 52:54:00:6b:00:20 rack=r12 gpu=a100")]
+    Tag {
+        /// e.g. 52:54:00:6b:00:10
+        mac: String,
+        /// KEY=VALUE: keys a-z 0-9 - _ . (starting with a letter or digit),
+        /// values A-Z a-z 0-9 - _ ., up to 63 each, 16 tags per node.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove tags from a node (the next lower-precedence choice applies).
+    #[command(after_help = "Example:\n  kindling node untag 52:54:00:6b:00:20 gpu")]
+    Untag {
+        /// e.g. 52:54:00:6b:00:10
+        mac: String,
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Re-arm a node's enrollment grant: its next user-data fetch (from the
     /// address holding its DHCP lease) mints a fresh one. Clears its alerts
     /// and last failure; the Consul token and client certificates its old
@@ -72,7 +97,7 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Forget a node: drop its runtime assignment and, within a second, its
+    /// Forget a node: drop its runtime assignment and tags and, within a second, its
     /// record (state, grant, alerts). If it PXE-boots again it comes back as
     /// newly discovered; a site `[[nodes]]` entry stays listed as expected.
     #[command(after_help = "Example:\n  kindling node forget 52:54:00:6b:00:20")]
@@ -108,6 +133,47 @@ fn reprovision(target: &Target, mac: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `KEY=VALUE` arguments; a malformed one is a usage error naming it (the
+/// appliance checks the characters, and names the key it refuses).
+fn parse_tag_args(args: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for arg in args {
+        let Some((key, value)) = arg.split_once('=') else {
+            return Err(
+                Failure::new(Exit::Usage, format!("{arg:?}: write a tag as KEY=VALUE")).into(),
+            );
+        };
+        if out.insert(key.to_string(), value.to_string()).is_some() {
+            return Err(
+                Failure::new(Exit::Usage, format!("{arg:?}: tag {key:?} given twice")).into(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn post_tags(target: &Target, mac: &str, request: TagRequest) -> anyhow::Result<()> {
+    let mac = parse_mac(mac)?;
+    let path = format!("/v1/nodes/{mac}/tags");
+    let reply: TagReply = Session::open(target)?.post_as(&path, &request)?;
+    println!("{mac}: tags {}", tags_cell(&reply.tags));
+    let profile = reply.assignment.choice.profile().unwrap_or("-");
+    println!(
+        "  next PXE boot: profile {profile} ({})",
+        source(&reply.assignment)
+    );
+    Ok(())
+}
+
+/// `rack=r12,gpu=a100`, or `-`.
+fn tags_cell(tags: &std::collections::BTreeMap<String, String>) -> String {
+    if tags.is_empty() {
+        return "-".into();
+    }
+    let parts: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    parts.join(",")
 }
 
 fn put_profile(target: &Target, mac: &str, profile: Option<String>) -> anyhow::Result<()> {
@@ -159,6 +225,18 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             target,
         } => put_profile(&target, &mac, Some(profile)),
         Command::Unassign { mac, target } => put_profile(&target, &mac, None),
+        Command::Tag { mac, tags, target } => {
+            let set = parse_tag_args(&tags)?;
+            post_tags(&target, &mac, TagRequest { set, unset: vec![] })
+        }
+        Command::Untag { mac, keys, target } => post_tags(
+            &target,
+            &mac,
+            TagRequest {
+                set: Default::default(),
+                unset: keys,
+            },
+        ),
         Command::Reprovision { mac, target } => reprovision(&target, &mac),
         Command::Forget { mac, target } => forget(&target, &mac),
     }
@@ -173,7 +251,7 @@ fn parse_mac(mac: &str) -> anyhow::Result<MacAddr> {
 /// The node table of `node list`, then alerts and the KV state.
 pub fn list_table(list: &NodeList) -> String {
     let mut table = Table::new(&[
-        "MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE", "GRANT", "REASON",
+        "MAC", "IP", "STATE", "PROFILE", "SOURCE", "FIRMWARE", "TAGS", "GRANT", "REASON",
     ]);
     for n in &list.nodes {
         let seen = n.seen.as_ref();
@@ -184,6 +262,7 @@ pub fn list_table(list: &NodeList) -> String {
             cell(n.assignment.choice.profile()),
             source(&n.assignment),
             cell(seen.and_then(|s| s.firmware.as_ref()).and_then(wire_name)),
+            tags_cell(&n.tags),
             cell(
                 seen.and_then(|s| s.grant.as_ref())
                     .and_then(|g| wire_name(&g.state)),
@@ -256,6 +335,9 @@ pub fn show_text(n: &NodeRow) -> String {
             source(&n.assignment)
         ),
     );
+    if !n.tags.is_empty() {
+        fact("tags", tags_cell(&n.tags));
+    }
     if let Some(seen) = &n.seen {
         fact("ip", cell(seen.ip));
         fact("firmware", cell(seen.firmware.as_ref().and_then(wire_name)));
@@ -376,6 +458,9 @@ fn forget(target: &Target, mac: &str) -> anyhow::Result<()> {
     println!("{mac}: forgotten ({record})");
     if let Some(profile) = &reply.dropped_assignment {
         println!("  dropped its runtime assignment to {profile}");
+    }
+    if !reply.dropped_tags.is_empty() {
+        println!("  dropped its tags {}", tags_cell(&reply.dropped_tags));
     }
     if reply.reserved_by_site {
         println!("  the site's [[nodes]] still names it: it stays listed as expected");

@@ -2,14 +2,17 @@
 //! signed site overlays. Thin over `kindling_overlay`; prints human text, or
 //! JSON where a flag asks for it.
 
+use super::exit::{Exit, Failure};
 use anyhow::{bail, Context};
 use base64::Engine;
+use kindling_api::artifacts::ArtifactList;
 use kindling_clock::{rfc3339, unix_now};
 use kindling_overlay::format::read_kovl;
 use kindling_overlay::minisign;
 use kindling_overlay::verify::verify_authentic;
+use kindling_overlay::Catalog;
 use kindling_overlay::{BuildOptions, LayerKind, Limits};
-use kindling_site::{merge_layers, Layer, SiteTree};
+use kindling_site::{merge_layers, ArtifactRef, Layer, Profile, SiteTree};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand)]
@@ -76,6 +79,19 @@ pub struct BuildArgs {
     /// Output file (default NAME.kovl in the current directory).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Pin each profile boot field (kernel, initrd, iso) that names a pushed
+    /// artifact to sha256/HEX, by this catalog: the JSON `kindling artifact
+    /// list --json` prints (`-`: standard input). Names not in it stay file
+    /// names (artifacts baked into the image).
+    #[arg(long, value_name = "CATALOG", conflicts_with = "resolve_artifacts")]
+    pub artifacts: Option<PathBuf>,
+    /// As --artifacts, with the catalog asked of the appliance (GET
+    /// /v1/artifacts, read role): --appliance/--context, else the current
+    /// context.
+    #[arg(long)]
+    pub resolve_artifacts: bool,
+    #[command(flatten)]
+    pub target: super::client::Target,
 }
 
 #[derive(clap::Args)]
@@ -156,7 +172,34 @@ fn sig_path(file: &Path, sig: Option<&PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(format!("{}.minisig", file.display())))
 }
 
+/// The catalog of pushed artifacts `build` pins names by, if asked for.
+fn artifact_catalog(a: &BuildArgs) -> anyhow::Result<Option<Catalog>> {
+    if !a.resolve_artifacts && (a.target.appliance.is_some() || a.target.context.is_some()) {
+        return Err(Failure::new(
+            Exit::Usage,
+            "--appliance and --context choose where --resolve-artifacts asks; pass it too",
+        )
+        .into());
+    }
+    if a.resolve_artifacts {
+        let session = super::client::Session::open(&a.target)?;
+        let list: ArtifactList = session.get_as("/v1/artifacts")?;
+        return Ok(Some(Catalog::from_list(&list)?));
+    }
+    let Some(path) = &a.artifacts else {
+        return Ok(None);
+    };
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading the catalog from stdin")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let catalog = Catalog::from_json(&text).with_context(|| path.display().to_string())?;
+    Ok(Some(catalog))
+}
+
 fn build(a: BuildArgs) -> anyhow::Result<()> {
+    let catalog = artifact_catalog(&a)?;
     let now = unix_now();
     let opts = BuildOptions {
         name: a.name.clone(),
@@ -173,7 +216,10 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.kovl", a.name)));
-    let packed = kindling_overlay::pack(&a.dir, &opts)?;
+    let (packed, resolutions) = kindling_overlay::pack_pinned(&a.dir, &opts, catalog.as_ref())?;
+    for r in &resolutions {
+        println!("{r}");
+    }
     std::fs::write(&out, &packed.kovl).with_context(|| format!("writing {}", out.display()))?;
     let comment = packed.manifest.trusted_comment();
     if a.unsigned {
@@ -283,6 +329,7 @@ fn show(a: ShowArgs) -> anyhow::Result<()> {
                 for f in &m.files {
                     println!("  {f}");
                 }
+                print_boot_artifacts(&parts.payload, &limits);
             }
         }
         return Ok(());
@@ -310,6 +357,40 @@ fn show(a: ShowArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Each profile's boot artifacts as packed: pinned hashes, file names, URLs.
+fn print_boot_artifacts(payload: &[u8], limits: &Limits) {
+    let profiles = (|| -> anyhow::Result<Vec<(String, Profile)>> {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("tree");
+        kindling_overlay::unpack::unpack_payload(payload, &dir, limits)?;
+        let tree = SiteTree::read_dir(&dir)?;
+        let mut out = Vec::new();
+        for (name, doc) in tree.profiles {
+            let profile: Profile = toml::Value::Table(doc.table).try_into()?;
+            out.push((name.to_string(), profile));
+        }
+        Ok(out)
+    })();
+    match profiles {
+        Ok(profiles) if profiles.is_empty() => {}
+        Ok(profiles) => {
+            println!("boot artifacts:");
+            for (name, profile) in &profiles {
+                for (field, value) in profile.boot.artifact_fields() {
+                    let form = match ArtifactRef::parse(value) {
+                        Ok(ArtifactRef::Pinned(_)) => "pinned: a pushed artifact",
+                        Ok(ArtifactRef::Url(_)) => "URL",
+                        Ok(ArtifactRef::Name(_)) => "file name",
+                        Err(_) => "malformed pin",
+                    };
+                    println!("  profile {name}: {field} {value} ({form})");
+                }
+            }
+        }
+        Err(e) => println!("boot artifacts: unreadable: {e:#}"),
+    }
 }
 
 fn push(a: PushArgs) -> anyhow::Result<()> {

@@ -439,6 +439,9 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
         (Post, ["v1", "nodes", mac, "reprovision"]) => Route::new(Admin, move |_, body| {
             nodes::reprovision(run, state, mac, body)
         }),
+        (Post, ["v1", "nodes", mac, "tags"]) => Route::new(Admin, move |caller, body| {
+            nodes::tag(run, state, mac, body, operator_name(caller))
+        }),
         (Get, ["v1", "nodes", mac]) => Route::new(Read, move |_, _| nodes::show(run, state, mac)),
         (Post, ["v1", "nodes", mac, "forget"]) => Route::new(Admin, move |caller, body| {
             nodes::forget(run, state, mac, body, assignments, operator_name(caller))
@@ -596,6 +599,8 @@ mod tests {
             (Post, "/v1/update/poll", Admin),
             (Put, "/v1/nodes/52:54:00:6b:00:99/profile", Admin),
             (Post, "/v1/nodes/52:54:00:6b:00:99/reprovision", Admin),
+            (Post, "/v1/nodes/52:54:00:6b:00:99/tags", Admin),
+            (Get, "/v1/nodes/52:54:00:6b:00:99/tags", Read),
             (Get, "/v1/nodes/52:54:00:6b:00:99", Read),
             (Post, "/v1/nodes/52:54:00:6b:00:99/forget", Admin),
             (Get, "/v1/nodes/52:54:00:6b:00:99/forget", Read),

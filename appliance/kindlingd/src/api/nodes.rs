@@ -1,6 +1,6 @@
 //! Handlers for `GET /v1/nodes`, `GET /v1/nodes/MAC`,
-//! `PUT /v1/nodes/MAC/profile`, `POST /v1/nodes/MAC/reprovision` and
-//! `POST /v1/nodes/MAC/forget`. The logic
+//! `PUT /v1/nodes/MAC/profile`, `POST /v1/nodes/MAC/tags`,
+//! `POST /v1/nodes/MAC/reprovision` and `POST /v1/nodes/MAC/forget`. The logic
 //! lives in `kindling_inventory::node_api`, which returns the contract types
 //! of `kindling_api::nodes` or an error with its kind; this file only finds
 //! the effective site config (`run_dir/site.json`) and the data partition
@@ -70,6 +70,28 @@ pub fn assign(
     }
 }
 
+/// `POST /v1/nodes/MAC/tags` with body `{"set": {"KEY": "VALUE"}, "unset":
+/// ["KEY"]}`: changes the operator's tags on the node, kept in
+/// `state_dir/inventory/assignments.json` beside the assignments (the PXE
+/// service's next request sees them); logged with the operator.
+pub fn tag(run_dir: &Path, state_dir: &Path, mac: &str, body: &[u8], operator: &str) -> Reply {
+    let (mac, site) = match mac_and_site(run_dir, mac) {
+        Ok(found) => found,
+        Err(reply) => return reply,
+    };
+    let result = node_api::parse_tag_request(body)
+        .and_then(|request| node_api::tag(&site, state_dir, mac, &request));
+    if let Ok(reply) = &result {
+        tracing::info!(
+            %mac,
+            operator,
+            tags = %kindling_site::tags::display(&reply.tags),
+            "node tags changed"
+        );
+    }
+    Reply::result(result)
+}
+
 /// `POST /v1/nodes/MAC/reprovision` (no body, or `{}`): re-arms the node's
 /// enrollment grant.
 pub fn reprovision(run_dir: &Path, state_dir: &Path, mac: &str, body: &[u8]) -> Reply {
@@ -93,7 +115,7 @@ pub fn show(run_dir: &Path, state_dir: &Path, mac: &str) -> Reply {
 }
 
 /// `POST /v1/nodes/MAC/forget` (no body, or `{}`): drops the node's
-/// runtime assignment and records the request; logged with the operator.
+/// runtime assignment and tags and records the request; logged with the operator.
 pub fn forget(
     run_dir: &Path,
     state_dir: &Path,

@@ -2,7 +2,10 @@
 //! `ubuntu-autoinstall`), a menu for unknown MACs, and a refusal script.
 //!
 //! Owns script text only. Artifact names are turned into
-//! `<base>artifacts/<name>` URLs (or used as-is when already a URL).
+//! `<base>artifacts/<name>` URLs (or used as-is when already a URL); a
+//! pinned artifact (`sha256/HEX`, `kindling_site::ArtifactRef`) is a name
+//! too: the store of pushed artifacts is `sha256/` in the first artifact
+//! directory, so it is `<base>artifacts/sha256/HEX`.
 
 use super::NodeContext;
 use kindling_site::BootPayload;
@@ -178,6 +181,58 @@ mod tests {
         ), "{s}");
         assert!(
             s.contains("initrd http://192.168.100.1/artifacts/lab-node.cpio.zst\nboot\n"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn pinned_artifacts_are_fetched_from_the_store_by_hash() {
+        let (k, i, iso) = ("1a".repeat(32), "2b".repeat(32), "3c".repeat(32));
+        let p = profile(BootPayload::Linux {
+            kernel: format!("sha256/{k}"),
+            initrd: vec![format!("sha256/{i}"), "extra.cpio".into()],
+            cmdline: String::new(),
+        });
+        let s = render(&context(&p, "dev"));
+        assert!(
+            s.contains(&format!(
+                "kernel http://192.168.100.1/artifacts/sha256/{k} initrd={i} initrd=extra.cpio kindling.url="
+            )),
+            "{s}"
+        );
+        assert!(
+            s.contains(&format!(
+                "initrd http://192.168.100.1/artifacts/sha256/{i}\ninitrd http://192.168.100.1/artifacts/extra.cpio\nboot\n"
+            )),
+            "{s}"
+        );
+        let p = profile(BootPayload::UbuntuAutoinstall {
+            kernel: format!("sha256/{k}"),
+            initrd: format!("sha256/{i}"),
+            iso: format!("sha256/{iso}"),
+            cmdline: String::new(),
+        });
+        let s = render(&context(&p, "dev"));
+        assert!(
+            s.contains(&format!(
+                "url=http://192.168.100.1/artifacts/sha256/{iso} autoinstall"
+            )),
+            "{s}"
+        );
+        assert!(
+            s.contains(&format!(
+                "initrd http://192.168.100.1/artifacts/sha256/{i}\n"
+            )),
+            "{s}"
+        );
+        let p = profile(BootPayload::Iso {
+            iso: format!("sha256/{iso}"),
+        });
+        let s = render(&context(&p, "dev"));
+        assert!(
+            s.contains(&format!(
+                "sanboot --no-describe http://192.168.100.1/artifacts/sha256/{iso}\n"
+            )),
             "{s}"
         );
     }

@@ -445,8 +445,22 @@ pub fn serve_lab_http(
     max_connections: usize,
     limits: Limits,
 ) -> (SocketAddr, Arc<Stats>) {
-    let settings =
-        Arc::new(PxeSettings::from_site(&lab_site(), dirs.paths(&dirs.path("boot"))).unwrap());
+    serve_lab_http_paths(
+        dirs.paths(&dirs.path("boot")),
+        holders,
+        max_connections,
+        limits,
+    )
+}
+
+/// `serve_lab_http` over the given paths.
+pub fn serve_lab_http_paths(
+    paths: PxePaths,
+    holders: Vec<(MacAddr, Ipv4Addr)>,
+    max_connections: usize,
+    limits: Limits,
+) -> (SocketAddr, Arc<Stats>) {
+    let settings = Arc::new(PxeSettings::from_site(&lab_site(), paths).unwrap());
     let (inventory, problem) =
         Inventory::open(&settings.paths.state_dir, settings.profile_policy());
     assert!(problem.is_none(), "{problem:?}");
