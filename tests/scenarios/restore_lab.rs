@@ -112,7 +112,15 @@ pub fn backup_restores_onto_a_fresh_appliance(
 
     // 1. The backup, made and pulled the operator's way.
     let started = Instant::now();
-    let said = cli(lab, &["backup", "now", "--wait", &format!("{}s", BACKUP_WAIT.as_secs())])?;
+    let said = cli(
+        lab,
+        &[
+            "backup",
+            "now",
+            "--wait",
+            &format!("{}s", BACKUP_WAIT.as_secs()),
+        ],
+    )?;
     let backup_took = started.elapsed();
     let id = said
         .lines()
@@ -121,7 +129,10 @@ pub fn backup_restores_onto_a_fresh_appliance(
         .ok_or_else(|| format!("kindling backup now: no id in {said:?}"))?
         .to_string();
     let file = run_dir.join("lab.kbak");
-    cli(lab, &["backup", "pull", &id, "-o", &file.display().to_string()])?;
+    cli(
+        lab,
+        &["backup", "pull", &id, "-o", &file.display().to_string()],
+    )?;
     let backup_bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "[{scenario}] backup {id}: {backup_bytes} bytes (encrypted), made in {:.1}s; nodes in it: {before:?}",
@@ -167,7 +178,10 @@ pub fn backup_restores_onto_a_fresh_appliance(
     eprintln!("[{scenario}] {line}");
     let app = boot_again_like(lab, "restore-staged", spec)?;
     lab.vm(app)
-        .wait_for(r"restore: backup \S+ .*applied", crate::APPLIANCE_READY_TIMEOUT)
+        .wait_for(
+            r"restore: backup \S+ .*applied",
+            crate::APPLIANCE_READY_TIMEOUT,
+        )
         .map_err(|e| format!("the config phase did not apply the restore: {e}"))?;
     // The restored Vault waits for the first appliance's shares.
     let deadline = Instant::now() + UNSEAL_WAIT;
@@ -181,7 +195,10 @@ pub fn backup_restores_onto_a_fresh_appliance(
         std::thread::sleep(Duration::from_secs(1));
     }
     if step(lab, "vault-restore").as_deref() != Some("done") {
-        return Err(format!("vault-restore is not done: {:?}", get(lab, "/v1/stack")));
+        return Err(format!(
+            "vault-restore is not done: {:?}",
+            get(lab, "/v1/stack")
+        ));
     }
     let keys = original_shares["keys_base64"]
         .as_array()
@@ -193,7 +210,9 @@ pub fn backup_restores_onto_a_fresh_appliance(
             .api_from_lan("POST", "/v1/vault/unseal", Some(&body))
             .map_err(|e| e.to_string())?;
         if code != 200 {
-            return Err(format!("POST /v1/vault/unseal with an original share: {code}: {reply}"));
+            return Err(format!(
+                "POST /v1/vault/unseal with an original share: {code}: {reply}"
+            ));
         }
     }
     lab.vm(app)
@@ -230,7 +249,9 @@ pub fn backup_restores_onto_a_fresh_appliance(
     let backups = get(lab, "/v1/backups")?;
     if backups["restore_last"]["ok"] != true || backups["restore_last"]["backup_id"] != id.as_str()
     {
-        return Err(format!("GET /v1/backups: no record of the restore: {backups}"));
+        return Err(format!(
+            "GET /v1/backups: no record of the restore: {backups}"
+        ));
     }
     eprintln!(
         "[{scenario}] restored backup {id}: nodes {after:?}; {assigned_mac} -> prod in Consul KV; Vault opened with the first appliance's shares; {:.1}s from the restore request to the stack ready",

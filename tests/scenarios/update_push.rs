@@ -139,7 +139,12 @@ pub(crate) fn spawn_push(lab: &Lab, bundle: &Path, wait: Duration) -> Result<Chi
 
 /// Waits for init's reboot request on `app`'s console and for QEMU to exit
 /// (`-no-reboot`), within `timeout`; returns the reboot request's line.
-pub(crate) fn wait_reboot(lab: &mut Lab, app: VmId, timeout: Duration, what: &str) -> Result<String, String> {
+pub(crate) fn wait_reboot(
+    lab: &mut Lab,
+    app: VmId,
+    timeout: Duration,
+    what: &str,
+) -> Result<String, String> {
     let vm = lab.vm(app);
     let line = vm
         .wait_for("reboot request", timeout)

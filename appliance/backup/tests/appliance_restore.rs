@@ -19,27 +19,18 @@
 
 #[path = "../../stack/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use age::secrecy::ExposeSecret;
 use common::*;
-use kindling_backup::manifest::Appliance;
 use kindling_backup::staged::{self, ApplyPaths, StageError};
-use kindling_backup::{BackupStore, Job, Retention, Sources};
-use kindling_stack::bootstrap::policies::{CONSUL_MANAGEMENT_KV, KV_MOUNT};
+use kindling_stack::bootstrap::policies::KV_MOUNT;
 use kindling_stack::consul::ConsulApi;
 use kindling_stack::status::StepState;
 use kindling_stack::vault::{Health, VaultApi};
 use std::io::Read;
 use std::time::{Duration, Instant};
-
-const NODES: &str = r#"{"nodes":{"52:54:00:6b:00:10":{"state":"installed"}}}"#;
-
-fn read_token(lab: &Lab) -> String {
-    std::fs::read_to_string(lab.layout.state_dir().join("appliance-token"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
+use support::*;
 
 fn step_state(lab: &Lab, name: &str) -> (StepState, String) {
     let status = kindling_stack::status::read(&lab.layout.status_file).unwrap();
@@ -54,65 +45,15 @@ fn a_backup_restored_through_the_appliance_brings_its_cluster_back() {
     let rt = rt();
 
     // 1. Appliance A.
-    let mut a = Lab::new(&tools, site("local", false, &identity));
-    a.start("consul");
-    a.start("vault");
-    rt.block_on(kindling_stack::bootstrap::run(a.options()))
-        .unwrap_or_else(|e| panic!("{e}\n{}", a.status_text()));
-    let original = a.init_secrets(&identity);
-    let a_token = read_token(&a);
-    let a_vault = VaultApi::new(&a.layout.vault_local_url(), None, None)
-        .unwrap()
-        .with_token(&a_token);
-    let a_mgmt = rt
-        .block_on(a_vault.kv_read(KV_MOUNT, CONSUL_MANAGEMENT_KV))
-        .unwrap()
-        .unwrap()["secret_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let consul = ConsulApi::new(&a.layout.consul_local_url(), Some(a_mgmt.clone()));
-    rt.block_on(consul.kv_put("restore-test/value", "written-on-a"))
-        .unwrap();
-    rt.block_on(a_vault.kv_write(
-        KV_MOUNT,
-        "restore-test",
-        &serde_json::json!({"v": "vault-on-a"}),
-    ))
-    .unwrap();
+    let Source {
+        lab: a,
+        original,
+        token: a_token,
+        mgmt: a_mgmt,
+    } = source_with_data(&tools, &identity, &rt);
     let data = a.layout.data_dir.clone();
-    std::fs::create_dir_all(data.join("inventory")).unwrap();
-    std::fs::write(data.join("inventory/nodes.json"), NODES).unwrap();
     let a_node_id = std::fs::read_to_string(a.layout.state_dir().join("consul-node-id")).unwrap();
-
-    let sources = rt
-        .block_on(Sources::for_appliance(&a.site, &a.layout))
-        .unwrap();
-    let store = BackupStore::in_data_dir(&data);
-    let job = Job {
-        recipients: kindling_stack::secrets::parse_recipients(&a.site.stack.vault.recipients)
-            .unwrap(),
-        appliance: Appliance {
-            site_id: a.site.site.id.clone(),
-            hostname: "kindling-test".into(),
-            version: "test".into(),
-        },
-        retention: Retention {
-            keep: 7,
-            max_bytes: u64::MAX,
-        },
-    };
-    let id = kindling_backup::BackupId::new(kindling_clock::unix_now());
-    let made = rt
-        .block_on(kindling_backup::make(
-            &sources,
-            &job,
-            &store,
-            &id,
-            kindling_clock::unix_now(),
-        ))
-        .unwrap();
-    let file = std::fs::read(&made.stored.path).unwrap();
+    let (id, made, file) = backup(&rt, &a);
     let names: Vec<&str> = made
         .manifest
         .entries
@@ -145,7 +86,7 @@ fn a_backup_restored_through_the_appliance_brings_its_cluster_back() {
     opts.control_socket = Some(init.socket.clone());
     rt.block_on(kindling_stack::bootstrap::run(opts.clone()))
         .unwrap_or_else(|e| panic!("{e}\n{}", b.status_text()));
-    assert_ne!(read_token(&b), a_token, "B has a token of its own");
+    assert_ne!(appliance_token(&b), a_token, "B has a token of its own");
     assert_eq!(step_state(&b, "vault-restore").0, StepState::Skipped);
 
     // 3. The operator's side: decrypt and send. What the API refuses
@@ -188,7 +129,7 @@ fn a_backup_restored_through_the_appliance_brings_its_cluster_back() {
         staged::apply(&ApplyPaths::for_stack(&b.layout), now).is_none(),
         "applied once"
     );
-    assert_eq!(read_token(&b), a_token, "A's Vault token is back");
+    assert_eq!(appliance_token(&b), a_token, "A's Vault token is back");
     b.services = kindling_stack::render(&b.site, &b.layout).unwrap().services;
     assert_eq!(
         std::fs::read_to_string(b.layout.state_dir().join("consul-node-id")).unwrap(),
@@ -238,14 +179,14 @@ fn a_backup_restored_through_the_appliance_brings_its_cluster_back() {
     // A's cluster, on B.
     let b_vault = vault.with_token(&a_token);
     let v = rt
-        .block_on(b_vault.kv_read(KV_MOUNT, "restore-test"))
+        .block_on(b_vault.kv_read(KV_MOUNT, SECRET.0))
         .unwrap()
         .unwrap();
-    assert_eq!(v["v"], "vault-on-a");
+    assert_eq!(v["v"], SECRET.1);
     let b_consul = ConsulApi::new(&b.layout.consul_local_url(), Some(a_mgmt));
     assert_eq!(
-        rt.block_on(b_consul.kv_get("restore-test/value")).unwrap(),
-        Some("written-on-a".to_string())
+        rt.block_on(b_consul.kv_get(KV.0)).unwrap(),
+        Some(KV.1.to_string())
     );
     assert_eq!(
         std::fs::read_to_string(data.join("inventory/nodes.json")).unwrap(),
@@ -281,12 +222,4 @@ fn rt_run(
 ) -> Result<(), kindling_stack::bootstrap::BootstrapError> {
     rt().block_on(kindling_stack::bootstrap::run(opts))
         .map(|_| ())
-}
-
-/// The reused data directory is outside B's temp dir.
-struct RemoveOnDrop(std::path::PathBuf);
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -185,19 +185,7 @@ impl Lab {
             return;
         }
         let spec = self.spec(name);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("{name}.log")))
-            .unwrap();
-        let child = Command::new(&spec.argv[0])
-            .args(&spec.argv[1..])
-            .envs(&spec.env)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let child = spawn_logged(&spec, &self.dir.path().join(format!("{name}.log")));
         self.procs.retain(|p| p.name != name);
         self.procs.push(Proc {
             name: name.to_string(),
@@ -347,6 +335,7 @@ pub struct FakeInit {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Starts a service from its rendered entry, its output appended to `log`.
 fn spawn_logged(spec: &ServiceSpec, log: &std::path::Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -360,7 +349,7 @@ fn spawn_logged(spec: &ServiceSpec, log: &std::path::Path) -> Child {
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
-        .unwrap()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", spec.name))
 }
 
 impl FakeInit {
