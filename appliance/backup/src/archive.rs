@@ -78,7 +78,23 @@ pub fn pack<W: Write>(
         manifest::data_path(&p.name)?;
     }
     manifest.format = FORMAT;
-    manifest.entries = parts
+    manifest.entries = entries(parts);
+    let encrypted = kindling_stack::secrets::encrypting_writer(recipients, out)?;
+    let out = write_archive(encrypted, &manifest, parts)?.finish()?;
+    Ok((out, manifest))
+}
+
+/// The archive of an opened backup, not encrypted (zstd of tar, as inside
+/// the age file): what `kindling backup restore` hands the appliance over
+/// TLS. The manifest's entries are made again from `parts`.
+pub fn pack_plain(opened: &Opened) -> Result<Vec<u8>, PackError> {
+    let mut manifest = opened.manifest.clone();
+    manifest.entries = entries(&opened.parts);
+    Ok(write_archive(Vec::new(), &manifest, &opened.parts)?)
+}
+
+fn entries(parts: &[Part]) -> Vec<Entry> {
+    parts
         .iter()
         .map(|p| Entry {
             name: p.name.clone(),
@@ -86,18 +102,20 @@ pub fn pack<W: Write>(
             bytes: p.bytes.len() as u64,
             sha256: crate::sha256_hex(&p.bytes),
         })
-        .collect();
-    let encrypted = kindling_stack::secrets::encrypting_writer(recipients, out)?;
-    let compressed = zstd::Encoder::new(encrypted, 3)?;
+        .collect()
+}
+
+/// The manifest, then every part, into tar and zstd on `out`.
+fn write_archive<W: Write>(out: W, manifest: &Manifest, parts: &[Part]) -> std::io::Result<W> {
+    let compressed = zstd::Encoder::new(out, 3)?;
     let mut tar = tar::Builder::new(compressed);
-    let head = serde_json::to_vec_pretty(&manifest)
+    let head = serde_json::to_vec_pretty(manifest)
         .map_err(|e| std::io::Error::other(format!("encoding the manifest: {e}")))?;
     append(&mut tar, MANIFEST_NAME, &head, manifest.created_unix)?;
     for p in parts {
         append(&mut tar, &p.name, &p.bytes, manifest.created_unix)?;
     }
-    let out = tar.into_inner()?.finish()?.finish()?;
-    Ok((out, manifest))
+    tar.into_inner()?.finish()
 }
 
 fn append<W: Write>(

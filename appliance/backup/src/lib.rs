@@ -13,6 +13,7 @@
 //! decrypts into memory only. Never puts a token in an error or a log.
 
 pub mod archive;
+pub mod ca_keys;
 pub mod collect;
 use kindling_stack::snapshot_http as http;
 pub mod id;
@@ -24,7 +25,7 @@ pub mod staged;
 pub mod store;
 
 pub use archive::Part;
-pub use archive::{open, open_plain, pack, OpenError, Opened, PackError};
+pub use archive::{open, open_plain, pack, pack_plain, OpenError, Opened, PackError};
 pub use collect::{collect, CollectError, Endpoint, Sources};
 pub use id::BackupId;
 pub use job::{make, Job, JobError, Made};

@@ -76,9 +76,18 @@ pub async fn vault(opened: &Opened, vault: &Endpoint) -> Result<(), RestoreError
 /// with [`manifest::restore_mode`]), names checked first so a bad name changes nothing. Returns the
 /// paths written.
 pub fn files(opened: &Opened, data_dir: &Path) -> Result<Vec<PathBuf>, RestoreError> {
+    let unpaired = crate::ca_keys::unpaired(opened);
     let mut plan = Vec::new();
     for part in &opened.parts {
         if let Some(rel) = manifest::data_path(&part.name)? {
+            // A CA certificate without its key would pair with the target's
+            // own key: that CA stays the target's.
+            if unpaired.iter().any(|dir| {
+                rel.strip_prefix(dir.as_str())
+                    .is_some_and(|f| f.starts_with("/ca."))
+            }) {
+                continue;
+            }
             plan.push((data_dir.join(rel), &part.bytes, manifest::restore_mode(rel)));
         }
     }

@@ -182,6 +182,9 @@ pub struct LastRestore {
     pub files: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What was left as this appliance had it, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +239,7 @@ pub fn apply(paths: &ApplyPaths, now_unix: u64) -> Option<Result<LastRestore, Ap
         replaced: None,
         files: 0,
         error: None,
+        notes: Vec::new(),
     };
     let result = match open_plain(&bytes[..]) {
         Err(e) => {
@@ -299,6 +303,11 @@ fn apply_opened(
                 })
             }
         }
+    }
+    for dir in crate::ca_keys::unpaired(opened) {
+        last.notes.push(format!(
+            "the backup holds {dir}'s CA certificate but not its key: this appliance's own CA in {dir} is kept (nodes and CLIs that pinned the backed-up CA must trust this one)"
+        ));
     }
     last.files = crate::restore::files(opened, &paths.data_dir)?.len();
     for (name, path) in [

@@ -14,7 +14,9 @@
 //!    snapshot and carries on with A's own Vault token.
 //!
 //! B then answers with A's KV value, A's Vault secret, A's node, and A's
-//! Consul management token; a second bootstrap run restores nothing.
+//! Consul management token, and holds A's CA (its key sealed to the
+//! operators in the backup, opened by the operator's side); a second
+//! bootstrap run restores nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../stack/tests/common/mod.rs"]
@@ -53,6 +55,12 @@ fn a_backup_restored_through_the_appliance_brings_its_cluster_back() {
     } = source_with_data(&tools, &identity, &rt);
     let data = a.layout.data_dir.clone();
     let a_node_id = std::fs::read_to_string(a.layout.state_dir().join("consul-node-id")).unwrap();
+    // The config phase seals the CA keys for backups (they are root's).
+    let recipients =
+        kindling_stack::secrets::parse_recipients(&a.site.stack.vault.recipients).unwrap();
+    kindling_backup::ca_keys::seal(&data, &recipients).unwrap();
+    let a_ca_key = std::fs::read(a.layout.state_dir().join("tls/ca-key.pem")).unwrap();
+    let a_ca = std::fs::read(a.layout.state_dir().join("tls/ca.pem")).unwrap();
     let (id, made, file) = backup(&rt, &a);
     let names: Vec<&str> = made
         .manifest
@@ -65,6 +73,7 @@ fn a_backup_restored_through_the_appliance_brings_its_cluster_back() {
         "data/stack/consul-node-id",
         "data/stack/consul-gossip.key",
         "data/stack/tls/ca.pem",
+        "data/stack/tls/ca-key.pem.age",
     ] {
         assert!(names.contains(&want), "{want} in {names:?}");
     }
@@ -98,6 +107,15 @@ fn a_backup_restored_through_the_appliance_brings_its_cluster_back() {
         .unwrap()
         .read_to_end(&mut plain)
         .unwrap();
+    // As `kindling backup restore` does: the CA keys opened with the same
+    // identity, the archive packed again.
+    let mut opened = kindling_backup::open_plain(&plain[..]).unwrap();
+    assert!(
+        opened.part("data/stack/tls/ca-key.pem").is_none(),
+        "no CA key in the clear in a backup"
+    );
+    assert!(kindling_backup::ca_keys::unseal(&mut opened, &operator).unwrap() >= 1);
+    let plain = kindling_backup::pack_plain(&opened).unwrap();
     let now = kindling_clock::unix_now();
     let err = staged::stage(&data, &plain, "other-site", "ops", now).unwrap_err();
     assert!(matches!(err, StageError::OtherSite { .. }), "{err}");
@@ -130,6 +148,13 @@ fn a_backup_restored_through_the_appliance_brings_its_cluster_back() {
         "applied once"
     );
     assert_eq!(appliance_token(&b), a_token, "A's Vault token is back");
+    let b_tls = b.layout.state_dir().join("tls");
+    assert_eq!(std::fs::read(b_tls.join("ca-key.pem")).unwrap(), a_ca_key);
+    assert_eq!(
+        std::fs::read(b_tls.join("ca.pem")).unwrap(),
+        a_ca,
+        "A's CA is back"
+    );
     b.services = kindling_stack::render(&b.site, &b.layout).unwrap().services;
     assert_eq!(
         std::fs::read_to_string(b.layout.state_dir().join("consul-node-id")).unwrap(),

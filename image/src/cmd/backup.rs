@@ -283,11 +283,14 @@ fn restore_onto_appliance(a: &RestoreArgs) -> anyhow::Result<()> {
                 .map_err(|e| kindling_backup::OpenError::Damaged(e.to_string()))
         })
         .with_context(|| format!("{}", a.file.display()))?;
-    let opened =
+    let mut opened =
         kindling_backup::open_plain(&plain[..]).with_context(|| format!("{}", a.file.display()))?;
+    let keys = kindling_backup::ca_keys::unseal(&mut opened, &identity)
+        .with_context(|| format!("{}", a.file.display()))?;
+    let plain = kindling_backup::pack_plain(&opened)?;
     let m = &opened.manifest;
     println!(
-        "backup {} of {} (site {}), made {}, checked: {} parts",
+        "backup {} of {} (site {}), made {}, checked: {} parts, {keys} CA key(s) opened",
         m.id,
         m.appliance.hostname,
         m.appliance.site_id,
@@ -387,7 +390,11 @@ fn restore_cmd(a: RestoreArgs) -> anyhow::Result<()> {
         .into());
     }
     // Everything is read and checked before the first change.
-    let opened = open_checked(&a.file, &a.identity)?;
+    let mut opened = open_checked(&a.file, &a.identity)?;
+    if a.data_dir.is_some() {
+        kindling_backup::ca_keys::unseal(&mut opened, &read_identity(&a.identity)?)
+            .with_context(|| format!("{}", a.file.display()))?;
+    }
     let ca = match &a.ca {
         Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
         None => None,
