@@ -201,7 +201,10 @@ mod tests {
             cmdline: String::new(),
         });
         let args = kindling_args(&context(&p, "dev"));
-        let words: Vec<&str> = args.split_whitespace().filter(|w| w.starts_with("ds=")).collect();
+        let words: Vec<&str> = args
+            .split_whitespace()
+            .filter(|w| w.starts_with("ds="))
+            .collect();
         let [word] = words[..] else {
             panic!("one ds= word expected: {args}");
         };
