@@ -33,7 +33,13 @@ const MEMORY_MB: u32 = 1024;
 /// cloud-init (Python) and the Consul client under TCG.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// Lines after which the node will not join.
-const FAIL: &str = r"Kernel panic|No bootable device|ALERT! .* does not exist|kindling-node: FAILED|kindling-node: [a-z-]+: failed|begin\.sh: ";
+/// (cloud-init without its datasource, its runcmd then never runs, too.)
+const FAIL: &str = r"Kernel panic|No bootable device|ALERT! .* does not exist|kindling-node: FAILED|kindling-node: [a-z-]+: failed|begin\.sh: |No instance datasource found|Datasource DataSourceNone";
+/// Once cloud-init says it finished, the agent has run: the catalog check
+/// needs at most this long more.
+const JOIN_AFTER_CLOUD_INIT: Duration = Duration::from_secs(180);
+/// cloud-init's last console line.
+const CLOUD_INIT_DONE: &str = r"Cloud-init v\. \S+ finished";
 const TAIL_LINES: usize = 60;
 
 /// The node's console marks, in boot order, with their names in the timeline.
@@ -53,7 +59,7 @@ const MARKS: &[(&str, &str)] = &[
     ("grant unwrapped", r"kindling-node: grant: ok"),
     ("consul installed", r"kindling-node: binaries: ok"),
     ("consul started", r"kindling-node: units: ok"),
-    ("cloud-init done", r"Cloud-init v\. \S+ finished"),
+    ("cloud-init done", CLOUD_INIT_DONE),
 ];
 
 #[test]
@@ -92,7 +98,13 @@ fn a_debian_node_with_real_cloud_init_joins_the_stack() -> Result<(), String> {
     let vm = lab.boot_node(&spec).map_err(|e| e.to_string())?;
     let outcome = wait_joined(&mut lab, vm, scenario);
     let marks = seen_marks(&mut lab, vm);
-    print_timeline(scenario, &marks, outcome.as_ref().ok().map(|(_, t)| *t));
+    let accel = lab.accel().as_str();
+    print_timeline(
+        scenario,
+        accel,
+        &marks,
+        outcome.as_ref().ok().map(|(_, t)| *t),
+    );
     let row = match outcome {
         Ok((row, _)) => row,
         Err(e) => {
@@ -146,6 +158,8 @@ fn private_copy(from: &Path, to: &Path) -> Result<std::path::PathBuf, String> {
 fn wait_joined(lab: &mut Lab, vm: VmId, scenario: &str) -> Result<(Value, Duration), String> {
     let started = Instant::now();
     let fail = regex_lite(FAIL)?;
+    let done = regex_lite(CLOUD_INIT_DONE)?;
+    let mut done_at: Option<Instant> = None;
     let marks = MARKS
         .iter()
         .map(|(_, p)| regex_lite(p))
@@ -160,6 +174,9 @@ fn wait_joined(lab: &mut Lab, vm: VmId, scenario: &str) -> Result<(Value, Durati
                     line.elapsed.as_secs_f64(),
                     line.line.trim()
                 );
+            }
+            if done.is_match(&line.line) {
+                done_at.get_or_insert_with(Instant::now);
             }
             if fail.is_match(&line.line) {
                 return Err(format!(
@@ -176,6 +193,11 @@ fn wait_joined(lab: &mut Lab, vm: VmId, scenario: &str) -> Result<(Value, Durati
         let row = node_row(lab, MAC)?;
         if row["state"] == "joined" {
             return Ok((row, started.elapsed()));
+        }
+        if done_at.is_some_and(|t| t.elapsed() > JOIN_AFTER_CLOUD_INIT) {
+            return Err(format!(
+                "cloud-init finished {JOIN_AFTER_CLOUD_INIT:?} ago and the node is not joined: {row}"
+            ));
         }
         if started.elapsed() > JOIN_TIMEOUT {
             return Err(format!(
@@ -242,8 +264,13 @@ fn check_joined_row(row: &Value) -> Result<(), String> {
     }
 }
 
-fn print_timeline(scenario: &str, marks: &[(&str, Option<Duration>)], joined: Option<Duration>) {
-    eprintln!("\n[{scenario}] Debian node, VM start to joined (s, QEMU TCG, {MEMORY_MB} MiB)");
+fn print_timeline(
+    scenario: &str,
+    accel: &str,
+    marks: &[(&str, Option<Duration>)],
+    joined: Option<Duration>,
+) {
+    eprintln!("\n[{scenario}] Debian node, VM start to joined (s, QEMU {accel}, {MEMORY_MB} MiB)");
     for (name, at) in marks {
         let cell = at
             .map(|d| format!("{:.1}", d.as_secs_f64()))
