@@ -153,6 +153,9 @@ pub struct NodeSpec {
     /// `None`: PXE from the LAN. `Some`: direct kernel boot (payload tests
     /// against a stand-in server, before a PXE service exists).
     pub direct: Option<(PathBuf, PathBuf, String)>,
+    /// Disks the node has besides its NIC (virtio-blk, used as they are:
+    /// the caller passes its own copy). Empty: a diskless node.
+    pub disks: Vec<AttachedDisk>,
 }
 
 impl NodeSpec {
@@ -164,6 +167,7 @@ impl NodeSpec {
             nic_model: NicModel::Virtio,
             memory_mb: 512,
             direct: None,
+            disks: Vec::new(),
         }
     }
 }
@@ -348,6 +352,7 @@ impl Lab {
             cpus: spec.cpus,
             nics,
             boot,
+            disks: Vec::new(),
             serial_log: run.join("appliance.serial.log"),
             pidfile: run.join("appliance.qemu.pid"),
             rtc_base: spec.rtc_base.clone(),
@@ -556,6 +561,7 @@ pub fn node_config(spec: &NodeSpec, accel: Accel, run_dir: &Path) -> Result<VmCo
             bootindex: spec.direct.is_none().then_some(0),
         }],
         boot,
+        disks: spec.disks.clone(),
         serial_log: run_dir.join(format!("{}.serial.log", spec.name)),
         pidfile: run_dir.join(format!("{}.qemu.pid", spec.name)),
         rtc_base: None,

@@ -33,4 +33,4 @@ pub use lab::{
     ApplianceBoot, ApplianceSpec, Lab, LabOptions, LogPolicy, NodeFirmware, NodeSpec, VmId,
 };
 pub use network::LabNames;
-pub use vm::{DiskBus, NicModel};
+pub use vm::{AttachedDisk, DiskBus, NicModel};

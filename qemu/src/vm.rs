@@ -119,6 +119,9 @@ pub struct VmConfig {
     pub cpus: u32,
     pub nics: Vec<Nic>,
     pub boot: BootSource,
+    /// Raw disks attached besides the boot source (a node's root disk
+    /// while it boots from the network), as virtio-blk, never boot devices.
+    pub disks: Vec<AttachedDisk>,
     pub serial_log: PathBuf,
     pub pidfile: PathBuf,
     /// The real-time clock's start (QEMU `-rtc base=`, e.g. `2001-01-01`):
@@ -247,6 +250,19 @@ impl VmConfig {
                 }
             }
         }
+        for (i, disk) in self.disks.iter().enumerate() {
+            push("-drive");
+            push(&format!(
+                "file={},format=raw,if=none,id=data{i}{}",
+                disk.image.display(),
+                if disk.read_only { ",readonly=on" } else { "" }
+            ));
+            push("-device");
+            push(&format!(
+                "virtio-blk-pci,drive=data{i},serial={}",
+                disk.serial
+            ));
+        }
         a
     }
 }
@@ -279,6 +295,7 @@ mod tests {
                 },
             ],
             boot,
+            disks: Vec::new(),
             serial_log: "/lab/appliance.serial.log".into(),
             pidfile: "/lab/appliance.pid".into(),
             rtc_base: None,
@@ -429,6 +446,24 @@ mod tests {
         );
         let line = joined(&config(uefi(), BootSource::Network));
         assert!(!line.contains("fw_cfg"), "{line}");
+    }
+
+    #[test]
+    fn a_network_booted_vm_gets_its_data_disks_without_a_bootindex() {
+        let mut c = config(FirmwareChoice::Bios, BootSource::Network);
+        c.disks = vec![AttachedDisk {
+            image: "/lab/root.ext4".into(),
+            serial: "root".into(),
+            read_only: false,
+        }];
+        let line = joined(&c);
+        assert!(
+            line.contains(
+                "-drive file=/lab/root.ext4,format=raw,if=none,id=data0 \
+                 -device virtio-blk-pci,drive=data0,serial=root"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

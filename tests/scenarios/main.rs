@@ -7,6 +7,7 @@ mod appliance_boot;
 // The DevTools-protocol driver of kindlingd's status-page test, shared.
 #[path = "../../appliance/kindlingd/tests/common/cdp.rs"]
 mod cdp;
+mod debian_node;
 mod install_iso;
 mod node_join;
 mod node_payload;

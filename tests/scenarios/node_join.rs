@@ -178,7 +178,7 @@ fn join_one(
 }
 
 /// `mac`'s row of `GET /v1/nodes`.
-fn node_row(lab: &Lab, mac: &str) -> Result<Value, String> {
+pub fn node_row(lab: &Lab, mac: &str) -> Result<Value, String> {
     let (code, body) = lab
         .api_from_lan("GET", kindling_lab::demo::NODES_PATH, None)
         .map_err(|e| e.to_string())?;

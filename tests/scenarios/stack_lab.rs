@@ -72,7 +72,7 @@ const MEMORY_MB: u32 = 3072;
 /// States in which a step needs nothing more.
 const FINISHED: [&str; 3] = ["done", "already_done", "skipped"];
 
-struct BootTimes {
+pub struct BootTimes {
     /// Until init decided boot (`ready` or `degraded`).
     ready: Duration,
     stack_ready: Duration,
@@ -94,9 +94,21 @@ struct Boot<'a> {
     steps: &'a [Step],
 }
 
+/// The stack appliance booting the lab disk image in `image` (a fresh copy:
+/// empty KINDLING-DATA), under OVMF, with the memory its initramfs needs.
+pub fn stack_spec(image: &Path) -> ApplianceSpec {
+    let mut spec = ApplianceSpec::new(ApplianceBoot::Disk {
+        image: image.join("kindling.img"),
+        bus: DiskBus::Virtio,
+    });
+    spec.memory_mb = MEMORY_MB;
+    spec.cpus = 2;
+    spec
+}
+
 /// Waits for the appliance's ready line (informational) and the stack's;
 /// `during` runs in between (while the stack bootstraps).
-fn wait_stack_ready(
+pub fn wait_stack_ready(
     lab: &mut Lab,
     app: VmId,
     scenario: &str,
@@ -464,12 +476,7 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
     let image = lab_stack_image()?;
     let mut lab = lab_for(scenario)?;
     let run_dir = lab.run_dir().to_path_buf();
-    let mut spec = ApplianceSpec::new(ApplianceBoot::Disk {
-        image: image.join("kindling.img"),
-        bus: DiskBus::Virtio,
-    });
-    spec.memory_mb = MEMORY_MB;
-    spec.cpus = 2;
+    let mut spec = stack_spec(image);
 
     // Cold: a fresh copy of the disk, empty KINDLING-DATA.
     let app = lab.boot_appliance(&spec).map_err(|e| e.to_string())?;

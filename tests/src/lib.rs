@@ -132,9 +132,11 @@ fn lab_key(kindling: &Path, work: &Path) -> Result<(PathBuf, PathBuf), String> {
 /// the extra binaries (`NAME=PATH`, e.g. `vault=build/tools/bao`), the
 /// hardware drivers list (`None`: the image builder's own) and the formats.
 struct ImageRecipe<'a> {
-    overlay_dir: &'a str,
+    overlay_dir: PathBuf,
     name: &'a str,
     extra_bins: &'a [(&'a str, PathBuf)],
+    /// Artifacts served besides the node payload (`NAME=PATH`).
+    artifacts: &'a [(&'a str, PathBuf)],
     drivers_list: Option<PathBuf>,
     formats: Option<&'a str>,
     out: PathBuf,
@@ -166,7 +168,8 @@ fn build_lab_image(work: &Path) -> Result<PathBuf, String> {
     build_image(
         work,
         &ImageRecipe {
-            overlay_dir: "overlays/lab",
+            overlay_dir: repo_root().join("overlays/lab"),
+            artifacts: &[],
             name: "lab",
             extra_bins: &tool_bins(&[("ntp-daemon", "ntp-daemon")])?,
             drivers_list: None,
@@ -197,7 +200,8 @@ pub fn lab_image_without_nic_driver() -> Result<&'static Path, String> {
             build_image(
                 &work,
                 &ImageRecipe {
-                    overlay_dir: "overlays/lab",
+                    overlay_dir: repo_root().join("overlays/lab"),
+                    artifacts: &[],
                     name: "lab",
                     extra_bins: &tool_bins(&[("ntp-daemon", "ntp-daemon")])?,
                     drivers_list: Some(list),
@@ -241,16 +245,13 @@ pub fn lab_stack_image() -> Result<&'static Path, String> {
         .get_or_init(|| match std::env::var_os("KINDLING_E2E_STACK_IMAGE") {
             Some(dir) => Ok(repo_root().join(dir)),
             None => {
-                let extra_bins = tool_bins(&[
-                    ("vault", "bao"),
-                    ("consul", "consul"),
-                    ("ntp-daemon", "ntp-daemon"),
-                ])?;
+                let extra_bins = stack_bins()?;
                 let work = work_dir();
                 build_image(
                     &work,
                     &ImageRecipe {
-                        overlay_dir: "overlays/lab-stack",
+                        overlay_dir: repo_root().join("overlays/lab-stack"),
+                        artifacts: &[],
                         name: "lab-stack",
                         extra_bins: &extra_bins,
                         drivers_list: None,
@@ -263,6 +264,130 @@ pub fn lab_stack_image() -> Result<&'static Path, String> {
         .as_ref()
         .map(PathBuf::as_path)
         .map_err(Clone::clone)
+}
+
+/// The stack's binaries from `build/tools/`: the real `bao` (as `vault`),
+/// `consul` and `ntp-daemon`.
+fn stack_bins() -> Result<Vec<(&'static str, PathBuf)>, String> {
+    tool_bins(&[
+        ("vault", "bao"),
+        ("consul", "consul"),
+        ("ntp-daemon", "ntp-daemon"),
+    ])
+}
+
+/// A Debian 12 node made from Debian's own packages (`tests/debian-node/`):
+/// its root filesystem as a raw ext4 image, and the kernel and initrd
+/// installed in it.
+#[derive(Debug, Clone)]
+pub struct DebianNode {
+    pub rootfs: PathBuf,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+}
+
+/// The artifact names the Debian profile boots (`tests/debian-node/profiles/`).
+pub const DEBIAN_KERNEL_ARTIFACT: &str = "debian-vmlinuz";
+pub const DEBIAN_INITRD_ARTIFACT: &str = "debian-initrd.img";
+
+/// The Debian node, built once by `tests/debian-node/build-rootfs` into
+/// `build/e2e/debian-node/<key>/` (mmdebstrap, .debs from deb.debian.org;
+/// a rerun with the same package list reuses it).
+pub fn debian_node() -> Result<&'static DebianNode, String> {
+    static NODE: OnceLock<Result<DebianNode, String>> = OnceLock::new();
+    NODE.get_or_init(|| {
+        let script = repo_root().join("tests/debian-node/build-rootfs");
+        let out = Command::new(&script)
+            .arg(work_dir().join("debian-node"))
+            .current_dir(repo_root())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        if !out.status.success() {
+            return Err(format!("{} failed ({})", script.display(), out.status));
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let dir = stdout
+            .lines()
+            .last()
+            .map(|l| repo_root().join(l.trim()))
+            .ok_or_else(|| format!("{} printed no directory", script.display()))?;
+        let node = DebianNode {
+            rootfs: dir.join("rootfs.ext4"),
+            kernel: dir.join("vmlinuz"),
+            initrd: dir.join("initrd.img"),
+        };
+        for f in [&node.rootfs, &node.kernel, &node.initrd] {
+            if !f.is_file() {
+                return Err(format!("{} did not make {}", script.display(), f.display()));
+            }
+        }
+        Ok(node)
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// The stack image with the Debian node's profile: `overlays/lab-stack`
+/// plus `tests/debian-node/profiles/` and the site lines of
+/// `tests/debian-node/site-nodes.toml` (the node's MAC pinned to it), with
+/// the Debian kernel and initrd as artifacts. Built once into
+/// `build/e2e/image-stack-debian`.
+pub fn lab_stack_debian_image(node: &DebianNode) -> Result<&'static Path, String> {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let work = work_dir();
+            let overlay = work.join("overlay-lab-stack-debian");
+            compose_overlay(
+                &repo_root().join("overlays/lab-stack"),
+                &repo_root().join("tests/debian-node"),
+                &overlay,
+            )?;
+            build_image(
+                &work,
+                &ImageRecipe {
+                    overlay_dir: overlay,
+                    name: "lab-stack",
+                    extra_bins: &stack_bins()?,
+                    artifacts: &[
+                        (DEBIAN_KERNEL_ARTIFACT, node.kernel.clone()),
+                        (DEBIAN_INITRD_ARTIFACT, node.initrd.clone()),
+                    ],
+                    drivers_list: None,
+                    formats: Some("initramfs,disk"),
+                    out: work.join("image-stack-debian"),
+                },
+            )
+        })
+        .as_ref()
+        .map(PathBuf::as_path)
+        .map_err(Clone::clone)
+}
+
+/// `base`'s site and profiles, with `extra/profiles/*.toml` added and
+/// `extra/site-nodes.toml` appended to the site, written fresh into `out`.
+fn compose_overlay(base: &Path, extra: &Path, out: &Path) -> Result<(), String> {
+    let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
+    let _ = std::fs::remove_dir_all(out);
+    std::fs::create_dir_all(out.join("profiles")).map_err(|e| io("creating", out, e))?;
+    let mut site = std::fs::read_to_string(base.join("site.toml"))
+        .map_err(|e| io("reading", &base.join("site.toml"), e))?;
+    let nodes = extra.join("site-nodes.toml");
+    site.push('\n');
+    site.push_str(&std::fs::read_to_string(&nodes).map_err(|e| io("reading", &nodes, e))?);
+    std::fs::write(out.join("site.toml"), site).map_err(|e| io("writing", out, e))?;
+    for dir in [base.join("profiles"), extra.join("profiles")] {
+        let entries = std::fs::read_dir(&dir).map_err(|e| io("reading", &dir, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| io("reading", &dir, e))?.path();
+            if let Some(name) = path.file_name() {
+                std::fs::copy(&path, out.join("profiles").join(name))
+                    .map_err(|e| io("copying", &path, e))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn build_image(work: &Path, recipe: &ImageRecipe) -> Result<PathBuf, String> {
@@ -279,10 +404,9 @@ fn build_image(work: &Path, recipe: &ImageRecipe) -> Result<PathBuf, String> {
     run(
         "overlay build",
         Command::new(&kindling)
+            .args(["overlay", "build"])
+            .arg(&recipe.overlay_dir)
             .args([
-                "overlay",
-                "build",
-                recipe.overlay_dir,
                 "--name",
                 recipe.name,
                 "--version",
@@ -303,6 +427,11 @@ fn build_image(work: &Path, recipe: &ImageRecipe) -> Result<PathBuf, String> {
         .arg(format!("vmlinuz={}", payload.kernel.display()))
         .arg("--artifact")
         .arg(format!("lab-node.cpio.zst={}", payload.initrd.display()));
+    for (name, path) in recipe.artifacts {
+        image
+            .arg("--artifact")
+            .arg(format!("{name}={}", path.display()));
+    }
     for (name, path) in recipe.extra_bins {
         image
             .arg("--extra-bin")

@@ -26,9 +26,16 @@ fn basename(name: &str) -> &str {
 /// The kernel arguments every kindling-booted node gets: where the appliance
 /// is, who the node is, and its NoCloud seed. (iPXE splits commands only on
 /// whole-word `;`, so `ds=nocloud;s=…` passes through intact.)
+///
+/// The seed is on the network, so the datasource must say so: `dsmode=net`.
+/// Without it cloud-init before 23.1 (Debian 12's 22.4) reads `ds=nocloud`
+/// as local mode, cannot seed from HTTP in its local stage, and in its
+/// network stage fetches the seed but then exits with "datasource in local
+/// mode", so the user-data never runs. Newer cloud-init infers network mode
+/// from an `http://` seed and takes an explicit `dsmode` over that.
 pub fn kindling_args(ctx: &NodeContext<'_>) -> String {
     format!(
-        "kindling.url={base} kindling.mac={mac} kindling.profile={profile} ds=nocloud;s={base}nocloud/{mac}/",
+        "kindling.url={base} kindling.mac={mac} kindling.profile={profile} ds=nocloud;s={base}nocloud/{mac}/;dsmode=net",
         base = ctx.base_url,
         mac = ctx.mac,
         profile = ctx.profile_name
@@ -177,11 +184,43 @@ mod tests {
         assert!(s.contains(
             "kernel http://192.168.100.1/artifacts/vmlinuz initrd=lab-node.cpio.zst console=ttyS0 quiet \
              kindling.url=http://192.168.100.1/ kindling.mac=52:54:00:6b:00:10 kindling.profile=dev \
-             ds=nocloud;s=http://192.168.100.1/nocloud/52:54:00:6b:00:10/\n"
+             ds=nocloud;s=http://192.168.100.1/nocloud/52:54:00:6b:00:10/;dsmode=net\n"
         ), "{s}");
         assert!(
             s.contains("initrd http://192.168.100.1/artifacts/lab-node.cpio.zst\nboot\n"),
             "{s}"
+        );
+    }
+
+    /// The `ds=` word as cloud-init reads it (one whitespace-separated word,
+    /// `;`-separated `key=value`s): an HTTP seed that ends in `/` (cloud-init
+    /// appends `meta-data`, `user-data`) and network mode spelled out, which
+    /// cloud-init 22.4 needs to run the user-data of an HTTP seed at all.
+    #[test]
+    fn nocloud_seed_is_read_in_network_mode() {
+        let p = profile(BootPayload::Linux {
+            kernel: "vmlinuz".into(),
+            initrd: vec![],
+            cmdline: String::new(),
+        });
+        let args = kindling_args(&context(&p, "dev"));
+        let words: Vec<&str> = args
+            .split_whitespace()
+            .filter(|w| w.starts_with("ds="))
+            .collect();
+        let [word] = words[..] else {
+            panic!("one ds= word expected: {args}");
+        };
+        let mut fields = word.split(';');
+        assert_eq!(fields.next(), Some("ds=nocloud"), "{word}");
+        let pairs: Vec<(&str, &str)> = fields.filter_map(|f| f.split_once('=')).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("s", "http://192.168.100.1/nocloud/52:54:00:6b:00:10/"),
+                ("dsmode", "net")
+            ],
+            "{word}"
         );
     }
 
