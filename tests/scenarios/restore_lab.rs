@@ -152,10 +152,15 @@ pub fn backup_restores_onto_a_fresh_appliance(
     );
     let app = lab.boot_appliance(&fresh).map_err(|e| e.to_string())?;
     let fresh_stack_ready = wait_stack_ready(lab, app)?;
+    // The site names the lab's nodes, so they are listed; none has joined
+    // this appliance's cluster.
     let fresh_nodes = node_states(lab)?;
-    if joined.iter().any(|m| fresh_nodes.contains_key(*m)) {
+    if joined
+        .iter()
+        .any(|m| fresh_nodes.get(*m).map(String::as_str) == Some("joined"))
+    {
         return Err(format!(
-            "the fresh appliance already knows the joined nodes: {fresh_nodes:?}"
+            "the fresh appliance already has the nodes joined: {fresh_nodes:?}"
         ));
     }
 
@@ -228,11 +233,8 @@ pub fn backup_restores_onto_a_fresh_appliance(
     }
     let after = node_states(lab)?;
     for mac in &joined {
-        match after.get(*mac).map(String::as_str) {
-            None | Some("discovered") => {
-                return Err(format!("node {mac} did not come back: {after:?}"))
-            }
-            Some(_) => {}
+        if after.get(*mac).map(String::as_str) != Some("joined") {
+            return Err(format!("node {mac} did not come back joined: {after:?}"));
         }
     }
     let nodes = get(lab, "/v1/nodes")?;
