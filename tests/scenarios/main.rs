@@ -13,6 +13,7 @@ mod node_join;
 mod node_payload;
 mod node_pxe;
 mod power_loss;
+mod restore_lab;
 mod service_logs;
 mod stack_lab;
 mod status_page;

@@ -28,7 +28,7 @@
 //! where the ~70 MiB initramfs and the minutes under TCG are not wanted.
 
 use crate::APPLIANCE_READY_TIMEOUT;
-use crate::{node_join, service_logs};
+use crate::{node_join, restore_lab, service_logs};
 use kindling_e2e::scan::{self, ScanResult};
 use kindling_e2e::{lab_for, lab_stack_image, release_bin, repo_root, skip_unless_root};
 use kindling_lab::{ApplianceBoot, ApplianceSpec, DiskBus, Lab, VmId};
@@ -63,7 +63,7 @@ const STACK_FAIL: &str = r"Kernel panic";
 /// Under TCG the cold bootstrap (two big binaries unpacked into RAM, Vault
 /// init, PKI) takes minutes; the bound only stops a hung boot.
 const STACK_READY_TIMEOUT: Duration = Duration::from_secs(420);
-const IDENTITY: &str = "tests/data/lab-stack-TEST-ONLY-age-identity.txt";
+pub(crate) const IDENTITY: &str = "tests/data/lab-stack-TEST-ONLY-age-identity.txt";
 /// Longer than the guest kernel's dirty-page expiry plus writeback interval.
 const WRITEBACK_SETTLE: Duration = Duration::from_secs(40);
 /// The initramfs (bao + consul) is unpacked into RAM.
@@ -544,6 +544,18 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
     service_logs::followed_by_the_cli(&lab, scenario)?;
     // The mission: nodes PXE-boot, enroll and join, judged by the appliance.
     node_join::nodes_join_the_stack(&mut lab, scenario)?;
+    // Keeping it for years: that cluster, backed up and restored onto a
+    // fresh appliance.
+    let restored = restore_lab::backup_restores_onto_a_fresh_appliance(
+        &mut lab,
+        app,
+        &spec,
+        &image.join("kindling.img"),
+        &init_secrets,
+        ASSIGNED_MAC,
+        |lab, app| wait_stack_ready(lab, app, scenario, |_| Ok(())).map(|t| t.stack_ready),
+        scenario,
+    )?;
 
     print_table(
         scenario,
@@ -564,6 +576,13 @@ fn stack_reaches_ready_cold_and_warm_in_the_lab() -> Result<(), String> {
         eprintln!("[{scenario}] LAN port scan, during the cold bootstrap: {d}");
     }
     eprintln!("[{scenario}] LAN port scan, after it:              {after}");
+    eprintln!(
+        "[{scenario}] backup and restore: backup {} bytes made in {:.1}s; fresh appliance's stack ready {:.1}s after QEMU start; restore request to the restored stack ready {:.1}s (reboot, apply, Vault restore, operator unseal, Consul restore)",
+        restored.backup_bytes,
+        restored.backup.as_secs_f64(),
+        restored.fresh_stack_ready.as_secs_f64(),
+        restored.restore_to_ready.as_secs_f64()
+    );
     lab.succeeded();
     Ok(())
 }

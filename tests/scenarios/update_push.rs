@@ -97,22 +97,29 @@ pub(crate) fn build_bundle(
     Ok((bundle, size))
 }
 
-/// `kindling update push BUNDLE --wait WAIT` from the LAN as the lab's
-/// admin, spawned: the agent arms the bundle and init reboots at once,
-/// and the CLI waits through the reboot for the appliance to run it.
-pub(crate) fn spawn_push(lab: &Lab, bundle: &Path, wait: Duration) -> Result<Child, String> {
+/// `kindling` run from the LAN as the lab's admin, trusting the CA the
+/// appliance's console shows (that of the boot running now).
+pub(crate) fn admin_cli(lab: &Lab) -> Result<std::process::Command, String> {
     let run_dir = lab.run_dir();
     let serial = run_dir.join("appliance.serial.log");
     let fingerprint =
         console_ca_fingerprint(&serial).ok_or("no CA fingerprint on the appliance's console")?;
     let mut cli = kindling_lab::cmd::in_netns(&lab.names().lan, release_bin("kindling"));
+    cli.env("KINDLING_APPLIANCE", API_ADDRESS)
+        .env("KINDLING_CA_FINGERPRINT", fingerprint.to_string())
+        .env("KINDLING_TOKEN", lab_token(LabOperator::Admin).expose())
+        .env("KINDLING_CONFIG", run_dir.join("no-cli-config.toml"));
+    Ok(cli)
+}
+
+/// `kindling update push BUNDLE --wait WAIT` from the LAN as the lab's
+/// admin, spawned: the agent arms the bundle and init reboots at once,
+/// and the CLI waits through the reboot for the appliance to run it.
+pub(crate) fn spawn_push(lab: &Lab, bundle: &Path, wait: Duration) -> Result<Child, String> {
+    let mut cli = admin_cli(lab)?;
     cli.args(["update", "push"])
         .arg(bundle)
         .args(["--wait", &format!("{}s", wait.as_secs())])
-        .env("KINDLING_APPLIANCE", API_ADDRESS)
-        .env("KINDLING_CA_FINGERPRINT", fingerprint.to_string())
-        .env("KINDLING_TOKEN", lab_token(LabOperator::Admin).expose())
-        .env("KINDLING_CONFIG", run_dir.join("no-cli-config.toml"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -132,7 +139,12 @@ pub(crate) fn spawn_push(lab: &Lab, bundle: &Path, wait: Duration) -> Result<Chi
 
 /// Waits for init's reboot request on `app`'s console and for QEMU to exit
 /// (`-no-reboot`), within `timeout`; returns the reboot request's line.
-fn wait_reboot(lab: &mut Lab, app: VmId, timeout: Duration, what: &str) -> Result<String, String> {
+pub(crate) fn wait_reboot(
+    lab: &mut Lab,
+    app: VmId,
+    timeout: Duration,
+    what: &str,
+) -> Result<String, String> {
     let vm = lab.vm(app);
     let line = vm
         .wait_for("reboot request", timeout)
@@ -146,6 +158,19 @@ fn wait_reboot(lab: &mut Lab, app: VmId, timeout: Duration, what: &str) -> Resul
 /// machine's firmware would: the console log of the boot that ended is
 /// kept as `appliance.LABEL.serial.log`.
 pub(crate) fn boot_again(lab: &mut Lab, label: &str) -> Result<VmId, String> {
+    let template = ApplianceSpec::new(ApplianceBoot::Disk {
+        image: PathBuf::new(),
+        bus: DiskBus::Virtio,
+    });
+    boot_again_like(lab, label, &template)
+}
+
+/// [`boot_again`] with `template`'s memory, CPUs and NIC.
+pub(crate) fn boot_again_like(
+    lab: &mut Lab,
+    label: &str,
+    template: &ApplianceSpec,
+) -> Result<VmId, String> {
     let run_dir = lab.run_dir().to_path_buf();
     let _ = std::fs::copy(
         run_dir.join("appliance.serial.log"),
@@ -154,10 +179,11 @@ pub(crate) fn boot_again(lab: &mut Lab, label: &str) -> Result<VmId, String> {
     let used = run_dir.join(format!("appliance-disk.{label}.img"));
     std::fs::rename(run_dir.join("appliance-disk.img"), &used)
         .map_err(|e| format!("keeping the disk after {label}: {e}"))?;
-    let spec = ApplianceSpec::new(ApplianceBoot::Disk {
+    let mut spec = template.clone();
+    spec.boot = ApplianceBoot::Disk {
         image: used.clone(),
         bus: DiskBus::Virtio,
-    });
+    };
     let app = lab.boot_appliance(&spec).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&used);
     Ok(app)

@@ -63,6 +63,10 @@ pub fn schema_files() -> Vec<(&'static str, String)> {
             schema_of::<backups::BackupList>("GET /v1/backups"),
         ),
         (
+            "backup-restore-staged.schema.json",
+            schema_of::<backups::RestoreStaged>("POST /v1/backups/restore answer"),
+        ),
+        (
             "artifacts.schema.json",
             schema_of::<artifacts::ArtifactList>("GET /v1/artifacts"),
         ),

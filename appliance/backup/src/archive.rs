@@ -54,7 +54,7 @@ pub enum OpenError {
     #[error("manifest.json is not valid: {0}")]
     BadManifest(String),
     #[error(
-        "the backup's format is {found}; this kindling reads format {FORMAT}: use a newer kindling"
+        "the backup's format is {found}; this kindling reads formats 1 to {FORMAT}: use a newer kindling"
     )]
     NewerFormat { found: u32 },
     #[error("entry {name}: {reason}")]
@@ -78,7 +78,23 @@ pub fn pack<W: Write>(
         manifest::data_path(&p.name)?;
     }
     manifest.format = FORMAT;
-    manifest.entries = parts
+    manifest.entries = entries(parts);
+    let encrypted = kindling_stack::secrets::encrypting_writer(recipients, out)?;
+    let out = write_archive(encrypted, &manifest, parts)?.finish()?;
+    Ok((out, manifest))
+}
+
+/// The archive of an opened backup, not encrypted (zstd of tar, as inside
+/// the age file): what `kindling backup restore` hands the appliance over
+/// TLS. The manifest's entries are made again from `parts`.
+pub fn pack_plain(opened: &Opened) -> Result<Vec<u8>, PackError> {
+    let mut manifest = opened.manifest.clone();
+    manifest.entries = entries(&opened.parts);
+    Ok(write_archive(Vec::new(), &manifest, &opened.parts)?)
+}
+
+fn entries(parts: &[Part]) -> Vec<Entry> {
+    parts
         .iter()
         .map(|p| Entry {
             name: p.name.clone(),
@@ -86,18 +102,20 @@ pub fn pack<W: Write>(
             bytes: p.bytes.len() as u64,
             sha256: crate::sha256_hex(&p.bytes),
         })
-        .collect();
-    let encrypted = kindling_stack::secrets::encrypting_writer(recipients, out)?;
-    let compressed = zstd::Encoder::new(encrypted, 3)?;
+        .collect()
+}
+
+/// The manifest, then every part, into tar and zstd on `out`.
+fn write_archive<W: Write>(out: W, manifest: &Manifest, parts: &[Part]) -> std::io::Result<W> {
+    let compressed = zstd::Encoder::new(out, 3)?;
     let mut tar = tar::Builder::new(compressed);
-    let head = serde_json::to_vec_pretty(&manifest)
+    let head = serde_json::to_vec_pretty(manifest)
         .map_err(|e| std::io::Error::other(format!("encoding the manifest: {e}")))?;
     append(&mut tar, MANIFEST_NAME, &head, manifest.created_unix)?;
     for p in parts {
         append(&mut tar, &p.name, &p.bytes, manifest.created_unix)?;
     }
-    let out = tar.into_inner()?.finish()?.finish()?;
-    Ok((out, manifest))
+    tar.into_inner()?.finish()
 }
 
 fn append<W: Write>(
@@ -131,10 +149,24 @@ impl Opened {
 /// (format, every entry present once, sizes, sha256) before returning
 /// anything. Every failure names what failed.
 pub fn open<R: Read>(input: R, identity: &age::x25519::Identity) -> Result<Opened, OpenError> {
+    open_plain(decrypting_reader(input, identity)?)
+}
+
+/// The archive inside `input` (zstd of tar), decrypted as it is read: a
+/// damaged chunk fails the read that reaches it.
+pub fn decrypting_reader<R: Read>(
+    input: R,
+    identity: &age::x25519::Identity,
+) -> Result<impl Read, OpenError> {
     let decryptor = age::Decryptor::new(input).map_err(|e| OpenError::NotAge(e.to_string()))?;
-    let plain = decryptor
+    decryptor
         .decrypt(std::iter::once(identity as &dyn age::Identity))
-        .map_err(|e| OpenError::Decrypt(e.to_string()))?;
+        .map_err(|e| OpenError::Decrypt(e.to_string()))
+}
+
+/// Unpacks an archive already decrypted (what a restore hands the
+/// appliance over TLS) and checks it exactly as [`open`] does.
+pub fn open_plain<R: Read>(plain: R) -> Result<Opened, OpenError> {
     let damaged = |what: &str, e: std::io::Error| OpenError::Damaged(format!("{what}: {e}"));
     let decompressed = zstd::Decoder::new(plain).map_err(|e| damaged("starting zstd", e))?;
     let mut archive = tar::Archive::new(decompressed);
@@ -218,7 +250,10 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest, OpenError> {
         .get("format")
         .and_then(serde_json::Value::as_u64)
         .ok_or_else(|| OpenError::BadManifest("no format number".into()))?;
-    if format != u64::from(FORMAT) {
+    if format == 0 {
+        return Err(OpenError::BadManifest("format 0 is no format".into()));
+    }
+    if format > u64::from(FORMAT) {
         return Err(OpenError::NewerFormat {
             found: u32::try_from(format).unwrap_or(u32::MAX),
         });

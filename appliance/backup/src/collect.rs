@@ -21,6 +21,23 @@ pub const DATA_FILES: &[(&str, EntryKind)] = &[
     ("overlays", EntryKind::Overlays),
     ("state.json", EntryKind::Overlays),
     ("stack/vault-init.age", EntryKind::VaultInit),
+    // What makes a restored appliance the same one to its nodes and
+    // operators: its Vault token, its Consul node id, the gossip keys every
+    // joined agent holds.
+    ("stack/appliance-token", EntryKind::StackState),
+    ("stack/root-token.accessor", EntryKind::StackState),
+    ("stack/consul-node-id", EntryKind::StackState),
+    ("stack/consul-gossip.key", EntryKind::StackState),
+    ("stack/nomad-gossip.key", EntryKind::StackState),
+    // The CAs: certificates and names, and each key as the config phase
+    // sealed it to the operators (`ca_keys`); the keys themselves are
+    // root's alone. Leaf certificates are issued again at every boot.
+    ("stack/tls/ca.pem", EntryKind::StackState),
+    ("stack/tls/ca.cn", EntryKind::StackState),
+    ("stack/tls/ca-key.pem.age", EntryKind::StackState),
+    ("tls/ca.pem", EntryKind::StackState),
+    ("tls/ca.cn", EntryKind::StackState),
+    ("tls/ca-key.pem.age", EntryKind::StackState),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -13,17 +13,19 @@
 //! decrypts into memory only. Never puts a token in an error or a log.
 
 pub mod archive;
+pub mod ca_keys;
 pub mod collect;
-mod http;
+use kindling_stack::snapshot_http as http;
 pub mod id;
 pub mod job;
 pub mod manifest;
 pub mod requests;
 pub mod restore;
+pub mod staged;
 pub mod store;
 
 pub use archive::Part;
-pub use archive::{open, pack, OpenError, Opened, PackError};
+pub use archive::{open, open_plain, pack, pack_plain, OpenError, Opened, PackError};
 pub use collect::{collect, CollectError, Endpoint, Sources};
 pub use id::BackupId;
 pub use job::{make, Job, JobError, Made};

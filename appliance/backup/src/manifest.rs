@@ -8,8 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The archive format this code writes and reads.
-pub const FORMAT: u32 = 1;
+/// The archive format this code writes; it reads this and every older one
+/// (2 added the `stack_state` entries).
+pub const FORMAT: u32 = 2;
 /// The first member of every archive.
 pub const MANIFEST_NAME: &str = "manifest.json";
 /// Consul's snapshot (`GET /v1/snapshot`), as Consul sent it.
@@ -64,6 +65,14 @@ pub enum EntryKind {
     /// `stack/vault-init.age`: the unseal shares, already encrypted to the
     /// operators; restored with the Vault they open.
     VaultInit,
+    /// The appliance's identity in its cluster: `stack/appliance-token`
+    /// (the bootstrap's Vault token, valid in the Vault this backup holds,
+    /// so a restored appliance needs no new root token),
+    /// `stack/root-token.accessor`, `stack/consul-node-id`, the gossip keys
+    /// (`stack/*-gossip.key`) and the CAs (`tls/`, `stack/tls/`) nodes and
+    /// CLIs pin. No more than `vault-init.age` already gives whoever can
+    /// decrypt the backup.
+    StackState,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +116,20 @@ pub fn data_path(name: &str) -> Result<Option<&str>, BadName> {
     Ok(Some(rel))
 }
 
+/// The mode a restored `data/…` file gets (the config phase's ownership
+/// pass then gives it its owner): keys and tokens 0600, the appliance's
+/// other identity files (certificates, node id) 0644, the rest 0640.
+pub fn restore_mode(rel: &str) -> u32 {
+    let file = rel.rsplit('/').next().unwrap_or(rel);
+    if file.ends_with("-key.pem") || file.ends_with(".key") || file == "appliance-token" {
+        0o600
+    } else if rel.starts_with("stack/") || rel.starts_with("tls/") {
+        0o644
+    } else {
+        0o640
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -119,6 +142,11 @@ mod tests {
             data_path("data/leases/leases.json").unwrap(),
             Some("leases/leases.json")
         );
+        assert_eq!(restore_mode("stack/tls/ca-key.pem"), 0o600);
+        assert_eq!(restore_mode("stack/consul-gossip.key"), 0o600);
+        assert_eq!(restore_mode("stack/appliance-token"), 0o600);
+        assert_eq!(restore_mode("tls/ca.pem"), 0o644);
+        assert_eq!(restore_mode("inventory/nodes.json"), 0o640);
         for bad in [
             "data/../etc/passwd",
             "data//x",

@@ -73,18 +73,27 @@ pub async fn vault(opened: &Opened, vault: &Endpoint) -> Result<(), RestoreError
 }
 
 /// Writes every `data/…` part below `data_dir` (each replaced atomically,
-/// 0640), names checked first so a bad name changes nothing. Returns the
+/// with [`manifest::restore_mode`]), names checked first so a bad name changes nothing. Returns the
 /// paths written.
 pub fn files(opened: &Opened, data_dir: &Path) -> Result<Vec<PathBuf>, RestoreError> {
+    let unpaired = crate::ca_keys::unpaired(opened);
     let mut plan = Vec::new();
     for part in &opened.parts {
         if let Some(rel) = manifest::data_path(&part.name)? {
-            plan.push((data_dir.join(rel), &part.bytes));
+            // A CA certificate without its key would pair with the target's
+            // own key: that CA stays the target's.
+            if unpaired.iter().any(|dir| {
+                rel.strip_prefix(dir.as_str())
+                    .is_some_and(|f| f.starts_with("/ca."))
+            }) {
+                continue;
+            }
+            plan.push((data_dir.join(rel), &part.bytes, manifest::restore_mode(rel)));
         }
     }
     let mut written = Vec::new();
-    for (path, bytes) in plan {
-        kindling_stack::files::write(&path, bytes, 0o640).map_err(|e| RestoreError::Write {
+    for (path, bytes, mode) in plan {
+        kindling_stack::files::write(&path, bytes, mode).map_err(|e| RestoreError::Write {
             path: path.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;

@@ -9,24 +9,16 @@
 
 #[path = "../../stack/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use age::secrecy::ExposeSecret;
 use common::*;
-use kindling_backup::manifest::Appliance;
-use kindling_backup::{restore, BackupStore, Endpoint, Job, Retention, Sources};
-use kindling_stack::bootstrap::policies::{CONSUL_MANAGEMENT_KV, KV_MOUNT};
+use kindling_backup::{restore, Endpoint};
+use kindling_stack::bootstrap::policies::KV_MOUNT;
 use kindling_stack::consul::ConsulApi;
 use kindling_stack::vault::{Health, VaultApi};
 use std::time::Duration;
-
-const NODES: &str = r#"{"nodes":{"52:54:00:6b:00:10":{"state":"installed"}}}"#;
-
-fn appliance_token(lab: &Lab) -> String {
-    std::fs::read_to_string(lab.layout.state_dir().join("appliance-token"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
+use support::*;
 
 #[test]
 fn backup_one_appliance_restore_on_a_fresh_pair() {
@@ -36,82 +28,15 @@ fn backup_one_appliance_restore_on_a_fresh_pair() {
 
     // 1. The appliance: bootstrapped by kindling, a value in Consul KV and
     //    in Vault, a node in the inventory.
-    let mut source = Lab::new(&tools, site("local", false, &identity));
-    source.start("consul");
-    source.start("vault");
-    rt.block_on(kindling_stack::bootstrap::run(source.options()))
-        .unwrap_or_else(|e| panic!("{e}\n{}", source.status_text()));
-    let original = source.init_secrets(&identity);
-    let token = appliance_token(&source);
-    let vault = VaultApi::new(&source.layout.vault_local_url(), None, None)
-        .unwrap()
-        .with_token(&token);
-    let mgmt = rt
-        .block_on(vault.kv_read(KV_MOUNT, CONSUL_MANAGEMENT_KV))
-        .unwrap()
-        .unwrap()["secret_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let consul = ConsulApi::new(&source.layout.consul_local_url(), Some(mgmt.clone()));
-    rt.block_on(consul.kv_put("backup-test/value", "written-before-the-backup"))
-        .unwrap();
-    rt.block_on(vault.kv_write(
-        KV_MOUNT,
-        "backup-test",
-        &serde_json::json!({"v": "vault-before"}),
-    ))
-    .unwrap();
-    let data = &source.layout.data_dir;
-    for (rel, text) in [
-        ("inventory/nodes.json", NODES),
-        ("leases/leases.json", r#"{"leases":[]}"#),
-        ("overlays/lab.kovl", "signed overlay bytes"),
-        ("state.json", r#"{"overlays":{"floors":{"lab":3}}}"#),
-    ] {
-        std::fs::create_dir_all(data.join(rel).parent().unwrap()).unwrap();
-        std::fs::write(data.join(rel), text).unwrap();
-    }
+    let Source {
+        lab: source,
+        original,
+        token,
+        mgmt,
+    } = source_with_data(&tools, &identity, &rt);
 
     // 2. The backup, made the way `kindlingd backup` makes it.
-    let sources = rt
-        .block_on(Sources::for_appliance(&source.site, &source.layout))
-        .unwrap();
-    assert_eq!(sources.vault_storage, "raft");
-    let store = BackupStore::in_data_dir(data);
-    let job = Job {
-        recipients: kindling_stack::secrets::parse_recipients(&source.site.stack.vault.recipients)
-            .unwrap(),
-        appliance: Appliance {
-            site_id: "kstest".into(),
-            hostname: "kindling-test".into(),
-            version: "test".into(),
-        },
-        retention: Retention {
-            keep: 7,
-            max_bytes: u64::MAX,
-        },
-    };
-    let id = kindling_backup::BackupId::new(kindling_clock::unix_now());
-    let started = std::time::Instant::now();
-    let made = rt
-        .block_on(kindling_backup::make(
-            &sources,
-            &job,
-            &store,
-            &id,
-            kindling_clock::unix_now(),
-        ))
-        .unwrap();
-    let file = std::fs::read(&made.stored.path).unwrap();
-    // The issue's numbers (backup size and time), reported, not asserted.
-    eprintln!(
-        "backup {}: {} bytes encrypted, {} parts, made in {} ms",
-        id,
-        file.len(),
-        made.manifest.entries.len(),
-        started.elapsed().as_millis()
-    );
+    let (id, made, file) = backup(&rt, &source);
     assert!(file.starts_with(b"age-encryption.org/v1"));
     assert!(
         !file.windows(mgmt.len()).any(|w| w == mgmt.as_bytes()),
@@ -185,11 +110,7 @@ fn backup_one_appliance_restore_on_a_fresh_pair() {
     let err = kindling_backup::open(&tampered[..], &operator).unwrap_err();
     assert!(err.to_string().contains("damaged or was changed"), "{err}");
     let target_consul = t_consul.with_token(&t_mgmt.secret_id);
-    assert_eq!(
-        rt.block_on(target_consul.kv_get("backup-test/value"))
-            .unwrap(),
-        None
-    );
+    assert_eq!(rt.block_on(target_consul.kv_get(KV.0)).unwrap(), None);
 
     // 5. The real file: opened, checked, restored: Vault first (Consul's
     //    Connect CA provider is that Vault, with a token only the restored
@@ -227,49 +148,42 @@ fn backup_one_appliance_restore_on_a_fresh_pair() {
         .unwrap()
         .with_token(&token);
     let v = rt
-        .block_on(restored.kv_read(KV_MOUNT, "backup-test"))
+        .block_on(restored.kv_read(KV_MOUNT, SECRET.0))
         .unwrap()
         .unwrap();
-    assert_eq!(v["v"], "vault-before");
+    assert_eq!(v["v"], SECRET.1);
 
     // Consul: the old ACLs (the old management token works) and the KV value.
     rt.block_on(restore::consul(&opened, &consul_ep)).unwrap();
     let old_mgmt = t_consul.with_token(&mgmt);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let value = loop {
-        match rt.block_on(old_mgmt.kv_get("backup-test/value")) {
+        match rt.block_on(old_mgmt.kv_get(KV.0)) {
             Ok(Some(v)) => break v,
             other if std::time::Instant::now() > deadline => panic!("{other:?}"),
             _ => std::thread::sleep(Duration::from_millis(250)),
         }
     };
-    assert_eq!(value, "written-before-the-backup");
+    assert_eq!(value, KV.1);
 
     // The files: the node inventory and the original (encrypted) shares.
     let written = restore::files(&opened, &target.layout.data_dir).unwrap();
-    assert_eq!(written.len(), 5);
+    for want in [
+        "inventory/nodes.json",
+        "leases/leases.json",
+        "state.json",
+        "stack/vault-init.age",
+        "stack/appliance-token",
+        "stack/consul-gossip.key",
+    ] {
+        assert!(
+            written.contains(&target.layout.data_dir.join(want)),
+            "{want} in {written:?}"
+        );
+    }
     assert_eq!(
         std::fs::read_to_string(target.layout.data_dir.join("inventory/nodes.json")).unwrap(),
         NODES
     );
     assert_eq!(target.init_secrets(&identity).keys_base64, keys);
-}
-
-/// The reused data directory is outside the target lab's temp dir.
-struct RemoveOnDrop(std::path::PathBuf);
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn wait_active(rt: &tokio::runtime::Runtime, vault: &VaultApi) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        if rt.block_on(vault.health()).ok() == Some(Health::Active) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("vault did not become active");
 }

@@ -74,6 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             *path = dir;
         }
     }
+    apply_staged_restore(&paths.data_dir);
     let image_on_trial = kindling_update::trial::image_on_trial(
         &kindling_update::trial::TrialPaths::in_run_dir(&paths.run_dir),
     );
@@ -101,6 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let table = write_boot_service_table(&paths.run_dir, &paths.data_dir, &effective.config)?;
     issue_api_certificate(&effective.config, &paths, &table);
+    seal_ca_keys(&effective.config, &paths.data_dir);
     give_console_to_dashboard(&table);
     println!(
         "site {} configured: {} overlay(s) accepted, {} refused",
@@ -109,6 +111,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         outcome.report.refused.len()
     );
     Ok(())
+}
+
+/// Applies a restore the API staged (`kindling_backup::staged`), before
+/// the overlays are read (the backup brings its own) and before any
+/// service starts. A refusal or failure is reported and the boot goes on
+/// with what the data partition holds.
+fn apply_staged_restore(data_dir: &Path) {
+    let layout = kindling_stack::StackLayout {
+        data_dir: data_dir.to_path_buf(),
+        ..kindling_stack::StackLayout::appliance()
+    };
+    let paths = kindling_backup::staged::ApplyPaths::for_stack(&layout);
+    match kindling_backup::staged::apply(&paths, kindling_clock::unix_now()) {
+        None => {}
+        Some(Ok(done)) => {
+            println!(
+                "restore: backup {} (staged by {}) applied: {} files written, the fresh cluster's data moved to {}; the stack bootstrap restores Vault and Consul, then Vault waits for the ORIGINAL key shares",
+                done.backup_id,
+                done.operator,
+                done.files,
+                done.replaced.as_deref().unwrap_or("(nothing to move)")
+            );
+            for note in &done.notes {
+                println!("restore: {note}");
+            }
+        }
+        Some(Err(e)) => println!("restore: not applied: {e}"),
+    }
+}
+
+/// Keeps each CA key's copy sealed to the site's age recipients beside it
+/// (`kindling_backup::ca_keys`), for backups: the keys stay root's. Only
+/// where Vault (whose recipients these are) is enabled.
+fn seal_ca_keys(site: &SiteConfig, data_dir: &Path) {
+    if !site.stack.vault.enabled {
+        return;
+    }
+    let sealed = kindling_stack::secrets::parse_recipients(&site.stack.vault.recipients)
+        .map_err(|e| e.to_string())
+        .and_then(|r| kindling_backup::ca_keys::seal(data_dir, &r).map_err(|e| e.to_string()));
+    if let Err(e) = sealed {
+        println!("backup: the CA keys are not sealed for backups: {e}");
+    }
 }
 
 /// The config phase's table: renders the stack's files, writes

@@ -103,6 +103,10 @@ pub fn plan(run_dir: &Path, data_dir: &Path) -> Vec<Owned> {
             0o3770,
             false,
         ),
+        // A restore the API staged for the next boot: the API's alone
+        // (it holds a decrypted backup until the config phase, root,
+        // applies and removes it).
+        mine(kindling_backup::staged::restore_dir(data_dir), api, 0o700),
     ]
 }
 
@@ -119,6 +123,7 @@ pub fn directories(run_dir: &Path, data_dir: &Path) -> Vec<PathBuf> {
         data_dir
             .join(kindling_backup::store::BACKUPS_DIR)
             .join(kindling_backup::requests::REQUESTS_DIR),
+        kindling_backup::staged::restore_dir(data_dir),
     ]
 }
 

@@ -2,7 +2,9 @@
 //! TLS on loopback: the admin queues a backup for the backup service and
 //! downloads a kept one byte for byte; a caller without a token or with
 //! the read role may list but neither queue nor download, and nothing is
-//! written for them; unknown and malformed ids are 404.
+//! written for them; unknown and malformed ids are 404. `POST
+//! /v1/backups/restore` stages a checked backup of this site for the admin
+//! only; a damaged one, one of another site and a second one stage nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -138,4 +140,94 @@ fn the_admin_downloads_a_kept_backup_and_no_one_else_does() {
         let (status, body) = download(&api, Some(lab_tokens().admin), bad);
         assert_eq!(status, 404, "{bad}: {}", String::from_utf8_lossy(&body));
     }
+}
+
+/// A decrypted backup archive of site `site_id`, as `kindling backup
+/// restore` sends it: packed and encrypted the backup service's way, then
+/// decrypted with the operator's identity.
+fn decrypted_backup(site_id: &str) -> Vec<u8> {
+    use kindling_backup::manifest::{Appliance, EntryKind, Manifest, FORMAT};
+    use std::io::Read;
+    let identity = age::x25519::Identity::generate();
+    let manifest = Manifest {
+        format: FORMAT,
+        id: "20261207T050000Z-0a1b".into(),
+        created: "2026-12-07T05:00:00Z".into(),
+        created_unix: 1_796_619_600,
+        appliance: Appliance {
+            site_id: site_id.into(),
+            hostname: "kindling".into(),
+            version: "test".into(),
+        },
+        vault_storage: "raft".into(),
+        notes: Vec::new(),
+        entries: Vec::new(),
+    };
+    let parts = [kindling_backup::Part {
+        name: "data/inventory/nodes.json".into(),
+        kind: EntryKind::Inventory,
+        bytes: br#"{"nodes":{}}"#.to_vec(),
+    }];
+    let (file, _) =
+        kindling_backup::pack(Vec::new(), &[identity.to_public()], manifest, &parts).unwrap();
+    let mut plain = Vec::new();
+    kindling_backup::archive::decrypting_reader(&file[..], &identity)
+        .unwrap()
+        .read_to_end(&mut plain)
+        .unwrap();
+    plain
+}
+
+#[test]
+fn only_the_admin_stages_a_restore_of_this_site() {
+    let (root, api) = appliance();
+    let site: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.path("run/kindling/site.json")).unwrap())
+            .unwrap();
+    let site_id = site["site"]["id"].as_str().unwrap().to_string();
+    let data = root.path("var/lib/kindling");
+    let good = decrypted_backup(&site_id);
+    let staged = || kindling_backup::staged::pending(&data);
+
+    // Hostile and wrong callers: nothing staged.
+    for (token, want) in [(None, 401), (Some(lab_tokens().read), 403)] {
+        let reply = api
+            .client_with(token)
+            .request("POST", "/v1/backups/restore", Some(&good))
+            .unwrap();
+        assert_eq!(reply.status, want);
+    }
+    let mut damaged = good.clone();
+    let at = damaged.len() / 2;
+    damaged[at] ^= 0x40;
+    for (body, want, says) in [
+        (b"not an archive".to_vec(), 400, "damaged"),
+        (damaged, 400, ""),
+        (decrypted_backup("another-site"), 422, "another-site"),
+    ] {
+        let (status, reply) = api.call("POST", "/v1/backups/restore", Some(&body));
+        assert_eq!(status, want, "{reply}");
+        assert!(reply["error"].as_str().unwrap().contains(says), "{reply}");
+    }
+    assert_eq!(staged(), None);
+
+    // The admin's: staged for the next boot (no init here to reboot).
+    let (status, reply) = api.call("POST", "/v1/backups/restore", Some(&good));
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["id"], "20261207T050000Z-0a1b");
+    assert_eq!(reply["rebooting"], false, "{reply}");
+    assert!(
+        reply["next"].as_str().unwrap().contains("next boot"),
+        "{reply}"
+    );
+    let pending = staged().unwrap();
+    assert_eq!(pending.backup_id, "20261207T050000Z-0a1b");
+    assert_eq!(pending.operator, "lab-admin");
+    let (_, list) = api.call("GET", "/v1/backups", None);
+    assert_eq!(
+        list["restore_pending"]["backup_id"],
+        "20261207T050000Z-0a1b"
+    );
+    let (status, reply) = api.call("POST", "/v1/backups/restore", Some(&good));
+    assert_eq!(status, 409, "{reply}");
 }

@@ -63,8 +63,17 @@ fn operator(api: &Server, token: Option<String>, config: &Path) -> Vec<(&'static
     env
 }
 
-#[test]
-fn tables_json_and_exit_codes_against_a_real_api() {
+/// A configured appliance with its API, a scratch directory, and the CLI's
+/// environment as the lab's admin and read operators (no config file).
+struct CliLab {
+    root: Root,
+    api: Server,
+    dir: tempfile::TempDir,
+    admin: Vec<(&'static str, String)>,
+    read: Vec<(&'static str, String)>,
+}
+
+fn cli_lab() -> CliLab {
     let root = Root::new();
     apply(&root);
     let api = start_api(&root);
@@ -73,6 +82,24 @@ fn tables_json_and_exit_codes_against_a_real_api() {
     let none = dir.path().join("absent.toml");
     let admin = operator(&api, Some(tokens.admin.expose().to_string()), &none);
     let read = operator(&api, Some(tokens.read.expose().to_string()), &none);
+    CliLab {
+        root,
+        api,
+        dir,
+        admin,
+        read,
+    }
+}
+
+#[test]
+fn tables_json_and_exit_codes_against_a_real_api() {
+    let CliLab {
+        root,
+        api,
+        dir,
+        admin,
+        read,
+    } = cli_lab();
 
     // Tables by default.
     let out = kindling(&["node", "list"], &admin);
@@ -160,7 +187,7 @@ fn tables_json_and_exit_codes_against_a_real_api() {
     assert!(!forget_file.exists(), "a refused forget was recorded");
 
     // 4: no token; a read-only operator asking to forget.
-    let anonymous = operator(&api, None, &none);
+    let anonymous = operator(&api, None, &dir.path().join("absent.toml"));
     let out = kindling(&["node", "list"], &anonymous);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(text(&out).contains("401"), "{}", text(&out));
@@ -413,14 +440,13 @@ fn artifact_import_iso_pushes_an_installers_boot_files() {
         eprintln!("skipped: xorriso is not installed (tests/install-deps installs it)");
         return;
     }
-    let root = Root::new();
-    apply(&root);
-    let api = start_api(&root);
-    let tokens = lab_tokens();
-    let dir = tempfile::tempdir().unwrap();
-    let none = dir.path().join("absent.toml");
-    let admin = operator(&api, Some(tokens.admin.expose().to_string()), &none);
-    let read = operator(&api, Some(tokens.read.expose().to_string()), &none);
+    let CliLab {
+        root: _root,
+        api: _api,
+        dir,
+        admin,
+        read,
+    } = cli_lab();
     let tree = dir.path().join("tree");
     let files = [
         "casper/vmlinuz",
@@ -517,14 +543,13 @@ fn artifact_import_iso_pushes_an_installers_boot_files() {
 
 #[test]
 fn artifact_push_list_and_delete() {
-    let root = Root::new();
-    apply(&root);
-    let api = start_api(&root);
-    let tokens = lab_tokens();
-    let dir = tempfile::tempdir().unwrap();
-    let none = dir.path().join("absent.toml");
-    let admin = operator(&api, Some(tokens.admin.expose().to_string()), &none);
-    let read = operator(&api, Some(tokens.read.expose().to_string()), &none);
+    let CliLab {
+        root: _root,
+        api: _api,
+        dir,
+        admin,
+        read,
+    } = cli_lab();
     let file = dir.path().join("netinst 12.iso");
     std::fs::write(&file, vec![7u8; 300_000]).unwrap();
     let file = file.display().to_string();
@@ -586,14 +611,13 @@ fn artifact_push_list_and_delete() {
 
 #[test]
 fn overlay_build_pins_the_pushed_artifacts_profiles_name() {
-    let root = Root::new();
-    apply(&root);
-    let api = start_api(&root);
-    let tokens = lab_tokens();
-    let dir = tempfile::tempdir().unwrap();
-    let none = dir.path().join("absent.toml");
-    let admin = operator(&api, Some(tokens.admin.expose().to_string()), &none);
-    let read = operator(&api, Some(tokens.read.expose().to_string()), &none);
+    let CliLab {
+        root: _root,
+        api: _api,
+        dir,
+        admin,
+        read,
+    } = cli_lab();
     let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../overlays/lab");
     let lab = lab.display().to_string();
     let kernel = dir.path().join("kernel-6.12");

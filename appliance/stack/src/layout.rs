@@ -96,6 +96,17 @@ impl StackLayout {
     pub fn state_dir(&self) -> PathBuf {
         self.data_dir.join("stack")
     }
+    /// Snapshots a restore left for the bootstrap (`vault.snap`,
+    /// `consul.snap`), each removed once it is in.
+    pub fn restore_dir(&self) -> PathBuf {
+        self.state_dir().join("restore")
+    }
+    pub fn restore_vault_snapshot(&self) -> PathBuf {
+        self.restore_dir().join("vault.snap")
+    }
+    pub fn restore_consul_snapshot(&self) -> PathBuf {
+        self.restore_dir().join("consul.snap")
+    }
     pub fn consul_config(&self) -> PathBuf {
         self.config_dir.join("consul.json")
     }

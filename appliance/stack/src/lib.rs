@@ -29,6 +29,7 @@ pub mod nomad_nodes;
 pub mod patience;
 pub mod render;
 pub mod secrets;
+pub mod snapshot_http;
 pub mod status;
 pub mod tls;
 pub mod vault;

@@ -146,7 +146,8 @@ impl SecretStore {
     pub fn init_file(&self) -> PathBuf {
         self.dir.join("vault-init.age")
     }
-    fn local_unseal_file(&self) -> PathBuf {
+    /// The lab's local unseal keys (`unseal = "local"`), in plain text.
+    pub fn local_unseal_file(&self) -> PathBuf {
         self.dir.join("vault-unseal-local.json")
     }
     fn token_file(&self) -> PathBuf {

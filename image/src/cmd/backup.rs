@@ -3,7 +3,8 @@
 //! (`POST /v1/backups`, `GET /v1/backups`, `GET /v1/backups/ID`); `inspect`
 //! and `restore` work on a pulled file on the operator's machine, decrypted
 //! in memory with the operator's age identity and checked against its
-//! manifest before anything is restored.
+//! manifest before anything is restored; `restore` then hands it to the
+//! appliance (`POST /v1/backups/restore`) or to services it names.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -31,11 +32,13 @@ pub enum Command {
     ///
     /// Example: kindling backup inspect lab.kbak --identity ~/.age/key.txt
     Inspect(InspectArgs),
-    /// Decrypt and check a backup, then restore it: Consul's snapshot,
-    /// Vault's raft snapshot (Vault is then sealed with the ORIGINAL keys:
-    /// unseal it with the original shares) and the data files.
+    /// Decrypt and check a backup, then restore it. Without --consul,
+    /// --vault or --data-dir: onto the appliance (admin role), which
+    /// reboots, puts the backed-up cluster in place of its own and waits
+    /// for Vault's ORIGINAL key shares. With them: into those services
+    /// and that directory directly.
     ///
-    /// Example: kindling backup restore lab.kbak --identity ~/.age/key.txt --consul http://127.0.0.1:8500 --consul-token-file mgmt.txt --vault https://192.168.100.1:8200 --vault-ca api-ca.pem --vault-token-file root.txt
+    /// Example: kindling backup restore lab.kbak --identity ~/.age/key.txt --context lab --yes
     Restore(RestoreArgs),
 }
 
@@ -84,6 +87,12 @@ pub struct RestoreArgs {
     /// File holding the `AGE-SECRET-KEY-1…` identity.
     #[arg(long)]
     pub identity: PathBuf,
+    #[command(flatten)]
+    pub target: super::client::Target,
+    /// Onto the appliance: confirm that its Consul and Vault are replaced
+    /// by the backup's (their data is kept aside on the data partition).
+    #[arg(long)]
+    pub yes: bool,
     /// Consul's HTTP address on the target.
     #[arg(long, value_name = "URL", requires = "consul_token_file")]
     pub consul: Option<String>,
@@ -174,6 +183,24 @@ fn list(a: ListArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", table.render());
     }
+    if let Some(p) = &view.restore_pending {
+        println!(
+            "restore of backup {} staged by {}: applied at the next boot",
+            p["backup_id"].as_str().unwrap_or("?"),
+            p["operator"].as_str().unwrap_or("?")
+        );
+    }
+    if let Some(r) = &view.restore_last {
+        let id = r["backup_id"].as_str().unwrap_or("?");
+        match r["error"].as_str() {
+            Some(e) => println!("last restore, of backup {id}, FAILED: {e}"),
+            None => println!(
+                "last restore: backup {id}, {} files; the appliance's own cluster data kept in {}",
+                r["files"],
+                r["replaced"].as_str().unwrap_or("(nothing replaced)")
+            ),
+        }
+    }
     if let Some(last) = view.service.as_ref().map(|s| &s["last"]) {
         if last["ok"] == false {
             println!(
@@ -241,6 +268,56 @@ fn pull(a: PullArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `restore` onto the appliance: decrypts and checks here (the appliance
+/// never sees the operator's identity), sends the checked archive over the
+/// API's TLS (`POST /v1/backups/restore`), which checks it again, stages it
+/// and reboots into it.
+fn restore_onto_appliance(a: &RestoreArgs) -> anyhow::Result<()> {
+    use std::io::Read;
+    let identity = read_identity(&a.identity)?;
+    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let mut plain = Vec::new();
+    kindling_backup::archive::decrypting_reader(&bytes[..], &identity)
+        .and_then(|mut r| {
+            r.read_to_end(&mut plain)
+                .map_err(|e| kindling_backup::OpenError::Damaged(e.to_string()))
+        })
+        .with_context(|| format!("{}", a.file.display()))?;
+    let mut opened =
+        kindling_backup::open_plain(&plain[..]).with_context(|| format!("{}", a.file.display()))?;
+    let keys = kindling_backup::ca_keys::unseal(&mut opened, &identity)
+        .with_context(|| format!("{}", a.file.display()))?;
+    let plain = kindling_backup::pack_plain(&opened)?;
+    let m = &opened.manifest;
+    println!(
+        "backup {} of {} (site {}), made {}, checked: {} parts, {keys} CA key(s) opened",
+        m.id,
+        m.appliance.hostname,
+        m.appliance.site_id,
+        m.created,
+        opened.parts.len()
+    );
+    anyhow::ensure!(
+        (plain.len() as u64) <= kindling_backup::staged::MAX_STAGED,
+        "{}: {} bytes decrypted, more than the {} the appliance takes for a restore; restore it into the services directly (--consul, --vault, --data-dir)",
+        a.file.display(),
+        plain.len(),
+        kindling_backup::staged::MAX_STAGED
+    );
+    if !a.yes {
+        return Err(super::exit::Failure::new(
+            super::exit::Exit::Usage,
+            "this replaces the appliance's Consul, Vault, inventory, leases and overlays with the backup's (its own are kept aside on the data partition) and reboots it: add --yes",
+        )
+        .into());
+    }
+    let session = super::client::Session::open(&a.target)?;
+    let staged: kindling_api::backups::RestoreStaged =
+        session.post_raw_as("/v1/backups/restore", plain)?;
+    println!("restore of backup {} staged; {}", staged.id, staged.next);
+    Ok(())
+}
+
 /// The identity file's `AGE-SECRET-KEY-1…` line (identity files may carry
 /// comment lines).
 fn read_identity(path: &Path) -> anyhow::Result<age::x25519::Identity> {
@@ -300,11 +377,7 @@ fn token(path: &Path) -> anyhow::Result<String> {
 
 fn restore_cmd(a: RestoreArgs) -> anyhow::Result<()> {
     if a.consul.is_none() && a.vault.is_none() && a.data_dir.is_none() {
-        return Err(super::exit::Failure::new(
-            super::exit::Exit::Usage,
-            "nothing to restore to: give --consul, --vault and/or --data-dir",
-        )
-        .into());
+        return restore_onto_appliance(&a);
     }
     if a.consul.is_some() && a.vault.is_some() {
         // Consul's snapshot names Vault as its Connect CA, with a token only
@@ -317,7 +390,11 @@ fn restore_cmd(a: RestoreArgs) -> anyhow::Result<()> {
         .into());
     }
     // Everything is read and checked before the first change.
-    let opened = open_checked(&a.file, &a.identity)?;
+    let mut opened = open_checked(&a.file, &a.identity)?;
+    if a.data_dir.is_some() {
+        kindling_backup::ca_keys::unseal(&mut opened, &read_identity(&a.identity)?)
+            .with_context(|| format!("{}", a.file.display()))?;
+    }
     let ca = match &a.ca {
         Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
         None => None,

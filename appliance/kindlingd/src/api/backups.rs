@@ -1,6 +1,7 @@
 //! Handlers for `POST /v1/backups` (queue a backup), `GET /v1/backups`
 //! (the kept ones, the queued ones, the service's status) and
-//! `GET /v1/backups/ID` (the encrypted file, streamed).
+//! `GET /v1/backups/ID` (the encrypted file, streamed) and
+//! `POST /v1/backups/restore` (a decrypted backup staged for the next boot).
 //!
 //! The API never holds a token that could take a backup: it queues a
 //! request for the backup service (kl-stack) and reads the finished,
@@ -9,12 +10,17 @@
 
 use super::{ApiPaths, Reply};
 use hyper::body::Bytes;
-use kindling_api::backups::{BackupInfo, BackupList, BackupRequested};
+use kindling_api::backups::{BackupInfo, BackupList, BackupRequested, RestoreStaged};
 use kindling_api::ErrorKind;
 use kindling_backup::requests::{RequestError, RequestQueue};
+use kindling_backup::staged::{self, StageError};
 use kindling_backup::{BackupId, BackupStore, StoreError};
 use serde_json::Value;
 use std::io::Read;
+
+/// How long a staged restore's answer has to reach the operator before
+/// init is asked to reboot.
+const REBOOT_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn store(paths: &ApiPaths) -> BackupStore {
     BackupStore::in_data_dir(&paths.state_dir)
@@ -66,6 +72,9 @@ pub fn list(paths: &ApiPaths) -> Reply {
                 .map(ToString::to_string)
                 .collect(),
             service: service_status(paths),
+            restore_pending: staged::pending(&paths.state_dir)
+                .and_then(|p| serde_json::to_value(p).ok()),
+            restore_last: staged::last(&paths.state_dir).and_then(|l| serde_json::to_value(l).ok()),
         }),
         Err(e) => store_failure(&e),
     }
@@ -88,6 +97,60 @@ pub fn create(paths: &ApiPaths, operator: &str) -> Reply {
         Err(e @ RequestError::Busy) => Reply::failed(ErrorKind::Conflict, e),
         Err(e @ RequestError::Io { .. }) => Reply::failed(ErrorKind::Internal, e),
     }
+}
+
+/// `POST /v1/backups/restore`: checks the decrypted backup in `body` (every
+/// part against its manifest, the site), stages it for the next boot and
+/// asks init to reboot into it. The API never holds a token that could
+/// restore anything itself: the config phase and the stack bootstrap do.
+pub fn restore(paths: &ApiPaths, body: &[u8], operator: &str) -> Reply {
+    let site = match super::nodes::site(&paths.run_dir) {
+        Ok(site) => site,
+        Err(reply) => return reply,
+    };
+    let now = kindling_clock::unix_now();
+    let manifest = match staged::stage(&paths.state_dir, body, &site.site.id, operator, now) {
+        Ok(m) => m,
+        Err(e) => {
+            let kind = match &e {
+                StageError::Open(_) => ErrorKind::BadRequest,
+                StageError::OtherSite { .. } | StageError::VaultStorage(_) => ErrorKind::Refused,
+                StageError::AlreadyStaged(_) => ErrorKind::Conflict,
+                StageError::Io { .. } => ErrorKind::Internal,
+            };
+            tracing::warn!("restore refused (by {operator}): {e}");
+            return Reply::failed(kind, e);
+        }
+    };
+    tracing::info!("restore of backup {} staged by {operator}", manifest.id);
+    // The answer goes out before the reboot: init stops the API on its way
+    // down. Without init (a test, a broken socket) the restore waits for
+    // whatever boot comes next.
+    let rebooting = paths.control_socket().exists();
+    if rebooting {
+        let (paths, reason) = (
+            paths.clone(),
+            format!("restore of backup {} requested by {operator}", manifest.id),
+        );
+        std::thread::spawn(move || {
+            std::thread::sleep(REBOOT_DELAY);
+            if let Err(e) = super::status::reboot(&paths, &reason) {
+                tracing::error!("restore staged, but init did not take the reboot: {e}; it is applied at the next boot");
+            }
+        });
+    }
+    let next = if rebooting {
+        "the appliance reboots now and restores the backup; then unseal Vault with the backup's ORIGINAL key shares (kindling vault unseal)"
+    } else {
+        "staged; init is not reachable to reboot: the restore is applied at the next boot; then unseal Vault with the backup's ORIGINAL key shares"
+    };
+    Reply::body(&RestoreStaged {
+        id: manifest.id,
+        created: manifest.created,
+        rebooting,
+        next: next.to_string(),
+    })
+    .with_status(202)
 }
 
 /// `GET /v1/backups/ID`: the encrypted file as is, in 64 KiB chunks.

@@ -458,6 +458,10 @@ fn route<'a>(cx: &'a Context<'a>, req: &'a Request<'a>) -> Route<'a> {
         (Post, ["v1", "backups"]) => Route::new(Admin, |caller, _| {
             backups::create(paths, operator_name(caller))
         }),
+        // Restoring replaces the whole cluster at the next boot: admin.
+        (Post, ["v1", "backups", "restore"]) => Route::new(Admin, |caller, body| {
+            backups::restore(paths, body, operator_name(caller))
+        }),
         (Get, ["v1", "backups", id]) => Route::new(Admin, move |caller, _| {
             backups::download(paths, id, operator_name(caller))
         }),
@@ -604,6 +608,7 @@ mod tests {
             (Get, "/v1/vault/init-secrets", Admin),
             (Get, "/v1/backups", Read),
             (Post, "/v1/backups", Admin),
+            (Post, "/v1/backups/restore", Admin),
             (Get, "/v1/backups/20260101T000000Z-0a1b", Admin),
             (Get, "/v1/artifacts", Read),
             (Post, "/v1/artifacts", Admin),

@@ -21,7 +21,7 @@ use kindling_inventory::{node_api, AssignmentSync};
 use kindling_site::{MacAddr, SiteConfig};
 use std::path::Path;
 
-fn site(run_dir: &Path) -> Result<SiteConfig, Reply> {
+pub(super) fn site(run_dir: &Path) -> Result<SiteConfig, Reply> {
     use kindling_site::effective::{in_run_dir, load, LoadEffectiveError};
     load(&in_run_dir(run_dir)).map_err(|e| match e {
         LoadEffectiveError::Read { .. } => Reply::failed(

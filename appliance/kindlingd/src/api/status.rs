@@ -95,6 +95,11 @@ pub fn restart(paths: &ApiPaths, name: &str) -> Result<RestartAccepted, StatusEr
         })
 }
 
+/// Asks init to reboot, saying why (a restore staged for the next boot).
+pub fn reboot(paths: &ApiPaths, reason: &str) -> Result<(), String> {
+    init(paths).reboot(reason).map_err(|e| e.to_string())
+}
+
 /// `GET /v1/config/report`: which overlays were accepted or refused at boot.
 pub fn config_report(paths: &ApiPaths) -> Result<Report, StatusError> {
     let path = paths.run_dir.join("config-report.json");

@@ -149,4 +149,16 @@ pub enum StepError {
     RestartVault { reason: String },
     #[error("wrote Vault's storage token into {config}, but there is no init control socket to restart Vault with it")]
     NoControlSocket { config: PathBuf },
+    #[error("a restore left {snapshot}, but Vault already holds data: the restore's apply empties Vault's data directory first; move it aside (or remove the snapshot to keep this Vault)")]
+    RestoreOntoVaultWithData { snapshot: PathBuf },
+    #[error("a restore left {snapshot}, but Consul's ACLs are already bootstrapped: the restore's apply empties Consul's data directory first; move it aside (or remove the snapshot to keep this Consul)")]
+    RestoreOntoConsulWithAcls { snapshot: PathBuf },
+    #[error(
+        "a restore left {snapshot}, but there is no init control socket to restart Vault after it"
+    )]
+    RestoreNeedsInit { snapshot: PathBuf },
+    #[error("restoring a snapshot: {0}")]
+    RestoreSnapshot(String),
+    #[error("restoring Vault: it was not {what} in time (last: {last})")]
+    RestoreVaultState { what: &'static str, last: String },
 }

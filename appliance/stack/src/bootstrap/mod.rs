@@ -14,6 +14,7 @@ mod consul_token_steps;
 mod enroll_steps;
 mod error;
 pub mod policies;
+mod restore_steps;
 mod schedule;
 mod setup_steps;
 mod steps;

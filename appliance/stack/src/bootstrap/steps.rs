@@ -12,8 +12,8 @@
 
 use super::error::StepError;
 use super::{
-    acl_steps, consul_token_steps, enroll_steps, setup_steps, storage_steps, tls_steps,
-    token_steps, vault_steps, Outcome, Run,
+    acl_steps, consul_token_steps, enroll_steps, restore_steps, setup_steps, storage_steps,
+    tls_steps, token_steps, vault_steps, Outcome, Run,
 };
 
 /// Declares [`Step`] and its table in one place, so that a step is one line
@@ -63,8 +63,11 @@ steps! {
     VaultStorage = "vault-storage", after [], run storage_steps::vault_storage;
     /// Vault's API answers.
     VaultApi = "vault-api", after [VaultStorage], run vault_steps::api;
+    /// A restored backup's Vault snapshot forced into the empty Vault
+    /// (skipped without a restore).
+    VaultRestore = "vault-restore", after [VaultApi], run restore_steps::vault_restore;
     /// Vault initialised once, its keys encrypted to the operators.
-    VaultInit = "vault-init", after [VaultApi], run vault_steps::init;
+    VaultInit = "vault-init", after [VaultRestore], run vault_steps::init;
     /// Vault unsealed (this run's keys, local keys, or operator shares).
     VaultUnseal = "vault-unseal", after [VaultInit], run vault_steps::unseal;
     /// The bootstrap's own periodic Vault token.
@@ -79,8 +82,11 @@ steps! {
     /// Consul's leader elected and its ACL system out of legacy mode: needs
     /// nothing from Vault, so it is waited for while Vault comes up.
     ConsulApi = "consul-api", after [], run acl_steps::consul_api;
+    /// A restored backup's Consul snapshot put into the empty Consul, once
+    /// Vault (its Connect CA) is unsealed (skipped without a restore).
+    ConsulRestore = "consul-restore", after [ConsulApi, VaultToken], run restore_steps::consul_restore;
     /// Consul's ACL system bootstrapped, its management token in Vault.
-    ConsulAcl = "consul-acl", after [VaultStorage, VaultSetup, ConsulApi], run acl_steps::consul_acl;
+    ConsulAcl = "consul-acl", after [VaultStorage, VaultSetup, ConsulApi, ConsulRestore], run acl_steps::consul_acl;
     /// Vault's PKI root in the bundle Consul and Nomad check client
     /// certificates against; Consul reloaded when it changed.
     ServerTrust = "server-trust", after [VaultSetup, ConsulAcl], run tls_steps::server_trust;
@@ -161,6 +167,7 @@ mod tests {
             [
                 "vault-storage",
                 "vault-api",
+                "vault-restore",
                 "vault-init",
                 "vault-unseal",
                 "vault-token",
@@ -168,6 +175,7 @@ mod tests {
                 "vault-setup",
                 "vault-ssh-ca",
                 "consul-api",
+                "consul-restore",
                 "consul-acl",
                 "server-trust",
                 "consul-tokens",

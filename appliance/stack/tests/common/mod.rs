@@ -8,8 +8,12 @@ use kindling_nomad_double::NomadAgent;
 use kindling_site::SiteConfig;
 use kindling_stack::render::{Readiness, ServiceSpec};
 use kindling_stack::{StackLayout, StackPorts};
+use std::io::{BufRead, Write};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A throwaway operator key for one test (age X25519); the test plays the
@@ -181,19 +185,7 @@ impl Lab {
             return;
         }
         let spec = self.spec(name);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("{name}.log")))
-            .unwrap();
-        let child = Command::new(&spec.argv[0])
-            .args(&spec.argv[1..])
-            .envs(&spec.env)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let child = spawn_logged(&spec, &self.dir.path().join(format!("{name}.log")));
         self.procs.retain(|p| p.name != name);
         self.procs.push(Proc {
             name: name.to_string(),
@@ -331,4 +323,99 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// Stands in for kindling-init's control socket (docs/contracts.md): owns
+/// the Vault process and restarts it on request. Kills it on drop.
+pub struct FakeInit {
+    pub socket: PathBuf,
+    stop: Arc<AtomicBool>,
+    pub restarts: Arc<AtomicUsize>,
+    vault: Arc<Mutex<Option<Child>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Starts a service from its rendered entry, its output appended to `log`.
+fn spawn_logged(spec: &ServiceSpec, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(&spec.argv[0])
+        .args(&spec.argv[1..])
+        .envs(&spec.env)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", spec.name))
+}
+
+impl FakeInit {
+    pub fn start(lab: &Lab) -> Self {
+        let socket = lab.dir.path().join("init.sock");
+        let _ = std::fs::remove_file(&socket); // an earlier stand-in's
+        let listener = UnixListener::bind(&socket).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let spec = lab.spec("vault");
+        let log = lab.dir.path().join("vault.log");
+        let vault = Arc::new(Mutex::new(Some(spawn_logged(&spec, &log))));
+        let (stop, restarts) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let thread = {
+            let (vault, stop, restarts) = (vault.clone(), stop.clone(), restarts.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((stream, _)) = listener.accept() else {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        continue;
+                    };
+                    stream.set_nonblocking(false).unwrap();
+                    let mut line = String::new();
+                    std::io::BufReader::new(&stream)
+                        .read_line(&mut line)
+                        .unwrap();
+                    let req: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    let answer = if req["cmd"] == "restart" && req["name"] == "vault" {
+                        let mut guard = vault.lock().unwrap();
+                        if let Some(mut old) = guard.take() {
+                            let _ = old.kill();
+                            let _ = old.wait();
+                        }
+                        *guard = Some(spawn_logged(&spec, &log));
+                        restarts.fetch_add(1, Ordering::Relaxed);
+                        serde_json::json!({"ok": true})
+                    } else {
+                        serde_json::json!({"ok": false, "error": "this stand-in only restarts vault"})
+                    };
+                    writeln!(&stream, "{answer}").unwrap();
+                }
+            })
+        };
+        Self {
+            socket,
+            stop,
+            restarts,
+            vault,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeInit {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Ok(mut guard) = self.vault.lock() {
+            if let Some(mut child) = guard.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! The snapshot calls, bytes in and out: Consul's and Vault's snapshot
+//! The snapshot calls (backups and restores), bytes in and out: Consul's and Vault's snapshot
 //! endpoints answer and take binary bodies, which the stack's JSON clients
 //! do not carry.
 //!
@@ -40,7 +40,7 @@ pub enum HttpError {
 }
 
 fn client(endpoint: &Endpoint, action: &str) -> Result<reqwest::Client, HttpError> {
-    kindling_stack::vault::install_crypto_provider();
+    crate::vault::install_crypto_provider();
     // Snapshots of a large cluster take a while: a generous bound, not none.
     let mut builder = reqwest::Client::builder()
         .no_proxy()
@@ -59,7 +59,7 @@ fn client(endpoint: &Endpoint, action: &str) -> Result<reqwest::Client, HttpErro
 }
 
 /// One request with `token` in `header`; the answer's bytes on 2xx.
-pub(crate) async fn exchange(
+pub async fn exchange(
     endpoint: &Endpoint,
     method: reqwest::Method,
     path: &str,
@@ -79,7 +79,7 @@ pub(crate) async fn exchange(
     let unreachable = |e: reqwest::Error| HttpError::Unreachable {
         action: action.into(),
         url: endpoint.url.clone(),
-        reason: kindling_stack::vault::error_chain(&e),
+        reason: crate::vault::error_chain(&e),
     };
     let resp = req.send().await.map_err(unreachable)?;
     let status = resp.status().as_u16();
