@@ -115,7 +115,7 @@ fn a_debian_node_with_real_cloud_init_joins_the_stack() -> Result<(), String> {
             return Err(e);
         }
     };
-    check_joined_row(&row)?;
+    crate::node_join::check_joined_row(&row, HOSTNAME, PROFILE)?;
     if marks
         .iter()
         .all(|(name, at)| *name != "cloud-init network" || at.is_none())
@@ -228,40 +228,6 @@ fn console_tail(lab: &mut Lab, vm: VmId) -> String {
         .map(|l| format!("  | {}", l.line))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Joined as the site says: its hostname in the catalog, the profile's
-/// metadata, the grant redeemed, the node's `installed` before the
-/// appliance's own `catalog-joined`.
-fn check_joined_row(row: &Value) -> Result<(), String> {
-    if row["consul"]["node"] != HOSTNAME || row["consul"]["id"].as_str().is_none_or(str::is_empty) {
-        return Err(format!(
-            "joined, but not as catalog node {HOSTNAME} with an ID: {row}"
-        ));
-    }
-    if row["profile"] != PROFILE {
-        return Err(format!(
-            "served profile {}, not {PROFILE}: {row}",
-            row["profile"]
-        ));
-    }
-    if row["grant"]["secret_id_accessor"]
-        .as_str()
-        .is_none_or(str::is_empty)
-    {
-        return Err(format!("joined without a recorded grant: {row}"));
-    }
-    let events: Vec<&str> = row["events"]
-        .as_array()
-        .map(|list| list.iter().filter_map(|e| e["event"].as_str()).collect())
-        .unwrap_or_default();
-    let at = |name: &str| events.iter().rposition(|e| *e == name);
-    match (at("installed"), at("catalog-joined")) {
-        (Some(installed), Some(joined)) if installed < joined => Ok(()),
-        _ => Err(format!(
-            "expected the node's `installed` and then the appliance's `catalog-joined`, events {events:?}"
-        )),
-    }
 }
 
 fn print_timeline(

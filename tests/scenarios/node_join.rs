@@ -159,7 +159,8 @@ fn join_one(
     }
     let row = wait_joined(lab, c, JOIN_TIMEOUT)?;
     let joined = started.elapsed();
-    check_joined_row(c, &row)?;
+    check_joined_row(&row, c.hostname, c.env)
+        .map_err(|e| format!("{} node {}: {e}", c.label, c.mac))?;
     eprintln!(
         "[{scenario}] {label} joined +{:.1}s: catalog node {} id {} address {}",
         joined.as_secs_f64(),
@@ -211,30 +212,26 @@ fn wait_joined(lab: &Lab, c: &Candidate, timeout: Duration) -> Result<Value, Str
     }
 }
 
-/// Joined as the site says: under its hostname, its grant redeemed, the
-/// appliance's own `catalog-joined` after the node's `installed`.
-fn check_joined_row(c: &Candidate, row: &Value) -> Result<(), String> {
-    if row["consul"]["node"] != c.hostname || row["consul"]["id"].as_str().is_none_or(str::is_empty)
-    {
+/// Joined as the site says: under its hostname in the catalog with an ID,
+/// served `profile`, its grant redeemed, the node's `installed` before the
+/// appliance's own `catalog-joined`.
+pub(crate) fn check_joined_row(row: &Value, hostname: &str, profile: &str) -> Result<(), String> {
+    if row["consul"]["node"] != hostname || row["consul"]["id"].as_str().is_none_or(str::is_empty) {
         return Err(format!(
-            "{} node {}: joined, but not as catalog node {} with an ID: {row}",
-            c.label, c.mac, c.hostname
+            "joined, but not as catalog node {hostname} with an ID: {row}"
         ));
     }
-    if row["profile"] != c.env {
+    if row["profile"] != profile {
         return Err(format!(
-            "{} node {}: served profile {}, expected {}: {row}",
-            c.label, c.mac, row["profile"], c.env
+            "served profile {}, expected {profile}: {row}",
+            row["profile"]
         ));
     }
     if row["grant"]["secret_id_accessor"]
         .as_str()
         .is_none_or(str::is_empty)
     {
-        return Err(format!(
-            "{} node {}: joined without a recorded grant: {row}",
-            c.label, c.mac
-        ));
+        return Err(format!("joined without a recorded grant: {row}"));
     }
     let events: Vec<&str> = row["events"]
         .as_array()
@@ -244,8 +241,7 @@ fn check_joined_row(c: &Candidate, row: &Value) -> Result<(), String> {
     match (at("installed"), at("catalog-joined")) {
         (Some(installed), Some(joined)) if installed < joined => Ok(()),
         _ => Err(format!(
-            "{} node {}: expected the node's `installed` and then the appliance's `catalog-joined`, events {events:?}",
-            c.label, c.mac
+            "expected the node's `installed` and then the appliance's `catalog-joined`, events {events:?}"
         )),
     }
 }
