@@ -5,6 +5,7 @@
 //! Consul tokens kindling hands out are `consul_token_steps`.
 
 use super::policies::{self, KV_MOUNT};
+use super::service_restart::restart_service;
 use super::{Outcome, Run, StepError};
 use crate::consul::{AclToken, ConsulApi, ConsulError};
 use crate::nomad::{NomadApi, NomadError};
@@ -302,25 +303,20 @@ pub(super) async fn nomad_integration(run: &Run) -> Result<Outcome, StepError> {
         }
     })?;
     let restart = match &run.opts.control_socket {
-        Some(sock) if sock.exists() => match restart_service(sock, "nomad") {
-            Ok(()) => "Nomad restarted to load them".to_string(),
-            Err(e) => format!(
-                "restarting Nomad through init failed ({e}); it loads them at its next start"
-            ),
-        },
+        Some(sock) if sock.exists() => {
+            match restart_service(sock, "nomad", run.opts.service_timeout).await {
+                Ok(()) => "Nomad restarted to load them".to_string(),
+                Err(e) => format!(
+                    "restarting Nomad through init failed ({e}); it loads them at its next start"
+                ),
+            }
+        }
         _ => "no init control socket; Nomad loads them at its next start".to_string(),
     };
     Ok(Outcome::done(format!(
         "wrote {}; {restart}",
         path.display()
     )))
-}
-
-/// Asks init (docs/contracts.md "Control socket") to restart one service.
-pub(super) fn restart_service(socket: &Path, name: &str) -> Result<(), String> {
-    kindling_init_protocol::Client::new(socket)
-        .restart(name)
-        .map_err(|e| e.to_string())
 }
 
 /// The overlay's profiles and `[[nodes]]`, readable with `consul kv get

@@ -16,6 +16,7 @@ mod error;
 pub mod policies;
 mod restore_steps;
 mod schedule;
+mod service_restart;
 mod setup_steps;
 mod steps;
 mod storage_steps;

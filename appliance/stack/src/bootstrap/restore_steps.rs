@@ -16,7 +16,7 @@
 //! into a Consul whose ACLs someone bootstrapped. Each snapshot file is
 //! removed once it is in, so a rerun does not restore twice.
 
-use super::acl_steps::restart_service;
+use super::service_restart::restart_service;
 use super::{Outcome, Run, StepError};
 use crate::patience::Backoff;
 use crate::snapshot_http::{exchange, Endpoint};
@@ -88,7 +88,9 @@ pub(super) async fn vault_restore(run: &Run) -> Result<Outcome, StepError> {
     wait_vault(run, |h| h == Health::Sealed, "sealed by the snapshot").await?;
     // A Vault sealed by a restore keeps the seal it started with; restarted,
     // it reads the restored one (the original shares and threshold).
-    restart_service(socket, "vault").map_err(|reason| StepError::RestartVault { reason })?;
+    restart_service(socket, "vault", run.opts.service_timeout)
+        .await
+        .map_err(|reason| StepError::RestartVault { reason })?;
     wait_vault(run, |h| h == Health::Sealed, "sealed after its restart").await?;
     run.say("vault: the backed-up Vault is restored: unseal it with the ORIGINAL key shares (kindling vault unseal)");
     Ok(Outcome::done(

@@ -6,8 +6,9 @@
 //! the data partition (so the next render has it), and restarts Vault
 //! through init's control socket. With raft storage it does nothing.
 
-use super::acl_steps::{bootstrap_consul_acl, restart_service, SETTLE};
+use super::acl_steps::{bootstrap_consul_acl, SETTLE};
 use super::policies::CONSUL_VAULT_STORAGE_RULES;
+use super::service_restart::restart_service;
 use super::{Outcome, Run, StepError};
 use kindling_site::VaultStorage;
 use serde_json::{json, Value};
@@ -79,7 +80,8 @@ pub(super) async fn vault_storage(run: &Run) -> Result<Outcome, StepError> {
             .map_err(crate::render::RenderError::from)?;
         match &run.opts.control_socket {
             Some(sock) if sock.exists() => {
-                restart_service(sock, "vault")
+                restart_service(sock, "vault", run.opts.service_timeout)
+                    .await
                     .map_err(|reason| StepError::RestartVault { reason })?;
                 did.push("Vault restarted with it".into());
             }

@@ -10,7 +10,7 @@
 //! a certificate in the bundle that Vault did not answer for its own PKI root.
 
 use super::policies::PKI_ROOT_MOUNT;
-use super::{acl_steps::restart_service, Outcome, Run, StepError};
+use super::{service_restart::restart_service, Outcome, Run, StepError};
 use crate::tls;
 use reqwest::Method;
 use serde_json::Value;
@@ -63,7 +63,7 @@ pub(super) async fn server_trust(run: &Run) -> Result<Outcome, StepError> {
     if st.nomad.enabled {
         // Nomad reads its CA file at start; the bootstrap may restart it.
         did.push(match &run.opts.control_socket {
-            Some(sock) if sock.exists() => match restart_service(sock, "nomad") {
+            Some(sock) if sock.exists() => match restart_service(sock, "nomad", run.opts.service_timeout).await {
                 Ok(()) => "Nomad restarted".to_string(),
                 Err(e) => format!("restarting Nomad through init failed ({e}); it loads the bundle at its next start"),
             },

@@ -326,7 +326,8 @@ pub fn rt() -> tokio::runtime::Runtime {
 }
 
 /// Stands in for kindling-init's control socket (docs/contracts.md): owns
-/// the Vault process and restarts it on request. Kills it on drop.
+/// the Vault process, lists it and restarts it on request (answering
+/// before the restart, as init does). Kills it on drop.
 pub struct FakeInit {
     pub socket: PathBuf,
     stop: Arc<AtomicBool>,
@@ -380,16 +381,33 @@ impl FakeInit {
                         .unwrap();
                     let req: serde_json::Value = serde_json::from_str(&line).unwrap();
                     let answer = if req["cmd"] == "restart" && req["name"] == "vault" {
-                        let mut guard = vault.lock().unwrap();
-                        if let Some(mut old) = guard.take() {
-                            let _ = old.kill();
-                            let _ = old.wait();
-                        }
-                        *guard = Some(spawn_logged(&spec, &log));
-                        restarts.fetch_add(1, Ordering::Relaxed);
+                        // Like init: answer first, stop and start afterwards.
+                        let (vault, restarts, spec, log) =
+                            (vault.clone(), restarts.clone(), spec.clone(), log.clone());
+                        std::thread::spawn(move || {
+                            std::thread::sleep(std::time::Duration::from_millis(300));
+                            let mut guard = vault.lock().unwrap();
+                            if let Some(mut old) = guard.take() {
+                                let _ = old.kill();
+                                let _ = old.wait();
+                            }
+                            *guard = Some(spawn_logged(&spec, &log));
+                            restarts.fetch_add(1, Ordering::Relaxed);
+                        });
                         serde_json::json!({"ok": true})
+                    } else if req["cmd"] == "list" {
+                        let guard = vault.lock().unwrap();
+                        serde_json::json!({
+                            "phases": [], "ready": true, "degraded": [],
+                            "services": [{
+                                "name": "vault", "state": "running",
+                                "pid": guard.as_ref().map(Child::id),
+                                "restarts": restarts.load(Ordering::Relaxed),
+                                "uptime_ms": null, "ready": guard.is_some(), "reason": null,
+                            }],
+                        })
                     } else {
-                        serde_json::json!({"ok": false, "error": "this stand-in only restarts vault"})
+                        serde_json::json!({"ok": false, "error": "this stand-in only lists and restarts vault"})
                     };
                     writeln!(&stream, "{answer}").unwrap();
                 }
