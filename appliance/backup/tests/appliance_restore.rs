@@ -10,8 +10,9 @@
 //!    (a tampered one and one of another site are refused, nothing staged);
 //! 4. B "reboots": the config phase's apply moves its fresh Consul and
 //!    Vault data aside and writes the backup's files; the bootstrap forces
-//!    Vault's snapshot in, waits for the ORIGINAL shares, restores Consul's
-//!    snapshot and carries on with A's own Vault token.
+//!    Vault's snapshot in, waits for the ORIGINAL shares (a run that gives
+//!    up waiting leaves the next one saying Vault is restored), restores
+//!    Consul's snapshot and carries on with A's own Vault token.
 //!
 //! B then answers with A's KV value, A's Vault secret, A's node, and A's
 //! Consul management token, and holds A's CA (its key sealed to the
@@ -164,6 +165,14 @@ fn a_backup_restored_through_the_appliance_brings_its_cluster_back() {
     b.start("consul");
     let init = FakeInit::start(&b);
     b.wait_ready(&b.spec("vault"));
+    // The first run restores Vault, then gives up waiting for the shares
+    // (as when the appliance reboots while the operator gathers them).
+    opts.unseal_timeout = Some(Duration::from_secs(2));
+    let gave_up = rt_run(opts.clone()).unwrap_err();
+    assert!(gave_up.to_string().contains("share"), "{gave_up}");
+    let (restored, detail) = step_state(&b, "vault-restore");
+    assert_eq!(restored, StepState::Done, "{detail}");
+    assert_eq!(step_state(&b, "consul-restore").0, StepState::Pending);
     opts.unseal_timeout = Some(Duration::from_secs(120));
     let run = {
         let opts = opts.clone();
@@ -185,7 +194,11 @@ fn a_backup_restored_through_the_appliance_brings_its_cluster_back() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let (restored, detail) = step_state(&b, "vault-restore");
-    assert_eq!(restored, StepState::Done, "{detail}");
+    assert_eq!(
+        restored,
+        StepState::AlreadyDone,
+        "the rerun knows: {detail}"
+    );
     let first = rt.block_on(vault.unseal(&original.keys_base64[0])).unwrap();
     assert_eq!(
         (first.shares, first.threshold),

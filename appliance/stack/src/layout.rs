@@ -107,6 +107,12 @@ impl StackLayout {
     pub fn restore_consul_snapshot(&self) -> PathBuf {
         self.restore_dir().join("consul.snap")
     }
+    /// Left once Vault's snapshot is in, until the restored Vault is open:
+    /// a bootstrap run meanwhile (say, a reboot while the operator gathers
+    /// the shares) reports the restore instead of "no restore".
+    pub fn restore_vault_marker(&self) -> PathBuf {
+        self.restore_dir().join("vault.restored")
+    }
     pub fn consul_config(&self) -> PathBuf {
         self.config_dir.join("consul.json")
     }

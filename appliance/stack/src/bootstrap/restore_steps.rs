@@ -14,7 +14,8 @@
 //!
 //! Must never force a snapshot into a Vault that holds data, nor restore
 //! into a Consul whose ACLs someone bootstrapped. Each snapshot file is
-//! removed once it is in, so a rerun does not restore twice.
+//! removed once it is in, so a rerun does not restore twice; a marker
+//! says Vault's is in until the restored Vault is open.
 
 use super::service_restart::restart_service;
 use super::{Outcome, Run, StepError};
@@ -42,7 +43,7 @@ fn remove(path: &Path) -> Result<(), StepError> {
 pub(super) async fn vault_restore(run: &Run) -> Result<Outcome, StepError> {
     let path = run.opts.layout.restore_vault_snapshot();
     let Some(snapshot) = staged(&path)? else {
-        return Ok(Outcome::skipped("no restore"));
+        return vault_restored_earlier(run).await;
     };
     if !run.opts.site.stack.vault.enabled {
         return Ok(Outcome::skipped(format!(
@@ -82,6 +83,11 @@ pub(super) async fn vault_restore(run: &Run) -> Result<Outcome, StepError> {
     )
     .await
     .map_err(|e| StepError::RestoreSnapshot(e.to_string()))?;
+    let marker = run.opts.layout.restore_vault_marker();
+    std::fs::write(&marker, b"").map_err(|source| StepError::WriteFile {
+        path: marker,
+        source,
+    })?;
     remove(&path)?;
     // Vault installs the snapshot and seals itself after it answered: a
     // restart before that would lose the install.
@@ -96,6 +102,22 @@ pub(super) async fn vault_restore(run: &Run) -> Result<Outcome, StepError> {
     Ok(Outcome::done(
         "the backed-up Vault restored over the empty one; it opens with the ORIGINAL key shares",
     ))
+}
+
+/// No snapshot waiting: no restore, or one whose Vault is in but still
+/// sealed, waiting for the original shares (the marker tells them apart).
+async fn vault_restored_earlier(run: &Run) -> Result<Outcome, StepError> {
+    let marker = run.opts.layout.restore_vault_marker();
+    if !marker.exists() {
+        return Ok(Outcome::skipped("no restore"));
+    }
+    if run.vault.health().await? == Health::Sealed {
+        return Ok(Outcome::already(
+            "the backed-up Vault is restored; it opens with the ORIGINAL key shares",
+        ));
+    }
+    remove(&marker)?;
+    Ok(Outcome::skipped("no restore (the restored Vault is open)"))
 }
 
 /// Waits until Vault's health satisfies `want` (`what` names it in the
