@@ -10,7 +10,8 @@
 //!    (a tampered one and one of another site are refused, nothing staged);
 //! 4. B "reboots": the config phase's apply moves its fresh Consul and
 //!    Vault data aside and writes the backup's files; the bootstrap forces
-//!    Vault's snapshot in, waits for the ORIGINAL shares (a run that gives
+//!    Vault's snapshot in, waits for the ORIGINAL shares (a run cut off
+//!    before Vault's restart has the next one restart it; one that gives
 //!    up waiting leaves the next one saying Vault is restored), restores
 //!    Consul's snapshot and carries on with A's own Vault token.
 //!
@@ -173,6 +174,20 @@ fn a_backup_restored_through_the_appliance_brings_its_cluster_back() {
     let (restored, detail) = step_state(&b, "vault-restore");
     assert_eq!(restored, StepState::Done, "{detail}");
     assert_eq!(step_state(&b, "consul-restore").0, StepState::Pending);
+    // A run cut off between the snapshot and Vault's restart: the next one
+    // restarts Vault onto the restored seal.
+    let marker = b.layout.restore_vault_marker();
+    assert_eq!(std::fs::read(&marker).unwrap(), b"restarted\n");
+    std::fs::write(&marker, b"forced\n").unwrap();
+    let restarts = init.restarts.load(std::sync::atomic::Ordering::Relaxed);
+    rt_run(opts.clone()).unwrap_err();
+    let (restored, detail) = step_state(&b, "vault-restore");
+    assert_eq!(restored, StepState::Done, "{detail}");
+    assert!(detail.contains("restarted onto it"), "{detail}");
+    assert_eq!(
+        init.restarts.load(std::sync::atomic::Ordering::Relaxed),
+        restarts + 1
+    );
     opts.unseal_timeout = Some(Duration::from_secs(120));
     let run = {
         let opts = opts.clone();

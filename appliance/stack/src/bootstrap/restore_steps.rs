@@ -15,7 +15,8 @@
 //! Must never force a snapshot into a Vault that holds data, nor restore
 //! into a Consul whose ACLs someone bootstrapped. Each snapshot file is
 //! removed once it is in, so a rerun does not restore twice; a marker
-//! says Vault's is in until the restored Vault is open.
+//! says Vault's is in (and whether Vault was restarted onto it) until the
+//! restored Vault is open.
 
 use super::service_restart::restart_service;
 use super::{Outcome, Run, StepError};
@@ -83,12 +84,32 @@ pub(super) async fn vault_restore(run: &Run) -> Result<Outcome, StepError> {
     )
     .await
     .map_err(|e| StepError::RestoreSnapshot(e.to_string()))?;
-    let marker = run.opts.layout.restore_vault_marker();
-    std::fs::write(&marker, b"").map_err(|source| StepError::WriteFile {
-        path: marker,
-        source,
-    })?;
+    mark(run, FORCED)?;
     remove(&path)?;
+    restart_restored(run, socket).await?;
+    Ok(Outcome::done(
+        "the backed-up Vault restored over the empty one; it opens with the ORIGINAL key shares",
+    ))
+}
+
+/// What the marker holds: the snapshot is in, but Vault still runs with
+/// the throwaway seal; or Vault was restarted onto the restored one.
+const FORCED: &[u8] = b"forced\n";
+const RESTARTED: &[u8] = b"restarted\n";
+
+fn mark(run: &Run, stage: &[u8]) -> Result<(), StepError> {
+    let marker = run.opts.layout.restore_vault_marker();
+    kindling_atomic_write::write_atomic_with_mode(&marker, stage, 0o600).map_err(|source| {
+        StepError::WriteFile {
+            path: marker,
+            source,
+        }
+    })
+}
+
+/// Has init restart the Vault a snapshot was forced into, so that it
+/// reads the restored seal.
+async fn restart_restored(run: &Run, socket: &Path) -> Result<(), StepError> {
     // Vault installs the snapshot and seals itself after it answered: a
     // restart before that would lose the install.
     wait_vault(run, |h| h == Health::Sealed, "sealed by the snapshot").await?;
@@ -98,18 +119,27 @@ pub(super) async fn vault_restore(run: &Run) -> Result<Outcome, StepError> {
         .await
         .map_err(|reason| StepError::RestartVault { reason })?;
     wait_vault(run, |h| h == Health::Sealed, "sealed after its restart").await?;
+    mark(run, RESTARTED)?;
     run.say("vault: the backed-up Vault is restored: unseal it with the ORIGINAL key shares (kindling vault unseal)");
-    Ok(Outcome::done(
-        "the backed-up Vault restored over the empty one; it opens with the ORIGINAL key shares",
-    ))
+    Ok(())
 }
 
-/// No snapshot waiting: no restore, or one whose Vault is in but still
-/// sealed, waiting for the original shares (the marker tells them apart).
+/// No snapshot waiting: no restore, or one already forced in. A run cut
+/// off before Vault's restart finishes it; after, Vault waits for the
+/// original shares until it is open (the marker tells these apart).
 async fn vault_restored_earlier(run: &Run) -> Result<Outcome, StepError> {
     let marker = run.opts.layout.restore_vault_marker();
-    if !marker.exists() {
+    let Some(stage) = staged(&marker)? else {
         return Ok(Outcome::skipped("no restore"));
+    };
+    if stage == FORCED {
+        let Some(socket) = run.opts.control_socket.as_ref().filter(|s| s.exists()) else {
+            return Err(StepError::RestoreNeedsInit { snapshot: marker });
+        };
+        restart_restored(run, socket).await?;
+        return Ok(Outcome::done(
+            "the backed-up Vault's snapshot was in; Vault restarted onto it; it opens with the ORIGINAL key shares",
+        ));
     }
     if run.vault.health().await? == Health::Sealed {
         return Ok(Outcome::already(
