@@ -302,16 +302,14 @@ pub(super) async fn nomad_integration(run: &Run) -> Result<Outcome, StepError> {
             source,
         }
     })?;
-    let restart = match &run.opts.control_socket {
-        Some(sock) if sock.exists() => {
-            match restart_service(sock, "nomad", run.opts.service_timeout).await {
-                Ok(()) => "Nomad restarted to load them".to_string(),
-                Err(e) => format!(
-                    "restarting Nomad through init failed ({e}); it loads them at its next start"
-                ),
-            }
-        }
-        _ => "no init control socket; Nomad loads them at its next start".to_string(),
+    let restart = match run.init_socket() {
+        Some(sock) => match restart_service(sock, "nomad", run.opts.service_timeout).await {
+            Ok(()) => "Nomad restarted to load them".to_string(),
+            Err(e) => format!(
+                "restarting Nomad through init failed ({e}); it loads them at its next start"
+            ),
+        },
+        None => "no init control socket; Nomad loads them at its next start".to_string(),
     };
     Ok(Outcome::done(format!(
         "wrote {}; {restart}",

@@ -26,8 +26,8 @@ use crate::vault::Health;
 use std::path::Path;
 use std::time::Instant;
 
-/// The snapshot a restore left at `path`, if any.
-fn staged(path: &Path) -> Result<Option<Vec<u8>>, StepError> {
+/// What a restore left at `path` (a snapshot, or the marker), if anything.
+fn left_at(path: &Path) -> Result<Option<Vec<u8>>, StepError> {
     crate::files::read_opt(path).map_err(|e| StepError::ReadFile {
         path: path.to_path_buf(),
         source: std::io::Error::other(e.to_string()),
@@ -43,7 +43,7 @@ fn remove(path: &Path) -> Result<(), StepError> {
 
 pub(super) async fn vault_restore(run: &Run) -> Result<Outcome, StepError> {
     let path = run.opts.layout.restore_vault_snapshot();
-    let Some(snapshot) = staged(&path)? else {
+    let Some(snapshot) = left_at(&path)? else {
         return vault_restored_earlier(run).await;
     };
     if !run.opts.site.stack.vault.enabled {
@@ -55,7 +55,7 @@ pub(super) async fn vault_restore(run: &Run) -> Result<Outcome, StepError> {
     if run.vault.health().await? != Health::Uninitialized {
         return Err(StepError::RestoreOntoVaultWithData { snapshot: path });
     }
-    let Some(socket) = run.opts.control_socket.as_ref().filter(|s| s.exists()) else {
+    let Some(socket) = run.init_socket() else {
         return Err(StepError::RestoreNeedsInit { snapshot: path });
     };
     // A key and token that die with this Vault: the snapshot replaces both.
@@ -129,11 +129,11 @@ async fn restart_restored(run: &Run, socket: &Path) -> Result<(), StepError> {
 /// original shares until it is open (the marker tells these apart).
 async fn vault_restored_earlier(run: &Run) -> Result<Outcome, StepError> {
     let marker = run.opts.layout.restore_vault_marker();
-    let Some(stage) = staged(&marker)? else {
+    let Some(stage) = left_at(&marker)? else {
         return Ok(Outcome::skipped("no restore"));
     };
     if stage == FORCED {
-        let Some(socket) = run.opts.control_socket.as_ref().filter(|s| s.exists()) else {
+        let Some(socket) = run.init_socket() else {
             return Err(StepError::RestoreNeedsInit { snapshot: marker });
         };
         restart_restored(run, socket).await?;
@@ -173,7 +173,7 @@ async fn wait_vault(
 
 pub(super) async fn consul_restore(run: &Run) -> Result<Outcome, StepError> {
     let path = run.opts.layout.restore_consul_snapshot();
-    let Some(snapshot) = staged(&path)? else {
+    let Some(snapshot) = left_at(&path)? else {
         return Ok(Outcome::skipped("no restore"));
     };
     if !run.opts.site.stack.consul.enabled {

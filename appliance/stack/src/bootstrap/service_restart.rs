@@ -1,9 +1,21 @@
 //! Restarting a service the bootstrap rewrote the configuration of, through
 //! init's control socket (docs/contracts.md "Control socket").
 
+use super::Run;
 use kindling_init_protocol::Client;
 use std::path::Path;
 use std::time::Duration;
+
+impl Run {
+    /// Init's control socket, when there is one to ask (tests and a
+    /// bootstrap run by hand may have none).
+    pub(super) fn init_socket(&self) -> Option<&Path> {
+        self.opts
+            .control_socket
+            .as_deref()
+            .filter(|socket| socket.exists())
+    }
+}
 
 /// Asks init to restart `name` and waits (up to `patience`) until init
 /// reports a new process ready. Init answers the request before it stops

@@ -78,14 +78,14 @@ pub(super) async fn vault_storage(run: &Run) -> Result<Outcome, StepError> {
         crate::render::write_json(&config_path, &config, 0o640)?;
         crate::files::give_group(&config_path, kindling_init_protocol::accounts::VAULT.gid)
             .map_err(crate::render::RenderError::from)?;
-        match &run.opts.control_socket {
-            Some(sock) if sock.exists() => {
+        match run.init_socket() {
+            Some(sock) => {
                 restart_service(sock, "vault", run.opts.service_timeout)
                     .await
                     .map_err(|reason| StepError::RestartVault { reason })?;
                 did.push("Vault restarted with it".into());
             }
-            _ => {
+            None => {
                 return Err(StepError::NoControlSocket {
                     config: config_path,
                 })

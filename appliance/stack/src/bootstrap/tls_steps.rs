@@ -62,12 +62,12 @@ pub(super) async fn server_trust(run: &Run) -> Result<Outcome, StepError> {
     }
     if st.nomad.enabled {
         // Nomad reads its CA file at start; the bootstrap may restart it.
-        did.push(match &run.opts.control_socket {
-            Some(sock) if sock.exists() => match restart_service(sock, "nomad", run.opts.service_timeout).await {
+        did.push(match run.init_socket() {
+            Some(sock) => match restart_service(sock, "nomad", run.opts.service_timeout).await {
                 Ok(()) => "Nomad restarted".to_string(),
                 Err(e) => format!("restarting Nomad through init failed ({e}); it loads the bundle at its next start"),
             },
-            _ => "no init control socket; Nomad loads the bundle at its next start".to_string(),
+            None => "no init control socket; Nomad loads the bundle at its next start".to_string(),
         });
     }
     Ok(Outcome::done(did.join("; ")))
